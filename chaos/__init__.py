@@ -1,0 +1,1 @@
+"""raftcache.chaos: local cluster control (and, later, fault injection and checkers)."""

@@ -1,0 +1,1 @@
+"""raftcache.client: Python SDK (comes with the SDK issue)."""

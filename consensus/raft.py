@@ -1,0 +1,369 @@
+"""RaftNode: pysyncobj behind one small, typed interface.
+
+One replicated entry point takes bytes; results come back through a callback
+with an Outcome that separates "was it committed?" from "what did the state
+machine answer?". Callbacks run on pysyncobj's tick thread: callers must hand
+them to their own loop and never block. See DESIGN.md beside this file.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, SyncObjConsumer
+from pysyncobj import replicated as _replicated
+from pysyncobj.node import TCPNode
+
+from raftcache.consensus import journal, recovery, snapshot
+
+journal.install()
+_log = logging.getLogger("raftcache.consensus")
+
+
+class Durability(enum.Enum):
+    MEMORY = "memory"  # no disk: a restarted node starts empty and re-syncs from its peers
+    JOURNAL = "journal"  # Raft journal flushed every second + LMDB snapshots
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+class Outcome(enum.Enum):
+    """What is known about a proposal."""
+
+    APPLIED = "applied"  # committed and applied; the result is the state machine's answer
+    NOT_APPLIED = "not_applied"  # never entered the log: safe to retry
+    UNKNOWN = "unknown"  # may or may not commit (leader change, discarded, lost reply)
+
+
+_NOT_APPLIED = {FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.REQUEST_DENIED}
+_ROLES = {0: Role.FOLLOWER, 1: Role.CANDIDATE, 2: Role.LEADER}
+
+ProposeCallback = Callable[[Outcome, Any], None]
+
+
+class ReplicatedState(Protocol):
+    """The application side: applies log entries and saves/restores snapshots."""
+
+    def apply(self, data: bytes) -> Any:
+        """Apply one committed entry (on the tick thread). Raising stops the node."""
+
+    def snapshot_meta(self) -> bytes:
+        """Everything but the items, called in a forked child."""
+
+    def snapshot_items(self) -> Iterable[tuple[bytes, bytes]]:
+        """The items, called in a forked child."""
+
+    def restore(self, meta: bytes, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Replace the whole state (on the tick thread)."""
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    """Consensus settings; timings are seconds."""
+
+    self_addr: str
+    peers: tuple[str, ...]
+    durability: Durability = Durability.JOURNAL
+    data_dir: Path | None = None
+    secret: str | None = None
+    election_timeout_min: float = 0.3
+    election_timeout_max: float = 0.7
+    heartbeat_period: float = 0.05
+    connection_timeout: float = 1.5
+    connection_retry: float = 0.5
+    leader_fallback_timeout: float = 3.0
+    compaction_min_entries: int = 20_000
+    compaction_min_time: float = 24 * 3600.0
+    max_entry_bytes: int = 64 << 20
+    queue_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.durability is Durability.JOURNAL and self.data_dir is None:
+            raise ValueError("durability 'journal' needs a data directory")
+        if self.self_addr in self.peers:
+            raise ValueError(f"the peer list contains this node's own raft address {self.self_addr}")
+
+
+@dataclass(frozen=True)
+class RaftStatus:
+    """A consistent copy of pysyncobj's state, refreshed on every tick."""
+
+    role: Role = Role.FOLLOWER
+    term: int = 0
+    leader: str | None = None
+    commit_index: int = 0
+    applied_index: int = 0
+    leader_commit_index: int = 0
+    match_index: dict[str, int] = field(default_factory=dict)
+    connected: frozenset[str] = frozenset()
+    ready: bool = False
+    # Monotonic time of the last tick at which this node knew a leader and had applied
+    # everything that leader had told it was committed.
+    caught_up_at: float = 0.0
+
+
+class _Consumer(SyncObjConsumer):  # type: ignore[misc]
+    """Holds the single replicated method; the state itself lives in ReplicatedState."""
+
+    def __init__(self, state: ReplicatedState, on_fatal: Callable[[BaseException], None]) -> None:
+        self._state = state
+        self._on_fatal = on_fatal
+        super().__init__()
+
+    @_replicated  # type: ignore[misc]
+    def apply(self, data: bytes) -> Any:
+        try:
+            return self._state.apply(data)
+        except BaseException as exc:
+            self._on_fatal(exc)
+            raise
+
+
+def _fatal_exit(exc: BaseException) -> None:
+    _log.critical("cannot apply a committed log entry; stopping this node: %r", exc)
+    logging.shutdown()
+    os._exit(70)
+
+
+class RaftNode:
+    """One Raft member. Construct on the thread that will stay alive (pysyncobj checks it)."""
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        state: ReplicatedState,
+        *,
+        on_fatal: Callable[[BaseException], None] = _fatal_exit,
+        on_role_change: Callable[[Role, Role], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._state = state
+        self._on_role_change = on_role_change
+        self._on_tick_actions: collections.deque[Callable[[], None]] = collections.deque()
+        self._status = RaftStatus()
+        self._last_tick = time.monotonic()
+        self._gap_buckets: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
+        self.snapshots_taken = 0
+        self.recovery: recovery.RecoveryReport | None = None
+        self._child_pid = 0
+        self._scratch: str | None = None
+        self._dump_path, journal_path = self._prepare_files()
+        self._consumer = _Consumer(state, on_fatal)
+        conf = SyncObjConf(
+            password=config.secret,
+            autoTick=True,
+            autoTickPeriod=0.01,
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=config.heartbeat_period,
+            raftMinTimeout=config.election_timeout_min,
+            raftMaxTimeout=config.election_timeout_max,
+            connectionTimeout=config.connection_timeout,
+            connectionRetryTime=config.connection_retry,
+            leaderFallbackTimeout=config.leader_fallback_timeout,
+            appendEntriesBatchSizeBytes=config.max_entry_bytes,
+            logCompactionBatchSize=1 << 20,
+            logCompactionMinEntries=config.compaction_min_entries,
+            logCompactionMinTime=config.compaction_min_time,
+            commandsQueueSize=config.queue_size,
+            commandsWaitLeader=False,
+            sendBufferSize=1 << 21,
+            recvBufferSize=1 << 21,
+            journalFile=journal_path,
+            fullDumpFile=self._dump_path,
+            serializer=self._serialize,
+            deserializer=self._deserialize,
+            serializeChecker=self._check_serializing,
+            onStateChanged=self._state_changed,
+            dynamicMembershipChange=False,
+        )
+        self._syncobj = SyncObj(config.self_addr, list(config.peers), conf, consumers=[self._consumer])
+        self._syncobj.addOnTickCallback(self._on_tick)
+
+    # ------------------------------------------------------------ files
+
+    def _prepare_files(self) -> tuple[str, str | None]:
+        """Paths of the snapshot and journal; in journal mode, repair what a crash left."""
+        if self.config.durability is Durability.MEMORY:
+            base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            self._scratch = tempfile.mkdtemp(prefix="raftcache-", dir=base)
+            return os.path.join(self._scratch, "snapshot.lmdb"), None
+        assert self.config.data_dir is not None
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        dump = str(self.config.data_dir / "snapshot.lmdb")
+        jrnl = str(self.config.data_dir / "raft.journal")
+        # Trap 1 (PYSYNCOBJ.md): a journal without a dump file loses everything after the
+        # first compaction, so journal mode always has both.
+        self.recovery = recovery.repair(jrnl, dump)
+        return dump, jrnl
+
+    # ------------------------------------------------------------ proposals
+
+    def propose(self, data: bytes, callback: ProposeCallback) -> None:
+        """Append `data` to the replicated log. `callback` runs on the tick thread."""
+
+        def done(result: Any, reason: int) -> None:
+            if reason == FAIL_REASON.SUCCESS:
+                callback(Outcome.APPLIED, result)
+            elif reason in _NOT_APPLIED:
+                callback(Outcome.NOT_APPLIED, reason)
+            else:
+                callback(Outcome.UNKNOWN, reason)
+
+        self._consumer.apply(data, callback=done)
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> RaftStatus:
+        """The state as of the last tick (at most one tick old)."""
+        return self._status
+
+    def is_leader(self) -> bool:
+        return self._status.role is Role.LEADER
+
+    def max_tick_gap_ms(self, window_s: float = 60.0) -> float:
+        """Longest gap between two ticks in the last `window_s` seconds."""
+        floor = int(time.monotonic() - window_s)
+        return max((gap for second, gap in self._gap_buckets if second >= floor), default=0.0)
+
+    def _on_tick(self) -> None:
+        now = time.monotonic()
+        gap_ms = (now - self._last_tick) * 1000.0
+        self._last_tick = now
+        second = int(now)
+        if self._gap_buckets and self._gap_buckets[-1][0] == second:
+            if gap_ms > self._gap_buckets[-1][1]:
+                self._gap_buckets[-1] = (second, gap_ms)
+        else:
+            self._gap_buckets.append((second, gap_ms))
+        while self._on_tick_actions:
+            self._on_tick_actions.popleft()()
+        self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        so = self._syncobj
+        leader = so._getLeader()
+        applied = so.raftLastApplied
+        leader_commit = so._SyncObj__leaderCommitIndex or 0
+        caught_up_at = self._status.caught_up_at
+        if leader is not None and applied >= leader_commit:
+            caught_up_at = time.monotonic()
+        match = getattr(so, "_SyncObj__raftMatchIndex", {})
+        connected = getattr(so, "_SyncObj__connectedNodes", set())
+        self._status = RaftStatus(
+            role=_ROLES[so._SyncObj__raftState],
+            term=so.raftCurrentTerm,
+            leader=leader.address if leader is not None else None,
+            commit_index=so.raftCommitIndex,
+            applied_index=applied,
+            leader_commit_index=leader_commit,
+            match_index={n.address: i for n, i in list(match.items())},
+            connected=frozenset(n.address for n in list(connected)),
+            ready=so.isReady(),
+            caught_up_at=caught_up_at,
+        )
+
+    def _state_changed(self, old: int, new: int) -> None:
+        self._refresh_status()
+        if self._on_role_change is not None:
+            self._on_role_change(_ROLES[old], _ROLES[new])
+
+    # ------------------------------------------------------------ leadership
+
+    def transfer_leadership(self) -> None:
+        """Ask the most caught-up follower to take over (runs on the tick thread)."""
+        self._on_tick_actions.append(lambda: self._syncobj.transferLeadership())
+
+    def force_snapshot(self) -> bool:
+        """Compact the log into a snapshot soon; False if one is being written already."""
+        if self._child_pid:
+            return False
+        self._syncobj.forceLogCompaction()
+        return True
+
+    # ------------------------------------------------------------ snapshots
+
+    def _serialize(self, _tmp_path: str, raft_data: tuple[Any, Any, Any]) -> None:
+        """Called on the tick thread at compaction: fork a child that writes the LMDB file.
+
+        The child sees the state exactly as of the last applied entry, copy-on-write,
+        so the tick thread stalls only for the fork. The child renames the finished
+        file into place itself; pysyncobj's own rename of `_tmp_path` then fails
+        harmlessly and `_check_serializing` reports the child's result.
+        """
+        last, previous, cluster = raft_data
+        meta = snapshot.RaftMeta(
+            last=snapshot.RaftEntry(bytes(last[0]), last[1], last[2]),
+            previous=snapshot.RaftEntry(bytes(previous[0]), previous[1], previous[2]),
+            cluster=tuple(sorted(n.address for n in cluster)),
+        )
+        pid = os.fork()
+        if pid == 0:  # child: touch only the file, then leave without running any cleanup
+            code = 1
+            try:
+                partial = self._dump_path + ".writing"
+                snapshot.write(
+                    partial, meta, self._state.snapshot_meta(), self._state.snapshot_items()
+                )
+                os.rename(partial, self._dump_path)
+                journal.fsync_dir(os.path.dirname(self._dump_path))
+                code = 0
+            finally:
+                os._exit(code)
+        self._child_pid = pid
+
+    def _check_serializing(self) -> int:
+        if not self._child_pid:
+            return int(SERIALIZER_STATE.NOT_SERIALIZING)
+        pid, status = os.waitpid(self._child_pid, os.WNOHANG)
+        if pid == 0:
+            return int(SERIALIZER_STATE.SERIALIZING)
+        self._child_pid = 0
+        if os.waitstatus_to_exitcode(status) == 0:
+            self.snapshots_taken += 1
+            return int(SERIALIZER_STATE.SUCCESS)
+        _log.error("snapshot writer exited with status %s", status)
+        return int(SERIALIZER_STATE.FAILED)
+
+    def _deserialize(self, path: str) -> tuple[Any, Any, Any]:
+        """Load a snapshot (at start-up, or streamed from the leader) into the state."""
+        started = time.monotonic()
+        with snapshot.reader(path) as (raft, state_meta, items):
+            self._state.restore(state_meta, items)
+        _log.info(
+            "loaded snapshot at index %d in %.0f ms",
+            raft.last.index,
+            (time.monotonic() - started) * 1000,
+        )
+        cluster = {TCPNode(addr) for addr in raft.cluster}
+        return raft.last.as_tuple(), raft.previous.as_tuple(), cluster
+
+    # ------------------------------------------------------------ lifecycle
+
+    def destroy(self) -> None:
+        """Stop the tick thread, flush and close the journal."""
+        self._syncobj.destroy()
+        thread = getattr(self._syncobj, "_SyncObj__thread", None)
+        if isinstance(thread, threading.Thread) and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        if self._child_pid:
+            try:
+                os.waitpid(self._child_pid, 0)
+            except ChildProcessError:
+                pass
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""raftcache.node: state machine, proposer, gRPC servicers, server wiring and the node CLI."""

@@ -1,0 +1,38 @@
+"""`raftcache-node`: run one node. Flags also read RAFTCACHE_<FLAG> environment variables."""
+
+from __future__ import annotations
+
+import os
+
+# The snapshot writer forks; gRPC's fork handlers would pause its threads around every
+# fork. The child never touches gRPC, so they are not needed. Set before grpc is imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import asyncio  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from raftcache.node import log_setup  # noqa: E402
+from raftcache.node.config import ConfigError, load  # noqa: E402
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = load(argv)
+    except ConfigError as exc:
+        print(f"raftcache-node: error: {exc}", file=sys.stderr)
+        return 2
+    from raftcache.node.server import Node
+
+    node = Node(config)
+    log_setup.configure(config.log_format, config.log_level, node.log_context)
+    try:
+        asyncio.run(node.run())
+    except OSError as exc:
+        print(f"raftcache-node: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Node configuration: one frozen dataclass, built and validated once from flags/environment."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from raftcache.consensus import Durability, RaftConfig
+from raftcache.node.proposer import ProposerConfig
+from raftcache.node.requests import Limits
+
+ENV_PREFIX = "RAFTCACHE_"
+
+
+class ConfigError(ValueError):
+    """A flag (or its RAFTCACHE_* variable) has a bad value; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: str
+    listen: str
+    advertise: str
+    raft: RaftConfig
+    limits: Limits
+    proposer: ProposerConfig
+    log_format: str
+    log_level: str
+
+
+def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
+    env = ENV_PREFIX + name.upper().replace("-", "_")
+    shown = "none" if default in (None, "") else default
+    return f"--{name}", {"help": f"{help_text} [env {env}; default {shown}]", "default": None}
+
+
+_FLAGS: list[tuple[str, str, str | None]] = [
+    ("data-dir", "directory for the Raft journal and LMDB snapshots", "./raftcache-data"),
+    ("listen", "HOST:PORT the gRPC client API listens on", "127.0.0.1:6380"),
+    ("advertise", "HOST:PORT clients should use to reach this node", "the --listen address"),
+    ("raft", "HOST:PORT of this node's Raft port (peers dial it)", "127.0.0.1:7380"),
+    ("peers", "comma-separated Raft HOST:PORT of the OTHER voters (empty: single node)", ""),
+    ("node-id", "this node's name in Status and logs", "the --raft address"),
+    ("raft-secret", "shared secret encrypting the Raft port (required off loopback)", None),
+    ("durability", "'journal' (journal + LMDB snapshots) or 'memory' (no disk)", "journal"),
+    ("log-format", "'console' or 'json' (one JSON object per line)", "console"),
+    ("log-level", "debug, info, warning or error", "info"),
+    ("max-key-bytes", "largest accepted key", "65536"),
+    ("max-value-bytes", "largest accepted value", "4194304"),
+    ("tick-interval-ms", "how often the leader replicates its clock", "100"),
+    ("commit-timeout-ms", "after this a write's outcome is reported unknown", "5000"),
+    ("max-inflight-batches", "group-commit batches waiting for Raft at once", "1"),
+    ("compaction-entries", "Raft log entries between snapshots", "20000"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raftcache-node",
+        description="Run one raftcache node: a gRPC cache API backed by a Raft-replicated state. "
+        "Every flag can also be set through the environment variable named in its help.",
+    )
+    for name, help_text, default in _FLAGS:
+        flag, kwargs = _flag(name, help_text, default)
+        parser.add_argument(flag, **kwargs)  # type: ignore[arg-type]
+    return parser
+
+
+def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, _help, default in _FLAGS:
+        attr = name.replace("-", "_")
+        value = getattr(args, attr)
+        if value is None:
+            value = env.get(ENV_PREFIX + attr.upper())
+        if value is None and default is not None and not default.startswith("the "):
+            value = default
+        if value is not None:
+            values[name] = value
+    return values
+
+
+def parse_address(flag: str, text: str) -> str:
+    """Validate HOST:PORT; returns it stripped."""
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or " " in host:
+        raise ConfigError(
+            f"{flag}: {text!r} is not HOST:PORT (for example 127.0.0.1:7380); the port must "
+            "be 1-65535"
+        )
+    return text
+
+
+def parse_peers(text: str) -> tuple[str, ...]:
+    if not text.strip():
+        return ()
+    peers = []
+    for i, item in enumerate(text.split(",")):
+        if not item.strip():
+            raise ConfigError(
+                f"--peers: entry {i + 1} of {text!r} is empty; give comma-separated HOST:PORT "
+                "Raft addresses with no trailing comma"
+            )
+        peers.append(parse_address("--peers", item))
+    if len(set(peers)) != len(peers):
+        raise ConfigError(f"--peers: {text!r} lists the same address twice")
+    return tuple(peers)
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _int(values: Mapping[str, str], name: str, minimum: int) -> int:
+    text = values[name]
+    try:
+        number = int(text)
+    except ValueError:
+        raise ConfigError(f"--{name}: {text!r} is not a whole number") from None
+    if number < minimum:
+        raise ConfigError(f"--{name}: {number} is below the minimum of {minimum}")
+    return number
+
+
+def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> NodeConfig:
+    """Parse flags (falling back to RAFTCACHE_* variables) into a validated NodeConfig."""
+    args = build_parser().parse_args(argv)
+    values = _resolve(args, os.environ if env is None else env)
+    listen = parse_address("--listen", values["listen"])
+    raft_addr = parse_address("--raft", values["raft"])
+    advertise = parse_address("--advertise", values.get("advertise", listen))
+    peers = parse_peers(values.get("peers", ""))
+    if raft_addr in peers:
+        raise ConfigError(f"--peers: lists this node's own --raft address {raft_addr}; list only the others")
+    secret = values.get("raft-secret") or None
+    if secret is None and not (is_loopback(raft_addr) and all(is_loopback(p) for p in peers)):
+        raise ConfigError(
+            f"--raft-secret: the Raft port {raft_addr} (or a peer) is not on loopback, and the "
+            "Raft protocol carries pickled Python objects: anyone who can reach the port could "
+            "run code in this node. Set --raft-secret (or RAFTCACHE_RAFT_SECRET) to the same "
+            "secret on every node, and keep the port private"
+        )
+    try:
+        durability = Durability(values["durability"])
+    except ValueError:
+        raise ConfigError(
+            f"--durability: {values['durability']!r} is not 'journal' or 'memory'"
+        ) from None
+    if values["log-format"] not in ("console", "json"):
+        raise ConfigError(f"--log-format: {values['log-format']!r} is not 'console' or 'json'")
+    if values["log-level"] not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"--log-level: {values['log-level']!r} is not debug/info/warning/error")
+    limits = Limits(
+        max_key_bytes=_int(values, "max-key-bytes", 1),
+        max_value_bytes=_int(values, "max-value-bytes", 0),
+    )
+    tick_ms = _int(values, "tick-interval-ms", 10)
+    proposer = ProposerConfig(
+        max_inflight=_int(values, "max-inflight-batches", 1),
+        commit_timeout_s=_int(values, "commit-timeout-ms", 100) / 1000,
+        tick_interval_s=tick_ms / 1000,
+        max_batch_bytes=max(16 << 20, 2 * (limits.max_value_bytes + limits.max_key_bytes)),
+    )
+    raft = RaftConfig(
+        self_addr=raft_addr,
+        peers=peers,
+        durability=durability,
+        data_dir=Path(values["data-dir"]) if durability is Durability.JOURNAL else None,
+        secret=secret,
+        compaction_min_entries=_int(values, "compaction-entries", 100),
+        max_entry_bytes=4 * proposer.max_batch_bytes,
+    )
+    return NodeConfig(
+        node_id=values.get("node-id", raft_addr),
+        listen=listen,
+        advertise=advertise,
+        raft=raft,
+        limits=limits,
+        proposer=proposer,
+        log_format=values["log-format"],
+        log_level=values["log-level"],
+    )

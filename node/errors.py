@@ -1,0 +1,53 @@
+"""Domain errors of a node; each says whether the client may safely retry.
+
+    CacheError
+    ├── InvalidInput        bad request; retrying the same request cannot help
+    ├── ConditionFailed     a condition or a value's type did not hold (state-dependent)
+    ├── NotLeader           this node is not the leader; `leader_addr` says who is (retry there)
+    ├── NoLeader            no leader is known right now (retry after a short wait)
+    ├── TooStale            this replica cannot prove it is within max_staleness_ms (try another)
+    ├── Overloaded          too many writes queued on this node (retry later)
+    └── OutcomeUnknown      the write may or may not have applied (retry with the same request id)
+"""
+
+from __future__ import annotations
+
+
+class CacheError(Exception):
+    """Base of every error a node answers with."""
+
+    retriable = False
+
+
+class InvalidInput(CacheError):
+    """The request is malformed or over a limit; nothing was changed."""
+
+
+class ConditionFailed(CacheError):
+    """A condition on the current state did not hold; nothing was changed."""
+
+
+class NotLeader(CacheError):
+    """This node cannot serve the request because another node leads."""
+
+    retriable = True
+
+    def __init__(self, message: str, leader_addr: str) -> None:
+        super().__init__(message)
+        self.leader_addr = leader_addr
+
+
+class NoLeader(CacheError):
+    retriable = True
+
+
+class TooStale(CacheError):
+    retriable = True
+
+
+class Overloaded(CacheError):
+    retriable = True
+
+
+class OutcomeUnknown(CacheError):
+    retriable = True

@@ -1,0 +1,66 @@
+"""Follower -> leader forwarding of calls that only the leader can serve.
+
+A follower that knows the leader's client address relays the call there with
+the caller's remaining deadline, and relays the answer (or the status, with its
+trailing metadata) back. A forwarded call is never forwarded again: a node that
+receives one while not leading answers UNAVAILABLE with the leader hint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from raftcache.v1 import cache_pb2
+
+FORWARDED_METADATA_KEY = "x-raftcache-forwarded"
+
+_RESPONSES: dict[str, Any] = {
+    "Get": cache_pb2.GetResponse,
+    "Set": cache_pb2.SetResponse,
+    "Delete": cache_pb2.DeleteResponse,
+    "Incr": cache_pb2.IncrResponse,
+    "MGet": cache_pb2.MGetResponse,
+    "MSet": cache_pb2.MSetResponse,
+}
+
+
+class LeaderForwarder:
+    """Keeps one channel per leader address it has forwarded to."""
+
+    def __init__(self, options: list[tuple[str, Any]]) -> None:
+        self._options = options
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address, options=self._options)
+            self._channels[address] = channel
+        return channel
+
+    async def forward(
+        self, address: str, method: str, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
+        call = self._channel(address).unary_unary(
+            f"/raftcache.v1.Cache/{method}",
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=_RESPONSES[method].FromString,
+        )
+        try:
+            return await call(
+                request,
+                timeout=context.time_remaining(),
+                metadata=((FORWARDED_METADATA_KEY, "1"),),
+            )
+        except grpc.aio.AioRpcError as exc:
+            trailing = exc.trailing_metadata()
+            if trailing:
+                context.set_trailing_metadata(tuple(trailing))
+            await context.abort(exc.code(), exc.details() or "")
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()

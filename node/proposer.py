@@ -1,0 +1,228 @@
+"""The leader's proposer: group commit for writes and batched read barriers.
+
+Client writes queue here; whenever fewer than `max_inflight` batches are
+waiting for Raft, everything queued is packed into ONE Command (one log entry),
+stamped with the leader's clock. LINEARIZABLE reads wait for the next entry
+proposed after they arrived to be applied (a write batch or, when there are no
+writes, an empty barrier entry): one entry per batch of reads, never per read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from raftcache.consensus import Outcome
+from raftcache.node import commands, errors
+from raftcache.node.state_machine import Result
+from raftcache.v1 import command_pb2
+
+
+class Consensus(Protocol):
+    def propose(self, data: bytes, callback: Callable[[Outcome, Any], None]) -> None: ...
+
+    def is_leader(self) -> bool: ...
+
+
+class Clock(Protocol):
+    @property
+    def cluster_time_ms(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ProposerConfig:
+    max_inflight: int = 1
+    max_batch_ops: int = 4096
+    max_batch_bytes: int = 16 << 20
+    max_pending_ops: int = 20_000
+    commit_timeout_s: float = 5.0
+    tick_interval_s: float = 0.1
+
+
+@dataclass
+class _Batch:
+    writes: list[tuple[command_pb2.Op, asyncio.Future[Result]]]
+    reads: list[asyncio.Future[None]]
+    done: bool = False
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Proposer:
+    """Runs on the asyncio loop; consensus callbacks are handed back to it thread-safely."""
+
+    def __init__(
+        self,
+        consensus: Consensus,
+        clock: Clock,
+        config: ProposerConfig,
+        now_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._consensus = consensus
+        self._clock = clock
+        self._config = config
+        self._wall_ms = now_ms
+        self._loop = asyncio.get_running_loop()
+        self._writes: list[tuple[command_pb2.Op, asyncio.Future[Result]]] = []
+        self._write_bytes = 0
+        self._reads: list[asyncio.Future[None]] = []
+        self._inflight = 0
+        self._flush_scheduled = False
+        self._last_stamp = 0
+        self._last_proposal = 0.0
+        self.batches_proposed = 0
+        self.ops_proposed = 0
+
+    def now_ms(self) -> int:
+        """The leader's clock: wall time, never behind cluster time or a previous stamp."""
+        now = max(self._wall_ms(), self._clock.cluster_time_ms, self._last_stamp)
+        self._last_stamp = now
+        return now
+
+    def is_leader(self) -> bool:
+        return self._consensus.is_leader()
+
+    async def write(self, op: command_pb2.Op) -> Result:
+        """Replicate one op; returns the state machine's result for it."""
+        if len(self._writes) >= self._config.max_pending_ops:
+            raise errors.Overloaded(
+                f"{len(self._writes)} writes are already queued on this node; retry shortly"
+            )
+        future: asyncio.Future[Result] = self._loop.create_future()
+        self._writes.append((op, future))
+        self._write_bytes += op.ByteSize()
+        self._schedule_flush()
+        return await future
+
+    async def read_barrier(self) -> None:
+        """Return once everything committed before this call is applied on this leader."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._reads.append(future)
+        self._schedule_flush()
+        await future
+
+    async def run_ticks(self) -> None:
+        """Propose an empty command whenever nothing was proposed for a tick interval.
+
+        Each one advances the replicated cluster clock (expiring keys) and tells
+        followers how fresh they are.
+        """
+        interval = self._config.tick_interval_s
+        while True:
+            await asyncio.sleep(interval / 2)
+            idle = time.monotonic() - self._last_proposal >= interval
+            if idle and self._consensus.is_leader() and self._inflight < self._config.max_inflight:
+                self._propose([], [])
+
+    # ------------------------------------------------------------------ internals
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while (self._writes or self._reads) and self._inflight < self._config.max_inflight:
+            if not self._consensus.is_leader():
+                self._fail_pending(errors.NoLeader("this node lost leadership; retry on the leader"))
+                return
+            writes = self._take_writes()
+            reads, self._reads = self._reads, []
+            self._propose(writes, reads)
+
+    def _take_writes(self) -> list[tuple[command_pb2.Op, asyncio.Future[Result]]]:
+        limit_ops, limit_bytes = self._config.max_batch_ops, self._config.max_batch_bytes
+        if len(self._writes) <= limit_ops and self._write_bytes <= limit_bytes:
+            taken, self._writes, self._write_bytes = self._writes, [], 0
+            return taken
+        size = 0
+        count = 0
+        for op, _ in self._writes[:limit_ops]:
+            size += op.ByteSize()
+            if count and size > limit_bytes:
+                break
+            count += 1
+        taken, self._writes = self._writes[:count], self._writes[count:]
+        self._write_bytes = sum(op.ByteSize() for op, _ in self._writes)
+        return taken
+
+    def _propose(
+        self,
+        writes: list[tuple[command_pb2.Op, asyncio.Future[Result]]],
+        reads: list[asyncio.Future[None]],
+    ) -> None:
+        command = command_pb2.Command(now_ms=self.now_ms())
+        command.ops.extend(op for op, _ in writes)
+        batch = _Batch(writes, reads)
+        self._inflight += 1
+        self._last_proposal = time.monotonic()
+        self.batches_proposed += 1
+        self.ops_proposed += len(writes)
+        timeout = self._loop.call_later(
+            self._config.commit_timeout_s, self._complete, batch, Outcome.UNKNOWN, "timeout"
+        )
+
+        def on_done(outcome: Outcome, result: Any) -> None:  # tick thread
+            self._loop.call_soon_threadsafe(self._complete, batch, outcome, result, timeout)
+
+        self._consensus.propose(commands.encode(command), on_done)
+
+    def _complete(
+        self,
+        batch: _Batch,
+        outcome: Outcome,
+        result: Any,
+        timeout: asyncio.TimerHandle | None = None,
+    ) -> None:
+        if timeout is not None:
+            timeout.cancel()
+        if batch.done:
+            return
+        batch.done = True
+        self._inflight -= 1
+        if outcome is Outcome.APPLIED:
+            for (_, future), op_result in zip(batch.writes, result, strict=True):
+                if not future.done():
+                    future.set_result(op_result)
+            for read in batch.reads:
+                if not read.done():
+                    read.set_result(None)
+        else:
+            self._fail_batch(batch, outcome, result)
+        self._schedule_flush()
+
+    def _fail_batch(self, batch: _Batch, outcome: Outcome, reason: Any) -> None:
+        if outcome is Outcome.NOT_APPLIED:
+            write_error: errors.CacheError = errors.NoLeader(
+                f"the write was not replicated (no leader, reason {reason}); it is safe to retry"
+            )
+        else:
+            write_error = errors.OutcomeUnknown(
+                f"the write may or may not have been applied ({reason}); "
+                "retry with the same request id to find out"
+            )
+        read_error = errors.NoLeader(
+            f"could not confirm leadership for a linearizable read ({reason}); retry"
+        )
+        for _, future in batch.writes:
+            if not future.done():
+                future.set_exception(write_error)
+        for read in batch.reads:
+            if not read.done():
+                read.set_exception(read_error)
+
+    def _fail_pending(self, error: errors.CacheError) -> None:
+        writes, self._writes, self._write_bytes = self._writes, [], 0
+        reads, self._reads = self._reads, []
+        for _, future in writes:
+            if not future.done():
+                future.set_exception(error)
+        for read in reads:
+            if not read.done():
+                read.set_exception(error)

@@ -1,0 +1,166 @@
+"""Server wiring: one process = an asyncio gRPC server + pysyncobj's tick thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from raftcache.consensus import RaftNode, Role
+from raftcache.node import commands
+from raftcache.node.config import NodeConfig
+from raftcache.node.forwarding import LeaderForwarder
+from raftcache.node.proposer import Proposer
+from raftcache.node.replica import Replica
+from raftcache.node.servicers import CacheServicer, ClusterServicer, NodeView
+from raftcache.node.state_machine import Failure, Member
+from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc, command_pb2
+
+_log = structlog.get_logger("raftcache.node")
+
+SERVICE_NAMES = (
+    cache_pb2.DESCRIPTOR.services_by_name["Cache"].full_name,
+    cluster_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name,
+)
+
+
+def grpc_options(config: NodeConfig) -> list[tuple[str, Any]]:
+    size = config.proposer.max_batch_bytes + (1 << 20)
+    return [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class Node:
+    """A running node; `run()` serves until `stop()` (or SIGTERM/SIGINT)."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.replica = Replica()
+        self.raft: RaftNode | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def log_context(self) -> dict[str, Any]:
+        context: dict[str, Any] = {"node_id": self.config.node_id}
+        if self.raft is not None:
+            status = self.raft.status()
+            context["role"] = status.role.value
+            context["term"] = status.term
+        return context
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        self.raft = raft = RaftNode(config.raft, self.replica, on_role_change=self._role_changed)
+        if raft.recovery is not None and raft.recovery.truncated_entries:
+            _log.warning("finished an interrupted log compaction",
+                         dropped_entries=raft.recovery.truncated_entries)
+        proposer = Proposer(raft, self.replica, config.proposer)
+        view = NodeView(config.node_id, raft, self.replica, config.advertise)
+        options = grpc_options(config)
+        forwarder = LeaderForwarder(options)
+        server = grpc.aio.server(options=options)
+        cache_pb2_grpc.add_CacheServicer_to_server(
+            CacheServicer(view, proposer, forwarder, config.limits), server
+        )
+        cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterServicer(view), server)
+        health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server
+        )
+        if server.add_insecure_port(config.listen) == 0:
+            raise OSError(f"--listen: cannot bind {config.listen}")
+        await server.start()
+        _log.info("node started", listen=config.listen, raft=config.raft.self_addr,
+                  peers=list(config.raft.peers), durability=config.raft.durability.value)
+        self._tasks = [
+            asyncio.create_task(proposer.run_ticks()),
+            asyncio.create_task(self._health_loop(health)),
+            asyncio.create_task(self._announce_loop(proposer)),
+        ]
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._shutdown(server, health, forwarder)
+
+    async def _shutdown(self, server: grpc.aio.Server, health: HealthServicer,
+                        forwarder: LeaderForwarder) -> None:
+        assert self.raft is not None
+        _log.info("stopping")
+        await health.enter_graceful_shutdown()
+        if self.raft.is_leader() and self.raft.config.peers:
+            self.raft.transfer_leadership()
+            deadline = time.monotonic() + 3.0
+            while self.raft.is_leader() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            _log.info("leadership handed over" if not self.raft.is_leader()
+                      else "leadership handover timed out")
+        for task in self._tasks:
+            task.cancel()
+        await server.stop(grace=1.0)
+        await forwarder.close()
+        self.raft.destroy()
+        _log.info("stopped")
+
+    def _role_changed(self, old: Role, new: Role) -> None:  # tick thread: log only
+        _log.info("role changed", old_role=old.value, new_role=new.value)
+
+    async def _health_loop(self, health: HealthServicer) -> None:
+        assert self.raft is not None
+        serving: bool | None = None
+        while True:
+            status = self.raft.status()
+            now_serving = (
+                status.leader is not None
+                and status.ready
+                and status.applied_index >= status.leader_commit_index
+            )
+            if now_serving != serving:
+                code = (health_pb2.HealthCheckResponse.SERVING if now_serving
+                        else health_pb2.HealthCheckResponse.NOT_SERVING)
+                for name in ("", *SERVICE_NAMES):
+                    await health.set(name, code)
+                serving = now_serving
+            await asyncio.sleep(0.25)
+
+    async def _announce_loop(self, proposer: Proposer) -> None:
+        """Put this node's client address into the replicated member list (and keep it there)."""
+        assert self.raft is not None
+        raft = self.raft
+        me = Member(raft.config.self_addr, self.config.advertise)
+        while True:
+            await asyncio.sleep(0.3)
+            status = raft.status()
+            if status.leader is None or self.replica.members().get(self.config.node_id) == me:
+                continue
+            op = command_pb2.Op()
+            op.announce.node_id = self.config.node_id
+            op.announce.raft_addr = me.raft_addr
+            op.announce.client_addr = me.client_addr
+            if raft.is_leader():
+                with contextlib.suppress(Exception):
+                    result = await proposer.write(op)
+                    if isinstance(result, Failure):
+                        _log.error("announce failed", reason=result.message)
+            else:
+                # Followers submit through pysyncobj, which forwards to the leader.
+                raft.propose(commands.encode(command_pb2.Command(ops=[op])), lambda *_: None)
+            await asyncio.sleep(1.0)

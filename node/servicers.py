@@ -1,0 +1,248 @@
+"""gRPC servicers: translate proto <-> domain and nothing else."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from raftcache.consensus import RaftNode, Role
+from raftcache.node import errors, requests, status_codes
+from raftcache.node.forwarding import FORWARDED_METADATA_KEY, LeaderForwarder
+from raftcache.node.proposer import Proposer
+from raftcache.node.replica import Replica
+from raftcache.node.state_machine import DeleteOk, Entry, Failure, IncrOk, MSetOk, Result, SetOk
+from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
+
+R = TypeVar("R")
+_ROLE = {Role.FOLLOWER: cluster_pb2.FOLLOWER, Role.CANDIDATE: cluster_pb2.CANDIDATE,
+         Role.LEADER: cluster_pb2.LEADER}
+
+
+def _expect(result: Result, kind: type[R]) -> R:
+    if isinstance(result, Failure):
+        raise status_codes.from_failure(result)
+    if not isinstance(result, kind):
+        raise TypeError(f"state machine answered {result!r}, expected {kind.__name__}")
+    return result
+
+
+class NodeView:
+    """What servicers need to know about this node and its cluster."""
+
+    def __init__(self, node_id: str, raft: RaftNode, replica: Replica, advertise: str) -> None:
+        self.node_id = node_id
+        self.raft = raft
+        self.replica = replica
+        self.advertise = advertise
+
+    def leader_client_addr(self) -> str:
+        leader = self.raft.status().leader
+        if leader is None:
+            return ""
+        if leader == self.raft.config.self_addr:
+            return self.advertise
+        for member in self.replica.members().values():
+            if member.raft_addr == leader:
+                return member.client_addr
+        return ""
+
+    def not_leader(self) -> errors.CacheError:
+        addr = self.leader_client_addr()
+        if addr:
+            return errors.NotLeader(f"this node is not the leader; the leader is at {addr}", addr)
+        return errors.NoLeader("no leader is known right now (election in progress?); retry shortly")
+
+    def staleness_ms(self) -> float:
+        """How far behind the leader this replica may be, from replicated time, in ms."""
+        status = self.raft.status()
+        if status.leader is None:
+            return float("inf")
+        last_apply = self.replica.last_apply_monotonic
+        if status.applied_index < status.leader_commit_index:
+            last_apply = min(last_apply, status.caught_up_at)
+        return (time.monotonic() - last_apply) * 1000.0
+
+
+def _get_response(entry: Entry | None, now_ms: int) -> cache_pb2.GetResponse:
+    if entry is None:
+        return cache_pb2.GetResponse(found=False)
+    ttl = max(entry.deadline_ms - now_ms, 1) if entry.deadline_ms else 0
+    return cache_pb2.GetResponse(found=True, value=entry.value, version=entry.version, ttl_ms=ttl)
+
+
+class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        view: NodeView,
+        proposer: Proposer,
+        forwarder: LeaderForwarder,
+        limits: requests.Limits,
+    ) -> None:
+        self._view = view
+        self._proposer = proposer
+        self._forwarder = forwarder
+        self._limits = limits
+
+    async def _forward(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        metadata = dict(context.invocation_metadata() or ())
+        error = self._view.not_leader()
+        if FORWARDED_METADATA_KEY in metadata or not isinstance(error, errors.NotLeader):
+            raise error
+        return await self._forwarder.forward(error.leader_addr, method, request, context)
+
+    def _now(self) -> int:
+        return self._proposer.now_ms()
+
+    # -- writes ----------------------------------------------------------------
+
+    async def Set(self, request: cache_pb2.SetRequest, context: Any) -> cache_pb2.SetResponse:  # noqa: N802
+        async def serve() -> cache_pb2.SetResponse:
+            op = requests.set_op(request, self._limits, self._now())
+            result = _expect(await self._proposer.write(op), SetOk)
+            return cache_pb2.SetResponse(version=result.version)
+
+        return await self._validated("Set", request, context, serve,
+                                     lambda: requests.set_op(request, self._limits, 0))
+
+    async def Delete(self, request: cache_pb2.DeleteRequest, context: Any) -> cache_pb2.DeleteResponse:  # noqa: N802
+        async def serve() -> cache_pb2.DeleteResponse:
+            op = requests.delete_op(request, self._limits)
+            return cache_pb2.DeleteResponse(deleted=_expect(await self._proposer.write(op), DeleteOk).deleted)
+
+        return await self._validated("Delete", request, context, serve,
+                                     lambda: requests.delete_op(request, self._limits))
+
+    async def Incr(self, request: cache_pb2.IncrRequest, context: Any) -> cache_pb2.IncrResponse:  # noqa: N802
+        async def serve() -> cache_pb2.IncrResponse:
+            op = requests.incr_op(request, self._limits, self._now())
+            result = _expect(await self._proposer.write(op), IncrOk)
+            return cache_pb2.IncrResponse(value=result.value, version=result.version)
+
+        return await self._validated("Incr", request, context, serve,
+                                     lambda: requests.incr_op(request, self._limits, 0))
+
+    async def MSet(self, request: cache_pb2.MSetRequest, context: Any) -> cache_pb2.MSetResponse:  # noqa: N802
+        async def serve() -> cache_pb2.MSetResponse:
+            op = requests.mset_op(request, self._limits, self._now())
+            result = _expect(await self._proposer.write(op), MSetOk)
+            return cache_pb2.MSetResponse(versions=result.versions)
+
+        return await self._validated("MSet", request, context, serve,
+                                     lambda: requests.mset_op(request, self._limits, 0))
+
+    async def _validated(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        serve: Callable[[], Awaitable[R]],
+        validate: Callable[[], object],
+    ) -> R:
+        """Writes: reject bad input here (even on a follower), then serve or forward."""
+        try:
+            if not self._proposer.is_leader():
+                validate()
+                return await self._forward(method, request, context)
+            return await serve()
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+
+    # -- reads -----------------------------------------------------------------
+
+    async def _before_read(self, consistency: int, max_staleness_ms: int) -> None:
+        requests.check_consistency(consistency)
+        if consistency == cache_pb2.LINEARIZABLE:
+            await self._proposer.read_barrier()
+            return
+        if max_staleness_ms:
+            staleness = self._view.staleness_ms()
+            if staleness > max_staleness_ms:
+                shown = "unbounded (no leader)" if staleness == float("inf") else f"{staleness:.0f} ms"
+                raise errors.TooStale(
+                    f"this replica's staleness is {shown}, over max_staleness_ms="
+                    f"{max_staleness_ms}; read from another node or the leader"
+                )
+
+    def _needs_leader(self, consistency: int) -> bool:
+        return consistency == cache_pb2.LINEARIZABLE and not self._proposer.is_leader()
+
+    async def Get(self, request: cache_pb2.GetRequest, context: Any) -> cache_pb2.GetResponse:  # noqa: N802
+        try:
+            requests.check_key(request.key, self._limits)
+            requests.check_consistency(request.consistency)
+            if self._needs_leader(request.consistency):
+                return await self._forward("Get", request, context)
+            await self._before_read(request.consistency, request.max_staleness_ms)
+            now = self._now()
+            return _get_response(self._view.replica.get(request.key, now), now)
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+
+    async def MGet(self, request: cache_pb2.MGetRequest, context: Any) -> cache_pb2.MGetResponse:  # noqa: N802
+        try:
+            requests.check_keys(request.keys, self._limits)
+            requests.check_consistency(request.consistency)
+            if self._needs_leader(request.consistency):
+                return await self._forward("MGet", request, context)
+            await self._before_read(request.consistency, request.max_staleness_ms)
+            now = self._now()
+            entries = self._view.replica.get_many(request.keys, now)
+            return cache_pb2.MGetResponse(results=[_get_response(e, now) for e in entries])
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+
+
+class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
+    def __init__(self, view: NodeView) -> None:
+        self._view = view
+
+    async def Status(self, request: cluster_pb2.StatusRequest, context: Any) -> cluster_pb2.StatusResponse:  # noqa: N802
+        view = self._view
+        raft = view.raft
+        status = raft.status()
+        members = view.replica.members()
+        by_raft = {m.raft_addr: (node_id, m) for node_id, m in members.items()}
+        all_raft = sorted({raft.config.self_addr, *raft.config.peers, *by_raft})
+        leader_id = ""
+        out = []
+        for addr in all_raft:
+            node_id, member = by_raft.get(addr, (addr, None))
+            if addr == raft.config.self_addr:
+                node_id = view.node_id
+            if addr == status.leader:
+                leader_id = node_id
+            out.append(
+                cluster_pb2.Member(
+                    id=node_id,
+                    raft_addr=addr,
+                    client_addr=member.client_addr if member else (
+                        view.advertise if addr == raft.config.self_addr else ""),
+                    is_leader=addr == status.leader,
+                    match_index=status.match_index.get(addr, 0),
+                )
+            )
+        return cluster_pb2.StatusResponse(
+            node_id=view.node_id,
+            role=_ROLE[status.role],
+            term=status.term,
+            leader_id=leader_id,
+            leader_client_addr=view.leader_client_addr(),
+            commit_index=status.commit_index,
+            applied_index=status.applied_index,
+            cluster_time_ms=view.replica.cluster_time_ms,
+            members=out,
+            client_addr=view.advertise,
+            raft_addr=raft.config.self_addr,
+            keys=view.replica.key_count(),
+            digest=view.replica.digest(),
+            leader_commit_index=status.leader_commit_index,
+            max_tick_gap_ms=raft.max_tick_gap_ms(),
+            snapshots_taken=raft.snapshots_taken,
+            durability=raft.config.durability.value,
+        )
+
+    async def Snapshot(self, request: cluster_pb2.SnapshotRequest, context: Any) -> cluster_pb2.SnapshotResponse:  # noqa: N802
+        return cluster_pb2.SnapshotResponse(started=self._view.raft.force_snapshot())

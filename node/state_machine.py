@@ -1,0 +1,387 @@
+"""The replicated cache state: a pure, deterministic `apply(command) -> results`.
+
+Same commands in, same state out, on every replica. Nothing here reads a clock,
+a random source or a thread: time arrives only as `Command.now_ms`, stamped by
+the leader, which advances the replicated cluster clock and expires keys whose
+absolute deadline has passed.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import heapq
+import json
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from raftcache.v1 import command_pb2
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+MAX_EXPIRIES_PER_COMMAND = 10_000
+"""Keys removed by one command at most; the rest follow with later commands (reads hide them)."""
+
+DEDUP_RESULTS_PER_CLIENT = 1024
+"""Results remembered per client for request-id deduplication."""
+
+DEDUP_MAX_CLIENTS = 10_000
+DEDUP_IDLE_MS = 3_600_000
+"""A client session unused for this long (cluster time) is forgotten."""
+
+_SWEEP_EVERY_MS = 60_000
+_DIGEST_MOD = 1 << 128
+_ENTRY_HEADER = struct.Struct(">Qq")  # version, deadline_ms
+_HASH_HEADER = struct.Struct(">IQq")  # key length, version, deadline_ms
+
+
+class ErrorCode(enum.Enum):
+    """Domain failures the state machine answers with; mapped to gRPC codes in status_codes."""
+
+    CONDITION_FAILED = "condition_failed"
+    NOT_AN_INTEGER = "not_an_integer"
+    OVERFLOW = "overflow"
+    REQUEST_TOO_OLD = "request_too_old"
+    INVALID_COMMAND = "invalid_command"
+
+
+class SetOk(NamedTuple):
+    version: int
+
+
+class DeleteOk(NamedTuple):
+    deleted: bool
+
+
+class IncrOk(NamedTuple):
+    value: int
+    version: int
+
+
+class MSetOk(NamedTuple):
+    versions: tuple[int, ...]
+
+
+class AnnounceOk(NamedTuple):
+    pass
+
+
+class Failure(NamedTuple):
+    code: ErrorCode
+    message: str
+
+
+Result = SetOk | DeleteOk | IncrOk | MSetOk | AnnounceOk | Failure
+
+
+class Entry(NamedTuple):
+    """A stored value; deadline_ms 0 means no expiry."""
+
+    value: bytes
+    version: int
+    deadline_ms: int
+
+
+class Member(NamedTuple):
+    raft_addr: str
+    client_addr: str
+
+
+@dataclass
+class _Session:
+    """Recent results of one client's non-idempotent ops, keyed by sequence number."""
+
+    results: dict[int, Result] = field(default_factory=dict)
+    floor: int = 0  # every seq <= floor has been forgotten
+    last_seen_ms: int = 0
+
+
+def _entry_hash(key: bytes, entry: Entry) -> int:
+    header = _HASH_HEADER.pack(len(key), entry.version, entry.deadline_ms)
+    digest = hashlib.blake2b(header + key + entry.value, digest_size=16).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _parse_int(value: bytes) -> int | None:
+    if not value or len(value) > 20 or not value.lstrip(b"-").isdigit():
+        return None
+    number = int(value)
+    return number if INT64_MIN <= number <= INT64_MAX else None
+
+
+class StateMachine:
+    """Keys, versions, deadlines, members and dedup sessions, changed only by `apply`."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, Entry] = {}
+        self._expiry: list[tuple[int, bytes]] = []  # (deadline, key) min-heap, lazily pruned
+        self._ttl_keys = 0
+        self._sessions: dict[str, _Session] = {}
+        self._members: dict[str, Member] = {}
+        self._revision = 0
+        self._cluster_time_ms = 0
+        self._next_sweep_ms = 0
+        self._digest_acc = 0
+        self.expired_total = 0
+
+    # ----------------------------------------------------------------- apply
+
+    def apply(self, command: command_pb2.Command) -> list[Result]:
+        """Apply one decoded command; returns one result per op, in order."""
+        if command.now_ms > self._cluster_time_ms:
+            self._cluster_time_ms = command.now_ms
+        now = self._cluster_time_ms
+        self._expire(now)
+        if now >= self._next_sweep_ms and command.now_ms:
+            self._sweep_sessions(now)
+            self._next_sweep_ms = now + _SWEEP_EVERY_MS
+        return [self._apply_op(op, now) for op in command.ops]
+
+    def _apply_op(self, op: command_pb2.Op, now: int) -> Result:
+        if not op.HasField("request_id"):
+            return self._dispatch(op, now)
+        rid = op.request_id
+        session = self._sessions.get(rid.client_id)
+        if session is None:
+            session = self._sessions[rid.client_id] = _Session()
+        session.last_seen_ms = now
+        cached = session.results.get(rid.seq)
+        if cached is not None:
+            return cached
+        if rid.seq <= session.floor:
+            return Failure(
+                ErrorCode.REQUEST_TOO_OLD,
+                f"request id {rid.client_id}/{rid.seq} is older than the last "
+                f"{DEDUP_RESULTS_PER_CLIENT} remembered for that client: its outcome is unknown",
+            )
+        result = self._dispatch(op, now)
+        session.results[rid.seq] = result
+        if len(session.results) > DEDUP_RESULTS_PER_CLIENT:
+            oldest = min(session.results)
+            del session.results[oldest]
+            session.floor = max(session.floor, oldest)
+        if len(self._sessions) > DEDUP_MAX_CLIENTS:
+            victim = min(self._sessions.items(), key=lambda kv: (kv[1].last_seen_ms, kv[0]))[0]
+            del self._sessions[victim]
+        return result
+
+    def _dispatch(self, op: command_pb2.Op, now: int) -> Result:
+        kind = op.WhichOneof("kind")
+        if kind == "set":
+            return self._set(op.set, now)
+        if kind == "delete":
+            return self._delete(op.delete.key, now)
+        if kind == "incr":
+            return self._incr(op.incr, now)
+        if kind == "mset":
+            return MSetOk(tuple(self._store(e.key, e.value, e.deadline_ms) for e in op.mset.entries))
+        if kind == "announce":
+            a = op.announce
+            self._members[a.node_id] = Member(a.raft_addr, a.client_addr)
+            return AnnounceOk()
+        return Failure(ErrorCode.INVALID_COMMAND, f"op has no known kind ({kind!r})")
+
+    def _live(self, key: bytes, now: int) -> Entry | None:
+        entry = self._data.get(key)
+        if entry is None or (entry.deadline_ms and entry.deadline_ms <= now):
+            return None
+        return entry
+
+    def _set(self, op: command_pb2.SetOp, now: int) -> Result:
+        current = self._live(op.key, now)
+        if op.condition == 1 and current is not None:
+            return Failure(ErrorCode.CONDITION_FAILED, "key exists and the set was if-absent")
+        if op.condition == 2 and current is None:
+            return Failure(ErrorCode.CONDITION_FAILED, "key does not exist and the set was if-present")
+        if op.has_expected_version:
+            actual = 0 if current is None else current.version
+            if actual != op.expected_version:
+                return Failure(
+                    ErrorCode.CONDITION_FAILED,
+                    f"expected version {op.expected_version} but the key's version is {actual}",
+                )
+        return SetOk(self._store(op.key, op.value, op.deadline_ms))
+
+    def _incr(self, op: command_pb2.IncrOp, now: int) -> Result:
+        current = self._live(op.key, now)
+        if current is None:
+            base, deadline = 0, op.deadline_ms
+        else:
+            parsed = _parse_int(current.value)
+            if parsed is None:
+                return Failure(
+                    ErrorCode.NOT_AN_INTEGER,
+                    "the key's value is not a decimal 64-bit integer, so it cannot be incremented",
+                )
+            base, deadline = parsed, current.deadline_ms
+        total = base + op.delta
+        if not INT64_MIN <= total <= INT64_MAX:
+            return Failure(ErrorCode.OVERFLOW, f"{base} + {op.delta} overflows a 64-bit integer")
+        return IncrOk(total, self._store(op.key, str(total).encode(), deadline))
+
+    def _delete(self, key: bytes, now: int) -> Result:
+        existed = self._live(key, now) is not None
+        if key in self._data:
+            self._remove(key)
+        if existed:
+            self._revision += 1
+        return DeleteOk(existed)
+
+    def _store(self, key: bytes, value: bytes, deadline_ms: int) -> int:
+        self._revision += 1
+        old = self._data.get(key)
+        if old is not None:
+            self._digest_acc -= _entry_hash(key, old)
+            if old.deadline_ms:
+                self._ttl_keys -= 1
+        entry = Entry(value, self._revision, deadline_ms)
+        self._data[key] = entry
+        self._digest_acc = (self._digest_acc + _entry_hash(key, entry)) % _DIGEST_MOD
+        if deadline_ms:
+            self._ttl_keys += 1
+            heapq.heappush(self._expiry, (deadline_ms, key))
+            if len(self._expiry) > 2 * self._ttl_keys + 1024:
+                self._rebuild_expiry()
+        return self._revision
+
+    def _remove(self, key: bytes) -> None:
+        old = self._data.pop(key)
+        self._digest_acc = (self._digest_acc - _entry_hash(key, old)) % _DIGEST_MOD
+        if old.deadline_ms:
+            self._ttl_keys -= 1
+
+    def _expire(self, now: int) -> None:
+        heap = self._expiry
+        removed = 0
+        while heap and heap[0][0] <= now and removed < MAX_EXPIRIES_PER_COMMAND:
+            deadline, key = heapq.heappop(heap)
+            entry = self._data.get(key)
+            if entry is not None and entry.deadline_ms == deadline:
+                self._remove(key)
+                removed += 1
+        self.expired_total += removed
+
+    def _rebuild_expiry(self) -> None:
+        self._expiry = [(e.deadline_ms, k) for k, e in self._data.items() if e.deadline_ms]
+        heapq.heapify(self._expiry)
+
+    def _sweep_sessions(self, now: int) -> None:
+        idle = [cid for cid, s in self._sessions.items() if now - s.last_seen_ms > DEDUP_IDLE_MS]
+        for cid in idle:
+            del self._sessions[cid]
+
+    # ----------------------------------------------------------------- reads
+
+    def get(self, key: bytes, now_ms: int) -> Entry | None:
+        """The live entry for key, hiding one whose deadline is at or before now_ms."""
+        return self._live(key, max(now_ms, self._cluster_time_ms))
+
+    @property
+    def cluster_time_ms(self) -> int:
+        return self._cluster_time_ms
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def members(self) -> dict[str, Member]:
+        return dict(self._members)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def digest(self) -> str:
+        """Hash of the content: keys, values, versions, deadlines, members, revision.
+
+        The cluster clock is left out so that idle clock ticks do not change it:
+        replicas that applied the same writes show the same digest.
+        """
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self._digest_acc.to_bytes(16, "big"))
+        h.update(struct.pack(">Q", self._revision))
+        for node_id in sorted(self._members):
+            m = self._members[node_id]
+            h.update(f"{node_id}\0{m.raft_addr}\0{m.client_addr}\0".encode())
+        return h.hexdigest()
+
+    # ------------------------------------------------------------- snapshots
+
+    def export_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every stored key with its encoded entry, for a snapshot."""
+        pack = _ENTRY_HEADER.pack
+        for key, entry in self._data.items():
+            yield key, pack(entry.version, entry.deadline_ms) + entry.value
+
+    def export_meta(self) -> bytes:
+        """Everything but the keys, as JSON bytes, for a snapshot."""
+        sessions = {
+            cid: {
+                "floor": s.floor,
+                "last_seen_ms": s.last_seen_ms,
+                "results": [[seq, _result_to_json(r)] for seq, r in s.results.items()],
+            }
+            for cid, s in self._sessions.items()
+        }
+        meta = {
+            "revision": self._revision,
+            "cluster_time_ms": self._cluster_time_ms,
+            "next_sweep_ms": self._next_sweep_ms,
+            "expired_total": self.expired_total,
+            "members": {k: list(v) for k, v in self._members.items()},
+            "sessions": sessions,
+        }
+        return json.dumps(meta, separators=(",", ":")).encode()
+
+    @classmethod
+    def restore(cls, meta: bytes, items: Iterable[tuple[bytes, bytes]]) -> StateMachine:
+        """Rebuild a state machine from export_meta() and export_items() output."""
+        sm = cls()
+        doc = json.loads(meta)
+        sm._revision = doc["revision"]
+        sm._cluster_time_ms = doc["cluster_time_ms"]
+        sm._next_sweep_ms = doc["next_sweep_ms"]
+        sm.expired_total = doc["expired_total"]
+        sm._members = {k: Member(*v) for k, v in doc["members"].items()}
+        for cid, s in doc["sessions"].items():
+            results = {int(seq): _result_from_json(r) for seq, r in s["results"]}
+            sm._sessions[cid] = _Session(results, s["floor"], s["last_seen_ms"])
+        unpack = _ENTRY_HEADER.unpack_from
+        acc = 0
+        data = sm._data
+        for key, raw in items:
+            version, deadline = unpack(raw)
+            entry = Entry(bytes(raw[_ENTRY_HEADER.size :]), version, deadline)
+            data[bytes(key)] = entry
+            acc += _entry_hash(key, entry)
+            if deadline:
+                sm._ttl_keys += 1
+        sm._digest_acc = acc % _DIGEST_MOD
+        sm._rebuild_expiry()
+        return sm
+
+
+def _result_to_json(result: Result) -> list[object]:
+    if isinstance(result, Failure):
+        return ["Failure", result.code.value, result.message]
+    if isinstance(result, MSetOk):
+        return ["MSetOk", list(result.versions)]
+    return [type(result).__name__, *result]
+
+
+def _result_from_json(doc: list[object]) -> Result:
+    tag, *fields = doc
+    if tag == "Failure":
+        return Failure(ErrorCode(fields[0]), str(fields[1]))
+    if tag == "MSetOk":
+        return MSetOk(tuple(fields[0]))  # type: ignore[arg-type]
+    kinds: dict[object, type[Result]] = {
+        "SetOk": SetOk,
+        "DeleteOk": DeleteOk,
+        "IncrOk": IncrOk,
+        "AnnounceOk": AnnounceOk,
+    }
+    return kinds[tag](*fields)  # type: ignore[call-arg]

@@ -1,0 +1,43 @@
+"""The one table from domain errors to gRPC status codes (the SDK holds the inverse)."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+
+from raftcache.node import errors
+from raftcache.node.state_machine import ErrorCode, Failure
+
+LEADER_METADATA_KEY = "x-raftcache-leader"
+"""Trailing metadata with the leader's client address, sent with NOT_LEADER answers."""
+
+STATUS_CODES: dict[type[errors.CacheError], grpc.StatusCode] = {
+    errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.ConditionFailed: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.NotLeader: grpc.StatusCode.UNAVAILABLE,
+    errors.NoLeader: grpc.StatusCode.UNAVAILABLE,
+    errors.TooStale: grpc.StatusCode.UNAVAILABLE,
+    errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.OutcomeUnknown: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+FAILURES: dict[ErrorCode, type[errors.CacheError]] = {
+    ErrorCode.CONDITION_FAILED: errors.ConditionFailed,
+    ErrorCode.NOT_AN_INTEGER: errors.ConditionFailed,
+    ErrorCode.OVERFLOW: errors.ConditionFailed,
+    ErrorCode.REQUEST_TOO_OLD: errors.OutcomeUnknown,
+    ErrorCode.INVALID_COMMAND: errors.InvalidInput,
+}
+
+
+def from_failure(failure: Failure) -> errors.CacheError:
+    """The domain error for a state machine Failure result."""
+    return FAILURES[failure.code](failure.message)
+
+
+async def abort(context: grpc.aio.ServicerContext, error: errors.CacheError) -> NoReturn:
+    """End the RPC with the status code for `error` (and the leader hint, if any)."""
+    if isinstance(error, errors.NotLeader) and error.leader_addr:
+        context.set_trailing_metadata(((LEADER_METADATA_KEY, error.leader_addr),))
+    await context.abort(STATUS_CODES[type(error)], str(error))

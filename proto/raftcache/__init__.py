@@ -1,0 +1,1 @@
+"""raftcache: a Raft-replicated key-value cache cluster."""

@@ -1,0 +1,1 @@
+"""raftcache v1 wire contract: generated protobuf and gRPC code."""

@@ -1,0 +1,85 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNKNOWN: _ClassVar[Role]
+    FOLLOWER: _ClassVar[Role]
+    CANDIDATE: _ClassVar[Role]
+    LEADER: _ClassVar[Role]
+ROLE_UNKNOWN: Role
+FOLLOWER: Role
+CANDIDATE: Role
+LEADER: Role
+
+class Member(_message.Message):
+    __slots__ = ("id", "client_addr", "raft_addr", "is_leader", "match_index")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    IS_LEADER_FIELD_NUMBER: _ClassVar[int]
+    MATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    client_addr: str
+    raft_addr: str
+    is_leader: bool
+    match_index: int
+    def __init__(self, id: _Optional[str] = ..., client_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ..., is_leader: _Optional[bool] = ..., match_index: _Optional[int] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("node_id", "role", "term", "leader_id", "leader_client_addr", "commit_index", "applied_index", "cluster_time_ms", "members", "client_addr", "raft_addr", "keys", "digest", "leader_commit_index", "max_tick_gap_ms", "snapshots_taken", "durability")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    LEADER_COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MAX_TICK_GAP_MS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOTS_TAKEN_FIELD_NUMBER: _ClassVar[int]
+    DURABILITY_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    role: Role
+    term: int
+    leader_id: str
+    leader_client_addr: str
+    commit_index: int
+    applied_index: int
+    cluster_time_ms: int
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    client_addr: str
+    raft_addr: str
+    keys: int
+    digest: str
+    leader_commit_index: int
+    max_tick_gap_ms: float
+    snapshots_taken: int
+    durability: str
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_client_addr: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., cluster_time_ms: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., client_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ..., keys: _Optional[int] = ..., digest: _Optional[str] = ..., leader_commit_index: _Optional[int] = ..., max_tick_gap_ms: _Optional[float] = ..., snapshots_taken: _Optional[int] = ..., durability: _Optional[str] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SnapshotResponse(_message.Message):
+    __slots__ = ("started",)
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    started: bool
+    def __init__(self, started: _Optional[bool] = ...) -> None: ...

@@ -93,7 +93,7 @@ class Node:
                   peers=list(config.raft.peers), durability=config.raft.durability.value)
         self._tasks = [
             asyncio.create_task(proposer.run_ticks()),
-            asyncio.create_task(self._health_loop(health)),
+            asyncio.create_task(self._health_loop(health, view)),
             asyncio.create_task(self._announce_loop(proposer)),
         ]
         try:
@@ -106,7 +106,7 @@ class Node:
         assert self.raft is not None
         _log.info("stopping")
         await health.enter_graceful_shutdown()
-        if self.raft.is_leader() and self.raft.config.peers:
+        if self.raft.is_leader() and self.raft.status().connected:
             self.raft.transfer_leadership()
             deadline = time.monotonic() + 3.0
             while self.raft.is_leader() and time.monotonic() < deadline:
@@ -123,7 +123,8 @@ class Node:
     def _role_changed(self, old: Role, new: Role) -> None:  # tick thread: log only
         _log.info("role changed", old_role=old.value, new_role=new.value)
 
-    async def _health_loop(self, health: HealthServicer) -> None:
+    async def _health_loop(self, health: HealthServicer, view: NodeView) -> None:
+        """SERVING once a leader is known (with its client address) and this node caught up."""
         assert self.raft is not None
         serving: bool | None = None
         while True:
@@ -132,6 +133,7 @@ class Node:
                 status.leader is not None
                 and status.ready
                 and status.applied_index >= status.leader_commit_index
+                and bool(view.leader_client_addr())
             )
             if now_serving != serving:
                 code = (health_pb2.HealthCheckResponse.SERVING if now_serving
@@ -147,9 +149,9 @@ class Node:
         raft = self.raft
         me = Member(raft.config.self_addr, self.config.advertise)
         while True:
-            await asyncio.sleep(0.3)
             status = raft.status()
             if status.leader is None or self.replica.members().get(self.config.node_id) == me:
+                await asyncio.sleep(0.05 if status.leader is None else 1.0)
                 continue
             op = command_pb2.Op()
             op.announce.node_id = self.config.node_id
@@ -163,4 +165,4 @@ class Node:
             else:
                 # Followers submit through pysyncobj, which forwards to the leader.
                 raft.propose(commands.encode(command_pb2.Command(ops=[op])), lambda *_: None)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.2)

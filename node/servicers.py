@@ -53,6 +53,11 @@ class NodeView:
         addr = self.leader_client_addr()
         if addr:
             return errors.NotLeader(f"this node is not the leader; the leader is at {addr}", addr)
+        leader = self.raft.status().leader
+        if leader is not None:
+            return errors.NoLeader(
+                f"the leader (raft {leader}) has not announced its client address yet; retry shortly"
+            )
         return errors.NoLeader("no leader is known right now (election in progress?); retry shortly")
 
     def staleness_ms(self) -> float:

@@ -1,0 +1,282 @@
+"""Start, stop, kill, pause and restart real raftcache-node processes on loopback.
+
+Used by `make run`, the integration tests, the benchmarks and (later) chaos runs.
+`python -m raftcache.chaos.local_cluster run` runs a 3-node cluster in the
+foreground until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalNode:
+    node_id: str
+    client_port: int
+    raft_port: int
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def client_addr(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def raft_addr(self) -> str:
+        return f"127.0.0.1:{self.raft_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class LocalCluster:
+    """N node processes on loopback with their own data dirs and log files."""
+
+    def __init__(
+        self,
+        size: int = 3,
+        base_dir: Path | None = None,
+        *,
+        durability: str = "journal",
+        ports: Sequence[tuple[int, int]] | None = None,
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="raftcache-cluster-"))
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.durability = durability
+        self.extra_args = list(extra_args)
+        self.env = env
+        ports = ports or [(free_port(), free_port()) for _ in range(size)]
+        self.nodes = [
+            LocalNode(
+                node_id=f"n{i + 1}",
+                client_port=client,
+                raft_port=raft,
+                data_dir=self.base_dir / f"n{i + 1}",
+                log_path=self.base_dir / f"n{i + 1}.log",
+            )
+            for i, (client, raft) in enumerate(ports)
+        ]
+
+    # -- processes ------------------------------------------------------------
+
+    def command(self, i: int) -> list[str]:
+        node = self.nodes[i]
+        peers = ",".join(n.raft_addr for j, n in enumerate(self.nodes) if j != i)
+        return [
+            sys.executable, "-m", "raftcache.node.cli",
+            "--node-id", node.node_id,
+            "--data-dir", str(node.data_dir),
+            "--listen", node.client_addr,
+            "--raft", node.raft_addr,
+            "--peers", peers,
+            "--durability", self.durability,
+            *self.extra_args,
+            *node.extra_args,
+        ]  # fmt: skip
+
+    def start(self) -> LocalCluster:
+        for i in range(len(self.nodes)):
+            self.start_node(i)
+        return self
+
+    def start_node(self, i: int) -> None:
+        node = self.nodes[i]
+        if node.running:
+            raise RuntimeError(f"{node.node_id} is already running")
+        log = open(node.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        env = dict(os.environ if self.env is None else self.env)
+        node.process = subprocess.Popen(
+            self.command(i), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        log.close()
+
+    def kill(self, i: int) -> None:
+        """SIGKILL: no goodbye, no flush."""
+        self._signal(i, signal.SIGKILL)
+        self._reap(i, 10)
+
+    def stop(self, i: int, timeout: float = 15.0) -> int | None:
+        """SIGTERM and wait: a leader hands leadership over first. Returns the exit code."""
+        node = self.nodes[i]
+        if not node.running:
+            return None
+        self._signal(i, signal.SIGTERM)
+        return self._reap(i, timeout)
+
+    def pause(self, i: int) -> None:
+        self._signal(i, signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        self._signal(i, signal.SIGCONT)
+
+    def restart(self, i: int) -> None:
+        if self.nodes[i].running:
+            self.stop(i)
+        self.start_node(i)
+
+    def close(self) -> None:
+        """Stop every node this cluster started (SIGCONT first, in case one is paused)."""
+        running = [i for i, node in enumerate(self.nodes) if node.running]
+        for i in running:
+            self.resume(i)
+            self._signal(i, signal.SIGTERM)
+        for i in running:
+            self._reap(i, 10)
+
+    def _signal(self, i: int, sig: int) -> None:
+        process = self.nodes[i].process
+        if process is not None and process.poll() is None:
+            process.send_signal(sig)
+
+    def _reap(self, i: int, timeout: float) -> int | None:
+        process = self.nodes[i].process
+        if process is None:
+            return None
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait(5)
+
+    # -- cluster view ---------------------------------------------------------
+
+    def status(self, i: int, timeout: float = 1.0) -> cluster_pb2.StatusResponse | None:
+        """Node i's Status, or None if it does not answer."""
+        if not self.nodes[i].running:
+            return None
+        with grpc.insecure_channel(self.nodes[i].client_addr) as channel:
+            try:
+                response: cluster_pb2.StatusResponse = cluster_pb2_grpc.ClusterStub(
+                    channel
+                ).Status(cluster_pb2.StatusRequest(), timeout=timeout)
+                return response
+            except grpc.RpcError:
+                return None
+
+    def leader(self) -> int | None:
+        """Index of a node that says it leads and that the others agree on, if any."""
+        for i in range(len(self.nodes)):
+            status = self.status(i)
+            if status is not None and status.role == cluster_pb2.LEADER:
+                return i
+        return None
+
+    def wait_for_leader(self, timeout: float = 20.0, exclude: int | None = None) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if leader is not None and leader != exclude:
+                return leader
+            time.sleep(0.05)
+        raise TimeoutError(f"no leader within {timeout} s; logs in {self.base_dir}")
+
+    def wait_until_ready(self, timeout: float = 30.0) -> int:
+        """Wait until every running node knows a leader and has caught up; returns the leader."""
+        deadline = time.monotonic() + timeout
+        running = {n.raft_addr for n in self.nodes if n.running}
+        while time.monotonic() < deadline:
+            statuses = [self.status(i) for i, n in enumerate(self.nodes) if n.running]
+            if statuses and all(
+                s is not None
+                and s.leader_client_addr
+                and s.applied_index >= s.leader_commit_index > 0
+                and all(m.client_addr for m in s.members if m.raft_addr in running)
+                for s in statuses
+            ):
+                return self.wait_for_leader(timeout=max(deadline - time.monotonic(), 0.1))
+            time.sleep(0.05)
+        raise TimeoutError(f"cluster not ready within {timeout} s; logs in {self.base_dir}")
+
+    def wait_converged(self, timeout: float = 30.0) -> list[cluster_pb2.StatusResponse]:
+        """Wait until every running node reports the same state digest."""
+        deadline = time.monotonic() + timeout
+        statuses: list[cluster_pb2.StatusResponse | None] = []
+        while time.monotonic() < deadline:
+            statuses = [self.status(i) for i, n in enumerate(self.nodes) if n.running]
+            done = [s for s in statuses if s is not None]
+            if len(done) == len(statuses) and len({s.digest for s in done}) == 1:
+                return done
+            time.sleep(0.1)
+        raise TimeoutError(f"replicas did not converge within {timeout} s: {statuses}")
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _run(args: argparse.Namespace) -> int:
+    ports = [(args.base_port + i, args.base_port + 1000 + i) for i in range(args.nodes)]
+    base = Path(args.data_dir)
+    cluster = LocalCluster(args.nodes, base, durability=args.durability, ports=ports)
+    print(f"starting {args.nodes} raftcache nodes (data and logs in {base}/)")
+    cluster.start()
+    try:
+        leader = cluster.wait_until_ready(timeout=60)
+        for i, node in enumerate(cluster.nodes):
+            role = "leader" if i == leader else "follower"
+            print(f"  {node.node_id}: client {node.client_addr}  raft {node.raft_addr}  ({role})")
+        first = cluster.nodes[0].client_addr
+        print("\ntry (in another terminal):")
+        print(
+            f"  .venv/bin/python -c \"import grpc; from raftcache.v1 import cache_pb2 as p, "
+            f"cache_pb2_grpc as g; s = g.CacheStub(grpc.insecure_channel('{first}')); "
+            f"s.Set(p.SetRequest(key=b'hello', value=b'world')); "
+            f"print(s.Get(p.GetRequest(key=b'hello')))\""
+        )
+        print("\nCtrl-C stops every node.")
+        while all(n.running for n in cluster.nodes):
+            time.sleep(0.5)
+        print("a node exited; see its log. stopping the others.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...")
+        return 0
+    finally:
+        cluster.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m raftcache.chaos.local_cluster")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run a local cluster in the foreground until Ctrl-C")
+    run.add_argument("--nodes", type=int, default=3)
+    run.add_argument("--base-port", type=int, default=6381, help="client ports start here; "
+                     "raft ports at base + 1000")
+    run.add_argument("--data-dir", default="run-data")
+    run.add_argument("--durability", default="journal", choices=["journal", "memory"])
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-
 from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
 
 
@@ -173,9 +172,9 @@ class LocalCluster:
             return None
         with grpc.insecure_channel(self.nodes[i].client_addr) as channel:
             try:
-                response: cluster_pb2.StatusResponse = cluster_pb2_grpc.ClusterStub(
-                    channel
-                ).Status(cluster_pb2.StatusRequest(), timeout=timeout)
+                response: cluster_pb2.StatusResponse = cluster_pb2_grpc.ClusterStub(channel).Status(
+                    cluster_pb2.StatusRequest(), timeout=timeout
+                )
                 return response
             except grpc.RpcError:
                 return None
@@ -247,7 +246,7 @@ def _run(args: argparse.Namespace) -> int:
         first = cluster.nodes[0].client_addr
         print("\ntry (in another terminal):")
         print(
-            f"  .venv/bin/python -c \"import grpc; from raftcache.v1 import cache_pb2 as p, "
+            f'  .venv/bin/python -c "import grpc; from raftcache.v1 import cache_pb2 as p, '
             f"cache_pb2_grpc as g; s = g.CacheStub(grpc.insecure_channel('{first}')); "
             f"s.Set(p.SetRequest(key=b'hello', value=b'world')); "
             f"print(s.Get(p.GetRequest(key=b'hello')))\""
@@ -269,8 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run a local cluster in the foreground until Ctrl-C")
     run.add_argument("--nodes", type=int, default=3)
-    run.add_argument("--base-port", type=int, default=6381, help="client ports start here; "
-                     "raft ports at base + 1000")
+    run.add_argument(
+        "--base-port",
+        type=int,
+        default=6381,
+        help="client ports start here; raft ports at base + 1000",
+    )
     run.add_argument("--data-dir", default="run-data")
     run.add_argument("--durability", default="journal", choices=["journal", "memory"])
     args = parser.parse_args(argv)

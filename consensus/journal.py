@@ -37,18 +37,18 @@ class FlushedJournal(FileJournal):  # type: ignore[misc]
         self._dir = os.path.dirname(os.path.abspath(journal_file))
         self.flushes = 0
 
-    def onOneSecondTimer(self) -> None:  # noqa: N802 - pysyncobj's name
+    def onOneSecondTimer(self) -> None:
         super().onOneSecondTimer()
         self.flush()
         self.flushes += 1
 
-    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802, N803
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
         super().setCurrentTerm(term, votedForNodeId)
         _fsync_path(self._meta_path)
         fsync_dir(self._dir)
 
 
-def _create_journal(journalFile: str | None = None) -> Any:  # noqa: N803 - pysyncobj's name
+def _create_journal(journalFile: str | None = None) -> Any:
     if journalFile is None:
         return MemoryJournal()
     return FlushedJournal(journalFile)

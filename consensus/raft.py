@@ -9,6 +9,7 @@ them to their own loop and never block. See DESIGN.md beside this file.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import logging
 import os
@@ -24,7 +25,6 @@ from typing import Any, Protocol
 from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, SyncObjConsumer
 from pysyncobj import replicated as _replicated
 from pysyncobj.node import TCPNode
-
 from raftcache.consensus import journal, recovery, snapshot
 
 journal.install()
@@ -96,7 +96,9 @@ class RaftConfig:
         if self.durability is Durability.JOURNAL and self.data_dir is None:
             raise ValueError("durability 'journal' needs a data directory")
         if self.self_addr in self.peers:
-            raise ValueError(f"the peer list contains this node's own raft address {self.self_addr}")
+            raise ValueError(
+                f"the peer list contains this node's own raft address {self.self_addr}"
+            )
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class _Consumer(SyncObjConsumer):  # type: ignore[misc]
         self._on_fatal = on_fatal
         super().__init__()
 
-    @_replicated  # type: ignore[misc]
+    @_replicated  # type: ignore[untyped-decorator]
     def apply(self, data: bytes) -> Any:
         try:
             return self._state.apply(data)
@@ -191,7 +193,9 @@ class RaftNode:
             onStateChanged=self._state_changed,
             dynamicMembershipChange=False,
         )
-        self._syncobj = SyncObj(config.self_addr, list(config.peers), conf, consumers=[self._consumer])
+        self._syncobj = SyncObj(
+            config.self_addr, list(config.peers), conf, consumers=[self._consumer]
+        )
         self._syncobj.addOnTickCallback(self._on_tick)
 
     # ------------------------------------------------------------ files
@@ -262,8 +266,8 @@ class RaftNode:
         caught_up_at = self._status.caught_up_at
         if leader is not None and applied >= leader_commit:
             caught_up_at = time.monotonic()
-        match = getattr(so, "_SyncObj__raftMatchIndex", {})
-        connected = getattr(so, "_SyncObj__connectedNodes", set())
+        match: dict[Any, int] = getattr(so, "_SyncObj__raftMatchIndex", {})
+        connected: set[Any] = getattr(so, "_SyncObj__connectedNodes", set())
         self._status = RaftStatus(
             role=_ROLES[so._SyncObj__raftState],
             term=so.raftCurrentTerm,
@@ -361,9 +365,7 @@ class RaftNode:
         if isinstance(thread, threading.Thread) and thread is not threading.current_thread():
             thread.join(timeout=5)
         if self._child_pid:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(self._child_pid, 0)
-            except ChildProcessError:
-                pass
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)

@@ -14,7 +14,6 @@ import os
 from dataclasses import dataclass
 
 from pysyncobj.journal import FileJournal
-
 from raftcache.consensus import snapshot
 
 
@@ -66,7 +65,7 @@ def repair(journal_path: str, dump_path: str) -> RecoveryReport:
 def _find(journal: FileJournal, index: int) -> int | None:
     if len(journal) == 0:
         return None
-    offset = index - journal[0][1]
+    offset: int = index - journal[0][1]
     if 0 <= offset < len(journal) and journal[offset][1] == index:
         return offset
     return None

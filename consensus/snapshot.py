@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import lmdb
 
@@ -100,6 +101,13 @@ def read_raft_meta(path: str) -> RaftMeta:
         return raft
 
 
+def _required(txn: lmdb.Transaction, key: bytes, db: Any, path: str) -> bytes:
+    value = txn.get(key, db=db)
+    if value is None:
+        raise SnapshotFormatError(f"{path} has no {key.decode()!r} record: not a complete snapshot")
+    return bytes(value)
+
+
 @contextmanager
 def reader(path: str) -> Iterator[tuple[RaftMeta, bytes, Iterator[tuple[bytes, bytes]]]]:
     """Open a snapshot: yields (raft meta, state meta, an iterator over the stored items)."""
@@ -118,11 +126,11 @@ def reader(path: str) -> Iterator[tuple[RaftMeta, bytes, Iterator[tuple[bytes, b
                     f"{path} has snapshot format {fmt!r}; this build reads {SNAPSHOT_FORMAT!r}"
                 )
             raft = RaftMeta(
-                last=RaftEntry.decode(txn.get(b"last", db=raft_db)),
-                previous=RaftEntry.decode(txn.get(b"previous", db=raft_db)),
-                cluster=tuple(json.loads(txn.get(b"cluster", db=raft_db))),
+                last=RaftEntry.decode(_required(txn, b"last", raft_db, path)),
+                previous=RaftEntry.decode(_required(txn, b"previous", raft_db, path)),
+                cluster=tuple(json.loads(_required(txn, b"cluster", raft_db, path))),
             )
-            state_meta = txn.get(b"state", db=meta_db)
+            state_meta = _required(txn, b"state", meta_db, path)
             with txn.cursor(db=data_db) as cursor:
                 yield raft, state_meta, cursor.iternext(keys=True, values=True)
     except lmdb.Error as exc:

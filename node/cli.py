@@ -8,12 +8,12 @@ import os
 # fork. The child never touches gRPC, so they are not needed. Set before grpc is imported.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-import asyncio  # noqa: E402
-import sys  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+import asyncio
+import sys
+from collections.abc import Sequence
 
-from raftcache.node import log_setup  # noqa: E402
-from raftcache.node.config import ConfigError, load  # noqa: E402
+from raftcache.node import log_setup
+from raftcache.node.config import ConfigError, load
 
 
 def main(argv: Sequence[str] | None = None) -> int:

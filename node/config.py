@@ -142,7 +142,9 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     advertise = parse_address("--advertise", values.get("advertise", listen))
     peers = parse_peers(values.get("peers", ""))
     if raft_addr in peers:
-        raise ConfigError(f"--peers: lists this node's own --raft address {raft_addr}; list only the others")
+        raise ConfigError(
+            f"--peers: lists this node's own --raft address {raft_addr}; list only the others"
+        )
     secret = values.get("raft-secret") or None
     if secret is None and not (is_loopback(raft_addr) and all(is_loopback(p) for p in peers)):
         raise ConfigError(

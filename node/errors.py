@@ -1,13 +1,13 @@
 """Domain errors of a node; each says whether the client may safely retry.
 
-    CacheError
-    ├── InvalidInput        bad request; retrying the same request cannot help
-    ├── ConditionFailed     a condition or a value's type did not hold (state-dependent)
-    ├── NotLeader           this node is not the leader; `leader_addr` says who is (retry there)
-    ├── NoLeader            no leader is known right now (retry after a short wait)
-    ├── TooStale            this replica cannot prove it is within max_staleness_ms (try another)
-    ├── Overloaded          too many writes queued on this node (retry later)
-    └── OutcomeUnknown      the write may or may not have applied (retry with the same request id)
+CacheError
+├── InvalidInput        bad request; retrying the same request cannot help
+├── ConditionFailed     a condition or a value's type did not hold (state-dependent)
+├── NotLeader           this node is not the leader; `leader_addr` says who is (retry there)
+├── NoLeader            no leader is known right now (retry after a short wait)
+├── TooStale            this replica cannot prove it is within max_staleness_ms (try another)
+├── Overloaded          too many writes queued on this node (retry later)
+└── OutcomeUnknown      the write may or may not have applied (retry with the same request id)
 """
 
 from __future__ import annotations

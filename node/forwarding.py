@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from raftcache.v1 import cache_pb2
 
 FORWARDED_METADATA_KEY = "x-raftcache-forwarded"

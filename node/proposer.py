@@ -130,7 +130,9 @@ class Proposer:
         self._flush_scheduled = False
         while (self._writes or self._reads) and self._inflight < self._config.max_inflight:
             if not self._consensus.is_leader():
-                self._fail_pending(errors.NoLeader("this node lost leadership; retry on the leader"))
+                self._fail_pending(
+                    errors.NoLeader("this node lost leadership; retry on the leader")
+                )
                 return
             writes = self._take_writes()
             reads, self._reads = self._reads, []

@@ -48,9 +48,7 @@ def check_ttl(ttl_ms: int, what: str = "ttl_ms") -> None:
 
 def check_consistency(consistency: int) -> None:
     if consistency not in (cache_pb2.LINEARIZABLE, cache_pb2.STALE):
-        raise InvalidInput(
-            f"unknown consistency {consistency}: use LINEARIZABLE (0) or STALE (1)"
-        )
+        raise InvalidInput(f"unknown consistency {consistency}: use LINEARIZABLE (0) or STALE (1)")
 
 
 def check_keys(keys: Sequence[bytes], limits: Limits) -> None:

@@ -13,7 +13,6 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-
 from raftcache.consensus import RaftNode, Role
 from raftcache.node import commands
 from raftcache.node.config import NodeConfig
@@ -70,8 +69,10 @@ class Node:
                 loop.add_signal_handler(sig, self.stop)
         self.raft = raft = RaftNode(config.raft, self.replica, on_role_change=self._role_changed)
         if raft.recovery is not None and raft.recovery.truncated_entries:
-            _log.warning("finished an interrupted log compaction",
-                         dropped_entries=raft.recovery.truncated_entries)
+            _log.warning(
+                "finished an interrupted log compaction",
+                dropped_entries=raft.recovery.truncated_entries,
+            )
         proposer = Proposer(raft, self.replica, config.proposer)
         view = NodeView(config.node_id, raft, self.replica, config.advertise)
         options = grpc_options(config)
@@ -89,8 +90,13 @@ class Node:
         if server.add_insecure_port(config.listen) == 0:
             raise OSError(f"--listen: cannot bind {config.listen}")
         await server.start()
-        _log.info("node started", listen=config.listen, raft=config.raft.self_addr,
-                  peers=list(config.raft.peers), durability=config.raft.durability.value)
+        _log.info(
+            "node started",
+            listen=config.listen,
+            raft=config.raft.self_addr,
+            peers=list(config.raft.peers),
+            durability=config.raft.durability.value,
+        )
         self._tasks = [
             asyncio.create_task(proposer.run_ticks()),
             asyncio.create_task(self._health_loop(health, view)),
@@ -101,8 +107,9 @@ class Node:
         finally:
             await self._shutdown(server, health, forwarder)
 
-    async def _shutdown(self, server: grpc.aio.Server, health: HealthServicer,
-                        forwarder: LeaderForwarder) -> None:
+    async def _shutdown(
+        self, server: grpc.aio.Server, health: HealthServicer, forwarder: LeaderForwarder
+    ) -> None:
         assert self.raft is not None
         _log.info("stopping")
         await health.enter_graceful_shutdown()
@@ -111,8 +118,11 @@ class Node:
             deadline = time.monotonic() + 3.0
             while self.raft.is_leader() and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            _log.info("leadership handed over" if not self.raft.is_leader()
-                      else "leadership handover timed out")
+            _log.info(
+                "leadership handed over"
+                if not self.raft.is_leader()
+                else "leadership handover timed out"
+            )
         for task in self._tasks:
             task.cancel()
         await server.stop(grace=1.0)
@@ -136,8 +146,11 @@ class Node:
                 and bool(view.leader_client_addr())
             )
             if now_serving != serving:
-                code = (health_pb2.HealthCheckResponse.SERVING if now_serving
-                        else health_pb2.HealthCheckResponse.NOT_SERVING)
+                code = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if now_serving
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
                 for name in ("", *SERVICE_NAMES):
                     await health.set(name, code)
                 serving = now_serving

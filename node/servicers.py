@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-
 from raftcache.consensus import RaftNode, Role
 from raftcache.node import errors, requests, status_codes
 from raftcache.node.forwarding import FORWARDED_METADATA_KEY, LeaderForwarder
@@ -17,8 +16,11 @@ from raftcache.node.state_machine import DeleteOk, Entry, Failure, IncrOk, MSetO
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
 
 R = TypeVar("R")
-_ROLE = {Role.FOLLOWER: cluster_pb2.FOLLOWER, Role.CANDIDATE: cluster_pb2.CANDIDATE,
-         Role.LEADER: cluster_pb2.LEADER}
+_ROLE = {
+    Role.FOLLOWER: cluster_pb2.FOLLOWER,
+    Role.CANDIDATE: cluster_pb2.CANDIDATE,
+    Role.LEADER: cluster_pb2.LEADER,
+}
 
 
 def _expect(result: Result, kind: type[R]) -> R:
@@ -56,9 +58,12 @@ class NodeView:
         leader = self.raft.status().leader
         if leader is not None:
             return errors.NoLeader(
-                f"the leader (raft {leader}) has not announced its client address yet; retry shortly"
+                f"the leader (raft {leader}) has not announced its client address yet; "
+                "retry shortly"
             )
-        return errors.NoLeader("no leader is known right now (election in progress?); retry shortly")
+        return errors.NoLeader(
+            "no leader is known right now (election in progress?); retry shortly"
+        )
 
     def staleness_ms(self) -> float:
         """How far behind the leader this replica may be, from replicated time, in ms."""
@@ -103,40 +108,48 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
 
     # -- writes ----------------------------------------------------------------
 
-    async def Set(self, request: cache_pb2.SetRequest, context: Any) -> cache_pb2.SetResponse:  # noqa: N802
+    async def Set(self, request: cache_pb2.SetRequest, context: Any) -> cache_pb2.SetResponse:
         async def serve() -> cache_pb2.SetResponse:
             op = requests.set_op(request, self._limits, self._now())
             result = _expect(await self._proposer.write(op), SetOk)
             return cache_pb2.SetResponse(version=result.version)
 
-        return await self._validated("Set", request, context, serve,
-                                     lambda: requests.set_op(request, self._limits, 0))
+        return await self._validated(
+            "Set", request, context, serve, lambda: requests.set_op(request, self._limits, 0)
+        )
 
-    async def Delete(self, request: cache_pb2.DeleteRequest, context: Any) -> cache_pb2.DeleteResponse:  # noqa: N802
+    async def Delete(
+        self, request: cache_pb2.DeleteRequest, context: Any
+    ) -> cache_pb2.DeleteResponse:
         async def serve() -> cache_pb2.DeleteResponse:
             op = requests.delete_op(request, self._limits)
-            return cache_pb2.DeleteResponse(deleted=_expect(await self._proposer.write(op), DeleteOk).deleted)
+            return cache_pb2.DeleteResponse(
+                deleted=_expect(await self._proposer.write(op), DeleteOk).deleted
+            )
 
-        return await self._validated("Delete", request, context, serve,
-                                     lambda: requests.delete_op(request, self._limits))
+        return await self._validated(
+            "Delete", request, context, serve, lambda: requests.delete_op(request, self._limits)
+        )
 
-    async def Incr(self, request: cache_pb2.IncrRequest, context: Any) -> cache_pb2.IncrResponse:  # noqa: N802
+    async def Incr(self, request: cache_pb2.IncrRequest, context: Any) -> cache_pb2.IncrResponse:
         async def serve() -> cache_pb2.IncrResponse:
             op = requests.incr_op(request, self._limits, self._now())
             result = _expect(await self._proposer.write(op), IncrOk)
             return cache_pb2.IncrResponse(value=result.value, version=result.version)
 
-        return await self._validated("Incr", request, context, serve,
-                                     lambda: requests.incr_op(request, self._limits, 0))
+        return await self._validated(
+            "Incr", request, context, serve, lambda: requests.incr_op(request, self._limits, 0)
+        )
 
-    async def MSet(self, request: cache_pb2.MSetRequest, context: Any) -> cache_pb2.MSetResponse:  # noqa: N802
+    async def MSet(self, request: cache_pb2.MSetRequest, context: Any) -> cache_pb2.MSetResponse:
         async def serve() -> cache_pb2.MSetResponse:
             op = requests.mset_op(request, self._limits, self._now())
             result = _expect(await self._proposer.write(op), MSetOk)
             return cache_pb2.MSetResponse(versions=result.versions)
 
-        return await self._validated("MSet", request, context, serve,
-                                     lambda: requests.mset_op(request, self._limits, 0))
+        return await self._validated(
+            "MSet", request, context, serve, lambda: requests.mset_op(request, self._limits, 0)
+        )
 
     async def _validated(
         self,
@@ -150,7 +163,8 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         try:
             if not self._proposer.is_leader():
                 validate()
-                return await self._forward(method, request, context)
+                forwarded: R = await self._forward(method, request, context)
+                return forwarded
             return await serve()
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
@@ -165,7 +179,9 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         if max_staleness_ms:
             staleness = self._view.staleness_ms()
             if staleness > max_staleness_ms:
-                shown = "unbounded (no leader)" if staleness == float("inf") else f"{staleness:.0f} ms"
+                shown = (
+                    "unbounded (no leader)" if staleness == float("inf") else f"{staleness:.0f} ms"
+                )
                 raise errors.TooStale(
                     f"this replica's staleness is {shown}, over max_staleness_ms="
                     f"{max_staleness_ms}; read from another node or the leader"
@@ -174,24 +190,26 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
     def _needs_leader(self, consistency: int) -> bool:
         return consistency == cache_pb2.LINEARIZABLE and not self._proposer.is_leader()
 
-    async def Get(self, request: cache_pb2.GetRequest, context: Any) -> cache_pb2.GetResponse:  # noqa: N802
+    async def Get(self, request: cache_pb2.GetRequest, context: Any) -> cache_pb2.GetResponse:
         try:
             requests.check_key(request.key, self._limits)
             requests.check_consistency(request.consistency)
             if self._needs_leader(request.consistency):
-                return await self._forward("Get", request, context)
+                response: cache_pb2.GetResponse = await self._forward("Get", request, context)
+                return response
             await self._before_read(request.consistency, request.max_staleness_ms)
             now = self._now()
             return _get_response(self._view.replica.get(request.key, now), now)
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 
-    async def MGet(self, request: cache_pb2.MGetRequest, context: Any) -> cache_pb2.MGetResponse:  # noqa: N802
+    async def MGet(self, request: cache_pb2.MGetRequest, context: Any) -> cache_pb2.MGetResponse:
         try:
             requests.check_keys(request.keys, self._limits)
             requests.check_consistency(request.consistency)
             if self._needs_leader(request.consistency):
-                return await self._forward("MGet", request, context)
+                many: cache_pb2.MGetResponse = await self._forward("MGet", request, context)
+                return many
             await self._before_read(request.consistency, request.max_staleness_ms)
             now = self._now()
             entries = self._view.replica.get_many(request.keys, now)
@@ -204,7 +222,9 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
     def __init__(self, view: NodeView) -> None:
         self._view = view
 
-    async def Status(self, request: cluster_pb2.StatusRequest, context: Any) -> cluster_pb2.StatusResponse:  # noqa: N802
+    async def Status(
+        self, request: cluster_pb2.StatusRequest, context: Any
+    ) -> cluster_pb2.StatusResponse:
         view = self._view
         raft = view.raft
         status = raft.status()
@@ -223,8 +243,9 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
                 cluster_pb2.Member(
                     id=node_id,
                     raft_addr=addr,
-                    client_addr=member.client_addr if member else (
-                        view.advertise if addr == raft.config.self_addr else ""),
+                    client_addr=member.client_addr
+                    if member
+                    else (view.advertise if addr == raft.config.self_addr else ""),
                     is_leader=addr == status.leader,
                     match_index=status.match_index.get(addr, 0),
                 )
@@ -249,5 +270,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
             durability=raft.config.durability.value,
         )
 
-    async def Snapshot(self, request: cluster_pb2.SnapshotRequest, context: Any) -> cluster_pb2.SnapshotResponse:  # noqa: N802
+    async def Snapshot(
+        self, request: cluster_pb2.SnapshotRequest, context: Any
+    ) -> cluster_pb2.SnapshotResponse:
         return cluster_pb2.SnapshotResponse(started=self._view.raft.force_snapshot())

@@ -15,7 +15,7 @@ import json
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from raftcache.v1 import command_pb2
 
@@ -106,7 +106,9 @@ def _entry_hash(key: bytes, entry: Entry) -> int:
 
 
 def _parse_int(value: bytes) -> int | None:
-    if not value or len(value) > 20 or not value.lstrip(b"-").isdigit():
+    # One optional minus sign: int() raises on b"--5", which would crash apply on every replica.
+    digits = value[1:] if value.startswith(b"-") else value
+    if not digits or len(value) > 20 or not digits.isdigit():
         return None
     number = int(value)
     return number if INT64_MIN <= number <= INT64_MAX else None
@@ -164,7 +166,10 @@ class StateMachine:
             del session.results[oldest]
             session.floor = max(session.floor, oldest)
         if len(self._sessions) > DEDUP_MAX_CLIENTS:
-            victim = min(self._sessions.items(), key=lambda kv: (kv[1].last_seen_ms, kv[0]))[0]
+            # Never the client just served: on a tie in last_seen_ms it could sort first, and
+            # forgetting the result just stored would let its retry apply twice.
+            others = (kv for kv in self._sessions.items() if kv[0] != rid.client_id)
+            victim = min(others, key=lambda kv: (kv[1].last_seen_ms, kv[0]))[0]
             del self._sessions[victim]
         return result
 
@@ -177,7 +182,9 @@ class StateMachine:
         if kind == "incr":
             return self._incr(op.incr, now)
         if kind == "mset":
-            return MSetOk(tuple(self._store(e.key, e.value, e.deadline_ms) for e in op.mset.entries))
+            return MSetOk(
+                tuple(self._store(e.key, e.value, e.deadline_ms) for e in op.mset.entries)
+            )
         if kind == "announce":
             a = op.announce
             self._members[a.node_id] = Member(a.raft_addr, a.client_addr)
@@ -195,7 +202,9 @@ class StateMachine:
         if op.condition == 1 and current is not None:
             return Failure(ErrorCode.CONDITION_FAILED, "key exists and the set was if-absent")
         if op.condition == 2 and current is None:
-            return Failure(ErrorCode.CONDITION_FAILED, "key does not exist and the set was if-present")
+            return Failure(
+                ErrorCode.CONDITION_FAILED, "key does not exist and the set was if-present"
+            )
         if op.has_expected_version:
             actual = 0 if current is None else current.version
             if actual != op.expected_version:
@@ -372,16 +381,18 @@ def _result_to_json(result: Result) -> list[object]:
     return [type(result).__name__, *result]
 
 
-def _result_from_json(doc: list[object]) -> Result:
+def _result_from_json(doc: list[Any]) -> Result:
     tag, *fields = doc
     if tag == "Failure":
         return Failure(ErrorCode(fields[0]), str(fields[1]))
     if tag == "MSetOk":
-        return MSetOk(tuple(fields[0]))  # type: ignore[arg-type]
-    kinds: dict[object, type[Result]] = {
-        "SetOk": SetOk,
-        "DeleteOk": DeleteOk,
-        "IncrOk": IncrOk,
-        "AnnounceOk": AnnounceOk,
-    }
-    return kinds[tag](*fields)  # type: ignore[call-arg]
+        return MSetOk(tuple(fields[0]))
+    if tag == "SetOk":
+        return SetOk(int(fields[0]))
+    if tag == "DeleteOk":
+        return DeleteOk(bool(fields[0]))
+    if tag == "IncrOk":
+        return IncrOk(int(fields[0]), int(fields[1]))
+    if tag == "AnnounceOk":
+        return AnnounceOk()
+    raise ValueError(f"unknown result tag {tag!r} in snapshot")

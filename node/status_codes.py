@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import NoReturn
 
 import grpc
-
 from raftcache.node import errors
 from raftcache.node.state_machine import ErrorCode, Failure
 
@@ -41,3 +40,4 @@ async def abort(context: grpc.aio.ServicerContext, error: errors.CacheError) -> 
     if isinstance(error, errors.NotLeader) and error.leader_addr:
         context.set_trailing_metadata(((LEADER_METADATA_KEY, error.leader_addr),))
     await context.abort(STATUS_CODES[type(error)], str(error))
+    raise AssertionError("context.abort returned")  # it raises; this keeps NoReturn honest

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from raftcache.chaos.local_cluster import LocalCluster
 from raftcache.v1 import cache_pb2_grpc, cluster_pb2_grpc
 

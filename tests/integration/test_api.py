@@ -12,9 +12,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from raftcache.chaos.local_cluster import LocalCluster
 from raftcache.v1 import cache_pb2, cluster_pb2
+
 from tests.integration.conftest import stubs_for
 
 pytestmark = pytest.mark.integration
@@ -48,8 +48,10 @@ def test_every_write_op_through_a_follower(cluster: LocalCluster) -> None:
     assert s.Incr(cache_pb2.IncrRequest(key=b"api:ctr", delta=-2)).value == 3
     versions = s.MSet(
         cache_pb2.MSetRequest(
-            entries=[cache_pb2.KeyValue(key=b"api:m1", value=b"1"),
-                     cache_pb2.KeyValue(key=b"api:m2", value=b"2", ttl_ms=60_000)]
+            entries=[
+                cache_pb2.KeyValue(key=b"api:m1", value=b"1"),
+                cache_pb2.KeyValue(key=b"api:m2", value=b"2", ttl_ms=60_000),
+            ]
         )
     ).versions
     assert len(versions) == 2 and versions[1] == versions[0] + 1
@@ -62,7 +64,9 @@ def test_every_write_op_through_a_follower(cluster: LocalCluster) -> None:
 
 def test_conditions_and_compare_and_set(cluster: LocalCluster) -> None:
     s = stubs_for(cluster, cluster.wait_for_leader()).cache
-    v = s.Set(cache_pb2.SetRequest(key=b"api:cas", value=b"a", condition=cache_pb2.IF_ABSENT)).version
+    v = s.Set(
+        cache_pb2.SetRequest(key=b"api:cas", value=b"a", condition=cache_pb2.IF_ABSENT)
+    ).version
     with pytest.raises(grpc.RpcError) as exc:
         s.Set(cache_pb2.SetRequest(key=b"api:cas", value=b"b", condition=cache_pb2.IF_ABSENT))
     assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -131,8 +135,11 @@ def test_stale_reads_served_by_followers_within_bound(cluster: LocalCluster) -> 
     s = stubs_for(cluster, follower).cache
     deadline = time.monotonic() + 5
     while True:
-        got = s.Get(cache_pb2.GetRequest(key=b"api:stale", consistency=cache_pb2.STALE,
-                                         max_staleness_ms=2000))
+        got = s.Get(
+            cache_pb2.GetRequest(
+                key=b"api:stale", consistency=cache_pb2.STALE, max_staleness_ms=2000
+            )
+        )
         if got.found or time.monotonic() > deadline:
             break
     assert got.value == b"s"
@@ -144,8 +151,10 @@ def test_forwarded_call_on_a_follower_answers_unavailable_with_leader_hint(
     leader, follower = _leader_and_follower(cluster)
     s = stubs_for(cluster, follower).cache
     with pytest.raises(grpc.RpcError) as exc:
-        s.Set(cache_pb2.SetRequest(key=b"api:hint", value=b"x"),
-              metadata=(("x-raftcache-forwarded", "1"),))
+        s.Set(
+            cache_pb2.SetRequest(key=b"api:hint", value=b"x"),
+            metadata=(("x-raftcache-forwarded", "1"),),
+        )
     assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
     trailing = dict(exc.value.trailing_metadata())
     assert trailing["x-raftcache-leader"] == cluster.nodes[leader].client_addr
@@ -155,16 +164,26 @@ def test_forwarded_call_on_a_follower_answers_unavailable_with_leader_hint(
 BAD_REQUESTS = [
     ("Set", cache_pb2.SetRequest(key=b"", value=b"v"), "key is empty"),
     ("Set", cache_pb2.SetRequest(key=b"k" * (64 * 1024 + 1), value=b"v"), "over the limit"),
-    ("Set", cache_pb2.SetRequest(key=b"api:bad", value=b"v" * (4 * 1024 * 1024 + 1)),
-     "over the limit"),
+    (
+        "Set",
+        cache_pb2.SetRequest(key=b"api:bad", value=b"v" * (4 * 1024 * 1024 + 1)),
+        "over the limit",
+    ),
     ("Set", cache_pb2.SetRequest(key=b"api:bad", value=b"v", ttl_ms=-5), "cannot be negative"),
     ("Set", cache_pb2.SetRequest(key=b"api:bad", value=b"v", condition=7), "unknown condition"),
     ("Get", cache_pb2.GetRequest(key=b"api:bad", consistency=9), "unknown consistency"),
     ("Incr", cache_pb2.IncrRequest(key=b"", delta=1), "key is empty"),
     ("MGet", cache_pb2.MGetRequest(keys=[]), "no keys"),
-    ("MSet", cache_pb2.MSetRequest(entries=[cache_pb2.KeyValue(key=b"api:bad", value=b"v"),
-                                            cache_pb2.KeyValue(key=b"", value=b"v")]),
-     "entries[1].key is empty"),
+    (
+        "MSet",
+        cache_pb2.MSetRequest(
+            entries=[
+                cache_pb2.KeyValue(key=b"api:bad", value=b"v"),
+                cache_pb2.KeyValue(key=b"", value=b"v"),
+            ]
+        ),
+        "entries[1].key is empty",
+    ),
     ("Delete", cache_pb2.DeleteRequest(key=b""), "key is empty"),
 ]
 
@@ -219,9 +238,20 @@ def test_health_and_reflection(cluster: LocalCluster) -> None:
 
 def test_non_loopback_raft_without_secret_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     proc = subprocess.run(
-        [sys.executable, "-m", "raftcache.node.cli", "--data-dir", str(tmp_path),
-         "--raft", "10.1.2.3:7380", "--peers", "10.1.2.4:7380,10.1.2.5:7380"],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "raftcache.node.cli",
+            "--data-dir",
+            str(tmp_path),
+            "--raft",
+            "10.1.2.3:7380",
+            "--peers",
+            "10.1.2.4:7380,10.1.2.5:7380",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 2
     assert "--raft-secret" in proc.stderr and "pickle" in proc.stderr

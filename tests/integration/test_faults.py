@@ -9,9 +9,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from raftcache.chaos.local_cluster import LocalCluster
 from raftcache.v1 import cache_pb2, cache_pb2_grpc
+
 from tests.integration.conftest import start_cluster
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,9 @@ class Writer:
         self.unknown = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._channels = {n.client_addr: grpc.insecure_channel(n.client_addr) for n in cluster.nodes}
+        self._channels = {
+            n.client_addr: grpc.insecure_channel(n.client_addr) for n in cluster.nodes
+        }
 
     def _stub(self, addr: str) -> cache_pb2_grpc.CacheStub:
         return cache_pb2_grpc.CacheStub(self._channels[addr])
@@ -69,7 +71,9 @@ class Writer:
             time.sleep(0.02)
 
 
-def _read_all(cluster: LocalCluster, node: int, keys: list[bytes], stale: bool = False) -> dict[bytes, bytes]:
+def _read_all(
+    cluster: LocalCluster, node: int, keys: list[bytes], stale: bool = False
+) -> dict[bytes, bytes]:
     stub = cache_pb2_grpc.CacheStub(grpc.insecure_channel(cluster.nodes[node].client_addr))
     found: dict[bytes, bytes] = {}
     consistency = cache_pb2.STALE if stale else cache_pb2.LINEARIZABLE
@@ -149,10 +153,15 @@ def test_stale_read_without_leader_is_refused_as_retryable(fresh_cluster: LocalC
     for i in others:
         cluster.pause(i)
     try:
+
         def refused() -> bool:
             try:
-                stub.Get(cache_pb2.GetRequest(key=b"x", consistency=cache_pb2.STALE,
-                                              max_staleness_ms=500), timeout=2)
+                stub.Get(
+                    cache_pb2.GetRequest(
+                        key=b"x", consistency=cache_pb2.STALE, max_staleness_ms=500
+                    ),
+                    timeout=2,
+                )
                 return False
             except grpc.RpcError as exc:
                 assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import enum
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -29,6 +31,9 @@ from raftcache.consensus import journal, recovery, snapshot
 
 journal.install()
 _log = logging.getLogger("raftcache.consensus")
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+_SCRATCH_PREFIX = "raftcache-"
 
 
 class Durability(enum.Enum):
@@ -136,6 +141,22 @@ class _Consumer(SyncObjConsumer):  # type: ignore[misc]
             raise
 
 
+def _remove_orphaned_scratch(base: str) -> None:
+    """Remove memory-mode scratch dirs of node processes that died without cleaning up."""
+    for name in os.listdir(base):
+        if not name.startswith(_SCRATCH_PREFIX):
+            continue
+        pid_text = name[len(_SCRATCH_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 def _fatal_exit(exc: BaseException) -> None:
     _log.critical("cannot apply a committed log entry; stopping this node: %r", exc)
     logging.shutdown()
@@ -163,6 +184,7 @@ class RaftNode:
         self.snapshots_taken = 0
         self.recovery: recovery.RecoveryReport | None = None
         self._child_pid = 0
+        self._writer_cancelled = False
         self._scratch: str | None = None
         self._dump_path, journal_path = self._prepare_files()
         self._consumer = _Consumer(state, on_fatal)
@@ -203,8 +225,10 @@ class RaftNode:
     def _prepare_files(self) -> tuple[str, str | None]:
         """Paths of the snapshot and journal; in journal mode, repair what a crash left."""
         if self.config.durability is Durability.MEMORY:
-            base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-            self._scratch = tempfile.mkdtemp(prefix="raftcache-", dir=base)
+            base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+            _remove_orphaned_scratch(base)
+            prefix = f"{_SCRATCH_PREFIX}{os.getpid()}-"
+            self._scratch = tempfile.mkdtemp(prefix=prefix, dir=base)
             return os.path.join(self._scratch, "snapshot.lmdb"), None
         assert self.config.data_dir is not None
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -319,7 +343,10 @@ class RaftNode:
         if pid == 0:  # child: touch only the file, then leave without running any cleanup
             code = 1
             try:
-                partial = self._dump_path + ".writing"
+                # Die with the forking thread: a writer outliving a SIGKILLed node could
+                # rename an old snapshot over the restarted node's newer one.
+                _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+                partial = f"{self._dump_path}.writing.{os.getpid()}"
                 snapshot.write(
                     partial, meta, self._state.snapshot_meta(), self._state.snapshot_items()
                 )
@@ -331,6 +358,9 @@ class RaftNode:
         self._child_pid = pid
 
     def _check_serializing(self) -> int:
+        if self._writer_cancelled:
+            self._writer_cancelled = False
+            return int(SERIALIZER_STATE.FAILED)
         if not self._child_pid:
             return int(SERIALIZER_STATE.NOT_SERIALIZING)
         pid, status = os.waitpid(self._child_pid, os.WNOHANG)
@@ -345,7 +375,14 @@ class RaftNode:
 
     def _deserialize(self, path: str) -> tuple[Any, Any, Any]:
         """Load a snapshot (at start-up, or streamed from the leader) into the state."""
+        self._cancel_writer()
         started = time.monotonic()
+        if self.config.durability is Durability.JOURNAL:
+            # pysyncobj renames a received snapshot into place without fsync, then
+            # truncates the journal: make the file durable before that happens.
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+            journal.fsync_dir(os.path.dirname(path))
         with snapshot.reader(path) as (raft, state_meta, items):
             self._state.restore(state_meta, items)
         _log.info(
@@ -355,6 +392,24 @@ class RaftNode:
         )
         cluster = {TCPNode(addr) for addr in raft.cluster}
         return raft.last.as_tuple(), raft.previous.as_tuple(), cluster
+
+    def _cancel_writer(self) -> None:
+        """Kill a running snapshot writer: a snapshot is being loaded that supersedes it.
+
+        Otherwise the writer would later rename its older file over the snapshot just
+        received from the leader, while pysyncobj has already cut the journal to start
+        after it: the next restart would load the older file, clear the journal and lose
+        acknowledged entries. If the writer renamed already, the older file is what
+        gets loaded, which is consistent too (the leader then sends its snapshot again).
+        """
+        if not self._child_pid:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._child_pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._child_pid, 0)
+        self._child_pid = 0
+        self._writer_cancelled = True  # reported as FAILED: pysyncobj must not truncate for it
 
     # ------------------------------------------------------------ lifecycle
 

@@ -10,11 +10,12 @@ first, so the journal starts exactly at the snapshot and nothing is dropped.
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 
-from pysyncobj.journal import FileJournal
 from raftcache.consensus import snapshot
+from raftcache.consensus.journal import FlushedJournal
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,10 @@ class RecoveryReport:
 def remove_partial_files(dump_path: str) -> list[str]:
     """Delete half-written snapshot files a crash left behind (never the snapshot itself)."""
     removed = []
-    for suffix in (".writing", ".writing-lock", ".tmp", ".1.tmp", "-lock"):
-        leftover = dump_path + suffix
+    leftovers = glob.glob(glob.escape(dump_path) + ".writing*")
+    leftovers += [dump_path + s for s in (".tmp", ".1.tmp", "-lock")]
+    leftovers.append(os.path.join(os.path.dirname(dump_path), "raft.journal.rewrite"))
+    for leftover in leftovers:
         if os.path.exists(leftover):
             os.unlink(leftover)
             removed.append(leftover)
@@ -41,7 +44,7 @@ def repair(journal_path: str, dump_path: str) -> RecoveryReport:
     if not (os.path.exists(journal_path) and os.path.exists(dump_path)):
         return RecoveryReport(removed, 0, 0)
     meta = snapshot.read_raft_meta(dump_path)
-    journal = FileJournal(journal_path)
+    journal = FlushedJournal(journal_path)
     try:
         first = meta.previous.as_tuple()
         second = meta.last.as_tuple()
@@ -62,7 +65,7 @@ def repair(journal_path: str, dump_path: str) -> RecoveryReport:
         journal._destroy()
 
 
-def _find(journal: FileJournal, index: int) -> int | None:
+def _find(journal: FlushedJournal, index: int) -> int | None:
     if len(journal) == 0:
         return None
     offset: int = index - journal[0][1]

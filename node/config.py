@@ -88,7 +88,13 @@ def parse_address(flag: str, text: str) -> str:
     """Validate HOST:PORT; returns it stripped."""
     text = text.strip()
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or " " in host:
+    if (
+        not sep
+        or not host
+        or not (port.isascii() and port.isdigit())
+        or not 0 < int(port) < 65536
+        or " " in host
+    ):
         raise ConfigError(
             f"{flag}: {text!r} is not HOST:PORT (for example 127.0.0.1:7380); the port must "
             "be 1-65535"

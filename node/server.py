@@ -116,12 +116,16 @@ class Node:
         if self.raft.is_leader() and self.raft.status().connected:
             self.raft.transfer_leadership()
             deadline = time.monotonic() + 3.0
-            while self.raft.is_leader() and time.monotonic() < deadline:
+            while (
+                self.raft.is_leader()
+                and self.raft.status().connected
+                and time.monotonic() < deadline
+            ):
                 await asyncio.sleep(0.02)
             _log.info(
                 "leadership handed over"
                 if not self.raft.is_leader()
-                else "leadership handover timed out"
+                else "leadership not handed over (no caught-up peer answered)"
             )
         for task in self._tasks:
             task.cancel()

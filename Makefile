@@ -44,7 +44,8 @@ proto: $(STAMP)
 		--grpc_python_out=proto $(PROTOS)
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run --out bench-results
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.run --out bench-results $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -189,6 +189,9 @@ class RaftNode:
         self._dump_path, journal_path = self._prepare_files()
         self._consumer = _Consumer(state, on_fatal)
         conf = SyncObjConf(
+            # Without bindAddress pysyncobj listens on 0.0.0.0 whatever the raft address
+            # says: the pickle-speaking port would be reachable on every interface.
+            bindAddress=config.self_addr,
             password=config.secret,
             autoTick=True,
             autoTickPeriod=0.01,

@@ -277,3 +277,27 @@ def test_json_log_format(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert started["node_id"] == "n1" and "role" in started and "term" in started
     assert any(e["event"] == "role changed" and e["new_role"] == "leader" for e in events)
     assert events[-1]["event"] == "stopped"
+
+
+def _listening_addresses(port: int) -> set[str]:
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local, state = fields[1], fields[3]
+                host, port_hex = local.rsplit(":", 1)
+                if state == "0A" and int(port_hex, 16) == port:  # 0A = LISTEN
+                    found.add(host)
+    return found
+
+
+LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::ffff:127.0.0.1
+
+
+def test_raft_and_client_ports_listen_on_loopback_only(cluster: LocalCluster) -> None:
+    for node in cluster.nodes:
+        # /proc/net/tcp shows addresses in little-endian hex; 0.0.0.0 would be 00000000.
+        assert _listening_addresses(node.raft_port) <= LOOPBACK, node.raft_addr
+        assert _listening_addresses(node.client_port) <= LOOPBACK, node.client_addr
+        assert _listening_addresses(node.raft_port) and _listening_addresses(node.client_port)

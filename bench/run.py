@@ -1,0 +1,194 @@
+"""`python -m bench.run --out bench-results`: run the benchmarks, write bench.json + bench.md.
+
+Sections (all by default; pick with --only):
+  throughput  Set / Get LINEARIZABLE / Get STALE at 1 and 64 clients
+  failover    SIGKILL the leader under steady writes, time to the first write on the new one
+  snapshot    forced log compaction at 1M keys under steady writes: tick gap, leader change
+--profile adds a py-spy profile of the leader during an extra 64-client Set run
+(bench-results/profile.txt; needs ptrace permission, e.g. root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import failover, report, snapshot, throughput
+from bench.common import load_snapshot, log, machine_info
+
+SECTIONS = ("throughput", "failover", "snapshot")
+
+
+def _sections(text: str) -> list[str]:
+    chosen = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"--only: {','.join(unknown) or text!r} is not a section; "
+            f"choose from {','.join(SECTIONS)}"
+        )
+    return [s for s in SECTIONS if s in chosen]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", default="bench-results", help="output directory")
+    parser.add_argument(
+        "--only",
+        type=_sections,
+        default=list(SECTIONS),
+        help="comma-separated sections: throughput,failover,snapshot (default: all)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the leader during an extra 64-client Set run"
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per row")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per row")
+    parser.add_argument("--keys", type=int, default=10_000, help="key space of the throughput rows")
+    parser.add_argument(
+        "--snapshot-keys", type=int, default=1_000_000, help="keys loaded before the snapshot test"
+    )
+    parser.add_argument(
+        "--snapshot-clean-window",
+        type=float,
+        default=62.0,
+        help="seconds of steady writes before each snapshot (must exceed Status's 60-s "
+        "max_tick_gap window for a clean baseline; lower only for smoke tests)",
+    )
+    parser.add_argument("--failover-trials", type=int, default=5)
+    parser.add_argument(
+        "--node-args",
+        default="",
+        help="extra raftcache-node flags for every cluster, e.g. "
+        "'--max-inflight-batches 2 --durability memory'",
+    )
+    parser.add_argument(
+        "--work-dir", default=None, help="where cluster data dirs go (default: a fresh temp dir)"
+    )
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep cluster data dirs and node logs (always kept on failure)",
+    )
+    return parser
+
+
+def _clean(value: Any) -> Any:
+    """JSON without NaN/inf (they become null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _write(out: Path, results: dict[str, Any]) -> None:
+    (out / "bench.json").write_text(json.dumps(_clean(results), indent=2) + "\n")
+    (out / "bench.md").write_text(report.render(results))
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)  # run every `finally`: clusters get closed
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work_dir = (
+        Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="raftcache-bench-"))
+    )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    node_args = shlex.split(args.node_args)
+    results: dict[str, Any] = {
+        "meta": {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "command": " ".join(
+                [
+                    Path(sys.executable).name,
+                    "-m",
+                    "bench.run",
+                    *(argv if argv is not None else sys.argv[1:]),
+                ]
+            ),
+            "sections": args.only,
+            "profile": args.profile,
+            "options": vars(args) | {"only": args.only},
+            "machine": machine_info(),
+            "load": [load_snapshot("before the run")],
+        }
+    }
+    log(f"machine load before the run: {results['meta']['load'][0]['uptime']}")
+    failed = False
+    try:
+        for name in args.only:
+            log(f"=== {name} ===")
+            started = time.monotonic()
+            try:
+                if name == "throughput":
+                    section = throughput.run(
+                        work_dir,
+                        out,
+                        node_args,
+                        keys=args.keys,
+                        warmup=args.warmup,
+                        duration=args.duration,
+                        profile=args.profile,
+                        keep_data=args.keep_data,
+                    )
+                elif name == "failover":
+                    section = failover.run(
+                        work_dir, node_args, trials=args.failover_trials, keep_data=args.keep_data
+                    )
+                else:
+                    section = snapshot.run(
+                        work_dir,
+                        node_args,
+                        keys=args.snapshot_keys,
+                        clean_window_s=args.snapshot_clean_window,
+                        out_dir=out,
+                        profile=args.profile,
+                        keep_data=args.keep_data,
+                    )
+            except Exception:
+                failed = True
+                section = {"error": traceback.format_exc()}
+                log(f"{name} failed:\n{section['error']}")
+            section["elapsed_s"] = round(time.monotonic() - started, 1)
+            results[name] = section
+            _write(out, results)
+    finally:
+        results["meta"]["load"].append(load_snapshot("after the run"))
+        results["meta"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        end_commit = machine_info()["git_commit"]
+        results["meta"]["git_commit_at_end"] = end_commit
+        if end_commit != results["meta"]["machine"]["git_commit"]:
+            log("WARNING: the repository's HEAD changed during the run")
+        _write(out, results)
+        if not args.work_dir and not args.keep_data and not failed:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    log(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+    print((out / "bench.md").read_text())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

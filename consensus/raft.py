@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, SyncObjConsumer
+from pysyncobj import (
+    FAIL_REASON,
+    SERIALIZER_STATE,
+    SyncObj,
+    SyncObjConf,
+    SyncObjConsumer,
+    SyncObjException,
+)
 from pysyncobj import replicated as _replicated
 from pysyncobj.node import TCPNode
 from raftcache.consensus import journal, recovery, snapshot
@@ -192,6 +199,8 @@ class RaftNode:
             # Without bindAddress pysyncobj listens on 0.0.0.0 whatever the raft address
             # says: the pickle-speaking port would be reachable on every interface.
             bindAddress=config.self_addr,
+            bindRetryTime=0.2,
+            maxBindRetries=10,
             password=config.secret,
             autoTick=True,
             autoTickPeriod=0.01,
@@ -221,6 +230,11 @@ class RaftNode:
         self._syncobj = SyncObj(
             config.self_addr, list(config.peers), conf, consumers=[self._consumer]
         )
+        try:
+            self._syncobj.waitBinded()
+        except SyncObjException as exc:
+            self._syncobj.destroy()
+            raise OSError(f"--raft: cannot listen on {config.self_addr} ({exc})") from exc
         self._syncobj.addOnTickCallback(self._on_tick)
 
     # ------------------------------------------------------------ files

@@ -67,6 +67,17 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+        options = grpc_options(config)
+        server = grpc.aio.server(options=options)
+        try:
+            bound = server.add_insecure_port(config.listen)
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise OSError(
+                f"--listen: cannot listen on {config.listen} (in use, or not an "
+                "address of this host)"
+            )
         self.raft = raft = RaftNode(config.raft, self.replica, on_role_change=self._role_changed)
         if raft.recovery is not None and raft.recovery.truncated_entries:
             _log.warning(
@@ -75,9 +86,7 @@ class Node:
             )
         proposer = Proposer(raft, self.replica, config.proposer)
         view = NodeView(config.node_id, raft, self.replica, config.advertise)
-        options = grpc_options(config)
         forwarder = LeaderForwarder(options)
-        server = grpc.aio.server(options=options)
         cache_pb2_grpc.add_CacheServicer_to_server(
             CacheServicer(view, proposer, forwarder, config.limits), server
         )
@@ -87,8 +96,6 @@ class Node:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server
         )
-        if server.add_insecure_port(config.listen) == 0:
-            raise OSError(f"--listen: cannot bind {config.listen}")
         await server.start()
         _log.info(
             "node started",

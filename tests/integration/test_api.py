@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -301,3 +302,36 @@ def test_raft_and_client_ports_listen_on_loopback_only(cluster: LocalCluster) ->
         assert _listening_addresses(node.raft_port) <= LOOPBACK, node.raft_addr
         assert _listening_addresses(node.client_port) <= LOOPBACK, node.client_addr
         assert _listening_addresses(node.raft_port) and _listening_addresses(node.client_port)
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--raft"])
+def test_a_busy_port_stops_startup_with_a_message_naming_the_flag(tmp_path, flag) -> None:  # type: ignore[no-untyped-def]
+    from raftcache.chaos.local_cluster import free_port
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    addr = f"127.0.0.1:{busy.getsockname()[1]}"
+    ports = {"--listen": f"127.0.0.1:{free_port()}", "--raft": f"127.0.0.1:{free_port()}"}
+    ports[flag] = addr
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "raftcache.node.cli",
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--listen",
+                ports["--listen"],
+                "--raft",
+                ports["--raft"],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        busy.close()
+    assert proc.returncode == 1, proc.stderr
+    assert f"raftcache-node: error: {flag}: cannot listen on {addr}" in proc.stderr

@@ -192,3 +192,20 @@ def test_memory_durability_restarted_node_resyncs_from_peers(tmp_path: Path) -> 
         assert got == writer.acked
     finally:
         cluster.close()
+
+
+def test_a_node_with_the_wrong_raft_secret_cannot_join(tmp_path: Path) -> None:
+    cluster = LocalCluster(3, tmp_path, extra_args=["--raft-secret", "right-secret"])
+    cluster.nodes[2].extra_args = ["--raft-secret", "wrong-secret"]
+    cluster.start()
+    try:
+        leader = cluster.wait_for_leader(timeout=20)
+        assert leader != 2
+        stub = cache_pb2_grpc.CacheStub(grpc.insecure_channel(cluster.nodes[leader].client_addr))
+        stub.Set(cache_pb2.SetRequest(key=b"secret:k", value=b"v"), timeout=5)
+        time.sleep(1.5)  # several heartbeats: a node that could decrypt would have the write
+        outsider = cluster.status(2)
+        assert outsider is not None
+        assert outsider.keys == 0 and not outsider.leader_id, outsider
+    finally:
+        cluster.close()

@@ -41,6 +41,7 @@ _log = logging.getLogger("raftcache.consensus")
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 _SCRATCH_PREFIX = "raftcache-"
+_SNAPSHOT_RETRY_S = 10.0
 
 
 class Durability(enum.Enum):
@@ -191,9 +192,11 @@ class RaftNode:
         self.snapshots_taken = 0
         self.recovery: recovery.RecoveryReport | None = None
         self._child_pid = 0
+        self._retry_at = 0.0
         self._writer_cancelled = False
         self._scratch: str | None = None
         self._dump_path, journal_path = self._prepare_files()
+        self._on_fatal = on_fatal
         self._consumer = _Consumer(state, on_fatal)
         conf = SyncObjConf(
             # Without bindAddress pysyncobj listens on 0.0.0.0 whatever the raft address
@@ -262,12 +265,17 @@ class RaftNode:
         """Append `data` to the replicated log. `callback` runs on the tick thread."""
 
         def done(result: Any, reason: int) -> None:
-            if reason == FAIL_REASON.SUCCESS:
-                callback(Outcome.APPLIED, result)
-            elif reason in _NOT_APPLIED:
-                callback(Outcome.NOT_APPLIED, reason)
-            else:
-                callback(Outcome.UNKNOWN, reason)
+            # An exception escaping here would make pysyncobj skip its applied-index
+            # update and apply the same entry again.
+            try:
+                if reason == FAIL_REASON.SUCCESS:
+                    callback(Outcome.APPLIED, result)
+                elif reason in _NOT_APPLIED:
+                    callback(Outcome.NOT_APPLIED, reason)
+                else:
+                    callback(Outcome.UNKNOWN, reason)
+            except Exception:
+                _log.exception("proposal callback failed")
 
         self._consumer.apply(data, callback=done)
 
@@ -283,7 +291,7 @@ class RaftNode:
     def max_tick_gap_ms(self, window_s: float = 60.0) -> float:
         """Longest gap between two ticks in the last `window_s` seconds."""
         floor = int(time.monotonic() - window_s)
-        return max((gap for second, gap in self._gap_buckets if second >= floor), default=0.0)
+        return max((gap for second, gap in list(self._gap_buckets) if second >= floor), default=0.0)
 
     def _on_tick(self) -> None:
         now = time.monotonic()
@@ -359,11 +367,11 @@ class RaftNode:
         pid = os.fork()
         if pid == 0:  # child: touch only the file, then leave without running any cleanup
             code = 1
+            partial = f"{self._dump_path}.writing.{os.getpid()}"
             try:
                 # Die with the forking thread: a writer outliving a SIGKILLed node could
                 # rename an old snapshot over the restarted node's newer one.
                 _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-                partial = f"{self._dump_path}.writing.{os.getpid()}"
                 snapshot.write(
                     partial, meta, self._state.snapshot_meta(), self._state.snapshot_items()
                 )
@@ -371,6 +379,9 @@ class RaftNode:
                 journal.fsync_dir(os.path.dirname(self._dump_path))
                 code = 0
             finally:
+                if code:
+                    with contextlib.suppress(OSError):
+                        os.unlink(partial)
                 os._exit(code)
         self._child_pid = pid
 
@@ -379,6 +390,8 @@ class RaftNode:
             self._writer_cancelled = False
             return int(SERIALIZER_STATE.FAILED)
         if not self._child_pid:
+            if time.monotonic() < self._retry_at:
+                return int(SERIALIZER_STATE.SERIALIZING)
             return int(SERIALIZER_STATE.NOT_SERIALIZING)
         pid, status = os.waitpid(self._child_pid, os.WNOHANG)
         if pid == 0:
@@ -387,7 +400,14 @@ class RaftNode:
         if os.waitstatus_to_exitcode(status) == 0:
             self.snapshots_taken += 1
             return int(SERIALIZER_STATE.SUCCESS)
-        _log.error("snapshot writer exited with status %s", status)
+        _log.error(
+            "snapshot writer exited with status %s; next attempt in %.0f s",
+            status,
+            _SNAPSHOT_RETRY_S,
+        )
+        # pysyncobj would start a new writer on the very next tick: keep reporting
+        # "serializing" for a while so a persistent failure does not fork-storm.
+        self._retry_at = time.monotonic() + _SNAPSHOT_RETRY_S
         return int(SERIALIZER_STATE.FAILED)
 
     def _deserialize(self, path: str) -> tuple[Any, Any, Any]:
@@ -400,8 +420,14 @@ class RaftNode:
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
             journal.fsync_dir(os.path.dirname(path))
-        with snapshot.reader(path) as (raft, state_meta, items):
-            self._state.restore(state_meta, items)
+        try:
+            with snapshot.reader(path) as (raft, state_meta, items):
+                self._state.restore(state_meta, items)
+        except Exception as exc:
+            # pysyncobj swallows exceptions here and would carry on with an empty state
+            # and a journal that starts after the snapshot.
+            self._on_fatal(exc)
+            raise
         _log.info(
             "loaded snapshot at index %d in %.0f ms",
             raft.last.index,

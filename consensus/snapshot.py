@@ -22,6 +22,15 @@ import lmdb
 SNAPSHOT_FORMAT = b"1"
 _MAP_SIZE = 1 << 40  # address space only: the file grows with what is written
 _ENTRY = struct.Struct(">QQ")  # raft index, raft term
+_SEQ = struct.Struct(">Q")
+_KEY_LEN = struct.Struct(">I")
+
+
+def _items(records: Iterator[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    for record in records:
+        (size,) = _KEY_LEN.unpack_from(record)
+        start = _KEY_LEN.size
+        yield record[start : start + size], record[start + size :]
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,16 @@ def write(
             txn.put(b"cluster", json.dumps(sorted(raft.cluster)).encode(), db=raft_db)
             txn.put(b"state", state_meta, db=meta_db)
             with txn.cursor(db=data_db) as cursor:
-                cursor.putmulti(items, dupdata=False, overwrite=True)
+                # LMDB keys are at most 511 bytes, our keys up to 64 KiB: store each item
+                # under its sequence number (in order, so LMDB can append) with the real
+                # key length-prefixed in the value.
+                cursor.putmulti(
+                    (
+                        (_SEQ.pack(i), _KEY_LEN.pack(len(key)) + key + value)
+                        for i, (key, value) in enumerate(items)
+                    ),
+                    append=True,
+                )
         env.sync(True)
     finally:
         env.close()
@@ -132,7 +150,7 @@ def reader(path: str) -> Iterator[tuple[RaftMeta, bytes, Iterator[tuple[bytes, b
             )
             state_meta = _required(txn, b"state", meta_db, path)
             with txn.cursor(db=data_db) as cursor:
-                yield raft, state_meta, cursor.iternext(keys=True, values=True)
+                yield raft, state_meta, _items(cursor.iternext(keys=False, values=True))
     except lmdb.Error as exc:
         raise SnapshotFormatError(f"{path} is not a complete snapshot: {exc}") from exc
     finally:

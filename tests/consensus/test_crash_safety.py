@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from pysyncobj.journal import FileJournal
 from raftcache.consensus import raft as raft_module
 from raftcache.consensus import recovery
 from raftcache.consensus.journal import FlushedJournal
+
+from tests.consensus.harness import wait_for, write_keys
 
 
 def _journal(path: Path, count: int) -> FlushedJournal:
@@ -86,3 +89,59 @@ def test_orphaned_memory_scratch_dirs_of_dead_processes_are_removed(tmp_path: Pa
     raft_module._remove_orphaned_scratch(str(tmp_path))
     assert not orphan.exists()
     assert alive.exists() and other.exists()
+
+
+def test_snapshot_round_trip_with_keys_longer_than_lmdb_allows(tmp_path: Path) -> None:
+    from raftcache.consensus import snapshot
+
+    long_keys = [b"k" * 512, b"x" * 64 * 1024, b"short"]
+    items = [(k, b"value-" + k[:8]) for k in long_keys]
+    entry = snapshot.RaftEntry(b"cmd", 7, 1)
+    meta = snapshot.RaftMeta(last=entry, previous=snapshot.RaftEntry(b"c", 6, 1), cluster=("a:1",))
+    path = str(tmp_path / "snapshot.lmdb")
+    snapshot.write(path, meta, b"{}", items)
+    with snapshot.reader(path) as (raft_meta, state_meta, stored):
+        assert list(stored) == items
+        assert raft_meta == meta and state_meta == b"{}"
+
+
+def test_a_failing_snapshot_writer_is_retried_later_not_on_every_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raftcache.chaos.local_cluster import free_port
+    from raftcache.consensus import Durability, RaftConfig, RaftNode
+    from raftcache.node.replica import Replica
+
+    replica = Replica()
+    config = RaftConfig(
+        self_addr=f"127.0.0.1:{free_port()}",
+        peers=(),
+        durability=Durability.JOURNAL,
+        data_dir=tmp_path,
+        compaction_min_entries=2,  # the log is over the threshold on every tick
+    )
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    def broken_items() -> object:
+        raise RuntimeError("simulated snapshot writer failure")
+
+    monkeypatch.setattr(os, "fork", counting_fork)
+    monkeypatch.setattr(replica, "snapshot_items", broken_items)
+    node = RaftNode(config, replica)
+    try:
+        wait_for(node.is_leader, "the single node to elect itself")
+        write_keys(node, [f"k{i}".encode() for i in range(10)])
+        wait_for(lambda: forks, "a snapshot writer to start")
+        time.sleep(1.5)  # ~150 ticks: without a back-off pysyncobj forks again on each
+        assert len(forks) == 1, f"{len(forks)} writers forked after one failure"
+        assert node.snapshots_taken == 0
+        assert not list(tmp_path.glob("*.writing*")), "a failed writer must remove its file"
+    finally:
+        node.destroy()

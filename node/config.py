@@ -169,16 +169,19 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         raise ConfigError(f"--log-format: {values['log-format']!r} is not 'console' or 'json'")
     if values["log-level"] not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level: {values['log-level']!r} is not debug/info/warning/error")
+    max_key = _int(values, "max-key-bytes", 1)
+    max_value = _int(values, "max-value-bytes", 0)
+    # gRPC messages may be this large (server.grpc_options adds 1 MiB of headroom).
+    message_bytes = max(16 << 20, 2 * (max_value + max_key))
     limits = Limits(
-        max_key_bytes=_int(values, "max-key-bytes", 1),
-        max_value_bytes=_int(values, "max-value-bytes", 0),
+        max_key_bytes=max_key, max_value_bytes=max_value, max_response_bytes=message_bytes
     )
     tick_ms = _int(values, "tick-interval-ms", 10)
     proposer = ProposerConfig(
         max_inflight=_int(values, "max-inflight-batches", 1),
         commit_timeout_s=_int(values, "commit-timeout-ms", 100) / 1000,
         tick_interval_s=tick_ms / 1000,
-        max_batch_bytes=max(16 << 20, 2 * (limits.max_value_bytes + limits.max_key_bytes)),
+        max_batch_bytes=message_bytes,
     )
     raft = RaftConfig(
         self_addr=raft_addr,

@@ -49,5 +49,9 @@ class Overloaded(CacheError):
     retriable = True
 
 
+class TooLarge(CacheError):
+    """The response would be larger than the node may send; nothing was changed."""
+
+
 class OutcomeUnknown(CacheError):
     retriable = True

@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from raftcache.node.status_codes import ORIGIN_METADATA_KEY
 from raftcache.v1 import cache_pb2
 
 FORWARDED_METADATA_KEY = "x-raftcache-forwarded"
+_WRITES = frozenset({"Set", "Delete", "Incr", "MSet"})
 
 _RESPONSES: dict[str, Any] = {
     "Get": cache_pb2.GetResponse,
@@ -54,10 +56,22 @@ class LeaderForwarder:
                 metadata=((FORWARDED_METADATA_KEY, "1"),),
             )
         except grpc.aio.AioRpcError as exc:
-            trailing = exc.trailing_metadata()
+            trailing = tuple(exc.trailing_metadata() or ())
+            code, details = exc.code(), exc.details() or ""
+            answered = any(key == ORIGIN_METADATA_KEY for key, _ in trailing)
+            never_sent = code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details
+            if method in _WRITES and not answered and not never_sent:
+                # The leader may have received (and committed) the write before the
+                # connection broke: the caller must not take this as "safe to retry".
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
+                details = (
+                    f"outcome unknown: forwarding to the leader at {address} failed after "
+                    f"the write was sent ({exc.code().name}: {details}); retry with the "
+                    "same request id to find out"
+                )
             if trailing:
-                context.set_trailing_metadata(tuple(trailing))
-            await context.abort(exc.code(), exc.details() or "")
+                context.set_trailing_metadata(trailing)
+            await context.abort(code, details)
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -38,6 +38,7 @@ class ProposerConfig:
     max_batch_ops: int = 4096
     max_batch_bytes: int = 16 << 20
     max_pending_ops: int = 20_000
+    max_pending_bytes: int = 256 << 20
     commit_timeout_s: float = 5.0
     tick_interval_s: float = 0.1
 
@@ -89,7 +90,10 @@ class Proposer:
 
     async def write(self, op: command_pb2.Op) -> Result:
         """Replicate one op; returns the state machine's result for it."""
-        if len(self._writes) >= self._config.max_pending_ops:
+        if (
+            len(self._writes) >= self._config.max_pending_ops
+            or self._write_bytes >= self._config.max_pending_bytes
+        ):
             raise errors.Overloaded(
                 f"{len(self._writes)} writes are already queued on this node; retry shortly"
             )
@@ -101,6 +105,11 @@ class Proposer:
 
     async def read_barrier(self) -> None:
         """Return once everything committed before this call is applied on this leader."""
+        if len(self._reads) >= self._config.max_pending_ops:
+            raise errors.Overloaded(
+                f"{len(self._reads)} linearizable reads are already waiting on this node; "
+                "retry shortly"
+            )
         future: asyncio.Future[None] = self._loop.create_future()
         self._reads.append(future)
         self._schedule_flush()

@@ -19,6 +19,7 @@ class Limits:
     max_key_bytes: int = 64 * 1024
     max_value_bytes: int = 4 * 1024 * 1024
     max_batch_keys: int = 10_000
+    max_response_bytes: int = 16 << 20  # below gRPC's send limit, which config sets above it
 
 
 def check_key(key: bytes, limits: Limits, what: str = "key") -> None:

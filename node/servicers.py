@@ -213,6 +213,13 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             await self._before_read(request.consistency, request.max_staleness_ms)
             now = self._now()
             entries = self._view.replica.get_many(request.keys, now)
+            size = sum(len(e.value) for e in entries if e is not None)
+            if size > self._limits.max_response_bytes:
+                raise errors.TooLarge(
+                    f"the values of these {len(entries)} keys add up to {size} bytes, over "
+                    f"the response limit of {self._limits.max_response_bytes} bytes: "
+                    "ask for fewer keys per MGet"
+                )
             return cache_pb2.MGetResponse(results=[_get_response(e, now) for e in entries])
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)

@@ -62,7 +62,15 @@ class IncrOk(NamedTuple):
 
 
 class MSetOk(NamedTuple):
-    versions: tuple[int, ...]
+    """An MSet's entries get consecutive versions; kept as a range so that remembered
+    results (request-id dedup) cost two ints, not one per entry."""
+
+    first: int
+    size: int
+
+    @property
+    def versions(self) -> tuple[int, ...]:
+        return tuple(range(self.first, self.first + self.size))
 
 
 class AnnounceOk(NamedTuple):
@@ -156,9 +164,10 @@ class StateMachine:
         if not op.HasField("request_id"):
             return self._dispatch(op, now)
         rid = op.request_id
-        session = self._sessions.get(rid.client_id)
-        if session is None:
-            session = self._sessions[rid.client_id] = _Session()
+        # Sessions are kept in least-recently-used order (re-inserted on every use), so
+        # evicting one is O(1); the order is part of the replicated state and snapshot.
+        session = self._sessions.pop(rid.client_id, None) or _Session()
+        self._sessions[rid.client_id] = session
         session.last_seen_ms = now
         cached = session.results.get(rid.seq)
         if cached is not None:
@@ -176,11 +185,8 @@ class StateMachine:
             del session.results[oldest]
             session.floor = max(session.floor, oldest)
         if len(self._sessions) > DEDUP_MAX_CLIENTS:
-            # Never the client just served: on a tie in last_seen_ms it could sort first, and
-            # forgetting the result just stored would let its retry apply twice.
-            others = (kv for kv in self._sessions.items() if kv[0] != rid.client_id)
-            victim = min(others, key=lambda kv: (kv[1].last_seen_ms, kv[0]))[0]
-            del self._sessions[victim]
+            # The least recently used; never the client just served (it is last).
+            del self._sessions[next(iter(self._sessions))]
         return result
 
     def _dispatch(self, op: command_pb2.Op, now: int) -> Result:
@@ -192,9 +198,8 @@ class StateMachine:
         if kind == "incr":
             return self._incr(op.incr, now)
         if kind == "mset":
-            return MSetOk(
-                tuple(self._store(e.key, e.value, e.deadline_ms) for e in op.mset.entries)
-            )
+            versions = [self._store(e.key, e.value, e.deadline_ms) for e in op.mset.entries]
+            return MSetOk(versions[0], len(versions)) if versions else MSetOk(0, 0)
         if kind == "announce":
             a = op.announce
             self._members[a.node_id] = Member(a.raft_addr, a.client_addr)
@@ -236,6 +241,8 @@ class StateMachine:
                     "the key's value is not a decimal 64-bit integer, so it cannot be incremented",
                 )
             base, deadline = parsed, current[_DEADLINE]
+        if op.delta == 0:  # a read of the counter: no write, no new version
+            return IncrOk(base, 0 if current is None else current[_VERSION])
         total = base + op.delta
         if not INT64_MIN <= total <= INT64_MAX:
             return Failure(ErrorCode.OVERFLOW, f"{base} + {op.delta} overflows a 64-bit integer")
@@ -284,8 +291,11 @@ class StateMachine:
         self.expired_total += removed
 
     def _rebuild_expiry(self) -> None:
-        self._expiry = [(e[_DEADLINE], k) for k, e in self._data.items() if e[_DEADLINE]]
-        heapq.heapify(self._expiry)
+        """Drop stale heap entries (keys rewritten or removed) without scanning all keys."""
+        data = self._data
+        live = {(d, k) for d, k in self._expiry if (e := data.get(k)) and e[_DEADLINE] == d}
+        self._expiry = list(live)
+        heapq.heapify(self._expiry)  # pop order is the tuples' total order: deterministic
 
     def _sweep_sessions(self, now: int) -> None:
         idle = [cid for cid, s in self._sessions.items() if now - s.last_seen_ms > DEDUP_IDLE_MS]
@@ -380,15 +390,14 @@ class StateMachine:
             if deadline:
                 sm._ttl_keys += 1
         sm._digest_acc = acc % _DIGEST_MOD
-        sm._rebuild_expiry()
+        sm._expiry = [(e[_DEADLINE], k) for k, e in data.items() if e[_DEADLINE]]
+        heapq.heapify(sm._expiry)
         return sm
 
 
 def _result_to_json(result: Result) -> list[object]:
     if isinstance(result, Failure):
         return ["Failure", result.code.value, result.message]
-    if isinstance(result, MSetOk):
-        return ["MSetOk", list(result.versions)]
     return [type(result).__name__, *result]
 
 
@@ -397,7 +406,7 @@ def _result_from_json(doc: list[Any]) -> Result:
     if tag == "Failure":
         return Failure(ErrorCode(fields[0]), str(fields[1]))
     if tag == "MSetOk":
-        return MSetOk(tuple(fields[0]))
+        return MSetOk(int(fields[0]), int(fields[1]))
     if tag == "SetOk":
         return SetOk(int(fields[0]))
     if tag == "DeleteOk":

@@ -11,6 +11,10 @@ from raftcache.node.state_machine import ErrorCode, Failure
 LEADER_METADATA_KEY = "x-raftcache-leader"
 """Trailing metadata with the leader's client address, sent with NOT_LEADER answers."""
 
+ORIGIN_METADATA_KEY = "x-raftcache-error"
+"""Trailing metadata on every error a node answers itself, so a forwarding follower can
+tell our answers from transport failures (whose outcome is unknown)."""
+
 STATUS_CODES: dict[type[errors.CacheError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.ConditionFailed: grpc.StatusCode.FAILED_PRECONDITION,
@@ -18,6 +22,7 @@ STATUS_CODES: dict[type[errors.CacheError], grpc.StatusCode] = {
     errors.NoLeader: grpc.StatusCode.UNAVAILABLE,
     errors.TooStale: grpc.StatusCode.UNAVAILABLE,
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.OutcomeUnknown: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
@@ -37,7 +42,9 @@ def from_failure(failure: Failure) -> errors.CacheError:
 
 async def abort(context: grpc.aio.ServicerContext, error: errors.CacheError) -> NoReturn:
     """End the RPC with the status code for `error` (and the leader hint, if any)."""
+    metadata = [(ORIGIN_METADATA_KEY, type(error).__name__)]
     if isinstance(error, errors.NotLeader) and error.leader_addr:
-        context.set_trailing_metadata(((LEADER_METADATA_KEY, error.leader_addr),))
+        metadata.append((LEADER_METADATA_KEY, error.leader_addr))
+    context.set_trailing_metadata(tuple(metadata))
     await context.abort(STATUS_CODES[type(error)], str(error))
     raise AssertionError("context.abort returned")  # it raises; this keeps NoReturn honest

@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from raftcache.chaos.local_cluster import LocalCluster
-from raftcache.v1 import cache_pb2, cluster_pb2
+from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2
 
 from tests.integration.conftest import stubs_for
 
@@ -335,3 +335,22 @@ def test_a_busy_port_stops_startup_with_a_message_naming_the_flag(tmp_path, flag
         busy.close()
     assert proc.returncode == 1, proc.stderr
     assert f"raftcache-node: error: {flag}: cannot listen on {addr}" in proc.stderr
+
+
+def test_an_mget_over_the_response_limit_is_refused_and_the_node_keeps_serving(
+    cluster: LocalCluster,
+) -> None:
+    leader = cluster.wait_for_leader()
+    channel = grpc.insecure_channel(
+        cluster.nodes[leader].client_addr,
+        options=[("grpc.max_receive_message_length", 64 << 20)],
+    )
+    s = cache_pb2_grpc.CacheStub(channel)
+    big = b"v" * (4 * 1024 * 1024)
+    s.Set(cache_pb2.SetRequest(key=b"api:big", value=big))
+    with pytest.raises(grpc.RpcError) as exc:
+        s.MGet(cache_pb2.MGetRequest(keys=[b"api:big"] * 5))  # 20 MiB > 16 MiB
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "ask for fewer keys" in exc.value.details()
+    got = s.MGet(cache_pb2.MGetRequest(keys=[b"api:big"] * 3), timeout=10)
+    assert [r.value == big for r in got.results] == [True, True, True]

@@ -255,7 +255,7 @@ def test_versions_strictly_increase_across_keys() -> None:
         ("SetOk", (2,)),
         ("IncrOk", (1, 3)),
         ("SetOk", (4,)),
-        ("MSetOk", ((5,),)),
+        ("MSetOk", (5, 1)),
     ]
     assert sm.revision == 5
 
@@ -332,10 +332,13 @@ def test_incr_with_a_negative_delta_goes_below_zero_and_back() -> None:
     assert apply1(sm, incr_op(b"n", 10)) == IncrOk(3, 2)
 
 
-def test_incr_by_zero_reads_the_counter_and_still_writes() -> None:
+def test_incr_by_zero_reads_the_counter_without_writing() -> None:
     sm = StateMachine()
     apply1(sm, set_op(b"n", b"-12"))
-    assert apply1(sm, incr_op(b"n", 0)) == IncrOk(-12, 2)
+    assert apply1(sm, incr_op(b"n", 0)) == IncrOk(-12, 1)
+    assert sm.revision == 1
+    assert apply1(sm, incr_op(b"missing", 0)) == IncrOk(0, 0)
+    assert sm.get(b"missing", 0) is None and sm.revision == 1
 
 
 @pytest.mark.parametrize(
@@ -443,7 +446,8 @@ def test_mset_writes_every_entry_with_consecutive_versions() -> None:
     sm = StateMachine()
     apply1(sm, set_op(b"x"))
     result = apply1(sm, mset_op((b"a", b"1", 0), (b"b", b"2", 500), (b"c", b"3", 0)), now=10)
-    assert typed(result) == ("MSetOk", ((2, 3, 4),))
+    assert typed(result) == ("MSetOk", (2, 3))
+    assert isinstance(result, MSetOk) and result.versions == (2, 3, 4)
     for key, value, version, deadline in [
         (b"a", b"1", 2, 0),
         (b"b", b"2", 3, 500),
@@ -457,7 +461,8 @@ def test_mset_writes_every_entry_with_consecutive_versions() -> None:
 
 def test_mset_with_a_repeated_key_keeps_the_last_value() -> None:
     sm = StateMachine()
-    assert apply1(sm, mset_op((b"a", b"1", 0), (b"a", b"2", 0))) == MSetOk((1, 2))
+    result = apply1(sm, mset_op((b"a", b"1", 0), (b"a", b"2", 0)))
+    assert isinstance(result, MSetOk) and result.versions == (1, 2)
     entry = sm.get(b"a", 0)
     assert entry is not None and (entry.value, entry.version) == (b"2", 2)
     assert len(sm) == 1
@@ -468,7 +473,7 @@ def test_mset_versions_sit_between_its_neighbours_in_the_command() -> None:
     results = sm.apply(command(set_op(b"a"), mset_op((b"b", b"", 0), (b"c", b"", 0)), set_op(b"d")))
     assert [typed(r) for r in results] == [
         ("SetOk", (1,)),
-        ("MSetOk", ((2, 3),)),
+        ("MSetOk", (2, 2)),
         ("SetOk", (4,)),
     ]
 
@@ -796,3 +801,18 @@ def test_restore_of_an_empty_state() -> None:
     restored = _snapshot(StateMachine())
     assert restored.digest() == StateMachine().digest()
     assert len(restored) == 0 and restored.revision == 0
+
+
+def test_client_sessions_are_evicted_least_recently_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import raftcache.node.state_machine as state_machine
+
+    monkeypatch.setattr(state_machine, "DEDUP_MAX_CLIENTS", 3)
+    sm = StateMachine()
+    for client in ("a", "b", "c"):
+        apply1(sm, incr_op(b"n", 1, rid=(client, 1)))
+    apply1(sm, incr_op(b"n", 1, rid=("a", 2)))  # a is used again: b is now the oldest
+    apply1(sm, incr_op(b"n", 1, rid=("d", 1)))  # over the limit: evicts b
+    # a still remembers its first result; b's retry is treated as new (its session is gone).
+    assert apply1(sm, incr_op(b"n", 1, rid=("a", 1))) == IncrOk(1, 1)
+    retried = apply1(sm, incr_op(b"n", 1, rid=("b", 1)))
+    assert isinstance(retried, IncrOk) and retried.value == 6  # a, b, c, a, d, then b again

@@ -1,0 +1,205 @@
+"""Routing and retries: one place decides where a call goes and whether to try again.
+
+- Writes and LINEARIZABLE reads go to the leader (cached; re-learned from the
+  `x-raftcache-leader` hint or from Cluster.Status); STALE reads rotate over all
+  members, skipping one that cannot honour the staleness bound.
+- UNAVAILABLE, leader changes and full queues are retried with exponential backoff
+  and full jitter, inside ONE deadline per call.
+- Writes carry a request id (client id + sequence) that stays the same across
+  retries, so the cluster applies them at most once. If an attempt may have applied
+  and the deadline passes before the outcome is settled: OutcomeUnknownError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from raftcache.client import errors
+from raftcache.client._transport import CallFailed, Transport
+from raftcache.v1 import cluster_pb2
+
+READ_STALE = "stale"
+READ_LEADER = "leader"
+WRITE = "write"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between attempts: uniform(0, min(cap, base * 2**attempt)) seconds."""
+
+    base_s: float = 0.01
+    cap_s: float = 0.5
+    refresh_every_s: float = 30.0  # re-learn the members at least this often
+
+
+# Errors the node answered itself: never retried.
+_FINAL: dict[str, type[errors.RaftcacheError]] = {
+    "INVALID_ARGUMENT": errors.InvalidInputError,
+    "FAILED_PRECONDITION": errors.ConditionFailedError,
+}
+
+
+class Router:
+    """Keeps the cluster view (members, leader) and runs calls with retries."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        seeds: Sequence[str],
+        policy: RetryPolicy,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not seeds:
+            raise errors.InvalidInputError("no endpoints given: pass at least one HOST:PORT")
+        self._transport = transport
+        self._seeds = list(dict.fromkeys(seeds))
+        self._members: list[str] = list(self._seeds)
+        self.leader: str | None = None
+        self._policy = policy
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._refreshed_at = float("-inf")
+        self._next_stale = 0
+
+    @property
+    def members(self) -> list[str]:
+        return list(self._members)
+
+    # ------------------------------------------------------------------ view
+
+    async def refresh(self, deadline: float) -> None:
+        """Ask members (leader first) for Cluster.Status and adopt the first answer."""
+        candidates = [a for a in [self.leader, *self._members, *self._seeds] if a]
+        for address in dict.fromkeys(candidates):
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return
+            try:
+                status = await self._transport.call(
+                    address, "Cluster/Status", cluster_pb2.StatusRequest(), min(remaining, 1.0)
+                )
+            except CallFailed:
+                continue
+            self._adopt(status)
+            return
+
+    def _adopt(self, status: cluster_pb2.StatusResponse) -> None:
+        members = [m.client_addr for m in status.members if m.client_addr]
+        if members:
+            self._members = members
+        self.leader = status.leader_client_addr or None
+        self._refreshed_at = self._clock()
+
+    # ------------------------------------------------------------------ calls
+
+    async def call(
+        self,
+        method: str,
+        request: Any,
+        *,
+        route: str,
+        timeout: float,
+        request_id: tuple[str, int] | None = None,
+    ) -> Any:
+        """Run one logical call until it succeeds, fails for good, or the deadline passes."""
+        deadline = self._clock() + timeout
+        if self._clock() - self._refreshed_at > self._policy.refresh_every_s:
+            await self.refresh(min(deadline, self._clock() + timeout / 2))
+        maybe_applied = False
+        skipped: set[str] = set()
+        last: CallFailed | None = None
+        attempt = 0
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            address = self._target(route, skipped)
+            try:
+                return await self._transport.call(address, method, request, remaining)
+            except CallFailed as failure:
+                last = failure
+                self._raise_if_final(failure)
+                if route == WRITE and _may_have_applied(failure):
+                    maybe_applied = True
+                redirected = self._learn(failure, address, route, skipped)
+            attempt += 1
+            if not redirected:
+                await self._backoff(attempt, deadline)
+                if route != READ_STALE and self.leader is None:
+                    await self.refresh(deadline)
+        if maybe_applied:
+            raise errors.OutcomeUnknownError(
+                f"{method.split('/')[-1]} may or may not have been applied: no attempt "
+                f"settled it within {timeout} s (last: {_describe(last)}); retrying with "
+                f"the same request id {request_id} is safe",
+                request_id,
+            )
+        raise errors.UnavailableError(
+            f"{method.split('/')[-1]} failed: no node could serve it within {timeout} s "
+            f"(last: {_describe(last)}); nothing was applied"
+        )
+
+    def _target(self, route: str, skipped: set[str]) -> str:
+        if route == READ_STALE:
+            choices = [m for m in self._members if m not in skipped] or self._members
+            self._next_stale = (self._next_stale + 1) % len(choices)
+            return choices[self._next_stale]
+        if self.leader:
+            return self.leader
+        # No leader known: any member forwards to the leader it knows.
+        self._next_stale = (self._next_stale + 1) % len(self._members)
+        return self._members[self._next_stale]
+
+    def _raise_if_final(self, failure: CallFailed) -> None:
+        final = _FINAL.get(failure.code)
+        if final is not None and failure.origin is not None:
+            raise final(failure.details)
+        if failure.origin == "TooLarge":
+            raise errors.TooLargeError(failure.details)
+        if failure.code == "INVALID_ARGUMENT":  # e.g. a message over gRPC's own limit
+            raise errors.InvalidInputError(failure.details)
+
+    def _learn(self, failure: CallFailed, address: str, route: str, skipped: set[str]) -> bool:
+        """Update the view from a failure; True when the next attempt should go at once."""
+        if failure.leader and failure.leader != address:
+            self.leader = failure.leader
+            if failure.leader not in self._members:
+                self._members.append(failure.leader)
+            return True
+        if route == READ_STALE and failure.origin == "TooStale":
+            skipped.add(address)
+            return len(skipped) < len(self._members)
+        if address == self.leader and failure.origin in (None, "NoLeader", "NotLeader"):
+            self.leader = None  # unreachable or deposed: re-learn before the next attempt
+        if route == READ_STALE:
+            skipped.add(address)
+        return False
+
+    async def _backoff(self, attempt: int, deadline: float) -> None:
+        ceiling = min(self._policy.cap_s, self._policy.base_s * 2**attempt)
+        pause = min(self._rng.uniform(0, ceiling), max(deadline - self._clock(), 0))
+        if pause > 0:
+            await self._sleep(pause)
+
+
+def _may_have_applied(failure: CallFailed) -> bool:
+    """Could the write have reached a leader and been applied?"""
+    if failure.code == "DEADLINE_EXCEEDED":
+        return True  # the node's own outcome-unknown answer, or our deadline mid-call
+    if failure.origin is not None:
+        return False  # the node answered: NoLeader, NotLeader, Overloaded... not applied
+    return not failure.never_sent  # a transport failure after sending
+
+
+def _describe(failure: CallFailed | None) -> str:
+    if failure is None:
+        return "no attempt could be made"
+    return f"{failure.code}: {failure.details}"

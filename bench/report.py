@@ -6,6 +6,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from bench import sdk
+
 
 def _num(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -344,6 +346,7 @@ def render(results: dict[str, Any]) -> str:
         ("throughput", _throughput),
         ("failover", _failover),
         ("snapshot", _snapshot),
+        ("sdk", lambda section, out: sdk.render(section, out.append)),
     ):
         section = results.get(name)
         if section is None:

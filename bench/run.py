@@ -4,6 +4,7 @@ Sections (all by default; pick with --only):
   throughput  Set / Get LINEARIZABLE / Get STALE at 1 and 64 clients
   failover    SIGKILL the leader under steady writes, time to the first write on the new one
   snapshot    forced log compaction at 1M keys under steady writes: tick gap, leader change
+  sdk         AsyncClient vs raw gRPC stubs at 64 concurrent callers
 --profile adds a py-spy profile of the leader during an extra 64-client Set run
 (bench-results/profile.txt; needs ptrace permission, e.g. root).
 """
@@ -24,10 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import failover, report, snapshot, throughput
+from bench import failover, report, sdk, snapshot, throughput
 from bench.common import load_snapshot, log, machine_info
 
-SECTIONS = ("throughput", "failover", "snapshot")
+SECTIONS = ("throughput", "failover", "snapshot", "sdk")
 
 
 def _sections(text: str) -> list[str]:
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         type=_sections,
         default=list(SECTIONS),
-        help="comma-separated sections: throughput,failover,snapshot (default: all)",
+        help="comma-separated sections: throughput,failover,snapshot,sdk (default: all)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the leader during an extra 64-client Set run"
@@ -154,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         profile=args.profile,
                         keep_data=args.keep_data,
                     )
+                elif name == "sdk":
+                    section = sdk.run(work_dir, node_args, keep_data=args.keep_data)
                 elif name == "failover":
                     section = failover.run(
                         work_dir, node_args, trials=args.failover_trials, keep_data=args.keep_data

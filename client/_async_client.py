@@ -143,10 +143,9 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> bytes | None:  # fmt: skip
         """The value of key, or None."""
-        item = await self.get_item(
-            key, consistency=consistency, max_staleness=max_staleness, timeout=timeout
-        )
-        return None if item is None else item.value
+        request = cache_pb2.GetRequest(key=_bytes(key, "key"))
+        response = await self._read("Cache/Get", request, consistency, max_staleness, timeout)
+        return response.value if response.found else None
 
     async def get_item(
         self, key: Key, *, consistency: str = "linearizable", max_staleness: float | None = None,

@@ -12,6 +12,15 @@ from raftcache.v1 import cache_pb2, cluster_pb2
 LEADER_METADATA_KEY = "x-raftcache-leader"
 ORIGIN_METADATA_KEY = "x-raftcache-error"
 
+REQUESTS: dict[str, Any] = {
+    "Cache/Get": cache_pb2.GetRequest,
+    "Cache/Set": cache_pb2.SetRequest,
+    "Cache/Delete": cache_pb2.DeleteRequest,
+    "Cache/Incr": cache_pb2.IncrRequest,
+    "Cache/MGet": cache_pb2.MGetRequest,
+    "Cache/MSet": cache_pb2.MSetRequest,
+    "Cluster/Status": cluster_pb2.StatusRequest,
+}
 RESPONSES: dict[str, Any] = {
     "Cache/Get": cache_pb2.GetResponse,
     "Cache/Set": cache_pb2.SetResponse,
@@ -71,7 +80,7 @@ class GrpcTransport:
                 self._channels[address] = channel
             call = channel.unary_unary(
                 f"/raftcache.v1.{method}",
-                request_serializer=lambda m: m.SerializeToString(),
+                request_serializer=REQUESTS[method].SerializeToString,
                 response_deserializer=RESPONSES[method].FromString,
             )
             self._calls[key] = call

@@ -116,7 +116,7 @@ class Router:
         maybe_applied = False
         skipped: set[str] = set()
         last: CallFailed | None = None
-        attempt = 0
+        attempt = redirects = 0
         while True:
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -130,6 +130,10 @@ class Router:
                 if route == WRITE and _may_have_applied(failure):
                     maybe_applied = True
                 redirected = self._learn(failure, address, route, skipped)
+            # Hints can point in a circle during an election: only so many go at once.
+            redirects = redirects + 1 if redirected else 0
+            if redirects > len(self._members):
+                redirected, redirects = False, 0
             attempt += 1
             if not redirected:
                 await self._backoff(attempt, deadline)
@@ -141,6 +145,11 @@ class Router:
                 f"settled it within {timeout} s (last: {_describe(last)}); retrying with "
                 f"the same request id {request_id} is safe",
                 request_id,
+            )
+        if last is not None and last.origin == "Overloaded":
+            raise errors.OverloadedError(
+                f"{method.split('/')[-1]} failed: the node's write queue stayed full for "
+                f"{timeout} s ({last.details}); nothing was applied; retry later or slow down"
             )
         raise errors.UnavailableError(
             f"{method.split('/')[-1]} failed: no node could serve it within {timeout} s "

@@ -40,7 +40,12 @@ class Client:
         if self._closed:
             coroutine.close()
             raise RuntimeError("this Client is closed")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # e.g. Ctrl-C: do not leave the call running on our loop
+            raise
 
     def __enter__(self) -> Client:
         return self

@@ -9,6 +9,9 @@ from typing import Any, Protocol
 import grpc
 from raftcache.v1 import cache_pb2, cluster_pb2
 
+# gRPC's wording for failures before a request left the client (connect, DNS).
+_NEVER_SENT = ("failed to connect", "connection refused", "dns resolution failed", "resolving")
+
 LEADER_METADATA_KEY = "x-raftcache-leader"
 ORIGIN_METADATA_KEY = "x-raftcache-error"
 
@@ -44,11 +47,12 @@ class CallFailed(Exception):
 
     @property
     def never_sent(self) -> bool:
-        """True when the request surely did not reach a node (connection refused)."""
+        """True when the request surely did not reach a node (connect or DNS failure)."""
+        text = self.details.lower()
         return (
             self.code == "UNAVAILABLE"
             and self.origin is None
-            and ("failed to connect" in self.details or "Connection refused" in self.details)
+            and any(sign in text for sign in _NEVER_SENT)
         )
 
 

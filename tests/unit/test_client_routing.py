@@ -677,3 +677,18 @@ def test_cluster_status_marks_a_silent_member_down(fake: FakeTransport, clock: F
     nodes = run(client.cluster_status())
 
     assert [(n.address, n.role) for n in nodes] == [(A, "leader"), (B, "follower"), (C, "down")]
+
+
+@pytest.mark.parametrize(
+    ("details", "never_sent"),
+    [
+        ("failed to connect to all addresses; last error: UNKNOWN", True),
+        ("errors resolving nosuchhost.invalid:6381: Domain name not found", True),
+        ("DNS resolution failed for service: nosuch:1", True),
+        ("Socket closed", False),
+        ("Stream removed", False),
+    ],
+)
+def test_only_connect_and_dns_failures_count_as_never_sent(details: str, never_sent: bool) -> None:
+    assert CallFailed("UNAVAILABLE", details).never_sent is never_sent
+    assert CallFailed("UNAVAILABLE", details, origin="NoLeader").never_sent is False

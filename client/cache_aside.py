@@ -5,7 +5,9 @@ stores it with a TTL and returns it. When the key is missing, only ONE caller
 recomputes it: callers in the same process wait on a per-key lock, and callers in
 other processes see a short-lived lock key (`<key>:lock`, taken with an
 if-absent set, so the cluster decides the winner) and wait for the fresh value.
-A holder that dies releases the lock when its TTL passes (`lock_ttl`).
+A holder that dies releases the lock when its TTL passes (`lock_ttl`). Keep
+`lock_ttl` above the computation's duration: a holder whose lock expired still
+deletes the lock key when it finishes, which could release another caller's lock.
 
 `@cached(client, ttl=...)` does the same for a function, keyed by its arguments
 and storing the result as JSON (pass `encode`/`decode` for other formats).

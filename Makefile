@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/raftcache/v1/*.proto)
 
-.PHONY: run test typecheck unit integration proto bench clean
+.PHONY: run test typecheck unit integration proto bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run --out bench-results $(BENCH_ARGS)
+
+chaos: $(STAMP)
+	$(BIN)/raftcache-chaos --duration 300 --out chaos-results
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,9 @@ class RetryPolicy:
     base_s: float = 0.01
     cap_s: float = 0.5
     refresh_every_s: float = 30.0  # re-learn the members at least this often
+    # One attempt may take at most this long: a hung node (a paused process still
+    # accepts connections) must not eat the whole deadline while another leads.
+    attempt_timeout_s: float = 1.5
 
 
 # Errors the node answered itself: never retried.
@@ -84,7 +87,7 @@ class Router:
                 return
             try:
                 status = await self._transport.call(
-                    address, "Cluster/Status", cluster_pb2.StatusRequest(), min(remaining, 1.0)
+                    address, "Cluster/Status", cluster_pb2.StatusRequest(), min(remaining, 0.5)
                 )
             except CallFailed:
                 continue
@@ -123,7 +126,9 @@ class Router:
                 break
             address = self._target(route, skipped)
             try:
-                return await self._transport.call(address, method, request, remaining)
+                return await self._transport.call(
+                    address, method, request, min(remaining, self._policy.attempt_timeout_s)
+                )
             except CallFailed as failure:
                 last = failure
                 self._raise_if_final(failure)

@@ -330,13 +330,25 @@ def test_backoff_never_sleeps_past_the_deadline(fake: FakeTransport, clock: Fake
 
 
 def test_each_attempt_gets_only_the_time_left(fake: FakeTransport, clock: FakeClock) -> None:
-    policy = RetryPolicy(base_s=0.5, cap_s=100.0)
+    policy = RetryPolicy(base_s=0.5, cap_s=100.0, attempt_timeout_s=100.0)
     fake.script("Cache/Get", NO_LEADER, NO_LEADER, cache_pb2.GetResponse(found=False))
     client = make_client(fake, clock, policy=policy, rng=MaxRandom(), timeout=5.0)
 
     run(client.get("k"))
 
     assert [c.timeout for c in fake.sent("Cache/Get")] == pytest.approx([5.0, 4.0, 2.0])
+
+
+def test_one_attempt_is_capped_so_a_hung_leader_cannot_take_the_whole_deadline(
+    fake: FakeTransport, clock: FakeClock
+) -> None:
+    policy = RetryPolicy(base_s=0.01, cap_s=0.01, attempt_timeout_s=1.5)
+    fake.script("Cache/Get", NO_LEADER, cache_pb2.GetResponse(found=False))
+    client = make_client(fake, clock, policy=policy, timeout=10.0)
+
+    run(client.get("k"))
+
+    assert [c.timeout for c in fake.sent("Cache/Get")] == pytest.approx([1.5, 1.5])
 
 
 # -- request ids and unknown outcomes -----------------------------------------------

@@ -1,0 +1,639 @@
+"""Correctness checkers over chaos histories; each returns a JSON-able Verdict.
+
+``valid`` is True (proved), False (a violation was found; ``details`` says where)
+or "unknown" (the check could not finish, e.g. the time budget ran out). An
+"unknown" is never a pass.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from typing import Any, Literal
+
+from raftcache.chaos.history import WRITE_OPS, Op
+
+Validity = bool | Literal["unknown"]
+State = Hashable
+
+_DEADLINE_CHECK_EVERY = 256
+
+
+@dataclass
+class Verdict:
+    """The outcome of one checker."""
+
+    name: str
+    valid: Validity
+    details: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict as a JSON-able dict."""
+        return asdict(self)
+
+
+def _freeze(value: Any) -> State:
+    """A hashable form of a JSON value (lists become tuples)."""
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    result: State = value
+    return result
+
+
+def _as_int(value: Any) -> int | None:
+    """A counter value as an int (absent counts as 0), or None if it is not an integer."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _same(state: State, read: State) -> bool:
+    """Whether a read value matches the register state (counters may be read as strings)."""
+    if state == read:
+        return True
+    if isinstance(state, int) and not isinstance(state, bool) and isinstance(read, str):
+        return _as_int(read) == state
+    return False
+
+
+def _describe(op: Op) -> dict[str, Any]:
+    record = asdict(op)
+    if math.isinf(op.complete):
+        record["complete"] = None
+    return record
+
+
+# --- linearizability -------------------------------------------------------------------
+
+
+def _step(state: State, op: Op) -> tuple[bool, State]:
+    """Apply op to a register in state: (legal?, next state).
+
+    An unknown-outcome op only reaches here when the search chose to linearize it,
+    i.e. to assume it took effect; a failed-looking unknown cas is a no-op.
+    """
+    kind = op.op
+    if kind == "get":
+        return _same(state, _freeze(op.value)), state
+    if kind == "set":
+        return True, _freeze(op.value)
+    if kind == "delete":
+        return True, None
+    if kind == "cas":
+        old, new = _freeze(op.value[0]), _freeze(op.value[1])
+        matches = _same(state, old)
+        if op.outcome == "ok" and isinstance(op.result, bool):
+            return matches == op.result, new if matches else state
+        return True, new if matches else state
+    base = _as_int(state)
+    if base is None:
+        return False, state
+    after = base + int(op.value)
+    if op.outcome == "ok" and op.result is not None:
+        return _as_int(op.result) == after, after
+    return True, after
+
+
+def _written_values(ops: Iterable[Op]) -> set[State]:
+    """Every value a set or cas in ops may have written."""
+    values: set[State] = set()
+    for op in ops:
+        if op.op == "set":
+            values.add(_freeze(op.value))
+        elif op.op == "cas" and not (op.outcome == "ok" and op.result is False):
+            values.add(_freeze(op.value[1]))
+    return values
+
+
+def _register_ops(ops: Sequence[Op]) -> dict[str, list[Op]]:
+    """Per key, the ops the register search must consider, sorted by invoke.
+
+    Failed ops never happened; unknown reads carry no information; unknown
+    writes get complete = +inf (they may take effect any time after invoke).
+    """
+    per_key: dict[str, list[Op]] = defaultdict(list)
+    for op in ops:
+        if op.outcome == "fail" or (op.outcome == "unknown" and op.op == "get"):
+            continue
+        if op.outcome == "unknown":
+            op = Op(op.process, op.op, op.key, op.value, None, op.invoke, math.inf, "unknown")
+        per_key[op.key].append(op)
+    for key_ops in per_key.values():
+        key_ops.sort(key=lambda o: (o.invoke, o.complete))
+    return dict(per_key)
+
+
+@dataclass
+class _KeyResult:
+    valid: Validity
+    violation: dict[str, Any] | None = None
+    explored: int = 0
+
+
+def _unexplained_read(key_ops: Sequence[Op]) -> Op | None:
+    """An ok read of a value no write could have produced (skipped for counter keys)."""
+    if any(op.op == "incr" for op in key_ops):
+        return None
+    written = _written_values(key_ops)
+    for op in key_ops:
+        if op.op == "get" and op.outcome == "ok":
+            read = _freeze(op.value)
+            if read is not None and read not in written:
+                return op
+    return None
+
+
+def _prune_unobserved(key_ops: Sequence[Op]) -> list[Op]:
+    """Drop unknown writes whose value no read or cas ever observed.
+
+    Applying such a write can only break later reads, so the search may as well
+    never apply it, unless some ok cas failed: a write nobody read could explain
+    that failure, so then nothing is pruned.
+    """
+    if any(
+        op.op == "incr" or (op.op == "cas" and op.outcome == "ok" and op.result is False)
+        for op in key_ops
+    ):
+        return list(key_ops)
+    observed: set[State] = set()
+    for op in key_ops:
+        if op.op == "get" and op.outcome == "ok":
+            observed.add(_freeze(op.value))
+        elif op.op == "cas":
+            observed.add(_freeze(op.value[0]))
+    kept = []
+    for op in key_ops:
+        unobserved = op.op in ("set", "cas", "delete") and _written(op) not in observed
+        if not (op.outcome == "unknown" and unobserved):
+            kept.append(op)
+    return kept
+
+
+class _Usefulness:
+    """Whether applying an unknown write now could help explain a pending op.
+
+    An unknown write that no pending op could observe (no pending read of its value,
+    no pending cas expecting it) and that cannot make a pending failed cas fail
+    might as well be skipped, so the search does not try it. Counter keys are
+    exempt: every unknown incr is always tried.
+    """
+
+    def __init__(self, key_ops: Sequence[Op]) -> None:
+        self.exempt = any(op.op == "incr" for op in key_ops)
+        self.observed: dict[State, int] = defaultdict(int)
+        self.failed_cas_old: dict[State, int] = defaultdict(int)
+        for op in key_ops:
+            self.pending(op, +1)
+
+    def pending(self, op: Op, delta: int) -> None:
+        """Count op as pending (+1) or no longer pending (-1)."""
+        if op.op == "get" and op.outcome == "ok":
+            self.observed[_freeze(op.value)] += delta
+        elif op.op == "cas":
+            if op.outcome == "ok" and op.result is False:
+                self.failed_cas_old[_freeze(op.value[0])] += delta
+            else:
+                self.observed[_freeze(op.value[0])] += delta
+
+    def now(self, op: Op, state: State) -> bool:
+        """Whether the unknown op is worth applying in state."""
+        if self.exempt:
+            return True
+        if op.op == "cas" and not _same(state, _freeze(op.value[0])):
+            return False  # it would be a no-op, the same as skipping it
+        return self.observed[_written(op)] > 0 or self.failed_cas_old[state] > 0
+
+
+def _search_key(all_ops: Sequence[Op], deadline: float) -> _KeyResult:
+    """Wing & Gong / Lowe search with (linearized bitmask, state) memoization."""
+    bad_read = _unexplained_read(all_ops)
+    if bad_read is not None:
+        violation = {"reason": "read of a value that was never written", "op": _describe(bad_read)}
+        return _KeyResult(False, violation)
+    key_ops = _prune_unobserved(all_ops)
+    n = len(key_ops)
+    invokes = [op.invoke for op in key_ops]
+    oks = [i for i in range(n) if key_ops[i].outcome == "ok"]
+    oks_by_complete = sorted(oks, key=lambda i: key_ops[i].complete)
+    unknowns = [i for i in range(n) if key_ops[i].outcome != "ok"]
+    if not oks:
+        return _KeyResult(True)
+    required = sum(1 << i for i in oks)
+    linearized = bytearray(n)  # mirrors the mask of the frame on top of the stack
+    useful = _Usefulness(key_ops)
+
+    unknown_bit = {u: 1 << k for k, u in enumerate(unknowns)}
+
+    def advance(lo: int, hc: int) -> tuple[int, int]:
+        # Skip past linearized ok ops in invoke order and in complete order.
+        while lo < len(oks) and linearized[oks[lo]]:
+            lo += 1
+        while hc < len(oks_by_complete) and linearized[oks_by_complete[hc]]:
+            hc += 1
+        return lo, hc
+
+    def candidates(state: State, lo: int, hc: int) -> list[int]:
+        # An op may go next iff no unlinearized op completed before it was invoked;
+        # ok ops are tried in invoke order, then unknown ones (whose complete is +inf).
+        horizon = key_ops[oks_by_complete[hc]].complete if hc < len(oks) else math.inf
+        cands: list[int] = []
+        for j in range(lo, len(oks)):
+            if invokes[oks[j]] > horizon:
+                break
+            if not linearized[oks[j]]:
+                cands.append(oks[j])
+        cands += [
+            u
+            for u in unknowns
+            if not linearized[u] and invokes[u] <= horizon and useful.now(key_ops[u], state)
+        ]
+        return cands
+
+    initial: State = None
+    # Frame: [ok mask, state, candidates, next candidate, lo, hc, placed op, ok count,
+    # unknown mask]; the ok mask is over op positions, the unknown mask over `unknowns`.
+    stack: list[list[Any]] = [[0, initial, candidates(initial, 0, 0), 0, 0, 0, -1, 0, 0]]
+    # Memo: (ok ops linearized, state) -> the sets of unknown ops linearized with it.
+    # Having applied more unknown ops never helps (each could have been skipped), so a
+    # visit is redundant when an earlier one had a subset of its unknown ops applied.
+    # The ok mask is keyed as (lo, mask >> position of oks[lo]): every ok op before
+    # oks[lo] is linearized, so this is exact and stays small on long histories.
+    seen: dict[tuple[int, int, State], list[int]] = {(0, 0, initial): [0]}
+    best: tuple[int, int, State] = (0, 0, initial)
+    explored = 0
+    while stack:
+        top = stack[-1]
+        ok_mask, state, cands, pos, lo, hc, placed, done, unknown_mask = top
+        if pos >= len(cands):
+            stack.pop()
+            if placed >= 0:
+                linearized[placed] = 0
+                useful.pending(key_ops[placed], +1)
+            continue
+        top[3] = pos + 1
+        explored += 1
+        if explored % _DEADLINE_CHECK_EVERY == 0 and time.monotonic() > deadline:
+            return _KeyResult("unknown", explored=explored)
+        i = cands[pos]
+        legal, after = _step(state, key_ops[i])
+        if not legal:
+            continue
+        if i in unknown_bit:
+            n_ok, n_unknown, ndone = ok_mask, unknown_mask | unknown_bit[i], done
+        else:
+            n_ok, n_unknown, ndone = ok_mask | 1 << i, unknown_mask, done + 1
+        if ndone == len(oks):
+            return _KeyResult(True, explored=explored)
+        linearized[i] = 1
+        nlo, nhc = advance(lo, hc)
+        visits = seen.setdefault((nlo, n_ok >> oks[nlo] if nlo < len(oks) else 0, after), [])
+        if any(prev & ~n_unknown == 0 for prev in visits):
+            linearized[i] = 0
+            continue
+        visits.append(n_unknown)
+        if ndone > best[0]:
+            best = (ndone, n_ok, after)
+        useful.pending(key_ops[i], -1)
+        stack.append([n_ok, after, candidates(after, nlo, nhc), 0, nlo, nhc, i, ndone, n_unknown])
+    return _KeyResult(False, _stuck(key_ops, best, required), explored)
+
+
+def _stuck(key_ops: Sequence[Op], best: tuple[int, int, State], required: int) -> dict[str, Any]:
+    """Describe the longest linearizable prefix and the ok op that cannot follow it."""
+    done, mask, state = best
+    pending = [i for i in range(len(key_ops)) if required >> i & 1 and not mask >> i & 1]
+    blocker = min(pending, key=lambda i: key_ops[i].complete)
+    return {
+        "reason": "no linearization explains this op",
+        "op": _describe(key_ops[blocker]),
+        "register_before": state,
+        "linearized_ok_ops": done,
+    }
+
+
+def check_linearizable_registers(ops: Sequence[Op], time_budget_s: float = 10.0) -> Verdict:
+    """Every key behaves as a linearizable register (get/set/cas/delete, incr as a counter)."""
+    name = "linearizable_registers"
+    per_key = _register_ops(ops)
+    keys = sorted(per_key)
+    started = time.monotonic()
+    end = started + time_budget_s
+    unknown_keys: list[str] = []
+    first_violation: dict[str, Any] | None = None
+    invalid_keys: list[str] = []
+    explored: dict[str, int] = {}
+    for idx, key in enumerate(keys):
+        now = time.monotonic()
+        share = max(0.0, end - now) / (len(keys) - idx)
+        result = _search_key(per_key[key], now + share)
+        explored[key] = result.explored
+        if result.valid == "unknown":
+            unknown_keys.append(key)
+        elif result.valid is False:
+            invalid_keys.append(key)
+            if first_violation is None:
+                first_violation = {"key": key, **(result.violation or {})}
+    details: dict[str, Any] = {
+        "keys_checked": len(keys),
+        "ops_per_key": {k: len(per_key[k]) for k in keys},
+        "states_explored": explored,
+        "invalid_keys": invalid_keys,
+        "unknown_keys": unknown_keys,
+        "first_violation": first_violation,
+        "elapsed_s": round(time.monotonic() - started, 4),
+    }
+    if first_violation is not None:
+        op = first_violation["op"]
+        message = (
+            f"key {first_violation['key']!r} is not linearizable: {first_violation['reason']}: "
+            f"{op['op']} by process {op['process']} value={op['value']!r} "
+            f"result={op['result']!r} invoked at {op['invoke']:.6f}"
+        )
+        if "register_before" in first_violation:
+            message += f" (register held {first_violation['register_before']!r})"
+        return Verdict(name, False, details, message)
+    if unknown_keys:
+        message = (
+            f"time budget of {time_budget_s}s ran out for key(s) {unknown_keys}; "
+            "linearizability is unproven there (raise time_budget_s or shorten the run)"
+        )
+        return Verdict(name, "unknown", details, message)
+    return Verdict(name, True, details, f"{len(keys)} key(s) linearizable")
+
+
+# --- counters --------------------------------------------------------------------------
+
+
+def _window_bounds(
+    incrs: Sequence[Op], start: float, end: float, exclude: Op | None = None
+) -> tuple[int, int]:
+    """Bounds on the sum of deltas applied by a point inside [start, end].
+
+    Acked incrs that completed before start count surely; acked ones overlapping
+    the window and unknown ones invoked before end may or may not count.
+    """
+    lo = hi = 0
+    for op in incrs:
+        if op is exclude:
+            continue
+        delta = int(op.value)
+        if op.outcome == "ok" and op.complete < start:
+            lo += delta
+            hi += delta
+        elif op.invoke <= end:
+            if delta > 0:
+                hi += delta
+            else:
+                lo += delta
+    return lo, hi
+
+
+def _check_counter(key: str, key_ops: Sequence[Op], final: int | None) -> list[dict[str, Any]]:
+    incrs = [op for op in key_ops if op.op == "incr" and op.outcome != "fail"]
+    violations: list[dict[str, Any]] = []
+    if final is not None:
+        lo, hi = _window_bounds(incrs, math.inf, math.inf)
+        if not lo <= final <= hi:
+            violations.append(
+                {
+                    "key": key,
+                    "reason": "final value out of bounds",
+                    "final": final,
+                    "min": lo,
+                    "max": hi,
+                }
+            )
+    deltas = [int(op.value) for op in incrs]
+    monotone = all(d > 0 for d in deltas) or all(d < 0 for d in deltas)
+    seen: dict[int, Op] = {}
+    for op in incrs:
+        result = _as_int(op.result) if op.outcome == "ok" and op.result is not None else None
+        if result is None:
+            continue
+        lo, hi = _window_bounds(incrs, op.invoke, op.complete, exclude=op)
+        delta = int(op.value)
+        if not lo + delta <= result <= hi + delta:
+            violations.append(
+                {
+                    "key": key,
+                    "reason": "incr result out of bounds",
+                    "op": _describe(op),
+                    "min": lo + delta,
+                    "max": hi + delta,
+                }
+            )
+        if monotone and result in seen:
+            violations.append(
+                {
+                    "key": key,
+                    "reason": "two acked incrs returned the same value",
+                    "ops": [_describe(seen[result]), _describe(op)],
+                }
+            )
+        seen[result] = op
+    return violations
+
+
+def _final_from_reads(key_ops: Sequence[Op]) -> tuple[int | None, float, float]:
+    reads = [op for op in key_ops if op.op == "get" and op.outcome == "ok"]
+    if not reads:
+        return None, math.inf, math.inf
+    last = max(reads, key=lambda o: o.invoke)
+    return _as_int(last.value), last.invoke, last.complete
+
+
+def check_counters(ops: Sequence[Op], final_values: Mapping[str, int] | None = None) -> Verdict:
+    """Counters reflect every acked incr exactly once and unknown ones at most once."""
+    name = "counters"
+    per_key: dict[str, list[Op]] = defaultdict(list)
+    for op in ops:
+        per_key[op.key].append(op)
+    keys = sorted(k for k, v in per_key.items() if any(op.op == "incr" for op in v))
+    violations: list[dict[str, Any]] = []
+    finals: dict[str, int | None] = {}
+    for key in keys:
+        key_ops = per_key[key]
+        incrs = [op for op in key_ops if op.op == "incr" and op.outcome != "fail"]
+        if final_values is not None and key in final_values:
+            finals[key] = _as_int(final_values[key])
+            if finals[key] is None:
+                violations.append(
+                    {
+                        "key": key,
+                        "reason": "final value is not an integer",
+                        "final": final_values[key],
+                    }
+                )
+            violations += _check_counter(key, key_ops, finals[key])
+            continue
+        final, start, end = _final_from_reads(key_ops)
+        if final is None and not math.isinf(start):
+            violations.append({"key": key, "reason": "last read is not an integer"})
+        finals[key] = final
+        violations += _check_counter(key, key_ops, None)
+        if final is not None and not math.isinf(start):
+            lo, hi = _window_bounds(incrs, start, end)
+            if not lo <= final <= hi:
+                violations.append(
+                    {
+                        "key": key,
+                        "reason": "last read out of bounds",
+                        "final": final,
+                        "min": lo,
+                        "max": hi,
+                    }
+                )
+    details = {"keys_checked": keys, "final_values": finals, "violations": violations}
+    if violations:
+        first = violations[0]
+        return Verdict(name, False, details, f"counter {first['key']!r}: {first['reason']}")
+    return Verdict(name, True, details, f"{len(keys)} counter(s) within bounds")
+
+
+# --- lost writes -----------------------------------------------------------------------
+
+
+def _written(op: Op) -> State:
+    if op.op == "delete":
+        return None
+    if op.op == "cas":
+        return _freeze(op.value[1])
+    return _freeze(op.value)
+
+
+def check_no_lost_writes(
+    ops: Sequence[Op],
+    final_reads: Mapping[str, Any],
+    expiring_keys: Collection[str] = (),
+) -> Verdict:
+    """Each key's final value is its last acked write or a write that may follow it.
+
+    Counter keys are left to check_counters. Keys in expiring_keys (written with a
+    TTL) may also read as absent.
+    """
+    name = "no_lost_writes"
+    per_key: dict[str, list[Op]] = defaultdict(list)
+    for op in ops:
+        per_key[op.key].append(op)
+    lost: list[dict[str, Any]] = []
+    checked: list[str] = []
+    for key in sorted(final_reads):
+        key_ops = per_key.get(key, [])
+        if any(op.op == "incr" for op in key_ops):
+            continue
+        checked.append(key)
+        final = _freeze(final_reads[key])
+        problem = _lost_write(key_ops, final, key in expiring_keys)
+        if problem is not None:
+            lost.append({"key": key, "final": final, **problem})
+    unread = sorted({op.key for op in ops if op.op in WRITE_OPS} - set(final_reads))
+    details = {"keys_checked": len(checked), "lost": lost, "unread_keys": unread}
+    if lost:
+        keys = [entry["key"] for entry in lost]
+        return Verdict(name, False, details, f"{len(lost)} key(s) lost writes: {keys}")
+    return Verdict(name, True, details, f"{len(checked)} key(s) hold their last write")
+
+
+def _lost_write(key_ops: Sequence[Op], final: State, may_expire: bool) -> dict[str, Any] | None:
+    writes = [
+        op
+        for op in key_ops
+        if op.op in ("set", "delete", "cas")
+        and op.outcome != "fail"
+        and not (op.op == "cas" and op.outcome == "ok" and op.result is False)
+    ]
+    acked = [op for op in writes if op.outcome == "ok"]
+    if may_expire and final is None:
+        return None
+    if not acked:
+        if final is None or final in {_written(op) for op in writes}:
+            return None
+        return {"reason": "final value was never written"}
+    last = max(acked, key=lambda o: o.complete)
+    allowed = {_written(last)}
+    for op in writes:
+        complete = math.inf if op.outcome == "unknown" else op.complete
+        if op is not last and complete > last.invoke:
+            allowed.add(_written(op))
+    if any(_same(value, final) for value in allowed):
+        return None
+    return {
+        "reason": "last acked write missing",
+        "expected": _written(last),
+        "write": _describe(last),
+    }
+
+
+# --- convergence and availability ------------------------------------------------------
+
+
+def check_convergence(statuses: Sequence[Mapping[str, Any]]) -> Verdict:
+    """All nodes report the same state-machine digest."""
+    name = "convergence"
+    nodes = [
+        {
+            "node_id": s.get("node_id"),
+            "applied_index": s.get("applied_index"),
+            "digest": s.get("digest"),
+        }
+        for s in statuses
+    ]
+    details: dict[str, Any] = {"nodes": nodes}
+    if not nodes:
+        return Verdict(name, "unknown", details, "no node statuses were collected")
+    digests = {n["digest"] for n in nodes}
+    details["distinct_digests"] = len(digests)
+    if len(digests) == 1 and None not in digests:
+        return Verdict(name, True, details, f"{len(nodes)} node(s) share one digest")
+    by_digest: dict[str, list[Any]] = defaultdict(list)
+    for n in nodes:
+        by_digest[str(n["digest"])].append(n["node_id"])
+    return Verdict(name, False, details, f"nodes diverge: {dict(by_digest)}")
+
+
+def check_unavailability(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]]) -> Verdict:
+    """Informational: the longest write gaps overall and during each kind of fault.
+
+    Gaps run between consecutive acked writes' complete times, with the first
+    invoke and last complete of the history as outer boundaries.
+    """
+    name = "unavailability"
+    times = sorted(op.complete for op in ops if op.op in WRITE_OPS and op.outcome == "ok")
+    finite = [op.invoke for op in ops] + [op.complete for op in ops if op.outcome != "unknown"]
+    points = ([min(finite)] if finite else []) + times + ([max(finite)] if finite else [])
+    gaps = [(a, b) for a, b in pairwise(points) if b > a]
+    longest = max(gaps, key=lambda g: g[1] - g[0], default=(0.0, 0.0))
+    by_kind: dict[str, dict[str, Any]] = {}
+    for fault in faults:
+        start, end = float(fault["start"]), float(fault["end"])
+        entry = by_kind.setdefault(
+            str(fault["kind"]), {"longest_gap_s": 0.0, "gap": None, "occurrences": 0}
+        )
+        entry["occurrences"] += 1
+        for a, b in gaps:
+            if a < end and b > start and b - a > entry["longest_gap_s"]:
+                entry["longest_gap_s"], entry["gap"] = b - a, [a, b]
+    details = {
+        "acked_writes": len(times),
+        "longest_gap_s": longest[1] - longest[0],
+        "longest_gap": list(longest),
+        "by_fault": by_kind,
+    }
+    message = f"longest write gap {details['longest_gap_s']:.3f}s over {len(times)} acked writes"
+    return Verdict(name, True, details, message)

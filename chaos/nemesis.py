@@ -1,0 +1,225 @@
+"""Process faults on a LocalCluster, injected on a schedule from a background thread.
+
+Kinds: kill-leader (SIGKILL the leader, restart it after a hold), kill-random,
+kill-majority (SIGKILL 2 of 3, bring both back), pause (SIGSTOP / SIGCONT a node, the
+leader half of the time) and restart-all (SIGKILL every node, restart them all). Every
+fault is recorded as {"kind", "start", "end", "target"} on time.monotonic(), the clock
+the history uses; "end" is when the heal was issued, not when service came back.
+
+Not in scope yet: network partitions and added latency. They need a proxy per Raft
+link, and pysyncobj identifies a node by the address it dials, so a node reached
+through a proxy port looks like a different node to its peers (see consensus/DESIGN.md).
+Doing them properly needs a per-node network namespace or iptables rules instead.
+
+A node that exits without the nemesis having killed it is recorded in `crashes`
+(that is a bug in the node) and restarted at the next heal.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from raftcache.chaos.local_cluster import LocalCluster
+
+KINDS = ("kill-leader", "kill-random", "kill-majority", "pause", "restart-all")
+
+
+@dataclass
+class Fault:
+    """One injected fault; end is None while it is in force."""
+
+    kind: str
+    start: float
+    target: list[str]
+    end: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "start": self.start, "end": self.end, "target": self.target}
+
+
+@dataclass(frozen=True)
+class NemesisConfig:
+    """Which faults, how often and for how long; validated once."""
+
+    kinds: tuple[str, ...] = KINDS
+    interval_s: float = 10.0  # calm time between a heal (and recovery) and the next fault
+    hold_s: float = 3.0  # how long a fault stays in force
+    seed: int = 0
+    recovery_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown or not self.kinds:
+            raise ValueError(f"nemesis kinds must be among {', '.join(KINDS)}; got {unknown}")
+        if self.interval_s <= 0 or self.hold_s <= 0:
+            raise ValueError("nemesis interval and hold must be > 0 s")
+
+
+@dataclass
+class _Crash:
+    node_id: str
+    exit_code: int | None
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node_id": self.node_id, "exit_code": self.exit_code, "at": self.at}
+
+
+@dataclass
+class Nemesis:
+    """Runs faults from `config` against `cluster` until stop(), then heals everything."""
+
+    cluster: LocalCluster
+    config: NemesisConfig
+    log: Callable[[str], None] = print
+    faults: list[Fault] = field(default_factory=list)
+    crashes: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.config.seed)
+        self._stop = threading.Event()
+        self._killed: set[int] = set()  # nodes we SIGKILLed and have not restarted
+        self._paused: set[int] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self._queue: list[str] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop injecting, wait for the thread, and heal the cluster (idempotent)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.heal()
+
+    def fault_dicts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [f.to_dict() for f in self.faults]
+
+    # -- schedule ---------------------------------------------------------------
+
+    def _next_kind(self) -> str:
+        """Shuffled rounds over the kinds: random order, yet every kind comes up."""
+        if not self._queue:
+            self._queue = list(self.config.kinds)
+            self._rng.shuffle(self._queue)
+        return self._queue.pop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.config.interval_s):
+            kind = self._next_kind()
+            try:
+                _ACTIONS[kind](self)
+            except Exception as exc:  # keep the schedule going; the heal still runs
+                self.log(f"nemesis: {kind} failed: {exc!r}")
+            self.heal()
+            with self._lock:
+                for fault in self.faults:
+                    if fault.end is None:
+                        fault.end = time.monotonic()
+            self._wait_recovered()
+
+    def _wait_recovered(self) -> None:
+        deadline = time.monotonic() + self.config.recovery_timeout_s
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                self.cluster.wait_until_ready(timeout=1.0)
+                return
+            except TimeoutError:
+                continue
+        if not self._stop.is_set():
+            self.log(f"nemesis: cluster not ready {self.config.recovery_timeout_s} s after heal")
+
+    # -- primitives ---------------------------------------------------------------
+
+    def _begin(self, kind: str, targets: Sequence[int], note: str = "") -> Fault:
+        fault = Fault(kind, time.monotonic(), [self.cluster.nodes[i].node_id for i in targets])
+        with self._lock:
+            self.faults.append(fault)
+        self.log(f"nemesis: {kind} {', '.join(fault.target)}{note}")
+        return fault
+
+    def _end(self, fault: Fault) -> None:
+        fault.end = time.monotonic()
+
+    def _kill(self, targets: Sequence[int]) -> None:
+        self._killed.update(targets)
+        for i in targets:
+            self.cluster.kill(i)
+
+    def _hold(self) -> None:
+        self._stop.wait(self.config.hold_s)
+
+    def heal(self) -> None:
+        """Resume paused nodes and start every node that is down; note unexpected exits."""
+        for i in sorted(self._paused):
+            self.cluster.resume(i)
+        self._paused.clear()
+        for i, node in enumerate(self.cluster.nodes):
+            if node.running:
+                continue
+            if i not in self._killed:
+                code = node.process.poll() if node.process is not None else None
+                crash = _Crash(node.node_id, code, time.monotonic())
+                self.crashes.append(crash.to_dict())
+                self.log(f"nemesis: {node.node_id} exited by itself (code {code}); restarting")
+            self.cluster.start_node(i)
+        self._killed.clear()
+
+    # -- faults -------------------------------------------------------------------
+
+    def kill_leader(self) -> None:
+        leader = self.cluster.leader()
+        if leader is None:
+            leader = self._rng.randrange(len(self.cluster.nodes))
+            self.log("nemesis: no leader found; killing a random node instead")
+        self._kill_hold("kill-leader", [leader])
+
+    def kill_random(self) -> None:
+        self._kill_hold("kill-random", [self._rng.randrange(len(self.cluster.nodes))])
+
+    def kill_majority(self) -> None:
+        n = len(self.cluster.nodes)
+        self._kill_hold("kill-majority", self._rng.sample(range(n), n // 2 + 1))
+
+    def restart_all(self) -> None:
+        self._kill_hold("restart-all", list(range(len(self.cluster.nodes))))
+
+    def pause(self) -> None:
+        leader = self.cluster.leader()
+        if leader is not None and self._rng.random() < 0.5:
+            target = leader
+        else:
+            target = self._rng.randrange(len(self.cluster.nodes))
+        fault = self._begin("pause", [target], " (the leader)" if target == leader else "")
+        self._paused.add(target)
+        self.cluster.pause(target)
+        self._hold()
+        self.cluster.resume(target)
+        self._paused.discard(target)
+        self._end(fault)
+
+    def _kill_hold(self, kind: str, targets: Sequence[int]) -> None:
+        fault = self._begin(kind, targets)
+        self._kill(targets)
+        self._hold()
+        for i in targets:
+            self.cluster.start_node(i)
+            self._killed.discard(i)
+        self._end(fault)
+
+
+_ACTIONS: dict[str, Callable[[Nemesis], None]] = {
+    "kill-leader": Nemesis.kill_leader,
+    "kill-random": Nemesis.kill_random,
+    "kill-majority": Nemesis.kill_majority,
+    "pause": Nemesis.pause,
+    "restart-all": Nemesis.restart_all,
+}

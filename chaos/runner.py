@@ -1,0 +1,319 @@
+"""raftcache-chaos: run workloads against a local cluster under faults, then check the history.
+
+Exit status: 0 every check passed, 1 a check failed, 2 a check could not decide
+("unknown", e.g. the linearizability search ran out of time), 3 the run itself
+could not be carried out (the cluster never became ready), 64 bad arguments. Everything lands in
+--out: history.jsonl, faults.json, summary.json and the cluster's data and logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from raftcache.chaos import checkers
+from raftcache.chaos.checkers import Verdict
+from raftcache.chaos.history import HistoryWriter, Op, read_history
+from raftcache.chaos.local_cluster import LocalCluster
+from raftcache.chaos.nemesis import KINDS, Nemesis, NemesisConfig
+from raftcache.chaos.workloads import (
+    Worker,
+    WorkloadConfig,
+    start_workers,
+    stop_workers,
+)
+from raftcache.client import Client, RaftcacheError
+
+NEMESIS_CHOICES = {
+    "mix": KINDS,
+    "kill-leader": ("kill-leader",),
+    "kill-random": ("kill-random",),
+    "kill-majority": ("kill-majority",),
+    "pause": ("pause",),
+    "restart-all": ("restart-all",),
+    "none": (),
+}
+EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN, EXIT_NOT_RUN, EXIT_USAGE = 0, 1, 2, 3, 64
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="raftcache-chaos", description=__doc__.splitlines()[0])
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of faults (default 60)")
+    p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    p.add_argument(
+        "--nemesis",
+        default="mix",
+        help="mix, none, one of " + ", ".join(KINDS) + ", or a comma-separated list of them",
+    )
+    p.add_argument("--interval", type=float, default=10.0, help="calm seconds between faults")
+    p.add_argument("--hold", type=float, default=3.0, help="seconds each fault stays in force")
+    p.add_argument("--workers", type=int, default=9)
+    p.add_argument("--think", type=float, default=0.02, help="seconds between a worker's ops")
+    p.add_argument("--check-budget", type=float, default=60.0, help="linearizability search s")
+    p.add_argument("--out", default="chaos-results")
+    return p.parse_args(argv)
+
+
+def _kinds(spec: str) -> tuple[str, ...]:
+    if spec in NEMESIS_CHOICES:
+        return NEMESIS_CHOICES[spec]
+    kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise ValueError(
+            f"unknown --nemesis {spec!r}; use mix, none, "
+            f"{', '.join(KINDS)} or a comma-separated list of those"
+        )
+    return kinds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    try:  # bad arguments are reported before any node starts
+        kinds = _kinds(args.nemesis)
+        NemesisConfig(kinds or KINDS, interval_s=args.interval, hold_s=args.hold)
+        WorkloadConfig(("-",), workers=args.workers)
+        if args.nodes < 1 or args.duration <= 0:
+            raise ValueError("--nodes must be >= 1 and --duration > 0")
+    except ValueError as exc:
+        print(f"raftcache-chaos: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("cluster", "history.jsonl", "faults.json", "summary.json"):
+        path = out / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    print(f"raftcache-chaos: seed {seed}, nemesis {args.nemesis}, {args.duration:g} s, out {out}/")
+    cluster = LocalCluster(args.nodes, out / "cluster")
+    try:
+        cluster.start()
+        try:
+            cluster.wait_until_ready(timeout=60)
+        except TimeoutError as exc:
+            print(f"raftcache-chaos: the cluster did not start: {exc}", file=sys.stderr)
+            return EXIT_NOT_RUN
+        return _run(args, kinds, seed, out, cluster)
+    finally:
+        cluster.close()
+
+
+def _log(message: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _run(
+    args: argparse.Namespace,
+    kinds: tuple[str, ...],
+    seed: int,
+    out: Path,
+    cluster: LocalCluster,
+) -> int:
+    endpoints = tuple(n.client_addr for n in cluster.nodes)
+    wconfig = WorkloadConfig(endpoints, workers=args.workers, think_s=args.think, seed=seed)
+    history = HistoryWriter(out / "history.jsonl")
+    nemesis = Nemesis(
+        cluster,
+        NemesisConfig(kinds or KINDS, interval_s=args.interval, hold_s=args.hold, seed=seed),
+        log=_log,
+    )
+    started = time.monotonic()
+    workers = start_workers(wconfig, history)
+    try:
+        if kinds:
+            nemesis.start()
+        time.sleep(args.duration)
+        if kinds:
+            nemesis.stop()  # heals: resumes paused nodes, restarts dead ones
+        ready = _wait_ready(cluster)
+        time.sleep(2.0)  # let the workers show recovery after the last fault
+    finally:  # also on Ctrl-C: no thread may outlive the cluster
+        if kinds:
+            nemesis.stop()
+        worker_errors = stop_workers(workers)
+        history.close()
+    elapsed = time.monotonic() - started
+
+    final = _final_reads(endpoints, wconfig, workers) if ready else None
+    statuses = _statuses(cluster)
+    ops = read_history(out / "history.jsonl")
+    faults = nemesis.fault_dicts()
+    verdicts = _check(ops, faults, final, statuses, args.check_budget)
+    verdicts.append(_run_verdict(ready, worker_errors, nemesis.crashes))
+
+    summary = _summary(seed, args, elapsed, ops, faults, nemesis.crashes, verdicts, statuses)
+    (out / "faults.json").write_text(json.dumps(faults, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return _report(summary, verdicts, seed, out)
+
+
+def _wait_ready(cluster: LocalCluster) -> bool:
+    try:
+        cluster.wait_until_ready(timeout=60)
+        return True
+    except TimeoutError as exc:
+        _log(f"cluster not ready after the final heal: {exc}")
+        return False
+
+
+def _final_reads(
+    endpoints: tuple[str, ...], config: WorkloadConfig, workers: Sequence[Worker]
+) -> dict[str, str | None] | None:
+    """Linearizable values of every key the run touched (None if they cannot be read)."""
+    keys = config.register_key_names() + config.counter_key_names()
+    keys += [k for w in workers for k in w.session_keys]
+    values: dict[str, str | None] = {}
+    with Client(list(endpoints), timeout=10.0) as client:
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            for attempt in range(5):
+                try:
+                    got = client.mget(chunk)
+                    break
+                except RaftcacheError as exc:
+                    _log(f"final read attempt {attempt + 1} failed: {exc!r}")
+                    time.sleep(1.0)
+            else:
+                return None
+            pairs = zip(chunk, got, strict=True)
+            values.update((k, None if v is None else v.decode()) for k, v in pairs)
+    return values
+
+
+def _statuses(cluster: LocalCluster) -> list[dict[str, Any]]:
+    """Every node's node_id, applied_index and digest once they agree (or as they are after 60 s).
+
+    A node that does not answer is listed with applied_index and digest None."""
+    try:
+        converged = cluster.wait_converged(timeout=60)
+        return [
+            {"node_id": s.node_id, "applied_index": s.applied_index, "digest": s.digest}
+            for s in converged
+        ]
+    except TimeoutError as exc:
+        _log(str(exc))
+    out: list[dict[str, Any]] = []
+    for i, node in enumerate(cluster.nodes):
+        s = cluster.status(i, timeout=5.0)
+        out.append(
+            {"node_id": node.node_id, "applied_index": None, "digest": None}
+            if s is None
+            else {"node_id": s.node_id, "applied_index": s.applied_index, "digest": s.digest}
+        )
+    return out
+
+
+def _check(
+    ops: list[Op],
+    faults: list[dict[str, Any]],
+    final: dict[str, str | None] | None,
+    statuses: list[dict[str, Any]],
+    budget: float,
+) -> list[Verdict]:
+    registers = [o for o in ops if o.key.startswith("r:")]
+    counters = [o for o in ops if o.key.startswith("c:")]
+    verdicts = [checkers.check_linearizable_registers(registers, budget)]
+    if final is None:
+        verdicts.append(_unknown("final-reads", "the final values could not be read"))
+    else:
+        counts = {k: int(v) if v is not None else 0 for k, v in final.items() if k[:2] == "c:"}
+        verdicts.append(checkers.check_counters(counters, final_values=counts))
+        verdicts.append(checkers.check_no_lost_writes(ops, final))
+    verdicts.append(checkers.check_convergence(statuses))
+    verdicts.append(checkers.check_unavailability(ops, faults))
+    return verdicts
+
+
+def _unknown(name: str, message: str) -> Verdict:
+    return Verdict(name=name, valid="unknown", details={}, message=message)
+
+
+def _run_verdict(ready: bool, worker_errors: list[str], crashes: list[dict[str, Any]]) -> Verdict:
+    """The run itself: no node exited on its own, no worker died, the cluster came back."""
+    problems = [f"node {c['node_id']} exited by itself (code {c['exit_code']})" for c in crashes]
+    problems += worker_errors
+    if not ready:
+        problems.append("the cluster was not ready within 60 s of the final heal")
+    details = {"crashes": crashes, "worker_errors": worker_errors, "ready": ready}
+    message = "; ".join(problems) or "no node crashed, every worker ran to the end"
+    return Verdict(name="run", valid=not problems, details=details, message=message)
+
+
+def _summary(
+    seed: int,
+    args: argparse.Namespace,
+    elapsed: float,
+    ops: list[Op],
+    faults: list[dict[str, Any]],
+    crashes: list[dict[str, Any]],
+    verdicts: list[Verdict],
+    statuses: list[dict[str, Any]],
+) -> dict[str, Any]:
+    by_workload: dict[str, Counter[str]] = {}
+    for op in ops:
+        workload = {"r": "registers", "c": "counters", "s": "sessions"}[op.key[0]]
+        by_workload.setdefault(workload, Counter())[op.outcome] += 1
+    unavailability = next((v.details for v in verdicts if v.name == "unavailability"), None)
+    return {
+        "seed": seed,
+        "argv": vars(args),
+        "elapsed_s": round(elapsed, 2),
+        "ops": {w: dict(c) for w, c in sorted(by_workload.items())},
+        "ops_total": dict(Counter(o.outcome for o in ops)),
+        "faults": faults,
+        "fault_kinds": dict(Counter(f["kind"] for f in faults)),
+        "crashes": crashes,
+        "unavailability": unavailability,
+        "statuses": statuses,
+        "verdicts": [
+            {"name": v.name, "valid": v.valid, "message": v.message, "details": v.details}
+            for v in verdicts
+        ],
+    }
+
+
+def _report(summary: dict[str, Any], verdicts: list[Verdict], seed: int, out: Path) -> int:
+    print(f"\nraftcache-chaos: {summary['elapsed_s']} s, seed {seed}")
+    print(f"  faults: {summary['fault_kinds'] or 'none'}")
+    for workload, counts in summary["ops"].items():
+        print(f"  {workload:<10} " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+    gaps = (summary["unavailability"] or {}).get("by_fault", {})
+    if gaps:
+        print(
+            "  longest write gap per fault: "
+            + ", ".join(f"{k} {g['longest_gap_s']:.2f} s" for k, g in sorted(gaps.items()))
+        )
+    for v in verdicts:
+        mark = "PASS" if v.valid is True else "FAIL" if v.valid is False else "????"
+        print(f"  {mark}  {v.name:<16} {v.message}")
+    failed = [v.name for v in verdicts if v.valid is False]
+    undecided = [v.name for v in verdicts if v.valid not in (True, False)]
+    details = f"history, faults and summary in {out}/; rerun with --seed {seed}"
+    if failed:
+        print(f"FAILED: {', '.join(failed)} ({details})")
+        return EXIT_FAILED
+    if undecided:
+        print(
+            f"UNDECIDED: {', '.join(undecided)} could not be checked "
+            f"(e.g. the search ran out of time: raise --check-budget or shorten --duration; "
+            f"{details})"
+        )
+        return EXIT_UNKNOWN
+    print(f"OK: every check passed ({details})")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""A short chaos run: process faults under load, then every checker must pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from raftcache.chaos import runner
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.timeout(280)
+def test_chaos_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "chaos"
+    code = runner.main(
+        [
+            "--duration", "50",
+            "--interval", "8",
+            "--hold", "3",
+            "--nemesis", "kill-leader,kill-random,pause,restart-all",
+            "--check-budget", "30",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    failed = [v for v in summary["verdicts"] if v["valid"] is not True]
+    assert code == 0, f"seed {summary['seed']}: {failed} (history in {out})"
+    assert len(summary["fault_kinds"]) >= 3, summary["fault_kinds"]
+    assert all(f["end"] is not None and f["end"] >= f["start"] for f in summary["faults"])
+    for workload in ("registers", "counters", "sessions"):
+        assert summary["ops"][workload].get("ok", 0) > 0, (workload, summary["ops"])

@@ -21,13 +21,13 @@ from typing import Any
 import grpc
 from raftcache.chaos.local_cluster import LocalCluster
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
+from raftcache.v1.wire import FORWARDED_METADATA_KEY, LEADER_METADATA_KEY
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 VALUE_SIZE = 100
-NO_FORWARD_METADATA = (("x-raftcache-forwarded", "1"),)
+NO_FORWARD_METADATA = ((FORWARDED_METADATA_KEY, "1"),)
 """Sent with writes that must be served by the node they reach: a follower then answers
 UNAVAILABLE with the leader hint instead of forwarding (raftcache.node.forwarding)."""
-LEADER_METADATA_KEY = "x-raftcache-leader"
 
 
 def log(message: str) -> None:

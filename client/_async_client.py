@@ -221,7 +221,7 @@ class AsyncClient:
     async def cluster_status(self, *, timeout: float | None = None) -> list[NodeStatus]:
         """Every member's own Status (a member that does not answer has role 'down')."""
         deadline = timeout or self.timeout
-        await self._router.refresh(self._router._clock() + deadline)
+        await self._router.refresh(self._router.deadline_in(deadline))
         out = []
         for address in self._router.members:
             try:

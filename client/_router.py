@@ -78,6 +78,10 @@ class Router:
 
     # ------------------------------------------------------------------ view
 
+    def deadline_in(self, seconds: float) -> float:
+        """A deadline `seconds` from now on this router's clock."""
+        return self._clock() + seconds
+
     async def refresh(self, deadline: float) -> None:
         """Ask members (leader first) for Cluster.Status and adopt the first answer."""
         candidates = [a for a in [self.leader, *self._members, *self._seeds] if a]

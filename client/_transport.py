@@ -7,32 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
-from raftcache.v1 import cache_pb2, cluster_pb2
-
-# gRPC's wording for failures before a request left the client (connect, DNS).
-_NEVER_SENT = ("failed to connect", "connection refused", "dns resolution failed", "resolving")
-
-LEADER_METADATA_KEY = "x-raftcache-leader"
-ORIGIN_METADATA_KEY = "x-raftcache-error"
-
-REQUESTS: dict[str, Any] = {
-    "Cache/Get": cache_pb2.GetRequest,
-    "Cache/Set": cache_pb2.SetRequest,
-    "Cache/Delete": cache_pb2.DeleteRequest,
-    "Cache/Incr": cache_pb2.IncrRequest,
-    "Cache/MGet": cache_pb2.MGetRequest,
-    "Cache/MSet": cache_pb2.MSetRequest,
-    "Cluster/Status": cluster_pb2.StatusRequest,
-}
-RESPONSES: dict[str, Any] = {
-    "Cache/Get": cache_pb2.GetResponse,
-    "Cache/Set": cache_pb2.SetResponse,
-    "Cache/Delete": cache_pb2.DeleteResponse,
-    "Cache/Incr": cache_pb2.IncrResponse,
-    "Cache/MGet": cache_pb2.MGetResponse,
-    "Cache/MSet": cache_pb2.MSetResponse,
-    "Cluster/Status": cluster_pb2.StatusResponse,
-}
+from raftcache.v1.wire import LEADER_METADATA_KEY, METHODS, ORIGIN_METADATA_KEY
+from raftcache.v1.wire import never_sent as _never_sent
 
 
 @dataclass(frozen=True)
@@ -48,12 +24,7 @@ class CallFailed(Exception):
     @property
     def never_sent(self) -> bool:
         """True when the request surely did not reach a node (connect or DNS failure)."""
-        text = self.details.lower()
-        return (
-            self.code == "UNAVAILABLE"
-            and self.origin is None
-            and any(sign in text for sign in _NEVER_SENT)
-        )
+        return _never_sent(self.code, self.details, self.origin is not None)
 
 
 class Transport(Protocol):
@@ -84,8 +55,8 @@ class GrpcTransport:
                 self._channels[address] = channel
             call = channel.unary_unary(
                 f"/raftcache.v1.{method}",
-                request_serializer=REQUESTS[method].SerializeToString,
-                response_deserializer=RESPONSES[method].FromString,
+                request_serializer=METHODS[method][0].SerializeToString,
+                response_deserializer=METHODS[method][1].FromString,
             )
             self._calls[key] = call
         return call

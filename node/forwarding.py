@@ -11,20 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from raftcache.node.status_codes import ORIGIN_METADATA_KEY
-from raftcache.v1 import cache_pb2
+from raftcache.v1.wire import FORWARDED_METADATA_KEY, METHODS, ORIGIN_METADATA_KEY, never_sent
 
-FORWARDED_METADATA_KEY = "x-raftcache-forwarded"
 _WRITES = frozenset({"Set", "Delete", "Incr", "MSet"})
-
-_RESPONSES: dict[str, Any] = {
-    "Get": cache_pb2.GetResponse,
-    "Set": cache_pb2.SetResponse,
-    "Delete": cache_pb2.DeleteResponse,
-    "Incr": cache_pb2.IncrResponse,
-    "MGet": cache_pb2.MGetResponse,
-    "MSet": cache_pb2.MSetResponse,
-}
 
 
 class LeaderForwarder:
@@ -47,7 +36,7 @@ class LeaderForwarder:
         call = self._channel(address).unary_unary(
             f"/raftcache.v1.Cache/{method}",
             request_serializer=type(request).SerializeToString,
-            response_deserializer=_RESPONSES[method].FromString,
+            response_deserializer=METHODS[f"Cache/{method}"][1].FromString,
         )
         try:
             return await call(
@@ -59,8 +48,7 @@ class LeaderForwarder:
             trailing = tuple(exc.trailing_metadata() or ())
             code, details = exc.code(), exc.details() or ""
             answered = any(key == ORIGIN_METADATA_KEY for key, _ in trailing)
-            never_sent = code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details
-            if method in _WRITES and not answered and not never_sent:
+            if method in _WRITES and not answered and not never_sent(code.name, details, False):
                 # The leader may have received (and committed) the write before the
                 # connection broke: the caller must not take this as "safe to retry".
                 code = grpc.StatusCode.DEADLINE_EXCEEDED

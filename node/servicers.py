@@ -9,11 +9,12 @@ from typing import Any, TypeVar
 import grpc
 from raftcache.consensus import RaftNode, Role
 from raftcache.node import errors, requests, status_codes
-from raftcache.node.forwarding import FORWARDED_METADATA_KEY, LeaderForwarder
+from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
 from raftcache.node.state_machine import DeleteOk, Entry, Failure, IncrOk, MSetOk, Result, SetOk
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
+from raftcache.v1.wire import FORWARDED_METADATA_KEY
 
 R = TypeVar("R")
 _ROLE = {
@@ -172,7 +173,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
     # -- reads -----------------------------------------------------------------
 
     async def _before_read(self, consistency: int, max_staleness_ms: int) -> None:
-        requests.check_consistency(consistency)
+        """Read barrier or staleness check; `consistency` was validated by the caller."""
         if consistency == cache_pb2.LINEARIZABLE:
             await self._proposer.read_barrier()
             return

@@ -7,13 +7,7 @@ from typing import NoReturn
 import grpc
 from raftcache.node import errors
 from raftcache.node.state_machine import ErrorCode, Failure
-
-LEADER_METADATA_KEY = "x-raftcache-leader"
-"""Trailing metadata with the leader's client address, sent with NOT_LEADER answers."""
-
-ORIGIN_METADATA_KEY = "x-raftcache-error"
-"""Trailing metadata on every error a node answers itself, so a forwarding follower can
-tell our answers from transport failures (whose outcome is unknown)."""
+from raftcache.v1.wire import LEADER_METADATA_KEY, ORIGIN_METADATA_KEY
 
 STATUS_CODES: dict[type[errors.CacheError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,

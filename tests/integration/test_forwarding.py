@@ -11,8 +11,8 @@ import grpc
 import pytest
 from raftcache.chaos.local_cluster import free_port
 from raftcache.node.forwarding import LeaderForwarder
-from raftcache.node.status_codes import ORIGIN_METADATA_KEY
 from raftcache.v1 import cache_pb2, cache_pb2_grpc
+from raftcache.v1.wire import ORIGIN_METADATA_KEY
 
 Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
 

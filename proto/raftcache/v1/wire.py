@@ -1,0 +1,45 @@
+"""Hand-written parts of the wire contract shared by nodes and clients (not generated).
+
+Trailing-metadata keys, the message types of each RPC, and how to recognise a gRPC
+failure that happened before a request left its sender.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raftcache.v1 import cache_pb2, cluster_pb2
+
+LEADER_METADATA_KEY = "x-raftcache-leader"
+"""Trailing metadata with the leader's client address, sent with NOT_LEADER answers."""
+
+ORIGIN_METADATA_KEY = "x-raftcache-error"
+"""Trailing metadata on every error a node answers itself (value: the error class name),
+so a forwarding follower or a client can tell node answers from transport failures."""
+
+FORWARDED_METADATA_KEY = "x-raftcache-forwarded"
+"""Request metadata on a call a follower relays to the leader (never relayed twice)."""
+
+# "Service/Method" -> (request type, response type)
+METHODS: dict[str, tuple[Any, Any]] = {
+    "Cache/Get": (cache_pb2.GetRequest, cache_pb2.GetResponse),
+    "Cache/Set": (cache_pb2.SetRequest, cache_pb2.SetResponse),
+    "Cache/Delete": (cache_pb2.DeleteRequest, cache_pb2.DeleteResponse),
+    "Cache/Incr": (cache_pb2.IncrRequest, cache_pb2.IncrResponse),
+    "Cache/MGet": (cache_pb2.MGetRequest, cache_pb2.MGetResponse),
+    "Cache/MSet": (cache_pb2.MSetRequest, cache_pb2.MSetResponse),
+    "Cluster/Status": (cluster_pb2.StatusRequest, cluster_pb2.StatusResponse),
+}
+
+# gRPC's wording for failures before a request left the sender (connect, DNS).
+_NEVER_SENT = ("failed to connect", "connection refused", "dns resolution failed", "resolving")
+
+
+def never_sent(code_name: str, details: str, answered_by_node: bool) -> bool:
+    """True when a failed call surely did not reach a node, so it cannot have applied."""
+    text = details.lower()
+    return (
+        code_name == "UNAVAILABLE"
+        and not answered_by_node
+        and any(sign in text for sign in _NEVER_SENT)
+    )

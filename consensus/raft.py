@@ -94,6 +94,9 @@ class RaftConfig:
     durability: Durability = Durability.JOURNAL
     data_dir: Path | None = None
     secret: str | None = None
+    # Where the Raft port listens, when peers dial it through another address (a proxy, a
+    # container's 0.0.0.0); None means self_addr.
+    bind_addr: str | None = None
     election_timeout_min: float = 0.3
     election_timeout_max: float = 0.7
     heartbeat_period: float = 0.05
@@ -201,7 +204,7 @@ class RaftNode:
         conf = SyncObjConf(
             # Without bindAddress pysyncobj listens on 0.0.0.0 whatever the raft address
             # says: the pickle-speaking port would be reachable on every interface.
-            bindAddress=config.self_addr,
+            bindAddress=config.bind_addr or config.self_addr,
             bindRetryTime=0.2,
             maxBindRetries=10,
             password=config.secret,
@@ -237,6 +240,8 @@ class RaftNode:
             self._syncobj.waitBinded()
         except SyncObjException as exc:
             self._syncobj.destroy()
+            if config.bind_addr and config.bind_addr != config.self_addr:
+                raise OSError(f"--raft-bind: cannot listen on {config.bind_addr} ({exc})") from exc
             raise OSError(f"--raft: cannot listen on {config.self_addr} ({exc})") from exc
         self._syncobj.addOnTickCallback(self._on_tick)
 

@@ -43,6 +43,12 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ("listen", "HOST:PORT the gRPC client API listens on", "127.0.0.1:6380"),
     ("advertise", "HOST:PORT clients should use to reach this node", "the --listen address"),
     ("raft", "HOST:PORT of this node's Raft port (peers dial it)", "127.0.0.1:7380"),
+    (
+        "raft-bind",
+        "HOST:PORT the Raft port listens on, when peers reach it through another address "
+        "(0.0.0.0:PORT in a container, or behind a proxy)",
+        "the --raft address",
+    ),
     ("peers", "comma-separated Raft HOST:PORT of the OTHER voters (empty: single node)", ""),
     ("node-id", "this node's name in Status and logs", "the --raft address"),
     ("raft-secret", "shared secret encrypting the Raft port (required off loopback)", None),
@@ -146,15 +152,17 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     listen = parse_address("--listen", values["listen"])
     raft_addr = parse_address("--raft", values["raft"])
     advertise = parse_address("--advertise", values.get("advertise", listen))
+    raft_bind = parse_address("--raft-bind", values.get("raft-bind", raft_addr))
     peers = parse_peers(values.get("peers", ""))
     if raft_addr in peers:
         raise ConfigError(
             f"--peers: lists this node's own --raft address {raft_addr}; list only the others"
         )
     secret = values.get("raft-secret") or None
-    if secret is None and not (is_loopback(raft_addr) and all(is_loopback(p) for p in peers)):
+    on_loopback = all(is_loopback(a) for a in (raft_addr, raft_bind, *peers))
+    if secret is None and not on_loopback:
         raise ConfigError(
-            f"--raft-secret: the Raft port {raft_addr} (or a peer) is not on loopback, and the "
+            f"--raft-secret: the Raft port {raft_bind} (or a peer) is not on loopback, and the "
             "Raft protocol carries pickled Python objects: anyone who can reach the port could "
             "run code in this node. Set --raft-secret (or RAFTCACHE_RAFT_SECRET) to the same "
             "secret on every node, and keep the port private"
@@ -185,6 +193,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     )
     raft = RaftConfig(
         self_addr=raft_addr,
+        bind_addr=raft_bind,
         peers=peers,
         durability=durability,
         data_dir=Path(values["data-dir"]) if durability is Durability.JOURNAL else None,

@@ -304,7 +304,7 @@ def test_raft_and_client_ports_listen_on_loopback_only(cluster: LocalCluster) ->
         assert _listening_addresses(node.raft_port) and _listening_addresses(node.client_port)
 
 
-@pytest.mark.parametrize("flag", ["--listen", "--raft"])
+@pytest.mark.parametrize("flag", ["--listen", "--raft", "--raft-bind"])
 def test_a_busy_port_stops_startup_with_a_message_naming_the_flag(tmp_path, flag) -> None:  # type: ignore[no-untyped-def]
     from raftcache.chaos.local_cluster import free_port
 
@@ -326,6 +326,7 @@ def test_a_busy_port_stops_startup_with_a_message_naming_the_flag(tmp_path, flag
                 ports["--listen"],
                 "--raft",
                 ports["--raft"],
+                *([flag, addr] if flag == "--raft-bind" else []),
             ],
             capture_output=True,
             text=True,

@@ -79,6 +79,7 @@ ALL_FLAGS = {
     "listen": "0.0.0.0:6400",
     "advertise": "cache-0.example:6400",
     "raft": "10.0.0.1:7400",
+    "raft-bind": "0.0.0.0:7400",
     "peers": "10.0.0.2:7400,10.0.0.3:7400",
     "node-id": "cache-0",
     "raft-secret": "s3cret",
@@ -99,6 +100,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert cfg.listen == "0.0.0.0:6400"
     assert cfg.advertise == "cache-0.example:6400"
     assert cfg.raft.self_addr == "10.0.0.1:7400"
+    assert cfg.raft.bind_addr == "0.0.0.0:7400"
     assert cfg.raft.peers == ("10.0.0.2:7400", "10.0.0.3:7400")
     assert cfg.node_id == "cache-0"
     assert cfg.raft.secret == "s3cret"
@@ -141,6 +143,20 @@ def test_advertise_defaults_to_listen_and_node_id_to_raft() -> None:
     cfg = load(["--listen", "127.0.0.1:6500", "--raft", "127.0.0.1:7500"], {})
     assert cfg.advertise == "127.0.0.1:6500"
     assert cfg.node_id == "127.0.0.1:7500"
+
+
+def test_raft_bind_defaults_to_the_raft_address() -> None:
+    assert load(["--raft", "127.0.0.1:7500"], {}).raft.bind_addr == "127.0.0.1:7500"
+
+
+def test_a_raft_port_bound_off_loopback_needs_a_secret_even_if_peers_dial_loopback() -> None:
+    with pytest.raises(ConfigError, match=r"--raft-secret: the Raft port 0\.0\.0\.0:7380"):
+        load(["--raft", "127.0.0.1:7380", "--raft-bind", "0.0.0.0:7380"], {})
+
+
+def test_a_bad_raft_bind_names_the_flag() -> None:
+    with pytest.raises(ConfigError, match="--raft-bind: 'nope' is not HOST:PORT"):
+        load(["--raft-bind", "nope"], {})
 
 
 def test_memory_durability_has_no_data_dir() -> None:

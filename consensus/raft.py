@@ -27,7 +27,6 @@ from typing import Any, Protocol
 from pysyncobj import (
     FAIL_REASON,
     SERIALIZER_STATE,
-    SyncObj,
     SyncObjConf,
     SyncObjConsumer,
     SyncObjException,
@@ -35,6 +34,7 @@ from pysyncobj import (
 from pysyncobj import replicated as _replicated
 from pysyncobj.node import TCPNode
 from raftcache.consensus import journal, recovery, snapshot
+from raftcache.consensus.log_matching import LogMatchingSyncObj
 
 journal.install()
 _log = logging.getLogger("raftcache.consensus")
@@ -233,7 +233,7 @@ class RaftNode:
             onStateChanged=self._state_changed,
             dynamicMembershipChange=False,
         )
-        self._syncobj = SyncObj(
+        self._syncobj = LogMatchingSyncObj(
             config.self_addr, list(config.peers), conf, consumers=[self._consumer]
         )
         try:

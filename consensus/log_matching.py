@@ -1,0 +1,94 @@
+"""Raft's AppendEntries log-matching rule, which pysyncobj 0.3.17 gets wrong.
+
+pysyncobj's follower deletes *every* entry after ``prevLogIdx`` whenever it has
+any, then re-adds only the entries in the message. Raft (§5.3, receiver rule 3)
+deletes only from the first entry whose term conflicts. The difference matters:
+a duplicate or late AppendEntries (after a pause, a reconnect or a leader's
+nextIndex reset) made a follower drop entries the leader had already counted in
+its matchIndex, which never goes down. Had the leader died while enough
+followers held such a truncated log, a leader lacking a committed entry could
+have been elected. Our chaos runs logged pysyncobj's CRITICAL "truncating
+already-applied log entries" for exactly this.
+
+``LogMatchingSyncObj`` rewrites each AppendEntries before pysyncobj's handler
+sees it, so the handler's delete-everything-after-prev only ever runs from the
+first conflicting entry:
+
+- entries the follower already holds with the same term are dropped from the
+  message and ``prevLogIdx``/``prevLogTerm`` move past them;
+- when every entry matches (a duplicate), nothing is deleted: the follower
+  answers success for the last entry of the message and takes a commit index of
+  at most that entry (Raft's ``min(leaderCommit, index of last new entry)``),
+  never one covering its own unverified tail.
+
+Chunked transmissions of single huge entries are passed through unchanged: we
+configure the chunk size as the largest entry, so pysyncobj never chunks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pysyncobj import SyncObj
+
+# pysyncobj's raft log holds (command bytes, index, term) tuples.
+_IDX, _TERM = 1, 2
+
+
+class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
+    """SyncObj whose followers truncate their log only at the first conflicting entry."""
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
+        if _is_plain_append_entries(message) and message["term"] >= self._SyncObj__raftCurrentTerm:
+            message = self._match_entries(node, message)
+            if message is None:
+                return
+        super()._SyncObj__onMessageReceived(node, message)
+
+    def _match_entries(self, node: Any, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The message without entries this follower already holds; None if fully handled."""
+        log = self._SyncObj__raftLog
+        first, last = log[0][_IDX], log[-1][_IDX]
+        prev_idx: int = message["prevLogIdx"]
+        if not first <= prev_idx <= last or log[prev_idx - first][_TERM] != message["prevLogTerm"]:
+            return message  # pysyncobj answers "no match" without touching the log
+        entries = message.get("entries", [])
+        matched = 0
+        for entry in entries:
+            idx = entry[_IDX]
+            if idx > last or log[idx - first][_TERM] != entry[_TERM]:
+                break
+            matched += 1
+        if matched == len(entries):
+            if prev_idx + len(entries) == last and not entries:
+                return message  # a plain heartbeat at the end of the log: nothing to rewrite
+            self._acknowledge_duplicate(node, message, prev_idx + len(entries))
+            return None
+        if matched == 0:
+            return message
+        rewritten = dict(message)
+        rewritten["prevLogIdx"] = entries[matched - 1][_IDX]
+        rewritten["prevLogTerm"] = entries[matched - 1][_TERM]
+        rewritten["entries"] = entries[matched:]
+        return rewritten
+
+    def _acknowledge_duplicate(self, node: Any, message: dict[str, Any], last_new: int) -> None:
+        # Leader, term and election-timer bookkeeping stay pysyncobj's: hand it the message as a
+        # bare heartbeat (no prevLogIdx: no log change, no reply) with the commit index capped at
+        # the last entry this message vouches for, then answer for that entry ourselves.
+        heartbeat = {
+            "type": "append_entries",
+            "term": message["term"],
+            "commit_index": min(message["commit_index"], last_new),
+        }
+        super()._SyncObj__onMessageReceived(node, heartbeat)
+        self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=last_new + 1, success=True)
+
+
+def _is_plain_append_entries(message: Any) -> bool:
+    return (
+        isinstance(message, dict)
+        and message.get("type") == "append_entries"
+        and "prevLogIdx" in message
+        and message.get("transmission") is None
+    )

@@ -1,0 +1,148 @@
+"""Followers truncate their log only from the first conflicting entry (Raft §5.3).
+
+The follower is a real (untick'd) pysyncobj object; AppendEntries messages are fed
+to its handler directly and its replies are captured, so every case is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pysyncobj import SyncObj, SyncObjConf
+from raftcache.consensus.log_matching import LogMatchingSyncObj
+
+Entry = tuple[bytes, int, int]
+
+
+class Follower:
+    """A follower whose only peer is a leader we play by hand."""
+
+    def __init__(self, cls: type[SyncObj] = LogMatchingSyncObj) -> None:
+        self.obj = cls("127.0.0.1:1", ["127.0.0.1:2"], SyncObjConf(autoTick=False))
+        self.leader = next(iter(self.obj._SyncObj__otherNodes))
+        self.replies: list[dict[str, Any]] = []
+        self.obj._SyncObj__transport.send = lambda _node, msg: self.replies.append(msg)
+
+    def append(
+        self, term: int, prev: tuple[int, int], entries: list[Entry], commit: int = 0
+    ) -> dict[str, Any]:
+        message = {
+            "type": "append_entries",
+            "term": term,
+            "commit_index": commit,
+            "entries": entries,
+            "prevLogIdx": prev[0],
+            "prevLogTerm": prev[1],
+        }
+        self.obj._SyncObj__onMessageReceived(self.leader, message)
+        return self.replies[-1]
+
+    @property
+    def log(self) -> list[tuple[int, int]]:
+        return [(e[1], e[2]) for e in self.obj._SyncObj__raftLog]
+
+    @property
+    def commit(self) -> int:
+        return int(self.obj._SyncObj__raftCommitIndex)
+
+    def close(self) -> None:
+        self.obj.destroy()
+
+
+def entries(first: int, last: int, term: int) -> list[Entry]:
+    return [(b"op%d" % i, i, term) for i in range(first, last + 1)]
+
+
+@pytest.fixture
+def follower() -> Any:
+    f = Follower()
+    yield f
+    f.close()
+
+
+def test_a_duplicate_append_keeps_the_entries_after_it(follower: Follower) -> None:
+    follower.append(1, (1, 0), entries(2, 10, 1), commit=8)
+    assert follower.log[-1] == (10, 1)
+
+    # The leader resends 6..7 (a reconnect, a nextIndex reset): entries 8..10 must stay.
+    reply = follower.append(1, (5, 1), entries(6, 7, 1), commit=8)
+
+    assert follower.log == [(1, 0)] + [(i, 1) for i in range(2, 11)]
+    assert reply == {"type": "next_node_idx", "next_node_idx": 8, "reset": False, "success": True}
+    assert follower.commit == 8
+
+
+def test_a_heartbeat_from_behind_the_end_of_the_log_truncates_nothing(follower: Follower) -> None:
+    follower.append(1, (1, 0), entries(2, 10, 1), commit=10)
+    reply = follower.append(1, (4, 1), [], commit=10)
+    assert follower.log[-1] == (10, 1)
+    assert reply["success"] and reply["next_node_idx"] == 5
+    assert follower.commit == 10  # already committed: a commit index never goes down
+
+
+def test_commit_never_covers_entries_the_message_did_not_vouch_for(follower: Follower) -> None:
+    follower.append(1, (1, 0), entries(2, 10, 1))
+    # A new leader (term 2) whose log matches only up to 7 and whose commit index is 9: the
+    # follower's 8..10 are unverified and must not become committed.
+    follower.append(2, (5, 1), entries(6, 7, 1), commit=9)
+    assert follower.commit == 7
+    assert follower.log[-1] == (10, 1)
+
+
+def test_a_conflicting_entry_truncates_from_itself(follower: Follower) -> None:
+    follower.append(1, (1, 0), entries(2, 10, 1), commit=5)
+    # Term 2 leader: 2..7 as before, then its own 8..9.
+    reply = follower.append(2, (5, 1), entries(6, 7, 1) + entries(8, 9, 2), commit=5)
+    assert follower.log == [(1, 0)] + [(i, 1) for i in range(2, 8)] + [(8, 2), (9, 2)]
+    assert reply["success"] and reply["next_node_idx"] == 10
+
+
+def test_new_entries_after_a_matching_prefix_are_appended_once(follower: Follower) -> None:
+    follower.append(1, (1, 0), entries(2, 5, 1))
+    reply = follower.append(1, (3, 1), entries(4, 8, 1))
+    assert follower.log == [(1, 0)] + [(i, 1) for i in range(2, 9)]
+    assert reply["next_node_idx"] == 9
+
+
+def test_a_missing_previous_entry_is_refused_without_touching_the_log(follower: Follower) -> None:
+    follower.append(1, (1, 0), entries(2, 5, 1))
+    reply = follower.append(1, (9, 1), entries(10, 10, 1))
+    assert reply["success"] is False and reply["reset"] is True
+    assert follower.log[-1] == (5, 1)
+
+
+def test_a_previous_entry_of_another_term_is_refused(follower: Follower) -> None:
+    follower.append(1, (1, 0), entries(2, 5, 1))
+    reply = follower.append(2, (5, 2), entries(6, 6, 2))
+    assert reply["success"] is False
+    assert follower.log[-1] == (5, 1)
+
+
+def test_a_stale_term_append_is_ignored(follower: Follower) -> None:
+    follower.append(3, (1, 0), entries(2, 5, 3))
+    replies, commit = len(follower.replies), follower.commit
+    follower.obj._SyncObj__onMessageReceived(
+        follower.leader,
+        {
+            "type": "append_entries",
+            "term": 2,
+            "commit_index": 5,
+            "entries": [],
+            "prevLogIdx": 2,
+            "prevLogTerm": 3,
+        },
+    )
+    assert len(follower.replies) == replies
+    assert follower.log[-1] == (5, 3) and follower.commit == commit
+
+
+def test_upstream_pysyncobj_still_truncates_so_the_fix_is_still_needed() -> None:
+    """When this fails, pysyncobj has fixed the bug: drop LogMatchingSyncObj."""
+    plain = Follower(SyncObj)
+    try:
+        plain.append(1, (1, 0), entries(2, 10, 1))
+        plain.append(1, (5, 1), entries(6, 7, 1))
+        assert plain.log[-1] == (7, 1)
+    finally:
+        plain.close()

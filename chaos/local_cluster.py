@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from raftcache.chaos.netproxy import NetProxy, Route
 from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
 
 
@@ -39,6 +40,7 @@ class LocalNode:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    raft_bind_port: int | None = None  # set when a proxy owns raft_port (see netproxy.py)
 
     @property
     def client_addr(self) -> str:
@@ -65,7 +67,10 @@ class LocalCluster:
         ports: Sequence[tuple[int, int]] | None = None,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        proxy: bool = False,
+        proxy_seed: int = 0,
     ) -> None:
+        """`proxy`: put a NetProxy (self.net) in front of every Raft port, to cut or delay links."""
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="raftcache-cluster-"))
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.durability = durability
@@ -82,6 +87,18 @@ class LocalCluster:
             )
             for i, (client, raft) in enumerate(ports)
         ]
+        self.net: NetProxy | None = None
+        if proxy:
+            for node in self.nodes:
+                node.raft_bind_port = free_port()
+            self.net = NetProxy(
+                [
+                    Route(n.node_id, ("127.0.0.1", n.raft_port), ("127.0.0.1", n.raft_bind_port))
+                    for n in self.nodes
+                    if n.raft_bind_port is not None
+                ],
+                seed=proxy_seed,
+            )
 
     # -- processes ------------------------------------------------------------
 
@@ -96,11 +113,14 @@ class LocalCluster:
             "--raft", node.raft_addr,
             "--peers", peers,
             "--durability", self.durability,
+            *(["--raft-bind", f"127.0.0.1:{node.raft_bind_port}"] if node.raft_bind_port else []),
             *self.extra_args,
             *node.extra_args,
         ]  # fmt: skip
 
     def start(self) -> LocalCluster:
+        if self.net is not None:
+            self.net.start()
         for i in range(len(self.nodes)):
             self.start_node(i)
         return self
@@ -148,6 +168,8 @@ class LocalCluster:
             self._signal(i, signal.SIGTERM)
         for i in running:
             self._reap(i, 10)
+        if self.net is not None:
+            self.net.close()
 
     def _signal(self, i: int, sig: int) -> None:
         process = self.nodes[i].process
@@ -180,12 +202,17 @@ class LocalCluster:
                 return None
 
     def leader(self) -> int | None:
-        """Index of a node that says it leads and that the others agree on, if any."""
+        """Index of the node that says it leads in the highest term, if any.
+
+        During a partition a cut-off old leader keeps saying it leads (until its
+        leader fallback timeout) next to the new one, which has the higher term."""
+        best: tuple[int, int] | None = None
         for i in range(len(self.nodes)):
             status = self.status(i)
-            if status is not None and status.role == cluster_pb2.LEADER:
-                return i
-        return None
+            claims = status is not None and status.role == cluster_pb2.LEADER
+            if status is not None and claims and (best is None or status.term > best[0]):
+                best = (status.term, i)
+        return None if best is None else best[1]
 
     def wait_for_leader(self, timeout: float = 20.0, exclude: int | None = None) -> int:
         deadline = time.monotonic() + timeout

@@ -1,15 +1,15 @@
-"""Process faults on a LocalCluster, injected on a schedule from a background thread.
+"""Process and network faults on a LocalCluster, injected on a schedule from a background thread.
 
-Kinds: kill-leader (SIGKILL the leader, restart it after a hold), kill-random,
+Process kinds: kill-leader (SIGKILL the leader, restart it after a hold), kill-random,
 kill-majority (SIGKILL 2 of 3, bring both back), pause (SIGSTOP / SIGCONT a node, the
-leader half of the time) and restart-all (SIGKILL every node, restart them all). Every
-fault is recorded as {"kind", "start", "end", "target"} on time.monotonic(), the clock
-the history uses; "end" is when the heal was issued, not when service came back.
-
-Not in scope yet: network partitions and added latency. They need a proxy per Raft
-link, and pysyncobj identifies a node by the address it dials, so a node reached
-through a proxy port looks like a different node to its peers (see consensus/DESIGN.md).
-Doing them properly needs a per-node network namespace or iptables rules instead.
+leader half of the time) and restart-all (SIGKILL every node, restart them all).
+Network kinds (need a cluster started with proxy=True, see netproxy.py):
+partition-leader (cut the leader off from every peer), partition-halves (a random
+minority is cut off from the majority) and latency (50-200 ms one-way delay, plus up
+to half that again as jitter, on every Raft link). Every fault is recorded as
+{"kind", "start", "end", "target"} on time.monotonic(), the clock the history uses;
+"end" is when the heal was issued, not when service came back. The target of a
+partition is the cut-off side; of latency, every node.
 
 A node that exits without the nemesis having killed it is recorded in `crashes`
 (that is a bug in the node) and restarted at the next heal.
@@ -25,8 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftcache.chaos.local_cluster import LocalCluster
+from raftcache.chaos.netproxy import Delay, NetProxy
 
-KINDS = ("kill-leader", "kill-random", "kill-majority", "pause", "restart-all")
+PROCESS_KINDS = ("kill-leader", "kill-random", "kill-majority", "pause", "restart-all")
+NETWORK_KINDS = ("partition-leader", "partition-halves", "latency")
+KINDS = PROCESS_KINDS + NETWORK_KINDS
+LATENCY_RANGE_S = (0.05, 0.2)
 
 
 @dataclass
@@ -58,6 +62,11 @@ class NemesisConfig:
             raise ValueError(f"nemesis kinds must be among {', '.join(KINDS)}; got {unknown}")
         if self.interval_s <= 0 or self.hold_s <= 0:
             raise ValueError("nemesis interval and hold must be > 0 s")
+
+    @property
+    def needs_proxy(self) -> bool:
+        """True if some kind acts on Raft links (the cluster must run with proxy=True)."""
+        return any(k in NETWORK_KINDS for k in self.kinds)
 
 
 @dataclass
@@ -158,7 +167,10 @@ class Nemesis:
         self._stop.wait(self.config.hold_s)
 
     def heal(self) -> None:
-        """Resume paused nodes and start every node that is down; note unexpected exits."""
+        """Reconnect and undelay every link, resume paused nodes, start every node that is down."""
+        if self.cluster.net is not None:
+            self.cluster.net.heal()
+            self.cluster.net.set_delay(None)
         for i in sorted(self._paused):
             self.cluster.resume(i)
         self._paused.clear()
@@ -206,6 +218,50 @@ class Nemesis:
         self._paused.discard(target)
         self._end(fault)
 
+    def partition_leader(self) -> None:
+        net = self._net("partition-leader")
+        leader = self.cluster.leader()
+        if leader is None:
+            leader = self._rng.randrange(len(self.cluster.nodes))
+            self.log("nemesis: no leader found; isolating a random node instead")
+        fault = self._begin("partition-leader", [leader])
+        net.isolate(self.cluster.nodes[leader].node_id)
+        self._hold()
+        net.heal()
+        self._end(fault)
+
+    def partition_halves(self) -> None:
+        net = self._net("partition-halves")
+        names = [n.node_id for n in self.cluster.nodes]
+        self._rng.shuffle(names)
+        minority, majority = names[: len(names) // 2], names[len(names) // 2 :]
+        targets = [i for i, n in enumerate(self.cluster.nodes) if n.node_id in minority]
+        fault = self._begin("partition-halves", targets, f" | {', '.join(sorted(majority))}")
+        net.partition(minority, majority)
+        self._hold()
+        net.heal()
+        self._end(fault)
+
+    def latency(self) -> None:
+        net = self._net("latency")
+        latency = self._rng.uniform(*LATENCY_RANGE_S)
+        delay = Delay(latency, jitter_s=latency / 2)
+        fault = self._begin(
+            "latency", range(len(self.cluster.nodes)), f" ({latency * 1000:.0f} ms + jitter)"
+        )
+        net.set_delay(delay)
+        self._hold()
+        net.set_delay(None)
+        self._end(fault)
+
+    def _net(self, kind: str) -> NetProxy:
+        if self.cluster.net is None:
+            raise ValueError(
+                f"nemesis {kind} needs the Raft links proxied: "
+                "start the LocalCluster with proxy=True"
+            )
+        return self.cluster.net
+
     def _kill_hold(self, kind: str, targets: Sequence[int]) -> None:
         fault = self._begin(kind, targets)
         self._kill(targets)
@@ -222,4 +278,7 @@ _ACTIONS: dict[str, Callable[[Nemesis], None]] = {
     "kill-majority": Nemesis.kill_majority,
     "pause": Nemesis.pause,
     "restart-all": Nemesis.restart_all,
+    "partition-leader": Nemesis.partition_leader,
+    "partition-halves": Nemesis.partition_halves,
+    "latency": Nemesis.latency,
 }

@@ -23,7 +23,7 @@ from raftcache.chaos import checkers
 from raftcache.chaos.checkers import Verdict
 from raftcache.chaos.history import HistoryWriter, Op, read_history
 from raftcache.chaos.local_cluster import LocalCluster
-from raftcache.chaos.nemesis import KINDS, Nemesis, NemesisConfig
+from raftcache.chaos.nemesis import KINDS, NETWORK_KINDS, PROCESS_KINDS, Nemesis, NemesisConfig
 from raftcache.chaos.workloads import (
     Worker,
     WorkloadConfig,
@@ -32,13 +32,11 @@ from raftcache.chaos.workloads import (
 )
 from raftcache.client import Client, RaftcacheError
 
-NEMESIS_CHOICES = {
+NEMESIS_CHOICES: dict[str, tuple[str, ...]] = {
     "mix": KINDS,
-    "kill-leader": ("kill-leader",),
-    "kill-random": ("kill-random",),
-    "kill-majority": ("kill-majority",),
-    "pause": ("pause",),
-    "restart-all": ("restart-all",),
+    "processes": PROCESS_KINDS,
+    "network": NETWORK_KINDS,
+    **{kind: (kind,) for kind in KINDS},
     "none": (),
 }
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN, EXIT_NOT_RUN, EXIT_USAGE = 0, 1, 2, 3, 64
@@ -52,7 +50,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--nemesis",
         default="mix",
-        help="mix, none, one of " + ", ".join(KINDS) + ", or a comma-separated list of them",
+        help="mix (every kind), processes, network, none, one of "
+        + ", ".join(KINDS)
+        + ", or a comma-separated list of them",
     )
     p.add_argument("--interval", type=float, default=10.0, help="calm seconds between faults")
     p.add_argument("--hold", type=float, default=3.0, help="seconds each fault stays in force")
@@ -70,7 +70,7 @@ def _kinds(spec: str) -> tuple[str, ...]:
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise ValueError(
-            f"unknown --nemesis {spec!r}; use mix, none, "
+            f"unknown --nemesis {spec!r}; use mix, processes, network, none, "
             f"{', '.join(KINDS)} or a comma-separated list of those"
         )
     return kinds
@@ -97,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             path.unlink(missing_ok=True)
     print(f"raftcache-chaos: seed {seed}, nemesis {args.nemesis}, {args.duration:g} s, out {out}/")
-    cluster = LocalCluster(args.nodes, out / "cluster")
+    # Raft links go through proxies only when a network fault needs them.
+    proxy = any(k in NETWORK_KINDS for k in kinds)
+    cluster = LocalCluster(args.nodes, out / "cluster", proxy=proxy, proxy_seed=seed)
     try:
         cluster.start()
         try:

@@ -64,6 +64,36 @@ class CacheStub:
                 request_serializer=raftcache_dot_v1_dot_cache__pb2.MSetRequest.SerializeToString,
                 response_deserializer=raftcache_dot_v1_dot_cache__pb2.MSetResponse.FromString,
                 _registered_method=True)
+        self.Exec = channel.unary_unary(
+                '/raftcache.v1.Cache/Exec',
+                request_serializer=raftcache_dot_v1_dot_cache__pb2.ExecRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cache__pb2.ExecResponse.FromString,
+                _registered_method=True)
+        self.Txn = channel.unary_unary(
+                '/raftcache.v1.Cache/Txn',
+                request_serializer=raftcache_dot_v1_dot_cache__pb2.TxnRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cache__pb2.TxnResponse.FromString,
+                _registered_method=True)
+        self.Scan = channel.unary_unary(
+                '/raftcache.v1.Cache/Scan',
+                request_serializer=raftcache_dot_v1_dot_cache__pb2.ScanRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cache__pb2.ScanResponse.FromString,
+                _registered_method=True)
+        self.Publish = channel.unary_unary(
+                '/raftcache.v1.Cache/Publish',
+                request_serializer=raftcache_dot_v1_dot_cache__pb2.PublishRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cache__pb2.PublishResponse.FromString,
+                _registered_method=True)
+        self.Subscribe = channel.unary_stream(
+                '/raftcache.v1.Cache/Subscribe',
+                request_serializer=raftcache_dot_v1_dot_cache__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cache__pb2.PubSubMessage.FromString,
+                _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/raftcache.v1.Cache/Watch',
+                request_serializer=raftcache_dot_v1_dot_cache__pb2.WatchRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cache__pb2.WatchEvent.FromString,
+                _registered_method=True)
 
 
 class CacheServicer:
@@ -105,6 +135,46 @@ class CacheServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Exec(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Txn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Scan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Publish(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Subscribe(self, request, context):
+        """Messages published after the call's initial metadata arrives; at most once, in publish
+        order per channel. A subscriber that falls behind is ended with RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
+        """Changes to a key or prefix, in revision order. Resuming from a revision older than the
+        node's retained window ends with OUT_OF_RANGE: re-read the state and watch from now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CacheServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +207,36 @@ def add_CacheServicer_to_server(servicer, server):
                     servicer.MSet,
                     request_deserializer=raftcache_dot_v1_dot_cache__pb2.MSetRequest.FromString,
                     response_serializer=raftcache_dot_v1_dot_cache__pb2.MSetResponse.SerializeToString,
+            ),
+            'Exec': grpc.unary_unary_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=raftcache_dot_v1_dot_cache__pb2.ExecRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cache__pb2.ExecResponse.SerializeToString,
+            ),
+            'Txn': grpc.unary_unary_rpc_method_handler(
+                    servicer.Txn,
+                    request_deserializer=raftcache_dot_v1_dot_cache__pb2.TxnRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cache__pb2.TxnResponse.SerializeToString,
+            ),
+            'Scan': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scan,
+                    request_deserializer=raftcache_dot_v1_dot_cache__pb2.ScanRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cache__pb2.ScanResponse.SerializeToString,
+            ),
+            'Publish': grpc.unary_unary_rpc_method_handler(
+                    servicer.Publish,
+                    request_deserializer=raftcache_dot_v1_dot_cache__pb2.PublishRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cache__pb2.PublishResponse.SerializeToString,
+            ),
+            'Subscribe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=raftcache_dot_v1_dot_cache__pb2.SubscribeRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cache__pb2.PubSubMessage.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=raftcache_dot_v1_dot_cache__pb2.WatchRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cache__pb2.WatchEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +401,168 @@ class Cache:
             '/raftcache.v1.Cache/MSet',
             raftcache_dot_v1_dot_cache__pb2.MSetRequest.SerializeToString,
             raftcache_dot_v1_dot_cache__pb2.MSetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cache/Exec',
+            raftcache_dot_v1_dot_cache__pb2.ExecRequest.SerializeToString,
+            raftcache_dot_v1_dot_cache__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Txn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cache/Txn',
+            raftcache_dot_v1_dot_cache__pb2.TxnRequest.SerializeToString,
+            raftcache_dot_v1_dot_cache__pb2.TxnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cache/Scan',
+            raftcache_dot_v1_dot_cache__pb2.ScanRequest.SerializeToString,
+            raftcache_dot_v1_dot_cache__pb2.ScanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Publish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cache/Publish',
+            raftcache_dot_v1_dot_cache__pb2.PublishRequest.SerializeToString,
+            raftcache_dot_v1_dot_cache__pb2.PublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/raftcache.v1.Cache/Subscribe',
+            raftcache_dot_v1_dot_cache__pb2.SubscribeRequest.SerializeToString,
+            raftcache_dot_v1_dot_cache__pb2.PubSubMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/raftcache.v1.Cache/Watch',
+            raftcache_dot_v1_dot_cache__pb2.WatchRequest.SerializeToString,
+            raftcache_dot_v1_dot_cache__pb2.WatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

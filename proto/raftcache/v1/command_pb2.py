@@ -22,29 +22,40 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from raftcache.v1 import cache_pb2 as raftcache_dot_v1_dot_cache__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftcache/v1/command.proto\x12\x0craftcache.v1\"-\n\x0bOpRequestId\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\x83\x01\n\x05SetOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\x12\x12\x11\n\tcondition\x18\x04 \x01(\r\x12\x1c\n\x14has_expected_version\x18\x05 \x01(\x08\x12\x18\n\x10\x65xpected_version\x18\x06 \x01(\x04\"\x17\n\x08\x44\x65leteOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"9\n\x06IncrOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x12\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\x12\".\n\x06MSetOp\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.raftcache.v1.SetOp\"E\n\nAnnounceOp\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\traft_addr\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\"\x83\x02\n\x02Op\x12-\n\nrequest_id\x18\x01 \x01(\x0b\x32\x19.raftcache.v1.OpRequestId\x12\"\n\x03set\x18\x02 \x01(\x0b\x32\x13.raftcache.v1.SetOpH\x00\x12(\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x16.raftcache.v1.DeleteOpH\x00\x12$\n\x04incr\x18\x04 \x01(\x0b\x32\x14.raftcache.v1.IncrOpH\x00\x12$\n\x04mset\x18\x05 \x01(\x0b\x32\x14.raftcache.v1.MSetOpH\x00\x12,\n\x08\x61nnounce\x18\x06 \x01(\x0b\x32\x18.raftcache.v1.AnnounceOpH\x00\x42\x06\n\x04kind\"H\n\x07\x43ommand\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x0e\n\x06now_ms\x18\x02 \x01(\x12\x12\x1d\n\x03ops\x18\x03 \x03(\x0b\x32\x10.raftcache.v1.Opb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftcache/v1/command.proto\x12\x0craftcache.v1\x1a\x18raftcache/v1/cache.proto\"-\n\x0bOpRequestId\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\x83\x01\n\x05SetOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\x12\x12\x11\n\tcondition\x18\x04 \x01(\r\x12\x1c\n\x14has_expected_version\x18\x05 \x01(\x08\x12\x18\n\x10\x65xpected_version\x18\x06 \x01(\x04\"\x17\n\x08\x44\x65leteOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"9\n\x06IncrOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x12\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\x12\".\n\x06MSetOp\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.raftcache.v1.SetOp\"E\n\nAnnounceOp\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\traft_addr\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\"@\n\x07\x44\x61taCmd\x12 \n\x02op\x18\x01 \x01(\x0b\x32\x14.raftcache.v1.DataOp\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x02 \x01(\x12\"\x80\x01\n\x05TxnOp\x12\'\n\x08\x63ompares\x18\x01 \x03(\x0b\x32\x15.raftcache.v1.Compare\x12&\n\x07success\x18\x02 \x03(\x0b\x32\x15.raftcache.v1.DataCmd\x12&\n\x07\x66\x61ilure\x18\x03 \x03(\x0b\x32\x15.raftcache.v1.DataCmd\"\x17\n\x07\x45victOp\x12\x0c\n\x04keys\x18\x01 \x03(\x0c\"-\n\tPublishOp\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\x0c\x12\x0f\n\x07message\x18\x02 \x01(\x0c\"7\n\x08\x43onfigOp\x12\x12\n\nmax_memory\x18\x01 \x01(\x04\x12\x17\n\x0f\x65viction_policy\x18\x02 \x01(\t\"\xcc\x03\n\x02Op\x12-\n\nrequest_id\x18\x01 \x01(\x0b\x32\x19.raftcache.v1.OpRequestId\x12\"\n\x03set\x18\x02 \x01(\x0b\x32\x13.raftcache.v1.SetOpH\x00\x12(\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x16.raftcache.v1.DeleteOpH\x00\x12$\n\x04incr\x18\x04 \x01(\x0b\x32\x14.raftcache.v1.IncrOpH\x00\x12$\n\x04mset\x18\x05 \x01(\x0b\x32\x14.raftcache.v1.MSetOpH\x00\x12,\n\x08\x61nnounce\x18\x06 \x01(\x0b\x32\x18.raftcache.v1.AnnounceOpH\x00\x12%\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x15.raftcache.v1.DataCmdH\x00\x12\"\n\x03txn\x18\x08 \x01(\x0b\x32\x13.raftcache.v1.TxnOpH\x00\x12&\n\x05\x65vict\x18\t \x01(\x0b\x32\x15.raftcache.v1.EvictOpH\x00\x12*\n\x07publish\x18\n \x01(\x0b\x32\x17.raftcache.v1.PublishOpH\x00\x12(\n\x06\x63onfig\x18\x0b \x01(\x0b\x32\x16.raftcache.v1.ConfigOpH\x00\x42\x06\n\x04kind\"H\n\x07\x43ommand\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x0e\n\x06now_ms\x18\x02 \x01(\x12\x12\x1d\n\x03ops\x18\x03 \x03(\x0b\x32\x10.raftcache.v1.Opb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftcache.v1.command_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPREQUESTID']._serialized_start=44
-  _globals['_OPREQUESTID']._serialized_end=89
-  _globals['_SETOP']._serialized_start=92
-  _globals['_SETOP']._serialized_end=223
-  _globals['_DELETEOP']._serialized_start=225
-  _globals['_DELETEOP']._serialized_end=248
-  _globals['_INCROP']._serialized_start=250
-  _globals['_INCROP']._serialized_end=307
-  _globals['_MSETOP']._serialized_start=309
-  _globals['_MSETOP']._serialized_end=355
-  _globals['_ANNOUNCEOP']._serialized_start=357
-  _globals['_ANNOUNCEOP']._serialized_end=426
-  _globals['_OP']._serialized_start=429
-  _globals['_OP']._serialized_end=688
-  _globals['_COMMAND']._serialized_start=690
-  _globals['_COMMAND']._serialized_end=762
+  _globals['_OPREQUESTID']._serialized_start=70
+  _globals['_OPREQUESTID']._serialized_end=115
+  _globals['_SETOP']._serialized_start=118
+  _globals['_SETOP']._serialized_end=249
+  _globals['_DELETEOP']._serialized_start=251
+  _globals['_DELETEOP']._serialized_end=274
+  _globals['_INCROP']._serialized_start=276
+  _globals['_INCROP']._serialized_end=333
+  _globals['_MSETOP']._serialized_start=335
+  _globals['_MSETOP']._serialized_end=381
+  _globals['_ANNOUNCEOP']._serialized_start=383
+  _globals['_ANNOUNCEOP']._serialized_end=452
+  _globals['_DATACMD']._serialized_start=454
+  _globals['_DATACMD']._serialized_end=518
+  _globals['_TXNOP']._serialized_start=521
+  _globals['_TXNOP']._serialized_end=649
+  _globals['_EVICTOP']._serialized_start=651
+  _globals['_EVICTOP']._serialized_end=674
+  _globals['_PUBLISHOP']._serialized_start=676
+  _globals['_PUBLISHOP']._serialized_end=721
+  _globals['_CONFIGOP']._serialized_start=723
+  _globals['_CONFIGOP']._serialized_end=778
+  _globals['_OP']._serialized_start=781
+  _globals['_OP']._serialized_end=1241
+  _globals['_COMMAND']._serialized_start=1243
+  _globals['_COMMAND']._serialized_end=1315
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,10 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "Cache/Incr": (cache_pb2.IncrRequest, cache_pb2.IncrResponse),
     "Cache/MGet": (cache_pb2.MGetRequest, cache_pb2.MGetResponse),
     "Cache/MSet": (cache_pb2.MSetRequest, cache_pb2.MSetResponse),
+    "Cache/Exec": (cache_pb2.ExecRequest, cache_pb2.ExecResponse),
+    "Cache/Txn": (cache_pb2.TxnRequest, cache_pb2.TxnResponse),
+    "Cache/Scan": (cache_pb2.ScanRequest, cache_pb2.ScanResponse),
+    "Cache/Publish": (cache_pb2.PublishRequest, cache_pb2.PublishResponse),
     "Cluster/Status": (cluster_pb2.StatusRequest, cluster_pb2.StatusResponse),
 }
 

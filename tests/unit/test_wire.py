@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from raftcache.v1 import cache_pb2_grpc, cluster_pb2_grpc
-from raftcache.v1.wire import METHODS, never_sent
+from raftcache.v1.wire import METHODS, STREAMS, never_sent
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,11 @@ def test_only_connect_and_dns_failures_count_as_never_sent(details: str, expecte
 def test_every_rpc_of_both_services_has_its_message_types() -> None:
     served = {f"Cache/{m}" for m in dir(cache_pb2_grpc.CacheServicer) if m[0].isupper()}
     served |= {"Cluster/Status"}
-    assert served <= set(METHODS)
+    assert served <= set(METHODS) | set(STREAMS)
+    assert not set(METHODS) & set(STREAMS)
+    for name, (request, _message) in STREAMS.items():
+        assert hasattr(cache_pb2_grpc.CacheServicer, name.split("/")[1])
+        assert request.DESCRIPTOR.name.endswith("Request")
     for name, (request, response) in METHODS.items():
         service, method = name.split("/")
         stub_module = cache_pb2_grpc if service == "Cache" else cluster_pb2_grpc

@@ -35,6 +35,13 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "Cluster/Status": (cluster_pb2.StatusRequest, cluster_pb2.StatusResponse),
 }
 
+# Server-streaming RPCs: "Service/Method" -> (request type, streamed message type). Any node
+# serves them from its own applied state; they are never forwarded.
+STREAMS: dict[str, tuple[Any, Any]] = {
+    "Cache/Subscribe": (cache_pb2.SubscribeRequest, cache_pb2.PubSubMessage),
+    "Cache/Watch": (cache_pb2.WatchRequest, cache_pb2.WatchEvent),
+}
+
 # gRPC's wording for failures before a request left the sender (connect, DNS).
 _NEVER_SENT = ("failed to connect", "connection refused", "dns resolution failed", "resolving")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,25 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ("commit-timeout-ms", "after this a write's outcome is reported unknown", "5000"),
     ("max-inflight-batches", "group-commit batches waiting for Raft at once", "1"),
     ("compaction-entries", "Raft log entries between snapshots", "20000"),
+    (
+        "pod-name",
+        "this StatefulSet pod's name, <statefulset>-<ordinal> (downward API metadata.name); "
+        "with --replicas and --peer-template it derives --raft, --peers, --node-id and "
+        "--advertise",
+        None,
+    ),
+    ("replicas", "number of voters: the StatefulSet's replicas (with --pod-name)", None),
+    (
+        "peer-template",
+        "Raft HOST:PORT of any pod, '{pod}' standing for its name, e.g. "
+        "'{pod}.raftcache-peers.raftcache.svc.cluster.local:7380' (with --pod-name)",
+        None,
+    ),
 ]
+
+# What a StatefulSet names its pods: <statefulset>-<ordinal>, no leading zeros.
+_POD_NAME = re.compile(r"(?P<set>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)-(?P<ordinal>0|[1-9][0-9]*)")
+_ORDINAL_FLAGS = ("pod-name", "replicas", "peer-template")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,17 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
+    """The values given as flags or RAFTCACHE_* variables (no defaults)."""
     values: dict[str, str] = {}
-    for name, _help, default in _FLAGS:
+    for name, _help, _default in _FLAGS:
         attr = name.replace("-", "_")
         value = getattr(args, attr)
         if value is None:
             value = env.get(ENV_PREFIX + attr.upper())
-        if value is None and default is not None and not default.startswith("the "):
-            value = default
         if value is not None:
             values[name] = value
     return values
+
+
+def _with_defaults(values: Mapping[str, str]) -> dict[str, str]:
+    """`values` plus the literal defaults of flags not given ("the ..." ones are derived)."""
+    defaults = {
+        name: default
+        for name, _help, default in _FLAGS
+        if default is not None and not default.startswith("the ")
+    }
+    return {**defaults, **values}
 
 
 def parse_address(flag: str, text: str) -> str:
@@ -145,10 +173,78 @@ def _int(values: Mapping[str, str], name: str, minimum: int) -> int:
     return number
 
 
+def _pod_address(template: str, pod: str) -> str:
+    return parse_address("--peer-template", template.replace("{pod}", pod))
+
+
+def _normalized(name: str, value: str) -> object:
+    """A given value in the form it is compared with a derived one (peers in any order)."""
+    if name == "peers":
+        return frozenset(parse_peers(value))
+    return parse_address(f"--{name}", value) if name == "raft" else value.strip()
+
+
+def _derive_from_ordinal(values: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
+    """--raft, --peers, --node-id and --advertise of StatefulSet pod --pod-name.
+
+    `values` has the defaults filled in; `given` only what was set. A derived address that
+    was also given explicitly must agree with the derived one."""
+    present = [f"--{name}" for name in _ORDINAL_FLAGS if name in values]
+    if not present:
+        return {}
+    if len(present) < len(_ORDINAL_FLAGS):
+        missing = [f"--{name}" for name in _ORDINAL_FLAGS if name not in values]
+        raise ConfigError(
+            f"{', '.join(present)} given without {' and '.join(missing)}: a StatefulSet pod "
+            "derives its addresses from all three of --pod-name, --replicas and --peer-template"
+        )
+    pod = values["pod-name"].strip()
+    match = _POD_NAME.fullmatch(pod)
+    if match is None:
+        raise ConfigError(
+            f"--pod-name: {pod!r} is not <statefulset>-<ordinal> (for example raftcache-2); "
+            "set it from the downward API (fieldRef metadata.name) of a StatefulSet pod"
+        )
+    replicas = _int(values, "replicas", 1)
+    ordinal = int(match["ordinal"])
+    if ordinal >= replicas:
+        raise ConfigError(
+            f"--pod-name: {pod!r} has ordinal {ordinal}, but --replicas is {replicas} "
+            f"(pods {match['set']}-0..{match['set']}-{replicas - 1}); set --replicas to the "
+            "StatefulSet's replica count"
+        )
+    template = values["peer-template"].strip()
+    if "{pod}" not in template or "{" in template.replace("{pod}", ""):
+        raise ConfigError(
+            f"--peer-template: {template!r} must contain '{{pod}}' (the pod's name) and no "
+            "other braces, for example '{pod}.raftcache-peers.raftcache.svc.cluster.local:7380'"
+        )
+    pods = [f"{match['set']}-{i}" for i in range(replicas)]
+    raft = _pod_address(template, pod)
+    derived = {
+        "raft": raft,
+        "peers": ",".join(_pod_address(template, p) for p in pods if p != pod),
+        "node-id": pod,
+    }
+    for name, value in derived.items():
+        explicit = given.get(name)
+        if explicit is not None and _normalized(name, explicit) != _normalized(name, value):
+            raise ConfigError(
+                f"--{name}: {explicit!r} conflicts with {value!r}, which --pod-name, --replicas "
+                f"and --peer-template derive; drop --{name} (or its RAFTCACHE_ variable)"
+            )
+    # Clients reach the pod by the same name as its peers, on the client port; an explicit
+    # --advertise wins (clients may come through other names than peers do).
+    listen_port = parse_address("--listen", values["listen"]).rpartition(":")[2]
+    derived["advertise"] = given.get("advertise", f"{raft.rpartition(':')[0]}:{listen_port}")
+    return derived
+
+
 def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> NodeConfig:
     """Parse flags (falling back to RAFTCACHE_* variables) into a validated NodeConfig."""
     args = build_parser().parse_args(argv)
-    values = _resolve(args, os.environ if env is None else env)
+    given = _resolve(args, os.environ if env is None else env)
+    values = _with_defaults({**given, **_derive_from_ordinal(_with_defaults(given), given)})
     listen = parse_address("--listen", values["listen"])
     raft_addr = parse_address("--raft", values["raft"])
     advertise = parse_address("--advertise", values.get("advertise", listen))

@@ -74,13 +74,15 @@ def test_load_reads_the_process_environment_when_no_env_is_given(
 # ------------------------------------------------------------------ flags and env
 
 
+# Every flag at once: the StatefulSet flags derive --raft, --peers and --node-id, which are
+# also given here with the same values (allowed); --advertise overrides the derived one.
 ALL_FLAGS = {
     "data-dir": "/var/lib/raftcache",
     "listen": "0.0.0.0:6400",
     "advertise": "cache-0.example:6400",
-    "raft": "10.0.0.1:7400",
+    "raft": "cache-0.peers.example:7400",
     "raft-bind": "0.0.0.0:7400",
-    "peers": "10.0.0.2:7400,10.0.0.3:7400",
+    "peers": "cache-1.peers.example:7400,cache-2.peers.example:7400",
     "node-id": "cache-0",
     "raft-secret": "s3cret",
     "durability": "journal",
@@ -92,6 +94,9 @@ ALL_FLAGS = {
     "commit-timeout-ms": "1500",
     "max-inflight-batches": "4",
     "compaction-entries": "500",
+    "pod-name": "cache-0",
+    "replicas": "3",
+    "peer-template": "{pod}.peers.example:7400",
 }
 
 
@@ -99,9 +104,9 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert cfg.raft.data_dir == Path("/var/lib/raftcache")
     assert cfg.listen == "0.0.0.0:6400"
     assert cfg.advertise == "cache-0.example:6400"
-    assert cfg.raft.self_addr == "10.0.0.1:7400"
+    assert cfg.raft.self_addr == "cache-0.peers.example:7400"
     assert cfg.raft.bind_addr == "0.0.0.0:7400"
-    assert cfg.raft.peers == ("10.0.0.2:7400", "10.0.0.3:7400")
+    assert cfg.raft.peers == ("cache-1.peers.example:7400", "cache-2.peers.example:7400")
     assert cfg.node_id == "cache-0"
     assert cfg.raft.secret == "s3cret"
     assert cfg.raft.durability is Durability.JOURNAL
@@ -295,6 +300,151 @@ def test_an_unknown_flag_is_an_argparse_usage_error(capsys: pytest.CaptureFixtur
         load(["--no-such-flag"], {})
     assert exc.value.code == 2
     assert "--no-such-flag" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ StatefulSet ordinals
+
+TEMPLATE = "{pod}.raftcache-peers.raftcache.svc.cluster.local:7380"
+DOMAIN = "raftcache-peers.raftcache.svc.cluster.local"
+POD_ENV = {
+    "RAFTCACHE_REPLICAS": "3",
+    "RAFTCACHE_PEER_TEMPLATE": TEMPLATE,
+    "RAFTCACHE_RAFT_SECRET": "s",
+    "RAFTCACHE_LISTEN": "0.0.0.0:6380",
+    "RAFTCACHE_RAFT_BIND": "0.0.0.0:7380",
+}
+
+
+def pod(name: str, argv: list[str] | None = None, **env: str) -> NodeConfig:
+    return load(argv or [], {**POD_ENV, "RAFTCACHE_POD_NAME": name, **env})
+
+
+@pytest.mark.parametrize("ordinal", [0, 1, 2])
+def test_a_pod_derives_its_addresses_and_peers_from_its_ordinal(ordinal: int) -> None:
+    cfg = pod(f"raftcache-{ordinal}")
+    assert cfg.node_id == f"raftcache-{ordinal}"
+    assert cfg.raft.self_addr == f"raftcache-{ordinal}.{DOMAIN}:7380"
+    assert cfg.advertise == f"raftcache-{ordinal}.{DOMAIN}:6380"
+    assert cfg.raft.bind_addr == "0.0.0.0:7380"
+    assert cfg.raft.peers == tuple(f"raftcache-{i}.{DOMAIN}:7380" for i in range(3) if i != ordinal)
+
+
+def test_every_pod_of_a_set_agrees_on_the_voters() -> None:
+    configs = [pod(f"cache-{i}", RAFTCACHE_REPLICAS="5") for i in range(5)]
+    voters = {frozenset({cfg.raft.self_addr, *cfg.raft.peers}) for cfg in configs}
+    assert len(voters) == 1
+    assert len(next(iter(voters))) == 5
+
+
+def test_the_advertised_port_is_the_listen_port() -> None:
+    assert pod("raftcache-1", RAFTCACHE_LISTEN="0.0.0.0:9000").advertise == (
+        f"raftcache-1.{DOMAIN}:9000"
+    )
+
+
+def test_a_single_replica_has_no_peers() -> None:
+    assert pod("raftcache-0", RAFTCACHE_REPLICAS="1").raft.peers == ()
+
+
+def test_set_names_may_contain_dashes_and_digits() -> None:
+    cfg = pod("my-cache-2-12", RAFTCACHE_REPLICAS="13")
+    assert cfg.node_id == "my-cache-2-12"
+    assert f"my-cache-2-0.{DOMAIN}:7380" in cfg.raft.peers
+
+
+def test_an_explicit_advertise_overrides_the_derived_one() -> None:
+    assert pod("raftcache-0", ["--advertise", "cache.example.com:443"]).advertise == (
+        "cache.example.com:443"
+    )
+
+
+def test_explicit_addresses_that_agree_with_the_derived_ones_are_accepted() -> None:
+    peers = f"raftcache-2.{DOMAIN}:7380, raftcache-0.{DOMAIN}:7380"  # any order, spaces
+    cfg = pod(
+        "raftcache-1",
+        ["--raft", f"raftcache-1.{DOMAIN}:7380", "--peers", peers, "--node-id", "raftcache-1"],
+    )
+    assert cfg.raft.peers == (f"raftcache-0.{DOMAIN}:7380", f"raftcache-2.{DOMAIN}:7380")
+
+
+def test_a_derived_raft_address_still_needs_a_secret() -> None:
+    env = {k: v for k, v in POD_ENV.items() if k != "RAFTCACHE_RAFT_SECRET"}
+    message = refused([], {**env, "RAFTCACHE_POD_NAME": "raftcache-0"})
+    assert message.startswith("--raft-secret: ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "fragments"),
+    [
+        (
+            ["--raft", "10.0.0.1:7380"],
+            "--raft",
+            ["'10.0.0.1:7380' conflicts with", f"'raftcache-0.{DOMAIN}:7380'"],
+        ),
+        (["--peers", f"raftcache-1.{DOMAIN}:7380"], "--peers", ["conflicts with"]),
+        (["--node-id", "primary"], "--node-id", ["'primary' conflicts with 'raftcache-0'"]),
+    ],
+    ids=["raft", "peers", "node-id"],
+)
+def test_explicit_addresses_that_conflict_with_the_ordinal_are_refused(
+    argv: list[str], flag: str, fragments: list[str]
+) -> None:
+    message = refused(argv, {**POD_ENV, "RAFTCACHE_POD_NAME": "raftcache-0"})
+    assert message.startswith(f"{flag}: ")
+    for fragment in [*fragments, "--pod-name, --replicas and --peer-template", f"drop {flag}"]:
+        assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("env", "fragments"),
+    [
+        (
+            {"RAFTCACHE_POD_NAME": "raftcache-0"},
+            ["--pod-name given without --replicas and --peer-template"],
+        ),
+        ({"RAFTCACHE_REPLICAS": "3"}, ["--replicas given without --pod-name and --peer-template"]),
+        (
+            {"RAFTCACHE_POD_NAME": "raftcache-0", "RAFTCACHE_PEER_TEMPLATE": TEMPLATE},
+            ["--pod-name, --peer-template given without --replicas"],
+        ),
+    ],
+    ids=["pod-name-alone", "replicas-alone", "no-replicas"],
+)
+def test_ordinal_flags_come_together(env: dict[str, str], fragments: list[str]) -> None:
+    message = refused([], {"RAFTCACHE_RAFT_SECRET": "s", **env})
+    for fragment in fragments:
+        assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "fragments"),
+    [
+        ("pod-name", "raftcache", ["'raftcache' is not <statefulset>-<ordinal>", "metadata.name"]),
+        ("pod-name", "raftcache-", ["is not <statefulset>-<ordinal>"]),
+        ("pod-name", "raftcache-01", ["'raftcache-01' is not"]),
+        ("pod-name", "raftcache-x", ["is not <statefulset>-<ordinal>"]),
+        ("pod-name", "RaftCache-0", ["is not <statefulset>-<ordinal>"]),
+        ("pod-name", "", ["is not <statefulset>-<ordinal>"]),
+        ("pod-name", "raftcache-3", ["ordinal 3, but --replicas is 3", "raftcache-0..raftcache-2"]),
+        ("replicas", "three", ["'three' is not a whole number"]),
+        ("replicas", "0", ["below the minimum of 1"]),
+        ("peer-template", "raftcache-peers:7380", ["must contain '{pod}'"]),
+        ("peer-template", "{pod}.{namespace}:7380", ["no other braces"]),
+        ("peer-template", "{pod}.raftcache-peers", ["is not HOST:PORT"]),
+        ("peer-template", "{pod}:99999", ["the port must be 1-65535"]),
+    ],
+)
+def test_bad_ordinal_values_are_refused_naming_the_flag(
+    flag: str, value: str, fragments: list[str]
+) -> None:
+    base = {**POD_ENV, "RAFTCACHE_POD_NAME": "raftcache-0"}
+    for message in [
+        refused([f"--{flag}={value}"], base),
+        refused([], {**base, env_name(flag): value}),
+    ]:
+        assert message.startswith(f"--{flag}: ")
+        for fragment in fragments:
+            assert fragment in message
 
 
 # ------------------------------------------------------------------ the CLI

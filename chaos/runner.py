@@ -13,13 +13,15 @@ import json
 import random
 import shutil
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from raftcache.chaos import checkers
+import grpc
+from raftcache.chaos import checkers, report
 from raftcache.chaos.checkers import Verdict
 from raftcache.chaos.history import HistoryWriter, Op, read_history
 from raftcache.chaos.local_cluster import LocalCluster
@@ -31,6 +33,7 @@ from raftcache.chaos.workloads import (
     stop_workers,
 )
 from raftcache.client import Client, RaftcacheError
+from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
 
 NEMESIS_CHOICES: dict[str, tuple[str, ...]] = {
     "mix": KINDS,
@@ -90,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("cluster", "history.jsonl", "faults.json", "summary.json"):
+    stale_files = ("history.jsonl", "faults.json", "summary.json", "leaders.jsonl", "report.html")
+    for stale in ("cluster", *stale_files):
         path = out / stale
         if path.is_dir():
             shutil.rmtree(path)
@@ -131,6 +135,10 @@ def _run(
         NemesisConfig(kinds or KINDS, interval_s=args.interval, hold_s=args.hold, seed=seed),
         log=_log,
     )
+    sampler = LeaderSampler(
+        [(n.node_id, n.client_addr) for n in cluster.nodes], out / "leaders.jsonl"
+    )
+    sampler.start()
     started = time.monotonic()
     workers = start_workers(wconfig, history)
     try:
@@ -146,6 +154,7 @@ def _run(
             nemesis.stop()
         worker_errors = stop_workers(workers)
         history.close()
+        sampler.stop()
     elapsed = time.monotonic() - started
 
     final = _final_reads(endpoints, wconfig, workers) if ready else None
@@ -158,7 +167,61 @@ def _run(
     summary = _summary(seed, args, elapsed, ops, faults, nemesis.crashes, verdicts, statuses)
     (out / "faults.json").write_text(json.dumps(faults, indent=2) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    leaders = report.read_leaders(out / "leaders.jsonl")
+    summary["report"] = str(report.write_report(out, summary, ops, faults, leaders))
     return _report(summary, verdicts, seed, out)
+
+
+class LeaderSampler:
+    """Records every node's role and term about every `period_s` into a JSON-lines file.
+
+    A line is {"t": monotonic s, "nodes": {node_id: {"role", "term"}}}; role is
+    leader, follower, candidate, unknown or down (no answer within the period)."""
+
+    def __init__(self, nodes: Sequence[tuple[str, str]], path: Path, period_s: float = 0.3) -> None:
+        self.period_s = period_s
+        self._channels = [(name, grpc.insecure_channel(addr)) for name, addr in nodes]
+        self._stubs = [(name, cluster_pb2_grpc.ClusterStub(ch)) for name, ch in self._channels]
+        self._file = path.open("w", encoding="utf-8")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leader-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling and close the file (idempotent)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if not self._file.closed:
+            self._file.close()
+        for _, channel in self._channels:
+            channel.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self._file.write(json.dumps(self.sample(), separators=(",", ":")) + "\n")
+            self._file.flush()
+            self._stop.wait(max(self.period_s - (time.monotonic() - started), 0.05))
+
+    def sample(self) -> dict[str, Any]:
+        """One sample: every node asked at once, so a paused node costs one period, not N."""
+        t = time.monotonic()
+        futures = [
+            (name, stub.Status.future(cluster_pb2.StatusRequest(), timeout=self.period_s))
+            for name, stub in self._stubs
+        ]
+        nodes: dict[str, dict[str, Any]] = {}
+        for name, future in futures:
+            try:
+                status = future.result()
+                role = cluster_pb2.Role.Name(status.role).lower().removeprefix("role_")
+                nodes[name] = {"role": role, "term": status.term}
+            except grpc.RpcError:
+                nodes[name] = {"role": "down", "term": None}
+        return {"t": t, "nodes": nodes}
 
 
 def _wait_ready(cluster: LocalCluster) -> bool:
@@ -302,6 +365,7 @@ def _report(summary: dict[str, Any], verdicts: list[Verdict], seed: int, out: Pa
         print(f"  {mark}  {v.name:<16} {v.message}")
     failed = [v.name for v in verdicts if v.valid is False]
     undecided = [v.name for v in verdicts if v.valid not in (True, False)]
+    print(f"  report: {summary['report']}")
     details = f"history, faults and summary in {out}/; rerun with --seed {seed}"
     if failed:
         print(f"FAILED: {', '.join(failed)} ({details})")

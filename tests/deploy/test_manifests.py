@@ -1,0 +1,293 @@
+"""The Kubernetes manifests, rendered per overlay: schema-valid (strict), quorum-safe, locked
+down, and configuring every pod into a valid node (checked with the node's own config code)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from raftcache.node.config import load
+from raftcache.node.server import SERVICE_NAMES
+
+from tests.deploy.manifests import (
+    CONTAINER,
+    OVERLAYS,
+    ROOT,
+    Object,
+    container,
+    one,
+    overlay,
+    pod_env,
+    pod_fqdn,
+    pod_name,
+    secret_refs,
+)
+
+NAME = "raftcache"
+LABELS = {"app.kubernetes.io/name": NAME}
+# Oldest Kubernetes release we claim (gRPC probes GA in 1.27) and the newest bundled schema.
+KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
+EXPECTED_REPLICAS = {"dev": 3, "production": 5}
+
+
+@cache
+def rendered(name: str) -> list[Object]:
+    return overlay(name)
+
+
+def statefulset(name: str) -> Object:
+    return one(rendered(name), "StatefulSet", NAME)
+
+
+def pod_spec(name: str) -> Object:
+    spec: Object = statefulset(name)["spec"]["template"]["spec"]
+    return spec
+
+
+def quorum(voters: int) -> int:
+    return voters // 2 + 1
+
+
+def test_the_overlays_are_dev_and_production() -> None:
+    assert OVERLAYS == ["dev", "production"]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_every_object_validates_strictly_against_the_kubernetes_schema(
+    name: str, version: str
+) -> None:
+    objects = rendered(name)
+    assert {o["kind"] for o in objects} == {
+        "Namespace",
+        "Service",
+        "StatefulSet",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(
+                f"{name}: {obj['kind']}/{obj['metadata']['name']}: {exc.message} at {exc.path}"
+            )
+
+
+def test_strict_validation_catches_a_misspelt_field() -> None:
+    """The validator really is strict: a typo in a field name is an error, not ignored."""
+    sts = statefulset("dev")
+    bad = {**sts, "spec": {**sts["spec"], "podManagmentPolicy": "Parallel"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_names_other_tools_rely_on(name: str) -> None:
+    objects = rendered(name)
+    assert {o["metadata"]["namespace"] for o in objects if o["kind"] != "Namespace"} == {NAME}
+    assert one(objects, "Namespace")["metadata"]["name"] == NAME
+    for obj in objects:
+        assert obj["metadata"]["labels"].items() >= LABELS.items(), obj["metadata"]["name"]
+    sts = statefulset(name)
+    assert sts["spec"]["selector"] == {"matchLabels": LABELS}
+    assert sts["spec"]["template"]["metadata"]["labels"].items() >= LABELS.items()
+    ports = {p["name"]: p["containerPort"] for p in container(sts)["ports"]}
+    assert ports == {"client": 6380, "raft": 7380}
+    assert [c["name"] for c in pod_spec(name)["containers"]] == [CONTAINER]
+    assert sts["spec"]["replicas"] == EXPECTED_REPLICAS[name]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_peer_service_is_headless_and_publishes_pods_before_they_are_ready(name: str) -> None:
+    peers = one(rendered(name), "Service", "raftcache-peers")
+    assert statefulset(name)["spec"]["serviceName"] == "raftcache-peers"
+    assert peers["spec"]["clusterIP"] == "None"
+    assert peers["spec"]["publishNotReadyAddresses"] is True
+    assert peers["spec"]["selector"] == LABELS
+    assert {(p["name"], p["port"]) for p in peers["spec"]["ports"]} == {
+        ("client", 6380),
+        ("raft", 7380),
+    }
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_client_service_exposes_only_the_client_port(name: str) -> None:
+    client = one(rendered(name), "Service", NAME)
+    assert client["spec"].get("clusterIP") != "None"
+    assert client["spec"]["selector"] == LABELS
+    assert [(p["name"], p["port"], p["targetPort"]) for p in client["spec"]["ports"]] == [
+        ("client", 6380, "client")
+    ]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_disruption_budget_never_allows_losing_quorum(name: str) -> None:
+    voters = statefulset(name)["spec"]["replicas"]
+    pdb = one(rendered(name), "PodDisruptionBudget", NAME)["spec"]
+    assert pdb["selector"] == {"matchLabels": LABELS}
+    assert "minAvailable" not in pdb
+    max_unavailable = pdb["maxUnavailable"]
+    assert isinstance(max_unavailable, int), "a percentage would round with the replica count"
+    assert voters - max_unavailable >= quorum(voters), "a drain could take the majority away"
+    # ...and no stricter than that, so nodes can still be drained one at a time.
+    assert max_unavailable == (voters - 1) // 2 >= 1
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_pods_start_in_parallel_and_keep_their_volumes(name: str) -> None:
+    spec = statefulset(name)["spec"]
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
+    [claim] = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+
+
+def test_production_voters_go_on_different_nodes_and_dev_prefers_to() -> None:
+    prod = pod_spec("production")["affinity"]["podAntiAffinity"]
+    [term] = prod["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term == {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": LABELS},
+    }
+    assert "preferredDuringSchedulingIgnoredDuringExecution" not in prod
+    dev = pod_spec("dev")["affinity"]["podAntiAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in dev
+    [preferred] = dev["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["podAffinityTerm"] == term
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_resources_are_requested_and_memory_is_limited(name: str) -> None:
+    resources = container(statefulset(name))["resources"]
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    assert set(resources["limits"]) == {"memory"}  # no CPU limit: throttling delays heartbeats
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_pod_runs_as_non_root_with_a_read_only_root(name: str) -> None:
+    spec = pod_spec(name)
+    pod_ctx = spec["securityContext"]
+    assert pod_ctx["runAsNonRoot"] is True
+    assert pod_ctx["runAsUser"] != 0
+    assert pod_ctx["fsGroup"] == pod_ctx["runAsGroup"]
+    assert pod_ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    ctx = container(statefulset(name))["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert spec["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_every_path_the_node_writes_is_a_volume(name: str) -> None:
+    sts = statefulset(name)
+    c = container(sts)
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert mounts[env["RAFTCACHE_DATA_DIR"]] == "data"  # the volume claim template
+    assert env["RAFTCACHE_DURABILITY"] == "journal"
+    volumes = {v["name"]: v for v in pod_spec(name)["volumes"]}
+    assert "emptyDir" in volumes[mounts[env["TMPDIR"]]]
+    assert set(mounts.values()) <= {"data", *volumes}
+
+
+def test_the_image_user_is_the_manifest_user() -> None:
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    [user] = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
+    for name in OVERLAYS:
+        ctx = pod_spec(name)["securityContext"]
+        assert (str(ctx["runAsUser"]), str(ctx["runAsGroup"])) == user
+    assert re.search(r'^ENTRYPOINT \["raftcache-node"\]$', dockerfile, re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_readiness_is_the_nodes_grpc_health_and_liveness_is_lenient(name: str) -> None:
+    c = container(statefulset(name))
+    readiness = c["readinessProbe"]
+    # The node reports SERVING for "" and each of its services once it knows a leader and
+    # has caught up (node/server.py); the probe asks for a service the node registers.
+    assert readiness["grpc"] == {"port": 6380, "service": "raftcache.v1.Cache"}
+    assert readiness["grpc"]["service"] in SERVICE_NAMES
+    assert readiness["periodSeconds"] <= 5
+    liveness = c["livenessProbe"]
+    # Not the health service: NOT_SERVING during an election must never restart a node.
+    assert "grpc" not in liveness
+    assert liveness["tcpSocket"] == {"port": "client"}
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # journal replay
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_shutdown_leaves_time_for_leadership_handover(name: str) -> None:
+    c = container(statefulset(name))
+    command = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    pre_stop_s = int(command[1])
+    handover_s, grpc_grace_s = 3, 1  # node/server.py _shutdown
+    grace = pod_spec(name)["terminationGracePeriodSeconds"]
+    assert grace >= pre_stop_s + handover_s + grpc_grace_s + 10
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_only_the_caches_own_pods_reach_the_raft_port(name: str) -> None:
+    policy = one(rendered(name), "NetworkPolicy", NAME)["spec"]
+    assert policy["podSelector"] == {"matchLabels": LABELS}
+    assert policy["policyTypes"] == ["Ingress"]
+    rules: list[dict[str, Any]] = policy["ingress"]
+    raft_rules = [r for r in rules if any(p["port"] in (7380, "raft") for p in r["ports"])]
+    assert raft_rules == [
+        {
+            "from": [{"podSelector": {"matchLabels": LABELS}}],
+            "ports": [{"protocol": "TCP", "port": 7380}],
+        }
+    ]
+    client_rules = [r for r in rules if r not in raft_rules]
+    assert client_rules == [{"ports": [{"protocol": "TCP", "port": 6380}]}]  # from anywhere
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_raft_secret_comes_from_a_secret_that_is_not_committed(name: str) -> None:
+    sts = statefulset(name)
+    assert secret_refs(sts) == {("raftcache-raft", "secret")}
+    raft_secret = next(e for e in container(sts)["env"] if e["name"] == "RAFTCACHE_RAFT_SECRET")
+    assert raft_secret["valueFrom"]["secretKeyRef"] == {"name": "raftcache-raft", "key": "secret"}
+    assert not [o for o in rendered(name) if o["kind"] == "Secret"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_service_links_do_not_leak_into_the_raftcache_environment(name: str) -> None:
+    # A Service named "raftcache" would inject RAFTCACHE_PORT=tcp://... and friends.
+    assert pod_spec(name)["enableServiceLinks"] is False
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_every_pod_gets_a_valid_node_config_from_the_manifest(name: str) -> None:
+    """Run the node's own config loader on each pod's environment."""
+    sts = statefulset(name)
+    replicas = sts["spec"]["replicas"]
+    ports = {p["name"]: p["containerPort"] for p in container(sts)["ports"]}
+    secrets = {ref: "from-the-secret" for ref in secret_refs(sts)}
+    everyone = {f"{pod_fqdn(sts, i)}:{ports['raft']}" for i in range(replicas)}
+    for ordinal in range(replicas):
+        env = pod_env(sts, ordinal, secrets)
+        assert env["RAFTCACHE_REPLICAS"] == str(replicas), "keep it equal to spec.replicas"
+        cfg = load([], env)
+        assert cfg.node_id == pod_name(sts, ordinal)
+        assert cfg.raft.self_addr == f"{pod_fqdn(sts, ordinal)}:{ports['raft']}"
+        assert cfg.raft.bind_addr == f"0.0.0.0:{ports['raft']}"
+        assert {cfg.raft.self_addr, *cfg.raft.peers} == everyone
+        assert len(cfg.raft.peers) == replicas - 1
+        assert cfg.listen == f"0.0.0.0:{ports['client']}"
+        assert cfg.advertise == f"{pod_fqdn(sts, ordinal)}:{ports['client']}"
+        assert cfg.raft.secret == "from-the-secret"
+        assert str(cfg.raft.data_dir) == env["RAFTCACHE_DATA_DIR"]

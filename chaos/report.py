@@ -182,9 +182,9 @@ def leader_svg(
 ) -> str:
     """One band per node: coloured while it claims to lead, grey while it does not answer."""
     names = sorted({name for s in leaders for name in s["nodes"]})
-    row, top, bottom = 24, 10, 30
+    row, top, bottom = 24, 16, 30  # top: room for the fault labels above the bands
     height = top + row * max(len(names), 1) + bottom
-    body = _fault_shading(faults, axis, top, height - bottom)
+    body = _fault_shading(faults, axis, top, height - bottom, label_y=12)
     for r, name in enumerate(names):
         yy = top + r * row
         body.append(_text(LEFT - 4, yy + row / 2 + 4, name, anchor="end"))
@@ -224,7 +224,11 @@ def _svg(height: int, body: Sequence[str], label: str) -> str:
 
 
 def _fault_shading(
-    faults: Sequence[Mapping[str, Any]], axis: _Axis, top: float, bottom: float
+    faults: Sequence[Mapping[str, Any]],
+    axis: _Axis,
+    top: float,
+    bottom: float,
+    label_y: float | None = None,
 ) -> list[str]:
     out = []
     for fault in faults:
@@ -239,7 +243,8 @@ def _fault_shading(
             f'width="{max(x1 - x0, 1):.1f}" height="{bottom - top}" fill="{color}" '
             f'fill-opacity="0.15"><title>{_e(kind)} {_e(target)}</title></rect>'
         )
-        out.append(_text(x0 + 2, top + 10, f"{kind} {target}", anchor="start", cls="fault-label"))
+        y = top + 10 if label_y is None else label_y
+        out.append(_text(x0 + 2, y, f"{kind} {target}", anchor="start", cls="fault-label"))
     return out
 
 

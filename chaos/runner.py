@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import grpc
 from raftcache.chaos import checkers, report
 from raftcache.chaos.checkers import Verdict
 from raftcache.chaos.history import HistoryWriter, Op, read_history
+from raftcache.chaos.k8s import K8S_KINDS, K8sConfig, K8sNemesis, Kubectl, KubectlError
 from raftcache.chaos.local_cluster import LocalCluster
 from raftcache.chaos.nemesis import KINDS, NETWORK_KINDS, PROCESS_KINDS, Nemesis, NemesisConfig
 from raftcache.chaos.workloads import (
@@ -63,6 +65,25 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--think", type=float, default=0.02, help="seconds between a worker's ops")
     p.add_argument("--check-budget", type=float, default=60.0, help="linearizability search s")
     p.add_argument("--out", default="chaos-results")
+    k8s = p.add_argument_group(
+        "kubernetes mode",
+        "fault pods of a deployed StatefulSet through kubectl instead of a local cluster "
+        "(kinds: " + ", ".join(K8S_KINDS) + "; see chaos/k8s.py)",
+    )
+    k8s.add_argument("--kubernetes", action="store_true", help="run against a StatefulSet")
+    k8s.add_argument(
+        "--endpoints",
+        default="",
+        metavar="HOST:PORT[,...]",
+        help="client addresses reachable from here, one per pod for the convergence check "
+        "(e.g. kubectl port-forward pod/raftcache-0 16380:6380); required with --kubernetes",
+    )
+    k8s.add_argument("--namespace", default="raftcache")
+    k8s.add_argument("--context", default=None, help="kubectl context (default: current)")
+    k8s.add_argument("--statefulset", default="raftcache")
+    k8s.add_argument("--container", default="raftcache")
+    k8s.add_argument("--selector", default="app.kubernetes.io/name=raftcache")
+    k8s.add_argument("--kubectl", default="kubectl", help="kubectl binary (default: on PATH)")
     return p.parse_args(argv)
 
 
@@ -79,9 +100,36 @@ def _kinds(spec: str) -> tuple[str, ...]:
     return kinds
 
 
+def _k8s_kinds(spec: str) -> tuple[str, ...]:
+    if spec in ("mix", "processes"):
+        return K8S_KINDS
+    if spec == "none":
+        return ()
+    kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
+    bad = [k for k in kinds if k not in K8S_KINDS]
+    if bad or not kinds:
+        raise ValueError(
+            f"--nemesis {spec!r} is not available with --kubernetes; use mix, none, "
+            f"{', '.join(K8S_KINDS)} or a comma-separated list of those"
+        )
+    return kinds
+
+
+@dataclass
+class Backend:
+    """What a run acts on: a local cluster or a Kubernetes StatefulSet."""
+
+    endpoints: tuple[str, ...]
+    nemesis: Nemesis | K8sNemesis | None
+    wait_ready: Callable[[], bool]
+    statuses: Callable[[], list[dict[str, Any]]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     seed = args.seed if args.seed is not None else random.randrange(2**31)
+    if args.kubernetes:
+        return _main_kubernetes(args, seed)
     try:  # bad arguments are reported before any node starts
         kinds = _kinds(args.nemesis)
         NemesisConfig(kinds or KINDS, interval_s=args.interval, hold_s=args.hold)
@@ -91,16 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"raftcache-chaos: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stale_files = ("history.jsonl", "faults.json", "summary.json", "leaders.jsonl", "report.html")
-    for stale in ("cluster", *stale_files):
-        path = out / stale
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    print(f"raftcache-chaos: seed {seed}, nemesis {args.nemesis}, {args.duration:g} s, out {out}/")
+    out = _prepare_out(args, seed)
     # Raft links go through proxies only when a network fault needs them.
     proxy = any(k in NETWORK_KINDS for k in kinds)
     cluster = LocalCluster(args.nodes, out / "cluster", proxy=proxy, proxy_seed=seed)
@@ -111,46 +150,112 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TimeoutError as exc:
             print(f"raftcache-chaos: the cluster did not start: {exc}", file=sys.stderr)
             return EXIT_NOT_RUN
-        return _run(args, kinds, seed, out, cluster)
+        nemesis = Nemesis(
+            cluster,
+            NemesisConfig(kinds or KINDS, interval_s=args.interval, hold_s=args.hold, seed=seed),
+            log=_log,
+        )
+        backend = Backend(
+            endpoints=tuple(n.client_addr for n in cluster.nodes),
+            nemesis=nemesis if kinds else None,
+            wait_ready=lambda: _wait_ready(cluster),
+            statuses=lambda: _statuses(cluster),
+        )
+        return _run(args, seed, out, backend)
     finally:
         cluster.close()
+
+
+def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
+    try:
+        kinds = _k8s_kinds(args.nemesis)
+        endpoints = tuple(e.strip() for e in args.endpoints.split(",") if e.strip())
+        if not endpoints:
+            raise ValueError(
+                "--kubernetes needs --endpoints: client addresses of the pods reachable from "
+                "here, e.g. after `kubectl -n raftcache port-forward pod/raftcache-0 16380:6380`"
+            )
+        WorkloadConfig(endpoints, workers=args.workers)
+        config = K8sConfig(
+            namespace=args.namespace,
+            context=args.context,
+            statefulset=args.statefulset,
+            container=args.container,
+            selector=args.selector,
+            kubectl=args.kubectl,
+            client_addrs=endpoints,
+        )
+        kubectl = Kubectl(config)
+        nemesis = K8sNemesis(kubectl, kinds or K8S_KINDS, interval_s=args.interval, seed=seed)
+        if args.duration <= 0:
+            raise ValueError("--duration must be > 0")
+    except ValueError as exc:
+        print(f"raftcache-chaos: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    nemesis.log = _log
+    try:  # fail before any load if kubectl or the StatefulSet is not there
+        replicas = kubectl.replicas()
+    except KubectlError as exc:
+        print(f"raftcache-chaos: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUN
+    out = _prepare_out(args, seed)
+    _log(f"statefulset {config.statefulset} in {config.namespace}: {replicas} replicas")
+
+    def wait_ready() -> bool:
+        try:
+            kubectl.wait_ready(180)
+            return True
+        except KubectlError as exc:
+            _log(str(exc))
+            return False
+
+    backend = Backend(
+        endpoints=endpoints,
+        nemesis=nemesis if kinds else None,
+        wait_ready=wait_ready,
+        statuses=lambda: _endpoint_statuses(endpoints),
+    )
+    return _run(args, seed, out, backend)
+
+
+def _prepare_out(args: argparse.Namespace, seed: int) -> Path:
+    """Create --out and remove what an earlier run left there."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stale_files = ("history.jsonl", "faults.json", "summary.json", "leaders.jsonl", "report.html")
+    for stale in ("cluster", *stale_files):
+        path = out / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    print(f"raftcache-chaos: seed {seed}, nemesis {args.nemesis}, {args.duration:g} s, out {out}/")
+    return out
 
 
 def _log(message: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _run(
-    args: argparse.Namespace,
-    kinds: tuple[str, ...],
-    seed: int,
-    out: Path,
-    cluster: LocalCluster,
-) -> int:
-    endpoints = tuple(n.client_addr for n in cluster.nodes)
+def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> int:
+    endpoints = backend.endpoints
     wconfig = WorkloadConfig(endpoints, workers=args.workers, think_s=args.think, seed=seed)
     history = HistoryWriter(out / "history.jsonl")
-    nemesis = Nemesis(
-        cluster,
-        NemesisConfig(kinds or KINDS, interval_s=args.interval, hold_s=args.hold, seed=seed),
-        log=_log,
-    )
-    sampler = LeaderSampler(
-        [(n.node_id, n.client_addr) for n in cluster.nodes], out / "leaders.jsonl"
-    )
+    nemesis = backend.nemesis
+    sampler = LeaderSampler(_sampler_names(endpoints, args), out / "leaders.jsonl")
     sampler.start()
     started = time.monotonic()
     workers = start_workers(wconfig, history)
     try:
-        if kinds:
+        if nemesis is not None:
             nemesis.start()
         time.sleep(args.duration)
-        if kinds:
-            nemesis.stop()  # heals: resumes paused nodes, restarts dead ones
-        ready = _wait_ready(cluster)
+        if nemesis is not None:
+            nemesis.stop()  # heals: resumes paused nodes, restarts dead ones, reconnects
+        ready = backend.wait_ready()
         time.sleep(2.0)  # let the workers show recovery after the last fault
     finally:  # also on Ctrl-C: no thread may outlive the cluster
-        if kinds:
+        if nemesis is not None:
             nemesis.stop()
         worker_errors = stop_workers(workers)
         history.close()
@@ -158,18 +263,49 @@ def _run(
     elapsed = time.monotonic() - started
 
     final = _final_reads(endpoints, wconfig, workers) if ready else None
-    statuses = _statuses(cluster)
+    statuses = backend.statuses()
     ops = read_history(out / "history.jsonl")
-    faults = nemesis.fault_dicts()
+    faults = nemesis.fault_dicts() if nemesis is not None else []
+    crashes = nemesis.crashes if nemesis is not None else []
     verdicts = _check(ops, faults, final, statuses, args.check_budget)
-    verdicts.append(_run_verdict(ready, worker_errors, nemesis.crashes))
+    verdicts.append(_run_verdict(ready, worker_errors, crashes))
 
-    summary = _summary(seed, args, elapsed, ops, faults, nemesis.crashes, verdicts, statuses)
+    summary = _summary(seed, args, elapsed, ops, faults, crashes, verdicts, statuses)
+    summary["report"] = str(out / "report.html")
     (out / "faults.json").write_text(json.dumps(faults, indent=2) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     leaders = report.read_leaders(out / "leaders.jsonl")
-    summary["report"] = str(report.write_report(out, summary, ops, faults, leaders))
+    report.write_report(out, summary, ops, faults, leaders)
     return _report(summary, verdicts, seed, out)
+
+
+def _sampler_names(endpoints: tuple[str, ...], args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Local nodes are n1..nN in endpoint order; Kubernetes endpoints are named by address."""
+    if args.kubernetes:
+        return [(addr, addr) for addr in endpoints]
+    return [(f"n{i + 1}", addr) for i, addr in enumerate(endpoints)]
+
+
+def _endpoint_statuses(endpoints: Sequence[str]) -> list[dict[str, Any]]:
+    """node_id, applied_index and digest of every endpoint, once the digests agree (<= 60 s)."""
+    deadline = time.monotonic() + 60
+    while True:
+        out: list[dict[str, Any]] = []
+        for addr in endpoints:
+            with grpc.insecure_channel(addr) as channel:
+                try:
+                    s = cluster_pb2_grpc.ClusterStub(channel).Status(
+                        cluster_pb2.StatusRequest(), timeout=5.0
+                    )
+                    out.append(
+                        {"node_id": s.node_id, "applied_index": s.applied_index, "digest": s.digest}
+                    )
+                except grpc.RpcError:
+                    out.append({"node_id": addr, "applied_index": None, "digest": None})
+        digests = {o["digest"] for o in out}
+        if (len(digests) == 1 and None not in digests) or time.monotonic() > deadline:
+            return out
+        time.sleep(0.5)
 
 
 class LeaderSampler:

@@ -2,8 +2,10 @@
 
 Exit status: 0 every check passed, 1 a check failed, 2 a check could not decide
 ("unknown", e.g. the linearizability search ran out of time), 3 the run itself
-could not be carried out (the cluster never became ready), 64 bad arguments. Everything lands in
---out: history.jsonl, faults.json, summary.json and the cluster's data and logs.
+could not be carried out (the cluster never became ready, kubectl failed), 64 bad
+arguments. Everything lands in --out: history.jsonl, faults.json, summary.json,
+leaders.jsonl, report.html and the cluster's data and logs. With --kubernetes the
+faults hit the pods of a deployed StatefulSet instead (chaos/k8s.py).
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from raftcache.chaos.local_cluster import free_port
+from raftcache.chaos.local_cluster import LocalCluster, free_port
+from raftcache.chaos.nemesis import Nemesis, NemesisConfig
 from raftcache.chaos.netproxy import (
     Delay,
     NetProxy,
@@ -223,3 +225,14 @@ def test_bad_input_is_refused_clearly(echo: tuple[str, int]) -> None:
         pytest.raises(ValueError, match="unknown node"),
     ):
         proxy.partition(["n1"], ["n9"])
+
+
+def test_network_nemeses_need_a_proxied_cluster(tmp_path: Path) -> None:
+    cluster = LocalCluster(3, tmp_path)  # never started: no processes, no proxy
+    nemesis = Nemesis(cluster, NemesisConfig(("partition-leader",)), log=lambda _: None)
+    assert NemesisConfig(("pause", "latency")).needs_proxy
+    assert not NemesisConfig(("pause",)).needs_proxy
+    for action in (nemesis.partition_leader, nemesis.partition_halves, nemesis.latency):
+        with pytest.raises(ValueError, match="proxy=True"):
+            action()
+    assert nemesis.faults == []

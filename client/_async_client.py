@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, Unpack
 
 from raftcache.client import errors
 from raftcache.client._router import READ_LEADER, READ_STALE, WRITE, RetryPolicy, Router
+from raftcache.client._streams import StreamOpener, Subscription, Watch
 from raftcache.client._transport import CallFailed, GrpcTransport, Transport
+from raftcache.client._typed import ReadOptions, TypedMethods
+from raftcache.client._values import Compare, Key, Op, TxnResult, Value, all_bytes
+from raftcache.client._values import to_bytes as _bytes
+from raftcache.client._values import ttl_ms as _ttl_ms
 from raftcache.v1 import cache_pb2, cluster_pb2
 
-Key = bytes | str
-Value = bytes | str
+T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 5.0
+SCAN_COUNT_MAX = 10_000
 _CONSISTENCY = {"linearizable": cache_pb2.LINEARIZABLE, "stale": cache_pb2.STALE}
 
 
@@ -44,24 +49,6 @@ class NodeStatus:
     digest: str
 
 
-def _bytes(value: Key | Value, what: str) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    raise errors.InvalidInputError(f"{what} must be bytes or str, not {type(value).__name__}")
-
-
-def _ttl_ms(ttl: float | None) -> int:
-    if ttl is None:
-        return 0
-    if ttl <= 0:
-        raise errors.InvalidInputError(
-            f"ttl must be > 0 seconds (or None for no expiry), not {ttl}"
-        )
-    return max(1, round(ttl * 1000))
-
-
 def _item(response: cache_pb2.GetResponse) -> Item | None:
     if not response.found:
         return None
@@ -70,7 +57,7 @@ def _item(response: cache_pb2.GetResponse) -> Item | None:
     )
 
 
-class AsyncClient:
+class AsyncClient(TypedMethods):
     """Talks to a raftcache cluster from asyncio; use `async with AsyncClient(...)`."""
 
     def __init__(
@@ -215,6 +202,102 @@ class AsyncClient:
             ]
         )
         return list((await self._write("Cache/MSet", request, timeout)).versions)
+
+    # -- typed values, transactions, scan -----------------------------------------
+
+    async def _run_op(
+        self, op: Op[T], *, consistency: str = "linearizable", max_staleness: float | None = None,
+        timeout: float | None = None,
+    ) -> T:  # fmt: skip
+        request = cache_pb2.ExecRequest(op=op.message)
+        if op.is_read:
+            response = await self._read("Cache/Exec", request, consistency, max_staleness, timeout)
+        else:
+            response = await self._write("Cache/Exec", request, timeout)
+        return op.decode(response.value)
+
+    async def txn(
+        self, compares: Sequence[Compare], success: Sequence[Op[Any]],
+        failure: Sequence[Op[Any]] = (), *, timeout: float | None = None,
+    ) -> TxnResult:  # fmt: skip
+        """If every compare holds run `success`, else `failure`, as one atomic write (etcd's
+        Txn); the ops and compares come from `raftcache.client.ops`."""
+        request = cache_pb2.TxnRequest(
+            compares=[c.message for c in compares],
+            success=[op.message for op in success],
+            failure=[op.message for op in failure],
+        )
+        response = await self._write("Cache/Txn", request, timeout)
+        branch = success if response.succeeded else failure
+        if len(response.results) != len(branch):
+            raise errors.RaftcacheError(
+                f"txn: the node answered {len(response.results)} results for "
+                f"{len(branch)} ops: is it running another raftcache version?"
+            )
+        results = [op.decode(v) for op, v in zip(branch, response.results, strict=True)]
+        return TxnResult(bool(response.succeeded), results)
+
+    async def scan_iter(
+        self, prefix: Key = b"", count: int = 100, **options: Unpack[ReadOptions]
+    ) -> AsyncIterator[bytes]:
+        """Every key starting with prefix, each once, fetched `count` at a time; keys added
+        or removed during the scan may or may not appear."""
+        if not 0 < count <= SCAN_COUNT_MAX:
+            raise errors.InvalidInputError(f"count must be 1..{SCAN_COUNT_MAX}, not {count}")
+        request = cache_pb2.ScanRequest(prefix=_bytes(prefix, "prefix"), count=count)
+        consistency = options.get("consistency", "linearizable")
+        staleness, timeout = options.get("max_staleness"), options.get("timeout")
+        while True:
+            response = await self._read("Cache/Scan", request, consistency, staleness, timeout)
+            for key in response.keys:
+                yield key
+            if not response.next_cursor:
+                return
+            request.cursor = response.next_cursor
+
+    # -- pub/sub and watch --------------------------------------------------------
+
+    async def publish(self, channel: Key, message: Value, *, timeout: float | None = None) -> int:
+        """Send message to every current subscriber of channel on every node; returns how
+        many subscribers the leader had (other nodes' are not counted)."""
+        request = cache_pb2.PublishRequest(
+            channel=_bytes(channel, "channel"), message=_bytes(message, "message")
+        )
+        response = await self._router.call(
+            "Cache/Publish", request, route=WRITE, timeout=timeout or self.timeout
+        )
+        return int(response.receivers)
+
+    async def subscribe(
+        self, channels: Iterable[Key] = (), patterns: Iterable[Key] = (),
+        *, timeout: float | None = None,
+    ) -> Subscription:  # fmt: skip
+        """Subscribe on one node; returns once subscribed, so later publishes arrive.
+        Patterns are globs (*, ?, [...]). See Subscription for how it ends."""
+        request = cache_pb2.SubscribeRequest(
+            channels=all_bytes(channels, "channel"), patterns=all_bytes(patterns, "pattern")
+        )
+        if not request.channels and not request.patterns:
+            raise errors.InvalidInputError("subscribe needs at least one channel or pattern")
+        stream, _ = await self._opener(timeout).open("Cache/Subscribe", request)
+        return Subscription(stream)
+
+    async def watch(
+        self, key: Key, *, prefix: bool = False, start_revision: int = 0,
+        timeout: float | None = None,
+    ) -> Watch:  # fmt: skip
+        """Changes to key (or every key starting with it), from now or after start_revision;
+        returns once watching. Resumes by itself after a break (see Watch); `timeout` bounds
+        each (re)connection."""
+        if start_revision < 0:
+            raise errors.InvalidInputError(f"start_revision must be >= 0, not {start_revision}")
+        request = cache_pb2.WatchRequest(
+            key=_bytes(key, "key"), prefix=prefix, start_revision=start_revision
+        )
+        return await Watch(self._opener(timeout), request).start()
+
+    def _opener(self, timeout: float | None) -> StreamOpener:
+        return StreamOpener(self._router, self._transport, timeout or self.timeout)
 
     # -- cluster ----------------------------------------------------------------
 

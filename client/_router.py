@@ -40,11 +40,37 @@ class RetryPolicy:
     attempt_timeout_s: float = 1.5
 
 
-# Errors the node answered itself: never retried.
+# Errors the node answered itself: never retried. By status code, then by the node's own
+# error class (trailing metadata), which is more specific where a code is shared.
 _FINAL: dict[str, type[errors.RaftcacheError]] = {
     "INVALID_ARGUMENT": errors.InvalidInputError,
     "FAILED_PRECONDITION": errors.ConditionFailedError,
+    "OUT_OF_RANGE": errors.RevisionCompactedError,
 }
+_FINAL_BY_ORIGIN: dict[str, type[errors.RaftcacheError]] = {
+    "TooLarge": errors.TooLargeError,
+    "OutOfMemory": errors.OutOfMemoryError,
+    "WrongType": errors.WrongTypeError,
+    "RevisionCompacted": errors.RevisionCompactedError,
+    "SlowConsumer": errors.SlowConsumerError,
+}
+
+
+def final_error(failure: CallFailed) -> errors.RaftcacheError | None:
+    """The typed error for a failure no retry can fix, or None when retrying may help."""
+    final = _FINAL_BY_ORIGIN.get(failure.origin or "")
+    if final is None and failure.origin is not None:
+        final = _FINAL.get(failure.code)
+    if final is errors.ConditionFailedError and _names_wrong_type(failure.details):
+        final = errors.WrongTypeError  # the node reports it as a failed precondition
+    if final is None and failure.code == "INVALID_ARGUMENT":  # e.g. over gRPC's own limit
+        final = errors.InvalidInputError
+    return final(failure.details) if final is not None else None
+
+
+def _names_wrong_type(details: str) -> bool:
+    text = details.lower()
+    return "wrong type" in text or "wrongtype" in text or "wrong kind" in text
 
 
 class Router:
@@ -98,6 +124,11 @@ class Router:
             self._adopt(status)
             return
 
+    async def refresh_if_old(self, deadline: float) -> None:
+        """Refresh when the view was never learned or is older than the policy allows."""
+        if self._clock() - self._refreshed_at > self._policy.refresh_every_s:
+            await self.refresh(deadline)
+
     def _adopt(self, status: cluster_pb2.StatusResponse) -> None:
         members = [m.client_addr for m in status.members if m.client_addr]
         if members:
@@ -118,8 +149,7 @@ class Router:
     ) -> Any:
         """Run one logical call until it succeeds, fails for good, or the deadline passes."""
         deadline = self._clock() + timeout
-        if self._clock() - self._refreshed_at > self._policy.refresh_every_s:
-            await self.refresh(min(deadline, self._clock() + timeout / 2))
+        await self.refresh_if_old(min(deadline, self._clock() + timeout / 2))
         maybe_applied = False
         skipped: set[str] = set()
         last: CallFailed | None = None
@@ -135,7 +165,9 @@ class Router:
                 )
             except CallFailed as failure:
                 last = failure
-                self._raise_if_final(failure)
+                final = final_error(failure)
+                if final is not None:
+                    raise final from None
                 if route == WRITE and _may_have_applied(failure):
                     maybe_applied = True
                 redirected = self._learn(failure, address, route, skipped)
@@ -175,15 +207,6 @@ class Router:
         # No leader known: any member forwards to the leader it knows.
         self._next_stale = (self._next_stale + 1) % len(self._members)
         return self._members[self._next_stale]
-
-    def _raise_if_final(self, failure: CallFailed) -> None:
-        final = _FINAL.get(failure.code)
-        if final is not None and failure.origin is not None:
-            raise final(failure.details)
-        if failure.origin == "TooLarge":
-            raise errors.TooLargeError(failure.details)
-        if failure.code == "INVALID_ARGUMENT":  # e.g. a message over gRPC's own limit
-            raise errors.InvalidInputError(failure.details)
 
     def _learn(self, failure: CallFailed, address: str, route: str, skipped: set[str]) -> bool:
         """Update the view from a failure; True when the next attempt should go at once."""

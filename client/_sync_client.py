@@ -4,14 +4,68 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 from raftcache.client._async_client import DEFAULT_TIMEOUT_S, AsyncClient, Item, NodeStatus
 from raftcache.client._router import RetryPolicy
+from raftcache.client._streams import Message, WatchEvent
 from raftcache.client._transport import Transport
+from raftcache.client._typed import ReadOptions
+from raftcache.client._values import Key
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class BlockingIterator(Iterator[T]):
+    """A blocking view of one of the client's async iterators (scan, subscribe, watch);
+    `close()` it, or use it as a context manager, to stop early."""
+
+    def __init__(self, source: Any, run: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+        self._source = source
+        self._run = run
+        self._done = False
+
+    def __next__(self) -> T:
+        if self._done:
+            raise StopIteration
+        try:
+            item: T = self._run(self._source.__anext__())
+        except StopAsyncIteration:
+            self._done = True
+            raise StopIteration from None
+        return item
+
+    def __enter__(self) -> BlockingIterator[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._run(self._source.aclose())
+
+    @property
+    def source(self) -> Any:
+        """The async iterator underneath (e.g. a Watch, for its `revision`)."""
+        return self._source
+
+
+def _blocking(
+    method: Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[Client, P], T]:
+    """The blocking twin of an AsyncClient method: same parameters, same docstring."""
+
+    def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(method(self._async, *args, **kwargs))
+
+    call.__name__ = method.__name__
+    call.__qualname__ = f"Client.{method.__name__}"
+    call.__doc__ = method.__doc__
+    return call
 
 
 class Client:
@@ -99,3 +153,62 @@ class Client:
 
     def cluster_status(self, **kwargs: Any) -> list[NodeStatus]:
         return self._run(self._async.cluster_status(**kwargs))
+
+    # Typed values, transactions, pub/sub: see the AsyncClient methods of the same name.
+    hset = _blocking(AsyncClient.hset)
+    hget = _blocking(AsyncClient.hget)
+    hgetall = _blocking(AsyncClient.hgetall)
+    hdel = _blocking(AsyncClient.hdel)
+    hincrby = _blocking(AsyncClient.hincrby)
+    hlen = _blocking(AsyncClient.hlen)
+    zadd = _blocking(AsyncClient.zadd)
+    zincrby = _blocking(AsyncClient.zincrby)
+    zscore = _blocking(AsyncClient.zscore)
+    zrank = _blocking(AsyncClient.zrank)
+    zrange = _blocking(AsyncClient.zrange)
+    zrangebyscore = _blocking(AsyncClient.zrangebyscore)
+    zrem = _blocking(AsyncClient.zrem)
+    zcard = _blocking(AsyncClient.zcard)
+    zcount = _blocking(AsyncClient.zcount)
+    lpush = _blocking(AsyncClient.lpush)
+    rpush = _blocking(AsyncClient.rpush)
+    lpop = _blocking(AsyncClient.lpop)
+    rpop = _blocking(AsyncClient.rpop)
+    lrange = _blocking(AsyncClient.lrange)
+    llen = _blocking(AsyncClient.llen)
+    sadd = _blocking(AsyncClient.sadd)
+    srem = _blocking(AsyncClient.srem)
+    smembers = _blocking(AsyncClient.smembers)
+    sismember = _blocking(AsyncClient.sismember)
+    scard = _blocking(AsyncClient.scard)
+    expire = _blocking(AsyncClient.expire)
+    persist = _blocking(AsyncClient.persist)
+    ttl = _blocking(AsyncClient.ttl)
+    txn = _blocking(AsyncClient.txn)
+    publish = _blocking(AsyncClient.publish)
+
+    def scan_iter(
+        self, prefix: Key = b"", count: int = 100, **options: Unpack[ReadOptions]
+    ) -> BlockingIterator[bytes]:
+        """See AsyncClient.scan_iter."""
+        return BlockingIterator(self._async.scan_iter(prefix, count, **options), self._run)
+
+    def subscribe(
+        self, channels: Iterable[Key] = (), patterns: Iterable[Key] = (),
+        *, timeout: float | None = None,
+    ) -> BlockingIterator[Message]:  # fmt: skip
+        """See AsyncClient.subscribe; iterate the result, `close()` it when done."""
+        subscription = self._run(self._async.subscribe(channels, patterns, timeout=timeout))
+        return BlockingIterator(subscription, self._run)
+
+    def watch(
+        self, key: Key, *, prefix: bool = False, start_revision: int = 0,
+        timeout: float | None = None,
+    ) -> BlockingIterator[WatchEvent]:  # fmt: skip
+        """See AsyncClient.watch; iterate the result, `close()` it when done."""
+        watch = self._async.watch(
+            key, prefix=prefix, start_revision=start_revision, timeout=timeout
+        )
+        return BlockingIterator(self._run(watch), self._run)
+
+    type = _blocking(AsyncClient.type)  # last: the name shadows the builtin in this class

@@ -1,13 +1,14 @@
 """How the SDK reaches nodes: an injectable transport, so routing and retries are
-tested without sockets (tests pass a fake with the same `call`)."""
+tested without sockets (tests pass a fake with the same `call` and `open_stream`)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
-from raftcache.v1.wire import LEADER_METADATA_KEY, METHODS, ORIGIN_METADATA_KEY
+from raftcache.v1.wire import LEADER_METADATA_KEY, METHODS, ORIGIN_METADATA_KEY, STREAMS
 from raftcache.v1.wire import never_sent as _never_sent
 
 
@@ -27,11 +28,71 @@ class CallFailed(Exception):
         return _never_sent(self.code, self.details, self.origin is not None)
 
 
+class Stream(Protocol):
+    """One server-streaming call to one node."""
+
+    async def started(self, timeout: float) -> None:
+        """Wait until the node accepted the call (its initial metadata), at most `timeout`
+        seconds; raise CallFailed if it refused or the connection failed."""
+
+    async def next(self) -> Any | None:
+        """The next message, or None when the node ended the stream cleanly; CallFailed
+        for any non-OK end."""
+
+    def cancel(self) -> None: ...
+
+
 class Transport(Protocol):
     async def call(self, address: str, method: str, request: Any, timeout: float) -> Any:
         """Send one unary call; raise CallFailed for any non-OK status."""
 
+    def open_stream(self, address: str, method: str, request: Any) -> Stream:
+        """Start one server-streaming call (see wire.STREAMS); it runs until cancelled."""
+
     async def close(self) -> None: ...
+
+
+def _failed(exc: grpc.aio.AioRpcError) -> CallFailed:
+    trailing = dict(exc.trailing_metadata() or ())
+    return CallFailed(
+        code=exc.code().name,
+        details=exc.details() or "",
+        origin=trailing.get(ORIGIN_METADATA_KEY),
+        leader=trailing.get(LEADER_METADATA_KEY),
+    )
+
+
+class _GrpcStream:
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    async def started(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._call.initial_metadata(), timeout)
+        except TimeoutError:
+            pass  # a node that sends its metadata only with the first message: still fine
+        except grpc.aio.AioRpcError as exc:
+            raise _failed(exc) from None
+        if self._call.done():
+            code = await self._call.code()
+            if code != grpc.StatusCode.OK:
+                trailing = dict(await self._call.trailing_metadata() or ())
+                raise CallFailed(
+                    code.name,
+                    await self._call.details() or "",
+                    trailing.get(ORIGIN_METADATA_KEY),
+                    trailing.get(LEADER_METADATA_KEY),
+                )
+
+    async def next(self) -> Any | None:
+        try:
+            message = await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise _failed(exc) from None
+        return None if message is grpc.aio.EOF else message
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 class GrpcTransport:
@@ -45,18 +106,25 @@ class GrpcTransport:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._calls: dict[tuple[str, str], Any] = {}
 
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address, options=self._options)
+            self._channels[address] = channel
+        return channel
+
     def _callable(self, address: str, method: str) -> Any:
         key = (address, method)
         call = self._calls.get(key)
         if call is None:
-            channel = self._channels.get(address)
-            if channel is None:
-                channel = grpc.aio.insecure_channel(address, options=self._options)
-                self._channels[address] = channel
-            call = channel.unary_unary(
+            kind, types = (
+                ("unary_stream", STREAMS[method]) if method in STREAMS else
+                ("unary_unary", METHODS[method])
+            )  # fmt: skip
+            call = getattr(self._channel(address), kind)(
                 f"/raftcache.v1.{method}",
-                request_serializer=METHODS[method][0].SerializeToString,
-                response_deserializer=METHODS[method][1].FromString,
+                request_serializer=types[0].SerializeToString,
+                response_deserializer=types[1].FromString,
             )
             self._calls[key] = call
         return call
@@ -65,13 +133,10 @@ class GrpcTransport:
         try:
             return await self._callable(address, method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            trailing = dict(exc.trailing_metadata() or ())
-            raise CallFailed(
-                code=exc.code().name,
-                details=exc.details() or "",
-                origin=trailing.get(ORIGIN_METADATA_KEY),
-                leader=trailing.get(LEADER_METADATA_KEY),
-            ) from None
+            raise _failed(exc) from None
+
+    def open_stream(self, address: str, method: str, request: Any) -> Stream:
+        return _GrpcStream(self._callable(address, method)(request))
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -1,16 +1,25 @@
 """The SDK's exceptions; each says whether retrying can help.
 
 RaftcacheError
-├── InvalidInputError     the request is malformed or over a limit (retriable: no)
-├── ConditionFailedError  if-absent / if-present / expected version / not an integer
-│                         did not hold; nothing changed (retriable: no)
-├── TooLargeError         the answer would exceed the message limit (retriable: no)
-├── UnavailableError      no leader or no member answered before the deadline;
-│                         nothing was applied (retriable: yes)
-├── OverloadedError       the node's queue is full; nothing was applied (retriable: yes)
-└── OutcomeUnknownError   a write may or may not have been applied, and the deadline
-                          passed before it could be settled (retriable: only with the
-                          same request id, which `request_id` carries)
+├── InvalidInputError      the request is malformed or over a limit (retriable: no)
+├── ConditionFailedError   if-absent / if-present / expected version / not an integer
+│   │                      did not hold; nothing changed (retriable: no)
+│   └── WrongTypeError     the key holds another type than the op needs, e.g. HGET on a
+│                          list; the message names both (retriable: no)
+├── NotFoundError          the key does not exist (ttl of a missing key) (retriable: no)
+├── TooLargeError          the answer would exceed the message limit (retriable: no)
+├── OutOfMemoryError       the write would exceed the cluster's --max-memory and nothing can
+│                          be evicted; nothing changed (retriable: no, until keys go)
+├── RevisionCompactedError a watch asked to resume from a revision the node no longer
+│                          retains: re-read the state, then watch from now (retriable: no)
+├── SlowConsumerError      a subscriber fell too far behind and the node ended it; messages
+│                          in between are lost (retriable: yes, by subscribing again)
+├── UnavailableError       no leader or no member answered before the deadline;
+│                          nothing was applied (retriable: yes)
+├── OverloadedError        the node's queue is full; nothing was applied (retriable: yes)
+└── OutcomeUnknownError    a write may or may not have been applied, and the deadline
+                           passed before it could be settled (retriable: only with the
+                           same request id, which `request_id` carries)
 """
 
 from __future__ import annotations
@@ -30,8 +39,28 @@ class ConditionFailedError(RaftcacheError):
     pass
 
 
+class WrongTypeError(ConditionFailedError):
+    pass
+
+
+class NotFoundError(RaftcacheError):
+    pass
+
+
 class TooLargeError(RaftcacheError):
     pass
+
+
+class OutOfMemoryError(RaftcacheError):
+    pass
+
+
+class RevisionCompactedError(RaftcacheError):
+    pass
+
+
+class SlowConsumerError(RaftcacheError):
+    retriable = True
 
 
 class UnavailableError(RaftcacheError):

@@ -7,6 +7,9 @@ CacheError
 ├── NoLeader            no leader is known right now (retry after a short wait)
 ├── TooStale            this replica cannot prove it is within max_staleness_ms (try another)
 ├── Overloaded          too many writes queued on this node (retry later)
+├── OutOfMemory         a write would exceed --max-memory (noeviction, or nothing evictable)
+├── SlowConsumer        a subscriber fell too far behind and was disconnected
+├── RevisionCompacted   a watch asked to resume before the retained window (re-read, then watch)
 └── OutcomeUnknown      the write may or may not have applied (retry with the same request id)
 """
 
@@ -51,6 +54,18 @@ class Overloaded(CacheError):
 
 class TooLarge(CacheError):
     """The response would be larger than the node may send; nothing was changed."""
+
+
+class OutOfMemory(CacheError):
+    """The write would take the accounted memory over --max-memory; nothing was changed."""
+
+
+class SlowConsumer(CacheError):
+    """A stream's reader fell behind its buffer limit; it was ended to bound memory."""
+
+
+class RevisionCompacted(CacheError):
+    """A watch resume point is older than what this node retains."""
 
 
 class OutcomeUnknown(CacheError):

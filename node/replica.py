@@ -9,10 +9,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 from raftcache.node import commands
-from raftcache.node.state_machine import Entry, Member, Result, StateMachine
+from raftcache.node.state_machine import Entry, Event, Member, Result, StateMachine
+from raftcache.v1 import cache_pb2
+
+
+class CacheStats(NamedTuple):
+    """Replicated cache metrics (equal on every replica at the same applied index)."""
+
+    evictions: int
+    expired_keys: int
+    memory_used: int
+    max_memory: int
+    eviction_policy: str
 
 
 class Replica:
@@ -23,6 +35,9 @@ class Replica:
         self._lock = threading.Lock()
         self.last_apply_monotonic = 0.0
         self.applied_entries = 0
+        # Called on the tick thread after each apply with that command's events (key changes
+        # and published messages), outside the lock. Must hand them off, never block.
+        self.on_events: Callable[[list[Event]], None] | None = None
 
     # -- consensus side (tick thread) --------------------------------------
 
@@ -30,8 +45,11 @@ class Replica:
         command = commands.decode(data)  # CommandDecodeError stops the node
         with self._lock:
             results = self._sm.apply(command)
+            events = self._sm.take_events()
         self.applied_entries += 1
         self.last_apply_monotonic = time.monotonic()
+        if events and self.on_events is not None:
+            self.on_events(events)
         return results
 
     def snapshot_meta(self) -> bytes:
@@ -55,6 +73,34 @@ class Replica:
     def get_many(self, keys: Sequence[bytes], now_ms: int) -> list[Entry | None]:
         with self._lock:
             return [self._sm.get(k, now_ms) for k in keys]
+
+    def read(self, op: cache_pb2.DataOp, now_ms: int) -> Result:
+        with self._lock:
+            return self._sm.read(op, now_ms)
+
+    def scan(self, cursor: int, prefix: bytes, count: int, now_ms: int) -> tuple[list[bytes], int]:
+        with self._lock:
+            return self._sm.scan(cursor, prefix, count, now_ms)
+
+    def stats(self) -> CacheStats:
+        sm = self._sm
+        return CacheStats(
+            evictions=sm.evicted_total,
+            expired_keys=sm.expired_total,
+            memory_used=sm.memory_used,
+            max_memory=sm.max_memory,
+            eviction_policy=sm.eviction_policy,
+        )
+
+    @property
+    def state(self) -> StateMachine:
+        """The state machine itself, for the leader's eviction choice (read it, never change it)."""
+        return self._sm
+
+    @property
+    def revision(self) -> int:
+        """The cluster-wide revision of the last applied change."""
+        return self._sm.revision
 
     @property
     def cluster_time_ms(self) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from raftcache.node.errors import InvalidInput
 from raftcache.v1 import cache_pb2, command_pb2
@@ -138,4 +140,163 @@ def mset_op(req: cache_pb2.MSetRequest, limits: Limits, now_ms: int) -> command_
         check_ttl(kv.ttl_ms, f"entries[{i}].ttl_ms")
         op.mset.entries.add(key=kv.key, value=kv.value, deadline_ms=_deadline(kv.ttl_ms, now_ms))
     _request_id(op, req.request_id, req.HasField("request_id"))
+    return op
+
+
+# ---------------------------------------------------------------- typed values (issue 5)
+
+MAX_SCAN_COUNT = 10_000
+DEFAULT_SCAN_COUNT = 100
+_ELEMENTS = {
+    "hset": "fields",
+    "hdel": "fields",
+    "zadd": "members",
+    "zrem": "members",
+    "push": "values",
+    "sadd": "members",
+    "srem": "members",
+}
+_COMPARE_OPS = (
+    cache_pb2.Compare.EQUAL,
+    cache_pb2.Compare.NOT_EQUAL,
+    cache_pb2.Compare.GREATER,
+    cache_pb2.Compare.LESS,
+)
+
+
+def data_op_kind(op: cache_pb2.DataOp, what: str = "op") -> str:
+    kind: str | None = op.WhichOneof("op")
+    if kind is None:
+        raise InvalidInput(f"{what} is empty: set exactly one operation (hset, zadd, ...)")
+    return kind
+
+
+def _check_score(score: float, what: str) -> None:
+    if math.isnan(score):
+        raise InvalidInput(f"{what} is NaN: scores must be numbers (infinities are allowed)")
+
+
+def _check_elements(kind: str, body: Any, limits: Limits, what: str) -> None:
+    name = _ELEMENTS.get(kind)
+    if name is None:
+        return
+    items = getattr(body, name)
+    if not items:
+        raise InvalidInput(f"{what}.{name} is empty: {kind} needs at least one")
+    if len(items) > limits.max_batch_keys:
+        raise InvalidInput(
+            f"{what}.{name} has {len(items)} items, over the limit of {limits.max_batch_keys}: "
+            "split the request"
+        )
+    for i, item in enumerate(items):
+        if kind == "hset":
+            check_value(item.field, limits, f"{what}.fields[{i}].field")
+            check_value(item.value, limits, f"{what}.fields[{i}].value")
+        elif kind == "zadd":
+            check_value(item.member, limits, f"{what}.members[{i}].member")
+            _check_score(item.score, f"{what}.members[{i}].score")
+        else:
+            check_value(item, limits, f"{what}.{name}[{i}]")
+
+
+def check_data_op(op: cache_pb2.DataOp, limits: Limits, what: str = "op") -> str:
+    """Validate one data op; returns its kind."""
+    kind = data_op_kind(op, what)
+    body = getattr(op, kind)
+    check_key(body.key, limits, f"{what}.{kind}.key")
+    _check_elements(kind, body, limits, f"{what}.{kind}")
+    if kind == "set":
+        check_value(body.value, limits, f"{what}.set.value")
+        check_ttl(body.ttl_ms, f"{what}.set.ttl_ms")
+    elif kind == "expire":
+        if body.ttl_ms <= 0:
+            raise InvalidInput(
+                f"{what}.expire.ttl_ms is {body.ttl_ms}: it must be > 0 (to remove a key now, "
+                "delete it; to remove its TTL, use persist)"
+            )
+        check_ttl(body.ttl_ms, f"{what}.expire.ttl_ms")
+    elif kind == "zincrby":
+        _check_score(body.delta, f"{what}.zincrby.delta")
+    elif kind in ("zrangebyscore", "zcount"):
+        _check_score(body.min.value, f"{what}.{kind}.min")
+        _check_score(body.max.value, f"{what}.{kind}.max")
+    elif kind in ("push", "pop") and body.end not in (cache_pb2.LEFT, cache_pb2.RIGHT):
+        raise InvalidInput(f"{what}.{kind}.end is {body.end}: use LEFT (0) or RIGHT (1)")
+    if kind == "pop" and body.count > limits.max_batch_keys:
+        raise InvalidInput(
+            f"{what}.pop.count is {body.count}, over the limit of {limits.max_batch_keys}"
+        )
+    return kind
+
+
+def _data_cmd(cmd: command_pb2.DataCmd, op: cache_pb2.DataOp, kind: str, now_ms: int) -> None:
+    cmd.op.CopyFrom(op)
+    if kind in ("set", "expire"):
+        cmd.deadline_ms = _deadline(getattr(op, kind).ttl_ms, now_ms)
+
+
+def exec_op(req: cache_pb2.ExecRequest, limits: Limits, now_ms: int) -> command_pb2.Op:
+    """A write data op as a replicated Op, its TTL stamped into a deadline."""
+    kind = check_data_op(req.op, limits)
+    op = command_pb2.Op()
+    _data_cmd(op.data, req.op, kind, now_ms)
+    _request_id(op, req.request_id, req.HasField("request_id"))
+    return op
+
+
+def _check_compare(c: cache_pb2.Compare, limits: Limits, what: str) -> None:
+    check_key(c.key, limits, f"{what}.key")
+    target = c.WhichOneof("target")
+    if target is None:
+        raise InvalidInput(f"{what} compares nothing: set exists, version or value")
+    if c.op not in _COMPARE_OPS:
+        raise InvalidInput(f"{what}.op is {c.op}: use EQUAL, NOT_EQUAL, GREATER or LESS")
+    if target == "exists" and c.op not in (cache_pb2.Compare.EQUAL, cache_pb2.Compare.NOT_EQUAL):
+        raise InvalidInput(f"{what}: exists can only be compared with EQUAL or NOT_EQUAL")
+    if target == "value":
+        check_value(c.value, limits, f"{what}.value")
+
+
+def txn_op(req: cache_pb2.TxnRequest, limits: Limits, now_ms: int) -> command_pb2.Op:
+    total = len(req.compares) + len(req.success) + len(req.failure)
+    if total > limits.max_batch_keys:
+        raise InvalidInput(
+            f"the transaction has {total} compares and ops, over the limit of "
+            f"{limits.max_batch_keys}: split it"
+        )
+    op = command_pb2.Op()
+    for i, c in enumerate(req.compares):
+        _check_compare(c, limits, f"compares[{i}]")
+        op.txn.compares.append(c)
+    for branch, name in ((req.success, "success"), (req.failure, "failure")):
+        for i, data_op in enumerate(branch):
+            kind = check_data_op(data_op, limits, f"{name}[{i}]")
+            _data_cmd(getattr(op.txn, name).add(), data_op, kind, now_ms)
+    _request_id(op, req.request_id, req.HasField("request_id"))
+    return op
+
+
+def scan_args(req: cache_pb2.ScanRequest, limits: Limits) -> tuple[int, int]:
+    """The request's (cursor bucket, count), validated."""
+    cursor = req.cursor
+    if cursor and not (cursor.isdigit() and len(cursor) <= 6):
+        raise InvalidInput(
+            f"cursor {cursor[:32]!r} is not one this node handed out: start with an empty "
+            "cursor and pass back next_cursor unchanged"
+        )
+    if len(req.prefix) > limits.max_key_bytes:
+        raise InvalidInput(f"prefix is {len(req.prefix)} bytes, longer than any key can be")
+    check_consistency(req.consistency)
+    count = req.count or DEFAULT_SCAN_COUNT
+    if count > MAX_SCAN_COUNT:
+        raise InvalidInput(f"count is {count}, over the limit of {MAX_SCAN_COUNT}")
+    return int(cursor or b"0"), count
+
+
+def publish_op(req: cache_pb2.PublishRequest, limits: Limits) -> command_pb2.Op:
+    check_key(req.channel, limits, "channel")
+    check_value(req.message, limits, "message")
+    op = command_pb2.Op()
+    op.publish.channel = req.channel
+    op.publish.message = req.message
     return op

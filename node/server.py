@@ -21,6 +21,7 @@ from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
 from raftcache.node.servicers import CacheServicer, ClusterServicer, NodeView
 from raftcache.node.state_machine import Failure, Member
+from raftcache.node.streams import Streams
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc, command_pb2
 
 _log = structlog.get_logger("raftcache.node")
@@ -78,6 +79,9 @@ class Node:
                 f"--listen: cannot listen on {config.listen} (in use, or not an "
                 "address of this host)"
             )
+        # Before the Raft node exists: entries replayed from the journal already carry events.
+        streams = Streams(lambda: self.replica.revision)
+        self.replica.on_events = streams.deliver
         self.raft = raft = RaftNode(config.raft, self.replica, on_role_change=self._role_changed)
         if raft.recovery is not None and raft.recovery.truncated_entries:
             _log.warning(
@@ -88,9 +92,9 @@ class Node:
         view = NodeView(config.node_id, raft, self.replica, config.advertise)
         forwarder = LeaderForwarder(options)
         cache_pb2_grpc.add_CacheServicer_to_server(
-            CacheServicer(view, proposer, forwarder, config.limits), server
+            CacheServicer(view, proposer, forwarder, config.limits, streams), server
         )
-        cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterServicer(view), server)
+        cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterServicer(view, streams), server)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(

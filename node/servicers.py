@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from raftcache.consensus import RaftNode, Role
@@ -12,7 +12,19 @@ from raftcache.node import errors, requests, status_codes
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
-from raftcache.node.state_machine import DeleteOk, Entry, Failure, IncrOk, MSetOk, Result, SetOk
+from raftcache.node.state_machine import (
+    READ_OPS,
+    AnnounceOk,
+    DeleteOk,
+    Entry,
+    Failure,
+    IncrOk,
+    MSetOk,
+    Result,
+    SetOk,
+    TxnOk,
+    Value,
+)
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
 from raftcache.v1.wire import FORWARDED_METADATA_KEY
 
@@ -22,6 +34,21 @@ _ROLE = {
     Role.CANDIDATE: cluster_pb2.CANDIDATE,
     Role.LEADER: cluster_pb2.LEADER,
 }
+
+
+class StreamSource(Protocol):
+    """Pub/sub and watch streams of this node (node/streams.py)."""
+
+    subscriber_count: int
+    watcher_count: int
+
+    def receivers(self, channel: bytes) -> int: ...
+
+    def subscribe(
+        self, request: cache_pb2.SubscribeRequest
+    ) -> AsyncIterator[cache_pb2.PubSubMessage]: ...
+
+    def watch(self, request: cache_pb2.WatchRequest) -> AsyncIterator[cache_pb2.WatchEvent]: ...
 
 
 def _expect(result: Result, kind: type[R]) -> R:
@@ -40,6 +67,14 @@ class NodeView:
         self.raft = raft
         self.replica = replica
         self.advertise = advertise
+        self.hits = 0
+        self.misses = 0
+
+    def count_read(self, hit: bool) -> None:
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
 
     def leader_client_addr(self) -> str:
         leader = self.raft.status().leader
@@ -78,10 +113,34 @@ class NodeView:
 
 
 def _get_response(entry: Entry | None, now_ms: int) -> cache_pb2.GetResponse:
-    if entry is None:
+    if entry is None or not isinstance(entry.value, bytes):
         return cache_pb2.GetResponse(found=False)
     ttl = max(entry.deadline_ms - now_ms, 1) if entry.deadline_ms else 0
     return cache_pb2.GetResponse(found=True, value=entry.value, version=entry.version, ttl_ms=ttl)
+
+
+def _value(result: Result) -> cache_pb2.Value:
+    """A data op's answer as a raftcache.v1.Value."""
+    v = _expect(result, Value)
+    out = cache_pb2.Value()
+    if v.kind == "list":
+        out.list.items.extend(v.data)
+    elif v.kind == "fields":
+        out.fields.items.extend(cache_pb2.FieldValue(field=f, value=x) for f, x in v.data)
+    elif v.kind == "scored":
+        out.scored.items.extend(cache_pb2.ScoredMember(member=m, score=x) for m, x in v.data)
+    else:
+        setattr(out, v.kind, v.data)
+    return out
+
+
+def _check_size(message: Any, limits: requests.Limits, advice: str) -> None:
+    size = message.ByteSize()
+    if size > limits.max_response_bytes:
+        raise errors.TooLarge(
+            f"the answer would be {size} bytes, over the response limit of "
+            f"{limits.max_response_bytes} bytes: {advice}"
+        )
 
 
 class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
@@ -91,11 +150,13 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         proposer: Proposer,
         forwarder: LeaderForwarder,
         limits: requests.Limits,
+        streams: StreamSource,
     ) -> None:
         self._view = view
         self._proposer = proposer
         self._forwarder = forwarder
         self._limits = limits
+        self._streams = streams
 
     async def _forward(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> Any:
         metadata = dict(context.invocation_metadata() or ())
@@ -152,6 +213,76 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             "MSet", request, context, serve, lambda: requests.mset_op(request, self._limits, 0)
         )
 
+    async def Exec(self, request: cache_pb2.ExecRequest, context: Any) -> cache_pb2.ExecResponse:
+        try:
+            kind = requests.check_data_op(request.op, self._limits)
+            if kind in READ_OPS:
+                return await self._exec_read(request, context)
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+
+        async def serve() -> cache_pb2.ExecResponse:
+            op = requests.exec_op(request, self._limits, self._now())
+            return cache_pb2.ExecResponse(value=_value(await self._proposer.write(op)))
+
+        return await self._validated(
+            "Exec", request, context, serve, lambda: requests.exec_op(request, self._limits, 0)
+        )
+
+    async def _exec_read(
+        self, request: cache_pb2.ExecRequest, context: Any
+    ) -> cache_pb2.ExecResponse:
+        requests.check_consistency(request.consistency)
+        if self._needs_leader(request.consistency):
+            forwarded: cache_pb2.ExecResponse = await self._forward("Exec", request, context)
+            return forwarded
+        await self._before_read(request.consistency, request.max_staleness_ms)
+        result = self._view.replica.read(request.op, self._now())
+        self._view.count_read(not (isinstance(result, Value) and result.kind == "nil"))
+        response = cache_pb2.ExecResponse(value=_value(result))
+        _check_size(response, self._limits, "read a smaller range (offset/limit, start/stop)")
+        return response
+
+    async def Txn(self, request: cache_pb2.TxnRequest, context: Any) -> cache_pb2.TxnResponse:
+        async def serve() -> cache_pb2.TxnResponse:
+            op = requests.txn_op(request, self._limits, self._now())
+            result = _expect(await self._proposer.write(op), TxnOk)
+            return cache_pb2.TxnResponse(
+                succeeded=result.succeeded, results=[_value(r) for r in result.results]
+            )
+
+        return await self._validated(
+            "Txn", request, context, serve, lambda: requests.txn_op(request, self._limits, 0)
+        )
+
+    async def Publish(
+        self, request: cache_pb2.PublishRequest, context: Any
+    ) -> cache_pb2.PublishResponse:
+        async def serve() -> cache_pb2.PublishResponse:
+            op = requests.publish_op(request, self._limits)
+            _expect(await self._proposer.write(op), AnnounceOk)
+            return cache_pb2.PublishResponse(receivers=self._streams.receivers(request.channel))
+
+        return await self._validated(
+            "Publish", request, context, serve, lambda: requests.publish_op(request, self._limits)
+        )
+
+    async def Scan(self, request: cache_pb2.ScanRequest, context: Any) -> cache_pb2.ScanResponse:
+        try:
+            cursor, count = requests.scan_args(request, self._limits)
+            if self._needs_leader(request.consistency):
+                forwarded: cache_pb2.ScanResponse = await self._forward("Scan", request, context)
+                return forwarded
+            await self._before_read(request.consistency, request.max_staleness_ms)
+            keys, after = self._view.replica.scan(cursor, request.prefix, count, self._now())
+            response = cache_pb2.ScanResponse(
+                keys=keys, next_cursor=str(after).encode() if after else b""
+            )
+            _check_size(response, self._limits, "scan with a smaller count")
+            return response
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+
     async def _validated(
         self,
         method: str,
@@ -200,7 +331,14 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
                 return response
             await self._before_read(request.consistency, request.max_staleness_ms)
             now = self._now()
-            return _get_response(self._view.replica.get(request.key, now), now)
+            entry = self._view.replica.get(request.key, now)
+            if entry is not None and not isinstance(entry.value, bytes):
+                raise errors.ConditionFailed(
+                    f"WRONGTYPE: key {request.key[:64]!r} holds a {entry.value.TYPE}, but Get "
+                    "reads strings: use Exec with the op for that type"
+                )
+            self._view.count_read(entry is not None)
+            return _get_response(entry, now)
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 
@@ -215,6 +353,8 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             now = self._now()
             entries = self._view.replica.get_many(request.keys, now)
             size = sum(len(e.value) for e in entries if e is not None)
+            for e in entries:
+                self._view.count_read(e is not None and isinstance(e.value, bytes))
             if size > self._limits.max_response_bytes:
                 raise errors.TooLarge(
                     f"the values of these {len(entries)} keys add up to {size} bytes, over "
@@ -225,10 +365,31 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 
+    # -- streams (served by any node from its applied log; never forwarded) --------
+
+    async def Subscribe(
+        self, request: cache_pb2.SubscribeRequest, context: Any
+    ) -> AsyncIterator[cache_pb2.PubSubMessage]:
+        try:
+            async for message in self._streams.subscribe(request):
+                yield message
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+
+    async def Watch(
+        self, request: cache_pb2.WatchRequest, context: Any
+    ) -> AsyncIterator[cache_pb2.WatchEvent]:
+        try:
+            async for event in self._streams.watch(request):
+                yield event
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+
 
 class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
-    def __init__(self, view: NodeView) -> None:
+    def __init__(self, view: NodeView, streams: StreamSource) -> None:
         self._view = view
+        self._streams = streams
 
     async def Status(
         self, request: cluster_pb2.StatusRequest, context: Any
@@ -237,6 +398,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
         raft = view.raft
         status = raft.status()
         members = view.replica.members()
+        stats = view.replica.stats()
         by_raft = {m.raft_addr: (node_id, m) for node_id, m in members.items()}
         all_raft = sorted({raft.config.self_addr, *raft.config.peers, *by_raft})
         leader_id = ""
@@ -276,6 +438,15 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
             max_tick_gap_ms=raft.max_tick_gap_ms(),
             snapshots_taken=raft.snapshots_taken,
             durability=raft.config.durability.value,
+            hits=view.hits,
+            misses=view.misses,
+            evictions=stats.evictions,
+            expired_keys=stats.expired_keys,
+            memory_used_bytes=stats.memory_used,
+            max_memory_bytes=stats.max_memory,
+            eviction_policy=stats.eviction_policy,
+            subscribers=self._streams.subscriber_count,
+            watchers=self._streams.watcher_count,
         )
 
     async def Snapshot(

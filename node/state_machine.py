@@ -11,13 +11,18 @@ from __future__ import annotations
 import enum
 import hashlib
 import heapq
+import itertools
 import json
+import math
 import struct
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
-from raftcache.v1 import command_pb2
+from raftcache.node import values as tv
+from raftcache.node.values import Container
+from raftcache.v1 import cache_pb2, command_pb2
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -32,10 +37,28 @@ DEDUP_MAX_CLIENTS = 10_000
 DEDUP_IDLE_MS = 3_600_000
 """A client session unused for this long (cluster time) is forgotten."""
 
+KEY_OVERHEAD = 48
+"""Accounted bytes per key on top of its key and value bytes (see node/DESIGN.md)."""
+
+EVICTION_POLICIES = (
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "volatile-lru",
+    "volatile-ttl",
+    "allkeys-random",
+)
+
+SCAN_BUCKETS = 1 << 16
+"""Scan walks keys bucket by bucket (crc32 of the key); a cursor is a bucket number."""
+
+C = TypeVar("C", bound=Container)
 _SWEEP_EVERY_MS = 60_000
 _DIGEST_MOD = 1 << 128
-_ENTRY_HEADER = struct.Struct(">Qq")  # version, deadline_ms
-_HASH_HEADER = struct.Struct(">IQq")  # key length, version, deadline_ms
+_ENTRY_HEADER = struct.Struct(">Qq")  # version, deadline_ms (snapshot format 1: strings only)
+_TYPED_HEADER = struct.Struct(">QqB")  # version, deadline_ms, value type tag (format 2)
+_HASH_HEADER = struct.Struct(">IQqB")  # key length, version, deadline_ms, type tag
+SNAPSHOT_FORMAT = 2
 
 
 class ErrorCode(enum.Enum):
@@ -46,6 +69,8 @@ class ErrorCode(enum.Enum):
     OVERFLOW = "overflow"
     REQUEST_TOO_OLD = "request_too_old"
     INVALID_COMMAND = "invalid_command"
+    WRONG_TYPE = "wrong_type"
+    OUT_OF_MEMORY = "out_of_memory"
 
 
 class SetOk(NamedTuple):
@@ -77,15 +102,33 @@ class AnnounceOk(NamedTuple):
     pass
 
 
+class Value(NamedTuple):
+    """A typed op's answer; kind is a raftcache.v1.Value oneof name (nil, int, score, bytes,
+    list, fields, scored, text) and data its Python form."""
+
+    kind: str
+    data: Any = None
+
+
+class TxnOk(NamedTuple):
+    succeeded: bool
+    results: tuple[Value, ...]
+
+
+class EvictOk(NamedTuple):
+    evicted: int
+
+
 class Failure(NamedTuple):
     code: ErrorCode
     message: str
 
 
-Result = SetOk | DeleteOk | IncrOk | MSetOk | AnnounceOk | Failure
+Result = SetOk | DeleteOk | IncrOk | MSetOk | AnnounceOk | Value | TxnOk | EvictOk | Failure
+NIL = Value("nil", True)
 
 
-_Stored = tuple[bytes, int, int]
+_Stored = tuple[bytes | Container, int, int]
 """How entries are kept: a plain tuple (value, version, deadline_ms). CPython's GC stops
 tracking tuples of untracked objects, so a million keys cost a full collection ~1 ms;
 as NamedTuples they stay tracked and a full collection takes ~100 ms (measured), which
@@ -98,9 +141,29 @@ _DEADLINE: Final = 2
 class Entry(NamedTuple):
     """A stored value; deadline_ms 0 means no expiry."""
 
-    value: bytes
+    value: bytes | Container
     version: int
     deadline_ms: int
+
+
+class Change(NamedTuple):
+    """A key changed: kind is "set", "delete", "expire" or "evict"; revision is unique."""
+
+    kind: str
+    key: bytes
+    revision: int
+    value: bytes  # a string key's new value on "set"; b"" otherwise
+    type: str  # the key's type on "set"; "" otherwise
+
+
+class Published(NamedTuple):
+    """A pub/sub message, delivered by every node in log order; never stored."""
+
+    channel: bytes
+    message: bytes
+
+
+Event = Change | Published
 
 
 class Member(NamedTuple):
@@ -118,9 +181,19 @@ class _Session:
 
 
 def _entry_hash(key: bytes, entry: _Stored) -> int:
-    header = _HASH_HEADER.pack(len(key), entry[_VERSION], entry[_DEADLINE])
-    digest = hashlib.blake2b(header + key + entry[_VALUE], digest_size=16).digest()
+    value = entry[_VALUE]
+    tag = tv.STRING_TAG if isinstance(value, bytes) else value.TAG
+    header = _HASH_HEADER.pack(len(key), entry[_VERSION], entry[_DEADLINE], tag)
+    digest = hashlib.blake2b(header + key + tv.value_hash(value), digest_size=16).digest()
     return int.from_bytes(digest, "big")
+
+
+def _entry_nbytes(key: bytes, entry: _Stored) -> int:
+    return len(key) + KEY_OVERHEAD + tv.value_nbytes(entry[_VALUE])
+
+
+def scan_bucket(key: bytes) -> int:
+    return zlib.crc32(key) & (SCAN_BUCKETS - 1)
 
 
 def _parse_int(value: bytes) -> int | None:
@@ -145,7 +218,13 @@ class StateMachine:
         self._cluster_time_ms = 0
         self._next_sweep_ms = 0
         self._digest_acc = 0
+        self._memory = 0
+        self._buckets: dict[int, set[bytes]] = {}
+        self._events: list[Event] = []
+        self.max_memory = 0
+        self.eviction_policy = "noeviction"
         self.expired_total = 0
+        self.evicted_total = 0
 
     # ----------------------------------------------------------------- apply
 
@@ -159,6 +238,11 @@ class StateMachine:
             self._sweep_sessions(now)
             self._next_sweep_ms = now + _SWEEP_EVERY_MS
         return [self._apply_op(op, now) for op in command.ops]
+
+    def take_events(self) -> list[Event]:
+        """Key changes and published messages of the commands applied since the last call."""
+        events, self._events = self._events, []
+        return events
 
     def _apply_op(self, op: command_pb2.Op, now: int) -> Result:
         if not op.HasField("request_id"):
@@ -198,8 +282,18 @@ class StateMachine:
         if kind == "incr":
             return self._incr(op.incr, now)
         if kind == "mset":
-            versions = [self._store(e.key, e.value, e.deadline_ms) for e in op.mset.entries]
-            return MSetOk(versions[0], len(versions)) if versions else MSetOk(0, 0)
+            return self._mset(op.mset, now)
+        if kind == "data":
+            return self._data_cmd(op.data, now)
+        if kind == "txn":
+            return self._txn(op.txn, now)
+        if kind == "evict":
+            return self._evict(op.evict.keys, now)
+        if kind == "publish":
+            self._events.append(Published(op.publish.channel, op.publish.message))
+            return AnnounceOk()
+        if kind == "config":
+            return self._config(op.config)
         if kind == "announce":
             a = op.announce
             self._members[a.node_id] = Member(a.raft_addr, a.client_addr)
@@ -210,6 +304,12 @@ class StateMachine:
         entry = self._data.get(key)
         if entry is None or (entry[_DEADLINE] and entry[_DEADLINE] <= now):
             return None
+        return entry
+
+    def _string(self, key: bytes, now: int, op: str) -> _Stored | Failure | None:
+        entry = self._live(key, now)
+        if entry is not None and not isinstance(entry[_VALUE], bytes):
+            return _wrong_type(key, entry[_VALUE], "string", op)
         return entry
 
     def _set(self, op: command_pb2.SetOp, now: int) -> Result:
@@ -227,14 +327,25 @@ class StateMachine:
                     ErrorCode.CONDITION_FAILED,
                     f"expected version {op.expected_version} but the key's version is {actual}",
                 )
-        return SetOk(self._store(op.key, op.value, op.deadline_ms))
+        full = self._over_limit(len(op.key) + KEY_OVERHEAD + len(op.value))
+        return full or SetOk(self._put(op.key, op.value, op.deadline_ms))
+
+    def _mset(self, op: command_pb2.MSetOp, now: int) -> Result:
+        growth = sum(len(e.key) + KEY_OVERHEAD + len(e.value) for e in op.entries)
+        full = self._over_limit(growth)
+        if full:
+            return full
+        versions = [self._put(e.key, e.value, e.deadline_ms) for e in op.entries]
+        return MSetOk(versions[0], len(versions)) if versions else MSetOk(0, 0)
 
     def _incr(self, op: command_pb2.IncrOp, now: int) -> Result:
-        current = self._live(op.key, now)
+        current = self._string(op.key, now, "incr")
+        if isinstance(current, Failure):
+            return current
         if current is None:
             base, deadline = 0, op.deadline_ms
         else:
-            parsed = _parse_int(current[_VALUE])
+            parsed = _parse_int(current[_VALUE])  # type: ignore[arg-type]  # a string here
             if parsed is None:
                 return Failure(
                     ErrorCode.NOT_AN_INTEGER,
@@ -246,38 +357,71 @@ class StateMachine:
         total = base + op.delta
         if not INT64_MIN <= total <= INT64_MAX:
             return Failure(ErrorCode.OVERFLOW, f"{base} + {op.delta} overflows a 64-bit integer")
-        return IncrOk(total, self._store(op.key, str(total).encode(), deadline))
+        full = self._over_limit(len(op.key) + KEY_OVERHEAD + 20 if current is None else 0)
+        return full or IncrOk(total, self._put(op.key, str(total).encode(), deadline))
 
     def _delete(self, key: bytes, now: int) -> Result:
         existed = self._live(key, now) is not None
         if key in self._data:
-            self._remove(key)
-        if existed:
-            self._revision += 1
+            self._drop(key, "delete" if existed else "expire")
         return DeleteOk(existed)
 
-    def _store(self, key: bytes, value: bytes, deadline_ms: int) -> int:
+    # ------------------------------------------------------------- bookkeeping
+
+    def _account(self, key: bytes, entry: _Stored, sign: int) -> None:
+        self._digest_acc = (self._digest_acc + sign * _entry_hash(key, entry)) % _DIGEST_MOD
+        self._memory += sign * _entry_nbytes(key, entry)
+        if entry[_DEADLINE]:
+            self._ttl_keys += sign
+
+    def _put(
+        self,
+        key: bytes,
+        value: bytes | Container,
+        deadline_ms: int,
+        detached: _Stored | None = None,
+    ) -> int:
+        """Store a value; `detached` is the old entry when the caller already unaccounted it
+        (a container changed in place)."""
+        old = detached if detached is not None else self._data.get(key)
+        if old is None:
+            self._buckets.setdefault(scan_bucket(key), set()).add(key)
+        elif detached is None:
+            self._account(key, old, -1)
         self._revision += 1
-        old = self._data.get(key)
-        if old is not None:
-            self._digest_acc -= _entry_hash(key, old)
-            if old[_DEADLINE]:
-                self._ttl_keys -= 1
         entry = (value, self._revision, deadline_ms)
         self._data[key] = entry
-        self._digest_acc = (self._digest_acc + _entry_hash(key, entry)) % _DIGEST_MOD
-        if deadline_ms:
-            self._ttl_keys += 1
+        self._account(key, entry, 1)
+        if deadline_ms and (old is None or old[_DEADLINE] != deadline_ms):
             heapq.heappush(self._expiry, (deadline_ms, key))
             if len(self._expiry) > 2 * self._ttl_keys + 1024:
                 self._rebuild_expiry()
+        string = value if isinstance(value, bytes) else b""
+        self._events.append(Change("set", key, self._revision, string, tv.type_name(value)))
         return self._revision
 
-    def _remove(self, key: bytes) -> None:
+    def _drop(self, key: bytes, kind: str, detached: bool = False) -> None:
+        """Remove a key (delete, expire or evict): a new revision and a change event."""
         old = self._data.pop(key)
-        self._digest_acc = (self._digest_acc - _entry_hash(key, old)) % _DIGEST_MOD
-        if old[_DEADLINE]:
-            self._ttl_keys -= 1
+        if not detached:
+            self._account(key, old, -1)
+        bucket = self._buckets[scan_bucket(key)]
+        bucket.discard(key)
+        if not bucket:
+            del self._buckets[scan_bucket(key)]
+        self._revision += 1
+        self._events.append(Change(kind, key, self._revision, b"", ""))
+
+    def _over_limit(self, growth: int) -> Failure | None:
+        """A write that may add `growth` accounted bytes, refused when it could pass the limit."""
+        if not self.max_memory or growth <= 0 or self._memory + growth <= self.max_memory:
+            return None
+        return Failure(
+            ErrorCode.OUT_OF_MEMORY,
+            f"this write could add {growth} bytes to {self._memory} used, over --max-memory "
+            f"{self.max_memory} bytes (eviction policy {self.eviction_policy}): delete keys, "
+            "set TTLs, raise --max-memory or choose an eviction policy",
+        )
 
     def _expire(self, now: int) -> None:
         heap = self._expiry
@@ -286,9 +430,27 @@ class StateMachine:
             deadline, key = heapq.heappop(heap)
             entry = self._data.get(key)
             if entry is not None and entry[_DEADLINE] == deadline:
-                self._remove(key)
+                self._drop(key, "expire")
                 removed += 1
         self.expired_total += removed
+
+    def _evict(self, keys: Iterable[bytes], now: int) -> Result:
+        evicted = 0
+        for key in keys:
+            if key in self._data:
+                self._drop(key, "evict")
+                evicted += 1
+        self.evicted_total += evicted
+        return EvictOk(evicted)
+
+    def _config(self, op: command_pb2.ConfigOp) -> Result:
+        if op.eviction_policy not in EVICTION_POLICIES:
+            return Failure(
+                ErrorCode.INVALID_COMMAND, f"unknown eviction policy {op.eviction_policy!r}"
+            )
+        self.max_memory = op.max_memory
+        self.eviction_policy = op.eviction_policy
+        return AnnounceOk()
 
     def _rebuild_expiry(self) -> None:
         """Drop stale heap entries (keys rewritten or removed) without scanning all keys."""
@@ -302,12 +464,409 @@ class StateMachine:
         for cid in idle:
             del self._sessions[cid]
 
+    # ------------------------------------------------------------ typed values
+
+    def _data_cmd(self, cmd: command_pb2.DataCmd, now: int) -> Result:
+        return self._run(cmd.op, cmd.deadline_ms, now, write=True)
+
+    def _run(self, op: cache_pb2.DataOp, deadline: int, now: int, write: bool) -> Result:
+        name = op.WhichOneof("op")
+        handler = _HANDLERS.get(name or "")
+        if handler is None:
+            return Failure(ErrorCode.INVALID_COMMAND, f"data op has no known kind ({name!r})")
+        if name not in READ_OPS and not write:
+            return Failure(ErrorCode.INVALID_COMMAND, f"{name} changes data: it is not a read")
+        return handler(self, getattr(op, name), now, deadline)
+
+    def _typed(self, key: bytes, now: int, cls: type[C], op: str) -> C | Failure | None:
+        entry = self._live(key, now)
+        if entry is None:
+            return None
+        value = entry[_VALUE]
+        if not isinstance(value, cls):
+            return _wrong_type(key, value, cls.TYPE, op)
+        return value
+
+    def _open(
+        self, key: bytes, now: int, cls: type[C], op: str
+    ) -> tuple[C, _Stored | None] | Failure:
+        """The container at key (a new empty one if missing), unaccounted until `_close`."""
+        got = self._typed(key, now, cls, op)
+        if isinstance(got, Failure):
+            return got
+        if got is None:
+            if key in self._data:  # an expired key not yet swept
+                self._drop(key, "expire")
+            return cls(), None
+        entry = self._data[key]
+        self._account(key, entry, -1)
+        return got, entry
+
+    def _close(self, key: bytes, c: Container, entry: _Stored | None, changed: bool) -> None:
+        """Account a container after `_open` (a change gets a new version; empty is deleted)."""
+        if not changed:
+            if entry is not None:
+                self._account(key, entry, 1)
+        elif not len(c):
+            if entry is not None:
+                self._drop(key, "delete", detached=True)
+        else:
+            self._put(key, c, 0 if entry is None else entry[_DEADLINE], detached=entry)
+
+    def _growth(self, key: bytes, items: Iterable[bytes], per_item: int) -> int:
+        return len(key) + KEY_OVERHEAD + sum(len(i) + per_item for i in items)
+
+    # strings, as data ops (for transactions)
+    def _op_get(self, op: cache_pb2.StrGet, now: int, _dl: int) -> Result:
+        got = self._string(op.key, now, "get")
+        if isinstance(got, Failure):
+            return got
+        return NIL if got is None else Value("bytes", got[_VALUE])
+
+    def _op_set(self, op: cache_pb2.StrSet, now: int, deadline: int) -> Result:
+        full = self._over_limit(len(op.key) + KEY_OVERHEAD + len(op.value))
+        return full or Value("int", self._put(op.key, op.value, deadline))
+
+    def _op_delete(self, op: cache_pb2.KeyDelete, now: int, _dl: int) -> Result:
+        deleted = self._delete(op.key, now)
+        return Value("int", int(deleted.deleted)) if isinstance(deleted, DeleteOk) else deleted
+
+    def _op_incr(self, op: cache_pb2.StrIncr, now: int, _dl: int) -> Result:
+        result = self._incr(command_pb2.IncrOp(key=op.key, delta=op.delta), now)
+        return Value("int", result.value) if isinstance(result, IncrOk) else result
+
+    # hashes
+    def _op_hset(self, op: cache_pb2.HSet, now: int, _dl: int) -> Result:
+        growth = self._growth(op.key, (f.field + f.value for f in op.fields), tv.ELEMENT_OVERHEAD)
+        opened = self._over_limit(growth) or self._open(op.key, now, tv.Hash, "hset")
+        if isinstance(opened, Failure):
+            return opened
+        h, entry = opened
+        added = sum(h.set(f.field, f.value) for f in op.fields)
+        self._close(op.key, h, entry, changed=bool(op.fields))
+        return Value("int", added)
+
+    def _op_hget(self, op: cache_pb2.HGet, now: int, _dl: int) -> Result:
+        h = self._typed(op.key, now, tv.Hash, "hget")
+        if isinstance(h, Failure):
+            return h
+        value = None if h is None else h.fields.get(op.field)
+        return NIL if value is None else Value("bytes", value)
+
+    def _op_hgetall(self, op: cache_pb2.HGetAll, now: int, _dl: int) -> Result:
+        h = self._typed(op.key, now, tv.Hash, "hgetall")
+        if isinstance(h, Failure):
+            return h
+        return Value("fields", () if h is None else tuple(sorted(h.fields.items())))
+
+    def _op_hdel(self, op: cache_pb2.HDel, now: int, _dl: int) -> Result:
+        opened = self._open(op.key, now, tv.Hash, "hdel")
+        if isinstance(opened, Failure):
+            return opened
+        h, entry = opened
+        removed = sum(h.delete(f) for f in op.fields)
+        self._close(op.key, h, entry, changed=removed > 0)
+        return Value("int", removed)
+
+    def _op_hincrby(self, op: cache_pb2.HIncrBy, now: int, _dl: int) -> Result:
+        growth = self._growth(op.key, (op.field,), 20 + tv.ELEMENT_OVERHEAD)
+        opened = self._over_limit(growth) or self._open(op.key, now, tv.Hash, "hincrby")
+        if isinstance(opened, Failure):
+            return opened
+        h, entry = opened
+        current = h.fields.get(op.field, b"0")
+        base = _parse_int(current)
+        total = None if base is None else base + op.delta
+        if total is None or not INT64_MIN <= total <= INT64_MAX:
+            self._close(op.key, h, entry, changed=False)
+            what = "is not a decimal 64-bit integer" if base is None else "would overflow"
+            return Failure(ErrorCode.NOT_AN_INTEGER, f"hash field {op.field!r} {what}")
+        h.set(op.field, str(total).encode())
+        self._close(op.key, h, entry, changed=True)
+        return Value("int", total)
+
+    def _op_hlen(self, op: cache_pb2.HLen, now: int, _dl: int) -> Result:
+        return self._count(self._typed(op.key, now, tv.Hash, "hlen"))
+
+    def _count(self, got: Container | Failure | None) -> Result:
+        if isinstance(got, Failure):
+            return got
+        return Value("int", 0 if got is None else len(got))
+
+    # sorted sets
+    def _op_zadd(self, op: cache_pb2.ZAdd, now: int, _dl: int) -> Result:
+        per = tv.SCORE_BYTES + tv.ELEMENT_OVERHEAD
+        growth = self._growth(op.key, (m.member for m in op.members), per)
+        opened = self._over_limit(growth) or self._open(op.key, now, tv.ZSet, "zadd")
+        if isinstance(opened, Failure):
+            return opened
+        z, entry = opened
+        added, changed = 0, False
+        for m in op.members:
+            before = z.scores.get(m.member)
+            added += z.set(m.member, m.score)
+            changed = changed or before != tv.canonical_score(m.score)
+        self._close(op.key, z, entry, changed)
+        return Value("int", added)
+
+    def _op_zincrby(self, op: cache_pb2.ZIncrBy, now: int, _dl: int) -> Result:
+        growth = self._growth(op.key, (op.member,), tv.SCORE_BYTES + tv.ELEMENT_OVERHEAD)
+        opened = self._over_limit(growth) or self._open(op.key, now, tv.ZSet, "zincrby")
+        if isinstance(opened, Failure):
+            return opened
+        z, entry = opened
+        score = z.scores.get(op.member, 0.0) + op.delta
+        if math.isnan(score):
+            self._close(op.key, z, entry, changed=False)
+            return Failure(ErrorCode.OVERFLOW, "the increment would make the score NaN")
+        z.set(op.member, score)
+        self._close(op.key, z, entry, changed=True)
+        return Value("score", tv.canonical_score(score))
+
+    def _op_zscore(self, op: cache_pb2.ZScore, now: int, _dl: int) -> Result:
+        z = self._typed(op.key, now, tv.ZSet, "zscore")
+        if isinstance(z, Failure):
+            return z
+        score = None if z is None else z.scores.get(op.member)
+        return NIL if score is None else Value("score", score)
+
+    def _op_zrank(self, op: cache_pb2.ZRank, now: int, _dl: int) -> Result:
+        z = self._typed(op.key, now, tv.ZSet, "zrank")
+        if isinstance(z, Failure):
+            return z
+        score = None if z is None else z.scores.get(op.member)
+        if z is None or score is None:
+            return NIL
+        rank = z.order.rank((score, op.member))
+        return Value("int", len(z) - 1 - rank if op.reverse else rank)
+
+    def _op_zrange(self, op: cache_pb2.ZRange, now: int, _dl: int) -> Result:
+        z = self._typed(op.key, now, tv.ZSet, "zrange")
+        if isinstance(z, Failure):
+            return z
+        if z is None:
+            return Value("scored", ())
+        start, stop = _rank_range(op.start, op.stop, len(z))
+        if op.reverse:
+            pairs = z.order.slice(len(z) - stop, len(z) - start)[::-1]
+        else:
+            pairs = z.order.slice(start, stop)
+        return Value("scored", tuple((m, s) for s, m in pairs))
+
+    def _op_zrangebyscore(self, op: cache_pb2.ZRangeByScore, now: int, _dl: int) -> Result:
+        z = self._typed(op.key, now, tv.ZSet, "zrangebyscore")
+        if isinstance(z, Failure):
+            return z
+        if z is None:
+            return Value("scored", ())
+        lo, hi = _score_ranks(z, op.min, op.max)
+        limit = op.limit or len(z)
+        if op.reverse:
+            end = hi - op.offset
+            pairs = z.order.slice(max(lo, end - limit), end)[::-1]
+        else:
+            begin = lo + op.offset
+            pairs = z.order.slice(begin, min(hi, begin + limit))
+        return Value("scored", tuple((m, s) for s, m in pairs))
+
+    def _op_zrem(self, op: cache_pb2.ZRem, now: int, _dl: int) -> Result:
+        opened = self._open(op.key, now, tv.ZSet, "zrem")
+        if isinstance(opened, Failure):
+            return opened
+        z, entry = opened
+        removed = sum(z.remove(m) for m in op.members)
+        self._close(op.key, z, entry, changed=removed > 0)
+        return Value("int", removed)
+
+    def _op_zcard(self, op: cache_pb2.ZCard, now: int, _dl: int) -> Result:
+        return self._count(self._typed(op.key, now, tv.ZSet, "zcard"))
+
+    def _op_zcount(self, op: cache_pb2.ZCount, now: int, _dl: int) -> Result:
+        z = self._typed(op.key, now, tv.ZSet, "zcount")
+        if isinstance(z, Failure):
+            return z
+        if z is None:
+            return Value("int", 0)
+        lo, hi = _score_ranks(z, op.min, op.max)
+        return Value("int", max(hi - lo, 0))
+
+    # lists
+    def _op_push(self, op: cache_pb2.Push, now: int, _dl: int) -> Result:
+        growth = self._growth(op.key, op.values, tv.ELEMENT_OVERHEAD)
+        opened = self._over_limit(growth) or self._open(op.key, now, tv.List, "push")
+        if isinstance(opened, Failure):
+            return opened
+        lst, entry = opened
+        right = op.end == cache_pb2.RIGHT
+        for value in op.values:
+            lst.push(value, right)
+        self._close(op.key, lst, entry, changed=bool(op.values))
+        return Value("int", len(lst))
+
+    def _op_pop(self, op: cache_pb2.Pop, now: int, _dl: int) -> Result:
+        opened = self._open(op.key, now, tv.List, "pop")
+        if isinstance(opened, Failure):
+            return opened
+        lst, entry = opened
+        right = op.end == cache_pb2.RIGHT
+        items = tuple(lst.pop(right) for _ in range(min(op.count or 1, len(lst))))
+        self._close(op.key, lst, entry, changed=bool(items))
+        return Value("list", items)
+
+    def _op_lrange(self, op: cache_pb2.LRange, now: int, _dl: int) -> Result:
+        lst = self._typed(op.key, now, tv.List, "lrange")
+        if isinstance(lst, Failure):
+            return lst
+        if lst is None:
+            return Value("list", ())
+        start, stop = _rank_range(op.start, op.stop, len(lst))
+        return Value("list", tuple(itertools.islice(lst.items, start, stop)))
+
+    def _op_llen(self, op: cache_pb2.LLen, now: int, _dl: int) -> Result:
+        return self._count(self._typed(op.key, now, tv.List, "llen"))
+
+    # sets
+    def _op_sadd(self, op: cache_pb2.SAdd, now: int, _dl: int) -> Result:
+        growth = self._growth(op.key, op.members, tv.ELEMENT_OVERHEAD)
+        opened = self._over_limit(growth) or self._open(op.key, now, tv.Set, "sadd")
+        if isinstance(opened, Failure):
+            return opened
+        s, entry = opened
+        added = sum(s.add(m) for m in op.members)
+        self._close(op.key, s, entry, changed=added > 0)
+        return Value("int", added)
+
+    def _op_srem(self, op: cache_pb2.SRem, now: int, _dl: int) -> Result:
+        opened = self._open(op.key, now, tv.Set, "srem")
+        if isinstance(opened, Failure):
+            return opened
+        s, entry = opened
+        removed = sum(s.remove(m) for m in op.members)
+        self._close(op.key, s, entry, changed=removed > 0)
+        return Value("int", removed)
+
+    def _op_smembers(self, op: cache_pb2.SMembers, now: int, _dl: int) -> Result:
+        s = self._typed(op.key, now, tv.Set, "smembers")
+        if isinstance(s, Failure):
+            return s
+        return Value("list", () if s is None else tuple(sorted(s.members)))
+
+    def _op_sismember(self, op: cache_pb2.SIsMember, now: int, _dl: int) -> Result:
+        s = self._typed(op.key, now, tv.Set, "sismember")
+        if isinstance(s, Failure):
+            return s
+        return Value("int", int(s is not None and op.member in s.members))
+
+    def _op_scard(self, op: cache_pb2.SCard, now: int, _dl: int) -> Result:
+        return self._count(self._typed(op.key, now, tv.Set, "scard"))
+
+    # any key
+    def _op_expire(self, op: cache_pb2.Expire, now: int, deadline: int) -> Result:
+        return self._retime(op.key, now, deadline)
+
+    def _op_persist(self, op: cache_pb2.Persist, now: int, _dl: int) -> Result:
+        return self._retime(op.key, now, 0)
+
+    def _retime(self, key: bytes, now: int, deadline: int) -> Result:
+        entry = self._live(key, now)
+        if entry is None or (not deadline and not entry[_DEADLINE]):
+            return Value("int", 0)
+        self._put(key, entry[_VALUE], deadline)
+        return Value("int", 1)
+
+    def _op_ttl(self, op: cache_pb2.Ttl, now: int, _dl: int) -> Result:
+        entry = self._live(op.key, now)
+        if entry is None:
+            return Value("int", -2)
+        return Value("int", max(entry[_DEADLINE] - now, 1) if entry[_DEADLINE] else -1)
+
+    def _op_type(self, op: cache_pb2.TypeOf, now: int, _dl: int) -> Result:
+        entry = self._live(op.key, now)
+        return Value("text", "none" if entry is None else tv.type_name(entry[_VALUE]))
+
+    # ------------------------------------------------------------ transactions
+
+    def _txn(self, op: command_pb2.TxnOp, now: int) -> Result:
+        holds = all(self._compare(c, now) for c in op.compares)
+        branch = op.success if holds else op.failure
+        undo: dict[bytes, _Stored | None] = {}
+        revision, events = self._revision, len(self._events)
+        results: list[Value] = []
+        for i, cmd in enumerate(branch):
+            key = getattr(cmd.op, cmd.op.WhichOneof("op") or "get").key
+            if key not in undo:
+                undo[key] = _copied(self._data.get(key))
+            result = self._run(cmd.op, cmd.deadline_ms, now, write=True)
+            if isinstance(result, Failure):
+                self._roll_back(undo, revision, events)
+                return Failure(result.code, f"transaction op {i + 1}: {result.message}")
+            results.append(result)  # type: ignore[arg-type]  # data ops answer Values
+        return TxnOk(holds, tuple(results))
+
+    def _roll_back(self, undo: dict[bytes, _Stored | None], revision: int, events: int) -> None:
+        for key, saved in undo.items():
+            current = self._data.pop(key, None)
+            if current is not None:
+                self._account(key, current, -1)
+                self._buckets[scan_bucket(key)].discard(key)
+            if saved is not None:
+                self._data[key] = saved
+                self._account(key, saved, 1)
+                self._buckets.setdefault(scan_bucket(key), set()).add(key)
+                if saved[_DEADLINE]:
+                    heapq.heappush(self._expiry, (saved[_DEADLINE], key))
+            if not self._buckets.get(scan_bucket(key), True):
+                del self._buckets[scan_bucket(key)]
+        self._revision = revision
+        del self._events[events:]
+
+    def _compare(self, c: cache_pb2.Compare, now: int) -> bool:
+        entry = self._live(c.key, now)
+        target = c.WhichOneof("target")
+        actual: object
+        expected: object
+        if target == "exists":
+            actual, expected = entry is not None, c.exists
+        elif target == "version":
+            actual, expected = (0 if entry is None else entry[_VERSION]), c.version
+        else:
+            value = None if entry is None else entry[_VALUE]
+            if not isinstance(value, bytes):
+                return c.op == cache_pb2.Compare.NOT_EQUAL
+            actual, expected = value, c.value
+        return _COMPARE_OPS[c.op](actual, expected)
+
     # ----------------------------------------------------------------- reads
 
     def get(self, key: bytes, now_ms: int) -> Entry | None:
-        """The live entry for key, hiding one whose deadline is at or before now_ms."""
+        """The live string entry for key, hiding one whose deadline is at or before now_ms.
+
+        A key of another type reads as an Entry whose value is the container; the Get RPC
+        refuses it (see `read` for typed reads)."""
         entry = self._live(key, max(now_ms, self._cluster_time_ms))
         return None if entry is None else Entry(*entry)
+
+    def read(self, op: cache_pb2.DataOp, now_ms: int) -> Result:
+        """Serve a read-only data op from local state (no change, no event)."""
+        return self._run(op, 0, max(now_ms, self._cluster_time_ms), write=False)
+
+    def scan(self, cursor: int, prefix: bytes, count: int, now_ms: int) -> tuple[list[bytes], int]:
+        """Live keys of whole buckets from `cursor` on, stopping after about `count` examined
+        keys (or 4,096 empty buckets); returns the keys and the next cursor (0 = done)."""
+        now = max(now_ms, self._cluster_time_ms)
+        keys: list[bytes] = []
+        if not self._buckets:
+            return keys, 0
+        examined = 0
+        bucket = cursor
+        budget = count + 4096
+        while bucket < SCAN_BUCKETS and examined < count and budget > 0:
+            members = self._buckets.get(bucket, ())
+            examined += len(members)
+            budget -= 1 + len(members)
+            keys.extend(k for k in sorted(members) if k.startswith(prefix) and self._live(k, now))
+            bucket += 1
+        return keys, (0 if bucket >= SCAN_BUCKETS else bucket)
 
     @property
     def cluster_time_ms(self) -> int:
@@ -318,11 +877,38 @@ class StateMachine:
         return self._revision
 
     @property
+    def memory_used(self) -> int:
+        """Accounted bytes of every key and value (node/DESIGN.md), equal on every replica."""
+        return self._memory
+
+    @property
     def members(self) -> dict[str, Member]:
         return dict(self._members)
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def keys_with_deadlines(self, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` (deadline, key) pairs among the soonest to expire (heap order)."""
+        data = self._data
+        return [
+            (d, k)
+            for d, k in self._expiry[: 4 * limit]
+            if (e := data.get(k)) is not None and e[_DEADLINE] == d
+        ][:limit]
+
+    def random_keys(self, bucket: int, limit: int) -> list[bytes]:
+        """Up to `limit` keys from the first non-empty scan bucket at or after `bucket`."""
+        for b in itertools.chain(range(bucket, SCAN_BUCKETS), range(bucket)):
+            members = self._buckets.get(b)
+            if members:
+                return sorted(members)[:limit]
+        return []
+
+    def deadline_of(self, key: bytes) -> int | None:
+        """The key's deadline (0 = none), or None when it is not stored."""
+        entry = self._data.get(key)
+        return None if entry is None else entry[_DEADLINE]
 
     def digest(self) -> str:
         """Hash of the content: keys, values, versions, deadlines, members, revision.
@@ -332,7 +918,8 @@ class StateMachine:
         """
         h = hashlib.blake2b(digest_size=16)
         h.update(self._digest_acc.to_bytes(16, "big"))
-        h.update(struct.pack(">Q", self._revision))
+        h.update(struct.pack(">QQ", self._revision, self.max_memory))
+        h.update(self.eviction_policy.encode())
         for node_id in sorted(self._members):
             m = self._members[node_id]
             h.update(f"{node_id}\0{m.raft_addr}\0{m.client_addr}\0".encode())
@@ -342,9 +929,10 @@ class StateMachine:
 
     def export_items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every stored key with its encoded entry, for a snapshot."""
-        pack = _ENTRY_HEADER.pack
+        pack = _TYPED_HEADER.pack
         for key, entry in self._data.items():
-            yield key, pack(entry[_VERSION], entry[_DEADLINE]) + entry[_VALUE]
+            tag, payload = tv.encode_value(entry[_VALUE])
+            yield key, pack(entry[_VERSION], entry[_DEADLINE], tag) + payload
 
     def export_meta(self) -> bytes:
         """Everything but the keys, as JSON bytes, for a snapshot."""
@@ -357,10 +945,14 @@ class StateMachine:
             for cid, s in self._sessions.items()
         }
         meta = {
+            "format": SNAPSHOT_FORMAT,
             "revision": self._revision,
             "cluster_time_ms": self._cluster_time_ms,
             "next_sweep_ms": self._next_sweep_ms,
             "expired_total": self.expired_total,
+            "evicted_total": self.evicted_total,
+            "max_memory": self.max_memory,
+            "eviction_policy": self.eviction_policy,
             "members": {k: list(v) for k, v in self._members.items()},
             "sessions": sessions,
         }
@@ -375,19 +967,25 @@ class StateMachine:
         sm._cluster_time_ms = doc["cluster_time_ms"]
         sm._next_sweep_ms = doc["next_sweep_ms"]
         sm.expired_total = doc["expired_total"]
+        sm.evicted_total = doc.get("evicted_total", 0)
+        sm.max_memory = doc.get("max_memory", 0)
+        sm.eviction_policy = doc.get("eviction_policy", "noeviction")
         sm._members = {k: Member(*v) for k, v in doc["members"].items()}
         for cid, s in doc["sessions"].items():
             results = {int(seq): _result_from_json(r) for seq, r in s["results"]}
             sm._sessions[cid] = _Session(results, s["floor"], s["last_seen_ms"])
-        unpack = _ENTRY_HEADER.unpack_from
+        decode = _decode_entry_v2 if doc.get("format", 1) >= 2 else _decode_entry_v1
         acc = 0
         data = sm._data
+        buckets = sm._buckets
         for key, raw in items:
-            version, deadline = unpack(raw)
-            entry = (bytes(raw[_ENTRY_HEADER.size :]), version, deadline)
-            data[bytes(key)] = entry
+            key = bytes(key)
+            entry = decode(raw)
+            data[key] = entry
             acc += _entry_hash(key, entry)
-            if deadline:
+            sm._memory += _entry_nbytes(key, entry)
+            buckets.setdefault(scan_bucket(key), set()).add(key)
+            if entry[_DEADLINE]:
                 sm._ttl_keys += 1
         sm._digest_acc = acc % _DIGEST_MOD
         sm._expiry = [(e[_DEADLINE], k) for k, e in data.items() if e[_DEADLINE]]
@@ -395,16 +993,128 @@ class StateMachine:
         return sm
 
 
+def _decode_entry_v1(raw: bytes) -> _Stored:
+    version, deadline = _ENTRY_HEADER.unpack_from(raw)
+    return (bytes(raw[_ENTRY_HEADER.size :]), version, deadline)
+
+
+def _decode_entry_v2(raw: bytes) -> _Stored:
+    version, deadline, tag = _TYPED_HEADER.unpack_from(raw)
+    return (tv.decode_value(tag, raw[_TYPED_HEADER.size :]), version, deadline)
+
+
+def _wrong_type(key: bytes, value: bytes | Container, wanted: str, op: str) -> Failure:
+    have = tv.TYPE_NAMES[tv.type_name(value)]
+    return Failure(
+        ErrorCode.WRONG_TYPE,
+        f"WRONGTYPE: key {key[:64]!r} holds {have}, but {op} works on {tv.TYPE_NAMES[wanted]}: "
+        "use a different key, or delete this one first",
+    )
+
+
+def _rank_range(start: int, stop: int, n: int) -> tuple[int, int]:
+    """Redis's inclusive [start, stop] with negative indexes, as a clipped half-open range."""
+    if start < 0:
+        start += n
+    if stop < 0:
+        stop += n
+    start = max(start, 0)
+    stop = min(stop, n - 1)
+    return (start, stop + 1) if start <= stop else (0, 0)
+
+
+def _score_ranks(
+    z: tv.ZSet, low: cache_pb2.ScoreBound, high: cache_pb2.ScoreBound
+) -> tuple[int, int]:
+    lo = z.bounds_rank(low.value, low.exclusive, upper=False)
+    hi = z.bounds_rank(high.value, high.exclusive, upper=True)
+    return lo, max(hi, lo)
+
+
+def _copied(entry: _Stored | None) -> _Stored | None:
+    if entry is None or isinstance(entry[_VALUE], bytes):
+        return entry
+    return (entry[_VALUE].copy(), entry[_VERSION], entry[_DEADLINE])
+
+
+_COMPARE_OPS: dict[int, Callable[[Any, Any], bool]] = {
+    cache_pb2.Compare.EQUAL: lambda a, b: a == b,
+    cache_pb2.Compare.NOT_EQUAL: lambda a, b: a != b,
+    cache_pb2.Compare.GREATER: lambda a, b: a > b,
+    cache_pb2.Compare.LESS: lambda a, b: a < b,
+}
+
+READ_OPS = frozenset(
+    [
+        "get",
+        "hget",
+        "hgetall",
+        "hlen",
+        "zscore",
+        "zrank",
+        "zrange",
+        "zrangebyscore",
+        "zcard",
+        "zcount",
+        "lrange",
+        "llen",
+        "smembers",
+        "sismember",
+        "scard",
+        "ttl",
+        "type",
+    ]
+)
+"""DataOp kinds that only read: served with the request's consistency, never logged."""
+
+_Handler = Callable[[StateMachine, Any, int, int], Result]
+_HANDLERS: dict[str, _Handler] = {
+    f.name: getattr(StateMachine, f"_op_{f.name}")
+    for f in cache_pb2.DataOp.DESCRIPTOR.oneofs_by_name["op"].fields
+}
+
+
 def _result_to_json(result: Result) -> list[object]:
     if isinstance(result, Failure):
         return ["Failure", result.code.value, result.message]
+    if isinstance(result, Value):
+        return ["Value", result.kind, _data_to_json(result.data)]
+    if isinstance(result, TxnOk):
+        return ["TxnOk", result.succeeded, [_result_to_json(r) for r in result.results]]
     return [type(result).__name__, *result]
+
+
+def _data_to_json(data: Any) -> Any:
+    if isinstance(data, bytes):
+        return {"b": data.hex()}
+    if isinstance(data, tuple):
+        return {"t": [_data_to_json(d) for d in data]}
+    if isinstance(data, float) and not math.isfinite(data):
+        return {"f": repr(data)}
+    return data
+
+
+def _data_from_json(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        if "b" in doc:
+            return bytes.fromhex(doc["b"])
+        if "t" in doc:
+            return tuple(_data_from_json(d) for d in doc["t"])
+        return float(doc["f"])
+    return doc
 
 
 def _result_from_json(doc: list[Any]) -> Result:
     tag, *fields = doc
     if tag == "Failure":
         return Failure(ErrorCode(fields[0]), str(fields[1]))
+    if tag == "Value":
+        return Value(str(fields[0]), _data_from_json(fields[1]))
+    if tag == "TxnOk":
+        results = tuple(_result_from_json(r) for r in fields[1])
+        return TxnOk(bool(fields[0]), results)  # type: ignore[arg-type]
+    if tag == "EvictOk":
+        return EvictOk(int(fields[0]))
     if tag == "MSetOk":
         return MSetOk(int(fields[0]), int(fields[1]))
     if tag == "SetOk":

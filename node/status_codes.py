@@ -17,6 +17,9 @@ STATUS_CODES: dict[type[errors.CacheError], grpc.StatusCode] = {
     errors.TooStale: grpc.StatusCode.UNAVAILABLE,
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.OutOfMemory: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.SlowConsumer: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.RevisionCompacted: grpc.StatusCode.OUT_OF_RANGE,
     errors.OutcomeUnknown: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
@@ -26,6 +29,8 @@ FAILURES: dict[ErrorCode, type[errors.CacheError]] = {
     ErrorCode.OVERFLOW: errors.ConditionFailed,
     ErrorCode.REQUEST_TOO_OLD: errors.OutcomeUnknown,
     ErrorCode.INVALID_COMMAND: errors.InvalidInput,
+    ErrorCode.WRONG_TYPE: errors.ConditionFailed,
+    ErrorCode.OUT_OF_MEMORY: errors.OutOfMemory,
 }
 
 

@@ -15,8 +15,14 @@ from unittest import mock
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from raftcache.node import commands, state_machine
-from raftcache.node.state_machine import INT64_MAX, INT64_MIN, Result, StateMachine
-from raftcache.v1 import command_pb2
+from raftcache.node.state_machine import (
+    EVICTION_POLICIES,
+    INT64_MAX,
+    INT64_MIN,
+    Result,
+    StateMachine,
+)
+from raftcache.v1 import cache_pb2, command_pb2
 
 KEYS = [b"a", b"b", b"c"]
 VALUES = [b"", b"0", b"7", b"-3", b"x", b"--5", b"9223372036854775807", b"-9223372036854775808"]
@@ -72,13 +78,39 @@ class Announce(NamedTuple):
     rid: Rid
 
 
+class Data(NamedTuple):
+    """A typed-value op (or a string op in DataOp form); ttl for set/expire."""
+
+    op: cache_pb2.DataOp
+    ttl: int | None
+    rid: Rid
+
+
+class Txn(NamedTuple):
+    compares: list[cache_pb2.Compare]
+    success: list[cache_pb2.DataOp]
+    failure: list[cache_pb2.DataOp]
+    rid: Rid
+
+
+class Evict(NamedTuple):
+    keys: list[bytes]
+    rid: Rid
+
+
+class Config(NamedTuple):
+    max_memory: int
+    policy: str
+    rid: Rid
+
+
 class Resend(NamedTuple):
     """A verbatim copy of an earlier op (index modulo the ops so far): a client's retry."""
 
     nth: int
 
 
-OpSpec = Set | Delete | Incr | MSet | Announce | Resend
+OpSpec = Set | Delete | Incr | MSet | Announce | Data | Txn | Evict | Config | Resend
 
 
 class Cmd(NamedTuple):
@@ -91,6 +123,66 @@ rids = st.one_of(st.none(), st.tuples(st.sampled_from(CLIENTS), st.integers(1, 6
 keys = st.sampled_from(KEYS)
 values = st.sampled_from(VALUES)
 ttls = st.one_of(st.none(), st.integers(-20, 150))
+FIELDS = [b"f", b"g"]
+SCORES = [0.0, -0.0, 1.5, -2.0, float("inf"), float("-inf")]
+fields = st.sampled_from(FIELDS)
+scores = st.sampled_from(SCORES)
+ends = st.sampled_from([cache_pb2.LEFT, cache_pb2.RIGHT])
+small = st.integers(-4, 4)
+bounds = st.builds(cache_pb2.ScoreBound, value=scores, exclusive=st.booleans())
+
+
+def _d(name: str, **kwargs: object) -> st.SearchStrategy[cache_pb2.DataOp]:
+    """A DataOp with its `name` field built from the keyword strategies."""
+    body = getattr(cache_pb2, _DATA_TYPES[name])
+    return st.builds(lambda b: cache_pb2.DataOp(**{name: b}), st.builds(body, key=keys, **kwargs))
+
+
+_DATA_TYPES = {
+    f.name: f.message_type.name for f in cache_pb2.DataOp.DESCRIPTOR.oneofs_by_name["op"].fields
+}
+field_values = st.builds(cache_pb2.FieldValue, field=fields, value=values)
+scored = st.builds(cache_pb2.ScoredMember, member=fields, score=scores)
+data_ops = st.one_of(
+    _d("get"),
+    _d("set", value=values),
+    _d("delete"),
+    _d("incr", delta=st.sampled_from(DELTAS)),
+    _d("hset", fields=st.lists(field_values, min_size=1, max_size=2)),
+    _d("hget", field=fields),
+    _d("hgetall"),
+    _d("hdel", fields=st.lists(fields, min_size=1, max_size=2)),
+    _d("hincrby", field=fields, delta=st.sampled_from(DELTAS)),
+    _d("zadd", members=st.lists(scored, min_size=1, max_size=2)),
+    _d("zincrby", member=fields, delta=scores),
+    _d("zrank", member=fields, reverse=st.booleans()),
+    _d("zrange", start=small, stop=small, reverse=st.booleans()),
+    _d(
+        "zrangebyscore",
+        min=bounds,
+        max=bounds,
+        reverse=st.booleans(),
+        offset=st.integers(0, 2),
+        limit=st.integers(0, 2),
+    ),
+    _d("zcount", min=bounds, max=bounds),
+    _d("zrem", members=st.lists(fields, min_size=1, max_size=2)),
+    _d("push", values=st.lists(values, min_size=1, max_size=3), end=ends),
+    _d("pop", count=st.integers(0, 3), end=ends),
+    _d("lrange", start=small, stop=small),
+    _d("sadd", members=st.lists(values, min_size=1, max_size=3)),
+    _d("srem", members=st.lists(values, min_size=1, max_size=2)),
+    _d("smembers"),
+    _d("expire", ttl_ms=st.integers(1, 150)),
+    _d("persist"),
+    _d("ttl"),
+    _d("type"),
+)
+compares = st.one_of(
+    st.builds(cache_pb2.Compare, key=keys, op=st.sampled_from([0, 1]), exists=st.booleans()),
+    st.builds(cache_pb2.Compare, key=keys, op=st.integers(0, 3), version=st.integers(0, 12)),
+    st.builds(cache_pb2.Compare, key=keys, op=st.integers(0, 3), value=values),
+)
 op_specs = st.one_of(
     st.builds(
         Set,
@@ -105,6 +197,17 @@ op_specs = st.one_of(
     st.builds(Incr, keys, st.sampled_from(DELTAS), ttls, rids),
     st.builds(MSet, st.lists(st.tuples(keys, values, ttls), min_size=1, max_size=3), rids),
     st.builds(Announce, st.sampled_from(["n1", "n2"]), st.sampled_from([6380, 6390]), rids),
+    st.builds(Data, data_ops, ttls, rids),
+    st.builds(Data, data_ops, ttls, rids),
+    st.builds(
+        Txn,
+        st.lists(compares, max_size=2),
+        st.lists(data_ops, max_size=3),
+        st.lists(data_ops, max_size=2),
+        rids,
+    ),
+    st.builds(Evict, st.lists(keys, max_size=2), rids),
+    st.builds(Config, st.sampled_from([0, 150, 400]), st.sampled_from(EVICTION_POLICIES), rids),
     st.builds(Resend, st.integers(0, 50)),
 )
 cmd_specs = st.lists(
@@ -134,6 +237,18 @@ def _op(spec: OpSpec, now: int) -> command_pb2.Op:
     elif isinstance(spec, MSet):
         for key, value, ttl in spec.entries:
             op.mset.entries.add(key=key, value=value, deadline_ms=_deadline(now, ttl))
+    elif isinstance(spec, Data):
+        _data(op.data, spec.op, now, spec.ttl)
+    elif isinstance(spec, Txn):
+        op.txn.compares.extend(spec.compares)
+        for data_op in spec.success:
+            _data(op.txn.success.add(), data_op, now, 50)
+        for data_op in spec.failure:
+            _data(op.txn.failure.add(), data_op, now, None)
+    elif isinstance(spec, Evict):
+        op.evict.keys.extend(spec.keys)
+    elif isinstance(spec, Config):
+        op.config.max_memory, op.config.eviction_policy = spec.max_memory, spec.policy
     elif isinstance(spec, Announce):
         a = op.announce
         a.node_id, a.raft_addr = spec.node, f"{spec.node}:7380"
@@ -141,6 +256,15 @@ def _op(spec: OpSpec, now: int) -> command_pb2.Op:
     if not isinstance(spec, Resend) and spec.rid is not None:
         op.request_id.client_id, op.request_id.seq = spec.rid
     return op
+
+
+def _data(cmd: command_pb2.DataCmd, data_op: cache_pb2.DataOp, now: int, ttl: int | None) -> None:
+    cmd.op.CopyFrom(data_op)
+    kind = data_op.WhichOneof("op")
+    if kind == "expire":
+        cmd.deadline_ms = now + data_op.expire.ttl_ms
+    elif kind == "set":
+        cmd.deadline_ms = _deadline(now, ttl)
 
 
 def build(specs: Sequence[Cmd]) -> list[command_pb2.Command]:
@@ -188,7 +312,7 @@ def snapshot_restore(sm: StateMachine) -> StateMachine:
     return StateMachine.restore(sm.export_meta(), list(sm.export_items()))
 
 
-@settings(max_examples=200, deadline=None, print_blob=True)
+@settings(max_examples=500, deadline=None, print_blob=True)
 @given(specs=cmd_specs, data=st.data())
 def test_replicas_agree_with_a_snapshot_restore_midway(
     specs: list[Cmd], data: st.DataObject
@@ -215,6 +339,8 @@ def test_replicas_agree_with_a_snapshot_restore_midway(
     assert two.cluster_time_ms == now
     for key in KEYS:
         assert one.get(key, now) == two.get(key, now)
+    assert one.memory_used == two.memory_used
+    assert one.take_events() == two.take_events() or cut > 0  # a restore starts a new outbox
 
 
 def test_the_small_bounds_take_effect() -> None:

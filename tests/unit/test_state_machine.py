@@ -434,7 +434,8 @@ def test_incr_keeps_no_expiry_on_a_key_without_one() -> None:
 def test_incr_of_an_expired_key_starts_again_at_zero_with_the_new_deadline() -> None:
     sm = StateMachine()
     apply1(sm, set_op(b"n", b"41", deadline=100), now=1)
-    assert apply1(sm, incr_op(b"n", 1, deadline=300), now=150) == IncrOk(1, 2)
+    # Revision 2 is the expiry itself (every change, expiry included, gets a revision).
+    assert apply1(sm, incr_op(b"n", 1, deadline=300), now=150) == IncrOk(1, 3)
     entry = sm.get(b"n", 150)
     assert entry is not None and entry.deadline_ms == 300
 
@@ -506,13 +507,13 @@ def test_a_later_commands_clock_removes_expired_keys() -> None:
     assert sm.cluster_time_ms == 100
 
 
-def test_expiry_changes_the_digest_but_not_the_revision() -> None:
+def test_expiry_changes_the_digest_and_takes_a_revision_of_its_own() -> None:
     sm = StateMachine()
     apply1(sm, set_op(b"k", deadline=100), now=10)
     before = sm.digest()
     sm.apply(command(now=100))
     assert sm.digest() != before
-    assert sm.revision == 1
+    assert sm.revision == 2  # watchers see the expiry as a change with its own revision
 
 
 def test_get_never_reads_time_earlier_than_the_cluster_clock() -> None:

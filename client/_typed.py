@@ -5,11 +5,10 @@ zincrby, push or pop is applied at most once."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Literal, TypedDict, TypeVar, Unpack, overload
 
 from raftcache.client import ops
-from raftcache.client._values import BytesSet, Key, Op, Scored, Value
+from raftcache.client._values import BytesSet, FieldMap, Key, Op, Scored, ScoreMap, Value
 
 T = TypeVar("T")
 
@@ -31,9 +30,7 @@ class TypedMethods:
 
     # -- hashes -------------------------------------------------------------------
 
-    async def hset(
-        self, key: Key, mapping: Mapping[Key, Value], *, timeout: float | None = None
-    ) -> int:
+    async def hset(self, key: Key, mapping: FieldMap, *, timeout: float | None = None) -> int:
         """Set fields of the hash at key; returns how many fields are new."""
         return await self._run_op(ops.hset(key, mapping), timeout=timeout)
 
@@ -61,9 +58,7 @@ class TypedMethods:
 
     # -- sorted sets ----------------------------------------------------------------
 
-    async def zadd(
-        self, key: Key, mapping: Mapping[Key, float], *, timeout: float | None = None
-    ) -> int:
+    async def zadd(self, key: Key, mapping: ScoreMap, *, timeout: float | None = None) -> int:
         """Add members with scores (updating existing ones); returns how many are new."""
         return await self._run_op(ops.zadd(key, mapping), timeout=timeout)
 

@@ -4,7 +4,7 @@ between Python values and the wire."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -13,6 +13,9 @@ from raftcache.v1 import cache_pb2
 
 Key = bytes | str
 Value = bytes | str
+# Mapping keys are invariant: accept dicts keyed by bytes, by str, or by either.
+FieldMap = Mapping[bytes, Value] | Mapping[str, Value] | Mapping[Key, Value]
+ScoreMap = Mapping[bytes, float] | Mapping[str, float] | Mapping[Key, float]
 Scored = list[tuple[bytes, float]]
 BytesSet = set[bytes]
 T = TypeVar("T")

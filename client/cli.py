@@ -10,6 +10,25 @@ Commands (global options go before or after the command):
   mset KEY VALUE [KEY VALUE...] [--ttl S]
                                  store several keys atomically
   status                         one row per node: id, role, term, applied index, lag, address
+  hset KEY FIELD VALUE [FIELD VALUE...] | hget KEY FIELD | hgetall KEY | hdel KEY FIELD...
+  hincrby KEY FIELD [DELTA] | hlen KEY
+  zadd KEY SCORE MEMBER [SCORE MEMBER...] | zincrby KEY DELTA MEMBER | zscore KEY MEMBER
+  zrank KEY MEMBER [--reverse] | zrange KEY START STOP [--reverse] [--withscores]
+  zrangebyscore KEY MIN MAX [--reverse] [--withscores] [--offset N] [--limit N]
+                                 MIN/MAX: a score, (N to exclude N, -inf, +inf
+  zrem KEY MEMBER... | zcard KEY | zcount KEY MIN MAX
+  lpush|rpush KEY VALUE... | lpop|rpop KEY [COUNT] | lrange KEY START STOP | llen KEY
+  sadd|srem KEY MEMBER... | smembers KEY | sismember KEY MEMBER | scard KEY
+  expire KEY SECONDS | persist KEY | ttl KEY | type KEY
+                                 typed values, as in Redis; a missing value or an empty pop
+                                 prints `(nil)` and exits 1; booleans print 1 or 0
+  scan [PREFIX] [--count N]      print every key starting with PREFIX, each once
+  publish CHANNEL MESSAGE        publish; prints how many subscribers the leader had
+  subscribe [CHANNEL...] [--pattern GLOB...] [--count N]
+                                 print CHANNEL<TAB>MESSAGE as messages arrive
+  watch KEY [--prefix] [--start-revision N] [--count N]
+                                 print REVISION<TAB>KIND<TAB>KEY[<TAB>VALUE] per change;
+                                 resumes by itself after a break
 
 Global options: --endpoints HOST:PORT[,HOST:PORT...] (default $RAFTCACHE_ENDPOINTS, else
 127.0.0.1:6381), --timeout S (default 5), --consistency linearizable|stale and
@@ -21,14 +40,16 @@ added when the value is not UTF-8.
 
 Exit codes:
   0    success
-  1    get: the key is missing (also an error of no known class)
+  1    get, hget, zscore, zrank, lpop, rpop, ttl: missing (also an error of no known class)
   2    bad usage or invalid input (including a malformed endpoint)
   3    a condition failed (--if-absent, --if-present, --expected-version, incr of a
-       non-integer); nothing changed
-  4    unavailable or overloaded (e.g. nothing listening at the endpoints); nothing applied
+       non-integer) or the key holds another type; nothing changed
+  4    unavailable, overloaded or over --max-memory (e.g. nothing listening at the
+       endpoints); nothing applied. subscribe: the stream broke or fell behind
   5    outcome unknown: a write may or may not have been applied; re-run the same command
        with the --client-id printed in the message to retry it at most once
   6    too large: the answer would exceed the message limit
+  7    watch: the start revision is no longer retained; re-read, then watch from now
   130  interrupted (Ctrl-C)
 """
 
@@ -43,7 +64,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from raftcache.client import Client, NodeStatus, errors
+from raftcache.client import Client, Message, NodeStatus, WatchEvent, errors
 
 DEFAULT_ENDPOINTS = "127.0.0.1:6381"
 ENDPOINTS_ENV = "RAFTCACHE_ENDPOINTS"
@@ -55,16 +76,21 @@ EXIT_CONDITION = 3
 EXIT_UNAVAILABLE = 4
 EXIT_OUTCOME_UNKNOWN = 5
 EXIT_TOO_LARGE = 6
+EXIT_REVISION_COMPACTED = 7
 EXIT_INTERRUPTED = 130
 
 # Most specific first: the first matching class decides the exit code.
 _EXIT_CODES: list[tuple[type[errors.RaftcacheError], int]] = [
     (errors.InvalidInputError, EXIT_USAGE),
-    (errors.ConditionFailedError, EXIT_CONDITION),
+    (errors.ConditionFailedError, EXIT_CONDITION),  # WrongTypeError too
+    (errors.NotFoundError, EXIT_NOT_FOUND),
     (errors.UnavailableError, EXIT_UNAVAILABLE),
     (errors.OverloadedError, EXIT_UNAVAILABLE),
+    (errors.OutOfMemoryError, EXIT_UNAVAILABLE),
+    (errors.SlowConsumerError, EXIT_UNAVAILABLE),
     (errors.OutcomeUnknownError, EXIT_OUTCOME_UNKNOWN),
     (errors.TooLargeError, EXIT_TOO_LARGE),
+    (errors.RevisionCompactedError, EXIT_REVISION_COMPACTED),
 ]
 
 _INT64 = 1 << 63
@@ -81,6 +107,7 @@ class Reply:
     data: Any
     lines: list[str] = field(default_factory=list)
     code: int = EXIT_OK
+    streamed: bool = False  # already printed item by item (subscribe, watch)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,6 +115,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"raftcache: error: {message} (see '{self.prog} --help')\n")
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if arg_string.lower() in _NEGATIVE_WORDS:  # a score bound, not an option
+            return None
+        return super()._parse_optional(arg_string)
+
+
+_NEGATIVE_WORDS = ("-inf", "-infinity", "(-inf", "(-infinity")
 
 
 # -- argument types -----------------------------------------------------------------
@@ -281,6 +316,424 @@ def _status(client: Client, args: argparse.Namespace) -> Reply:
     return Reply(data, _table(rows))
 
 
+# -- typed values: one table row per command ------------------------------------------
+# Keys, fields, members and values stay str in args (for JSON) and become bytes at the
+# call; each row names its positionals, its flags, the SDK call and how to show the result.
+
+
+def _score(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value:
+        raise argparse.ArgumentTypeError("NaN is not a score")
+    return value
+
+
+def _bound(text: str) -> tuple[float, bool]:
+    """A score bound as Redis writes it: 5, (5 (exclusive), -inf, +inf."""
+    exclusive = text.startswith("(")
+    return _score(text[1:] if exclusive else text), exclusive
+
+
+def _count(text: str) -> int:
+    value = _delta(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _pairs(items: list[str], what: str) -> list[tuple[str, str]]:
+    if len(items) % 2:
+        raise UsageError(f"expected {what} pairs; {items[-1]!r} has no partner")
+    return list(zip(items[0::2], items[1::2], strict=True))
+
+
+def _scored_pairs(items: list[str]) -> dict[bytes, float]:
+    try:
+        return {_raw(m): _score(s) for s, m in _pairs(items, "SCORE MEMBER")}
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"zadd: bad SCORE: {exc}") from None
+
+
+def _number(value: float) -> str:
+    """3 rather than 3.0; 2.5, inf as they are."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _nil(args: argparse.Namespace) -> Reply:
+    return Reply({"key": args.key, "found": False}, ["(nil)"], EXIT_NOT_FOUND)
+
+
+def _show_int(args: argparse.Namespace, value: int) -> Reply:
+    return Reply({"key": args.key, "value": value}, [str(value)])
+
+
+def _show_bool(args: argparse.Namespace, value: bool) -> Reply:
+    return Reply({"key": args.key, "value": value}, ["1" if value else "0"])
+
+
+def _show_bytes(args: argparse.Namespace, value: bytes | None) -> Reply:
+    if value is None:
+        return _nil(args)
+    return Reply({"key": args.key, "found": True, **_value_json(value)}, [_text(value)])
+
+
+def _show_number(args: argparse.Namespace, value: float | None) -> Reply:
+    if value is None:
+        return _nil(args)
+    return Reply({"key": args.key, "found": True, "value": value}, [_number(value)])
+
+
+def _show_values(args: argparse.Namespace, values: list[bytes] | set[bytes] | None) -> Reply:
+    if values is None:  # lpop/rpop with a COUNT on an empty list answer [] instead
+        return _nil(args)
+    ordered = sorted(values) if isinstance(values, set) else list(values)
+    data = {"key": args.key, "values": [_value_json(v) for v in ordered]}
+    return Reply(data, [_text(v) for v in ordered])
+
+
+def _show_fields(args: argparse.Namespace, fields: dict[bytes, bytes]) -> Reply:
+    items = [{"field": _text(f), **_value_json(v)} for f, v in fields.items()]
+    return Reply(
+        {"key": args.key, "fields": items}, [f"{_text(f)}\t{_text(v)}" for f, v in fields.items()]
+    )
+
+
+def _show_members(args: argparse.Namespace, members: list[Any]) -> Reply:
+    if not args.withscores:
+        return _show_values(args, members)
+    data = [{"member": _text(m), "score": s} for m, s in members]
+    return Reply(
+        {"key": args.key, "members": data}, [f"{_text(m)}\t{_number(s)}" for m, s in members]
+    )
+
+
+def _show_pop(args: argparse.Namespace, value: Any) -> Reply:
+    return _show_values(args, value) if args.count else _show_bytes(args, value)
+
+
+def _show_ttl(args: argparse.Namespace, value: float | None) -> Reply:
+    line = "(no expiry)" if value is None else _number(value)
+    return Reply({"key": args.key, "found": True, "ttl": value}, [line])
+
+
+def _show_type(args: argparse.Namespace, value: str) -> Reply:
+    return Reply({"key": args.key, "type": value}, [value])
+
+
+def _ttl(client: Client, args: argparse.Namespace) -> float | Reply | None:
+    try:
+        return client.ttl(_raw(args.key), **_read_options(args))
+    except errors.NotFoundError:
+        return _nil(args)
+
+
+def _raws(items: list[str]) -> list[bytes]:
+    return [_raw(item) for item in items]
+
+
+def _range_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"reverse": args.reverse, "withscores": args.withscores, **_read_options(args)}
+
+
+@dataclass(frozen=True)
+class Typed:
+    """One typed-value command: its help, arguments, the SDK call and its printer."""
+
+    summary: str
+    arguments: tuple[tuple[str, dict[str, Any]], ...]
+    call: Callable[[Client, argparse.Namespace], Any]
+    show: Callable[[argparse.Namespace, Any], Reply]
+
+
+def _a(metavar: str, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+    """A positional named after its metavar (FIELD... -> fields)."""
+    dest = metavar.split()[0].lower() + ("s" if kwargs.get("nargs") == "+" else "")
+    return dest, {"metavar": metavar, **kwargs}
+
+
+def _flag(name: str, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+    return name, kwargs
+
+
+KEY = _a("KEY")
+MEMBERS = _a("MEMBER", nargs="+")
+VALUES = _a("VALUE", nargs="+")
+REVERSE = _flag("--reverse", action="store_true", help="highest score first")
+WITHSCORES = _flag("--withscores", action="store_true", help="print MEMBER<TAB>SCORE")
+START, STOP = _a("START", type=_delta), _a("STOP", type=_delta)
+MIN, MAX = (_a(m, type=_bound, help="a score; (N excludes N; -inf/+inf") for m in ("MIN", "MAX"))
+POP_COUNT = _a("COUNT", nargs="?", type=_count, help="pop up to COUNT values (a list)")
+
+TYPED: dict[str, Typed] = {
+    "hset": Typed(
+        "set hash fields; prints how many are new",
+        (KEY, _a("FIELD VALUE", nargs="+")),
+        lambda c, a: c.hset(
+            _raw(a.key), {_raw(f): _raw(v) for f, v in _pairs(a.fields, "FIELD VALUE")}
+        ),
+        _show_int,
+    ),
+    "hget": Typed(
+        "print a hash field ('(nil)' and exit 1 if missing)",
+        (KEY, _a("FIELD")),
+        lambda c, a: c.hget(_raw(a.key), _raw(a.field), **_read_options(a)),
+        _show_bytes,
+    ),
+    "hgetall": Typed(
+        "print every field of a hash as FIELD<TAB>VALUE",
+        (KEY,),
+        lambda c, a: c.hgetall(_raw(a.key), **_read_options(a)),
+        _show_fields,
+    ),
+    "hdel": Typed(
+        "delete hash fields; prints how many existed",
+        (KEY, _a("FIELD", nargs="+")),
+        lambda c, a: c.hdel(_raw(a.key), *_raws(a.fields)),
+        _show_int,
+    ),
+    "hincrby": Typed(
+        "add DELTA (default 1) to an integer hash field; prints the result",
+        (KEY, _a("FIELD"), _a("DELTA", nargs="?", type=_delta, default=1)),
+        lambda c, a: c.hincrby(_raw(a.key), _raw(a.field), a.delta),
+        _show_int,
+    ),
+    "hlen": Typed(
+        "print how many fields a hash has",
+        (KEY,),
+        lambda c, a: c.hlen(_raw(a.key), **_read_options(a)),
+        _show_int,
+    ),
+    "zadd": Typed(
+        "add members with scores to a sorted set; prints how many are new",
+        (KEY, _a("SCORE MEMBER", nargs="+")),
+        lambda c, a: c.zadd(_raw(a.key), _scored_pairs(a.scores)),
+        _show_int,
+    ),
+    "zincrby": Typed(
+        "add DELTA to a member's score (Redis order); prints the new score",
+        (KEY, _a("DELTA", type=_score), _a("MEMBER")),
+        lambda c, a: c.zincrby(_raw(a.key), _raw(a.member), a.delta),
+        _show_number,
+    ),
+    "zscore": Typed(
+        "print a member's score ('(nil)' and exit 1 if missing)",
+        (KEY, _a("MEMBER")),
+        lambda c, a: c.zscore(_raw(a.key), _raw(a.member), **_read_options(a)),
+        _show_number,
+    ),
+    "zrank": Typed(
+        "print a member's 0-based rank ('(nil)' and exit 1 if missing)",
+        (KEY, _a("MEMBER"), REVERSE),
+        lambda c, a: c.zrank(_raw(a.key), _raw(a.member), reverse=a.reverse, **_read_options(a)),
+        _show_number,
+    ),
+    "zrange": Typed(
+        "print members ranked START..STOP inclusive (-1 = last)",
+        (KEY, START, STOP, REVERSE, WITHSCORES),
+        lambda c, a: c.zrange(_raw(a.key), a.start, a.stop, **_range_options(a)),
+        _show_members,
+    ),
+    "zrangebyscore": Typed(
+        "print members with MIN <= score <= MAX",
+        (
+            KEY,
+            MIN,
+            MAX,
+            REVERSE,
+            WITHSCORES,
+            _flag("--offset", type=_delta, default=0, metavar="N", help="skip N members"),
+            _flag("--limit", type=_count, metavar="N", help="print at most N members"),
+        ),
+        lambda c, a: c.zrangebyscore(
+            _raw(a.key),
+            a.min[0],
+            a.max[0],
+            min_exclusive=a.min[1],
+            max_exclusive=a.max[1],
+            offset=a.offset,
+            limit=a.limit,
+            **_range_options(a),
+        ),
+        _show_members,
+    ),
+    "zrem": Typed(
+        "remove members from a sorted set; prints how many existed",
+        (KEY, MEMBERS),
+        lambda c, a: c.zrem(_raw(a.key), *_raws(a.members)),
+        _show_int,
+    ),
+    "zcard": Typed(
+        "print how many members a sorted set has",
+        (KEY,),
+        lambda c, a: c.zcard(_raw(a.key), **_read_options(a)),
+        _show_int,
+    ),
+    "zcount": Typed(
+        "print how many members have MIN <= score <= MAX",
+        (KEY, MIN, MAX),
+        lambda c, a: c.zcount(
+            _raw(a.key),
+            a.min[0],
+            a.max[0],
+            min_exclusive=a.min[1],
+            max_exclusive=a.max[1],
+            **_read_options(a),
+        ),
+        _show_int,
+    ),
+    "lpush": Typed(
+        "insert values at a list's head; prints the new length",
+        (KEY, VALUES),
+        lambda c, a: c.lpush(_raw(a.key), *_raws(a.values)),
+        _show_int,
+    ),
+    "rpush": Typed(
+        "append values to a list's tail; prints the new length",
+        (KEY, VALUES),
+        lambda c, a: c.rpush(_raw(a.key), *_raws(a.values)),
+        _show_int,
+    ),
+    "lpop": Typed(
+        "remove and print the head value ('(nil)' and exit 1 if empty)",
+        (KEY, POP_COUNT),
+        lambda c, a: c.lpop(_raw(a.key), a.count),
+        _show_pop,
+    ),
+    "rpop": Typed(
+        "remove and print the tail value ('(nil)' and exit 1 if empty)",
+        (KEY, POP_COUNT),
+        lambda c, a: c.rpop(_raw(a.key), a.count),
+        _show_pop,
+    ),
+    "lrange": Typed(
+        "print list values START..STOP inclusive (-1 = last)",
+        (KEY, START, STOP),
+        lambda c, a: c.lrange(_raw(a.key), a.start, a.stop, **_read_options(a)),
+        _show_values,
+    ),
+    "llen": Typed(
+        "print a list's length",
+        (KEY,),
+        lambda c, a: c.llen(_raw(a.key), **_read_options(a)),
+        _show_int,
+    ),
+    "sadd": Typed(
+        "add members to a set; prints how many are new",
+        (KEY, MEMBERS),
+        lambda c, a: c.sadd(_raw(a.key), *_raws(a.members)),
+        _show_int,
+    ),
+    "srem": Typed(
+        "remove members from a set; prints how many existed",
+        (KEY, MEMBERS),
+        lambda c, a: c.srem(_raw(a.key), *_raws(a.members)),
+        _show_int,
+    ),
+    "smembers": Typed(
+        "print a set's members, sorted",
+        (KEY,),
+        lambda c, a: c.smembers(_raw(a.key), **_read_options(a)),
+        _show_values,
+    ),
+    "sismember": Typed(
+        "print 1 if MEMBER is in the set, else 0",
+        (KEY, _a("MEMBER")),
+        lambda c, a: c.sismember(_raw(a.key), _raw(a.member), **_read_options(a)),
+        _show_bool,
+    ),
+    "scard": Typed(
+        "print how many members a set has",
+        (KEY,),
+        lambda c, a: c.scard(_raw(a.key), **_read_options(a)),
+        _show_int,
+    ),
+    "expire": Typed(
+        "expire a key (any type) after SECONDS; prints 1, or 0 if it does not exist",
+        (KEY, _a("SECONDS", type=_seconds)),
+        lambda c, a: c.expire(_raw(a.key), a.seconds),
+        _show_bool,
+    ),
+    "persist": Typed(
+        "remove a key's expiry; prints 1, or 0 if it had none",
+        (KEY,),
+        lambda c, a: c.persist(_raw(a.key)),
+        _show_bool,
+    ),
+    "ttl": Typed(
+        "print a key's remaining seconds ('(no expiry)'; '(nil)' and exit 1 if missing)",
+        (KEY,),
+        _ttl,
+        _show_ttl,
+    ),
+    "type": Typed(
+        "print a key's type: none, string, hash, zset, list or set",
+        (KEY,),
+        lambda c, a: c.type(_raw(a.key), **_read_options(a)),
+        _show_type,
+    ),
+}
+
+
+def _run_typed(client: Client, args: argparse.Namespace) -> Reply:
+    row = TYPED[args.command]
+    result = row.call(client, args)
+    return result if isinstance(result, Reply) else row.show(args, result)
+
+
+# -- scan, pub/sub, watch ---------------------------------------------------------------
+
+
+def _scan(client: Client, args: argparse.Namespace) -> Reply:
+    keys = list(client.scan_iter(_raw(args.prefix), args.count, **_read_options(args)))
+    return Reply({"keys": [_value_json(k)["value"] for k in keys]}, [_text(k) for k in keys])
+
+
+def _publish(client: Client, args: argparse.Namespace) -> Reply:
+    receivers = client.publish(_raw(args.channel), _raw(args.message))
+    return Reply({"channel": args.channel, "receivers": receivers}, [str(receivers)])
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], line: str) -> None:
+    print(json.dumps(data) if args.json else line, flush=True)
+
+
+def _stream(args: argparse.Namespace, items: Any, show: Callable[[Any], None]) -> Reply:
+    """Print each item as it arrives, until --count items (else until Ctrl-C)."""
+    with items:
+        for n, item in enumerate(items, 1):
+            show(item)
+            if n == args.count:
+                break
+    return Reply(None, streamed=True)
+
+
+def _subscribe(client: Client, args: argparse.Namespace) -> Reply:
+    if not args.channels and not args.pattern:
+        raise UsageError("subscribe needs a CHANNEL or a --pattern")
+    subscription = client.subscribe(_raws(args.channels), _raws(args.pattern or []))
+
+    def show(m: Message) -> None:
+        data = {"channel": _text(m.channel), "pattern": m.pattern and _text(m.pattern)}
+        _emit(args, {**data, **_value_json(m.data)}, f"{_text(m.channel)}\t{_text(m.data)}")
+
+    return _stream(args, subscription, show)
+
+
+def _watch(client: Client, args: argparse.Namespace) -> Reply:
+    watch = client.watch(_raw(args.key), prefix=args.prefix, start_revision=args.start_revision)
+
+    def show(e: WatchEvent) -> None:
+        data = {"revision": e.revision, "kind": e.kind, "key": _text(e.key), "type": e.type}
+        shown = {} if e.value is None else _value_json(e.value)
+        line = f"{e.revision}\t{e.kind}\t{_text(e.key)}"
+        _emit(args, {**data, **shown}, line if e.value is None else f"{line}\t{_text(e.value)}")
+
+    return _stream(args, watch, show)
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Reply]] = {
     "get": _get,
     "set": _set,
@@ -289,6 +742,11 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Reply]] = {
     "mget": _mget,
     "mset": _mset,
     "status": _status,
+    **dict.fromkeys(TYPED, _run_typed),
+    "scan": _scan,
+    "publish": _publish,
+    "subscribe": _subscribe,
+    "watch": _watch,
 }
 
 
@@ -355,12 +813,13 @@ def _ttl_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 _EXIT_HELP = """exit codes:
   0    ok
-  1    get: the key is missing
+  1    missing (get, hget, zscore, zrank, lpop, rpop, ttl)
   2    bad usage or invalid input
-  3    condition failed; nothing changed
-  4    unavailable or overloaded; nothing applied
+  3    condition failed or wrong type; nothing changed
+  4    unavailable, overloaded or out of memory; nothing applied
   5    outcome unknown; retry with the --client-id the message gives
   6    too large
+  7    watch: the start revision is no longer retained
   130  interrupted"""
 
 
@@ -422,6 +881,40 @@ def build_parser() -> argparse.ArgumentParser:
         "One row per node: id, role, term, applied index, lag behind the leader's commit "
         "index ('-' when the node is down), client address.",
     )
+
+    for name, row in TYPED.items():
+        p = command(name, row.summary, row.summary[0].upper() + row.summary[1:] + ".")
+        for argument, options in row.arguments:
+            p.add_argument(argument, **options)
+
+    p = command("scan", "print every key with a prefix", "Print each key starting with PREFIX.")
+    p.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
+    p.add_argument("--count", type=_count, default=100, metavar="N", help="keys per request")
+
+    p = command("publish", "publish a message", "Publish MESSAGE; prints the receivers.")
+    p.add_argument("channel", metavar="CHANNEL")
+    p.add_argument("message", metavar="MESSAGE")
+
+    p = command(
+        "subscribe",
+        "print messages as they are published",
+        "Print CHANNEL<TAB>MESSAGE for each message on the channels or --pattern globs, "
+        "until --count messages or Ctrl-C. At most once: a broken stream exits 4.",
+    )
+    p.add_argument("channels", nargs="*", metavar="CHANNEL")
+    p.add_argument("--pattern", action="append", metavar="GLOB", help="e.g. 'news.*'")
+    p.add_argument("--count", type=_count, metavar="N", help="exit after N messages")
+
+    p = command(
+        "watch",
+        "print changes to a key or prefix",
+        "Print REVISION<TAB>KIND<TAB>KEY[<TAB>VALUE] for each change, resuming by itself "
+        "after a break, until --count events or Ctrl-C.",
+    )
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("--prefix", action="store_true", help="every key starting with KEY")
+    p.add_argument("--start-revision", type=_version, default=0, metavar="N", help="resume after N")
+    p.add_argument("--count", type=_count, metavar="N", help="exit after N events")
     return parser
 
 
@@ -437,6 +930,8 @@ def _message(exc: errors.RaftcacheError, args: argparse.Namespace, endpoints: li
         )
     elif isinstance(exc, errors.OverloadedError):
         text += "; nothing was applied: retry later"
+    elif isinstance(exc, errors.OutOfMemoryError):
+        text += "; nothing was applied: delete keys, set TTLs or raise --max-memory"
     elif isinstance(exc, errors.OutcomeUnknownError):
         client_id = exc.request_id[0] if exc.request_id else args.client_id
         text = (
@@ -451,6 +946,8 @@ def _exit_code(exc: errors.RaftcacheError) -> int:
 
 
 def _print(reply: Reply, as_json: bool) -> None:
+    if reply.streamed:
+        return
     if as_json:
         print(json.dumps(reply.data))
     else:

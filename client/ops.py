@@ -13,15 +13,16 @@ Each op decodes its answer as the client method of the same name returns it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal, overload
 
 from raftcache.client._values import (
     BytesSet,
     Compare,
+    FieldMap,
     Key,
     Op,
     Scored,
+    ScoreMap,
     Value,
     all_bytes,
     as_any,
@@ -115,7 +116,7 @@ def incr(key: Key, delta: int = 1) -> Op[int]:
 # -- hashes ---------------------------------------------------------------------------
 
 
-def hset(key: Key, mapping: Mapping[Key, Value]) -> Op[int]:
+def hset(key: Key, mapping: FieldMap) -> Op[int]:
     fields = [
         cache_pb2.FieldValue(field=to_bytes(f, "field"), value=to_bytes(v, "value"))
         for f, v in mapping.items()
@@ -146,7 +147,7 @@ def hlen(key: Key) -> Op[int]:
 # -- sorted sets ----------------------------------------------------------------------
 
 
-def zadd(key: Key, mapping: Mapping[Key, float]) -> Op[int]:
+def zadd(key: Key, mapping: ScoreMap) -> Op[int]:
     members = [
         cache_pb2.ScoredMember(member=to_bytes(m, "member"), score=float(s))
         for m, s in mapping.items()

@@ -13,6 +13,7 @@ from pathlib import Path
 from raftcache.consensus import Durability, RaftConfig
 from raftcache.node.proposer import ProposerConfig
 from raftcache.node.requests import Limits
+from raftcache.node.state_machine import EVICTION_POLICIES
 
 ENV_PREFIX = "RAFTCACHE_"
 
@@ -31,6 +32,8 @@ class NodeConfig:
     proposer: ProposerConfig
     log_format: str
     log_level: str
+    max_memory: int = 0
+    eviction_policy: str = "noeviction"
 
 
 def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
@@ -62,6 +65,18 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ("commit-timeout-ms", "after this a write's outcome is reported unknown", "5000"),
     ("max-inflight-batches", "group-commit batches waiting for Raft at once", "1"),
     ("compaction-entries", "Raft log entries between snapshots", "20000"),
+    (
+        "max-memory",
+        "accounted bytes of keys and values the cache may hold (suffix kb/mb/gb; 0 = no "
+        "limit); the leader's value is replicated",
+        "0",
+    ),
+    (
+        "eviction-policy",
+        "what happens at --max-memory: noeviction, allkeys-lru, allkeys-lfu, volatile-lru, "
+        "volatile-ttl or allkeys-random",
+        "noeviction",
+    ),
     (
         "pod-name",
         "this StatefulSet pod's name, <statefulset>-<ordinal> (downward API metadata.name); "
@@ -240,6 +255,22 @@ def _derive_from_ordinal(values: Mapping[str, str], given: Mapping[str, str]) ->
     return derived
 
 
+_SIZE_SUFFIXES = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
+
+
+def parse_size(flag: str, text: str) -> int:
+    """Bytes from '1048576', '512kb', '100mb' or '2gb' (binary units)."""
+    raw = text.strip().lower()
+    digits = raw.rstrip("kmgb")
+    suffix = raw[len(digits) :]
+    if not digits.isdigit() or suffix not in _SIZE_SUFFIXES:
+        raise ConfigError(
+            f"{flag}: {text!r} is not a size; give bytes, optionally with kb, mb or gb "
+            "(for example 512mb)"
+        )
+    return int(digits) * _SIZE_SUFFIXES[suffix]
+
+
 def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> NodeConfig:
     """Parse flags (falling back to RAFTCACHE_* variables) into a validated NodeConfig."""
     args = build_parser().parse_args(argv)
@@ -306,4 +337,14 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         proposer=proposer,
         log_format=values["log-format"],
         log_level=values["log-level"],
+        max_memory=parse_size("--max-memory", values["max-memory"]),
+        eviction_policy=_policy(values["eviction-policy"]),
     )
+
+
+def _policy(text: str) -> str:
+    if text not in EVICTION_POLICIES:
+        raise ConfigError(
+            f"--eviction-policy: {text!r} is not one of {', '.join(EVICTION_POLICIES)}"
+        )
+    return text

@@ -48,6 +48,7 @@ class _Batch:
     writes: list[tuple[command_pb2.Op, asyncio.Future[Result]]]
     reads: list[asyncio.Future[None]]
     done: bool = False
+    prelude: int = 0  # ops put in front of the writes (an eviction), whose results nobody awaits
 
 
 def wall_clock_ms() -> int:
@@ -63,7 +64,9 @@ class Proposer:
         clock: Clock,
         config: ProposerConfig,
         now_ms: Callable[[], int] = wall_clock_ms,
+        prelude: Callable[[list[command_pb2.Op]], list[command_pb2.Op]] | None = None,
     ) -> None:
+        self._prelude = prelude
         self._consensus = consensus
         self._clock = clock
         self._config = config
@@ -169,8 +172,11 @@ class Proposer:
         reads: list[asyncio.Future[None]],
     ) -> None:
         command = command_pb2.Command(now_ms=self.now_ms())
-        command.ops.extend(op for op, _ in writes)
-        batch = _Batch(writes, reads)
+        ops = [op for op, _ in writes]
+        prelude = self._prelude(ops) if self._prelude is not None else []
+        command.ops.extend(prelude)
+        command.ops.extend(ops)
+        batch = _Batch(writes, reads, prelude=len(prelude))
         self._inflight += 1
         self._last_proposal = time.monotonic()
         self.batches_proposed += 1
@@ -198,7 +204,7 @@ class Proposer:
         batch.done = True
         self._inflight -= 1
         if outcome is Outcome.APPLIED:
-            for (_, future), op_result in zip(batch.writes, result, strict=True):
+            for (_, future), op_result in zip(batch.writes, result[batch.prelude :], strict=True):
                 if not future.done():
                     future.set_result(op_result)
             for read in batch.reads:

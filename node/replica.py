@@ -98,6 +98,11 @@ class Replica:
         return self._sm
 
     @property
+    def lock(self) -> threading.Lock:
+        """Held while applying; hold it to read `state` consistently."""
+        return self._lock
+
+    @property
     def revision(self) -> int:
         """The cluster-wide revision of the last applied change."""
         return self._sm.revision

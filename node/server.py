@@ -16,11 +16,12 @@ from grpc_reflection.v1alpha import reflection
 from raftcache.consensus import RaftNode, Role
 from raftcache.node import commands
 from raftcache.node.config import NodeConfig
+from raftcache.node.eviction import AccessTracker, Evictor
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
 from raftcache.node.servicers import CacheServicer, ClusterServicer, NodeView
-from raftcache.node.state_machine import Failure, Member
+from raftcache.node.state_machine import Event, Failure, Member
 from raftcache.node.streams import Streams
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc, command_pb2
 
@@ -50,6 +51,7 @@ class Node:
         self.raft: RaftNode | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._tracker: AccessTracker | None = None
 
     def log_context(self) -> dict[str, Any]:
         context: dict[str, Any] = {"node_id": self.config.node_id}
@@ -81,15 +83,22 @@ class Node:
             )
         # Before the Raft node exists: entries replayed from the journal already carry events.
         streams = Streams(lambda: self.replica.revision)
-        self.replica.on_events = streams.deliver
+        tracker = self._tracker = AccessTracker()
+
+        def on_events(events: list[Event]) -> None:  # tick thread
+            tracker.on_events(events)
+            streams.deliver(events)
+
+        self.replica.on_events = on_events
         self.raft = raft = RaftNode(config.raft, self.replica, on_role_change=self._role_changed)
         if raft.recovery is not None and raft.recovery.truncated_entries:
             _log.warning(
                 "finished an interrupted log compaction",
                 dropped_entries=raft.recovery.truncated_entries,
             )
-        proposer = Proposer(raft, self.replica, config.proposer)
-        view = NodeView(config.node_id, raft, self.replica, config.advertise)
+        evictor = Evictor(lambda: self.replica.state, self.replica.lock, tracker)
+        proposer = Proposer(raft, self.replica, config.proposer, prelude=evictor.prelude)
+        view = NodeView(config.node_id, raft, self.replica, config.advertise, tracker)
         forwarder = LeaderForwarder(options)
         cache_pb2_grpc.add_CacheServicer_to_server(
             CacheServicer(view, proposer, forwarder, config.limits, streams), server
@@ -171,6 +180,26 @@ class Node:
                 serving = now_serving
             await asyncio.sleep(0.25)
 
+    def _tracker_follow(self) -> None:
+        if self._tracker is not None:
+            with self.replica.lock:
+                self._tracker.follow(self.replica.state)
+
+    async def _propose_config(self, proposer: Proposer) -> None:
+        """The leader makes its --max-memory and --eviction-policy the replicated ones."""
+        stats = self.replica.stats()
+        wanted = (self.config.max_memory, self.config.eviction_policy)
+        if (stats.max_memory, stats.eviction_policy) == wanted:
+            return
+        op = command_pb2.Op()
+        op.config.max_memory, op.config.eviction_policy = wanted
+        with contextlib.suppress(Exception):
+            result = await proposer.write(op)
+            if isinstance(result, Failure):
+                _log.error("config not replicated", reason=result.message)
+            else:
+                _log.info("cache limits replicated", max_memory=wanted[0], policy=wanted[1])
+
     async def _announce_loop(self, proposer: Proposer) -> None:
         """Put this node's client address into the replicated member list (and keep it there)."""
         assert self.raft is not None
@@ -178,6 +207,9 @@ class Node:
         me = Member(raft.config.self_addr, self.config.advertise)
         while True:
             status = raft.status()
+            self._tracker_follow()
+            if raft.is_leader():
+                await self._propose_config(proposer)
             if status.leader is None or self.replica.members().get(self.config.node_id) == me:
                 await asyncio.sleep(0.05 if status.leader is None else 1.0)
                 continue

@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from raftcache.consensus import RaftNode, Role
 from raftcache.node import errors, requests, status_codes
+from raftcache.node.eviction import AccessTracker
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
@@ -62,17 +63,28 @@ def _expect(result: Result, kind: type[R]) -> R:
 class NodeView:
     """What servicers need to know about this node and its cluster."""
 
-    def __init__(self, node_id: str, raft: RaftNode, replica: Replica, advertise: str) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        raft: RaftNode,
+        replica: Replica,
+        advertise: str,
+        tracker: AccessTracker | None = None,
+    ) -> None:
         self.node_id = node_id
+        self.tracker = tracker
         self.raft = raft
         self.replica = replica
         self.advertise = advertise
         self.hits = 0
         self.misses = 0
 
-    def count_read(self, hit: bool) -> None:
+    def count_read(self, key: bytes, hit: bool) -> None:
+        """A read served here: a hit counts as a use for LRU/LFU eviction."""
         if hit:
             self.hits += 1
+            if self.tracker is not None:
+                self.tracker.touch(key)
         else:
             self.misses += 1
 
@@ -238,7 +250,8 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             return forwarded
         await self._before_read(request.consistency, request.max_staleness_ms)
         result = self._view.replica.read(request.op, self._now())
-        self._view.count_read(not (isinstance(result, Value) and result.kind == "nil"))
+        body = getattr(request.op, request.op.WhichOneof("op") or "get")
+        self._view.count_read(body.key, not (isinstance(result, Value) and result.kind == "nil"))
         response = cache_pb2.ExecResponse(value=_value(result))
         _check_size(response, self._limits, "read a smaller range (offset/limit, start/stop)")
         return response
@@ -337,7 +350,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
                     f"WRONGTYPE: key {request.key[:64]!r} holds a {entry.value.TYPE}, but Get "
                     "reads strings: use Exec with the op for that type"
                 )
-            self._view.count_read(entry is not None)
+            self._view.count_read(request.key, entry is not None)
             return _get_response(entry, now)
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
@@ -353,8 +366,8 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             now = self._now()
             entries = self._view.replica.get_many(request.keys, now)
             size = sum(len(e.value) for e in entries if e is not None)
-            for e in entries:
-                self._view.count_read(e is not None and isinstance(e.value, bytes))
+            for key, e in zip(request.keys, entries, strict=True):
+                self._view.count_read(key, e is not None and isinstance(e.value, bytes))
             if size > self._limits.max_response_bytes:
                 raise errors.TooLarge(
                     f"the values of these {len(entries)} keys add up to {size} bytes, over "

@@ -905,6 +905,15 @@ class StateMachine:
                 return sorted(members)[:limit]
         return []
 
+    def keys(self) -> Iterator[bytes]:
+        """Every stored key, oldest insertion first."""
+        return iter(self._data)
+
+    def nbytes_of(self, key: bytes) -> int | None:
+        """Accounted bytes of a stored key, or None when it is not stored."""
+        entry = self._data.get(key)
+        return None if entry is None else _entry_nbytes(key, entry)
+
     def deadline_of(self, key: bytes) -> int | None:
         """The key's deadline (0 = none), or None when it is not stored."""
         entry = self._data.get(key)

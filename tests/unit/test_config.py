@@ -97,6 +97,8 @@ ALL_FLAGS = {
     "pod-name": "cache-0",
     "replicas": "3",
     "peer-template": "{pod}.peers.example:7400",
+    "max-memory": "64mb",
+    "eviction-policy": "allkeys-lru",
 }
 
 
@@ -116,6 +118,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert cfg.proposer.commit_timeout_s == pytest.approx(1.5)
     assert cfg.proposer.max_inflight == 4
     assert cfg.raft.compaction_min_entries == 500
+    assert (cfg.max_memory, cfg.eviction_policy) == (64 << 20, "allkeys-lru")
 
 
 def test_the_table_above_covers_every_flag() -> None:
@@ -488,3 +491,21 @@ def test_bad_peers_exit_2_with_one_line_and_start_nothing(tmp_path: Path) -> Non
     assert lines[0].startswith("raftcache-node: error: --peers: ")
     assert "no trailing comma" in lines[0]
     assert list(tmp_path.iterdir()) == []  # no data directory, no journal, no files at all
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("0", 0), ("1000", 1000), ("512kb", 512 << 10), ("2GB", 2 << 30)]
+)
+def test_max_memory_sizes(text: str, size: int) -> None:
+    assert load(["--max-memory", text], {}).max_memory == size
+
+
+@pytest.mark.parametrize("text", ["lots", "-5", "10tb", "mb"])
+def test_a_bad_max_memory_names_the_flag(text: str) -> None:
+    with pytest.raises(ConfigError, match=f"--max-memory: {text!r} is not a size"):
+        load(["--max-memory", text], {})
+
+
+def test_an_unknown_eviction_policy_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="--eviction-policy: 'lru' is not one of noeviction"):
+        load(["--eviction-policy", "lru"], {})

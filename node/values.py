@@ -73,7 +73,7 @@ class Container:
         raise NotImplementedError
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.content() == other.content()  # type: ignore[attr-defined]
+        return type(other) is type(self) and self.content() == other.content()
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 

@@ -1,0 +1,596 @@
+"""Pub/sub fan-out and key watches, served by every node from its own applied log.
+
+Threads: `deliver` and `restored` run on the consensus tick thread. They only append to a
+thread-safe deque and, when no drain is pending, schedule one with
+`loop.call_soon_threadsafe`; everything else (history, subscriptions, watchers, queues) lives
+on the event loop thread, so registration, replay and fan-out never race and need no lock.
+
+Pub/sub: one delivery per matching subscription (an exact channel and each matching
+pattern, as Redis does), at most once, in log order. Nothing is kept for absent subscribers.
+
+Watch: a bounded history of recent key changes (`StreamLimits.history_*`) is kept even
+when nobody watches, so a client can resume with `start_revision` after reconnecting. The
+node holds every change with revision > `oldest_resumable`; a resume point below it is
+`RevisionCompacted`. A replaying watcher reads the shared history (no copy) and switches to
+live delivery in the same loop step in which it reaches the history's end: no gap and no
+duplicate.
+
+Slow readers: each live stream's queue is bounded in messages and bytes; past the bound the
+queue is dropped and the stream ends with `SlowConsumer` when it next resumes. A replaying
+watcher that falls out of the history window ends the same way.
+
+Ready: `subscribe`/`watch` register when first iterated and then await `ready()` if given,
+before anything is yielded. The servicer passes `lambda: context.send_initial_metadata(())`,
+so a client knows it is subscribed once the call's initial metadata has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import re
+from bisect import bisect_right
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Generic, TypeVar
+
+from raftcache.node import errors
+from raftcache.node.state_machine import Change, Event, Published
+from raftcache.v1 import cache_pb2
+
+T = TypeVar("T")
+
+# Bytes charged per queued or retained item on top of its payload (object headers, deque slot).
+ITEM_OVERHEAD = 64
+
+_KINDS = {
+    "set": cache_pb2.WatchEvent.SET,
+    "delete": cache_pb2.WatchEvent.DELETE,
+    "expire": cache_pb2.WatchEvent.EXPIRE,
+    "evict": cache_pb2.WatchEvent.EVICT,
+}
+_REVISION = attrgetter("revision")
+# A replaying watcher gives the loop back after scanning this many non-matching changes.
+_SCAN_SLICE = 1024
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Bounds on stream memory and on subscribe/watch requests."""
+
+    max_queued_messages: int = 10_000  # per stream, before SlowConsumer
+    max_queued_bytes: int = 32 << 20
+    history_events: int = 100_000  # retained key changes for watch resume
+    history_bytes: int = 64 << 20
+    max_subscriptions: int = 1_024  # channels + patterns in one Subscribe
+    max_name_bytes: int = 1_024  # one channel or pattern
+    max_key_bytes: int = 64 * 1024  # a watched key or prefix
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value < 1:
+                raise ValueError(f"StreamLimits.{name} must be at least 1, got {value}")
+
+
+# -- glob patterns on bytes ---------------------------------------------------------------
+
+
+def compile_pattern(pattern: bytes) -> Callable[[bytes], bool]:
+    """A matcher for a Redis glob (*, ?, [abc], [^a-z], backslash escapes) over bytes."""
+    segments: list[list[bytes]] = [[]]  # byte-class regexes, split at each '*'
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == 0x2A:  # '*'
+            segments.append([])
+            i += 1
+        elif c == 0x3F:  # '?'
+            segments[-1].append(b".")
+            i += 1
+        elif c == 0x5B:  # '['
+            allowed, i = _parse_class(pattern, i + 1)
+            segments[-1].append(_class_regex(allowed))
+        else:
+            if c == 0x5C and i + 1 < n:  # backslash escapes the next byte
+                i += 1
+            segments[-1].append(_byte_regex(pattern[i]))
+            i += 1
+    # Between stars every segment has a fixed length, so its leftmost occurrence is always
+    # a valid choice: atomic groups forbid backtracking into it (no exponential blow-up).
+    head, *middle = segments
+    body = b"".join(head)
+    if middle:
+        *inner, last = middle
+        body += b"".join(b"(?>.*?" + b"".join(seg) + b")" for seg in inner)
+        body += b".*" + b"".join(last)
+    regex = re.compile(b"(?s:" + body + rb")\Z")
+    match = regex.match
+
+    def matches(channel: bytes) -> bool:
+        return match(channel) is not None
+
+    return matches
+
+
+def _parse_class(pattern: bytes, i: int) -> tuple[set[int], int]:
+    """The byte set of a class whose body starts at i, and the index after its ']'."""
+    negate = i < len(pattern) and pattern[i] == 0x5E  # '^'
+    if negate:
+        i += 1
+    allowed: set[int] = set()
+    while True:
+        if i >= len(pattern):
+            raise errors.InvalidInput(
+                f"pattern {pattern!r} has a '[' without a closing ']': close the class, "
+                "or escape a literal bracket as \\["
+            )
+        c = pattern[i]
+        if c == 0x5D:  # ']'
+            i += 1
+            break
+        if c == 0x5C and i + 1 < len(pattern):
+            i += 1
+            allowed.add(pattern[i])
+            i += 1
+        elif i + 2 < len(pattern) and pattern[i + 1] == 0x2D and pattern[i + 2] != 0x5D:
+            lo, hi = sorted((c, pattern[i + 2]))  # Redis accepts a reversed range
+            allowed.update(range(lo, hi + 1))
+            i += 3
+        else:
+            allowed.add(c)
+            i += 1
+    return (set(range(256)) - allowed if negate else allowed), i
+
+
+def _byte_regex(b: int) -> bytes:
+    return b"\\x%02x" % b
+
+
+def _class_regex(allowed: set[int]) -> bytes:
+    if not allowed:
+        return b"(?!)"  # an empty class matches nothing, as in Redis
+    return b"[" + b"".join(_byte_regex(b) for b in sorted(allowed)) + b"]"
+
+
+# -- per-stream queues ----------------------------------------------------------------------
+
+
+class _Sink(Generic[T]):
+    """A bounded queue feeding one stream; push runs on the loop, `get` in the stream."""
+
+    __slots__ = ("bytes", "error", "items", "limits", "on_fail", "waiter")
+
+    def __init__(self, limits: StreamLimits, on_fail: Callable[[_Sink[T]], None]) -> None:
+        self.items: collections.deque[tuple[T, int]] = collections.deque()
+        self.bytes = 0
+        self.limits = limits
+        self.error: errors.CacheError | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.on_fail = on_fail
+
+    def push(self, item: T, size: int) -> None:
+        if self.error is not None:
+            return
+        self.items.append((item, size))
+        self.bytes += size
+        if len(self.items) > self.limits.max_queued_messages or (
+            self.bytes > self.limits.max_queued_bytes
+        ):
+            self.fail(self._overflow())
+            return
+        self._wake()
+
+    def fail(self, error: errors.CacheError) -> None:
+        if self.error is None:
+            self.error = error
+            self.items.clear()  # the point of failing: free the backlog now
+            self.bytes = 0
+            self.on_fail(self)
+            self._wake()
+
+    def _overflow(self) -> errors.CacheError:
+        return errors.SlowConsumer(
+            f"this stream fell behind: {len(self.items)} messages ({self.bytes} bytes) were "
+            f"queued, over the limit of {self.limits.max_queued_messages} messages / "
+            f"{self.limits.max_queued_bytes} bytes, so the node ended it to bound its memory; "
+            "read faster or subscribe to less, then open a new stream"
+        )
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def get(self) -> T:
+        while not self.items:
+            if self.error is not None:
+                raise self.error
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        if self.error is not None:
+            raise self.error
+        item, size = self.items.popleft()
+        self.bytes -= size
+        return item
+
+
+class _Watcher(_Sink[cache_pb2.WatchEvent]):
+    __slots__ = ("key", "position", "prefix")
+
+    def __init__(
+        self,
+        key: bytes,
+        prefix: bool,
+        position: int,
+        limits: StreamLimits,
+        on_fail: Callable[[_Sink[cache_pb2.WatchEvent]], None],
+    ) -> None:
+        super().__init__(limits, on_fail)
+        self.key = key
+        self.prefix = prefix
+        self.position = position  # every change up to here was delivered or did not match
+
+    def wants(self, key: bytes) -> bool:
+        return key.startswith(self.key) if self.prefix else key == self.key
+
+    def _overflow(self) -> errors.CacheError:
+        return errors.SlowConsumer(
+            f"this watch fell behind: {len(self.items)} events ({self.bytes} bytes) were "
+            f"queued, over the limit of {self.limits.max_queued_messages} events / "
+            f"{self.limits.max_queued_bytes} bytes, so the node ended it to bound its memory; "
+            "watch again with start_revision set to the last revision you received"
+        )
+
+
+class _Subscriber(_Sink[cache_pb2.PubSubMessage]):
+    __slots__ = ("channels", "patterns")
+
+    def __init__(
+        self,
+        channels: list[bytes],
+        patterns: list[bytes],
+        limits: StreamLimits,
+        on_fail: Callable[[_Sink[cache_pb2.PubSubMessage]], None],
+    ) -> None:
+        super().__init__(limits, on_fail)
+        self.channels = channels
+        self.patterns = patterns
+
+
+class _Restored:
+    """Marker in the hand-over queue: the state jumped to `revision` without events."""
+
+    __slots__ = ("revision",)
+
+    def __init__(self, revision: int) -> None:
+        self.revision = revision
+
+
+# -- streams ------------------------------------------------------------------------------
+
+
+class Streams:
+    """Subscriptions and watches of this node, fed from the applied log."""
+
+    def __init__(self, revision: Callable[[], int], *, limits: StreamLimits | None = None) -> None:
+        self._revision = revision
+        self._limits = limits or StreamLimits()
+        self._loop = asyncio.get_running_loop()
+        self.subscriber_count = 0
+        self.watcher_count = 0
+        # Tick thread -> loop hand-over. deque.append/popleft are atomic; `_scheduled` is True
+        # from the moment a drain is scheduled until that drain starts.
+        self._pending: collections.deque[list[Event] | _Restored] = collections.deque()
+        self._scheduled = False
+        # Loop thread only from here on.
+        self._channels: dict[bytes, dict[_Subscriber, None]] = {}
+        self._patterns: dict[bytes, tuple[Callable[[bytes], bool], dict[_Subscriber, None]]] = {}
+        self._keys: dict[bytes, dict[_Watcher, None]] = {}
+        self._prefixes: dict[_Watcher, None] = {}
+        self._failed: list[_Sink[cache_pb2.PubSubMessage] | _Sink[cache_pb2.WatchEvent]] = []
+        # History: _hist[_head:] is retained; the change at absolute sequence number s is
+        # _hist[s - _base]. The node holds every change with revision > _floor.
+        self._hist: list[Change] = []
+        self._head = 0
+        self._base = 0
+        self._hist_bytes = 0
+        self._floor = revision()
+        self._last = self._floor  # revision of the last change drained
+        self._epoch = 0  # bumped when a restore dropped changes this node never saw
+
+    @property
+    def oldest_resumable(self) -> int:
+        """The smallest start_revision a watch on this node can resume from."""
+        return self._floor
+
+    # -- tick thread ----------------------------------------------------------------------
+
+    def deliver(self, events: list[Event]) -> None:
+        """Tick thread: hand one command's events to the subscribers and watchers."""
+        if not self.subscriber_count and all(type(e) is Published for e in events):
+            return  # nobody to tell, nothing to retain
+        self._hand_over(events)
+
+    def restored(self, revision: int) -> None:
+        """Tick thread: the state was replaced by a snapshot at `revision` (no events)."""
+        self._hand_over(_Restored(revision))
+
+    def _hand_over(self, item: list[Event] | _Restored) -> None:
+        self._pending.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            # A closed loop means the node is stopping: nobody is left to tell.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._drain)
+
+    # -- loop thread: fan-out -------------------------------------------------------------
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        pending = self._pending
+        # Only what is queued now: a later item scheduled a drain of its own, and a producer
+        # faster than us must not keep this callback (and the whole loop) busy forever.
+        for _ in range(len(pending)):
+            item = pending.popleft()
+            if isinstance(item, _Restored):
+                self._restore(item.revision)
+                continue
+            for event in item:
+                if isinstance(event, Change):
+                    self._change(event)
+                elif self._channels or self._patterns:
+                    self._publish(event)
+        if self._failed:
+            for sink in self._failed:
+                self._unregister(sink)
+            self._failed.clear()
+
+    def _publish(self, event: Published) -> None:
+        subscribers = self._channels.get(event.channel)
+        size = len(event.channel) + len(event.message) + ITEM_OVERHEAD
+        if subscribers:
+            message = cache_pb2.PubSubMessage(channel=event.channel, message=event.message)
+            for sub in subscribers:
+                sub.push(message, size)
+        for pattern, (matches, subs) in self._patterns.items():
+            if matches(event.channel):
+                message = cache_pb2.PubSubMessage(
+                    channel=event.channel, message=event.message, pattern=pattern
+                )
+                for sub in subs:
+                    sub.push(message, size + len(pattern))
+
+    def _change(self, change: Change) -> None:
+        self._last = change.revision
+        size = len(change.key) + len(change.value) + ITEM_OVERHEAD
+        self._hist.append(change)
+        self._hist_bytes += size
+        limits = self._limits
+        while (
+            len(self._hist) - self._head > limits.history_events
+            or self._hist_bytes > limits.history_bytes
+        ):
+            self._evict_oldest()
+        if not self.watcher_count:
+            return
+        event: cache_pb2.WatchEvent | None = None
+        for watcher in self._watchers_of(change.key):
+            if change.revision > watcher.position:
+                event = event or _watch_event(change)
+                watcher.position = change.revision
+                watcher.push(event, size)
+
+    def _watchers_of(self, key: bytes) -> list[_Watcher]:
+        found = [w for w in self._prefixes if key.startswith(w.key)]
+        exact = self._keys.get(key)
+        if exact:
+            found.extend(exact)
+        return found
+
+    def _evict_oldest(self) -> None:
+        old = self._hist[self._head]
+        self._hist_bytes -= len(old.key) + len(old.value) + ITEM_OVERHEAD
+        self._floor = old.revision
+        self._head += 1
+        # Compact the list now and then so eviction stays O(1) amortized.
+        if self._head > 4096 and self._head * 2 > len(self._hist):
+            del self._hist[: self._head]
+            self._base += self._head
+            self._head = 0
+
+    def _restore(self, revision: int) -> None:
+        if revision <= self._last:
+            return  # nothing was skipped
+        # Changes in (_last, revision] were never seen here: nobody can resume before it.
+        self._epoch += 1
+        self._base += len(self._hist)
+        self._hist.clear()
+        self._head = 0
+        self._hist_bytes = 0
+        self._floor = self._last = revision
+        gone = errors.RevisionCompacted(
+            f"this node loaded a snapshot at revision {revision} and did not see the changes "
+            "before it; re-read the key, then watch from now (start_revision 0) or from "
+            f"revision {revision}"
+        )
+        live = [w for ws in self._keys.values() for w in ws] + list(self._prefixes)
+        for watcher in live:
+            if watcher.position < revision:
+                watcher.fail(gone)
+
+    def _unregister(
+        self, sink: _Sink[cache_pb2.PubSubMessage] | _Sink[cache_pb2.WatchEvent]
+    ) -> None:
+        """Forget a stream's registrations; idempotent."""
+        if isinstance(sink, _Watcher):
+            self._prefixes.pop(sink, None)
+            _discard(self._keys, sink.key, sink)
+        elif isinstance(sink, _Subscriber):
+            for channel in sink.channels:
+                _discard(self._channels, channel, sink)
+            for pattern in sink.patterns:
+                entry = self._patterns.get(pattern)
+                if entry is not None:
+                    entry[1].pop(sink, None)
+                    if not entry[1]:
+                        del self._patterns[pattern]
+
+    # -- loop thread: streams -------------------------------------------------------------
+
+    def receivers(self, channel: bytes) -> int:
+        """How many subscriptions on this node match `channel` (loop thread only)."""
+        count = len(self._channels.get(channel, ()))
+        for matches, subs in self._patterns.values():
+            if matches(channel):
+                count += len(subs)
+        return count
+
+    async def subscribe(
+        self,
+        request: cache_pb2.SubscribeRequest,
+        ready: Callable[[], Awaitable[object]] | None = None,
+    ) -> AsyncIterator[cache_pb2.PubSubMessage]:
+        """Messages on the requested channels/patterns published after registration."""
+        channels, patterns = self._check_subscribe(request)
+        sub = _Subscriber(channels, list(patterns), self._limits, self._failed.append)
+        for channel in channels:
+            self._channels.setdefault(channel, {})[sub] = None
+        for pattern, matches in patterns.items():
+            self._patterns.setdefault(pattern, (matches, {}))[1][sub] = None
+        self.subscriber_count += 1
+        try:
+            if ready is not None:
+                await ready()
+            while True:
+                yield await sub.get()
+        finally:
+            self.subscriber_count -= 1
+            self._unregister(sub)
+
+    def _check_subscribe(
+        self, request: cache_pb2.SubscribeRequest
+    ) -> tuple[list[bytes], dict[bytes, Callable[[bytes], bool]]]:
+        limits = self._limits
+        names = [*request.channels, *request.patterns]
+        if not names:
+            raise errors.InvalidInput(
+                "subscribe needs at least one channel or pattern: set channels or patterns"
+            )
+        if len(names) > limits.max_subscriptions:
+            raise errors.InvalidInput(
+                f"subscribe asked for {len(names)} channels and patterns, over the limit of "
+                f"{limits.max_subscriptions}: use patterns, or split across streams"
+            )
+        for name in names:
+            if not name:
+                raise errors.InvalidInput("a channel or pattern is empty: give it a name")
+            if len(name) > limits.max_name_bytes:
+                raise errors.InvalidInput(
+                    f"channel or pattern {name[:32]!r}... is {len(name)} bytes, over the limit "
+                    f"of {limits.max_name_bytes} bytes: use a shorter name"
+                )
+        patterns = {p: compile_pattern(p) for p in request.patterns}
+        return list(dict.fromkeys(request.channels)), patterns
+
+    async def watch(
+        self,
+        request: cache_pb2.WatchRequest,
+        ready: Callable[[], Awaitable[object]] | None = None,
+    ) -> AsyncIterator[cache_pb2.WatchEvent]:
+        """Changes to the key (or prefix) after start_revision (0: after now), in order."""
+        start = self._check_watch(request)
+        watcher = _Watcher(request.key, request.prefix, start, self._limits, self._failed.append)
+        cursor = self._base + bisect_right(self._hist, start, lo=self._head, key=_REVISION)
+        epoch = self._epoch
+        self.watcher_count += 1
+        try:
+            if ready is not None:
+                await ready()
+            scanned = 0
+            # Replay from the shared history; no await between the last check and going live.
+            while True:
+                if cursor < self._base + self._head and watcher.position < self._floor:
+                    raise self._lost_replay(watcher, epoch)
+                cursor = max(cursor, self._base + self._head)
+                if cursor >= self._base + len(self._hist):
+                    break
+                change = self._hist[cursor - self._base]
+                cursor += 1
+                watcher.position = change.revision
+                if watcher.wants(change.key):
+                    yield _watch_event(change)
+                else:
+                    scanned += 1
+                    if scanned % _SCAN_SLICE == 0:
+                        await asyncio.sleep(0)  # a narrow watch over a long history
+            if watcher.prefix:
+                self._prefixes[watcher] = None
+            else:
+                self._keys.setdefault(watcher.key, {})[watcher] = None
+            while True:
+                yield await watcher.get()
+        finally:
+            self.watcher_count -= 1
+            self._unregister(watcher)
+
+    def _check_watch(self, request: cache_pb2.WatchRequest) -> int:
+        """The revision to watch after; raises for bad keys and unusable start points."""
+        if not request.key and not request.prefix:
+            raise errors.InvalidInput(
+                "watch key is empty: give a key, or set prefix to watch every key"
+            )
+        if len(request.key) > self._limits.max_key_bytes:
+            raise errors.InvalidInput(
+                f"watch key is {len(request.key)} bytes, over the limit of "
+                f"{self._limits.max_key_bytes} bytes"
+            )
+        now = self._revision()
+        start = request.start_revision
+        if start == 0:
+            return max(now, self._floor)
+        if start > now:
+            raise errors.InvalidInput(
+                f"start_revision {start} is ahead of this node's revision {now}: pass a "
+                "revision received from a watch, or 0 to watch from now"
+            )
+        if start < self._floor:
+            raise errors.RevisionCompacted(
+                f"start_revision {start} is older than this node retains; the oldest "
+                f"resumable revision is {self._floor}: re-read the key, then watch from now "
+                "(start_revision 0)"
+            )
+        return start
+
+    def _lost_replay(self, watcher: _Watcher, epoch: int) -> errors.CacheError:
+        if epoch != self._epoch:
+            return errors.RevisionCompacted(
+                "this node loaded a snapshot and did not see some changes after revision "
+                f"{watcher.position}; re-read the key, then watch from now (start_revision 0)"
+            )
+        return errors.SlowConsumer(
+            f"this watch was replaying from revision {watcher.position} more slowly than "
+            f"changes arrived and fell out of the retained window (oldest resumable revision "
+            f"is now {self._floor}); re-read the key, then watch from now (start_revision 0)"
+        )
+
+
+def _discard(table: dict[bytes, dict[T, None]], name: bytes, member: T) -> None:
+    members = table.get(name)
+    if members is not None:
+        members.pop(member, None)
+        if not members:
+            del table[name]
+
+
+def _watch_event(change: Change) -> cache_pb2.WatchEvent:
+    return cache_pb2.WatchEvent(
+        kind=_KINDS[change.kind],
+        key=change.key,
+        revision=change.revision,
+        value=change.value,
+        type=change.type,
+    )

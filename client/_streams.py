@@ -146,6 +146,11 @@ class Watch:
         self.revision = request.start_revision
         self.resumes = 0  # how many times the stream was re-established
 
+    @property
+    def address(self) -> str | None:
+        """The node the stream is on (or was on, while resuming)."""
+        return self._address
+
     async def start(self) -> Watch:
         await self._connect(after=None)
         return self

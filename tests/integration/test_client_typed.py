@@ -22,6 +22,8 @@ from raftcache.client import (
     ops,
 )
 
+from tests.integration.conftest import start_cluster
+
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 10.0
@@ -261,3 +263,32 @@ def test_watch_sees_changes_in_revision_order(endpoints: list[str]) -> None:
         assert [e.revision for e in replay] == [got[1].revision, got[2].revision]
 
     asyncio.run(body())
+
+
+def test_watch_resumes_on_another_node_after_its_node_is_killed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    cluster = start_cluster(tmp_path_factory.mktemp("watch-resume"))
+    endpoints = [node.client_addr for node in cluster.nodes]
+    key = unique("resumed")
+
+    async def body() -> None:
+        async with AsyncClient(endpoints, timeout=TIMEOUT) as c:
+            watch = await c.watch(key)
+            await c.set(key, "1")
+            first = await asyncio.wait_for(anext(watch), TIMEOUT)
+            victim = endpoints.index(watch.address or "")
+            cluster.kill(victim)  # the watch's node; maybe the leader too
+            await c.set(key, "2")  # written while the watch has no stream
+            await c.set(key, "3")
+            later = [await asyncio.wait_for(anext(watch), 3 * TIMEOUT) for _ in range(2)]
+            assert watch.address != endpoints[victim]
+            assert watch.resumes >= 1
+            await watch.aclose()
+        assert [e.value for e in [first, *later]] == [b"1", b"2", b"3"]
+        assert first.revision < later[0].revision < later[1].revision
+
+    try:
+        asyncio.run(body())
+    finally:
+        cluster.close()

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/raftcache/v1/*.proto)
 
-.PHONY: run test typecheck unit integration proto bench chaos clean
+.PHONY: run test typecheck unit integration proto bench chaos clean image base-image deploy-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,23 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/raftcache-chaos --duration 300 --out chaos-results
+
+# The node image (deploy/Dockerfile) from the files git knows of (no .venv, no data dirs).
+# No registry? `make base-image`, then `make image BASE_IMAGE=raftcache-base:bookworm`.
+IMAGE ?= raftcache:dev
+BASE_IMAGE ?= python:3.11-slim-bookworm
+image:
+	git ls-files -z --cached --others --exclude-standard \
+		| tar --null --ignore-failed-read -T - -c \
+		| docker build -f deploy/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) -
+
+# A python3 base image from Debian packages (debootstrap + docker import; needs root).
+base-image:
+	bash deploy/base/build-debian-base.sh raftcache-base:bookworm
+
+# Manifest tests and the image run as the StatefulSet would (needs a Docker engine).
+deploy-test: $(STAMP)
+	$(BIN)/pytest -q tests/deploy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

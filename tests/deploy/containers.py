@@ -122,6 +122,10 @@ def build_image(client: docker.DockerClient) -> str:
                 f"docker build (FROM {base}) failed: {chunk['error']}\n{''.join(log)[-4000:]}"
             )
     print(f"built {IMAGE} FROM {base} in {time.monotonic() - started:.1f} s")
+    # Every source change leaves an untagged build stage and the previous image behind;
+    # drop ours once a day old (younger ones are the layer cache of the next build).
+    for label in ("io.raftcache.stage=build", "org.opencontainers.image.title=raftcache-node"):
+        client.images.prune(filters={"dangling": True, "label": label, "until": "24h"})
     return IMAGE
 
 

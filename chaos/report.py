@@ -182,7 +182,7 @@ def leader_svg(
 ) -> str:
     """One band per node: coloured while it claims to lead, grey while it does not answer."""
     names = sorted({name for s in leaders for name in s["nodes"]})
-    row, top, bottom = 24, 16, 30  # top: room for the fault labels above the bands
+    row, top, bottom = 24, 38, 30  # top: room for three rows of fault labels
     height = top + row * max(len(names), 1) + bottom
     body = _fault_shading(faults, axis, top, height - bottom, label_y=12)
     for r, name in enumerate(names):
@@ -231,7 +231,7 @@ def _fault_shading(
     label_y: float | None = None,
 ) -> list[str]:
     out = []
-    for fault in faults:
+    for i, fault in enumerate(faults):
         kind = str(fault["kind"])
         start = float(fault["start"])
         end = float(fault["end"]) if fault.get("end") is not None else axis.t0 + axis.span
@@ -243,7 +243,8 @@ def _fault_shading(
             f'width="{max(x1 - x0, 1):.1f}" height="{bottom - top}" fill="{color}" '
             f'fill-opacity="0.15"><title>{_e(kind)} {_e(target)}</title></rect>'
         )
-        y = top + 10 if label_y is None else label_y
+        # Three staggered rows, so the labels of close faults do not overprint.
+        y = (top + 10 if label_y is None else label_y) + (i % 3) * 11
         out.append(_text(x0 + 2, y, f"{kind} {target}", anchor="start", cls="fault-label"))
     return out
 

@@ -1,0 +1,155 @@
+"""Pub/sub and watch streams on a follower of a real 3-node cluster, through raw gRPC stubs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+import grpc
+import pytest
+from raftcache.chaos.local_cluster import LocalCluster
+from raftcache.v1 import cache_pb2, cache_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 15.0  # generous: 2 shared cores, three node processes
+Kind = cache_pb2.WatchEvent
+
+
+def run(body: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(body, 4 * TIMEOUT))
+
+
+def unique(name: str) -> bytes:
+    return f"{name}-{uuid.uuid4().hex[:8]}".encode()
+
+
+def roles(cluster: LocalCluster) -> tuple[int, int, int]:
+    """(leader, follower, the other follower)."""
+    leader = cluster.wait_for_leader()
+    follower, other = [i for i in range(3) if i != leader]
+    return leader, follower, other
+
+
+async def registered(call: Any) -> None:
+    """The node registered the stream once it sent the call's initial metadata."""
+    try:
+        await asyncio.wait_for(call.initial_metadata(), TIMEOUT)
+    except TimeoutError:
+        raise AssertionError(
+            "no initial metadata before the first message: the servicer must send it once "
+            "the stream is registered (Streams.subscribe/watch `ready`)"
+        ) from None
+
+
+async def read(call: Any, count: int) -> list[Any]:
+    return [await asyncio.wait_for(call.read(), TIMEOUT) for _ in range(count)]
+
+
+def test_subscriber_on_a_follower_gets_messages_from_another_node_in_order(
+    cluster: LocalCluster,
+) -> None:
+    _, follower, other = roles(cluster)
+    channel = unique("news")
+
+    async def body() -> None:
+        async with (
+            grpc.aio.insecure_channel(cluster.nodes[follower].client_addr) as sub_channel,
+            grpc.aio.insecure_channel(cluster.nodes[other].client_addr) as pub_channel,
+        ):
+            subscribe = cache_pb2_grpc.CacheStub(sub_channel).Subscribe
+            exact = subscribe(cache_pb2.SubscribeRequest(channels=[channel]))
+            pattern = subscribe(cache_pb2.SubscribeRequest(patterns=[channel[:-3] + b"*"]))
+            await registered(exact)
+            await registered(pattern)
+            publish = cache_pb2_grpc.CacheStub(pub_channel).Publish
+            sent = [b"message %d" % i for i in range(30)]
+            for message in sent:
+                request = cache_pb2.PublishRequest(channel=channel, message=message)
+                await publish(request, timeout=TIMEOUT)
+            assert [m.message for m in await read(exact, len(sent))] == sent
+            got = await read(pattern, len(sent))
+            assert [m.message for m in got] == sent
+            assert {(m.channel, m.pattern) for m in got} == {(channel, channel[:-3] + b"*")}
+            exact.cancel()
+            pattern.cancel()
+
+    run(body())
+
+
+def test_bad_subscribe_is_invalid_argument(cluster: LocalCluster) -> None:
+    async def body() -> None:
+        async with grpc.aio.insecure_channel(cluster.nodes[0].client_addr) as channel:
+            call = cache_pb2_grpc.CacheStub(channel).Subscribe(cache_pb2.SubscribeRequest())
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await asyncio.wait_for(call.read(), TIMEOUT)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "at least one channel or pattern" in (caught.value.details() or "")
+
+    run(body())
+
+
+def test_watch_on_a_follower_sees_changes_and_resumes_after_reconnect(
+    cluster: LocalCluster,
+) -> None:
+    leader, follower, _ = roles(cluster)
+    prefix = unique("watched") + b":"
+
+    async def body() -> None:
+        async with (
+            grpc.aio.insecure_channel(cluster.nodes[follower].client_addr) as watch_channel,
+            grpc.aio.insecure_channel(cluster.nodes[leader].client_addr) as write_channel,
+        ):
+            watch = cache_pb2_grpc.CacheStub(watch_channel).Watch
+            cache = cache_pb2_grpc.CacheStub(write_channel)
+            first = watch(cache_pb2.WatchRequest(key=prefix, prefix=True))
+            await registered(first)
+            await cache.Set(cache_pb2.SetRequest(key=prefix + b"a", value=b"1"), timeout=TIMEOUT)
+            await cache.Set(cache_pb2.SetRequest(key=b"elsewhere", value=b"x"), timeout=TIMEOUT)
+            await cache.Set(cache_pb2.SetRequest(key=prefix + b"b", value=b"2"), timeout=TIMEOUT)
+            await cache.Delete(cache_pb2.DeleteRequest(key=prefix + b"a"), timeout=TIMEOUT)
+            seen = await read(first, 3)
+            assert [(e.kind, e.key, e.value) for e in seen] == [
+                (Kind.SET, prefix + b"a", b"1"),
+                (Kind.SET, prefix + b"b", b"2"),
+                (Kind.DELETE, prefix + b"a", b""),
+            ]
+            assert seen[0].revision < seen[1].revision < seen[2].revision
+            first.cancel()  # the client goes away after the first event ...
+
+            # ... and changes continue while it has no stream.
+            await cache.Set(cache_pb2.SetRequest(key=prefix + b"c", value=b"3"), timeout=TIMEOUT)
+            again = watch(
+                cache_pb2.WatchRequest(key=prefix, prefix=True, start_revision=seen[0].revision)
+            )
+            await registered(again)
+            await cache.Set(cache_pb2.SetRequest(key=prefix + b"d", value=b"4"), timeout=TIMEOUT)
+            resumed = await read(again, 4)
+            assert [(e.kind, e.key) for e in resumed] == [
+                (Kind.SET, prefix + b"b"),
+                (Kind.DELETE, prefix + b"a"),
+                (Kind.SET, prefix + b"c"),
+                (Kind.SET, prefix + b"d"),
+            ]
+            assert [e.revision for e in resumed[:2]] == [e.revision for e in seen[1:]]
+            assert resumed[1].revision < resumed[2].revision < resumed[3].revision
+            again.cancel()
+
+    run(body())
+
+
+def test_watch_from_a_revision_ahead_of_the_node_is_invalid_argument(
+    cluster: LocalCluster,
+) -> None:
+    async def body() -> None:
+        async with grpc.aio.insecure_channel(cluster.nodes[0].client_addr) as channel:
+            request = cache_pb2.WatchRequest(key=b"k", start_revision=1 << 60)
+            call = cache_pb2_grpc.CacheStub(channel).Watch(request)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await asyncio.wait_for(call.read(), TIMEOUT)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "ahead of this node's revision" in (caught.value.details() or "")
+
+    run(body())

@@ -44,6 +44,22 @@ async def registered(call: Any) -> None:
         ) from None
 
 
+def open_streams(cluster: LocalCluster, node: int) -> tuple[int, int]:
+    """(subscribers, watchers) open on a node, as its Status reports them (blocking)."""
+    status = cluster.status(node, timeout=TIMEOUT)
+    assert status is not None, f"node {node} did not answer Status"
+    return status.subscribers, status.watchers
+
+
+async def until_closed(cluster: LocalCluster, node: int) -> None:
+    """Cancelled streams are forgotten by the node (their registrations are dropped)."""
+    for _ in range(int(TIMEOUT / 0.05)):
+        if open_streams(cluster, node) == (0, 0):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"node {node} still reports streams: {open_streams(cluster, node)}")
+
+
 async def read(call: Any, count: int) -> list[Any]:
     return [await asyncio.wait_for(call.read(), TIMEOUT) for _ in range(count)]
 
@@ -64,6 +80,7 @@ def test_subscriber_on_a_follower_gets_messages_from_another_node_in_order(
             pattern = subscribe(cache_pb2.SubscribeRequest(patterns=[channel[:-3] + b"*"]))
             await registered(exact)
             await registered(pattern)
+            assert open_streams(cluster, follower) == (2, 0)
             publish = cache_pb2_grpc.CacheStub(pub_channel).Publish
             sent = [b"message %d" % i for i in range(30)]
             for message in sent:
@@ -75,6 +92,7 @@ def test_subscriber_on_a_follower_gets_messages_from_another_node_in_order(
             assert {(m.channel, m.pattern) for m in got} == {(channel, channel[:-3] + b"*")}
             exact.cancel()
             pattern.cancel()
+            await until_closed(cluster, follower)
 
     run(body())
 
@@ -136,6 +154,7 @@ def test_watch_on_a_follower_sees_changes_and_resumes_after_reconnect(
             assert [e.revision for e in resumed[:2]] == [e.revision for e in seen[1:]]
             assert resumed[1].revision < resumed[2].revision < resumed[3].revision
             again.cancel()
+            await until_closed(cluster, follower)
 
     run(body())
 

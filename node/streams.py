@@ -20,8 +20,11 @@ queue is dropped and the stream ends with `SlowConsumer` when it next resumes. A
 watcher that falls out of the history window ends the same way.
 
 Ready: `subscribe`/`watch` register when first iterated and then await `ready()` if given,
-before anything is yielded. The servicer passes `lambda: context.send_initial_metadata(())`,
-so a client knows it is subscribed once the call's initial metadata has arrived.
+before anything is yielded. The servicer is to pass `lambda: context.send_initial_metadata(())`,
+so that a client knows it is subscribed once the call's initial metadata has arrived.
+
+Restores: `restored(revision)` must be called when a snapshot replaces the state (at start-up
+or sent by the leader), since the changes it skipped never reach `deliver`.
 """
 
 from __future__ import annotations
@@ -380,7 +383,8 @@ class Streams:
         event: cache_pb2.WatchEvent | None = None
         for watcher in self._watchers_of(change.key):
             if change.revision > watcher.position:
-                event = event or _watch_event(change)
+                if event is None:  # built once, shared by every watcher it goes to
+                    event = _watch_event(change)
                 watcher.position = change.revision
                 watcher.push(event, size)
 

@@ -142,6 +142,17 @@ def test_the_sdk_serves_through_the_advertised_pod_names(
     assert all(stale_get(pods, i, b"greeting") == b"hello" for i in range(3))
 
 
+def test_the_cli_in_the_image_shows_the_cluster_status(pods: StatefulSetInDocker) -> None:
+    """README: `kubectl exec raftcache-0 -- raftcache --endpoints ... status`."""
+    pod = pods.pods[0]
+    assert pod.container is not None
+    result = pod.container.exec(["raftcache", "--endpoints", pod.advertised, "--json", "status"])
+    assert result.exit_code == 0, result.output
+    text = result.output.decode()
+    for other in pods.pods:
+        assert other.name in text
+
+
 def test_killing_the_leader_loses_no_acknowledged_write(
     pods: StatefulSetInDocker, cache: Client, readiness_service: str
 ) -> None:

@@ -38,6 +38,9 @@ class Replica:
         # Called on the tick thread after each apply with that command's events (key changes
         # and published messages), outside the lock. Must hand them off, never block.
         self.on_events: Callable[[list[Event]], None] | None = None
+        # Called on the tick thread after a snapshot replaced the state, with its revision:
+        # watchers cannot resume across it.
+        self.on_restored: Callable[[int], None] | None = None
 
     # -- consensus side (tick thread) --------------------------------------
 
@@ -63,6 +66,8 @@ class Replica:
         with self._lock:
             self._sm = restored
         self.last_apply_monotonic = time.monotonic()
+        if self.on_restored is not None:
+            self.on_restored(restored.revision)
 
     # -- read side (asyncio thread) ----------------------------------------
 

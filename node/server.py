@@ -85,11 +85,13 @@ class Node:
         streams = Streams(lambda: self.replica.revision)
         tracker = self._tracker = AccessTracker()
 
-        def on_events(events: list[Event]) -> None:  # tick thread
+        def on_events(events: list[Event]) -> None:  # tick thread, the only writer of state
+            tracker.follow(self.replica.state)
             tracker.on_events(events)
             streams.deliver(events)
 
         self.replica.on_events = on_events
+        self.replica.on_restored = streams.restored
         self.raft = raft = RaftNode(config.raft, self.replica, on_role_change=self._role_changed)
         if raft.recovery is not None and raft.recovery.truncated_entries:
             _log.warning(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -46,10 +48,16 @@ class StreamSource(Protocol):
     def receivers(self, channel: bytes) -> int: ...
 
     def subscribe(
-        self, request: cache_pb2.SubscribeRequest
-    ) -> AsyncIterator[cache_pb2.PubSubMessage]: ...
+        self,
+        request: cache_pb2.SubscribeRequest,
+        ready: Callable[[], Awaitable[object]] | None = None,
+    ) -> AsyncGenerator[cache_pb2.PubSubMessage, None]: ...
 
-    def watch(self, request: cache_pb2.WatchRequest) -> AsyncIterator[cache_pb2.WatchEvent]: ...
+    def watch(
+        self,
+        request: cache_pb2.WatchRequest,
+        ready: Callable[[], Awaitable[object]] | None = None,
+    ) -> AsyncGenerator[cache_pb2.WatchEvent, None]: ...
 
 
 def _expect(result: Result, kind: type[R]) -> R:
@@ -383,18 +391,24 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
     async def Subscribe(
         self, request: cache_pb2.SubscribeRequest, context: Any
     ) -> AsyncIterator[cache_pb2.PubSubMessage]:
+        # Initial metadata goes out once the subscription is registered: a client that has
+        # it knows every later publish reaches it.
+        ready = functools.partial(context.send_initial_metadata, ())
         try:
-            async for message in self._streams.subscribe(request):
-                yield message
+            async with contextlib.aclosing(self._streams.subscribe(request, ready)) as stream:
+                async for message in stream:
+                    yield message
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 
     async def Watch(
         self, request: cache_pb2.WatchRequest, context: Any
     ) -> AsyncIterator[cache_pb2.WatchEvent]:
+        ready = functools.partial(context.send_initial_metadata, ())
         try:
-            async for event in self._streams.watch(request):
-                yield event
+            async with contextlib.aclosing(self._streams.watch(request, ready)) as stream:
+                async for event in stream:
+                    yield event
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 

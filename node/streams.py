@@ -34,7 +34,7 @@ import collections
 import contextlib
 import re
 from bisect import bisect_right
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Generic, TypeVar
@@ -457,7 +457,7 @@ class Streams:
         self,
         request: cache_pb2.SubscribeRequest,
         ready: Callable[[], Awaitable[object]] | None = None,
-    ) -> AsyncIterator[cache_pb2.PubSubMessage]:
+    ) -> AsyncGenerator[cache_pb2.PubSubMessage, None]:
         """Messages on the requested channels/patterns published after registration."""
         channels, patterns = self._check_subscribe(request)
         sub = _Subscriber(channels, list(patterns), self._limits, self._failed.append)
@@ -504,7 +504,7 @@ class Streams:
         self,
         request: cache_pb2.WatchRequest,
         ready: Callable[[], Awaitable[object]] | None = None,
-    ) -> AsyncIterator[cache_pb2.WatchEvent]:
+    ) -> AsyncGenerator[cache_pb2.WatchEvent, None]:
         """Changes to the key (or prefix) after start_revision (0: after now), in order."""
         start = self._check_watch(request)
         watcher = _Watcher(request.key, request.prefix, start, self._limits, self._failed.append)

@@ -30,9 +30,16 @@ def stale(stubs: Stubs, op: cache_pb2.DataOp) -> cache_pb2.Value:
     return exec_(stubs, op, consistency=cache_pb2.STALE)
 
 
+def _holds(predicate: Any) -> bool:
+    try:
+        return bool(predicate())
+    except grpc.RpcError:  # a restarted node that is not listening yet
+        return False
+
+
 def wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not _holds(predicate):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)

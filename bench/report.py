@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bench import sdk
+from bench import sdk, typed
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -347,6 +347,7 @@ def render(results: dict[str, Any]) -> str:
         ("failover", _failover),
         ("snapshot", _snapshot),
         ("sdk", lambda section, out: sdk.render(section, out.append)),
+        ("typed", lambda section, out: typed.render(section, out.append)),
     ):
         section = results.get(name)
         if section is None:

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import failover, report, sdk, snapshot, throughput
+from bench import failover, report, sdk, snapshot, throughput, typed
 from bench.common import load_snapshot, log, machine_info
 
-SECTIONS = ("throughput", "failover", "snapshot", "sdk")
+SECTIONS = ("throughput", "failover", "snapshot", "sdk", "typed")
 
 
 def _sections(text: str) -> list[str]:
@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         "max_tick_gap window for a clean baseline; lower only for smoke tests)",
     )
     parser.add_argument("--failover-trials", type=int, default=5)
+    parser.add_argument(
+        "--typed-members",
+        type=int,
+        default=1_000_000,
+        help="members of the sorted set the typed section reads ranges from",
+    )
     parser.add_argument(
         "--node-args",
         default="",
@@ -153,6 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         warmup=args.warmup,
                         duration=args.duration,
                         profile=args.profile,
+                        keep_data=args.keep_data,
+                    )
+                elif name == "typed":
+                    section = typed.run(
+                        work_dir,
+                        node_args,
+                        members=args.typed_members,
+                        seconds=args.duration / 2,
                         keep_data=args.keep_data,
                     )
                 elif name == "sdk":

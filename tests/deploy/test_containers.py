@@ -194,6 +194,34 @@ def test_the_killed_pod_restarts_from_its_volume_and_catches_up(
     assert cache.get("visits") == b"6"
 
 
+def test_a_graceful_stop_hands_leadership_over_within_the_grace_period(
+    pods: StatefulSetInDocker, statefulset: dict, readiness_service: str
+) -> None:
+    """What the kubelet does to a deleted pod: the preStop hook, then SIGTERM, then SIGKILL
+    once terminationGracePeriodSeconds have passed."""
+    all_ready(pods, readiness_service)
+    old = leader_of(pods)
+    pod = next(p for p in pods.pods if p.name == old.node_id)
+    assert pod.container is not None
+    grace = statefulset["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    pre_stop = container(statefulset)["lifecycle"]["preStop"]["exec"]["command"]
+    started = time.monotonic()
+    result = pod.container.exec(pre_stop)  # the hook runs in the image as it is
+    assert result.exit_code == 0, result.output
+    wrapped = pod.container.get_wrapped_container()
+    wrapped.stop(timeout=grace)  # SIGTERM, SIGKILL after the grace period
+    took = time.monotonic() - started
+    wrapped.reload()
+    assert wrapped.attrs["State"]["ExitCode"] == 0, pods.logs(pod)
+    assert took < grace, f"stopping took {took:.1f} s, the grace period is {grace} s"
+    assert "leadership handed over" in wrapped.logs(tail=20).decode(), pods.logs(pod)
+    survivors = [p for p in pods.pods if p is not pod]
+    assert leader_of(pods, survivors).node_id != pod.name
+    print(f"preStop + graceful stop of leader {pod.name}: {took:.1f} s (grace {grace} s)")
+    pods.restart_in_place(pod)
+    all_ready(pods, readiness_service)
+
+
 def reschedule_and_rejoin(
     pods: StatefulSetInDocker, cache: Client, readiness_service: str, ordinal: int, timeout: float
 ) -> None:
@@ -231,4 +259,4 @@ def test_a_rescheduled_pod_that_dials_its_peers_rejoins_at_a_new_ip(
 def test_a_rescheduled_pod_that_its_peers_dial_rejoins_at_a_new_ip(
     pods: StatefulSetInDocker, cache: Client, readiness_service: str
 ) -> None:
-    reschedule_and_rejoin(pods, cache, readiness_service, 0, 30)
+    reschedule_and_rejoin(pods, cache, readiness_service, 0, 20)

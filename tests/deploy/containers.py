@@ -99,11 +99,13 @@ def build_context() -> io.BytesIO:
 
 
 def build_image(client: docker.DockerClient) -> str:
+    """Build deploy/Dockerfile from the working tree; returns the image ID."""
     base = base_image(client)
     args = {"BASE_IMAGE": base}
     if os.environ.get("PIP_INDEX_URL"):
         args["PIP_INDEX_URL"] = os.environ["PIP_INDEX_URL"]
     log: list[str] = []
+    image_id = ""
     started = time.monotonic()
     for chunk in client.api.build(
         fileobj=build_context(),
@@ -117,6 +119,8 @@ def build_image(client: docker.DockerClient) -> str:
     ):
         if "stream" in chunk:
             log.append(chunk["stream"])
+        if "ID" in chunk.get("aux", {}):
+            image_id = chunk["aux"]["ID"]
         if "error" in chunk:
             pytest.fail(
                 f"docker build (FROM {base}) failed: {chunk['error']}\n{''.join(log)[-4000:]}"
@@ -126,7 +130,9 @@ def build_image(client: docker.DockerClient) -> str:
     # drop ours once a day old (younger ones are the layer cache of the next build).
     for label in ("io.raftcache.stage=build", "org.opencontainers.image.title=raftcache-node"):
         client.images.prune(filters={"dangling": True, "label": label, "until": "24h"})
-    return IMAGE
+    # The ID, not the tag: another run building at the same time may move the tag.
+    assert image_id, f"docker build reported no image ID\n{''.join(log)[-2000:]}"
+    return image_id
 
 
 def wait_for(

@@ -279,7 +279,7 @@ class AsyncClient(TypedMethods):
         )
         if not request.channels and not request.patterns:
             raise errors.InvalidInputError("subscribe needs at least one channel or pattern")
-        stream, _ = await self._opener(timeout).open("Cache/Subscribe", request)
+        stream, _, _ = await self._opener(timeout).open("Cache/Subscribe", request)
         return Subscription(stream)
 
     async def watch(

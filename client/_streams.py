@@ -3,6 +3,7 @@ a key or prefix, resumed on another node after a break from the last revision de
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from raftcache.client import errors
 from raftcache.client._router import Router, final_error
 from raftcache.client._transport import CallFailed, Stream, Transport
 from raftcache.v1 import cache_pb2
+from raftcache.v1.wire import REVISION_METADATA_KEY
 
 _KINDS = {
     cache_pb2.WatchEvent.SET: "set",
@@ -51,8 +53,9 @@ class StreamOpener:
 
     async def open(
         self, method: str, request: Any, *, after: str | None = None
-    ) -> tuple[Stream, str]:
-        """A started stream and its node; `after` = a node that just failed, tried last."""
+    ) -> tuple[Stream, str, Mapping[str, str]]:
+        """A started stream, its node and its initial metadata; `after` = a node that just
+        failed, tried last."""
         deadline = self._router.deadline_in(self._timeout)
         soon = min(deadline, self._router.deadline_in(1.0))
         if after is not None:
@@ -70,8 +73,8 @@ class StreamOpener:
             self._next += 1
             stream = self._transport.open_stream(address, method, request)
             try:
-                await stream.started(min(remaining, 2.0))
-                return stream, address
+                metadata = await stream.started(min(remaining, 2.0))
+                return stream, address, metadata
             except CallFailed as failure:
                 stream.cancel()
                 final = final_error(failure)
@@ -187,11 +190,16 @@ class Watch:
         request.CopyFrom(self._request)
         request.start_revision = self.revision
         try:
-            self._stream, self._address = await self._opener.open(
+            self._stream, self._address, metadata = await self._opener.open(
                 "Cache/Watch", request, after=after
             )
         except errors.RevisionCompactedError as exc:
             raise _compacted(self.revision, str(exc)) from None
+        started_after = metadata.get(REVISION_METADATA_KEY, "")
+        if self.revision == 0 and started_after.isdigit():
+            # "From now" becomes a fixed point, so a break before the first event resumes
+            # from here instead of from a later "now" (which would skip changes).
+            self.revision = int(started_after)
 
     async def _read(self) -> Any | None:
         """The next raw event, or None after a break that a resume can repair."""

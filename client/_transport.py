@@ -4,6 +4,7 @@ tested without sockets (tests pass a fake with the same `call` and `open_stream`
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,9 +32,10 @@ class CallFailed(Exception):
 class Stream(Protocol):
     """One server-streaming call to one node."""
 
-    async def started(self, timeout: float) -> None:
-        """Wait until the node accepted the call (its initial metadata), at most `timeout`
-        seconds; raise CallFailed if it refused or the connection failed."""
+    async def started(self, timeout: float) -> Mapping[str, str]:
+        """Wait until the node accepted the call (its initial metadata, returned; empty if it
+        did not come within `timeout` seconds); raise CallFailed if it refused or the
+        connection failed."""
 
     async def next(self) -> Any | None:
         """The next message, or None when the node ended the stream cleanly; CallFailed
@@ -66,9 +68,11 @@ class _GrpcStream:
     def __init__(self, call: Any) -> None:
         self._call = call
 
-    async def started(self, timeout: float) -> None:
+    async def started(self, timeout: float) -> Mapping[str, str]:
+        metadata: dict[str, str] = {}
         try:
-            await asyncio.wait_for(self._call.initial_metadata(), timeout)
+            received = await asyncio.wait_for(self._call.initial_metadata(), timeout)
+            metadata = {str(k): str(v) for k, v in (received or ())}
         except TimeoutError:
             pass  # a node that sends its metadata only with the first message: still fine
         except grpc.aio.AioRpcError as exc:
@@ -83,6 +87,7 @@ class _GrpcStream:
                     trailing.get(ORIGIN_METADATA_KEY),
                     trailing.get(LEADER_METADATA_KEY),
                 )
+        return metadata
 
     async def next(self) -> Any | None:
         try:

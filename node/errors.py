@@ -3,6 +3,7 @@
 CacheError
 ├── InvalidInput        bad request; retrying the same request cannot help
 ├── ConditionFailed     a condition or a value's type did not hold (state-dependent)
+│   └── WrongType       the key holds another type than the op works on
 ├── NotLeader           this node is not the leader; `leader_addr` says who is (retry there)
 ├── NoLeader            no leader is known right now (retry after a short wait)
 ├── TooStale            this replica cannot prove it is within max_staleness_ms (try another)
@@ -28,6 +29,10 @@ class InvalidInput(CacheError):
 
 class ConditionFailed(CacheError):
     """A condition on the current state did not hold; nothing was changed."""
+
+
+class WrongType(ConditionFailed):
+    """The key holds another type (a hash, a list, ...) than the op works on."""
 
 
 class NotLeader(CacheError):

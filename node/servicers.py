@@ -29,7 +29,7 @@ from raftcache.node.state_machine import (
     Value,
 )
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
-from raftcache.v1.wire import FORWARDED_METADATA_KEY
+from raftcache.v1.wire import FORWARDED_METADATA_KEY, REVISION_METADATA_KEY
 
 R = TypeVar("R")
 _ROLE = {
@@ -56,7 +56,7 @@ class StreamSource(Protocol):
     def watch(
         self,
         request: cache_pb2.WatchRequest,
-        ready: Callable[[], Awaitable[object]] | None = None,
+        ready: Callable[[int], Awaitable[object]] | None = None,
     ) -> AsyncGenerator[cache_pb2.WatchEvent, None]: ...
 
 
@@ -354,7 +354,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             now = self._now()
             entry = self._view.replica.get(request.key, now)
             if entry is not None and not isinstance(entry.value, bytes):
-                raise errors.ConditionFailed(
+                raise errors.WrongType(
                     f"WRONGTYPE: key {request.key[:64]!r} holds a {entry.value.TYPE}, but Get "
                     "reads strings: use Exec with the op for that type"
                 )
@@ -404,7 +404,10 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
     async def Watch(
         self, request: cache_pb2.WatchRequest, context: Any
     ) -> AsyncIterator[cache_pb2.WatchEvent]:
-        ready = functools.partial(context.send_initial_metadata, ())
+        def ready(start: int) -> Awaitable[object]:
+            metadata = ((REVISION_METADATA_KEY, str(start)),)
+            return context.send_initial_metadata(metadata)  # type: ignore[no-any-return]
+
         try:
             async with contextlib.aclosing(self._streams.watch(request, ready)) as stream:
                 async for event in stream:

@@ -12,6 +12,7 @@ from raftcache.v1.wire import LEADER_METADATA_KEY, ORIGIN_METADATA_KEY
 STATUS_CODES: dict[type[errors.CacheError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.ConditionFailed: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.WrongType: grpc.StatusCode.FAILED_PRECONDITION,
     errors.NotLeader: grpc.StatusCode.UNAVAILABLE,
     errors.NoLeader: grpc.StatusCode.UNAVAILABLE,
     errors.TooStale: grpc.StatusCode.UNAVAILABLE,
@@ -29,7 +30,7 @@ FAILURES: dict[ErrorCode, type[errors.CacheError]] = {
     ErrorCode.OVERFLOW: errors.ConditionFailed,
     ErrorCode.REQUEST_TOO_OLD: errors.OutcomeUnknown,
     ErrorCode.INVALID_COMMAND: errors.InvalidInput,
-    ErrorCode.WRONG_TYPE: errors.ConditionFailed,
+    ErrorCode.WRONG_TYPE: errors.WrongType,
     ErrorCode.OUT_OF_MEMORY: errors.OutOfMemory,
 }
 

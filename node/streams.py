@@ -19,7 +19,8 @@ Slow readers: each live stream's queue is bounded in messages and bytes; past th
 queue is dropped and the stream ends with `SlowConsumer` when it next resumes. A replaying
 watcher that falls out of the history window ends the same way.
 
-Ready: `subscribe`/`watch` register when first iterated and then await `ready()` if given,
+Ready: `subscribe`/`watch` register when first iterated and then await `ready()` (for a
+watch `ready(start_revision)`) if given,
 before anything is yielded. The servicer is to pass `lambda: context.send_initial_metadata(())`,
 so that a client knows it is subscribed once the call's initial metadata has arrived.
 
@@ -503,7 +504,7 @@ class Streams:
     async def watch(
         self,
         request: cache_pb2.WatchRequest,
-        ready: Callable[[], Awaitable[object]] | None = None,
+        ready: Callable[[int], Awaitable[object]] | None = None,
     ) -> AsyncGenerator[cache_pb2.WatchEvent, None]:
         """Changes to the key (or prefix) after start_revision (0: after now), in order."""
         start = self._check_watch(request)
@@ -513,7 +514,7 @@ class Streams:
         self.watcher_count += 1
         try:
             if ready is not None:
-                await ready()
+                await ready(start)
             scanned = 0
             # Replay from the shared history; no await between the last check and going live.
             while True:

@@ -87,6 +87,8 @@ def test_a_wrong_type_op_is_failed_precondition_naming_both_types(cluster: Local
         exec_(stubs, d("hset", key=b"wt", fields=[{"field": b"f", "value": b"v"}]))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "holds a set, but hset works on a hash" in (info.value.details() or "")
+    origin = dict(info.value.trailing_metadata() or ()).get("x-raftcache-error")
+    assert origin == "WrongType"  # clients in any language can tell it from other conditions
     with pytest.raises(grpc.RpcError) as get_info:
         stubs.cache.Get(cache_pb2.GetRequest(key=b"wt"), timeout=10)
     assert get_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION

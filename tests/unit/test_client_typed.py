@@ -71,14 +71,16 @@ class FakeStream:
     """A scripted server stream: messages in order, a CallFailed is raised where it stands,
     and the end of the script is a clean end of the stream."""
 
-    def __init__(self, *items: Any, refuse: CallFailed | None = None) -> None:
+    def __init__(self, *items: Any, refuse: CallFailed | None = None, metadata: Any = None) -> None:
         self.items = deque(items)
         self.refuse = refuse
+        self.metadata = metadata or {}
         self.cancelled = False
 
-    async def started(self, timeout: float) -> None:
+    async def started(self, timeout: float) -> Any:
         if self.refuse is not None:
             raise self.refuse
+        return self.metadata
 
     async def next(self) -> Any | None:
         if not self.items:
@@ -719,6 +721,23 @@ def test_watch_resumes_after_a_clean_end_and_after_a_slow_consumer_cut(
 
     assert [e.revision for e in got] == [10, 11, 12]
     assert [request.start_revision for _, _, request in fake.opened] == [0, 10, 11]
+
+
+def test_a_watch_from_now_that_breaks_before_any_event_resumes_from_where_it_started(
+    client: AsyncClient, fake: StreamingFake
+) -> None:
+    fake.streams.extend(
+        [
+            FakeStream(SOCKET_CLOSED, metadata={"x-raftcache-revision": "41"}),
+            FakeStream(event(42), metadata={"x-raftcache-revision": "41"}),
+        ]
+    )
+
+    got = take(client, 1)
+
+    assert [e.revision for e in got] == [42]
+    # Not "from now" again: a change made during the break would have been skipped.
+    assert [request.start_revision for _, _, request in fake.opened] == [0, 41]
 
 
 def test_watch_from_a_compacted_revision_raises_a_typed_error(

@@ -60,9 +60,10 @@ class Reader(Generic[T]):
 
     def __init__(
         self,
-        open_stream: Callable[[Callable[[], Awaitable[None]]], AsyncIterator[T]],
+        open_stream: Callable[[Callable[..., Awaitable[None]]], AsyncIterator[T]],
         pause_after: int | None = None,
     ) -> None:
+        self.ready_args: tuple[int, ...] = ()
         self.items: list[T] = []
         self.error: BaseException | None = None
         self.registered = asyncio.Event()
@@ -71,11 +72,12 @@ class Reader(Generic[T]):
         self._resume = asyncio.Event()
         self.task = asyncio.create_task(self._run(open_stream))
 
-    async def _ready(self) -> None:
+    async def _ready(self, *args: int) -> None:
+        self.ready_args = args  # a watch passes the revision it starts after
         self.registered.set()
 
     async def _run(
-        self, open_stream: Callable[[Callable[[], Awaitable[None]]], AsyncIterator[T]]
+        self, open_stream: Callable[[Callable[..., Awaitable[None]]], AsyncIterator[T]]
     ) -> None:
         try:
             async for item in open_stream(self._ready):
@@ -426,6 +428,7 @@ def test_watch_from_now_skips_history() -> None:
         streams.deliver(log.changes([b"k"] * 5))
         await settle()
         reader = await watcher(streams, b"k")
+        assert reader.ready_args == (5,)  # told to the client: "now" was revision 5
         streams.deliver(log.changes([b"k"]))
         await settle()
         assert revisions(reader) == [6]

@@ -17,6 +17,10 @@ ORIGIN_METADATA_KEY = "x-raftcache-error"
 """Trailing metadata on every error a node answers itself (value: the error class name),
 so a forwarding follower or a client can tell node answers from transport failures."""
 
+REVISION_METADATA_KEY = "x-raftcache-revision"
+"""Initial metadata of a Watch: the revision the stream starts after (what "from now" meant),
+so a client that breaks before the first event resumes without a gap."""
+
 FORWARDED_METADATA_KEY = "x-raftcache-forwarded"
 """Request metadata on a call a follower relays to the leader (never relayed twice)."""
 

@@ -282,3 +282,108 @@ def test_mset_request_stamps_each_entrys_deadline() -> None:
     assert op.WhichOneof("kind") == "mset"
     got = [(e.key, e.value, e.deadline_ms) for e in op.mset.entries]
     assert got == [(b"a", b"1", 0), (b"b", b"2", NOW + 10), (b"c", b"3", NOW + MAX_TTL_MS)]
+
+
+# ---------------------------------------------------------------- typed values (issue 5)
+
+
+def _d(name: str, **fields: object) -> cache_pb2.DataOp:
+    return cache_pb2.DataOp(**{name: fields})
+
+
+@pytest.mark.parametrize(
+    ("op", "fragments"),
+    [
+        (cache_pb2.DataOp(), ("op is empty",)),
+        (_d("hget", key=b""), ("op.hget.key is empty",)),
+        (_d("hset", key=b"k"), ("op.hset.fields is empty",)),
+        (_d("hset", key=b"k", fields=[{"field": b"f", "value": b"x" * 9}]),
+         ("op.hset.fields[0].value is 9 bytes",)),
+        (_d("zadd", key=b"k", members=[{"member": b"m", "score": float("nan")}]),
+         ("op.zadd.members[0].score is NaN",)),
+        (_d("zadd", key=b"k", members=[{"member": b"m"}] * 4), ("has 4 items", "limit of 3")),
+        (_d("zincrby", key=b"k", member=b"m", delta=float("nan")), ("delta is NaN",)),
+        (_d("zcount", key=b"k", min={"value": float("nan")}), ("op.zcount.min is NaN",)),
+        (_d("push", key=b"k", values=[b"v"], end=7), ("end is 7", "LEFT (0) or RIGHT (1)")),
+        (_d("pop", key=b"k", count=4), ("pop.count is 4", "limit of 3")),
+        (_d("sadd", key=b"k", members=[b"x" * 9]), ("op.sadd.members[0] is 9 bytes",)),
+        (_d("set", key=b"k", value=b"v", ttl_ms=-1), ("cannot be negative",)),
+        (_d("expire", key=b"k", ttl_ms=0), ("must be > 0", "persist")),
+        (_d("expire", key=b"k", ttl_ms=MAX_TTL_MS + 1), ("ten years",)),
+    ],
+)  # fmt: skip
+def test_bad_data_ops_are_refused_with_what_was_wrong(
+    op: cache_pb2.DataOp, fragments: tuple[str, ...]
+) -> None:
+    with refused(*fragments):
+        requests.exec_op(cache_pb2.ExecRequest(op=op), SMALL, NOW)
+
+
+def test_a_data_op_gets_its_deadline_stamped_and_its_request_id() -> None:
+    request = cache_pb2.ExecRequest(
+        op=_d("expire", key=b"k", ttl_ms=500), request_id={"client_id": "c", "seq": 3}
+    )
+    op = requests.exec_op(request, DEFAULT, NOW)
+    assert op.data.deadline_ms == NOW + 500
+    assert (op.request_id.client_id, op.request_id.seq) == ("c", 3)
+    assert requests.exec_op(cache_pb2.ExecRequest(op=_d("hlen", key=b"k")), DEFAULT, NOW)
+
+
+@pytest.mark.parametrize(
+    ("compare", "fragments"),
+    [
+        (cache_pb2.Compare(key=b"k"), ("compares[0] compares nothing",)),
+        (cache_pb2.Compare(key=b"", exists=True), ("compares[0].key is empty",)),
+        (cache_pb2.Compare(key=b"k", version=1, op=9), ("compares[0].op is 9",)),
+        (cache_pb2.Compare(key=b"k", exists=True, op=cache_pb2.Compare.GREATER),
+         ("exists can only be compared with EQUAL or NOT_EQUAL",)),
+        (cache_pb2.Compare(key=b"k", value=b"x" * 9), ("compares[0].value is 9 bytes",)),
+    ],
+)  # fmt: skip
+def test_bad_compares_are_refused(compare: cache_pb2.Compare, fragments: tuple[str, ...]) -> None:
+    with refused(*fragments):
+        requests.txn_op(cache_pb2.TxnRequest(compares=[compare]), SMALL, NOW)
+
+
+def test_a_bad_op_in_a_txn_branch_names_the_branch_and_position() -> None:
+    request = cache_pb2.TxnRequest(failure=[_d("get", key=b"k"), _d("hset", key=b"k")])
+    with refused("failure[1].hset.fields is empty"):
+        requests.txn_op(request, SMALL, NOW)
+
+
+def test_a_txn_over_the_batch_limit_is_refused() -> None:
+    request = cache_pb2.TxnRequest(success=[_d("get", key=b"k")] * 4)
+    with refused("4 compares and ops", "limit of 3"):
+        requests.txn_op(request, SMALL, NOW)
+
+
+@pytest.mark.parametrize(
+    ("request_", "fragments"),
+    [
+        (cache_pb2.ScanRequest(cursor=b"abc"), ("not one this node handed out",)),
+        (cache_pb2.ScanRequest(cursor=b"1234567"), ("not one this node handed out",)),
+        (cache_pb2.ScanRequest(count=10_001), ("count is 10001", "limit of 10000")),
+        (cache_pb2.ScanRequest(prefix=b"x" * 5), ("prefix is 5 bytes",)),
+        (cache_pb2.ScanRequest(consistency=7), ("unknown consistency 7",)),
+    ],
+)
+def test_bad_scans_are_refused(request_: cache_pb2.ScanRequest, fragments: tuple[str, ...]) -> None:
+    with refused(*fragments):
+        requests.scan_args(request_, SMALL)
+
+
+def test_scan_defaults() -> None:
+    assert requests.scan_args(cache_pb2.ScanRequest(), DEFAULT) == (0, 100)
+    assert requests.scan_args(cache_pb2.ScanRequest(cursor=b"42", count=7), DEFAULT) == (42, 7)
+
+
+@pytest.mark.parametrize(
+    ("request_", "fragment"),
+    [
+        (cache_pb2.PublishRequest(message=b"m"), "channel is empty"),
+        (cache_pb2.PublishRequest(channel=b"c", message=b"x" * 9), "message is 9 bytes"),
+    ],
+)
+def test_bad_publishes_are_refused(request_: cache_pb2.PublishRequest, fragment: str) -> None:
+    with refused(fragment):
+        requests.publish_op(request_, SMALL)

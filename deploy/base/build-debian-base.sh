@@ -36,7 +36,9 @@ shopt -s nullglob
 extra=(/usr/local/share/ca-certificates/*.crt)
 if [ ${#extra[@]} -gt 0 ]; then
     cp "${extra[@]}" "$root/rootfs/usr/local/share/ca-certificates/"
-    chroot "$root/rootfs" update-ca-certificates >/dev/null
+    # (Its rehash warns about the bundle file itself; that is harmless.)
+    chroot "$root/rootfs" update-ca-certificates >/dev/null 2>&1 ||
+        { echo "update-ca-certificates failed in the new base" >&2; exit 1; }
 fi
 # Nothing of apt's caches or docs is needed at run time.
 rm -rf "$root"/rootfs/var/cache/apt/archives/*.deb "$root"/rootfs/var/lib/apt/lists/* \

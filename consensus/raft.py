@@ -33,6 +33,7 @@ from pysyncobj import (
 )
 from pysyncobj import replicated as _replicated
 from pysyncobj.node import TCPNode
+from pysyncobj.tcp_connection import CONNECTION_STATE
 from raftcache.consensus import journal, recovery, snapshot
 from raftcache.consensus.log_matching import LogMatchingSyncObj
 
@@ -107,6 +108,10 @@ class RaftConfig:
     compaction_min_time: float = 24 * 3600.0
     max_entry_bytes: int = 64 << 20
     queue_size: int = 10_000
+    # pysyncobj caches a peer's resolved address for 600 s by default: a pod rescheduled at a
+    # new IP (Kubernetes) would stay unreachable for peers that dial it for ten minutes.
+    dns_cache_s: float = 5.0
+    dns_fail_cache_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.durability is Durability.JOURNAL and self.data_dir is None:
@@ -191,6 +196,7 @@ class RaftNode:
         self._on_tick_actions: collections.deque[Callable[[], None]] = collections.deque()
         self._status = RaftStatus()
         self._last_tick = time.monotonic()
+        self._next_connect_check = 0.0
         self._gap_buckets: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
         self.snapshots_taken = 0
         self.recovery: recovery.RecoveryReport | None = None
@@ -232,6 +238,8 @@ class RaftNode:
             serializeChecker=self._check_serializing,
             onStateChanged=self._state_changed,
             dynamicMembershipChange=False,
+            dnsCacheTime=config.dns_cache_s,
+            dnsFailCacheTime=config.dns_fail_cache_s,
         )
         self._syncobj = LogMatchingSyncObj(
             config.self_addr, list(config.peers), conf, consumers=[self._consumer]
@@ -310,7 +318,26 @@ class RaftNode:
             self._gap_buckets.append((second, gap_ms))
         while self._on_tick_actions:
             self._on_tick_actions.popleft()()
+        if now >= self._next_connect_check:
+            self._next_connect_check = now + 0.25
+            self._abandon_stuck_connects(now)
         self._refresh_status()
+
+    def _abandon_stuck_connects(self, now: float) -> None:
+        """Close outgoing connects that got no answer within connection_timeout.
+
+        pysyncobj waits for the kernel on a connect: to an address that no longer exists (a
+        pod rescheduled at a new IP) that took ~40 s here, and pysyncobj neither retries nor
+        re-resolves the name meanwhile. Closing it lets the next attempt resolve afresh.
+        """
+        transport = getattr(self._syncobj, "_SyncObj__transport", None)
+        connections: dict[Any, Any] = getattr(transport, "_connections", {})
+        for conn in list(connections.values()):
+            started = getattr(conn, "_TcpConnection__lastReadTime", now)
+            if conn.state == CONNECTION_STATE.CONNECTING and (
+                now - started > self.config.connection_timeout
+            ):
+                conn.disconnect()
 
     def _refresh_status(self) -> None:
         so = self._syncobj

@@ -103,7 +103,7 @@ class RaftConfig:
     heartbeat_period: float = 0.05
     connection_timeout: float = 1.5
     connection_retry: float = 0.5
-    leader_fallback_timeout: float = 3.0
+    leader_fallback_timeout: float = 1.0
     compaction_min_entries: int = 20_000
     compaction_min_time: float = 24 * 3600.0
     max_entry_bytes: int = 64 << 20

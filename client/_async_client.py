@@ -263,9 +263,8 @@ class AsyncClient(TypedMethods):
         request = cache_pb2.PublishRequest(
             channel=_bytes(channel, "channel"), message=_bytes(message, "message")
         )
-        response = await self._router.call(
-            "Cache/Publish", request, route=WRITE, timeout=timeout or self.timeout
-        )
+        # A request id makes a retry after an unknown outcome safe: at most once still holds.
+        response = await self._write("Cache/Publish", request, timeout)
         return int(response.receivers)
 
     async def subscribe(

@@ -181,10 +181,15 @@ class Router:
                 if route != READ_STALE and self.leader is None:
                     await self.refresh(deadline)
         if maybe_applied:
+            advice = (
+                f"retrying with the same request id {request_id} is safe"
+                if request_id is not None
+                else "it carries no request id, so a retry may apply it twice (a Publish "
+                "retried may deliver the message twice)"
+            )
             raise errors.OutcomeUnknownError(
                 f"{method.split('/')[-1]} may or may not have been applied: no attempt "
-                f"settled it within {timeout} s (last: {_describe(last)}); retrying with "
-                f"the same request id {request_id} is safe",
+                f"settled it within {timeout} s (last: {_describe(last)}); {advice}",
                 request_id,
             )
         if last is not None and last.origin == "Overloaded":

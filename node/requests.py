@@ -299,4 +299,5 @@ def publish_op(req: cache_pb2.PublishRequest, limits: Limits) -> command_pb2.Op:
     op = command_pb2.Op()
     op.publish.channel = req.channel
     op.publish.message = req.message
+    _request_id(op, req.request_id, req.HasField("request_id"))
     return op

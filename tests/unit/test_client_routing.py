@@ -427,6 +427,24 @@ def test_write_that_may_have_applied_ends_in_outcome_unknown(
     assert "same request id" in str(raised.value)
 
 
+def test_a_publish_is_retried_only_with_its_request_id(
+    fake: FakeTransport, clock: FakeClock
+) -> None:
+    fake.script("Cache/Publish", NODE_OUTCOME_UNKNOWN)
+    fake.otherwise("Cache/Publish", NO_LEADER)
+    client = make_client(fake, clock, timeout=2.0)
+
+    with pytest.raises(OutcomeUnknownError) as raised:
+        run(client.publish("news", "hi"))
+
+    sent = fake.sent("Cache/Publish")
+    assert len(sent) > 1  # retried: safe, because every attempt carries the same id
+    assert {(c.request.request_id.client_id, c.request.request_id.seq) for c in sent} == {
+        (CLIENT_ID, 1)
+    }
+    assert "same request id" in str(raised.value)
+
+
 @pytest.mark.parametrize(
     "failure",
     [

@@ -463,3 +463,13 @@ def test_a_snapshot_round_trips_every_type() -> None:
         assert restored.read(op, 1000) == sm.read(op, 1000)
     assert restored.scan(0, b"", 10_000, 0)[0] and sorted(restored.scan(0, b"", 10_000, 0)[0]) == \
         sorted(sm.scan(0, b"", 10_000, 0)[0])  # fmt: skip
+
+
+def test_a_retried_publish_is_delivered_once() -> None:
+    sm = StateMachine()
+    op = command_pb2.Op()
+    op.publish.channel, op.publish.message = b"news", b"hi"
+    op.request_id.client_id, op.request_id.seq = "c", 1
+    apply_op(sm, op)
+    apply_op(sm, op)  # the client's retry after an unknown outcome
+    assert sm.take_events() == [Published(b"news", b"hi")]

@@ -633,12 +633,14 @@ class ScanResponse(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[bytes]] = ..., next_cursor: _Optional[bytes] = ...) -> None: ...
 
 class PublishRequest(_message.Message):
-    __slots__ = ("channel", "message")
+    __slots__ = ("channel", "message", "request_id")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     channel: bytes
     message: bytes
-    def __init__(self, channel: _Optional[bytes] = ..., message: _Optional[bytes] = ...) -> None: ...
+    request_id: RequestId
+    def __init__(self, channel: _Optional[bytes] = ..., message: _Optional[bytes] = ..., request_id: _Optional[_Union[RequestId, _Mapping]] = ...) -> None: ...
 
 class PublishResponse(_message.Message):
     __slots__ = ("receivers",)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from raftcache.v1 import cache_pb2, cache_pb2_grpc
+from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
 
-from bench.common import channel_options, latency_summary_ms, log, running_cluster
+from bench.common import channel_options, latency_summary_ms, log, proc_rss_mb, running_cluster
 from bench.sdk import CALLERS
 
 RANGE_TARGET_P99_MS = 5.0
@@ -177,15 +177,32 @@ async def _fanout(addrs: Sequence[str], leader: str) -> dict[str, Any]:
     }
 
 
+async def _memory(channel: grpc.aio.Channel, pid: int) -> tuple[float, float]:
+    """(accounted MB from Status, RSS MB of the process) of the leader."""
+    status = await cluster_pb2_grpc.ClusterStub(channel).Status(
+        cluster_pb2.StatusRequest(), timeout=5
+    )
+    return status.memory_used_bytes / (1 << 20), proc_rss_mb(pid) or 0.0
+
+
 async def _run_async(
-    addrs: Sequence[str], leader: str, members: int, seconds: float, samples: int
+    addrs: Sequence[str], leader: str, pid: int, members: int, seconds: float, samples: int
 ) -> dict[str, Any]:
     channel = grpc.aio.insecure_channel(leader, options=channel_options(True))
     stub = cache_pb2_grpc.CacheStub(channel)
     try:
         result: dict[str, Any] = {"throughput_ops_s": await _throughput(stub, seconds)}
         log(f"typed: loading a {members:,}-member sorted set")
+        before = await _memory(channel, pid)
         result["load_s"] = round(await _load(stub, members), 1)
+        after = await _memory(channel, pid)
+        accounted, rss = after[0] - before[0], after[1] - before[1]
+        result["memory_mb"] = {
+            "accounted": round(accounted, 1),
+            "rss": round(rss, 1),
+            "rss_per_accounted": round(rss / accounted, 2) if accounted else None,
+        }
+        log(f"typed: memory for the sorted set {result['memory_mb']}")
         result["members"] = members
         result["range_latency"] = await _range_latency(stub, members, samples)
         result["fanout"] = await _fanout(addrs, leader)
@@ -206,8 +223,10 @@ def run(
 ) -> dict[str, Any]:
     with running_cluster(work_dir, "typed", node_args, keep=keep_data) as (cluster, leader):
         addrs = [n.client_addr for n in cluster.nodes]
+        node = cluster.nodes[leader]
+        assert node.process is not None
         return asyncio.run(
-            _run_async(addrs, cluster.nodes[leader].client_addr, members, seconds, samples)
+            _run_async(addrs, node.client_addr, node.process.pid, members, seconds, samples)
         )
 
 
@@ -232,6 +251,14 @@ def render(section: dict[str, Any], add: Callable[[str], None]) -> None:
     for name, s in section.get("range_latency", {}).items():
         met = "met" if s.get("meets_target") else "**missed**"
         add(f"| {name} | {s['p50']} | {s['p99']} | {s['max']} | {met} |")
+    mem = section.get("memory_mb")
+    if mem:
+        add("")
+        add(
+            f"Memory of the sorted set on the leader: {mem['accounted']} MB accounted "
+            f"(what --max-memory counts), {mem['rss']} MB of RSS growth: "
+            f"{mem['rss_per_accounted']}x."
+        )
     fan = section.get("fanout")
     if fan:
         lat = fan["delivery_latency"]

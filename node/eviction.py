@@ -15,7 +15,7 @@ import random
 import threading
 from collections.abc import Callable, Iterable
 
-from raftcache.node.state_machine import KEY_OVERHEAD, Change, Event, StateMachine
+from raftcache.node.state_machine import Change, Event, StateMachine, op_growth
 from raftcache.v1 import command_pb2
 
 MAX_VICTIMS_PER_BATCH = 10_000
@@ -102,7 +102,7 @@ class Evictor:
             sm = self._state()
             if not sm.max_memory or sm.eviction_policy == "noeviction":
                 return []
-            growth = sum(op.ByteSize() + KEY_OVERHEAD for op in writes)
+            growth = sum(op_growth(op) for op in writes)
             needed = sm.memory_used + growth - sm.max_memory
             if needed <= 0:
                 return []

@@ -37,8 +37,10 @@ DEDUP_MAX_CLIENTS = 10_000
 DEDUP_IDLE_MS = 3_600_000
 """A client session unused for this long (cluster time) is forgotten."""
 
-KEY_OVERHEAD = 48
-"""Accounted bytes per key on top of its key and value bytes (see node/DESIGN.md)."""
+KEY_OVERHEAD = 352
+"""Accounted bytes per key on top of its key and value bytes: CPython's cost of a key (two
+bytes objects, the entry tuple, its version, the dict and scan-index slots) measured with
+tracemalloc: 476 B for a 12-byte key and a 100-byte value (see node/DESIGN.md)."""
 
 EVICTION_POLICIES = (
     "noeviction",
@@ -327,12 +329,11 @@ class StateMachine:
                     ErrorCode.CONDITION_FAILED,
                     f"expected version {op.expected_version} but the key's version is {actual}",
                 )
-        full = self._over_limit(len(op.key) + KEY_OVERHEAD + len(op.value))
+        full = self._over_limit(_GROWTH["set"](op))
         return full or SetOk(self._put(op.key, op.value, op.deadline_ms))
 
     def _mset(self, op: command_pb2.MSetOp, now: int) -> Result:
-        growth = sum(len(e.key) + KEY_OVERHEAD + len(e.value) for e in op.entries)
-        full = self._over_limit(growth)
+        full = self._over_limit(sum(_GROWTH["set"](e) for e in op.entries))
         if full:
             return full
         versions = [self._put(e.key, e.value, e.deadline_ms) for e in op.entries]
@@ -357,7 +358,7 @@ class StateMachine:
         total = base + op.delta
         if not INT64_MIN <= total <= INT64_MAX:
             return Failure(ErrorCode.OVERFLOW, f"{base} + {op.delta} overflows a 64-bit integer")
-        full = self._over_limit(len(op.key) + KEY_OVERHEAD + 20 if current is None else 0)
+        full = self._over_limit(_GROWTH["incr"](op) if current is None else 0)
         return full or IncrOk(total, self._put(op.key, str(total).encode(), deadline))
 
     def _delete(self, key: bytes, now: int) -> Result:
@@ -513,9 +514,6 @@ class StateMachine:
         else:
             self._put(key, c, 0 if entry is None else entry[_DEADLINE], detached=entry)
 
-    def _growth(self, key: bytes, items: Iterable[bytes], per_item: int) -> int:
-        return len(key) + KEY_OVERHEAD + sum(len(i) + per_item for i in items)
-
     # strings, as data ops (for transactions)
     def _op_get(self, op: cache_pb2.StrGet, now: int, _dl: int) -> Result:
         got = self._string(op.key, now, "get")
@@ -524,7 +522,7 @@ class StateMachine:
         return NIL if got is None else Value("bytes", got[_VALUE])
 
     def _op_set(self, op: cache_pb2.StrSet, now: int, deadline: int) -> Result:
-        full = self._over_limit(len(op.key) + KEY_OVERHEAD + len(op.value))
+        full = self._over_limit(_GROWTH["set"](op))
         return full or Value("int", self._put(op.key, op.value, deadline))
 
     def _op_delete(self, op: cache_pb2.KeyDelete, now: int, _dl: int) -> Result:
@@ -537,8 +535,7 @@ class StateMachine:
 
     # hashes
     def _op_hset(self, op: cache_pb2.HSet, now: int, _dl: int) -> Result:
-        growth = self._growth(op.key, (f.field + f.value for f in op.fields), tv.ELEMENT_OVERHEAD)
-        opened = self._over_limit(growth) or self._open(op.key, now, tv.Hash, "hset")
+        opened = self._over_limit(_GROWTH["hset"](op)) or self._open(op.key, now, tv.Hash, "hset")
         if isinstance(opened, Failure):
             return opened
         h, entry = opened
@@ -569,7 +566,7 @@ class StateMachine:
         return Value("int", removed)
 
     def _op_hincrby(self, op: cache_pb2.HIncrBy, now: int, _dl: int) -> Result:
-        growth = self._growth(op.key, (op.field,), 20 + tv.ELEMENT_OVERHEAD)
+        growth = _GROWTH["hincrby"](op)
         opened = self._over_limit(growth) or self._open(op.key, now, tv.Hash, "hincrby")
         if isinstance(opened, Failure):
             return opened
@@ -595,9 +592,7 @@ class StateMachine:
 
     # sorted sets
     def _op_zadd(self, op: cache_pb2.ZAdd, now: int, _dl: int) -> Result:
-        per = tv.SCORE_BYTES + tv.ELEMENT_OVERHEAD
-        growth = self._growth(op.key, (m.member for m in op.members), per)
-        opened = self._over_limit(growth) or self._open(op.key, now, tv.ZSet, "zadd")
+        opened = self._over_limit(_GROWTH["zadd"](op)) or self._open(op.key, now, tv.ZSet, "zadd")
         if isinstance(opened, Failure):
             return opened
         z, entry = opened
@@ -610,7 +605,7 @@ class StateMachine:
         return Value("int", added)
 
     def _op_zincrby(self, op: cache_pb2.ZIncrBy, now: int, _dl: int) -> Result:
-        growth = self._growth(op.key, (op.member,), tv.SCORE_BYTES + tv.ELEMENT_OVERHEAD)
+        growth = _GROWTH["zincrby"](op)
         opened = self._over_limit(growth) or self._open(op.key, now, tv.ZSet, "zincrby")
         if isinstance(opened, Failure):
             return opened
@@ -692,8 +687,7 @@ class StateMachine:
 
     # lists
     def _op_push(self, op: cache_pb2.Push, now: int, _dl: int) -> Result:
-        growth = self._growth(op.key, op.values, tv.ELEMENT_OVERHEAD)
-        opened = self._over_limit(growth) or self._open(op.key, now, tv.List, "push")
+        opened = self._over_limit(_GROWTH["push"](op)) or self._open(op.key, now, tv.List, "push")
         if isinstance(opened, Failure):
             return opened
         lst, entry = opened
@@ -727,8 +721,7 @@ class StateMachine:
 
     # sets
     def _op_sadd(self, op: cache_pb2.SAdd, now: int, _dl: int) -> Result:
-        growth = self._growth(op.key, op.members, tv.ELEMENT_OVERHEAD)
-        opened = self._over_limit(growth) or self._open(op.key, now, tv.Set, "sadd")
+        opened = self._over_limit(_GROWTH["sadd"](op)) or self._open(op.key, now, tv.Set, "sadd")
         if isinstance(opened, Failure):
             return opened
         s, entry = opened
@@ -1052,6 +1045,48 @@ _COMPARE_OPS: dict[int, Callable[[Any, Any], bool]] = {
     cache_pb2.Compare.GREATER: lambda a, b: a > b,
     cache_pb2.Compare.LESS: lambda a, b: a < b,
 }
+
+
+def _key(body: Any) -> int:
+    return len(body.key) + KEY_OVERHEAD
+
+
+_GROWTH: dict[str, Callable[[Any], int]] = {
+    # The most accounted bytes an op can add (a new key, new fields): the same bound in the
+    # leader's eviction choice and in apply's limit check.
+    "set": lambda b: _key(b) + len(b.value),
+    "incr": lambda b: _key(b) + 20,
+    "hset": lambda b: (
+        _key(b) + sum(len(f.field) + len(f.value) + tv.Hash.OVERHEAD for f in b.fields)
+    ),
+    "hincrby": lambda b: _key(b) + len(b.field) + 20 + tv.Hash.OVERHEAD,
+    "zadd": lambda b: _key(b) + sum(len(m.member) + tv.ZSet.OVERHEAD for m in b.members),
+    "zincrby": lambda b: _key(b) + len(b.member) + tv.ZSet.OVERHEAD,
+    "push": lambda b: _key(b) + sum(len(v) + tv.List.OVERHEAD for v in b.values),
+    "sadd": lambda b: _key(b) + sum(len(m) + tv.Set.OVERHEAD for m in b.members),
+}
+
+
+def _data_growth(op: cache_pb2.DataOp) -> int:
+    kind = op.WhichOneof("op") or ""
+    grow = _GROWTH.get(kind)
+    return grow(getattr(op, kind)) if grow is not None else 0
+
+
+def op_growth(op: command_pb2.Op) -> int:
+    """An upper bound of the accounted bytes `op` can add (0 for ops that only shrink)."""
+    kind = op.WhichOneof("kind")
+    if kind in ("set", "incr"):
+        return _GROWTH[kind](getattr(op, kind))
+    if kind == "mset":
+        return sum(_GROWTH["set"](e) for e in op.mset.entries)
+    if kind == "data":
+        return _data_growth(op.data.op)
+    if kind == "txn":
+        branches = (*op.txn.success, *op.txn.failure)
+        return sum(_data_growth(cmd.op) for cmd in branches)
+    return 0
+
 
 READ_OPS = frozenset(
     [

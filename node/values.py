@@ -16,10 +16,6 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
-ELEMENT_OVERHEAD = 16
-"""Accounted bytes per field, member or list element on top of its own bytes."""
-
-SCORE_BYTES = 8
 _MOD = 1 << 128
 _LIST_MOD = (1 << 127) - 1  # a Mersenne prime: positions can go negative (left pushes)
 _LIST_BASE = 1_000_003
@@ -57,6 +53,9 @@ def _unpacked(data: bytes) -> Iterator[bytes]:
 class Container:
     TYPE: ClassVar[str]
     TAG: ClassVar[int]
+    OVERHEAD: ClassVar[int]
+    """Accounted bytes per field, member or element on top of its own bytes: CPython's cost
+    (object headers, hash table slots, the score) measured with tracemalloc, rounded."""
     nbytes: int
     acc: int
 
@@ -81,6 +80,7 @@ class Container:
 class Hash(Container):
     TYPE = "hash"
     TAG = 2
+    OVERHEAD = 112  # two bytes objects and a dict slot: 150 B measured for 12 + 20 B
 
     def __init__(self) -> None:
         self.fields: dict[bytes, bytes] = {}
@@ -107,7 +107,7 @@ class Hash(Container):
         return True
 
     def _account(self, field: bytes, value: bytes, sign: int) -> None:
-        self.nbytes += sign * (len(field) + len(value) + ELEMENT_OVERHEAD)
+        self.nbytes += sign * (len(field) + len(value) + self.OVERHEAD)
         self.acc = (self.acc + sign * _h(b"h", field, value)) % _MOD
 
     def encode(self) -> bytes:
@@ -133,6 +133,7 @@ class Hash(Container):
 class Set(Container):
     TYPE = "set"
     TAG = 5
+    OVERHEAD = 72  # a bytes object and a set slot: 88 B measured for 13 B
 
     def __init__(self) -> None:
         self.members: set[bytes] = set()
@@ -157,7 +158,7 @@ class Set(Container):
         return True
 
     def _account(self, member: bytes, sign: int) -> None:
-        self.nbytes += sign * (len(member) + ELEMENT_OVERHEAD)
+        self.nbytes += sign * (len(member) + self.OVERHEAD)
         self.acc = (self.acc + sign * _h(b"s", member)) % _MOD
 
     def encode(self) -> bytes:
@@ -184,6 +185,7 @@ class List(Container):
 
     TYPE = "list"
     TAG = 4
+    OVERHEAD = 40  # a bytes object and a deque slot: 52 B measured for 11 B
 
     def __init__(self) -> None:
         self.items: collections.deque[bytes] = collections.deque()
@@ -195,7 +197,7 @@ class List(Container):
         return len(self.items)
 
     def _account(self, item: bytes, position: int, sign: int) -> None:
-        self.nbytes += sign * (len(item) + ELEMENT_OVERHEAD)
+        self.nbytes += sign * (len(item) + self.OVERHEAD)
         weight = pow(_LIST_BASE, position, _LIST_MOD)
         self.acc = (self.acc + sign * _h(b"l", item) * weight) % _LIST_MOD
 
@@ -322,6 +324,7 @@ class ZSet(Container):
 
     TYPE = "zset"
     TAG = 3
+    OVERHEAD = 176  # bytes, float, tuple, dict and run slots: 188 B measured for 10 B
 
     def __init__(self) -> None:
         self.scores: dict[bytes, float] = {}
@@ -358,7 +361,7 @@ class ZSet(Container):
         self._account(member, score, -1)
 
     def _account(self, member: bytes, score: float, sign: int) -> None:
-        self.nbytes += sign * (len(member) + SCORE_BYTES + ELEMENT_OVERHEAD)
+        self.nbytes += sign * (len(member) + self.OVERHEAD)
         self.acc = (self.acc + sign * _h(b"z", member, _SCORE.pack(score))) % _MOD
 
     def bounds_rank(self, value: float, exclusive: bool, upper: bool) -> int:

@@ -167,6 +167,14 @@ def parse_peers(text: str) -> tuple[str, ...]:
     return tuple(peers)
 
 
+def _unspecified(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def is_loopback(address: str) -> bool:
     host = address.rpartition(":")[0].strip("[]")
     if host == "localhost":
@@ -279,6 +287,12 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     listen = parse_address("--listen", values["listen"])
     raft_addr = parse_address("--raft", values["raft"])
     advertise = parse_address("--advertise", values.get("advertise", listen))
+    if _unspecified(advertise):
+        raise ConfigError(
+            f"--advertise: {advertise} is not an address clients can dial (--listen binds "
+            "every interface, and it is what other nodes hand to clients); set --advertise "
+            "to this node's reachable HOST:PORT"
+        )
     raft_bind = parse_address("--raft-bind", values.get("raft-bind", raft_addr))
     peers = parse_peers(values.get("peers", ""))
     if raft_addr in peers:

@@ -509,3 +509,11 @@ def test_a_bad_max_memory_names_the_flag(text: str) -> None:
 def test_an_unknown_eviction_policy_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="--eviction-policy: 'lru' is not one of noeviction"):
         load(["--eviction-policy", "lru"], {})
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:6380", "[::]:6380"])
+def test_listening_on_every_interface_needs_an_advertise_address(listen: str) -> None:
+    with pytest.raises(ConfigError, match=r"--advertise: .* is not an address clients can dial"):
+        load(["--listen", listen], {})
+    cfg = load(["--listen", listen, "--advertise", "cache-0.example:6380"], {})
+    assert cfg.advertise == "cache-0.example:6380"

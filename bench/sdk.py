@@ -24,15 +24,16 @@ KEYS = 1000
 VALUE = b"v" * 100
 
 
-async def _drive(call: Callable[[int], Awaitable[Any]], seconds: float) -> float:
-    """Ops/s of CALLERS coroutines calling back-to-back for `seconds`."""
+async def drive(call: Callable[[int], Awaitable[Any]], seconds: float, span: int = KEYS) -> float:
+    """Ops/s of CALLERS coroutines calling back-to-back for `seconds`, each call given the
+    next number below `span` (a key or member index)."""
     stop = time.perf_counter() + seconds
     counts = [0] * CALLERS
 
     async def caller(c: int) -> None:
         n = c
         while time.perf_counter() < stop:
-            await call(n % KEYS)
+            await call(n % span)
             n += CALLERS
             counts[c] += 1
 
@@ -60,12 +61,12 @@ async def _measure(
     rows: dict[str, Any] = {}
     try:
         for op in ("set", "get"):
-            await _drive(raw_ops[op], 1.0)  # warm-up
-            await _drive(sdk_ops[op], 1.0)
+            await drive(raw_ops[op], 1.0)  # warm-up
+            await drive(sdk_ops[op], 1.0)
             raw, sdk = [], []
             for _ in range(rounds):
-                raw.append(await _drive(raw_ops[op], seconds))
-                sdk.append(await _drive(sdk_ops[op], seconds))
+                raw.append(await drive(raw_ops[op], seconds))
+                sdk.append(await drive(sdk_ops[op], seconds))
             raw_median, sdk_median = statistics.median(raw), statistics.median(sdk)
             rows[op] = {
                 "raw_ops_s": [round(x) for x in raw],

@@ -19,7 +19,7 @@ import grpc
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
 
 from bench.common import channel_options, latency_summary_ms, log, proc_rss_mb, running_cluster
-from bench.sdk import CALLERS
+from bench.sdk import CALLERS, drive
 
 RANGE_TARGET_P99_MS = 5.0
 LOAD_CHUNK = 10_000
@@ -29,22 +29,6 @@ MESSAGES = 200
 
 def _op(name: str, **fields: Any) -> cache_pb2.ExecRequest:
     return cache_pb2.ExecRequest(op=cache_pb2.DataOp(**{name: fields}))
-
-
-async def _drive(call: Callable[[int], Awaitable[Any]], seconds: float) -> float:
-    stop = time.perf_counter() + seconds
-    counts = [0] * CALLERS
-
-    async def caller(c: int) -> None:
-        n = c
-        while time.perf_counter() < stop:
-            await call(n)
-            n += CALLERS
-            counts[c] += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller(c) for c in range(CALLERS)))
-    return sum(counts) / (time.perf_counter() - started)
 
 
 async def _throughput(stub: cache_pb2_grpc.CacheStub, seconds: float) -> dict[str, float]:
@@ -65,7 +49,7 @@ async def _throughput(stub: cache_pb2_grpc.CacheStub, seconds: float) -> dict[st
     }
     out = {}
     for name, call in rows.items():
-        out[name] = round(await _drive(call, seconds), 1)
+        out[name] = round(await drive(call, seconds, span=10_000), 1)
         log(f"typed: {name} {out[name]:,.0f} ops/s with {CALLERS} callers")
     return out
 

@@ -22,17 +22,15 @@ unit-tested without a cluster (none runs in this repository's CI).
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from raftcache.chaos.nemesis import Fault
+from raftcache.chaos.nemesis import Fault, FaultSchedule
 from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
 
 K8S_KINDS = ("kill-leader", "kill-random", "delete-leader", "delete-random")
@@ -196,7 +194,7 @@ def _leader_via_grpc(addr: str) -> str | None:
 
 
 @dataclass
-class K8sNemesis:
+class K8sNemesis(FaultSchedule):
     """Runs pod faults on a schedule from a thread until stop(); same fault records as Nemesis."""
 
     kubectl: Kubectl
@@ -214,24 +212,11 @@ class K8sNemesis:
             raise ValueError(
                 f"kubernetes nemesis kinds must be among {', '.join(K8S_KINDS)}; got {unknown}"
             )
-        self._rng = random.Random(self.seed)
-        self._queue: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="k8s-nemesis", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        self._schedule(self.kinds, self.seed, "k8s-nemesis")
 
     def stop(self) -> None:
         """Stop injecting and wait for the current fault to recover (idempotent)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def fault_dicts(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.to_dict() for f in self.faults]
+        self._halt()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -241,18 +226,10 @@ class K8sNemesis:
             except KubectlError as exc:  # keep the schedule going; the message says why
                 self.log(f"k8s nemesis: {kind} failed: {exc}")
 
-    def _next_kind(self) -> str:
-        if not self._queue:
-            self._queue = list(self.kinds)
-            self._rng.shuffle(self._queue)
-        return self._queue.pop()
-
     def inject(self, kind: str) -> Fault:
         """One fault of `kind`, then wait until the StatefulSet is ready again."""
         pod = self._target(kind)
-        fault = Fault(kind, time.monotonic(), [pod])
-        with self._lock:
-            self.faults.append(fault)
+        fault = self._record(Fault(kind, time.monotonic(), [pod]))
         self.log(f"k8s nemesis: {kind} {pod}")
         try:
             if kind.startswith("kill-"):

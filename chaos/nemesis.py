@@ -79,8 +79,52 @@ class _Crash:
         return {"node_id": self.node_id, "exit_code": self.exit_code, "at": self.at}
 
 
+class FaultSchedule:
+    """A daemon thread injecting one fault per interval, its kind drawn in shuffled rounds
+    (random order, yet every kind comes up); `faults` records what it did.
+
+    Subclasses call `_schedule()` once and implement `_run`, the thread's loop."""
+
+    faults: list[Fault]
+
+    def _schedule(self, kinds: Sequence[str], seed: int, name: str) -> None:
+        self._kinds = tuple(kinds)
+        self._rng = random.Random(seed)
+        self._queue: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _halt(self) -> None:
+        """Stop injecting and wait for the current fault to end (idempotent)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def fault_dicts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [f.to_dict() for f in self.faults]
+
+    def _next_kind(self) -> str:
+        if not self._queue:
+            self._queue = list(self._kinds)
+            self._rng.shuffle(self._queue)
+        return self._queue.pop()
+
+    def _record(self, fault: Fault) -> Fault:
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+
 @dataclass
-class Nemesis:
+class Nemesis(FaultSchedule):
     """Runs faults from `config` against `cluster` until stop(), then heals everything."""
 
     cluster: LocalCluster
@@ -90,36 +134,16 @@ class Nemesis:
     crashes: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._rng = random.Random(self.config.seed)
-        self._stop = threading.Event()
+        self._schedule(self.config.kinds, self.config.seed, "nemesis")
         self._killed: set[int] = set()  # nodes we SIGKILLed and have not restarted
         self._paused: set[int] = set()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
-        self._queue: list[str] = []
-
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self) -> None:
         """Stop injecting, wait for the thread, and heal the cluster (idempotent)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._halt()
         self.heal()
 
-    def fault_dicts(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.to_dict() for f in self.faults]
-
     # -- schedule ---------------------------------------------------------------
-
-    def _next_kind(self) -> str:
-        """Shuffled rounds over the kinds: random order, yet every kind comes up."""
-        if not self._queue:
-            self._queue = list(self.config.kinds)
-            self._rng.shuffle(self._queue)
-        return self._queue.pop()
 
     def _run(self) -> None:
         while not self._stop.wait(self.config.interval_s):
@@ -149,9 +173,9 @@ class Nemesis:
     # -- primitives ---------------------------------------------------------------
 
     def _begin(self, kind: str, targets: Sequence[int], note: str = "") -> Fault:
-        fault = Fault(kind, time.monotonic(), [self.cluster.nodes[i].node_id for i in targets])
-        with self._lock:
-            self.faults.append(fault)
+        fault = self._record(
+            Fault(kind, time.monotonic(), [self.cluster.nodes[i].node_id for i in targets])
+        )
         self.log(f"nemesis: {kind} {', '.join(fault.target)}{note}")
         return fault
 

@@ -89,32 +89,36 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _kinds(spec: str) -> tuple[str, ...]:
-    if spec in NEMESIS_CHOICES:
-        return NEMESIS_CHOICES[spec]
+def _parse_kinds(
+    spec: str, presets: dict[str, tuple[str, ...]], known: Sequence[str], refusal: str
+) -> tuple[str, ...]:
+    """A preset name, or a comma-separated list of known kinds; else ValueError(refusal)."""
+    if spec in presets:
+        return presets[spec]
     kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
-    bad = [k for k in kinds if k not in KINDS]
-    if bad or not kinds:
-        raise ValueError(
-            f"unknown --nemesis {spec!r}; use mix, processes, network, none, "
-            f"{', '.join(KINDS)} or a comma-separated list of those"
-        )
+    if not kinds or any(k not in known for k in kinds):
+        raise ValueError(refusal)
     return kinds
+
+
+def _kinds(spec: str) -> tuple[str, ...]:
+    return _parse_kinds(
+        spec,
+        NEMESIS_CHOICES,
+        KINDS,
+        f"unknown --nemesis {spec!r}; use mix, processes, network, none, "
+        f"{', '.join(KINDS)} or a comma-separated list of those",
+    )
 
 
 def _k8s_kinds(spec: str) -> tuple[str, ...]:
-    if spec in ("mix", "processes"):
-        return K8S_KINDS
-    if spec == "none":
-        return ()
-    kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
-    bad = [k for k in kinds if k not in K8S_KINDS]
-    if bad or not kinds:
-        raise ValueError(
-            f"--nemesis {spec!r} is not available with --kubernetes; use mix, none, "
-            f"{', '.join(K8S_KINDS)} or a comma-separated list of those"
-        )
-    return kinds
+    return _parse_kinds(
+        spec,
+        {"mix": K8S_KINDS, "processes": K8S_KINDS, "none": ()},
+        K8S_KINDS,
+        f"--nemesis {spec!r} is not available with --kubernetes; use mix, none, "
+        f"{', '.join(K8S_KINDS)} or a comma-separated list of those",
+    )
 
 
 @dataclass

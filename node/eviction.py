@@ -98,10 +98,11 @@ class Evictor:
 
     def prelude(self, writes: list[command_pb2.Op]) -> list[command_pb2.Op]:
         """An EvictOp freeing room for `writes` when they could pass the limit, else nothing."""
+        sm = self._state()
+        if not sm.max_memory or sm.eviction_policy == "noeviction":
+            return []  # the common case, every batch: no lock taken
         with self._lock:
             sm = self._state()
-            if not sm.max_memory or sm.eviction_policy == "noeviction":
-                return []
             growth = sum(op_growth(op) for op in writes)
             needed = sm.memory_used + growth - sm.max_memory
             if needed <= 0:

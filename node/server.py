@@ -51,7 +51,6 @@ class Node:
         self.raft: RaftNode | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._tracker: AccessTracker | None = None
 
     def log_context(self) -> dict[str, Any]:
         context: dict[str, Any] = {"node_id": self.config.node_id}
@@ -83,7 +82,7 @@ class Node:
             )
         # Before the Raft node exists: entries replayed from the journal already carry events.
         streams = Streams(lambda: self.replica.revision)
-        tracker = self._tracker = AccessTracker()
+        tracker = AccessTracker()
 
         def on_events(events: list[Event]) -> None:  # tick thread, the only writer of state
             tracker.follow(self.replica.state)
@@ -182,11 +181,6 @@ class Node:
                 serving = now_serving
             await asyncio.sleep(0.25)
 
-    def _tracker_follow(self) -> None:
-        if self._tracker is not None:
-            with self.replica.lock:
-                self._tracker.follow(self.replica.state)
-
     async def _propose_config(self, proposer: Proposer) -> None:
         """The leader makes its --max-memory and --eviction-policy the replicated ones."""
         stats = self.replica.stats()
@@ -209,7 +203,6 @@ class Node:
         me = Member(raft.config.self_addr, self.config.advertise)
         while True:
             status = raft.status()
-            self._tracker_follow()
             if raft.is_leader():
                 await self._propose_config(proposer)
             if status.leader is None or self.replica.members().get(self.config.node_id) == me:

@@ -28,7 +28,7 @@ from raftcache.node.state_machine import (
     TxnOk,
     Value,
 )
-from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
+from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc, command_pb2
 from raftcache.v1.wire import FORWARDED_METADATA_KEY, REVISION_METADATA_KEY
 
 R = TypeVar("R")
@@ -191,63 +191,100 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
     # -- writes ----------------------------------------------------------------
 
     async def Set(self, request: cache_pb2.SetRequest, context: Any) -> cache_pb2.SetResponse:
-        async def serve() -> cache_pb2.SetResponse:
-            op = requests.set_op(request, self._limits, self._now())
-            result = _expect(await self._proposer.write(op), SetOk)
-            return cache_pb2.SetResponse(version=result.version)
-
-        return await self._validated(
-            "Set", request, context, serve, lambda: requests.set_op(request, self._limits, 0)
+        return await self._write(
+            "Set",
+            request,
+            context,
+            lambda now: requests.set_op(request, self._limits, now),
+            lambda r: cache_pb2.SetResponse(version=_expect(r, SetOk).version),
         )
 
     async def Delete(
         self, request: cache_pb2.DeleteRequest, context: Any
     ) -> cache_pb2.DeleteResponse:
-        async def serve() -> cache_pb2.DeleteResponse:
-            op = requests.delete_op(request, self._limits)
-            return cache_pb2.DeleteResponse(
-                deleted=_expect(await self._proposer.write(op), DeleteOk).deleted
-            )
-
-        return await self._validated(
-            "Delete", request, context, serve, lambda: requests.delete_op(request, self._limits)
+        return await self._write(
+            "Delete",
+            request,
+            context,
+            lambda _now: requests.delete_op(request, self._limits),
+            lambda r: cache_pb2.DeleteResponse(deleted=_expect(r, DeleteOk).deleted),
         )
 
     async def Incr(self, request: cache_pb2.IncrRequest, context: Any) -> cache_pb2.IncrResponse:
-        async def serve() -> cache_pb2.IncrResponse:
-            op = requests.incr_op(request, self._limits, self._now())
-            result = _expect(await self._proposer.write(op), IncrOk)
-            return cache_pb2.IncrResponse(value=result.value, version=result.version)
+        def respond(result: Result) -> cache_pb2.IncrResponse:
+            incr = _expect(result, IncrOk)
+            return cache_pb2.IncrResponse(value=incr.value, version=incr.version)
 
-        return await self._validated(
-            "Incr", request, context, serve, lambda: requests.incr_op(request, self._limits, 0)
-        )
+        build = functools.partial(requests.incr_op, request, self._limits)
+        return await self._write("Incr", request, context, build, respond)
 
     async def MSet(self, request: cache_pb2.MSetRequest, context: Any) -> cache_pb2.MSetResponse:
-        async def serve() -> cache_pb2.MSetResponse:
-            op = requests.mset_op(request, self._limits, self._now())
-            result = _expect(await self._proposer.write(op), MSetOk)
-            return cache_pb2.MSetResponse(versions=result.versions)
-
-        return await self._validated(
-            "MSet", request, context, serve, lambda: requests.mset_op(request, self._limits, 0)
+        return await self._write(
+            "MSet",
+            request,
+            context,
+            lambda now: requests.mset_op(request, self._limits, now),
+            lambda r: cache_pb2.MSetResponse(versions=_expect(r, MSetOk).versions),
         )
 
     async def Exec(self, request: cache_pb2.ExecRequest, context: Any) -> cache_pb2.ExecResponse:
         try:
-            kind = requests.check_data_op(request.op, self._limits)
-            if kind in READ_OPS:
+            if requests.data_op_kind(request.op) in READ_OPS:
+                requests.check_data_op(request.op, self._limits)
                 return await self._exec_read(request, context)
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
-
-        async def serve() -> cache_pb2.ExecResponse:
-            op = requests.exec_op(request, self._limits, self._now())
-            return cache_pb2.ExecResponse(value=_value(await self._proposer.write(op)))
-
-        return await self._validated(
-            "Exec", request, context, serve, lambda: requests.exec_op(request, self._limits, 0)
+        return await self._write(  # exec_op validates the write
+            "Exec",
+            request,
+            context,
+            lambda now: requests.exec_op(request, self._limits, now),
+            lambda r: cache_pb2.ExecResponse(value=_value(r)),
         )
+
+    async def Txn(self, request: cache_pb2.TxnRequest, context: Any) -> cache_pb2.TxnResponse:
+        def respond(result: Result) -> cache_pb2.TxnResponse:
+            txn = _expect(result, TxnOk)
+            return cache_pb2.TxnResponse(
+                succeeded=txn.succeeded, results=[_value(r) for r in txn.results]
+            )
+
+        build = functools.partial(requests.txn_op, request, self._limits)
+        return await self._write("Txn", request, context, build, respond)
+
+    async def Publish(
+        self, request: cache_pb2.PublishRequest, context: Any
+    ) -> cache_pb2.PublishResponse:
+        def respond(result: Result) -> cache_pb2.PublishResponse:
+            _expect(result, AnnounceOk)
+            return cache_pb2.PublishResponse(receivers=self._streams.receivers(request.channel))
+
+        return await self._write(
+            "Publish",
+            request,
+            context,
+            lambda _now: requests.publish_op(request, self._limits),
+            respond,
+        )
+
+    async def _write(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        build: Callable[[int], command_pb2.Op],
+        respond: Callable[[Result], R],
+    ) -> R:
+        """One replicated write: bad input is refused here (even on a follower, where the op is
+        built only to validate it), then the leader proposes it and a follower forwards."""
+        try:
+            if not self._proposer.is_leader():
+                build(0)
+                forwarded: R = await self._forward(method, request, context)
+                return forwarded
+            return respond(await self._proposer.write(build(self._now())))
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
 
     async def _exec_read(
         self, request: cache_pb2.ExecRequest, context: Any
@@ -264,30 +301,6 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         _check_size(response, self._limits, "read a smaller range (offset/limit, start/stop)")
         return response
 
-    async def Txn(self, request: cache_pb2.TxnRequest, context: Any) -> cache_pb2.TxnResponse:
-        async def serve() -> cache_pb2.TxnResponse:
-            op = requests.txn_op(request, self._limits, self._now())
-            result = _expect(await self._proposer.write(op), TxnOk)
-            return cache_pb2.TxnResponse(
-                succeeded=result.succeeded, results=[_value(r) for r in result.results]
-            )
-
-        return await self._validated(
-            "Txn", request, context, serve, lambda: requests.txn_op(request, self._limits, 0)
-        )
-
-    async def Publish(
-        self, request: cache_pb2.PublishRequest, context: Any
-    ) -> cache_pb2.PublishResponse:
-        async def serve() -> cache_pb2.PublishResponse:
-            op = requests.publish_op(request, self._limits)
-            _expect(await self._proposer.write(op), AnnounceOk)
-            return cache_pb2.PublishResponse(receivers=self._streams.receivers(request.channel))
-
-        return await self._validated(
-            "Publish", request, context, serve, lambda: requests.publish_op(request, self._limits)
-        )
-
     async def Scan(self, request: cache_pb2.ScanRequest, context: Any) -> cache_pb2.ScanResponse:
         try:
             cursor, count = requests.scan_args(request, self._limits)
@@ -301,24 +314,6 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             )
             _check_size(response, self._limits, "scan with a smaller count")
             return response
-        except errors.CacheError as exc:
-            await status_codes.abort(context, exc)
-
-    async def _validated(
-        self,
-        method: str,
-        request: Any,
-        context: grpc.aio.ServicerContext,
-        serve: Callable[[], Awaitable[R]],
-        validate: Callable[[], object],
-    ) -> R:
-        """Writes: reject bad input here (even on a follower), then serve or forward."""
-        try:
-            if not self._proposer.is_leader():
-                validate()
-                forwarded: R = await self._forward(method, request, context)
-                return forwarded
-            return await serve()
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 

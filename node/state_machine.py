@@ -556,14 +556,23 @@ class StateMachine:
             return h
         return Value("fields", () if h is None else tuple(sorted(h.fields.items())))
 
-    def _op_hdel(self, op: cache_pb2.HDel, now: int, _dl: int) -> Result:
-        opened = self._open(op.key, now, tv.Hash, "hdel")
+    def _counted(
+        self, key: bytes, now: int, cls: type[C], op: str, change: Callable[[C], int]
+    ) -> Result:
+        """Apply `change` to the container at key; it returns how many elements it added or
+        removed, which is the answer (and 0 means nothing changed: no new version)."""
+        opened = self._open(key, now, cls, op)
         if isinstance(opened, Failure):
             return opened
-        h, entry = opened
-        removed = sum(h.delete(f) for f in op.fields)
-        self._close(op.key, h, entry, changed=removed > 0)
-        return Value("int", removed)
+        container, entry = opened
+        count = change(container)
+        self._close(key, container, entry, changed=count > 0)
+        return Value("int", count)
+
+    def _op_hdel(self, op: cache_pb2.HDel, now: int, _dl: int) -> Result:
+        return self._counted(
+            op.key, now, tv.Hash, "hdel", lambda h: sum(h.delete(f) for f in op.fields)
+        )
 
     def _op_hincrby(self, op: cache_pb2.HIncrBy, now: int, _dl: int) -> Result:
         growth = _GROWTH["hincrby"](op)
@@ -665,13 +674,9 @@ class StateMachine:
         return Value("scored", tuple((m, s) for s, m in pairs))
 
     def _op_zrem(self, op: cache_pb2.ZRem, now: int, _dl: int) -> Result:
-        opened = self._open(op.key, now, tv.ZSet, "zrem")
-        if isinstance(opened, Failure):
-            return opened
-        z, entry = opened
-        removed = sum(z.remove(m) for m in op.members)
-        self._close(op.key, z, entry, changed=removed > 0)
-        return Value("int", removed)
+        return self._counted(
+            op.key, now, tv.ZSet, "zrem", lambda z: sum(z.remove(m) for m in op.members)
+        )
 
     def _op_zcard(self, op: cache_pb2.ZCard, now: int, _dl: int) -> Result:
         return self._count(self._typed(op.key, now, tv.ZSet, "zcard"))
@@ -721,22 +726,14 @@ class StateMachine:
 
     # sets
     def _op_sadd(self, op: cache_pb2.SAdd, now: int, _dl: int) -> Result:
-        opened = self._over_limit(_GROWTH["sadd"](op)) or self._open(op.key, now, tv.Set, "sadd")
-        if isinstance(opened, Failure):
-            return opened
-        s, entry = opened
-        added = sum(s.add(m) for m in op.members)
-        self._close(op.key, s, entry, changed=added > 0)
-        return Value("int", added)
+        return self._over_limit(_GROWTH["sadd"](op)) or self._counted(
+            op.key, now, tv.Set, "sadd", lambda s: sum(s.add(m) for m in op.members)
+        )
 
     def _op_srem(self, op: cache_pb2.SRem, now: int, _dl: int) -> Result:
-        opened = self._open(op.key, now, tv.Set, "srem")
-        if isinstance(opened, Failure):
-            return opened
-        s, entry = opened
-        removed = sum(s.remove(m) for m in op.members)
-        self._close(op.key, s, entry, changed=removed > 0)
-        return Value("int", removed)
+        return self._counted(
+            op.key, now, tv.Set, "srem", lambda s: sum(s.remove(m) for m in op.members)
+        )
 
     def _op_smembers(self, op: cache_pb2.SMembers, now: int, _dl: int) -> Result:
         s = self._typed(op.key, now, tv.Set, "smembers")

@@ -400,8 +400,13 @@ class ZSet(Container):
 
 CONTAINERS: dict[int, type[Container]] = {c.TAG: c for c in (Hash, ZSet, List, Set)}
 STRING_TAG = 1
-TYPE_NAMES = {"string": "a string", "hash": "a hash", "zset": "a sorted set", "list": "a list"}
-TYPE_NAMES["set"] = "a set"
+TYPE_NAMES = {
+    "string": "a string",
+    "hash": "a hash",
+    "zset": "a sorted set",
+    "list": "a list",
+    "set": "a set",
+}
 
 
 def type_name(value: bytes | Container) -> str:

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, TypeVar
 
 from raftcache.node import values as tv
+from raftcache.node.keyspace import dispatch as redis_commands
+from raftcache.node.keyspace.db import DB_PREFIX, Db
+from raftcache.node.keyspace.reply import from_proto as reply_from_proto
+from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.values import Container
 from raftcache.v1 import cache_pb2, command_pb2
 
@@ -171,6 +175,7 @@ Event = Change | Published
 class Member(NamedTuple):
     raft_addr: str
     client_addr: str
+    redis_addr: str = ""
 
 
 @dataclass
@@ -223,6 +228,8 @@ class StateMachine:
         self._memory = 0
         self._buckets: dict[int, set[bytes]] = {}
         self._events: list[Event] = []
+        self._db_keys: dict[int, int] = {}  # stored keys of databases 1-15 (db 0: the rest)
+        self._undo: dict[bytes, _Stored | None] | None = None  # set while a Txn runs
         self.max_memory = 0
         self.eviction_policy = "noeviction"
         self.expired_total = 0
@@ -298,7 +305,7 @@ class StateMachine:
             return self._config(op.config)
         if kind == "announce":
             a = op.announce
-            self._members[a.node_id] = Member(a.raft_addr, a.client_addr)
+            self._members[a.node_id] = Member(a.raft_addr, a.client_addr, a.redis_addr)
             return AnnounceOk()
         return Failure(ErrorCode.INVALID_COMMAND, f"op has no known kind ({kind!r})")
 
@@ -384,9 +391,13 @@ class StateMachine:
     ) -> int:
         """Store a value; `detached` is the old entry when the caller already unaccounted it
         (a container changed in place)."""
+        if self._undo is not None and key not in self._undo and detached is None:
+            self._undo[key] = _copied(self._data.get(key))
         old = detached if detached is not None else self._data.get(key)
         if old is None:
             self._buckets.setdefault(scan_bucket(key), set()).add(key)
+            if key[:5] == DB_PREFIX:
+                self._db_keys[key[5]] = self._db_keys.get(key[5], 0) + 1
         elif detached is None:
             self._account(key, old, -1)
         self._revision += 1
@@ -403,7 +414,11 @@ class StateMachine:
 
     def _drop(self, key: bytes, kind: str, detached: bool = False) -> None:
         """Remove a key (delete, expire or evict): a new revision and a change event."""
+        if self._undo is not None and key not in self._undo and not detached:
+            self._undo[key] = _copied(self._data.get(key))
         old = self._data.pop(key)
+        if key[:5] == DB_PREFIX:
+            self._db_keys[key[5]] -= 1
         if not detached:
             self._account(key, old, -1)
         bucket = self._buckets[scan_bucket(key)]
@@ -472,6 +487,8 @@ class StateMachine:
 
     def _run(self, op: cache_pb2.DataOp, deadline: int, now: int, write: bool) -> Result:
         name = op.WhichOneof("op")
+        if name == "call":
+            return self._redis(op.call, now, write)
         handler = _HANDLERS.get(name or "")
         if handler is None:
             return Failure(ErrorCode.INVALID_COMMAND, f"data op has no known kind ({name!r})")
@@ -500,6 +517,8 @@ class StateMachine:
                 self._drop(key, "expire")
             return cls(), None
         entry = self._data[key]
+        if self._undo is not None and key not in self._undo:
+            self._undo[key] = _copied(entry)
         self._account(key, entry, -1)
         return got, entry
 
@@ -513,6 +532,17 @@ class StateMachine:
                 self._drop(key, "delete", detached=True)
         else:
             self._put(key, c, 0 if entry is None else entry[_DEADLINE], detached=entry)
+
+    def _redis(self, call: cache_pb2.RedisCall, now: int, write: bool) -> Result:
+        """A Redis command through the command table; errors are replies, never Failures."""
+        db = Db(self, call.db, now, write)
+        return Value("reply", redis_commands.execute(db, list(call.argv)))
+
+    def db_size(self, db: int) -> int:
+        """Stored keys of one Redis database (including expired ones not yet removed)."""
+        if db:
+            return self._db_keys.get(db, 0)
+        return len(self._data) - sum(self._db_keys.values())
 
     # strings, as data ops (for transactions)
     def _op_get(self, op: cache_pb2.StrGet, now: int, _dl: int) -> Result:
@@ -779,30 +809,38 @@ class StateMachine:
     def _txn(self, op: command_pb2.TxnOp, now: int) -> Result:
         holds = all(self._compare(c, now) for c in op.compares)
         branch = op.success if holds else op.failure
+        # _put, _drop and _open record each key's entry before its first change.
         undo: dict[bytes, _Stored | None] = {}
         revision, events = self._revision, len(self._events)
         results: list[Value] = []
-        for i, cmd in enumerate(branch):
-            key = getattr(cmd.op, cmd.op.WhichOneof("op") or "get").key
-            if key not in undo:
-                undo[key] = _copied(self._data.get(key))
-            result = self._run(cmd.op, cmd.deadline_ms, now, write=True)
-            if isinstance(result, Failure):
-                self._roll_back(undo, revision, events)
-                return Failure(result.code, f"transaction op {i + 1}: {result.message}")
-            results.append(result)  # type: ignore[arg-type]  # data ops answer Values
+        self._undo = undo
+        try:
+            for i, cmd in enumerate(branch):
+                result = self._run(cmd.op, cmd.deadline_ms, now, write=True)
+                if isinstance(result, Failure):
+                    self._undo = None
+                    self._roll_back(undo, revision, events)
+                    return Failure(result.code, f"transaction op {i + 1}: {result.message}")
+                results.append(result)  # type: ignore[arg-type]  # data ops answer Values
+        finally:
+            self._undo = None
         return TxnOk(holds, tuple(results))
 
     def _roll_back(self, undo: dict[bytes, _Stored | None], revision: int, events: int) -> None:
         for key, saved in undo.items():
             current = self._data.pop(key, None)
+            prefixed = key[:5] == DB_PREFIX
             if current is not None:
                 self._account(key, current, -1)
                 self._buckets[scan_bucket(key)].discard(key)
+                if prefixed:
+                    self._db_keys[key[5]] -= 1
             if saved is not None:
                 self._data[key] = saved
                 self._account(key, saved, 1)
                 self._buckets.setdefault(scan_bucket(key), set()).add(key)
+                if prefixed:
+                    self._db_keys[key[5]] = self._db_keys.get(key[5], 0) + 1
                 if saved[_DEADLINE]:
                     heapq.heappush(self._expiry, (saved[_DEADLINE], key))
             if not self._buckets.get(scan_bucket(key), True):
@@ -921,7 +959,7 @@ class StateMachine:
         h.update(self.eviction_policy.encode())
         for node_id in sorted(self._members):
             m = self._members[node_id]
-            h.update(f"{node_id}\0{m.raft_addr}\0{m.client_addr}\0".encode())
+            h.update(f"{node_id}\0{m.raft_addr}\0{m.client_addr}\0{m.redis_addr}\0".encode())
         return h.hexdigest()
 
     # ------------------------------------------------------------- snapshots
@@ -984,6 +1022,8 @@ class StateMachine:
             acc += _entry_hash(key, entry)
             sm._memory += _entry_nbytes(key, entry)
             buckets.setdefault(scan_bucket(key), set()).add(key)
+            if key[:5] == DB_PREFIX:
+                sm._db_keys[key[5]] = sm._db_keys.get(key[5], 0) + 1
             if entry[_DEADLINE]:
                 sm._ttl_keys += 1
         sm._digest_acc = acc % _DIGEST_MOD
@@ -1112,12 +1152,15 @@ _Handler = Callable[[StateMachine, Any, int, int], Result]
 _HANDLERS: dict[str, _Handler] = {
     f.name: getattr(StateMachine, f"_op_{f.name}")
     for f in cache_pb2.DataOp.DESCRIPTOR.oneofs_by_name["op"].fields
+    if f.name != "call"  # a Redis command: dispatched by _run through the command table
 }
 
 
 def _result_to_json(result: Result) -> list[object]:
     if isinstance(result, Failure):
         return ["Failure", result.code.value, result.message]
+    if isinstance(result, Value) and result.kind == "reply":
+        return ["Value", "reply", {"r": reply_to_proto(result.data).SerializeToString().hex()}]
     if isinstance(result, Value):
         return ["Value", result.kind, _data_to_json(result.data)]
     if isinstance(result, TxnOk):
@@ -1141,6 +1184,8 @@ def _data_from_json(doc: Any) -> Any:
             return bytes.fromhex(doc["b"])
         if "t" in doc:
             return tuple(_data_from_json(d) for d in doc["t"])
+        if "r" in doc:
+            return reply_from_proto(cache_pb2.Reply.FromString(bytes.fromhex(doc["r"])))
         return float(doc["f"])
     return doc
 

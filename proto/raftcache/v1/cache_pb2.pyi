@@ -443,7 +443,7 @@ class TypeOf(_message.Message):
     def __init__(self, key: _Optional[bytes] = ...) -> None: ...
 
 class DataOp(_message.Message):
-    __slots__ = ("get", "set", "delete", "incr", "hset", "hget", "hgetall", "hdel", "hincrby", "hlen", "zadd", "zincrby", "zscore", "zrank", "zrange", "zrangebyscore", "zrem", "zcard", "zcount", "push", "pop", "lrange", "llen", "sadd", "srem", "smembers", "sismember", "scard", "expire", "persist", "ttl", "type")
+    __slots__ = ("get", "set", "delete", "incr", "hset", "hget", "hgetall", "hdel", "hincrby", "hlen", "zadd", "zincrby", "zscore", "zrank", "zrange", "zrangebyscore", "zrem", "zcard", "zcount", "push", "pop", "lrange", "llen", "sadd", "srem", "smembers", "sismember", "scard", "expire", "persist", "ttl", "type", "call")
     GET_FIELD_NUMBER: _ClassVar[int]
     SET_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
@@ -476,6 +476,7 @@ class DataOp(_message.Message):
     PERSIST_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
     get: StrGet
     set: StrSet
     delete: KeyDelete
@@ -508,7 +509,48 @@ class DataOp(_message.Message):
     persist: Persist
     ttl: Ttl
     type: TypeOf
-    def __init__(self, get: _Optional[_Union[StrGet, _Mapping]] = ..., set: _Optional[_Union[StrSet, _Mapping]] = ..., delete: _Optional[_Union[KeyDelete, _Mapping]] = ..., incr: _Optional[_Union[StrIncr, _Mapping]] = ..., hset: _Optional[_Union[HSet, _Mapping]] = ..., hget: _Optional[_Union[HGet, _Mapping]] = ..., hgetall: _Optional[_Union[HGetAll, _Mapping]] = ..., hdel: _Optional[_Union[HDel, _Mapping]] = ..., hincrby: _Optional[_Union[HIncrBy, _Mapping]] = ..., hlen: _Optional[_Union[HLen, _Mapping]] = ..., zadd: _Optional[_Union[ZAdd, _Mapping]] = ..., zincrby: _Optional[_Union[ZIncrBy, _Mapping]] = ..., zscore: _Optional[_Union[ZScore, _Mapping]] = ..., zrank: _Optional[_Union[ZRank, _Mapping]] = ..., zrange: _Optional[_Union[ZRange, _Mapping]] = ..., zrangebyscore: _Optional[_Union[ZRangeByScore, _Mapping]] = ..., zrem: _Optional[_Union[ZRem, _Mapping]] = ..., zcard: _Optional[_Union[ZCard, _Mapping]] = ..., zcount: _Optional[_Union[ZCount, _Mapping]] = ..., push: _Optional[_Union[Push, _Mapping]] = ..., pop: _Optional[_Union[Pop, _Mapping]] = ..., lrange: _Optional[_Union[LRange, _Mapping]] = ..., llen: _Optional[_Union[LLen, _Mapping]] = ..., sadd: _Optional[_Union[SAdd, _Mapping]] = ..., srem: _Optional[_Union[SRem, _Mapping]] = ..., smembers: _Optional[_Union[SMembers, _Mapping]] = ..., sismember: _Optional[_Union[SIsMember, _Mapping]] = ..., scard: _Optional[_Union[SCard, _Mapping]] = ..., expire: _Optional[_Union[Expire, _Mapping]] = ..., persist: _Optional[_Union[Persist, _Mapping]] = ..., ttl: _Optional[_Union[Ttl, _Mapping]] = ..., type: _Optional[_Union[TypeOf, _Mapping]] = ...) -> None: ...
+    call: RedisCall
+    def __init__(self, get: _Optional[_Union[StrGet, _Mapping]] = ..., set: _Optional[_Union[StrSet, _Mapping]] = ..., delete: _Optional[_Union[KeyDelete, _Mapping]] = ..., incr: _Optional[_Union[StrIncr, _Mapping]] = ..., hset: _Optional[_Union[HSet, _Mapping]] = ..., hget: _Optional[_Union[HGet, _Mapping]] = ..., hgetall: _Optional[_Union[HGetAll, _Mapping]] = ..., hdel: _Optional[_Union[HDel, _Mapping]] = ..., hincrby: _Optional[_Union[HIncrBy, _Mapping]] = ..., hlen: _Optional[_Union[HLen, _Mapping]] = ..., zadd: _Optional[_Union[ZAdd, _Mapping]] = ..., zincrby: _Optional[_Union[ZIncrBy, _Mapping]] = ..., zscore: _Optional[_Union[ZScore, _Mapping]] = ..., zrank: _Optional[_Union[ZRank, _Mapping]] = ..., zrange: _Optional[_Union[ZRange, _Mapping]] = ..., zrangebyscore: _Optional[_Union[ZRangeByScore, _Mapping]] = ..., zrem: _Optional[_Union[ZRem, _Mapping]] = ..., zcard: _Optional[_Union[ZCard, _Mapping]] = ..., zcount: _Optional[_Union[ZCount, _Mapping]] = ..., push: _Optional[_Union[Push, _Mapping]] = ..., pop: _Optional[_Union[Pop, _Mapping]] = ..., lrange: _Optional[_Union[LRange, _Mapping]] = ..., llen: _Optional[_Union[LLen, _Mapping]] = ..., sadd: _Optional[_Union[SAdd, _Mapping]] = ..., srem: _Optional[_Union[SRem, _Mapping]] = ..., smembers: _Optional[_Union[SMembers, _Mapping]] = ..., sismember: _Optional[_Union[SIsMember, _Mapping]] = ..., scard: _Optional[_Union[SCard, _Mapping]] = ..., expire: _Optional[_Union[Expire, _Mapping]] = ..., persist: _Optional[_Union[Persist, _Mapping]] = ..., ttl: _Optional[_Union[Ttl, _Mapping]] = ..., type: _Optional[_Union[TypeOf, _Mapping]] = ..., call: _Optional[_Union[RedisCall, _Mapping]] = ...) -> None: ...
+
+class RedisCall(_message.Message):
+    __slots__ = ("argv", "db")
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    DB_FIELD_NUMBER: _ClassVar[int]
+    argv: _containers.RepeatedScalarFieldContainer[bytes]
+    db: int
+    def __init__(self, argv: _Optional[_Iterable[bytes]] = ..., db: _Optional[int] = ...) -> None: ...
+
+class Reply(_message.Message):
+    __slots__ = ("bulk", "int", "status", "error", "null", "null_array", "double", "array", "map", "set", "boolean")
+    BULK_FIELD_NUMBER: _ClassVar[int]
+    INT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    NULL_FIELD_NUMBER: _ClassVar[int]
+    NULL_ARRAY_FIELD_NUMBER: _ClassVar[int]
+    DOUBLE_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
+    MAP_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    BOOLEAN_FIELD_NUMBER: _ClassVar[int]
+    bulk: bytes
+    int: int
+    status: str
+    error: str
+    null: bool
+    null_array: bool
+    double: float
+    array: Replies
+    map: Replies
+    set: Replies
+    boolean: bool
+    def __init__(self, bulk: _Optional[bytes] = ..., int: _Optional[int] = ..., status: _Optional[str] = ..., error: _Optional[str] = ..., null: _Optional[bool] = ..., null_array: _Optional[bool] = ..., double: _Optional[float] = ..., array: _Optional[_Union[Replies, _Mapping]] = ..., map: _Optional[_Union[Replies, _Mapping]] = ..., set: _Optional[_Union[Replies, _Mapping]] = ..., boolean: _Optional[bool] = ...) -> None: ...
+
+class Replies(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Reply]
+    def __init__(self, items: _Optional[_Iterable[_Union[Reply, _Mapping]]] = ...) -> None: ...
 
 class BytesList(_message.Message):
     __slots__ = ("items",)
@@ -529,7 +571,7 @@ class ScoredMembers(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[ScoredMember, _Mapping]]] = ...) -> None: ...
 
 class Value(_message.Message):
-    __slots__ = ("nil", "int", "score", "bytes", "list", "fields", "scored", "text")
+    __slots__ = ("nil", "int", "score", "bytes", "list", "fields", "scored", "text", "reply")
     NIL_FIELD_NUMBER: _ClassVar[int]
     INT_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -538,6 +580,7 @@ class Value(_message.Message):
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     SCORED_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
     nil: bool
     int: int
     score: float
@@ -546,7 +589,8 @@ class Value(_message.Message):
     fields: FieldValues
     scored: ScoredMembers
     text: str
-    def __init__(self, nil: _Optional[bool] = ..., int: _Optional[int] = ..., score: _Optional[float] = ..., bytes: _Optional[bytes] = ..., list: _Optional[_Union[BytesList, _Mapping]] = ..., fields: _Optional[_Union[FieldValues, _Mapping]] = ..., scored: _Optional[_Union[ScoredMembers, _Mapping]] = ..., text: _Optional[str] = ...) -> None: ...
+    reply: Reply
+    def __init__(self, nil: _Optional[bool] = ..., int: _Optional[int] = ..., score: _Optional[float] = ..., bytes: _Optional[bytes] = ..., list: _Optional[_Union[BytesList, _Mapping]] = ..., fields: _Optional[_Union[FieldValues, _Mapping]] = ..., scored: _Optional[_Union[ScoredMembers, _Mapping]] = ..., text: _Optional[str] = ..., reply: _Optional[_Union[Reply, _Mapping]] = ...) -> None: ...
 
 class ExecRequest(_message.Message):
     __slots__ = ("op", "consistency", "max_staleness_ms", "request_id")

@@ -1,7 +1,10 @@
 """Redis replies as plain Python values, and their protobuf form (raftcache.v1.Reply).
 
 bytes = bulk string, int = integer, None = null bulk, list = array, float = double;
-`Status`, `Error`, `Map`, `SetReply`, `Bool` and `NULL_ARRAY` carry the other RESP types.
+`Status`, `Error`, `Map`, `SetReply`, `Pairs`, `Bool` and `NULL_ARRAY` carry the other RESP
+types. A float answers a double: RESP3 sends it as one, RESP2 as a bulk string in Redis
+7.0's "%.17g" form (ZSCORE); commands that answer a formatted number in both protocols
+(INCRBYFLOAT) return bytes instead.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ class Map(list):  # type: ignore[type-arg]
 
 class SetReply(list):  # type: ignore[type-arg]
     """A set reply (RESP2 sees an array)."""
+
+
+class Pairs(list):  # type: ignore[type-arg]
+    """Two-element arrays ([member, score], ...): nested in RESP3, flattened in RESP2, as
+    Redis answers WITHSCORES. Each item is a list of two replies."""
 
 
 class Bool(int):
@@ -125,7 +133,7 @@ def from_proto(msg: cache_pb2.Reply) -> ReplyT:
         return float(msg.double)
     if kind == "boolean":
         return Bool(msg.boolean)
-    if kind in ("array", "map", "set"):
-        cls = {"array": list, "map": Map, "set": SetReply}[kind]
+    if kind in ("array", "map", "set", "pairs"):
+        cls = {"array": list, "map": Map, "set": SetReply, "pairs": Pairs}[kind]
         return cls(from_proto(item) for item in getattr(msg, kind).items)
     return None

@@ -104,9 +104,7 @@ def to_proto(reply: ReplyT, out: cache_pb2.Reply | None = None) -> cache_pb2.Rep
     elif isinstance(reply, float):
         out.double = reply
     elif isinstance(reply, list):
-        field = (
-            "map" if isinstance(reply, Map) else "set" if isinstance(reply, SetReply) else "array"
-        )
+        field = _LIST_FIELDS.get(type(reply), "array")
         items = getattr(out, field)
         items.SetInParent()
         for item in reply:
@@ -114,6 +112,9 @@ def to_proto(reply: ReplyT, out: cache_pb2.Reply | None = None) -> cache_pb2.Rep
     else:
         raise TypeError(f"not a reply: {reply!r}")
     return out
+
+
+_LIST_FIELDS: dict[type, str] = {Map: "map", SetReply: "set", Pairs: "pairs"}
 
 
 def from_proto(msg: cache_pb2.Reply) -> ReplyT:

@@ -23,15 +23,18 @@ test: $(STAMP)
 	$(BIN)/pytest -q --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 # mypy cannot follow setuptools' editable package-dir mapping, so check a symlinked
-# raftcache/ tree laid out exactly as the installed package.
+# raftcache/ tree laid out exactly as the installed package, plus tests/typing: SDK calls
+# as users write them (never run; the SDK's signatures must accept them).
 TYPECHECK_DIR := build/typecheck
 typecheck: $(STAMP)
 	rm -rf $(TYPECHECK_DIR) && mkdir -p $(TYPECHECK_DIR)/raftcache
 	ln -s $(CURDIR)/proto/raftcache/__init__.py $(TYPECHECK_DIR)/raftcache/__init__.py
 	ln -s $(CURDIR)/proto/raftcache/v1 $(TYPECHECK_DIR)/raftcache/v1
 	for p in node consensus client chaos; do ln -s $(CURDIR)/$$p $(TYPECHECK_DIR)/raftcache/$$p; done
+	ln -s $(CURDIR)/tests/typing $(TYPECHECK_DIR)/sdk_typing
 	cd $(TYPECHECK_DIR) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
-		-p raftcache.node -p raftcache.consensus -p raftcache.client -p raftcache.chaos
+		-p raftcache.node -p raftcache.consensus -p raftcache.client -p raftcache.chaos \
+		-p sdk_typing
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit tests/consensus

@@ -4,18 +4,31 @@ between Python values and the wire."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from raftcache.client import errors
 from raftcache.v1 import cache_pb2
 
 Key = bytes | str
 Value = bytes | str
-# Mapping keys are invariant: accept dicts keyed by bytes, by str, or by either.
-FieldMap = Mapping[bytes, Value] | Mapping[str, Value] | Mapping[Key, Value]
-ScoreMap = Mapping[bytes, float] | Mapping[str, float] | Mapping[Key, float]
+
+
+# Protocols, not Mapping[...] unions: Mapping's key type is invariant, and mypy infers a dict
+# literal that mixes str and bytes keys as dict[Sequence[object], ...] against a union.
+class FieldMap(Protocol):
+    """Fields to values, keyed by bytes, str or both (any dict or Mapping): `hset`'s input."""
+
+    def items(self) -> Iterable[tuple[Key, Value]]: ...
+
+
+class ScoreMap(Protocol):
+    """Members to scores, keyed by bytes, str or both: `zadd`'s input."""
+
+    def items(self) -> Iterable[tuple[Key, float]]: ...
+
+
 Scored = list[tuple[bytes, float]]
 BytesSet = set[bytes]
 T = TypeVar("T")

@@ -1,0 +1,1 @@
+"""Type-only checks of the SDK as users call it (see sdk_calls.py)."""

@@ -41,10 +41,15 @@ class LocalNode:
     process: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
     raft_bind_port: int | None = None  # set when a proxy owns raft_port (see netproxy.py)
+    redis_port: int = 0  # the RESP port (0 = none)
 
     @property
     def client_addr(self) -> str:
         return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def redis_addr(self) -> str:
+        return f"127.0.0.1:{self.redis_port}"
 
     @property
     def raft_addr(self) -> str:
@@ -69,6 +74,7 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         proxy: bool = False,
         proxy_seed: int = 0,
+        redis_ports: Sequence[int] | None = None,
     ) -> None:
         """`proxy`: put a NetProxy (self.net) in front of every Raft port, to cut or delay links."""
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="raftcache-cluster-"))
@@ -87,6 +93,9 @@ class LocalCluster:
             )
             for i, (client, raft) in enumerate(ports)
         ]
+        # Every node serves Redis too (on a port of its own), as `make run` shows.
+        for node, port in zip(self.nodes, redis_ports or [free_port() for _ in ports], strict=True):
+            node.redis_port = port
         self.net: NetProxy | None = None
         if proxy:
             for node in self.nodes:
@@ -114,6 +123,7 @@ class LocalCluster:
             "--peers", peers,
             "--durability", self.durability,
             *(["--raft-bind", f"127.0.0.1:{node.raft_bind_port}"] if node.raft_bind_port else []),
+            *(["--redis-listen", node.redis_addr] if node.redis_port else []),
             *self.extra_args,
             *node.extra_args,
         ]  # fmt: skip
@@ -261,23 +271,26 @@ class LocalCluster:
 
 def _run(args: argparse.Namespace) -> int:
     ports = [(args.base_port + i, args.base_port + 1000 + i) for i in range(args.nodes)]
+    redis_ports = [args.base_port + 2000 + i for i in range(args.nodes)]
     base = Path(args.data_dir)
-    cluster = LocalCluster(args.nodes, base, durability=args.durability, ports=ports)
+    cluster = LocalCluster(
+        args.nodes, base, durability=args.durability, ports=ports, redis_ports=redis_ports
+    )
     print(f"starting {args.nodes} raftcache nodes (data and logs in {base}/)")
     cluster.start()
     try:
         leader = cluster.wait_until_ready(timeout=60)
         for i, node in enumerate(cluster.nodes):
             role = "leader" if i == leader else "follower"
-            print(f"  {node.node_id}: client {node.client_addr}  raft {node.raft_addr}  ({role})")
-        first = cluster.nodes[0].client_addr
+            print(
+                f"  {node.node_id}: gRPC {node.client_addr}  redis {node.redis_addr}  "
+                f"raft {node.raft_addr}  ({role})"
+            )
+        first = cluster.nodes[0]
         print("\ntry (in another terminal):")
-        print(
-            f'  .venv/bin/python -c "import grpc; from raftcache.v1 import cache_pb2 as p, '
-            f"cache_pb2_grpc as g; s = g.CacheStub(grpc.insecure_channel('{first}')); "
-            f"s.Set(p.SetRequest(key=b'hello', value=b'world')); "
-            f"print(s.Get(p.GetRequest(key=b'hello')))\""
-        )
+        print(f"  redis-cli -p {first.redis_port} set hello world")
+        print(f"  redis-cli -p {first.redis_port} get hello")
+        print(f"  .venv/bin/raftcache --endpoints {first.client_addr} get hello")
         print("\nCtrl-C stops every node.")
         while all(n.running for n in cluster.nodes):
             time.sleep(0.5)

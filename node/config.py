@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from raftcache.consensus import Durability, RaftConfig
 from raftcache.node.proposer import ProposerConfig
@@ -34,6 +35,9 @@ class NodeConfig:
     log_level: str
     max_memory: int = 0
     eviction_policy: str = "noeviction"
+    redis_listen: str = ""  # "" = no Redis port
+    redis_advertise: str = ""
+    redis_max_staleness_ms: int = 1000
 
 
 def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
@@ -47,6 +51,18 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ("listen", "HOST:PORT the gRPC client API listens on", "127.0.0.1:6380"),
     ("advertise", "HOST:PORT clients should use to reach this node", "the --listen address"),
     ("raft", "HOST:PORT of this node's Raft port (peers dial it)", "127.0.0.1:7380"),
+    ("redis-listen", "HOST:PORT the Redis (RESP2/RESP3) port listens on; empty = off", ""),
+    (
+        "redis-advertise",
+        "HOST:PORT Redis clients should use to reach this node (CLUSTER SLOTS, SENTINEL)",
+        "the --advertise host with the --redis-listen port",
+    ),
+    (
+        "redis-max-staleness-ms",
+        "how far behind the leader a node may be to serve reads locally to a Redis "
+        "connection that sent READONLY (0 = no bound)",
+        "1000",
+    ),
     (
         "raft-bind",
         "HOST:PORT the Raft port listens on, when peers reach it through another address "
@@ -353,7 +369,30 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         log_level=values["log-level"],
         max_memory=parse_size("--max-memory", values["max-memory"]),
         eviction_policy=_policy(values["eviction-policy"]),
+        **_redis(values, advertise),
     )
+
+
+def _redis(values: Mapping[str, str], advertise: str) -> dict[str, Any]:
+    """The Redis front-end's settings: off unless --redis-listen is given."""
+    listen = values.get("redis-listen", "").strip()
+    staleness = _int(values, "redis-max-staleness-ms", 0)
+    if not listen:
+        return {"redis_max_staleness_ms": staleness}
+    listen = parse_address("--redis-listen", listen)
+    port = listen.rpartition(":")[2]
+    default = f"{advertise.rpartition(':')[0]}:{port}"
+    redis_advertise = parse_address("--redis-advertise", values.get("redis-advertise", default))
+    if _unspecified(redis_advertise):
+        raise ConfigError(
+            f"--redis-advertise: {redis_advertise} is not an address clients can dial; set "
+            "--redis-advertise to this node's reachable HOST:PORT for Redis clients"
+        )
+    return {
+        "redis_listen": listen,
+        "redis_advertise": redis_advertise,
+        "redis_max_staleness_ms": staleness,
+    }
 
 
 def _policy(text: str) -> str:

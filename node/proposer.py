@@ -93,6 +93,10 @@ class Proposer:
 
     async def write(self, op: command_pb2.Op) -> Result:
         """Replicate one op; returns the state machine's result for it."""
+        return await self.submit(op)
+
+    def submit(self, op: command_pb2.Op) -> asyncio.Future[Result]:
+        """Queue one op now (in call order) and return the future of its result."""
         if (
             len(self._writes) >= self._config.max_pending_ops
             or self._write_bytes >= self._config.max_pending_bytes
@@ -104,10 +108,14 @@ class Proposer:
         self._writes.append((op, future))
         self._write_bytes += op.ByteSize()
         self._schedule_flush()
-        return await future
+        return future
 
     async def read_barrier(self) -> None:
         """Return once everything committed before this call is applied on this leader."""
+        await self.barrier()
+
+    def barrier(self) -> asyncio.Future[None]:
+        """A future done once everything committed before this call is applied here."""
         if len(self._reads) >= self._config.max_pending_ops:
             raise errors.Overloaded(
                 f"{len(self._reads)} linearizable reads are already waiting on this node; "
@@ -116,7 +124,7 @@ class Proposer:
         future: asyncio.Future[None] = self._loop.create_future()
         self._reads.append(future)
         self._schedule_flush()
-        await future
+        return future
 
     async def run_ticks(self) -> None:
         """Propose an empty command whenever nothing was proposed for a tick interval.

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftcache.node.errors import InvalidInput
+from raftcache.node.keyspace import dispatch
+from raftcache.node.keyspace.db import DATABASES
+from raftcache.node.keyspace.reply import CommandError
+from raftcache.node.state_machine import READ_OPS
 from raftcache.v1 import cache_pb2, command_pb2
 
 MAX_TTL_MS = 10 * 365 * 24 * 3600 * 1000  # ten years
@@ -199,9 +203,34 @@ def _check_elements(kind: str, body: Any, limits: Limits, what: str) -> None:
             check_value(item, limits, f"{what}.{name}[{i}]")
 
 
+def check_call(call: cache_pb2.RedisCall, limits: Limits, what: str = "call") -> None:
+    """A Redis command's database, sizes, name, arity and syntax (nothing stateful)."""
+    if call.db >= DATABASES:
+        raise InvalidInput(f"{what}.db is {call.db}: Redis databases are 0-{DATABASES - 1}")
+    if not call.argv:
+        raise InvalidInput(f"{what}.argv is empty: give the command name and its arguments")
+    for i, arg in enumerate(call.argv):
+        check_value(arg, limits, f"{what}.argv[{i}]")
+    try:
+        dispatch.validate(list(call.argv))
+    except CommandError as exc:
+        raise InvalidInput(exc.text) from None
+
+
+def is_read_op(op: cache_pb2.DataOp) -> bool:
+    """Whether a data op only reads (served with the request's consistency, never logged)."""
+    kind = op.WhichOneof("op")
+    if kind == "call":
+        return not dispatch.is_write(list(op.call.argv))
+    return kind in READ_OPS
+
+
 def check_data_op(op: cache_pb2.DataOp, limits: Limits, what: str = "op") -> str:
     """Validate one data op; returns its kind."""
     kind = data_op_kind(op, what)
+    if kind == "call":
+        check_call(op.call, limits, f"{what}.call")
+        return kind
     body = getattr(op, kind)
     check_key(body.key, limits, f"{what}.{kind}.key")
     _check_elements(kind, body, limits, f"{what}.{kind}")

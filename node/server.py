@@ -16,10 +16,14 @@ from grpc_reflection.v1alpha import reflection
 from raftcache.consensus import RaftNode, Role
 from raftcache.node import commands
 from raftcache.node.config import NodeConfig
+from raftcache.node.engine import Engine
 from raftcache.node.eviction import AccessTracker, Evictor
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
+from raftcache.node.resp.admin import ADMIN, NodeFacts
+from raftcache.node.resp.parser import ParserLimits
+from raftcache.node.resp.server import RespServer
 from raftcache.node.servicers import CacheServicer, ClusterServicer, NodeView
 from raftcache.node.state_machine import Event, Failure, Member
 from raftcache.node.streams import Streams
@@ -51,6 +55,7 @@ class Node:
         self.raft: RaftNode | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._redis: RespServer | None = None
 
     def log_context(self) -> dict[str, Any]:
         context: dict[str, Any] = {"node_id": self.config.node_id}
@@ -105,6 +110,7 @@ class Node:
             CacheServicer(view, proposer, forwarder, config.limits, streams), server
         )
         cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterServicer(view, streams), server)
+        self._redis = await self._start_redis(view, proposer, forwarder, streams)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
@@ -114,6 +120,7 @@ class Node:
         _log.info(
             "node started",
             listen=config.listen,
+            redis=config.redis_listen or "off",
             raft=config.raft.self_addr,
             peers=list(config.raft.peers),
             durability=config.raft.durability.value,
@@ -150,10 +157,33 @@ class Node:
             )
         for task in self._tasks:
             task.cancel()
+        if self._redis is not None:
+            await self._redis.stop()
         await server.stop(grace=1.0)
         await forwarder.close()
         self.raft.destroy()
         _log.info("stopped")
+
+    async def _start_redis(
+        self, view: NodeView, proposer: Proposer, forwarder: LeaderForwarder, streams: Streams
+    ) -> RespServer | None:
+        """The Redis front-end on --redis-listen (off when it is empty)."""
+        config = self.config
+        if not config.redis_listen:
+            return None
+        engine = Engine(
+            view, proposer, forwarder, config.proposer.commit_timeout_s, streams.receivers
+        )
+        limits = ParserLimits(max_bulk_bytes=max(config.limits.max_value_bytes, 1 << 20))
+        facts = NodeFacts(view, config, streams)
+        redis = RespServer(engine, streams, limits, ADMIN, facts, config.redis_max_staleness_ms)
+        try:
+            await redis.start(config.redis_listen)
+        except OSError as exc:
+            raise OSError(
+                f"--redis-listen: cannot listen on {config.redis_listen} ({exc.strerror or exc})"
+            ) from exc
+        return redis
 
     def _role_changed(self, old: Role, new: Role) -> None:  # tick thread: log only
         _log.info("role changed", old_role=old.value, new_role=new.value)
@@ -200,7 +230,7 @@ class Node:
         """Put this node's client address into the replicated member list (and keep it there)."""
         assert self.raft is not None
         raft = self.raft
-        me = Member(raft.config.self_addr, self.config.advertise)
+        me = Member(raft.config.self_addr, self.config.advertise, self.config.redis_advertise)
         while True:
             status = raft.status()
             if raft.is_leader():
@@ -212,6 +242,7 @@ class Node:
             op.announce.node_id = self.config.node_id
             op.announce.raft_addr = me.raft_addr
             op.announce.client_addr = me.client_addr
+            op.announce.redis_addr = me.redis_addr
             if raft.is_leader():
                 with contextlib.suppress(Exception):
                     result = await proposer.write(op)

@@ -13,10 +13,10 @@ from raftcache.consensus import RaftNode, Role
 from raftcache.node import errors, requests, status_codes
 from raftcache.node.eviction import AccessTracker
 from raftcache.node.forwarding import LeaderForwarder
+from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
 from raftcache.node.state_machine import (
-    READ_OPS,
     AnnounceOk,
     DeleteOk,
     Entry,
@@ -143,7 +143,9 @@ def _value(result: Result) -> cache_pb2.Value:
     """A data op's answer as a raftcache.v1.Value."""
     v = _expect(result, Value)
     out = cache_pb2.Value()
-    if v.kind == "list":
+    if v.kind == "reply":
+        reply_to_proto(v.data, out.reply)
+    elif v.kind == "list":
         out.list.items.extend(v.data)
     elif v.kind == "fields":
         out.fields.items.extend(cache_pb2.FieldValue(field=f, value=x) for f, x in v.data)
@@ -229,7 +231,8 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
 
     async def Exec(self, request: cache_pb2.ExecRequest, context: Any) -> cache_pb2.ExecResponse:
         try:
-            if requests.data_op_kind(request.op) in READ_OPS:
+            requests.data_op_kind(request.op)
+            if requests.is_read_op(request.op):
                 requests.check_data_op(request.op, self._limits)
                 return await self._exec_read(request, context)
         except errors.CacheError as exc:
@@ -296,7 +299,8 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         await self._before_read(request.consistency, request.max_staleness_ms)
         result = self._view.replica.read(request.op, self._now())
         body = getattr(request.op, request.op.WhichOneof("op") or "get")
-        self._view.count_read(body.key, not (isinstance(result, Value) and result.kind == "nil"))
+        key = getattr(body, "key", b"")  # a Redis call counts its hits itself
+        self._view.count_read(key, not (isinstance(result, Value) and result.kind == "nil"))
         response = cache_pb2.ExecResponse(value=_value(result))
         _check_size(response, self._limits, "read a smaller range (offset/limit, start/stop)")
         return response

@@ -38,7 +38,7 @@ from bisect import bisect_right
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from raftcache.node import errors
 from raftcache.node.state_machine import Change, Event, Published
@@ -434,7 +434,7 @@ class Streams:
         if isinstance(sink, _Watcher):
             self._prefixes.pop(sink, None)
             _discard(self._keys, sink.key, sink)
-        elif isinstance(sink, _Subscriber):
+        else:  # a _Subscriber, or a front-end's push subscriber
             for channel in sink.channels:
                 _discard(self._channels, channel, sink)
             for pattern in sink.patterns:
@@ -453,6 +453,63 @@ class Streams:
             if matches(channel):
                 count += len(subs)
         return count
+
+    # Push subscribers: a front-end connection (RESP) whose `push(message, size)` is called
+    # directly on the loop, and whose channels and patterns change over its lifetime.
+
+    def listen(self, sub: Any, channels: list[bytes], patterns: list[bytes]) -> None:
+        """Add channels and patterns to a push subscriber (registered on first use)."""
+        if not sub.channels and not sub.patterns:
+            self.subscriber_count += 1
+        for channel in channels:
+            if channel not in sub.channels:
+                sub.channels.append(channel)
+                self._channels.setdefault(channel, {})[sub] = None
+        for pattern in patterns:
+            if pattern not in sub.patterns:
+                sub.patterns.append(pattern)
+                entry = self._patterns.setdefault(pattern, (compile_pattern(pattern), {}))
+                entry[1][sub] = None
+
+    def unlisten(
+        self, sub: Any, channels: list[bytes] | None = None, patterns: list[bytes] | None = None
+    ) -> None:
+        """Remove channels and patterns from a push subscriber (both None: all of them)."""
+        if not sub.channels and not sub.patterns:
+            return
+        if channels is None and patterns is None:
+            self._unregister(sub)
+            sub.channels.clear()
+            sub.patterns.clear()
+        else:
+            for channel in channels or ():
+                if channel in sub.channels:
+                    sub.channels.remove(channel)
+                    _discard(self._channels, channel, sub)
+            for pattern in patterns or ():
+                if pattern in sub.patterns:
+                    sub.patterns.remove(pattern)
+                    entry = self._patterns.get(pattern)
+                    if entry is not None:
+                        entry[1].pop(sub, None)
+                        if not entry[1]:
+                            del self._patterns[pattern]
+        if not sub.channels and not sub.patterns:
+            self.subscriber_count -= 1
+
+    def channel_names(self, pattern: bytes | None) -> list[bytes]:
+        """Channels with at least one subscriber on this node (PUBSUB CHANNELS)."""
+        matches = compile_pattern(pattern) if pattern is not None else None
+        return sorted(
+            c for c, subs in self._channels.items() if subs and (not matches or matches(c))
+        )
+
+    def channel_subscribers(self, channel: bytes) -> int:
+        return len(self._channels.get(channel, ()))
+
+    def pattern_count(self) -> int:
+        """Pattern subscriptions on this node (PUBSUB NUMPAT: unique patterns)."""
+        return len(self._patterns)
 
     async def subscribe(
         self,

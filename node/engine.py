@@ -1,0 +1,193 @@
+"""The door every client protocol goes through: replicated writes, read barriers, stale
+reads and follower-to-leader forwarding, for commands of the one command table.
+
+gRPC's servicers, the RESP front-end (node/resp) and the memcached front-end all build
+the same domain ops; this module runs them. Leader writes are queued on the proposer at
+once (in call order), so commands that arrive together share one log entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from raftcache.node import errors, status_codes
+from raftcache.node.forwarding import LeaderForwarder
+from raftcache.node.keyspace.db import db_key
+from raftcache.node.keyspace.reply import NULL_ARRAY, ReplyT, from_proto
+from raftcache.node.proposer import Proposer
+from raftcache.node.servicers import NodeView
+from raftcache.node.state_machine import Failure, Result, TxnOk, Value
+from raftcache.v1 import cache_pb2, command_pb2
+
+_FORWARD_SLACK_S = 1.0
+
+
+def call_op(argv: Sequence[bytes], db: int) -> command_pb2.Op:
+    op = command_pb2.Op()
+    call = op.data.op.call
+    call.argv.extend(argv)
+    call.db = db
+    return op
+
+
+def reply_of(result: Result) -> ReplyT:
+    """The Redis reply in a state machine result (a Failure raises its domain error)."""
+    if isinstance(result, Failure):
+        raise status_codes.from_failure(result)
+    if isinstance(result, Value) and result.kind == "reply":
+        return result.data  # type: ignore[no-any-return]
+    raise TypeError(f"state machine answered {result!r} to a Redis command")
+
+
+class Engine:
+    """Runs Redis-table commands on this node, whatever its role."""
+
+    def __init__(
+        self,
+        view: NodeView,
+        proposer: Proposer,
+        forwarder: LeaderForwarder,
+        commit_timeout_s: float,
+        receivers: Callable[[bytes], int],
+    ) -> None:
+        self.view = view
+        self.proposer = proposer
+        self._forwarder = forwarder
+        self._timeout = commit_timeout_s + _FORWARD_SLACK_S
+        self._receivers = receivers
+
+    def is_leader(self) -> bool:
+        return self.proposer.is_leader()
+
+    def now_ms(self) -> int:
+        return self.proposer.now_ms()
+
+    # -- leader fast paths: queued now, in call order --------------------------------
+
+    def submit(self, op: command_pb2.Op) -> asyncio.Future[Result]:
+        """Leader only: queue a replicated op now."""
+        return self.proposer.submit(op)
+
+    def barrier(self) -> asyncio.Future[None]:
+        """Leader only: done once everything committed before now is applied here."""
+        return self.proposer.barrier()
+
+    def read_local(self, argv: list[bytes], db: int) -> ReplyT:
+        """A read-only command on this node's applied state (after a barrier or a staleness
+        check)."""
+        op = cache_pb2.DataOp()
+        op.call.argv.extend(argv)
+        op.call.db = db
+        return reply_of(self.view.replica.read(op, self.now_ms()))
+
+    def check_stale(self, max_staleness_ms: int) -> None:
+        """TooStale unless this replica is within the bound (0 = no bound)."""
+        if not max_staleness_ms:
+            return
+        staleness = self.view.staleness_ms()
+        if staleness > max_staleness_ms:
+            shown = "unbounded (no leader)" if staleness == float("inf") else f"{staleness:.0f} ms"
+            raise errors.TooStale(
+                f"this replica's staleness is {shown}, over the bound of {max_staleness_ms} ms; "
+                "read from the leader (READWRITE) or another replica"
+            )
+
+    def versions(self, keys: Sequence[bytes], db: int) -> list[int]:
+        """The current version of each key (0 = missing) on this node, for WATCH."""
+        replica = self.view.replica
+        now = self.now_ms()
+        with replica.lock:
+            out = []
+            for key in keys:
+                entry = replica.state.get(db_key(db, key), now)
+                out.append(0 if entry is None else entry.version)
+            return out
+
+    # -- any node ------------------------------------------------------------------
+
+    async def write(self, argv: list[bytes], db: int) -> ReplyT:
+        if self.is_leader():
+            return reply_of(await self.submit(call_op(argv, db)))
+        request = cache_pb2.ExecRequest()
+        request.op.call.argv.extend(argv)
+        request.op.call.db = db
+        response = await self._forward("Exec", request)
+        return from_proto(response.value.reply)
+
+    async def writes(self, calls: list[tuple[list[bytes], int]]) -> list[ReplyT]:
+        """Several writes applied in order in one entry (a follower forwards them as one)."""
+        if self.is_leader() or len(calls) == 1:
+            return list(await asyncio.gather(*(self.write(argv, db) for argv, db in calls)))
+        request = cache_pb2.TxnRequest()
+        for argv, db in calls:
+            op = request.success.add()
+            op.call.argv.extend(argv)
+            op.call.db = db
+        response = await self._forward("Txn", request)
+        return [from_proto(v.reply) for v in response.results]
+
+    async def read(self, argv: list[bytes], db: int) -> ReplyT:
+        """A linearizable read: the leader after a barrier, a follower through the leader."""
+        if self.is_leader():
+            await self.barrier()
+            return self.read_local(argv, db)
+        request = cache_pb2.ExecRequest(consistency=cache_pb2.LINEARIZABLE)
+        request.op.call.argv.extend(argv)
+        request.op.call.db = db
+        response = await self._forward("Exec", request)
+        return from_proto(response.value.reply)
+
+    async def multi(
+        self, calls: list[tuple[list[bytes], int]], watched: dict[tuple[int, bytes], int]
+    ) -> ReplyT:
+        """MULTI/EXEC: the queued calls as one transaction entry; NULL_ARRAY when a watched
+        key's version changed."""
+        compares = [
+            cache_pb2.Compare(key=db_key(wdb, key), op=cache_pb2.Compare.EQUAL, version=version)
+            for (wdb, key), version in watched.items()
+        ]
+        if self.is_leader():
+            op = command_pb2.Op()
+            op.txn.compares.extend(compares)
+            for argv, db in calls:
+                cmd = op.txn.success.add()
+                cmd.op.call.argv.extend(argv)
+                cmd.op.call.db = db
+            result = await self.submit(op)
+            if isinstance(result, Failure):
+                raise status_codes.from_failure(result)
+            assert isinstance(result, TxnOk)
+            if not result.succeeded:
+                return NULL_ARRAY
+            return [reply_of(r) for r in result.results]
+        request = cache_pb2.TxnRequest(compares=compares)
+        for argv, db in calls:
+            data_op = request.success.add()
+            data_op.call.argv.extend(argv)
+            data_op.call.db = db
+        response = await self._forward("Txn", request)
+        if not response.succeeded:
+            return NULL_ARRAY
+        return [from_proto(v.reply) for v in response.results]
+
+    async def publish(self, channel: bytes, message: bytes) -> int:
+        """Replicate a pub/sub message; the receivers on the leader."""
+        if self.is_leader():
+            op = command_pb2.Op()
+            op.publish.channel = channel
+            op.publish.message = message
+            result = await self.submit(op)
+            if isinstance(result, Failure):
+                raise status_codes.from_failure(result)
+            return self._receivers(channel)
+        request = cache_pb2.PublishRequest(channel=channel, message=message)
+        response = await self._forward("Publish", request)
+        return int(response.receivers)
+
+    async def _forward(self, method: str, request: Any) -> Any:
+        error = self.view.not_leader()
+        if not isinstance(error, errors.NotLeader):
+            raise error
+        return await self._forwarder.relay(error.leader_addr, method, request, self._timeout)

@@ -1,0 +1,110 @@
+"""Replies to RESP2 or RESP3 bytes (see node/keyspace/reply.py for the reply model)."""
+
+from __future__ import annotations
+
+import math
+
+from raftcache.node.keyspace.reply import (
+    NULL_ARRAY,
+    Bool,
+    Error,
+    Map,
+    Pairs,
+    ReplyT,
+    SetReply,
+    Status,
+)
+
+OK = b"+OK\r\n"
+QUEUED = b"+QUEUED\r\n"
+PONG = b"+PONG\r\n"
+
+
+class Raw(bytes):
+    """A reply already encoded (a front-end command's reply inside an EXEC array)."""
+
+
+def format_double(value: float) -> bytes:
+    """Redis 7.0's %.17g for doubles (inf and -inf as Redis spells them)."""
+    if math.isinf(value):
+        return b"inf" if value > 0 else b"-inf"
+    return b"%.17g" % value
+
+
+def encode(reply: ReplyT, proto: int, out: bytearray) -> None:
+    """Append one reply in RESP `proto` (2 or 3) to out."""
+    cls = type(reply)
+    if cls is bytes:
+        out += b"$%d\r\n%b\r\n" % (len(reply), reply)  # type: ignore[arg-type]
+    elif cls is int:
+        out += b":%d\r\n" % reply
+    elif reply is None:
+        out += b"_\r\n" if proto == 3 else b"$-1\r\n"
+    elif cls is Status:
+        out += b"+%b\r\n" % str(reply).encode()
+    elif cls is Error:
+        out += b"-%b\r\n" % str(reply).replace("\r", " ").replace("\n", " ").encode()
+    elif cls is list:
+        out += b"*%d\r\n" % len(reply)  # type: ignore[arg-type]
+        for item in reply:  # type: ignore[union-attr]
+            encode(item, proto, out)
+    elif reply is NULL_ARRAY:
+        out += b"_\r\n" if proto == 3 else b"*-1\r\n"
+    elif cls is float:
+        text = format_double(reply)  # type: ignore[arg-type]
+        if proto == 3:
+            out += b",%b\r\n" % text
+        else:
+            out += b"$%d\r\n%b\r\n" % (len(text), text)
+    elif cls is Map:
+        pairs = len(reply) // 2  # type: ignore[arg-type]
+        out += b"%%%d\r\n" % pairs if proto == 3 else b"*%d\r\n" % (2 * pairs)
+        for item in reply:  # type: ignore[union-attr]
+            encode(item, proto, out)
+    elif cls is SetReply:
+        out += b"~%d\r\n" % len(reply) if proto == 3 else b"*%d\r\n" % len(reply)  # type: ignore[arg-type]
+        for item in reply:  # type: ignore[union-attr]
+            encode(item, proto, out)
+    elif cls is Pairs:
+        if proto == 3:
+            out += b"*%d\r\n" % len(reply)  # type: ignore[arg-type]
+            for item in reply:  # type: ignore[union-attr]
+                encode(list(item), proto, out)
+        else:
+            out += b"*%d\r\n" % (2 * len(reply))  # type: ignore[arg-type]
+            for item in reply:  # type: ignore[union-attr]
+                for part in item:
+                    encode(part, proto, out)
+    elif cls is Bool:
+        if proto == 3:
+            out += b"#t\r\n" if reply else b"#f\r\n"
+        else:
+            out += b":1\r\n" if reply else b":0\r\n"
+    elif cls is Raw:
+        out += reply  # type: ignore[operator]
+    elif isinstance(reply, list):
+        encode(list(reply), proto, out)
+    elif isinstance(reply, int):
+        out += b":%d\r\n" % reply
+    else:
+        raise TypeError(f"not a reply: {reply!r}")
+
+
+def encoded(reply: ReplyT, proto: int) -> bytes:
+    out = bytearray()
+    encode(reply, proto, out)
+    return bytes(out)
+
+
+def push(kind: bytes, items: list[bytes | int | None], proto: int) -> bytes:
+    """A pub/sub message or (un)subscribe confirmation: a push frame in RESP3."""
+    out = bytearray(b">%d\r\n" % (len(items) + 1) if proto == 3 else b"*%d\r\n" % (len(items) + 1))
+    out += b"$%d\r\n%b\r\n" % (len(kind), kind)
+    for item in items:
+        if isinstance(item, int):
+            out += b":%d\r\n" % item
+        elif item is None:
+            out += b"_\r\n" if proto == 3 else b"$-1\r\n"
+        else:
+            out += b"$%d\r\n%b\r\n" % (len(item), item)
+    return bytes(out)

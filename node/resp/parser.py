@@ -1,0 +1,194 @@
+"""RESP request parsing with hard limits (multibulk arrays and inline commands).
+
+hiredis alone does not fit a server: it rejects inline commands, accepts nested
+arrays, waits forever on a huge length header and is unusable after a protocol
+error (../shared/ENGINES.md). This parser refuses what Redis refuses, with Redis's
+texts, and never buffers more than one command's declared size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ProtocolError(Exception):
+    """The byte stream is not RESP: answer `-ERR Protocol error: ...` and close."""
+
+
+@dataclass(frozen=True)
+class ParserLimits:
+    max_bulk_bytes: int = 512 << 20  # one argument (the node's value limit)
+    max_multibulk: int = 1024 * 1024  # arguments per command
+    max_inline_bytes: int = 64 * 1024  # an inline command, and a header line
+
+
+class Parser:
+    """Feed bytes in; take complete commands (lists of arguments) out, in order."""
+
+    __slots__ = ("_argv", "_buf", "_limits", "_pending", "_pos", "error")
+
+    def __init__(self, limits: ParserLimits) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        self._limits = limits
+        self._argv: list[bytes] | None = None  # a multibulk command being read
+        self._pending = 0  # its arguments still to read
+        self.error: str | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def commands(self) -> list[list[bytes]]:
+        """Every complete command buffered. After bad input, the commands before it are
+        returned and `error` says what was wrong (the connection must then be closed)."""
+        out: list[list[bytes]] = []
+        try:
+            self._parse(out)
+        except ProtocolError as exc:
+            self.error = str(exc)
+        return out
+
+    def _parse(self, out: list[list[bytes]]) -> None:
+        buf = self._buf
+        while True:
+            if self._argv is None:
+                if self._pos >= len(buf):
+                    break
+                if buf[self._pos] == 0x2A:  # '*'
+                    if not self._start_multibulk(out):
+                        break
+                    continue
+                argv = self._inline()
+                if argv is None:
+                    break
+                if argv:
+                    out.append(argv)
+                continue
+            if not self._bulks():
+                break
+            out.append(self._argv)
+            self._argv = None
+
+    def _line(self) -> int:
+        """Index of the CR of the next CRLF after pos, or -1 (too long raises)."""
+        end = self._buf.find(b"\r\n", self._pos)
+        if end < 0 and len(self._buf) - self._pos > self._limits.max_inline_bytes:
+            raise ProtocolError("too big mbulk count string")
+        return end
+
+    def _start_multibulk(self, out: list[list[bytes]]) -> bool:
+        end = self._line()
+        if end < 0:
+            return False
+        try:
+            count = int(self._buf[self._pos + 1 : end])
+        except ValueError:
+            raise ProtocolError("invalid multibulk length") from None
+        if count > self._limits.max_multibulk:
+            raise ProtocolError("invalid multibulk length")
+        self._pos = end + 2
+        if count <= 0:
+            return True  # an empty or null array: Redis ignores it
+        self._argv = []
+        self._pending = count
+        return True
+
+    def _bulks(self) -> bool:
+        buf = self._buf
+        argv = self._argv
+        assert argv is not None
+        while self._pending:
+            pos = self._pos
+            if pos >= len(buf):
+                return False
+            if buf[pos] != 0x24:  # '$'
+                got = chr(buf[pos])
+                raise ProtocolError(f"expected '$', got '{got}'")
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                if len(buf) - pos > self._limits.max_inline_bytes:
+                    raise ProtocolError("too big bulk count string")
+                return False
+            try:
+                size = int(buf[pos + 1 : end])
+            except ValueError:
+                raise ProtocolError("invalid bulk length") from None
+            if size < 0 or size > self._limits.max_bulk_bytes:
+                raise ProtocolError("invalid bulk length")
+            start = end + 2
+            if len(buf) < start + size + 2:
+                return False
+            argv.append(bytes(buf[start : start + size]))
+            self._pos = start + size + 2
+            self._pending -= 1
+        return True
+
+    def _inline(self) -> list[bytes] | None:
+        end = self._buf.find(b"\n", self._pos)
+        if end < 0:
+            if len(self._buf) - self._pos > self._limits.max_inline_bytes:
+                raise ProtocolError("too big inline request")
+            return None
+        line = bytes(self._buf[self._pos : end]).rstrip(b"\r")
+        self._pos = end + 1
+        return split_inline(line)
+
+
+def split_inline(line: bytes) -> list[bytes]:
+    """An inline command's arguments, with redis-cli's quoting ("..." with escapes, '...')."""
+    if b'"' not in line and b"'" not in line:
+        return line.split()
+    args: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i : i + 1].isspace():
+            i += 1
+        if i >= n:
+            return args
+        current = bytearray()
+        quote = line[i : i + 1] if line[i : i + 1] in (b'"', b"'") else b""
+        if quote:
+            i += 1
+        while True:
+            if i >= n:
+                if quote:
+                    raise ProtocolError("unbalanced quotes in request")
+                break
+            c = line[i : i + 1]
+            if quote == b'"' and c == b"\\" and i + 1 < n:
+                nxt = line[i + 1 : i + 2]
+                hexpart = line[i + 2 : i + 4]
+                if (
+                    nxt == b"x"
+                    and len(hexpart) == 2
+                    and all(h in b"0123456789abcdefABCDEF" for h in hexpart)
+                ):
+                    current.append(int(hexpart, 16))
+                    i += 4
+                    continue
+                current += {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"a": b"\a"}.get(
+                    nxt, nxt
+                )
+                i += 2
+                continue
+            if quote == b"'" and c == b"\\" and line[i + 1 : i + 2] == b"'":
+                current += b"'"
+                i += 2
+                continue
+            if quote and c == quote:
+                i += 1
+                if i < n and not line[i : i + 1].isspace():
+                    raise ProtocolError("unbalanced quotes in request")
+                break
+            if not quote and c.isspace():
+                break
+            current += c
+            i += 1
+        args.append(bytes(current))

@@ -1,0 +1,855 @@
+"""The Redis front-end: an asyncio Protocol per connection on the node's loop.
+
+A connection parses pipelined commands as they arrive and starts each at once, so that
+commands from one pipeline and from many connections reach the proposer in the same loop
+turn and share a log entry. Replies go out in request order (a queue of slots, each a
+future of encoded bytes). One rule keeps a pipeline's order visible: a run of writes and a
+run of reads never overlap — when a connection switches between reading and writing, the
+new run starts once the previous one has answered (so `GET; SET` never reads the SET, and
+`SET; GET` always does, even through a follower).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from raftcache.node import errors
+from raftcache.node.engine import Engine, call_op, reply_of
+from raftcache.node.keyspace import dispatch
+from raftcache.node.keyspace.args import parse_int
+from raftcache.node.keyspace.db import DATABASES
+from raftcache.node.keyspace.reply import (
+    NULL_ARRAY,
+    OK,
+    CommandError,
+    Error,
+    Map,
+    ReplyT,
+    Status,
+    unknown_command,
+    wrong_arity,
+)
+from raftcache.node.resp import encoder
+from raftcache.node.resp.errors import error_reply
+from raftcache.node.resp.parser import Parser, ParserLimits
+from raftcache.node.state_machine import Result
+from raftcache.v1 import cache_pb2
+
+_log = structlog.get_logger("raftcache.resp")
+
+REDIS_VERSION = "7.0.15"
+"""The Redis version we answer as (RQ and others pick commands by it)."""
+
+MAX_PENDING_REPLIES = 4096
+"""A connection stops being read while this many replies are outstanding."""
+MAX_OUTPUT_BYTES = 32 << 20
+"""A subscriber whose unsent output passes this is disconnected (Redis's pubsub hard limit)."""
+_SUBSCRIBED_OK = frozenset(
+    b"subscribe unsubscribe psubscribe punsubscribe ssubscribe sunsubscribe ping quit reset".split()
+)
+
+
+@dataclass
+class Stats:
+    """Counters for INFO (this node's connections only)."""
+
+    started: float = field(default_factory=time.time)
+    connections_received: int = 0
+    commands_processed: int = 0
+    error_replies: int = 0
+    keyspace_hits: int = 0
+    keyspace_misses: int = 0
+    rejected_connections: int = 0
+
+
+class Subscriber:
+    """A connection's subscriptions, registered in node/streams.py (it calls `push`)."""
+
+    __slots__ = ("channels", "conn", "patterns")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.channels: list[bytes] = []
+        self.patterns: list[bytes] = []
+
+    def push(self, message: cache_pb2.PubSubMessage, size: int) -> None:
+        self.conn.deliver(message)
+
+
+Handler = Callable[["Connection", list[bytes]], Any]
+
+
+class RespServer:
+    """Owns the listening socket, the connections and the front-end's counters."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        streams: Any,
+        limits: ParserLimits,
+        admin: dict[bytes, Handler],
+        info: Any,
+        max_staleness_ms: int,
+    ) -> None:
+        self.engine = engine
+        self.streams = streams
+        self.limits = limits
+        self.admin = admin
+        self.info = info  # node facts for INFO, CLUSTER, SENTINEL (node/resp/admin.py)
+        self.max_staleness_ms = max_staleness_ms
+        self.stats = Stats()
+        self.clients: dict[int, Connection] = {}
+        self._ids = itertools.count(1)
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Connection(self, next(self._ids)),
+            host.strip("[]"),
+            int(port),
+            reuse_address=True,
+            backlog=1024,
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self.clients.values()):
+                conn.close()
+            await self._server.wait_closed()
+
+
+class Connection(asyncio.Protocol):
+    """One client: its parser, reply slots, database, MULTI queue, watches, subscriptions."""
+
+    def __init__(self, server: RespServer, client_id: int) -> None:
+        self.server = server
+        self.engine = server.engine
+        self.id = client_id
+        self.parser = Parser(server.limits)
+        self.transport: asyncio.Transport | None = None
+        self.created = time.time()
+        self.last_command = time.time()
+        self.last_name = b""
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.addr = ""
+        self.laddr = ""
+        self.reset_state()
+        self._slots: deque[asyncio.Future[bytes] | bytes] = deque()
+        self._flush_scheduled = False
+        self._loop = asyncio.get_running_loop()
+        self._reading_paused = False
+        self._writing_paused = False
+        self._closing = False
+        self._close_when_flushed = False
+        # ordering between runs of reads and runs of writes (module docstring)
+        self._kind = ""
+        self._run: list[asyncio.Future[bytes]] = []
+        self._gate: asyncio.Future[Any] | None = None
+        # follower writes waiting to be forwarded (one request per batch)
+        self._forward_queue: list[tuple[list[bytes], int, asyncio.Future[bytes]]] = []
+        self._forwarding = False
+
+    def reset_state(self) -> None:
+        self.proto = 2
+        self.db = 0
+        self.readonly = False
+        self.multi: list[tuple[list[bytes], int] | bytes] | None = None
+        self.multi_error = False
+        self.watched: dict[tuple[int, bytes], int] = {}
+        self.sub: Subscriber | None = None
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        sock = transport.get_extra_info("sockname") or ("?", 0)
+        self.addr = f"{peer[0]}:{peer[1]}"
+        self.laddr = f"{sock[0]}:{sock[1]}"
+        self.server.clients[self.id] = self
+        self.server.stats.connections_received += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Writes already queued stay queued: the cluster applies them (or not) as for any
+        # client that went away; nothing waits for this connection any more.
+        self._closing = True
+        self.server.clients.pop(self.id, None)
+        self._unsubscribe_all()
+        self._slots.clear()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._update_reading()
+
+    def data_received(self, data: bytes) -> None:
+        parser = self.parser
+        parser.feed(data)
+        for argv in parser.commands():
+            if self._closing:
+                break
+            self.dispatch(argv)
+        if parser.error is not None and not self._closing:
+            # Commands before the bad input are answered; then this connection (only) ends.
+            self.server.stats.error_replies += 1
+            self._slots.append(encoder.encoded(Error(f"ERR Protocol error: {parser.error}"), 2))
+            self._closing = True
+            self._close_when_flushed = True
+        self._flush()
+        self._update_reading()
+
+    def close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- replies -------------------------------------------------------------------------
+
+    def _reply_now(self, data: bytes) -> None:
+        self._slots.append(data)
+
+    def reply(self, reply: ReplyT) -> None:
+        if isinstance(reply, Error):
+            self.server.stats.error_replies += 1
+        self._slots.append(encoder.encoded(reply, self.proto))
+
+    def _slot(self) -> asyncio.Future[bytes]:
+        slot: asyncio.Future[bytes] = self._loop.create_future()
+        slot.add_done_callback(self._slot_done)
+        self._slots.append(slot)
+        return slot
+
+    def _slot_done(self, _slot: asyncio.Future[bytes]) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        slots = self._slots
+        out = bytearray()
+        while slots:
+            head = slots[0]
+            if isinstance(head, bytes):
+                out += head
+            elif head.done():
+                out += head.result()
+            else:
+                break
+            slots.popleft()
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(bytes(out))
+        if self._close_when_flushed and not slots and transport is not None:
+            transport.close()
+            return
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self._closing:
+            return
+        busy = self._writing_paused or len(self._slots) > MAX_PENDING_REPLIES
+        if busy and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        elif not busy and self._reading_paused and len(self._slots) < MAX_PENDING_REPLIES // 2:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def encode(self, reply: ReplyT) -> bytes:
+        if isinstance(reply, Error):
+            self.server.stats.error_replies += 1
+        return encoder.encoded(reply, self.proto)
+
+    def _settle(self, slot: asyncio.Future[bytes], reply: ReplyT) -> None:
+        if not slot.done():
+            slot.set_result(self.encode(reply))
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def dispatch(self, argv: list[bytes]) -> None:
+        """Start one command; its reply takes the next slot."""
+        if not argv:
+            return
+        self.server.stats.commands_processed += 1
+        self.last_command = time.time()
+        name = argv[0].lower()
+        self.last_name = name
+        if self.sub is not None and self.proto == 2 and name not in _SUBSCRIBED_OK:
+            self.reply(
+                Error(
+                    f"ERR Can't execute '{name.decode('utf-8', 'replace')}': only (P|S)SUBSCRIBE "
+                    "/ (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+                )
+            )
+            return
+        local = _LOCAL.get(name)
+        if local is not None:
+            if self.multi is not None and name not in _NOT_QUEUED:
+                self._queue_local(local, argv)
+                return
+            local(self, argv)
+            return
+        admin = self.server.admin.get(name)
+        if admin is not None:
+            if self.multi is not None:
+                self._queue_local(admin, argv)
+                return
+            self._run_admin(admin, argv)
+            return
+        try:
+            spec = dispatch.validate(argv)
+        except CommandError as exc:
+            if self.multi is not None:
+                self.multi_error = True
+            self.reply(Error(exc.text))
+            return
+        if self.multi is not None:
+            self.multi.append((argv, self.db))
+            self.reply(Status("QUEUED"))
+            return
+        if spec.write:
+            self.run("w", lambda slot: self._write(argv, self.db, slot))
+        elif self.readonly and not self.engine.is_leader():
+            db = self.db
+            self.run("r", lambda slot: self._stale_read(argv, db, slot))
+        else:
+            db = self.db
+            self.run("r", lambda slot: self._read(argv, db, slot))
+
+    def _queue_local(self, handler: Handler, argv: list[bytes]) -> None:
+        """A front-end command inside MULTI: answered now, its reply placed in EXEC's array."""
+        saved = self._slots
+        self._slots = deque()
+        try:
+            result = handler(self, argv)
+            if asyncio.iscoroutine(result):
+                result.close()
+                reply: ReplyT = Error("ERR this command is not allowed inside MULTI")
+                self._slots.append(self.encode(reply))
+        finally:
+            captured, self._slots = self._slots, saved
+        assert self.multi is not None
+        self.multi.append(b"".join(x for x in captured if isinstance(x, bytes)))
+        self.reply(Status("QUEUED"))
+
+    def _run_admin(self, handler: Handler, argv: list[bytes]) -> None:
+        result = handler(self, argv)
+        if asyncio.iscoroutine(result):
+            slot = self._slot()
+            self._spawn(result, slot)
+
+    def _spawn(self, coro: Awaitable[ReplyT], slot: asyncio.Future[bytes]) -> None:
+        async def runner() -> None:
+            try:
+                reply = await coro
+            except errors.CacheError as exc:
+                reply = error_reply(exc)
+            except CommandError as exc:
+                reply = Error(exc.text)
+            except Exception as exc:  # a bug must answer, not hang the pipeline
+                _log.exception("command failed", command=self.last_name.decode("latin-1"))
+                reply = Error(f"ERR internal error: {type(exc).__name__}: {exc}")
+            self._settle(slot, reply)
+
+        self._loop.create_task(runner())
+
+    def run(self, kind: str, start: Callable[[asyncio.Future[bytes]], None]) -> None:
+        """Start a read ("r") or write ("w") command once the previous run of the other kind
+        has answered (module docstring)."""
+        if kind != self._kind:
+            pending = [f for f in self._run if not f.done()]
+            if self._gate is not None and not self._gate.done():
+                pending.append(self._gate)
+            self._gate = asyncio.gather(*pending) if pending else None
+            self._kind = kind
+            self._run = []
+        slot = self._slot()
+        self._run.append(slot)
+        gate = self._gate
+        if gate is None or gate.done():
+            start(slot)
+        else:
+            gate.add_done_callback(lambda _g: None if self._closing else start(slot))
+
+    # -- command paths ---------------------------------------------------------------------
+
+    def _write(self, argv: list[bytes], db: int, slot: asyncio.Future[bytes]) -> None:
+        engine = self.engine
+        if engine.is_leader():
+            try:
+                result = engine.submit(call_op(argv, db))
+            except errors.CacheError as exc:
+                self._settle(slot, error_reply(exc))
+                return
+            result.add_done_callback(lambda f: self._settle(slot, _result_reply(f)))
+            return
+        self._forward_queue.append((argv, db, slot))
+        if not self._forwarding:
+            self._forwarding = True
+            self._loop.create_task(self._forward_writes())
+
+    async def _forward_writes(self) -> None:
+        """A follower forwards queued writes in order, as few requests as possible."""
+        try:
+            while self._forward_queue:
+                batch, self._forward_queue = self._forward_queue[:1000], self._forward_queue[1000:]
+                # one request per database run (a forwarded batch has one db per call anyway)
+                try:
+                    if len(batch) == 1:
+                        replies = [await self.engine.write(*batch[0][:2])]
+                    else:
+                        replies = await self.engine.writes([(a, d) for a, d, _ in batch])
+                except errors.CacheError as exc:
+                    replies = [error_reply(exc)] * len(batch)
+                except Exception as exc:
+                    _log.exception("forwarding failed")
+                    replies = [Error(f"ERR internal error: {exc}")] * len(batch)
+                for (_, _, slot), reply in zip(batch, replies, strict=True):
+                    self._settle(slot, reply)
+        finally:
+            self._forwarding = False
+
+    def _read(self, argv: list[bytes], db: int, slot: asyncio.Future[bytes]) -> None:
+        engine = self.engine
+        if engine.is_leader():
+            try:
+                barrier = engine.barrier()
+            except errors.CacheError as exc:
+                self._settle(slot, error_reply(exc))
+                return
+
+            def done(f: asyncio.Future[None]) -> None:
+                if f.cancelled() or f.exception() is not None:
+                    exc = f.exception() if not f.cancelled() else None
+                    reply: ReplyT = (
+                        error_reply(exc)
+                        if isinstance(exc, errors.CacheError)
+                        else Error("ERR read cancelled")
+                    )
+                else:
+                    reply = self._local_read(argv, db)
+                self._settle(slot, reply)
+
+            barrier.add_done_callback(done)
+            return
+        self._spawn(self.engine.read(argv, db), slot)
+
+    def _stale_read(self, argv: list[bytes], db: int, slot: asyncio.Future[bytes]) -> None:
+        try:
+            self.engine.check_stale(self.server.max_staleness_ms)
+        except errors.CacheError as exc:
+            self._settle(slot, error_reply(exc))
+            return
+        self._settle(slot, self._local_read(argv, db))
+
+    def _local_read(self, argv: list[bytes], db: int) -> ReplyT:
+        reply = self.engine.read_local(argv, db)
+        stats = self.server.stats
+        if reply is None:
+            stats.keyspace_misses += 1
+        elif not isinstance(reply, Error):
+            stats.keyspace_hits += 1
+        return reply
+
+    # -- pub/sub -----------------------------------------------------------------------------
+
+    def deliver(self, message: cache_pb2.PubSubMessage) -> None:
+        """A published message for this connection (loop thread, in publish order)."""
+        if self._closing:
+            return
+        if message.pattern:
+            items: list[bytes | int] = [message.pattern, message.channel, message.message]
+            frame = encoder.push(b"pmessage", items, self.proto)
+        else:
+            frame = encoder.push(b"message", [message.channel, message.message], self.proto)
+        self._slots.append(frame)
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > MAX_OUTPUT_BYTES:
+            _log.warning("subscriber too slow, disconnected", client=self.addr)
+            self.close()
+            return
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _unsubscribe_all(self) -> None:
+        if self.sub is not None:
+            self.server.streams.unlisten(self.sub)
+            self.sub = None
+
+
+def _result_reply(future: asyncio.Future[Result]) -> ReplyT:
+    if future.cancelled():
+        return Error("ERR write cancelled")
+    exc = future.exception()
+    if exc is not None:
+        if isinstance(exc, errors.CacheError):
+            return error_reply(exc)
+        return Error(f"ERR internal error: {exc}")
+    try:
+        return reply_of(future.result())
+    except errors.CacheError as error:
+        return error_reply(error)
+
+
+# -- connection commands ---------------------------------------------------------------------
+
+
+def _arity(argv: list[bytes], n: int) -> bool:
+    """True when argv has a valid arity (Redis convention), else False."""
+    return len(argv) == n if n > 0 else len(argv) >= -n
+
+
+def _local(name: str, arity: int) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        def checked(conn: Connection, argv: list[bytes]) -> Any:
+            if not _arity(argv, arity):
+                if conn.multi is not None:
+                    conn.multi_error = True
+                conn.reply(Error(wrong_arity(name)))
+                return None
+            return fn(conn, argv)
+
+        _LOCAL[name.encode()] = checked
+        return checked
+
+    return register
+
+
+_LOCAL: dict[bytes, Handler] = {}
+_NOT_QUEUED = frozenset([b"exec", b"discard", b"multi", b"watch", b"quit", b"reset", b"unwatch"])
+
+
+@_local("ping", -1)
+def _ping(conn: Connection, argv: list[bytes]) -> None:
+    if len(argv) > 2:
+        conn.reply(Error(wrong_arity("ping")))
+    elif conn.sub is not None and conn.proto == 2:
+        conn.reply([b"pong", argv[1] if len(argv) > 1 else b""])
+    elif len(argv) == 2:
+        conn.reply(argv[1])
+    else:
+        conn.reply(Status("PONG"))
+
+
+@_local("echo", 2)
+def _echo(conn: Connection, argv: list[bytes]) -> None:
+    conn.reply(argv[1])
+
+
+@_local("quit", -1)
+def _quit(conn: Connection, argv: list[bytes]) -> None:
+    conn.reply(OK)
+    conn._closing = True
+    conn._close_when_flushed = True
+
+
+@_local("reset", 1)
+def _reset(conn: Connection, argv: list[bytes]) -> None:
+    conn._unsubscribe_all()
+    conn.reset_state()
+    conn.name = b""
+    conn.reply(Status("RESET"))
+
+
+@_local("select", 2)
+def _select(conn: Connection, argv: list[bytes]) -> None:
+    try:
+        db = parse_int(argv[1])
+    except CommandError as exc:
+        conn.reply(Error(exc.text))
+        return
+    if not 0 <= db < DATABASES:
+        conn.reply(Error("ERR DB index is out of range"))
+        return
+    conn.db = db
+    conn.reply(OK)
+
+
+@_local("hello", -1)
+def _hello(conn: Connection, argv: list[bytes]) -> None:
+    proto = conn.proto
+    i = 1
+    if len(argv) > 1:
+        try:
+            proto = parse_int(argv[1], "ERR Protocol version is not an integer or out of range")
+        except CommandError as exc:
+            conn.reply(Error(exc.text))
+            return
+        if proto not in (2, 3):
+            conn.reply(Error("NOPROTO unsupported protocol version"))
+            return
+        i = 2
+    name = None
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt == b"AUTH" and i + 2 < len(argv):
+            i += 3  # AUTH arrives with the security issue; the default user has no password
+        elif opt == b"SETNAME" and i + 1 < len(argv):
+            name = argv[i + 1]
+            if not _valid_name(name):
+                conn.reply(Error(_BAD_NAME))
+                return
+            i += 2
+        else:
+            conn.reply(
+                Error(f"ERR Syntax error in HELLO option '{argv[i].decode('utf-8', 'replace')}'")
+            )
+            return
+    if name is not None:
+        conn.name = name
+    conn.proto = proto
+    conn.reply(
+        Map(
+            [
+                b"server",
+                b"redis",
+                b"version",
+                REDIS_VERSION.encode(),
+                b"proto",
+                proto,
+                b"id",
+                conn.id,
+                b"mode",
+                b"standalone",
+                b"role",
+                b"master" if conn.engine.is_leader() else b"replica",
+                b"modules",
+                [],
+            ]
+        )
+    )
+
+
+_BAD_NAME = "ERR Client names cannot contain spaces, newlines or special characters."
+
+
+def _valid_name(name: bytes) -> bool:
+    return all(33 <= b <= 126 for b in name)
+
+
+@_local("auth", -2)
+def _auth(conn: Connection, argv: list[bytes]) -> None:
+    if len(argv) > 3:
+        conn.reply(Error("ERR syntax error"))
+        return
+    conn.reply(
+        Error(
+            "ERR AUTH <password> called without any password configured for the default user. "
+            "Are you sure your configuration is correct?"
+        )
+    )
+
+
+@_local("readonly", 1)
+def _readonly(conn: Connection, argv: list[bytes]) -> None:
+    conn.readonly = True
+    conn.reply(OK)
+
+
+@_local("readwrite", 1)
+def _readwrite(conn: Connection, argv: list[bytes]) -> None:
+    conn.readonly = False
+    conn.reply(OK)
+
+
+# -- transactions -------------------------------------------------------------------------
+
+
+@_local("multi", 1)
+def _multi(conn: Connection, argv: list[bytes]) -> None:
+    if conn.multi is not None:
+        conn.reply(Error("ERR MULTI calls can not be nested"))
+        return
+    conn.multi = []
+    conn.multi_error = False
+    conn.reply(OK)
+
+
+@_local("discard", 1)
+def _discard(conn: Connection, argv: list[bytes]) -> None:
+    if conn.multi is None:
+        conn.reply(Error("ERR DISCARD without MULTI"))
+        return
+    conn.multi = None
+    conn.watched = {}
+    conn.reply(OK)
+
+
+@_local("exec", 1)
+def _exec(conn: Connection, argv: list[bytes]) -> None:
+    if conn.multi is None:
+        conn.reply(Error("ERR EXEC without MULTI"))
+        return
+    queued, failed, watched = conn.multi, conn.multi_error, conn.watched
+    conn.multi, conn.multi_error, conn.watched = None, False, {}
+    if failed:
+        conn.reply(Error("EXECABORT Transaction discarded because of previous errors."))
+        return
+    calls = [q for q in queued if isinstance(q, tuple)]
+    if not calls and not watched:
+        conn.reply([encoder.Raw(q) for q in queued if isinstance(q, bytes)])
+        return
+
+    def start(slot: asyncio.Future[bytes]) -> None:
+        conn._spawn(_exec_run(conn, queued, calls, watched), slot)
+
+    conn.run("w", start)
+
+
+async def _exec_run(
+    conn: Connection,
+    queued: list[tuple[list[bytes], int] | bytes],
+    calls: list[tuple[list[bytes], int]],
+    watched: dict[tuple[int, bytes], int],
+) -> ReplyT:
+    result = await conn.engine.multi(calls, watched)
+    if result is NULL_ARRAY or not isinstance(result, list):
+        return result
+    replies = iter(result)
+    out: list[ReplyT] = []
+    for q in queued:
+        out.append(encoder.Raw(q) if isinstance(q, bytes) else next(replies))
+    return out
+
+
+@_local("watch", -2)
+def _watch(conn: Connection, argv: list[bytes]) -> None:
+    if conn.multi is not None:
+        conn.reply(Error("ERR WATCH inside MULTI is not allowed"))
+        return
+    keys, db = argv[1:], conn.db
+
+    def start(slot: asyncio.Future[bytes]) -> None:
+        for key, version in zip(keys, conn.engine.versions(keys, db), strict=True):
+            conn.watched.setdefault((db, key), version)
+        conn._settle(slot, OK)
+
+    conn.run("r", start)
+
+
+@_local("unwatch", 1)
+def _unwatch(conn: Connection, argv: list[bytes]) -> None:
+    conn.watched = {}
+    conn.reply(OK)
+
+
+# -- pub/sub --------------------------------------------------------------------------------
+
+
+def _subscribe(conn: Connection, argv: list[bytes], pattern: bool) -> None:
+    if conn.sub is None:
+        conn.sub = Subscriber(conn)
+    sub = conn.sub
+    kind = b"psubscribe" if pattern else b"subscribe"
+    for name in argv[1:]:
+        names = sub.patterns if pattern else sub.channels
+        if name not in names:
+            conn.server.streams.listen(sub, [] if pattern else [name], [name] if pattern else [])
+        conn._reply_now(
+            encoder.push(kind, [name, len(sub.channels) + len(sub.patterns)], conn.proto)
+        )
+
+
+def _unsubscribe(conn: Connection, argv: list[bytes], pattern: bool) -> None:
+    kind = b"punsubscribe" if pattern else b"unsubscribe"
+    sub = conn.sub
+    current = [] if sub is None else (sub.patterns if pattern else sub.channels)
+    names = argv[1:] or list(current)
+    if not names:
+        conn._reply_now(encoder.push(kind, [None, _count(sub)], conn.proto))
+    for name in names:
+        if sub is not None and name in current:
+            conn.server.streams.unlisten(sub, [] if pattern else [name], [name] if pattern else [])
+        conn._reply_now(encoder.push(kind, [name, _count(sub)], conn.proto))
+    if sub is not None and not sub.channels and not sub.patterns:
+        conn.server.streams.unlisten(sub)
+        conn.sub = None
+
+
+def _count(sub: Subscriber | None) -> int:
+    return 0 if sub is None else len(sub.channels) + len(sub.patterns)
+
+
+@_local("subscribe", -2)
+def _cmd_subscribe(conn: Connection, argv: list[bytes]) -> None:
+    _subscribe(conn, argv, pattern=False)
+
+
+@_local("psubscribe", -2)
+def _cmd_psubscribe(conn: Connection, argv: list[bytes]) -> None:
+    _subscribe(conn, argv, pattern=True)
+
+
+@_local("unsubscribe", -1)
+def _cmd_unsubscribe(conn: Connection, argv: list[bytes]) -> None:
+    _unsubscribe(conn, argv, pattern=False)
+
+
+@_local("punsubscribe", -1)
+def _cmd_punsubscribe(conn: Connection, argv: list[bytes]) -> None:
+    _unsubscribe(conn, argv, pattern=True)
+
+
+@_local("publish", 3)
+def _publish(conn: Connection, argv: list[bytes]) -> None:
+    channel, message = argv[1], argv[2]
+
+    def start(slot: asyncio.Future[bytes]) -> None:
+        conn._spawn(conn.engine.publish(channel, message), slot)
+
+    conn.run("w", start)
+
+
+@_local("pubsub", -2)
+def _pubsub(conn: Connection, argv: list[bytes]) -> None:
+    sub = argv[1].lower()
+    streams = conn.server.streams
+    if sub == b"channels" and len(argv) <= 3:
+        conn.reply(streams.channel_names(argv[2] if len(argv) == 3 else None))
+    elif sub == b"numsub":
+        out: list[ReplyT] = []
+        for channel in argv[2:]:
+            out += [channel, streams.channel_subscribers(channel)]
+        conn.reply(Map(out) if conn.proto == 3 else out)
+    elif sub == b"numpat" and len(argv) == 2:
+        conn.reply(streams.pattern_count())
+    elif sub in (b"shardchannels", b"shardnumsub"):
+        conn.reply([] if sub == b"shardchannels" else Map([]))
+    elif sub == b"help":
+        conn.reply(
+            [
+                b"PUBSUB <subcommand> [<arg> ...]. Subcommands are:",
+                b"CHANNELS",
+                b"NUMSUB",
+                b"NUMPAT",
+            ]
+        )
+    else:
+        conn.reply(
+            Error(
+                f"ERR unknown subcommand or wrong number of arguments for "
+                f"'{argv[1].decode('utf-8', 'replace')}'. Try PUBSUB HELP."
+            )
+        )
+
+
+def unknown(conn: Connection, argv: list[bytes]) -> None:
+    conn.reply(Error(unknown_command(argv)))

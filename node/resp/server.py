@@ -143,6 +143,7 @@ class Connection(asyncio.Protocol):
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
+        self.last_write_index = 0  # a log index at or after this connection's last write
         self.addr = ""
         self.laddr = ""
         self.reset_state()
@@ -281,6 +282,12 @@ class Connection(asyncio.Protocol):
         if not slot.done():
             slot.set_result(self.encode(reply))
 
+    def _settle_write(self, slot: asyncio.Future[bytes], reply: ReplyT) -> None:
+        """A write's reply; remembers the log position it reached, for WAIT."""
+        status = self.engine.view.raft.status()
+        self.last_write_index = max(status.commit_index, status.leader_commit_index)
+        self._settle(slot, reply)
+
     # -- dispatch --------------------------------------------------------------------------
 
     def dispatch(self, argv: list[bytes]) -> None:
@@ -398,7 +405,7 @@ class Connection(asyncio.Protocol):
             except errors.CacheError as exc:
                 self._settle(slot, error_reply(exc))
                 return
-            result.add_done_callback(lambda f: self._settle(slot, _result_reply(f)))
+            result.add_done_callback(lambda f: self._settle_write(slot, _result_reply(f)))
             return
         self._forward_queue.append((argv, db, slot))
         if not self._forwarding:
@@ -422,7 +429,7 @@ class Connection(asyncio.Protocol):
                     _log.exception("forwarding failed")
                     replies = [Error(f"ERR internal error: {exc}")] * len(batch)
                 for (_, _, slot), reply in zip(batch, replies, strict=True):
-                    self._settle(slot, reply)
+                    self._settle_write(slot, reply)
         finally:
             self._forwarding = False
 

@@ -1,0 +1,244 @@
+"""A RESP connection against a fake engine: reply order, read/write runs, MULTI, pub/sub mode."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from raftcache.node.keyspace.reply import NULL_ARRAY, OK, ReplyT
+from raftcache.node.resp.parser import ParserLimits
+from raftcache.node.resp.server import Connection, RespServer
+from raftcache.node.state_machine import Value
+
+
+class FakeEngine:
+    """A leader whose writes commit when the test says so; reads see `data` at barrier time."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.log: list[str] = []
+        self.writes: list[tuple[Any, asyncio.Future[Any]]] = []
+        self.barriers: list[asyncio.Future[None]] = []
+        self.leader = True
+
+    def is_leader(self) -> bool:
+        return self.leader
+
+    def submit(self, op: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.writes.append((op, future))
+        self.log.append("submit " + op.data.op.call.argv[1].decode())
+        return future
+
+    def barrier(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.barriers.append(future)
+        self.log.append("barrier")
+        return future
+
+    def commit(self) -> None:
+        """Apply every submitted write in order, then release every barrier."""
+        for op, future in self.writes:
+            argv = list(op.data.op.call.argv)
+            self.data[argv[1]] = argv[2]
+            future.set_result(Value("reply", OK))
+        self.writes.clear()
+        for barrier in self.barriers:
+            barrier.set_result(None)
+        self.barriers.clear()
+
+    def read_local(self, argv: list[bytes], db: int) -> ReplyT:
+        return self.data.get(argv[1])
+
+    def versions(self, keys: list[bytes], db: int) -> list[int]:
+        return [1 for _ in keys]
+
+    async def multi(self, calls: Any, watched: Any) -> ReplyT:
+        return NULL_ARRAY if watched else [OK for _ in calls]
+
+    @property
+    def view(self) -> Any:
+        class Raft:
+            def status(self) -> Any:
+                class S:
+                    commit_index = 0
+                    leader_commit_index = 0
+
+                return S()
+
+        class View:
+            raft = Raft()
+
+        return View()
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 5555)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def connect(engine: FakeEngine) -> tuple[Connection, FakeTransport]:
+    server = RespServer(engine, None, ParserLimits(), {}, None, 0)  # type: ignore[arg-type]
+    conn = Connection(server, 1)
+    transport = FakeTransport()
+    conn.connection_made(transport)
+    return conn, transport
+
+
+def cmd(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_a_read_before_a_write_in_one_pipeline_does_not_see_it() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        engine.data[b"k"] = b"old"
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"GET", b"k") + cmd(b"SET", b"k", b"new") + cmd(b"GET", b"k"))
+        # the SET waits for the GET's run: only the barrier went out
+        assert engine.log == ["barrier"]
+        engine.commit()
+        await settle()
+        assert engine.log == ["barrier", "submit k"]
+        engine.commit()
+        await settle()
+        assert engine.log == ["barrier", "submit k", "barrier"]
+        engine.commit()
+        await settle()
+        assert bytes(transport.out) == b"$3\r\nold\r\n+OK\r\n$3\r\nnew\r\n"
+
+    asyncio.run(run())
+
+
+def test_pipelined_writes_are_submitted_together_and_answered_in_order() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(b"".join(cmd(b"SET", b"k%d" % i, b"v") for i in range(100)))
+        assert len(engine.writes) == 100  # all queued in the same loop turn: one log entry
+        engine.commit()
+        await settle()
+        assert bytes(transport.out) == b"+OK\r\n" * 100
+
+    asyncio.run(run())
+
+
+def test_bad_input_answers_an_error_and_keeps_the_connection() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"SET", b"k") + cmd(b"NOPE") + cmd(b"SELECT", b"99") + cmd(b"PING"))
+        await settle()
+        assert bytes(transport.out) == (
+            b"-ERR wrong number of arguments for 'set' command\r\n"
+            b"-ERR unknown command 'NOPE', with args beginning with: \r\n"
+            b"-ERR DB index is out of range\r\n+PONG\r\n"
+        )
+        assert not transport.closed and engine.log == []
+
+    asyncio.run(run())
+
+
+def test_protocol_error_answers_then_closes_only_after_earlier_replies() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"SET", b"k", b"v") + b"*1\r\n+oops\r\n")
+        assert not transport.closed  # the SET's reply is still owed
+        engine.commit()
+        await settle()
+        assert bytes(transport.out) == b"+OK\r\n-ERR Protocol error: expected '$', got '+'\r\n"
+        assert transport.closed
+
+    asyncio.run(run())
+
+
+def test_multi_queues_and_exec_aborts_after_a_queue_time_error() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"MULTI") + cmd(b"SET", b"k") + cmd(b"PING") + cmd(b"EXEC"))
+        await settle()
+        assert bytes(transport.out) == (
+            b"+OK\r\n-ERR wrong number of arguments for 'set' command\r\n+QUEUED\r\n"
+            b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+        )
+        transport.out.clear()
+        conn.data_received(cmd(b"MULTI") + cmd(b"MULTI") + cmd(b"EXEC") + cmd(b"EXEC"))
+        await settle()
+        assert bytes(transport.out) == (
+            b"+OK\r\n-ERR MULTI calls can not be nested\r\n*0\r\n-ERR EXEC without MULTI\r\n"
+        )
+
+    asyncio.run(run())
+
+
+def test_watched_exec_answers_null_array_and_ping_inside_multi_is_in_the_array() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"MULTI") + cmd(b"PING") + cmd(b"SET", b"a", b"1") + cmd(b"EXEC"))
+        await settle()
+        assert bytes(transport.out) == b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+PONG\r\n+OK\r\n"
+        transport.out.clear()
+        conn.data_received(cmd(b"WATCH", b"a") + cmd(b"MULTI") + cmd(b"SET", b"a", b"2"))
+        conn.data_received(cmd(b"EXEC"))
+        await settle()
+        assert bytes(transport.out) == b"+OK\r\n+OK\r\n+QUEUED\r\n*-1\r\n"
+
+    asyncio.run(run())
+
+
+def test_resp2_subscribed_connection_refuses_other_commands() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+
+        class Streams:
+            def listen(self, sub: Any, channels: list[bytes], patterns: list[bytes]) -> None:
+                sub.channels += channels
+                sub.patterns += patterns
+
+            def unlisten(self, sub: Any, *_: Any) -> None:
+                sub.channels.clear()
+                sub.patterns.clear()
+
+        conn.server.streams = Streams()
+        conn.data_received(cmd(b"SUBSCRIBE", b"ch") + cmd(b"GET", b"k") + cmd(b"PING"))
+        await settle()
+        assert bytes(transport.out) == (
+            b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+            b"-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / "
+            b"RESET are allowed in this context\r\n"
+            b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+        )
+
+    asyncio.run(run())

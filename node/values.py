@@ -13,7 +13,7 @@ import collections
 import hashlib
 import math
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import ClassVar
 
 _MOD = 1 << 128
@@ -220,6 +220,28 @@ class List(Container):
             self.head += 1
         return item
 
+    def set(self, index: int, item: bytes) -> None:
+        """Replace the element at `index` (0 = head)."""
+        position = self.head + index
+        self._account(self.items[index], position, -1)
+        self.items[index] = item
+        self._account(item, position, 1)
+
+    def insert(self, index: int, item: bytes) -> None:
+        """Insert before the element at `index` (len: append); the shorter side moves."""
+        right = index > len(self.items) // 2
+        moved = [self.pop(right) for _ in range(len(self.items) - index if right else index)]
+        self.push(item, right)
+        for other in reversed(moved):
+            self.push(other, right)
+
+    def assign(self, items: Iterable[bytes]) -> None:
+        """Replace the whole content; the head position stays."""
+        self.items.clear()
+        self.nbytes = self.acc = 0
+        for item in items:
+            self.push(item, right=True)
+
     def encode(self) -> bytes:
         # The head position is part of the hash (weights are absolute positions), so it
         # travels with the items: a restored list must hash like the original.
@@ -317,6 +339,15 @@ class SortedPairs:
     def __iter__(self) -> Iterator[tuple[float, bytes]]:
         for run in self._runs:
             yield from run
+
+    def first_where(self, past: Callable[[tuple[float, bytes]], bool]) -> int:
+        """Rank of the first pair where `past` holds (False then True along the order)."""
+        seen = 0
+        for run, last in zip(self._runs, self._maxes, strict=True):
+            if past(last):
+                return seen + bisect.bisect_left(run, True, key=past)
+            seen += len(run)
+        return seen
 
 
 class ZSet(Container):

@@ -179,6 +179,7 @@ class Pod:
     ip: str
     container: DockerContainer | None = None
     published: str = ""  # 127.0.0.1:<port> Docker published its client port on
+    redis_published: str = ""  # 127.0.0.1:<port> Docker published its Redis port on
 
 
 @dataclass
@@ -217,6 +218,7 @@ class StatefulSetInDocker:
                 )
             )
         self.client_port = ports["client"]
+        self.redis_port = ports["redis"]
         return self
 
     def new_ip(self) -> str:
@@ -264,6 +266,7 @@ class StatefulSetInDocker:
             dc.tmpfs[path] = options
         # Published on 127.0.0.1 only, on a port Docker picks.
         dc.ports[f"{self.client_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
+        dc.ports[f"{self.redis_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
         dc.start()
         pod.container = dc
         self.refresh_port(pod)
@@ -272,13 +275,22 @@ class StatefulSetInDocker:
         assert pod.container is not None
         wrapped = pod.container.get_wrapped_container()
 
-        def published() -> str | None:
-            wrapped.reload()
-            bindings = wrapped.attrs["NetworkSettings"]["Ports"].get(f"{self.client_port}/tcp")
-            return f"127.0.0.1:{bindings[0]['HostPort']}" if bindings else None
+        def published(port: int) -> Callable[[], str | None]:
+            def find() -> str | None:
+                wrapped.reload()
+                bindings = wrapped.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp")
+                return f"127.0.0.1:{bindings[0]['HostPort']}" if bindings else None
+
+            return find
 
         pod.published = wait_for(
-            f"{pod.name}'s published port", published, 20, lambda: self.logs(pod)
+            f"{pod.name}'s published port", published(self.client_port), 20, lambda: self.logs(pod)
+        )
+        pod.redis_published = wait_for(
+            f"{pod.name}'s published Redis port",
+            published(self.redis_port),
+            20,
+            lambda: self.logs(pod),
         )
         self.transport_addresses[pod.advertised] = pod.published
 

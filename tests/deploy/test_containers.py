@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 from raftcache.client import Client
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2
 
@@ -140,6 +141,23 @@ def test_the_sdk_serves_through_the_advertised_pod_names(
         assert cache.get("greeting", consistency="stale") == b"hello"
     converged(pods)
     assert all(stale_get(pods, i, b"greeting") == b"hello" for i in range(3))
+
+
+def test_redis_clients_reach_every_pod_on_the_redis_port(pods: StatefulSetInDocker) -> None:
+    """The StatefulSet's `redis` port: any pod serves every command; a follower forwards."""
+    clients = [
+        redis.Redis(*p.redis_published.split(":"), socket_timeout=10, protocol=3) for p in pods.pods
+    ]
+    try:
+        assert clients[0].set("redis:greeting", "hello") is True
+        assert clients[1].incr("redis:visits") == 1
+        for r in clients:
+            assert r.get("redis:greeting") == b"hello"
+        roles = sorted(str(r.info("replication")["role"]) for r in clients)
+        assert roles == ["master", "slave", "slave"]
+    finally:
+        for r in clients:
+            r.close()
 
 
 def test_the_cli_in_the_image_shows_the_cluster_status(pods: StatefulSetInDocker) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 from raftcache.node import values as tv
 from raftcache.node.keyspace import dispatch as redis_commands
-from raftcache.node.keyspace.db import DB_PREFIX, Db
+from raftcache.node.keyspace.db import DB_PREFIX, Db, db_key, key_db
 from raftcache.node.keyspace.reply import from_proto as reply_from_proto
 from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.values import Container
@@ -878,10 +878,14 @@ class StateMachine:
         """Serve a read-only data op from local state (no change, no event)."""
         return self._run(op, 0, max(now_ms, self._cluster_time_ms), write=False)
 
-    def scan(self, cursor: int, prefix: bytes, count: int, now_ms: int) -> tuple[list[bytes], int]:
-        """Live keys of whole buckets from `cursor` on, stopping after about `count` examined
-        keys (or 4,096 empty buckets); returns the keys and the next cursor (0 = done)."""
+    def scan(
+        self, cursor: int, prefix: bytes, count: int, now_ms: int, db: int = 0
+    ) -> tuple[list[bytes], int]:
+        """Live keys of Redis database `db` (0: the gRPC keyspace) in whole buckets from
+        `cursor` on, stopping after about `count` examined keys (or 4,096 empty buckets);
+        returns the (internal) keys and the next cursor (0 = done)."""
         now = max(now_ms, self._cluster_time_ms)
+        want = db_key(db, prefix)
         keys: list[bytes] = []
         if not self._buckets:
             return keys, 0
@@ -892,7 +896,11 @@ class StateMachine:
             members = self._buckets.get(bucket, ())
             examined += len(members)
             budget -= 1 + len(members)
-            keys.extend(k for k in sorted(members) if k.startswith(prefix) and self._live(k, now))
+            keys.extend(
+                k
+                for k in sorted(members)
+                if k.startswith(want) and key_db(k)[0] == db and self._live(k, now)
+            )
             bucket += 1
         return keys, (0 if bucket >= SCAN_BUCKETS else bucket)
 
@@ -1104,8 +1112,17 @@ _GROWTH: dict[str, Callable[[Any], int]] = {
 }
 
 
+def _call_growth(call: cache_pb2.RedisCall) -> int:
+    """A Redis write adds at most its argument bytes, with a key's and an element's overhead
+    for each (a bound for the eviction choice; the command itself reserves exactly)."""
+    args = call.argv[1:]
+    return sum(len(a) for a in args) + len(args) * (KEY_OVERHEAD + tv.ZSet.OVERHEAD)
+
+
 def _data_growth(op: cache_pb2.DataOp) -> int:
     kind = op.WhichOneof("op") or ""
+    if kind == "call":
+        return _call_growth(op.call)
     grow = _GROWTH.get(kind)
     return grow(getattr(op, kind)) if grow is not None else 0
 

@@ -24,7 +24,7 @@ from raftcache.node import errors
 from raftcache.node.engine import Engine, call_op, reply_of
 from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.args import parse_int
-from raftcache.node.keyspace.db import DATABASES
+from raftcache.node.keyspace.db import DATABASES, db_key
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
     OK,
@@ -469,10 +469,13 @@ class Connection(asyncio.Protocol):
     def _local_read(self, argv: list[bytes], db: int) -> ReplyT:
         reply = self.engine.read_local(argv, db)
         stats = self.server.stats
-        if reply is None:
-            stats.keyspace_misses += 1
-        elif not isinstance(reply, Error):
+        hit = reply is not None and not isinstance(reply, Error)
+        if hit:
             stats.keyspace_hits += 1
+        elif reply is None:
+            stats.keyspace_misses += 1
+        if len(argv) > 1:  # a use of the key for LRU/LFU eviction, and the node's Status
+            self.engine.view.count_read(db_key(db, argv[1]), hit)
         return reply
 
     # -- pub/sub -----------------------------------------------------------------------------

@@ -69,6 +69,9 @@ class FakeEngine:
         class View:
             raft = Raft()
 
+            def count_read(self, key: bytes, hit: bool) -> None:
+                pass
+
         return View()
 
 

@@ -7,6 +7,7 @@ snapshots) serves all sixteen databases unchanged.
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ DB_PREFIX = b"\x00rcdb"
 refuses keys that start with it, so no gRPC key can land in another database."""
 
 Stored = tuple[bytes | Container, int, int]  # (value, version, deadline_ms)
+_READ_DRAWS = itertools.count()
 
 
 def db_key(db: int, key: bytes) -> bytes:
@@ -138,8 +140,12 @@ class Db:
         return True
 
     def rng(self, salt: bytes = b"") -> random.Random:
-        """Randomness every replica draws identically (seeded by the revision and time)."""
+        """Randomness every replica draws identically (seeded by the revision and time). A
+        read is never replicated, so it also draws a per-process count: repeated
+        SRANDMEMBER/HRANDFIELD calls within one millisecond differ, as Redis's do."""
         seed = struct.pack(">QQ", self.sm.revision, self.now) + salt
+        if not self.write:
+            seed += struct.pack(">Q", next(_READ_DRAWS))
         return random.Random(seed)
 
 

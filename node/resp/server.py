@@ -379,8 +379,9 @@ class Connection(asyncio.Protocol):
 
     def run(self, kind: str, start: Callable[[asyncio.Future[bytes]], None]) -> None:
         """Start a read ("r") or write ("w") command once the previous run of the other kind
-        has answered (module docstring)."""
-        if kind != self._kind:
+        has answered (module docstring). "x" (EXEC, PUBLISH: not queued on the proposer in
+        this turn) runs alone: after everything before it, before everything after it."""
+        if kind != self._kind or kind == "x":
             pending = [f for f in self._run if not f.done()]
             if self._gate is not None and not self._gate.done():
                 pending.append(self._gate)
@@ -721,7 +722,7 @@ def _exec(conn: Connection, argv: list[bytes]) -> None:
     def start(slot: asyncio.Future[bytes]) -> None:
         conn._spawn(_exec_run(conn, queued, calls, watched), slot)
 
-    conn.run("w", start)
+    conn.run("x", start)
 
 
 async def _exec_run(
@@ -825,7 +826,7 @@ def _publish(conn: Connection, argv: list[bytes]) -> None:
     def start(slot: asyncio.Future[bytes]) -> None:
         conn._spawn(conn.engine.publish(channel, message), slot)
 
-    conn.run("w", start)
+    conn.run("x", start)
 
 
 @_local("pubsub", -2)

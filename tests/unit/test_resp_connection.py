@@ -245,3 +245,27 @@ def test_resp2_subscribed_connection_refuses_other_commands() -> None:
         )
 
     asyncio.run(run())
+
+
+def test_a_write_after_exec_waits_for_the_transaction() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        order: list[str] = []
+
+        async def multi(calls: Any, watched: Any) -> Any:
+            order.append("exec")
+            return [OK for _ in calls]
+
+        engine.multi = multi  # type: ignore[method-assign]
+        conn, transport = connect(engine)
+        conn.data_received(
+            cmd(b"MULTI") + cmd(b"SET", b"a", b"1") + cmd(b"EXEC") + cmd(b"SET", b"a", b"2")
+        )
+        assert engine.log == []  # the SET after EXEC is not queued before the transaction
+        await settle()
+        assert order == ["exec"] and engine.log == ["submit a"]
+        engine.commit()
+        await settle()
+        assert bytes(transport.out) == b"+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n+OK\r\n"
+
+    asyncio.run(run())

@@ -48,7 +48,9 @@ REDIS_VERSION = "7.0.15"
 """The Redis version we answer as (RQ and others pick commands by it)."""
 
 MAX_PENDING_REPLIES = 4096
-"""A connection stops being read while this many replies are outstanding."""
+"""A connection stops being read while this many replies are outstanding..."""
+MAX_PENDING_BYTES = 64 << 20
+"""...or while its commands in flight carry this many argument bytes."""
 MAX_OUTPUT_BYTES = 32 << 20
 """A subscriber whose unsent output passes this is disconnected (Redis's pubsub hard limit)."""
 _SUBSCRIBED_OK = frozenset(
@@ -161,6 +163,8 @@ class Connection(asyncio.Protocol):
         # follower writes waiting to be forwarded (one request per batch)
         self._forward_queue: list[tuple[list[bytes], int, asyncio.Future[bytes]]] = []
         self._forwarding = False
+        self._pending_bytes = 0  # argument bytes of large commands still in flight
+        self._args_bytes = 0  # of the command being dispatched
 
     def reset_state(self) -> None:
         self.proto = 2
@@ -265,11 +269,19 @@ class Connection(asyncio.Protocol):
     def _update_reading(self) -> None:
         if self.transport is None or self._closing:
             return
-        busy = self._writing_paused or len(self._slots) > MAX_PENDING_REPLIES
+        busy = (
+            self._writing_paused
+            or len(self._slots) > MAX_PENDING_REPLIES
+            or self._pending_bytes > MAX_PENDING_BYTES
+        )
         if busy and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
-        elif not busy and self._reading_paused and len(self._slots) < MAX_PENDING_REPLIES // 2:
+        elif (
+            self._reading_paused
+            and len(self._slots) < MAX_PENDING_REPLIES // 2
+            and self._pending_bytes < MAX_PENDING_BYTES // 2
+        ):
             self._reading_paused = False
             self.transport.resume_reading()
 
@@ -281,6 +293,9 @@ class Connection(asyncio.Protocol):
     def _settle(self, slot: asyncio.Future[bytes], reply: ReplyT) -> None:
         if not slot.done():
             slot.set_result(self.encode(reply))
+
+    def _release(self, size: int) -> None:
+        self._pending_bytes -= size
 
     def _settle_write(self, slot: asyncio.Future[bytes], reply: ReplyT) -> None:
         """A write's reply; remembers the log position it reached, for WAIT."""
@@ -296,6 +311,7 @@ class Connection(asyncio.Protocol):
             return
         self.server.stats.commands_processed += 1
         self.last_command = time.time()
+        self._args_bytes = sum(map(len, argv)) if len(argv) > 2 else 0
         name = argv[0].lower()
         self.last_name = name
         if self.sub is not None and self.proto == 2 and name not in _SUBSCRIBED_OK:
@@ -390,6 +406,10 @@ class Connection(asyncio.Protocol):
             self._run = []
         slot = self._slot()
         self._run.append(slot)
+        if self._args_bytes > 4096:  # only large commands are worth the bookkeeping
+            size = self._args_bytes
+            self._pending_bytes += size
+            slot.add_done_callback(lambda _s: self._release(size))
         gate = self._gate
         if gate is None or gate.done():
             start(slot)

@@ -93,11 +93,13 @@ class FakeTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 5555)
 
+    paused = False
+
     def pause_reading(self) -> None:
-        pass
+        self.paused = True
 
     def resume_reading(self) -> None:
-        pass
+        self.paused = False
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -267,5 +269,26 @@ def test_a_write_after_exec_waits_for_the_transaction() -> None:
         engine.commit()
         await settle()
         assert bytes(transport.out) == b"+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n+OK\r\n"
+
+    asyncio.run(run())
+
+
+def test_reading_pauses_while_too_many_bytes_or_replies_are_outstanding() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        value = b"v" * (4 << 20)
+        conn.data_received(b"".join(cmd(b"SET", b"k%d" % i, value) for i in range(10)))
+        assert not transport.paused  # 40 MiB in flight
+        conn.data_received(b"".join(cmd(b"SET", b"j%d" % i, value) for i in range(10)))
+        assert transport.paused  # 80 MiB in flight: over the 64 MiB bound
+        engine.commit()
+        await settle()
+        assert not transport.paused and bytes(transport.out) == b"+OK\r\n" * 20
+        conn.data_received(b"".join(cmd(b"SET", b"k", b"v") for _ in range(5000)))
+        assert transport.paused  # over 4,096 replies owed
+        engine.commit()
+        await settle()
+        assert not transport.paused
 
     asyncio.run(run())

@@ -118,6 +118,15 @@ def fresh(c: Container, name: str) -> Any:
     return got[1] if got is not None and got[0] == _stamp(c) else None
 
 
+def prune(c: Container) -> None:
+    """Drop the views a change made stale (they may hold removed members alive)."""
+    cache = c.__dict__.get(_ATTR)
+    if cache:
+        stamp = _stamp(c)
+        for name in [n for n, (s, _) in cache.items() if s != stamp]:
+            del cache[name]
+
+
 def restamp(c: Container, name: str, value: object | None) -> None:
     """Record `value` as up to date for the container's current content (None: forget)."""
     cache: dict[str, tuple[tuple[int, int], Any]] = c.__dict__.setdefault(_ATTR, {})

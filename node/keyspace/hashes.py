@@ -58,6 +58,7 @@ def _set(db: Db, key: bytes, h: Hash | None, pairs: list[tuple[bytes, bytes]]) -
     db.reserve(_growth(key, h, pairs))
     c, entry = db.open(key, Hash)
     added = sum(c.set(field, value) for field, value in pairs)
+    elements.prune(c)
     db.close(key, c, entry, True)
     return added
 
@@ -127,6 +128,7 @@ def hdel(db: Db, argv: list[bytes]) -> ReplyT:
         return 0
     c, entry = db.open(key, Hash)
     deleted = sum(c.delete(field) for field in argv[2:])
+    elements.prune(c)
     db.close(key, c, entry, deleted > 0)
     return deleted
 

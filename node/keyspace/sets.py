@@ -66,6 +66,7 @@ def _sorted(s: Set) -> list[bytes]:
 def _add(s: Set, members: Iterable[bytes]) -> int:
     ordered: list[bytes] | None = elements.fresh(s, _SORTED)
     added = [m for m in members if s.add(m)]
+    elements.prune(s)
     if ordered is not None and len(added) <= _KEEP:
         for m in added:
             bisect.insort(ordered, m)
@@ -76,6 +77,7 @@ def _add(s: Set, members: Iterable[bytes]) -> int:
 def _remove(s: Set, members: Iterable[bytes]) -> int:
     ordered: list[bytes] | None = elements.fresh(s, _SORTED)
     removed = [m for m in members if s.remove(m)]
+    elements.prune(s)
     if ordered is not None:
         if len(removed) <= _KEEP:
             for m in removed:

@@ -48,6 +48,7 @@ _FINAL: dict[str, type[errors.RaftcacheError]] = {
     "OUT_OF_RANGE": errors.RevisionCompactedError,
 }
 _FINAL_BY_ORIGIN: dict[str, type[errors.RaftcacheError]] = {
+    "RequestTooOld": errors.RequestTooOldError,
     "TooLarge": errors.TooLargeError,
     "OutOfMemory": errors.OutOfMemoryError,
     "WrongType": errors.WrongTypeError,
@@ -65,7 +66,23 @@ def final_error(failure: CallFailed) -> errors.RaftcacheError | None:
         final = errors.WrongTypeError  # the node reports it as a failed precondition
     if final is None and failure.code == "INVALID_ARGUMENT":  # e.g. over gRPC's own limit
         final = errors.InvalidInputError
+    if final is None and _over_grpc_message_limit(failure):
+        return errors.TooLargeError(
+            f"the request or its answer is over gRPC's message size limit ({failure.details}); "
+            "nothing was applied: send or ask for less per call (split an mset or an mget), or "
+            "raise the nodes' --max-value-bytes, which also raises their message limit"
+        )
     return final(failure.details) if final is not None else None
+
+
+def _over_grpc_message_limit(failure: CallFailed) -> bool:
+    """gRPC's own refusal of a message over its size limit (no node error marker): the
+    receiving side drops the call before any handler runs."""
+    return (
+        failure.code == "RESOURCE_EXHAUSTED"
+        and failure.origin is None
+        and "message larger than max" in failure.details.lower()
+    )
 
 
 def _names_wrong_type(details: str) -> bool:
@@ -166,6 +183,8 @@ class Router:
             except CallFailed as failure:
                 last = failure
                 final = final_error(failure)
+                if isinstance(final, errors.RequestTooOldError):
+                    raise _too_old(method, request_id, failure) from None
                 if final is not None:
                     raise final from None
                 if route == WRITE and _may_have_applied(failure):
@@ -243,6 +262,17 @@ def _may_have_applied(failure: CallFailed) -> bool:
     if failure.origin is not None:
         return False  # the node answered: NoLeader, NotLeader, Overloaded... not applied
     return not failure.never_sent  # a transport failure after sending
+
+
+def _too_old(
+    method: str, request_id: tuple[str, int] | None, failure: CallFailed
+) -> errors.RequestTooOldError:
+    return errors.RequestTooOldError(
+        f"{method.split('/')[-1]} may or may not have been applied, and the cluster no longer "
+        f"remembers request id {request_id} ({failure.details}); no retry can settle it: "
+        "re-read the state before writing again",
+        request_id,
+    )
 
 
 def _describe(failure: CallFailed | None) -> str:

@@ -7,7 +7,8 @@ RaftcacheError
 │   └── WrongTypeError     the key holds another type than the op needs, e.g. HGET on a
 │                          list; the message names both (retriable: no)
 ├── NotFoundError          the key does not exist (ttl of a missing key) (retriable: no)
-├── TooLargeError          the answer would exceed the message limit (retriable: no)
+├── TooLargeError          the request or the answer is over the message size limit;
+│                          nothing was applied (retriable: no)
 ├── OutOfMemoryError       the write would exceed the cluster's --max-memory and nothing can
 │                          be evicted; nothing changed (retriable: no, until keys go)
 ├── RevisionCompactedError a watch asked to resume from a revision the node no longer
@@ -18,8 +19,11 @@ RaftcacheError
 │                          nothing was applied (retriable: yes)
 ├── OverloadedError        the node's queue is full; nothing was applied (retriable: yes)
 └── OutcomeUnknownError    a write may or may not have been applied, and the deadline
-                           passed before it could be settled (retriable: only with the
-                           same request id, which `request_id` carries)
+    │                      passed before it could be settled (retriable: only with the
+    │                      same request id, which `request_id` carries)
+    └── RequestTooOldError the cluster no longer remembers `request_id` (it has left the
+                           dedup window), so no retry can settle the outcome; raised at
+                           once: re-read the state before writing again (retriable: no)
 """
 
 from __future__ import annotations
@@ -77,3 +81,7 @@ class OutcomeUnknownError(RaftcacheError):
     def __init__(self, message: str, request_id: tuple[str, int] | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
+
+
+class RequestTooOldError(OutcomeUnknownError):
+    retriable = False

@@ -12,6 +12,8 @@ CacheError
 ├── SlowConsumer        a subscriber fell too far behind and was disconnected
 ├── RevisionCompacted   a watch asked to resume before the retained window (re-read, then watch)
 └── OutcomeUnknown      the write may or may not have applied (retry with the same request id)
+    └── RequestTooOld   a retried request id has left the dedup window: its outcome can no
+                        longer be settled (final: re-read the state before writing again)
 """
 
 from __future__ import annotations
@@ -75,3 +77,10 @@ class RevisionCompacted(CacheError):
 
 class OutcomeUnknown(CacheError):
     retriable = True
+
+
+class RequestTooOld(OutcomeUnknown):
+    """A request id older than the results remembered for its client: it may have applied,
+    and no retry can tell any more."""
+
+    retriable = False

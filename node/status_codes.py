@@ -22,13 +22,16 @@ STATUS_CODES: dict[type[errors.CacheError], grpc.StatusCode] = {
     errors.SlowConsumer: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.RevisionCompacted: grpc.StatusCode.OUT_OF_RANGE,
     errors.OutcomeUnknown: grpc.StatusCode.DEADLINE_EXCEEDED,
+    # Final, unlike DEADLINE_EXCEEDED: gRPC's "sequencer check failed; retry at a higher
+    # level" (re-read, then decide), so no client retries the same request id until its deadline.
+    errors.RequestTooOld: grpc.StatusCode.ABORTED,
 }
 
 FAILURES: dict[ErrorCode, type[errors.CacheError]] = {
     ErrorCode.CONDITION_FAILED: errors.ConditionFailed,
     ErrorCode.NOT_AN_INTEGER: errors.ConditionFailed,
     ErrorCode.OVERFLOW: errors.ConditionFailed,
-    ErrorCode.REQUEST_TOO_OLD: errors.OutcomeUnknown,
+    ErrorCode.REQUEST_TOO_OLD: errors.RequestTooOld,
     ErrorCode.INVALID_COMMAND: errors.InvalidInput,
     ErrorCode.WRONG_TYPE: errors.WrongType,
     ErrorCode.OUT_OF_MEMORY: errors.OutOfMemory,

@@ -15,8 +15,11 @@ from raftcache.client import (
     Client,
     ConditionFailedError,
     OutcomeUnknownError,
+    RequestTooOldError,
+    TooLargeError,
     UnavailableError,
 )
+from raftcache.node.state_machine import DEDUP_RESULTS_PER_CLIENT
 
 from tests.integration.conftest import start_cluster
 
@@ -220,3 +223,37 @@ def test_only_bad_seeds_fail_fast_as_unavailable() -> None:
             with pytest.raises(UnavailableError, match="nothing was applied"):
                 call()
             assert time.monotonic() - start < 3
+
+
+def test_a_retry_older_than_the_dedup_window_fails_at_once_as_request_too_old(
+    cluster: LocalCluster,
+) -> None:
+    """A second client reusing an id whose first DEDUP_RESULTS_PER_CLIENT + 1 requests were
+    applied re-sends seq 1: the cluster cannot tell what it answered any more."""
+    seed = cluster.nodes[0].client_addr
+
+    async def scenario() -> None:
+        async with AsyncClient(seed, client_id="reused-id") as first:
+            await first.incr("sdk/too-old")  # seq 1, remembered first, so forgotten first
+            for _ in range(DEDUP_RESULTS_PER_CLIENT // 128):
+                await asyncio.gather(*(first.incr("sdk/too-old") for _ in range(128)))
+        async with AsyncClient(seed, client_id="reused-id", timeout=TIMEOUT) as again:
+            start = time.monotonic()
+            with pytest.raises(RequestTooOldError) as raised:
+                await again.incr("sdk/too-old")
+            assert time.monotonic() - start < 2, "retried towards the deadline"
+            assert raised.value.request_id == ("reused-id", 1)
+            assert await again.get("sdk/too-old") == str(DEDUP_RESULTS_PER_CLIENT + 1).encode()
+
+    asyncio.run(scenario())
+
+
+def test_a_write_over_grpcs_message_limit_is_too_large_at_once(cluster: LocalCluster) -> None:
+    # Five values at the 4 MiB value limit: 20 MiB, over the nodes' 17 MiB message limit.
+    items = {f"sdk/big{i}": b"x" * (4 << 20) for i in range(5)}
+    with Client(cluster.nodes[0].client_addr, timeout=TIMEOUT) as client:
+        start = time.monotonic()
+        with pytest.raises(TooLargeError, match="nothing was applied"):
+            client.mset(items)
+        assert time.monotonic() - start < 2
+        assert client.mget(list(items)) == [None] * len(items)

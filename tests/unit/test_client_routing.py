@@ -17,6 +17,7 @@ from raftcache.client import (
     InvalidInputError,
     OutcomeUnknownError,
     OverloadedError,
+    RequestTooOldError,
     RetryPolicy,
     TooLargeError,
     UnavailableError,
@@ -529,6 +530,45 @@ def test_final_answers_are_raised_at_once_without_retry(
     assert not isinstance(raised.value, OutcomeUnknownError)
     assert len(fake.sent("Cache/Set")) == 2  # the final answer ended it
     assert len(clock.sleeps) == 1  # only the pause after the broken connection
+
+
+def test_a_request_id_out_of_the_dedup_window_ends_at_once_as_request_too_old(
+    fake: FakeTransport, clock: FakeClock
+) -> None:
+    # What the node answers a retry whose id it no longer remembers (status_codes.py).
+    too_old = CallFailed("ABORTED", "request id test-client/1 is older than ...", "RequestTooOld")
+    fake.script("Cache/Incr", SOCKET_CLOSED, too_old)
+    fake.otherwise("Cache/Incr", cache_pb2.IncrResponse(value=1))
+    client = make_client(fake, clock)
+
+    with pytest.raises(RequestTooOldError) as raised:
+        run(client.incr("k"))
+
+    assert len(fake.sent("Cache/Incr")) == 2  # not retried until the deadline
+    error = raised.value
+    assert isinstance(error, OutcomeUnknownError) and not error.retriable
+    assert error.request_id == (CLIENT_ID, 1)
+    assert "no longer remembers request id" in str(error) and "re-read" in str(error)
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        "SERVER: Received message larger than max (20971620 vs. 17825792)",
+        "CLIENT: Sent message larger than max (70000000 vs. 67108864)",
+    ],
+)
+def test_a_write_over_grpcs_message_limit_is_too_large_not_unknown(
+    fake: FakeTransport, clock: FakeClock, details: str
+) -> None:
+    fake.otherwise("Cache/MSet", CallFailed("RESOURCE_EXHAUSTED", details))  # no node marker
+    client = make_client(fake, clock)
+
+    with pytest.raises(TooLargeError) as raised:
+        run(client.mset({"k": "v"}))
+
+    assert len(fake.sent("Cache/MSet")) == 1
+    assert "nothing was applied" in str(raised.value) and "larger than max" in str(raised.value)
 
 
 def test_condition_failed_on_the_first_attempt_is_not_retried(

@@ -10,12 +10,10 @@ expiry (expire, persist, ttl), type, scan_iter, txn (ops and compares from
 docstring).
 """
 
-from raftcache.client import ops
-from raftcache.client._async_client import AsyncClient, Item, NodeStatus
-from raftcache.client._router import RetryPolicy
-from raftcache.client._streams import Message, Subscription, Watch, WatchEvent
-from raftcache.client._sync_client import BlockingIterator, Client
-from raftcache.client._values import TxnResult
+from __future__ import annotations
+
+import importlib
+
 from raftcache.client.errors import (
     ConditionFailedError,
     InvalidInputError,
@@ -31,6 +29,40 @@ from raftcache.client.errors import (
     UnavailableError,
     WrongTypeError,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
+
+    from raftcache.client import ops
+    from raftcache.client._async_client import AsyncClient, Item, NodeStatus
+    from raftcache.client._router import RetryPolicy
+    from raftcache.client._streams import Message, Subscription, Watch, WatchEvent
+    from raftcache.client._sync_client import BlockingIterator, Client
+    from raftcache.client._values import TxnResult
+
+# Loaded on first use: importing this package (and so the `raftcache` CLI's module) does not
+# load grpc and protobuf (~0.2 s), so the CLI is already handling Ctrl-C when they load.
+_LAZY = {
+    "ops": "raftcache.client.ops",
+    **dict.fromkeys(("AsyncClient", "Item", "NodeStatus"), "raftcache.client._async_client"),
+    "RetryPolicy": "raftcache.client._router",
+    **dict.fromkeys(
+        ("Message", "Subscription", "Watch", "WatchEvent"), "raftcache.client._streams"
+    ),
+    **dict.fromkeys(("BlockingIterator", "Client"), "raftcache.client._sync_client"),
+    "TxnResult": "raftcache.client._values",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if name == "ops" else getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AsyncClient",

@@ -4,7 +4,7 @@ Commands (global options go before or after the command):
   get KEY                        print the value; `(nil)` and exit 1 when the key is missing
   set KEY VALUE [--ttl S] [--if-absent | --if-present] [--expected-version N]
                                  store a value; prints its new version
-  del KEY...                     delete keys; prints how many existed
+  del KEY...                     delete keys atomically (one request); prints how many existed
   incr KEY [DELTA] [--ttl S]     add DELTA (default 1) to a decimal counter; prints the result
   mget KEY...                    print one value per line, in order (`(nil)` when missing)
   mset KEY VALUE [KEY VALUE...] [--ttl S]
@@ -47,8 +47,9 @@ Exit codes:
   4    unavailable, overloaded or over --max-memory (e.g. nothing listening at the
        endpoints); nothing applied. subscribe: the stream broke or fell behind
   5    outcome unknown: a write may or may not have been applied; re-run the same command
-       with the --client-id printed in the message to retry it at most once
-  6    too large: the answer would exceed the message limit
+       with the --client-id printed in the message to retry it at most once (unless the
+       message says the cluster no longer remembers that id: then re-read first)
+  6    too large: the request or the answer is over the message size limit
   7    watch: the start revision is no longer retained; re-read, then watch from now
   130  interrupted (Ctrl-C)
 """
@@ -64,7 +65,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from raftcache.client import Client, Message, NodeStatus, WatchEvent, errors
+from raftcache.client import Client, Message, NodeStatus, WatchEvent, errors, ops
 
 DEFAULT_ENDPOINTS = "127.0.0.1:6381"
 ENDPOINTS_ENV = "RAFTCACHE_ENDPOINTS"
@@ -226,14 +227,12 @@ def _set(client: Client, args: argparse.Namespace) -> Reply:
 
 
 def _del(client: Client, args: argparse.Namespace) -> Reply:
-    results = []
-    try:
-        for key in args.keys:
-            results.append({"key": key, "existed": client.delete(_raw(key))})
-    except errors.RaftcacheError as exc:
-        if results:  # earlier keys are gone; say so rather than hide it
-            exc.args = (f"{exc} ({len(results)} of {len(args.keys)} keys deleted before this)",)
-        raise
+    # One transaction without compares: every key goes in one replicated command, or none.
+    answer = client.txn([], [ops.delete(_raw(key)) for key in args.keys])
+    results = [
+        {"key": key, "existed": bool(existed)}
+        for key, existed in zip(args.keys, answer.results, strict=True)
+    ]
     deleted = sum(1 for r in results if r["existed"])
     return Reply({"deleted": deleted, "results": results}, [str(deleted)])
 
@@ -855,7 +854,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare-and-set: only if KEY's version is N (0: KEY must not exist)",
     )
 
-    p = command("del", "delete keys", "Delete each KEY; prints how many existed.")
+    p = command(
+        "del",
+        "delete keys atomically",
+        "Delete every KEY in one atomic request; prints how many existed.",
+    )
     p.add_argument("keys", nargs="+", metavar="KEY")
 
     p = command(
@@ -932,6 +935,8 @@ def _message(exc: errors.RaftcacheError, args: argparse.Namespace, endpoints: li
         text += "; nothing was applied: retry later"
     elif isinstance(exc, errors.OutOfMemoryError):
         text += "; nothing was applied: delete keys, set TTLs or raise --max-memory"
+    elif isinstance(exc, errors.RequestTooOldError):
+        text = f"outcome unknown, and a re-run cannot settle it: {text}"
     elif isinstance(exc, errors.OutcomeUnknownError):
         client_id = exc.request_id[0] if exc.request_id else args.client_id
         text = (

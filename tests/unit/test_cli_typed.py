@@ -199,6 +199,37 @@ def test_lpop_with_a_count_prints_each_value(
     assert sent_op(fake).pop.count == 2
 
 
+# -- del -------------------------------------------------------------------------------------
+
+
+def test_del_deletes_every_key_in_one_atomic_request(
+    fake: StreamingFake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.script(
+        "Cache/Txn", cache_pb2.TxnResponse(succeeded=True, results=[V(int=1), V(int=0), V(int=1)])
+    )
+
+    assert run_cli(capsys, "del", "a", "missing", "b") == (0, "2\n", "")
+    (call,) = fake.sent("Cache/Txn")  # one request, not one Delete per key
+    assert not fake.sent("Cache/Delete")
+    assert list(call.request.compares) == []
+    assert [op.delete.key for op in call.request.success] == [b"a", b"missing", b"b"]
+    assert call.request.request_id.client_id == CLIENT_ID  # applied at most once
+
+
+def test_del_json_says_which_keys_existed(
+    fake: StreamingFake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.script("Cache/Txn", cache_pb2.TxnResponse(succeeded=True, results=[V(int=1), V(int=0)]))
+
+    code, out, _ = run_cli(capsys, "--json", "del", "c", "c")
+    assert code == 0
+    assert json.loads(out) == {
+        "deleted": 1,
+        "results": [{"key": "c", "existed": True}, {"key": "c", "existed": False}],
+    }
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 
@@ -213,6 +244,19 @@ def test_a_wrong_type_is_exit_3_naming_both_types(
     code, out, err = run_cli(capsys, "hget", "l", "f")
     assert (code, out) == (cli.EXIT_CONDITION, "")
     assert "list" in err and "hash" in err and len(err.splitlines()) == 1
+
+
+def test_a_request_id_the_cluster_forgot_is_exit_5_without_the_rerun_advice(
+    fake: StreamingFake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.script(
+        "Cache/Exec", CallFailed("ABORTED", "request id x/1 is older than ...", "RequestTooOld")
+    )
+
+    code, _, err = run_cli(capsys, "hincrby", "h", "f", "1")
+    assert code == cli.EXIT_OUTCOME_UNKNOWN and len(err.splitlines()) == 1
+    assert "cannot settle it" in err and "re-read" in err
+    assert "--client-id" not in err  # a re-run with the same id would only fail the same way
 
 
 def test_out_of_memory_is_exit_4_with_what_to_do(

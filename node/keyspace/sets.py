@@ -144,7 +144,7 @@ def scard(db: Db, argv: list[bytes]) -> ReplyT:
 
 
 def _positive(raw: bytes) -> int:
-    count = parse_int(raw)
+    count = parse_int(raw, NOT_POSITIVE)  # Redis gives this text for a non-integer too
     if count < 0:
         raise CommandError(NOT_POSITIVE)
     return count

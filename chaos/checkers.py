@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
-from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
@@ -637,3 +637,206 @@ def check_unavailability(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]])
     }
     message = f"longest write gap {details['longest_gap_s']:.3f}s over {len(times)} acked writes"
     return Verdict(name, True, details, message)
+
+
+# --- append-only lists -----------------------------------------------------------------
+
+_MAX_LISTED_VIOLATIONS = 20
+
+
+@dataclass
+class _ListRead:
+    """One observation of a list: an ok read, or the final read (invoke = complete = +inf)."""
+
+    elements: list[Any]
+    invoke: float
+    complete: float
+    op: Op | None  # None for the final read
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    return list(value) if isinstance(value, list | tuple) else None
+
+
+def check_appends(ops: Sequence[Op], final_lists: Mapping[str, Sequence[Any]] | None) -> Verdict:
+    """Append-only lists (RPUSH / LRANGE): nothing acked is lost, nothing is duplicated or
+    reordered, nothing failed ever shows up.
+
+    Ops are ``append`` (value = a unique element; result = the list's length after it,
+    when acked) and ``read`` (value = the whole list). A ``fail`` append must never
+    appear; an ``unknown`` one may appear at most once, anywhere real time allows. Every
+    read must be a prefix of the final list, contain every append acked before it began,
+    and be no shorter than a read that completed before it began. An element whose append
+    was acked before another's was invoked must come first; an acked append that reported
+    length n sits at index n - 1. Without final lists (they could not be read) the longest
+    read stands in for them and lost appends cannot be judged.
+    """
+    name = "appends"
+    per_key: dict[str, list[Op]] = defaultdict(list)
+    for op in ops:
+        if op.op in ("append", "read"):
+            per_key[op.key].append(op)
+    keys = sorted(per_key)
+    violations: list[dict[str, Any]] = []
+    stats: Counter[str] = Counter()
+    lengths: dict[str, int | None] = {}
+    for key in keys:
+        final = None if final_lists is None else final_lists.get(key)
+        found = _check_list(key, per_key[key], None if final is None else list(final), stats)
+        violations += found
+        lengths[key] = None if final is None else len(final)
+    by_reason = Counter(v["reason"] for v in violations)
+    details: dict[str, Any] = {
+        "keys_checked": len(keys),
+        "final_lengths": lengths,
+        "appends": dict(stats),
+        "violations_by_reason": dict(by_reason),
+        "violations": violations[:_MAX_LISTED_VIOLATIONS],
+    }
+    if violations:
+        first = violations[0]
+        summary = ", ".join(f"{n} {reason}" for reason, n in sorted(by_reason.items()))
+        return Verdict(name, False, details, f"list {first['key']!r}: {summary}")
+    if final_lists is None:
+        return Verdict(
+            name, "unknown", details, "the final lists could not be read; lost appends unjudged"
+        )
+    acked = stats["acked"]
+    return Verdict(
+        name,
+        True,
+        details,
+        f"{len(keys)} list(s): {acked} acked appends all present once and in order "
+        f"({stats['unknown_present']} of {stats['unknown']} unknown ones applied)",
+    )
+
+
+def _check_list(
+    key: str, key_ops: Sequence[Op], final: list[Any] | None, stats: Counter[str]
+) -> list[dict[str, Any]]:
+    appends: dict[Any, Op] = {}
+    violations: list[dict[str, Any]] = []
+
+    def violation(reason: str, **extra: Any) -> None:
+        violations.append({"key": key, "reason": reason, **extra})
+
+    for op in key_ops:
+        if op.op != "append":
+            continue
+        element = _freeze(op.value)
+        if element in appends:
+            violation("element appended twice by the workload", ops=[_describe(op)])
+        appends[element] = op
+        stats["acked" if op.outcome == "ok" else op.outcome] += 1
+    reads = [
+        _ListRead(elements, op.invoke, op.complete, op)
+        for op in key_ops
+        if op.op == "read" and op.outcome == "ok"
+        for elements in [_as_list(op.value)]
+        if elements is not None
+    ]
+    malformed = [op for op in key_ops if op.op == "read" and op.outcome == "ok"]
+    if len(malformed) != len(reads):
+        violation("a read did not return a list")
+    reference = final
+    if final is not None:
+        reads.append(_ListRead(final, math.inf, math.inf, None))
+    elif reads:
+        reference = max(reads, key=lambda r: len(r.elements)).elements
+    for read in reads:
+        _check_read(read, appends, reference, violation)
+    _check_read_order(reads, violation)
+    if final is not None:
+        present = {_freeze(e) for e in final}
+        for element, op in appends.items():
+            if op.outcome == "ok" and element not in present:
+                violation("acked append lost", op=_describe(op))
+            elif op.outcome == "unknown" and element in present:
+                stats["unknown_present"] += 1
+        _check_positions(appends, final, violation)
+    return violations
+
+
+def _where(read: _ListRead) -> dict[str, Any]:
+    if read.op is None:
+        return {"read": "final"}
+    return {"read": _describe(read.op)}
+
+
+def _check_read(
+    read: _ListRead,
+    appends: Mapping[Any, Op],
+    reference: list[Any] | None,
+    violation: Callable[..., None],
+) -> None:
+    seen: set[Any] = set()
+    latest_invoke = -math.inf  # the latest invoke among the elements before this one
+    latest_element: Any = None
+    for index, raw in enumerate(read.elements):
+        element = _freeze(raw)
+        op = appends.get(element)
+        if element in seen:
+            violation("element duplicated", element=raw, index=index, **_where(read))
+        seen.add(element)
+        if op is None:
+            violation("element never appended", element=raw, index=index, **_where(read))
+            continue
+        if op.outcome == "fail":
+            violation("failed append present", element=raw, op=_describe(op), **_where(read))
+        if op.invoke > read.complete:
+            violation("element read before its append began", op=_describe(op), **_where(read))
+        complete = math.inf if op.outcome != "ok" else op.complete
+        if complete < latest_invoke:
+            violation(
+                "elements reordered",
+                element=raw,
+                acked_before_invoke_of=latest_element,
+                index=index,
+                **_where(read),
+            )
+        if op.invoke > latest_invoke:
+            latest_invoke, latest_element = op.invoke, raw
+    for element, op in appends.items():
+        # (the final read's missing appends are reported as lost instead)
+        missing = op.outcome == "ok" and op.complete < read.invoke and element not in seen
+        if missing and read.op is not None:
+            violation("acked append missing from a later read", op=_describe(op), **_where(read))
+    if reference is not None and read.elements != reference[: len(read.elements)]:
+        violation("read is not a prefix of the final list", **_where(read))
+
+
+def _check_read_order(reads: Sequence[_ListRead], violation: Callable[..., None]) -> None:
+    """A read that began after another completed is at least as long (lists only grow)."""
+    by_complete = sorted(reads, key=lambda r: r.complete)
+    longest: _ListRead | None = None
+    i = 0
+    for read in sorted(reads, key=lambda r: r.invoke):
+        while i < len(by_complete) and by_complete[i].complete < read.invoke:
+            if longest is None or len(by_complete[i].elements) > len(longest.elements):
+                longest = by_complete[i]
+            i += 1
+        if longest is not None and len(read.elements) < len(longest.elements):
+            violation(
+                "stale read: shorter than a read that completed before it began",
+                length=len(read.elements),
+                earlier_length=len(longest.elements),
+                earlier=_where(longest),
+                **_where(read),
+            )
+
+
+def _check_positions(
+    appends: Mapping[Any, Op], final: Sequence[Any], violation: Callable[..., None]
+) -> None:
+    """An acked append that answered length n is the n-th element."""
+    for element, op in appends.items():
+        n = op.result
+        if op.outcome != "ok" or isinstance(n, bool) or not isinstance(n, int):
+            continue
+        at = _freeze(final[n - 1]) if 0 < n <= len(final) else None
+        if at != element:
+            violation(
+                "acked append not at the position its reply gave",
+                op=_describe(op),
+                found=None if at is None else final[n - 1],
+            )

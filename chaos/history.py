@@ -3,10 +3,11 @@
 A record is ``{"process", "op", "key", "value", "result", "invoke", "complete",
 "outcome"}``; ``invoke`` and ``complete`` come from one monotonic clock (seconds).
 ``value`` is the written value for set, the value read (or null) for get,
-``[old, new]`` for cas and the delta for incr; ``result`` is the new counter value
-for incr, true/false for cas and null otherwise. ``outcome`` is "ok", "fail"
-(definitely not applied) or "unknown" (may or may not have applied; ``complete``
-is when the client gave up).
+``[old, new]`` for cas, the delta for incr, the element for append (to a list) and the
+whole list for read (of a list); ``result`` is the new counter value for incr,
+true/false for cas, the list's length after an append and null otherwise. ``outcome``
+is "ok", "fail" (definitely not applied) or "unknown" (may or may not have applied;
+``complete`` is when the client gave up).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO, cast, get_args
 
-OpName = Literal["get", "set", "cas", "incr", "delete"]
+OpName = Literal["get", "set", "cas", "incr", "delete", "append", "read"]
 Outcome = Literal["ok", "fail", "unknown"]
 
 OP_NAMES: frozenset[str] = frozenset(get_args(OpName))
 OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
-WRITE_OPS: frozenset[str] = frozenset({"set", "cas", "incr", "delete"})
+WRITE_OPS: frozenset[str] = frozenset({"set", "cas", "incr", "delete", "append"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class Op:
         value = raw["value"]
         if raw["op"] == "cas" and (not isinstance(value, list | tuple) or len(value) != 2):
             raise ValueError(f"cas value must be [old, new], got {value!r}")
+        if raw["op"] == "read" and raw["outcome"] == "ok" and not isinstance(value, list):
+            raise ValueError(f"an ok read's value must be the list read, got {value!r}")
         return cls(
             process=raw["process"],
             op=cast(OpName, raw["op"]),
@@ -134,8 +137,9 @@ class Recorder:
         self._done = False
 
     def ok(self, result: Any = None, value: Any = None) -> Op:
-        """The operation succeeded; for get pass the value read as ``value`` (or ``result``)."""
-        if self.op == "get":
+        """The operation succeeded; for get and read pass the value read as ``value`` (or
+        ``result``)."""
+        if self.op in ("get", "read"):
             value = value if value is not None else result
             return self._finish("ok", None, value)
         return self._finish("ok", result, self.value)

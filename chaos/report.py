@@ -28,6 +28,8 @@ OP_COLORS = {
     "cas": "#9467bd",
     "incr": "#ff7f0e",
     "delete": "#8c564b",
+    "append": "#e377c2",
+    "read": "#17becf",
 }
 FAULT_COLORS = {
     "kill-leader": "#d62728",

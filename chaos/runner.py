@@ -31,10 +31,13 @@ from raftcache.chaos.k8s import K8S_KINDS, K8sConfig, K8sNemesis, Kubectl, Kubec
 from raftcache.chaos.local_cluster import LocalCluster
 from raftcache.chaos.nemesis import KINDS, NETWORK_KINDS, PROCESS_KINDS, Nemesis, NemesisConfig
 from raftcache.chaos.workloads import (
+    ListKeys,
     Worker,
     WorkloadConfig,
+    parse_workloads,
     start_workers,
     stop_workers,
+    workload_of,
 )
 from raftcache.client import Client, RaftcacheError
 from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
@@ -64,6 +67,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--interval", type=float, default=10.0, help="calm seconds between faults")
     p.add_argument("--hold", type=float, default=3.0, help="seconds each fault stays in force")
     p.add_argument("--workers", type=int, default=9)
+    p.add_argument(
+        "--workloads",
+        default="mix",
+        help="mix (every workload), grpc (registers, counters, sessions through the SDK), "
+        "redis (redis-registers, redis-appends through redis-py), one workload or a "
+        "comma-separated list",
+    )
     p.add_argument("--think", type=float, default=0.02, help="seconds between a worker's ops")
     p.add_argument("--check-budget", type=float, default=60.0, help="linearizability search s")
     p.add_argument("--out", default="chaos-results")
@@ -79,6 +89,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="HOST:PORT[,...]",
         help="client addresses reachable from here, one per pod for the convergence check "
         "(e.g. kubectl port-forward pod/raftcache-0 16380:6380); required with --kubernetes",
+    )
+    k8s.add_argument(
+        "--redis-endpoints",
+        default="",
+        metavar="HOST:PORT[,...]",
+        help="the pods' Redis ports reachable from here; without them `mix` leaves out the "
+        "redis-* workloads",
     )
     k8s.add_argument("--namespace", default="raftcache")
     k8s.add_argument("--context", default=None, help="kubectl context (default: current)")
@@ -126,6 +143,7 @@ class Backend:
     """What a run acts on: a local cluster or a Kubernetes StatefulSet."""
 
     endpoints: tuple[str, ...]
+    redis_endpoints: tuple[str, ...]
     nemesis: Nemesis | K8sNemesis | None
     wait_ready: Callable[[], bool]
     statuses: Callable[[], list[dict[str, Any]]]
@@ -139,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # bad arguments are reported before any node starts
         kinds = _kinds(args.nemesis)
         NemesisConfig(kinds or KINDS, interval_s=args.interval, hold_s=args.hold)
-        WorkloadConfig(("-",), workers=args.workers)
+        workloads = parse_workloads(args.workloads)
+        WorkloadConfig(("-",), workers=args.workers, workloads=workloads, redis_endpoints=("-",))
         if args.nodes < 1 or args.duration <= 0:
             raise ValueError("--nodes must be >= 1 and --duration > 0")
     except ValueError as exc:
@@ -163,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         backend = Backend(
             endpoints=tuple(n.client_addr for n in cluster.nodes),
+            redis_endpoints=tuple(n.redis_addr for n in cluster.nodes),
             nemesis=nemesis if kinds else None,
             wait_ready=lambda: _wait_ready(cluster),
             statuses=lambda: _statuses(cluster),
@@ -181,7 +201,14 @@ def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
                 "--kubernetes needs --endpoints: client addresses of the pods reachable from "
                 "here, e.g. after `kubectl -n raftcache port-forward pod/raftcache-0 16380:6380`"
             )
-        WorkloadConfig(endpoints, workers=args.workers)
+        redis_endpoints = tuple(e.strip() for e in args.redis_endpoints.split(",") if e.strip())
+        workloads = parse_workloads(args.workloads, redis=bool(redis_endpoints))
+        WorkloadConfig(
+            endpoints,
+            workers=args.workers,
+            workloads=workloads,
+            redis_endpoints=redis_endpoints,
+        )
         config = K8sConfig(
             namespace=args.namespace,
             context=args.context,
@@ -217,6 +244,7 @@ def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
 
     backend = Backend(
         endpoints=endpoints,
+        redis_endpoints=redis_endpoints,
         nemesis=nemesis if kinds else None,
         wait_ready=wait_ready,
         statuses=lambda: _endpoint_statuses(endpoints),
@@ -245,13 +273,21 @@ def _log(message: str) -> None:
 
 def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> int:
     endpoints = backend.endpoints
-    wconfig = WorkloadConfig(endpoints, workers=args.workers, think_s=args.think, seed=seed)
+    wconfig = WorkloadConfig(
+        endpoints,
+        workers=args.workers,
+        think_s=args.think,
+        seed=seed,
+        workloads=parse_workloads(args.workloads, redis=bool(backend.redis_endpoints)),
+        redis_endpoints=backend.redis_endpoints,
+    )
+    lists = ListKeys(wconfig.open_lists, wconfig.list_cap)
     history = HistoryWriter(out / "history.jsonl")
     nemesis = backend.nemesis
     sampler = LeaderSampler(_sampler_names(endpoints, args), out / "leaders.jsonl")
     sampler.start()
     started = time.monotonic()
-    workers = start_workers(wconfig, history)
+    workers = start_workers(wconfig, history, lists)
     try:
         if nemesis is not None:
             nemesis.start()
@@ -269,11 +305,12 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     elapsed = time.monotonic() - started
 
     final = _final_reads(endpoints, wconfig, workers) if ready else None
+    final_lists = _final_lists(endpoints, lists.used()) if ready else None
     statuses = backend.statuses()
     ops = read_history(out / "history.jsonl")
     faults = nemesis.fault_dicts() if nemesis is not None else []
     crashes = nemesis.crashes if nemesis is not None else []
-    verdicts = _check(ops, faults, final, statuses, args.check_budget)
+    verdicts = _check(ops, faults, final, final_lists, statuses, args.check_budget)
     verdicts.append(_run_verdict(ready, worker_errors, crashes))
 
     summary = _summary(seed, args, elapsed, ops, faults, crashes, verdicts, statuses)
@@ -381,6 +418,8 @@ def _final_reads(
     """Linearizable values of every key the run touched (None if they cannot be read)."""
     keys = config.register_key_names() + config.counter_key_names()
     keys += [k for w in workers for k in w.session_keys]
+    # Redis's database 0 is the SDK's keyspace: these are read back through gRPC.
+    keys += config.redis_register_key_names()
     values: dict[str, str | None] = {}
     with Client(list(endpoints), timeout=10.0) as client:
         for i in range(0, len(keys), 500):
@@ -397,6 +436,23 @@ def _final_reads(
             pairs = zip(chunk, got, strict=True)
             values.update((k, None if v is None else v.decode()) for k, v in pairs)
     return values
+
+
+def _final_lists(endpoints: tuple[str, ...], keys: Sequence[str]) -> dict[str, list[str]] | None:
+    """Every list the redis-appends workers used, read linearizably through the SDK."""
+    lists: dict[str, list[str]] = {}
+    with Client(list(endpoints), timeout=10.0) as client:
+        for key in keys:
+            for attempt in range(5):
+                try:
+                    lists[key] = [v.decode() for v in client.lrange(key, 0, -1)]
+                    break
+                except RaftcacheError as exc:
+                    _log(f"final read of list {key} attempt {attempt + 1} failed: {exc!r}")
+                    time.sleep(1.0)
+            else:
+                return None
+    return lists
 
 
 def _statuses(cluster: LocalCluster) -> list[dict[str, Any]]:
@@ -426,18 +482,26 @@ def _check(
     ops: list[Op],
     faults: list[dict[str, Any]],
     final: dict[str, str | None] | None,
+    final_lists: dict[str, list[str]] | None,
     statuses: list[dict[str, Any]],
     budget: float,
 ) -> list[Verdict]:
-    registers = [o for o in ops if o.key.startswith("r:")]
-    counters = [o for o in ops if o.key.startswith("c:")]
+    by_workload: dict[str, list[Op]] = {}
+    for op in ops:
+        by_workload.setdefault(workload_of(op.key), []).append(op)
+    registers = by_workload.get("registers", []) + by_workload.get("redis-registers", [])
+    counters = by_workload.get("counters", [])
+    appends = by_workload.get("redis-appends", [])
     verdicts = [checkers.check_linearizable_registers(registers, budget)]
     if final is None:
         verdicts.append(_unknown("final-reads", "the final values could not be read"))
     else:
         counts = {k: int(v) if v is not None else 0 for k, v in final.items() if k[:2] == "c:"}
         verdicts.append(checkers.check_counters(counters, final_values=counts))
-        verdicts.append(checkers.check_no_lost_writes(ops, final))
+        values = [o for o in ops if o.op not in ("append", "read")]
+        verdicts.append(checkers.check_no_lost_writes(values, final))
+    if appends:
+        verdicts.append(checkers.check_appends(appends, final_lists))
     verdicts.append(checkers.check_convergence(statuses))
     verdicts.append(checkers.check_unavailability(ops, faults))
     return verdicts
@@ -470,8 +534,7 @@ def _summary(
 ) -> dict[str, Any]:
     by_workload: dict[str, Counter[str]] = {}
     for op in ops:
-        workload = {"r": "registers", "c": "counters", "s": "sessions"}[op.key[0]]
-        by_workload.setdefault(workload, Counter())[op.outcome] += 1
+        by_workload.setdefault(workload_of(op.key), Counter())[op.outcome] += 1
     unavailability = next((v.details for v in verdicts if v.name == "unavailability"), None)
     return {
         "seed": seed,
@@ -495,7 +558,7 @@ def _report(summary: dict[str, Any], verdicts: list[Verdict], seed: int, out: Pa
     print(f"\nraftcache-chaos: {summary['elapsed_s']} s, seed {seed}")
     print(f"  faults: {summary['fault_kinds'] or 'none'}")
     for workload, counts in summary["ops"].items():
-        print(f"  {workload:<10} " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+        print(f"  {workload:<16} " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items())))
     gaps = (summary["unavailability"] or {}).get("by_fault", {})
     if gaps:
         print(

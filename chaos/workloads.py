@@ -5,9 +5,17 @@
   "cas" [old, new] whose result is whether it applied) on keys r:0..r:N-1.
 - counters: incr by 1 on c:0..c:N-1 (exactly once, by request id).
 - sessions: set a fresh key s:<process>-<n> with a long TTL, then read it back.
+- redis-registers: GET and SET of a unique value on keys rr:0..N-1 through redis-py
+  (RESP2 and RESP3 workers, a random node per command); checked with the registers.
+- redis-appends: RPUSH of a unique element and LRANGE 0 -1 on lists rl:<i> through
+  redis-py; a few lists are open at a time and one that reaches `list_cap` elements is
+  retired for a fresh one, so reads (recorded whole) stay short.
 
 SDK errors map to outcomes: OutcomeUnknownError -> unknown, UnavailableError /
-OverloadedError -> fail, ConditionFailedError on a cas -> ok with result False.
+OverloadedError -> fail, ConditionFailedError on a cas -> ok with result False. Redis
+replies map as chaos/resp_client.py says: CLUSTERDOWN / TRYAGAIN or a failed connect ->
+fail, UNKNOWN or a connection lost after sending -> unknown, any other error reply ->
+unknown and counted as unexpected (a run problem).
 A worker whose operation ended unknown continues as a new process id (process +
 workers), as in Jepsen: the unknown operation may still be in flight, so that
 process never completes, and a process's operations stay sequential.
@@ -19,7 +27,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from raftcache.chaos.history import HistoryWriter, Recorder
 from raftcache.client import (
@@ -31,8 +39,47 @@ from raftcache.client import (
     UnavailableError,
 )
 
-WORKLOADS = ("registers", "counters", "sessions")
+if TYPE_CHECKING:
+    from raftcache.chaos.resp_client import RespNodes
+
+GRPC_WORKLOADS = ("registers", "counters", "sessions")
+REDIS_WORKLOADS = ("redis-registers", "redis-appends")
+WORKLOADS = GRPC_WORKLOADS + REDIS_WORKLOADS
+# Workers beyond one per workload go to these, in turn (the others need only one).
+_SCALED = ("registers", "redis-registers", "redis-appends")
+# The key prefix of each workload (before the first ":").
+PREFIXES = {
+    "r": "registers",
+    "c": "counters",
+    "s": "sessions",
+    "rr": "redis-registers",
+    "rl": "redis-appends",
+}
 T = TypeVar("T")
+
+
+def workload_of(key: str) -> str:
+    """The workload that wrote or read key (by its prefix)."""
+    return PREFIXES.get(key.split(":", 1)[0], "other")
+
+
+def parse_workloads(spec: str, redis: bool = True) -> tuple[str, ...]:
+    """`mix` (every workload; the gRPC ones only when there is no Redis port), `grpc`,
+    `redis`, one workload or a comma-separated list; else ValueError."""
+    presets = {
+        "mix": WORKLOADS if redis else GRPC_WORKLOADS,
+        "grpc": GRPC_WORKLOADS,
+        "redis": REDIS_WORKLOADS,
+    }
+    if spec in presets:
+        return presets[spec]
+    names = tuple(w.strip() for w in spec.split(",") if w.strip())
+    if not names or any(w not in WORKLOADS for w in names) or len(set(names)) != len(names):
+        raise ValueError(
+            f"unknown --workloads {spec!r}; use mix, grpc, redis, {', '.join(WORKLOADS)} "
+            "or a comma-separated list of those"
+        )
+    return names
 
 
 @dataclass(frozen=True)
@@ -47,18 +94,67 @@ class WorkloadConfig:
     op_timeout_s: float = 3.0
     think_s: float = 0.02  # pause between two operations of one worker
     seed: int = 0
+    workloads: tuple[str, ...] = GRPC_WORKLOADS
+    redis_endpoints: tuple[str, ...] = ()  # each node's Redis port, for the redis-* workloads
+    redis_register_keys: int = 10
+    open_lists: int = 3  # lists appended to at a time
+    list_cap: int = 200  # a list this long is retired for a fresh one
 
     def __post_init__(self) -> None:
-        if self.workers < len(WORKLOADS):
-            raise ValueError(f"need at least {len(WORKLOADS)} workers, one per workload")
+        unknown = [w for w in self.workloads if w not in WORKLOADS]
+        if unknown or not self.workloads:
+            raise ValueError(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
+        if self.workers < len(self.workloads):
+            raise ValueError(
+                f"need at least {len(self.workloads)} workers, one per workload "
+                f"({', '.join(self.workloads)}); raise --workers"
+            )
         if not self.endpoints:
             raise ValueError("need at least one endpoint")
+        if set(self.workloads) & set(REDIS_WORKLOADS) and not self.redis_endpoints:
+            raise ValueError(
+                "the redis-* workloads need the nodes' Redis addresses (--redis-endpoints)"
+            )
 
     def register_key_names(self) -> list[str]:
         return [f"r:{i}" for i in range(self.register_keys)]
 
+    def redis_register_key_names(self) -> list[str]:
+        return [f"rr:{i}" for i in range(self.redis_register_keys)]
+
     def counter_key_names(self) -> list[str]:
         return [f"c:{i}" for i in range(self.counter_keys)]
+
+
+class ListKeys:
+    """The lists the redis-appends workers share: `open_lists` open at a time; a list that
+    reached `cap` elements is retired for the next fresh one (thread-safe)."""
+
+    def __init__(self, open_lists: int, cap: int) -> None:
+        self._lock = threading.Lock()
+        self._open = list(range(open_lists))
+        self._next = open_lists
+        self.cap = cap
+
+    def pick(self, rng: random.Random) -> str:
+        with self._lock:
+            return f"rl:{rng.choice(self._open)}"
+
+    def grew(self, key: str, length: int) -> None:
+        """An append to key answered this length."""
+        if length < self.cap:
+            return
+        index = int(key.removeprefix("rl:"))
+        with self._lock:
+            if index in self._open:
+                self._open.remove(index)
+                self._open.append(self._next)
+                self._next += 1
+
+    def used(self) -> list[str]:
+        """Every list handed out so far."""
+        with self._lock:
+            return [f"rl:{i}" for i in range(self._next)]
 
 
 class _Unknown(Exception):
@@ -83,7 +179,12 @@ class Worker:
     """One thread running one workload with its own Client."""
 
     def __init__(
-        self, index: int, workload: str, config: WorkloadConfig, history: HistoryWriter
+        self,
+        index: int,
+        workload: str,
+        config: WorkloadConfig,
+        history: HistoryWriter,
+        lists: ListKeys | None = None,
     ) -> None:
         self.workload = workload
         self.config = config
@@ -93,9 +194,21 @@ class Worker:
         self._rng = random.Random(f"{config.seed}-{index}")
         self._stop = threading.Event()
         self._client = Client(list(config.endpoints), timeout=config.op_timeout_s)
+        self._resp: RespNodes | None = None
+        if workload in REDIS_WORKLOADS:
+            from raftcache.chaos.resp_client import RespNodes  # redis-py: the test extra
+
+            self._resp = RespNodes(
+                config.redis_endpoints,
+                protocol=2 + index % 2,  # half the workers speak RESP2, half RESP3
+                timeout_s=config.op_timeout_s,
+                rng=self._rng,
+            )
+        self._lists = lists or ListKeys(config.open_lists, config.list_cap)
         self._thread = threading.Thread(target=self._run, name=f"{workload}-{index}", daemon=True)
         self.error: BaseException | None = None
         self.session_keys: list[str] = []
+        self.unexpected: list[str] = []  # error replies outside the Redis port's contract
 
     def start(self) -> None:
         self._thread.start()
@@ -106,6 +219,8 @@ class Worker:
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
         self._client.close()
+        if self._resp is not None:
+            self._resp.close()
 
     def _run(self) -> None:
         step = _STEPS[self.workload]
@@ -168,11 +283,77 @@ class Worker:
         read = self.history.begin(self.process, "get", key)
         _record(read, lambda: _text(self._client.get(key)), read.ok)
 
+    # -- Redis workloads --------------------------------------------------------------
+
+    def _redis(self, rec: Recorder, *args: str | int) -> tuple[bool, Any]:
+        """Run one command on a random node and record a failed or unknown outcome;
+        (True, reply) when it succeeded (the caller records it), (False, None) if it failed.
+        Raises _Unknown after recording an unknown outcome."""
+        from raftcache.chaos.resp_client import RespFailed, RespUnexpected, RespUnknown
+
+        assert self._resp is not None
+        try:
+            return True, self._resp.call(*args)
+        except RespFailed:
+            rec.fail()
+            return False, None
+        except RespUnknown:
+            rec.unknown()
+            raise _Unknown() from None
+        except RespUnexpected as exc:
+            self.unexpected.append(str(exc))
+            rec.unknown()
+            raise _Unknown() from None
+
+    def _unexpected_reply(self, rec: Recorder, command: str, reply: Any) -> None:
+        self.unexpected.append(f"{command} answered {reply!r}")
+        rec.unknown()
+        raise _Unknown()
+
+    def _redis_registers(self) -> None:
+        key = self._rng.choice(self.config.redis_register_key_names())
+        if self._rng.random() < 0.5:
+            rec = self.history.begin(self.process, "get", key)
+            ok, reply = self._redis(rec, "GET", key)
+            if ok and not (reply is None or isinstance(reply, str)):
+                self._unexpected_reply(rec, "GET", reply)
+            if ok:
+                rec.ok(value=reply)
+        else:
+            value = self._unique()
+            rec = self.history.begin(self.process, "set", key, value)
+            ok, reply = self._redis(rec, "SET", key, value)
+            if ok and reply not in ("OK", True):
+                self._unexpected_reply(rec, "SET", reply)
+            if ok:
+                rec.ok()
+
+    def _redis_appends(self) -> None:
+        key = self._lists.pick(self._rng)
+        if self._rng.random() < 0.7:
+            element = self._unique()
+            rec = self.history.begin(self.process, "append", key, element)
+            ok, reply = self._redis(rec, "RPUSH", key, element)
+            if ok and (isinstance(reply, bool) or not isinstance(reply, int)):
+                self._unexpected_reply(rec, "RPUSH", reply)
+            if ok:
+                rec.ok(reply)
+                self._lists.grew(key, reply)
+        else:
+            rec = self.history.begin(self.process, "read", key)
+            ok, reply = self._redis(rec, "LRANGE", key, 0, -1)
+            if ok and not isinstance(reply, list):
+                self._unexpected_reply(rec, "LRANGE", reply)
+            if ok:
+                rec.ok(value=list(reply))
+
 
 _STEPS: dict[str, Callable[[Worker], None]] = {
     "registers": Worker._registers,
     "counters": Worker._counters,
     "sessions": Worker._sessions,
+    "redis-registers": Worker._redis_registers,
+    "redis-appends": Worker._redis_appends,
 }
 
 
@@ -184,13 +365,23 @@ def _item_text(item: Item | None) -> str | None:
     return None if item is None else item.value.decode()
 
 
-def assign(workers: int) -> list[str]:
-    """Workload of each worker: one each for counters and sessions, the rest on registers."""
-    return ["counters", "sessions", *["registers"] * (workers - 2)]
+def assign(workers: int, workloads: Sequence[str] = GRPC_WORKLOADS) -> list[str]:
+    """Workload of each worker: one per workload, the rest in turn on the register and
+    append workloads chosen (counters and sessions need only one)."""
+    scaled = [w for w in _SCALED if w in workloads] or list(workloads)
+    extra = [scaled[i % len(scaled)] for i in range(workers - len(workloads))]
+    return [*workloads, *extra]
 
 
-def start_workers(config: WorkloadConfig, history: HistoryWriter) -> list[Worker]:
-    workers = [Worker(i, w, config, history) for i, w in enumerate(assign(config.workers))]
+def start_workers(
+    config: WorkloadConfig, history: HistoryWriter, lists: ListKeys | None = None
+) -> list[Worker]:
+    """Start config.workers workers; the redis-appends ones share `lists`."""
+    lists = lists or ListKeys(config.open_lists, config.list_cap)
+    workers = [
+        Worker(i, w, config, history, lists)
+        for i, w in enumerate(assign(config.workers, config.workloads))
+    ]
     for worker in workers:
         worker.start()
     return workers
@@ -205,4 +396,9 @@ def stop_workers(workers: Sequence[Worker], timeout: float = 10.0) -> list[str]:
         worker.join(timeout)
         if worker.error is not None:
             errors.append(f"{worker.workload} worker: {worker.error!r}")
+        if worker.unexpected:
+            errors.append(
+                f"{worker.workload} worker: {len(worker.unexpected)} reply(ies) outside the "
+                f"Redis port's contract, first: {worker.unexpected[0]}"
+            )
     return errors

@@ -1,4 +1,7 @@
-"""A short chaos run: kills, pauses and a partition under load, then every checker must pass."""
+"""A short chaos run: kills, pauses and a partition under load, then every checker must pass.
+
+The default workload mix runs: the SDK's registers, counters and sessions, and the Redis
+port's registers (SET/GET) and appends (RPUSH/LRANGE) through redis-py."""
 
 from __future__ import annotations
 
@@ -32,8 +35,13 @@ def test_chaos_smoke(tmp_path: Path) -> None:
         "fault_kinds"
     ]
     assert all(f["end"] is not None and f["end"] >= f["start"] for f in summary["faults"])
-    for workload in ("registers", "counters", "sessions"):
+    for workload in ("registers", "counters", "sessions", "redis-registers", "redis-appends"):
         assert summary["ops"][workload].get("ok", 0) > 0, (workload, summary["ops"])
+    verdicts = {v["name"]: v for v in summary["verdicts"]}
+    assert verdicts["appends"]["valid"] is True, verdicts["appends"]
+    assert verdicts["appends"]["details"]["appends"]["acked"] > 100, verdicts["appends"]
+    registers = verdicts["linearizable_registers"]["details"]["ops_per_key"]
+    assert any(key.startswith("rr:") for key in registers), "Redis registers were not checked"
     leaders = (out / "leaders.jsonl").read_text().splitlines()
     assert len(leaders) > 50, "the leader is sampled about every 300 ms"
     page = (out / "report.html").read_text()

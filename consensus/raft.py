@@ -157,6 +157,21 @@ class _Consumer(SyncObjConsumer):  # type: ignore[misc]
             raise
 
 
+def _to_pysyncobj(address: str) -> str:
+    """HOST:PORT as pysyncobj takes it: it splits at the last colon and resolves the host as
+    written, so an IPv6 host goes without its brackets ([::1]:7380 -> ::1:7380)."""
+    host, _, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        return f"{host[1:-1]}:{port}"
+    return address
+
+
+def _from_pysyncobj(address: str) -> str:
+    """The inverse of _to_pysyncobj: the address as the rest of the node writes it."""
+    host, _, port = address.rpartition(":")
+    return f"[{host}]:{port}" if ":" in host else address
+
+
 def _remove_orphaned_scratch(base: str) -> None:
     """Remove memory-mode scratch dirs of node processes that died without cleaning up."""
     for name in os.listdir(base):
@@ -210,7 +225,7 @@ class RaftNode:
         conf = SyncObjConf(
             # Without bindAddress pysyncobj listens on 0.0.0.0 whatever the raft address
             # says: the pickle-speaking port would be reachable on every interface.
-            bindAddress=config.bind_addr or config.self_addr,
+            bindAddress=_to_pysyncobj(config.bind_addr or config.self_addr),
             bindRetryTime=0.2,
             maxBindRetries=10,
             password=config.secret,
@@ -242,7 +257,10 @@ class RaftNode:
             dnsFailCacheTime=config.dns_fail_cache_s,
         )
         self._syncobj = LogMatchingSyncObj(
-            config.self_addr, list(config.peers), conf, consumers=[self._consumer]
+            _to_pysyncobj(config.self_addr),
+            [_to_pysyncobj(peer) for peer in config.peers],
+            conf,
+            consumers=[self._consumer],
         )
         try:
             self._syncobj.waitBinded()
@@ -352,12 +370,12 @@ class RaftNode:
         self._status = RaftStatus(
             role=_ROLES[so._SyncObj__raftState],
             term=so.raftCurrentTerm,
-            leader=leader.address if leader is not None else None,
+            leader=_from_pysyncobj(leader.address) if leader is not None else None,
             commit_index=so.raftCommitIndex,
             applied_index=applied,
             leader_commit_index=leader_commit,
-            match_index={n.address: i for n, i in list(match.items())},
-            connected=frozenset(n.address for n in list(connected)),
+            match_index={_from_pysyncobj(n.address): i for n, i in list(match.items())},
+            connected=frozenset(_from_pysyncobj(n.address) for n in list(connected)),
             ready=so.isReady(),
             caught_up_at=caught_up_at,
         )

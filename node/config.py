@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +151,7 @@ def _with_defaults(values: Mapping[str, str]) -> dict[str, str]:
 
 
 def parse_address(flag: str, text: str) -> str:
-    """Validate HOST:PORT; returns it stripped."""
+    """Validate HOST:PORT (an IPv6 host in brackets: [::1]:7380); returns it stripped."""
     text = text.strip()
     host, sep, port = text.rpartition(":")
     if (
@@ -161,9 +162,22 @@ def parse_address(flag: str, text: str) -> str:
         or " " in host
     ):
         raise ConfigError(
-            f"{flag}: {text!r} is not HOST:PORT (for example 127.0.0.1:7380); the port must "
-            "be 1-65535"
+            f"{flag}: {text!r} is not HOST:PORT (for example 127.0.0.1:7380, or [::1]:7380 "
+            "for IPv6); the port must be 1-65535"
         )
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ConfigError(
+            f"{flag}: {text!r} has an IPv6 host without brackets, so its port is ambiguous; "
+            f"write it as [{host}]:{port} (HOST:PORT with the IPv6 address in brackets)"
+        )
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ConfigError(
+                f"{flag}: {host} in {text!r} is not an IPv6 address; brackets are for IPv6 "
+                "only (a name or an IPv4 address goes without them)"
+            ) from None
     return text
 
 
@@ -181,6 +195,50 @@ def parse_peers(text: str) -> tuple[str, ...]:
     if len(set(peers)) != len(peers):
         raise ConfigError(f"--peers: {text!r} lists the same address twice")
     return tuple(peers)
+
+
+def _refuse_self_and_repeats(raft: str, peers: Sequence[str], *, resolve: bool) -> None:
+    """--peers names each other voter once and never this node, however they are written:
+    localhost:7380 and 127.0.0.1:7380 are one node, which pysyncobj would count twice."""
+    resolved: dict[str, frozenset[str]] = {}
+
+    def addresses(host: str) -> frozenset[str]:
+        if host not in resolved:
+            resolved[host] = _host_addresses(host, resolve)
+        return resolved[host]
+
+    def same(a: str, b: str) -> bool:
+        (host_a, _, port_a), (host_b, _, port_b) = a.rpartition(":"), b.rpartition(":")
+        return port_a == port_b and bool(addresses(host_a) & addresses(host_b))
+
+    for peer in peers:
+        if same(raft, peer):
+            raise ConfigError(
+                f"--peers: {peer} is this node's own --raft address {raft}; list only the others"
+            )
+    for i, peer in enumerate(peers):
+        for other in peers[i + 1 :]:
+            if same(peer, other):
+                raise ConfigError(
+                    f"--peers: {peer} and {other} are the same node; list each voter once"
+                )
+
+
+def _host_addresses(host: str, resolve: bool) -> frozenset[str]:
+    """The IP addresses a host stands for; a name that is not resolved (or does not resolve
+    yet: a peer whose DNS record is not published) stands for itself."""
+    literal = host.strip("[]")
+    try:
+        return frozenset({str(ipaddress.ip_address(literal))})
+    except ValueError:
+        pass
+    try:
+        if resolve:
+            infos = socket.getaddrinfo(literal, None, type=socket.SOCK_STREAM)
+            return frozenset(str(info[4][0]) for info in infos)
+    except (OSError, UnicodeError):
+        pass
+    return frozenset({literal.lower()})
 
 
 def _unspecified(address: str) -> bool:
@@ -311,10 +369,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         )
     raft_bind = parse_address("--raft-bind", values.get("raft-bind", raft_addr))
     peers = parse_peers(values.get("peers", ""))
-    if raft_addr in peers:
-        raise ConfigError(
-            f"--peers: lists this node's own --raft address {raft_addr}; list only the others"
-        )
+    # Peers derived from --pod-name are distinct pod names: no DNS lookups at start-up there.
+    _refuse_self_and_repeats(raft_addr, peers, resolve="pod-name" not in values)
     secret = values.get("raft-secret") or None
     on_loopback = all(is_loopback(a) for a in (raft_addr, raft_bind, *peers))
     if secret is None and not on_loopback:

@@ -249,6 +249,74 @@ def test_malformed_peers_are_refused(argv: list[str], fragments: list[str]) -> N
 
 
 @pytest.mark.parametrize(
+    ("raft", "peers", "named"),
+    [
+        ("127.0.0.1:7380", "127.0.0.1:7381,localhost:7380", "localhost:7380"),
+        ("localhost:7380", "127.0.0.1:7380", "127.0.0.1:7380"),
+        ("127.0.0.1:7380", "LOCALHOST:7380", "LOCALHOST:7380"),
+        ("[::1]:7380", "[0:0::1]:7380", "[0:0::1]:7380"),
+    ],
+    ids=["localhost-for-127.0.0.1", "127.0.0.1-for-localhost", "case", "ipv6-spelling"],
+)
+def test_a_peer_that_is_this_node_however_written_is_refused(
+    raft: str, peers: str, named: str
+) -> None:
+    message = refused(["--raft", raft, "--peers", peers])
+    assert message == (
+        f"--peers: {named} is this node's own --raft address {raft}; list only the others"
+    )
+
+
+def test_a_peer_name_that_resolves_to_the_raft_address_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def getaddrinfo(host: str, *_args: object, **_kwargs: object) -> list[tuple[object, ...]]:
+        addresses = {"cache-0.internal": "10.0.0.1", "cache-1.internal": "10.0.0.2"}
+        if host not in addresses:
+            raise OSError(f"unknown host {host}")
+        return [(2, 1, 6, "", (addresses[host], 0))]
+
+    monkeypatch.setattr(config.socket, "getaddrinfo", getaddrinfo)
+    secret = ["--raft-secret", "s"]
+    message = refused(["--raft", "10.0.0.1:7380", "--peers", "cache-0.internal:7380", *secret])
+    assert "cache-0.internal:7380 is this node's own --raft address 10.0.0.1:7380" in message
+    message = refused(["--peers", "cache-1.internal:7380,10.0.0.2:7380", *secret])
+    assert message == (
+        "--peers: cache-1.internal:7380 and 10.0.0.2:7380 are the same node; list each voter once"
+    )
+    # Another port, or a name that does not resolve (yet), is another node.
+    cfg = load(["--raft", "10.0.0.1:7380", "--peers", "10.0.0.1:7381,cache-9:7380", *secret], {})
+    assert cfg.raft.peers == ("10.0.0.1:7381", "cache-9:7380")
+
+
+def test_bracketed_ipv6_addresses_are_accepted_everywhere() -> None:
+    cfg = load(
+        ["--listen", "[::1]:6380", "--raft", "[::1]:7380", "--peers", "[::1]:7381,[::1]:7382"],
+        {},
+    )
+    assert (cfg.listen, cfg.advertise) == ("[::1]:6380", "[::1]:6380")
+    assert cfg.raft.self_addr == "[::1]:7380" and cfg.node_id == "[::1]:7380"
+    assert cfg.raft.peers == ("[::1]:7381", "[::1]:7382")
+    assert cfg.raft.secret is None  # loopback
+
+
+@pytest.mark.parametrize(
+    ("flag", "text", "advice"),
+    [
+        ("--raft", "::1:7380", "write it as [::1]:7380"),
+        ("--listen", ":::6380", "write it as [::]:6380"),
+        ("--peers", "fe80::1:7381", "write it as [fe80::1]:7381"),
+        ("--advertise", "[cache-0]:6380", "brackets are for IPv6 only"),
+    ],
+)
+def test_an_ipv6_host_without_brackets_is_refused_with_the_bracketed_form(
+    flag: str, text: str, advice: str
+) -> None:
+    message = refused([flag, text])
+    assert message.startswith(f"{flag}: ") and advice in message
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["--raft", "10.0.0.1:7380"],

@@ -9,7 +9,7 @@ from typing import Any
 
 from raftcache.node.errors import InvalidInput
 from raftcache.node.keyspace import dispatch
-from raftcache.node.keyspace.db import DATABASES
+from raftcache.node.keyspace.db import DATABASES, DB_PREFIX
 from raftcache.node.keyspace.reply import CommandError
 from raftcache.node.state_machine import READ_OPS
 from raftcache.v1 import cache_pb2, command_pb2
@@ -31,6 +31,11 @@ class Limits:
 def check_key(key: bytes, limits: Limits, what: str = "key") -> None:
     if not key:
         raise InvalidInput(f"{what} is empty: every key needs at least one byte")
+    if key.startswith(DB_PREFIX):
+        raise InvalidInput(
+            f"{what} starts with {DB_PREFIX!r}, a prefix reserved for the keys of Redis "
+            "databases 1-15: use another key (or reach those databases over Redis)"
+        )
     if len(key) > limits.max_key_bytes:
         raise InvalidInput(
             f"{what} is {len(key)} bytes, over the limit of {limits.max_key_bytes} bytes "

@@ -272,6 +272,9 @@ def scan(db: Db, argv: list[bytes]) -> ReplyT:
     return [str(after).encode(), out]
 
 
+SMALL_STORE = 4096
+
+
 @command("randomkey", 1, "readonly", keys=(0, 0, 0))
 def randomkey(db: Db, argv: list[bytes]) -> ReplyT:
     """A key from a random scan bucket (db.rng: the same on every replica)."""
@@ -280,6 +283,9 @@ def randomkey(db: Db, argv: list[bytes]) -> ReplyT:
     if not db.size():
         return None
     rng = db.rng(b"randomkey")
+    if len(db.sm) <= SMALL_STORE:  # sparse buckets: listing the keys is cheaper than walking
+        live = list(db.keys())
+        return rng.choice(live) if live else None
     start = cursor = rng.randrange(SCAN_BUCKETS)
     wrapped = False
     while True:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import pytest
 from raftcache.node import requests
 from raftcache.node.errors import CacheError, InvalidInput
+from raftcache.node.keyspace.db import DB_PREFIX
 from raftcache.node.requests import MAX_TTL_MS, Limits
 from raftcache.node.state_machine import SetOk, StateMachine
 from raftcache.v1 import cache_pb2, command_pb2
@@ -43,6 +44,20 @@ def test_default_limits() -> None:
 def test_empty_key_is_refused() -> None:
     with refused("key is empty", "at least one byte"):
         requests.set_op(cache_pb2.SetRequest(key=b"", value=b"v"), DEFAULT, NOW)
+
+
+@pytest.mark.parametrize("key", [DB_PREFIX, DB_PREFIX + b"\x03k", DB_PREFIX + b"\x00"])
+def test_keys_in_the_prefix_of_redis_databases_are_refused(key: bytes) -> None:
+    # Databases 1-15 live under this prefix: a gRPC key there would alias a Redis key.
+    with refused("starts with", "reserved for the keys of Redis databases 1-15"):
+        requests.set_op(cache_pb2.SetRequest(key=key, value=b"v"), DEFAULT, NOW)
+    with refused("keys[1] starts with"):
+        requests.check_keys([b"a", key], DEFAULT)
+
+
+def test_keys_that_merely_resemble_the_prefix_are_accepted() -> None:
+    for key in (DB_PREFIX[:-1], b"rcdb\x03k", b"x" + DB_PREFIX):
+        requests.check_key(key, DEFAULT)
 
 
 def test_key_at_the_default_limit_is_accepted_and_one_byte_more_is_refused() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from raftcache.node.keyspace.db import DB_PREFIX
 from raftcache.node.state_machine import (
     DEDUP_IDLE_MS,
     DEDUP_MAX_CLIENTS,
@@ -20,7 +21,7 @@ from raftcache.node.state_machine import (
     SetOk,
     StateMachine,
 )
-from raftcache.v1 import command_pb2
+from raftcache.v1 import cache_pb2, command_pb2
 
 IF_ABSENT = 1
 IF_PRESENT = 2
@@ -817,3 +818,32 @@ def test_client_sessions_are_evicted_least_recently_used(monkeypatch: pytest.Mon
     assert apply1(sm, incr_op(b"n", 1, rid=("a", 1))) == IncrOk(1, 1)
     retried = apply1(sm, incr_op(b"n", 1, rid=("b", 1)))
     assert isinstance(retried, IncrOk) and retried.value == 6  # a, b, c, a, d, then b again
+
+
+# ------------------------------------------------------------------ scan
+
+
+def _redis_set(sm: StateMachine, db: int, key: bytes) -> None:
+    cmd = command_pb2.Command(now_ms=1)
+    cmd.ops.add().data.op.call.CopyFrom(cache_pb2.RedisCall(argv=[b"SET", key, b"v"], db=db))
+    sm.apply(cmd)
+
+
+def _scan_all(sm: StateMachine, prefix: bytes = b"", db: int = 0) -> list[bytes]:
+    found, cursor = sm.scan(0, prefix, 100, 1, db=db)
+    while cursor:
+        more, cursor = sm.scan(cursor, prefix, 100, 1, db=db)
+        found += more
+    return sorted(found)
+
+
+def test_scan_of_the_grpc_keyspace_never_returns_keys_of_other_databases() -> None:
+    sm = StateMachine()
+    sm.apply(command(set_op(b"a"), set_op(b"ab"), set_op(b"b")))
+    for db in (1, 7, 15):
+        _redis_set(sm, db, b"a")
+        _redis_set(sm, db, b"ax")
+    assert _scan_all(sm) == [b"a", b"ab", b"b"]
+    assert _scan_all(sm, b"a") == [b"a", b"ab"]
+    assert _scan_all(sm, DB_PREFIX) == []  # not even by naming the internal prefix
+    assert _scan_all(sm, db=7) == [DB_PREFIX + b"\x07a", DB_PREFIX + b"\x07ax"]

@@ -34,6 +34,11 @@ class RawString(bytes):
     __slots__ = ()
 
 
+def plain(value: bytes | None) -> bytes | None:
+    """A stored string as a reply: plain bytes (the RESP encoder dispatches on exact types)."""
+    return value if value is None or type(value) is bytes else bytes(value)
+
+
 def as_int(raw: bytes) -> int | None:
     """The 64-bit integer a string spells exactly (Redis's string2ll), or None."""
     try:
@@ -126,7 +131,7 @@ def set_(db: Db, argv: list[bytes]) -> ReplyT:
     key, value = argv[1], argv[2]
     deadline = expire_at(expire, _unit(flags), "set", db.now) if expire else 0
     get = b"GET" in flags
-    old = db.string(key) if get else None  # WRONGTYPE before anything changes
+    old = plain(db.string(key)) if get else None  # WRONGTYPE before anything changes
     entry = db.entry(key)
     if (b"NX" in flags and entry is not None) or (b"XX" in flags and entry is None):
         return old
@@ -164,12 +169,12 @@ _setex(b"PX", "psetex")
 
 @command("get", 2, "readonly fast", group="string")
 def get(db: Db, argv: list[bytes]) -> ReplyT:
-    return db.string(argv[1])
+    return plain(db.string(argv[1]))
 
 
 @command("getset", 3, "write denyoom fast", group="string")
 def getset(db: Db, argv: list[bytes]) -> ReplyT:
-    old = db.string(argv[1])
+    old = plain(db.string(argv[1]))
     _reserve_set(db, argv[1], argv[2])
     db.set(argv[1], argv[2], 0)
     return old
@@ -177,7 +182,7 @@ def getset(db: Db, argv: list[bytes]) -> ReplyT:
 
 @command("getdel", 2, "write fast", group="string")
 def getdel(db: Db, argv: list[bytes]) -> ReplyT:
-    old = db.string(argv[1])
+    old = plain(db.string(argv[1]))
     if old is not None:
         db.delete(argv[1])
     return old
@@ -191,7 +196,7 @@ def _check_getex(argv: list[bytes]) -> None:
 def getex(db: Db, argv: list[bytes]) -> ReplyT:
     flags, expire = parse_options(argv, getex=True)
     key = argv[1]
-    value = db.string(key)
+    value = plain(db.string(key))
     if value is None:
         return None
     unit = _unit(flags)
@@ -208,7 +213,7 @@ def mget(db: Db, argv: list[bytes]) -> ReplyT:
     out: list[ReplyT] = []
     for key in argv[1:]:
         entry = db.entry(key)
-        out.append(entry[0] if entry is not None and isinstance(entry[0], bytes) else None)
+        out.append(plain(entry[0]) if entry is not None and isinstance(entry[0], bytes) else None)
     return out
 
 

@@ -340,6 +340,29 @@ def test_append_creates_extends_and_keeps_the_ttl() -> None:
     assert unchanged(r, "APPEND", "l", "x") == WRONGTYPE
 
 
+@pytest.mark.parametrize(
+    "read",
+    [
+        ("GET", "k"),
+        ("MGET", "k"),
+        ("GETRANGE", "k", 0, -1),
+        ("GETEX", "k", "PERSIST"),
+        ("GETSET", "k", "x"),
+        ("GETDEL", "k"),
+        ("SET", "k", "x", "GET"),
+    ],
+)
+def test_strings_edited_in_place_read_back_as_plain_bytes(read: tuple[Any, ...]) -> None:
+    r = Redis()
+    r("SET", "k", "ab")
+    r("APPEND", "k", "cd")
+    assert r("OBJECT", "ENCODING", "k") == b"raw"
+    reply = r(*read)
+    value = reply[0] if isinstance(reply, list) else reply
+    assert type(value) is bytes and value == b"abcd"  # the RESP encoder wants exact types
+    assert encoded(reply, 2).endswith(b"$4\r\nabcd\r\n")
+
+
 def test_append_and_setrange_refuse_strings_over_the_size_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

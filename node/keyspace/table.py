@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from raftcache.node.keyspace.db import DB_PREFIX
 from raftcache.node.keyspace.reply import CommandError, ReplyT, unknown_command, wrong_arity
 
 if TYPE_CHECKING:
@@ -82,6 +83,15 @@ def lookup(argv: list[bytes]) -> Spec:
 def validate(argv: list[bytes]) -> Spec:
     """Everything that can be checked without the state: name, arity, syntax."""
     spec = lookup(argv)
+    if spec.first_key > 0:
+        for key in spec.keys(argv):
+            if key.startswith(DB_PREFIX):
+                raise CommandError(RESERVED_KEY)
     if spec.check is not None:
         spec.check(argv)
     return spec
+
+
+RESERVED_KEY: Final = (
+    "ERR keys starting with \\x00rcdb are reserved for databases 1-15: use another key"
+)

@@ -84,6 +84,8 @@ def encode(reply: ReplyT, proto: int, out: bytearray) -> None:
         out += reply  # type: ignore[operator]
     elif isinstance(reply, list):
         encode(list(reply), proto, out)
+    elif isinstance(reply, bytes):
+        encode(bytes(reply), proto, out)
     elif isinstance(reply, int):
         out += b":%d\r\n" % reply
     else:

@@ -775,3 +775,15 @@ def test_string_commands_follow_redis_command_table() -> None:
         assert (spec.arity, spec.flags, spec.group) == (arity, frozenset(flags.split()), "string")
         assert (spec.first_key, spec.last_key, spec.step) == keys, name
     assert dispatch.COMMANDS[b"mset"].keys([b"mset", b"a", b"1", b"b", b"2"]) == [b"a", b"b"]
+
+
+def test_keys_of_other_databases_cannot_be_reached_from_database_0() -> None:
+    r = Redis()
+    r("SET", "foo", "in-3", db=3)
+    reserved = b"\x00rcdb\x03foo"
+    error = Error(
+        "ERR keys starting with \\x00rcdb are reserved for databases 1-15: use another key"
+    )
+    assert r("SET", reserved, "x") == error
+    assert r("GET", reserved) == error
+    assert r("GET", "foo", db=3) == b"in-3"

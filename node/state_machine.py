@@ -918,6 +918,11 @@ class StateMachine:
         return self._memory
 
     @property
+    def ttl_keys(self) -> int:
+        """Stored keys that have a deadline, in every database (INFO's expires)."""
+        return self._ttl_keys
+
+    @property
     def members(self) -> dict[str, Member]:
         return dict(self._members)
 

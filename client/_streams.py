@@ -55,7 +55,11 @@ class StreamOpener:
         self, method: str, request: Any, *, after: str | None = None
     ) -> tuple[Stream, str, Mapping[str, str]]:
         """A started stream, its node and its initial metadata; `after` = a node that just
-        failed, tried last."""
+        failed, tried last.
+
+        Each node keeps its own watch window (a restarted node only from its last snapshot
+        on), so RevisionCompacted from one node sends the watch to the next; it is raised
+        once every member said so, or when the deadline passes with no other answer."""
         deadline = self._router.deadline_in(self._timeout)
         soon = min(deadline, self._router.deadline_in(1.0))
         if after is not None:
@@ -63,14 +67,19 @@ class StreamOpener:
         else:
             await self._router.refresh_if_old(soon)
         last: CallFailed | None = None
+        compacted: dict[str, errors.RevisionCompactedError] = {}
         attempt = 0
         while (remaining := deadline - self._router.deadline_in(0)) > 0:
             members = self._router.members
+            if all(m in compacted for m in members):
+                raise next(iter(compacted.values()))
             if after in members:
                 self._next = members.index(after) + 1
                 after = None
             address = members[self._next % len(members)]
             self._next += 1
+            if address in compacted:
+                continue  # it answered already: try the members that have not
             stream = self._transport.open_stream(address, method, request)
             try:
                 metadata = await stream.started(min(remaining, 2.0))
@@ -78,12 +87,16 @@ class StreamOpener:
             except CallFailed as failure:
                 stream.cancel()
                 final = final_error(failure)
-                if final is not None:
+                if isinstance(final, errors.RevisionCompactedError):
+                    compacted[address] = final
+                elif final is not None:
                     raise final from None
                 last = failure
             attempt += 1
             if attempt % len(members) == 0:
                 await self._router._backoff(attempt // len(members), deadline)
+        if compacted:
+            raise next(iter(compacted.values()))
         detail = f"{last.code}: {last.details}" if last else "no attempt could be made"
         raise errors.UnavailableError(
             f"{method.split('/')[-1]}: no node accepted the stream within {self._timeout} s "
@@ -137,7 +150,7 @@ def _lost(why: str) -> errors.UnavailableError:
 class Watch:
     """Changes to a key or prefix, in revision order, each delivered once. After a break it
     resumes from the last delivered revision (`revision`), on another node if need be.
-    RevisionCompactedError when that revision is no longer retained."""
+    RevisionCompactedError when no member retains that revision any more."""
 
     def __init__(self, opener: StreamOpener, request: cache_pb2.WatchRequest) -> None:
         self._opener = opener
@@ -207,14 +220,13 @@ class Watch:
         try:
             event = await self._stream.next()
         except CallFailed as failure:
-            if failure.code == "OUT_OF_RANGE":
-                await self.aclose()
-                raise _compacted(self.revision, failure.details) from None
             final = final_error(failure)
-            if final is not None and not isinstance(final, errors.SlowConsumerError):
+            if final is not None and not isinstance(
+                final, errors.SlowConsumerError | errors.RevisionCompactedError
+            ):
                 await self.aclose()
                 raise final from None
-            event = None
+            event = None  # a break; even RevisionCompacted: another node may still retain it
         if event is None:
             self._stream.cancel()
             self._stream = None

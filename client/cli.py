@@ -894,7 +894,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prefix", nargs="?", default="", metavar="PREFIX")
     p.add_argument("--count", type=_count, default=100, metavar="N", help="keys per request")
 
-    p = command("publish", "publish a message", "Publish MESSAGE; prints the receivers.")
+    p = command(
+        "publish",
+        "publish a message",
+        "Publish MESSAGE to its subscribers on every node; prints how many of them are on "
+        "the leader (other nodes' subscribers get it too, uncounted).",
+    )
     p.add_argument("channel", metavar="CHANNEL")
     p.add_argument("message", metavar="MESSAGE")
 

@@ -97,6 +97,39 @@ def test_subscriber_on_a_follower_gets_messages_from_another_node_in_order(
     run(body())
 
 
+def test_publish_counts_the_leaders_subscribers_and_every_node_delivers(
+    cluster: LocalCluster,
+) -> None:
+    """What README promises: `receivers` is the leader's count; the others hear it too."""
+    leader, follower, other = roles(cluster)
+    channel = unique("counted")
+
+    async def body() -> None:
+        channels = [grpc.aio.insecure_channel(node.client_addr) for node in cluster.nodes]
+        try:
+            calls = [
+                cache_pb2_grpc.CacheStub(c).Subscribe(
+                    cache_pb2.SubscribeRequest(channels=[channel])
+                )
+                for c in channels
+            ]
+            for call in calls:
+                await registered(call)
+            for publisher in (leader, follower):  # a follower forwards: still the leader's
+                publish = cache_pb2_grpc.CacheStub(channels[publisher]).Publish
+                request = cache_pb2.PublishRequest(channel=channel, message=b"hi")
+                assert (await publish(request, timeout=TIMEOUT)).receivers == 1
+            for call in calls:
+                assert [m.message for m in await read(call, 2)] == [b"hi", b"hi"]
+                call.cancel()
+            await until_closed(cluster, other)
+        finally:
+            for c in channels:
+                await c.close()
+
+    run(body())
+
+
 def test_bad_subscribe_is_invalid_argument(cluster: LocalCluster) -> None:
     async def body() -> None:
         async with grpc.aio.insecure_channel(cluster.nodes[0].client_addr) as channel:

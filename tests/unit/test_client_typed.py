@@ -740,14 +740,19 @@ def test_a_watch_from_now_that_breaks_before_any_event_resumes_from_where_it_sta
     assert [request.start_revision for _, _, request in fake.opened] == [0, 41]
 
 
+COMPACTED = CallFailed("OUT_OF_RANGE", "revision 8 is older than 90", "RevisionCompacted")
+
+
 def test_watch_from_a_compacted_revision_raises_a_typed_error(
     client: AsyncClient, fake: StreamingFake
 ) -> None:
-    fake.streams.append(
-        FakeStream(
-            event(8),
-            CallFailed("OUT_OF_RANGE", "revision 8 is older than 90", "RevisionCompacted"),
-        )
+    # The node ends the stream (it loaded a snapshot); the two others do not retain 8 either.
+    fake.streams.extend(
+        [
+            FakeStream(event(8), COMPACTED),
+            FakeStream(refuse=COMPACTED),
+            FakeStream(refuse=COMPACTED),
+        ]
     )
 
     async def drain() -> list[WatchEvent]:
@@ -755,16 +760,34 @@ def test_watch_from_a_compacted_revision_raises_a_typed_error(
 
     with pytest.raises(RevisionCompactedError, match=r"after revision 8.*watch from now"):
         run(drain())
+    assert len({address for address, _, _ in fake.opened}) == 3
 
 
-def test_watch_refused_at_once_as_too_old(client: AsyncClient, fake: StreamingFake) -> None:
-    fake.streams.append(
-        FakeStream(refuse=CallFailed("OUT_OF_RANGE", "too old", "RevisionCompacted"))
-    )
+def test_watch_refused_as_too_old_by_every_member(client: AsyncClient, fake: StreamingFake) -> None:
+    fake.streams.extend(FakeStream(refuse=COMPACTED) for _ in range(3))
 
     with pytest.raises(RevisionCompactedError, match="after revision 3"):
         run(client.watch("k", start_revision=3))
-    assert len(fake.opened) == 1
+    assert len(fake.opened) == 3  # each member once, then no more
+
+
+def test_a_watch_resumes_on_a_node_that_still_retains_the_revision(
+    client: AsyncClient, fake: StreamingFake
+) -> None:
+    """A restarted node keeps changes only from its last snapshot on; the others still have
+    them, so a resume it refuses goes on elsewhere."""
+    fake.streams.extend(
+        [
+            FakeStream(event(8), SOCKET_CLOSED),  # its node restarts
+            FakeStream(refuse=COMPACTED),  # the restarted node no longer has 8
+            FakeStream(event(9), event(10)),  # another node does
+        ]
+    )
+
+    got = take(client, 3, start_revision=7)
+
+    assert [e.revision for e in got] == [8, 9, 10]
+    assert [request.start_revision for _, _, request in fake.opened] == [7, 8, 8]
 
 
 def test_blocking_watch_iterates_and_tracks_the_revision(fake: StreamingFake) -> None:

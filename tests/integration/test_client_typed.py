@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import grpc
 import pytest
 from raftcache.chaos.local_cluster import LocalCluster
 from raftcache.client import (
@@ -21,6 +22,7 @@ from raftcache.client import (
     WrongTypeError,
     ops,
 )
+from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
 
 from tests.integration.conftest import start_cluster
 
@@ -287,6 +289,55 @@ def test_watch_resumes_on_another_node_after_its_node_is_killed(
             await watch.aclose()
         assert [e.value for e in [first, *later]] == [b"1", b"2", b"3"]
         assert first.revision < later[0].revision < later[1].revision
+
+    try:
+        asyncio.run(body())
+    finally:
+        cluster.close()
+
+
+def test_a_watch_resumes_past_a_restarted_node_that_kept_only_its_last_snapshot_on(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Journal mode: a restarted node re-applies its journal from its last snapshot, so its
+    watch window starts there; it answers an older start revision with OUT_OF_RANGE, and the
+    SDK goes on to a node that still retains it."""
+    cluster = start_cluster(tmp_path_factory.mktemp("watch-restart"))
+    key = unique("restarted")
+
+    async def body() -> None:
+        async with AsyncClient(cluster.nodes[0].client_addr, timeout=TIMEOUT) as c:
+            await c.set(unique("before"), "0")  # so that first - 1 is a revision, not "now"
+            first = await c.set(key, "1")
+            victim_addr = c.members[0]  # the member a new watch tries first
+            victim = [n.client_addr for n in cluster.nodes].index(victim_addr)
+            cache = cache_pb2_grpc.CacheStub(grpc.insecure_channel(victim_addr))
+            stale = cache_pb2.GetRequest(key=key.encode(), consistency=cache_pb2.STALE)
+            eventually(lambda: cache.Get(stale, timeout=5).value == b"1", "'1' on the victim")
+            stub = cluster_pb2_grpc.ClusterStub(grpc.insecure_channel(victim_addr))
+            taken = stub.Status(cluster_pb2.StatusRequest(), timeout=5).snapshots_taken
+            while stub.Status(cluster_pb2.StatusRequest(), timeout=5).snapshots_taken == taken:
+                stub.Snapshot(cluster_pb2.SnapshotRequest(), timeout=5)  # covers "1"
+                await asyncio.sleep(0.1)
+            await c.set(key, "2")
+            cluster.kill(victim)
+            cluster.start_node(victim)
+            cluster.wait_until_ready(timeout=30)
+            await c.set(key, "3")
+
+        refused = cache_pb2_grpc.CacheStub(grpc.insecure_channel(victim_addr)).Watch(
+            cache_pb2.WatchRequest(key=key.encode(), start_revision=first - 1), timeout=TIMEOUT
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            next(iter(refused))
+        assert raised.value.code() == grpc.StatusCode.OUT_OF_RANGE
+
+        async with AsyncClient(victim_addr, timeout=TIMEOUT) as c:
+            watch = await c.watch(key, start_revision=first - 1)
+            got = [await asyncio.wait_for(anext(watch), TIMEOUT) for _ in range(3)]
+            assert watch.address != victim_addr
+            await watch.aclose()
+        assert [e.value for e in got] == [b"1", b"2", b"3"]
 
     try:
         asyncio.run(body())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import shutil
 import sys
 import threading
@@ -77,6 +78,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--think", type=float, default=0.02, help="seconds between a worker's ops")
     p.add_argument("--check-budget", type=float, default=60.0, help="linearizability search s")
     p.add_argument("--out", default="chaos-results")
+    p.add_argument(
+        "--compaction-entries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="every node's --compaction-entries (local mode): small values make nodes that "
+        "fell behind during a fault catch up from the leader's snapshot",
+    )
     k8s = p.add_argument_group(
         "kubernetes mode",
         "fault pods of a deployed StatefulSet through kubectl instead of a local cluster "
@@ -147,6 +156,7 @@ class Backend:
     nemesis: Nemesis | K8sNemesis | None
     wait_ready: Callable[[], bool]
     statuses: Callable[[], list[dict[str, Any]]]
+    logs: Callable[[], dict[str, str]] | None = None  # node id -> its log (local mode)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,13 +171,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         WorkloadConfig(("-",), workers=args.workers, workloads=workloads, redis_endpoints=("-",))
         if args.nodes < 1 or args.duration <= 0:
             raise ValueError("--nodes must be >= 1 and --duration > 0")
+        if args.compaction_entries is not None and args.compaction_entries < 100:
+            raise ValueError("--compaction-entries must be >= 100 (the node's minimum)")
     except ValueError as exc:
         print(f"raftcache-chaos: {exc}", file=sys.stderr)
         return EXIT_USAGE
     out = _prepare_out(args, seed)
     # Raft links go through proxies only when a network fault needs them.
     proxy = any(k in NETWORK_KINDS for k in kinds)
-    cluster = LocalCluster(args.nodes, out / "cluster", proxy=proxy, proxy_seed=seed)
+    node_args: list[str] = []
+    if args.compaction_entries is not None:
+        node_args = ["--compaction-entries", str(args.compaction_entries)]
+    cluster = LocalCluster(
+        args.nodes, out / "cluster", proxy=proxy, proxy_seed=seed, extra_args=node_args
+    )
     try:
         cluster.start()
         try:
@@ -186,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             nemesis=nemesis if kinds else None,
             wait_ready=lambda: _wait_ready(cluster),
             statuses=lambda: _statuses(cluster),
+            logs=lambda: {n.node_id: n.log_path.read_text(errors="replace") for n in cluster.nodes},
         )
         return _run(args, seed, out, backend)
     finally:
@@ -312,6 +330,8 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     crashes = nemesis.crashes if nemesis is not None else []
     verdicts = _check(ops, faults, final, final_lists, statuses, args.check_budget)
     verdicts.append(_run_verdict(ready, worker_errors, crashes))
+    if backend.logs is not None:
+        verdicts.append(_log_verdict(backend.logs()))
 
     summary = _summary(seed, args, elapsed, ops, faults, crashes, verdicts, statuses)
     summary["report"] = str(out / "report.html")
@@ -509,6 +529,25 @@ def _check(
 
 def _unknown(name: str, message: str) -> Verdict:
     return Verdict(name=name, valid="unknown", details={}, message=message)
+
+
+# A CRITICAL line in the console or JSON format (structlog), or from stdlib logging's default.
+_CRITICAL = re.compile(r'\[critical\s*\]|"level": "critical"|^CRITICAL\b', re.MULTILINE)
+
+
+def _log_verdict(logs: dict[str, str]) -> Verdict:
+    """No node logged anything at CRITICAL: every such line means a node stopped or its log
+    diverged (consensus/log_matching.py keeps pysyncobj's truncation warning for that)."""
+    found = {
+        node: lines
+        for node, text in logs.items()
+        if (lines := [line for line in text.splitlines() if _CRITICAL.search(line)])
+    }
+    message = (
+        "; ".join(f"{node}: {lines[0][:300]}" for node, lines in found.items())
+        or "no node logged a CRITICAL line"
+    )
+    return Verdict(name="logs", valid=not found, details={"critical": found}, message=message)
 
 
 def _run_verdict(ready: bool, worker_errors: list[str], crashes: list[dict[str, Any]]) -> Verdict:

@@ -8,7 +8,8 @@ nextIndex reset) made a follower drop entries the leader had already counted in
 its matchIndex, which never goes down. Had the leader died while enough
 followers held such a truncated log, a leader lacking a committed entry could
 have been elected. Our chaos runs logged pysyncobj's CRITICAL "truncating
-already-applied log entries" for exactly this.
+already-applied log entries" for exactly this, most often right after a snapshot
+install (an append sent before the snapshot overlaps its last, applied entry).
 
 ``LogMatchingSyncObj`` rewrites each AppendEntries before pysyncobj's handler
 sees it, so the handler's delete-everything-after-prev only ever runs from the

@@ -6,6 +6,7 @@ to its handler directly and its replies are captured, so every case is exact.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -135,6 +136,42 @@ def test_a_stale_term_append_is_ignored(follower: Follower) -> None:
     )
     assert len(follower.replies) == replies
     assert follower.log[-1] == (5, 3) and follower.commit == commit
+
+
+def install_snapshot(follower: Follower, previous: Entry, last: Entry) -> None:
+    """The follower's state right after loading the leader's snapshot, as pysyncobj's
+    __loadDumpFile leaves it: the log is the snapshot's last two entries, both applied."""
+    log = follower.obj._SyncObj__raftLog
+    log.clear()
+    log.add(*previous)
+    log.add(*last)
+    follower.obj._SyncObj__raftLastApplied = last[1]
+    follower.obj._SyncObj__raftCommitIndex = last[1]
+
+
+@pytest.mark.parametrize(
+    ("prev", "sent"),
+    [
+        pytest.param((99, 1), entries(100, 102, 1), id="late-append-from-before-the-snapshot"),
+        pytest.param((99, 1), entries(100, 100, 1), id="duplicate-of-the-snapshot-entry"),
+    ],
+)
+def test_an_append_overlapping_a_just_installed_snapshot_truncates_nothing(
+    follower: Follower,
+    caplog: pytest.LogCaptureFixture,
+    prev: tuple[int, int],
+    sent: list[Entry],
+) -> None:
+    """The leader streams its snapshot while appends it sent earlier (from a nextIndex inside
+    the snapshot) are still in flight. pysyncobj alone deleted the applied snapshot entry and
+    logged CRITICAL "truncating already-applied log entries" (the chaos runs showed it)."""
+    install_snapshot(follower, (b"op99", 99, 1), (b"op100", 100, 1))
+
+    reply = follower.append(1, prev, sent, commit=100)
+
+    assert follower.log == [(99, 1), (100, 1)] + [(e[1], e[2]) for e in sent[1:]]
+    assert reply["success"] and reply["next_node_idx"] == sent[-1][1] + 1
+    assert not [r for r in caplog.records if r.levelno >= logging.CRITICAL]
 
 
 def test_upstream_pysyncobj_still_truncates_so_the_fix_is_still_needed() -> None:

@@ -525,7 +525,7 @@ def gather(conn: Connection) -> InfoFacts:
         followers=[Follower(p.host, p.port, p.offset) for p in top.replicas if p.online]
         if me.leader
         else [],
-        errors=dict(getattr(stats, "error_codes", {})),
+        errors=dict(stats.error_codes),
         keyspace=keyspace,
         cpu=_cpu_times(),
     )

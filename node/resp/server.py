@@ -69,6 +69,15 @@ class Stats:
     keyspace_hits: int = 0
     keyspace_misses: int = 0
     rejected_connections: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)  # INFO errorstats
+
+    def count_error(self, text: str) -> None:
+        """An error reply: counted in total and by its code (the first word), like Redis,
+        which tracks at most 128 distinct codes."""
+        self.error_replies += 1
+        code = text.split(" ", 1)[0]
+        if code in self.error_codes or len(self.error_codes) < 128:
+            self.error_codes[code] = self.error_codes.get(code, 0) + 1
 
 
 class Subscriber:
@@ -212,7 +221,7 @@ class Connection(asyncio.Protocol):
             self.dispatch(argv)
         if parser.error is not None and not self._closing:
             # Commands before the bad input are answered; then this connection (only) ends.
-            self.server.stats.error_replies += 1
+            self.server.stats.count_error("ERR")
             self._slots.append(encoder.encoded(Error(f"ERR Protocol error: {parser.error}"), 2))
             self._closing = True
             self._close_when_flushed = True
@@ -231,7 +240,7 @@ class Connection(asyncio.Protocol):
 
     def reply(self, reply: ReplyT) -> None:
         if isinstance(reply, Error):
-            self.server.stats.error_replies += 1
+            self.server.stats.count_error(reply)
         self._slots.append(encoder.encoded(reply, self.proto))
 
     def _slot(self) -> asyncio.Future[bytes]:
@@ -287,7 +296,7 @@ class Connection(asyncio.Protocol):
 
     def encode(self, reply: ReplyT) -> bytes:
         if isinstance(reply, Error):
-            self.server.stats.error_replies += 1
+            self.server.stats.count_error(reply)
         return encoder.encoded(reply, self.proto)
 
     def _settle(self, slot: asyncio.Future[bytes], reply: ReplyT) -> None:

@@ -409,9 +409,7 @@ def _resetstat(conn: Connection, argv: list[bytes]) -> ReplyT:
         "rejected_connections",
     ):
         setattr(stats, counter, 0)
-    codes = getattr(stats, "error_codes", None)
-    if isinstance(codes, dict):
-        codes.clear()
+    stats.error_codes.clear()
     return OK
 
 

@@ -507,8 +507,12 @@ def test_config_set_replicated_limits_need_the_node_flags() -> None:
 def test_config_resetstat_and_rewrite() -> None:
     conn = fresh()
     conn.server.stats.commands_processed = 9
+    conn.server.stats.count_error("WRONGTYPE Operation against a key")
+    text = call(conn, "info", "errorstats")
+    assert text == b"# Errorstats\r\nerrorstat_WRONGTYPE:count=1\r\n"
     assert call(conn, "config", "resetstat") == OK
     assert conn.server.stats.commands_processed == 0
+    assert call(conn, "info", "errorstats") == b"# Errorstats\r\n"
     assert call(conn, "config", "rewrite") == Error(
         "ERR The server is running without a config file"
     )

@@ -229,6 +229,14 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _raftcache_source() -> str:
+    """The directory the node code is imported from (a checkout other than the bench's when
+    PYTHONPATH points at one)."""
+    import raftcache.node
+
+    return str(Path(raftcache.node.__file__).resolve().parent.parent)
+
+
 def machine_info() -> dict[str, Any]:
     try:
         commit = subprocess.run(
@@ -249,6 +257,7 @@ def machine_info() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     return {
+        "raftcache_source": _raftcache_source(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "cpu_model": model,

@@ -1,11 +1,13 @@
 """Closed-loop load generator: grpc.aio clients in separate (spawned) processes.
 
 Each client is a coroutine issuing requests back-to-back. Clients are grouped onto
-channels (`clients_per_channel`; 0 = one shared channel per target node). A run has
-a warm-up and a measurement window on a clock shared by all processes
-(CLOCK_MONOTONIC); latencies are measured with time.perf_counter and counted when a
-request completes inside the window. In `timeline` mode the generator runs until told
-to stop and records every request (start time, latency, ok) instead.
+channels (`clients_per_channel`; 0 = one shared channel per target node). The same
+generator drives etcd's v3 KV API (`etcd_*` ops: Put and Range with hand-encoded
+protobuf bytes, so no etcd stubs are needed) and, through bench/respgen.py, RESP
+servers (`resp_*` ops). A run has a warm-up and a measurement window on a clock shared
+by all processes (CLOCK_MONOTONIC); latencies are measured with time.perf_counter and
+counted when a request completes inside the window. In `timeline` mode the generator
+runs until told to stop and records every request (start time, latency, ok) instead.
 """
 
 from __future__ import annotations
@@ -29,7 +31,19 @@ from raftcache.v1 import cache_pb2, cache_pb2_grpc
 
 from bench.common import CpuMeter, CpuReport, channel_options, key_name, value_bytes
 
-OPS = ("set", "get_lin", "get_stale")
+OPS = (
+    "set",
+    "get_lin",
+    "get_stale",
+    "etcd_put",
+    "etcd_get_lin",
+    "etcd_get_ser",
+    "resp_get",
+    "resp_get_readonly",
+    "resp_set_wait",
+)
+ETCD_PUT = "/etcdserverpb.KV/Put"
+ETCD_RANGE = "/etcdserverpb.KV/Range"
 
 
 @dataclass(frozen=True)
@@ -63,15 +77,43 @@ class LoadResult:
     failure: str = ""
 
 
-class _Window:
+class Window:
     def __init__(self, measure_start: float, end: float) -> None:
         self.measure_start = measure_start
         self.end = end
 
 
+def _pb_bytes(field: int, data: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2)."""
+    return _varint(field << 3 | 2) + _varint(len(data)) + data
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def etcd_put_request(key: bytes, value: bytes) -> bytes:
+    """etcdserverpb.PutRequest{key=1, value=2} (etcd 3.4 rpc.proto)."""
+    return _pb_bytes(1, key) + _pb_bytes(2, value)
+
+
+def etcd_range_request(key: bytes, serializable: bool) -> bytes:
+    """etcdserverpb.RangeRequest{key=1, serializable=7} (etcd 3.4 rpc.proto)."""
+    return _pb_bytes(1, key) + (b"\x38\x01" if serializable else b"")
+
+
 def _requests(spec: LoadSpec) -> list[Any]:
     value = value_bytes(spec.value_size, spec.seed)
     keys = [key_name(spec.key_prefix, i) for i in range(spec.key_count)]
+    if spec.op == "etcd_put":
+        return [etcd_put_request(k, value) for k in keys]
+    if spec.op in ("etcd_get_lin", "etcd_get_ser"):
+        return [etcd_range_request(k, spec.op == "etcd_get_ser") for k in keys]
     if spec.op == "set":
         return [cache_pb2.SetRequest(key=k, value=value) for k in keys]
     consistency = cache_pb2.LINEARIZABLE if spec.op == "get_lin" else cache_pb2.STALE
@@ -101,33 +143,16 @@ async def _generate(
         await asyncio.gather(
             *(asyncio.wait_for(ch.channel_ready(), 15) for group in channels for ch in group)
         )
-        stubs = [[cache_pb2_grpc.CacheStub(ch) for ch in group] for group in channels]
+        methods = [[_method(spec.op, ch) for ch in group] for group in channels]
         requests = _requests(spec)
         ready.put(index)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, go.wait)
-        # perf_counter and monotonic are both CLOCK_MONOTONIC on Linux; keep an explicit
-        # offset anyway so the window is right on any platform.
-        offset = time.perf_counter() - time.monotonic()
-        begin = start_at.value + offset
-        if spec.timeline:
-            window = _Window(begin, math.inf)
-        else:
-            window = _Window(begin + spec.warmup_s, begin + spec.warmup_s + spec.duration_s)
-        await asyncio.sleep(max(begin - time.perf_counter(), 0))
-
-        async def watch_stop() -> None:
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-            window.end = time.perf_counter()
-
-        watcher = asyncio.create_task(watch_stop()) if spec.timeline else None
+        window, offset, watcher = await start_window(spec, go, start_at, stop)
         codes: Counter[str] = Counter()
         clients = [
             _client(
                 spec,
                 c,
-                stubs[0 if groups == 1 else c // per_channel],
+                methods[0 if groups == 1 else c // per_channel],
                 requests,
                 window,
                 result,
@@ -147,17 +172,55 @@ async def _generate(
     return result
 
 
+async def start_window(
+    spec: LoadSpec,
+    go: multiprocessing.synchronize.Event,
+    start_at: Synchronized[float],
+    stop: multiprocessing.synchronize.Event,
+) -> tuple[Window, float, asyncio.Task[None] | None]:
+    """Wait for the parent's go, then until the shared start time; returns the window (on
+    the perf_counter clock), the perf_counter - monotonic offset, and in timeline mode the
+    task that ends the window when the parent says stop."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, go.wait)
+    # perf_counter and monotonic are both CLOCK_MONOTONIC on Linux; keep an explicit
+    # offset anyway so the window is right on any platform.
+    offset = time.perf_counter() - time.monotonic()
+    begin = start_at.value + offset
+    if spec.timeline:
+        window = Window(begin, math.inf)
+    else:
+        window = Window(begin + spec.warmup_s, begin + spec.warmup_s + spec.duration_s)
+    await asyncio.sleep(max(begin - time.perf_counter(), 0))
+
+    async def watch_stop() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        window.end = time.perf_counter()
+
+    watcher = asyncio.create_task(watch_stop()) if spec.timeline else None
+    return window, offset, watcher
+
+
+def _method(op: str, channel: grpc.aio.Channel) -> Callable[..., Any]:
+    """The unary call an op makes on one channel (etcd's take and return raw bytes)."""
+    if op.startswith("etcd_"):
+        call: Callable[..., Any] = channel.unary_unary(ETCD_PUT if op == "etcd_put" else ETCD_RANGE)
+        return call
+    stub = cache_pb2_grpc.CacheStub(channel)
+    return stub.Set if op == "set" else stub.Get  # type: ignore[no-any-return]
+
+
 async def _client(
     spec: LoadSpec,
     cid: int,
-    stubs: list[cache_pb2_grpc.CacheStub],
+    methods: list[Callable[..., Any]],
     requests: list[Any],
-    window: _Window,
+    window: Window,
     result: LoadResult,
     codes: Counter[str],
     offset: float,
 ) -> None:
-    methods: list[Callable[..., Any]] = [s.Set if spec.op == "set" else s.Get for s in stubs]
     turn = cid % len(methods)
     rng = random.Random(spec.seed * 100_003 + cid)
     n = len(requests)
@@ -203,7 +266,12 @@ def _child_main(
     stop: multiprocessing.synchronize.Event,
 ) -> None:
     try:
-        result = asyncio.run(_generate(spec, index, ready, go, start_at, stop))
+        if spec.op.startswith("resp_"):
+            from bench import respgen  # here: respgen imports this module
+
+            result = asyncio.run(respgen.generate(spec, index, ready, go, start_at, stop))
+        else:
+            result = asyncio.run(_generate(spec, index, ready, go, start_at, stop))
     except BaseException as exc:  # report instead of hanging the parent
         result = LoadResult(index, failure=f"{type(exc).__name__}: {exc}")
         ready.put(index)

@@ -183,7 +183,7 @@ def _thread_role(name: str) -> str:
     if "_autoTickThread" in name:
         return "pysyncobj tick thread"
     if name == "MainThread":
-        return "asyncio main thread (gRPC server)"
+        return "asyncio main thread (client front-ends)"
     return f"other thread ({name or 'unnamed'})"
 
 
@@ -199,6 +199,15 @@ def _state(frames: list[Frame]) -> str:
 def _raftcache_part(file: str) -> str | None:
     name = file.rsplit("/", 1)[-1]
     if re.search(r"(^|/)node/", file):
+        if "/resp/" in file:
+            return {
+                "parser.py": "raftcache: RESP parse",
+                "encoder.py": "raftcache: RESP encode",
+            }.get(name, "raftcache: RESP dispatch (resp/server.py)")
+        if name == "engine.py":
+            return "raftcache: engine (ops, barriers, forwarding)"
+        if "/keyspace/" in file:
+            return "raftcache: keyspace (Redis command table)"
         if name in ("state_machine.py", "replica.py", "commands.py"):
             return "raftcache: state machine / replica apply"
         if name == "proposer.py":
@@ -324,6 +333,7 @@ def summarize(
     leader_cpu_pct: float,
     unprofiled_ops_per_s: float,
     command: list[str],
+    title: str = "raftcache leader profile: 64-client Set run",
 ) -> Summary:
     threads: Counter[str] = Counter()
     states: Counter[str] = Counter()
@@ -357,7 +367,7 @@ def summarize(
 
     out: list[str] = []
     add: Callable[..., None] = out.append
-    add("raftcache leader profile: 64-client Set run")
+    add(title)
     add("=" * 60)
     add(f"command: {' '.join(command)}")
     add(
@@ -423,6 +433,139 @@ def summarize(
         "top_inclusive_functions_pct": dict(list(shares(inclusive_functions).items())[:45]),
     }
     return Summary("\n".join(out) + "\n", data)
+
+
+_APPLY_FILES = ("state_machine.py", "replica.py", "commands.py", "values.py", "eviction.py")
+
+
+def _tick_bucket(frames: list[Frame]) -> str:
+    """A tick-thread sample: commit hand-off, apply, our adapter, or pysyncobj itself."""
+    funcs = [f.func for f in frames]
+    if any("on_done" in f or f == "call_soon_threadsafe" for f in funcs):
+        return "proposer: commit callbacks (tick thread -> loop, call_soon_threadsafe)"
+    for f in frames:
+        if re.search(r"(^|/)node/", f.file) and (
+            "/keyspace/" in f.file or f.file.rsplit("/", 1)[-1] in _APPLY_FILES
+        ):
+            return "apply: state machine + keyspace (tick thread)"
+    if any(re.search(r"(^|/)consensus/", f.file) for f in frames):
+        return "pysyncobj tick: consensus adapter (consensus/*.py: status, journal)"
+    if any("__sendAppendEntries" in f or f in ("TcpConnection.send",) for f in funcs):
+        return "pysyncobj tick: sends (append entries, pickle, TCP)"
+    if any(
+        f.startswith(("TcpConnection.__process", "TcpConnection.__tryRead"))
+        or "__onMessageReceived" in f
+        for f in funcs
+    ):
+        return "pysyncobj tick: receives (read, unpickle, message handling)"
+    return "pysyncobj tick: other (poll loop, raft logic, journal)"
+
+
+_READS = {"recv", "recvmsg", "recvfrom", "read", "readv"}
+_WRITES = {"send", "sendmsg", "sendto", "write", "writev"}
+
+
+def _syscall_bucket(frames: list[Frame]) -> str | None:
+    """A main-thread sample inside a syscall: which kind of I/O it is, or None."""
+    leaf = next((f.func for f in reversed(frames[-3:]) if f.func in _SYSCALLS), None)
+    if leaf is None:
+        return None
+    funcs = " ".join(f.func for f in frames)
+    if "_write_to_self" in funcs or "PipeNotifier" in funcs or leaf.startswith("eventfd"):
+        return "syscalls: wake-ups (asyncio self-pipe, pysyncobj notifier pipe)"
+    if leaf in _READS:
+        return "syscalls: socket reads (recv)"
+    if leaf in _WRITES:
+        return "syscalls: socket writes (replies, forwarded requests)"
+    return f"syscalls: other ({leaf})"
+
+
+def _main_bucket(frames: list[Frame]) -> str:
+    """A main-thread sample, by the innermost frame that says which layer it is in."""
+    if any(f.func.startswith("gc_collect") for f in frames):
+        return "CPython cyclic GC (main thread)"
+    syscall = _syscall_bucket(frames)
+    if syscall is not None:
+        return syscall
+    for f in reversed(frames):
+        file, name = f.file, f.file.rsplit("/", 1)[-1]
+        if re.search(r"(^|/)node/", file):
+            if "/resp/" in file:
+                if name == "parser.py":
+                    return "front-end: RESP parse (resp/parser.py)"
+                if name == "encoder.py":
+                    return "front-end: RESP encode (resp/encoder.py)"
+                return "front-end: dispatch (resp/server.py)"
+            if name in ("proposer.py", "commands.py"):
+                return "proposer: batching + Command encode (proposer.py, commands.py)"
+            if "/keyspace/" in file or name in ("state_machine.py", "replica.py"):
+                return "front-end: command table / local reads (keyspace/, replica.py)"
+            if name == "engine.py":
+                return "front-end: dispatch (engine.py: ops, barriers)"
+            return f"node: {name}"
+        if re.search(r"(^|/)consensus/", file) or "pysyncobj/" in file:
+            return "proposer: hand-off to pysyncobj (RaftNode.propose, _applyCommand)"
+        if "cygrpc" in file or "grpc/" in file:
+            return "gRPC (aio server on the loop)"
+        if "asyncio/" in file or "_asynciomodule" in file or file == "selectors.py":
+            return "asyncio loop: scheduling, futures, callbacks, transports (Python)"
+    return "main thread: other (interpreter)"
+
+
+def leader_buckets(raw_path: Path, us_per_op: float) -> Summary:
+    """Where the leader's on-CPU samples go, in the layers of a RESP request: front-end
+    (parse, dispatch, encode), the event loop and its syscalls, proposer, pysyncobj's tick
+    thread (sends, receives), apply. `us_per_op` (the leader's CPU per request, from /proc)
+    turns shares into microseconds per request."""
+    buckets: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    functions: Counter[str] = Counter()
+    waits: Counter[str] = Counter()
+    on_cpu = 0
+    for thread, frames, count in parse_raw(raw_path):
+        role = _thread_role(thread)
+        state = _state(frames)
+        if state != "on CPU":
+            waits[f"{state} [{role}]"] += count
+            continue
+        on_cpu += count
+        threads[role] += count
+        if role == "pysyncobj tick thread":
+            bucket = _tick_bucket(frames)
+        elif role.startswith("asyncio main thread"):
+            bucket = _main_bucket(frames)
+        else:
+            bucket = f"{role}"
+        buckets[bucket] += count
+        if frames:
+            functions[frames[-1].key] += count
+    per_sample = us_per_op / on_cpu if on_cpu else 0.0
+    data: dict[str, Any] = {
+        "samples_on_cpu": on_cpu,
+        "us_per_op": round(us_per_op, 1),
+        "pct": {k: round(v / on_cpu * 100, 2) for k, v in buckets.most_common()} if on_cpu else {},
+        "us_per_op_by_bucket": {k: round(v * per_sample, 1) for k, v in buckets.most_common()},
+        "threads_pct": (
+            {k: round(v / on_cpu * 100, 2) for k, v in threads.most_common()} if on_cpu else {}
+        ),
+        "waiting_samples": dict(waits.most_common()),
+        "top_leaf_functions_pct": (
+            {k: round(v / on_cpu * 100, 2) for k, v in functions.most_common(25)} if on_cpu else {}
+        ),
+    }
+    lines = [
+        "Leader CPU by layer (on-CPU samples; us/op = share x leader CPU per request)",
+        "=" * 60,
+        *_table(buckets, on_cpu, 40, per_sample),
+        "",
+        "By thread:",
+        *_table(threads, on_cpu, 10, per_sample),
+        "",
+        "Not on CPU (waiting):",
+        *_table(waits, sum(waits.values()), 10, None),
+        "",
+    ]
+    return Summary("\n".join(lines) + "\n", data)
 
 
 def gc_time(raw_path: Path, rate_hz: int) -> dict[str, Any]:

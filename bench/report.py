@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bench import sdk, typed
+from bench import redis_section, sdk, typed
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -306,6 +306,9 @@ def _targets(results: dict[str, Any], out: list[str]) -> None:
                 s["meets_target"],
             )
         )
+    redis = results.get("redis", {})
+    if "targets" in redis:
+        rows.extend(redis_section.target_rows(redis))
     if not rows:
         return
     add("## Targets")
@@ -331,6 +334,8 @@ def render(results: dict[str, Any]) -> str:
         f"{' (dirty)' if machine.get('git_dirty') else ''}"
     )
     add(f"- {machine.get('shared_cores_note', '')}")
+    if machine.get("raftcache_source"):
+        add(f"- Node code imported from `{machine['raftcache_source']}`")
     end_commit = meta.get("git_commit_at_end")
     if end_commit and end_commit != machine.get("git_commit"):
         add(
@@ -348,6 +353,7 @@ def render(results: dict[str, Any]) -> str:
         ("snapshot", _snapshot),
         ("sdk", lambda section, out: sdk.render(section, out.append)),
         ("typed", lambda section, out: typed.render(section, out.append)),
+        ("redis", lambda section, out: redis_section.render(section, out.append)),
     ):
         section = results.get(name)
         if section is None:

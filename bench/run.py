@@ -5,6 +5,11 @@ Sections (all by default; pick with --only):
   failover    SIGKILL the leader under steady writes, time to the first write on the new one
   snapshot    forced log compaction at 1M keys under steady writes: tick gap, leader change
   sdk         AsyncClient vs raw gRPC stubs at 64 concurrent callers
+  typed       typed values (hashes, sorted sets, ...) through the SDK
+  redis       redis-benchmark against raftcache's RESP port, Redis 7 (primary + 2 replicas)
+              and etcd 3.4 (3 members) in one run, the issue-10 targets as ratios, and a
+              py-spy profile of the leader during SET at 64 clients (profile-redis.txt);
+              installs redis-server, redis-tools, etcd-server, etcd-client if missing
 --profile adds a py-spy profile of the leader during an extra 64-client Set run
 (bench-results/profile.txt; needs ptrace permission, e.g. root).
 """
@@ -25,10 +30,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import failover, report, sdk, snapshot, throughput, typed
+from bench import failover, redis_section, report, sdk, snapshot, throughput, typed
 from bench.common import load_snapshot, log, machine_info
 
-SECTIONS = ("throughput", "failover", "snapshot", "sdk", "typed")
+SECTIONS = ("throughput", "failover", "snapshot", "sdk", "typed", "redis")
 
 
 def _sections(text: str) -> list[str]:
@@ -53,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         type=_sections,
         default=list(SECTIONS),
-        help="comma-separated sections: throughput,failover,snapshot,sdk (default: all)",
+        help=f"comma-separated sections: {','.join(SECTIONS)} (default: all)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the leader during an extra 64-client Set run"
@@ -72,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
         "max_tick_gap window for a clean baseline; lower only for smoke tests)",
     )
     parser.add_argument("--failover-trials", type=int, default=5)
+    parser.add_argument(
+        "--redis-max-staleness-ms",
+        type=int,
+        default=1000,
+        help="the nodes' --redis-max-staleness-ms in the redis section (READONLY reads)",
+    )
+    parser.add_argument(
+        "--redis-systems",
+        default="raftcache,redis,etcd",
+        help="which systems the redis section runs (the targets need all three)",
+    )
+    parser.add_argument(
+        "--redis-no-profile",
+        action="store_true",
+        help="skip the redis section's py-spy run on the leader",
+    )
     parser.add_argument(
         "--typed-members",
         type=int,
@@ -169,6 +190,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         seconds=args.duration / 2,
                         keep_data=args.keep_data,
                     )
+                elif name == "redis":
+                    section = redis_section.run(
+                        work_dir,
+                        out,
+                        node_args,
+                        keys=args.keys,
+                        warmup=args.warmup,
+                        duration=args.duration,
+                        staleness_ms=args.redis_max_staleness_ms,
+                        profile=not args.redis_no_profile,
+                        systems=[x.strip() for x in args.redis_systems.split(",") if x.strip()],
+                        keep_data=args.keep_data,
+                    )
+                    failed = failed or bool(section.get("failed_blocks"))
                 elif name == "sdk":
                     section = sdk.run(work_dir, node_args, keep_data=args.keep_data)
                 elif name == "failover":

@@ -1,0 +1,1001 @@
+"""`redis` section: raftcache's RESP port, Redis 7 and etcd 3.4 in one run, on one machine.
+
+1. raftcache, 3 nodes (journal durability): redis-benchmark against the leader's RESP port
+   (GET at 64 clients, SET at 1 and 64 clients, SET pipelined 16 deep), GET through
+   READONLY followers and SET + WAIT 2 with bench/respgen.py (redis-benchmark cannot send
+   READONLY or WAIT), and the SET rows at 64 clients (plain and -P 16) again with py-spy on
+   the leader (profile-redis-*.txt: where the leader's CPU goes, by layer).
+2. Redis 7 (Debian redis-server: primary + 2 `--replicaof` replicas, `--save ''`): the
+   same commands (replica GETs need no READONLY there).
+3. etcd 3.4 (Debian etcd-server, 3 members): the PERFORMANCE.md comparison, driven by the
+   grpc.aio generator of bench/loadgen.py: put at 1 and 64 clients, linearizable and
+   serializable get at 64 clients. Put, linearizable get and 1-client put are measured
+   both through every member and through the leader only; the better number is the
+   reference, so a ratio never flatters raftcache.
+
+Each system runs alone (the others are stopped), one after the other. The issue-10 targets
+are computed from numbers of this run only (`targets`), shortfalls included.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from raftcache.chaos.local_cluster import LocalCluster
+
+from bench import peers, profiling
+from bench.common import (
+    CpuMeter,
+    CpuReport,
+    latency_summary_ms,
+    load_snapshot,
+    log,
+    node_pids,
+    running_cluster,
+)
+from bench.loadgen import LoadSpec, MeasuredRun, run_measured
+from bench.respgen import bench_key
+
+VALUE_SIZE = 100
+RESP_PREFIX = "key:"  # redis-benchmark's keys: key:<12 digits>
+ETCD_PREFIX = "key-"
+CLIENTS = 64
+PIPELINE = 16
+GENERATOR_BOUND_PCT = 85.0
+"""A generator process at or above this share of one core is treated as the bottleneck:
+the row is run again with two generator processes (threads for redis-benchmark) and the
+better of the two is kept (both are recorded)."""
+TOOLS = ("redis-server", "redis-benchmark", "redis-cli", "etcd", "etcdctl")
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+def _cpu_fields(cpu: CpuReport, ops: int, generator: Callable[[str], bool]) -> dict[str, Any]:
+    """CPU of every process over the row: %, seconds per 1,000 requests, generator load."""
+    gens = [k for k in cpu.process_pct if generator(k)]
+    return {
+        "cpu": asdict(cpu),
+        "cpu_s_per_1000": {
+            k: round(v / ops * 1000, 4) if ops else math.nan for k, v in cpu.process_cpu_s.items()
+        },
+        "generator_cpu_pct": [cpu.process_pct[k] for k in gens],
+        "generator_main_thread_demand": [cpu.main_thread_demand.get(k, math.nan) for k in gens],
+    }
+
+
+def _generator_bound(row: Mapping[str, Any]) -> bool:
+    return any(p >= GENERATOR_BOUND_PCT for p in row.get("generator_cpu_pct", []))
+
+
+@dataclass
+class _RbRun:
+    argv: list[str]
+    result: dict[str, str]
+    wall_s: float
+    cpu: CpuReport | None
+    stderr: str
+
+
+def _rb_argv(port: int, test: str, clients: int, pipeline: int, requests: int, keys: int,
+             threads: int) -> list[str]:  # fmt: skip
+    return [
+        "redis-benchmark",
+        "-h", "127.0.0.1",
+        "-p", str(port),
+        "-c", str(clients),
+        "-n", str(requests),
+        "-d", str(VALUE_SIZE),
+        "-r", str(keys),
+        "-P", str(pipeline),
+        "-t", test,
+        "--csv",
+        *(["--threads", str(threads)] if threads > 1 else []),
+    ]  # fmt: skip
+
+
+def _run_rb(argv: list[str], pids: Mapping[str, int] | None, timeout: float) -> _RbRun:
+    """One redis-benchmark run; with `pids`, the CPU of those processes and of
+    redis-benchmark itself over its whole run (read from its zombie before reaping)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        process = subprocess.Popen(argv, stdout=out, stderr=err)
+        meter = None
+        if pids is not None:
+            meter = CpuMeter({**pids, "redis-benchmark": process.pid})
+            meter.start()
+        killer = threading.Timer(timeout, process.kill)
+        killer.start()
+        try:
+            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+            wall = time.monotonic() - started
+            cpu = meter.stop() if meter is not None else None
+        finally:
+            killer.cancel()
+            process.wait()
+        out.seek(0)
+        err.seek(0)
+        text = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if process.returncode != 0 or len(rows) != 1 or "Error from server" in text + stderr:
+        raise RuntimeError(
+            f"{' '.join(argv)} failed (exit {process.returncode}): {text[-800:]} {stderr[-800:]}"
+        )
+    return _RbRun(argv, rows[0], wall, cpu, stderr.strip()[-500:])
+
+
+def redis_benchmark_row(
+    port: int,
+    pids: Mapping[str, int],
+    *,
+    test: str,
+    clients: int,
+    pipeline: int = 1,
+    keys: int,
+    warmup: float,
+    duration: float,
+    threads: int = 1,
+    on_start: Callable[[], None] | None = None,
+    requests: int | None = None,
+) -> dict[str, Any]:
+    """redis-benchmark sized to last ~duration s: probe runs (the warm-up) measure the rate,
+    then one metered run of rate x duration requests."""
+    timeout = max(120.0, duration * 10)
+    probes: list[float] = []
+    if requests is None:
+        n = max(200, clients * pipeline * 20)
+        spent = 0.0
+        for _ in range(3):
+            probe = _run_rb(
+                _rb_argv(port, test, clients, pipeline, n, keys, threads), None, timeout
+            )
+            rate = float(probe.result["rps"])
+            probes.append(rate)
+            spent += probe.wall_s
+            if spent >= warmup:
+                break
+            n = max(n, int(rate * (warmup - spent)))
+        requests = max(int(probes[-1] * duration), clients * pipeline * 20)
+    argv = _rb_argv(port, test, clients, pipeline, requests, keys, threads)
+    if on_start is not None:
+        on_start()
+    run = _run_rb(argv, pids, timeout)
+    assert run.cpu is not None
+    res = run.result
+    row: dict[str, Any] = {
+        "tool": "redis-benchmark" + (f" --threads {threads}" if threads > 1 else ""),
+        "command": " ".join(argv),
+        "clients": clients,
+        "pipeline": pipeline,
+        "ops": requests,
+        "window_s": round(run.wall_s, 2),
+        "ops_per_s": float(res["rps"]),
+        "latency_ms": {
+            "p50": float(res["p50_latency_ms"]),
+            "p95": float(res["p95_latency_ms"]),
+            "p99": float(res["p99_latency_ms"]),
+            "max": float(res["max_latency_ms"]),
+            "mean": float(res["avg_latency_ms"]),
+        },
+        "errors": 0,  # redis-benchmark 7 exits at the first error reply (then the row fails)
+        "error_codes": {},
+        "probe_ops_per_s": probes,
+        "stderr": run.stderr,
+        **_cpu_fields(run.cpu, requests, lambda k: k == "redis-benchmark"),
+    }
+    log(_describe(row))
+    return row
+
+
+def _rb_best(port: int, pids: Mapping[str, int], **kw: Any) -> dict[str, Any]:
+    """A redis-benchmark row; again with 2 threads if redis-benchmark was the bottleneck."""
+    row = redis_benchmark_row(port, pids, **kw)
+    if kw.get("clients", 1) > 1 and _generator_bound(row):
+        log("  redis-benchmark looks CPU-bound: again with --threads 2")
+        two = redis_benchmark_row(port, pids, threads=2, **kw)
+        variants = [_variant(row), _variant(two)]
+        row = two if two["ops_per_s"] > row["ops_per_s"] else row
+        row["variants"] = variants
+    return row
+
+
+def generator_row(
+    op: str,
+    targets: Sequence[str],
+    pids: Mapping[str, int],
+    *,
+    clients: int,
+    keys: int,
+    prefix: str,
+    warmup: float,
+    duration: float,
+    per_channel: int = 0,
+    on_measure_start: Callable[[], None] | None = None,
+    processes: int = 1,
+) -> dict[str, Any]:
+    """A row from bench/loadgen.py's spawned generators (grpc.aio for etcd, respgen for RESP)."""
+    specs = [
+        LoadSpec(
+            op=op,
+            targets=tuple(targets),
+            clients=clients // processes,
+            clients_per_channel=per_channel,
+            key_prefix=prefix,
+            key_count=keys,
+            value_size=VALUE_SIZE,
+            warmup_s=warmup,
+            duration_s=duration,
+            seed=1 + i,
+        )
+        for i in range(processes)
+    ]
+    run: MeasuredRun = run_measured(specs, pids, on_measure_start)
+    ops = sum(r.ops for r in run.results)
+    codes: dict[str, int] = {}
+    latencies: list[float] = []
+    for r in run.results:
+        latencies.extend(r.latencies)
+        for code, n in r.error_codes.items():
+            codes[code] = codes.get(code, 0) + n
+    tool = "respgen (asyncio Protocols)" if op.startswith("resp_") else "grpc.aio generator"
+    row: dict[str, Any] = {
+        "tool": f"{tool}, {processes} process{'es' if processes > 1 else ''}",
+        "op": op,
+        "targets": list(targets),
+        "clients": clients,
+        "pipeline": 1,
+        "generator_processes": processes,
+        "channels": per_channel,
+        "ops": ops,
+        "window_s": run.window_s,
+        "ops_per_s": round(ops / run.window_s, 1),
+        "latency_ms": {
+            k: round(v, 3) for k, v in latency_summary_ms(latencies).items() if k != "p90"
+        },
+        "errors": sum(r.errors for r in run.results),
+        "error_codes": codes,
+        **_cpu_fields(run.cpu, ops, lambda k: k.startswith("generator")),
+    }
+    log(_describe(row))
+    return row
+
+
+def _gen_best(
+    op: str, targets: Sequence[str], pids: Mapping[str, int], **kw: Any
+) -> dict[str, Any]:
+    """A generator row; again with 2 processes if the generator was the bottleneck."""
+    row = generator_row(op, targets, pids, **kw)
+    if kw.get("clients", 1) > 1 and _generator_bound(row):
+        log("  generator looks CPU-bound: again with 2 processes")
+        two = generator_row(op, targets, pids, processes=2, **kw)
+        variants = [_variant(row), _variant(two)]
+        row = two if two["ops_per_s"] > row["ops_per_s"] else row
+        row["variants"] = variants
+    return row
+
+
+def _variant(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: row[k]
+        for k in ("tool", "ops_per_s", "latency_ms", "generator_cpu_pct", "cpu_s_per_1000")
+    }
+
+
+def _describe(row: Mapping[str, Any]) -> str:
+    lat = row["latency_ms"]
+    return (
+        f"  {row['tool']:<34} c={row['clients']:<3} P={row['pipeline']:<2} "
+        f"{row['ops_per_s']:>10,.0f} ops/s  p50 {lat['p50']:.3f} ms  p99 {lat['p99']:.3f} ms  "
+        f"errors {row['errors']}  CPU% {row['cpu']['process_pct']}"
+    )
+
+
+def _labelled(row: dict[str, Any], system: str, key: str, label: str, target: str) -> None:
+    row.update(system=system, key=key, label=label, target=target)
+
+
+# ----------------------------------------------------------------------------- raftcache
+
+
+def _raft_facts(cluster: LocalCluster) -> list[Any]:
+    return [cluster.status(i) for i in range(len(cluster.nodes))]
+
+
+@dataclass(frozen=True)
+class _Roles:
+    """Who leads right now, as a row needs it."""
+
+    leader: str
+    port: int  # the leader's RESP port
+    leader_addr: list[str]
+    replicas: list[str]  # the followers' RESP addresses
+    pids: dict[str, int]
+
+
+def _roles(cluster: LocalCluster) -> _Roles:
+    index = cluster.wait_for_leader()
+    lead = cluster.nodes[index]
+    return _Roles(
+        leader=lead.node_id,
+        port=lead.redis_port,
+        leader_addr=[lead.redis_addr],
+        replicas=[n.redis_addr for i, n in enumerate(cluster.nodes) if i != index],
+        pids=node_pids(cluster, index),
+    )
+
+
+def _raft_row(
+    cluster: LocalCluster,
+    key: str,
+    label: str,
+    target: str,
+    measure: Callable[[_Roles], dict[str, Any]],
+) -> dict[str, Any]:
+    """One raftcache row against the current leader; run once more if the Raft term changed
+    during it (an election on a starved machine is not what the row measures)."""
+    discarded: list[dict[str, Any]] = []
+    while True:
+        roles = _roles(cluster)
+        before = _raft_facts(cluster)
+        started = time.monotonic()
+        row = measure(roles)
+        elapsed = time.monotonic() - started
+        after = _raft_facts(cluster)
+        _labelled(row, "raftcache", key, label, target)
+        row["leader"] = roles.leader
+        entries = max((a.commit_index for a in after if a is not None), default=0) - max(
+            (b.commit_index for b in before if b is not None), default=0
+        )
+        # over the whole row (warm-up included): how well group commit packs requests
+        row["log_entries_per_s"] = round(entries / elapsed, 1)
+        row["requests_per_log_entry"] = (
+            round(row["ops_per_s"] / row["log_entries_per_s"], 1) if entries > 0 else None
+        )
+        row["term_changed"] = any(
+            b is None or a is None or a.term != b.term for a, b in zip(after, before, strict=True)
+        )
+        row["snapshots_during_run"] = sum(
+            a.snapshots_taken - b.snapshots_taken
+            for a, b in zip(after, before, strict=True)
+            if a is not None and b is not None
+        )
+        if not row["term_changed"] or discarded:
+            row["discarded_after_term_change"] = discarded
+            return row
+        log("  the Raft term changed during the row: measuring it again")
+        discarded.append(_variant(row))
+
+
+def _supports_wait(port: int) -> bool:
+    client = redis.Redis(port=port, socket_timeout=5)
+    try:
+        client.wait(0, 0)
+        return True
+    except redis.ResponseError:
+        return False
+    finally:
+        client.close()
+
+
+def _check_value(port: int, keys: int) -> str:
+    """After the SET rows: a written key holds redis-benchmark's 100-byte value."""
+    client = redis.Redis(port=port, socket_timeout=5)
+    try:
+        value = client.get(bench_key(RESP_PREFIX, keys // 2))
+    finally:
+        client.close()
+    if value is None or len(value) != VALUE_SIZE:
+        return f"unexpected value after SET rows: {value!r:.60}"
+    return "ok"
+
+
+def _raftcache(
+    work_dir: Path,
+    out_dir: Path,
+    node_args: Sequence[str],
+    *,
+    keys: int,
+    warmup: float,
+    duration: float,
+    staleness_ms: int,
+    profile: bool,
+    keep_data: bool,
+) -> dict[str, Any]:
+    args = [*node_args, "--redis-max-staleness-ms", str(staleness_ms)]
+    block: dict[str, Any] = {"node_args": args, "durability": "journal"}
+    rows: list[dict[str, Any]] = []
+    with running_cluster(work_dir, "redis", args, keep=keep_data) as (cluster, leader):
+        lead = cluster.nodes[leader]
+        followers = [n for i, n in enumerate(cluster.nodes) if i != leader]
+        block["leader_at_start"] = lead.node_id
+        started = time.perf_counter()
+        peers.populate_resp(lead.redis_port, RESP_PREFIX, keys, VALUE_SIZE)
+        block["populate_s"] = round(time.perf_counter() - started, 2)
+        cluster.wait_until_ready(timeout=60)
+        block["idle_cpu"] = _idle(node_pids(cluster, leader))
+        common: dict[str, Any] = {"keys": keys, "warmup": warmup, "duration": duration}
+        gen: dict[str, Any] = {**common, "prefix": RESP_PREFIX}
+        wait = _supports_wait(lead.redis_port)
+        plan: list[tuple[str, str, str, Callable[[_Roles], dict[str, Any]]]] = [
+            ("get_lin_64", "GET (linearizable), 64 clients", "leader",
+             lambda r: _rb_best(r.port, r.pids, test="get", clients=CLIENTS, **common)),
+            ("get_readonly_64", "GET via READONLY replicas, 64 clients",
+             f"READONLY on {len(followers)} followers",
+             lambda r: _gen_best("resp_get_readonly", r.replicas, r.pids, clients=CLIENTS,
+                                 **gen)),
+            ("get_lin_64_respgen", "GET (linearizable), 64 clients - respgen calibration",
+             "leader",
+             lambda r: _gen_best("resp_get", r.leader_addr, r.pids, clients=CLIENTS, **gen)),
+            ("set_1", "SET, 1 client", "leader",
+             lambda r: _rb_best(r.port, r.pids, test="set", clients=1, **common)),
+            ("set_64", "SET, 64 clients", "leader",
+             lambda r: _rb_best(r.port, r.pids, test="set", clients=CLIENTS, **common)),
+            ("set_p16_64", f"SET -P {PIPELINE}, 64 clients", "leader",
+             lambda r: _rb_best(r.port, r.pids, test="set", clients=CLIENTS,
+                                pipeline=PIPELINE, **common)),
+        ]  # fmt: skip
+        if wait:
+            plan.append(("set_wait_64", "SET + WAIT 2, 64 clients", "leader",
+                         lambda r: _gen_best("resp_set_wait", r.leader_addr, r.pids,
+                                             clients=CLIENTS, **gen)))  # fmt: skip
+        else:
+            block["set_wait_64"] = "skipped: the node answers WAIT with an error (not served yet)"
+        profiles: dict[str, Any] = {}
+        for key, label, target, measure in plan:
+            rows.append(_raft_row(cluster, key, label, target, measure))
+            if key in ("set_64", "set_p16_64") and profile:
+                profiles[key] = _profiled_set(cluster, rows[-1], keys, duration, out_dir)
+        block["profiles"] = profiles
+        block["value_check"] = _check_value(_roles(cluster).port, keys)
+    block["rows"] = rows
+    return block
+
+
+def _idle(pids: Mapping[str, int], seconds: float = 3.0) -> dict[str, float]:
+    meter = CpuMeter(pids)
+    meter.start()
+    time.sleep(seconds)
+    return meter.stop().process_pct
+
+
+def _profiled_set(
+    cluster: LocalCluster,
+    unprofiled: Mapping[str, Any],
+    keys: int,
+    duration: float,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """The SET row again with py-spy on the leader, kept out of the table (py-spy takes CPU
+    on a 2-core box and pauses the node to sample it)."""
+    roles = _roles(cluster)
+    pid = next(v for k, v in roles.pids.items() if k.startswith("leader"))
+    name = unprofiled["key"].replace("_", "-")
+    raw_path = out_dir / f"profile-redis-{name}.raw.txt"
+    text_path = out_dir / f"profile-redis-{name}.txt"
+    try:
+        recorder = profiling.Recorder(pid, duration, raw_path)
+    except Exception as exc:  # py-spy missing and not installable: report, carry on
+        return {"error": f"py-spy unavailable: {exc}"}
+    log(f"redis profile: py-spy on the leader (pid {pid}): {unprofiled['label']}")
+    # enough requests to outlast py-spy's window (py-spy itself slows the node down)
+    requests = int(unprofiled["ops_per_s"] * (duration + 3))
+    delayed = threading.Timer(1.0, recorder.start)
+    try:
+        row = redis_benchmark_row(
+            roles.port,
+            roles.pids,
+            test="set",
+            clients=unprofiled["clients"],
+            pipeline=unprofiled["pipeline"],
+            keys=keys,
+            warmup=0,
+            duration=duration,
+            requests=requests,
+            on_start=delayed.start,
+        )
+        delayed.join()
+        recorder.wait()
+    except Exception as exc:
+        delayed.cancel()
+        return {"error": f"profiled run failed: {exc}"}
+    leader_key = next(k for k in row["cpu_s_per_1000"] if k.startswith("leader"))
+    us_per_op = row["cpu_s_per_1000"][leader_key] * 1000
+    summary = profiling.summarize(
+        raw_path,
+        leader_cpu_us_per_op=us_per_op,
+        ops_per_s=row["ops_per_s"],
+        leader_cpu_pct=row["cpu"]["process_pct"][leader_key],
+        unprofiled_ops_per_s=unprofiled["ops_per_s"],
+        command=recorder.command,
+        title=f"raftcache leader profile: redis-benchmark {unprofiled['label']} (RESP)",
+    )
+    buckets = profiling.leader_buckets(raw_path, us_per_op)
+    text_path.write_text(buckets.text + "\n" + summary.text)
+    return {
+        "label": unprofiled["label"],
+        "run": row,
+        "unprofiled_ops_per_s": unprofiled["ops_per_s"],
+        "buckets": buckets.data,
+        "summary": summary.data,
+        "raw_file": raw_path.name,
+        "summary_file": text_path.name,
+        "py_spy_stderr": recorder.stderr_tail,
+    }
+
+
+# ----------------------------------------------------------------------------- Redis
+
+
+def _redis(
+    work_dir: Path, *, keys: int, warmup: float, duration: float, keep_data: bool
+) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="redis-", dir=work_dir))
+    group = peers.RedisGroup(base)
+    block: dict[str, Any] = {
+        "setup": "redis-server primary + 2 replicas (--replicaof), --save '' --appendonly no, "
+        "loopback; replica GETs need no READONLY (not a cluster)",
+    }
+    rows: list[dict[str, Any]] = []
+    try:
+        group.start()
+        pids = group.pids
+        group.populate(RESP_PREFIX, keys, VALUE_SIZE)
+        common: dict[str, Any] = {"keys": keys, "warmup": warmup, "duration": duration}
+        gen: dict[str, Any] = {**common, "prefix": RESP_PREFIX}
+        port = group.primary_port
+        replicas = [f"127.0.0.1:{p}" for p in group.replica_ports]
+        primary = [f"127.0.0.1:{port}"]
+        plan: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
+            (
+                "get_lin_64",
+                "GET, 64 clients",
+                "primary",
+                lambda: _rb_best(port, pids, test="get", clients=CLIENTS, **common),
+            ),
+            (
+                "get_readonly_64",
+                "GET from the 2 replicas, 64 clients",
+                "2 replicas",
+                lambda: _gen_best("resp_get", replicas, pids, clients=CLIENTS, **gen),
+            ),
+            (
+                "get_lin_64_respgen",
+                "GET, 64 clients - respgen calibration",
+                "primary",
+                lambda: _gen_best("resp_get", primary, pids, clients=CLIENTS, **gen),
+            ),
+            (
+                "set_1",
+                "SET, 1 client",
+                "primary",
+                lambda: _rb_best(port, pids, test="set", clients=1, **common),
+            ),
+            (
+                "set_64",
+                "SET, 64 clients",
+                "primary",
+                lambda: _rb_best(port, pids, test="set", clients=CLIENTS, **common),
+            ),
+            (
+                "set_p16_64",
+                f"SET -P {PIPELINE}, 64 clients",
+                "primary",
+                lambda: _rb_best(
+                    port, pids, test="set", clients=CLIENTS, pipeline=PIPELINE, **common
+                ),
+            ),
+            (
+                "set_wait_64",
+                "SET + WAIT 2, 64 clients",
+                "primary",
+                lambda: _gen_best("resp_set_wait", primary, pids, clients=CLIENTS, **gen),
+            ),
+        ]
+        for key, label, target, measure in plan:
+            row = measure()
+            _labelled(row, "redis", key, label, target)
+            rows.append(row)
+    finally:
+        group.close()
+        if not keep_data:
+            _rmtree(base)
+    block["rows"] = rows
+    return block
+
+
+def _rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- etcd
+
+
+def _etcd(
+    work_dir: Path, *, keys: int, warmup: float, duration: float, keep_data: bool
+) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="etcd-", dir=work_dir))
+    cluster = peers.EtcdCluster(base)
+    block: dict[str, Any] = {
+        "setup": "3 members on loopback, Debian etcd-server defaults (WAL fsync on commit); "
+        "v3 KV API over gRPC, Put/Range with 100-byte values; compacted and defragmented "
+        "after the key load",
+    }
+    rows: list[dict[str, Any]] = []
+    try:
+        cluster.start()
+        block["populate_s"] = round(cluster.populate(ETCD_PREFIX, keys, VALUE_SIZE), 2)
+        block["compacted_at_revision"] = cluster.compact_and_defrag()
+        leader_name = cluster.leader_name()
+        leader = cluster.leader_endpoint()
+        block["leader"] = leader_name
+        pids = {(f"{n} (leader)" if n == leader_name else n): p for n, p in cluster.pids.items()}
+        every = cluster.endpoints
+        common: dict[str, Any] = {
+            "keys": keys,
+            "prefix": ETCD_PREFIX,
+            "warmup": warmup,
+            "duration": duration,
+        }
+
+        # the generator's channel layout, as the throughput section chooses it
+        short: dict[str, Any] = {
+            **common,
+            "warmup": min(warmup, 1.0),
+            "duration": min(duration, 4.0),
+        }
+        trials = {
+            pc: generator_row("etcd_put", every, pids, clients=CLIENTS, per_channel=pc, **short)[
+                "ops_per_s"
+            ]
+            for pc in (0, 16)
+        }
+        per_channel = max(trials, key=lambda pc: trials[pc])
+        block["channel_test"] = {
+            "put_64_ops_per_s_by_clients_per_channel": trials,
+            "chosen_clients_per_channel": per_channel,
+        }
+        many: dict[str, Any] = {**common, "per_channel": per_channel}
+        for key, label, target, op, clients, endpoints in (
+            (
+                "get_ser_64",
+                "get serializable, 64 clients",
+                "every member",
+                "etcd_get_ser",
+                CLIENTS,
+                every,
+            ),
+            (
+                "get_lin_64",
+                "get linearizable, 64 clients",
+                "every member",
+                "etcd_get_lin",
+                CLIENTS,
+                every,
+            ),
+            (
+                "get_lin_64_leader",
+                "get linearizable, 64 clients",
+                "leader",
+                "etcd_get_lin",
+                CLIENTS,
+                [leader],
+            ),
+            ("put_1_leader", "put, 1 client", "leader", "etcd_put", 1, [leader]),
+            ("put_1", "put, 1 client", "every member", "etcd_put", 1, every),
+            ("put_64", "put, 64 clients", "every member", "etcd_put", CLIENTS, every),
+            ("put_64_leader", "put, 64 clients", "leader", "etcd_put", CLIENTS, [leader]),
+        ):
+            kw = many if clients > 1 else common
+            row = _gen_best(op, endpoints, pids, clients=clients, **kw)
+            _labelled(row, "etcd", key, label, target)
+            rows.append(row)
+        block["leader_after"] = cluster.leader_name()
+    finally:
+        cluster.close()
+        if not keep_data:
+            _rmtree(base)
+    block["rows"] = rows
+    return block
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def _rows(section: Mapping[str, Any], system: str) -> dict[str, dict[str, Any]]:
+    return {r["key"]: r for r in section.get(system, {}).get("rows", [])}
+
+
+def _best(rows: Mapping[str, Mapping[str, Any]], keys: Sequence[str]) -> Mapping[str, Any] | None:
+    found = [rows[k] for k in keys if k in rows]
+    return max(found, key=lambda r: r["ops_per_s"]) if found else None
+
+
+def targets(section: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The issue's five targets from this run's numbers (None where a row is missing)."""
+    rc, etcd = _rows(section, "raftcache"), _rows(section, "etcd")
+    out: list[dict[str, Any]] = []
+
+    def versus(name: str, ours_key: str, ref: Mapping[str, Any] | None, factor: float) -> None:
+        ours = rc.get(ours_key)
+        ratio = ours["ops_per_s"] / ref["ops_per_s"] if ours and ref else None
+        out.append(
+            {
+                "target": name,
+                "raftcache": ours["ops_per_s"] if ours else None,
+                "raftcache_unit": "ops/s",
+                "reference": ref["ops_per_s"] if ref else None,
+                "reference_row": f"etcd {ref['label']} ({ref['target']})" if ref else None,
+                "ratio": None if ratio is None else round(ratio, 3),
+                "required": factor,
+                "met": None if ratio is None else ratio >= factor,
+            }
+        )
+
+    versus(
+        "SET, 64 clients ≥ 3x etcd put, 64 clients",
+        "set_64",
+        _best(etcd, ["put_64", "put_64_leader"]),
+        3.0,
+    )
+    versus(
+        "GET linearizable, 64 clients ≥ 3x etcd linearizable get",
+        "get_lin_64",
+        _best(etcd, ["get_lin_64", "get_lin_64_leader"]),
+        3.0,
+    )
+    versus(
+        "GET via READONLY replicas, 64 clients ≥ 5x etcd serializable get",
+        "get_readonly_64",
+        _best(etcd, ["get_ser_64"]),
+        5.0,
+    )
+    p16 = rc.get("set_p16_64")
+    out.append(
+        {
+            "target": f"SET -P {PIPELINE}, 64 clients ≥ 100,000/s",
+            "raftcache": p16["ops_per_s"] if p16 else None,
+            "raftcache_unit": "ops/s",
+            "reference": 100_000.0,
+            "reference_row": "absolute",
+            "ratio": round(p16["ops_per_s"] / 100_000, 3) if p16 else None,
+            "required": 1.0,
+            "met": None if p16 is None else p16["ops_per_s"] >= 100_000,
+        }
+    )
+    one = rc.get("set_1")
+    puts = [etcd[k] for k in ("put_1_leader", "put_1") if k in etcd]
+    ref = min(puts, key=lambda r: r["latency_ms"]["p50"]) if puts else None
+    ours_p50 = one["latency_ms"]["p50"] if one else None
+    ref_p50 = ref["latency_ms"]["p50"] if ref else None
+    out.append(
+        {
+            "target": "SET, 1 client: p50 ≤ etcd put, 1 client p50",
+            "raftcache": ours_p50,
+            "raftcache_unit": "ms p50",
+            "reference": ref_p50,
+            "reference_row": f"etcd {ref['label']} ({ref['target']})" if ref else None,
+            # for latency the ratio is reference / ours: >= 1 means we are no slower
+            "ratio": round(ref_p50 / ours_p50, 3) if ours_p50 and ref_p50 else None,
+            "required": 1.0,
+            "met": None if ours_p50 is None or ref_p50 is None else ours_p50 <= ref_p50,
+        }
+    )
+    return out
+
+
+def versus_redis(section: Mapping[str, Any]) -> dict[str, float | None]:
+    """raftcache / Redis for every row both have (same tool, same command)."""
+    rc, rd = _rows(section, "raftcache"), _rows(section, "redis")
+    return {
+        k: round(rc[k]["ops_per_s"] / rd[k]["ops_per_s"], 4) if rd[k]["ops_per_s"] else None
+        for k in rc
+        if k in rd
+    }
+
+
+# ----------------------------------------------------------------------------- the section
+
+
+def run(
+    work_dir: Path,
+    out_dir: Path,
+    node_args: Sequence[str],
+    *,
+    keys: int,
+    warmup: float,
+    duration: float,
+    staleness_ms: int,
+    profile: bool,
+    keep_data: bool,
+    systems: Sequence[str] = ("raftcache", "redis", "etcd"),
+) -> dict[str, Any]:
+    peers.ensure_tools(TOOLS)
+    section: dict[str, Any] = {
+        "load_before": load_snapshot("redis section start"),
+        "setup": {
+            "key_space": keys,
+            "value_bytes": VALUE_SIZE,
+            "warmup_s": warmup,
+            "duration_s": duration,
+            "redis_max_staleness_ms": staleness_ms,
+            "order": "raftcache, then Redis, then etcd; each alone on the machine",
+            "readonly_generator": "redis-benchmark cannot send READONLY, so GET through "
+            "replicas uses bench/respgen.py (asyncio, pre-encoded commands, READONLY first on "
+            "each connection). Its calibration row runs the same GET against the leader/primary "
+            "next to redis-benchmark's, so its overhead is visible in this run.",
+        },
+        "versions": {
+            "redis-server": peers.tool_version(["redis-server", "--version"]),
+            "redis-benchmark": peers.tool_version(["redis-benchmark", "--version"]),
+            "etcd": peers.tool_version(["etcd", "--version"]),
+        },
+    }
+    failed: list[str] = []
+    blocks: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("raftcache", lambda: _raftcache(work_dir, out_dir, node_args, keys=keys, warmup=warmup,
+                                         duration=duration, staleness_ms=staleness_ms,
+                                         profile=profile, keep_data=keep_data)),
+        ("redis", lambda: _redis(work_dir, keys=keys, warmup=warmup, duration=duration,
+                                 keep_data=keep_data)),
+        ("etcd", lambda: _etcd(work_dir, keys=keys, warmup=warmup, duration=duration,
+                               keep_data=keep_data)),
+    ]  # fmt: skip
+    for name, block in blocks:
+        if name not in systems:
+            continue
+        log(f"redis section: {name} (load: {load_snapshot(name)['uptime']})")
+        started = time.monotonic()
+        try:
+            section[name] = block()
+        except Exception:
+            failed.append(name)
+            section[name] = {"error": traceback.format_exc()}
+            log(f"redis section: {name} failed:\n{section[name]['error']}")
+        section[name]["elapsed_s"] = round(time.monotonic() - started, 1)
+    section["targets"] = targets(section)
+    section["versus_redis"] = versus_redis(section)
+    section["failed_blocks"] = failed
+    section["load_after"] = load_snapshot("redis section end")
+    return section
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _n(value: Any, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def target_rows(section: Mapping[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """(target, result, met) lines for the report's Targets table."""
+    out = []
+    for t in section.get("targets", []):
+        if t["raftcache_unit"] == "ms p50":
+            result = (
+                f"{_n(t['raftcache'], 3)} ms vs {_n(t['reference'], 3)} ms ({t['reference_row']})"
+            )
+        else:
+            result = (
+                f"{_n(t['raftcache'])}/s vs {_n(t['reference'])}/s ({t['reference_row']}): "
+                f"**{_n(t['ratio'], 2)}x** (need {t['required']:g}x)"
+            )
+        out.append((t["target"], result, t["met"]))
+    return out
+
+
+def _cpu_line(row: Mapping[str, Any]) -> str:
+    return " / ".join(f"{k.split('(')[0]} {v:.3f}" for k, v in row["cpu_s_per_1000"].items())
+
+
+def render(section: Mapping[str, Any], add: Callable[[str], None]) -> None:
+    setup = section.get("setup", {})
+    add("## Redis protocol: raftcache vs Redis 7 vs etcd 3.4 (same run)")
+    add("")
+    add(
+        f"Load: `{section['load_before']['uptime']}` at the start, "
+        f"`{section.get('load_after', {}).get('uptime', '?')}` at the end. "
+        f"{setup.get('key_space', 0):,} keys, {VALUE_SIZE}-byte values, ~{setup.get('duration_s')}"
+        f" s per row after ~{setup.get('warmup_s')} s of warm-up; {setup.get('order')}. "
+        f"Versions: {section.get('versions')}."
+    )
+    add("")
+    add("| Target (issue 10) | This run | Met |")
+    add("|---|---|---|")
+    for what, result, met in target_rows(section):
+        add(f"| {what} | {result} | {'—' if met is None else ('✅ yes' if met else '❌ no')} |")
+    add("")
+    vs = section.get("versus_redis", {})
+    add(
+        "| System | Row | Target | Tool | ops/s | p50 ms | p99 ms | Errors "
+        "| CPU s per 1,000 requests | vs Redis |"
+    )
+    add("|---|---|---|---|---:|---:|---:|---:|---|---:|")
+    for system in ("raftcache", "redis", "etcd"):
+        block = section.get(system, {})
+        if "error" in block:
+            add(f"| {system} | FAILED (see bench.json) | | | | | | | | |")
+            continue
+        for row in block.get("rows", []):
+            ratio = vs.get(row["key"]) if system == "raftcache" else None
+            add(
+                f"| {system} | {row['label']} | {row['target']} | {row['tool']} "
+                f"| {_n(row['ops_per_s'])} | {_n(row['latency_ms']['p50'], 3)} "
+                f"| {_n(row['latency_ms']['p99'], 3)} | {row['errors']} | {_cpu_line(row)} "
+                f"| {'—' if ratio is None else f'{ratio:.3f}'} |"
+            )
+    add("")
+    rc = section.get("raftcache", {})
+    for note in ("set_wait_64", "value_check"):
+        if note in rc:
+            add(f"- raftcache {note}: {rc[note]}")
+    if rc.get("idle_cpu"):
+        add(f"- raftcache idle node CPU %: {rc['idle_cpu']}")
+    for system in ("raftcache", "redis", "etcd"):
+        for row in section.get(system, {}).get("rows", []):
+            if row.get("variants"):
+                tried = "; ".join(
+                    f"{v['tool']}: {v['ops_per_s']:,.0f}/s (generator CPU "
+                    f"{'+'.join(f'{p:.0f}' for p in v['generator_cpu_pct'])}%)"
+                    for v in row["variants"]
+                )
+                add(f"- {system} {row['label']}: generator was CPU-bound; tried {tried}")
+            if row.get("requests_per_log_entry") is not None:
+                add(
+                    f"- {system} {row['label']}: {row['log_entries_per_s']:,.0f} Raft log "
+                    f"entries/s over the row, ~{row['requests_per_log_entry']:,.1f} requests "
+                    f"per entry; leader {row['leader']}; snapshots {row['snapshots_during_run']}"
+                )
+            if row.get("term_changed"):
+                add(f"- {system} {row['label']}: **the Raft term changed during the row**")
+    add("")
+    profiles = {k: v for k, v in rc.get("profiles", {}).items() if "buckets" in v}
+    for key, profile in rc.get("profiles", {}).items():
+        if "error" in profile:
+            add(f"Leader profile of {key}: {profile['error']}")
+            add("")
+    if not profiles:
+        return
+    add("### Where the leader's CPU goes (py-spy on the leader, redis-benchmark SET)")
+    add("")
+    for profile in profiles.values():
+        data, run_row = profile["buckets"], profile["run"]
+        add(
+            f"- {profile['label']}: profiled run {run_row['ops_per_s']:,.0f} SET/s (unprofiled "
+            f"{_n(profile.get('unprofiled_ops_per_s'))}/s); leader {data['us_per_op']:.0f} µs "
+            f"of CPU per SET; {data['samples_on_cpu']} on-CPU samples. Full text: "
+            f"`{profile['summary_file']}`."
+        )
+    add("")
+    keys = list(profiles)
+    add("| Bucket | " + " | ".join(f"{profiles[k]['label']}: share, µs/SET" for k in keys) + " |")
+    add("|---|" + "---:|" * len(keys))
+    names: list[str] = []
+    for k in keys:
+        names.extend(n for n in profiles[k]["buckets"]["pct"] if n not in names)
+    for name in names:
+        cells = []
+        for k in keys:
+            data = profiles[k]["buckets"]
+            pct = data["pct"].get(name)
+            cells.append(
+                "—" if pct is None else f"{pct:.1f}%, {data['us_per_op_by_bucket'][name]:.1f}"
+            )
+        add(f"| {name} | " + " | ".join(cells) + " |")
+    add("")

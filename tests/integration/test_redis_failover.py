@@ -1,0 +1,205 @@
+"""The Redis port through failures, on a 3-node cluster of this module's own.
+
+- The leader SIGKILLed under a redis-py write workload that retries on another node: the
+  workload resumes, and every write ever acknowledged reads back from the new leader.
+- No leader at all (two nodes stopped): every command answers -CLUSTERDOWN within the
+  client's timeout instead of hanging, and the cluster serves again once they return.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import redis
+from raftcache.chaos.local_cluster import LocalCluster
+from raftcache.v1 import cluster_pb2
+from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, TryAgainError
+from redis.retry import Retry
+
+pytestmark = pytest.mark.integration
+
+CLIENT_TIMEOUT_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(3, tmp_path_factory.mktemp("redis-failover"))
+    c.start()
+    try:
+        c.wait_until_ready(timeout=40)
+        yield c
+    finally:
+        c.close()
+
+
+def connect(cluster: LocalCluster, i: int, protocol: int, **kwargs: object) -> redis.Redis:
+    return redis.Redis(
+        host="127.0.0.1",
+        port=cluster.nodes[i].redis_port,
+        protocol=protocol,
+        decode_responses=True,
+        socket_timeout=CLIENT_TIMEOUT_S,
+        socket_connect_timeout=CLIENT_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),  # the workload below retries itself, on another node
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+# Worth another attempt (SET of the same value is idempotent): the node is gone, has no
+# leader (CLUSTERDOWN), is overloaded (TRYAGAIN) or lost track of the outcome (UNKNOWN).
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError)
+
+
+class Writer(threading.Thread):
+    """SETs fresh keys; each write is retried on the next node until acknowledged."""
+
+    def __init__(self, cluster: LocalCluster, index: int, protocol: int) -> None:
+        super().__init__(name=f"writer-{index}", daemon=True)
+        self.index = index
+        self.clients = [connect(cluster, i, protocol) for i in range(len(cluster.nodes))]
+        self.stop = threading.Event()
+        self.acked: dict[str, tuple[str, float]] = {}  # key -> (value, ack time)
+        self.retries: Counter[str] = Counter()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        rng = random.Random(self.index)
+        node = rng.randrange(len(self.clients))
+        n = 0
+        try:
+            while not self.stop.is_set():
+                key, value = f"fo:{self.index}:{n}", f"v{self.index}-{n}"
+                while not self.stop.is_set():
+                    try:
+                        assert self.clients[node].set(key, value) is True
+                        self.acked[key] = (value, time.monotonic())
+                        break
+                    except RETRYABLE as exc:
+                        self.retries[type(exc).__name__] += 1
+                    except redis.ResponseError as exc:
+                        if not str(exc).startswith("UNKNOWN"):
+                            raise
+                        self.retries["UNKNOWN"] += 1
+                    node = (node + 1) % len(self.clients)
+                    time.sleep(0.02)
+                n += 1
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            for client in self.clients:
+                client.close()
+
+
+def test_leader_sigkill_under_redis_writes_loses_no_acknowledged_write(
+    cluster: LocalCluster,
+) -> None:
+    writers = [Writer(cluster, i, protocol=2 + i % 2) for i in range(6)]
+    for w in writers:
+        w.start()
+    time.sleep(2.0)
+    old_leader = cluster.wait_for_leader()
+    killed_at = time.monotonic()
+    cluster.kill(old_leader)
+    time.sleep(6.0)
+    for w in writers:
+        w.stop.set()
+    for w in writers:
+        w.join(30)
+    assert not any(w.is_alive() for w in writers), "a writer hung"
+    errors = [w.error for w in writers if w.error is not None]
+    assert not errors, errors
+
+    acked = {k: v for w in writers for k, v in w.acked.items()}
+    before = sum(1 for _, t in acked.values() if t < killed_at)
+    after = len(acked) - before
+    retries = sum((w.retries for w in writers), Counter[str]())
+    acks = sorted(t for _, t in acked.values())
+    gap = max((b - a for a, b in itertools.pairwise(acks)), default=0.0)
+    print(f"acked {before} before the kill, {after} after; retries {dict(retries)}; gap {gap:.2f}s")
+    assert before > 50 and after > 50, "the workload must run on both sides of the kill"
+
+    new_leader = cluster.wait_for_leader(exclude=old_leader)
+    for protocol in (2, 3):
+        r = connect(cluster, new_leader, protocol)
+        keys = sorted(acked)
+        got: list[str | None] = []
+        for i in range(0, len(keys), 500):
+            got += r.mget(keys[i : i + 500])
+        missing = [(k, acked[k][0], g) for k, g in zip(keys, got, strict=True) if g != acked[k][0]]
+        r.close()
+        assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+
+    # the killed node comes back, catches up and serves the same data
+    cluster.start_node(old_leader)
+    cluster.wait_until_ready(timeout=60)
+    cluster.wait_converged(timeout=60)
+    back = connect(cluster, old_leader, 3)
+    sample = random.Random(0).sample(sorted(acked), min(200, len(acked)))
+    assert back.mget(sample) == [acked[k][0] for k in sample]
+    back.close()
+
+
+def _knows_no_leader(cluster: LocalCluster, i: int) -> bool:
+    status = cluster.status(i)
+    return (
+        status is not None and status.role != cluster_pb2.LEADER and not status.leader_client_addr
+    )
+
+
+def test_no_leader_answers_clusterdown_within_the_client_timeout(cluster: LocalCluster) -> None:
+    cluster.wait_until_ready(timeout=60)
+    survivor = cluster.wait_for_leader()  # the leader is left alone: it must step down
+    stopped = [i for i in range(len(cluster.nodes)) if i != survivor]
+    for i in stopped:
+        cluster.kill(i)
+    try:
+        for protocol in (2, 3):
+            r = connect(cluster, survivor, protocol)
+            readonly = connect(cluster, survivor, protocol, single_connection_client=True)
+            readonly.execute_command("READONLY")
+            commands = {
+                "SET": lambda r=r: r.set("nl:k", "v"),
+                "GET": lambda r=r: r.get("nl:k"),
+                "INCR": lambda r=r: r.incr("nl:n"),
+                "RPUSH": lambda r=r: r.rpush("nl:l", "x"),
+                "PUBLISH": lambda r=r: r.publish("nl:ch", "m"),
+                "MULTI/EXEC": lambda r=r: r.pipeline(transaction=True).set("nl:t", "1").execute(),
+                "READONLY GET": lambda ro=readonly: ro.get("nl:k"),
+            }
+            deadline = time.monotonic() + 10
+            while not _knows_no_leader(cluster, survivor):  # a leader steps down within ~1 s
+                assert time.monotonic() < deadline, "the lone node still claims to lead"
+                time.sleep(0.1)
+            for name, call in commands.items():
+                started = time.monotonic()
+                with pytest.raises(ClusterDownError):
+                    call()
+                elapsed = time.monotonic() - started
+                assert elapsed < CLIENT_TIMEOUT_S, (
+                    f"{name} took {elapsed:.2f} s (protocol {protocol})"
+                )
+            assert r.ping() is True  # the connection itself is fine
+            r.close()
+            readonly.close()
+    finally:
+        for i in stopped:
+            cluster.start_node(i)
+    cluster.wait_until_ready(timeout=60)
+    r = connect(cluster, survivor, 3)
+    deadline = time.monotonic() + 20
+    while True:  # back in service
+        try:
+            assert r.set("nl:k", "after") is True
+            break
+        except RETRYABLE:
+            assert time.monotonic() < deadline, "writes did not resume after the nodes returned"
+            time.sleep(0.2)
+    assert r.get("nl:k") == "after"
+    r.close()

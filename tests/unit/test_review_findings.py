@@ -1,0 +1,763 @@
+"""Review of the Redis front-end (issue 10): each test shows one finding of the review.
+
+A test marked xfail(strict=True) fails today; it is the evidence for its finding and turns
+into a normal test (drop the mark) once the finding is fixed. Fakes here are self-contained
+so that these tests do not depend on other test modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import grpc
+import pytest
+from raftcache.node import errors, requests
+from raftcache.node import state_machine as sm_module
+from raftcache.node.engine import Engine
+from raftcache.node.eviction import AccessTracker, Evictor
+from raftcache.node.forwarding import relayed_error
+from raftcache.node.keyspace.reply import NULL_ARRAY, OK, Error, ReplyT, from_proto, to_proto
+from raftcache.node.replica import Replica
+from raftcache.node.resp import server as resp_server
+from raftcache.node.resp.parser import ParserLimits
+from raftcache.node.resp.server import Connection, RespServer
+from raftcache.node.state_machine import Failure, StateMachine, TxnOk, Value
+from raftcache.node.streams import Streams
+from raftcache.v1 import cache_pb2, command_pb2
+
+# -- fakes -----------------------------------------------------------------------------------
+
+
+class FakeEngine:
+    """A node whose writes commit when the test says so. As leader, writes go to `submit`
+    and reads wait for `barrier`; as follower, `write`/`writes` park until `forward_done`."""
+
+    def __init__(self) -> None:
+        self.leader = True
+        self.data: dict[bytes, bytes] = {}
+        self.submitted: list[tuple[list[bytes], int]] = []
+        self.writes_: list[tuple[Any, asyncio.Future[Any]]] = []
+        self.barriers: list[asyncio.Future[None]] = []
+        self.forwarded: list[list[tuple[list[bytes], int]]] = []
+        self.forwards: list[asyncio.Future[None]] = []
+        self.multis: list[tuple[Any, dict[Any, int]]] = []
+        self.published: list[tuple[bytes, bytes]] = []
+        self.local_read_error: Exception | None = None
+
+    def is_leader(self) -> bool:
+        return self.leader
+
+    def submit(self, op: command_pb2.Op) -> asyncio.Future[Any]:
+        call = op.data.op.call
+        self.submitted.append((list(call.argv), call.db))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.writes_.append((op, future))
+        return future
+
+    def barrier(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.barriers.append(future)
+        return future
+
+    def commit(self) -> None:
+        for op, future in self.writes_:
+            argv = list(op.data.op.call.argv)
+            if len(argv) > 2:
+                self.data[argv[1]] = argv[2]
+            future.set_result(Value("reply", OK))
+        self.writes_.clear()
+        for barrier in self.barriers:
+            barrier.set_result(None)
+        self.barriers.clear()
+
+    def read_local(self, argv: list[bytes], db: int) -> ReplyT:
+        if self.local_read_error is not None:
+            raise self.local_read_error
+        if argv[0].lower() == b"exists":
+            return int(argv[1] in self.data)
+        return self.data.get(argv[1])
+
+    def versions(self, keys: list[bytes], db: int) -> list[int]:
+        return [1 for _ in keys]
+
+    async def multi(self, calls: Any, watched: dict[Any, int]) -> ReplyT:
+        self.multis.append((calls, dict(watched)))
+        return NULL_ARRAY if watched else [OK for _ in calls]
+
+    async def publish(self, channel: bytes, message: bytes) -> int:
+        self.published.append((channel, message))
+        return 7
+
+    # the follower path (Engine.write / Engine.writes)
+    async def write(self, argv: list[bytes], db: int) -> ReplyT:
+        return (await self.writes([(argv, db)]))[0]
+
+    async def writes(self, calls: list[tuple[list[bytes], int]]) -> list[ReplyT]:
+        if self.leader:  # as Engine.writes: the leader submits each
+            futures = [self.submit(_call_op(argv, db)) for argv, db in calls]
+            return [(await f).data for f in futures]
+        self.forwarded.append(calls)
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.forwards.append(gate)
+        await gate
+        return [OK for _ in calls]
+
+    @property
+    def view(self) -> Any:
+        engine = self
+
+        class Status:
+            commit_index = 0
+            leader_commit_index = 0
+
+        class Raft:
+            def status(self) -> Any:
+                return Status()
+
+        class View:
+            raft = Raft()
+            reads: list[tuple[bytes, bool]] = []
+
+            def count_read(self, key: bytes, hit: bool) -> None:
+                engine.reads.append((key, hit))
+
+        return View()
+
+    reads: list[tuple[bytes, bool]]
+
+
+def _call_op(argv: list[bytes], db: int) -> command_pb2.Op:
+    op = command_pb2.Op()
+    op.data.op.call.argv.extend(argv)
+    op.data.op.call.db = db
+    return op
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+        self.paused = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 5555)
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class FakeStreams:
+    def __init__(self) -> None:
+        self.listens = 0
+
+    def listen(self, sub: Any, channels: list[bytes], patterns: list[bytes]) -> None:
+        self.listens += 1
+        sub.channels += channels
+        sub.patterns += patterns
+
+    def unlisten(self, sub: Any, *_: Any) -> None:
+        sub.channels.clear()
+        sub.patterns.clear()
+
+
+def connect(engine: Any, streams: Any = None) -> tuple[Connection, FakeTransport]:
+    engine.reads = []
+    server = RespServer(engine, streams, ParserLimits(), {}, None, 0)
+    conn = Connection(server, 1)
+    transport = FakeTransport()
+    conn.connection_made(transport)
+    return conn, transport
+
+
+def cmd(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+# -- finding 1: QUIT (or a protocol error) after a gated command hangs the connection ---------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 1: a command gated before QUIT never runs")
+def test_quit_after_a_gated_write_answers_everything_and_closes() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        # the SET waits for the GET's run; QUIT sets _closing, so the SET is never started
+        conn.data_received(cmd(b"GET", b"k") + cmd(b"SET", b"k", b"v") + cmd(b"QUIT"))
+        engine.commit()  # the GET's barrier
+        await settle()
+        engine.commit()  # the SET, if it was submitted
+        await settle()
+        assert engine.submitted == [([b"SET", b"k", b"v"], 0)]
+        assert bytes(transport.out) == b"$-1\r\n+OK\r\n+OK\r\n"
+        assert transport.closed
+
+    asyncio.run(run())
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 1: protocol error after a gated command")
+def test_protocol_error_after_a_gated_write_still_answers_and_closes() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"GET", b"k") + cmd(b"SET", b"k", b"v") + b"*1\r\n+oops\r\n")
+        engine.commit()
+        await settle()
+        engine.commit()
+        await settle()
+        assert transport.closed  # today: open forever, the error never sent
+
+    asyncio.run(run())
+
+
+# -- finding 2: a gated write reads conn.db when it starts, not when it was sent --------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="review finding 2: a gated write runs in a later SELECT's db"
+)
+def test_a_gated_write_stays_in_the_database_selected_when_it_was_sent() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, _ = connect(engine)
+        conn.data_received(cmd(b"GET", b"k") + cmd(b"SET", b"k", b"v") + cmd(b"SELECT", b"1"))
+        engine.commit()  # the GET answers; the SET starts now, after SELECT 1 already ran
+        await settle()
+        assert engine.submitted == [([b"SET", b"k", b"v"], 0)]  # today: db 1
+
+    asyncio.run(run())
+
+
+# -- finding 3: a pipelined WATCH is lost for the EXEC that follows it -------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 3: EXEC reads conn.watched before WATCH ran")
+def test_exec_sees_a_watch_pipelined_behind_a_pending_write() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(
+            cmd(b"SET", b"k", b"1")
+            + cmd(b"WATCH", b"k")
+            + cmd(b"MULTI")
+            + cmd(b"SET", b"k", b"2")
+            + cmd(b"EXEC")
+        )
+        engine.commit()
+        await settle()
+        assert engine.multis, "EXEC did not run"
+        assert engine.multis[0][1] == {(0, b"k"): 1}  # today: {} (no compare: lost update)
+        assert bytes(transport.out).endswith(b"*-1\r\n")
+
+    asyncio.run(run())
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 3: second pipelined WATCH/EXEC unguarded")
+def test_two_pipelined_optimistic_transactions_both_send_their_watches() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, _ = connect(engine)
+        one = cmd(b"WATCH", b"k") + cmd(b"MULTI") + cmd(b"SET", b"k", b"2") + cmd(b"EXEC")
+        conn.data_received(one + one)
+        await settle()
+        assert [watched for _, watched in engine.multis] == [{(0, b"k"): 1}, {(0, b"k"): 1}]
+
+    asyncio.run(run())
+
+
+# -- finding 4: PUBLISH inside MULTI -----------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 4: PUBLISH in MULTI, EXEC array malformed")
+def test_publish_inside_multi_is_an_element_of_the_exec_array() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"MULTI") + cmd(b"PUBLISH", b"ch", b"m") + cmd(b"EXEC"))
+        await settle()
+        # today: b"+OK\r\n+QUEUED\r\n*1\r\n": an array of one with no element (desync)
+        assert bytes(transport.out) == b"+OK\r\n+QUEUED\r\n*1\r\n:7\r\n"
+
+    asyncio.run(run())
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 4: PUBLISH in MULTI runs at queue time")
+def test_publish_inside_a_discarded_multi_is_not_published() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, _ = connect(engine)
+        conn.data_received(cmd(b"MULTI") + cmd(b"PUBLISH", b"ch", b"m") + cmd(b"DISCARD"))
+        await settle()
+        assert engine.published == []
+
+    asyncio.run(run())
+
+
+# -- finding 5: WATCH/EXEC through a follower ------------------------------------------------
+
+
+class _Proposer:
+    def is_leader(self) -> bool:
+        return False
+
+    def now_ms(self) -> int:
+        return 1_000_000
+
+
+class _View:
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+
+    def not_leader(self) -> errors.CacheError:
+        return errors.NotLeader("not the leader", "leader:1")
+
+
+class _LeaderRelay:
+    """The leader's Txn servicer in one function: validate as requests.txn_op does, apply."""
+
+    def __init__(self, leader: StateMachine) -> None:
+        self.leader = leader
+
+    async def relay(self, address: str, method: str, request: Any, timeout: float) -> Any:
+        assert method == "Txn"
+        op = requests.txn_op(request, requests.Limits(), 1_000_000)  # raises InvalidInput
+        command = command_pb2.Command(now_ms=1_000_000)
+        command.ops.append(op)
+        result = self.leader.apply(command)[0]
+        assert isinstance(result, TxnOk), result
+        response = cache_pb2.TxnResponse(succeeded=result.succeeded)
+        for value in result.results:
+            to_proto(value.data, response.results.add().reply)
+        return response
+
+
+def _apply(sm: StateMachine, *argv: bytes, db: int = 0) -> ReplyT:
+    command = command_pb2.Command(now_ms=1_000_000)
+    command.ops.append(_call_op(list(argv), db))
+    result = sm.apply(command)[0]
+    assert isinstance(result, Value)
+    return result.data  # type: ignore[no-any-return]
+
+
+def _follower_engine(follower: Replica, leader: StateMachine) -> Engine:
+    return Engine(
+        _View(follower),  # type: ignore[arg-type]
+        _Proposer(),  # type: ignore[arg-type]
+        _LeaderRelay(leader),  # type: ignore[arg-type]
+        1.0,
+        lambda _c: 0,
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 5a: WATCH+EXEC via a follower in db 1-15")
+def test_exec_with_watch_through_a_follower_works_in_database_1() -> None:
+    async def run() -> None:
+        leader, follower = StateMachine(), Replica()
+        engine = _follower_engine(follower, leader)
+        watched = {(1, b"k"): engine.versions([b"k"], 1)[0]}
+        # the compare's key is \x00rcdb\x01k, which requests.check_key refuses on the leader
+        reply = await engine.multi([([b"SET", b"k", b"v"], 1)], watched)
+        assert reply == [OK]
+
+    asyncio.run(run())
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 5b: follower WATCH sees a stale 'missing'")
+def test_exec_fails_when_a_key_watched_on_a_lagging_follower_is_deleted() -> None:
+    async def run() -> None:
+        leader, follower = StateMachine(), Replica()  # the follower has not applied SET k yet
+        engine = _follower_engine(follower, leader)
+        _apply(leader, b"SET", b"k", b"v1")  # committed and acknowledged before the WATCH
+        watched = {(0, b"k"): engine.versions([b"k"], 0)[0]}  # the follower says: missing (0)
+        assert _apply(leader, b"GET", b"k") == b"v1"  # the client reads v1 (linearizable)
+        _apply(leader, b"DEL", b"k")  # another client changes the watched key
+        reply = await engine.multi([([b"SET", b"k", b"v2"], 0)], watched)
+        assert reply is NULL_ARRAY  # Redis aborts; today EXEC succeeds (version 0 == 0)
+
+    asyncio.run(run())
+
+
+# -- finding 6: one command can buffer without bound -----------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 6: a partial command is never bounded")
+def test_a_huge_partial_command_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resp_server, "MAX_PENDING_BYTES", 1 << 20)
+
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        # 1M arguments of up to 4 MiB each are all within the parser's per-piece limits
+        chunk = b"$65536\r\n" + b"x" * 65536 + b"\r\n"
+        conn.data_received(b"*1048576\r\n$3\r\nSET\r\n")
+        for _ in range(64):  # 4 MiB buffered, four times the outstanding-bytes bound
+            conn.data_received(chunk)
+        assert transport.paused or transport.closed  # today: neither; reading goes on
+
+    asyncio.run(run())
+
+
+# -- finding 7: follower batches over gRPC's message limit; its refusal taken as "unknown" -----
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 7a: forwarded batch not bounded in bytes")
+def test_a_follower_never_forwards_more_than_a_grpc_message_can_carry() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        engine.leader = False
+        conn, _ = connect(engine)
+        value = b"v" * (4 << 20)  # the default --max-value-bytes
+        conn.data_received(b"".join(cmd(b"SET", b"k%d" % i, value) for i in range(5)))
+        await settle()
+        sizes = [sum(len(a) for argv, _ in batch for a in argv) for batch in engine.forwarded]
+        assert max(sizes) <= 16 << 20, sizes  # today: one Txn of 20 MiB, refused by gRPC
+
+    asyncio.run(run())
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 7b: gRPC's size refusal is not 'unknown'")
+def test_grpc_message_size_refusal_of_a_relayed_write_is_not_outcome_unknown() -> None:
+    exc = grpc.aio.AioRpcError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        details="Sent message larger than max (20971620 vs. 17825792)",
+    )
+    error = relayed_error(exc, "leader:1", write=True)
+    assert isinstance(error, errors.TooLarge), error  # nothing was sent, nothing applied
+
+
+# -- finding 8: a follower that becomes leader mid-pipeline reorders its writes ----------------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 8: writes reordered on a leader change")
+def test_writes_keep_their_order_when_the_follower_becomes_leader() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        engine.leader = False
+        conn, _ = connect(engine)
+        conn.data_received(cmd(b"RPUSH", b"l", b"1"))
+        await settle()  # the first batch is in flight to the leader
+        conn.data_received(cmd(b"RPUSH", b"l", b"2"))  # queued behind it
+        engine.leader = True  # this node wins an election
+        conn.data_received(cmd(b"RPUSH", b"l", b"3"))  # submitted at once, as leader
+        engine.forwards[0].set_result(None)  # the first batch answers (say, applied)
+        await settle()
+        order = [argv[2] for argv, _ in engine.submitted]
+        assert order == [b"2", b"3"], order  # today: [b"3", b"2"]
+
+    asyncio.run(run())
+
+
+# -- finding 9: Engine.writes on a leader loses per-write outcomes ----------------------------
+
+
+class _LeaderProposer:
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future[Any]] = []
+
+    def is_leader(self) -> bool:
+        return True
+
+    def now_ms(self) -> int:
+        return 1_000_000
+
+    def submit(self, op: command_pb2.Op) -> asyncio.Future[Any]:
+        if self.futures:
+            raise errors.Overloaded("20000 writes are already queued on this node; retry")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        return future
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 9: a committed write answered TRYAGAIN")
+def test_engine_writes_reports_each_write_on_its_own() -> None:
+    async def run() -> None:
+        proposer = _LeaderProposer()
+        engine = Engine(None, proposer, None, 1.0, lambda _c: 0)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(engine.writes([([b"INCR", b"a"], 0), ([b"INCR", b"b"], 0)]))
+        await settle()
+        proposer.futures[0].set_result(Value("reply", 1))  # the first INCR commits
+        try:
+            replies = await task
+        except errors.Overloaded:
+            replies = None  # today: both INCRs answered TRYAGAIN; a retry applies a twice
+        assert replies is not None and replies[0] == 1
+
+    asyncio.run(run())
+
+
+# -- finding 10: an exception on the leader's read fast path hangs the connection --------------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 10: a failing read callback never answers")
+def test_a_read_that_raises_answers_an_error_instead_of_hanging() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        engine.local_read_error = RuntimeError("a handler bug")
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"GET", b"k") + cmd(b"PING"))
+        engine.commit()
+        await settle()
+        assert bytes(transport.out).startswith(b"-ERR")  # as _spawn does; today: nothing
+
+    asyncio.run(run())
+
+
+# -- finding 11: every non-nil read counts as a hit and feeds the LRU tracker ghost keys --------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 11: EXISTS of a missing key is a 'hit'")
+def test_reads_of_missing_keys_are_misses_and_do_not_touch_the_tracker() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, _ = connect(engine)
+        conn.data_received(cmd(b"EXISTS", b"nope"))
+        engine.commit()
+        await settle()
+        assert engine.reads == [(b"nope", False)]  # today: (b"nope", True)
+
+    asyncio.run(run())
+
+
+def test_ghost_keys_in_the_tracker_starve_volatile_lru_eviction() -> None:
+    """What finding 11 costs (passes today: it shows the mechanism). Touching keys that do
+    not exist (what `count_read(key, hit=True)` does for EXISTS/TTL/TYPE of missing keys, or
+    for KEYS' pattern and SCAN's cursor) fills the tracker's LRU window with keys that are
+    never removed, so volatile-lru finds no victim among them although TTL keys exist."""
+    sm = StateMachine()
+    sm.max_memory, sm.eviction_policy = 1, "volatile-lru"
+    tracker = AccessTracker()
+    tracker.follow(sm)
+    for i in range(2048):
+        tracker.touch(b"ghost%d" % i)
+    command = command_pb2.Command(now_ms=1_000_000)
+    for i in range(100):
+        command.ops.append(_call_op([b"SET", b"real%d" % i, b"v", b"EX", b"100"], 0))
+    sm.max_memory = 0
+    sm.apply(command)
+    tracker.on_events(sm.take_events())
+    sm.max_memory = 1
+    evictor = Evictor(lambda: sm, threading.Lock(), tracker)
+    assert evictor.choose(sm, 1000) == []  # nothing evictable found: writes refused with OOM
+
+
+# -- finding 12: RESP3 push frames behind a pending reply are not bounded ----------------------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 12: queued push frames escape the limit")
+def test_push_frames_queued_behind_a_pending_reply_count_toward_the_output_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(resp_server, "MAX_OUTPUT_BYTES", 1 << 20)
+
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine, FakeStreams())
+        conn.data_received(cmd(b"HELLO", b"3") + cmd(b"SUBSCRIBE", b"ch") + cmd(b"GET", b"k"))
+        message = cache_pb2.PubSubMessage(channel=b"ch", message=b"m" * 65536)
+        for _ in range(64):  # 4 MiB of messages while the GET waits for its barrier
+            conn.deliver(message)
+        assert transport.closed  # today: kept in _slots, unbounded while the GET waits
+
+    asyncio.run(run())
+
+
+# -- finding 13: tasks outlive their connection ------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 13: a spawned command outlives its client")
+def test_a_disconnect_cancels_the_connections_waiting_commands() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, _ = connect(engine)
+
+        async def forever() -> ReplyT:  # e.g. WAIT 3 0, which polls until replicas ack
+            await asyncio.sleep(3600)
+            return 0
+
+        conn.server.admin = {b"wait": lambda _c, _a: forever()}
+        conn.data_received(cmd(b"WAIT", b"3", b"0"))
+        await settle()
+        conn.connection_lost(None)
+        await settle()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert not others, others
+
+    asyncio.run(run())
+
+
+# -- finding 14: HELLO/RESET re-encode replies already owed ---------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 14: an earlier reply encoded as RESP3")
+def test_replies_owed_before_hello_keep_the_protocol_they_were_asked_in() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"GET", b"missing") + cmd(b"HELLO", b"3"))
+        engine.commit()
+        await settle()
+        assert bytes(transport.out).startswith(b"$-1\r\n")  # today: b"_\r\n" to a RESP2 client
+
+    asyncio.run(run())
+
+
+# -- finding 15: SUBSCRIBE is quadratic in its channel count --------------------------------
+
+
+class _Counted(bytes):
+    """A channel name that counts equality tests (list membership is one per element)."""
+
+    compares = 0
+
+    def __eq__(self, other: object) -> bool:
+        _Counted.compares += 1
+        return bytes.__eq__(self, other)  # type: ignore[no-any-return]
+
+    __hash__ = bytes.__hash__
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 15: SUBSCRIBE n channels costs O(n^2)")
+def test_subscribing_many_channels_in_one_command_is_linear() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        streams = Streams.__new__(Streams)  # only the push-subscriber registry is used
+        streams._channels, streams._patterns, streams.subscriber_count = {}, {}, 0
+        conn, _ = connect(engine, streams)
+        n = 1000
+        argv: list[bytes] = [b"SUBSCRIBE"] + [_Counted(b"channel:%d" % i) for i in range(n)]
+        _Counted.compares = 0
+        conn.dispatch(argv)
+        # today ~n*n (list membership twice per channel): 20,000 channels stalled the node's
+        # loop (gRPC and every RESP connection) for 14 s on this machine; 1M are allowed
+        assert _Counted.compares < 10 * n, _Counted.compares
+
+    asyncio.run(run())
+
+
+# -- finding 16: SELECT (and other connection commands) inside MULTI act at queue time --------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 16: a DISCARDed SELECT still switched db")
+def test_select_inside_a_discarded_multi_leaves_the_database_unchanged() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, _ = connect(engine)
+        conn.data_received(
+            cmd(b"MULTI") + cmd(b"SELECT", b"1") + cmd(b"DISCARD") + cmd(b"SET", b"k", b"v")
+        )
+        await settle()
+        assert engine.submitted == [([b"SET", b"k", b"v"], 0)]  # today: db 1
+
+    asyncio.run(run())
+
+
+# -- finding 17: the Txn undo log copies whole containers even when nothing can fail ----------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 17: undo copies for a Redis-only Txn")
+def test_a_transaction_of_redis_commands_only_copies_no_container(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sm = StateMachine()
+    _apply(sm, b"SADD", b"big", *[b"m%d" % i for i in range(1000)])
+    copied: list[Any] = []
+    real = sm_module._copied
+
+    def spy(entry: Any) -> Any:
+        copied.append(entry)
+        return real(entry)
+
+    monkeypatch.setattr(sm_module, "_copied", spy)
+    command = command_pb2.Command(now_ms=1_000_000)
+    txn = command.ops.add().txn
+    for argv in ([b"DEL", b"big"], [b"SET", b"x", b"1"]):
+        txn.success.add().op.call.argv.extend(argv)
+    result = sm.apply(command)[0]
+    assert isinstance(result, TxnOk) and not isinstance(result, Failure)
+    # Redis calls answer errors as replies: such a Txn can never roll back, yet every
+    # touched container is copied (DEL of a 1M-member set copies it on every replica)
+    assert copied == []
+
+
+# -- finding 18: the outcome-unknown text says it twice -------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 18: 'outcome unknown: outcome unknown:'")
+def test_outcome_unknown_text_is_not_doubled() -> None:
+    reply = resp_errors_reply(
+        errors.OutcomeUnknown("outcome unknown: forwarding to the leader at x failed")
+    )
+    assert reply.count("outcome unknown") == 1, reply
+
+
+def resp_errors_reply(error: errors.CacheError) -> Error:
+    from raftcache.node.resp.errors import error_reply
+
+    return error_reply(error)
+
+
+def test_reply_round_trip_sanity() -> None:
+    """The proto form used by forwarding keeps every reply type (passes: checked, no finding)."""
+    from raftcache.node.keyspace.reply import Bool, Map, Pairs, SetReply, Status
+
+    replies: list[ReplyT] = [
+        b"x",
+        1,
+        None,
+        NULL_ARRAY,
+        Status("OK"),
+        Error("ERR x"),
+        1.5,
+        Bool(1),
+        Map([b"a", 1]),
+        SetReply([b"a"]),
+        Pairs([[b"a", 1.0]]),
+    ]
+    for reply in replies:
+        back = from_proto(to_proto(reply))
+        assert back == reply and type(back) is type(reply), reply
+
+
+# -- finding 19: commands with a numkeys argument escape the reserved-prefix guard -----------
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 19: LMPOP in db 0 pops another db's list")
+def test_database_0_cannot_pop_a_list_of_database_5_through_lmpop() -> None:
+    sm = StateMachine()
+    _apply(sm, b"RPUSH", b"jobs", b"secret", db=5)
+    internal = b"\x00rcdb\x05jobs"
+    reply = _apply(sm, b"LMPOP", b"1", internal, b"LEFT")  # database 0 (the gRPC keyspace)
+    assert isinstance(reply, Error), reply  # today: [internal, [b"secret"]], popped from db 5
+    assert _apply(sm, b"LLEN", b"jobs", db=5) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="review finding 19: SINTERCARD reads another database")
+def test_database_0_cannot_read_a_set_of_database_5_through_sintercard() -> None:
+    sm = StateMachine()
+    _apply(sm, b"SADD", b"members", b"a", b"b", db=5)
+    reply = _apply(sm, b"SINTERCARD", b"1", b"\x00rcdb\x05members")
+    assert isinstance(reply, Error), reply  # today: 2

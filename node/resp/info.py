@@ -21,16 +21,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.db import DATABASES, key_db
-from raftcache.node.resp.admin import admin, facts, stable_id, verbatim
+from raftcache.node.resp.admin import ADMIN, admin, facts, stable_id, verbatim
+from raftcache.node.resp.server import _LOCAL, REDIS_VERSION
 from raftcache.node.resp.topology import topology
 
 if TYPE_CHECKING:
     from raftcache.node.keyspace.reply import ReplyT
     from raftcache.node.resp.server import Connection
     from raftcache.node.state_machine import StateMachine
-
-from raftcache.node.resp.server import REDIS_VERSION
 
 _EXACT_EXPIRES_UP_TO = 100_000
 """Above this many keys with a TTL in several databases, per-database expires are estimated."""
@@ -82,6 +82,7 @@ class InfoFacts:
     replid: str = "0" * 40
     followers: list[Follower] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)  # by command name
     keyspace: list[tuple[int, int, int]] = field(default_factory=list)  # (db, keys, expires)
     cpu: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
@@ -341,6 +342,14 @@ def _cpu(f: InfoFacts) -> list[str]:
     return [f"{name}:{value:.6f}" for name, value in zip(names, f.cpu, strict=True)]
 
 
+def _commandstats(f: InfoFacts) -> list[str]:
+    # Calls are counted per node; commands are not timed one by one (usec is 0).
+    return [
+        f"cmdstat_{name}:calls={n},usec=0,usec_per_call=0.00,rejected_calls=0,failed_calls=0"
+        for name, n in sorted(f.calls.items())
+    ]
+
+
 def _errorstats(f: InfoFacts) -> list[str]:
     return [f"errorstat_{code}:count={n}" for code, n in sorted(f.errors.items())]
 
@@ -372,7 +381,7 @@ _SECTIONS: list[tuple[str, str, _Section]] = [
     ("replication", "Replication", _replication),
     ("cpu", "CPU", _cpu),
     ("module_list", "Modules", _empty),
-    ("commandstats", "Commandstats", _empty),
+    ("commandstats", "Commandstats", _commandstats),
     ("errorstats", "Errorstats", _errorstats),
     ("latencystats", "Latencystats", _empty),
     ("cluster", "Cluster", _cluster),
@@ -473,6 +482,12 @@ def _system_memory() -> int:
         return 0
 
 
+def _known_calls(calls: dict[bytes, int]) -> dict[str, int]:
+    """Calls of commands this front-end knows (unknown names are not commands)."""
+    known = dispatch.COMMANDS.keys() | ADMIN.keys() | _LOCAL.keys()
+    return {name.decode(): n for name, n in calls.items() if name in known}
+
+
 def gather(conn: Connection) -> InfoFacts:
     """This node's facts for INFO, now."""
     node = facts(conn)
@@ -526,6 +541,7 @@ def gather(conn: Connection) -> InfoFacts:
         if me.leader
         else [],
         errors=dict(stats.error_codes),
+        calls=_known_calls(stats.calls),
         keyspace=keyspace,
         cpu=_cpu_times(),
     )

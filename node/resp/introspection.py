@@ -20,6 +20,7 @@ from raftcache.node.keyspace.glob import compile_glob
 from raftcache.node.keyspace.reply import SYNTAX, Error, Map, ReplyT, SetReply, Status
 from raftcache.node.resp.admin import ARITIES, SUBCOMMANDS, container, subcommand
 from raftcache.node.resp.redis_meta import META
+from raftcache.node.resp.server import _LOCAL
 
 if TYPE_CHECKING:
     from raftcache.node.resp.server import Connection
@@ -114,9 +115,8 @@ def _ordered(flags: Iterable[str]) -> list[str]:
 
 
 def _local_names() -> list[str]:
-    from raftcache.node.resp import server  # the connection commands (PING, HELLO, ...)
-
-    return [name.decode() for name in server._LOCAL]
+    """The connection commands of node/resp/server.py (PING, HELLO, MULTI, ...)."""
+    return [name.decode() for name in _LOCAL]
 
 
 def _doc(fullname: str, arity: int, subs: list[CommandDoc]) -> CommandDoc:

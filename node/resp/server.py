@@ -70,6 +70,13 @@ class Stats:
     keyspace_misses: int = 0
     rejected_connections: int = 0
     error_codes: dict[str, int] = field(default_factory=dict)  # INFO errorstats
+    calls: dict[bytes, int] = field(default_factory=dict)  # INFO commandstats
+
+    def count_call(self, name: bytes) -> None:
+        """A command received (at most 1,024 distinct names are counted by name)."""
+        self.commands_processed += 1
+        if name in self.calls or len(self.calls) < 1024:
+            self.calls[name] = self.calls.get(name, 0) + 1
 
     def count_error(self, text: str) -> None:
         """An error reply: counted in total and by its code (the first word), like Redis,
@@ -318,10 +325,10 @@ class Connection(asyncio.Protocol):
         """Start one command; its reply takes the next slot."""
         if not argv:
             return
-        self.server.stats.commands_processed += 1
         self.last_command = time.time()
         self._args_bytes = sum(map(len, argv)) if len(argv) > 2 else 0
         name = argv[0].lower()
+        self.server.stats.count_call(name)
         self.last_name = name
         if self.sub is not None and self.proto == 2 and name not in _SUBSCRIBED_OK:
             self.reply(

@@ -410,6 +410,7 @@ def _resetstat(conn: Connection, argv: list[bytes]) -> ReplyT:
     ):
         setattr(stats, counter, 0)
     stats.error_codes.clear()
+    stats.calls.clear()
     return OK
 
 

@@ -366,6 +366,11 @@ def test_info_memory_and_errorstats() -> None:
     values = fields(info.render(f, [b"memory"]))
     assert values["used_memory"] == "2048" and values["used_memory_human"] == "2.00K"
     assert values["maxmemory_human"] == "1.00G" and values["maxmemory_policy"] == "allkeys-lru"
+    f = info.InfoFacts(calls={"get": 3})
+    assert info.render(f, [b"commandstats"]) == (
+        "# Commandstats\r\n"
+        "cmdstat_get:calls=3,usec=0,usec_per_call=0.00,rejected_calls=0,failed_calls=0\r\n"
+    )
     f = info.InfoFacts(errors={"WRONGTYPE": 2, "ERR": 5})
     assert info.render(f, [b"errorstats"]) == (
         "# Errorstats\r\nerrorstat_ERR:count=5\r\nerrorstat_WRONGTYPE:count=2\r\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,19 @@ def env_name(flag: str) -> str:
 def clean_environ() -> dict[str, str]:
     """The test process's environment without any RAFTCACHE_* variable."""
     return {k: v for k, v in os.environ.items() if not k.startswith("RAFTCACHE_")}
+
+
+@pytest.fixture(autouse=True)
+def no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load() resolves peer names to spot this node among them: no real DNS in unit tests
+    (localhost is 127.0.0.1, every other name is unknown)."""
+
+    def getaddrinfo(host: str, *_args: object, **_kwargs: object) -> list[tuple[object, ...]]:
+        if host.lower() != "localhost":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+
+    monkeypatch.setattr(config.socket, "getaddrinfo", getaddrinfo)
 
 
 def refused(argv: list[str], env: dict[str, str] | None = None) -> str:

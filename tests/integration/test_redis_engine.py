@@ -1132,21 +1132,30 @@ def test_protocol_error_closes_only_that_connection(cluster: LocalCluster, ns: s
         r.close()
 
 
+@pytest.mark.parametrize(
+    ("ending", "answer"),
+    [
+        (b"*1\r\nfoo\r\n", b"-ERR Protocol error: expected '$', got 'f'\r\n"),
+        (encode("QUIT"), b"+OK\r\n"),
+    ],
+    ids=["protocol-error", "quit"],
+)
 @pytest.mark.parametrize("role", ROLES)
-def test_protocol_error_after_a_pending_read_still_answers_and_closes(
-    cluster: LocalCluster, role: str, ns: str
+def test_connection_end_after_a_pending_read_still_answers_it(
+    cluster: LocalCluster, role: str, ending: bytes, answer: bytes, ns: str
 ) -> None:
-    """SET, then GET (a read run waiting for the write run), then bad framing: both are
-    answered, then the error, then the connection closes (Redis does the same)."""
+    """SET, then GET (a read run that waits for the write run), then bad framing or QUIT:
+    SET and GET are answered, then the error or +OK, then the connection closes (as in
+    Redis)."""
     port = cluster.nodes[node_index(cluster, role)].redis_port
     victim = Raw(port, 2, timeout=10)
     try:
-        victim.send(encode("SET", ns + "k", "v") + encode("GET", ns + "k") + b"*1\r\nfoo\r\n")
+        victim.send(encode("SET", ns + "k", "v") + encode("GET", ns + "k") + ending)
         try:
             got = victim.read_all(timeout=10)
         except TimeoutError:
-            got = victim.buf + b"<no close within 10 s>"
-        assert got == b"+OK\r\n$1\r\nv\r\n-ERR Protocol error: expected '$', got 'f'\r\n"
+            got = victim.buf + b"<not closed within 10 s>"
+        assert got == b"+OK\r\n$1\r\nv\r\n" + answer
     finally:
         victim.close()
 

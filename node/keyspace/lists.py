@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from raftcache.node.keyspace.args import parse_int, syntax
+from raftcache.node.keyspace.args import INT64_MIN, parse_int, syntax
 from raftcache.node.keyspace.db import Db
 from raftcache.node.keyspace.reply import (
     INDEX_RANGE,
@@ -251,6 +251,8 @@ def _matches(lst: List, element: bytes, rank: int, count: int, maxlen: int) -> l
     limit = n if maxlen == 0 else min(maxlen, n)
     out: list[int] = []
     want = 1 if count == -1 else (count or n)
+    if rank == INT64_MIN:  # Redis 7.0 negates it into itself: every match, from the tail
+        skip, want = 0, 1 if count == -1 else n
     for i, item in enumerate(islice(scanned, limit)):
         if item != element:
             continue

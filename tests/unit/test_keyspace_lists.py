@@ -311,6 +311,9 @@ def test_lpos() -> None:
     assert r("LPOS", "l", "c", "RANK", -1, "MAXLEN", 1) is None
     assert r("LPOS", "l", "c", "RANK", -1, "MAXLEN", 2) == 6
     assert r("LPOS", "none", "a") is None
+    least = "-9223372036854775808"  # Redis 7.0 negates it into itself (checked on 7.0.15)
+    assert r("LPOS", "l", "b", "RANK", least) == 5
+    assert r("LPOS", "l", "b", "RANK", least, "COUNT", 1) == [5, 1]
     assert r("LPOS", "none", "a", "COUNT", 1) == []
 
 

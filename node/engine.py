@@ -15,8 +15,9 @@ from typing import Any
 from raftcache.node import errors, status_codes
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.keyspace.db import db_key
-from raftcache.node.keyspace.reply import NULL_ARRAY, ReplyT, from_proto
+from raftcache.node.keyspace.reply import NULL_ARRAY, CommandError, Error, ReplyT, from_proto
 from raftcache.node.proposer import Proposer
+from raftcache.node.resp.errors import error_reply
 from raftcache.node.servicers import NodeView
 from raftcache.node.state_machine import Failure, Result, TxnOk, Value
 from raftcache.v1 import cache_pb2, command_pb2
@@ -94,16 +95,18 @@ class Engine:
                 "read from the leader (READWRITE) or another replica"
             )
 
-    def versions(self, keys: Sequence[bytes], db: int) -> list[int]:
-        """The current version of each key (0 = missing) on this node, for WATCH."""
-        replica = self.view.replica
-        now = self.now_ms()
-        with replica.lock:
-            out = []
-            for key in keys:
-                entry = replica.state.get(db_key(db, key), now)
-                out.append(0 if entry is None else entry.version)
-            return out
+    def has_key(self, db: int, key: bytes) -> bool:
+        """Whether a live key exists here now (for hit/miss counting; no lock needed)."""
+        return self.view.replica.state.get(db_key(db, key), self.now_ms()) is not None
+
+    async def versions(self, keys: Sequence[bytes], db: int) -> list[int]:
+        """Each key's current version (0 = missing), read linearizably, for WATCH."""
+        reply = await self.read([b"raftcache.versions", *keys], db)
+        if isinstance(reply, Error):
+            raise CommandError(str(reply))
+        if not isinstance(reply, list):
+            raise errors.NoLeader(f"could not read the watched keys' versions ({reply!r}); retry")
+        return [int(v) for v in reply]
 
     # -- any node ------------------------------------------------------------------
 
@@ -119,7 +122,12 @@ class Engine:
     async def writes(self, calls: list[tuple[list[bytes], int]]) -> list[ReplyT]:
         """Several writes applied in order in one entry (a follower forwards them as one)."""
         if self.is_leader() or len(calls) == 1:
-            return list(await asyncio.gather(*(self.write(argv, db) for argv, db in calls)))
+            # Each write keeps its own outcome: one refused (overloaded) must not make the
+            # others that committed look refused too.
+            done = await asyncio.gather(
+                *(self.write(argv, db) for argv, db in calls), return_exceptions=True
+            )
+            return [_outcome(r) for r in done]
         request = cache_pb2.TxnRequest()
         for argv, db in calls:
             op = request.success.add()
@@ -191,3 +199,14 @@ class Engine:
         if not isinstance(error, errors.NotLeader):
             raise error
         return await self._forwarder.relay(error.leader_addr, method, request, self._timeout)
+
+
+def _outcome(result: ReplyT | BaseException) -> ReplyT:
+    """A gathered write's reply: domain errors as their Redis error, anything else unknown."""
+    if isinstance(result, errors.CacheError):
+        return error_reply(result)
+    if isinstance(result, BaseException):
+        return error_reply(
+            errors.OutcomeUnknown(f"the write failed inside the node ({type(result).__name__})")
+        )
+    return result

@@ -102,6 +102,16 @@ def relayed_error(exc: grpc.aio.AioRpcError, address: str, write: bool) -> error
     origin = trailing.get(ORIGIN_METADATA_KEY)
     if origin == "NotLeader":
         return errors.NotLeader(details, str(trailing.get(LEADER_METADATA_KEY, "")))
+    if (
+        exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        and not origin
+        and "message larger than max" in details.lower()
+    ):
+        # gRPC refused the message itself (either side): nothing reached the state machine.
+        return errors.TooLarge(
+            f"the request to the leader at {address} is larger than a gRPC message may be "
+            f"({details}); nothing was applied: send fewer or smaller commands at once"
+        )
     cls = getattr(errors, str(origin), None) if origin else None
     if isinstance(cls, type) and issubclass(cls, errors.CacheError) and cls is not errors.NotLeader:
         return cls(details)

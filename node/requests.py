@@ -28,10 +28,12 @@ class Limits:
     max_response_bytes: int = 16 << 20  # below gRPC's send limit, which config sets above it
 
 
-def check_key(key: bytes, limits: Limits, what: str = "key") -> None:
+def check_key(key: bytes, limits: Limits, what: str = "key", reserved_ok: bool = False) -> None:
+    """`reserved_ok`: the key may name a Redis database's key (compares and channels only
+    read or name it; they never write it)."""
     if not key:
         raise InvalidInput(f"{what} is empty: every key needs at least one byte")
-    if key.startswith(DB_PREFIX):
+    if not reserved_ok and key.startswith(DB_PREFIX):
         raise InvalidInput(
             f"{what} starts with {DB_PREFIX!r}, a prefix reserved for the keys of Redis "
             "databases 1-15: use another key (or reach those databases over Redis)"
@@ -279,7 +281,7 @@ def exec_op(req: cache_pb2.ExecRequest, limits: Limits, now_ms: int) -> command_
 
 
 def _check_compare(c: cache_pb2.Compare, limits: Limits, what: str) -> None:
-    check_key(c.key, limits, f"{what}.key")
+    check_key(c.key, limits, f"{what}.key", reserved_ok=True)
     target = c.WhichOneof("target")
     if target is None:
         raise InvalidInput(f"{what} compares nothing: set exists, version or value")
@@ -328,7 +330,7 @@ def scan_args(req: cache_pb2.ScanRequest, limits: Limits) -> tuple[int, int]:
 
 
 def publish_op(req: cache_pb2.PublishRequest, limits: Limits) -> command_pb2.Op:
-    check_key(req.channel, limits, "channel")
+    check_key(req.channel, limits, "channel", reserved_ok=True)
     check_value(req.message, limits, "message")
     op = command_pb2.Op()
     op.publish.channel = req.channel

@@ -174,9 +174,23 @@ class Node:
         engine = Engine(
             view, proposer, forwarder, config.proposer.commit_timeout_s, streams.receivers
         )
-        limits = ParserLimits(max_bulk_bytes=max(config.limits.max_value_bytes, 1 << 20))
+        # One argument: the value limit; one command: what one log entry may carry.
+        entry_bytes = config.limits.max_response_bytes
+        limits = ParserLimits(
+            max_bulk_bytes=max(config.limits.max_value_bytes, config.limits.max_key_bytes),
+            max_command_bytes=entry_bytes,
+        )
         facts = NodeFacts(view, config, streams)
-        redis = RespServer(engine, streams, limits, ADMIN, facts, config.redis_max_staleness_ms)
+        redis = RespServer(
+            engine,
+            streams,
+            limits,
+            ADMIN,
+            facts,
+            config.redis_max_staleness_ms,
+            max_key_bytes=config.limits.max_key_bytes,
+            max_txn_bytes=entry_bytes,
+        )
         try:
             await redis.start(config.redis_listen)
         except OSError as exc:

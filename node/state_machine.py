@@ -538,6 +538,10 @@ class StateMachine:
         db = Db(self, call.db, now, write)
         return Value("reply", redis_commands.execute(db, list(call.argv)))
 
+    def emit_published(self, channel: bytes, message: bytes) -> None:
+        """A pub/sub message from a Redis PUBLISH inside MULTI (delivered like PublishOp)."""
+        self._events.append(Published(channel, message))
+
     def db_size(self, db: int) -> int:
         """Stored keys of one Redis database (including expired ones not yet removed)."""
         if db:
@@ -809,11 +813,13 @@ class StateMachine:
     def _txn(self, op: command_pb2.TxnOp, now: int) -> Result:
         holds = all(self._compare(c, now) for c in op.compares)
         branch = op.success if holds else op.failure
-        # _put, _drop and _open record each key's entry before its first change.
+        # _put, _drop and _open record each key's entry before its first change. A branch of
+        # Redis commands only cannot fail (their errors are replies): nothing to record.
         undo: dict[bytes, _Stored | None] = {}
         revision, events = self._revision, len(self._events)
         results: list[Value] = []
-        self._undo = undo
+        if any(cmd.op.WhichOneof("op") != "call" for cmd in branch):
+            self._undo = undo
         try:
             for i, cmd in enumerate(branch):
                 result = self._run(cmd.op, cmd.deadline_ms, now, write=True)

@@ -435,12 +435,13 @@ class Streams:
             self._prefixes.pop(sink, None)
             _discard(self._keys, sink.key, sink)
         else:  # a _Subscriber, or a front-end's push subscriber
-            for channel in sink.channels:
-                _discard(self._channels, channel, sink)
-            for pattern in sink.patterns:
+            sub: Any = sink
+            for channel in sub.channels:
+                _discard(self._channels, channel, sub)
+            for pattern in sub.patterns:
                 entry = self._patterns.get(pattern)
                 if entry is not None:
-                    entry[1].pop(sink, None)
+                    entry[1].pop(sub, None)
                     if not entry[1]:
                         del self._patterns[pattern]
 
@@ -458,16 +459,17 @@ class Streams:
     # directly on the loop, and whose channels and patterns change over its lifetime.
 
     def listen(self, sub: Any, channels: list[bytes], patterns: list[bytes]) -> None:
-        """Add channels and patterns to a push subscriber (registered on first use)."""
+        """Add channels and patterns to a push subscriber (registered on first use); its
+        `channels` and `patterns` are dicts (insertion-ordered sets)."""
         if not sub.channels and not sub.patterns:
             self.subscriber_count += 1
         for channel in channels:
             if channel not in sub.channels:
-                sub.channels.append(channel)
+                sub.channels[channel] = None
                 self._channels.setdefault(channel, {})[sub] = None
         for pattern in patterns:
             if pattern not in sub.patterns:
-                sub.patterns.append(pattern)
+                sub.patterns[pattern] = None
                 entry = self._patterns.setdefault(pattern, (compile_pattern(pattern), {}))
                 entry[1][sub] = None
 
@@ -484,11 +486,11 @@ class Streams:
         else:
             for channel in channels or ():
                 if channel in sub.channels:
-                    sub.channels.remove(channel)
+                    del sub.channels[channel]
                     _discard(self._channels, channel, sub)
             for pattern in patterns or ():
                 if pattern in sub.patterns:
-                    sub.patterns.remove(pattern)
+                    del sub.patterns[pattern]
                     entry = self._patterns.get(pattern)
                     if entry is not None:
                         entry[1].pop(sub, None)

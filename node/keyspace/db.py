@@ -11,7 +11,7 @@ import itertools
 import random
 import struct
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from raftcache.node import values as tv
 from raftcache.node.keyspace.reply import OOM, WRONGTYPE, CommandError
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound=Container)
 DATABASES = 16
 DB_PREFIX = b"\x00rcdb"
+RESERVED_KEY = "ERR keys starting with \\x00rcdb are reserved for databases 1-15: use another key"
 """Keys of databases 1-15 start with this, then the database number as one byte; gRPC
 refuses keys that start with it, so no gRPC key can land in another database."""
 
@@ -51,6 +52,8 @@ class Db:
         self.write = write
 
     def k(self, key: bytes) -> bytes:
+        if key[:5] == DB_PREFIX:  # every key passes here: database 0 cannot alias another
+            raise CommandError(RESERVED_KEY)
         return db_key(self.db, key)
 
     # -- reading -------------------------------------------------------------
@@ -120,9 +123,9 @@ class Db:
         """The container at key to change in place (a new one if missing); pair with close."""
         assert self.write, "a read handler tried to write"
         got = self.sm._open(self.k(key), self.now, cls, "")
-        if not isinstance(got, tuple):
+        if type(got) is not tuple:  # a Failure (itself a NamedTuple): the key's type differs
             raise CommandError(WRONGTYPE)
-        return got
+        return cast(tuple[C, Stored | None], got)
 
     def close(self, key: bytes, c: Container, entry: Stored | None, changed: bool) -> None:
         """Account a container after open: a change gets a new version; empty is deleted."""

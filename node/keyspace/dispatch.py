@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from raftcache.node.keyspace import hashes, keys, lists, sets, strings, zsets  # noqa: F401
+from raftcache.node.keyspace import (  # noqa: F401  (each module registers its commands)
+    hashes,
+    keys,
+    lists,
+    pubsub,
+    sets,
+    strings,
+    zsets,
+)
 from raftcache.node.keyspace.db import Db
 from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
 from raftcache.node.keyspace.table import COMMANDS, Spec, lookup, validate

@@ -9,7 +9,7 @@ types. A float answers a double: RESP3 sends it as one, RESP2 as a bulk string i
 
 from __future__ import annotations
 
-from typing import Final, Union
+from typing import Any, Final, Union
 
 from raftcache.v1 import cache_pb2
 
@@ -48,7 +48,7 @@ NULL_ARRAY: Final = _NullArray()
 OK: Final = Status("OK")
 QUEUED: Final = Status("QUEUED")
 
-ReplyT = Union[bytes, int, float, None, list, Status, Error, _NullArray]  # noqa: UP007
+ReplyT = Union[bytes, int, float, None, list[Any], Status, Error, _NullArray]  # noqa: UP007
 """Any reply; lists hold replies."""
 
 

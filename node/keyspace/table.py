@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from raftcache.node.keyspace.db import DB_PREFIX
+from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY
 from raftcache.node.keyspace.reply import CommandError, ReplyT, unknown_command, wrong_arity
 
 if TYPE_CHECKING:
@@ -90,8 +90,3 @@ def validate(argv: list[bytes]) -> Spec:
     if spec.check is not None:
         spec.check(argv)
     return spec
-
-
-RESERVED_KEY: Final = (
-    "ERR keys starting with \\x00rcdb are reserved for databases 1-15: use another key"
-)

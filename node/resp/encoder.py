@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
@@ -33,9 +35,14 @@ def format_double(value: float) -> bytes:
 
 def encode(reply: ReplyT, proto: int, out: bytearray) -> None:
     """Append one reply in RESP `proto` (2 or 3) to out."""
+    _encode(reply, proto, out)
+
+
+def _encode(reply: Any, proto: int, out: bytearray) -> None:
+    # Dispatch on the exact type first (the common replies), then on subclasses.
     cls = type(reply)
     if cls is bytes:
-        out += b"$%d\r\n%b\r\n" % (len(reply), reply)  # type: ignore[arg-type]
+        out += b"$%d\r\n%b\r\n" % (len(reply), reply)
     elif cls is int:
         out += b":%d\r\n" % reply
     elif reply is None:
@@ -45,47 +52,47 @@ def encode(reply: ReplyT, proto: int, out: bytearray) -> None:
     elif cls is Error:
         out += b"-%b\r\n" % str(reply).replace("\r", " ").replace("\n", " ").encode()
     elif cls is list:
-        out += b"*%d\r\n" % len(reply)  # type: ignore[arg-type]
-        for item in reply:  # type: ignore[union-attr]
-            encode(item, proto, out)
+        out += b"*%d\r\n" % len(reply)
+        for item in reply:
+            _encode(item, proto, out)
     elif reply is NULL_ARRAY:
         out += b"_\r\n" if proto == 3 else b"*-1\r\n"
     elif cls is float:
-        text = format_double(reply)  # type: ignore[arg-type]
+        text = format_double(reply)
         if proto == 3:
             out += b",%b\r\n" % text
         else:
             out += b"$%d\r\n%b\r\n" % (len(text), text)
     elif cls is Map:
-        pairs = len(reply) // 2  # type: ignore[arg-type]
+        pairs = len(reply) // 2
         out += b"%%%d\r\n" % pairs if proto == 3 else b"*%d\r\n" % (2 * pairs)
-        for item in reply:  # type: ignore[union-attr]
-            encode(item, proto, out)
+        for item in reply:
+            _encode(item, proto, out)
     elif cls is SetReply:
-        out += b"~%d\r\n" % len(reply) if proto == 3 else b"*%d\r\n" % len(reply)  # type: ignore[arg-type]
-        for item in reply:  # type: ignore[union-attr]
-            encode(item, proto, out)
+        out += b"~%d\r\n" % len(reply) if proto == 3 else b"*%d\r\n" % len(reply)
+        for item in reply:
+            _encode(item, proto, out)
     elif cls is Pairs:
         if proto == 3:
-            out += b"*%d\r\n" % len(reply)  # type: ignore[arg-type]
-            for item in reply:  # type: ignore[union-attr]
-                encode(list(item), proto, out)
+            out += b"*%d\r\n" % len(reply)
+            for item in reply:
+                _encode(list(item), proto, out)
         else:
-            out += b"*%d\r\n" % (2 * len(reply))  # type: ignore[arg-type]
-            for item in reply:  # type: ignore[union-attr]
+            out += b"*%d\r\n" % (2 * len(reply))
+            for item in reply:
                 for part in item:
-                    encode(part, proto, out)
+                    _encode(part, proto, out)
     elif cls is Bool:
         if proto == 3:
             out += b"#t\r\n" if reply else b"#f\r\n"
         else:
             out += b":1\r\n" if reply else b":0\r\n"
     elif cls is Raw:
-        out += reply  # type: ignore[operator]
+        out += reply
     elif isinstance(reply, list):
-        encode(list(reply), proto, out)
+        _encode(list(reply), proto, out)
     elif isinstance(reply, bytes):
-        encode(bytes(reply), proto, out)
+        _encode(bytes(reply), proto, out)
     elif isinstance(reply, int):
         out += b":%d\r\n" % reply
     else:
@@ -98,7 +105,7 @@ def encoded(reply: ReplyT, proto: int) -> bytes:
     return bytes(out)
 
 
-def push(kind: bytes, items: list[bytes | int | None], proto: int) -> bytes:
+def push(kind: bytes, items: Sequence[bytes | int | None], proto: int) -> bytes:
     """A pub/sub message or (un)subscribe confirmation: a push frame in RESP3."""
     out = bytearray(b">%d\r\n" % (len(items) + 1) if proto == 3 else b"*%d\r\n" % (len(items) + 1))
     out += b"$%d\r\n%b\r\n" % (len(kind), kind)

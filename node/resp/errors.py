@@ -31,6 +31,6 @@ def error_reply(error: errors.CacheError) -> Error:
     if isinstance(error, errors.InvalidInput) and text[:4] in ("ERR ", "WRON", "OOM "):
         return Error(text)  # already a Redis error text (a command refused before proposing)
     prefix = _PREFIX.get(type(error), "ERR")
-    if isinstance(error, errors.OutcomeUnknown):
+    if isinstance(error, errors.OutcomeUnknown) and not text.startswith("outcome unknown"):
         text = f"outcome unknown: {text}"
     return Error(f"{prefix} {text}")

@@ -139,6 +139,8 @@ def all_commands() -> dict[str, CommandDoc]:
     """Every command a node serves, by lower-case name."""
     out: dict[str, CommandDoc] = {}
     for raw, spec in dispatch.COMMANDS.items():
+        if "internal" in spec.flags:  # raftcache's own plumbing (WATCH's versions)
+            continue
         name = raw.decode()
         meta = meta_of(name)
         extra = {f for f in meta.get("flags", []) if f not in _SEMANTIC}

@@ -20,12 +20,13 @@ class ParserLimits:
     max_bulk_bytes: int = 512 << 20  # one argument (the node's value limit)
     max_multibulk: int = 1024 * 1024  # arguments per command
     max_inline_bytes: int = 64 * 1024  # an inline command, and a header line
+    max_command_bytes: int = 1 << 30  # all arguments of one command (Redis's query buffer)
 
 
 class Parser:
     """Feed bytes in; take complete commands (lists of arguments) out, in order."""
 
-    __slots__ = ("_argv", "_buf", "_limits", "_pending", "_pos", "error")
+    __slots__ = ("_argv", "_buf", "_bytes", "_limits", "_pending", "_pos", "error")
 
     def __init__(self, limits: ParserLimits) -> None:
         self._buf = bytearray()
@@ -33,6 +34,7 @@ class Parser:
         self._limits = limits
         self._argv: list[bytes] | None = None  # a multibulk command being read
         self._pending = 0  # its arguments still to read
+        self._bytes = 0  # its argument bytes so far
         self.error: str | None = None
 
     def feed(self, data: bytes) -> None:
@@ -87,17 +89,15 @@ class Parser:
         end = self._line()
         if end < 0:
             return False
-        try:
-            count = int(self._buf[self._pos + 1 : end])
-        except ValueError:
-            raise ProtocolError("invalid multibulk length") from None
-        if count > self._limits.max_multibulk:
+        count = _length(self._buf[self._pos + 1 : end])
+        if count is None or count > self._limits.max_multibulk:
             raise ProtocolError("invalid multibulk length")
         self._pos = end + 2
         if count <= 0:
             return True  # an empty or null array: Redis ignores it
         self._argv = []
         self._pending = count
+        self._bytes = 0
         return True
 
     def _bulks(self) -> bool:
@@ -116,12 +116,15 @@ class Parser:
                 if len(buf) - pos > self._limits.max_inline_bytes:
                     raise ProtocolError("too big bulk count string")
                 return False
-            try:
-                size = int(buf[pos + 1 : end])
-            except ValueError:
-                raise ProtocolError("invalid bulk length") from None
-            if size < 0 or size > self._limits.max_bulk_bytes:
+            size = _length(buf[pos + 1 : end])
+            if size is None or size < 0 or size > self._limits.max_bulk_bytes:
                 raise ProtocolError("invalid bulk length")
+            self._bytes += size
+            if self._bytes > self._limits.max_command_bytes:
+                raise ProtocolError(
+                    f"a command of over {self._limits.max_command_bytes} bytes is more than "
+                    "this node accepts at once"
+                )
             start = end + 2
             if len(buf) < start + size + 2:
                 return False
@@ -139,6 +142,15 @@ class Parser:
         line = bytes(self._buf[self._pos : end]).rstrip(b"\r")
         self._pos = end + 1
         return split_inline(line)
+
+
+def _length(raw: bytearray) -> int | None:
+    """A RESP length as Redis's string2ll reads it: digits with an optional minus sign
+    (no spaces, no plus sign, no underscores)."""
+    digits = raw[1:] if raw[:1] == b"-" else raw
+    if not digits or not digits.isdigit() or len(raw) > 20:
+        return None
+    return int(raw)
 
 
 def split_inline(line: bytes) -> list[bytes]:

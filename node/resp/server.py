@@ -94,14 +94,26 @@ class Subscriber:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.channels: list[bytes] = []
-        self.patterns: list[bytes] = []
+        self.channels: dict[bytes, None] = {}
+        self.patterns: dict[bytes, None] = {}
 
     def push(self, message: cache_pb2.PubSubMessage, size: int) -> None:
         self.conn.deliver(message)
 
 
 Handler = Callable[["Connection", list[bytes]], Any]
+
+
+class Slot(asyncio.Future):  # type: ignore[type-arg]
+    """A reply owed: done with its encoded bytes, in the protocol of its command's time."""
+
+    proto = 2
+
+
+MAX_MULTI_COMMANDS = 10_000
+"""Commands one MULTI may queue (a transaction is one log entry)."""
+MAX_FORWARD_BYTES = 4 << 20
+"""A follower forwards queued writes in requests of at most this many argument bytes."""
 
 
 class RespServer:
@@ -115,7 +127,11 @@ class RespServer:
         admin: dict[bytes, Handler],
         info: Any,
         max_staleness_ms: int,
+        max_key_bytes: int = 64 << 10,
+        max_txn_bytes: int = 16 << 20,
     ) -> None:
+        self.max_key_bytes = max_key_bytes
+        self.max_txn_bytes = max_txn_bytes  # a MULTI's queued bytes (one log entry)
         self.engine = engine
         self.streams = streams
         self.limits = limits
@@ -165,7 +181,9 @@ class Connection(asyncio.Protocol):
         self.addr = ""
         self.laddr = ""
         self.reset_state()
-        self._slots: deque[asyncio.Future[bytes] | bytes] = deque()
+        # WATCHed (db, key) -> version; changed only in the connection's order (run "x")
+        self.watched: dict[tuple[int, bytes], int] = {}
+        self._slots: deque[Slot | bytes] = deque()
         self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
         self._reading_paused = False
@@ -174,13 +192,16 @@ class Connection(asyncio.Protocol):
         self._close_when_flushed = False
         # ordering between runs of reads and runs of writes (module docstring)
         self._kind = ""
-        self._run: list[asyncio.Future[bytes]] = []
+        self._run: list[Slot] = []
         self._gate: asyncio.Future[Any] | None = None
         # follower writes waiting to be forwarded (one request per batch)
-        self._forward_queue: list[tuple[list[bytes], int, asyncio.Future[bytes]]] = []
+        self._forward_queue: list[tuple[list[bytes], int, Slot]] = []
         self._forwarding = False
         self._pending_bytes = 0  # argument bytes of large commands still in flight
         self._args_bytes = 0  # of the command being dispatched
+        self._lost = False  # the peer is gone: start nothing more
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._push_backlog = 0  # bytes of pushed messages not yet written
 
     def reset_state(self) -> None:
         self.proto = 2
@@ -188,7 +209,8 @@ class Connection(asyncio.Protocol):
         self.readonly = False
         self.multi: list[tuple[list[bytes], int] | bytes] | None = None
         self.multi_error = False
-        self.watched: dict[tuple[int, bytes], int] = {}
+        self.multi_db = 0  # the database when MULTI began (DISCARD goes back to it)
+        self.multi_bytes = 0
         self.sub: Subscriber | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -207,9 +229,12 @@ class Connection(asyncio.Protocol):
         # Writes already queued stay queued: the cluster applies them (or not) as for any
         # client that went away; nothing waits for this connection any more.
         self._closing = True
+        self._lost = True
         self.server.clients.pop(self.id, None)
         self._unsubscribe_all()
         self._slots.clear()
+        for task in self._tasks:
+            task.cancel()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -250,8 +275,9 @@ class Connection(asyncio.Protocol):
             self.server.stats.count_error(reply)
         self._slots.append(encoder.encoded(reply, self.proto))
 
-    def _slot(self) -> asyncio.Future[bytes]:
-        slot: asyncio.Future[bytes] = self._loop.create_future()
+    def _slot(self) -> Slot:
+        slot = Slot(loop=self._loop)
+        slot.proto = self.proto
         slot.add_done_callback(self._slot_done)
         self._slots.append(slot)
         return slot
@@ -274,6 +300,8 @@ class Connection(asyncio.Protocol):
             else:
                 break
             slots.popleft()
+        if not slots:
+            self._push_backlog = 0
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
             transport.write(bytes(out))
@@ -308,7 +336,10 @@ class Connection(asyncio.Protocol):
 
     def _settle(self, slot: asyncio.Future[bytes], reply: ReplyT) -> None:
         if not slot.done():
-            slot.set_result(self.encode(reply))
+            if isinstance(reply, Error):
+                self.server.stats.count_error(reply)
+            proto = slot.proto if isinstance(slot, Slot) else self.proto
+            slot.set_result(encoder.encoded(reply, proto))
 
     def _release(self, size: int) -> None:
         self._pending_bytes -= size
@@ -339,7 +370,7 @@ class Connection(asyncio.Protocol):
             )
             return
         local = _LOCAL.get(name)
-        if local is not None:
+        if local is not None and not (self.multi is not None and name == b"publish"):
             if self.multi is not None and name not in _NOT_QUEUED:
                 self._queue_local(local, argv)
                 return
@@ -354,23 +385,44 @@ class Connection(asyncio.Protocol):
             return
         try:
             spec = dispatch.validate(argv)
+            self._check_sizes(spec, argv)
+            if self.multi is not None:
+                self._queue(argv)
+                return
         except CommandError as exc:
             if self.multi is not None:
                 self.multi_error = True
             self.reply(Error(exc.text))
             return
-        if self.multi is not None:
-            self.multi.append((argv, self.db))
-            self.reply(Status("QUEUED"))
-            return
+        db = self.db
         if spec.write:
-            self.run("w", lambda slot: self._write(argv, self.db, slot))
-        elif self.readonly and not self.engine.is_leader():
-            db = self.db
-            self.run("r", lambda slot: self._stale_read(argv, db, slot))
+            self.run("w", lambda slot: self._write(argv, db, slot))
+            return
+        key = argv[spec.first_key] if 0 < spec.first_key < len(argv) else None
+        if self.readonly and not self.engine.is_leader():
+            self.run("r", lambda slot: self._stale_read(argv, db, key, slot))
         else:
-            db = self.db
-            self.run("r", lambda slot: self._read(argv, db, slot))
+            self.run("r", lambda slot: self._read(argv, db, key, slot))
+
+    def _check_sizes(self, spec: Any, argv: list[bytes]) -> None:
+        """--max-key-bytes for key arguments (values are bounded by the parser)."""
+        limit = self.server.max_key_bytes
+        if spec.first_key > 0 and any(len(k) > limit for k in spec.keys(argv)):
+            raise CommandError(
+                f"ERR a key is over the limit of {limit} bytes (--max-key-bytes): use a shorter key"
+            )
+
+    def _queue(self, argv: list[bytes]) -> None:
+        """A command inside MULTI: queued for EXEC, within the transaction's bounds."""
+        assert self.multi is not None
+        self.multi_bytes += sum(map(len, argv))
+        if len(self.multi) >= MAX_MULTI_COMMANDS or self.multi_bytes > self.server.max_txn_bytes:
+            raise CommandError(
+                f"ERR this transaction is over {MAX_MULTI_COMMANDS} commands or "
+                f"{self.server.max_txn_bytes} bytes (it is one log entry): split it"
+            )
+        self.multi.append((argv, self.db))
+        self.reply(Status("QUEUED"))
 
     def _queue_local(self, handler: Handler, argv: list[bytes]) -> None:
         """A front-end command inside MULTI: answered now, its reply placed in EXEC's array."""
@@ -394,7 +446,12 @@ class Connection(asyncio.Protocol):
             slot = self._slot()
             self._spawn(result, slot)
 
-    def _spawn(self, coro: Awaitable[ReplyT], slot: asyncio.Future[bytes]) -> None:
+    def _spawn(
+        self, coro: Awaitable[ReplyT], slot: asyncio.Future[bytes], write: bool = False
+    ) -> None:
+        """Run a command's coroutine; its reply (or error) settles the slot. A task still
+        running when the peer goes away is cancelled."""
+
         async def runner() -> None:
             try:
                 reply = await coro
@@ -404,17 +461,22 @@ class Connection(asyncio.Protocol):
                 reply = Error(exc.text)
             except Exception as exc:  # a bug must answer, not hang the pipeline
                 _log.exception("command failed", command=self.last_name.decode("latin-1"))
-                reply = Error(f"ERR internal error: {type(exc).__name__}: {exc}")
+                reply = _internal_error(exc, write)
             self._settle(slot, reply)
 
-        self._loop.create_task(runner())
+        self._track(runner())
 
-    def run(self, kind: str, start: Callable[[asyncio.Future[bytes]], None]) -> None:
+    def _track(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def run(self, kind: str, start: Callable[[Slot], None]) -> None:
         """Start a read ("r") or write ("w") command once the previous run of the other kind
         has answered (module docstring). "x" (EXEC, PUBLISH: not queued on the proposer in
         this turn) runs alone: after everything before it, before everything after it."""
         if kind != self._kind or kind == "x":
-            pending = [f for f in self._run if not f.done()]
+            pending: list[asyncio.Future[Any]] = [f for f in self._run if not f.done()]
             if self._gate is not None and not self._gate.done():
                 pending.append(self._gate)
             self._gate = asyncio.gather(*pending) if pending else None
@@ -430,13 +492,15 @@ class Connection(asyncio.Protocol):
         if gate is None or gate.done():
             start(slot)
         else:
-            gate.add_done_callback(lambda _g: None if self._closing else start(slot))
+            gate.add_done_callback(lambda _g: None if self._lost else start(slot))
 
     # -- command paths ---------------------------------------------------------------------
 
-    def _write(self, argv: list[bytes], db: int, slot: asyncio.Future[bytes]) -> None:
+    def _write(self, argv: list[bytes], db: int, slot: Slot) -> None:
         engine = self.engine
-        if engine.is_leader():
+        # While earlier writes are still being forwarded (this node was a follower), later
+        # ones queue behind them, or they could commit first once this node leads.
+        if engine.is_leader() and not self._forwarding:
             try:
                 result = engine.submit(call_op(argv, db))
             except errors.CacheError as exc:
@@ -447,14 +511,13 @@ class Connection(asyncio.Protocol):
         self._forward_queue.append((argv, db, slot))
         if not self._forwarding:
             self._forwarding = True
-            self._loop.create_task(self._forward_writes())
+            self._track(self._forward_writes())
 
     async def _forward_writes(self) -> None:
         """A follower forwards queued writes in order, as few requests as possible."""
         try:
             while self._forward_queue:
-                batch, self._forward_queue = self._forward_queue[:1000], self._forward_queue[1000:]
-                # one request per database run (a forwarded batch has one db per call anyway)
+                batch = self._take_forward_batch()
                 try:
                     if len(batch) == 1:
                         replies = [await self.engine.write(*batch[0][:2])]
@@ -464,13 +527,27 @@ class Connection(asyncio.Protocol):
                     replies = [error_reply(exc)] * len(batch)
                 except Exception as exc:
                     _log.exception("forwarding failed")
-                    replies = [Error(f"ERR internal error: {exc}")] * len(batch)
+                    replies = [_internal_error(exc, write=True)] * len(batch)
                 for (_, _, slot), reply in zip(batch, replies, strict=True):
                     self._settle_write(slot, reply)
         finally:
             self._forwarding = False
 
-    def _read(self, argv: list[bytes], db: int, slot: asyncio.Future[bytes]) -> None:
+    def _take_forward_batch(self) -> list[tuple[list[bytes], int, Slot]]:
+        """The next writes to forward in one request: at most 1,000, and no more argument
+        bytes than MAX_FORWARD_BYTES (a single larger write goes alone)."""
+        queue = self._forward_queue
+        size = 0
+        count = 0
+        for argv, _db, _slot in queue[:1000]:
+            size += sum(map(len, argv))
+            if count and size > MAX_FORWARD_BYTES:
+                break
+            count += 1
+        batch, self._forward_queue = queue[:count], queue[count:]
+        return batch
+
+    def _read(self, argv: list[bytes], db: int, key: bytes | None, slot: Slot) -> None:
         engine = self.engine
         if engine.is_leader():
             try:
@@ -488,31 +565,39 @@ class Connection(asyncio.Protocol):
                         else Error("ERR read cancelled")
                     )
                 else:
-                    reply = self._local_read(argv, db)
+                    reply = self._local_read(argv, db, key)
                 self._settle(slot, reply)
 
             barrier.add_done_callback(done)
             return
         self._spawn(self.engine.read(argv, db), slot)
 
-    def _stale_read(self, argv: list[bytes], db: int, slot: asyncio.Future[bytes]) -> None:
+    def _stale_read(self, argv: list[bytes], db: int, key: bytes | None, slot: Slot) -> None:
         try:
             self.engine.check_stale(self.server.max_staleness_ms)
         except errors.CacheError as exc:
             self._settle(slot, error_reply(exc))
             return
-        self._settle(slot, self._local_read(argv, db))
+        self._settle(slot, self._local_read(argv, db, key))
 
-    def _local_read(self, argv: list[bytes], db: int) -> ReplyT:
-        reply = self.engine.read_local(argv, db)
-        stats = self.server.stats
-        hit = reply is not None and not isinstance(reply, Error)
-        if hit:
-            stats.keyspace_hits += 1
-        elif reply is None:
-            stats.keyspace_misses += 1
-        if len(argv) > 1:  # a use of the key for LRU/LFU eviction, and the node's Status
-            self.engine.view.count_read(db_key(db, argv[1]), hit)
+    def _local_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
+        try:
+            reply = self.engine.read_local(argv, db)
+        except errors.CacheError as exc:
+            return error_reply(exc)
+        except Exception as exc:  # a bug must answer, not hang the pipeline
+            _log.exception("read failed", command=argv[0].decode("latin-1"))
+            return _internal_error(exc, write=False)
+        if key is not None:
+            # A hit when the command's (first) key exists, as Redis counts lookups; a hit is a
+            # use of the key for LRU/LFU eviction.
+            hit = self.engine.has_key(db, key)
+            stats = self.server.stats
+            if hit:
+                stats.keyspace_hits += 1
+            else:
+                stats.keyspace_misses += 1
+            self.engine.view.count_read(db_key(db, key), hit)
         return reply
 
     # -- pub/sub -----------------------------------------------------------------------------
@@ -522,15 +607,23 @@ class Connection(asyncio.Protocol):
         if self._closing:
             return
         if message.pattern:
-            items: list[bytes | int] = [message.pattern, message.channel, message.message]
+            items = [message.pattern, message.channel, message.message]
             frame = encoder.push(b"pmessage", items, self.proto)
         else:
             frame = encoder.push(b"message", [message.channel, message.message], self.proto)
         self._slots.append(frame)
+        self._push_backlog += len(frame)
         transport = self.transport
-        if transport is not None and transport.get_write_buffer_size() > MAX_OUTPUT_BYTES:
+        if transport is not None and (
+            transport.get_write_buffer_size() + self._push_backlog > MAX_OUTPUT_BYTES
+        ):
+            # Redis's pubsub output limit: the reader is too slow; drop it without waiting to
+            # flush to a peer that does not read.
             _log.warning("subscriber too slow, disconnected", client=self.addr)
-            self.close()
+            self._closing = True
+            self._slots.clear()
+            self._unsubscribe_all()
+            transport.abort()
             return
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -542,6 +635,14 @@ class Connection(asyncio.Protocol):
             self.sub = None
 
 
+def _internal_error(exc: BaseException, write: bool) -> Error:
+    """A bug's answer: a write that may have been sent is of unknown outcome."""
+    what = f"{type(exc).__name__}: {exc}"
+    if write:
+        return error_reply(errors.OutcomeUnknown(f"an internal error after sending ({what})"))
+    return Error(f"ERR internal error: {what}")
+
+
 def _result_reply(future: asyncio.Future[Result]) -> ReplyT:
     if future.cancelled():
         return Error("ERR write cancelled")
@@ -549,11 +650,13 @@ def _result_reply(future: asyncio.Future[Result]) -> ReplyT:
     if exc is not None:
         if isinstance(exc, errors.CacheError):
             return error_reply(exc)
-        return Error(f"ERR internal error: {exc}")
+        return _internal_error(exc, write=True)
     try:
         return reply_of(future.result())
     except errors.CacheError as error:
         return error_reply(error)
+    except Exception as error:
+        return _internal_error(error, write=True)
 
 
 # -- connection commands ---------------------------------------------------------------------
@@ -613,7 +716,12 @@ def _reset(conn: Connection, argv: list[bytes]) -> None:
     conn._unsubscribe_all()
     conn.reset_state()
     conn.name = b""
-    conn.reply(Status("RESET"))
+
+    def start(slot: Slot) -> None:  # after any WATCH still reading its versions
+        conn.watched = {}
+        conn._settle(slot, Status("RESET"))
+
+    conn.run("x", start)
 
 
 @_local("select", 2)
@@ -727,7 +835,14 @@ def _multi(conn: Connection, argv: list[bytes]) -> None:
         return
     conn.multi = []
     conn.multi_error = False
+    conn.multi_db = conn.db
+    conn.multi_bytes = 0
     conn.reply(OK)
+
+
+# WATCH, UNWATCH, DISCARD, EXEC and RESET read or change `watched` inside a run of their
+# own ("x"), so they act in the connection's order even when a WATCH before them is still
+# reading its versions (a pipelined `WATCH k; MULTI; ...; EXEC` must check k).
 
 
 @_local("discard", 1)
@@ -736,8 +851,13 @@ def _discard(conn: Connection, argv: list[bytes]) -> None:
         conn.reply(Error("ERR DISCARD without MULTI"))
         return
     conn.multi = None
-    conn.watched = {}
-    conn.reply(OK)
+    conn.db = conn.multi_db  # a SELECT queued in the transaction never happened
+
+    def start(slot: Slot) -> None:
+        conn.watched = {}
+        conn._settle(slot, OK)
+
+    conn.run("x", start)
 
 
 @_local("exec", 1)
@@ -745,18 +865,25 @@ def _exec(conn: Connection, argv: list[bytes]) -> None:
     if conn.multi is None:
         conn.reply(Error("ERR EXEC without MULTI"))
         return
-    queued, failed, watched = conn.multi, conn.multi_error, conn.watched
-    conn.multi, conn.multi_error, conn.watched = None, False, {}
+    queued, failed = conn.multi, conn.multi_error
+    conn.multi, conn.multi_error = None, False
     if failed:
-        conn.reply(Error("EXECABORT Transaction discarded because of previous errors."))
-        return
-    calls = [q for q in queued if isinstance(q, tuple)]
-    if not calls and not watched:
-        conn.reply([encoder.Raw(q) for q in queued if isinstance(q, bytes)])
+        conn.db = conn.multi_db
+
+        def abort(slot: Slot) -> None:
+            conn.watched = {}
+            conn._settle(slot, Error("EXECABORT Transaction discarded because of previous errors."))
+
+        conn.run("x", abort)
         return
 
-    def start(slot: asyncio.Future[bytes]) -> None:
-        conn._spawn(_exec_run(conn, queued, calls, watched), slot)
+    def start(slot: Slot) -> None:
+        watched, conn.watched = conn.watched, {}
+        calls = [q for q in queued if isinstance(q, tuple)]
+        if not calls and not watched:
+            conn._settle(slot, [encoder.Raw(q) for q in queued if isinstance(q, bytes)])
+            return
+        conn._spawn(_exec_run(conn, queued, calls, watched), slot, write=True)
 
     conn.run("x", start)
 
@@ -773,7 +900,13 @@ async def _exec_run(
     replies = iter(result)
     out: list[ReplyT] = []
     for q in queued:
-        out.append(encoder.Raw(q) if isinstance(q, bytes) else next(replies))
+        if isinstance(q, bytes):
+            out.append(encoder.Raw(q))
+            continue
+        reply = next(replies)
+        if q[0][0].lower() == b"publish" and not isinstance(reply, Error):
+            reply = conn.server.streams.receivers(q[0][1])  # this node's, as outside MULTI
+        out.append(reply)
     return out
 
 
@@ -784,18 +917,24 @@ def _watch(conn: Connection, argv: list[bytes]) -> None:
         return
     keys, db = argv[1:], conn.db
 
-    def start(slot: asyncio.Future[bytes]) -> None:
-        for key, version in zip(keys, conn.engine.versions(keys, db), strict=True):
+    async def read() -> ReplyT:
+        # Versions read like any linearizable read (a lagging follower could otherwise
+        # record a version that is already gone, and EXEC would not notice a change).
+        versions = await conn.engine.versions(keys, db)
+        for key, version in zip(keys, versions, strict=True):
             conn.watched.setdefault((db, key), version)
-        conn._settle(slot, OK)
+        return OK
 
-    conn.run("r", start)
+    conn.run("x", lambda slot: conn._spawn(read(), slot))
 
 
 @_local("unwatch", 1)
 def _unwatch(conn: Connection, argv: list[bytes]) -> None:
-    conn.watched = {}
-    conn.reply(OK)
+    def start(slot: Slot) -> None:
+        conn.watched = {}
+        conn._settle(slot, OK)
+
+    conn.run("x", start)
 
 
 # -- pub/sub --------------------------------------------------------------------------------

@@ -113,6 +113,9 @@ ALL_FLAGS = {
     "peer-template": "{pod}.peers.example:7400",
     "max-memory": "64mb",
     "eviction-policy": "allkeys-lru",
+    "redis-listen": "0.0.0.0:6379",
+    "redis-advertise": "cache-0.example:6379",
+    "redis-max-staleness-ms": "250",
 }
 
 
@@ -133,6 +136,8 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert cfg.proposer.max_inflight == 4
     assert cfg.raft.compaction_min_entries == 500
     assert (cfg.max_memory, cfg.eviction_policy) == (64 << 20, "allkeys-lru")
+    assert (cfg.redis_listen, cfg.redis_advertise) == ("0.0.0.0:6379", "cache-0.example:6379")
+    assert cfg.redis_max_staleness_ms == 250
 
 
 def test_the_table_above_covers_every_flag() -> None:
@@ -599,3 +604,20 @@ def test_listening_on_every_interface_needs_an_advertise_address(listen: str) ->
         load(["--listen", listen], {})
     cfg = load(["--listen", listen, "--advertise", "cache-0.example:6380"], {})
     assert cfg.advertise == "cache-0.example:6380"
+
+
+def test_redis_is_off_unless_listen_is_given_and_advertises_this_host() -> None:
+    cfg = load([], {})
+    assert (cfg.redis_listen, cfg.redis_advertise) == ("", "")
+    cfg = load(["--redis-listen", "127.0.0.1:6379", "--advertise", "cache-0.example:6380"], {})
+    assert cfg.redis_listen == "127.0.0.1:6379"
+    assert cfg.redis_advertise == "cache-0.example:6379"  # the --advertise host, Redis port
+    cfg = load([], {"RAFTCACHE_REDIS_LISTEN": "127.0.0.1:7001"})
+    assert cfg.redis_listen == "127.0.0.1:7001"
+
+
+def test_bad_redis_flags_are_refused_naming_the_flag() -> None:
+    assert refused(["--redis-listen", "nope"]).startswith("--redis-listen")
+    error = refused(["--redis-listen", "0.0.0.0:6379", "--redis-advertise", "0.0.0.0:6379"])
+    assert error.startswith("--redis-advertise") and "not an address clients can dial" in error
+    assert refused(["--redis-max-staleness-ms", "-1"]).startswith("--redis-max-staleness-ms")

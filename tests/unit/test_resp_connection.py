@@ -50,8 +50,11 @@ class FakeEngine:
     def read_local(self, argv: list[bytes], db: int) -> ReplyT:
         return self.data.get(argv[1])
 
-    def versions(self, keys: list[bytes], db: int) -> list[int]:
+    async def versions(self, keys: list[bytes], db: int) -> list[int]:
         return [1 for _ in keys]
+
+    def has_key(self, db: int, key: bytes) -> bool:
+        return key in self.data
 
     async def multi(self, calls: Any, watched: Any) -> ReplyT:
         return NULL_ARRAY if watched else [OK for _ in calls]
@@ -118,7 +121,7 @@ def cmd(*args: bytes) -> bytes:
 
 
 async def settle() -> None:
-    for _ in range(5):
+    for _ in range(20):
         await asyncio.sleep(0)
 
 
@@ -229,8 +232,8 @@ def test_resp2_subscribed_connection_refuses_other_commands() -> None:
 
         class Streams:
             def listen(self, sub: Any, channels: list[bytes], patterns: list[bytes]) -> None:
-                sub.channels += channels
-                sub.patterns += patterns
+                sub.channels.update(dict.fromkeys(channels))
+                sub.patterns.update(dict.fromkeys(patterns))
 
             def unlisten(self, sub: Any, *_: Any) -> None:
                 sub.channels.clear()

@@ -1,7 +1,7 @@
 """Review of the Redis front-end (issue 10): each test shows one finding of the review.
 
-A test marked xfail(strict=True) fails today; it is the evidence for its finding and turns
-into a normal test (drop the mark) once the finding is fixed. Fakes here are self-contained
+Each test failed when the review was written (the evidence for its finding) and passes
+since the fix. Fakes here are self-contained
 so that these tests do not depend on other test modules.
 """
 
@@ -79,8 +79,11 @@ class FakeEngine:
             return int(argv[1] in self.data)
         return self.data.get(argv[1])
 
-    def versions(self, keys: list[bytes], db: int) -> list[int]:
+    async def versions(self, keys: list[bytes], db: int) -> list[int]:
         return [1 for _ in keys]
+
+    def has_key(self, db: int, key: bytes) -> bool:
+        return key in self.data
 
     async def multi(self, calls: Any, watched: dict[Any, int]) -> ReplyT:
         self.multis.append((calls, dict(watched)))
@@ -163,6 +166,9 @@ class FakeTransport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def abort(self) -> None:
+        self.closed = True
+
 
 class FakeStreams:
     def __init__(self) -> None:
@@ -170,17 +176,22 @@ class FakeStreams:
 
     def listen(self, sub: Any, channels: list[bytes], patterns: list[bytes]) -> None:
         self.listens += 1
-        sub.channels += channels
-        sub.patterns += patterns
+        sub.channels.update(dict.fromkeys(channels))
+        sub.patterns.update(dict.fromkeys(patterns))
 
     def unlisten(self, sub: Any, *_: Any) -> None:
         sub.channels.clear()
         sub.patterns.clear()
 
+    def receivers(self, channel: bytes) -> int:
+        return 7
 
-def connect(engine: Any, streams: Any = None) -> tuple[Connection, FakeTransport]:
+
+def connect(
+    engine: Any, streams: Any = None, limits: ParserLimits | None = None
+) -> tuple[Connection, FakeTransport]:
     engine.reads = []
-    server = RespServer(engine, streams, ParserLimits(), {}, None, 0)
+    server = RespServer(engine, streams, limits or ParserLimits(), {}, None, 0)
     conn = Connection(server, 1)
     transport = FakeTransport()
     conn.connection_made(transport)
@@ -199,7 +210,6 @@ async def settle() -> None:
 # -- finding 1: QUIT (or a protocol error) after a gated command hangs the connection ---------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 1: a command gated before QUIT never runs")
 def test_quit_after_a_gated_write_answers_everything_and_closes() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -217,7 +227,6 @@ def test_quit_after_a_gated_write_answers_everything_and_closes() -> None:
     asyncio.run(run())
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 1: protocol error after a gated command")
 def test_protocol_error_after_a_gated_write_still_answers_and_closes() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -227,7 +236,7 @@ def test_protocol_error_after_a_gated_write_still_answers_and_closes() -> None:
         await settle()
         engine.commit()
         await settle()
-        assert transport.closed  # today: open forever, the error never sent
+        assert transport.closed  # before the fix: open forever, the error never sent
 
     asyncio.run(run())
 
@@ -235,9 +244,6 @@ def test_protocol_error_after_a_gated_write_still_answers_and_closes() -> None:
 # -- finding 2: a gated write reads conn.db when it starts, not when it was sent --------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review finding 2: a gated write runs in a later SELECT's db"
-)
 def test_a_gated_write_stays_in_the_database_selected_when_it_was_sent() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -245,7 +251,7 @@ def test_a_gated_write_stays_in_the_database_selected_when_it_was_sent() -> None
         conn.data_received(cmd(b"GET", b"k") + cmd(b"SET", b"k", b"v") + cmd(b"SELECT", b"1"))
         engine.commit()  # the GET answers; the SET starts now, after SELECT 1 already ran
         await settle()
-        assert engine.submitted == [([b"SET", b"k", b"v"], 0)]  # today: db 1
+        assert engine.submitted == [([b"SET", b"k", b"v"], 0)]  # before the fix: db 1
 
     asyncio.run(run())
 
@@ -253,7 +259,6 @@ def test_a_gated_write_stays_in_the_database_selected_when_it_was_sent() -> None
 # -- finding 3: a pipelined WATCH is lost for the EXEC that follows it -------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 3: EXEC reads conn.watched before WATCH ran")
 def test_exec_sees_a_watch_pipelined_behind_a_pending_write() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -268,13 +273,12 @@ def test_exec_sees_a_watch_pipelined_behind_a_pending_write() -> None:
         engine.commit()
         await settle()
         assert engine.multis, "EXEC did not run"
-        assert engine.multis[0][1] == {(0, b"k"): 1}  # today: {} (no compare: lost update)
+        assert engine.multis[0][1] == {(0, b"k"): 1}  # before the fix: {} (no compare: lost update)
         assert bytes(transport.out).endswith(b"*-1\r\n")
 
     asyncio.run(run())
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 3: second pipelined WATCH/EXEC unguarded")
 def test_two_pipelined_optimistic_transactions_both_send_their_watches() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -290,20 +294,18 @@ def test_two_pipelined_optimistic_transactions_both_send_their_watches() -> None
 # -- finding 4: PUBLISH inside MULTI -----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 4: PUBLISH in MULTI, EXEC array malformed")
 def test_publish_inside_multi_is_an_element_of_the_exec_array() -> None:
     async def run() -> None:
         engine = FakeEngine()
-        conn, transport = connect(engine)
+        conn, transport = connect(engine, FakeStreams())
         conn.data_received(cmd(b"MULTI") + cmd(b"PUBLISH", b"ch", b"m") + cmd(b"EXEC"))
         await settle()
-        # today: b"+OK\r\n+QUEUED\r\n*1\r\n": an array of one with no element (desync)
+        # before the fix: b"+OK\r\n+QUEUED\r\n*1\r\n": an array of one with no element (desync)
         assert bytes(transport.out) == b"+OK\r\n+QUEUED\r\n*1\r\n:7\r\n"
 
     asyncio.run(run())
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 4: PUBLISH in MULTI runs at queue time")
 def test_publish_inside_a_discarded_multi_is_not_published() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -341,6 +343,12 @@ class _LeaderRelay:
         self.leader = leader
 
     async def relay(self, address: str, method: str, request: Any, timeout: float) -> Any:
+        if method == "Exec":  # a linearizable read (WATCH's versions)
+            value = self.leader.read(request.op, 1_000_000)
+            assert isinstance(value, Value)
+            response = cache_pb2.ExecResponse()
+            to_proto(value.data, response.value.reply)
+            return response
         assert method == "Txn"
         op = requests.txn_op(request, requests.Limits(), 1_000_000)  # raises InvalidInput
         command = command_pb2.Command(now_ms=1_000_000)
@@ -371,12 +379,11 @@ def _follower_engine(follower: Replica, leader: StateMachine) -> Engine:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 5a: WATCH+EXEC via a follower in db 1-15")
 def test_exec_with_watch_through_a_follower_works_in_database_1() -> None:
     async def run() -> None:
         leader, follower = StateMachine(), Replica()
         engine = _follower_engine(follower, leader)
-        watched = {(1, b"k"): engine.versions([b"k"], 1)[0]}
+        watched = {(1, b"k"): (await engine.versions([b"k"], 1))[0]}
         # the compare's key is \x00rcdb\x01k, which requests.check_key refuses on the leader
         reply = await engine.multi([([b"SET", b"k", b"v"], 1)], watched)
         assert reply == [OK]
@@ -384,13 +391,12 @@ def test_exec_with_watch_through_a_follower_works_in_database_1() -> None:
     asyncio.run(run())
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 5b: follower WATCH sees a stale 'missing'")
 def test_exec_fails_when_a_key_watched_on_a_lagging_follower_is_deleted() -> None:
     async def run() -> None:
         leader, follower = StateMachine(), Replica()  # the follower has not applied SET k yet
         engine = _follower_engine(follower, leader)
         _apply(leader, b"SET", b"k", b"v1")  # committed and acknowledged before the WATCH
-        watched = {(0, b"k"): engine.versions([b"k"], 0)[0]}  # the follower says: missing (0)
+        watched = {(0, b"k"): (await engine.versions([b"k"], 0))[0]}  # read through the leader
         assert _apply(leader, b"GET", b"k") == b"v1"  # the client reads v1 (linearizable)
         _apply(leader, b"DEL", b"k")  # another client changes the watched key
         reply = await engine.multi([([b"SET", b"k", b"v2"], 0)], watched)
@@ -402,19 +408,16 @@ def test_exec_fails_when_a_key_watched_on_a_lagging_follower_is_deleted() -> Non
 # -- finding 6: one command can buffer without bound -----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 6: a partial command is never bounded")
-def test_a_huge_partial_command_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(resp_server, "MAX_PENDING_BYTES", 1 << 20)
-
+def test_a_huge_partial_command_is_bounded() -> None:
     async def run() -> None:
         engine = FakeEngine()
-        conn, transport = connect(engine)
+        conn, transport = connect(engine, limits=ParserLimits(max_command_bytes=1 << 20))
         # 1M arguments of up to 4 MiB each are all within the parser's per-piece limits
         chunk = b"$65536\r\n" + b"x" * 65536 + b"\r\n"
         conn.data_received(b"*1048576\r\n$3\r\nSET\r\n")
         for _ in range(64):  # 4 MiB buffered, four times the outstanding-bytes bound
             conn.data_received(chunk)
-        assert transport.paused or transport.closed  # today: neither; reading goes on
+        assert transport.paused or transport.closed  # before the fix: neither; reading goes on
 
     asyncio.run(run())
 
@@ -422,7 +425,6 @@ def test_a_huge_partial_command_is_bounded(monkeypatch: pytest.MonkeyPatch) -> N
 # -- finding 7: follower batches over gRPC's message limit; its refusal taken as "unknown" -----
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 7a: forwarded batch not bounded in bytes")
 def test_a_follower_never_forwards_more_than_a_grpc_message_can_carry() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -432,12 +434,11 @@ def test_a_follower_never_forwards_more_than_a_grpc_message_can_carry() -> None:
         conn.data_received(b"".join(cmd(b"SET", b"k%d" % i, value) for i in range(5)))
         await settle()
         sizes = [sum(len(a) for argv, _ in batch for a in argv) for batch in engine.forwarded]
-        assert max(sizes) <= 16 << 20, sizes  # today: one Txn of 20 MiB, refused by gRPC
+        assert max(sizes) <= 16 << 20, sizes  # before the fix: one Txn of 20 MiB, refused by gRPC
 
     asyncio.run(run())
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 7b: gRPC's size refusal is not 'unknown'")
 def test_grpc_message_size_refusal_of_a_relayed_write_is_not_outcome_unknown() -> None:
     exc = grpc.aio.AioRpcError(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -452,7 +453,6 @@ def test_grpc_message_size_refusal_of_a_relayed_write_is_not_outcome_unknown() -
 # -- finding 8: a follower that becomes leader mid-pipeline reorders its writes ----------------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 8: writes reordered on a leader change")
 def test_writes_keep_their_order_when_the_follower_becomes_leader() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -466,7 +466,7 @@ def test_writes_keep_their_order_when_the_follower_becomes_leader() -> None:
         engine.forwards[0].set_result(None)  # the first batch answers (say, applied)
         await settle()
         order = [argv[2] for argv, _ in engine.submitted]
-        assert order == [b"2", b"3"], order  # today: [b"3", b"2"]
+        assert order == [b"2", b"3"], order  # before the fix: [b"3", b"2"]
 
     asyncio.run(run())
 
@@ -492,7 +492,6 @@ class _LeaderProposer:
         return future
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 9: a committed write answered TRYAGAIN")
 def test_engine_writes_reports_each_write_on_its_own() -> None:
     async def run() -> None:
         proposer = _LeaderProposer()
@@ -503,7 +502,7 @@ def test_engine_writes_reports_each_write_on_its_own() -> None:
         try:
             replies = await task
         except errors.Overloaded:
-            replies = None  # today: both INCRs answered TRYAGAIN; a retry applies a twice
+            replies = None  # before the fix: both INCRs answered TRYAGAIN; a retry applies a twice
         assert replies is not None and replies[0] == 1
 
     asyncio.run(run())
@@ -512,7 +511,6 @@ def test_engine_writes_reports_each_write_on_its_own() -> None:
 # -- finding 10: an exception on the leader's read fast path hangs the connection --------------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 10: a failing read callback never answers")
 def test_a_read_that_raises_answers_an_error_instead_of_hanging() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -521,7 +519,7 @@ def test_a_read_that_raises_answers_an_error_instead_of_hanging() -> None:
         conn.data_received(cmd(b"GET", b"k") + cmd(b"PING"))
         engine.commit()
         await settle()
-        assert bytes(transport.out).startswith(b"-ERR")  # as _spawn does; today: nothing
+        assert bytes(transport.out).startswith(b"-ERR")  # as _spawn does; before the fix: nothing
 
     asyncio.run(run())
 
@@ -529,7 +527,6 @@ def test_a_read_that_raises_answers_an_error_instead_of_hanging() -> None:
 # -- finding 11: every non-nil read counts as a hit and feeds the LRU tracker ghost keys --------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 11: EXISTS of a missing key is a 'hit'")
 def test_reads_of_missing_keys_are_misses_and_do_not_touch_the_tracker() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -537,7 +534,7 @@ def test_reads_of_missing_keys_are_misses_and_do_not_touch_the_tracker() -> None
         conn.data_received(cmd(b"EXISTS", b"nope"))
         engine.commit()
         await settle()
-        assert engine.reads == [(b"nope", False)]  # today: (b"nope", True)
+        assert engine.reads == [(b"nope", False)]  # before the fix: (b"nope", True)
 
     asyncio.run(run())
 
@@ -567,7 +564,6 @@ def test_ghost_keys_in_the_tracker_starve_volatile_lru_eviction() -> None:
 # -- finding 12: RESP3 push frames behind a pending reply are not bounded ----------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 12: queued push frames escape the limit")
 def test_push_frames_queued_behind_a_pending_reply_count_toward_the_output_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -580,7 +576,7 @@ def test_push_frames_queued_behind_a_pending_reply_count_toward_the_output_limit
         message = cache_pb2.PubSubMessage(channel=b"ch", message=b"m" * 65536)
         for _ in range(64):  # 4 MiB of messages while the GET waits for its barrier
             conn.deliver(message)
-        assert transport.closed  # today: kept in _slots, unbounded while the GET waits
+        assert transport.closed  # before the fix: kept in _slots, unbounded while the GET waits
 
     asyncio.run(run())
 
@@ -588,7 +584,6 @@ def test_push_frames_queued_behind_a_pending_reply_count_toward_the_output_limit
 # -- finding 13: tasks outlive their connection ------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 13: a spawned command outlives its client")
 def test_a_disconnect_cancels_the_connections_waiting_commands() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -612,7 +607,6 @@ def test_a_disconnect_cancels_the_connections_waiting_commands() -> None:
 # -- finding 14: HELLO/RESET re-encode replies already owed ---------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 14: an earlier reply encoded as RESP3")
 def test_replies_owed_before_hello_keep_the_protocol_they_were_asked_in() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -620,7 +614,9 @@ def test_replies_owed_before_hello_keep_the_protocol_they_were_asked_in() -> Non
         conn.data_received(cmd(b"GET", b"missing") + cmd(b"HELLO", b"3"))
         engine.commit()
         await settle()
-        assert bytes(transport.out).startswith(b"$-1\r\n")  # today: b"_\r\n" to a RESP2 client
+        assert bytes(transport.out).startswith(
+            b"$-1\r\n"
+        )  # before the fix: b"_\r\n" to a RESP2 client
 
     asyncio.run(run())
 
@@ -640,7 +636,6 @@ class _Counted(bytes):
     __hash__ = bytes.__hash__
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 15: SUBSCRIBE n channels costs O(n^2)")
 def test_subscribing_many_channels_in_one_command_is_linear() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -661,7 +656,6 @@ def test_subscribing_many_channels_in_one_command_is_linear() -> None:
 # -- finding 16: SELECT (and other connection commands) inside MULTI act at queue time --------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 16: a DISCARDed SELECT still switched db")
 def test_select_inside_a_discarded_multi_leaves_the_database_unchanged() -> None:
     async def run() -> None:
         engine = FakeEngine()
@@ -670,7 +664,7 @@ def test_select_inside_a_discarded_multi_leaves_the_database_unchanged() -> None
             cmd(b"MULTI") + cmd(b"SELECT", b"1") + cmd(b"DISCARD") + cmd(b"SET", b"k", b"v")
         )
         await settle()
-        assert engine.submitted == [([b"SET", b"k", b"v"], 0)]  # today: db 1
+        assert engine.submitted == [([b"SET", b"k", b"v"], 0)]  # before the fix: db 1
 
     asyncio.run(run())
 
@@ -678,7 +672,6 @@ def test_select_inside_a_discarded_multi_leaves_the_database_unchanged() -> None
 # -- finding 17: the Txn undo log copies whole containers even when nothing can fail ----------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 17: undo copies for a Redis-only Txn")
 def test_a_transaction_of_redis_commands_only_copies_no_container(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -706,7 +699,6 @@ def test_a_transaction_of_redis_commands_only_copies_no_container(
 # -- finding 18: the outcome-unknown text says it twice -------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 18: 'outcome unknown: outcome unknown:'")
 def test_outcome_unknown_text_is_not_doubled() -> None:
     reply = resp_errors_reply(
         errors.OutcomeUnknown("outcome unknown: forwarding to the leader at x failed")
@@ -745,19 +737,19 @@ def test_reply_round_trip_sanity() -> None:
 # -- finding 19: commands with a numkeys argument escape the reserved-prefix guard -----------
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 19: LMPOP in db 0 pops another db's list")
 def test_database_0_cannot_pop_a_list_of_database_5_through_lmpop() -> None:
     sm = StateMachine()
     _apply(sm, b"RPUSH", b"jobs", b"secret", db=5)
     internal = b"\x00rcdb\x05jobs"
     reply = _apply(sm, b"LMPOP", b"1", internal, b"LEFT")  # database 0 (the gRPC keyspace)
-    assert isinstance(reply, Error), reply  # today: [internal, [b"secret"]], popped from db 5
+    assert isinstance(reply, Error), (
+        reply
+    )  # before the fix: [internal, [b"secret"]], popped from db 5
     assert _apply(sm, b"LLEN", b"jobs", db=5) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 19: SINTERCARD reads another database")
 def test_database_0_cannot_read_a_set_of_database_5_through_sintercard() -> None:
     sm = StateMachine()
     _apply(sm, b"SADD", b"members", b"a", b"b", db=5)
     reply = _apply(sm, b"SINTERCARD", b"1", b"\x00rcdb\x05members")
-    assert isinstance(reply, Error), reply  # today: 2
+    assert isinstance(reply, Error), reply  # before the fix: 2

@@ -991,6 +991,9 @@ def test_pubsub_introspection(cluster: LocalCluster, protocol: int, ns: str) -> 
         assert r.pubsub_channels(ns + "*") == [ns + "ch"]
         assert r.pubsub_numpat() >= 1
         raw = Raw(cluster.nodes[i].redis_port, protocol)
+        raw.send(encode("PUBSUB", "SHARDNUMSUB", ns + "ch"))  # no shard channels here
+        head, items = raw.line(), [raw.reply() for _ in range(2)]
+        assert (head, items) == (b"*2", [(ns + "ch").encode(), b":0"])
         raw.send(encode("PUBSUB", "NUMSUB", ns + "ch", ns + "none"))
         head, items = raw.line(), [raw.reply() for _ in range(4)]
         raw.close()

@@ -19,6 +19,7 @@ are computed from numbers of this run only (`targets`), shortfalls included.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -481,7 +482,29 @@ def _profiled_set(
     out_dir: Path,
 ) -> dict[str, Any]:
     """The SET row again with py-spy on the leader, kept out of the table (py-spy takes CPU
-    on a 2-core box and pauses the node to sample it)."""
+    on a 2-core box and pauses the node to sample it); once more if the run failed (py-spy's
+    pauses on a starved machine can cost the leader its term)."""
+    failures: list[str] = []
+    for _attempt in range(2):
+        result = _profile_once(cluster, unprofiled, keys, duration, out_dir)
+        if "error" not in result:
+            result["failed_attempts"] = failures
+            return result
+        failures.append(result["error"])
+        log(f"redis profile: {result['error'][:300]}")
+        if result["error"].startswith("py-spy unavailable"):
+            break
+        cluster.wait_until_ready(timeout=60)
+    return {"error": " | ".join(failures)}
+
+
+def _profile_once(
+    cluster: LocalCluster,
+    unprofiled: Mapping[str, Any],
+    keys: int,
+    duration: float,
+    out_dir: Path,
+) -> dict[str, Any]:
     roles = _roles(cluster)
     pid = next(v for k, v in roles.pids.items() if k.startswith("leader"))
     name = unprofiled["key"].replace("_", "-")
@@ -512,6 +535,9 @@ def _profiled_set(
         recorder.wait()
     except Exception as exc:
         delayed.cancel()
+        delayed.join()
+        with contextlib.suppress(Exception):
+            recorder.wait()  # py-spy ends by itself after its duration; reap it
         return {"error": f"profiled run failed: {exc}"}
     leader_key = next(k for k in row["cpu_s_per_1000"] if k.startswith("leader"))
     us_per_op = row["cpu_s_per_1000"][leader_key] * 1000

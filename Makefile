@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/raftcache/v1/*.proto)
 
-.PHONY: run test typecheck unit integration proto bench chaos clean image base-image deploy-test
+.PHONY: run test typecheck unit integration proto bench chaos clean image base-image deploy-test \
+	redis-compat
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +53,13 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/raftcache-chaos --duration 300 --out chaos-results
+
+# Redis 7.0.15's own test suite (from Debian's redis source package, fetched once into
+# .cache/redis-compat) against a 3-node cluster's leader: passed/failed/skipped per unit, every
+# failure, a reason per skip (tests/compat/redis-skip.txt), and .cache/redis-compat/summary.json.
+# E.g. REDIS_COMPAT_ARGS='--units type/hash,multi --min-pass-rate 90'. About 20-30 minutes.
+redis-compat: $(STAMP)
+	$(BIN)/python -m tests.compat.redis_suite $(REDIS_COMPAT_ARGS)
 
 # The node image (deploy/Dockerfile) from the files git knows of (no .venv, no data dirs).
 # No registry? `make base-image`, then `make image BASE_IMAGE=raftcache-base:bookworm`.

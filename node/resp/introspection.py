@@ -250,8 +250,27 @@ def info_reply(doc: CommandDoc) -> ReplyT:
     ]
 
 
+def _argument_reply(arg: dict[str, Any]) -> ReplyT:
+    """One argument of COMMAND DOCS, fields in Redis's order."""
+    pairs: list[tuple[str, ReplyT]] = [
+        ("name", arg["name"].lower().encode()),  # as Redis's generated command table
+        ("type", arg["type"].encode()),
+    ]
+    if "key_spec_index" in arg:
+        pairs.append(("key_spec_index", arg["key_spec_index"]))
+    for field in ("token", "since", "deprecated_since"):
+        if field in arg:
+            pairs.append((field, arg[field].encode()))
+    flags = [f for f in ("optional", "multiple", "multiple_token") if arg.get(f)]
+    if flags:
+        pairs.append(("flags", _statuses(flags)))
+    if arg["type"] in ("oneof", "block"):
+        pairs.append(("arguments", [_argument_reply(a) for a in arg.get("arguments", [])]))
+    return _bulk_map(pairs)
+
+
 def docs_reply(doc: CommandDoc) -> ReplyT:
-    """COMMAND DOCS's map for one command (no argument trees, no history)."""
+    """COMMAND DOCS's map for one command (without the history notes)."""
     meta = doc.meta
     pairs: list[tuple[str, ReplyT]] = [
         ("summary", meta.get("summary", "").encode()),
@@ -265,6 +284,8 @@ def docs_reply(doc: CommandDoc) -> ReplyT:
     for field in ("deprecated_since", "replaced_by"):
         if field in meta:
             pairs.append((field, meta[field].encode()))
+    if meta.get("arguments"):
+        pairs.append(("arguments", [_argument_reply(a) for a in meta["arguments"]]))
     if doc.subcommands:
         subs = _bulk_map([(s.name, docs_reply(s)) for s in doc.subcommands])
         pairs.append(("subcommands", subs))

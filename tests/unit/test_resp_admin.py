@@ -561,6 +561,10 @@ def test_command_count_info_and_docs_through_dispatch() -> None:
                 [
                     *(b"summary", b"Get the value of a key", b"since", b"1.0.0"),
                     *(b"group", b"string", b"complexity", b"O(1)"),
+                    *(
+                        b"arguments",
+                        [Map([b"name", b"key", b"type", b"key", b"key_spec_index", 0])],
+                    ),
                 ]
             ),
         ]

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from raftcache.node.resp.server import Connection
     from raftcache.node.state_machine import StateMachine
 
-_EXACT_EXPIRES_UP_TO = 100_000
-"""Above this many keys with a TTL in several databases, per-database expires are estimated."""
+_EXACT_EXPIRES_UP_TO = 10_000
+"""Above this many keys with a TTL in several databases, per-database expires are estimated
+(counting them holds the replica lock, which apply needs)."""
 
 
 @dataclass(frozen=True)

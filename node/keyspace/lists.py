@@ -202,7 +202,10 @@ def lrange(db: Db, argv: list[bytes]) -> ReplyT:
     lst = db.typed(argv[1], List)
     if lst is None:
         return []
-    lo, hi = span(start, end, len(lst))
+    n = len(lst)
+    lo, hi = span(start, end, n)
+    if lo > n - hi:  # nearer the tail: walk from there
+        return list(islice(reversed(lst.items), n - hi, n - lo))[::-1]
     return list(islice(lst.items, lo, hi))
 
 

@@ -419,3 +419,14 @@ def test_command_table_entries() -> None:
     assert dispatch.COMMANDS[b"lpop"].arity == -2
     for blocking in (b"blpop", b"brpop", b"blmove", b"brpoplpush", b"blmpop"):
         assert blocking not in dispatch.COMMANDS
+
+
+def test_changes_keep_the_ttl() -> None:
+    r = with_list("a", "b")
+    r("EXPIRE", "l", 100)
+    r("LINSERT", "l", "BEFORE", "a", "x")
+    r("LSET", "l", 0, "y")
+    r("RPOPLPUSH", "l", "l")
+    r("LREM", "l", 1, "a")
+    assert r("TTL", "l") == 100
+    assert lst(r) == [b"b", b"y"]

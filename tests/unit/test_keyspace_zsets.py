@@ -758,3 +758,18 @@ def test_lex_ranges_on_large_sets() -> None:
     assert r("ZREMRANGEBYLEX", "z", "-", "(m0150") == 150
     assert r("ZCARD", "z") == 150
     accounted(r)
+
+
+def test_store_forms_drop_the_ttl_and_in_place_changes_keep_it() -> None:
+    r = zset(1, "a")
+    r("ZADD", "dst", 1, "x")
+    r("EXPIRE", "dst", 100)
+    r("EXPIRE", "z", 100)
+    assert r("ZADD", "z", 2, "b") == 1
+    assert r("ZPOPMIN", "z") == [b"a", 1.0]
+    assert r("TTL", "z") == 100
+    assert r("ZRANGESTORE", "dst", "z", 0, -1) == 1  # Redis's setKey: no TTL
+    assert r("TTL", "dst") == -1
+    r("EXPIRE", "dst", 100)
+    assert r("ZUNIONSTORE", "dst", 1, "z") == 1
+    assert r("TTL", "dst") == -1

@@ -14,22 +14,6 @@ from __future__ import annotations
 
 import importlib
 
-from raftcache.client.errors import (
-    ConditionFailedError,
-    InvalidInputError,
-    NotFoundError,
-    OutcomeUnknownError,
-    OutOfMemoryError,
-    OverloadedError,
-    RaftcacheError,
-    RequestTooOldError,
-    RevisionCompactedError,
-    SlowConsumerError,
-    TooLargeError,
-    UnavailableError,
-    WrongTypeError,
-)
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any
@@ -40,10 +24,32 @@ if TYPE_CHECKING:
     from raftcache.client._streams import Message, Subscription, Watch, WatchEvent
     from raftcache.client._sync_client import BlockingIterator, Client
     from raftcache.client._values import TxnResult
+    from raftcache.client.errors import (
+        ConditionFailedError,
+        InvalidInputError,
+        NotFoundError,
+        OutcomeUnknownError,
+        OutOfMemoryError,
+        OverloadedError,
+        RaftcacheError,
+        RequestTooOldError,
+        RevisionCompactedError,
+        SlowConsumerError,
+        TooLargeError,
+        UnavailableError,
+        WrongTypeError,
+    )
 
-# Loaded on first use: importing this package (and so the `raftcache` CLI's module) does not
-# load grpc and protobuf (~0.2 s), so the CLI is already handling Ctrl-C when they load.
+# Loaded on first use: importing this package runs almost nothing, so the `raftcache` console
+# script (client/_entry.py) handles Ctrl-C before grpc and protobuf load (~0.2 s).
+_ERRORS = (
+    "ConditionFailedError", "InvalidInputError", "NotFoundError", "OutcomeUnknownError",
+    "OutOfMemoryError", "OverloadedError", "RaftcacheError", "RequestTooOldError",
+    "RevisionCompactedError", "SlowConsumerError", "TooLargeError", "UnavailableError",
+    "WrongTypeError",
+)  # fmt: skip
 _LAZY = {
+    **dict.fromkeys(_ERRORS, "raftcache.client.errors"),
     "ops": "raftcache.client.ops",
     **dict.fromkeys(("AsyncClient", "Item", "NodeStatus"), "raftcache.client._async_client"),
     "RetryPolicy": "raftcache.client._router",

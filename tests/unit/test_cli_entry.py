@@ -57,3 +57,13 @@ def test_importing_the_sdk_package_loads_neither_grpc_nor_protobuf() -> None:
         timeout=60,
     )
     assert run.stdout.strip() == "[]", run.stderr
+
+
+def test_every_public_name_of_the_sdk_loads_on_first_use() -> None:
+    import raftcache.client as sdk
+    from raftcache.client import errors
+
+    for name in sdk.__all__:
+        assert getattr(sdk, name) is not None, name
+    assert sdk.RequestTooOldError is errors.RequestTooOldError
+    assert sorted(sdk.__all__) == sorted(sdk._LAZY)

@@ -16,7 +16,7 @@ from raftcache.node import errors, status_codes
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.keyspace.db import db_key
 from raftcache.node.keyspace.reply import NULL_ARRAY, CommandError, Error, ReplyT, from_proto
-from raftcache.node.proposer import Proposer
+from raftcache.node.proposer import Proposer, Waiter
 from raftcache.node.resp.errors import error_reply
 from raftcache.node.servicers import NodeView
 from raftcache.node.state_machine import Failure, Result, TxnOk, Value
@@ -67,13 +67,15 @@ class Engine:
 
     # -- leader fast paths: queued now, in call order --------------------------------
 
-    def submit(self, op: command_pb2.Op) -> asyncio.Future[Result]:
-        """Leader only: queue a replicated op now."""
-        return self.proposer.submit(op)
+    def submit(
+        self, op: command_pb2.Op, waiter: Waiter | None = None, size: int = 0
+    ) -> asyncio.Future[Result]:
+        """Leader only: queue a replicated op now (see Proposer.submit)."""
+        return self.proposer.submit(op, waiter, size)
 
-    def barrier(self) -> asyncio.Future[None]:
+    def barrier(self, waiter: Waiter | None = None) -> asyncio.Future[None]:
         """Leader only: done once everything committed before now is applied here."""
-        return self.proposer.barrier()
+        return self.proposer.barrier(waiter)
 
     def read_local(self, argv: list[bytes], db: int) -> ReplyT:
         """A read-only command on this node's applied state (after a barrier or a staleness

@@ -15,10 +15,52 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
 from raftcache.consensus import Outcome
 from raftcache.node import commands, errors
 from raftcache.node.state_machine import Result
 from raftcache.v1 import command_pb2
+
+_log = structlog.get_logger("raftcache.proposer")
+
+
+class Waiter(Protocol):
+    """What a queued write or read waits with: an asyncio.Future, or a `Callback`."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+class Callback:
+    """A Waiter that calls `fn(result, error)` at once on the loop, with no extra loop turn
+    (a front-end answering thousands of commands per batch saves a callback per command)."""
+
+    __slots__ = ("_done", "fn")
+
+    def __init__(self, fn: Callable[[Any, BaseException | None], None]) -> None:
+        self.fn = fn
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any, /) -> None:
+        self._call(result, None)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._call(None, exception)
+
+    def _call(self, result: Any, error: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self.fn(result, error)
+        except Exception:  # one caller's bug must not keep the rest of a batch waiting
+            _log.exception("a proposal's callback failed")
 
 
 class Consensus(Protocol):
@@ -45,8 +87,8 @@ class ProposerConfig:
 
 @dataclass
 class _Batch:
-    writes: list[tuple[command_pb2.Op, asyncio.Future[Result]]]
-    reads: list[asyncio.Future[None]]
+    writes: list[tuple[command_pb2.Op, Waiter]]
+    reads: list[Waiter]
     done: bool = False
     prelude: int = 0  # ops put in front of the writes (an eviction), whose results nobody awaits
 
@@ -72,9 +114,9 @@ class Proposer:
         self._config = config
         self._wall_ms = now_ms
         self._loop = asyncio.get_running_loop()
-        self._writes: list[tuple[command_pb2.Op, asyncio.Future[Result]]] = []
+        self._writes: list[tuple[command_pb2.Op, Waiter]] = []
         self._write_bytes = 0
-        self._reads: list[asyncio.Future[None]] = []
+        self._reads: list[Waiter] = []
         self._inflight = 0
         self._flush_scheduled = False
         self._last_stamp = 0
@@ -95,8 +137,12 @@ class Proposer:
         """Replicate one op; returns the state machine's result for it."""
         return await self.submit(op)
 
-    def submit(self, op: command_pb2.Op) -> asyncio.Future[Result]:
-        """Queue one op now (in call order) and return the future of its result."""
+    def submit(
+        self, op: command_pb2.Op, waiter: Waiter | None = None, size: int = 0
+    ) -> asyncio.Future[Result]:
+        """Queue one op now (in call order) and return the future of its result; with a
+        `waiter`, that is completed instead (and the returned future is unused). `size`: the
+        op's bytes if the caller knows them (ByteSize costs microseconds)."""
         if (
             len(self._writes) >= self._config.max_pending_ops
             or self._write_bytes >= self._config.max_pending_bytes
@@ -104,9 +150,9 @@ class Proposer:
             raise errors.Overloaded(
                 f"{len(self._writes)} writes are already queued on this node; retry shortly"
             )
-        future: asyncio.Future[Result] = self._loop.create_future()
-        self._writes.append((op, future))
-        self._write_bytes += op.ByteSize()
+        future: asyncio.Future[Result] = self._loop.create_future() if waiter is None else _UNUSED
+        self._writes.append((op, future if waiter is None else waiter))
+        self._write_bytes += size or op.ByteSize()
         self._schedule_flush()
         return future
 
@@ -114,15 +160,16 @@ class Proposer:
         """Return once everything committed before this call is applied on this leader."""
         await self.barrier()
 
-    def barrier(self) -> asyncio.Future[None]:
-        """A future done once everything committed before this call is applied here."""
+    def barrier(self, waiter: Waiter | None = None) -> asyncio.Future[None]:
+        """A future done once everything committed before this call is applied here (or,
+        given a `waiter`, that waiter)."""
         if len(self._reads) >= self._config.max_pending_ops:
             raise errors.Overloaded(
                 f"{len(self._reads)} linearizable reads are already waiting on this node; "
                 "retry shortly"
             )
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._reads.append(future)
+        future: asyncio.Future[None] = self._loop.create_future() if waiter is None else _UNUSED
+        self._reads.append(future if waiter is None else waiter)
         self._schedule_flush()
         return future
 
@@ -158,7 +205,7 @@ class Proposer:
             reads, self._reads = self._reads, []
             self._propose(writes, reads)
 
-    def _take_writes(self) -> list[tuple[command_pb2.Op, asyncio.Future[Result]]]:
+    def _take_writes(self) -> list[tuple[command_pb2.Op, Waiter]]:
         limit_ops, limit_bytes = self._config.max_batch_ops, self._config.max_batch_bytes
         if len(self._writes) <= limit_ops and self._write_bytes <= limit_bytes:
             taken, self._writes, self._write_bytes = self._writes, [], 0
@@ -176,8 +223,8 @@ class Proposer:
 
     def _propose(
         self,
-        writes: list[tuple[command_pb2.Op, asyncio.Future[Result]]],
-        reads: list[asyncio.Future[None]],
+        writes: list[tuple[command_pb2.Op, Waiter]],
+        reads: list[Waiter],
     ) -> None:
         command = command_pb2.Command(now_ms=self.now_ms())
         ops = [op for op, _ in writes]
@@ -251,3 +298,7 @@ class Proposer:
         for read in reads:
             if not read.done():
                 read.set_exception(error)
+
+
+_UNUSED: Any = None
+"""Returned by submit/barrier when the caller waits with its own Waiter."""

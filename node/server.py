@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from typing import Any
@@ -44,6 +45,18 @@ def grpc_options(config: NodeConfig) -> list[tuple[str, Any]]:
         ("grpc.max_send_message_length", size),
         ("grpc.so_reuseport", 0),
     ]
+
+
+def _tune_gc() -> None:
+    """Collect young objects less often and never rescan what start-up built.
+
+    Every request allocates short-lived futures, protobufs and buffers; with CPython's
+    default thresholds (700, 10, 10) the leader spent 5% of its CPU in the collector at 64
+    clients and 17% with pipelined clients (make bench, py-spy). Cycles are rare here; the
+    state machine's entries are untracked tuples."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 class Node:
@@ -117,6 +130,7 @@ class Node:
             (*SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server
         )
         await server.start()
+        _tune_gc()
         _log.info(
             "node started",
             listen=config.listen,

@@ -36,6 +36,7 @@ from raftcache.node.keyspace.reply import (
     unknown_command,
     wrong_arity,
 )
+from raftcache.node.proposer import Callback
 from raftcache.node.resp import encoder
 from raftcache.node.resp.errors import error_reply
 from raftcache.node.resp.parser import Parser, ParserLimits
@@ -104,10 +105,33 @@ class Subscriber:
 Handler = Callable[["Connection", list[bytes]], Any]
 
 
-class Slot(asyncio.Future):  # type: ignore[type-arg]
-    """A reply owed: done with its encoded bytes, in the protocol of its command's time."""
+class Slot:
+    """A reply owed: done once it holds its encoded bytes, in the protocol in force when its
+    command was sent. Plain attributes, no future: a command costs no loop callback of its
+    own (the connection flushes once per loop turn)."""
 
-    proto = 2
+    __slots__ = ("data", "proto", "run", "size")
+
+    def __init__(self, proto: int, run: _Run) -> None:
+        self.data: bytes | None = None
+        self.proto = proto
+        self.run = run
+        self.size = 0  # argument bytes counted in the connection's pending bytes
+
+    def done(self) -> bool:
+        return self.data is not None
+
+
+class _Run:
+    """Consecutive commands of one kind ("r", "w"; "x" runs alone): a run starts once every
+    command of the runs before it has answered."""
+
+    __slots__ = ("kind", "pending", "waiting")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.pending = 0  # started or waiting commands not answered yet
+        self.waiting: list[tuple[Callable[[Slot], None], Slot]] = []
 
 
 MAX_MULTI_COMMANDS = 10_000
@@ -190,10 +214,9 @@ class Connection(asyncio.Protocol):
         self._writing_paused = False
         self._closing = False
         self._close_when_flushed = False
-        # ordering between runs of reads and runs of writes (module docstring)
-        self._kind = ""
-        self._run: list[Slot] = []
-        self._gate: asyncio.Future[Any] | None = None
+        # runs of reads and runs of writes, oldest first; only the first has started
+        self._runs: deque[_Run] = deque()
+        self._advancing = False
         # follower writes waiting to be forwarded (one request per batch)
         self._forward_queue: list[tuple[list[bytes], int, Slot]] = []
         self._forwarding = False
@@ -233,6 +256,7 @@ class Connection(asyncio.Protocol):
         self.server.clients.pop(self.id, None)
         self._unsubscribe_all()
         self._slots.clear()
+        self._runs.clear()
         for task in self._tasks:
             task.cancel()
 
@@ -275,14 +299,7 @@ class Connection(asyncio.Protocol):
             self.server.stats.count_error(reply)
         self._slots.append(encoder.encoded(reply, self.proto))
 
-    def _slot(self) -> Slot:
-        slot = Slot(loop=self._loop)
-        slot.proto = self.proto
-        slot.add_done_callback(self._slot_done)
-        self._slots.append(slot)
-        return slot
-
-    def _slot_done(self, _slot: asyncio.Future[bytes]) -> None:
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -295,8 +312,8 @@ class Connection(asyncio.Protocol):
             head = slots[0]
             if isinstance(head, bytes):
                 out += head
-            elif head.done():
-                out += head.result()
+            elif head.data is not None:
+                out += head.data
             else:
                 break
             slots.popleft()
@@ -334,17 +351,41 @@ class Connection(asyncio.Protocol):
             self.server.stats.count_error(reply)
         return encoder.encoded(reply, self.proto)
 
-    def _settle(self, slot: asyncio.Future[bytes], reply: ReplyT) -> None:
-        if not slot.done():
-            if isinstance(reply, Error):
-                self.server.stats.count_error(reply)
-            proto = slot.proto if isinstance(slot, Slot) else self.proto
-            slot.set_result(encoder.encoded(reply, proto))
+    def _settle(self, slot: Slot, reply: ReplyT) -> None:
+        """A command answered: its slot is filled, its run counts down, output is flushed
+        once this loop turn is done."""
+        if slot.data is not None:
+            return
+        if isinstance(reply, Error):
+            self.server.stats.count_error(reply)
+        slot.data = encoder.encoded(reply, slot.proto)
+        if slot.size:
+            self._pending_bytes -= slot.size
+        run = slot.run
+        run.pending -= 1
+        if not run.pending and len(self._runs) > 1 and run is self._runs[0]:
+            self._advance()
+        self._schedule_flush()
 
-    def _release(self, size: int) -> None:
-        self._pending_bytes -= size
+    def _advance(self) -> None:
+        """Start the next runs whose predecessors have all answered."""
+        if self._advancing:
+            return  # a command started below answered at once: the loop below goes on
+        self._advancing = True
+        try:
+            runs = self._runs
+            while len(runs) > 1 and not runs[0].pending:
+                runs.popleft()
+                head = runs[0]
+                waiting, head.waiting = head.waiting, []
+                if self._lost:
+                    continue
+                for start, slot in waiting:
+                    start(slot)
+        finally:
+            self._advancing = False
 
-    def _settle_write(self, slot: asyncio.Future[bytes], reply: ReplyT) -> None:
+    def _settle_write(self, slot: Slot, reply: ReplyT) -> None:
         """A write's reply; remembers the log position it reached, for WAIT."""
         status = self.engine.view.raft.status()
         self.last_write_index = max(status.commit_index, status.leader_commit_index)
@@ -443,12 +484,9 @@ class Connection(asyncio.Protocol):
     def _run_admin(self, handler: Handler, argv: list[bytes]) -> None:
         result = handler(self, argv)
         if asyncio.iscoroutine(result):
-            slot = self._slot()
-            self._spawn(result, slot)
+            self.run("x", lambda slot: self._spawn(result, slot))
 
-    def _spawn(
-        self, coro: Awaitable[ReplyT], slot: asyncio.Future[bytes], write: bool = False
-    ) -> None:
+    def _spawn(self, coro: Awaitable[ReplyT], slot: Slot, write: bool = False) -> None:
         """Run a command's coroutine; its reply (or error) settles the slot. A task still
         running when the peer goes away is cancelled."""
 
@@ -473,26 +511,26 @@ class Connection(asyncio.Protocol):
 
     def run(self, kind: str, start: Callable[[Slot], None]) -> None:
         """Start a read ("r") or write ("w") command once the previous run of the other kind
-        has answered (module docstring). "x" (EXEC, PUBLISH: not queued on the proposer in
-        this turn) runs alone: after everything before it, before everything after it."""
-        if kind != self._kind or kind == "x":
-            pending: list[asyncio.Future[Any]] = [f for f in self._run if not f.done()]
-            if self._gate is not None and not self._gate.done():
-                pending.append(self._gate)
-            self._gate = asyncio.gather(*pending) if pending else None
-            self._kind = kind
-            self._run = []
-        slot = self._slot()
-        self._run.append(slot)
+        has answered (module docstring). "x" (EXEC, PUBLISH, WATCH...: not queued on the
+        proposer in this turn) runs alone: after everything before it, before everything
+        after it."""
+        runs = self._runs
+        tail = runs[-1] if runs else None
+        if tail is None or tail.kind != kind or kind == "x":
+            if tail is not None and not tail.pending and len(runs) == 1:
+                runs.clear()  # everything before has answered
+            tail = _Run(kind)
+            runs.append(tail)
+        slot = Slot(self.proto, tail)
+        self._slots.append(slot)
+        tail.pending += 1
         if self._args_bytes > 4096:  # only large commands are worth the bookkeeping
-            size = self._args_bytes
-            self._pending_bytes += size
-            slot.add_done_callback(lambda _s: self._release(size))
-        gate = self._gate
-        if gate is None or gate.done():
+            slot.size = self._args_bytes
+            self._pending_bytes += slot.size
+        if tail is runs[0]:
             start(slot)
         else:
-            gate.add_done_callback(lambda _g: None if self._lost else start(slot))
+            tail.waiting.append((start, slot))
 
     # -- command paths ---------------------------------------------------------------------
 
@@ -501,12 +539,14 @@ class Connection(asyncio.Protocol):
         # While earlier writes are still being forwarded (this node was a follower), later
         # ones queue behind them, or they could commit first once this node leads.
         if engine.is_leader() and not self._forwarding:
+
+            def done(result: Result | None, error: BaseException | None) -> None:
+                self._settle_write(slot, _write_reply(result, error))
+
             try:
-                result = engine.submit(call_op(argv, db))
+                engine.submit(call_op(argv, db), Callback(done), self._args_bytes or 64)
             except errors.CacheError as exc:
                 self._settle(slot, error_reply(exc))
-                return
-            result.add_done_callback(lambda f: self._settle_write(slot, _result_reply(f)))
             return
         self._forward_queue.append((argv, db, slot))
         if not self._forwarding:
@@ -550,25 +590,20 @@ class Connection(asyncio.Protocol):
     def _read(self, argv: list[bytes], db: int, key: bytes | None, slot: Slot) -> None:
         engine = self.engine
         if engine.is_leader():
-            try:
-                barrier = engine.barrier()
-            except errors.CacheError as exc:
-                self._settle(slot, error_reply(exc))
-                return
 
-            def done(f: asyncio.Future[None]) -> None:
-                if f.cancelled() or f.exception() is not None:
-                    exc = f.exception() if not f.cancelled() else None
-                    reply: ReplyT = (
-                        error_reply(exc)
-                        if isinstance(exc, errors.CacheError)
-                        else Error("ERR read cancelled")
-                    )
-                else:
+            def done(_result: None, error: BaseException | None) -> None:
+                if error is None:
                     reply = self._local_read(argv, db, key)
+                elif isinstance(error, errors.CacheError):
+                    reply = error_reply(error)
+                else:
+                    reply = _internal_error(error, write=False)
                 self._settle(slot, reply)
 
-            barrier.add_done_callback(done)
+            try:
+                engine.barrier(Callback(done))
+            except errors.CacheError as exc:
+                self._settle(slot, error_reply(exc))
             return
         self._spawn(self.engine.read(argv, db), slot)
 
@@ -643,20 +678,17 @@ def _internal_error(exc: BaseException, write: bool) -> Error:
     return Error(f"ERR internal error: {what}")
 
 
-def _result_reply(future: asyncio.Future[Result]) -> ReplyT:
-    if future.cancelled():
-        return Error("ERR write cancelled")
-    exc = future.exception()
-    if exc is not None:
-        if isinstance(exc, errors.CacheError):
-            return error_reply(exc)
-        return _internal_error(exc, write=True)
-    try:
-        return reply_of(future.result())
-    except errors.CacheError as error:
-        return error_reply(error)
-    except Exception as error:
+def _write_reply(result: Result | None, error: BaseException | None) -> ReplyT:
+    if error is not None:
+        if isinstance(error, errors.CacheError):
+            return error_reply(error)
         return _internal_error(error, write=True)
+    try:
+        return reply_of(result)  # type: ignore[arg-type]
+    except errors.CacheError as failure:
+        return error_reply(failure)
+    except Exception as bug:
+        return _internal_error(bug, write=True)
 
 
 # -- connection commands ---------------------------------------------------------------------
@@ -998,7 +1030,7 @@ def _cmd_punsubscribe(conn: Connection, argv: list[bytes]) -> None:
 def _publish(conn: Connection, argv: list[bytes]) -> None:
     channel, message = argv[1], argv[2]
 
-    def start(slot: asyncio.Future[bytes]) -> None:
+    def start(slot: Slot) -> None:
         conn._spawn(conn.engine.publish(channel, message), slot)
 
     conn.run("x", start)

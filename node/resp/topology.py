@@ -39,7 +39,7 @@ from raftcache.node.resp.admin import (
 )
 
 if TYPE_CHECKING:
-    from raftcache.node.resp.server import Connection
+    from raftcache.node.resp.server import Connection, Slot
 
 SLOTS = 16384
 MASTER_NAME = "mymaster"
@@ -260,17 +260,18 @@ def _cluster_keyslot(conn: Connection, argv: list[bytes]) -> ReplyT:
 
 
 def _keys_in_slot(conn: Connection, slot: int, limit: int) -> list[bytes]:
-    """Database 0's keys in a slot on this node (scans every key: a rare admin call)."""
+    """Database 0's keys in a slot on this node. Every key is looked at (no per-slot index:
+    a rare admin call); the replica lock is held only to copy the key list."""
     replica = facts(conn).view.replica
-    out: list[bytes] = []
     with replica.lock:
-        stored_keys = replica.state.keys()
-        for stored in stored_keys:
-            db, key = key_db(stored)
-            if db == 0 and key_slot(key) == slot:
-                out.append(key)
-                if len(out) >= limit:
-                    break
+        stored_keys = list(replica.state.keys())
+    out: list[bytes] = []
+    for stored in stored_keys:
+        db, key = key_db(stored)
+        if db == 0 and key_slot(key) == slot:
+            out.append(key)
+            if len(out) >= limit:
+                break
     return out
 
 
@@ -627,7 +628,7 @@ def _wait(conn: Connection, argv: list[bytes]) -> object:
         return acked_replicas(node, target)
     timeout_s = timeout_ms / 1000 if timeout_ms else WAIT_FOREVER_S
 
-    def start(slot: asyncio.Future[bytes]) -> None:
+    def start(slot: Slot) -> None:
         # Started once this connection's earlier writes have answered (a read run waits
         # for the write run before it): last_write_index then covers all of them.
         coro = wait_for_replicas(node, conn.last_write_index, wanted, timeout_s)

@@ -24,14 +24,14 @@ class FakeEngine:
     def is_leader(self) -> bool:
         return self.leader
 
-    def submit(self, op: Any) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    def submit(self, op: Any, waiter: Any = None, size: int = 0) -> Any:
+        future = waiter or asyncio.get_running_loop().create_future()
         self.writes.append((op, future))
         self.log.append("submit " + op.data.op.call.argv[1].decode())
         return future
 
-    def barrier(self) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def barrier(self, waiter: Any = None) -> Any:
+        future = waiter or asyncio.get_running_loop().create_future()
         self.barriers.append(future)
         self.log.append("barrier")
         return future

@@ -49,15 +49,15 @@ class FakeEngine:
     def is_leader(self) -> bool:
         return self.leader
 
-    def submit(self, op: command_pb2.Op) -> asyncio.Future[Any]:
+    def submit(self, op: command_pb2.Op, waiter: Any = None, size: int = 0) -> Any:
         call = op.data.op.call
         self.submitted.append((list(call.argv), call.db))
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future = waiter or asyncio.get_running_loop().create_future()
         self.writes_.append((op, future))
         return future
 
-    def barrier(self) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def barrier(self, waiter: Any = None) -> Any:
+        future = waiter or asyncio.get_running_loop().create_future()
         self.barriers.append(future)
         return future
 
@@ -484,7 +484,7 @@ class _LeaderProposer:
     def now_ms(self) -> int:
         return 1_000_000
 
-    def submit(self, op: command_pb2.Op) -> asyncio.Future[Any]:
+    def submit(self, op: command_pb2.Op, waiter: Any = None, size: int = 0) -> Any:
         if self.futures:
             raise errors.Overloaded("20000 writes are already queued on this node; retry")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

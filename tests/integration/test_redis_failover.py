@@ -33,7 +33,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     c = LocalCluster(3, tmp_path_factory.mktemp("redis-failover"))
     c.start()
     try:
-        c.wait_until_ready(timeout=40)
+        c.wait_until_ready(timeout=60)
         yield c
     finally:
         c.close()

@@ -27,7 +27,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from raftcache.chaos.history import HistoryWriter, Recorder
 from raftcache.client import (
@@ -305,7 +305,8 @@ class Worker:
             rec.unknown()
             raise _Unknown() from None
 
-    def _unexpected_reply(self, rec: Recorder, command: str, reply: Any) -> None:
+    def _unexpected_reply(self, rec: Recorder, command: str, reply: Any) -> NoReturn:
+        """A reply of the wrong shape: recorded as unknown and counted as a run problem."""
         self.unexpected.append(f"{command} answered {reply!r}")
         rec.unknown()
         raise _Unknown()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -58,6 +59,7 @@ UNIT_TEST_TIMEOUT_S = {
 }  # fmt: skip
 
 Log = Callable[[str], None]
+_UNKNOWN_COMMAND = re.compile(r"ERR unknown command '([^']+)'")
 
 
 class HarnessError(RuntimeError):
@@ -111,6 +113,19 @@ class Report:
         ran = t["passed"] + t["failed"]
         return 100.0 * t["passed"] / ran if ran else 0.0
 
+    def missing_commands(self) -> Counter[str]:
+        """Commands the server called unknown, by how many failing tests sent them."""
+        names: Counter[str] = Counter()
+        for r in self.results:
+            for f in r.failed:
+                found = _UNKNOWN_COMMAND.search(f.message) or _UNKNOWN_COMMAND.search(f.detail)
+                if found:
+                    names[found.group(1).lower()] += 1
+        return names
+
+    def clusterdown_failures(self) -> int:
+        return sum(f.message.startswith("CLUSTERDOWN") for r in self.results for f in r.failed)
+
     def could_not_start(self) -> list[UnitResult]:
         return [r for r in self.results if r.aborted is not None and not r.started]
 
@@ -122,6 +137,8 @@ class Report:
             "seconds": round(self.seconds, 1),
             "totals": self.totals(),
             "pass_rate_percent": round(self.pass_rate(), 2),
+            "clusterdown_failures": self.clusterdown_failures(),
+            "unknown_commands": dict(self.missing_commands().most_common()),
             "events": self.events,
             "skip_reasons": dict(self._skip_reasons().most_common()),
             "units": {r.unit: self._unit_json(r) for r in self.results},
@@ -177,6 +194,16 @@ class Report:
             yield "\nskipped, by reason:"
             for reason, count in reasons.most_common():
                 yield f"  {count:4d}  {reason}"
+        missing = self.missing_commands()
+        if missing:
+            listed = ", ".join(f"{name} ({count})" for name, count in missing.most_common())
+            yield f"\nunknown commands, by failing tests: {listed}"
+        clusterdown = self.clusterdown_failures()
+        if clusterdown:
+            yield (
+                f"\n{clusterdown} of the failures answered CLUSTERDOWN: the cluster had no leader"
+                " then (elections), which says nothing about that command"
+            )
         for event in self.events:
             yield f"\ncluster: {event}"
         yield (
@@ -346,8 +373,21 @@ def local_cluster(
             wait_for_resp("127.0.0.1", node.redis_port)
             return "127.0.0.1", node.redis_port
 
+        def term() -> int:
+            statuses = [cluster.status(i) for i in range(len(cluster.nodes))]
+            return max((st.term for st in statuses if st is not None), default=0)
+
+        last_term = [0]
+
         def health() -> list[str]:
             problems = []
+            now = term()
+            if last_term[0] and now > last_term[0]:
+                problems.append(
+                    f"leader elections: term {last_term[0]} -> {now} (a test that got CLUSTERDOWN"
+                    " or a dropped reply then saw a leader change, see the node logs)"
+                )
+            last_term[0] = max(now, last_term[0])
             for node in cluster.nodes:
                 if not node.running and node.node_id not in reported:
                     reported.add(node.node_id)
@@ -359,6 +399,7 @@ def local_cluster(
             return problems
 
         address()
+        last_term[0] = term()
         nodes = ", ".join(f"{n.node_id} redis {n.redis_addr}" for n in cluster.nodes)
         log(f"redis-compat: cluster up ({nodes}); logs in {base_dir}")
         yield Target(address, "a 3-node raftcache cluster (the leader's Redis port)", health)

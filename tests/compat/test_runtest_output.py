@@ -9,7 +9,7 @@ import pytest
 
 from tests.compat import skip_list
 from tests.compat.redis_suite import Report
-from tests.compat.runtest_output import parse
+from tests.compat.runtest_output import Failure, parse
 
 # Abridged from a run against a raftcache cluster (runtest --durable, TERM=xterm colours).
 TRANSCRIPT = """\
@@ -131,3 +131,16 @@ def test_patterns_match_as_runtest_matches_them() -> None:
     regex = skip_list.Skip("/^BLMPOP_(LEFT|RIGHT):", "r", 2)
     assert exact.matches("BLPOP: timeout") and not exact.matches("BLPOP: timeout 2")
     assert regex.matches("BLMPOP_LEFT: timeout") and not regex.matches("LMPOP_LEFT: x")
+
+
+def test_the_report_names_unknown_commands_and_clusterdown_failures() -> None:
+    result = parse("string", "[ok]: a (1 ms)\n")
+    result.failed = [
+        Failure("SETBIT fuzzing", "ERR unknown command 'setbit', with args beginning with: "),
+        Failure("GETBIT", "Expected 'ERR unknown command 'GETBIT', with args' to match 'x'"),
+        Failure("ZSCORE", "CLUSTERDOWN no leader is known right now"),
+    ]
+    report = Report([result], [], "test", 1.0)
+    assert report.missing_commands() == {"setbit": 1, "getbit": 1}
+    assert report.clusterdown_failures() == 1
+    assert "\nunknown commands, by failing tests: setbit (1), getbit (1)" in list(report.lines())

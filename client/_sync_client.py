@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
@@ -68,6 +69,15 @@ def _blocking(
     return call
 
 
+def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
+    """The client's loop thread. It blocks SIGINT (threads started from it inherit that), so
+    the kernel hands Ctrl-C to the main thread: one taken by another thread does not wake the
+    main thread from waiting on a call's result, which then waited out the call's deadline."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    loop.run_forever()
+
+
 class Client:
     """Thread-safe blocking client; use `with Client("127.0.0.1:6381") as c: ...`."""
 
@@ -85,7 +95,7 @@ class Client:
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self._loop.run_forever, name="raftcache-client", daemon=True
+            target=_run_forever, args=(self._loop,), name="raftcache-client", daemon=True
         )
         self._thread.start()
         self._closed = False

@@ -1046,11 +1046,16 @@ def _pubsub(conn: Connection, argv: list[bytes]) -> None:
         out: list[ReplyT] = []
         for channel in argv[2:]:
             out += [channel, streams.channel_subscribers(channel)]
-        conn.reply(Map(out) if conn.proto == 3 else out)
+        conn.reply(out)  # a flat array in RESP3 too, as Redis 7.0 answers
     elif sub == b"numpat" and len(argv) == 2:
         conn.reply(streams.pattern_count())
-    elif sub in (b"shardchannels", b"shardnumsub"):
-        conn.reply([] if sub == b"shardchannels" else Map([]))
+    elif sub == b"shardchannels":
+        conn.reply([])  # sharded pub/sub (SSUBSCRIBE) is not served
+    elif sub == b"shardnumsub":
+        shard: list[ReplyT] = []
+        for channel in argv[2:]:
+            shard += [channel, 0]
+        conn.reply(shard)
     elif sub == b"help":
         conn.reply(
             [

@@ -1052,12 +1052,6 @@ def test_pubsub_introspection(
         r.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node bug: node/resp/server.py answers PUBSUB NUMSUB with a RESP3 map "
-    "(Map(out) if conn.proto == 3); Redis 7.0.15 sends an array and redis-py 8 raises "
-    "TypeError: unhashable type: 'slice' on the map",
-)
 def test_pubsub_numsub_is_an_array_in_resp3(
     cluster: LocalCluster, subscribed: int, ns: str
 ) -> None:
@@ -1072,11 +1066,6 @@ def test_pubsub_numsub_is_an_array_in_resp3(
         r.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node bug: node/resp/server.py answers PUBSUB SHARDNUMSUB with an empty "
-    "map/array whatever channels are asked about; Redis 7.0.15 answers [channel, 0, ...]",
-)
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_pubsub_shardnumsub_names_each_channel(
     cluster: LocalCluster, subscribed: int, protocol: int, ns: str

@@ -56,7 +56,8 @@ class LeaderForwarder:
             trailing = tuple(exc.trailing_metadata() or ())
             code, details = exc.code(), exc.details() or ""
             answered = any(key == ORIGIN_METADATA_KEY for key, _ in trailing)
-            if method in _WRITES and not answered and not never_sent(code.name, details, False):
+            write = _may_write(method, request)
+            if write and not answered and not never_sent(code.name, details, False):
                 # The leader may have received (and committed) the write before the
                 # connection broke: the caller must not take this as "safe to retry".
                 code = grpc.StatusCode.DEADLINE_EXCEEDED

@@ -13,6 +13,7 @@ _PREFIX: dict[type[errors.CacheError], str] = {
     errors.TooStale: "CLUSTERDOWN",
     errors.Overloaded: "TRYAGAIN",
     errors.OutcomeUnknown: "UNKNOWN",
+    errors.RequestTooOld: "UNKNOWN",
     errors.InvalidInput: "ERR",
     errors.ConditionFailed: "ERR",
     errors.TooLarge: "ERR",

@@ -5,124 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from raftcache.node.keyspace.reply import NULL_ARRAY, OK, ReplyT
-from raftcache.node.resp.parser import ParserLimits
-from raftcache.node.resp.server import Connection, RespServer
-from raftcache.node.state_machine import Value
+from raftcache.node.keyspace.reply import OK
 
-
-class FakeEngine:
-    """A leader whose writes commit when the test says so; reads see `data` at barrier time."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-        self.log: list[str] = []
-        self.writes: list[tuple[Any, asyncio.Future[Any]]] = []
-        self.barriers: list[asyncio.Future[None]] = []
-        self.leader = True
-
-    def is_leader(self) -> bool:
-        return self.leader
-
-    def submit(self, op: Any, waiter: Any = None, size: int = 0) -> Any:
-        future = waiter or asyncio.get_running_loop().create_future()
-        self.writes.append((op, future))
-        self.log.append("submit " + op.data.op.call.argv[1].decode())
-        return future
-
-    def barrier(self, waiter: Any = None) -> Any:
-        future = waiter or asyncio.get_running_loop().create_future()
-        self.barriers.append(future)
-        self.log.append("barrier")
-        return future
-
-    def commit(self) -> None:
-        """Apply every submitted write in order, then release every barrier."""
-        for op, future in self.writes:
-            argv = list(op.data.op.call.argv)
-            self.data[argv[1]] = argv[2]
-            future.set_result(Value("reply", OK))
-        self.writes.clear()
-        for barrier in self.barriers:
-            barrier.set_result(None)
-        self.barriers.clear()
-
-    def read_local(self, argv: list[bytes], db: int) -> ReplyT:
-        return self.data.get(argv[1])
-
-    async def versions(self, keys: list[bytes], db: int) -> list[int]:
-        return [1 for _ in keys]
-
-    def has_key(self, db: int, key: bytes) -> bool:
-        return key in self.data
-
-    async def multi(self, calls: Any, watched: Any) -> ReplyT:
-        return NULL_ARRAY if watched else [OK for _ in calls]
-
-    @property
-    def view(self) -> Any:
-        class Raft:
-            def status(self) -> Any:
-                class S:
-                    commit_index = 0
-                    leader_commit_index = 0
-
-                return S()
-
-        class View:
-            raft = Raft()
-
-            def count_read(self, key: bytes, hit: bool) -> None:
-                pass
-
-        return View()
-
-
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.out += data
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 5555)
-
-    paused = False
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
-def connect(engine: FakeEngine) -> tuple[Connection, FakeTransport]:
-    server = RespServer(engine, None, ParserLimits(), {}, None, 0)  # type: ignore[arg-type]
-    conn = Connection(server, 1)
-    transport = FakeTransport()
-    conn.connection_made(transport)
-    return conn, transport
-
-
-def cmd(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
-
-
-async def settle() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
+from tests.unit.resp_fakes import FakeEngine, FakeStreams, cmd, connect, settle
 
 
 def test_a_read_before_a_write_in_one_pipeline_does_not_see_it() -> None:
@@ -151,7 +36,7 @@ def test_pipelined_writes_are_submitted_together_and_answered_in_order() -> None
         engine = FakeEngine()
         conn, transport = connect(engine)
         conn.data_received(b"".join(cmd(b"SET", b"k%d" % i, b"v") for i in range(100)))
-        assert len(engine.writes) == 100  # all queued in the same loop turn: one log entry
+        assert len(engine.writes_) == 100  # all queued in the same loop turn: one log entry
         engine.commit()
         await settle()
         assert bytes(transport.out) == b"+OK\r\n" * 100
@@ -228,18 +113,7 @@ def test_watched_exec_answers_null_array_and_ping_inside_multi_is_in_the_array()
 def test_resp2_subscribed_connection_refuses_other_commands() -> None:
     async def run() -> None:
         engine = FakeEngine()
-        conn, transport = connect(engine)
-
-        class Streams:
-            def listen(self, sub: Any, channels: list[bytes], patterns: list[bytes]) -> None:
-                sub.channels.update(dict.fromkeys(channels))
-                sub.patterns.update(dict.fromkeys(patterns))
-
-            def unlisten(self, sub: Any, *_: Any) -> None:
-                sub.channels.clear()
-                sub.patterns.clear()
-
-        conn.server.streams = Streams()
+        conn, transport = connect(engine, FakeStreams())
         conn.data_received(cmd(b"SUBSCRIBE", b"ch") + cmd(b"GET", b"k") + cmd(b"PING"))
         await settle()
         assert bytes(transport.out) == (

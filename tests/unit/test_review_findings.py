@@ -1,8 +1,7 @@
 """Review of the Redis front-end (issue 10): each test shows one finding of the review.
 
 Each test failed when the review was written (the evidence for its finding) and passes
-since the fix. Fakes here are self-contained
-so that these tests do not depend on other test modules.
+since the fix. The fakes are in resp_fakes, shared with test_resp_connection.
 """
 
 from __future__ import annotations
@@ -22,189 +21,17 @@ from raftcache.node.keyspace.reply import NULL_ARRAY, OK, Error, ReplyT, from_pr
 from raftcache.node.replica import Replica
 from raftcache.node.resp import server as resp_server
 from raftcache.node.resp.parser import ParserLimits
-from raftcache.node.resp.server import Connection, RespServer
 from raftcache.node.state_machine import Failure, StateMachine, TxnOk, Value
 from raftcache.node.streams import Streams
 from raftcache.v1 import cache_pb2, command_pb2
 
-# -- fakes -----------------------------------------------------------------------------------
-
-
-class FakeEngine:
-    """A node whose writes commit when the test says so. As leader, writes go to `submit`
-    and reads wait for `barrier`; as follower, `write`/`writes` park until `forward_done`."""
-
-    def __init__(self) -> None:
-        self.leader = True
-        self.data: dict[bytes, bytes] = {}
-        self.submitted: list[tuple[list[bytes], int]] = []
-        self.writes_: list[tuple[Any, asyncio.Future[Any]]] = []
-        self.barriers: list[asyncio.Future[None]] = []
-        self.forwarded: list[list[tuple[list[bytes], int]]] = []
-        self.forwards: list[asyncio.Future[None]] = []
-        self.multis: list[tuple[Any, dict[Any, int]]] = []
-        self.published: list[tuple[bytes, bytes]] = []
-        self.local_read_error: Exception | None = None
-
-    def is_leader(self) -> bool:
-        return self.leader
-
-    def submit(self, op: command_pb2.Op, waiter: Any = None, size: int = 0) -> Any:
-        call = op.data.op.call
-        self.submitted.append((list(call.argv), call.db))
-        future = waiter or asyncio.get_running_loop().create_future()
-        self.writes_.append((op, future))
-        return future
-
-    def barrier(self, waiter: Any = None) -> Any:
-        future = waiter or asyncio.get_running_loop().create_future()
-        self.barriers.append(future)
-        return future
-
-    def commit(self) -> None:
-        for op, future in self.writes_:
-            argv = list(op.data.op.call.argv)
-            if len(argv) > 2:
-                self.data[argv[1]] = argv[2]
-            future.set_result(Value("reply", OK))
-        self.writes_.clear()
-        for barrier in self.barriers:
-            barrier.set_result(None)
-        self.barriers.clear()
-
-    def read_local(self, argv: list[bytes], db: int) -> ReplyT:
-        if self.local_read_error is not None:
-            raise self.local_read_error
-        if argv[0].lower() == b"exists":
-            return int(argv[1] in self.data)
-        return self.data.get(argv[1])
-
-    async def versions(self, keys: list[bytes], db: int) -> list[int]:
-        return [1 for _ in keys]
-
-    def has_key(self, db: int, key: bytes) -> bool:
-        return key in self.data
-
-    async def multi(self, calls: Any, watched: dict[Any, int]) -> ReplyT:
-        self.multis.append((calls, dict(watched)))
-        return NULL_ARRAY if watched else [OK for _ in calls]
-
-    async def publish(self, channel: bytes, message: bytes) -> int:
-        self.published.append((channel, message))
-        return 7
-
-    # the follower path (Engine.write / Engine.writes)
-    async def write(self, argv: list[bytes], db: int) -> ReplyT:
-        return (await self.writes([(argv, db)]))[0]
-
-    async def writes(self, calls: list[tuple[list[bytes], int]]) -> list[ReplyT]:
-        if self.leader:  # as Engine.writes: the leader submits each
-            futures = [self.submit(_call_op(argv, db)) for argv, db in calls]
-            return [(await f).data for f in futures]
-        self.forwarded.append(calls)
-        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.forwards.append(gate)
-        await gate
-        return [OK for _ in calls]
-
-    @property
-    def view(self) -> Any:
-        engine = self
-
-        class Status:
-            commit_index = 0
-            leader_commit_index = 0
-
-        class Raft:
-            def status(self) -> Any:
-                return Status()
-
-        class View:
-            raft = Raft()
-            reads: list[tuple[bytes, bool]] = []
-
-            def count_read(self, key: bytes, hit: bool) -> None:
-                engine.reads.append((key, hit))
-
-        return View()
-
-    reads: list[tuple[bytes, bool]]
-
-
-def _call_op(argv: list[bytes], db: int) -> command_pb2.Op:
-    op = command_pb2.Op()
-    op.data.op.call.argv.extend(argv)
-    op.data.op.call.db = db
-    return op
-
-
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-        self.paused = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.out += data
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 5555)
-
-    def pause_reading(self) -> None:
-        self.paused = True
-
-    def resume_reading(self) -> None:
-        self.paused = False
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def abort(self) -> None:
-        self.closed = True
-
-
-class FakeStreams:
-    def __init__(self) -> None:
-        self.listens = 0
-
-    def listen(self, sub: Any, channels: list[bytes], patterns: list[bytes]) -> None:
-        self.listens += 1
-        sub.channels.update(dict.fromkeys(channels))
-        sub.patterns.update(dict.fromkeys(patterns))
-
-    def unlisten(self, sub: Any, *_: Any) -> None:
-        sub.channels.clear()
-        sub.patterns.clear()
-
-    def receivers(self, channel: bytes) -> int:
-        return 7
-
-
-def connect(
-    engine: Any, streams: Any = None, limits: ParserLimits | None = None
-) -> tuple[Connection, FakeTransport]:
-    engine.reads = []
-    server = RespServer(engine, streams, limits or ParserLimits(), {}, None, 0)
-    conn = Connection(server, 1)
-    transport = FakeTransport()
-    conn.connection_made(transport)
-    return conn, transport
-
-
-def cmd(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
+from tests.unit import resp_fakes
+from tests.unit.resp_fakes import FakeEngine, FakeStreams, call_op, cmd, connect
 
 
 async def settle() -> None:
-    for _ in range(10):
-        await asyncio.sleep(0)
+    """Ten loop turns: what these findings were written against."""
+    await resp_fakes.settle(10)
 
 
 # -- finding 1: QUIT (or a protocol error) after a gated command hangs the connection ---------
@@ -363,7 +190,7 @@ class _LeaderRelay:
 
 def _apply(sm: StateMachine, *argv: bytes, db: int = 0) -> ReplyT:
     command = command_pb2.Command(now_ms=1_000_000)
-    command.ops.append(_call_op(list(argv), db))
+    command.ops.append(call_op(list(argv), db))
     result = sm.apply(command)[0]
     assert isinstance(result, Value)
     return result.data  # type: ignore[no-any-return]
@@ -552,7 +379,7 @@ def test_ghost_keys_in_the_tracker_starve_volatile_lru_eviction() -> None:
         tracker.touch(b"ghost%d" % i)
     command = command_pb2.Command(now_ms=1_000_000)
     for i in range(100):
-        command.ops.append(_call_op([b"SET", b"real%d" % i, b"v", b"EX", b"100"], 0))
+        command.ops.append(call_op([b"SET", b"real%d" % i, b"v", b"EX", b"100"], 0))
     sm.max_memory = 0
     sm.apply(command)
     tracker.on_events(sm.take_events())

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 from raftcache.node import values as tv
+from raftcache.node.keyspace import elements
 from raftcache.node.keyspace.args import INT64_MAX, INT64_MIN, parse_int, syntax
 from raftcache.node.keyspace.db import DATABASES, Db, key_db, type_name
 from raftcache.node.keyspace.glob import compile_glob
@@ -24,7 +24,6 @@ from raftcache.node.keyspace.table import command
 
 SAME_OBJECT: Final = "ERR source and destination objects are the same"
 DB_RANGE: Final = "ERR DB index is out of range"
-INVALID_CURSOR: Final = "ERR invalid cursor"
 NX_AND_OTHERS: Final = "ERR NX and XX, GT or LT options at the same time are not compatible"
 GT_AND_LT: Final = "ERR GT and LT options at the same time are not compatible"
 LFU_NOT_SELECTED: Final = (
@@ -37,7 +36,6 @@ LFU_SELECTED: Final = (
     "switching between policies at runtime LRU and LFU data will take some time to adjust."
 )
 INT32_MAX = 2**31 - 1
-ULONG_MAX = 2**64 - 1
 
 
 def _db_index(raw: bytes) -> int:
@@ -219,18 +217,11 @@ def keys(db: Db, argv: list[bytes]) -> ReplyT:
     return [key for key in live if match(key)]
 
 
-_CURSOR = re.compile(rb"([+-]?)0*(\d{1,20})\Z")
-
-
 def parse_cursor(raw: bytes) -> int:
-    """A cursor as Redis's strtoul takes it (a sign wraps around, as in C)."""
-    if not raw:
-        return 0
-    m = _CURSOR.match(raw)
-    if m is None or int(m[2]) > ULONG_MAX:
-        raise CommandError(INVALID_CURSOR)
-    value = int(m[2])
-    return (-value) % (ULONG_MAX + 1) if m[1] == b"-" else value
+    """SCAN's cursor: an element scan's, except that a NUL anywhere is refused."""
+    if b"\0" in raw:
+        raise CommandError(elements.INVALID_CURSOR)
+    return elements.parse_cursor(raw)
 
 
 def _scan_options(argv: list[bytes]) -> tuple[int, bytes, bytes | None]:

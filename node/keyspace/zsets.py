@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 from raftcache.node import values as tv
+from raftcache.node.keyspace import elements
 from raftcache.node.keyspace.args import parse_int, syntax
 from raftcache.node.keyspace.db import Db
 from raftcache.node.keyspace.glob import compile_glob
@@ -50,7 +51,6 @@ WITHSCORES_LEX = "ERR syntax error, WITHSCORES not supported in combination with
 WEIGHT_NOT_FLOAT = "ERR weight value is not a float"
 LIMIT_NEGATIVE = "ERR LIMIT can't be negative"
 OUT_OF_RANGE = "ERR value is out of range"
-INVALID_CURSOR = "ERR invalid cursor"
 LONG_MAX = 2**63 - 1
 RANDOM_REPLY_MAX = 1_000_000
 """ZRANDMEMBER with a negative count answers at most this many elements (Redis has no cap
@@ -867,20 +867,6 @@ def zintercard(db: Db, argv: list[bytes]) -> ReplyT:
 # -- ZSCAN ---------------------------------------------------------------------
 
 
-def parse_cursor(raw: bytes) -> int:
-    """strtoul as Redis's parseScanCursorOrReply uses it ("-1" wraps, spaces refused)."""
-    text = raw.split(b"\0", 1)[0]
-    if raw[:1] and raw[0] in _SPACE:
-        raise CommandError(INVALID_CURSOR)
-    if not text:
-        return 0
-    m = re.fullmatch(rb"([+-]?)([0-9]+)", text)
-    if m is None or int(m.group(2)) >= 2**64:
-        raise CommandError(INVALID_CURSOR)
-    value = int(m.group(2))
-    return (-value) % 2**64 if m.group(1) == b"-" else value
-
-
 def _scan_hash(member: bytes) -> int:
     """Where a member sits in ZSCAN's cursor space (1 .. 2**64-1, the same on every node)."""
     return int.from_bytes(hashlib.blake2b(member, digest_size=8).digest(), "big") or 1
@@ -897,7 +883,7 @@ def _score_text(score: float, small: bool) -> bytes:
 
 @_zcommand("zscan", -3, "readonly")
 def zscan(db: Db, argv: list[bytes]) -> ReplyT:
-    cursor = parse_cursor(argv[2])
+    cursor = elements.parse_cursor(argv[2])
     z = db.typed(argv[1], ZSet)
     if z is None:
         return [b"0", []]

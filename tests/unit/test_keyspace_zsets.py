@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 from raftcache.node.keyspace import dispatch
+from raftcache.node.keyspace.elements import parse_cursor
 from raftcache.node.keyspace.reply import NULL_ARRAY, CommandError, Error, Pairs
-from raftcache.node.keyspace.zsets import parse_cursor, parse_score, strtod
+from raftcache.node.keyspace.zsets import parse_score, strtod
 
 from tests.unit.redis_harness import Redis
 from tests.unit.test_keyspace_lists import absent, accounted

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from raftcache.node.keyspace import dispatch
-from raftcache.node.keyspace.reply import ReplyT
+from raftcache.node.keyspace.reply import CommandError, ReplyT
 from raftcache.node.state_machine import StateMachine, Value
 from raftcache.v1 import cache_pb2, command_pb2
 
@@ -45,3 +46,23 @@ class Redis:
         assert self.sm.digest() == self.twin.digest(), f"replicas diverged after {argv}"
         assert isinstance(result, Value) and result.kind == "reply", result
         return result.data
+
+
+def unchanged(r: Redis, *args: Any, db: int | None = None) -> ReplyT:
+    """Run a command that must change nothing (same digest, same revision)."""
+    before = (r.sm.digest(), r.sm.revision)
+    reply = r(*args, db=db)
+    assert (r.sm.digest(), r.sm.revision) == before, args
+    return reply
+
+
+def refused(*argv: Any) -> str:
+    """The error `validate` raises before a write is proposed."""
+    with pytest.raises(CommandError) as exc:
+        dispatch.validate(_argv(argv))
+    return exc.value.text
+
+
+def stored(r: Redis) -> list[bytes]:
+    """The keys the state machine holds, as stored (databases 1-15 under their prefix)."""
+    return list(r.sm.keys())

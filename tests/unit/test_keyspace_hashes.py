@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from raftcache.node.keyspace import dispatch, elements, hashes
-from raftcache.node.keyspace.reply import Error, Map, Pairs, ReplyT
+from raftcache.node.keyspace.reply import Error, Map, Pairs
 from raftcache.node.resp.encoder import encoded
 from raftcache.node.values import Hash
 
-from tests.unit.redis_harness import Redis
+from tests.unit.redis_harness import Redis, stored, unchanged
 
 WRONGTYPE = Error("WRONGTYPE Operation against a key holding the wrong kind of value")
 NOT_INTEGER = Error("ERR value is not an integer or out of range")
 SYNTAX = Error("ERR syntax error")
-
-
-def unchanged(r: Redis, *args: Any) -> ReplyT:
-    """Run a command that must change nothing (same digest, same revision)."""
-    before = (r.sm.digest(), r.sm.revision)
-    reply = r(*args)
-    assert (r.sm.digest(), r.sm.revision) == before, args
-    return reply
-
-
-def stored(r: Redis) -> list[bytes]:
-    return list(r.sm.keys())
 
 
 def test_hset_hget_hmset_hsetnx() -> None:

@@ -10,32 +10,17 @@ from raftcache.node import values as tv
 from raftcache.node.keyspace import dispatch, keys
 from raftcache.node.keyspace.db import Db, db_key
 from raftcache.node.keyspace.glob import compile_glob
-from raftcache.node.keyspace.reply import CommandError, Error, ReplyT, Status
+from raftcache.node.keyspace.reply import Error, ReplyT, Status
 from raftcache.node.resp.encoder import encoded
 from raftcache.node.state_machine import Change
 
-from tests.unit.redis_harness import Redis
+from tests.unit.redis_harness import Redis, refused, unchanged
 
 NOT_INTEGER = Error("ERR value is not an integer or out of range")
 SYNTAX = Error("ERR syntax error")
 SAME = Error("ERR source and destination objects are the same")
 DB_RANGE = Error("ERR DB index is out of range")
 NOW = 1_700_000_000_000  # cluster time is Unix time in ms
-
-
-def unchanged(r: Redis, *args: Any, db: int | None = None) -> ReplyT:
-    """Run a command that must change nothing (same digest, same revision)."""
-    before = (r.sm.digest(), r.sm.revision)
-    reply = r(*args, db=db)
-    assert (r.sm.digest(), r.sm.revision) == before, args
-    return reply
-
-
-def refused(*argv: Any) -> str:
-    """The error `validate` raises before a write is proposed."""
-    with pytest.raises(CommandError) as exc:
-        dispatch.validate([a if isinstance(a, bytes) else str(a).encode() for a in argv])
-    return exc.value.text
 
 
 def sorted_keys(reply: ReplyT) -> list[bytes]:

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from typing import Any
 
 import pytest
 from raftcache.node.keyspace import dispatch, elements, sets
@@ -15,28 +14,16 @@ from raftcache.node.keyspace.reply import Error, ReplyT, SetReply
 from raftcache.node.resp.encoder import encoded
 from raftcache.node.values import Set
 
-from tests.unit.redis_harness import Redis
+from tests.unit.redis_harness import Redis, stored, unchanged
 
 WRONGTYPE = Error("WRONGTYPE Operation against a key holding the wrong kind of value")
 NOT_INTEGER = Error("ERR value is not an integer or out of range")
 SYNTAX = Error("ERR syntax error")
 
 
-def unchanged(r: Redis, *args: Any) -> ReplyT:
-    """Run a command that must change nothing (same digest, same revision)."""
-    before = (r.sm.digest(), r.sm.revision)
-    reply = r(*args)
-    assert (r.sm.digest(), r.sm.revision) == before, args
-    return reply
-
-
 def members(reply: ReplyT) -> list[bytes]:
     assert isinstance(reply, list)
     return sorted(reply)
-
-
-def stored(r: Redis) -> list[bytes]:
-    return list(r.sm.keys())
 
 
 def test_sadd_scard_sismember_smismember_smembers() -> None:

@@ -7,31 +7,16 @@ from typing import Any
 
 import pytest
 from raftcache.node.keyspace import dispatch, longdouble, strings
-from raftcache.node.keyspace.reply import CommandError, Error, Map, ReplyT
+from raftcache.node.keyspace.reply import Error, Map, ReplyT
 from raftcache.node.resp.encoder import encoded
 
-from tests.unit.redis_harness import Redis
+from tests.unit.redis_harness import Redis, refused, unchanged
 
 WRONGTYPE = Error("WRONGTYPE Operation against a key holding the wrong kind of value")
 NOT_INTEGER = Error("ERR value is not an integer or out of range")
 NOT_FLOAT = Error("ERR value is not a valid float")
 SYNTAX = Error("ERR syntax error")
 NOW = 1_700_000_000_000  # cluster time is Unix time in ms
-
-
-def unchanged(r: Redis, *args: Any, db: int | None = None) -> ReplyT:
-    """Run a command that must change nothing (same digest, same revision)."""
-    before = (r.sm.digest(), r.sm.revision)
-    reply = r(*args, db=db)
-    assert (r.sm.digest(), r.sm.revision) == before, args
-    return reply
-
-
-def refused(*argv: Any) -> str:
-    """The error `validate` raises before a write is proposed."""
-    with pytest.raises(CommandError) as exc:
-        dispatch.validate([a if isinstance(a, bytes) else str(a).encode() for a in argv])
-    return exc.value.text
 
 
 def version(r: Redis, key: bytes) -> int:

@@ -27,7 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     node = Node(config)
     log_setup.configure(config.log_format, config.log_level, node.log_context)
     try:
-        asyncio.run(node.run())
+        if config.event_loop == "uvloop":
+            import uvloop
+
+            uvloop.run(node.run())
+        else:
+            asyncio.run(node.run())
     except OSError as exc:
         print(f"raftcache-node: error: {exc}", file=sys.stderr)
         return 1

@@ -39,6 +39,7 @@ class NodeConfig:
     redis_listen: str = ""  # "" = no Redis port
     redis_advertise: str = ""
     redis_max_staleness_ms: int = 1000
+    event_loop: str = "uvloop"
 
 
 def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
@@ -76,6 +77,7 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ("durability", "'journal' (journal + LMDB snapshots) or 'memory' (no disk)", "journal"),
     ("log-format", "'console' or 'json' (one JSON object per line)", "console"),
     ("log-level", "debug, info, warning or error", "info"),
+    ("event-loop", "'uvloop' (libuv, faster) or 'asyncio' (the standard library's)", "uvloop"),
     ("max-key-bytes", "largest accepted key", "65536"),
     ("max-value-bytes", "largest accepted value", "4194304"),
     ("tick-interval-ms", "how often the leader replicates its clock", "100"),
@@ -425,8 +427,15 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         log_level=values["log-level"],
         max_memory=parse_size("--max-memory", values["max-memory"]),
         eviction_policy=_policy(values["eviction-policy"]),
+        event_loop=_event_loop(values["event-loop"]),
         **_redis(values, advertise),
     )
+
+
+def _event_loop(text: str) -> str:
+    if text not in ("uvloop", "asyncio"):
+        raise ConfigError(f"--event-loop: {text!r} is not 'uvloop' or 'asyncio'")
+    return text
 
 
 def _redis(values: Mapping[str, str], advertise: str) -> dict[str, Any]:

@@ -119,8 +119,7 @@ class Parser:
             size = _length(buf[pos + 1 : end])
             if size is None or size < 0 or size > self._limits.max_bulk_bytes:
                 raise ProtocolError("invalid bulk length")
-            self._bytes += size
-            if self._bytes > self._limits.max_command_bytes:
+            if self._bytes + size > self._limits.max_command_bytes:
                 raise ProtocolError(
                     f"a command of over {self._limits.max_command_bytes} bytes is more than "
                     "this node accepts at once"
@@ -129,6 +128,7 @@ class Parser:
             if len(buf) < start + size + 2:
                 return False
             argv.append(bytes(buf[start : start + size]))
+            self._bytes += size  # counted once the whole bulk is here (a header is re-read)
             self._pos = start + size + 2
             self._pending -= 1
         return True

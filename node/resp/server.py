@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from raftcache.node import errors
@@ -40,6 +40,7 @@ from raftcache.node.proposer import Callback
 from raftcache.node.resp import encoder
 from raftcache.node.resp.errors import error_reply
 from raftcache.node.resp.parser import Parser, ParserLimits
+from raftcache.node.resp.redis_meta import META
 from raftcache.node.state_machine import Result
 from raftcache.v1 import cache_pb2
 
@@ -239,8 +240,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
         sock = transport.get_extra_info("sockname") or ("?", 0)
         self.addr = f"{peer[0]}:{peer[1]}"
@@ -420,6 +421,10 @@ class Connection(asyncio.Protocol):
         admin = self.server.admin.get(name)
         if admin is not None:
             if self.multi is not None:
+                if name in _NO_MULTI:
+                    self.multi_error = True
+                    self.reply(Error("ERR Command not allowed inside a transaction"))
+                    return
                 self._queue_local(admin, argv)
                 return
             self._run_admin(admin, argv)
@@ -716,6 +721,10 @@ def _local(name: str, arity: int) -> Callable[[Handler], Handler]:
 
 
 _LOCAL: dict[bytes, Handler] = {}
+_NO_MULTI = frozenset(
+    name.encode() for name, meta in META.items() if "no_multi" in meta.get("flags", ())
+)
+"""Commands Redis refuses inside MULTI (SAVE, SHUTDOWN, SYNC, PSYNC)."""
 _NOT_QUEUED = frozenset([b"exec", b"discard", b"multi", b"watch", b"quit", b"reset", b"unwatch"])
 
 

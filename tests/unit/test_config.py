@@ -116,6 +116,7 @@ ALL_FLAGS = {
     "redis-listen": "0.0.0.0:6379",
     "redis-advertise": "cache-0.example:6379",
     "redis-max-staleness-ms": "250",
+    "event-loop": "asyncio",
 }
 
 
@@ -138,6 +139,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert (cfg.max_memory, cfg.eviction_policy) == (64 << 20, "allkeys-lru")
     assert (cfg.redis_listen, cfg.redis_advertise) == ("0.0.0.0:6379", "cache-0.example:6379")
     assert cfg.redis_max_staleness_ms == 250
+    assert cfg.event_loop == "asyncio"
 
 
 def test_the_table_above_covers_every_flag() -> None:
@@ -621,3 +623,9 @@ def test_bad_redis_flags_are_refused_naming_the_flag() -> None:
     error = refused(["--redis-listen", "0.0.0.0:6379", "--redis-advertise", "0.0.0.0:6379"])
     assert error.startswith("--redis-advertise") and "not an address clients can dial" in error
     assert refused(["--redis-max-staleness-ms", "-1"]).startswith("--redis-max-staleness-ms")
+
+
+def test_the_event_loop_is_uvloop_unless_asked_otherwise() -> None:
+    assert load([], {}).event_loop == "uvloop"
+    assert load(["--event-loop", "asyncio"], {}).event_loop == "asyncio"
+    assert refused(["--event-loop", "trio"]).startswith("--event-loop")

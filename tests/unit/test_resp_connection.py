@@ -169,3 +169,18 @@ def test_reading_pauses_while_too_many_bytes_or_replies_are_outstanding() -> Non
         assert not transport.paused
 
     asyncio.run(run())
+
+
+def test_save_inside_multi_is_refused_and_aborts_the_transaction() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.server.admin = {b"save": lambda c, argv: c.reply(OK)}
+        conn.data_received(cmd(b"MULTI") + cmd(b"SAVE") + cmd(b"EXEC"))
+        await settle()
+        assert bytes(transport.out) == (
+            b"+OK\r\n-ERR Command not allowed inside a transaction\r\n"
+            b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+        )
+
+    asyncio.run(run())

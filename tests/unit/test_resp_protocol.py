@@ -94,3 +94,22 @@ def test_push_frames() -> None:
     assert push(b"message", [b"ch", b"hi"], 2) == b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n"
     assert push(b"subscribe", [b"ch", 1], 3).startswith(b">3\r\n")
     assert push(b"unsubscribe", [None, 0], 2) == b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"
+
+
+def test_a_large_command_arriving_in_small_reads_counts_its_bytes_once() -> None:
+    value = b"v" * (3 << 20)
+    data = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%b\r\n" % (len(value), value)
+    parser = Parser(ParserLimits(max_bulk_bytes=4 << 20, max_command_bytes=4 << 20))
+    got: list[list[bytes]] = []
+    for i in range(0, len(data), 65536):  # a socket's reads
+        parser.feed(data[i : i + 65536])
+        got += parser.commands()
+    assert parser.error is None
+    assert got == [[b"SET", b"k", value]]
+
+
+def test_a_command_over_the_byte_limit_is_refused() -> None:
+    limits = ParserLimits(max_bulk_bytes=1 << 20, max_command_bytes=1 << 20)
+    half = b"$%d\r\n%b\r\n" % (600_000, b"x" * 600_000)
+    commands, error = parse(b"*3\r\n$3\r\nSET\r\n" + half + half, limits)
+    assert commands == [] and error is not None and "over 1048576 bytes" in error

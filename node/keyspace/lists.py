@@ -50,12 +50,17 @@ def at_least_one(raw: bytes, error: str) -> int:
     return value
 
 
+def either(raw: bytes, first: bytes, second: bytes) -> bool:
+    """One of two words, in any case (True: `second`); any other is a syntax error."""
+    word = raw.upper()
+    if word not in (first, second):
+        raise syntax()
+    return word == second
+
+
 def side(raw: bytes) -> bool:
     """LEFT or RIGHT (True: right, the tail)."""
-    word = raw.upper()
-    if word not in (b"LEFT", b"RIGHT"):
-        raise syntax()
-    return word == b"RIGHT"
+    return either(raw, b"LEFT", b"RIGHT")
 
 
 def span(start: int, end: int, length: int) -> tuple[int, int]:
@@ -152,13 +157,16 @@ def rpop(db: Db, argv: list[bytes]) -> ReplyT:
     return _pop(db, argv, right=True)
 
 
-def parse_lmpop(argv: list[bytes], numkeys_at: int = 1) -> tuple[list[bytes], bool, int]:
-    """(keys, right, count) of LMPOP (numkeys_at = 2 for BLMPOP's timeout)."""
+def parse_mpop(
+    argv: list[bytes], numkeys_at: int, ends: tuple[bytes, bytes]
+) -> tuple[list[bytes], bool, int]:
+    """(keys, second end?, count) of `numkeys key... END [COUNT count]`, END one of `ends`:
+    LMPOP's and ZMPOP's arguments from argv[numkeys_at] on."""
     numkeys = at_least_one(argv[numkeys_at], NUMKEYS_POSITIVE)
     where = numkeys_at + numkeys + 1
     if where >= len(argv):
         raise syntax()
-    right = side(argv[where])
+    second = either(argv[where], *ends)
     count = -1
     i = where + 1
     while i < len(argv):
@@ -167,7 +175,12 @@ def parse_lmpop(argv: list[bytes], numkeys_at: int = 1) -> tuple[list[bytes], bo
             i += 2
         else:
             raise syntax()
-    return argv[numkeys_at + 1 : where], right, max(count, 1)
+    return argv[numkeys_at + 1 : where], second, max(count, 1)
+
+
+def parse_lmpop(argv: list[bytes], numkeys_at: int = 1) -> tuple[list[bytes], bool, int]:
+    """(keys, right, count) of LMPOP (numkeys_at = 2 for BLMPOP's timeout)."""
+    return parse_mpop(argv, numkeys_at, (b"LEFT", b"RIGHT"))
 
 
 def _check_lmpop(argv: list[bytes]) -> None:
@@ -350,22 +363,14 @@ def ltrim(db: Db, argv: list[bytes]) -> ReplyT:
     return OK
 
 
-def _before_after(raw: bytes) -> bool:
-    """BEFORE or AFTER (True: after)."""
-    word = raw.upper()
-    if word not in (b"BEFORE", b"AFTER"):
-        raise syntax()
-    return word == b"AFTER"
-
-
 def _check_linsert(argv: list[bytes]) -> None:
-    _before_after(argv[2])
+    either(argv[2], b"BEFORE", b"AFTER")
 
 
 @command("linsert", 5, "write denyoom", group="list", check=_check_linsert)
 def linsert(db: Db, argv: list[bytes]) -> ReplyT:
     key, pivot, element = argv[1], argv[3], argv[4]
-    after = _before_after(argv[2])
+    after = either(argv[2], b"BEFORE", b"AFTER")
     lst = db.typed(key, List)
     if lst is None:
         return 0

@@ -20,9 +20,7 @@ from raftcache.node.keyspace.args import parse_int, syntax
 from raftcache.node.keyspace.db import Db
 from raftcache.node.keyspace.glob import compile_glob
 from raftcache.node.keyspace.lists import (
-    COUNT_POSITIVE,
-    NUMKEYS_POSITIVE,
-    at_least_one,
+    parse_mpop,
     positive,
     span,
 )
@@ -632,19 +630,7 @@ for _name in ("zpopmin", "zpopmax"):
 
 def parse_zmpop(argv: list[bytes], numkeys_at: int = 1) -> tuple[list[bytes], bool, int]:
     """(keys, max, count) of ZMPOP (numkeys_at = 2 for BZMPOP's timeout)."""
-    numkeys = at_least_one(argv[numkeys_at], NUMKEYS_POSITIVE)
-    where = numkeys_at + numkeys + 1
-    if where >= len(argv) or argv[where].upper() not in (b"MIN", b"MAX"):
-        raise syntax()
-    count = -1
-    i = where + 1
-    while i < len(argv):
-        if count == -1 and argv[i].upper() == b"COUNT" and i + 1 < len(argv):
-            count = at_least_one(argv[i + 1], COUNT_POSITIVE)
-            i += 2
-        else:
-            raise syntax()
-    return argv[numkeys_at + 1 : where], argv[where].upper() == b"MAX", max(count, 1)
+    return parse_mpop(argv, numkeys_at, (b"MIN", b"MAX"))
 
 
 def _check_zmpop(argv: list[bytes]) -> None:

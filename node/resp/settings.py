@@ -107,7 +107,14 @@ def _check_notify(text: str) -> str:
         out = "A"
     else:
         out = "".join(c for c in "g$lshzxetdn" if c in chosen)
-    return out + "".join(c for c in "KEm" if c in text)
+    out += "".join(c for c in "KEm" if c in text)
+    if out and ("K" in out or "E" in out):
+        # Accepting it would leave subscribers waiting for events that never come.
+        raise BadValue(
+            "keyspace notifications are not published by raftcache yet: follow key changes "
+            "with the gRPC Watch stream"
+        )
+    return out
 
 
 def _check_output_limits(text: str) -> str:

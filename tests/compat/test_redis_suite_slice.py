@@ -24,7 +24,7 @@ FLOORS = {
     "keyspace": 40,
     "expire": 58,
     "protocol": 19,
-    "multi": 24,
+    "multi": 26,
 }
 
 

@@ -25,11 +25,17 @@ from raftcache.v1 import cache_pb2, command_pb2
 _FORWARD_SLACK_S = 1.0
 
 
+def set_call(data_op: cache_pb2.DataOp, argv: Sequence[bytes], db: int) -> cache_pb2.DataOp:
+    """Make `data_op` the Redis command `argv` in database `db`."""
+    data_op.call.argv.extend(argv)
+    data_op.call.db = db
+    return data_op
+
+
 def call_op(argv: Sequence[bytes], db: int) -> command_pb2.Op:
+    """A Redis command as a replicated op."""
     op = command_pb2.Op()
-    call = op.data.op.call
-    call.argv.extend(argv)
-    call.db = db
+    set_call(op.data.op, argv, db)
     return op
 
 
@@ -67,35 +73,27 @@ class Engine:
 
     # -- leader fast paths: queued now, in call order --------------------------------
 
-    def submit(
-        self, op: command_pb2.Op, waiter: Waiter | None = None, size: int = 0
-    ) -> asyncio.Future[Result]:
+    def submit(self, op: command_pb2.Op, waiter: Waiter, size: int = 0) -> None:
         """Leader only: queue a replicated op now (see Proposer.submit)."""
-        return self.proposer.submit(op, waiter, size)
+        self.proposer.submit(op, waiter, size)
 
-    def barrier(self, waiter: Waiter | None = None) -> asyncio.Future[None]:
-        """Leader only: done once everything committed before now is applied here."""
-        return self.proposer.barrier(waiter)
+    def barrier(self, waiter: Waiter) -> None:
+        """Leader only: complete `waiter` once everything committed before now is applied."""
+        self.proposer.barrier(waiter)
 
     def read_local(self, argv: list[bytes], db: int) -> ReplyT:
         """A read-only command on this node's applied state (after a barrier or a staleness
         check)."""
-        op = cache_pb2.DataOp()
-        op.call.argv.extend(argv)
-        op.call.db = db
+        op = set_call(cache_pb2.DataOp(), argv, db)
         return reply_of(self.view.replica.read(op, self.now_ms()))
 
     def check_stale(self, max_staleness_ms: int) -> None:
-        """TooStale unless this replica is within the bound (0 = no bound)."""
-        if not max_staleness_ms:
-            return
-        staleness = self.view.staleness_ms()
-        if staleness > max_staleness_ms:
-            shown = "unbounded (no leader)" if staleness == float("inf") else f"{staleness:.0f} ms"
-            raise errors.TooStale(
-                f"this replica's staleness is {shown}, over the bound of {max_staleness_ms} ms; "
-                "read from the leader (READWRITE) or another replica"
-            )
+        """TooStale unless this replica is within --redis-max-staleness-ms (0 = no bound)."""
+        self.view.check_staleness(
+            max_staleness_ms,
+            "--redis-max-staleness-ms",
+            "read from the leader (READWRITE) or another replica",
+        )
 
     def has_key(self, db: int, key: bytes) -> bool:
         """Whether a live key exists here now (for hit/miss counting; no lock needed)."""
@@ -114,10 +112,9 @@ class Engine:
 
     async def write(self, argv: list[bytes], db: int) -> ReplyT:
         if self.is_leader():
-            return reply_of(await self.submit(call_op(argv, db)))
+            return reply_of(await self.proposer.write(call_op(argv, db)))
         request = cache_pb2.ExecRequest()
-        request.op.call.argv.extend(argv)
-        request.op.call.db = db
+        set_call(request.op, argv, db)
         response = await self._forward("Exec", request)
         return from_proto(response.value.reply)
 
@@ -130,22 +127,17 @@ class Engine:
                 *(self.write(argv, db) for argv, db in calls), return_exceptions=True
             )
             return [_outcome(r) for r in done]
-        request = cache_pb2.TxnRequest()
-        for argv, db in calls:
-            op = request.success.add()
-            op.call.argv.extend(argv)
-            op.call.db = db
-        response = await self._forward("Txn", request)
-        return [from_proto(v.reply) for v in response.results]
+        replies = await self._relay_txn(calls, [])
+        assert replies is not None  # no compares: the transaction always runs
+        return replies
 
     async def read(self, argv: list[bytes], db: int) -> ReplyT:
         """A linearizable read: the leader after a barrier, a follower through the leader."""
         if self.is_leader():
-            await self.barrier()
+            await self.proposer.read_barrier()
             return self.read_local(argv, db)
         request = cache_pb2.ExecRequest(consistency=cache_pb2.LINEARIZABLE)
-        request.op.call.argv.extend(argv)
-        request.op.call.db = db
+        set_call(request.op, argv, db)
         response = await self._forward("Exec", request)
         return from_proto(response.value.reply)
 
@@ -162,24 +154,27 @@ class Engine:
             op = command_pb2.Op()
             op.txn.compares.extend(compares)
             for argv, db in calls:
-                cmd = op.txn.success.add()
-                cmd.op.call.argv.extend(argv)
-                cmd.op.call.db = db
-            result = await self.submit(op)
+                set_call(op.txn.success.add().op, argv, db)
+            result = await self.proposer.write(op)
             if isinstance(result, Failure):
                 raise status_codes.from_failure(result)
             assert isinstance(result, TxnOk)
             if not result.succeeded:
                 return NULL_ARRAY
             return [reply_of(r) for r in result.results]
+        replies = await self._relay_txn(calls, compares)
+        return NULL_ARRAY if replies is None else replies
+
+    async def _relay_txn(
+        self, calls: list[tuple[list[bytes], int]], compares: list[cache_pb2.Compare]
+    ) -> list[ReplyT] | None:
+        """A follower relays calls as one Txn to the leader; None when a compare failed."""
         request = cache_pb2.TxnRequest(compares=compares)
         for argv, db in calls:
-            data_op = request.success.add()
-            data_op.call.argv.extend(argv)
-            data_op.call.db = db
+            set_call(request.success.add(), argv, db)
         response = await self._forward("Txn", request)
         if not response.succeeded:
-            return NULL_ARRAY
+            return None
         return [from_proto(v.reply) for v in response.results]
 
     async def publish(self, channel: bytes, message: bytes) -> int:
@@ -188,7 +183,7 @@ class Engine:
             op = command_pb2.Op()
             op.publish.channel = channel
             op.publish.message = message
-            result = await self.submit(op)
+            result = await self.proposer.write(op)
             if isinstance(result, Failure):
                 raise status_codes.from_failure(result)
             return self._receivers(channel)

@@ -135,14 +135,13 @@ class Proposer:
 
     async def write(self, op: command_pb2.Op) -> Result:
         """Replicate one op; returns the state machine's result for it."""
-        return await self.submit(op)
+        future: asyncio.Future[Result] = self._loop.create_future()
+        self.submit(op, future)
+        return await future
 
-    def submit(
-        self, op: command_pb2.Op, waiter: Waiter | None = None, size: int = 0
-    ) -> asyncio.Future[Result]:
-        """Queue one op now (in call order) and return the future of its result; with a
-        `waiter`, that is completed instead (and the returned future is unused). `size`: the
-        op's bytes if the caller knows them (ByteSize costs microseconds)."""
+    def submit(self, op: command_pb2.Op, waiter: Waiter, size: int = 0) -> None:
+        """Queue one op now (in call order); `waiter` gets its result. `size`: the op's bytes
+        if the caller knows them (ByteSize costs microseconds)."""
         if (
             len(self._writes) >= self._config.max_pending_ops
             or self._write_bytes >= self._config.max_pending_bytes
@@ -150,28 +149,25 @@ class Proposer:
             raise errors.Overloaded(
                 f"{len(self._writes)} writes are already queued on this node; retry shortly"
             )
-        future: asyncio.Future[Result] = self._loop.create_future() if waiter is None else _UNUSED
-        self._writes.append((op, future if waiter is None else waiter))
+        self._writes.append((op, waiter))
         self._write_bytes += size or op.ByteSize()
         self._schedule_flush()
-        return future
 
     async def read_barrier(self) -> None:
         """Return once everything committed before this call is applied on this leader."""
-        await self.barrier()
+        future: asyncio.Future[None] = self._loop.create_future()
+        self.barrier(future)
+        await future
 
-    def barrier(self, waiter: Waiter | None = None) -> asyncio.Future[None]:
-        """A future done once everything committed before this call is applied here (or,
-        given a `waiter`, that waiter)."""
+    def barrier(self, waiter: Waiter) -> None:
+        """Complete `waiter` once everything committed before this call is applied here."""
         if len(self._reads) >= self._config.max_pending_ops:
             raise errors.Overloaded(
                 f"{len(self._reads)} linearizable reads are already waiting on this node; "
                 "retry shortly"
             )
-        future: asyncio.Future[None] = self._loop.create_future() if waiter is None else _UNUSED
-        self._reads.append(future if waiter is None else waiter)
+        self._reads.append(waiter)
         self._schedule_flush()
-        return future
 
     async def run_ticks(self) -> None:
         """Propose an empty command whenever nothing was proposed for a tick interval.
@@ -298,7 +294,3 @@ class Proposer:
         for read in reads:
             if not read.done():
                 read.set_exception(error)
-
-
-_UNUSED: Any = None
-"""Returned by submit/barrier when the caller waits with its own Waiter."""

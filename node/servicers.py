@@ -121,6 +121,18 @@ class NodeView:
             "no leader is known right now (election in progress?); retry shortly"
         )
 
+    def check_staleness(self, max_staleness_ms: int, bound: str, advice: str) -> None:
+        """TooStale unless this replica is provably within `max_staleness_ms` (0 = no bound);
+        `bound` names the setting, `advice` says where to read instead."""
+        if not max_staleness_ms:
+            return
+        staleness = self.staleness_ms()
+        if staleness > max_staleness_ms:
+            shown = "unbounded (no leader)" if staleness == float("inf") else f"{staleness:.0f} ms"
+            raise errors.TooStale(
+                f"this replica's staleness is {shown}, over {bound}={max_staleness_ms}; {advice}"
+            )
+
     def staleness_ms(self) -> float:
         """How far behind the leader this replica may be, from replicated time, in ms."""
         status = self.raft.status()
@@ -328,16 +340,9 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         if consistency == cache_pb2.LINEARIZABLE:
             await self._proposer.read_barrier()
             return
-        if max_staleness_ms:
-            staleness = self._view.staleness_ms()
-            if staleness > max_staleness_ms:
-                shown = (
-                    "unbounded (no leader)" if staleness == float("inf") else f"{staleness:.0f} ms"
-                )
-                raise errors.TooStale(
-                    f"this replica's staleness is {shown}, over max_staleness_ms="
-                    f"{max_staleness_ms}; read from another node or the leader"
-                )
+        self._view.check_staleness(
+            max_staleness_ms, "max_staleness_ms", "read from another node or the leader"
+        )
 
     def _needs_leader(self, consistency: int) -> bool:
         return consistency == cache_pb2.LINEARIZABLE and not self._proposer.is_leader()

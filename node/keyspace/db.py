@@ -13,7 +13,6 @@ import struct
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from raftcache.node import values as tv
 from raftcache.node.keyspace.reply import OOM, WRONGTYPE, CommandError
 from raftcache.node.values import Container
 
@@ -150,7 +149,3 @@ class Db:
         if not self.write:
             seed += struct.pack(">Q", next(_READ_DRAWS))
         return random.Random(seed)
-
-
-def type_name(value: bytes | Container) -> str:
-    return tv.type_name(value)

@@ -162,11 +162,9 @@ def hincrby(db: Db, argv: list[bytes]) -> ReplyT:
     h = db.typed(key, Hash)
     old = None if h is None else h.fields.get(field)
     value = 0 if old is None else parse_int(old, HASH_NOT_INTEGER)
-    if (incr < 0 and value < 0 and incr < INT64_MIN - value) or (
-        incr > 0 and value > 0 and incr > INT64_MAX - value
-    ):
+    value += incr  # Python's ints do not wrap: check the 64-bit range afterwards
+    if not INT64_MIN <= value <= INT64_MAX:
         raise CommandError(OVERFLOW)
-    value += incr
     _set(db, key, h, [(field, b"%d" % value)])
     return value
 

@@ -17,10 +17,6 @@ from raftcache.node.keyspace.reply import (
     Status,
 )
 
-OK = b"+OK\r\n"
-QUEUED = b"+QUEUED\r\n"
-PONG = b"+PONG\r\n"
-
 
 class Raw(bytes):
     """A reply already encoded (a front-end command's reply inside an EXEC array)."""

@@ -19,34 +19,12 @@ from raftcache.node.keyspace.args import parse_int
 from raftcache.node.keyspace.glob import compile_glob
 from raftcache.node.keyspace.reply import SYNTAX, Error, Map, ReplyT, SetReply, Status
 from raftcache.node.resp.admin import ARITIES, SUBCOMMANDS, container, subcommand
-from raftcache.node.resp.redis_meta import META
+from raftcache.node.resp.redis_meta import FLAG_ORDER, META
 from raftcache.node.resp.server import _LOCAL
 
 if TYPE_CHECKING:
     from raftcache.node.resp.server import Connection
 
-_FLAG_ORDER = [
-    "write",
-    "readonly",
-    "denyoom",
-    "module",
-    "admin",
-    "pubsub",
-    "noscript",
-    "blocking",
-    "loading",
-    "stale",
-    "skip_monitor",
-    "skip_slowlog",
-    "asking",
-    "fast",
-    "no_auth",
-    "no_mandatory_keys",
-    "no_async_loading",
-    "no_multi",
-    "movablekeys",
-    "allow_busy",
-]
 _SEMANTIC = frozenset(["write", "readonly", "denyoom", "fast"])
 # Redis 7.2 commands we serve that 7.0.15's descriptions lack.
 _EXTRA_META: dict[str, dict[str, Any]] = {
@@ -111,7 +89,7 @@ class CommandDoc:
 
 def _ordered(flags: Iterable[str]) -> list[str]:
     chosen = set(flags)
-    return [f for f in _FLAG_ORDER if f in chosen]
+    return [f for f in FLAG_ORDER if f in chosen]
 
 
 def _local_names() -> list[str]:

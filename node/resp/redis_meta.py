@@ -19,7 +19,7 @@ from typing import Any
 
 # Redis's reply order of command flags; the hidden ones (may_replicate, sentinel,
 # only_sentinel, protected, touches_arbitrary_keys) are left out, as Redis does.
-_FLAG_ORDER = [
+FLAG_ORDER = [
     "write",
     "readonly",
     "denyoom",
@@ -129,7 +129,7 @@ def _entry(cmd: dict[str, Any]) -> dict[str, Any]:
         "since": cmd.get("since", ""),
         "group": cmd.get("group", "generic").replace("_", "-"),
         "arity": cmd["arity"],
-        "flags": [f for f in _FLAG_ORDER if f in flags],
+        "flags": [f for f in FLAG_ORDER if f in flags],
         "acl": [f"@{c}" for c in _ACL_ORDER if c in acl],
         "range": key_range,
     }

@@ -28,6 +28,7 @@ from raftcache.node.keyspace.db import DATABASES, db_key
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
     OK,
+    QUEUED,
     CommandError,
     Error,
     Map,
@@ -118,9 +119,6 @@ class Slot:
         self.proto = proto
         self.run = run
         self.size = 0  # argument bytes counted in the connection's pending bytes
-
-    def done(self) -> bool:
-        return self.data is not None
 
 
 class _Run:
@@ -468,7 +466,7 @@ class Connection(asyncio.Protocol):
                 f"{self.server.max_txn_bytes} bytes (it is one log entry): split it"
             )
         self.multi.append((argv, self.db))
-        self.reply(Status("QUEUED"))
+        self.reply(QUEUED)
 
     def _queue_local(self, handler: Handler, argv: list[bytes]) -> None:
         """A front-end command inside MULTI: answered now, its reply placed in EXEC's array."""
@@ -484,7 +482,7 @@ class Connection(asyncio.Protocol):
             captured, self._slots = self._slots, saved
         assert self.multi is not None
         self.multi.append(b"".join(x for x in captured if isinstance(x, bytes)))
-        self.reply(Status("QUEUED"))
+        self.reply(QUEUED)
 
     def _run_admin(self, handler: Handler, argv: list[bytes]) -> None:
         result = handler(self, argv)

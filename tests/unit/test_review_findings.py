@@ -311,12 +311,15 @@ class _LeaderProposer:
     def now_ms(self) -> int:
         return 1_000_000
 
-    def submit(self, op: command_pb2.Op, waiter: Any = None, size: int = 0) -> Any:
+    def submit(self, op: command_pb2.Op, waiter: Any, size: int = 0) -> None:
         if self.futures:
             raise errors.Overloaded("20000 writes are already queued on this node; retry")
+        self.futures.append(waiter)
+
+    async def write(self, op: command_pb2.Op) -> Any:  # as Proposer.write
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.futures.append(future)
-        return future
+        self.submit(op, future)
+        return await future
 
 
 def test_engine_writes_reports_each_write_on_its_own() -> None:

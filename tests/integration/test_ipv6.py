@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,7 +45,14 @@ def ipv6_cluster(tmp_path: Path) -> Iterator[list[str]]:
 def test_a_cluster_on_ipv6_serves_through_a_follower(ipv6_cluster: list[str]) -> None:
     with Client(ipv6_cluster[0], timeout=20) as client:
         client.set("v6", "ok")  # waits out the election (the SDK retries inside 20 s)
-        nodes = client.cluster_status()
+        # Each member announces its client address through the log once it knows the
+        # leader: the last one may still be on its way when the first write commits.
+        deadline = time.monotonic() + 10
+        while True:
+            nodes = client.cluster_status()
+            if len([n for n in nodes if n.address]) == 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         leader = next(n.address for n in nodes if n.role == "leader")
     assert sorted(n.address for n in nodes) == sorted(ipv6_cluster)
     follower = next(a for a in ipv6_cluster if a != leader)

@@ -87,14 +87,6 @@ class Engine:
         op = set_call(cache_pb2.DataOp(), argv, db)
         return reply_of(self.view.replica.read(op, self.now_ms()))
 
-    def check_stale(self, max_staleness_ms: int) -> None:
-        """TooStale unless this replica is within --redis-max-staleness-ms (0 = no bound)."""
-        self.view.check_staleness(
-            max_staleness_ms,
-            "--redis-max-staleness-ms",
-            "read from the leader (READWRITE) or another replica",
-        )
-
     def has_key(self, db: int, key: bytes) -> bool:
         """Whether a live key exists here now (for hit/miss counting; no lock needed)."""
         return self.view.replica.state.get(db_key(db, key), self.now_ms()) is not None

@@ -1,12 +1,8 @@
 """The Redis front-end: an asyncio Protocol per connection on the node's loop.
 
-A connection parses pipelined commands as they arrive and starts each at once, so that
-commands from one pipeline and from many connections reach the proposer in the same loop
-turn and share a log entry. Replies go out in request order (a queue of slots, each a
-future of encoded bytes). One rule keeps a pipeline's order visible: a run of writes and a
-run of reads never overlap — when a connection switches between reading and writing, the
-new run starts once the previous one has answered (so `GET; SET` never reads the SET, and
-`SET; GET` always does, even through a follower).
+Pipelining, reply order, runs of reads and writes, forwarding and back-pressure are the
+same for every front-end (node/pipeline.py); this module is RESP's commands and state:
+databases, MULTI/EXEC, WATCH, pub/sub, client bookkeeping.
 """
 
 from __future__ import annotations
@@ -15,13 +11,12 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from raftcache.node import errors
-from raftcache.node.engine import Engine, call_op, reply_of
+from raftcache.node.engine import Engine
 from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.args import parse_int
 from raftcache.node.keyspace.db import DATABASES, db_key
@@ -37,12 +32,13 @@ from raftcache.node.keyspace.reply import (
     unknown_command,
     wrong_arity,
 )
-from raftcache.node.proposer import Callback
+from raftcache.node.pipeline import (
+    PipelinedConnection,
+    Slot,
+)
 from raftcache.node.resp import encoder
-from raftcache.node.resp.errors import error_reply
 from raftcache.node.resp.parser import Parser, ParserLimits
 from raftcache.node.resp.redis_meta import META
-from raftcache.node.state_machine import Result
 from raftcache.v1 import cache_pb2
 
 _log = structlog.get_logger("raftcache.resp")
@@ -50,10 +46,6 @@ _log = structlog.get_logger("raftcache.resp")
 REDIS_VERSION = "7.0.15"
 """The Redis version we answer as (RQ and others pick commands by it)."""
 
-MAX_PENDING_REPLIES = 4096
-"""A connection stops being read while this many replies are outstanding..."""
-MAX_PENDING_BYTES = 64 << 20
-"""...or while its commands in flight carry this many argument bytes."""
 MAX_OUTPUT_BYTES = 32 << 20
 """A subscriber whose unsent output passes this is disconnected (Redis's pubsub hard limit)."""
 _SUBSCRIBED_OK = frozenset(
@@ -107,36 +99,8 @@ class Subscriber:
 Handler = Callable[["Connection", list[bytes]], Any]
 
 
-class Slot:
-    """A reply owed: done once it holds its encoded bytes, in the protocol in force when its
-    command was sent. Plain attributes, no future: a command costs no loop callback of its
-    own (the connection flushes once per loop turn)."""
-
-    __slots__ = ("data", "proto", "run", "size")
-
-    def __init__(self, proto: int, run: _Run) -> None:
-        self.data: bytes | None = None
-        self.proto = proto
-        self.run = run
-        self.size = 0  # argument bytes counted in the connection's pending bytes
-
-
-class _Run:
-    """Consecutive commands of one kind ("r", "w"; "x" runs alone): a run starts once every
-    command of the runs before it has answered."""
-
-    __slots__ = ("kind", "pending", "waiting")
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.pending = 0  # started or waiting commands not answered yet
-        self.waiting: list[tuple[Callable[[Slot], None], Slot]] = []
-
-
 MAX_MULTI_COMMANDS = 10_000
 """Commands one MULTI may queue (a transaction is one log entry)."""
-MAX_FORWARD_BYTES = 4 << 20
-"""A follower forwards queued writes in requests of at most this many argument bytes."""
 
 
 class RespServer:
@@ -185,44 +149,27 @@ class RespServer:
             await self._server.wait_closed()
 
 
-class Connection(asyncio.Protocol):
+class Connection(PipelinedConnection):
     """One client: its parser, reply slots, database, MULTI queue, watches, subscriptions."""
 
+    staleness_flag = "--redis-max-staleness-ms"
+    staleness_advice = "read from the leader (READWRITE) or another replica"
+
     def __init__(self, server: RespServer, client_id: int) -> None:
+        super().__init__(server.engine)
         self.server = server
-        self.engine = server.engine
         self.id = client_id
         self.parser = Parser(server.limits)
-        self.transport: asyncio.Transport | None = None
         self.created = time.time()
         self.last_command = time.time()
         self.last_name = b""
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
-        self.last_write_index = 0  # a log index at or after this connection's last write
-        self.addr = ""
-        self.laddr = ""
+        self.max_staleness_ms = server.max_staleness_ms
         self.reset_state()
         # WATCHed (db, key) -> version; changed only in the connection's order (run "x")
         self.watched: dict[tuple[int, bytes], int] = {}
-        self._slots: deque[Slot | bytes] = deque()
-        self._flush_scheduled = False
-        self._loop = asyncio.get_running_loop()
-        self._reading_paused = False
-        self._writing_paused = False
-        self._closing = False
-        self._close_when_flushed = False
-        # runs of reads and runs of writes, oldest first; only the first has started
-        self._runs: deque[_Run] = deque()
-        self._advancing = False
-        # follower writes waiting to be forwarded (one request per batch)
-        self._forward_queue: list[tuple[list[bytes], int, Slot]] = []
-        self._forwarding = False
-        self._pending_bytes = 0  # argument bytes of large commands still in flight
-        self._args_bytes = 0  # of the command being dispatched
-        self._lost = False  # the peer is gone: start nothing more
-        self._tasks: set[asyncio.Task[None]] = set()
         self._push_backlog = 0  # bytes of pushed messages not yet written
 
     def reset_state(self) -> None:
@@ -238,34 +185,14 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
-        self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        sock = transport.get_extra_info("sockname") or ("?", 0)
-        self.addr = f"{peer[0]}:{peer[1]}"
-        self.laddr = f"{sock[0]}:{sock[1]}"
+        super().connection_made(transport)
         self.server.clients[self.id] = self
         self.server.stats.connections_received += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # Writes already queued stay queued: the cluster applies them (or not) as for any
-        # client that went away; nothing waits for this connection any more.
-        self._closing = True
-        self._lost = True
+        super().connection_lost(exc)
         self.server.clients.pop(self.id, None)
         self._unsubscribe_all()
-        self._slots.clear()
-        self._runs.clear()
-        for task in self._tasks:
-            task.cancel()
-
-    def pause_writing(self) -> None:
-        self._writing_paused = True
-        self._update_reading()
-
-    def resume_writing(self) -> None:
-        self._writing_paused = False
-        self._update_reading()
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
@@ -283,112 +210,30 @@ class Connection(asyncio.Protocol):
         self._flush()
         self._update_reading()
 
-    def close(self) -> None:
-        self._closing = True
-        if self.transport is not None:
-            self.transport.close()
+    # -- replies (PipelinedConnection's hooks) ------------------------------------------
 
-    # -- replies -------------------------------------------------------------------------
+    def slot_fmt(self) -> int:
+        return self.proto
 
-    def _reply_now(self, data: bytes) -> None:
-        self._slots.append(data)
+    def render(self, fmt: int, reply: ReplyT) -> bytes:
+        return encoder.encoded(reply, fmt)
+
+    def count_error(self, reply: Error) -> None:
+        self.server.stats.count_error(reply)
+
+    def _flushed(self, empty: bool) -> None:
+        if empty:
+            self._push_backlog = 0
 
     def reply(self, reply: ReplyT) -> None:
         if isinstance(reply, Error):
             self.server.stats.count_error(reply)
         self._slots.append(encoder.encoded(reply, self.proto))
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        slots = self._slots
-        out = bytearray()
-        while slots:
-            head = slots[0]
-            if isinstance(head, bytes):
-                out += head
-            elif head.data is not None:
-                out += head.data
-            else:
-                break
-            slots.popleft()
-        if not slots:
-            self._push_backlog = 0
-        transport = self.transport
-        if out and transport is not None and not transport.is_closing():
-            transport.write(bytes(out))
-        if self._close_when_flushed and not slots and transport is not None:
-            transport.close()
-            return
-        self._update_reading()
-
-    def _update_reading(self) -> None:
-        if self.transport is None or self._closing:
-            return
-        busy = (
-            self._writing_paused
-            or len(self._slots) > MAX_PENDING_REPLIES
-            or self._pending_bytes > MAX_PENDING_BYTES
-        )
-        if busy and not self._reading_paused:
-            self._reading_paused = True
-            self.transport.pause_reading()
-        elif (
-            self._reading_paused
-            and len(self._slots) < MAX_PENDING_REPLIES // 2
-            and self._pending_bytes < MAX_PENDING_BYTES // 2
-        ):
-            self._reading_paused = False
-            self.transport.resume_reading()
-
     def encode(self, reply: ReplyT) -> bytes:
         if isinstance(reply, Error):
             self.server.stats.count_error(reply)
         return encoder.encoded(reply, self.proto)
-
-    def _settle(self, slot: Slot, reply: ReplyT) -> None:
-        """A command answered: its slot is filled, its run counts down, output is flushed
-        once this loop turn is done."""
-        if slot.data is not None:
-            return
-        if isinstance(reply, Error):
-            self.server.stats.count_error(reply)
-        slot.data = encoder.encoded(reply, slot.proto)
-        if slot.size:
-            self._pending_bytes -= slot.size
-        run = slot.run
-        run.pending -= 1
-        if not run.pending and len(self._runs) > 1 and run is self._runs[0]:
-            self._advance()
-        self._schedule_flush()
-
-    def _advance(self) -> None:
-        """Start the next runs whose predecessors have all answered."""
-        if self._advancing:
-            return  # a command started below answered at once: the loop below goes on
-        self._advancing = True
-        try:
-            runs = self._runs
-            while len(runs) > 1 and not runs[0].pending:
-                runs.popleft()
-                head = runs[0]
-                waiting, head.waiting = head.waiting, []
-                if self._lost:
-                    continue
-                for start, slot in waiting:
-                    start(slot)
-        finally:
-            self._advancing = False
-
-    def _settle_write(self, slot: Slot, reply: ReplyT) -> None:
-        """A write's reply; remembers the log position it reached, for WAIT."""
-        status = self.engine.view.raft.status()
-        self.last_write_index = max(status.commit_index, status.leader_commit_index)
-        self._settle(slot, reply)
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -440,13 +285,10 @@ class Connection(asyncio.Protocol):
             return
         db = self.db
         if spec.write:
-            self.run("w", lambda slot: self._write(argv, db, slot))
+            self.write(argv, db)
             return
         key = argv[spec.first_key] if 0 < spec.first_key < len(argv) else None
-        if self.readonly and not self.engine.is_leader():
-            self.run("r", lambda slot: self._stale_read(argv, db, key, slot))
-        else:
-            self.run("r", lambda slot: self._read(argv, db, key, slot))
+        self.read(argv, db, key, stale=self.readonly and not self.engine.is_leader())
 
     def _check_sizes(self, spec: Any, argv: list[bytes]) -> None:
         """--max-key-bytes for key arguments (values are bounded by the parser)."""
@@ -489,143 +331,10 @@ class Connection(asyncio.Protocol):
         if asyncio.iscoroutine(result):
             self.run("x", lambda slot: self._spawn(result, slot))
 
-    def _spawn(self, coro: Awaitable[ReplyT], slot: Slot, write: bool = False) -> None:
-        """Run a command's coroutine; its reply (or error) settles the slot. A task still
-        running when the peer goes away is cancelled."""
-
-        async def runner() -> None:
-            try:
-                reply = await coro
-            except errors.CacheError as exc:
-                reply = error_reply(exc)
-            except CommandError as exc:
-                reply = Error(exc.text)
-            except Exception as exc:  # a bug must answer, not hang the pipeline
-                _log.exception("command failed", command=self.last_name.decode("latin-1"))
-                reply = _internal_error(exc, write)
-            self._settle(slot, reply)
-
-        self._track(runner())
-
-    def _track(self, coro: Any) -> None:
-        task = self._loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def run(self, kind: str, start: Callable[[Slot], None]) -> None:
-        """Start a read ("r") or write ("w") command once the previous run of the other kind
-        has answered (module docstring). "x" (EXEC, PUBLISH, WATCH...: not queued on the
-        proposer in this turn) runs alone: after everything before it, before everything
-        after it."""
-        runs = self._runs
-        tail = runs[-1] if runs else None
-        if tail is None or tail.kind != kind or kind == "x":
-            if tail is not None and not tail.pending and len(runs) == 1:
-                runs.clear()  # everything before has answered
-            tail = _Run(kind)
-            runs.append(tail)
-        slot = Slot(self.proto, tail)
-        self._slots.append(slot)
-        tail.pending += 1
-        if self._args_bytes > 4096:  # only large commands are worth the bookkeeping
-            slot.size = self._args_bytes
-            self._pending_bytes += slot.size
-        if tail is runs[0]:
-            start(slot)
-        else:
-            tail.waiting.append((start, slot))
-
     # -- command paths ---------------------------------------------------------------------
 
-    def _write(self, argv: list[bytes], db: int, slot: Slot) -> None:
-        engine = self.engine
-        # While earlier writes are still being forwarded (this node was a follower), later
-        # ones queue behind them, or they could commit first once this node leads.
-        if engine.is_leader() and not self._forwarding:
-
-            def done(result: Result | None, error: BaseException | None) -> None:
-                self._settle_write(slot, _write_reply(result, error))
-
-            try:
-                engine.submit(call_op(argv, db), Callback(done), self._args_bytes or 64)
-            except errors.CacheError as exc:
-                self._settle(slot, error_reply(exc))
-            return
-        self._forward_queue.append((argv, db, slot))
-        if not self._forwarding:
-            self._forwarding = True
-            self._track(self._forward_writes())
-
-    async def _forward_writes(self) -> None:
-        """A follower forwards queued writes in order, as few requests as possible."""
-        try:
-            while self._forward_queue:
-                batch = self._take_forward_batch()
-                try:
-                    if len(batch) == 1:
-                        replies = [await self.engine.write(*batch[0][:2])]
-                    else:
-                        replies = await self.engine.writes([(a, d) for a, d, _ in batch])
-                except errors.CacheError as exc:
-                    replies = [error_reply(exc)] * len(batch)
-                except Exception as exc:
-                    _log.exception("forwarding failed")
-                    replies = [_internal_error(exc, write=True)] * len(batch)
-                for (_, _, slot), reply in zip(batch, replies, strict=True):
-                    self._settle_write(slot, reply)
-        finally:
-            self._forwarding = False
-
-    def _take_forward_batch(self) -> list[tuple[list[bytes], int, Slot]]:
-        """The next writes to forward in one request: at most 1,000, and no more argument
-        bytes than MAX_FORWARD_BYTES (a single larger write goes alone)."""
-        queue = self._forward_queue
-        size = 0
-        count = 0
-        for argv, _db, _slot in queue[:1000]:
-            size += sum(map(len, argv))
-            if count and size > MAX_FORWARD_BYTES:
-                break
-            count += 1
-        batch, self._forward_queue = queue[:count], queue[count:]
-        return batch
-
-    def _read(self, argv: list[bytes], db: int, key: bytes | None, slot: Slot) -> None:
-        engine = self.engine
-        if engine.is_leader():
-
-            def done(_result: None, error: BaseException | None) -> None:
-                if error is None:
-                    reply = self._local_read(argv, db, key)
-                elif isinstance(error, errors.CacheError):
-                    reply = error_reply(error)
-                else:
-                    reply = _internal_error(error, write=False)
-                self._settle(slot, reply)
-
-            try:
-                engine.barrier(Callback(done))
-            except errors.CacheError as exc:
-                self._settle(slot, error_reply(exc))
-            return
-        self._spawn(self.engine.read(argv, db), slot)
-
-    def _stale_read(self, argv: list[bytes], db: int, key: bytes | None, slot: Slot) -> None:
-        try:
-            self.engine.check_stale(self.server.max_staleness_ms)
-        except errors.CacheError as exc:
-            self._settle(slot, error_reply(exc))
-            return
-        self._settle(slot, self._local_read(argv, db, key))
-
-    def _local_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
-        try:
-            reply = self.engine.read_local(argv, db)
-        except errors.CacheError as exc:
-            return error_reply(exc)
-        except Exception as exc:  # a bug must answer, not hang the pipeline
-            _log.exception("read failed", command=argv[0].decode("latin-1"))
-            return _internal_error(exc, write=False)
+    def local_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
+        reply = self.answer_locally(argv, db)
         if key is not None:
             # A hit when the command's (first) key exists, as Redis counts lookups; a hit is a
             # use of the key for LRU/LFU eviction.
@@ -671,27 +380,6 @@ class Connection(asyncio.Protocol):
         if self.sub is not None:
             self.server.streams.unlisten(self.sub)
             self.sub = None
-
-
-def _internal_error(exc: BaseException, write: bool) -> Error:
-    """A bug's answer: a write that may have been sent is of unknown outcome."""
-    what = f"{type(exc).__name__}: {exc}"
-    if write:
-        return error_reply(errors.OutcomeUnknown(f"an internal error after sending ({what})"))
-    return Error(f"ERR internal error: {what}")
-
-
-def _write_reply(result: Result | None, error: BaseException | None) -> ReplyT:
-    if error is not None:
-        if isinstance(error, errors.CacheError):
-            return error_reply(error)
-        return _internal_error(error, write=True)
-    try:
-        return reply_of(result)  # type: ignore[arg-type]
-    except errors.CacheError as failure:
-        return error_reply(failure)
-    except Exception as bug:
-        return _internal_error(bug, write=True)
 
 
 # -- connection commands ---------------------------------------------------------------------

@@ -39,7 +39,8 @@ from raftcache.node.resp.admin import (
 )
 
 if TYPE_CHECKING:
-    from raftcache.node.resp.server import Connection, Slot
+    from raftcache.node.pipeline import Slot
+    from raftcache.node.resp.server import Connection
 
 SLOTS = 16384
 MASTER_NAME = "mymaster"

@@ -1,0 +1,432 @@
+"""What every client front-end's connection shares (RESP in node/resp, memcached in
+node/memcached): pipelined commands started at once, replies in request order, runs of
+reads and writes that never overlap, follower write forwarding, and back-pressure.
+
+A connection parses pipelined commands as they arrive and starts each at once, so that
+commands from one pipeline and from many connections reach the proposer in the same loop
+turn and share a log entry. Replies go out in request order (a queue of slots, each filled
+with encoded bytes once its command answers). One rule keeps a pipeline's order visible: a
+run of writes and a run of reads never overlap — when a connection switches between reading
+and writing, the new run starts once the previous one has answered (so `GET; SET` never
+reads the SET, and `SET; GET` always does, even through a follower).
+
+A subclass says how a reply becomes bytes (`render`), what a local read answers
+(`local_read`), and how errors are counted (`count_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import structlog
+from raftcache.node import errors
+from raftcache.node.engine import Engine, call_op, reply_of
+from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
+from raftcache.node.proposer import Callback
+from raftcache.node.resp.errors import error_reply
+from raftcache.node.state_machine import Result
+
+_log = structlog.get_logger("raftcache.frontend")
+
+MAX_PENDING_REPLIES = 4096
+"""A connection stops being read while this many replies are outstanding..."""
+MAX_PENDING_BYTES = 64 << 20
+"""...or while its commands in flight carry this many argument bytes."""
+MAX_FORWARD_BYTES = 4 << 20
+"""A follower forwards queued writes in requests of at most this many argument bytes."""
+MAX_FORWARD_COMMANDS = 1000
+"""...and at most this many commands."""
+
+
+class Slot:
+    """A reply owed: done once it holds its encoded bytes. `fmt` is what the protocol needs
+    to render the reply (RESP: the protocol version in force when the command was sent;
+    memcached: the command's reply form). Plain attributes, no future: a command costs no
+    loop callback of its own (the connection flushes once per loop turn)."""
+
+    __slots__ = ("data", "fmt", "run", "size")
+
+    def __init__(self, fmt: Any, run: Run) -> None:
+        self.data: bytes | None = None
+        self.fmt = fmt
+        self.run = run
+        self.size = 0  # argument bytes counted in the connection's pending bytes
+
+
+class Run:
+    """Consecutive commands of one kind ("r", "w"; "x" runs alone): a run starts once every
+    command of the runs before it has answered."""
+
+    __slots__ = ("kind", "pending", "waiting")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.pending = 0  # started or waiting commands not answered yet
+        self.waiting: list[tuple[Callable[[Slot], None], Slot]] = []
+
+
+class PipelinedConnection(asyncio.Protocol):
+    """One client connection of a front-end (see the module docstring)."""
+
+    max_staleness_ms = 0
+    """The bound on local (stale) reads; a subclass sets it from its front-end's flag."""
+    staleness_flag = ""
+    """The flag that sets it, named in TooStale errors..."""
+    staleness_advice = "read from the leader or another replica"
+    """...with where else to read."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.transport: asyncio.Transport | None = None
+        self.addr = ""
+        self.laddr = ""
+        self.last_write_index = 0  # a log index at or after this connection's last write
+        self._slots: deque[Slot | bytes] = deque()
+        self._flush_scheduled = False
+        self._loop = asyncio.get_running_loop()
+        self._reading_paused = False
+        self._writing_paused = False
+        self._closing = False
+        self._close_when_flushed = False
+        # runs of reads and runs of writes, oldest first; only the first has started
+        self._runs: deque[Run] = deque()
+        self._advancing = False
+        # follower writes waiting to be forwarded (one request per batch)
+        self._forward_queue: list[tuple[list[bytes], int, Slot]] = []
+        self._forwarding = False
+        self._pending_bytes = 0  # argument bytes of large commands still in flight
+        self._args_bytes = 0  # of the command being dispatched
+        self._lost = False  # the peer is gone: start nothing more
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- what a protocol provides --------------------------------------------------------
+
+    def slot_fmt(self) -> Any:
+        """The rendering form of the command being dispatched (stored in its slot)."""
+        raise NotImplementedError
+
+    def render(self, fmt: Any, reply: ReplyT) -> bytes:
+        """A reply as this protocol's bytes."""
+        raise NotImplementedError
+
+    def count_error(self, reply: Error) -> None:
+        """An error reply is about to be sent (for the front-end's statistics)."""
+
+    def local_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
+        """A read-only command answered from this node's applied state."""
+        return self.answer_locally(argv, db)
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        sock = transport.get_extra_info("sockname") or ("?", 0)
+        self.addr = f"{peer[0]}:{peer[1]}"
+        self.laddr = f"{sock[0]}:{sock[1]}"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Writes already queued stay queued: the cluster applies them (or not) as for any
+        # client that went away; nothing waits for this connection any more.
+        self._closing = True
+        self._lost = True
+        self._slots.clear()
+        self._runs.clear()
+        for task in self._tasks:
+            task.cancel()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._update_reading()
+
+    def close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- replies -------------------------------------------------------------------------
+
+    def _reply_now(self, data: bytes) -> None:
+        self._slots.append(data)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        slots = self._slots
+        out = bytearray()
+        while slots:
+            head = slots[0]
+            if isinstance(head, bytes):
+                out += head
+            elif head.data is not None:
+                out += head.data
+            else:
+                break
+            slots.popleft()
+        self._flushed(not slots)
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(bytes(out))
+        if self._close_when_flushed and not slots and transport is not None:
+            transport.close()
+            return
+        self._update_reading()
+
+    def _flushed(self, empty: bool) -> None:
+        """Called by each flush (empty: every owed reply went out)."""
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self._closing:
+            return
+        busy = (
+            self._writing_paused
+            or len(self._slots) > MAX_PENDING_REPLIES
+            or self._pending_bytes > MAX_PENDING_BYTES
+        )
+        if busy and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        elif (
+            self._reading_paused
+            and len(self._slots) < MAX_PENDING_REPLIES // 2
+            and self._pending_bytes < MAX_PENDING_BYTES // 2
+        ):
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _settle(self, slot: Slot, reply: ReplyT) -> None:
+        """A command answered: its slot is filled, its run counts down, output is flushed
+        once this loop turn is done."""
+        if slot.data is not None:
+            return
+        if isinstance(reply, Error):
+            self.count_error(reply)
+        slot.data = self.render(slot.fmt, reply)
+        if slot.size:
+            self._pending_bytes -= slot.size
+        run = slot.run
+        run.pending -= 1
+        if not run.pending and len(self._runs) > 1 and run is self._runs[0]:
+            self._advance()
+        self._schedule_flush()
+
+    def _advance(self) -> None:
+        """Start the next runs whose predecessors have all answered."""
+        if self._advancing:
+            return  # a command started below answered at once: the loop below goes on
+        self._advancing = True
+        try:
+            runs = self._runs
+            while len(runs) > 1 and not runs[0].pending:
+                runs.popleft()
+                head = runs[0]
+                waiting, head.waiting = head.waiting, []
+                if self._lost:
+                    continue
+                for start, slot in waiting:
+                    start(slot)
+        finally:
+            self._advancing = False
+
+    def _settle_write(self, slot: Slot, reply: ReplyT) -> None:
+        """A write's reply; remembers the log position it reached, for WAIT."""
+        status = self.engine.view.raft.status()
+        self.last_write_index = max(status.commit_index, status.leader_commit_index)
+        self._settle(slot, reply)
+
+    # -- starting commands -------------------------------------------------------------------
+
+    def run(self, kind: str, start: Callable[[Slot], None]) -> None:
+        """Start a read ("r") or write ("w") command once the previous run of the other kind
+        has answered (module docstring). "x" (EXEC, PUBLISH, WATCH...: not queued on the
+        proposer in this turn) runs alone: after everything before it, before everything
+        after it."""
+        runs = self._runs
+        tail = runs[-1] if runs else None
+        if tail is None or tail.kind != kind or kind == "x":
+            if tail is not None and not tail.pending and len(runs) == 1:
+                runs.clear()  # everything before has answered
+            tail = Run(kind)
+            runs.append(tail)
+        slot = Slot(self.slot_fmt(), tail)
+        self._slots.append(slot)
+        tail.pending += 1
+        if self._args_bytes > 4096:  # only large commands are worth the bookkeeping
+            slot.size = self._args_bytes
+            self._pending_bytes += slot.size
+        if tail is runs[0]:
+            start(slot)
+        else:
+            tail.waiting.append((start, slot))
+
+    def _spawn(self, coro: Awaitable[ReplyT], slot: Slot, write: bool = False) -> None:
+        """Run a command's coroutine; its reply (or error) settles the slot. A task still
+        running when the peer goes away is cancelled."""
+
+        async def runner() -> None:
+            try:
+                reply = await coro
+            except errors.CacheError as exc:
+                reply = error_reply(exc)
+            except CommandError as exc:
+                reply = Error(exc.text)
+            except Exception as exc:  # a bug must answer, not hang the pipeline
+                _log.exception("command failed")
+                reply = internal_error(exc, write)
+            if write:
+                self._settle_write(slot, reply)
+            else:
+                self._settle(slot, reply)
+
+        self._track(runner())
+
+    def _track(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- command paths ---------------------------------------------------------------------
+
+    def write(self, argv: list[bytes], db: int) -> None:
+        """Start a replicated write (in the connection's order)."""
+        self.run("w", lambda slot: self._write(argv, db, slot))
+
+    def read(self, argv: list[bytes], db: int, key: bytes | None, stale: bool) -> None:
+        """Start a read: linearizable, or from this node within the staleness bound."""
+        if stale:
+            self.run("r", lambda slot: self._stale_read(argv, db, key, slot))
+        else:
+            self.run("r", lambda slot: self._read(argv, db, key, slot))
+
+    def _write(self, argv: list[bytes], db: int, slot: Slot) -> None:
+        engine = self.engine
+        # While earlier writes are still being forwarded (this node was a follower), later
+        # ones queue behind them, or they could commit first once this node leads.
+        if engine.is_leader() and not self._forwarding:
+
+            def done(result: Result | None, error: BaseException | None) -> None:
+                self._settle_write(slot, write_reply(result, error))
+
+            try:
+                engine.submit(call_op(argv, db), Callback(done), self._args_bytes or 64)
+            except errors.CacheError as exc:
+                self._settle(slot, error_reply(exc))
+            return
+        self._forward_queue.append((argv, db, slot))
+        if not self._forwarding:
+            self._forwarding = True
+            self._track(self._forward_writes())
+
+    async def _forward_writes(self) -> None:
+        """A follower forwards queued writes in order, as few requests as possible."""
+        try:
+            while self._forward_queue:
+                batch = self._take_forward_batch()
+                try:
+                    if len(batch) == 1:
+                        replies = [await self.engine.write(*batch[0][:2])]
+                    else:
+                        replies = await self.engine.writes([(a, d) for a, d, _ in batch])
+                except errors.CacheError as exc:
+                    replies = [error_reply(exc)] * len(batch)
+                except Exception as exc:
+                    _log.exception("forwarding failed")
+                    replies = [internal_error(exc, write=True)] * len(batch)
+                for (_, _, slot), reply in zip(batch, replies, strict=True):
+                    self._settle_write(slot, reply)
+        finally:
+            self._forwarding = False
+
+    def _take_forward_batch(self) -> list[tuple[list[bytes], int, Slot]]:
+        """The next writes to forward in one request: at most MAX_FORWARD_COMMANDS, and no
+        more argument bytes than MAX_FORWARD_BYTES (a single larger write goes alone)."""
+        queue = self._forward_queue
+        size = 0
+        count = 0
+        for argv, _db, _slot in queue[:MAX_FORWARD_COMMANDS]:
+            size += sum(map(len, argv))
+            if count and size > MAX_FORWARD_BYTES:
+                break
+            count += 1
+        batch, self._forward_queue = queue[:count], queue[count:]
+        return batch
+
+    def _read(self, argv: list[bytes], db: int, key: bytes | None, slot: Slot) -> None:
+        engine = self.engine
+        if engine.is_leader():
+
+            def done(_result: None, error: BaseException | None) -> None:
+                if error is None:
+                    reply = self.local_read(argv, db, key)
+                elif isinstance(error, errors.CacheError):
+                    reply = error_reply(error)
+                else:
+                    reply = internal_error(error, write=False)
+                self._settle(slot, reply)
+
+            try:
+                engine.barrier(Callback(done))
+            except errors.CacheError as exc:
+                self._settle(slot, error_reply(exc))
+            return
+        self._spawn(self.forwarded_read(argv, db, key), slot)
+
+    async def forwarded_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
+        """A linearizable read a follower asks the leader for."""
+        return await self.engine.read(argv, db)
+
+    def _stale_read(self, argv: list[bytes], db: int, key: bytes | None, slot: Slot) -> None:
+        try:
+            self.engine.view.check_staleness(
+                self.max_staleness_ms,
+                self.staleness_flag,
+                self.staleness_advice,
+            )
+        except errors.CacheError as exc:
+            self._settle(slot, error_reply(exc))
+            return
+        self._settle(slot, self.local_read(argv, db, key))
+
+    def answer_locally(self, argv: list[bytes], db: int) -> ReplyT:
+        """A read on this node's applied state; errors and bugs become error replies."""
+        try:
+            return self.engine.read_local(argv, db)
+        except errors.CacheError as exc:
+            return error_reply(exc)
+        except Exception as exc:  # a bug must answer, not hang the pipeline
+            _log.exception("read failed", command=argv[0].decode("latin-1"))
+            return internal_error(exc, write=False)
+
+
+def internal_error(exc: BaseException, write: bool) -> Error:
+    """A bug's answer: a write that may have been sent is of unknown outcome."""
+    what = f"{type(exc).__name__}: {exc}"
+    if write:
+        return error_reply(errors.OutcomeUnknown(f"an internal error after sending ({what})"))
+    return Error(f"ERR internal error: {what}")
+
+
+def write_reply(result: Result | None, error: BaseException | None) -> ReplyT:
+    """A replicated write's reply from its proposal's outcome."""
+    if error is not None:
+        if isinstance(error, errors.CacheError):
+            return error_reply(error)
+        return internal_error(error, write=True)
+    try:
+        return reply_of(result)  # type: ignore[arg-type]
+    except errors.CacheError as failure:
+        return error_reply(failure)
+    except Exception as bug:
+        return internal_error(bug, write=True)

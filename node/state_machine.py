@@ -41,10 +41,11 @@ DEDUP_MAX_CLIENTS = 10_000
 DEDUP_IDLE_MS = 3_600_000
 """A client session unused for this long (cluster time) is forgotten."""
 
-KEY_OVERHEAD = 352
+KEY_OVERHEAD = 360
 """Accounted bytes per key on top of its key and value bytes: CPython's cost of a key (two
 bytes objects, the entry tuple, its version, the dict and scan-index slots) measured with
-tracemalloc: 476 B for a 12-byte key and a 100-byte value (see node/DESIGN.md)."""
+tracemalloc: 476 B for a 12-byte key and a 100-byte value (see node/DESIGN.md), plus 8 B
+since the entry tuple grew a slot for memcached's client flags."""
 
 EVICTION_POLICIES = (
     "noeviction",
@@ -63,8 +64,9 @@ _SWEEP_EVERY_MS = 60_000
 _DIGEST_MOD = 1 << 128
 _ENTRY_HEADER = struct.Struct(">Qq")  # version, deadline_ms (snapshot format 1: strings only)
 _TYPED_HEADER = struct.Struct(">QqB")  # version, deadline_ms, value type tag (format 2)
-_HASH_HEADER = struct.Struct(">IQqB")  # key length, version, deadline_ms, type tag
-SNAPSHOT_FORMAT = 2
+_FLAGGED_HEADER = struct.Struct(">QqBI")  # format 2 + memcached client flags (format 3)
+_HASH_HEADER = struct.Struct(">IQqBI")  # key length, version, deadline_ms, type tag, flags
+SNAPSHOT_FORMAT = 3
 
 
 class ErrorCode(enum.Enum):
@@ -134,14 +136,16 @@ Result = SetOk | DeleteOk | IncrOk | MSetOk | AnnounceOk | Value | TxnOk | Evict
 NIL = Value("nil", True)
 
 
-_Stored = tuple[bytes | Container, int, int]
-"""How entries are kept: a plain tuple (value, version, deadline_ms). CPython's GC stops
-tracking tuples of untracked objects, so a million keys cost a full collection ~1 ms;
-as NamedTuples they stay tracked and a full collection takes ~100 ms (measured), which
-stalls the Raft tick thread."""
+_Stored = tuple[bytes | Container, int, int, int]
+"""How entries are kept: a plain tuple (value, version, deadline_ms, flags), flags being
+memcached's 32-bit client flags (0 for everything else: any other write resets them).
+CPython's GC stops tracking tuples of untracked objects, so a million keys cost a full
+collection ~1 ms; as NamedTuples they stay tracked and a full collection takes ~100 ms
+(measured), which stalls the Raft tick thread."""
 _VALUE: Final = 0
 _VERSION: Final = 1
 _DEADLINE: Final = 2
+_FLAGS: Final = 3
 
 
 class Entry(NamedTuple):
@@ -150,6 +154,7 @@ class Entry(NamedTuple):
     value: bytes | Container
     version: int
     deadline_ms: int
+    flags: int = 0  # memcached's client flags
 
 
 class Change(NamedTuple):
@@ -190,7 +195,7 @@ class _Session:
 def _entry_hash(key: bytes, entry: _Stored) -> int:
     value = entry[_VALUE]
     tag = tv.STRING_TAG if isinstance(value, bytes) else value.TAG
-    header = _HASH_HEADER.pack(len(key), entry[_VERSION], entry[_DEADLINE], tag)
+    header = _HASH_HEADER.pack(len(key), entry[_VERSION], entry[_DEADLINE], tag, entry[_FLAGS])
     digest = hashlib.blake2b(header + key + tv.value_hash(value), digest_size=16).digest()
     return int.from_bytes(digest, "big")
 
@@ -388,20 +393,21 @@ class StateMachine:
         value: bytes | Container,
         deadline_ms: int,
         detached: _Stored | None = None,
+        flags: int = 0,
     ) -> int:
         """Store a value; `detached` is the old entry when the caller already unaccounted it
-        (a container changed in place)."""
+        (a container changed in place); `flags` are memcached's client flags."""
         if self._undo is not None and key not in self._undo and detached is None:
             self._undo[key] = _copied(self._data.get(key))
         old = detached if detached is not None else self._data.get(key)
         if old is None:
             self._buckets.setdefault(scan_bucket(key), set()).add(key)
-            if key[:5] == DB_PREFIX:
+            if key[:5] == DB_PREFIX and len(key) > 5:
                 self._db_keys[key[5]] = self._db_keys.get(key[5], 0) + 1
         elif detached is None:
             self._account(key, old, -1)
         self._revision += 1
-        entry = (value, self._revision, deadline_ms)
+        entry = (value, self._revision, deadline_ms, flags)
         self._data[key] = entry
         self._account(key, entry, 1)
         if deadline_ms and (old is None or old[_DEADLINE] != deadline_ms):
@@ -417,7 +423,7 @@ class StateMachine:
         if self._undo is not None and key not in self._undo and not detached:
             self._undo[key] = _copied(self._data.get(key))
         old = self._data.pop(key)
-        if key[:5] == DB_PREFIX:
+        if key[:5] == DB_PREFIX and len(key) > 5:
             self._db_keys[key[5]] -= 1
         if not detached:
             self._account(key, old, -1)
@@ -795,7 +801,7 @@ class StateMachine:
         entry = self._live(key, now)
         if entry is None or (not deadline and not entry[_DEADLINE]):
             return Value("int", 0)
-        self._put(key, entry[_VALUE], deadline)
+        self._put(key, entry[_VALUE], deadline, flags=entry[_FLAGS])
         return Value("int", 1)
 
     def _op_ttl(self, op: cache_pb2.Ttl, now: int, _dl: int) -> Result:
@@ -835,7 +841,7 @@ class StateMachine:
     def _roll_back(self, undo: dict[bytes, _Stored | None], revision: int, events: int) -> None:
         for key, saved in undo.items():
             current = self._data.pop(key, None)
-            prefixed = key[:5] == DB_PREFIX
+            prefixed = key[:5] == DB_PREFIX and len(key) > 5
             if current is not None:
                 self._account(key, current, -1)
                 self._buckets[scan_bucket(key)].discard(key)
@@ -985,10 +991,10 @@ class StateMachine:
 
     def export_items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every stored key with its encoded entry, for a snapshot."""
-        pack = _TYPED_HEADER.pack
+        pack = _FLAGGED_HEADER.pack
         for key, entry in self._data.items():
             tag, payload = tv.encode_value(entry[_VALUE])
-            yield key, pack(entry[_VERSION], entry[_DEADLINE], tag) + payload
+            yield key, pack(entry[_VERSION], entry[_DEADLINE], tag, entry[_FLAGS]) + payload
 
     def export_meta(self) -> bytes:
         """Everything but the keys, as JSON bytes, for a snapshot."""
@@ -1030,7 +1036,7 @@ class StateMachine:
         for cid, s in doc["sessions"].items():
             results = {int(seq): _result_from_json(r) for seq, r in s["results"]}
             sm._sessions[cid] = _Session(results, s["floor"], s["last_seen_ms"])
-        decode = _decode_entry_v2 if doc.get("format", 1) >= 2 else _decode_entry_v1
+        decode = _DECODERS[doc.get("format", 1)]
         acc = 0
         data = sm._data
         buckets = sm._buckets
@@ -1041,7 +1047,7 @@ class StateMachine:
             acc += _entry_hash(key, entry)
             sm._memory += _entry_nbytes(key, entry)
             buckets.setdefault(scan_bucket(key), set()).add(key)
-            if key[:5] == DB_PREFIX:
+            if key[:5] == DB_PREFIX and len(key) > 5:
                 sm._db_keys[key[5]] = sm._db_keys.get(key[5], 0) + 1
             if entry[_DEADLINE]:
                 sm._ttl_keys += 1
@@ -1053,12 +1059,20 @@ class StateMachine:
 
 def _decode_entry_v1(raw: bytes) -> _Stored:
     version, deadline = _ENTRY_HEADER.unpack_from(raw)
-    return (bytes(raw[_ENTRY_HEADER.size :]), version, deadline)
+    return (bytes(raw[_ENTRY_HEADER.size :]), version, deadline, 0)
 
 
 def _decode_entry_v2(raw: bytes) -> _Stored:
     version, deadline, tag = _TYPED_HEADER.unpack_from(raw)
-    return (tv.decode_value(tag, raw[_TYPED_HEADER.size :]), version, deadline)
+    return (tv.decode_value(tag, raw[_TYPED_HEADER.size :]), version, deadline, 0)
+
+
+def _decode_entry_v3(raw: bytes) -> _Stored:
+    version, deadline, tag, flags = _FLAGGED_HEADER.unpack_from(raw)
+    return (tv.decode_value(tag, raw[_FLAGGED_HEADER.size :]), version, deadline, flags)
+
+
+_DECODERS = {1: _decode_entry_v1, 2: _decode_entry_v2, 3: _decode_entry_v3}
 
 
 def _wrong_type(key: bytes, value: bytes | Container, wanted: str, op: str) -> Failure:
@@ -1092,7 +1106,7 @@ def _score_ranks(
 def _copied(entry: _Stored | None) -> _Stored | None:
     if entry is None or isinstance(entry[_VALUE], bytes):
         return entry
-    return (entry[_VALUE].copy(), entry[_VERSION], entry[_DEADLINE])
+    return (entry[_VALUE].copy(), entry[_VERSION], entry[_DEADLINE], entry[_FLAGS])
 
 
 _COMPARE_OPS: dict[int, Callable[[Any, Any], bool]] = {

@@ -26,7 +26,7 @@ RESERVED_KEY = "ERR keys starting with \\x00rcdb are reserved for databases 1-15
 """Keys of databases 1-15 start with this, then the database number as one byte; gRPC
 refuses keys that start with it, so no gRPC key can land in another database."""
 
-Stored = tuple[bytes | Container, int, int]  # (value, version, deadline_ms)
+Stored = tuple[bytes | Container, int, int, int]  # (value, version, deadline_ms, flags)
 _READ_DRAWS = itertools.count()
 
 
@@ -104,10 +104,11 @@ class Db:
         if self.sm._over_limit(growth) is not None:
             raise CommandError(OOM)
 
-    def set(self, key: bytes, value: bytes | Container, deadline: int) -> int:
-        """Store a value (replacing any type); returns the new version."""
+    def set(self, key: bytes, value: bytes | Container, deadline: int, flags: int = 0) -> int:
+        """Store a value (replacing any type, and any memcached flags unless given); returns
+        the new version."""
         assert self.write, "a read handler tried to write"
-        return self.sm._put(self.k(key), value, deadline)
+        return self.sm._put(self.k(key), value, deadline, flags=flags)
 
     def delete(self, key: bytes) -> bool:
         """Remove key; True when it existed (was live)."""
@@ -138,7 +139,7 @@ class Db:
         if deadline and deadline <= self.now:
             self.delete(key)
             return True
-        self.sm._put(self.k(key), entry[0], deadline)
+        self.sm._put(self.k(key), entry[0], deadline, flags=entry[3])
         return True
 
     def rng(self, salt: bytes = b"") -> random.Random:

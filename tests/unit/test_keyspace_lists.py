@@ -19,7 +19,7 @@ POSITIVE = Error("ERR value is out of range, must be positive")
 
 def accounted(r: Redis) -> None:
     """Every container's size and hash match a fresh copy's (incremental upkeep is right)."""
-    for value, _version, _deadline in r.sm._data.values():
+    for value, *_ in r.sm._data.values():
         if isinstance(value, Container):
             fresh = type(value).decode(value.encode())  # type: ignore[attr-defined]
             assert (fresh.nbytes, fresh.acc) == (value.nbytes, value.acc)

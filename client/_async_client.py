@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, Unpack
 
 from raftcache.client import errors
+from raftcache.client._pipeline import PipelinedTransport
 from raftcache.client._router import READ_LEADER, READ_STALE, WRITE, RetryPolicy, Router
 from raftcache.client._streams import StreamOpener, Subscription, Watch
 from raftcache.client._transport import CallFailed, GrpcTransport, Transport
@@ -68,12 +69,17 @@ class AsyncClient(TypedMethods):
         retry: RetryPolicy | None = None,
         transport: Transport | None = None,
         client_id: str | None = None,
+        auto_pipeline: bool = True,
     ) -> None:
+        """`auto_pipeline`: while a call to a node is in flight, concurrent get/set/delete/
+        incr and typed-op calls to it queue and go out together as one Batch RPC (a lone
+        call still goes out at once, unary); each keeps its own retries and deadline."""
         seeds = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         seeds = [s.strip() for seed in seeds for s in seed.split(",") if s.strip()]
         self.timeout = timeout
-        self._transport = transport or GrpcTransport()
-        self._router = Router(self._transport, seeds, retry or RetryPolicy())
+        self._transport: Transport = transport or GrpcTransport()
+        self.pipeline = PipelinedTransport(self._transport) if auto_pipeline else None
+        self._router = Router(self.pipeline or self._transport, seeds, retry or RetryPolicy())
         self.client_id = client_id or uuid.uuid4().hex
         self._seq = itertools.count(1)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 from raftcache.client._async_client import DEFAULT_TIMEOUT_S, AsyncClient, Item, NodeStatus
+from raftcache.client._pipeline import PipelinedTransport
 from raftcache.client._router import RetryPolicy
 from raftcache.client._streams import Message, WatchEvent
 from raftcache.client._transport import Transport
@@ -89,9 +90,16 @@ class Client:
         retry: RetryPolicy | None = None,
         transport: Transport | None = None,
         client_id: str | None = None,
+        auto_pipeline: bool = True,
     ) -> None:
+        """See AsyncClient: concurrent calls from several threads are auto-pipelined too."""
         self._async = AsyncClient(
-            endpoints, timeout=timeout, retry=retry, transport=transport, client_id=client_id
+            endpoints,
+            timeout=timeout,
+            retry=retry,
+            transport=transport,
+            client_id=client_id,
+            auto_pipeline=auto_pipeline,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -133,6 +141,11 @@ class Client:
     @property
     def leader(self) -> str | None:
         return self._async.leader
+
+    @property
+    def pipeline(self) -> PipelinedTransport | None:
+        """The auto-pipelining transport (its `stats`), or None when switched off."""
+        return self._async.pipeline
 
     @property
     def members(self) -> list[str]:

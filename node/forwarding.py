@@ -4,15 +4,24 @@ A follower that knows the leader's client address relays the call there with
 the caller's remaining deadline, and relays the answer (or the status, with its
 trailing metadata) back. A forwarded call is never forwarded again: a node that
 receives one while not leading answers UNAVAILABLE with the leader hint.
+
+Concurrent forwarded Get/Set/Delete/Incr/Exec calls are auto-pipelined
+(raftcache.v1.pipeline): while a call to the leader is in flight, the next ones go out
+together as one Batch RPC, and each caller gets the answer (or the failure) its own unary
+forward would have given.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from raftcache.node import errors
 from raftcache.node.requests import is_read_op
+from raftcache.v1 import cache_pb2
+from raftcache.v1.pipeline import BATCHABLE, AutoPipeline, PipelineStats
 from raftcache.v1.wire import (
     FORWARDED_METADATA_KEY,
     LEADER_METADATA_KEY,
@@ -22,14 +31,80 @@ from raftcache.v1.wire import (
 )
 
 _WRITES = frozenset({"Set", "Delete", "Incr", "MSet"})
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+_FORWARDED = ((FORWARDED_METADATA_KEY, "1"),)
+
+
+@dataclass(frozen=True)
+class _Failed(Exception):
+    """A forwarded call's failure: the leader's status for it, or the transport's."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, exc: grpc.aio.AioRpcError) -> _Failed:
+        trailing = tuple((str(k), str(v)) for k, v in (exc.trailing_metadata() or ()))
+        return cls(exc.code(), exc.details() or "", trailing)
+
+    @property
+    def answered(self) -> bool:
+        """The leader answered this itself (it carries the node's error marker)."""
+        return any(key == ORIGIN_METADATA_KEY for key, _ in self.trailing)
+
+
+class _Sender:
+    """The forwarder's side of auto-pipelining: gRPC calls marked as forwarded."""
+
+    def __init__(self, forwarder: LeaderForwarder) -> None:
+        self._forwarder = forwarder
+
+    async def unary(self, address: str, method: str, request: Any, timeout: float | None) -> Any:
+        try:
+            return await self._forwarder.callable(address, method)(
+                request, timeout=timeout, metadata=_FORWARDED
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _Failed.of(exc) from None
+
+    async def batch(
+        self, address: str, request: cache_pb2.BatchRequest, timeout: float | None
+    ) -> cache_pb2.BatchResponse:
+        return await self.unary(address, "Cache/Batch", request, timeout)  # type: ignore[no-any-return]
+
+    def op_error(self, error: cache_pb2.OpError) -> BaseException:
+        trailing = [(ORIGIN_METADATA_KEY, error.origin)] if error.origin else []
+        if error.leader:
+            trailing.append((LEADER_METADATA_KEY, error.leader))
+        code = _CODES.get(error.code, grpc.StatusCode.UNKNOWN)
+        return _Failed(code, error.message, tuple(trailing))
+
+    def deadline_exceeded(self) -> BaseException:
+        return _Failed(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+    def unimplemented(self, failure: BaseException) -> bool:
+        return (
+            isinstance(failure, _Failed)
+            and failure.code == grpc.StatusCode.UNIMPLEMENTED
+            and not failure.answered
+        )
 
 
 class LeaderForwarder:
     """Keeps one channel per leader address it has forwarded to."""
 
-    def __init__(self, options: list[tuple[str, Any]]) -> None:
+    def __init__(self, options: list[tuple[str, Any]], auto_pipeline: bool = True) -> None:
         self._options = options
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._callables: dict[tuple[str, str], Any] = {}
+        self.pipeline = AutoPipeline(_Sender(self)) if auto_pipeline else None
+        self._unpipelined = PipelineStats()
+
+    @property
+    def stats(self) -> PipelineStats:
+        """Unary and Batch RPCs forwarded to leaders so far."""
+        return self.pipeline.stats if self.pipeline is not None else self._unpipelined
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -38,37 +113,90 @@ class LeaderForwarder:
             self._channels[address] = channel
         return channel
 
+    def callable(self, address: str, method: str) -> Any:
+        """The cached unary callable for "Cache/<Method>" on `address`."""
+        key = (address, method)
+        call = self._callables.get(key)
+        if call is None:
+            request_type, response_type = METHODS[method]
+            call = self._channel(address).unary_unary(
+                f"/raftcache.v1.{method}",
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=response_type.FromString,
+            )
+            self._callables[key] = call
+        return call
+
     async def forward(
         self, address: str, method: str, request: Any, context: grpc.aio.ServicerContext
     ) -> Any:
-        call = self._channel(address).unary_unary(
-            f"/raftcache.v1.Cache/{method}",
-            request_serializer=type(request).SerializeToString,
-            response_deserializer=METHODS[f"Cache/{method}"][1].FromString,
-        )
+        full = f"Cache/{method}"
+        timeout = context.time_remaining()
         try:
-            return await call(
-                request,
-                timeout=context.time_remaining(),
-                metadata=((FORWARDED_METADATA_KEY, "1"),),
-            )
-        except grpc.aio.AioRpcError as exc:
-            trailing = tuple(exc.trailing_metadata() or ())
-            code, details = exc.code(), exc.details() or ""
-            answered = any(key == ORIGIN_METADATA_KEY for key, _ in trailing)
-            write = _may_write(method, request)
-            if write and not answered and not never_sent(code.name, details, False):
-                # The leader may have received (and committed) the write before the
-                # connection broke: the caller must not take this as "safe to retry".
-                code = grpc.StatusCode.DEADLINE_EXCEEDED
-                details = (
-                    f"outcome unknown: forwarding to the leader at {address} failed after "
-                    f"the write was sent ({exc.code().name}: {details}); retry with the "
-                    "same request id to find out"
-                )
-            if trailing:
-                context.set_trailing_metadata(trailing)
+            if self.pipeline is not None and full in BATCHABLE:
+                return await self.pipeline.call(address, full, request, timeout)
+            self.stats.unary += 1
+            return await _Sender(self).unary(address, full, request, timeout)
+        except _Failed as failed:
+            code, details = self._outcome(address, method, request, failed)
+            if failed.trailing:
+                context.set_trailing_metadata(failed.trailing)
             await context.abort(code, details)
+
+    @staticmethod
+    def _outcome(
+        address: str, method: str, request: Any, failed: _Failed
+    ) -> tuple[grpc.StatusCode, str]:
+        """The status a forwarded call ends with."""
+        if (
+            _may_write(method, request)
+            and not failed.answered
+            and not never_sent(failed.code.name, failed.details, False)
+        ):
+            # The leader may have received (and committed) the write before the
+            # connection broke: the caller must not take this as "safe to retry".
+            return grpc.StatusCode.DEADLINE_EXCEEDED, (
+                f"outcome unknown: forwarding to the leader at {address} failed after "
+                f"the write was sent ({failed.code.name}: {failed.details}); retry with the "
+                "same request id to find out"
+            )
+        return failed.code, failed.details
+
+    async def forward_batch(
+        self, address: str, request: cache_pb2.BatchRequest, timeout: float | None
+    ) -> list[cache_pb2.BatchResult]:
+        """Relay a Batch's leader-only ops as one Batch; every op gets the answer its own
+        forwarded unary call would have (a broken relay: each op's forwarded outcome)."""
+        sender = _Sender(self)
+        self.stats.batches += 1
+        self.stats.batched_ops += len(request.ops)
+        try:
+            response = await sender.batch(address, request, timeout)
+        except _Failed as failed:
+            if sender.unimplemented(failed):  # an older leader: op by op
+                return list(await asyncio.gather(*(self._forward_op(address, op, timeout)
+                                                   for op in request.ops)))  # fmt: skip
+            return [_failed_result(address, op, failed) for op in request.ops]
+        if len(response.results) != len(request.ops):
+            mismatch = _Failed(
+                grpc.StatusCode.INTERNAL,
+                f"the leader answered {len(response.results)} results for {len(request.ops)} ops",
+            )
+            return [_failed_result(address, op, mismatch) for op in request.ops]
+        return list(response.results)
+
+    async def _forward_op(
+        self, address: str, op: cache_pb2.BatchOp, timeout: float | None
+    ) -> cache_pb2.BatchResult:
+        kind = op.WhichOneof("op") or ""
+        method = next(m for m, field in BATCHABLE.items() if field == kind)
+        try:
+            response = await _Sender(self).unary(address, method, getattr(op, kind), timeout)
+        except _Failed as failed:
+            return _failed_result(address, op, failed)
+        result = cache_pb2.BatchResult()
+        getattr(result, kind).CopyFrom(response)
+        return result
 
     async def relay(self, address: str, method: str, request: Any, timeout: float) -> Any:
         """Forward a call made through another front-end (RESP, memcached); a failure comes
@@ -88,6 +216,23 @@ class LeaderForwarder:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        self._callables.clear()
+
+
+def _failed_result(address: str, op: cache_pb2.BatchOp, failed: _Failed) -> cache_pb2.BatchResult:
+    """One relayed op's failure, as its forwarded unary call would have ended."""
+    kind = op.WhichOneof("op") or ""
+    method = kind.capitalize()
+    code, details = LeaderForwarder._outcome(address, method, getattr(op, kind, None), failed)
+    trailing = dict(failed.trailing)
+    return cache_pb2.BatchResult(
+        error=cache_pb2.OpError(
+            code=code.value[0],
+            message=details,
+            origin=trailing.get(ORIGIN_METADATA_KEY, ""),
+            leader=trailing.get(LEADER_METADATA_KEY, ""),
+        )
+    )
 
 
 def _may_write(method: str, request: Any) -> bool:

@@ -13,6 +13,7 @@ from raftcache.node.keyspace.db import DATABASES, DB_PREFIX
 from raftcache.node.keyspace.reply import CommandError
 from raftcache.node.state_machine import READ_OPS
 from raftcache.v1 import cache_pb2, command_pb2
+from raftcache.v1.pipeline import BATCH_MAX_BYTES, BATCH_MAX_OPS
 
 MAX_TTL_MS = 10 * 365 * 24 * 3600 * 1000  # ten years
 MAX_CLIENT_ID_BYTES = 128
@@ -26,6 +27,8 @@ class Limits:
     max_value_bytes: int = 4 * 1024 * 1024
     max_batch_keys: int = 10_000
     max_response_bytes: int = 16 << 20  # below gRPC's send limit, which config sets above it
+    max_batch_ops: int = BATCH_MAX_OPS  # ops in one Batch request
+    max_batch_bytes: int = BATCH_MAX_BYTES  # bytes of one Batch request
 
 
 def check_key(key: bytes, limits: Limits, what: str = "key", reserved_ok: bool = False) -> None:
@@ -337,3 +340,19 @@ def publish_op(req: cache_pb2.PublishRequest, limits: Limits) -> command_pb2.Op:
     op.publish.message = req.message
     _request_id(op, req.request_id, req.HasField("request_id"))
     return op
+
+
+def check_batch(req: cache_pb2.BatchRequest, limits: Limits) -> None:
+    """A Batch request's size; each op is checked on its own when it runs."""
+    if len(req.ops) > limits.max_batch_ops:
+        raise InvalidInput(
+            f"the batch has {len(req.ops)} ops, over the limit of {limits.max_batch_ops} "
+            f"per Batch: split it into batches of at most {limits.max_batch_ops} ops"
+        )
+    size = req.ByteSize()
+    if size > limits.max_batch_bytes:
+        raise InvalidInput(
+            f"the batch is {size} bytes, over the limit of {limits.max_batch_bytes} bytes "
+            "per Batch: split it into smaller batches, and send an op that is large on its "
+            "own as its unary RPC (Set, Exec)"
+        )

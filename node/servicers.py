@@ -10,25 +10,23 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 from raftcache.consensus import RaftNode, Role
-from raftcache.node import errors, requests, status_codes
+from raftcache.node import errors, requests, responses, status_codes
+from raftcache.node.batch import BatchRunner
 from raftcache.node.eviction import AccessTracker
 from raftcache.node.forwarding import LeaderForwarder
-from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
 from raftcache.node.state_machine import (
     AnnounceOk,
     DeleteOk,
-    Entry,
-    Failure,
     IncrOk,
     MSetOk,
     Result,
     SetOk,
     TxnOk,
-    Value,
 )
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc, command_pb2
+from raftcache.v1.pipeline import PipelineStats
 from raftcache.v1.wire import FORWARDED_METADATA_KEY, REVISION_METADATA_KEY
 
 R = TypeVar("R")
@@ -60,14 +58,6 @@ class StreamSource(Protocol):
     ) -> AsyncGenerator[cache_pb2.WatchEvent, None]: ...
 
 
-def _expect(result: Result, kind: type[R]) -> R:
-    if isinstance(result, Failure):
-        raise status_codes.from_failure(result)
-    if not isinstance(result, kind):
-        raise TypeError(f"state machine answered {result!r}, expected {kind.__name__}")
-    return result
-
-
 class NodeView:
     """What servicers need to know about this node and its cluster."""
 
@@ -86,6 +76,9 @@ class NodeView:
         self.advertise = advertise
         self.hits = 0
         self.misses = 0
+        self.batch_rpcs = 0
+        self.batch_ops = 0
+        self.forwarding = PipelineStats()  # the forwarder's, once a CacheServicer runs
 
     def count_read(self, key: bytes, hit: bool) -> None:
         """A read served here: a hit counts as a use for LRU/LFU eviction."""
@@ -144,39 +137,6 @@ class NodeView:
         return (time.monotonic() - last_apply) * 1000.0
 
 
-def _get_response(entry: Entry | None, now_ms: int) -> cache_pb2.GetResponse:
-    if entry is None or not isinstance(entry.value, bytes):
-        return cache_pb2.GetResponse(found=False)
-    ttl = max(entry.deadline_ms - now_ms, 1) if entry.deadline_ms else 0
-    return cache_pb2.GetResponse(found=True, value=entry.value, version=entry.version, ttl_ms=ttl)
-
-
-def _value(result: Result) -> cache_pb2.Value:
-    """A data op's answer as a raftcache.v1.Value."""
-    v = _expect(result, Value)
-    out = cache_pb2.Value()
-    if v.kind == "reply":
-        reply_to_proto(v.data, out.reply)
-    elif v.kind == "list":
-        out.list.items.extend(v.data)
-    elif v.kind == "fields":
-        out.fields.items.extend(cache_pb2.FieldValue(field=f, value=x) for f, x in v.data)
-    elif v.kind == "scored":
-        out.scored.items.extend(cache_pb2.ScoredMember(member=m, score=x) for m, x in v.data)
-    else:
-        setattr(out, v.kind, v.data)
-    return out
-
-
-def _check_size(message: Any, limits: requests.Limits, advice: str) -> None:
-    size = message.ByteSize()
-    if size > limits.max_response_bytes:
-        raise errors.TooLarge(
-            f"the answer would be {size} bytes, over the response limit of "
-            f"{limits.max_response_bytes} bytes: {advice}"
-        )
-
-
 class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
     def __init__(
         self,
@@ -191,6 +151,8 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         self._forwarder = forwarder
         self._limits = limits
         self._streams = streams
+        self._batch = BatchRunner(view, proposer, forwarder, limits)
+        view.forwarding = forwarder.stats
 
     async def _forward(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> Any:
         metadata = dict(context.invocation_metadata() or ())
@@ -210,7 +172,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             request,
             context,
             lambda now: requests.set_op(request, self._limits, now),
-            lambda r: cache_pb2.SetResponse(version=_expect(r, SetOk).version),
+            lambda r: cache_pb2.SetResponse(version=responses.expect(r, SetOk).version),
         )
 
     async def Delete(
@@ -221,12 +183,12 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             request,
             context,
             lambda _now: requests.delete_op(request, self._limits),
-            lambda r: cache_pb2.DeleteResponse(deleted=_expect(r, DeleteOk).deleted),
+            lambda r: cache_pb2.DeleteResponse(deleted=responses.expect(r, DeleteOk).deleted),
         )
 
     async def Incr(self, request: cache_pb2.IncrRequest, context: Any) -> cache_pb2.IncrResponse:
         def respond(result: Result) -> cache_pb2.IncrResponse:
-            incr = _expect(result, IncrOk)
+            incr = responses.expect(result, IncrOk)
             return cache_pb2.IncrResponse(value=incr.value, version=incr.version)
 
         build = functools.partial(requests.incr_op, request, self._limits)
@@ -238,7 +200,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             request,
             context,
             lambda now: requests.mset_op(request, self._limits, now),
-            lambda r: cache_pb2.MSetResponse(versions=_expect(r, MSetOk).versions),
+            lambda r: cache_pb2.MSetResponse(versions=responses.expect(r, MSetOk).versions),
         )
 
     async def Exec(self, request: cache_pb2.ExecRequest, context: Any) -> cache_pb2.ExecResponse:
@@ -254,14 +216,14 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             request,
             context,
             lambda now: requests.exec_op(request, self._limits, now),
-            lambda r: cache_pb2.ExecResponse(value=_value(r)),
+            lambda r: cache_pb2.ExecResponse(value=responses.value(r)),
         )
 
     async def Txn(self, request: cache_pb2.TxnRequest, context: Any) -> cache_pb2.TxnResponse:
         def respond(result: Result) -> cache_pb2.TxnResponse:
-            txn = _expect(result, TxnOk)
+            txn = responses.expect(result, TxnOk)
             return cache_pb2.TxnResponse(
-                succeeded=txn.succeeded, results=[_value(r) for r in txn.results]
+                succeeded=txn.succeeded, results=[responses.value(r) for r in txn.results]
             )
 
         build = functools.partial(requests.txn_op, request, self._limits)
@@ -271,7 +233,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         self, request: cache_pb2.PublishRequest, context: Any
     ) -> cache_pb2.PublishResponse:
         def respond(result: Result) -> cache_pb2.PublishResponse:
-            _expect(result, AnnounceOk)
+            responses.expect(result, AnnounceOk)
             return cache_pb2.PublishResponse(receivers=self._streams.receivers(request.channel))
 
         return await self._write(
@@ -309,13 +271,14 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             forwarded: cache_pb2.ExecResponse = await self._forward("Exec", request, context)
             return forwarded
         await self._before_read(request.consistency, request.max_staleness_ms)
-        result = self._view.replica.read(request.op, self._now())
-        body = getattr(request.op, request.op.WhichOneof("op") or "get")
-        key = getattr(body, "key", b"")  # a Redis call counts its hits itself
-        self._view.count_read(key, not (isinstance(result, Value) and result.kind == "nil"))
-        response = cache_pb2.ExecResponse(value=_value(result))
-        _check_size(response, self._limits, "read a smaller range (offset/limit, start/stop)")
-        return response
+        return responses.read_exec(self._view, request, self._limits, self._now())
+
+    async def Batch(self, request: cache_pb2.BatchRequest, context: Any) -> cache_pb2.BatchResponse:
+        try:
+            forwarded = FORWARDED_METADATA_KEY in dict(context.invocation_metadata() or ())
+            return await self._batch.run(request, forwarded, context.time_remaining())
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
 
     async def Scan(self, request: cache_pb2.ScanRequest, context: Any) -> cache_pb2.ScanResponse:
         try:
@@ -328,7 +291,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             response = cache_pb2.ScanResponse(
                 keys=keys, next_cursor=str(after).encode() if after else b""
             )
-            _check_size(response, self._limits, "scan with a smaller count")
+            responses.check_size(response, self._limits, "scan with a smaller count")
             return response
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
@@ -355,15 +318,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
                 response: cache_pb2.GetResponse = await self._forward("Get", request, context)
                 return response
             await self._before_read(request.consistency, request.max_staleness_ms)
-            now = self._now()
-            entry = self._view.replica.get(request.key, now)
-            if entry is not None and not isinstance(entry.value, bytes):
-                raise errors.WrongType(
-                    f"WRONGTYPE: key {request.key[:64]!r} holds a {entry.value.TYPE}, but Get "
-                    "reads strings: use Exec with the op for that type"
-                )
-            self._view.count_read(request.key, entry is not None)
-            return _get_response(entry, now)
+            return responses.read_get(self._view, request.key, self._now())
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 
@@ -386,7 +341,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
                     f"the response limit of {self._limits.max_response_bytes} bytes: "
                     "ask for fewer keys per MGet"
                 )
-            return cache_pb2.MGetResponse(results=[_get_response(e, now) for e in entries])
+            return cache_pb2.MGetResponse(results=[responses.get_response(e, now) for e in entries])
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 
@@ -481,6 +436,11 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
             eviction_policy=stats.eviction_policy,
             subscribers=self._streams.subscriber_count,
             watchers=self._streams.watcher_count,
+            batch_rpcs=view.batch_rpcs,
+            batch_ops=view.batch_ops,
+            forwarded_unary=view.forwarding.unary,
+            forwarded_batches=view.forwarding.batches,
+            forwarded_batched_ops=view.forwarding.batched_ops,
         )
 
     async def Snapshot(

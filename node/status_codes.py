@@ -7,6 +7,7 @@ from typing import NoReturn
 import grpc
 from raftcache.node import errors
 from raftcache.node.state_machine import ErrorCode, Failure
+from raftcache.v1 import cache_pb2
 from raftcache.v1.wire import LEADER_METADATA_KEY, ORIGIN_METADATA_KEY
 
 STATUS_CODES: dict[type[errors.CacheError], grpc.StatusCode] = {
@@ -41,6 +42,17 @@ FAILURES: dict[ErrorCode, type[errors.CacheError]] = {
 def from_failure(failure: Failure) -> errors.CacheError:
     """The domain error for a state machine Failure result."""
     return FAILURES[failure.code](failure.message)
+
+
+def op_error(error: errors.CacheError) -> cache_pb2.OpError:
+    """`error` as one op's failure inside a Batch answer: what `abort` would send for it."""
+    leader = error.leader_addr if isinstance(error, errors.NotLeader) else ""
+    return cache_pb2.OpError(
+        code=STATUS_CODES[type(error)].value[0],
+        message=str(error),
+        origin=type(error).__name__,
+        leader=leader,
+    )
 
 
 async def abort(context: grpc.aio.ServicerContext, error: errors.CacheError) -> NoReturn:

@@ -79,6 +79,11 @@ class CacheStub:
                 request_serializer=raftcache_dot_v1_dot_cache__pb2.ScanRequest.SerializeToString,
                 response_deserializer=raftcache_dot_v1_dot_cache__pb2.ScanResponse.FromString,
                 _registered_method=True)
+        self.Batch = channel.unary_unary(
+                '/raftcache.v1.Cache/Batch',
+                request_serializer=raftcache_dot_v1_dot_cache__pb2.BatchRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cache__pb2.BatchResponse.FromString,
+                _registered_method=True)
         self.Publish = channel.unary_unary(
                 '/raftcache.v1.Cache/Publish',
                 request_serializer=raftcache_dot_v1_dot_cache__pb2.PublishRequest.SerializeToString,
@@ -153,6 +158,14 @@ class CacheServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Batch(self, request, context):
+        """Many independent Get/Set/Delete/Incr/Exec ops in one call, each answered (or failed) on
+        its own, in order. The RPC itself fails only for a batch over its limits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Publish(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -222,6 +235,11 @@ def add_CacheServicer_to_server(servicer, server):
                     servicer.Scan,
                     request_deserializer=raftcache_dot_v1_dot_cache__pb2.ScanRequest.FromString,
                     response_serializer=raftcache_dot_v1_dot_cache__pb2.ScanResponse.SerializeToString,
+            ),
+            'Batch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Batch,
+                    request_deserializer=raftcache_dot_v1_dot_cache__pb2.BatchRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cache__pb2.BatchResponse.SerializeToString,
             ),
             'Publish': grpc.unary_unary_rpc_method_handler(
                     servicer.Publish,
@@ -482,6 +500,33 @@ class Cache:
             '/raftcache.v1.Cache/Scan',
             raftcache_dot_v1_dot_cache__pb2.ScanRequest.SerializeToString,
             raftcache_dot_v1_dot_cache__pb2.ScanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Batch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cache/Batch',
+            raftcache_dot_v1_dot_cache__pb2.BatchRequest.SerializeToString,
+            raftcache_dot_v1_dot_cache__pb2.BatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftcache/v1/cluster.proto\x12\x0craftcache.v1\"d\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x02 \x01(\t\x12\x11\n\traft_addr\x18\x03 \x01(\t\x12\x11\n\tis_leader\x18\x04 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x05 \x01(\x04\"\x0f\n\rStatusRequest\"\xd2\x04\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.raftcache.v1.Role\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x1a\n\x12leader_client_addr\x18\x05 \x01(\t\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x17\n\x0f\x63luster_time_ms\x18\x08 \x01(\x12\x12%\n\x07members\x18\t \x03(\x0b\x32\x14.raftcache.v1.Member\x12\x13\n\x0b\x63lient_addr\x18\n \x01(\t\x12\x11\n\traft_addr\x18\x0b \x01(\t\x12\x0c\n\x04keys\x18\x0c \x01(\x04\x12\x0e\n\x06\x64igest\x18\r \x01(\t\x12\x1b\n\x13leader_commit_index\x18\x0e \x01(\x04\x12\x17\n\x0fmax_tick_gap_ms\x18\x0f \x01(\x01\x12\x17\n\x0fsnapshots_taken\x18\x10 \x01(\x04\x12\x12\n\ndurability\x18\x11 \x01(\t\x12\x0c\n\x04hits\x18\x12 \x01(\x04\x12\x0e\n\x06misses\x18\x13 \x01(\x04\x12\x11\n\tevictions\x18\x14 \x01(\x04\x12\x14\n\x0c\x65xpired_keys\x18\x15 \x01(\x04\x12\x19\n\x11memory_used_bytes\x18\x16 \x01(\x04\x12\x18\n\x10max_memory_bytes\x18\x17 \x01(\x04\x12\x17\n\x0f\x65viction_policy\x18\x18 \x01(\t\x12\x13\n\x0bsubscribers\x18\x19 \x01(\x04\x12\x10\n\x08watchers\x18\x1a \x01(\x04\"\x11\n\x0fSnapshotRequest\"#\n\x10SnapshotResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08*A\n\x04Role\x12\x10\n\x0cROLE_UNKNOWN\x10\x00\x12\x0c\n\x08\x46OLLOWER\x10\x01\x12\r\n\tCANDIDATE\x10\x02\x12\n\n\x06LEADER\x10\x03\x32\x99\x01\n\x07\x43luster\x12\x43\n\x06Status\x12\x1b.raftcache.v1.StatusRequest\x1a\x1c.raftcache.v1.StatusResponse\x12I\n\x08Snapshot\x12\x1d.raftcache.v1.SnapshotRequest\x1a\x1e.raftcache.v1.SnapshotResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftcache/v1/cluster.proto\x12\x0craftcache.v1\"d\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x02 \x01(\t\x12\x11\n\traft_addr\x18\x03 \x01(\t\x12\x11\n\tis_leader\x18\x04 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x05 \x01(\x04\"\x0f\n\rStatusRequest\"\xcc\x05\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.raftcache.v1.Role\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x1a\n\x12leader_client_addr\x18\x05 \x01(\t\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x17\n\x0f\x63luster_time_ms\x18\x08 \x01(\x12\x12%\n\x07members\x18\t \x03(\x0b\x32\x14.raftcache.v1.Member\x12\x13\n\x0b\x63lient_addr\x18\n \x01(\t\x12\x11\n\traft_addr\x18\x0b \x01(\t\x12\x0c\n\x04keys\x18\x0c \x01(\x04\x12\x0e\n\x06\x64igest\x18\r \x01(\t\x12\x1b\n\x13leader_commit_index\x18\x0e \x01(\x04\x12\x17\n\x0fmax_tick_gap_ms\x18\x0f \x01(\x01\x12\x17\n\x0fsnapshots_taken\x18\x10 \x01(\x04\x12\x12\n\ndurability\x18\x11 \x01(\t\x12\x0c\n\x04hits\x18\x12 \x01(\x04\x12\x0e\n\x06misses\x18\x13 \x01(\x04\x12\x11\n\tevictions\x18\x14 \x01(\x04\x12\x14\n\x0c\x65xpired_keys\x18\x15 \x01(\x04\x12\x19\n\x11memory_used_bytes\x18\x16 \x01(\x04\x12\x18\n\x10max_memory_bytes\x18\x17 \x01(\x04\x12\x17\n\x0f\x65viction_policy\x18\x18 \x01(\t\x12\x13\n\x0bsubscribers\x18\x19 \x01(\x04\x12\x10\n\x08watchers\x18\x1a \x01(\x04\x12\x12\n\nbatch_rpcs\x18\x1b \x01(\x04\x12\x11\n\tbatch_ops\x18\x1c \x01(\x04\x12\x17\n\x0f\x66orwarded_unary\x18\x1d \x01(\x04\x12\x19\n\x11\x66orwarded_batches\x18\x1e \x01(\x04\x12\x1d\n\x15\x66orwarded_batched_ops\x18\x1f \x01(\x04\"\x11\n\x0fSnapshotRequest\"#\n\x10SnapshotResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08*A\n\x04Role\x12\x10\n\x0cROLE_UNKNOWN\x10\x00\x12\x0c\n\x08\x46OLLOWER\x10\x01\x12\r\n\tCANDIDATE\x10\x02\x12\n\n\x06LEADER\x10\x03\x32\x99\x01\n\x07\x43luster\x12\x43\n\x06Status\x12\x1b.raftcache.v1.StatusRequest\x1a\x1c.raftcache.v1.StatusResponse\x12I\n\x08Snapshot\x12\x1d.raftcache.v1.SnapshotRequest\x1a\x1e.raftcache.v1.SnapshotResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftcache.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=816
-  _globals['_ROLE']._serialized_end=881
+  _globals['_ROLE']._serialized_start=938
+  _globals['_ROLE']._serialized_end=1003
   _globals['_MEMBER']._serialized_start=44
   _globals['_MEMBER']._serialized_end=144
   _globals['_STATUSREQUEST']._serialized_start=146
   _globals['_STATUSREQUEST']._serialized_end=161
   _globals['_STATUSRESPONSE']._serialized_start=164
-  _globals['_STATUSRESPONSE']._serialized_end=758
-  _globals['_SNAPSHOTREQUEST']._serialized_start=760
-  _globals['_SNAPSHOTREQUEST']._serialized_end=777
-  _globals['_SNAPSHOTRESPONSE']._serialized_start=779
-  _globals['_SNAPSHOTRESPONSE']._serialized_end=814
-  _globals['_CLUSTER']._serialized_start=884
-  _globals['_CLUSTER']._serialized_end=1037
+  _globals['_STATUSRESPONSE']._serialized_end=880
+  _globals['_SNAPSHOTREQUEST']._serialized_start=882
+  _globals['_SNAPSHOTREQUEST']._serialized_end=899
+  _globals['_SNAPSHOTRESPONSE']._serialized_start=901
+  _globals['_SNAPSHOTRESPONSE']._serialized_end=936
+  _globals['_CLUSTER']._serialized_start=1006
+  _globals['_CLUSTER']._serialized_end=1159
 # @@protoc_insertion_point(module_scope)

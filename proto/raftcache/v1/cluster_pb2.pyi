@@ -37,7 +37,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "role", "term", "leader_id", "leader_client_addr", "commit_index", "applied_index", "cluster_time_ms", "members", "client_addr", "raft_addr", "keys", "digest", "leader_commit_index", "max_tick_gap_ms", "snapshots_taken", "durability", "hits", "misses", "evictions", "expired_keys", "memory_used_bytes", "max_memory_bytes", "eviction_policy", "subscribers", "watchers")
+    __slots__ = ("node_id", "role", "term", "leader_id", "leader_client_addr", "commit_index", "applied_index", "cluster_time_ms", "members", "client_addr", "raft_addr", "keys", "digest", "leader_commit_index", "max_tick_gap_ms", "snapshots_taken", "durability", "hits", "misses", "evictions", "expired_keys", "memory_used_bytes", "max_memory_bytes", "eviction_policy", "subscribers", "watchers", "batch_rpcs", "batch_ops", "forwarded_unary", "forwarded_batches", "forwarded_batched_ops")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,11 @@ class StatusResponse(_message.Message):
     EVICTION_POLICY_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBERS_FIELD_NUMBER: _ClassVar[int]
     WATCHERS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_RPCS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_OPS_FIELD_NUMBER: _ClassVar[int]
+    FORWARDED_UNARY_FIELD_NUMBER: _ClassVar[int]
+    FORWARDED_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    FORWARDED_BATCHED_OPS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: Role
     term: int
@@ -90,7 +95,12 @@ class StatusResponse(_message.Message):
     eviction_policy: str
     subscribers: int
     watchers: int
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_client_addr: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., cluster_time_ms: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., client_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ..., keys: _Optional[int] = ..., digest: _Optional[str] = ..., leader_commit_index: _Optional[int] = ..., max_tick_gap_ms: _Optional[float] = ..., snapshots_taken: _Optional[int] = ..., durability: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., evictions: _Optional[int] = ..., expired_keys: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., max_memory_bytes: _Optional[int] = ..., eviction_policy: _Optional[str] = ..., subscribers: _Optional[int] = ..., watchers: _Optional[int] = ...) -> None: ...
+    batch_rpcs: int
+    batch_ops: int
+    forwarded_unary: int
+    forwarded_batches: int
+    forwarded_batched_ops: int
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_client_addr: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., cluster_time_ms: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., client_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ..., keys: _Optional[int] = ..., digest: _Optional[str] = ..., leader_commit_index: _Optional[int] = ..., max_tick_gap_ms: _Optional[float] = ..., snapshots_taken: _Optional[int] = ..., durability: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., evictions: _Optional[int] = ..., expired_keys: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., max_memory_bytes: _Optional[int] = ..., eviction_policy: _Optional[str] = ..., subscribers: _Optional[int] = ..., watchers: _Optional[int] = ..., batch_rpcs: _Optional[int] = ..., batch_ops: _Optional[int] = ..., forwarded_unary: _Optional[int] = ..., forwarded_batches: _Optional[int] = ..., forwarded_batched_ops: _Optional[int] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ()

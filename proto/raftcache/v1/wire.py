@@ -36,6 +36,7 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "Cache/Txn": (cache_pb2.TxnRequest, cache_pb2.TxnResponse),
     "Cache/Scan": (cache_pb2.ScanRequest, cache_pb2.ScanResponse),
     "Cache/Publish": (cache_pb2.PublishRequest, cache_pb2.PublishResponse),
+    "Cache/Batch": (cache_pb2.BatchRequest, cache_pb2.BatchResponse),
     "Cluster/Status": (cluster_pb2.StatusRequest, cluster_pb2.StatusResponse),
 }
 

@@ -22,7 +22,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 from raftcache.node import values as tv
 from raftcache.node.keyspace import dispatch as redis_commands
-from raftcache.node.keyspace.db import DB_PREFIX, Db, db_key, key_db
+from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, Db, db_key, key_db
 from raftcache.node.keyspace.reply import from_proto as reply_from_proto
 from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.values import Container
@@ -40,12 +40,6 @@ DEDUP_RESULTS_PER_CLIENT = 1024
 DEDUP_MAX_CLIENTS = 10_000
 DEDUP_IDLE_MS = 3_600_000
 """A client session unused for this long (cluster time) is forgotten."""
-
-KEY_OVERHEAD = 360
-"""Accounted bytes per key on top of its key and value bytes: CPython's cost of a key (two
-bytes objects, the entry tuple, its version, the dict and scan-index slots) measured with
-tracemalloc: 476 B for a 12-byte key and a 100-byte value (see node/DESIGN.md), plus 8 B
-since the entry tuple grew a slot for memcached's client flags."""
 
 EVICTION_POLICIES = (
     "noeviction",

@@ -7,9 +7,9 @@ to hold the bit SETBIT sets.
 from __future__ import annotations
 
 from raftcache.node.keyspace.args import parse_int
-from raftcache.node.keyspace.db import Db
+from raftcache.node.keyspace.db import KEY_OVERHEAD, Db
 from raftcache.node.keyspace.reply import NOT_INTEGER, CommandError, ReplyT
-from raftcache.node.keyspace.strings import KEY_OVERHEAD, RawString
+from raftcache.node.keyspace.strings import RawString
 from raftcache.node.keyspace.table import command
 
 BAD_OFFSET = "ERR bit offset is not an integer or out of range"

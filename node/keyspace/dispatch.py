@@ -7,6 +7,7 @@ from raftcache.node.keyspace import (  # noqa: F401  (each module registers its 
     hashes,
     keys,
     lists,
+    memcached,
     pubsub,
     sets,
     strings,

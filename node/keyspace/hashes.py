@@ -10,7 +10,7 @@ from fractions import Fraction
 
 from raftcache.node.keyspace import elements, longdouble
 from raftcache.node.keyspace.args import INT64_MAX, INT64_MIN, parse_int, syntax
-from raftcache.node.keyspace.db import Db
+from raftcache.node.keyspace.db import KEY_OVERHEAD, Db
 from raftcache.node.keyspace.glob import compile_glob
 from raftcache.node.keyspace.reply import (
     NOT_FLOAT,
@@ -22,7 +22,6 @@ from raftcache.node.keyspace.reply import (
     ReplyT,
     wrong_arity,
 )
-from raftcache.node.keyspace.strings import KEY_OVERHEAD
 from raftcache.node.keyspace.table import command
 from raftcache.node.values import Hash
 

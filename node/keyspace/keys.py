@@ -7,7 +7,7 @@ from typing import Final
 from raftcache.node import values as tv
 from raftcache.node.keyspace import elements
 from raftcache.node.keyspace.args import INT64_MAX, INT64_MIN, parse_int, syntax
-from raftcache.node.keyspace.db import DATABASES, Db, key_db
+from raftcache.node.keyspace.db import DATABASES, KEY_OVERHEAD, Db, key_db
 from raftcache.node.keyspace.glob import compile_glob
 from raftcache.node.keyspace.reply import (
     EXPIRE_INVALID,
@@ -19,7 +19,7 @@ from raftcache.node.keyspace.reply import (
     Status,
     wrong_arity,
 )
-from raftcache.node.keyspace.strings import KEY_OVERHEAD, RawString, as_int
+from raftcache.node.keyspace.strings import RawString, as_int
 from raftcache.node.keyspace.table import command
 from raftcache.node.values import type_name
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from itertools import islice
 
 from raftcache.node.keyspace.args import INT64_MIN, parse_int, syntax
-from raftcache.node.keyspace.db import Db
+from raftcache.node.keyspace.db import KEY_OVERHEAD, Db
 from raftcache.node.keyspace.reply import (
     INDEX_RANGE,
     NO_SUCH_KEY,
@@ -19,7 +19,6 @@ from raftcache.node.keyspace.reply import (
     ReplyT,
     wrong_arity,
 )
-from raftcache.node.keyspace.strings import KEY_OVERHEAD
 from raftcache.node.keyspace.table import command
 from raftcache.node.values import List
 

@@ -14,10 +14,9 @@ from collections.abc import Iterable
 
 from raftcache.node.keyspace import elements
 from raftcache.node.keyspace.args import INT64_MAX, INT64_MIN, parse_int, syntax
-from raftcache.node.keyspace.db import Db
+from raftcache.node.keyspace.db import KEY_OVERHEAD, Db
 from raftcache.node.keyspace.glob import compile_glob
 from raftcache.node.keyspace.reply import CommandError, ReplyT, SetReply
-from raftcache.node.keyspace.strings import KEY_OVERHEAD
 from raftcache.node.keyspace.table import command
 from raftcache.node.values import Set
 

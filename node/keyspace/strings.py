@@ -7,7 +7,7 @@ from typing import Final
 
 from raftcache.node.keyspace import longdouble
 from raftcache.node.keyspace.args import INT64_MAX, INT64_MIN, parse_int, syntax
-from raftcache.node.keyspace.db import Db
+from raftcache.node.keyspace.db import KEY_OVERHEAD, Db
 from raftcache.node.keyspace.reply import (
     EXPIRE_INVALID,
     NOT_FLOAT,
@@ -20,7 +20,6 @@ from raftcache.node.keyspace.reply import (
 )
 from raftcache.node.keyspace.table import command
 
-KEY_OVERHEAD = 352  # state_machine.KEY_OVERHEAD (imported there from nowhere else)
 MAX_STRING = 512 * 1024 * 1024  # proto-max-bulk-len
 STRING_TOO_LONG: Final = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 OFFSET_RANGE: Final = "ERR offset is out of range"

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from raftcache.node import values as tv
 from raftcache.node.keyspace import elements
 from raftcache.node.keyspace.args import parse_int, syntax
-from raftcache.node.keyspace.db import Db
+from raftcache.node.keyspace.db import KEY_OVERHEAD, Db
 from raftcache.node.keyspace.glob import compile_glob
 from raftcache.node.keyspace.lists import (
     parse_mpop,
@@ -32,7 +32,6 @@ from raftcache.node.keyspace.reply import (
     Pairs,
     ReplyT,
 )
-from raftcache.node.keyspace.strings import KEY_OVERHEAD
 from raftcache.node.keyspace.table import Checker, Handler, command
 from raftcache.node.values import ZSet, canonical_score
 

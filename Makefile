@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/raftcache/v1/*.proto)
 
-.PHONY: run test typecheck unit integration proto bench chaos clean image base-image deploy-test \
-	redis-compat
+.PHONY: run test typecheck unit integration proto bench bench-peers chaos clean image base-image \
+	deploy-test redis-compat
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run --out bench-results $(BENCH_ARGS)
+
+# etcd (3 members), raftcache (raw gRPC, SDK, RESP, memcached), Redis (primary + 2 replicas)
+# and memcached in one run at 1 and 64 clients: bench-results/peers.{json,md,svg}. Installs
+# the Debian packages it needs (root). A few minutes; e.g. BENCH_ARGS='--peers-seconds 10'.
+bench-peers: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.run --out bench-results --only peers $(BENCH_ARGS)
 
 chaos: $(STAMP)
 	$(BIN)/raftcache-chaos --duration 300 --out chaos-results

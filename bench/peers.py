@@ -1,6 +1,6 @@
 """The systems raftcache is compared with, run on loopback by the bench itself: etcd 3.4
-(three members) and Redis 7 (a primary and two `--replicaof` replicas, no persistence),
-both from Debian packages that are installed here if missing.
+(three members), Redis 7 (a primary and two `--replicaof` replicas, no persistence) and
+memcached 1.6 (one server), all from Debian packages that are installed here if missing.
 
 Every process is started with Popen and ended by its own PID (SIGTERM, then SIGKILL).
 """
@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ PACKAGES = {
     "redis-cli": "redis-tools",
     "etcd": "etcd-server",
     "etcdctl": "etcd-client",
+    "memcached": "memcached",
 }
 """Binary -> the Debian package that ships it."""
 
@@ -168,6 +170,54 @@ def populate_resp(port: int, prefix: str, count: int, value_size: int) -> None:
         _populate_resp(client, prefix, count, value_size)
     finally:
         client.close()
+
+
+# ----------------------------------------------------------------------------- memcached
+
+
+class MemcachedServer:
+    """One memcached (Debian's 1.6, threads and memory as shipped but 256 MB), TCP only."""
+
+    def __init__(self, base_dir: Path, memory_mb: int = 256) -> None:
+        self.base_dir = base_dir
+        self.port = free_port()
+        self.memory_mb = memory_mb
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {"memcached": self.process.pid} if self.process is not None else {}
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        # memcached refuses to run as root unless told which user to become
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        argv = ["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
+                "-m", str(self.memory_mb), *user]  # fmt: skip
+        log_file = open(self.base_dir / "memcached.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
+        log_file.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"memcached exited; log in {self.base_dir}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"version\r\n")
+                    if sock.recv(100).startswith(b"VERSION"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"memcached did not answer in {timeout} s; log in {self.base_dir}")
+
+    def close(self) -> None:
+        if self.process is not None:
+            _end(self.process)
 
 
 # ----------------------------------------------------------------------------- etcd

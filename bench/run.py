@@ -10,6 +10,10 @@ Sections (all by default; pick with --only):
               and etcd 3.4 (3 members) in one run, the issue-10 targets as ratios, and a
               py-spy profile of the leader during SET at 64 clients (profile-redis.txt);
               installs redis-server, redis-tools, etcd-server, etcd-client if missing
+  peers       etcd, raftcache (raw gRPC, SDK, RESP, memcached), Redis and memcached at 1 and
+              64 clients, one after the other: peers.json, peers.md (ratios to etcd, load
+              average per row) and peers.svg; installs the Debian packages it needs
+              (`make bench-peers` runs only this section)
 --profile adds a py-spy profile of the leader during an extra 64-client Set run
 (bench-results/profile.txt; needs ptrace permission, e.g. root).
 """
@@ -30,10 +34,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import failover, redis_section, report, sdk, snapshot, throughput, typed
+from bench import (
+    failover,
+    peers_report,
+    peers_section,
+    redis_section,
+    report,
+    sdk,
+    snapshot,
+    throughput,
+    typed,
+)
 from bench.common import load_snapshot, log, machine_info
 
-SECTIONS = ("throughput", "failover", "snapshot", "sdk", "typed", "redis")
+SECTIONS = ("throughput", "failover", "snapshot", "sdk", "typed", "redis", "peers")
 
 
 def _sections(text: str) -> list[str]:
@@ -94,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the redis section's py-spy run on the leader",
     )
     parser.add_argument(
+        "--peers-seconds",
+        type=float,
+        default=5.0,
+        help="measured seconds per row of the peers section (44 rows or so)",
+    )
+    parser.add_argument(
+        "--peers-warmup", type=float, default=1.0, help="warm-up seconds per peers row"
+    )
+    parser.add_argument(
+        "--peers-systems",
+        default=",".join(peers_section.SYSTEMS),
+        help="which systems the peers section runs (the ratios need etcd)",
+    )
+    parser.add_argument(
         "--typed-members",
         type=int,
         default=1_000_000,
@@ -129,7 +157,11 @@ def _clean(value: Any) -> Any:
 
 def _write(out: Path, results: dict[str, Any]) -> None:
     (out / "bench.json").write_text(json.dumps(_clean(results), indent=2) + "\n")
-    (out / "bench.md").write_text(report.render(results))
+    text = report.render(results)
+    peers = results.get("peers")
+    if peers is not None and "error" not in peers:
+        text += "\n" + peers_report.markdown(peers)
+    (out / "bench.md").write_text(text)
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -204,6 +236,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         keep_data=args.keep_data,
                     )
                     failed = failed or bool(section.get("failed_blocks"))
+                elif name == "peers":
+                    section = peers_section.run(
+                        work_dir,
+                        out,
+                        node_args,
+                        keys=args.keys,
+                        warmup=args.peers_warmup,
+                        seconds=args.peers_seconds,
+                        systems=[x.strip() for x in args.peers_systems.split(",") if x.strip()],
+                        keep_data=args.keep_data,
+                    )
+                    failed = failed or bool(section.get("failed"))
                 elif name == "sdk":
                     section = sdk.run(work_dir, node_args, keep_data=args.keep_data)
                 elif name == "failover":

@@ -1,0 +1,566 @@
+"""`peers` section: raftcache next to etcd, Redis and memcached, one run, one load shape.
+
+Systems, each alone on the machine, one after the other (etcd, raftcache, Redis,
+memcached): etcd 3.4 (Debian etcd-server, 3 members), raftcache (3-node LocalCluster,
+journal durability) through raw unary gRPC, the SDK (AsyncClient), RESP and memcached
+(when its nodes have a memcached port), Redis 7 (Debian redis-server, primary + 2
+`--replicaof` replicas, no persistence) and memcached 1.6 (Debian memcached, one server).
+Missing Debian packages are installed first (apt-get; needs root).
+
+Every row: 1 or 64 closed-loop clients, 100-byte values, a pre-populated key space,
+warm-up then `seconds` measured; kinds `write` (etcd put, Set, SET, SET + WAIT 2, set),
+`read` (linearizable: etcd get, Get LINEARIZABLE, GET on the leader/primary, get) and
+`stale` (served locally by a replica: etcd serializable get, Get STALE, GET after
+READONLY on a follower, GET on a Redis replica, memcached get on a follower with
+`--memcached-stale-reads`). Ratios are to etcd's row of the same kind and client count
+(the better etcd row where there are two, so a ratio never flatters anyone).
+
+Honesty on a shared 2-core box: os.getloadavg() at the start and end of every row, the
+CPU of servers and generators over the window, and the busy time nobody here accounts
+for (other users) are in peers.json and in the table. A 64-client row whose generator
+process ran at >= GENERATOR_BOUND_PCT of a core runs again with two generator processes
+and keeps the better (both recorded); the SDK rows keep one process (one AsyncClient
+with 64 callers is what they measure). A row for an endpoint that does not exist is
+recorded as skipped with the reason, never as a number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from raftcache.chaos.local_cluster import LocalCluster
+
+from bench import memgen, peergen, peers, peers_report
+from bench.common import (
+    latency_summary_ms,
+    load_snapshot,
+    log,
+    machine_info,
+    node_pids,
+    running_cluster,
+)
+from bench.common import populate as grpc_populate
+from bench.loadgen import LoadSpec
+
+SYSTEMS = ("etcd", "raftcache", "redis", "memcached")
+TOOLS = ("etcd", "etcdctl", "redis-server", "redis-cli", "redis-benchmark", "memcached")
+VALUE_SIZE = 100
+CLIENT_COUNTS = (1, 64)
+PER_CHANNEL = 16
+"""gRPC rows at 64 clients: 16 clients per channel (4 HTTP/2 connections per target),
+the same for etcd and raftcache."""
+GENERATOR_BOUND_PCT = 85.0
+GRPC_PREFIX = "key-"  # key_name(): 7 digits (loadgen's gRPC and etcd requests, the SDK)
+RESP_PREFIX = "key:"  # respgen's bench_key(): 12 digits
+MC_PREFIX = "mc:"  # memgen's mc_key(): 12 digits
+REDIS_STALENESS_MS = 1000
+MC_LISTEN_FLAG = "--memcached-listen"
+MC_STALE_FLAG = "--memcached-stale-reads"
+MC_STALE_MS = 1000
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row to measure: who, what, how many clients, against which role."""
+
+    system: str
+    interface: str
+    kind: str  # write | read | stale
+    label: str
+    op: str  # a loadgen/peergen op
+    clients: int
+    role: str  # leader | followers | all (raftcache, etcd); primary | replicas (Redis)
+    prefix: str
+    per_channel: int = 0
+    one_process: bool = False
+
+
+def _rows(system: str, interface: str, prefix: str, spec: Sequence[tuple[str, str, str, str]],
+          *, per_channel: int = 0, one_process: bool = False,
+          clients: Sequence[int] = CLIENT_COUNTS) -> list[Row]:  # fmt: skip
+    """(kind, label, op, role) x client counts, in measuring order."""
+    return [
+        Row(
+            system,
+            interface,
+            kind,
+            label,
+            op,
+            n,
+            role,
+            prefix,
+            per_channel if n > 1 else 0,
+            one_process,
+        )
+        for kind, label, op, role in spec
+        for n in clients
+    ]
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def _summarize(run: Any, row: Row, processes: int) -> dict[str, Any]:
+    ops = sum(r.ops for r in run.results)
+    codes: dict[str, int] = {}
+    latencies: list[float] = []
+    for r in run.results:
+        latencies.extend(r.latencies)
+        for code, n in r.error_codes.items():
+            codes[code] = codes.get(code, 0) + n
+    cpu = run.cpu
+    gens = [k for k in cpu.process_pct if k.startswith("generator")]
+    return {
+        "generator_processes": processes,
+        "ops": ops,
+        "window_s": run.window_s,
+        "ops_per_s": round(ops / run.window_s, 1),
+        "latency_ms": {k: round(v, 3) for k, v in latency_summary_ms(latencies).items()},
+        "errors": sum(r.errors for r in run.results),
+        "error_codes": codes,
+        "connections_per_process": [r.channels for r in run.results],
+        "cpu": asdict(cpu),
+        "generator_cpu_pct": [cpu.process_pct[k] for k in gens],
+        "server_cpu_pct": round(sum(v for k, v in cpu.process_pct.items() if k not in gens), 1),
+    }
+
+
+def measure(
+    row: Row,
+    addrs: Sequence[str],
+    pids: Mapping[str, int],
+    *,
+    keys: int,
+    warmup: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """One row, with the load average at its start and end; at 64 clients once more with
+    two generator processes if one was CPU-bound (the better is kept, both recorded)."""
+    load_start = list(os.getloadavg())
+
+    def once(processes: int) -> dict[str, Any]:
+        specs = [
+            LoadSpec(
+                op=row.op,
+                targets=tuple(addrs),
+                clients=row.clients // processes,
+                clients_per_channel=row.per_channel,
+                key_prefix=row.prefix,
+                key_count=keys,
+                value_size=VALUE_SIZE,
+                warmup_s=warmup,
+                duration_s=seconds,
+                seed=1 + i,
+            )
+            for i in range(processes)
+        ]
+        return _summarize(peergen.run_measured(specs, pids), row, processes)
+
+    result = once(1)
+    bound = any(p >= GENERATOR_BOUND_PCT for p in result["generator_cpu_pct"])
+    result["generator_bound"] = bound
+    if bound and row.clients > 1 and not row.one_process:
+        log(f"  generator at {result['generator_cpu_pct']}% of a core: again with 2 processes")
+        two = once(2)
+        two["generator_bound"] = any(p >= GENERATOR_BOUND_PCT for p in two["generator_cpu_pct"])
+        variants = [_variant(result), _variant(two)]
+        result = two if two["ops_per_s"] > result["ops_per_s"] else result
+        result["variants"] = variants
+    out = {**_identity(row), "targets": list(addrs), **result}
+    out["load_start"] = load_start
+    out["load_end"] = list(os.getloadavg())
+    lat = out["latency_ms"]
+    log(
+        f"  {row.system:<9} {row.interface:<9} {row.label:<34} c={row.clients:<3} "
+        f"{out['ops_per_s']:>10,.0f}/s p50 {lat['p50']:.3f} ms p99 {lat['p99']:.3f} ms "
+        f"errors {out['errors']} gen CPU {out['generator_cpu_pct']}% "
+        f"load {load_start[0]:.2f}->{out['load_end'][0]:.2f}"
+    )
+    return out
+
+
+def _variant(result: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("generator_processes", "ops_per_s", "latency_ms", "errors", "generator_cpu_pct")
+    return {k: result[k] for k in keep}
+
+
+def _identity(row: Row) -> dict[str, Any]:
+    return {
+        "system": row.system,
+        "interface": row.interface,
+        "kind": row.kind,
+        "label": row.label,
+        "op": row.op,
+        "clients": row.clients,
+        "role": row.role,
+        "clients_per_channel": row.per_channel,
+    }
+
+
+def skipped(row: Row, reason: str) -> dict[str, Any]:
+    log(f"  {row.system:<9} {row.interface:<9} {row.label:<34} c={row.clients:<3} "
+        f"skipped: {reason}")  # fmt: skip
+    return {**_identity(row), "skipped": reason}
+
+
+def _failed(row: Row, error: str) -> dict[str, Any]:
+    log(f"  {row.system} {row.interface} {row.label} c={row.clients} FAILED: {error[-400:]}")
+    return {**_identity(row), "failed": error[-2000:]}
+
+
+# ----------------------------------------------------------------------------- etcd
+
+
+def _etcd(work_dir: Path, keys: int, warmup: float, seconds: float) -> dict[str, Any]:
+    cluster = peers.EtcdCluster(Path(tempfile.mkdtemp(prefix="etcd-", dir=work_dir)))
+    block: dict[str, Any] = {"setup": "3 members on loopback, WAL fsync as shipped"}
+    rows: list[dict[str, Any]] = []
+    try:
+        cluster.start()
+        block["populate_s"] = round(cluster.populate(GRPC_PREFIX, keys, VALUE_SIZE), 2)
+        block["compacted_at_revision"] = cluster.compact_and_defrag()
+        leader_name = cluster.leader_name()
+        block["leader"] = leader_name
+        pids = {(f"{n} (leader)" if n == leader_name else n): p for n, p in cluster.pids.items()}
+        role_addrs = {"leader": [cluster.leader_endpoint()], "all": cluster.endpoints}
+        plan = [
+            *_rows("etcd", "gRPC", GRPC_PREFIX, [
+                ("stale", "get (serializable)", "etcd_get_ser", "all"),
+                ("read", "get (linearizable)", "etcd_get_lin", "leader"),
+                ("write", "put", "etcd_put", "leader"),
+            ], per_channel=PER_CHANNEL),
+            *_rows("etcd", "gRPC", GRPC_PREFIX, [("write", "put", "etcd_put", "all")],
+                   per_channel=PER_CHANNEL, clients=(64,)),
+        ]  # fmt: skip
+        rows.extend(_run_plan(plan, role_addrs, pids, keys=keys, warmup=warmup, seconds=seconds))
+        block["leader_after"] = cluster.leader_name()
+    finally:
+        cluster.close()
+    block["rows"] = rows
+    return block
+
+
+def _run_plan(
+    plan: Sequence[Row], role_addrs: Mapping[str, Sequence[str]], pids: Mapping[str, int],
+    **kw: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    return [_guarded(row, lambda r: measure(r, role_addrs[r.role], pids, **kw)) for row in plan]
+
+
+def _guarded(row: Row, run: Callable[[Row], dict[str, Any]]) -> dict[str, Any]:
+    """A row that fails is recorded as failed (with why) and the section goes on."""
+    try:
+        return run(row)
+    except Exception:
+        return _failed(row, traceback.format_exc())
+
+
+# ----------------------------------------------------------------------------- raftcache
+
+
+def node_flag_supported(flag: str) -> bool:
+    """Does this checkout's raftcache-node take `flag`? (its --help lists every flag)"""
+    done = subprocess.run(
+        [sys.executable, "-m", "raftcache.node.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return flag in done.stdout
+
+
+def memcached_addrs(cluster: LocalCluster) -> tuple[list[str], str]:
+    """The nodes' memcached addresses, or ([], why there are none)."""
+    if not all(getattr(n, "memcached_port", 0) for n in cluster.nodes):
+        return [], (
+            "no memcached endpoint: LocalCluster nodes have no memcached_port (raftcache's "
+            "Memcached front-end is not in this checkout yet)"
+        )
+    addrs = [str(getattr(n, "memcached_addr")) for n in cluster.nodes]  # noqa: B009 - not yet typed
+    try:
+        for addr in addrs:
+            asyncio.run(memgen.version(addr))
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        return [], f"memcached port does not answer: `version` to {addrs} failed: {exc}"
+    return addrs, ""
+
+
+def _raft_roles(cluster: LocalCluster, interface: str, mc: Sequence[str]) -> dict[str, Any]:
+    leader = cluster.wait_for_leader()
+
+    def addr(i: int) -> str:
+        node = cluster.nodes[i]
+        if interface == "memcached":
+            return mc[i]
+        return str(node.redis_addr if interface == "RESP" else node.client_addr)
+
+    everyone = list(range(len(cluster.nodes)))
+    return {
+        "leader_index": leader,
+        "seeds": [addr(i) for i in everyone],
+        "leader": [addr(leader)],
+        "followers": [addr(i) for i in everyone if i != leader],
+        "all": [addr(i) for i in everyone],
+        "pids": node_pids(cluster, leader),
+    }
+
+
+def _raft_measure(cluster: LocalCluster, row: Row, mc: Sequence[str], **kw: Any) -> dict[str, Any]:
+    """A raftcache row; once more if the Raft term changed during it (an election on a
+    starved machine is not what the row measures)."""
+    discarded: list[dict[str, Any]] = []
+    while True:
+        roles = _raft_roles(cluster, row.interface, mc)
+        before = [cluster.status(i) for i in range(len(cluster.nodes))]
+        result = measure(row, roles[row.role], roles["pids"], **kw)
+        after = [cluster.status(i) for i in range(len(cluster.nodes))]
+        result["leader"] = cluster.nodes[roles["leader_index"]].node_id
+        result["term_changed"] = any(
+            a is None or b is None or a.term != b.term for a, b in zip(after, before, strict=True)
+        )
+        result["snapshots_during_row"] = sum(
+            a.snapshots_taken - b.snapshots_taken
+            for a, b in zip(after, before, strict=True)
+            if a is not None and b is not None
+        )
+        if not result["term_changed"] or discarded:
+            result["discarded_after_term_change"] = discarded
+            return result
+        log("  the Raft term changed during the row: measuring it again")
+        discarded.append(_variant(result))
+
+
+def _enable_stale_memcached(cluster: LocalCluster) -> int:
+    """Restart each follower with MC_STALE_FLAG (the leader keeps linearizable gets);
+    returns the leader's index."""
+    leader = cluster.wait_for_leader()
+    for i, node in enumerate(cluster.nodes):
+        if i != leader:
+            node.extra_args += [MC_STALE_FLAG, str(MC_STALE_MS)]
+            cluster.restart(i)
+    cluster.wait_until_ready(timeout=60)
+    return int(cluster.wait_for_leader())
+
+
+def _raftcache(
+    work_dir: Path, node_args: Sequence[str], keys: int, warmup: float, seconds: float,
+    keep_data: bool,
+) -> dict[str, Any]:  # fmt: skip
+    args = [*node_args, "--redis-max-staleness-ms", str(REDIS_STALENESS_MS)]
+    block: dict[str, Any] = {"node_args": args, "durability": "journal"}
+    rows: list[dict[str, Any]] = []
+    kw: dict[str, Any] = {"keys": keys, "warmup": warmup, "seconds": seconds}
+    with running_cluster(work_dir, "peers", args, keep=keep_data) as (cluster, leader):
+        mc, mc_missing = memcached_addrs(cluster)
+        stale_mc = ""
+        if mc and not node_flag_supported(MC_STALE_FLAG):
+            stale_mc = f"no stale memcached reads: raftcache-node has no {MC_STALE_FLAG} flag yet"
+        elif mc:
+            leader = _enable_stale_memcached(cluster)
+            block["memcached_stale_reads_ms"] = MC_STALE_MS
+        lead = cluster.nodes[leader]
+        block["leader_at_start"] = lead.node_id
+        started = time.perf_counter()
+        addrs = [n.client_addr for n in cluster.nodes]
+        asyncio.run(grpc_populate(addrs, GRPC_PREFIX, keys, value_size=VALUE_SIZE))
+        peers.populate_resp(lead.redis_port, RESP_PREFIX, keys, VALUE_SIZE)
+        if mc:
+            asyncio.run(memgen.populate(mc[leader], MC_PREFIX, keys, VALUE_SIZE))
+        block["populate_s"] = round(time.perf_counter() - started, 2)
+        cluster.wait_until_ready(timeout=60)
+        plan = [
+            *_rows("raftcache", "gRPC", GRPC_PREFIX, [
+                ("read", "Get LINEARIZABLE", "get_lin", "leader"),
+                ("stale", "Get STALE", "get_stale", "all"),
+            ], per_channel=PER_CHANNEL),
+            *_rows("raftcache", "SDK", GRPC_PREFIX, [
+                ("read", "get (linearizable)", "sdk_get_lin", "seeds"),
+                ("stale", "get (stale)", "sdk_get_stale", "seeds"),
+            ], one_process=True),
+            *_rows("raftcache", "RESP", RESP_PREFIX, [
+                ("read", "GET", "resp_get", "leader"),
+                ("stale", "GET after READONLY", "resp_get_readonly", "followers"),
+            ]),
+            *_rows("raftcache", "memcached", MC_PREFIX, [
+                ("read", "get", "mc_get", "leader"),
+                ("stale", "get (stale reads)", "mc_get", "followers"),
+            ]),
+            *_rows("raftcache", "gRPC", GRPC_PREFIX, [("write", "Set", "set", "leader")],
+                   per_channel=PER_CHANNEL),
+            *_rows("raftcache", "gRPC", GRPC_PREFIX, [("write", "Set", "set", "all")],
+                   per_channel=PER_CHANNEL, clients=(64,)),
+            *_rows("raftcache", "SDK", GRPC_PREFIX, [("write", "set", "sdk_set", "seeds")],
+                   one_process=True),
+            *_rows("raftcache", "RESP", RESP_PREFIX, [("write", "SET", "resp_set", "leader")]),
+            *_rows("raftcache", "memcached", MC_PREFIX, [("write", "set", "mc_set", "leader")]),
+        ]  # fmt: skip
+        for row in plan:
+            if row.interface == "memcached" and not mc:
+                rows.append(skipped(row, mc_missing))
+            elif row.interface == "memcached" and row.kind == "stale" and stale_mc:
+                rows.append(skipped(row, stale_mc))
+            else:
+                rows.append(_guarded(row, lambda r: _raft_measure(cluster, r, mc, **kw)))
+        block["leader_at_end"] = cluster.nodes[cluster.wait_for_leader()].node_id
+    block["rows"] = rows
+    return block
+
+
+# ----------------------------------------------------------------------------- Redis, memcached
+
+
+def _redis(work_dir: Path, keys: int, warmup: float, seconds: float) -> dict[str, Any]:
+    group = peers.RedisGroup(Path(tempfile.mkdtemp(prefix="redis-", dir=work_dir)))
+    block: dict[str, Any] = {
+        "setup": "redis-server primary + 2 replicas (--replicaof), --save '' --appendonly no; "
+        "replica GETs need no READONLY (not a cluster)"
+    }
+    rows: list[dict[str, Any]] = []
+    try:
+        group.start()
+        group.populate(RESP_PREFIX, keys, VALUE_SIZE)
+        role_addrs = {
+            "primary": [f"127.0.0.1:{group.primary_port}"],
+            "replicas": [f"127.0.0.1:{p}" for p in group.replica_ports],
+        }
+        plan = _rows("redis", "RESP", RESP_PREFIX, [
+            ("read", "GET", "resp_get", "primary"),
+            ("stale", "GET on a replica", "resp_get", "replicas"),
+            ("write", "SET", "resp_set", "primary"),
+            ("write", "SET + WAIT 2", "resp_set_wait", "primary"),
+        ])  # fmt: skip
+        rows.extend(
+            _run_plan(plan, role_addrs, group.pids, keys=keys, warmup=warmup, seconds=seconds)
+        )
+    finally:
+        group.close()
+    block["rows"] = rows
+    return block
+
+
+def _memcached(work_dir: Path, keys: int, warmup: float, seconds: float) -> dict[str, Any]:
+    server = peers.MemcachedServer(Path(tempfile.mkdtemp(prefix="memcached-", dir=work_dir)))
+    block: dict[str, Any] = {"setup": "one memcached, -m 256, default threads, TCP only"}
+    rows: list[dict[str, Any]] = []
+    try:
+        server.start()
+        block["populate_s"] = round(
+            asyncio.run(memgen.populate(server.addr, MC_PREFIX, keys, VALUE_SIZE)), 2
+        )
+        plan = _rows("memcached", "memcached", MC_PREFIX, [
+            ("read", "get", "mc_get", "server"),
+            ("write", "set", "mc_set", "server"),
+        ])  # fmt: skip
+        role_addrs = {"server": [server.addr]}
+        rows.extend(
+            _run_plan(plan, role_addrs, server.pids, keys=keys, warmup=warmup, seconds=seconds)
+        )
+    finally:
+        server.close()
+    block["rows"] = rows
+    return block
+
+
+# ----------------------------------------------------------------------------- the section
+
+
+def versions() -> dict[str, str]:
+    return {
+        "etcd": peers.tool_version(["etcd", "--version"]),
+        "redis-server": peers.tool_version(["redis-server", "--version"]),
+        "memcached": peers.tool_version(["memcached", "--version"]),
+    }
+
+
+def write_outputs(out_dir: Path, section: Mapping[str, Any]) -> None:
+    """peers.json, peers.md (the tables) and peers.svg (the chart) in out_dir."""
+    (out_dir / "peers.json").write_text(json.dumps(_finite(section), indent=2) + "\n")
+    (out_dir / "peers.md").write_text(peers_report.markdown(section))
+    (out_dir / "peers.svg").write_text(peers_report.svg_chart(section))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def run(
+    work_dir: Path,
+    out_dir: Path,
+    node_args: Sequence[str],
+    *,
+    keys: int,
+    warmup: float,
+    seconds: float,
+    systems: Sequence[str] = SYSTEMS,
+    keep_data: bool = False,
+) -> dict[str, Any]:
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        raise ValueError(f"peers: unknown system(s) {unknown}; choose from {SYSTEMS}")
+    peers.ensure_tools(TOOLS)
+    machine = machine_info()
+    section: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "git_commit": machine["git_commit"],
+        "git_dirty": machine["git_dirty"],
+        "machine": {k: machine[k] for k in ("cpu_count", "cpu_model", "memory_gb", "python")},
+        "load_start": load_snapshot("peers section start"),
+        "setup": {
+            "key_space": keys,
+            "value_bytes": VALUE_SIZE,
+            "warmup_s": warmup,
+            "seconds_per_row": seconds,
+            "clients": list(CLIENT_COUNTS),
+            "grpc_clients_per_channel_at_64": PER_CHANNEL,
+            "generator_bound_pct": GENERATOR_BOUND_PCT,
+            "order": [s for s in SYSTEMS if s in systems],
+        },
+        "versions": versions(),
+        "systems": {},
+    }
+    blocks: dict[str, Callable[[], dict[str, Any]]] = {
+        "etcd": lambda: _etcd(work_dir, keys, warmup, seconds),
+        "raftcache": lambda: _raftcache(work_dir, node_args, keys, warmup, seconds, keep_data),
+        "redis": lambda: _redis(work_dir, keys, warmup, seconds),
+        "memcached": lambda: _memcached(work_dir, keys, warmup, seconds),
+    }
+    for name in SYSTEMS:
+        if name not in systems:
+            continue
+        log(f"peers: {name} (load {os.getloadavg()[0]:.2f})")
+        started = time.monotonic()
+        try:
+            block = blocks[name]()
+        except Exception:
+            block = {"error": traceback.format_exc(), "rows": []}
+            log(f"peers: {name} failed:\n{block['error']}")
+        block["elapsed_s"] = round(time.monotonic() - started, 1)
+        section["systems"][name] = block
+        write_outputs(out_dir, section)
+    section["load_end"] = load_snapshot("peers section end")
+    section["failed"] = [
+        n for n, b in section["systems"].items()
+        if "error" in b or any("failed" in r for r in b["rows"])
+    ]  # fmt: skip
+    write_outputs(out_dir, section)
+    log(f"peers: wrote {out_dir / 'peers.json'}, peers.md and peers.svg")
+    return section

@@ -42,6 +42,7 @@ class LocalNode:
     extra_args: list[str] = field(default_factory=list)
     raft_bind_port: int | None = None  # set when a proxy owns raft_port (see netproxy.py)
     redis_port: int = 0  # the RESP port (0 = none)
+    memcached_port: int = 0  # the memcached port (0 = none)
 
     @property
     def client_addr(self) -> str:
@@ -50,6 +51,10 @@ class LocalNode:
     @property
     def redis_addr(self) -> str:
         return f"127.0.0.1:{self.redis_port}"
+
+    @property
+    def memcached_addr(self) -> str:
+        return f"127.0.0.1:{self.memcached_port}"
 
     @property
     def raft_addr(self) -> str:
@@ -75,6 +80,7 @@ class LocalCluster:
         proxy: bool = False,
         proxy_seed: int = 0,
         redis_ports: Sequence[int] | None = None,
+        memcached_ports: Sequence[int] | None = None,
     ) -> None:
         """`proxy`: put a NetProxy (self.net) in front of every Raft port, to cut or delay links."""
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="raftcache-cluster-"))
@@ -93,9 +99,12 @@ class LocalCluster:
             )
             for i, (client, raft) in enumerate(ports)
         ]
-        # Every node serves Redis too (on a port of its own), as `make run` shows.
+        # Every node serves Redis and memcached too (ports of their own), as `make run` shows.
         for node, port in zip(self.nodes, redis_ports or [free_port() for _ in ports], strict=True):
             node.redis_port = port
+        mc_ports = memcached_ports or [free_port() for _ in ports]
+        for node, port in zip(self.nodes, mc_ports, strict=True):
+            node.memcached_port = port
         self.net: NetProxy | None = None
         if proxy:
             for node in self.nodes:
@@ -124,6 +133,7 @@ class LocalCluster:
             "--durability", self.durability,
             *(["--raft-bind", f"127.0.0.1:{node.raft_bind_port}"] if node.raft_bind_port else []),
             *(["--redis-listen", node.redis_addr] if node.redis_port else []),
+            *(["--memcached-listen", node.memcached_addr] if node.memcached_port else []),
             *self.extra_args,
             *node.extra_args,
         ]  # fmt: skip
@@ -272,9 +282,15 @@ class LocalCluster:
 def _run(args: argparse.Namespace) -> int:
     ports = [(args.base_port + i, args.base_port + 1000 + i) for i in range(args.nodes)]
     redis_ports = [args.base_port + 2000 + i for i in range(args.nodes)]
+    memcached_ports = [args.base_port + 3000 + i for i in range(args.nodes)]
     base = Path(args.data_dir)
     cluster = LocalCluster(
-        args.nodes, base, durability=args.durability, ports=ports, redis_ports=redis_ports
+        args.nodes,
+        base,
+        durability=args.durability,
+        ports=ports,
+        redis_ports=redis_ports,
+        memcached_ports=memcached_ports,
     )
     print(f"starting {args.nodes} raftcache nodes (data and logs in {base}/)")
     cluster.start()
@@ -284,12 +300,13 @@ def _run(args: argparse.Namespace) -> int:
             role = "leader" if i == leader else "follower"
             print(
                 f"  {node.node_id}: gRPC {node.client_addr}  redis {node.redis_addr}  "
-                f"raft {node.raft_addr}  ({role})"
+                f"memcached {node.memcached_addr}  raft {node.raft_addr}  ({role})"
             )
         first = cluster.nodes[0]
         print("\ntry (in another terminal):")
         print(f"  redis-cli -p {first.redis_port} set hello world")
         print(f"  redis-cli -p {first.redis_port} get hello")
+        print(f"  printf 'get hello\\r\\n' | nc -q1 127.0.0.1 {first.memcached_port}")
         print(f"  .venv/bin/raftcache --endpoints {first.client_addr} get hello")
         print("\nCtrl-C stops every node.")
         while all(n.running for n in cluster.nodes):

@@ -39,6 +39,10 @@ class NodeConfig:
     redis_listen: str = ""  # "" = no Redis port
     redis_advertise: str = ""
     redis_max_staleness_ms: int = 1000
+    memcached_listen: str = ""  # "" = no memcached port
+    memcached_advertise: str = ""
+    memcached_stale_reads_ms: int = 0  # 0 = gets are linearizable
+    memcached_max_item_bytes: int = 0  # 0 = the --max-value-bytes limit
     event_loop: str = "uvloop"
 
 
@@ -64,6 +68,28 @@ _FLAGS: list[tuple[str, str, str | None]] = [
         "how far behind the leader a node may be to serve reads locally to a Redis "
         "connection that sent READONLY (0 = no bound)",
         "1000",
+    ),
+    (
+        "memcached-listen",
+        "HOST:PORT the memcached (text and meta) port listens on; empty = off",
+        "",
+    ),
+    (
+        "memcached-advertise",
+        "HOST:PORT memcached clients should use to reach this node (`config get cluster`)",
+        "the --advertise host with the --memcached-listen port",
+    ),
+    (
+        "memcached-stale-reads",
+        "serve memcached gets from this node's own state when it is at most this many ms "
+        "behind the leader (0 = every get is linearizable, followers ask the leader)",
+        "0",
+    ),
+    (
+        "memcached-max-item-bytes",
+        "the largest memcached item (memcached's -I); larger sets answer SERVER_ERROR object "
+        "too large for cache",
+        "the --max-value-bytes limit",
     ),
     (
         "raft-bind",
@@ -429,6 +455,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         eviction_policy=_policy(values["eviction-policy"]),
         event_loop=_event_loop(values["event-loop"]),
         **_redis(values, advertise),
+        **_memcached(values, advertise, max_value),
     )
 
 
@@ -458,6 +485,31 @@ def _redis(values: Mapping[str, str], advertise: str) -> dict[str, Any]:
         "redis_advertise": redis_advertise,
         "redis_max_staleness_ms": staleness,
     }
+
+
+def _memcached(values: Mapping[str, str], advertise: str, max_value: int) -> dict[str, Any]:
+    """The memcached front-end's settings: off unless --memcached-listen is given."""
+    listen = values.get("memcached-listen", "").strip()
+    stale = _int(values, "memcached-stale-reads", 0)
+    given = values.get("memcached-max-item-bytes", "")
+    item = _int(values, "memcached-max-item-bytes", 1) if given else max_value
+    if item > max_value:
+        raise ConfigError(
+            f"--memcached-max-item-bytes: {item} is over --max-value-bytes ({max_value}); "
+            "raise --max-value-bytes or lower the item limit"
+        )
+    settings: dict[str, Any] = {"memcached_stale_reads_ms": stale, "memcached_max_item_bytes": item}
+    if not listen:
+        return settings
+    listen = parse_address("--memcached-listen", listen)
+    default = f"{advertise.rpartition(':')[0]}:{listen.rpartition(':')[2]}"
+    addr = parse_address("--memcached-advertise", values.get("memcached-advertise", default))
+    if _unspecified(addr):
+        raise ConfigError(
+            f"--memcached-advertise: {addr} is not an address clients can dial; set "
+            "--memcached-advertise to this node's reachable HOST:PORT for memcached clients"
+        )
+    return {**settings, "memcached_listen": listen, "memcached_advertise": addr}
 
 
 def _policy(text: str) -> str:

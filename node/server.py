@@ -20,6 +20,7 @@ from raftcache.node.config import NodeConfig
 from raftcache.node.engine import Engine
 from raftcache.node.eviction import AccessTracker, Evictor
 from raftcache.node.forwarding import LeaderForwarder
+from raftcache.node.memcached.server import McServer
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
 from raftcache.node.resp.admin import ADMIN, NodeFacts
@@ -69,6 +70,7 @@ class Node:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._redis: RespServer | None = None
+        self._memcached: McServer | None = None
 
     def log_context(self) -> dict[str, Any]:
         context: dict[str, Any] = {"node_id": self.config.node_id}
@@ -123,7 +125,11 @@ class Node:
             CacheServicer(view, proposer, forwarder, config.limits, streams), server
         )
         cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterServicer(view, streams), server)
-        self._redis = await self._start_redis(view, proposer, forwarder, streams)
+        engine = Engine(
+            view, proposer, forwarder, config.proposer.commit_timeout_s, streams.receivers
+        )
+        self._redis = await self._start_redis(engine, view, streams)
+        self._memcached = await self._start_memcached(engine)
         health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
@@ -135,6 +141,7 @@ class Node:
             "node started",
             listen=config.listen,
             redis=config.redis_listen or "off",
+            memcached=config.memcached_listen or "off",
             raft=config.raft.self_addr,
             peers=list(config.raft.peers),
             durability=config.raft.durability.value,
@@ -173,21 +180,35 @@ class Node:
             task.cancel()
         if self._redis is not None:
             await self._redis.stop()
+        if self._memcached is not None:
+            await self._memcached.stop()
         await server.stop(grace=1.0)
         await forwarder.close()
         self.raft.destroy()
         _log.info("stopped")
 
+    async def _start_memcached(self, engine: Engine) -> McServer | None:
+        """The memcached front-end on --memcached-listen (off when it is empty)."""
+        config = self.config
+        if not config.memcached_listen:
+            return None
+        server = McServer(engine, config.memcached_max_item_bytes, config.memcached_stale_reads_ms)
+        try:
+            await server.start(config.memcached_listen)
+        except OSError as exc:
+            raise OSError(
+                f"--memcached-listen: cannot listen on {config.memcached_listen} "
+                f"({exc.strerror or exc})"
+            ) from exc
+        return server
+
     async def _start_redis(
-        self, view: NodeView, proposer: Proposer, forwarder: LeaderForwarder, streams: Streams
+        self, engine: Engine, view: NodeView, streams: Streams
     ) -> RespServer | None:
         """The Redis front-end on --redis-listen (off when it is empty)."""
         config = self.config
         if not config.redis_listen:
             return None
-        engine = Engine(
-            view, proposer, forwarder, config.proposer.commit_timeout_s, streams.receivers
-        )
         # One argument: the value limit; one command: what one log entry may carry.
         entry_bytes = config.limits.max_response_bytes
         limits = ParserLimits(
@@ -258,7 +279,13 @@ class Node:
         """Put this node's client address into the replicated member list (and keep it there)."""
         assert self.raft is not None
         raft = self.raft
-        me = Member(raft.config.self_addr, self.config.advertise, self.config.redis_advertise)
+        config = self.config
+        me = Member(
+            raft.config.self_addr,
+            config.advertise,
+            config.redis_advertise,
+            config.memcached_advertise,
+        )
         while True:
             status = raft.status()
             if raft.is_leader():
@@ -271,6 +298,7 @@ class Node:
             op.announce.raft_addr = me.raft_addr
             op.announce.client_addr = me.client_addr
             op.announce.redis_addr = me.redis_addr
+            op.announce.memcached_addr = me.memcached_addr
             if raft.is_leader():
                 with contextlib.suppress(Exception):
                     result = await proposer.write(op)

@@ -175,6 +175,7 @@ class Member(NamedTuple):
     raft_addr: str
     client_addr: str
     redis_addr: str = ""
+    memcached_addr: str = ""
 
 
 @dataclass
@@ -304,7 +305,9 @@ class StateMachine:
             return self._config(op.config)
         if kind == "announce":
             a = op.announce
-            self._members[a.node_id] = Member(a.raft_addr, a.client_addr, a.redis_addr)
+            self._members[a.node_id] = Member(
+                a.raft_addr, a.client_addr, a.redis_addr, a.memcached_addr
+            )
             return AnnounceOk()
         return Failure(ErrorCode.INVALID_COMMAND, f"op has no known kind ({kind!r})")
 
@@ -978,7 +981,7 @@ class StateMachine:
         h.update(self.eviction_policy.encode())
         for node_id in sorted(self._members):
             m = self._members[node_id]
-            h.update(f"{node_id}\0{m.raft_addr}\0{m.client_addr}\0{m.redis_addr}\0".encode())
+            h.update("\0".join((node_id, *m, "")).encode())
         return h.hexdigest()
 
     # ------------------------------------------------------------- snapshots

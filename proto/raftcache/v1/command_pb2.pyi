@@ -54,16 +54,18 @@ class MSetOp(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[SetOp, _Mapping]]] = ...) -> None: ...
 
 class AnnounceOp(_message.Message):
-    __slots__ = ("node_id", "raft_addr", "client_addr", "redis_addr")
+    __slots__ = ("node_id", "raft_addr", "client_addr", "redis_addr", "memcached_addr")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
     REDIS_ADDR_FIELD_NUMBER: _ClassVar[int]
+    MEMCACHED_ADDR_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     raft_addr: str
     client_addr: str
     redis_addr: str
-    def __init__(self, node_id: _Optional[str] = ..., raft_addr: _Optional[str] = ..., client_addr: _Optional[str] = ..., redis_addr: _Optional[str] = ...) -> None: ...
+    memcached_addr: str
+    def __init__(self, node_id: _Optional[str] = ..., raft_addr: _Optional[str] = ..., client_addr: _Optional[str] = ..., redis_addr: _Optional[str] = ..., memcached_addr: _Optional[str] = ...) -> None: ...
 
 class DataCmd(_message.Message):
     __slots__ = ("op", "deadline_ms")

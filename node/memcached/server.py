@@ -1,0 +1,590 @@
+"""The memcached front-end: text and meta protocol on an asyncio Protocol per connection,
+on the node's loop.
+
+Each command becomes a call of the one command table (node/keyspace/memcached.py) and
+travels the same paths as Redis's commands (node/pipeline.py): writes are proposed at once
+(a follower forwards them), gets are linearizable by default — a barrier on the leader,
+forwarded by followers — or, with --memcached-stale-reads MS, answered by any node whose
+state is at most MS behind. Replies go out in request order; `noreply` writes still go
+through Raft and still owe a (silent) slot, so a client that never reads cannot make the
+node buffer without bound (reading pauses at MAX_PENDING_REPLIES).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from raftcache.node.engine import Engine
+from raftcache.node.keyspace.reply import CommandError, ReplyT
+from raftcache.node.memcached.admin import VERSION, Discovery, config_get_cluster, stats_reply
+from raftcache.node.memcached.forms import (
+    ArithForm,
+    Form,
+    GetForm,
+    MetaForm,
+    StatusForm,
+    error_line,
+)
+from raftcache.node.pipeline import PipelinedConnection
+
+_log = structlog.get_logger("raftcache.memcached")
+
+MAX_KEY_BYTES = 250
+MAX_LINE_BYTES = 64 * 1024
+"""A command line (a multi-key get included) longer than this closes the connection."""
+_U32 = 1 << 32
+_U64 = 1 << 64
+BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
+ERROR = b"ERROR\r\n"
+
+
+@dataclass
+class McStats:
+    """This node's memcached counters (`stats`)."""
+
+    started: float = field(default_factory=time.time)
+    curr_connections: int = 0
+    total_connections: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def count_hit(self, op: str, hit: bool, badval: bool = False) -> None:
+        """get/touch/incr/decr/delete/cas hits and misses, as memcached names them."""
+        if badval:
+            self.add(f"{op}_badval")
+        else:
+            self.add(f"{op}_hits" if hit else f"{op}_misses")
+
+
+class McServer:
+    """Owns the listening socket, the connections and the counters."""
+
+    def __init__(self, engine: Engine, max_item_bytes: int, stale_reads_ms: int = 0) -> None:
+        self.engine = engine
+        self.max_item_bytes = max_item_bytes
+        self.stale_reads_ms = stale_reads_ms
+        self.stats = McStats()
+        self.verbosity = 0
+        self.discovery = Discovery()
+        self.port = 0
+        self.clients: dict[int, McConnection] = {}
+        self._ids = itertools.count(1)
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: McConnection(self, next(self._ids)),
+            host.strip("[]"),
+            int(port),
+            reuse_address=True,
+            backlog=1024,
+        )
+        self.port = int(port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self.clients.values()):
+                conn.close()
+            await self._server.wait_closed()
+
+
+Local = Callable[["McConnection", list[bytes]], None]
+
+
+class McConnection(PipelinedConnection):
+    """One memcached client connection."""
+
+    staleness_flag = "--memcached-stale-reads"
+
+    def __init__(self, server: McServer, client_id: int) -> None:
+        super().__init__(server.engine)
+        self.server = server
+        self.id = client_id
+        self.stats = server.stats
+        self.max_staleness_ms = server.stale_reads_ms
+        self._buf = bytearray()
+        self._swallow = 0  # bytes of a refused value still to discard
+        self._form: Form = Form()
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server.clients[self.id] = self
+        self.stats.curr_connections += 1
+        self.stats.total_connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.server.clients.pop(self.id, None) is not None:
+            self.stats.curr_connections -= 1
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        while not self._closing:
+            if self._swallow:
+                taken = min(self._swallow, len(buf) - pos)
+                pos += taken
+                self._swallow -= taken
+                if self._swallow:
+                    break
+            end = buf.find(b"\n", pos)
+            if end < 0:
+                if len(buf) - pos > MAX_LINE_BYTES:
+                    self._fail(b"CLIENT_ERROR line too long\r\n")
+                break
+            line = bytes(buf[pos:end]).rstrip(b"\r")
+            used = self._command(line, buf, end + 1)
+            if used < 0:  # a storage command waiting for its data block
+                break
+            pos = used
+        del buf[:pos]
+        self._flush()
+        self._update_reading()
+
+    def _fail(self, reply: bytes) -> None:
+        """A protocol violation this connection cannot recover from: answer and close."""
+        self._reply_now(reply)
+        self._closing = True
+        self._close_when_flushed = True
+
+    # -- PipelinedConnection's hooks ---------------------------------------------------
+
+    def slot_fmt(self) -> Form:
+        return self._form
+
+    def render(self, fmt: Form, reply: ReplyT) -> bytes:
+        return fmt.render(reply, self.stats)
+
+    def local_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
+        reply = self.answer_locally(argv, db)
+        if isinstance(reply, list):
+            view = self.engine.view
+            for k, item in zip(argv[1:], reply, strict=False):
+                view.count_read(k, item is not None)  # a hit is a use for LRU/LFU eviction
+        return reply
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def _command(self, line: bytes, buf: bytearray, after: int) -> int:
+        """Handle one command line; returns where the next command starts, or -1 when a
+        storage command's data block has not fully arrived."""
+        tokens = line.split()
+        if not tokens:
+            self._reply_now(ERROR)
+            return after
+        name = tokens[0]
+        if name in _STORAGE or name == b"ms":
+            return self._storage(tokens, buf, after)
+        handler = _COMMANDS.get(name)
+        if handler is None:
+            self.stats.add("cmd_unknown")
+            self._reply_now(ERROR)
+            return after
+        try:
+            handler(self, tokens)
+        except CommandError as exc:
+            self._reply_now(error_line(exc.text))
+        return after
+
+    def _storage(self, tokens: list[bytes], buf: bytearray, after: int) -> int:
+        """set/add/replace/append/prepend/cas and ms: a command line, then a data block."""
+        meta = tokens[0] == b"ms"
+        try:
+            size = self._value_size(tokens, meta)
+        except CommandError as exc:
+            self._reply_now(error_line(exc.text))
+            return after
+        if size > self.server.max_item_bytes:
+            # refused, and the data (with its \r\n) discarded: the stream stays in sync
+            self.stats.add("cmd_set")
+            self._reply_now(b"SERVER_ERROR object too large for cache\r\n")
+            self._swallow = size + 2
+            return after
+        end = after + size + 2
+        if len(buf) < end:
+            return -1  # wait for the rest (the item size limit bounds what is kept)
+        data = bytes(buf[after : after + size])
+        if buf[end - 2 : end] != b"\r\n":
+            self._reply_now(b"CLIENT_ERROR bad data chunk\r\n")
+            return end
+        self.stats.add("cmd_set")
+        try:
+            if meta:
+                self._meta_set(tokens, data)
+            else:
+                self._text_set(tokens, data)
+        except CommandError as exc:
+            self._reply_now(error_line(exc.text))
+        return end
+
+    def _value_size(self, tokens: list[bytes], meta: bool) -> int:
+        if meta:
+            if len(tokens) < 3:
+                raise CommandError("CLIENT_ERROR bad command line format")
+            size = _number(tokens[2])
+            if size is None or size < 0:
+                raise CommandError("CLIENT_ERROR bad data chunk")
+            return size
+        want = 6 if tokens[0] == b"cas" else 5
+        if len(tokens) not in (want, want + 1) or len(tokens[1]) > MAX_KEY_BYTES:
+            raise CommandError("CLIENT_ERROR bad command line format")
+        size = _number(tokens[4])
+        if size is None or size < 0:
+            raise CommandError("CLIENT_ERROR bad command line format")
+        return size
+
+    def _text_set(self, tokens: list[bytes], data: bytes) -> None:
+        name = tokens[0]
+        key = _key(tokens[1])
+        flags = _number(tokens[2])
+        exptime = _number(tokens[3])
+        if flags is None or not 0 <= flags < _U32 or exptime is None:
+            raise CommandError("CLIENT_ERROR bad command line format")
+        cas = b""
+        rest = tokens[5:]
+        if name == b"cas":
+            token = _number(tokens[5])
+            if token is None or not 0 <= token < _U64:
+                raise CommandError("CLIENT_ERROR bad command line format")
+            cas, rest = tokens[5], tokens[6:]
+        noreply = _noreply(rest)
+        mode = b"set" if name == b"cas" else name
+        self._form = StatusForm(noreply, "cas" if name == b"cas" else "")
+        self._propose(
+            [b"raftcache.mc.store", mode, key, data, b"%d" % flags, b"%d" % exptime, cas],
+            len(data),
+        )
+
+    def _propose(self, argv: list[bytes], size: int = 0) -> None:
+        self._args_bytes = size
+        self.write(argv, 0)
+
+    def _get(self, argv: list[bytes], keys: list[bytes]) -> None:
+        stale = self.server.stale_reads_ms > 0
+        self.read(argv, 0, keys[0] if keys else None, stale=stale)
+
+    # -- meta commands -------------------------------------------------------------------
+
+    def _meta_set(self, tokens: list[bytes], data: bytes) -> None:
+        flags = _meta_flags(tokens[3:], "bcCFIkOqsTMS")
+        key = _meta_key(tokens[1], flags)
+        mode = {b"": b"set", b"S": b"set", b"E": b"add", b"A": b"append", b"P": b"prepend"}
+        mode.update({b"R": b"replace"})
+        raw_mode = flags.get("M", b"").upper()
+        if raw_mode not in mode:
+            raise CommandError("CLIENT_ERROR invalid mode for ms STORE")
+        if "I" in flags:
+            raise CommandError("CLIENT_ERROR invalid flag")
+        client_flags = _meta_int(flags, "F", 0, _U32)
+        ttl = _meta_int(flags, "T", 0, None)
+        cas = flags.get("C", b"")
+        if cas:
+            _meta_int(flags, "C", 0, _U64)
+        self._form = _meta_form("ms", key, flags, value=False)
+        argv = [b"raftcache.mc.store", mode[raw_mode], key, data, b"%d" % client_flags]
+        self._propose([*argv, b"%d" % ttl, cas], len(data))
+
+
+def _number(token: bytes) -> int | None:
+    """A decimal integer token (memcached's strtol family), or None."""
+    digits = token[1:] if token[:1] == b"-" else token
+    if not digits or not digits.isdigit() or len(digits) > 20:
+        return None
+    return int(token)
+
+
+def _key(token: bytes) -> bytes:
+    """memcached's key rules: at most 250 bytes, no control characters (spaces split)."""
+    if len(token) > MAX_KEY_BYTES or any(b < 33 or b == 127 for b in token):
+        raise CommandError("CLIENT_ERROR bad command line format")
+    return token
+
+
+def _noreply(rest: list[bytes]) -> bool:
+    if not rest:
+        return False
+    if rest == [b"noreply"]:
+        return True
+    raise CommandError("CLIENT_ERROR bad command line format")
+
+
+def _meta_flags(tokens: list[bytes], allowed: str) -> dict[str, bytes]:
+    """Meta flags: one letter each, some with a token glued on (T30, Oabc)."""
+    flags: dict[str, bytes] = {}
+    for token in tokens:
+        letter = chr(token[0])
+        if letter not in allowed:
+            raise CommandError("CLIENT_ERROR invalid flag")
+        if letter in flags and letter != "O":
+            raise CommandError("CLIENT_ERROR duplicate flag")
+        flags[letter] = token[1:]
+    return flags
+
+
+def _meta_key(token: bytes, flags: dict[str, bytes]) -> bytes:
+    if "b" in flags:
+        try:
+            token = base64.b64decode(token, validate=True)
+        except (binascii.Error, ValueError):
+            raise CommandError("CLIENT_ERROR error decoding key") from None
+        if not token or len(token) > MAX_KEY_BYTES:
+            raise CommandError("CLIENT_ERROR bad command line format")
+        return token
+    return _key(token)
+
+
+def _meta_int(flags: dict[str, bytes], letter: str, default: int, limit: int | None) -> int:
+    if letter not in flags:
+        return default
+    value = _number(flags[letter])
+    if value is None or (limit is not None and not 0 <= value < limit):
+        raise CommandError(f"CLIENT_ERROR bad token in command line format ({letter})")
+    return value
+
+
+_RETURNED = "kOcfstb"
+
+
+def _meta_form(kind: str, key: bytes, flags: dict[str, bytes], value: bool) -> MetaForm:
+    returns = [f for f in flags if f in _RETURNED]
+    return MetaForm(kind, key, returns, flags.get("O"), "q" in flags, value, "b" in flags)
+
+
+# -- commands without a data block ----------------------------------------------------------
+
+_STORAGE = frozenset((b"set", b"add", b"replace", b"append", b"prepend", b"cas"))
+_COMMANDS: dict[bytes, Local] = {}
+
+
+def _command(name: str) -> Callable[[Local], Local]:
+    def register(fn: Local) -> Local:
+        _COMMANDS[name.encode()] = fn
+        return fn
+
+    return register
+
+
+def _get_command(conn: McConnection, tokens: list[bytes], cas: bool) -> None:
+    keys = [_key(k) for k in tokens[1:]]
+    if not keys:
+        conn._reply_now(ERROR)
+        return
+    conn.stats.add("cmd_get", len(keys))
+    conn._form = GetForm(keys, cas, touch=False)
+    conn._get([b"raftcache.mc.get", *keys], keys)
+
+
+@_command("get")
+def _get_text(conn: McConnection, tokens: list[bytes]) -> None:
+    _get_command(conn, tokens, cas=False)
+
+
+@_command("gets")
+def _gets(conn: McConnection, tokens: list[bytes]) -> None:
+    _get_command(conn, tokens, cas=True)
+
+
+def _gat_command(conn: McConnection, tokens: list[bytes], cas: bool) -> None:
+    if len(tokens) < 3:
+        conn._reply_now(ERROR)
+        return
+    exptime = _number(tokens[1])
+    if exptime is None:
+        raise CommandError("CLIENT_ERROR invalid exptime argument")
+    keys = [_key(k) for k in tokens[2:]]
+    conn.stats.add("cmd_touch", len(keys))
+    conn.stats.add("cmd_get", len(keys))
+    conn._form = GetForm(keys, cas, touch=True)
+    conn._propose([b"raftcache.mc.gat", b"%d" % exptime, *keys])
+
+
+@_command("gat")
+def _gat(conn: McConnection, tokens: list[bytes]) -> None:
+    _gat_command(conn, tokens, cas=False)
+
+
+@_command("gats")
+def _gats(conn: McConnection, tokens: list[bytes]) -> None:
+    _gat_command(conn, tokens, cas=True)
+
+
+@_command("delete")
+def _delete(conn: McConnection, tokens: list[bytes]) -> None:
+    if len(tokens) < 2:
+        conn._reply_now(ERROR)
+        return
+    rest = tokens[2:]
+    if rest[:1] == [b"0"]:  # the legacy "delete <key> 0" form
+        rest = rest[1:]
+    if len(rest) > 1 or (rest and rest[0] != b"noreply"):
+        raise CommandError("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]")
+    key = _key(tokens[1])
+    conn.stats.add("cmd_delete")
+    conn._form = StatusForm(bool(rest), "delete")
+    conn._propose([b"raftcache.mc.delete", key, b""])
+
+
+def _arith(conn: McConnection, tokens: list[bytes], op: bytes) -> None:
+    if len(tokens) not in (3, 4):
+        conn._reply_now(ERROR)
+        return
+    key = _key(tokens[1])
+    delta = _number(tokens[2])
+    if delta is None or not 0 <= delta < _U64:
+        raise CommandError("CLIENT_ERROR invalid numeric delta argument")
+    noreply = _noreply(tokens[3:])
+    conn._form = ArithForm(noreply, op.decode())
+    conn._propose([b"raftcache.mc.arith", key, op, tokens[2], b"-1", b"0", b""])
+
+
+@_command("incr")
+def _incr(conn: McConnection, tokens: list[bytes]) -> None:
+    _arith(conn, tokens, b"incr")
+
+
+@_command("decr")
+def _decr(conn: McConnection, tokens: list[bytes]) -> None:
+    _arith(conn, tokens, b"decr")
+
+
+@_command("touch")
+def _touch(conn: McConnection, tokens: list[bytes]) -> None:
+    if len(tokens) not in (3, 4):
+        conn._reply_now(ERROR)
+        return
+    key = _key(tokens[1])
+    exptime = _number(tokens[2])
+    if exptime is None:
+        raise CommandError("CLIENT_ERROR invalid exptime argument")
+    noreply = _noreply(tokens[3:])
+    conn.stats.add("cmd_touch")
+    conn._form = StatusForm(noreply, "touch")
+    conn._propose([b"raftcache.mc.touch", key, b"%d" % exptime])
+
+
+@_command("flush_all")
+def _flush_all(conn: McConnection, tokens: list[bytes]) -> None:
+    rest = tokens[1:]
+    noreply = rest[-1:] == [b"noreply"]
+    if noreply:
+        rest = rest[:-1]
+    delay = _number(rest[0]) if rest else 0
+    if len(rest) > 1 or delay is None:
+        raise CommandError("CLIENT_ERROR bad command line format")
+    conn.stats.add("cmd_flush")
+    conn._form = StatusForm(noreply)
+    conn._propose([b"raftcache.mc.flush", b"%d" % max(delay, 0)])
+
+
+@_command("version")
+def _version(conn: McConnection, tokens: list[bytes]) -> None:
+    conn._reply_now(f"VERSION {VERSION}\r\n".encode())
+
+
+@_command("verbosity")
+def _verbosity(conn: McConnection, tokens: list[bytes]) -> None:
+    if len(tokens) not in (2, 3):
+        conn._reply_now(ERROR)
+        return
+    level = _number(tokens[1])
+    noreply = _noreply(tokens[2:])
+    conn.server.verbosity = max(level or 0, 0)
+    if not noreply:
+        conn._reply_now(b"OK\r\n")
+
+
+@_command("quit")
+def _quit(conn: McConnection, tokens: list[bytes]) -> None:
+    conn._closing = True
+    conn._close_when_flushed = True
+
+
+@_command("mn")
+def _mn(conn: McConnection, tokens: list[bytes]) -> None:
+    conn._reply_now(b"MN\r\n")  # after every earlier command's reply, like any reply
+
+
+@_command("mg")
+def _mg(conn: McConnection, tokens: list[bytes]) -> None:
+    if len(tokens) < 2:
+        raise CommandError("CLIENT_ERROR bad command line format")
+    flags = _meta_flags(tokens[2:], "bcfhklOqstTvN")
+    key = _meta_key(tokens[1], flags)
+    conn.stats.add("cmd_get")
+    if "N" in flags:
+        raise CommandError("CLIENT_ERROR invalid flag")
+    conn._form = _meta_form("mg", key, flags, value="v" in flags)
+    if "T" in flags:
+        ttl = _meta_int(flags, "T", 0, None)
+        conn.stats.add("cmd_touch")
+        conn._propose([b"raftcache.mc.gat", b"%d" % ttl, key])
+        return
+    conn._get([b"raftcache.mc.get", key], [key])
+
+
+@_command("md")
+def _md(conn: McConnection, tokens: list[bytes]) -> None:
+    if len(tokens) < 2:
+        raise CommandError("CLIENT_ERROR bad command line format")
+    flags = _meta_flags(tokens[2:], "bCkOqIT")
+    key = _meta_key(tokens[1], flags)
+    if "I" in flags or "T" in flags:
+        raise CommandError("CLIENT_ERROR invalid flag")
+    cas = flags.get("C", b"")
+    if cas:
+        _meta_int(flags, "C", 0, _U64)
+    conn.stats.add("cmd_delete")
+    conn._form = _meta_form("md", key, flags, value=False)
+    conn._propose([b"raftcache.mc.delete", key, cas])
+
+
+@_command("ma")
+def _ma(conn: McConnection, tokens: list[bytes]) -> None:
+    if len(tokens) < 2:
+        raise CommandError("CLIENT_ERROR bad command line format")
+    flags = _meta_flags(tokens[2:], "bCNJDTMqOtckv")
+    key = _meta_key(tokens[1], flags)
+    if "T" in flags:
+        raise CommandError("CLIENT_ERROR invalid flag")
+    mode = flags.get("M", b"I").upper()
+    if mode not in (b"I", b"+", b"D", b"-"):
+        raise CommandError("CLIENT_ERROR invalid mode for ma")
+    op = b"incr" if mode in (b"I", b"+") else b"decr"
+    delta = _meta_int(flags, "D", 1, _U64)
+    vivify = _meta_int(flags, "N", -1, None) if "N" in flags else -1
+    initial = _meta_int(flags, "J", 0, _U64)
+    cas = flags.get("C", b"")
+    if cas:
+        _meta_int(flags, "C", 0, _U64)
+    conn._form = _meta_form("ma", key, flags, value="v" in flags)
+    argv = [b"raftcache.mc.arith", key, op, b"%d" % delta, b"%d" % vivify, b"%d" % initial]
+    conn._propose([*argv, cas])
+
+
+@_command("stats")
+def _stats(conn: McConnection, tokens: list[bytes]) -> None:
+    reply = stats_reply(conn.server, tokens[1:])
+    conn._reply_now(reply)
+
+
+@_command("config")
+def _config(conn: McConnection, tokens: list[bytes]) -> None:
+    if tokens[1:] != [b"get", b"cluster"]:
+        conn._reply_now(ERROR)
+        return
+    conn._reply_now(config_get_cluster(conn.server))

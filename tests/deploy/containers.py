@@ -180,6 +180,7 @@ class Pod:
     container: DockerContainer | None = None
     published: str = ""  # 127.0.0.1:<port> Docker published its client port on
     redis_published: str = ""  # 127.0.0.1:<port> Docker published its Redis port on
+    memcached_published: str = ""  # ... and its memcached port
 
 
 @dataclass
@@ -219,6 +220,7 @@ class StatefulSetInDocker:
             )
         self.client_port = ports["client"]
         self.redis_port = ports["redis"]
+        self.memcached_port = ports["memcached"]
         return self
 
     def new_ip(self) -> str:
@@ -267,6 +269,7 @@ class StatefulSetInDocker:
         # Published on 127.0.0.1 only, on a port Docker picks.
         dc.ports[f"{self.client_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
         dc.ports[f"{self.redis_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
+        dc.ports[f"{self.memcached_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
         dc.start()
         pod.container = dc
         self.refresh_port(pod)
@@ -289,6 +292,12 @@ class StatefulSetInDocker:
         pod.redis_published = wait_for(
             f"{pod.name}'s published Redis port",
             published(self.redis_port),
+            20,
+            lambda: self.logs(pod),
+        )
+        pod.memcached_published = wait_for(
+            f"{pod.name}'s published memcached port",
+            published(self.memcached_port),
             20,
             lambda: self.logs(pod),
         )

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from pymemcache.client.base import Client as MemcacheClient
 from raftcache.client import Client
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2
 
@@ -158,6 +159,34 @@ def test_redis_clients_reach_every_pod_on_the_redis_port(pods: StatefulSetInDock
     finally:
         for r in clients:
             r.close()
+
+
+def test_memcached_clients_reach_every_pod_on_the_memcached_port(
+    pods: StatefulSetInDocker,
+) -> None:
+    """The StatefulSet's `memcached` port: pymemcache on every pod, a set on one visible on
+    the others, and auto discovery listing every pod by its DNS name."""
+    clients = [
+        MemcacheClient(_host_port(p.memcached_published), timeout=10, default_noreply=False)
+        for p in pods.pods
+    ]
+    try:
+        assert clients[1].set("mc:greeting", b"hello", flags=3) is True
+        for c in clients:
+            assert c.get("mc:greeting") == b"hello"
+        discovery = clients[0].raw_command(b"config get cluster", b"END")
+        nodes = discovery.split(b"\n")[2].decode().split()
+        hosts = sorted(p.advertised.rsplit(":", 1)[0] for p in pods.pods)
+        assert sorted(n.split("|")[0] for n in nodes) == hosts
+        assert {n.split("|")[2] for n in nodes} == {"11211"}
+    finally:
+        for c in clients:
+            c.close()
+
+
+def _host_port(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host, int(port)
 
 
 def test_the_cli_in_the_image_shows_the_cluster_status(pods: StatefulSetInDocker) -> None:

@@ -96,7 +96,7 @@ def test_the_names_other_tools_rely_on(name: str) -> None:
     assert sts["spec"]["selector"] == {"matchLabels": LABELS}
     assert sts["spec"]["template"]["metadata"]["labels"].items() >= LABELS.items()
     ports = {p["name"]: p["containerPort"] for p in container(sts)["ports"]}
-    assert ports == {"client": 6380, "redis": 6379, "raft": 7380}
+    assert ports == {"client": 6380, "redis": 6379, "memcached": 11211, "raft": 7380}
     assert [c["name"] for c in pod_spec(name)["containers"]] == [CONTAINER]
     assert sts["spec"]["replicas"] == EXPECTED_REPLICAS[name]
 
@@ -111,6 +111,7 @@ def test_the_peer_service_is_headless_and_publishes_pods_before_they_are_ready(n
     assert {(p["name"], p["port"]) for p in peers["spec"]["ports"]} == {
         ("client", 6380),
         ("redis", 6379),
+        ("memcached", 11211),
         ("raft", 7380),
     }
 
@@ -123,6 +124,7 @@ def test_the_client_service_exposes_only_the_client_ports(name: str) -> None:
     assert [(p["name"], p["port"], p["targetPort"]) for p in client["spec"]["ports"]] == [
         ("client", 6380, "client"),
         ("redis", 6379, "redis"),
+        ("memcached", 11211, "memcached"),
     ]
 
 
@@ -255,7 +257,13 @@ def test_only_the_caches_own_pods_reach_the_raft_port(name: str) -> None:
     ]
     client_rules = [r for r in rules if r not in raft_rules]
     assert client_rules == [
-        {"ports": [{"protocol": "TCP", "port": 6380}, {"protocol": "TCP", "port": 6379}]}
+        {
+            "ports": [
+                {"protocol": "TCP", "port": 6380},
+                {"protocol": "TCP", "port": 6379},
+                {"protocol": "TCP", "port": 11211},
+            ]
+        }
     ]  # from anywhere
 
 
@@ -294,6 +302,8 @@ def test_every_pod_gets_a_valid_node_config_from_the_manifest(name: str) -> None
         assert cfg.listen == f"0.0.0.0:{ports['client']}"
         assert cfg.redis_listen == f"0.0.0.0:{ports['redis']}"
         assert cfg.redis_advertise == f"{pod_fqdn(sts, ordinal)}:{ports['redis']}"
+        assert cfg.memcached_listen == f"0.0.0.0:{ports['memcached']}"
+        assert cfg.memcached_advertise == f"{pod_fqdn(sts, ordinal)}:{ports['memcached']}"
         assert cfg.advertise == f"{pod_fqdn(sts, ordinal)}:{ports['client']}"
         assert cfg.raft.secret == "from-the-secret"
         assert str(cfg.raft.data_dir) == env["RAFTCACHE_DATA_DIR"]

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 END = b"END\r\n"
 
 
+_ERROR_WORDS = {"CLUSTERDOWN": "unavailable: ", "TRYAGAIN": "busy: "}
+
+
 def error_line(text: str) -> bytes:
     """One memcached error line for an error reply's text."""
     if text.startswith(("CLIENT_ERROR ", "SERVER_ERROR ")):
@@ -29,8 +32,10 @@ def error_line(text: str) -> bytes:
         if code == "OOM":
             line = "SERVER_ERROR out of memory storing object"
         else:
-            # CLUSTERDOWN/TRYAGAIN/UNKNOWN/ERR: the words after the code say what happened
-            line = f"SERVER_ERROR {rest or code}"
+            # The words after the code say what happened; a stable first word says whether
+            # a write may have been applied: "unavailable:"/"busy:" never, "outcome
+            # unknown:" maybe (the UNKNOWN text starts so already).
+            line = f"SERVER_ERROR {_ERROR_WORDS.get(code, '')}{rest or code}"
     return line.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace") + b"\r\n"
 
 

@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--base-port",
         type=int,
         default=6381,
-        help="client ports start here; raft ports at base + 1000",
+        help="client ports start here; raft ports at base + 1000, Redis + 2000, memcached + 3000",
     )
     run.add_argument("--data-dir", default="run-data")
     run.add_argument("--durability", default="journal", choices=["journal", "memory"])

@@ -72,7 +72,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workloads",
         default="mix",
         help="mix (every workload), grpc (registers, counters, sessions through the SDK), "
-        "redis (redis-registers, redis-appends through redis-py), one workload or a "
+        "redis (redis-registers, redis-appends through redis-py), memcached (mc-registers "
+        "through pymemcache), one workload or a "
         "comma-separated list",
     )
     p.add_argument("--think", type=float, default=0.02, help="seconds between a worker's ops")
@@ -105,6 +106,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="HOST:PORT[,...]",
         help="the pods' Redis ports reachable from here; without them `mix` leaves out the "
         "redis-* workloads",
+    )
+    k8s.add_argument(
+        "--memcached-endpoints",
+        default="",
+        metavar="HOST:PORT[,...]",
+        help="the pods' memcached ports reachable from here; without them `mix` leaves out "
+        "the mc-* workloads",
     )
     k8s.add_argument("--namespace", default="raftcache")
     k8s.add_argument("--context", default=None, help="kubectl context (default: current)")
@@ -153,6 +161,7 @@ class Backend:
 
     endpoints: tuple[str, ...]
     redis_endpoints: tuple[str, ...]
+    memcached_endpoints: tuple[str, ...]
     nemesis: Nemesis | K8sNemesis | None
     wait_ready: Callable[[], bool]
     statuses: Callable[[], list[dict[str, Any]]]
@@ -168,7 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         kinds = _kinds(args.nemesis)
         NemesisConfig(kinds or KINDS, interval_s=args.interval, hold_s=args.hold)
         workloads = parse_workloads(args.workloads)
-        WorkloadConfig(("-",), workers=args.workers, workloads=workloads, redis_endpoints=("-",))
+        WorkloadConfig(
+            ("-",),
+            workers=args.workers,
+            workloads=workloads,
+            redis_endpoints=("-",),
+            memcached_endpoints=("-",),
+        )
         if args.nodes < 1 or args.duration <= 0:
             raise ValueError("--nodes must be >= 1 and --duration > 0")
         if args.compaction_entries is not None and args.compaction_entries < 100:
@@ -200,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend = Backend(
             endpoints=tuple(n.client_addr for n in cluster.nodes),
             redis_endpoints=tuple(n.redis_addr for n in cluster.nodes),
+            memcached_endpoints=tuple(n.memcached_addr for n in cluster.nodes),
             nemesis=nemesis if kinds else None,
             wait_ready=lambda: _wait_ready(cluster),
             statuses=lambda: _statuses(cluster),
@@ -220,12 +236,16 @@ def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
                 "here, e.g. after `kubectl -n raftcache port-forward pod/raftcache-0 16380:6380`"
             )
         redis_endpoints = tuple(e.strip() for e in args.redis_endpoints.split(",") if e.strip())
-        workloads = parse_workloads(args.workloads, redis=bool(redis_endpoints))
+        mc_endpoints = tuple(e.strip() for e in args.memcached_endpoints.split(",") if e.strip())
+        workloads = parse_workloads(
+            args.workloads, redis=bool(redis_endpoints), memcached=bool(mc_endpoints)
+        )
         WorkloadConfig(
             endpoints,
             workers=args.workers,
             workloads=workloads,
             redis_endpoints=redis_endpoints,
+            memcached_endpoints=mc_endpoints,
         )
         config = K8sConfig(
             namespace=args.namespace,
@@ -263,6 +283,7 @@ def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
     backend = Backend(
         endpoints=endpoints,
         redis_endpoints=redis_endpoints,
+        memcached_endpoints=mc_endpoints,
         nemesis=nemesis if kinds else None,
         wait_ready=wait_ready,
         statuses=lambda: _endpoint_statuses(endpoints),
@@ -296,8 +317,13 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
         workers=args.workers,
         think_s=args.think,
         seed=seed,
-        workloads=parse_workloads(args.workloads, redis=bool(backend.redis_endpoints)),
+        workloads=parse_workloads(
+            args.workloads,
+            redis=bool(backend.redis_endpoints),
+            memcached=bool(backend.memcached_endpoints),
+        ),
         redis_endpoints=backend.redis_endpoints,
+        memcached_endpoints=backend.memcached_endpoints,
     )
     lists = ListKeys(wconfig.open_lists, wconfig.list_cap)
     history = HistoryWriter(out / "history.jsonl")
@@ -509,7 +535,11 @@ def _check(
     by_workload: dict[str, list[Op]] = {}
     for op in ops:
         by_workload.setdefault(workload_of(op.key), []).append(op)
-    registers = by_workload.get("registers", []) + by_workload.get("redis-registers", [])
+    registers = [
+        op
+        for w in ("registers", "redis-registers", "mc-registers")
+        for op in by_workload.get(w, [])
+    ]
     counters = by_workload.get("counters", [])
     appends = by_workload.get("redis-appends", [])
     verdicts = [checkers.check_linearizable_registers(registers, budget)]

@@ -10,6 +10,10 @@
 - redis-appends: RPUSH of a unique element and LRANGE 0 -1 on lists rl:<i> through
   redis-py; a few lists are open at a time and one that reaches `list_cap` elements is
   retired for a fresh one, so reads (recorded whole) stay short.
+- mc-registers: a cas register over memcached through pymemcache (a random node per
+  command): gets, set of a unique value, and gets-then-cas with the token (recorded as a
+  get and a "cas" [old, new]: values are unique, so the key's version is unchanged exactly
+  when its value still is the one read); checked with the registers.
 
 SDK errors map to outcomes: OutcomeUnknownError -> unknown, UnavailableError /
 OverloadedError -> fail, ConditionFailedError on a cas -> ok with result False. Redis
@@ -40,13 +44,15 @@ from raftcache.client import (
 )
 
 if TYPE_CHECKING:
+    from raftcache.chaos.mc_client import McNodes
     from raftcache.chaos.resp_client import RespNodes
 
 GRPC_WORKLOADS = ("registers", "counters", "sessions")
 REDIS_WORKLOADS = ("redis-registers", "redis-appends")
-WORKLOADS = GRPC_WORKLOADS + REDIS_WORKLOADS
+MEMCACHED_WORKLOADS = ("mc-registers",)
+WORKLOADS = GRPC_WORKLOADS + REDIS_WORKLOADS + MEMCACHED_WORKLOADS
 # Workers beyond one per workload go to these, in turn (the others need only one).
-_SCALED = ("registers", "redis-registers", "redis-appends")
+_SCALED = ("registers", "redis-registers", "redis-appends", "mc-registers")
 # The key prefix of each workload (before the first ":").
 PREFIXES = {
     "r": "registers",
@@ -54,6 +60,7 @@ PREFIXES = {
     "s": "sessions",
     "rr": "redis-registers",
     "rl": "redis-appends",
+    "mr": "mc-registers",
 }
 T = TypeVar("T")
 
@@ -63,20 +70,27 @@ def workload_of(key: str) -> str:
     return PREFIXES.get(key.split(":", 1)[0], "other")
 
 
-def parse_workloads(spec: str, redis: bool = True) -> tuple[str, ...]:
-    """`mix` (every workload; the gRPC ones only when there is no Redis port), `grpc`,
-    `redis`, one workload or a comma-separated list; else ValueError."""
+def parse_workloads(spec: str, redis: bool = True, memcached: bool = True) -> tuple[str, ...]:
+    """`mix` (every workload whose port the nodes serve), `grpc`, `redis`, `memcached`, one
+    workload or a comma-separated list; else ValueError."""
+    mix = (
+        GRPC_WORKLOADS
+        + (REDIS_WORKLOADS if redis else ())
+        + (MEMCACHED_WORKLOADS if memcached else ())
+    )
     presets = {
-        "mix": WORKLOADS if redis else GRPC_WORKLOADS,
+        "mix": mix,
         "grpc": GRPC_WORKLOADS,
         "redis": REDIS_WORKLOADS,
+        "memcached": MEMCACHED_WORKLOADS,
     }
     if spec in presets:
         return presets[spec]
     names = tuple(w.strip() for w in spec.split(",") if w.strip())
     if not names or any(w not in WORKLOADS for w in names) or len(set(names)) != len(names):
         raise ValueError(
-            f"unknown --workloads {spec!r}; use mix, grpc, redis, {', '.join(WORKLOADS)} "
+            f"unknown --workloads {spec!r}; use mix, grpc, redis, memcached, "
+            f"{', '.join(WORKLOADS)} "
             "or a comma-separated list of those"
         )
     return names
@@ -97,6 +111,8 @@ class WorkloadConfig:
     workloads: tuple[str, ...] = GRPC_WORKLOADS
     redis_endpoints: tuple[str, ...] = ()  # each node's Redis port, for the redis-* workloads
     redis_register_keys: int = 10
+    memcached_endpoints: tuple[str, ...] = ()  # each node's memcached port (mc-* workloads)
+    mc_register_keys: int = 10
     open_lists: int = 3  # lists appended to at a time
     list_cap: int = 200  # a list this long is retired for a fresh one
 
@@ -115,12 +131,19 @@ class WorkloadConfig:
             raise ValueError(
                 "the redis-* workloads need the nodes' Redis addresses (--redis-endpoints)"
             )
+        if set(self.workloads) & set(MEMCACHED_WORKLOADS) and not self.memcached_endpoints:
+            raise ValueError(
+                "the mc-* workloads need the nodes' memcached addresses (--memcached-endpoints)"
+            )
 
     def register_key_names(self) -> list[str]:
         return [f"r:{i}" for i in range(self.register_keys)]
 
     def redis_register_key_names(self) -> list[str]:
         return [f"rr:{i}" for i in range(self.redis_register_keys)]
+
+    def mc_register_key_names(self) -> list[str]:
+        return [f"mr:{i}" for i in range(self.mc_register_keys)]
 
     def counter_key_names(self) -> list[str]:
         return [f"c:{i}" for i in range(self.counter_keys)]
@@ -204,6 +227,13 @@ class Worker:
                 timeout_s=config.op_timeout_s,
                 rng=self._rng,
             )
+        self._memcached: McNodes | None = None
+        if workload in MEMCACHED_WORKLOADS:
+            from raftcache.chaos.mc_client import McNodes
+
+            self._memcached = McNodes(
+                config.memcached_endpoints, timeout_s=config.op_timeout_s, rng=self._rng
+            )
         self._lists = lists or ListKeys(config.open_lists, config.list_cap)
         self._thread = threading.Thread(target=self._run, name=f"{workload}-{index}", daemon=True)
         self.error: BaseException | None = None
@@ -221,6 +251,8 @@ class Worker:
         self._client.close()
         if self._resp is not None:
             self._resp.close()
+        if self._memcached is not None:
+            self._memcached.close()
 
     def _run(self) -> None:
         step = _STEPS[self.workload]
@@ -348,6 +380,66 @@ class Worker:
             if ok:
                 rec.ok(value=list(reply))
 
+    # -- memcached workloads ----------------------------------------------------------
+
+    def _mc(self, rec: Recorder, method: str, *args: Any) -> tuple[bool, Any]:
+        """Like _redis, over memcached: (True, reply), (False, None) when it failed, or
+        _Unknown raised after recording an unknown outcome."""
+        from raftcache.chaos.mc_client import McFailed, McUnexpected, McUnknown
+
+        assert self._memcached is not None
+        try:
+            return True, self._memcached.call(method, *args)
+        except McFailed:
+            rec.fail()
+            return False, None
+        except McUnknown:
+            rec.unknown()
+            raise _Unknown() from None
+        except McUnexpected as exc:
+            self.unexpected.append(str(exc))
+            rec.unknown()
+            raise _Unknown() from None
+
+    def _mc_gets(self, key: str) -> tuple[bool, str | None, bytes | None]:
+        """A recorded gets: (ok, value, cas token)."""
+        rec = self.history.begin(self.process, "get", key)
+        ok, reply = self._mc(rec, "gets", key)
+        if not ok:
+            return False, None, None
+        value, token = reply if reply is not None else (None, None)
+        if value is not None and not isinstance(value, bytes):
+            self._unexpected_reply(rec, "gets", reply)
+        text = None if value is None else value.decode()
+        rec.ok(value=text)
+        return True, text, token
+
+    def _mc_registers(self) -> None:
+        key = self._rng.choice(self.config.mc_register_key_names())
+        roll = self._rng.random()
+        if roll < 0.4:
+            self._mc_gets(key)
+            return
+        if roll < 0.7:
+            value = self._unique()
+            rec = self.history.begin(self.process, "set", key, value)
+            ok, reply = self._mc(rec, "set", key, value.encode())
+            if ok and reply is not True:
+                self._unexpected_reply(rec, "set", reply)
+            if ok:
+                rec.ok()
+            return
+        ok, old, token = self._mc_gets(key)
+        if not ok or old is None:
+            return  # nothing to compare with: the read alone is recorded
+        new = self._unique()
+        rec = self.history.begin(self.process, "cas", key, [old, new])
+        ok, reply = self._mc(rec, "cas", key, new.encode(), token)
+        if ok and reply not in (True, False, None):
+            self._unexpected_reply(rec, "cas", reply)
+        if ok:
+            rec.ok(reply is True)  # False: EXISTS; None: NOT_FOUND (deleted meanwhile)
+
 
 _STEPS: dict[str, Callable[[Worker], None]] = {
     "registers": Worker._registers,
@@ -355,6 +447,7 @@ _STEPS: dict[str, Callable[[Worker], None]] = {
     "sessions": Worker._sessions,
     "redis-registers": Worker._redis_registers,
     "redis-appends": Worker._redis_appends,
+    "mc-registers": Worker._mc_registers,
 }
 
 

@@ -6,6 +6,7 @@ import random
 from collections import Counter
 
 import pytest
+from raftcache.chaos.mc_client import McFailed, McUnexpected, McUnknown, classify_server_error
 from raftcache.chaos.resp_client import (
     RespFailed,
     RespUnexpected,
@@ -26,9 +27,12 @@ from raftcache.chaos.workloads import (
 
 def test_parse_workloads_presets_and_lists() -> None:
     assert parse_workloads("mix") == WORKLOADS
-    assert parse_workloads("mix", redis=False) == GRPC_WORKLOADS
+    assert parse_workloads("mix", redis=False, memcached=False) == GRPC_WORKLOADS
+    assert parse_workloads("mix", redis=False) == (*GRPC_WORKLOADS, "mc-registers")
+    assert parse_workloads("mix", memcached=False) == GRPC_WORKLOADS + REDIS_WORKLOADS
     assert parse_workloads("grpc") == GRPC_WORKLOADS
     assert parse_workloads("redis") == REDIS_WORKLOADS
+    assert parse_workloads("memcached") == ("mc-registers",)
     assert parse_workloads(" redis-appends , counters") == ("redis-appends", "counters")
     for bad in ("", "frob", "registers,registers", "redis,counters"):
         with pytest.raises(ValueError, match="--workloads"):
@@ -37,9 +41,10 @@ def test_parse_workloads_presets_and_lists() -> None:
 
 def test_assign_gives_every_workload_a_worker_and_scales_registers_and_appends() -> None:
     assert Counter(assign(9, WORKLOADS)) == {
-        "registers": 3,
+        "registers": 2,
         "redis-registers": 2,
         "redis-appends": 2,
+        "mc-registers": 1,
         "counters": 1,
         "sessions": 1,
     }
@@ -49,13 +54,25 @@ def test_assign_gives_every_workload_a_worker_and_scales_registers_and_appends()
 
 def test_config_refuses_redis_workloads_without_redis_ports() -> None:
     with pytest.raises(ValueError, match="--redis-endpoints"):
-        WorkloadConfig(("a:1",), workloads=WORKLOADS)
+        WorkloadConfig(("a:1",), workloads=WORKLOADS, memcached_endpoints=("a:3",))
+    with pytest.raises(ValueError, match="--memcached-endpoints"):
+        WorkloadConfig(("a:1",), workloads=WORKLOADS, redis_endpoints=("a:2",))
+    ports = {"redis_endpoints": ("a:2",), "memcached_endpoints": ("a:3",)}
     with pytest.raises(ValueError, match="raise --workers"):
-        WorkloadConfig(("a:1",), workers=4, workloads=WORKLOADS, redis_endpoints=("a:2",))
+        WorkloadConfig(("a:1",), workers=4, workloads=WORKLOADS, **ports)
     with pytest.raises(ValueError, match="unknown workload"):
         WorkloadConfig(("a:1",), workloads=("frob",))
-    config = WorkloadConfig(("a:1",), workloads=WORKLOADS, redis_endpoints=("a:2",))
+    config = WorkloadConfig(("a:1",), workloads=WORKLOADS, **ports)
     assert config.redis_register_key_names()[0] == "rr:0"
+    assert config.mc_register_key_names()[0] == "mr:0"
+    assert workload_of("mr:3") == "mc-registers"
+
+
+def test_memcached_errors_are_classified_by_their_first_word() -> None:
+    assert classify_server_error("unavailable: no leader; retry") is McFailed
+    assert classify_server_error("busy: the proposer is full") is McFailed
+    assert classify_server_error("outcome unknown: the leader stepped down") is McUnknown
+    assert classify_server_error("object too large for cache") is McUnexpected
 
 
 def test_workload_of_key_prefixes() -> None:

@@ -21,7 +21,12 @@ import grpc
 from raftcache.node import errors
 from raftcache.node.requests import is_read_op
 from raftcache.v1 import cache_pb2
-from raftcache.v1.pipeline import BATCHABLE, AutoPipeline, PipelineStats
+from raftcache.v1.pipeline import (
+    BATCHABLE,
+    DEFAULT_MAX_INFLIGHT,
+    AutoPipeline,
+    PipelineStats,
+)
 from raftcache.v1.wire import (
     FORWARDED_METADATA_KEY,
     LEADER_METADATA_KEY,
@@ -94,11 +99,19 @@ class _Sender:
 class LeaderForwarder:
     """Keeps one channel per leader address it has forwarded to."""
 
-    def __init__(self, options: list[tuple[str, Any]], auto_pipeline: bool = True) -> None:
+    def __init__(
+        self,
+        options: list[tuple[str, Any]],
+        auto_pipeline: bool = True,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+    ) -> None:
+        """`max_inflight`: RPCs to one leader before further calls wait for one to return."""
         self._options = options
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._callables: dict[tuple[str, str], Any] = {}
-        self.pipeline = AutoPipeline(_Sender(self)) if auto_pipeline else None
+        self.pipeline = (
+            AutoPipeline(_Sender(self), max_inflight=max_inflight) if auto_pipeline else None
+        )
         self._unpipelined = PipelineStats()
 
     @property

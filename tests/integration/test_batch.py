@@ -241,7 +241,7 @@ class CountingTransport(GrpcTransport):
 def test_concurrent_sdk_calls_go_out_as_batches_and_a_lone_call_unary(
     cluster: LocalCluster,
 ) -> None:
-    leader = cluster.wait_for_leader()
+    cluster.wait_for_leader()
     endpoints = [n.client_addr for n in cluster.nodes]
 
     async def main() -> tuple[dict[str, int], dict[str, int], list[Any]]:

@@ -3,8 +3,8 @@ node picked at random, its outcome classified by what the node's memcached port 
 
 - connecting fails, or `SERVER_ERROR unavailable: ...` / `SERVER_ERROR busy: ...` ->
   McFailed: nothing was applied;
-- `SERVER_ERROR outcome unknown: ...`, or the connection breaks or times out after the
-  command was sent -> McUnknown: it may or may not have been applied;
+- `SERVER_ERROR outcome unknown: ...`, or the connection breaks, closes or times out
+  after the command was sent -> McUnknown: it may or may not have been applied;
 - any other error -> McUnexpected: outside the port's contract (a run problem).
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pymemcache.client.base import Client
-from pymemcache.exceptions import MemcacheServerError
+from pymemcache.exceptions import MemcacheServerError, MemcacheUnexpectedCloseError
 
 
 class McFailed(Exception):
@@ -70,6 +70,9 @@ class McNodes:
                 raise McFailed(f"connect: {exc}") from None
         try:
             return fn(*args)
+        except MemcacheUnexpectedCloseError:  # a SERVER_ERROR subclass: the node went away
+            client.close()
+            raise McUnknown(f"{method}: the connection closed before the reply") from None
         except MemcacheServerError as exc:
             raw = exc.args[0] if exc.args else b""
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

@@ -238,7 +238,7 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name=f"{workload}-{index}", daemon=True)
         self.error: BaseException | None = None
         self.session_keys: list[str] = []
-        self.unexpected: list[str] = []  # error replies outside the Redis port's contract
+        self.unexpected: list[str] = []  # error replies outside the port's contract
 
     def start(self) -> None:
         self._thread.start()
@@ -493,6 +493,6 @@ def stop_workers(workers: Sequence[Worker], timeout: float = 10.0) -> list[str]:
         if worker.unexpected:
             errors.append(
                 f"{worker.workload} worker: {len(worker.unexpected)} reply(ies) outside the "
-                f"Redis port's contract, first: {worker.unexpected[0]}"
+                f"port's contract, first: {worker.unexpected[0]}"
             )
     return errors

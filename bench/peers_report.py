@@ -31,7 +31,7 @@ ROLES = {
     "primary": "primary",
     "replicas": "replicas",
     "server": "server",
-    "seeds": "SDK seeded with every node",
+    "seeds": "every node as seeds",
 }
 COLORS = {
     ("etcd", "gRPC"): "#6b6b6b",
@@ -118,6 +118,8 @@ def _header(section: Mapping[str, Any], add: Callable[[str], None]) -> None:
     )
     commit = str(section.get("git_commit", ""))[:10]
     dirty = " (dirty)" if section.get("git_dirty") else ""
+    if section.get("git_commit_at_end"):
+        dirty += f", HEAD moved to {str(section['git_commit_at_end'])[:10]} during the run"
     add(
         f"Run {section.get('started', '?')}, commit {commit}{dirty}; "
         f"{section.get('machine', {}).get('cpu_count', '?')} CPUs shared by servers and "
@@ -236,14 +238,14 @@ def markdown(section: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------- chart
 
 BAR_H, BAR_GAP, GROUP_GAP = 15, 4, 14
-LABEL_W, PLOT_W, WIDTH = 330, 460, 1000
+LABEL_W, PLOT_W, WIDTH = 370, 440, 1000
 
 
 def _nice_max(value: float) -> tuple[float, float]:
     """An axis end >= value and its tick step (1, 2 or 5 x a power of ten)."""
     if value <= 0:
         return 1.0, 0.25
-    raw = value / 4
+    raw = value / 6
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     return step * math.ceil(value / step), step
@@ -263,7 +265,7 @@ def svg_chart(section: Mapping[str, Any]) -> str:
     etcd's reference as a dashed line, each bar labelled with ops/s and the ratio."""
     rows = rows_of(section)
     body: list[str] = []
-    y = 78.0
+    y = 92.0
     for clients in sorted({r["clients"] for r in rows}, reverse=True):
         panel = [r for r in rows if r["clients"] == clients]
         top, step = _nice_max(max((r["ops_per_s"] for r in panel if measured(r)), default=1.0))
@@ -310,24 +312,23 @@ def svg_chart(section: Mapping[str, Any]) -> str:
     setup = section.get("setup", {})
     start = section.get("load_start", {}).get("loadavg") or [math.nan]
     end = section.get("load_end", {}).get("loadavg") or [math.nan]
-    sub = (
-        f"{section.get('started', '')}, commit {str(section.get('git_commit', ''))[:10]}: "
-        f"3-node clusters on loopback, {section.get('machine', {}).get('cpu_count', '?')} "
-        f"cores shared by servers and load generators, {setup.get('value_bytes', 100)}-byte "
-        f"values, {setup.get('seconds_per_row')} s per row, load average {start[0]:.2f} at the "
-        f"start and {end[0]:.2f} at the end."
-    )
-    sub2 = (
-        "Dashed line: etcd's row of the same kind (the ratio's reference). Linear scale per "
-        "panel. Each system ran alone, one after the other."
-    )
+    commit = str(section.get("git_commit", ""))[:10]
+    moved = section.get("git_commit_at_end")
+    sub = [
+        f"{section.get('started', '')}, commit {commit}"
+        + (f" (HEAD moved to {moved[:10]} during the run)" if moved else "")
+        + f"; load average {start[0]:.2f} at the start, {end[0]:.2f} at the end.",
+        f"3-node clusters on loopback, {section.get('machine', {}).get('cpu_count', '?')} cores "
+        f"shared by servers and load generators, {setup.get('value_bytes', 100)}-byte values, "
+        f"{setup.get('seconds_per_row')} s per row, each system alone, one after the other.",
+        "Dashed line: etcd's row of the same kind (the ratio's reference). Linear scale per panel.",
+    ]
     head = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{y:.0f}" '
         f'viewBox="0 0 {WIDTH} {y:.0f}" font-family="Helvetica, Arial, sans-serif">',
         f'<rect width="{WIDTH}" height="{y:.0f}" fill="#fff"/>',
         _text(10, 22, title, font_size="17", font_weight="bold"),
-        _text(10, 39, sub, font_size="11", fill="#444"),
-        _text(10, 53, sub2, font_size="11", fill="#444"),
+        *(_text(10, 39 + 14 * i, line, font_size="11", fill="#444") for i, line in enumerate(sub)),
     ]
     return "\n".join([*head, *body, "</svg>"]) + "\n"
 
@@ -338,7 +339,7 @@ def _tick(value: float) -> str:
 
 def _bar(section: Mapping[str, Any], row: Mapping[str, Any], y: float, scale: float) -> list[str]:
     label = f"{who(row)}: {what(row)}"
-    out = [_text(LABEL_W - 8, y + BAR_H - 3, _short(label, 52), font_size="11",
+    out = [_text(LABEL_W - 8, y + BAR_H - 3, _short(label, 60), font_size="11",
                  text_anchor="end")]  # fmt: skip
     if not measured(row):
         why = str(row.get("skipped", "")).split(":", 1)[0] or "FAILED (see peers.json)"

@@ -557,6 +557,9 @@ def run(
         section["systems"][name] = block
         write_outputs(out_dir, section)
     section["load_end"] = load_snapshot("peers section end")
+    end_commit = machine_info()["git_commit"]
+    if end_commit != section["git_commit"]:
+        section["git_commit_at_end"] = end_commit
     section["failed"] = [
         n for n, b in section["systems"].items()
         if "error" in b or any("failed" in r for r in b["rows"])

@@ -65,10 +65,10 @@ def _view(db: Db, item: tuple[bytes, int, int, int]) -> list[ReplyT]:
 
 
 def _u64(raw: bytes, what: str) -> int:
-    value = parse_int(raw)
-    if not 0 <= value < U64:
+    """An unsigned 64-bit decimal (memcached's CAS tokens, deltas and initial values)."""
+    if not raw.isdigit() or len(raw) > 20 or int(raw) >= U64:
         raise CommandError(f"CLIENT_ERROR {what} out of range")
-    return value
+    return int(raw)
 
 
 def _cas(raw: bytes) -> int | None:
@@ -147,11 +147,14 @@ def gat(db: Db, argv: list[bytes]) -> ReplyT:
         if item is None:
             out.append(None)
             continue
-        out.append(_view(db, item))
+        view = _view(db, item)
         if dl == EXPIRED:
             db.delete(key)
+            view[3] = 0
         else:
             db.set_deadline(key, dl)
+            view[3] = -1 if not dl else (dl - db.now + 999) // 1000  # the new TTL, as memcached
+        out.append(view)
     return out
 
 
@@ -221,7 +224,10 @@ def arith(db: Db, argv: list[bytes]) -> ReplyT:
         raise CommandError(NON_NUMERIC)
     total = (current + delta) % U64 if incr else max(current - delta, 0)
     text = str(total).encode()
-    return [STORED, text, db.set(key, text, entry[2], entry[3])]
+    # memcached rewrites a number that got no longer in place, padded with spaces to the
+    # item's length (`get` then shows the padding); a longer one becomes a new item
+    stored = text.ljust(len(value)) if len(text) <= len(value) else text
+    return [STORED, text, db.set(key, stored, entry[2], entry[3])]
 
 
 def _number(value: bytes) -> int | None:

@@ -89,6 +89,8 @@ def stats_reply(server: McServer, args: list[bytes]) -> bytes:
         lines = _slabs(server)
     elif args == [b"conns"]:
         lines = [(f"{c.id}:addr", f"tcp:{c.addr}") for c in server.clients.values()]
+    elif args[:1] == [b"detail"]:
+        return b"CLIENT_ERROR usage: stats detail on|off|dump\r\n"  # per-prefix stats: none
     elif args == [b"reset"]:
         server.stats.counts.clear()
         return b"RESET\r\n"

@@ -40,7 +40,8 @@ def error_line(text: str) -> bytes:
 
 
 class Form:
-    """A reply form; `noreply` suppresses everything but errors, as memcached does."""
+    """A reply form; `noreply` suppresses every reply, errors included, as memcached does (a
+    client that sent noreply reads nothing, so any line would put it out of step)."""
 
     __slots__ = ("noreply",)
 
@@ -48,10 +49,10 @@ class Form:
         self.noreply = noreply
 
     def render(self, reply: ReplyT, stats: McStats) -> bytes:
-        if isinstance(reply, Error):
-            return error_line(str(reply))
         if self.noreply:
             return b""
+        if isinstance(reply, Error):
+            return error_line(str(reply))
         return self.body(reply, stats)
 
     def body(self, reply: ReplyT, stats: McStats) -> bytes:
@@ -157,13 +158,11 @@ class MetaForm(Form):
     def _flags(self, item: list[ReplyT] | None) -> bytes:
         parts: list[bytes] = []
         for flag in self.returns:
-            if flag == "k":
-                key = base64.b64encode(self.key) if self.base64 else self.key
+            if flag == "k":  # a base64 key comes back encoded, followed by the b flag
+                key = base64.b64encode(self.key) + b" b" if self.base64 else self.key
                 parts.append(b"k" + key)
             elif flag == "O":
                 parts.append(b"O" + (self.opaque or b""))
-            elif flag == "b":
-                parts.append(b"b")
             elif item is not None:
                 if flag == "c":
                     parts.append(b"c%d" % item[2])  # type: ignore[str-format]
@@ -173,8 +172,6 @@ class MetaForm(Form):
                     parts.append(b"s%d" % len(item[0]))  # type: ignore[arg-type]
                 elif flag == "t":
                     parts.append(b"t%d" % item[3])  # type: ignore[str-format]
-                elif flag == "W":
-                    parts.append(b"W")
         return b"".join(b" " + p for p in parts)
 
     def body(self, reply: ReplyT, stats: McStats) -> bytes:
@@ -195,19 +192,21 @@ class MetaForm(Form):
             stats.count_hit("incr", reply[0] != "NOT_FOUND")
             code = _META_CODES[str(reply[0])]
             if code != b"HD":
-                return b"" if self.quiet and code == b"NF" else code + self._flags(None) + b"\r\n"
+                return code + self._flags(None) + b"\r\n"
+            if self.quiet:  # q hides ma's successes (HD and VA), as memcached 1.6.18
+                return b""
             number = reply[1]
             assert isinstance(number, bytes)
             # t is not known after an arithmetic op without a read: report -1 like a new item
             counted: list[ReplyT] = [number, 0, reply[2], -1]
             if self.value:
                 return b"VA %d%b\r\n%b\r\n" % (len(number), self._flags(counted), number)
-            return b"" if self.quiet else b"HD" + self._flags(counted) + b"\r\n"
-        # ms, md: a status (and for ms the new cas)
+            return b"HD" + self._flags(counted) + b"\r\n"
+        # ms, md: a status (and for ms the new cas); q hides HD only
         word = reply[0] if isinstance(reply, list) else reply
         code = _META_CODES[str(word)]
         cas = reply[1] if isinstance(reply, list) else 0
-        if self.quiet and code in (b"HD", b"NF"):
+        if self.quiet and code == b"HD":
             return b""
         return code + self._flags([b"", 0, cas, -1]) + b"\r\n"
 

@@ -37,9 +37,14 @@ from raftcache.node.pipeline import PipelinedConnection
 _log = structlog.get_logger("raftcache.memcached")
 
 MAX_KEY_BYTES = 250
+BAD_FORMAT_TEXT = "CLIENT_ERROR bad command line format"
+BAD_TOKEN = "CLIENT_ERROR bad token in command line format"
+BAD_META_FLAG = "CLIENT_ERROR invalid or duplicate flag"
+"""md and ma answer this to any flag they cannot read (mg and ms say which)."""
 MAX_LINE_BYTES = 64 * 1024
 """A command line (a multi-key get included) longer than this closes the connection."""
 _U32 = 1 << 32
+_I32_MAX = (1 << 31) - 1
 _U64 = 1 << 64
 BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
 ERROR = b"ERROR\r\n"
@@ -198,21 +203,30 @@ class McConnection(PipelinedConnection):
         try:
             handler(self, tokens)
         except CommandError as exc:
-            self._reply_now(error_line(exc.text))
+            self._error(exc, name in _TEXT_NOREPLY and tokens[-1] == b"noreply")
         return after
 
     def _storage(self, tokens: list[bytes], buf: bytearray, after: int) -> int:
         """set/add/replace/append/prepend/cas and ms: a command line, then a data block."""
         meta = tokens[0] == b"ms"
+        want = 6 if tokens[0] == b"cas" else 5
+        if not meta and len(tokens) not in (want, want + 1):
+            self._reply_now(ERROR)  # memcached reads no data block then (the next line is a
+            return after  # command of its own)
+        if meta and len(tokens) < 3:
+            self._reply_now(ERROR if len(tokens) < 2 else BAD_FORMAT)
+            return after
+        quiet = not meta and tokens[-1] == b"noreply"
         try:
             size = self._value_size(tokens, meta)
         except CommandError as exc:
-            self._reply_now(error_line(exc.text))
+            self._error(exc, quiet)
             return after
         if size > self.server.max_item_bytes:
             # refused, and the data (with its \r\n) discarded: the stream stays in sync
             self.stats.add("cmd_set")
-            self._reply_now(b"SERVER_ERROR object too large for cache\r\n")
+            if not quiet:
+                self._reply_now(b"SERVER_ERROR object too large for cache\r\n")
             self._swallow = size + 2
             return after
         end = after + size + 2
@@ -220,7 +234,8 @@ class McConnection(PipelinedConnection):
             return -1  # wait for the rest (the item size limit bounds what is kept)
         data = bytes(buf[after : after + size])
         if buf[end - 2 : end] != b"\r\n":
-            self._reply_now(b"CLIENT_ERROR bad data chunk\r\n")
+            if not quiet:
+                self._reply_now(b"CLIENT_ERROR bad data chunk\r\n")
             return end
         self.stats.add("cmd_set")
         try:
@@ -229,40 +244,36 @@ class McConnection(PipelinedConnection):
             else:
                 self._text_set(tokens, data)
         except CommandError as exc:
-            self._reply_now(error_line(exc.text))
+            self._error(exc, quiet)
         return end
 
+    def _error(self, exc: CommandError, quiet: bool) -> None:
+        """A refused command's error line; memcached answers nothing at all to `noreply`."""
+        if not quiet:
+            self._reply_now(error_line(exc.text))
+
     def _value_size(self, tokens: list[bytes], meta: bool) -> int:
-        if meta:
-            if len(tokens) < 3:
-                raise CommandError("CLIENT_ERROR bad command line format")
-            size = _number(tokens[2])
-            if size is None or size < 0:
-                raise CommandError("CLIENT_ERROR bad data chunk")
-            return size
-        want = 6 if tokens[0] == b"cas" else 5
-        if len(tokens) not in (want, want + 1) or len(tokens[1]) > MAX_KEY_BYTES:
-            raise CommandError("CLIENT_ERROR bad command line format")
-        size = _number(tokens[4])
-        if size is None or size < 0:
-            raise CommandError("CLIENT_ERROR bad command line format")
+        """The data block's size, checked before the data is read (as memcached does: a
+        command line refused here has no data block; the next line is a command)."""
+        size = _number(tokens[2] if meta else tokens[4])
+        if size is None or not 0 <= size < _I32_MAX - 2:
+            raise CommandError(BAD_FORMAT_TEXT)
+        if not meta:
+            _key(tokens[1])
+            flags, exptime = _number(tokens[2]), _number(tokens[3])
+            if flags is None or not 0 <= flags < _U64 or not _int32(exptime):
+                raise CommandError(BAD_FORMAT_TEXT)
+            if tokens[0] == b"cas" and not _u64(tokens[5]):
+                raise CommandError(BAD_FORMAT_TEXT)
         return size
 
     def _text_set(self, tokens: list[bytes], data: bytes) -> None:
         name = tokens[0]
-        key = _key(tokens[1])
-        flags = _number(tokens[2])
-        exptime = _number(tokens[3])
-        if flags is None or not 0 <= flags < _U32 or exptime is None:
-            raise CommandError("CLIENT_ERROR bad command line format")
-        cas = b""
-        rest = tokens[5:]
-        if name == b"cas":
-            token = _number(tokens[5])
-            if token is None or not 0 <= token < _U64:
-                raise CommandError("CLIENT_ERROR bad command line format")
-            cas, rest = tokens[5], tokens[6:]
-        noreply = _noreply(rest)
+        key = tokens[1]
+        flags = int(tokens[2]) % _U32  # memcached keeps the low 32 bits of a larger number
+        exptime = int(tokens[3])
+        cas = tokens[5] if name == b"cas" else b""
+        noreply = tokens[-1] == b"noreply"
         mode = b"set" if name == b"cas" else name
         self._form = StatusForm(noreply, "cas" if name == b"cas" else "")
         self._propose(
@@ -281,17 +292,20 @@ class McConnection(PipelinedConnection):
     # -- meta commands -------------------------------------------------------------------
 
     def _meta_set(self, tokens: list[bytes], data: bytes) -> None:
-        flags = _meta_flags(tokens[3:], "bcCFIkOqsTMS")
+        flags = _meta_flags(tokens[3:], "bcCFIkNOqsTMS")
         key = _meta_key(tokens[1], flags)
         mode = {b"": b"set", b"S": b"set", b"E": b"add", b"A": b"append", b"P": b"prepend"}
         mode.update({b"R": b"replace"})
         raw_mode = flags.get("M", b"").upper()
         if raw_mode not in mode:
-            raise CommandError("CLIENT_ERROR invalid mode for ms STORE")
-        if "I" in flags:
-            raise CommandError("CLIENT_ERROR invalid flag")
-        client_flags = _meta_int(flags, "F", 0, _U32)
+            raise CommandError("CLIENT_ERROR invalid mode for ms M token")
+        if "I" in flags and "C" in flags:
+            raise CommandError(_UNSUPPORTED_INVALIDATE)
+        if "F" in flags and not _u64(flags["F"]):
+            raise CommandError(BAD_FORMAT_TEXT)
+        client_flags = int(flags.get("F", b"0")) % _U32  # memcached keeps the low 32 bits
         ttl = _meta_int(flags, "T", 0, None)
+        _meta_int(flags, "N", 0, None)  # memcached 1.6.18 reads N on ms and ignores it
         cas = flags.get("C", b"")
         if cas:
             _meta_int(flags, "C", 0, _U64)
@@ -308,19 +322,21 @@ def _number(token: bytes) -> int | None:
     return int(token)
 
 
+def _int32(value: int | None) -> bool:
+    """memcached's safe_strtol: a number that fits a signed 32-bit integer."""
+    return value is not None and -(1 << 31) <= value <= _I32_MAX
+
+
+def _u64(token: bytes) -> bool:
+    """memcached's safe_strtoull: an unsigned 64-bit decimal."""
+    return token.isdigit() and len(token) <= 20 and int(token) < _U64
+
+
 def _key(token: bytes) -> bytes:
     """memcached's key rules: at most 250 bytes, no control characters (spaces split)."""
     if len(token) > MAX_KEY_BYTES or any(b < 33 or b == 127 for b in token):
-        raise CommandError("CLIENT_ERROR bad command line format")
+        raise CommandError(BAD_FORMAT_TEXT)
     return token
-
-
-def _noreply(rest: list[bytes]) -> bool:
-    if not rest:
-        return False
-    if rest == [b"noreply"]:
-        return True
-    raise CommandError("CLIENT_ERROR bad command line format")
 
 
 def _meta_flags(tokens: list[bytes], allowed: str) -> dict[str, bytes]:
@@ -353,11 +369,36 @@ def _meta_int(flags: dict[str, bytes], letter: str, default: int, limit: int | N
         return default
     value = _number(flags[letter])
     if value is None or (limit is not None and not 0 <= value < limit):
-        raise CommandError(f"CLIENT_ERROR bad token in command line format ({letter})")
+        raise CommandError(BAD_TOKEN)
+    if limit is None and not _int32(value):
+        raise CommandError(BAD_TOKEN)
     return value
 
 
-_RETURNED = "kOcfstb"
+_UNSUPPORTED_INVALIDATE = (
+    "CLIENT_ERROR the I (invalidate) flag is not supported by raftcache: delete the key instead"
+)
+_UNSUPPORTED_VIVIFY = (
+    "CLIENT_ERROR mg's N (vivify on miss) flag is not supported by raftcache: "
+    "use ms with ME (add) to claim a missing key"
+)
+_RETURNED = "kOcfst"
+_U64_FLAGS = {"C": True, "D": True, "J": True, "N": False, "T": False}
+"""md and ma: flags with a number (True: unsigned 64-bit, False: signed 32-bit)."""
+
+
+def _md_ma_flags(tokens: list[bytes], allowed: str) -> dict[str, bytes]:
+    """md and ma's flags: any flag they cannot read is `invalid or duplicate flag`."""
+    try:
+        flags = _meta_flags(tokens[2:], allowed)
+    except CommandError:
+        raise CommandError(BAD_META_FLAG) from None
+    for letter, unsigned in _U64_FLAGS.items():
+        if letter in flags:
+            raw = flags[letter]
+            if not (_u64(raw) if unsigned else _int32(_number(raw))):
+                raise CommandError(BAD_META_FLAG)
+    return flags
 
 
 def _meta_form(kind: str, key: bytes, flags: dict[str, bytes], value: bool) -> MetaForm:
@@ -368,6 +409,10 @@ def _meta_form(kind: str, key: bytes, flags: dict[str, bytes], value: bool) -> M
 # -- commands without a data block ----------------------------------------------------------
 
 _STORAGE = frozenset((b"set", b"add", b"replace", b"append", b"prepend", b"cas"))
+_TEXT_NOREPLY = dict.fromkeys(
+    (b"delete", b"incr", b"decr", b"touch", b"flush_all", b"verbosity"), True
+)
+"""Text commands whose last token may be `noreply` (which then silences errors too)."""
 _COMMANDS: dict[bytes, Local] = {}
 
 
@@ -400,13 +445,16 @@ def _gets(conn: McConnection, tokens: list[bytes]) -> None:
 
 
 def _gat_command(conn: McConnection, tokens: list[bytes], cas: bool) -> None:
-    if len(tokens) < 3:
+    if len(tokens) < 2:
         conn._reply_now(ERROR)
         return
     exptime = _number(tokens[1])
-    if exptime is None:
+    if not _int32(exptime):
         raise CommandError("CLIENT_ERROR invalid exptime argument")
     keys = [_key(k) for k in tokens[2:]]
+    if not keys:
+        conn._reply_now(b"END\r\n")
+        return
     conn.stats.add("cmd_touch", len(keys))
     conn.stats.add("cmd_get", len(keys))
     conn._form = GetForm(keys, cas, touch=True)
@@ -425,17 +473,17 @@ def _gats(conn: McConnection, tokens: list[bytes]) -> None:
 
 @_command("delete")
 def _delete(conn: McConnection, tokens: list[bytes]) -> None:
-    if len(tokens) < 2:
+    if not 2 <= len(tokens) <= 4:
         conn._reply_now(ERROR)
         return
-    rest = tokens[2:]
-    if rest[:1] == [b"0"]:  # the legacy "delete <key> 0" form
-        rest = rest[1:]
-    if len(rest) > 1 or (rest and rest[0] != b"noreply"):
-        raise CommandError("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]")
+    noreply = tokens[-1] == b"noreply"
+    if len(tokens) > 2:
+        zero = tokens[2] == b"0"  # the legacy "delete <key> 0" form
+        if not ((len(tokens) == 3 and (zero or noreply)) or (zero and noreply)):
+            raise CommandError(f"{BAD_FORMAT_TEXT}.  Usage: delete <key> [noreply]")
     key = _key(tokens[1])
     conn.stats.add("cmd_delete")
-    conn._form = StatusForm(bool(rest), "delete")
+    conn._form = StatusForm(noreply, "delete")
     conn._propose([b"raftcache.mc.delete", key, b""])
 
 
@@ -444,11 +492,9 @@ def _arith(conn: McConnection, tokens: list[bytes], op: bytes) -> None:
         conn._reply_now(ERROR)
         return
     key = _key(tokens[1])
-    delta = _number(tokens[2])
-    if delta is None or not 0 <= delta < _U64:
+    if not _u64(tokens[2]):
         raise CommandError("CLIENT_ERROR invalid numeric delta argument")
-    noreply = _noreply(tokens[3:])
-    conn._form = ArithForm(noreply, op.decode())
+    conn._form = ArithForm(tokens[-1] == b"noreply", op.decode())
     conn._propose([b"raftcache.mc.arith", key, op, tokens[2], b"-1", b"0", b""])
 
 
@@ -469,23 +515,25 @@ def _touch(conn: McConnection, tokens: list[bytes]) -> None:
         return
     key = _key(tokens[1])
     exptime = _number(tokens[2])
-    if exptime is None:
+    if not _int32(exptime):
         raise CommandError("CLIENT_ERROR invalid exptime argument")
-    noreply = _noreply(tokens[3:])
     conn.stats.add("cmd_touch")
-    conn._form = StatusForm(noreply, "touch")
+    conn._form = StatusForm(tokens[-1] == b"noreply", "touch")
     conn._propose([b"raftcache.mc.touch", key, b"%d" % exptime])
 
 
 @_command("flush_all")
 def _flush_all(conn: McConnection, tokens: list[bytes]) -> None:
-    rest = tokens[1:]
-    noreply = rest[-1:] == [b"noreply"]
-    if noreply:
-        rest = rest[:-1]
-    delay = _number(rest[0]) if rest else 0
-    if len(rest) > 1 or delay is None:
-        raise CommandError("CLIENT_ERROR bad command line format")
+    if len(tokens) > 3:
+        conn._reply_now(ERROR)
+        return
+    noreply = tokens[-1] == b"noreply"
+    delay: int | None = 0
+    if len(tokens) != (2 if noreply else 1):  # memcached reads the delay, ignores the rest
+        delay = _number(tokens[1])
+        if delay is None or not _int32(delay):
+            raise CommandError("CLIENT_ERROR invalid exptime argument")
+    assert delay is not None
     conn.stats.add("cmd_flush")
     conn._form = StatusForm(noreply)
     conn._propose([b"raftcache.mc.flush", b"%d" % max(delay, 0)])
@@ -502,9 +550,10 @@ def _verbosity(conn: McConnection, tokens: list[bytes]) -> None:
         conn._reply_now(ERROR)
         return
     level = _number(tokens[1])
-    noreply = _noreply(tokens[2:])
-    conn.server.verbosity = max(level or 0, 0)
-    if not noreply:
+    if level is None or not 0 <= level < _U64:
+        raise CommandError(BAD_FORMAT_TEXT)
+    conn.server.verbosity = min(level, 2)
+    if tokens[-1] != b"noreply":
         conn._reply_now(b"OK\r\n")
 
 
@@ -522,12 +571,13 @@ def _mn(conn: McConnection, tokens: list[bytes]) -> None:
 @_command("mg")
 def _mg(conn: McConnection, tokens: list[bytes]) -> None:
     if len(tokens) < 2:
-        raise CommandError("CLIENT_ERROR bad command line format")
+        conn._reply_now(ERROR)
+        return
     flags = _meta_flags(tokens[2:], "bcfhklOqstTvN")
     key = _meta_key(tokens[1], flags)
     conn.stats.add("cmd_get")
     if "N" in flags:
-        raise CommandError("CLIENT_ERROR invalid flag")
+        raise CommandError(_UNSUPPORTED_VIVIFY)
     conn._form = _meta_form("mg", key, flags, value="v" in flags)
     if "T" in flags:
         ttl = _meta_int(flags, "T", 0, None)
@@ -540,14 +590,13 @@ def _mg(conn: McConnection, tokens: list[bytes]) -> None:
 @_command("md")
 def _md(conn: McConnection, tokens: list[bytes]) -> None:
     if len(tokens) < 2:
-        raise CommandError("CLIENT_ERROR bad command line format")
-    flags = _meta_flags(tokens[2:], "bCkOqIT")
+        conn._reply_now(ERROR)
+        return
+    flags = _md_ma_flags(tokens, "bCkOqIT")
     key = _meta_key(tokens[1], flags)
     if "I" in flags or "T" in flags:
-        raise CommandError("CLIENT_ERROR invalid flag")
+        raise CommandError(_UNSUPPORTED_INVALIDATE)
     cas = flags.get("C", b"")
-    if cas:
-        _meta_int(flags, "C", 0, _U64)
     conn.stats.add("cmd_delete")
     conn._form = _meta_form("md", key, flags, value=False)
     conn._propose([b"raftcache.mc.delete", key, cas])
@@ -556,21 +605,20 @@ def _md(conn: McConnection, tokens: list[bytes]) -> None:
 @_command("ma")
 def _ma(conn: McConnection, tokens: list[bytes]) -> None:
     if len(tokens) < 2:
-        raise CommandError("CLIENT_ERROR bad command line format")
-    flags = _meta_flags(tokens[2:], "bCNJDTMqOtckv")
+        conn._reply_now(ERROR)
+        return
+    flags = _md_ma_flags(tokens, "bCNJDTMqOtckv")
     key = _meta_key(tokens[1], flags)
-    if "T" in flags:
-        raise CommandError("CLIENT_ERROR invalid flag")
     mode = flags.get("M", b"I").upper()
     if mode not in (b"I", b"+", b"D", b"-"):
-        raise CommandError("CLIENT_ERROR invalid mode for ma")
+        raise CommandError("CLIENT_ERROR invalid mode for ma M token")
     op = b"incr" if mode in (b"I", b"+") else b"decr"
-    delta = _meta_int(flags, "D", 1, _U64)
-    vivify = _meta_int(flags, "N", -1, None) if "N" in flags else -1
-    initial = _meta_int(flags, "J", 0, _U64)
+    delta = int(flags.get("D", b"1"))
+    vivify = int(flags["N"]) if "N" in flags else -1
+    initial = int(flags.get("J", b"0"))
     cas = flags.get("C", b"")
-    if cas:
-        _meta_int(flags, "C", 0, _U64)
+    if "T" in flags:  # T without N would touch an existing counter: not supported
+        raise CommandError("CLIENT_ERROR ma's T flag is not supported by raftcache: use N")
     conn._form = _meta_form("ma", key, flags, value="v" in flags)
     argv = [b"raftcache.mc.arith", key, op, b"%d" % delta, b"%d" % vivify, b"%d" % initial]
     conn._propose([*argv, cas])

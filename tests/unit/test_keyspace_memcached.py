@@ -89,6 +89,8 @@ def test_touch_and_gat_keep_flags() -> None:
     assert isinstance(got, list) and got[1] is None
     assert got[0][:2] == [b"v", 9]
     assert r("PTTL", "k") == -1 and item(r, "k")[1] == 9
+    assert got[0][3] == -1  # the TTL reported is the new one (mg T30 t answers t30)
+    assert r("raftcache.mc.gat", 30, "k")[0][3] == 30
     r("raftcache.mc.gat", -1, "k")
     assert item(r, "k") is None
 
@@ -112,6 +114,12 @@ def test_incr_wraps_decr_floors_and_non_numbers_are_refused() -> None:
     assert r("raftcache.mc.arith", "n", "decr", 10, -1, 0, "")[1] == b"0"
     store(r, "set", "pad", "10  ")  # memcached reads trailing spaces as padding
     assert r("raftcache.mc.arith", "pad", "decr", 1, -1, 0, "")[1] == b"9"
+    # a shorter result is stored padded to the old length, as memcached's in-place rewrite
+    assert item(r, "pad")[0] == b"9   "
+    assert r("raftcache.mc.arith", "pad", "incr", 99991, -1, 0, "")[1] == b"100000"
+    assert item(r, "pad")[0] == b"100000"  # longer: a new item, no padding
+    # the whole unsigned 64-bit range is a valid delta
+    assert r("raftcache.mc.arith", "pad", "incr", 2**64 - 1, -1, 0, "")[1] == b"99999"
     store(r, "set", "s", "abc")
     err = unchanged(r, "raftcache.mc.arith", "s", "incr", 1, -1, 0, "")
     assert err == Error("CLIENT_ERROR cannot increment or decrement non-numeric value")
@@ -163,7 +171,7 @@ def test_bad_arguments_are_refused_before_proposing() -> None:
     assert refused("raftcache.mc.arith", "k", "incr", -1, -1, 0, "") == (
         "CLIENT_ERROR delta out of range"
     )
-    assert refused("raftcache.mc.delete", "k", "x").startswith("ERR value is not an integer")
+    assert refused("raftcache.mc.delete", "k", "x") == "CLIENT_ERROR cas out of range"
 
 
 def test_flags_survive_a_snapshot() -> None:

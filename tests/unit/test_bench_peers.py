@@ -273,4 +273,4 @@ def test_chart_is_svg_with_a_bar_per_measured_row(fixture_json: Path, tmp_path: 
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
     assert "0.50x etcd" in texts and "4.00x etcd" in texts
     assert "not measured: no memcached endpoint" in texts
-    assert "load average 0.25 at the start and 1.50 at the end" in texts
+    assert "load average 0.25 at the start, 1.50 at the end" in texts

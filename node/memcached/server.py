@@ -449,7 +449,7 @@ def _gat_command(conn: McConnection, tokens: list[bytes], cas: bool) -> None:
         conn._reply_now(ERROR)
         return
     exptime = _number(tokens[1])
-    if not _int32(exptime):
+    if exptime is None or not _int32(exptime):
         raise CommandError("CLIENT_ERROR invalid exptime argument")
     keys = [_key(k) for k in tokens[2:]]
     if not keys:
@@ -515,7 +515,7 @@ def _touch(conn: McConnection, tokens: list[bytes]) -> None:
         return
     key = _key(tokens[1])
     exptime = _number(tokens[2])
-    if not _int32(exptime):
+    if exptime is None or not _int32(exptime):
         raise CommandError("CLIENT_ERROR invalid exptime argument")
     conn.stats.add("cmd_touch")
     conn._form = StatusForm(tokens[-1] == b"noreply", "touch")

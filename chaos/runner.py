@@ -36,6 +36,7 @@ from raftcache.chaos.workloads import (
     Worker,
     WorkloadConfig,
     parse_workloads,
+    pipeline_summary,
     start_workers,
     stop_workers,
     workload_of,
@@ -77,6 +78,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "comma-separated list",
     )
     p.add_argument("--think", type=float, default=0.02, help="seconds between a worker's ops")
+    p.add_argument(
+        "--no-auto-pipeline",
+        dest="auto_pipeline",
+        action="store_false",
+        help="run the SDK workers' shared Client with auto-pipelining off (default: on)",
+    )
     p.add_argument("--check-budget", type=float, default=60.0, help="linearizability search s")
     p.add_argument("--out", default="chaos-results")
     p.add_argument(
@@ -324,6 +331,7 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
         ),
         redis_endpoints=backend.redis_endpoints,
         memcached_endpoints=backend.memcached_endpoints,
+        auto_pipeline=args.auto_pipeline,
     )
     lists = ListKeys(wconfig.open_lists, wconfig.list_cap)
     history = HistoryWriter(out / "history.jsonl")
@@ -344,6 +352,7 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
         if nemesis is not None:
             nemesis.stop()
         worker_errors = stop_workers(workers)
+        _log(f"SDK workers' client: {pipeline_summary(workers)}")
         history.close()
         sampler.stop()
     elapsed = time.monotonic() - started

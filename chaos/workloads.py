@@ -115,6 +115,9 @@ class WorkloadConfig:
     mc_register_keys: int = 10
     open_lists: int = 3  # lists appended to at a time
     list_cap: int = 200  # a list this long is retired for a fresh one
+    # The SDK workers share one Client, so their concurrent calls are auto-pipelined into
+    # Batch RPCs (the SDK's default); False runs it with auto-pipelining off.
+    auto_pipeline: bool = True
 
     def __post_init__(self) -> None:
         unknown = [w for w in self.workloads if w not in WORKLOADS]
@@ -208,7 +211,9 @@ class Worker:
         config: WorkloadConfig,
         history: HistoryWriter,
         lists: ListKeys | None = None,
+        client: Client | None = None,
     ) -> None:
+        """`client`: a Client shared with other workers (closed by stop_workers)."""
         self.workload = workload
         self.config = config
         self.history = history
@@ -216,7 +221,8 @@ class Worker:
         self._n = 0
         self._rng = random.Random(f"{config.seed}-{index}")
         self._stop = threading.Event()
-        self._client = Client(list(config.endpoints), timeout=config.op_timeout_s)
+        self.shares_client = client is not None
+        self._client = client or Client(list(config.endpoints), timeout=config.op_timeout_s)
         self._resp: RespNodes | None = None
         if workload in REDIS_WORKLOADS:
             from raftcache.chaos.resp_client import RespNodes  # redis-py: the test extra
@@ -240,6 +246,10 @@ class Worker:
         self.session_keys: list[str] = []
         self.unexpected: list[str] = []  # error replies outside the port's contract
 
+    @property
+    def client(self) -> Client:
+        return self._client
+
     def start(self) -> None:
         self._thread.start()
 
@@ -248,7 +258,8 @@ class Worker:
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
-        self._client.close()
+        if not self.shares_client:
+            self._client.close()
         if self._resp is not None:
             self._resp.close()
         if self._memcached is not None:
@@ -472,8 +483,11 @@ def start_workers(
 ) -> list[Worker]:
     """Start config.workers workers; the redis-appends ones share `lists`."""
     lists = lists or ListKeys(config.open_lists, config.list_cap)
+    shared = Client(
+        list(config.endpoints), timeout=config.op_timeout_s, auto_pipeline=config.auto_pipeline
+    )
     workers = [
-        Worker(i, w, config, history, lists)
+        Worker(i, w, config, history, lists, shared)
         for i, w in enumerate(assign(config.workers, config.workloads))
     ]
     for worker in workers:
@@ -495,4 +509,23 @@ def stop_workers(workers: Sequence[Worker], timeout: float = 10.0) -> list[str]:
                 f"{worker.workload} worker: {len(worker.unexpected)} reply(ies) outside the "
                 f"port's contract, first: {worker.unexpected[0]}"
             )
+    shared = {id(w.client): w.client for w in workers if w.shares_client}
+    for client in shared.values():
+        client.close()
     return errors
+
+
+def pipeline_summary(workers: Sequence[Worker]) -> str:
+    """What the SDK workers' shared Client sent: unary RPCs and Batch RPCs."""
+    clients = {id(w.client): w.client for w in workers if w.shares_client}
+    parts = []
+    for client in clients.values():
+        if client.pipeline is None:
+            parts.append("auto-pipelining off")
+            continue
+        stats = client.pipeline.stats
+        parts.append(
+            f"{stats.unary} unary RPCs, {stats.batches} Batch RPCs carrying "
+            f"{stats.batched_ops} calls"
+        )
+    return "; ".join(parts) or "no shared SDK client"

@@ -7,7 +7,8 @@ sets (zadd, zincrby, zscore, zrank, zrange, zrangebyscore, zrem, zcard, zcount),
 expiry (expire, persist, ttl), type, scan_iter, txn (ops and compares from
 `raftcache.client.ops`), publish, subscribe, watch, cluster_status; `cache_aside` /
 `cached` for query caching. Exceptions are in raftcache.client.errors (hierarchy in its
-docstring).
+docstring). Concurrent calls are auto-pipelined into Batch RPCs (`auto_pipeline=False`
+turns it off; see client/_pipeline.py).
 """
 
 from __future__ import annotations

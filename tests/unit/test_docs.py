@@ -14,6 +14,7 @@ from raftcache.consensus import RaftConfig
 from raftcache.node import config, errors, eviction, state_machine, status_codes, values
 from raftcache.node.requests import Limits
 from raftcache.node.streams import StreamLimits
+from raftcache.v1 import pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 RAFT = RaftConfig(self_addr="127.0.0.1:7380", peers=(), data_dir=Path("."))
@@ -52,6 +53,12 @@ CLAIMS: list[tuple[str, str]] = [
     ),
     ("README.md", f"default {n(_async_client.DEFAULT_TIMEOUT_S)} s"),
     ("README.md", "`receivers`: the subscribers **on the leader**"),
+    (
+        "README.md",
+        f"At most {n(LIMITS.max_batch_ops)} ops and {mib(LIMITS.max_batch_bytes)} per request",
+    ),
+    ("README.md", f"at most {pipeline.DEFAULT_MAX_INFLIGHT} RPCs in flight per node"),
+    ("node/DESIGN.md", f"at most {n(LIMITS.max_batch_ops)} ops and {mib(LIMITS.max_batch_bytes)}"),
     ("README.md", "a node restarted since keeps only the changes after its last snapshot"),
     ("README.md", f"timeout after {int(DEFAULTS['commit-timeout-ms'] or 0) // 1000} s"),
     # README: Kubernetes, a pod back at a new IP (the DNS cache was 10 minutes once)

@@ -89,8 +89,10 @@ def stats_reply(server: McServer, args: list[bytes]) -> bytes:
         lines = _slabs(server)
     elif args == [b"conns"]:
         lines = [(f"{c.id}:addr", f"tcp:{c.addr}") for c in server.clients.values()]
-    elif args[:1] == [b"detail"]:
-        return b"CLIENT_ERROR usage: stats detail on|off|dump\r\n"  # per-prefix stats: none
+    elif args[:1] == [b"detail"]:  # per-prefix stats: accepted, none are kept
+        return {b"on": b"OK\r\n", b"off": b"OK\r\n", b"dump": b"END\r\n"}.get(
+            args[1] if len(args) == 2 else b"", b"CLIENT_ERROR usage: stats detail on|off|dump\r\n"
+        )
     elif args == [b"reset"]:
         server.stats.counts.clear()
         return b"RESET\r\n"

@@ -188,7 +188,9 @@ class McConnection(PipelinedConnection):
     def _command(self, line: bytes, buf: bytearray, after: int) -> int:
         """Handle one command line; returns where the next command starts, or -1 when a
         storage command's data block has not fully arrived."""
-        tokens = line.split()
+        tokens = line.split(b" ")  # memcached separates tokens by spaces only
+        if b"" in tokens:
+            tokens = [t for t in tokens if t]
         if not tokens:
             self._reply_now(ERROR)
             return after
@@ -255,11 +257,11 @@ class McConnection(PipelinedConnection):
     def _value_size(self, tokens: list[bytes], meta: bool) -> int:
         """The data block's size, checked before the data is read (as memcached does: a
         command line refused here has no data block; the next line is a command)."""
+        _key(tokens[1])  # a bad key refuses the line before its data (memcached's order)
         size = _number(tokens[2] if meta else tokens[4])
         if size is None or not 0 <= size < _I32_MAX - 2:
             raise CommandError(BAD_FORMAT_TEXT)
         if not meta:
-            _key(tokens[1])
             flags, exptime = _number(tokens[2]), _number(tokens[3])
             if flags is None or not 0 <= flags < _U64 or not _int32(exptime):
                 raise CommandError(BAD_FORMAT_TEXT)

@@ -1,13 +1,19 @@
-"""SDK overhead: AsyncClient vs raw grpc.aio stubs, 64 concurrent callers, same process.
+"""SDK throughput: AsyncClient (auto-pipelining off, on with its default depth, on with one
+RPC in flight per node) vs raw grpc.aio stubs, 64 concurrent callers, same process; then
+etcd's put and linearizable get under the same 64-coroutine driver, for the ratio.
 
-Both run in the orchestrator process, alternating (raw, sdk, raw, sdk, ...) so that
-machine noise hits both alike; the medians and their ratio are reported.
+Everything runs in the orchestrator process, alternating (raw, off, on, on-1, raw, ...) so
+that machine noise hits all alike; the medians and their ratios are reported, with the load
+average (the machine is shared).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -18,6 +24,7 @@ from raftcache.client import AsyncClient
 from raftcache.v1 import cache_pb2, cache_pb2_grpc
 
 from bench.common import log, running_cluster
+from bench.loadgen import ETCD_PUT, ETCD_RANGE, etcd_put_request, etcd_range_request
 
 CALLERS = 64
 KEYS = 1000
@@ -42,69 +49,165 @@ async def drive(call: Callable[[int], Awaitable[Any]], seconds: float, span: int
     return sum(counts) / (time.perf_counter() - started)
 
 
+VARIANTS: dict[str, dict[str, Any]] = {
+    "sdk_off": {"auto_pipeline": False},
+    "sdk_on": {},
+    "sdk_on_depth1": {},  # one RPC in flight per node, the rest queued
+}
+
+
+def _client(seeds: Sequence[str], variant: str) -> AsyncClient:
+    client = AsyncClient(list(seeds), **VARIANTS[variant])
+    if variant == "sdk_on_depth1":
+        from raftcache.client._pipeline import PipelinedTransport
+
+        client.pipeline = PipelinedTransport(client._transport, max_inflight=1)
+        client._router._transport = client.pipeline
+    return client
+
+
+def _row(samples: dict[str, list[float]]) -> dict[str, Any]:
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    row: dict[str, Any] = {f"{name}_ops_s": [round(x) for x in v] for name, v in samples.items()}
+    row.update({f"{name}_median": round(m) for name, m in medians.items()})
+    row["sdk_vs_raw"] = round(medians["sdk_off"] / medians["raw"], 3)
+    row["within_10pct"] = medians["sdk_off"] >= 0.9 * medians["raw"]
+    row["pipelined_vs_off"] = round(medians["sdk_on"] / medians["sdk_off"], 3)
+    return row
+
+
 async def _measure(
     leader: str, seeds: Sequence[str], seconds: float, rounds: int
 ) -> dict[str, Any]:
     keys = [f"sdk:{i}".encode() for i in range(KEYS)]
     channel = grpc.aio.insecure_channel(leader)
     stub = cache_pb2_grpc.CacheStub(channel)
-    client = AsyncClient(list(seeds))
-    await client.mset({k: VALUE for k in keys})
-    raw_ops: dict[str, Callable[[int], Awaitable[Any]]] = {
-        "set": lambda i: stub.Set(cache_pb2.SetRequest(key=keys[i], value=VALUE)),
-        "get": lambda i: stub.Get(cache_pb2.GetRequest(key=keys[i])),
+    clients = {variant: _client(seeds, variant) for variant in VARIANTS}
+    await clients["sdk_off"].mset({k: VALUE for k in keys})
+    drivers: dict[str, dict[str, Callable[[int], Awaitable[Any]]]] = {
+        "raw": {
+            "set": lambda i: stub.Set(cache_pb2.SetRequest(key=keys[i], value=VALUE)),
+            "get": lambda i: stub.Get(cache_pb2.GetRequest(key=keys[i])),
+        }
     }
-    sdk_ops: dict[str, Callable[[int], Awaitable[Any]]] = {
-        "set": lambda i: client.set(keys[i], VALUE),
-        "get": lambda i: client.get(keys[i]),
-    }
+    for variant, client in clients.items():
+        drivers[variant] = {
+            "set": lambda i, c=client: c.set(keys[i], VALUE),  # type: ignore[misc]
+            "get": lambda i, c=client: c.get(keys[i]),  # type: ignore[misc]
+        }
     rows: dict[str, Any] = {}
     try:
         for op in ("set", "get"):
-            await drive(raw_ops[op], 1.0)  # warm-up
-            await drive(sdk_ops[op], 1.0)
-            raw, sdk = [], []
+            for driver in drivers.values():
+                await drive(driver[op], 1.0)  # warm-up
+            samples: dict[str, list[float]] = {name: [] for name in drivers}
             for _ in range(rounds):
-                raw.append(await drive(raw_ops[op], seconds))
-                sdk.append(await drive(sdk_ops[op], seconds))
-            raw_median, sdk_median = statistics.median(raw), statistics.median(sdk)
-            rows[op] = {
-                "raw_ops_s": [round(x) for x in raw],
-                "sdk_ops_s": [round(x) for x in sdk],
-                "raw_median": round(raw_median),
-                "sdk_median": round(sdk_median),
-                "sdk_vs_raw": round(sdk_median / raw_median, 3),
-                "within_10pct": sdk_median >= 0.9 * raw_median,
+                for name, driver in drivers.items():
+                    samples[name].append(await drive(driver[op], seconds))
+            rows[op] = _row(samples)
+            rows[op]["batching"] = {
+                variant: _batching(client) for variant, client in clients.items()
             }
-            log(f"sdk: {op}: raw {raw_median:.0f}/s, AsyncClient {sdk_median:.0f}/s")
+            log(
+                f"sdk: {op}: "
+                + ", ".join(f"{n} {statistics.median(v):.0f}/s" for n, v in samples.items())
+            )
     finally:
-        await client.close()
+        for client in clients.values():
+            await client.close()
         await channel.close()
     return rows
 
 
+def _batching(client: AsyncClient) -> dict[str, int] | None:
+    if client.pipeline is None:
+        return None
+    stats = client.pipeline.stats
+    return {"unary": stats.unary, "batches": stats.batches, "batched_ops": stats.batched_ops}
+
+
+async def _measure_etcd(endpoint: str, seconds: float, rounds: int) -> dict[str, float]:
+    """etcd 3.4's put and linearizable get (Range) under the same 64-coroutine driver."""
+    keys = [f"sdk:{i}".encode() for i in range(KEYS)]
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        put = channel.unary_unary(ETCD_PUT)
+        get = channel.unary_unary(ETCD_RANGE)
+        puts = [etcd_put_request(k, VALUE) for k in keys]
+        gets = [etcd_range_request(k, False) for k in keys]
+        out: dict[str, float] = {}
+        for op, call, requests in (("set", put, puts), ("get", get, gets)):
+            await drive(lambda i, c=call, r=requests: c(r[i]), 1.0)  # type: ignore[misc]
+            runs = [
+                await drive(lambda i, c=call, r=requests: c(r[i]), seconds)  # type: ignore[misc]
+                for _ in range(rounds)
+            ]
+            out[op] = round(statistics.median(runs))
+            log(f"sdk: etcd {op}: {out[op]:.0f}/s")
+    return out
+
+
+def _etcd(work_dir: Path, seconds: float, rounds: int) -> dict[str, Any]:
+    """etcd's numbers when the etcd binary is installed (bench/peers.py starts it)."""
+    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
+        return {"skipped": "etcd is not installed (make bench-peers installs it)"}
+    from bench.peers import EtcdCluster
+
+    base = Path(tempfile.mkdtemp(prefix="sdk-etcd-", dir=work_dir))
+    cluster = EtcdCluster(base)
+    try:
+        cluster.start()
+        return {"ops_s": asyncio.run(_measure_etcd(cluster.leader_endpoint(), seconds, rounds))}
+    except Exception as exc:  # a reference number: never fail the SDK section for it
+        return {"skipped": f"etcd did not run: {exc}"}
+    finally:
+        cluster.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def run(work_dir: Path, node_args: Sequence[str], *, seconds: float = 5.0, rounds: int = 3,
-        keep_data: bool = False) -> dict[str, Any]:  # fmt: skip
+        keep_data: bool = False, etcd: bool = True) -> dict[str, Any]:  # fmt: skip
+    load_before = os.getloadavg()
     with running_cluster(work_dir, "sdk", node_args, keep=keep_data) as (cluster, leader):
         seeds = [n.client_addr for n in cluster.nodes]
         rows = asyncio.run(_measure(cluster.nodes[leader].client_addr, seeds, seconds, rounds))
-    return {"callers": CALLERS, "seconds_per_round": seconds, "rounds": rounds, "rows": rows}
+    reference = _etcd(work_dir, seconds, rounds) if etcd else {"skipped": "not asked for"}
+    for op, row in rows.items():
+        if "ops_s" in reference:
+            row["etcd_ops_s"] = reference["ops_s"][op]
+            row["pipelined_vs_etcd"] = round(row["sdk_on_median"] / reference["ops_s"][op], 3)
+    return {
+        "callers": CALLERS,
+        "seconds_per_round": seconds,
+        "rounds": rounds,
+        "load_average": [round(x, 2) for x in (*load_before, *os.getloadavg())],
+        "etcd": reference,
+        "rows": rows,
+    }
 
 
 def render(section: dict[str, Any], add: Callable[[str], None]) -> None:
-    add("## SDK overhead (AsyncClient vs raw gRPC stubs)")
+    add("## SDK throughput and auto-pipelining (AsyncClient vs raw gRPC stubs, etcd)")
     add("")
     add(
         f"{section['callers']} concurrent coroutines in one process, 100-byte values, "
         f"{section['rounds']} alternating rounds of {section['seconds_per_round']} s; "
-        "writes and linearizable reads to the leader."
+        "writes and linearizable reads (the SDK routes both to the leader). Load average "
+        f"(1/5/15 min) before and after: {section.get('load_average')}."
     )
     add("")
-    add("| Op | raw gRPC ops/s (median) | AsyncClient ops/s (median) | ratio | within 10% |")
-    add("|---|---:|---:|---:|---|")
+    add(
+        "| Op | raw gRPC | SDK, pipelining off | SDK, pipelining on | on, depth 1 | "
+        "etcd | on vs off | on vs etcd |"
+    )
+    add("|---|---:|---:|---:|---:|---:|---:|---:|")
     for op, row in section["rows"].items():
         add(
-            f"| {op} | {row['raw_median']:,} {row['raw_ops_s']} | {row['sdk_median']:,} "
-            f"{row['sdk_ops_s']} | {row['sdk_vs_raw']} | {'yes' if row['within_10pct'] else 'no'} |"
+            f"| {op} | {row['raw_median']:,} | {row['sdk_off_median']:,} | "
+            f"{row['sdk_on_median']:,} | {row['sdk_on_depth1_median']:,} | "
+            f"{row.get('etcd_ops_s', '-')} | {row['pipelined_vs_off']} | "
+            f"{row.get('pipelined_vs_etcd', '-')} |"
         )
+    if "skipped" in section.get("etcd", {}):
+        add("")
+        add(f"etcd: {section['etcd']['skipped']}")
     add("")

@@ -302,6 +302,42 @@ def test_a_node_without_batch_gets_unary_calls_again() -> None:
     asyncio.run(main())
 
 
+def test_calls_queued_when_batch_turns_out_unknown_go_unary_too() -> None:
+    def handle(method: str, request: Any) -> Any:
+        if method == "Cache/Batch":
+            return CallFailed("UNIMPLEMENTED", "Method not found!")
+        return answer(method, request)
+
+    async def main() -> None:
+        transport = GatedTransport(handle)
+        pipelined = PipelinedTransport(transport)  # type: ignore[arg-type]
+        transport.gate = asyncio.Event()
+        held = asyncio.ensure_future(pipelined.call(A, "Cache/Get", cache_pb2.GetRequest(), 1))
+        await asyncio.sleep(0)
+        first = asyncio.gather(
+            *(
+                pipelined.call(A, "Cache/Get", cache_pb2.GetRequest(key=b"a%d" % i), 1)
+                for i in range(2)
+            )
+        )
+        for _ in range(3):
+            await asyncio.sleep(0)  # the Batch of those two is in flight (held)
+        more = asyncio.gather(
+            *(
+                pipelined.call(A, "Cache/Get", cache_pb2.GetRequest(key=b"b%d" % i), 1)
+                for i in range(3)
+            )
+        )
+        await asyncio.sleep(0)
+        transport.gate.set()
+        await held
+        assert [r.value for r in await first] == [b"a0", b"a1"]
+        assert [r.value for r in await more] == [b"b0", b"b1", b"b2"]
+        assert [m for m, _, _ in transport.sent].count("Cache/Batch") == 1
+
+    asyncio.run(main())
+
+
 def test_batches_respect_the_op_and_byte_limits() -> None:
     async def main() -> None:
         transport = GatedTransport()

@@ -156,7 +156,13 @@ class AutoPipeline:
 
     def _flush(self, node: _Node, address: str) -> None:
         node.flush_scheduled = False
-        while node.queue and (node.inflight < self._max_inflight or not node.batch_ok):
+        if not node.batch_ok:  # the node does not know Batch: everything queued, unary
+            queued, node.queue = node.queue, []
+            for call in queued:
+                if not call.future.done():
+                    self._spawn(self._send_one(node, address, call))
+            return
+        while node.queue and node.inflight < self._max_inflight:
             calls = self._take(node)
             if len(calls) == 1:
                 self._spawn(self._send_one(node, address, calls[0]))

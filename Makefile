@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/raftcache/v1/*.proto)
 
 .PHONY: run test typecheck unit integration proto bench bench-peers chaos clean image base-image \
-	deploy-test redis-compat
+	deploy-test redis-compat memcached-compat
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,13 @@ chaos: $(STAMP)
 # E.g. REDIS_COMPAT_ARGS='--units type/hash,multi --min-pass-rate 90'. About 20-30 minutes.
 redis-compat: $(STAMP)
 	$(BIN)/python -m tests.compat.redis_suite $(REDIS_COMPAT_ARGS)
+
+# The memcached front-end against the real thing: a byte-for-byte differential check with
+# Debian's memcached 1.6 and libmemcached's `memccapable -a` on a 3-node cluster (each skips
+# with a reason when its binary is missing: apt-get install -y memcached libmemcached-tools).
+memcached-compat: $(STAMP)
+	$(BIN)/pytest -q -rs tests/integration/test_memcached_differential.py \
+		tests/integration/test_memcached_memccapable.py
 
 # The node image (deploy/Dockerfile) from the files git knows of (no .venv, no data dirs).
 # No registry? `make base-image`, then `make image BASE_IMAGE=raftcache-base:bookworm`.

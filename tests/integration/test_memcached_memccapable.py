@@ -21,42 +21,11 @@ pytestmark = [
     ),
 ]
 
-MUST_PASS = {
-    f"ascii {name}"
-    for name in [
-        "version",
-        "quit",
-        "verbosity",
-        "set",
-        "get",
-        "gets",
-        "mget",
-        "flush",
-        "add",
-        "replace",
-        "cas",
-        "delete",
-        "incr",
-        "decr",
-        "append",
-        "prepend",
-        "stat",
-    ]
-} | {
-    f"ascii {name} noreply"
-    for name in [
-        "set",
-        "flush",
-        "add",
-        "replace",
-        "cas",
-        "delete",
-        "incr",
-        "decr",
-        "append",
-        "prepend",
-    ]
-}
+_TESTS = ("version", "quit", "verbosity", "set", "get", "gets", "mget", "flush", "add")
+_TESTS += ("replace", "cas", "delete", "incr", "decr", "append", "prepend", "stat")
+_NOREPLY = ("set", "flush", "add", "replace", "cas", "delete", "incr", "decr", "append")
+_NOREPLY += ("prepend",)
+MUST_PASS = {f"ascii {t}" for t in _TESTS} | {f"ascii {t} noreply" for t in _NOREPLY}
 """The floor: memccapable 1.1.4's 27 ascii tests, all passing on raftcache."""
 
 

@@ -530,7 +530,7 @@ class StateMachine:
         if not changed:
             if entry is not None:
                 self._account(key, entry, 1)
-        elif not len(c):
+        elif not len(c) and not c.KEEP_EMPTY:
             if entry is not None:
                 self._drop(key, "delete", detached=True)
         else:

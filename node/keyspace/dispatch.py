@@ -10,6 +10,7 @@ from raftcache.node.keyspace import (  # noqa: F401  (each module registers its 
     memcached,
     pubsub,
     sets,
+    streams,
     strings,
     zsets,
 )

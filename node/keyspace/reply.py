@@ -35,6 +35,11 @@ class Pairs(list):  # type: ignore[type-arg]
     Redis answers WITHSCORES. Each item is a list of two replies."""
 
 
+class KeyedPairs(list):  # type: ignore[type-arg]
+    """[[key, value], ...]: a map in RESP3, those two-element arrays in RESP2 (XREAD's
+    reply). Each item is a list of two replies."""
+
+
 class Bool(int):
     """A RESP3 boolean (RESP2 sees 1 or 0)."""
 
@@ -114,7 +119,12 @@ def to_proto(reply: ReplyT, out: cache_pb2.Reply | None = None) -> cache_pb2.Rep
     return out
 
 
-_LIST_FIELDS: dict[type, str] = {Map: "map", SetReply: "set", Pairs: "pairs"}
+_LIST_FIELDS: dict[type, str] = {
+    Map: "map",
+    SetReply: "set",
+    Pairs: "pairs",
+    KeyedPairs: "keyed",
+}
 
 
 def from_proto(msg: cache_pb2.Reply) -> ReplyT:
@@ -134,7 +144,13 @@ def from_proto(msg: cache_pb2.Reply) -> ReplyT:
         return float(msg.double)
     if kind == "boolean":
         return Bool(msg.boolean)
-    if kind in ("array", "map", "set", "pairs"):
-        cls = {"array": list, "map": Map, "set": SetReply, "pairs": Pairs}[kind]
+    if kind in _LIST_CLASSES:
+        cls = _LIST_CLASSES[kind]
         return cls(from_proto(item) for item in getattr(msg, kind).items)
     return None
+
+
+_LIST_CLASSES: dict[str, type[list[Any]]] = {
+    "array": list,
+    **{v: k for k, v in _LIST_FIELDS.items()},
+}

@@ -10,6 +10,7 @@ from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
     Bool,
     Error,
+    KeyedPairs,
     Map,
     Pairs,
     ReplyT,
@@ -78,6 +79,13 @@ def _encode(reply: Any, proto: int, out: bytearray) -> None:
             for item in reply:
                 for part in item:
                     _encode(part, proto, out)
+    elif cls is KeyedPairs:
+        out += b"%%%d\r\n" % len(reply) if proto == 3 else b"*%d\r\n" % len(reply)
+        for item in reply:
+            if proto == 2:
+                out += b"*2\r\n"
+            for part in item:
+                _encode(part, proto, out)
     elif cls is Bool:
         if proto == 3:
             out += b"#t\r\n" if reply else b"#f\r\n"

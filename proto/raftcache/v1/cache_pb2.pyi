@@ -521,7 +521,7 @@ class RedisCall(_message.Message):
     def __init__(self, argv: _Optional[_Iterable[bytes]] = ..., db: _Optional[int] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("bulk", "int", "status", "error", "null", "null_array", "double", "array", "map", "set", "boolean", "pairs")
+    __slots__ = ("bulk", "int", "status", "error", "null", "null_array", "double", "array", "map", "set", "boolean", "pairs", "keyed")
     BULK_FIELD_NUMBER: _ClassVar[int]
     INT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -534,6 +534,7 @@ class Reply(_message.Message):
     SET_FIELD_NUMBER: _ClassVar[int]
     BOOLEAN_FIELD_NUMBER: _ClassVar[int]
     PAIRS_FIELD_NUMBER: _ClassVar[int]
+    KEYED_FIELD_NUMBER: _ClassVar[int]
     bulk: bytes
     int: int
     status: str
@@ -546,7 +547,8 @@ class Reply(_message.Message):
     set: Replies
     boolean: bool
     pairs: Replies
-    def __init__(self, bulk: _Optional[bytes] = ..., int: _Optional[int] = ..., status: _Optional[str] = ..., error: _Optional[str] = ..., null: _Optional[bool] = ..., null_array: _Optional[bool] = ..., double: _Optional[float] = ..., array: _Optional[_Union[Replies, _Mapping]] = ..., map: _Optional[_Union[Replies, _Mapping]] = ..., set: _Optional[_Union[Replies, _Mapping]] = ..., boolean: _Optional[bool] = ..., pairs: _Optional[_Union[Replies, _Mapping]] = ...) -> None: ...
+    keyed: Replies
+    def __init__(self, bulk: _Optional[bytes] = ..., int: _Optional[int] = ..., status: _Optional[str] = ..., error: _Optional[str] = ..., null: _Optional[bool] = ..., null_array: _Optional[bool] = ..., double: _Optional[float] = ..., array: _Optional[_Union[Replies, _Mapping]] = ..., map: _Optional[_Union[Replies, _Mapping]] = ..., set: _Optional[_Union[Replies, _Mapping]] = ..., boolean: _Optional[bool] = ..., pairs: _Optional[_Union[Replies, _Mapping]] = ..., keyed: _Optional[_Union[Replies, _Mapping]] = ...) -> None: ...
 
 class Replies(_message.Message):
     __slots__ = ("items",)

@@ -123,6 +123,17 @@ class Engine:
         assert replies is not None  # no compares: the transaction always runs
         return replies
 
+    async def relay_call(self, argv: list[bytes], db: int, timeout_s: float) -> ReplyT:
+        """A follower relays one call to the leader's Exec and waits up to `timeout_s` (a
+        blocking pop waits as long as its own timeout)."""
+        request = cache_pb2.ExecRequest()
+        set_call(request.op, argv, db)
+        error = self.view.not_leader()
+        if not isinstance(error, errors.NotLeader):
+            raise error
+        response = await self._forwarder.relay(error.leader_addr, "Exec", request, timeout_s)
+        return from_proto(response.value.reply)
+
     async def read(self, argv: list[bytes], db: int) -> ReplyT:
         """A linearizable read: the leader after a barrier, a follower through the leader."""
         if self.is_leader():

@@ -16,6 +16,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from raftcache.consensus import RaftNode, Role
 from raftcache.node import commands
+from raftcache.node.blocking import Blocker
 from raftcache.node.config import NodeConfig
 from raftcache.node.engine import Engine
 from raftcache.node.eviction import AccessTracker, Evictor
@@ -71,6 +72,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._redis: RespServer | None = None
         self._memcached: McServer | None = None
+        self.blocker: Blocker | None = None  # parked blocking pops (BLPOP...), once running
 
     def log_context(self) -> dict[str, Any]:
         context: dict[str, Any] = {"node_id": self.config.node_id}
@@ -108,6 +110,8 @@ class Node:
             tracker.follow(self.replica.state)
             tracker.on_events(events)
             streams.deliver(events)
+            if self.blocker is not None:
+                self.blocker.on_events(events)
 
         self.replica.on_events = on_events
         self.replica.on_restored = streams.restored
@@ -121,13 +125,14 @@ class Node:
         proposer = Proposer(raft, self.replica, config.proposer, prelude=evictor.prelude)
         view = NodeView(config.node_id, raft, self.replica, config.advertise, tracker)
         forwarder = LeaderForwarder(options)
-        cache_pb2_grpc.add_CacheServicer_to_server(
-            CacheServicer(view, proposer, forwarder, config.limits, streams), server
-        )
-        cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterServicer(view, streams), server)
         engine = Engine(
             view, proposer, forwarder, config.proposer.commit_timeout_s, streams.receivers
         )
+        self.blocker = Blocker(engine)
+        cache = CacheServicer(view, proposer, forwarder, config.limits, streams)
+        cache.blocker = self.blocker
+        cache_pb2_grpc.add_CacheServicer_to_server(cache, server)
+        cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterServicer(view, streams), server)
         self._redis = await self._start_redis(engine, view, streams)
         self._memcached = await self._start_memcached(engine)
         health = HealthServicer()
@@ -226,6 +231,7 @@ class Node:
             max_key_bytes=config.limits.max_key_bytes,
             max_txn_bytes=entry_bytes,
         )
+        redis.blocker = self.blocker
         try:
             await redis.start(config.redis_listen)
         except OSError as exc:
@@ -234,8 +240,10 @@ class Node:
             ) from exc
         return redis
 
-    def _role_changed(self, old: Role, new: Role) -> None:  # tick thread: log only
+    def _role_changed(self, old: Role, new: Role) -> None:  # tick thread
         _log.info("role changed", old_role=old.value, new_role=new.value)
+        if old is Role.LEADER and self.blocker is not None:
+            self.blocker.stepped_down()
 
     async def _health_loop(self, health: HealthServicer, view: NodeView) -> None:
         """SERVING once a leader is known (with its client address) and this node caught up."""

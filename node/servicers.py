@@ -14,6 +14,10 @@ from raftcache.node import errors, requests, responses, status_codes
 from raftcache.node.batch import BatchRunner
 from raftcache.node.eviction import AccessTracker
 from raftcache.node.forwarding import LeaderForwarder
+from raftcache.node.keyspace import dispatch
+from raftcache.node.keyspace.blocking import BLOCKING
+from raftcache.node.keyspace.reply import CommandError, Error
+from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
 from raftcache.node.state_machine import (
@@ -153,6 +157,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         self._streams = streams
         self._batch = BatchRunner(view, proposer, forwarder, limits)
         view.forwarding = forwarder.stats
+        self.blocker: Any = None  # node/blocking.py's Blocker: parks BLPOP & co on the leader
 
     async def _forward(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> Any:
         metadata = dict(context.invocation_metadata() or ())
@@ -204,6 +209,9 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         )
 
     async def Exec(self, request: cache_pb2.ExecRequest, context: Any) -> cache_pb2.ExecResponse:
+        call = request.op.call
+        if self.blocker is not None and call.argv and call.argv[0].lower() in BLOCKING:
+            return await self._exec_blocking(request, context)
         try:
             requests.data_op_kind(request.op)
             if requests.is_read_op(request.op):
@@ -218,6 +226,28 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             lambda now: requests.exec_op(request, self._limits, now),
             lambda r: cache_pb2.ExecResponse(value=responses.value(r)),
         )
+
+    async def _exec_blocking(
+        self, request: cache_pb2.ExecRequest, context: Any
+    ) -> cache_pb2.ExecResponse:
+        """BLPOP & co: parked on the leader until an element arrives or the timeout passes; a
+        follower relays (once: a relayed call is served by the leader or refused)."""
+        argv, db = list(request.op.call.argv), request.op.call.db
+        try:
+            requests.check_data_op(request.op, self._limits)
+            dispatch.validate(argv)
+            metadata = dict(context.invocation_metadata() or ())
+            if FORWARDED_METADATA_KEY in metadata:
+                reply = await self.blocker.block(argv, db)
+            else:
+                reply = await self.blocker.call(argv, db)
+        except CommandError as exc:
+            reply = Error(exc.text)
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+        response = cache_pb2.ExecResponse()
+        response.value.reply.CopyFrom(reply_to_proto(reply))
+        return response
 
     async def Txn(self, request: cache_pb2.TxnRequest, context: Any) -> cache_pb2.TxnResponse:
         def respond(result: Result) -> cache_pb2.TxnResponse:

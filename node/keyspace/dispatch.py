@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from raftcache.node.keyspace import (  # noqa: F401  (each module registers its commands)
     bitmaps,
+    blocking,
     hashes,
     keys,
     lists,
     memcached,
     pubsub,
+    scripting,
     sets,
     streams,
     strings,

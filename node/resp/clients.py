@@ -256,8 +256,12 @@ def _unpause(conn: Connection, argv: list[bytes]) -> ReplyT:
 def _unblock(conn: Connection, argv: list[bytes]) -> ReplyT:
     if len(argv) == 4 and argv[3].lower() not in (b"timeout", b"error"):
         return Error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
-    parse_int(argv[2])
-    return 0  # no client is ever blocked on this front-end yet
+    target = conn.server.clients.get(parse_int(argv[2]))
+    if target is None or target.blocked is None:
+        return 0
+    error = len(argv) == 4 and argv[3].lower() == b"error"
+    target.unblock(Error("UNBLOCKED client unblocked via CLIENT UNBLOCK") if error else None)
+    return 1
 
 
 _NO_TRACKING = (

@@ -513,6 +513,7 @@ def gather(conn: Connection) -> InfoFacts:
         executable=sys.executable,
         now_us=int(now * 1_000_000),
         connected_clients=len(server.clients),
+        blocked_clients=sum(1 for c in server.clients.values() if c.blocked is not None),
         maxclients=int(local.settings.get("maxclients", "10000")),
         used_memory=cache.memory_used,
         peak_memory=local.peak_memory,

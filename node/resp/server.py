@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from raftcache.node.blocking import Blocker
 from raftcache.node.engine import Engine
 from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.args import parse_int
+from raftcache.node.keyspace.blocking import BLOCKING, waits_on
 from raftcache.node.keyspace.db import DATABASES, db_key
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
@@ -126,6 +128,7 @@ class RespServer:
         self.info = info  # node facts for INFO, CLUSTER, SENTINEL (node/resp/admin.py)
         self.max_staleness_ms = max_staleness_ms
         self.stats = Stats()
+        self.blocker: Blocker | None = None  # the node's parked blocking pops
         self.clients: dict[int, Connection] = {}
         self._ids = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
@@ -171,6 +174,8 @@ class Connection(PipelinedConnection):
         # WATCHed (db, key) -> version; changed only in the connection's order (run "x")
         self.watched: dict[tuple[int, bytes], int] = {}
         self._push_backlog = 0  # bytes of pushed messages not yet written
+        # the blocking command this connection waits in (CLIENT UNBLOCK resolves it early)
+        self.blocked: asyncio.Future[ReplyT | None] | None = None
 
     def reset_state(self) -> None:
         self.proto = 2
@@ -284,6 +289,9 @@ class Connection(PipelinedConnection):
             self.reply(Error(exc.text))
             return
         db = self.db
+        if name in BLOCKING and self.server.blocker is not None:
+            self.run("x", lambda slot: self._spawn(self._block(argv, db), slot, write=True))
+            return
         if spec.write:
             self.write(argv, db)
             return
@@ -332,6 +340,28 @@ class Connection(PipelinedConnection):
             self.run("x", lambda slot: self._spawn(result, slot))
 
     # -- command paths ---------------------------------------------------------------------
+
+    async def _block(self, argv: list[bytes], db: int) -> ReplyT:
+        """A blocking pop (node/blocking.py): the reply, unless CLIENT UNBLOCK ends it first
+        (then Redis's timeout reply, or its UNBLOCKED error)."""
+        assert self.server.blocker is not None
+        call = asyncio.ensure_future(self.server.blocker.call(argv, db))
+        self.blocked = unblocked = self._loop.create_future()
+        try:
+            await asyncio.wait((call, unblocked), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.blocked = None
+            if not call.done():
+                call.cancel()  # the leader drops the waiter (and undoes a pop in flight)
+        if call.done() and not call.cancelled():
+            return call.result()
+        reply = unblocked.result()
+        return waits_on(argv)[2] if reply is None else reply
+
+    def unblock(self, reply: ReplyT | None) -> None:
+        """CLIENT UNBLOCK: end the blocking command with `reply` (None: as if timed out)."""
+        if self.blocked is not None and not self.blocked.done():
+            self.blocked.set_result(reply)
 
     def local_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
         reply = self.answer_locally(argv, db)

@@ -116,6 +116,10 @@ ALL_FLAGS = {
     "redis-listen": "0.0.0.0:6379",
     "redis-advertise": "cache-0.example:6379",
     "redis-max-staleness-ms": "250",
+    "memcached-listen": "0.0.0.0:11211",
+    "memcached-advertise": "cache-0.example:11211",
+    "memcached-stale-reads": "500",
+    "memcached-max-item-bytes": "1500",
     "event-loop": "asyncio",
 }
 
@@ -139,6 +143,11 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert (cfg.max_memory, cfg.eviction_policy) == (64 << 20, "allkeys-lru")
     assert (cfg.redis_listen, cfg.redis_advertise) == ("0.0.0.0:6379", "cache-0.example:6379")
     assert cfg.redis_max_staleness_ms == 250
+    assert (cfg.memcached_listen, cfg.memcached_advertise) == (
+        "0.0.0.0:11211",
+        "cache-0.example:11211",
+    )
+    assert (cfg.memcached_stale_reads_ms, cfg.memcached_max_item_bytes) == (500, 1500)
     assert cfg.event_loop == "asyncio"
 
 
@@ -623,6 +632,29 @@ def test_bad_redis_flags_are_refused_naming_the_flag() -> None:
     error = refused(["--redis-listen", "0.0.0.0:6379", "--redis-advertise", "0.0.0.0:6379"])
     assert error.startswith("--redis-advertise") and "not an address clients can dial" in error
     assert refused(["--redis-max-staleness-ms", "-1"]).startswith("--redis-max-staleness-ms")
+
+
+def test_memcached_is_off_unless_listen_is_given_and_items_default_to_the_value_limit() -> None:
+    cfg = load([], {})
+    assert (cfg.memcached_listen, cfg.memcached_advertise) == ("", "")
+    assert cfg.memcached_max_item_bytes == cfg.limits.max_value_bytes
+    assert cfg.memcached_stale_reads_ms == 0  # gets are linearizable unless asked
+    cfg = load(["--memcached-listen", "0.0.0.0:11211", "--advertise", "cache-0.example:6380"], {})
+    assert cfg.memcached_advertise == "cache-0.example:11211"
+    cfg = load([], {"RAFTCACHE_MEMCACHED_LISTEN": "127.0.0.1:7002"})
+    assert cfg.memcached_listen == "127.0.0.1:7002"
+
+
+def test_bad_memcached_flags_are_refused_naming_the_flag() -> None:
+    assert refused(["--memcached-listen", "nope"]).startswith("--memcached-listen")
+    error = refused(
+        ["--memcached-listen", "0.0.0.0:11211", "--memcached-advertise", "0.0.0.0:11211"]
+    )
+    assert error.startswith("--memcached-advertise") and "not an address" in error
+    assert refused(["--memcached-stale-reads", "-5"]).startswith("--memcached-stale-reads")
+    assert refused(["--memcached-max-item-bytes", "0"]).startswith("--memcached-max-item-bytes")
+    error = refused(["--max-value-bytes", "1000", "--memcached-max-item-bytes", "2000"])
+    assert error.startswith("--memcached-max-item-bytes") and "--max-value-bytes" in error
 
 
 def test_the_event_loop_is_uvloop_unless_asked_otherwise() -> None:

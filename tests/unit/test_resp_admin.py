@@ -119,6 +119,7 @@ class FakeConn:
         self.addr = f"127.0.0.1:{50000 + client_id}"
         self.laddr = "127.0.0.1:6379"
         self.created = self.last_command = 1000.0
+        self.blocked: Any = None
         self.db = 0
         self.sub = None
         self.readonly = False

@@ -1,0 +1,296 @@
+"""Blocking pops (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN/MAX, BZMPOP) on the
+leader: clients are parked here, never in the log.
+
+A blocking call is an ordinary replicated write of its one-attempt form
+(node/keyspace/blocking.py: pop from the first key with data, else the "timed out"
+reply). The leader proposes an attempt when the call arrives and, while it waits, again
+whenever a key it waits on changes (the apply thread's change events); the answer comes
+at apply like any write's. Clients are served in the order they blocked: when a key
+changes, the attempts of every client waiting on it are proposed in that order, in one
+turn, so they apply in that order; a newcomer whose keys already have waiters queues
+behind them instead of trying first.
+
+- Timeouts are the leader's timers. A timer that fires while an attempt is in flight
+  waits for it: an element the attempt popped is delivered, never dropped.
+- A client that goes away (or CLIENT UNBLOCK) is removed; if its attempt was in flight
+  and popped elements, they are pushed back where they came from (list pops to the same
+  end, sorted-set pops with their scores). Moves (BLMOVE, BRPOPLPUSH) need nothing: the
+  element is in the destination list, as after any acknowledged move.
+- When this node stops leading, every parked client gets a retryable error (nothing was
+  popped for it); an attempt in flight ends as the proposer says (applied, refused, or
+  outcome unknown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import deque
+
+import structlog
+from raftcache.node import errors
+from raftcache.node.engine import Engine, call_op, reply_of
+from raftcache.node.keyspace.blocking import waits_on
+from raftcache.node.keyspace.db import db_key
+from raftcache.node.keyspace.lists import parse_lmpop
+from raftcache.node.keyspace.reply import NULL_ARRAY, Error, ReplyT
+from raftcache.node.proposer import Callback
+from raftcache.node.resp.errors import error_reply
+from raftcache.node.state_machine import Change, Event, Result
+
+_log = structlog.get_logger("raftcache.blocking")
+
+_FOREVER_S = 365 * 86400.0
+STEPPED_DOWN = (
+    "CLUSTERDOWN this node stopped leading while the client was blocked (nothing was "
+    "popped for it): retry the command"
+)
+
+
+class _Waiter:
+    __slots__ = (
+        "abandoned",
+        "argv",
+        "db",
+        "dirty",
+        "expired",
+        "future",
+        "inflight",
+        "keys",
+        "seq",
+        "timeout_reply",
+        "timer",
+    )
+
+    def __init__(self, seq: int, argv: list[bytes], db: int, keys: list[bytes]) -> None:
+        self.seq = seq
+        self.argv = argv
+        self.db = db
+        self.keys = [db_key(db, k) for k in dict.fromkeys(keys)]
+        self.future: asyncio.Future[ReplyT] = asyncio.get_running_loop().create_future()
+        self.timeout_reply: ReplyT = NULL_ARRAY
+        self.timer: asyncio.TimerHandle | None = None
+        self.inflight = False  # an attempt is proposed and not applied yet
+        self.dirty = False  # a key changed while the attempt was in flight: try again
+        self.expired = False  # the timeout passed while an attempt was in flight
+        self.abandoned = False  # the client went away while an attempt was in flight
+
+
+class Blocker:
+    """The leader's parked clients, by the keys they wait on."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._by_key: dict[bytes, deque[_Waiter]] = {}
+        self._seq = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.forwarded = 0  # calls this node (a follower) is relaying to the leader
+
+    @property
+    def blocked(self) -> int:
+        """Clients blocked on this node (INFO's blocked_clients)."""
+        waiting = {id(w) for q in self._by_key.values() for w in q}
+        return len(waiting) + self.forwarded
+
+    # -- the apply thread -----------------------------------------------------------------
+
+    def on_events(self, events: list[Event]) -> None:
+        """Change events of applied entries (tick thread): wake the keys' waiters."""
+        loop = self._loop
+        if loop is None or not self._by_key:
+            return
+        keys = {e.key for e in events if isinstance(e, Change)}
+        if keys:
+            loop.call_soon_threadsafe(self._changed, keys)
+
+    def stepped_down(self) -> None:
+        """This node stopped leading (tick thread)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._fail_parked)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def call(self, argv: list[bytes], db: int) -> ReplyT:
+        """A blocking call on any node: parked here on the leader, relayed by a follower
+        (which waits as long as the call's timeout, plus slack)."""
+        _keys, timeout_s, _ = waits_on(argv)
+        if self.engine.is_leader():
+            return await self.block(argv, db)
+        self.forwarded += 1
+        try:
+            return await self.engine.relay_call(argv, db, (timeout_s or _FOREVER_S) + 5.0)
+        finally:
+            self.forwarded -= 1
+
+    async def block(self, argv: list[bytes], db: int) -> ReplyT:
+        """Run a blocking call on the leader: its reply once an attempt pops something, or
+        its timeout reply. Cancelling the awaiting task removes the client."""
+        keys, timeout_s, timeout_reply = waits_on(argv)
+        self._loop = asyncio.get_running_loop()
+        if not self.engine.is_leader():
+            raise self.engine.view.not_leader()
+        waiter = _Waiter(next(self._seq), argv, db, keys)
+        waiter.timeout_reply = timeout_reply
+        queued_behind = any(self._by_key.get(k) for k in waiter.keys)
+        for key in waiter.keys:
+            self._by_key.setdefault(key, deque()).append(waiter)
+        if timeout_s:
+            waiter.timer = self._loop.call_later(timeout_s, self._expire, waiter)
+        if queued_behind:
+            self._round(waiter.keys)  # the older waiters try first; this one after them
+        else:
+            self._attempt(waiter)
+        try:
+            return await asyncio.shield(waiter.future)
+        except asyncio.CancelledError:
+            self._abandon(waiter)
+            raise
+
+    def _changed(self, keys: set[bytes]) -> None:
+        watched = [k for k in keys if k in self._by_key]
+        if watched:
+            self._round(watched)
+
+    def _round(self, keys: list[bytes]) -> None:
+        """Propose an attempt for every waiter on `keys`, oldest first (one turn, so they
+        apply in that order)."""
+        waiters: dict[int, _Waiter] = {}
+        for key in keys:
+            for w in self._by_key.get(key, ()):
+                waiters[w.seq] = w
+        for seq in sorted(waiters):
+            w = waiters[seq]
+            if w.inflight:
+                w.dirty = True
+            elif not w.future.done():
+                self._attempt(w)
+
+    def _attempt(self, w: _Waiter) -> None:
+        w.inflight = True
+        w.dirty = False
+
+        def applied(result: Result | None, error: BaseException | None) -> None:
+            self._applied(w, result, error)
+
+        try:
+            self.engine.submit(call_op(w.argv, w.db), Callback(applied), 64)
+        except errors.CacheError as exc:
+            w.inflight = False
+            self._finish(w, error_reply(exc))
+
+    def _applied(self, w: _Waiter, result: Result | None, error: BaseException | None) -> None:
+        w.inflight = False
+        if error is not None:
+            reply: ReplyT = (
+                error_reply(error)
+                if isinstance(error, errors.CacheError)
+                else Error(f"UNKNOWN outcome unknown: {type(error).__name__}: {error}")
+            )
+            self._finish(w, reply)
+            return
+        try:
+            reply = reply_of(result)  # type: ignore[arg-type]
+        except errors.CacheError as exc:
+            self._finish(w, error_reply(exc))
+            return
+        popped = reply is not NULL_ARRAY and reply is not None
+        if w.abandoned:
+            if popped and not isinstance(reply, Error):
+                self._push_back(w, reply)
+            self._remove(w)
+            return
+        if popped or isinstance(reply, Error):
+            self._finish(w, reply)
+        elif w.expired:
+            self._finish(w, w.timeout_reply)
+        elif w.dirty:
+            self._attempt(w)
+
+    def _expire(self, w: _Waiter) -> None:
+        w.timer = None
+        if w.inflight:
+            w.expired = True  # the attempt in flight decides
+        else:
+            self._finish(w, w.timeout_reply)
+
+    def _abandon(self, w: _Waiter) -> None:
+        if w.future.done() and not w.inflight:
+            self._remove(w)
+            return
+        if w.inflight:
+            w.abandoned = True  # its attempt's result is pushed back if it popped
+            if w.timer is not None:
+                w.timer.cancel()
+            return
+        self._finish(w, w.timeout_reply)
+
+    def _finish(self, w: _Waiter, reply: ReplyT) -> None:
+        self._remove(w)
+        if not w.future.done():
+            w.future.set_result(reply)
+
+    def _remove(self, w: _Waiter) -> None:
+        if w.timer is not None:
+            w.timer.cancel()
+            w.timer = None
+        for key in w.keys:
+            queue = self._by_key.get(key)
+            if queue is None:
+                continue
+            with contextlib.suppress(ValueError):
+                queue.remove(w)
+            if not queue:
+                del self._by_key[key]
+
+    def _fail_parked(self) -> None:
+        for w in {id(w): w for q in self._by_key.values() for w in q}.values():
+            if not w.inflight:
+                self._finish(w, Error(STEPPED_DOWN))
+            else:
+                w.expired = True  # the attempt's own outcome answers
+
+    def _push_back(self, w: _Waiter, reply: ReplyT) -> None:
+        """Undo an attempt whose client went away: put what it popped back."""
+        argv = _undo(w.argv, reply)
+        if argv is None:
+            return
+        _log.info("blocked client went away mid-pop; pushing back", command=w.argv[0])
+
+        def done(_result: Result | None, error: BaseException | None) -> None:
+            if error is not None:
+                _log.error("could not push back a popped element", error=str(error))
+
+        try:
+            self.engine.submit(call_op(argv, w.db), Callback(done), 64)
+        except errors.CacheError as exc:
+            _log.error("could not push back a popped element", error=str(exc))
+
+
+def _undo(argv: list[bytes], reply: ReplyT) -> list[bytes] | None:
+    """The command that puts back what `argv`'s attempt popped (None: nothing to undo)."""
+    name = argv[0].lower()
+    if not isinstance(reply, list):
+        return None  # BLMOVE/BRPOPLPUSH: the element is in the destination list
+    if name in (b"blpop", b"brpop"):
+        key, element = reply
+        assert isinstance(key, bytes) and isinstance(element, bytes)
+        return [b"lpush" if name == b"blpop" else b"rpush", key, element]
+    if name in (b"bzpopmin", b"bzpopmax"):
+        key, member, score = reply
+        assert isinstance(key, bytes) and isinstance(member, bytes)
+        return [b"zadd", key, repr(float(score)).encode(), member]
+    if name == b"blmpop":
+        key, elements = reply
+        assert isinstance(key, bytes) and isinstance(elements, list)
+        right = parse_lmpop(argv, 2)[1]
+        # popped in order from one end: pushing back in reverse restores the list
+        return [b"rpush" if right else b"lpush", key, *reversed(elements)]
+    if name == b"bzmpop":
+        key, pairs = reply
+        assert isinstance(key, bytes) and isinstance(pairs, list)
+        out: list[bytes] = [b"zadd", key]
+        for member, score in pairs:
+            out += [repr(float(score)).encode(), member]
+        return out
+    return None

@@ -1,0 +1,124 @@
+"""Redis's blocking pops as table commands: what one attempt does.
+
+BLPOP and friends are logged and applied as ordinary writes: each handler pops from the
+first of its keys that has data, exactly as Redis does when the command does not have to
+wait (inside MULTI, or when a key already has data), and answers Redis's "timed out"
+reply otherwise. The waiting itself is the leader's business (node/blocking.py): it parks
+the client and proposes one of these attempts whenever a key it waits on changes.
+"""
+
+from __future__ import annotations
+
+import math
+
+from raftcache.node.keyspace.db import Db
+from raftcache.node.keyspace.lists import move, parse_lmpop, pop_items, side
+from raftcache.node.keyspace.reply import NULL_ARRAY, CommandError, ReplyT
+from raftcache.node.keyspace.table import command
+from raftcache.node.keyspace.zsets import parse_zmpop, zmpop_keys, zpop
+from raftcache.node.values import List, ZSet
+
+TIMEOUT_NOT_FLOAT = "ERR timeout is not a float or out of range"
+TIMEOUT_NEGATIVE = "ERR timeout is negative"
+_MAX_TIMEOUT_S = 2**53 / 1000  # Redis: the timeout in ms must fit a long long
+
+
+def parse_timeout(raw: bytes) -> float:
+    """A blocking command's timeout in seconds (0 = forever), with Redis 7.0's errors."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise CommandError(TIMEOUT_NOT_FLOAT) from None
+    if math.isnan(value) or math.isinf(value) or value > _MAX_TIMEOUT_S:
+        raise CommandError(TIMEOUT_NOT_FLOAT)
+    if value < 0:
+        raise CommandError(TIMEOUT_NEGATIVE)
+    return value
+
+
+def waits_on(argv: list[bytes]) -> tuple[list[bytes], float, ReplyT]:
+    """(keys it waits on, timeout in s, the reply when it times out) of a blocking call;
+    CommandError for bad arguments (checked before anything is proposed)."""
+    name = argv[0].lower()
+    if name in (b"blpop", b"brpop", b"bzpopmin", b"bzpopmax"):
+        return argv[1:-1], parse_timeout(argv[-1]), NULL_ARRAY
+    if name == b"brpoplpush":
+        return [argv[1]], parse_timeout(argv[3]), None
+    if name == b"blmove":
+        side(argv[3])
+        side(argv[4])
+        return [argv[1]], parse_timeout(argv[5]), None
+    if name == b"blmpop":
+        timeout = parse_timeout(argv[1])
+        return parse_lmpop(argv, 2)[0], timeout, NULL_ARRAY
+    if name == b"bzmpop":
+        timeout = parse_timeout(argv[1])
+        return parse_zmpop(argv, 2)[0], timeout, NULL_ARRAY
+    raise CommandError(f"ERR {name.decode('utf-8', 'replace')} is not a blocking command")
+
+
+BLOCKING = frozenset(
+    (b"blpop", b"brpop", b"brpoplpush", b"blmove", b"blmpop", b"bzpopmin", b"bzpopmax", b"bzmpop")
+)
+
+
+def _check(argv: list[bytes]) -> None:
+    waits_on(argv)
+
+
+def _first_pop(db: Db, keys: list[bytes], right: bool) -> ReplyT:
+    for key in keys:
+        if db.typed(key, List) is not None:
+            return [key, pop_items(db, key, right, 1)[0]]
+    return NULL_ARRAY
+
+
+@command("blpop", -3, "write blocking", keys=(1, -2, 1), group="list", check=_check)
+def blpop(db: Db, argv: list[bytes]) -> ReplyT:
+    return _first_pop(db, argv[1:-1], right=False)
+
+
+@command("brpop", -3, "write blocking", keys=(1, -2, 1), group="list", check=_check)
+def brpop(db: Db, argv: list[bytes]) -> ReplyT:
+    return _first_pop(db, argv[1:-1], right=True)
+
+
+@command("brpoplpush", 4, "write denyoom blocking", keys=(1, 2, 1), group="list", check=_check)
+def brpoplpush(db: Db, argv: list[bytes]) -> ReplyT:
+    return move(db, argv[1], argv[2], True, False)
+
+
+@command("blmove", 6, "write denyoom blocking", keys=(1, 2, 1), group="list", check=_check)
+def blmove(db: Db, argv: list[bytes]) -> ReplyT:
+    return move(db, argv[1], argv[2], side(argv[3]), side(argv[4]))
+
+
+@command("blmpop", -5, "write blocking movablekeys", keys=(0, 0, 0), group="list", check=_check)
+def blmpop(db: Db, argv: list[bytes]) -> ReplyT:
+    keys, right, count = parse_lmpop(argv, 2)
+    for key in keys:
+        if db.typed(key, List) is not None:
+            return [key, pop_items(db, key, right, count)]
+    return NULL_ARRAY
+
+
+def _bzpop(db: Db, argv: list[bytes]) -> ReplyT:
+    high = argv[0].lower() == b"bzpopmax"
+    for key in argv[1:-1]:
+        if db.typed(key, ZSet) is not None:
+            score, member = zpop(db, key, high, 1)[0]
+            return [key, member, score]
+    return NULL_ARRAY
+
+
+for _name in ("bzpopmin", "bzpopmax"):
+    command(_name, -3, "write fast blocking", keys=(1, -2, 1), group="sorted-set", check=_check)(
+        _bzpop
+    )
+
+
+@command(
+    "bzmpop", -5, "write blocking movablekeys", keys=(0, 0, 0), group="sorted-set", check=_check
+)
+def bzmpop(db: Db, argv: list[bytes]) -> ReplyT:
+    return zmpop_keys(db, *parse_zmpop(argv, 2))

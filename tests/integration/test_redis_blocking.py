@@ -1,0 +1,238 @@
+"""Blocking pops (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN/MAX, BZMPOP) on a real
+3-node cluster through redis-py: parked on the leader, relayed by followers, served first
+blocked first served, timeouts, CLIENT UNBLOCK, INFO, disconnects and a leader kill.
+
+Reply shapes and error texts were checked against redis-server 7.0.15.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from raftcache.chaos.local_cluster import LocalCluster
+from redis.exceptions import ResponseError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(3, tmp_path_factory.mktemp("blocking"))
+    c.start()
+    try:
+        c.wait_until_ready(timeout=60)
+        yield c
+    finally:
+        c.close()
+
+
+def client(cluster: LocalCluster, role: str, protocol: int = 2) -> redis.Redis:
+    leader = cluster.wait_for_leader()
+    i = leader if role == "leader" else (leader + 1) % len(cluster.nodes)
+    return redis.Redis(port=cluster.nodes[i].redis_port, protocol=protocol, socket_timeout=30)
+
+
+class Background:
+    """A call running in a thread (a blocked client), its result or exception kept."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.result = fn()
+        except BaseException as exc:  # kept for the test to assert on
+            self.error = exc
+
+    def join(self, timeout: float = 20) -> Any:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the blocked call never returned"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def blocked_count(r: redis.Redis) -> int:
+    """INFO's blocked_clients: the clients blocked on that node (followers count theirs)."""
+    return int(r.info("clients")["blocked_clients"])
+
+
+def total_blocked(cluster: LocalCluster) -> int:
+    total = 0
+    for node in cluster.nodes:
+        if node.running:
+            total += blocked_count(redis.Redis(port=node.redis_port, socket_timeout=10))
+    return total
+
+
+def wait_blocked(cluster: LocalCluster, n: int, timeout: float = 10) -> None:
+    end = time.monotonic() + timeout
+    while total_blocked(cluster) != n:
+        assert time.monotonic() < end, f"expected {n} blocked clients"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("role", ["leader", "follower"])
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_fractional_timeout_answers_the_null_reply(
+    cluster: LocalCluster, role: str, protocol: int
+) -> None:
+    r = client(cluster, role, protocol)
+    started = time.monotonic()
+    assert r.blpop([f"empty:{role}:{protocol}"], timeout=0.4) is None
+    took = time.monotonic() - started
+    assert 0.35 <= took < 3.0
+    assert r.blmove(f"empty:{role}", "dst", 0.2, "LEFT", "RIGHT") is None
+
+
+@pytest.mark.parametrize("role", ["leader", "follower"])
+def test_data_already_there_is_popped_at_once(cluster: LocalCluster, role: str) -> None:
+    r = client(cluster, role)
+    r.rpush(f"now:{role}", "a", "b")
+    r.zadd(f"zn:{role}", {"low": 1, "high": 2.5})
+    assert r.blpop([f"missing:{role}", f"now:{role}"], 0) == (f"now:{role}".encode(), b"a")
+    assert r.brpop([f"now:{role}"], 0) == (f"now:{role}".encode(), b"b")
+    assert r.bzpopmax([f"zn:{role}"], 0) == (f"zn:{role}".encode(), b"high", 2.5)
+    assert r.bzpopmin([f"zn:{role}"], 0) == (f"zn:{role}".encode(), b"low", 1.0)
+    r.rpush(f"m:{role}", "1", "2", "3")
+    assert r.blmpop(0, 1, f"m:{role}", direction="RIGHT", count=2) == [
+        f"m:{role}".encode(),
+        [b"3", b"2"],
+    ]
+    r.zadd(f"zm:{role}", {"a": 1, "b": 2})
+    reply = r.bzmpop(0, 1, [f"zm:{role}"], min=True, count=5)
+    assert reply == [f"zm:{role}".encode(), [[b"a", b"1"], [b"b", b"2"]]]  # RESP2 bulk scores
+    r.rpush(f"src:{role}", "x")
+    assert r.brpoplpush(f"src:{role}", f"dst:{role}", 0) == b"x"
+    assert r.lrange(f"dst:{role}", 0, -1) == [b"x"]
+
+
+def test_clients_are_served_in_the_order_they_blocked_on_any_node(cluster: LocalCluster) -> None:
+    leader = client(cluster, "leader")
+    calls = []
+    for i in range(4):
+        r = client(cluster, "leader" if i % 2 else "follower")
+        calls.append(Background(lambda r=r: r.blpop(["fifo:a", "fifo:b"], timeout=15)))
+        wait_blocked(cluster, i + 1)  # each is parked before the next one blocks
+    leader.rpush("fifo:b", "e1", "e2", "e3", "e4")
+    assert [c.join() for c in calls] == [(b"fifo:b", f"e{i}".encode()) for i in range(1, 5)]
+    assert leader.llen("fifo:b") == 0
+
+
+def test_a_push_wakes_a_waiter_on_the_second_of_its_keys_and_moves_atomically(
+    cluster: LocalCluster,
+) -> None:
+    r = client(cluster, "follower")
+    mover = Background(lambda: r.blmove("mv:src", "mv:dst", 10, "RIGHT", "LEFT"))
+    wait_blocked(cluster, 1)
+    client(cluster, "leader").lpush("mv:src", "item")
+    assert mover.join() == b"item"
+    assert client(cluster, "leader").lrange("mv:dst", 0, -1) == [b"item"]
+
+
+def test_info_counts_blocked_clients_and_client_unblock_ends_them(cluster: LocalCluster) -> None:
+    r = client(cluster, "leader")
+    blocked = client(cluster, "leader")
+    blocked_id = blocked.client_id()
+    call = Background(lambda: blocked.blpop(["ub:never"], timeout=0))
+    wait_blocked(cluster, 1)
+    assert r.client_unblock(blocked_id) is True  # TIMEOUT: the null reply
+    assert call.join() is None
+    assert r.client_unblock(blocked_id) is False  # not blocked any more
+    other = client(cluster, "leader")
+    other_id = other.client_id()
+    call = Background(lambda: other.brpop(["ub:never"], timeout=0))
+    wait_blocked(cluster, 1)
+    assert r.client_unblock(other_id, error=True) is True
+    with pytest.raises(ResponseError, match="UNBLOCKED client unblocked via CLIENT UNBLOCK"):
+        call.join()
+    assert total_blocked(cluster) == 0
+    # the unblocked clients' waits are gone: the next push stays for whoever asks
+    r.rpush("ub:never", "kept")
+    assert r.lrange("ub:never", 0, -1) == [b"kept"]
+
+
+def test_a_client_that_disconnects_while_blocked_takes_nothing(cluster: LocalCluster) -> None:
+    leader = client(cluster, "leader")
+    for role in ("leader", "follower"):
+        ghost = client(cluster, role)
+        ghost.ping()
+        conn = ghost.connection_pool.get_connection()
+        conn.send_command("BLPOP", f"gone:{role}", 0)
+        wait_blocked(cluster, 1)
+        conn.disconnect()  # the client goes away while parked
+        wait_blocked(cluster, 0)
+        leader.rpush(f"gone:{role}", "v")
+        time.sleep(0.3)  # a ghost waiter would have popped it by now
+        assert leader.lrange(f"gone:{role}", 0, -1) == [b"v"]
+
+
+def test_inside_multi_a_blocking_pop_does_not_block(cluster: LocalCluster) -> None:
+    r = client(cluster, "leader")
+    pipe = r.pipeline(transaction=True)
+    pipe.blpop(["multi:empty"], 30).rpush("multi:l", "a").blpop(["multi:l"], 30)
+    started = time.monotonic()
+    assert pipe.execute() == [None, 1, (b"multi:l", b"a")]
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("BLPOP", "k", "-1"), "timeout is negative"),
+        (("BLPOP", "k", "soon"), "timeout is not a float or out of range"),
+        (("BLPOP", "k", "inf"), "timeout is not a float or out of range"),
+        (("BLMOVE", "a", "b", "UP", "LEFT", "0"), "syntax error"),
+        (("BLMPOP", "0", "0", "k", "LEFT"), "numkeys should be greater than 0"),
+        (("BLPOP", "k"), "wrong number of arguments for 'blpop' command"),
+    ],
+)
+def test_bad_arguments_answer_redis_errors_and_block_nobody(
+    cluster: LocalCluster, args: tuple[str, ...], error: str
+) -> None:
+    r = client(cluster, "follower")
+    with pytest.raises(ResponseError, match=error):
+        r.execute_command(*args)
+    assert total_blocked(cluster) == 0
+
+
+def test_wrongtype_while_blocked_is_an_error_not_a_hang(cluster: LocalCluster) -> None:
+    r = client(cluster, "leader")
+    r.set("wt:key", "string")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        r.blpop(["wt:key"], 1)
+
+
+def test_a_client_blocked_through_a_follower_survives_a_leader_kill_without_loss(
+    tmp_path: Path,
+) -> None:
+    c = LocalCluster(3, tmp_path)
+    c.start()
+    try:
+        old = c.wait_until_ready(timeout=60)
+        follower = (old + 1) % 3
+        r = redis.Redis(port=c.nodes[follower].redis_port, socket_timeout=30)
+        call = Background(lambda: r.blpop(["kill:q"], timeout=30))
+        wait_blocked(c, 1)
+        c.kill(old)
+        with pytest.raises(ResponseError, match=r"CLUSTERDOWN|UNKNOWN"):
+            call.join(40)  # an error the client can retry: never a silent hang
+        new = c.wait_for_leader(timeout=30)
+        assert new != old
+        writer = redis.Redis(port=c.nodes[new].redis_port, socket_timeout=30)
+        retry = Background(lambda: r.blpop(["kill:q"], timeout=20))
+        wait_blocked(c, 1)
+        writer.rpush("kill:q", "job")
+        assert retry.join() == (b"kill:q", b"job")
+        assert writer.llen("kill:q") == 0
+    finally:
+        c.close()

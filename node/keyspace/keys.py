@@ -415,6 +415,8 @@ def encoding(value: bytes | tv.Container) -> str:
         return "intset" if ints else "hashtable"
     if isinstance(value, tv.List):
         return "quicklist"  # Redis 7.0 keeps every list in a quicklist
+    if isinstance(value, tv.Stream):
+        return "stream"
     return "unknown"
 
 

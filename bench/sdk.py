@@ -119,6 +119,29 @@ async def _measure(
     return rows
 
 
+async def _lone_caller(seeds: Sequence[str], seconds: float, rounds: int) -> dict[str, Any]:
+    """One caller's Set p50, auto-pipelining off vs on (a lone call must stay unary and as
+    fast), alternating."""
+    p50: dict[str, list[float]] = {"sdk_off": [], "sdk_on": []}
+    clients = {variant: _client(seeds, variant) for variant in p50}
+    try:
+        for _ in range(rounds):
+            for variant, client in clients.items():
+                latencies = []
+                stop = time.perf_counter() + seconds / 2
+                while time.perf_counter() < stop:
+                    started = time.perf_counter()
+                    await client.set(b"sdk:lone", VALUE)
+                    latencies.append(time.perf_counter() - started)
+                p50[variant].append(statistics.median(latencies) * 1000)
+    finally:
+        for client in clients.values():
+            await client.close()
+    out = {f"{v}_p50_ms": round(statistics.median(x), 3) for v, x in p50.items()}
+    log(f"sdk: one caller's set p50: off {out['sdk_off_p50_ms']} ms, on {out['sdk_on_p50_ms']} ms")
+    return out
+
+
 def _batching(client: AsyncClient) -> dict[str, int] | None:
     if client.pipeline is None:
         return None
@@ -170,6 +193,7 @@ def run(work_dir: Path, node_args: Sequence[str], *, seconds: float = 5.0, round
     with running_cluster(work_dir, "sdk", node_args, keep=keep_data) as (cluster, leader):
         seeds = [n.client_addr for n in cluster.nodes]
         rows = asyncio.run(_measure(cluster.nodes[leader].client_addr, seeds, seconds, rounds))
+        lone = asyncio.run(_lone_caller(seeds, seconds, rounds))
     reference = _etcd(work_dir, seconds, rounds) if etcd else {"skipped": "not asked for"}
     for op, row in rows.items():
         if "ops_s" in reference:
@@ -182,6 +206,7 @@ def run(work_dir: Path, node_args: Sequence[str], *, seconds: float = 5.0, round
         "load_average": [round(x, 2) for x in (*load_before, *os.getloadavg())],
         "etcd": reference,
         "rows": rows,
+        "lone_caller": lone,
     }
 
 
@@ -206,6 +231,13 @@ def render(section: dict[str, Any], add: Callable[[str], None]) -> None:
             f"{row['sdk_on_median']:,} | {row['sdk_on_depth1_median']:,} | "
             f"{row.get('etcd_ops_s', '-')} | {row['pipelined_vs_off']} | "
             f"{row.get('pipelined_vs_etcd', '-')} |"
+        )
+    lone = section.get("lone_caller")
+    if lone:
+        add("")
+        add(
+            f"One caller alone, Set p50: {lone['sdk_off_p50_ms']} ms with auto-pipelining off, "
+            f"{lone['sdk_on_p50_ms']} ms on (a lone call goes out unary either way)."
         )
     if "skipped" in section.get("etcd", {}):
         add("")

@@ -521,17 +521,21 @@ class Stream(Container):
         self.nbytes = 0
         self._entries_acc = 0
         self._groups_acc = 0
+        self._meta: tuple[tuple[int, int, int], int] = ((-1, -1, -1), 0)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def acc(self) -> int:  # type: ignore[override]
-        meta = _STREAM_META.pack(
-            self.last_id >> 64, self.last_id & 0xFFFFFFFFFFFFFFFF, self.entries_added,
-            self.max_deleted >> 64, self.max_deleted & 0xFFFFFFFFFFFFFFFF,
-        )  # fmt: skip
-        return (self._entries_acc + self._groups_acc + _h(b"xm", meta)) % _MOD
+        meta = (self.last_id, self.entries_added, self.max_deleted)
+        if meta != self._meta[0]:  # hashed once per change, not on every accounting
+            packed = _STREAM_META.pack(
+                meta[0] >> 64, meta[0] & 0xFFFFFFFFFFFFFFFF, meta[1],
+                meta[2] >> 64, meta[2] & 0xFFFFFFFFFFFFFFFF,
+            )  # fmt: skip
+            self._meta = (meta, _h(b"xm", packed))
+        return (self._entries_acc + self._groups_acc + self._meta[1]) % _MOD
 
     @property
     def first_id(self) -> int:

@@ -840,3 +840,64 @@ def _check_positions(
                 op=_describe(op),
                 found=None if at is None else final[n - 1],
             )
+
+
+def check_queue(ops: Sequence[Op], final_queues: Mapping[str, Sequence[Any]] | None) -> Verdict:
+    """A work queue (LPUSH by producers, BRPOP by consumers): every element taken at most
+    once, never one that was not enqueued, never one whose enqueue failed, and every acked
+    element either taken or still queued at the end.
+
+    Ops are ``enqueue`` (value = a unique element) and ``dequeue`` (value = the element
+    taken, None on a timeout). A dequeue with an unknown outcome may have taken an element
+    nobody saw: that many acked elements may be missing (and are reported), no more.
+    """
+    name = "queue"
+    enqueued = {op.value: op for op in ops if op.op == "enqueue"}
+    taken: Counter[Any] = Counter(
+        op.value for op in ops if op.op == "dequeue" and op.outcome == "ok" and op.value
+    )
+    unknown_takes = sum(1 for op in ops if op.op == "dequeue" and op.outcome == "unknown")
+    details: dict[str, Any] = {
+        "enqueued": Counter(op.outcome for op in enqueued.values()),
+        "taken": sum(taken.values()),
+        "unknown_dequeues": unknown_takes,
+    }
+    if final_queues is None:
+        return Verdict(name, "unknown", details, "the final queues could not be read")
+    queued: Counter[Any] = Counter(e for q in final_queues.values() for e in q)
+    details["left_queued"] = sum(queued.values())
+    violations: list[dict[str, Any]] = []
+    for element in sorted(set(taken) | set(queued)):
+        seen = taken[element] + queued[element]
+        op = enqueued.get(element)
+        if op is None:
+            violations.append({"element": element, "reason": "never enqueued"})
+        elif op.outcome == "fail":
+            violations.append({"element": element, "reason": "its enqueue failed"})
+        elif seen > 1:
+            violations.append({"element": element, "reason": "duplicated", "times": seen})
+    missing = sorted(
+        e for e, op in enqueued.items() if op.outcome == "ok" and not taken[e] and not queued[e]
+    )
+    details["missing"] = len(missing)
+    if len(missing) > unknown_takes:
+        violations.append(
+            {
+                "reason": "lost",
+                "missing": missing[:_MAX_LISTED_VIOLATIONS],
+                "more_than_unknown_dequeues": len(missing) - unknown_takes,
+            }
+        )
+    details["violations"] = violations[:_MAX_LISTED_VIOLATIONS]
+    if violations:
+        reasons = Counter(v["reason"] for v in violations)
+        summary = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+        return Verdict(name, False, details, summary)
+    acked = details["enqueued"].get("ok", 0)
+    return Verdict(
+        name,
+        True,
+        details,
+        f"{acked} acked elements: {sum(taken.values())} taken once, {sum(queued.values())} "
+        f"left queued, {len(missing)} missing (<= {unknown_takes} unknown dequeues)",
+    )

@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO, cast, get_args
 
-OpName = Literal["get", "set", "cas", "incr", "delete", "append", "read"]
+OpName = Literal["get", "set", "cas", "incr", "delete", "append", "read", "enqueue", "dequeue"]
 Outcome = Literal["ok", "fail", "unknown"]
 
 OP_NAMES: frozenset[str] = frozenset(get_args(OpName))
 OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
-WRITE_OPS: frozenset[str] = frozenset({"set", "cas", "incr", "delete", "append"})
+WRITE_OPS: frozenset[str] = frozenset({"set", "cas", "incr", "delete", "append", "enqueue"})
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class Recorder:
     def ok(self, result: Any = None, value: Any = None) -> Op:
         """The operation succeeded; for get and read pass the value read as ``value`` (or
         ``result``)."""
-        if self.op in ("get", "read"):
+        if self.op in ("get", "read", "dequeue"):
             value = value if value is not None else result
             return self._finish("ok", None, value)
         return self._finish("ok", result, self.value)

@@ -32,6 +32,7 @@ from raftcache.chaos.k8s import K8S_KINDS, K8sConfig, K8sNemesis, Kubectl, Kubec
 from raftcache.chaos.local_cluster import LocalCluster
 from raftcache.chaos.nemesis import KINDS, NETWORK_KINDS, PROCESS_KINDS, Nemesis, NemesisConfig
 from raftcache.chaos.workloads import (
+    QUEUE_KEYS,
     ListKeys,
     Worker,
     WorkloadConfig,
@@ -358,7 +359,10 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     elapsed = time.monotonic() - started
 
     final = _final_reads(endpoints, wconfig, workers) if ready else None
-    final_lists = _final_lists(endpoints, lists.used()) if ready else None
+    list_keys = [*lists.used()]
+    if "redis-queue" in wconfig.workloads:
+        list_keys += QUEUE_KEYS
+    final_lists = _final_lists(endpoints, list_keys) if ready else None
     statuses = backend.statuses()
     ops = read_history(out / "history.jsonl")
     faults = nemesis.fault_dicts() if nemesis is not None else []
@@ -551,16 +555,20 @@ def _check(
     ]
     counters = by_workload.get("counters", [])
     appends = by_workload.get("redis-appends", [])
+    queue = by_workload.get("redis-queue", [])
     verdicts = [checkers.check_linearizable_registers(registers, budget)]
     if final is None:
         verdicts.append(_unknown("final-reads", "the final values could not be read"))
     else:
         counts = {k: int(v) if v is not None else 0 for k, v in final.items() if k[:2] == "c:"}
         verdicts.append(checkers.check_counters(counters, final_values=counts))
-        values = [o for o in ops if o.op not in ("append", "read")]
+        values = [o for o in ops if o.op not in ("append", "read", "enqueue", "dequeue")]
         verdicts.append(checkers.check_no_lost_writes(values, final))
     if appends:
         verdicts.append(checkers.check_appends(appends, final_lists))
+    if queue:
+        queues = None if final_lists is None else {k: final_lists[k] for k in QUEUE_KEYS}
+        verdicts.append(checkers.check_queue(queue, queues))
     verdicts.append(checkers.check_convergence(statuses))
     verdicts.append(checkers.check_unavailability(ops, faults))
     return verdicts

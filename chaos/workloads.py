@@ -10,6 +10,10 @@
 - redis-appends: RPUSH of a unique element and LRANGE 0 -1 on lists rl:<i> through
   redis-py; a few lists are open at a time and one that reaches `list_cap` elements is
   retired for a fresh one, so reads (recorded whole) stay short.
+- redis-queue: producers LPUSH a unique element onto one of two queues qu:0, qu:1 and
+  consumers BRPOP both (0.5 s timeout) through redis-py, a random node per command;
+  recorded as "enqueue" (value = the element) and "dequeue" (value = the element taken,
+  None on a timeout); checked for lost, duplicated and phantom elements.
 - mc-registers: a cas register over memcached through pymemcache (a random node per
   command): gets, set of a unique value, and gets-then-cas with the token (recorded as a
   get and a "cas" [old, new]: values are unique, so the key's version is unchanged exactly
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
     from raftcache.chaos.resp_client import RespNodes
 
 GRPC_WORKLOADS = ("registers", "counters", "sessions")
-REDIS_WORKLOADS = ("redis-registers", "redis-appends")
+REDIS_WORKLOADS = ("redis-registers", "redis-appends", "redis-queue")
 MEMCACHED_WORKLOADS = ("mc-registers",)
 WORKLOADS = GRPC_WORKLOADS + REDIS_WORKLOADS + MEMCACHED_WORKLOADS
 # Workers beyond one per workload go to these, in turn (the others need only one).
@@ -61,7 +65,9 @@ PREFIXES = {
     "rr": "redis-registers",
     "rl": "redis-appends",
     "mr": "mc-registers",
+    "qu": "redis-queue",
 }
+QUEUE_KEYS = ("qu:0", "qu:1")
 T = TypeVar("T")
 
 
@@ -451,6 +457,24 @@ class Worker:
         if ok:
             rec.ok(reply is True)  # False: EXISTS; None: NOT_FOUND (deleted meanwhile)
 
+    def _redis_queue(self) -> None:
+        if self._rng.random() < 0.5:
+            element = self._unique()
+            key = self._rng.choice(QUEUE_KEYS)
+            rec = self.history.begin(self.process, "enqueue", key, element)
+            ok, reply = self._redis(rec, "LPUSH", key, element)
+            if ok and (isinstance(reply, bool) or not isinstance(reply, int)):
+                self._unexpected_reply(rec, "LPUSH", reply)
+            if ok:
+                rec.ok(reply)
+            return
+        rec = self.history.begin(self.process, "dequeue", QUEUE_KEYS[0])
+        ok, reply = self._redis(rec, "BRPOP", *QUEUE_KEYS, "0.5")
+        if ok and reply is not None and not (isinstance(reply, list) and len(reply) == 2):
+            self._unexpected_reply(rec, "BRPOP", reply)
+        if ok:
+            rec.ok(None if reply is None else reply[1])
+
 
 _STEPS: dict[str, Callable[[Worker], None]] = {
     "registers": Worker._registers,
@@ -459,6 +483,7 @@ _STEPS: dict[str, Callable[[Worker], None]] = {
     "redis-registers": Worker._redis_registers,
     "redis-appends": Worker._redis_appends,
     "mc-registers": Worker._mc_registers,
+    "redis-queue": Worker._redis_queue,
 }
 
 

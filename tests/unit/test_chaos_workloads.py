@@ -29,6 +29,7 @@ def test_parse_workloads_presets_and_lists() -> None:
     assert parse_workloads("mix") == WORKLOADS
     assert parse_workloads("mix", redis=False, memcached=False) == GRPC_WORKLOADS
     assert parse_workloads("mix", redis=False) == (*GRPC_WORKLOADS, "mc-registers")
+    assert "redis-queue" in parse_workloads("redis")
     assert parse_workloads("mix", memcached=False) == GRPC_WORKLOADS + REDIS_WORKLOADS
     assert parse_workloads("grpc") == GRPC_WORKLOADS
     assert parse_workloads("redis") == REDIS_WORKLOADS
@@ -43,7 +44,8 @@ def test_assign_gives_every_workload_a_worker_and_scales_registers_and_appends()
     assert Counter(assign(9, WORKLOADS)) == {
         "registers": 2,
         "redis-registers": 2,
-        "redis-appends": 2,
+        "redis-appends": 1,
+        "redis-queue": 1,
         "mc-registers": 1,
         "counters": 1,
         "sessions": 1,

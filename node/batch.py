@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from raftcache.node import errors, requests, responses, status_codes
 from raftcache.node.forwarding import LeaderForwarder
+from raftcache.node.keyspace.blocking import BLOCKING
 from raftcache.node.proposer import Callback, Proposer
 from raftcache.node.state_machine import DeleteOk, IncrOk, Result, SetOk
 from raftcache.v1 import cache_pb2, command_pb2
@@ -248,6 +249,12 @@ def _read_consistency(kind: str, body: Any, limits: requests.Limits) -> int | No
         requests.check_key(body.key, limits)
     elif kind == "exec":
         requests.data_op_kind(body.op)
+        argv = body.op.call.argv
+        if argv and argv[0].lower() in BLOCKING:
+            raise errors.InvalidInput(
+                f"{argv[0].decode(errors='replace')} blocks, and a Batch never waits: send it "
+                "alone with Exec, which parks it on the leader until it can answer"
+            )
         if not requests.is_read_op(body.op):
             return None
         requests.check_data_op(body.op, limits)

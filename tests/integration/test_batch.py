@@ -159,11 +159,16 @@ def test_bad_ops_fail_alone_and_change_nothing(cluster: LocalCluster) -> None:
                 )
             ),
             cache_pb2.BatchOp(delete=cache_pb2.DeleteRequest(key=b"\x00rcdb1:x")),
+            cache_pb2.BatchOp(
+                exec=cache_pb2.ExecRequest(
+                    op=cache_pb2.DataOp(call=cache_pb2.RedisCall(argv=[b"blpop", b"b:q", b"0"]))
+                )
+            ),
             cache_pb2.BatchOp(get=cache_pb2.GetRequest(key=b"b:bad")),
         )
     )
     messages = []
-    for result in response.results[:5]:
+    for result in response.results[:6]:
         code, origin, message = _error(result)
         assert (code, origin) == (grpc.StatusCode.INVALID_ARGUMENT, "InvalidInput")
         messages.append(message)
@@ -172,7 +177,8 @@ def test_bad_ops_fail_alone_and_change_nothing(cluster: LocalCluster) -> None:
     assert "cannot be negative" in messages[2]
     assert "must be > 0" in messages[3]
     assert "reserved" in messages[4]
-    assert not response.results[5].get.found  # nothing of the bad ops was applied
+    assert "blpop blocks, and a Batch never waits" in messages[5]
+    assert not response.results[6].get.found  # nothing of the bad ops was applied
 
 
 def test_reads_past_the_response_limit_fail_alone(cluster: LocalCluster) -> None:

@@ -15,6 +15,7 @@ import random
 import threading
 from collections.abc import Callable, Iterable
 
+from raftcache.node.keyspace.db import DATABASES, key_db
 from raftcache.node.state_machine import Change, Event, StateMachine, op_growth
 from raftcache.v1 import command_pb2
 
@@ -125,7 +126,7 @@ class Evictor:
                 continue
             seen.add(key)
             size = sm.nbytes_of(key)
-            if size is None:
+            if size is None or key_db(key)[0] >= DATABASES:  # loaded scripts are not a cache
                 continue
             chosen.append(key)
             freed += size

@@ -89,11 +89,12 @@ def _check_flush(argv: list[bytes]) -> None:
 
 
 def _flush(db: Db, only: int | None) -> None:
-    """Delete every stored key (of one database, or all): each a normal delete."""
+    """Delete every stored key (of one database, or all 16): each a normal delete. Internal
+    databases (loaded Lua scripts) stay, as Redis keeps its script cache on FLUSHALL."""
     dbs: dict[int, Db] = {}
     for internal in list(db.sm.keys()):
         n, key = key_db(internal)
-        if only is None or n == only:
+        if (only is None and n < DATABASES) or n == only:
             target = dbs.get(n)
             if target is None:
                 target = dbs[n] = _other(db, n)

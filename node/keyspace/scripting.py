@@ -1,0 +1,857 @@
+"""Lua scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT (Redis 7.0), replicated.
+
+A script is one logged call, applied by every replica: it runs inside the state machine,
+atomically, against the same state, and so must do the same thing everywhere.
+
+- Every run gets a fresh Lua 5.1 state (lupa): nothing survives from one script to the next
+  (no globals, no cached functions, no garbage), so a replica restored from a snapshot runs
+  a script exactly as one that applied the whole log.
+- No clock but the leader-stamped `db.now` (TIME inside a script); no io, os, package,
+  debug, print or bytecode loading; math.random draws from `db.rng()`.
+- A budget, identical on every replica: MAX_INSTRUCTIONS Lua instructions (a count hook)
+  and MAX_MEMORY bytes of Lua heap (lupa's allocator limit; a fresh state allocates the same
+  bytes in the same order everywhere). A script over the budget fails with BUDGET_EXHAUSTED.
+- A script that fails (a Lua error, an uncaught redis.call error, the budget) changes
+  nothing: its writes are rolled back through the state machine's undo record. Redis keeps
+  the writes made before the error; we do not (nothing half-applied). A script that
+  *returns* an error reply ({err=...}, redis.error_reply) has succeeded: its writes stay.
+- Loaded scripts are entries of an internal database (SCRIPTS_DB, keys `\\x00rcdb\\xff` +
+  sha1), so snapshots, digests and followers carry them; no user command can see them, and
+  FLUSHALL keeps them (SCRIPT FLUSH drops them), as Redis does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from typing import Any, Final
+
+from lupa import lua51
+from raftcache.node.keyspace.args import parse_int
+from raftcache.node.keyspace.db import DATABASES, DB_PREFIX, RESERVED_KEY, Db
+from raftcache.node.keyspace.reply import (
+    NULL_ARRAY,
+    OK,
+    Bool,
+    CommandError,
+    Error,
+    Map,
+    Pairs,
+    ReplyT,
+    SetReply,
+    Status,
+)
+from raftcache.node.keyspace.table import COMMANDS, command, validate
+
+SCRIPTS_DB: Final = 0xFF
+"""The internal database that holds loaded scripts (outside 0-15: no command reaches it)."""
+_SCRIPT_PREFIX: Final = DB_PREFIX + bytes((SCRIPTS_DB,))
+
+MAX_INSTRUCTIONS: Final = 10_000_000
+"""Lua VM instructions one script may run: about 0.1-0.2 s of Lua here. Every replica runs
+a script on its Raft thread, so the budget stays well under the 0.3 s election timeout."""
+MAX_MEMORY: Final = 64 << 20
+"""Bytes of Lua heap one script may allocate at once."""
+_HOOK_EVERY: Final = 1000
+_MAX_DEPTH: Final = 200  # nesting of a returned table (Redis: "reached lua stack limit")
+
+NOSCRIPT: Final = "NOSCRIPT No matching script. Please use EVAL."
+NOT_BUSY: Final = "NOTBUSY No scripts in execution right now."
+BUDGET_EXHAUSTED: Final = (
+    "ERR script killed by the execution budget: it ran over {what} ({limit}) and changed "
+    "nothing; every replica runs a script to completion, so split the work into smaller "
+    "scripts"
+)
+RO_WRITE: Final = "Write commands are not allowed from read-only scripts."
+RO_FLAGGED: Final = "ERR Can not execute a script with write flag using *_ro command."
+NOT_ALLOWED: Final = "This Redis command is not allowed from script"
+UNKNOWN: Final = "Unknown Redis command called from script"
+ARITY: Final = "Wrong number of args calling Redis command from script"
+BAD_ARG: Final = "Lua redis lib command arguments must be strings or integers"
+
+# Redis's NOSCRIPT flag (blocking, transactions, scripts themselves), and raftcache's own
+# internal commands, which scripts must not reach either.
+_REFUSED: Final = frozenset(
+    b"blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop eval evalsha eval_ro "
+    b"evalsha_ro script fcall fcall_ro function multi exec discard watch unwatch subscribe "
+    b"psubscribe unsubscribe punsubscribe ssubscribe sunsubscribe monitor wait auth hello "
+    b"reset quit".split()
+)
+_SCRIPT_FLAGS: Final = frozenset(
+    ["no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"]
+)
+
+
+def sha1hex(body: bytes) -> bytes:
+    return hashlib.sha1(body).hexdigest().encode()
+
+
+def script_key(sha: bytes) -> bytes:
+    """The internal key of a loaded script (sha1 in lower-case hex)."""
+    return _SCRIPT_PREFIX + sha.lower()
+
+
+def loaded(db: Db, sha: bytes) -> bytes | None:
+    """The body of a loaded script, or None."""
+    if len(sha) != 40:
+        return None
+    entry = db.sm._live(script_key(sha), db.now)
+    return entry[0] if entry is not None and isinstance(entry[0], bytes) else None
+
+
+def _store(db: Db, body: bytes) -> bytes:
+    sha = sha1hex(body)
+    key = script_key(sha)
+    if db.sm._live(key, db.now) is None:
+        db.sm._put(key, body, 0)
+    return sha
+
+
+# -- shebang and compiling ------------------------------------------------------------------
+
+
+def shebang(body: bytes) -> tuple[frozenset[str] | None, int]:
+    """(flags, length of the shebang line) of a script: flags None for a script without a
+    shebang (Redis's compatibility mode); CommandError for a bad shebang."""
+    if not body.startswith(b"#!"):
+        return None, 0
+    end = body.find(b"\n")
+    if end < 0:
+        raise CommandError("ERR Invalid script shebang")
+    parts = body[:end].decode("utf-8", "replace").split()
+    if parts[0] != "#!lua":
+        raise CommandError(f"ERR Unexpected engine in script shebang: {parts[0]}")
+    flags: set[str] = set()
+    for part in parts[1:]:
+        if not part.startswith("flags="):
+            raise CommandError(f"ERR Unknown lua shebang option: {part}")
+        for flag in filter(None, part[len("flags=") :].split(",")):
+            if flag not in _SCRIPT_FLAGS:
+                raise CommandError(f"ERR Unexpected flag in script shebang: {flag}")
+            flags.add(flag)
+    return frozenset(flags), end
+
+
+_compiled_ok: dict[bytes, None] = {}  # sha1s that compiled (bounded; the front-end's check)
+
+
+def check_compiles(body: bytes) -> None:
+    """Refuse a script with a bad shebang or a syntax error before it is proposed."""
+    sha = sha1hex(body)
+    if sha in _compiled_ok:
+        return
+    _, skip = shebang(body)
+    lua = lua51.LuaRuntime(encoding=None, register_eval=False, register_builtins=False)
+    ok, err = lua.execute(_COMPILES, body[skip:])
+    if not ok:
+        raise CommandError(_compile_error(err))
+    if len(_compiled_ok) >= 4096:
+        _compiled_ok.clear()
+    _compiled_ok[sha] = None
+
+
+_COMPILES: Final = b"""
+local f, err = loadstring(..., "@user_script")
+return f ~= nil, err
+"""
+
+
+def _compile_error(err: Any) -> str:
+    text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+    return f"ERR Error compiling script (new function): {text}"
+
+
+# -- the Lua side ---------------------------------------------------------------------------
+
+_BOOT: Final = rb"""
+local py_call, py_sha1hex, py_random, py_seed, py_killed, py_setresp, limit, every = ...
+local G = _G
+local sethook, getinfo = debug.sethook, debug.getinfo
+local type, tostring, error, rawget, select = type, tostring, error, rawget, select
+local setmetatable, xpcall, loadstring, setfenv = setmetatable, xpcall, loadstring, setfenv
+local READONLY = "Attempt to modify a readonly table"
+
+-- Nothing that reaches files, the OS, modules, finalisers, the hook or other environments.
+for _, name in ipairs({"io", "os", "package", "debug", "require", "module", "dofile",
+                       "loadfile", "load", "print", "getfenv", "setfenv", "newproxy",
+                       "gcinfo"}) do
+  G[name] = nil
+end
+
+local steps = 0
+local hook
+hook = function()
+  steps = steps + 1
+  if steps > limit then
+    py_killed()
+    sethook(hook, "", 1)  -- from now on every instruction fails: pcall cannot swallow it
+    error("script killed by the execution budget", 0)
+  end
+end
+
+-- C functions run no Lua instructions: the ones whose work grows with their input or output
+-- are charged one instruction per 16 bytes, so a loop of string.rep cannot escape the budget.
+local function charge(bytes)
+  steps = steps + bytes / (16 * every)
+  if steps > limit then hook() end
+end
+local s_rep, s_format, t_concat = string.rep, string.format, table.concat
+string.rep = function(s, n, ...)
+  if type(n) == "number" and n > 0 then charge((tonumber(#tostring(s)) or 0) * n) end
+  return s_rep(s, n, ...)
+end
+for _, name in ipairs({"find", "match", "gmatch", "gsub", "byte", "upper", "lower", "reverse",
+                       "sub"}) do
+  local f = string[name]
+  string[name] = function(s, ...)
+    if type(s) == "string" then charge(#s) end
+    return f(s, ...)
+  end
+end
+string.format = function(...)
+  local r = s_format(...)
+  charge(#r)
+  return r
+end
+table.concat = function(...)
+  local r = t_concat(...)
+  charge(#r)
+  return r
+end
+
+local protected = setmetatable({}, {__mode = "k"})
+local function refuse() error(READONLY, 2) end
+local function readonly(t)
+  local meta = {__index = t, __newindex = refuse}
+  meta.__metatable = setmetatable({}, {__index = meta, __newindex = refuse,
+                                       __metatable = false})
+  local proxy = setmetatable({}, meta)
+  protected[proxy] = true
+  return proxy
+end
+
+local lib = {}
+for k, v in pairs(G) do lib[k] = v end
+
+lib.setmetatable = function(t, m)
+  if protected[t] then error(READONLY, 2) end
+  return setmetatable(t, m)
+end
+
+-- tostring of a table or function shows no address: addresses differ between replicas.
+local ids, next_id = setmetatable({}, {__mode = "k"}), 0
+lib.tostring = function(v)
+  local kind = type(v)
+  if (kind == "table" or kind == "function" or kind == "thread" or kind == "userdata")
+     and not (getmetatable(v) and type(getmetatable(v)) == "table"
+              and rawget(getmetatable(v), "__tostring")) then
+    local id = ids[v]
+    if not id then next_id = next_id + 1; id = next_id; ids[v] = id end
+    return kind .. ": #" .. id
+  end
+  return tostring(v)
+end
+
+local env
+lib.loadstring = function(s, name)
+  if type(s) == "string" and s:byte(1) == 27 then
+    return nil, "binary chunks are not allowed"
+  end
+  local f, err = loadstring(s, name)
+  if f then setfenv(f, env) end
+  return f, err
+end
+
+-- Coroutines run on their own Lua thread: give each the budget hook too.
+local co_create, co_wrap = coroutine.create, coroutine.wrap
+local function hooked(f)
+  return function(...) sethook(hook, "", every); return f(...) end
+end
+local co = {}
+for k, v in pairs(coroutine) do co[k] = v end
+co.create = function(f) return co_create(hooked(f)) end
+co.wrap = function(f) return co_wrap(hooked(f)) end
+lib.coroutine = readonly(co)
+
+local m = {}
+for k, v in pairs(math) do m[k] = v end
+local floor = math.floor
+-- Lua 5.1's math.random contract, drawing from the replicated seed (never the C rand()).
+m.random = function(...)
+  local n, r = select("#", ...), py_random()
+  if n == 0 then return r end
+  local l, u = 1, ...
+  if n == 2 then l, u = ... elseif n > 2 then error("wrong number of arguments", 2) end
+  l, u = floor(tonumber(l) or error("bad argument #1 to 'random' (number expected)", 2)),
+         floor(tonumber(u) or error("bad argument #2 to 'random' (number expected)", 2))
+  if l > u then error("bad argument #" .. n .. " to 'random' (interval is empty)", 2) end
+  return floor(r * (u - l + 1)) + l
+end
+m.randomseed = function(x) py_seed(tonumber(x) or 0) end
+lib.math = readonly(m)
+lib.string = readonly(string)
+lib.table = readonly(table)
+
+local function err_table(msg) return {err = msg} end
+local function fail(msg) error({err = msg}, 0) end
+local function call(protect, ...)
+  if select("#", ...) == 0 then
+    local e = err_table("ERR Please specify at least one argument for this redis lib call")
+    if protect then return e end
+    error(e, 0)
+  end
+  local ok, reply = py_call(...)
+  if ok or protect then return reply end
+  error(reply, 0)
+end
+local redis = {
+  call = function(...) return call(false, ...) end,
+  pcall = function(...) return call(true, ...) end,
+  sha1hex = function(...)
+    if select("#", ...) ~= 1 then fail("ERR wrong number of arguments") end
+    return py_sha1hex((...))
+  end,
+  error_reply = function(...)
+    local s = ...
+    if select("#", ...) ~= 1 or type(s) ~= "string" then
+      return err_table("ERR wrong number or type of arguments")
+    end
+    if s:sub(1, 1) ~= "-" then s = "-" .. s end
+    local code, msg
+    local space = s:find(" ", 1, true)
+    if space then code, msg = s:sub(2, space - 1), s:sub(space + 1)
+    else code, msg = "ERR", s:sub(2) end
+    msg = msg:gsub("[\r\n]+$", "")
+    return err_table(code .. " " .. msg)
+  end,
+  status_reply = function(...)
+    local s = ...
+    if select("#", ...) ~= 1 or type(s) ~= "string" then
+      return err_table("ERR wrong number or type of arguments")
+    end
+    return {ok = s}
+  end,
+  log = function(...)
+    if select("#", ...) < 2 then fail("ERR redis.log() requires two arguments or more.") end
+    if type((...)) ~= "number" then fail("ERR First argument must be a number (log level).") end
+  end,
+  setresp = function(...)
+    local n = ...
+    if select("#", ...) ~= 1 then fail("ERR redis.setresp() requires one argument.") end
+    if n ~= 2 and n ~= 3 then fail("ERR RESP version must be 2 or 3.") end
+    py_setresp(n)
+  end,
+  set_repl = function(...)
+    local n = ...
+    if select("#", ...) ~= 1 then fail("ERR redis.set_repl() requires one argument.") end
+    if type(n) ~= "number" or n < 0 or n > 3 then
+      fail("ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
+    end
+  end,
+  replicate_commands = function() return true end,
+  breakpoint = function() return false end,
+  debug = function() end,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REPL_NONE = 0, REPL_AOF = 1, REPL_SLAVE = 2, REPL_REPLICA = 2, REPL_ALL = 3,
+  REDIS_VERSION = "7.0.15", REDIS_VERSION_NUM = 0x0007000f,
+}
+lib.redis = readonly(redis)
+
+-- The globals scripts see: read-only, and reading an undeclared one is an error.
+env = {}
+local env_meta = {
+  __index = function(_, k)
+    if k == "_G" then return env end
+    local v = lib[k]
+    if v == nil then
+      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+    end
+    return v
+  end,
+  __newindex = refuse,
+}
+env_meta.__metatable = setmetatable({}, {__index = env_meta, __newindex = refuse,
+                                         __metatable = false})
+setmetatable(env, env_meta)
+protected[env] = true
+
+-- Redis's error shape: a table {err = "CODE message"}, with the script line it came from
+-- (none after `return redis.call(...)`: a tail call into our Lua wrapper drops the frame).
+local function handler(e)
+  if type(e) ~= "table" then e = {err = "ERR " .. tostring(e)} end
+  local level = 2
+  while true do
+    local info = getinfo(level, "Sl")
+    if not info then break end
+    if info.source == "@user_script" and info.currentline > 0 then
+      e.source, e.line = info.source, info.currentline
+      break
+    end
+    level = level + 1
+  end
+  return e
+end
+
+local function compile(body)
+  local f, err = loadstring(body, "@user_script")
+  if not f then return nil, err end
+  setfenv(f, env)
+  return f, nil
+end
+
+local function run(f, keys, argv)
+  lib.KEYS, lib.ARGV = keys, argv
+  sethook(hook, "", every)
+  local ok, result = xpcall(f, handler)
+  sethook()
+  return ok, result
+end
+
+return compile, run, sethook, rawget
+"""
+
+
+_BYTECODE: list[bytes] = []
+
+
+def _boot_bytecode() -> bytes:
+    """_BOOT compiled once per process (loading bytecode skips the parser on every run)."""
+    if not _BYTECODE:
+        lua = lua51.LuaRuntime(encoding=None, register_eval=False, register_builtins=False)
+        _BYTECODE.append(lua.eval("function(s) return string.dump(loadstring(s)) end")(_BOOT))
+    return _BYTECODE[0]
+
+
+class _Script:
+    """One run of one script: a fresh Lua state and the Db it calls commands on."""
+
+    def __init__(self, db: Db, sha: bytes) -> None:
+        self.db = db
+        self.sha = sha.decode()
+        self.resp = 2
+        self.killed = False
+        self.no_writes = False
+        self.bug: BaseException | None = None
+        self.rand = db.rng(b"lua")
+        self.lua = lua51.LuaRuntime(
+            encoding=None,
+            unpack_returned_tuples=True,
+            register_eval=False,
+            register_builtins=False,
+            max_memory=MAX_MEMORY,
+            attribute_filter=_no_attributes,
+        )
+        self.table_from = self.lua.table_from
+        boot = self.lua.globals()[b"loadstring"](_boot_bytecode())
+        self.compile, self.run, self.unhook, self.rawget = boot(
+            self.call,
+            sha1hex,
+            self.random,
+            self.seed,
+            self.kill,
+            self.setresp,
+            MAX_INSTRUCTIONS // _HOOK_EVERY,
+            _HOOK_EVERY,
+        )
+
+    # -- callbacks from Lua (they never raise: a Python error would be a Lua error) ---------
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def setresp(self, n: int) -> None:
+        self.resp = int(n)
+
+    def random(self) -> float:
+        return float(self.rand.random())
+
+    def seed(self, value: int | float) -> None:
+        self.rand = random.Random(repr(float(value)))
+
+    def call(self, *args: Any) -> tuple[bool, Any]:
+        """redis.call/pcall: (True, reply as Lua) or (False, {err=...})."""
+        try:
+            argv = []
+            for arg in args:
+                if isinstance(arg, bytes):
+                    argv.append(arg)
+                elif isinstance(arg, int | float) and not isinstance(arg, bool):
+                    argv.append(b"%.17g" % arg)
+                else:
+                    return False, self._error(BAD_ARG)
+            reply = self._command(argv)
+            if isinstance(reply, Error):
+                return False, self._error(str(reply))
+            return True, self.to_lua(reply, 0)
+        except BaseException as exc:  # a handler bug: re-raised after the script (loudly)
+            if self.bug is None and not _is_lua_memory(exc):
+                self.bug = exc
+            raise
+
+    def _error(self, text: str) -> Any:
+        if not text.startswith(("ERR ", "WRONGTYPE ", "OOM ", "NOSCRIPT ", "BUSY")):
+            code = text.split(" ", 1)[0]
+            if not code.isupper():
+                text = "ERR " + text
+        return self.table_from({b"err": text.encode()})
+
+    def _command(self, argv: list[bytes]) -> ReplyT:
+        name = argv[0].lower()
+        spec = COMMANDS.get(name)
+        if name in _REFUSED or (spec is not None and "internal" in spec.flags):
+            return Error(f"ERR {NOT_ALLOWED}")
+        if name in _SCRIPT_LOCAL:
+            return _SCRIPT_LOCAL[name](self, argv)
+        if spec is None:
+            return Error(f"ERR {UNKNOWN}")
+        n = len(argv)
+        if (spec.arity > 0 and n != spec.arity) or (spec.arity < 0 and n < -spec.arity):
+            return Error(f"ERR {ARITY}")
+        if spec.write and not self.db.write:
+            return Error(f"ERR {RO_WRITE}")
+        if spec.write and self.no_writes:
+            return Error(f"ERR {RO_WRITE}")
+        try:
+            validate(argv)
+            return spec.handler(self.db, argv)
+        except CommandError as exc:
+            return Error(exc.text)
+
+    # -- conversions -----------------------------------------------------------------------
+
+    def to_lua(self, reply: ReplyT, depth: int) -> Any:
+        """A command's reply as redis.call returns it (RESP2 or RESP3 rules)."""
+        resp3 = self.resp == 3
+        if isinstance(reply, bytes | int) and not isinstance(reply, Bool):
+            return reply
+        if isinstance(reply, Bool):
+            return bool(reply) if resp3 else int(reply)
+        if reply is None or reply is NULL_ARRAY:
+            return None if resp3 else False
+        if isinstance(reply, Status):
+            return self.table_from({b"ok": str(reply).encode()})
+        if isinstance(reply, Error):
+            return self.table_from({b"err": str(reply).encode()})
+        if isinstance(reply, float):
+            if resp3:
+                return self.table_from({b"double": reply})
+            return b"%.17g" % reply  # as RESP2 sends a double
+        if isinstance(reply, Map):
+            if resp3:
+                pairs = {
+                    self.to_lua(reply[i], depth + 1): self.to_lua(reply[i + 1], depth + 1)
+                    for i in range(0, len(reply) - 1, 2)
+                }
+                return self.table_from({b"map": self.table_from(pairs)})
+            return self.table_from([self.to_lua(r, depth + 1) for r in reply])
+        if isinstance(reply, SetReply) and resp3:
+            members = {self.to_lua(r, depth + 1): True for r in reply}
+            return self.table_from({b"set": self.table_from(members)})
+        if isinstance(reply, Pairs) and not resp3:
+            flat = [self.to_lua(x, depth + 1) for pair in reply for x in pair]
+            return self.table_from(flat)
+        if isinstance(reply, list):
+            return self.table_from([self.to_lua(r, depth + 1) for r in reply])
+        return False
+
+    def to_reply(self, value: Any, depth: int = 0) -> ReplyT:
+        """A script's Lua result as a Redis reply (Redis's luaReplyToRedisReply)."""
+        if depth > _MAX_DEPTH:
+            return Error("ERR reached lua stack limit")
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, bool):
+            if self.resp == 3:
+                return Bool(value)
+            return 1 if value else None
+        if isinstance(value, int | float):
+            return _truncate(value)
+        if lua51.lua_type(value) != "table":
+            return None
+        get = self.rawget
+        err = get(value, b"err")
+        if isinstance(err, bytes):
+            return Error(err.decode("utf-8", "replace"))
+        ok = get(value, b"ok")
+        if isinstance(ok, bytes):
+            return Status(ok.decode("utf-8", "replace").replace("\r", " ").replace("\n", " "))
+        double = get(value, b"double")
+        if isinstance(double, int | float) and not isinstance(double, bool):
+            return float(double)
+        for field, build in ((b"map", Map), (b"set", SetReply)):
+            inner = get(value, field)
+            if inner is not None and lua51.lua_type(inner) == "table":
+                out = build()
+                for k, v in inner.items():
+                    out.append(self.to_reply(k, depth + 1))
+                    if build is Map:
+                        out.append(self.to_reply(v, depth + 1))
+                return out
+        items: list[ReplyT] = []
+        i = 1
+        while True:
+            item = get(value, i)
+            if item is None:
+                return items
+            items.append(self.to_reply(item, depth + 1))
+            i += 1
+
+    # -- running ---------------------------------------------------------------------------
+
+    def execute(self, body: bytes, keys: list[bytes], args: list[bytes]) -> tuple[ReplyT, bool]:
+        """(reply, failed): failed when the script raised or ran out of budget."""
+        flags, skip = shebang(body)
+        if flags is not None and "no-writes" in flags:
+            self.no_writes = True
+        try:
+            fn, err = self.compile(body[skip:])
+            if fn is None:
+                return Error(_compile_error(err)), True
+            ok, result = self.run(fn, self.table_from(keys), self.table_from(args))
+        except lua51.LuaError as exc:  # out of memory, or the budget hit outside xpcall
+            self.unhook()
+            if self.bug is not None:
+                raise self.bug from exc
+            if self.killed:
+                return _budget("Lua instructions", str(MAX_INSTRUCTIONS)), True
+            if isinstance(exc, lua51.LuaMemoryError):
+                return _budget("Lua memory", f"{MAX_MEMORY} bytes"), True
+            return Error(f"ERR Error running script {self.sha}, {exc!s:.100}"), True
+        if self.bug is not None:
+            raise self.bug
+        if self.killed:
+            return _budget("Lua instructions", str(MAX_INSTRUCTIONS)), True
+        if not ok:
+            return self._failure(result), True
+        try:
+            return self.to_reply(result), False
+        except lua51.LuaMemoryError:
+            return _budget("Lua memory", f"{MAX_MEMORY} bytes"), True
+
+    def _failure(self, err: Any) -> Error:
+        if err == b"not enough memory" or _is_lua_memory(err):
+            return _budget("Lua memory", f"{MAX_MEMORY} bytes")
+        if isinstance(err, bytes):  # an error raised in the handler itself
+            return Error("ERR " + err.decode("utf-8", "replace"))
+        if lua51.lua_type(err) != "table":
+            return Error(f"ERR Error running script {self.sha}, {err!s:.100}")
+        get = self.rawget
+        msg = get(err, b"err")
+        text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else "ERR unknown error"
+        line, source = get(err, b"line"), get(err, b"source")
+        if line is not None and isinstance(source, bytes):
+            text += f" script: {self.sha}, on {source.decode()}:{_truncate(line)}."
+        return Error(text)
+
+
+def _no_attributes(obj: Any, name: Any, setting: bool) -> Any:
+    raise AttributeError("scripts cannot reach Python objects")
+
+
+def _is_lua_memory(exc: object) -> bool:
+    return isinstance(exc, lua51.LuaMemoryError | MemoryError)
+
+
+def _budget(what: str, limit: str) -> Error:
+    return Error(BUDGET_EXHAUSTED.format(what=what, limit=limit))
+
+
+def _truncate(n: int | float) -> int:
+    """Lua number -> Redis integer, as C's (long long) cast does it (truncation)."""
+    if isinstance(n, int):
+        return max(-(2**63), min(n, 2**63 - 1))
+    if n != n or n in (float("inf"), float("-inf")):
+        return -(2**63)
+    return max(-(2**63), min(int(n), 2**63 - 1))
+
+
+# -- commands a script can run that are not table commands -----------------------------------
+
+
+def _select(run: _Script, argv: list[bytes]) -> ReplyT:
+    if len(argv) != 2:
+        return Error(f"ERR {ARITY}")
+    try:
+        n = parse_int(argv[1])
+    except CommandError as exc:
+        return Error(exc.text)
+    if not 0 <= n < DATABASES:
+        return Error("ERR DB index is out of range")
+    run.db = Db(run.db.sm, n, run.db.now, run.db.write)
+    return OK
+
+
+def _time(run: _Script, argv: list[bytes]) -> ReplyT:
+    if len(argv) != 1:
+        return Error(f"ERR {ARITY}")
+    now = run.db.now  # the leader-stamped cluster time: the same on every replica
+    return [str(now // 1000).encode(), str(now % 1000 * 1000).encode()]
+
+
+def _ping(run: _Script, argv: list[bytes]) -> ReplyT:
+    if len(argv) > 2:
+        return Error(f"ERR {ARITY}")
+    return Status("PONG") if len(argv) == 1 else argv[1]
+
+
+def _echo(run: _Script, argv: list[bytes]) -> ReplyT:
+    return argv[1] if len(argv) == 2 else Error(f"ERR {ARITY}")
+
+
+_SCRIPT_LOCAL: dict[bytes, Callable[[_Script, list[bytes]], ReplyT]] = {
+    b"select": _select,
+    b"time": _time,
+    b"ping": _ping,
+    b"echo": _echo,
+}
+
+
+# -- running a script atomically ------------------------------------------------------------
+
+
+def _numkeys(argv: list[bytes]) -> int:
+    try:
+        n = parse_int(argv[2])
+    except CommandError:
+        raise CommandError("ERR value is not an integer or out of range") from None
+    if n > len(argv) - 3:
+        raise CommandError("ERR Number of keys can't be greater than number of args")
+    if n < 0:
+        raise CommandError("ERR Number of keys can't be negative")
+    for key in argv[3 : 3 + n]:
+        if key.startswith(DB_PREFIX):
+            raise CommandError(RESERVED_KEY)
+    return n
+
+
+def _run(db: Db, body: bytes, sha: bytes, argv: list[bytes], read_only: bool) -> ReplyT:
+    n = _numkeys(argv)
+    flags, _ = shebang(body)
+    if read_only and flags is not None and "no-writes" not in flags:
+        raise CommandError(RO_FLAGGED)
+    keys, args = argv[3 : 3 + n], argv[3 + n :]
+    if not db.write:  # a read: nothing can change, nothing to roll back
+        return _Script(db, sha).execute(body, keys, args)[0]
+    sm = db.sm
+    outer = sm._undo
+    undo: dict[bytes, Any] = {}
+    revision, events = sm._revision, len(sm._events)
+    sm._undo = undo
+    try:
+        script = _Script(db, sha)
+        if read_only:
+            script.no_writes = True
+        reply, failed = script.execute(body, keys, args)
+    except BaseException:
+        sm._undo = outer
+        sm._roll_back(undo, revision, events)
+        raise
+    sm._undo = outer
+    if failed:
+        sm._roll_back(undo, revision, events)
+    elif outer is not None:
+        for key, saved in undo.items():
+            outer.setdefault(key, saved)
+    return reply
+
+
+def _check_eval(argv: list[bytes]) -> None:
+    _numkeys(argv)
+    check_compiles(argv[1])
+
+
+def _check_evalsha(argv: list[bytes]) -> None:
+    _numkeys(argv)
+
+
+@command("eval", -3, "write noscript skip_monitor movablekeys", keys=(0, 0, 0), group="scripting",
+         check=_check_eval)  # fmt: skip
+def eval_(db: Db, argv: list[bytes]) -> ReplyT:
+    body = argv[1]
+    check_compiles(body)
+    sha = _store(db, body)  # EVAL caches the script for EVALSHA, as Redis does
+    return _run(db, body, sha, argv, read_only=False)
+
+
+@command("eval_ro", -3, "readonly noscript skip_monitor movablekeys", keys=(0, 0, 0),
+         group="scripting", check=_check_eval)  # fmt: skip
+def eval_ro(db: Db, argv: list[bytes]) -> ReplyT:
+    return _run(db, argv[1], sha1hex(argv[1]), argv, read_only=True)
+
+
+def _evalsha(db: Db, argv: list[bytes], read_only: bool) -> ReplyT:
+    body = loaded(db, argv[1])
+    if body is None:
+        raise CommandError(NOSCRIPT)
+    return _run(db, body, argv[1].lower(), argv, read_only)
+
+
+@command("evalsha", -3, "write noscript skip_monitor movablekeys", keys=(0, 0, 0),
+         group="scripting", check=_check_evalsha)  # fmt: skip
+def evalsha(db: Db, argv: list[bytes]) -> ReplyT:
+    return _evalsha(db, argv, read_only=False)
+
+
+@command("evalsha_ro", -3, "readonly noscript skip_monitor movablekeys", keys=(0, 0, 0),
+         group="scripting", check=_check_evalsha)  # fmt: skip
+def evalsha_ro(db: Db, argv: list[bytes]) -> ReplyT:
+    return _evalsha(db, argv, read_only=True)
+
+
+# -- SCRIPT ---------------------------------------------------------------------------------
+
+_SCRIPT_HELP: Final = [
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache (replicated: every node forgets them).",
+    "KILL",
+    "    Kill the currently executing Lua script (raftcache: scripts run to completion",
+    "    within their execution budget, so there is never one to kill).",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Print this help.",
+]
+
+
+def _check_script(argv: list[bytes]) -> None:
+    sub = argv[1].lower()
+    n = len(argv)
+    if sub == b"load" and n == 3:
+        check_compiles(argv[2])
+    elif sub == b"flush" and n <= 3:
+        if n == 3 and argv[2].lower() not in (b"sync", b"async"):
+            raise CommandError("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
+    elif (sub == b"exists" and n >= 3) or (sub in (b"kill", b"help") and n == 2):
+        return
+    else:
+        name = argv[1].decode("utf-8", "replace")
+        raise CommandError(f"ERR unknown subcommand or wrong number of arguments for '{name}'. "
+                           "Try SCRIPT HELP.")  # fmt: skip
+
+
+@command("script", -2, "write noscript", keys=(0, 0, 0), group="scripting", check=_check_script)
+def script(db: Db, argv: list[bytes]) -> ReplyT:
+    """SCRIPT LOAD/EXISTS/FLUSH/KILL/HELP (logged: LOAD and FLUSH change every replica)."""
+    sub = argv[1].lower()
+    if sub == b"load":
+        return _store(db, argv[2])
+    if sub == b"exists":
+        return [int(loaded(db, sha) is not None) for sha in argv[2:]]
+    if sub == b"flush":
+        sm = db.sm
+        stored = sm.keys()
+        for key in [k for k in stored if k.startswith(_SCRIPT_PREFIX)]:
+            sm._drop(key, "delete")
+        return OK
+    if sub == b"kill":
+        raise CommandError(NOT_BUSY)
+    return [Status(line) for line in _SCRIPT_HELP]
+
+
+def cached_scripts(db: Db) -> int:
+    """How many scripts are loaded (INFO's number_of_cached_scripts)."""
+    return db.sm.db_size(SCRIPTS_DB)

@@ -55,6 +55,7 @@ class _Waiter:
         "db",
         "dirty",
         "expired",
+        "first",
         "future",
         "inflight",
         "keys",
@@ -75,6 +76,7 @@ class _Waiter:
         self.dirty = False  # a key changed while the attempt was in flight: try again
         self.expired = False  # the timeout passed while an attempt was in flight
         self.abandoned = False  # the client went away while an attempt was in flight
+        self.first = True  # the next attempt is the call itself (not a wake-up)
 
 
 class Blocker:
@@ -181,6 +183,7 @@ class Blocker:
 
     def _applied(self, w: _Waiter, result: Result | None, error: BaseException | None) -> None:
         w.inflight = False
+        first, w.first = w.first, False
         if error is not None:
             reply: ReplyT = (
                 error_reply(error)
@@ -194,6 +197,10 @@ class Blocker:
         except errors.CacheError as exc:
             self._finish(w, error_reply(exc))
             return
+        if not first and isinstance(reply, Error) and str(reply).startswith("WRONGTYPE"):
+            # A key it waits on now holds another type: Redis keeps the client blocked
+            # (only the call itself answers WRONGTYPE), so this wake-up found nothing.
+            reply = w.timeout_reply
         popped = reply is not NULL_ARRAY and reply is not None
         if w.abandoned:
             if popped and not isinstance(reply, Error):

@@ -205,6 +205,22 @@ def test_bad_arguments_answer_redis_errors_and_block_nobody(
     assert total_blocked(cluster) == 0
 
 
+def test_a_key_that_turns_into_another_type_does_not_wake_the_client(
+    cluster: LocalCluster,
+) -> None:
+    r = client(cluster, "leader")
+    call = Background(lambda: client(cluster, "follower").blpop(["turn:k"], timeout=15))
+    wait_blocked(cluster, 1)
+    pipe = r.pipeline(transaction=True)
+    pipe.lpush("turn:k", "x").delete("turn:k").set("turn:k", "now a string")
+    pipe.execute()
+    time.sleep(0.3)
+    assert total_blocked(cluster) == 1  # still waiting, as in Redis
+    r.delete("turn:k")
+    r.lpush("turn:k", "y")
+    assert call.join() == (b"turn:k", b"y")
+
+
 def test_wrongtype_while_blocked_is_an_error_not_a_hang(cluster: LocalCluster) -> None:
     r = client(cluster, "leader")
     r.set("wt:key", "string")

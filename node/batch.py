@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from raftcache.node import errors, requests, responses, status_codes
 from raftcache.node.forwarding import LeaderForwarder
-from raftcache.node.keyspace.blocking import BLOCKING
+from raftcache.node.keyspace.blocking import is_blocking
 from raftcache.node.proposer import Callback, Proposer
 from raftcache.node.state_machine import DeleteOk, IncrOk, Result, SetOk
 from raftcache.v1 import cache_pb2, command_pb2
@@ -250,7 +250,7 @@ def _read_consistency(kind: str, body: Any, limits: requests.Limits) -> int | No
     elif kind == "exec":
         requests.data_op_kind(body.op)
         argv = body.op.call.argv
-        if argv and argv[0].lower() in BLOCKING:
+        if argv and is_blocking(list(argv)):
             raise errors.InvalidInput(
                 f"{argv[0].decode(errors='replace')} blocks, and a Batch never waits: send it "
                 "alone with Exec, which parks it on the leader until it can answer"

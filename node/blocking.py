@@ -31,17 +31,19 @@ from collections import deque
 import structlog
 from raftcache.node import errors
 from raftcache.node.engine import Engine, call_op, reply_of
-from raftcache.node.keyspace.blocking import waits_on
+from raftcache.node.keyspace import dispatch
+from raftcache.node.keyspace.blocking import resolve_dollar, waits_on
 from raftcache.node.keyspace.db import db_key
 from raftcache.node.keyspace.lists import parse_lmpop
 from raftcache.node.keyspace.reply import NULL_ARRAY, Error, ReplyT
 from raftcache.node.proposer import Callback
 from raftcache.node.resp.errors import error_reply
-from raftcache.node.state_machine import Change, Event, Result
+from raftcache.node.state_machine import Change, Event, Result, Value
 
 _log = structlog.get_logger("raftcache.blocking")
 
 _FOREVER_S = 365 * 86400.0
+STREAM_GONE = "UNBLOCKED the stream key no longer exists"
 STEPPED_DOWN = (
     "CLUSTERDOWN this node stopped leading while the client was blocked (nothing was "
     "popped for it): retry the command"
@@ -59,6 +61,7 @@ class _Waiter:
         "future",
         "inflight",
         "keys",
+        "read_only",
         "seq",
         "timeout_reply",
         "timer",
@@ -77,6 +80,7 @@ class _Waiter:
         self.expired = False  # the timeout passed while an attempt was in flight
         self.abandoned = False  # the client went away while an attempt was in flight
         self.first = True  # the next attempt is the call itself (not a wake-up)
+        self.read_only = not dispatch.is_write(argv)
 
 
 class Blocker:
@@ -132,6 +136,11 @@ class Blocker:
         self._loop = asyncio.get_running_loop()
         if not self.engine.is_leader():
             raise self.engine.view.not_leader()
+        if argv[0].lower() == b"xread" and b"$" in argv:
+            # `$` is the stream's last id when the call arrives: read it linearizably
+            ids = await self.engine.read([b"raftcache.streams.lastids", *keys], db)
+            assert isinstance(ids, list)
+            argv = resolve_dollar(argv, [bytes(i) for i in ids])
         waiter = _Waiter(next(self._seq), argv, db, keys)
         waiter.timeout_reply = timeout_reply
         queued_behind = any(self._by_key.get(k) for k in waiter.keys)
@@ -175,8 +184,22 @@ class Blocker:
         def applied(result: Result | None, error: BaseException | None) -> None:
             self._applied(w, result, error)
 
+        def read(_result: None, error: BaseException | None) -> None:
+            if error is not None:
+                applied(None, error)
+                return
+            try:
+                reply = self.engine.read_local(w.argv, w.db)
+            except errors.CacheError as exc:
+                applied(None, exc)
+                return
+            applied(Value("reply", reply), None)
+
         try:
-            self.engine.submit(call_op(w.argv, w.db), Callback(applied), 64)
+            if w.read_only:  # XREAD: a read after a barrier, no log entry per wake-up
+                self.engine.barrier(Callback(read))
+            else:
+                self.engine.submit(call_op(w.argv, w.db), Callback(applied), 64)
         except errors.CacheError as exc:
             w.inflight = False
             self._finish(w, error_reply(exc))
@@ -197,10 +220,8 @@ class Blocker:
         except errors.CacheError as exc:
             self._finish(w, error_reply(exc))
             return
-        if not first and isinstance(reply, Error) and str(reply).startswith("WRONGTYPE"):
-            # A key it waits on now holds another type: Redis keeps the client blocked
-            # (only the call itself answers WRONGTYPE), so this wake-up found nothing.
-            reply = w.timeout_reply
+        if not first and isinstance(reply, Error):
+            reply = self._woken_error(w, str(reply))
         popped = reply is not NULL_ARRAY and reply is not None
         if w.abandoned:
             if popped and not isinstance(reply, Error):
@@ -213,6 +234,19 @@ class Blocker:
             self._finish(w, w.timeout_reply)
         elif w.dirty:
             self._attempt(w)
+
+    def _woken_error(self, w: _Waiter, text: str) -> ReplyT:
+        """What an error found by a wake-up (not by the call itself) means, as in Redis 7.0:
+        a key that now holds another type keeps a pop or XREAD blocked (the timeout reply
+        here: keep waiting); a blocked XREADGROUP whose stream is gone or retyped ends with
+        UNBLOCKED, and one whose group was destroyed with the NOGROUP error."""
+        if w.argv[0].lower() == b"xreadgroup":
+            keys = waits_on(w.argv)[0]
+            gone = text.startswith("WRONGTYPE") or not all(
+                self.engine.has_key(w.db, k) for k in keys
+            )
+            return Error(STREAM_GONE) if gone else Error(text)
+        return w.timeout_reply if text.startswith("WRONGTYPE") else Error(text)
 
     def _expire(self, w: _Waiter) -> None:
         w.timer = None

@@ -15,7 +15,7 @@ from raftcache.node.batch import BatchRunner
 from raftcache.node.eviction import AccessTracker
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.keyspace import dispatch
-from raftcache.node.keyspace.blocking import BLOCKING
+from raftcache.node.keyspace.blocking import is_blocking
 from raftcache.node.keyspace.reply import CommandError, Error
 from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.proposer import Proposer
@@ -210,7 +210,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
 
     async def Exec(self, request: cache_pb2.ExecRequest, context: Any) -> cache_pb2.ExecResponse:
         call = request.op.call
-        if self.blocker is not None and call.argv and call.argv[0].lower() in BLOCKING:
+        if self.blocker is not None and call.argv and is_blocking(list(call.argv)):
             return await self._exec_blocking(request, context)
         try:
             requests.data_op_kind(request.op)

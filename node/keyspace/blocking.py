@@ -14,9 +14,10 @@ import math
 from raftcache.node.keyspace.db import Db
 from raftcache.node.keyspace.lists import move, parse_lmpop, pop_items, side
 from raftcache.node.keyspace.reply import NULL_ARRAY, CommandError, ReplyT
+from raftcache.node.keyspace.streams import parse_read
 from raftcache.node.keyspace.table import command
 from raftcache.node.keyspace.zsets import parse_zmpop, zmpop_keys, zpop
-from raftcache.node.values import List, ZSet
+from raftcache.node.values import List, Stream, ZSet, id_text
 
 TIMEOUT_NOT_FLOAT = "ERR timeout is not a float or out of range"
 TIMEOUT_NEGATIVE = "ERR timeout is negative"
@@ -36,10 +37,22 @@ def parse_timeout(raw: bytes) -> float:
     return value
 
 
+def is_blocking(argv: list[bytes]) -> bool:
+    """Whether a call may wait: the blocking pops always, XREAD/XREADGROUP with BLOCK."""
+    name = argv[0].lower()
+    if name in BLOCKING:
+        return True
+    return name in STREAM_READS and any(a.lower() == b"block" for a in argv[1:])
+
+
 def waits_on(argv: list[bytes]) -> tuple[list[bytes], float, ReplyT]:
     """(keys it waits on, timeout in s, the reply when it times out) of a blocking call;
     CommandError for bad arguments (checked before anything is proposed)."""
     name = argv[0].lower()
+    if name in STREAM_READS:
+        a = parse_read(argv)
+        assert a.keys is not None
+        return a.keys, (a.block or 0) / 1000, NULL_ARRAY
     if name in (b"blpop", b"brpop", b"bzpopmin", b"bzpopmax"):
         return argv[1:-1], parse_timeout(argv[-1]), NULL_ARRAY
     if name == b"brpoplpush":
@@ -60,6 +73,26 @@ def waits_on(argv: list[bytes]) -> tuple[list[bytes], float, ReplyT]:
 BLOCKING = frozenset(
     (b"blpop", b"brpop", b"brpoplpush", b"blmove", b"blmpop", b"bzpopmin", b"bzpopmax", b"bzmpop")
 )
+STREAM_READS = frozenset((b"xread", b"xreadgroup"))
+
+
+def resolve_dollar(argv: list[bytes], last_ids: list[bytes]) -> list[bytes]:
+    """XREAD ... STREAMS keys ids with each `$` replaced by its stream's last id when the
+    call arrived (so later attempts wait for entries after it, as Redis does)."""
+    at = len(argv) - len(last_ids)
+    return argv[:at] + [
+        last if raw == b"$" else raw for raw, last in zip(argv[at:], last_ids, strict=True)
+    ]
+
+
+@command("raftcache.streams.lastids", -2, "readonly internal", keys=(1, -1, 1), group="stream")
+def last_ids(db: Db, argv: list[bytes]) -> ReplyT:
+    """Each stream's last id as text (0-0 when missing): what `$` means right now."""
+    out: list[ReplyT] = []
+    for key in argv[1:]:
+        s = db.typed(key, Stream)
+        out.append(id_text(0 if s is None else s.last_id))
+    return out
 
 
 def _check(argv: list[bytes]) -> None:

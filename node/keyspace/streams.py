@@ -7,10 +7,9 @@ even if the leader's clock steps back. Delivery times, idle times and consumers'
 use the same clock. XREADGROUP, XCLAIM and XAUTOCLAIM change the pending entries lists, so
 they are writes (replicated); XREAD, XRANGE, XPENDING and XINFO are reads.
 
-BLOCK: XREAD and XREADGROUP answer at once when data is there. When it is not, they answer
-an error instead of waiting: parking a client needs the blocking machinery of issue 11 item 2
-(the leader parks the client and proposes the read when a key gets data), which is not built
-yet. The error says so; nothing is changed by it.
+BLOCK: these handlers are one attempt (data now, else the null reply, as Redis answers
+inside MULTI); the waiting is the leader's (node/blocking.py parks the client, resolves `$`
+to the stream's last id and repeats the attempt whenever a stream it waits on changes).
 """
 
 from __future__ import annotations
@@ -83,10 +82,6 @@ GT_IN_XREAD: Final = (
 )
 TIMEOUT_NOT_INTEGER: Final = "ERR timeout is not an integer or out of range"
 TIMEOUT_NEGATIVE: Final = "ERR timeout is negative"
-NO_BLOCKING: Final = (
-    "ERR {} with BLOCK found no data, and raftcache cannot block a client yet (blocking "
-    "commands are issue 11 item 2): call it again without BLOCK to poll"
-)
 ENTRIESREAD_RANGE: Final = "ERR value for ENTRIESREAD must be positive or -1"
 XGROUP_NEEDS_KEY: Final = (
     "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want "
@@ -474,9 +469,7 @@ def _check_read(argv: list[bytes]) -> None:
 def _answer(argv: list[bytes], a: ReadArgs, served: list[ReplyT]) -> ReplyT:
     if served:
         return KeyedPairs(served)
-    if a.block is not None:
-        raise CommandError(NO_BLOCKING.format(_text(argv[0]).upper()))
-    return NULL_ARRAY
+    return NULL_ARRAY  # with BLOCK: the front-end parks the client (node/blocking.py)
 
 
 def _last_valid_id(s: Stream) -> int:

@@ -20,7 +20,7 @@ from raftcache.node.blocking import Blocker
 from raftcache.node.engine import Engine
 from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.args import parse_int
-from raftcache.node.keyspace.blocking import BLOCKING, waits_on
+from raftcache.node.keyspace.blocking import is_blocking, waits_on
 from raftcache.node.keyspace.db import DATABASES, db_key
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
@@ -289,7 +289,7 @@ class Connection(PipelinedConnection):
             self.reply(Error(exc.text))
             return
         db = self.db
-        if name in BLOCKING and self.server.blocker is not None:
+        if self.server.blocker is not None and is_blocking(argv):
             self.run("x", lambda slot: self._spawn(self._block(argv, db), slot, write=True))
             return
         if spec.write:

@@ -252,3 +252,56 @@ def test_a_client_blocked_through_a_follower_survives_a_leader_kill_without_loss
         assert writer.llen("kill:q") == 0
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("role", ["leader", "follower"])
+def test_xread_block_waits_for_entries_after_dollar(cluster: LocalCluster, role: str) -> None:
+    r = client(cluster, role, protocol=3)
+    writer = client(cluster, "leader")
+    key = f"xs:{role}"
+    writer.xadd(key, {"old": "1"})
+    started = time.monotonic()
+    assert not r.xread({key: "$"}, block=300)  # nothing after `$`: the null reply
+    assert time.monotonic() - started >= 0.29
+    call = Background(lambda: r.xread({key: "$"}, block=10_000))
+    wait_blocked(cluster, 1)
+    new_id = writer.xadd(key, {"new": "2"})
+    got = call.join()
+    assert got[key.encode()] == [[(new_id, {b"new": b"2"})]]  # only what came after `$`
+
+
+def test_xreadgroup_block_delivers_new_entries_to_one_consumer_each(
+    cluster: LocalCluster,
+) -> None:
+    writer = client(cluster, "leader")
+    writer.xgroup_create("xg", "workers", id="$", mkstream=True)
+    readers = [client(cluster, "follower"), client(cluster, "leader")]
+    calls = [
+        Background(lambda r=r, i=i: r.xreadgroup("workers", f"c{i}", {"xg": ">"}, block=10_000))
+        for i, r in enumerate(readers)
+    ]
+    wait_blocked(cluster, 2)
+    first = writer.xadd("xg", {"job": "1"})
+    second = writer.xadd("xg", {"job": "2"})
+    got = sorted(entry[0] for c in calls for _key, entries in c.join() for entry in entries)
+    assert got == sorted([first, second])  # each entry to exactly one waiting consumer
+    assert writer.xpending("xg", "workers")["pending"] == 2
+
+
+def test_a_blocked_xreadgroup_ends_when_its_stream_or_group_goes_away(
+    cluster: LocalCluster,
+) -> None:
+    writer = client(cluster, "leader")
+    for ending, expected in [
+        (lambda: writer.delete("xgone"), "UNBLOCKED the stream key no longer exists"),
+        (lambda: writer.set("xgone", "now a string"), "UNBLOCKED the stream key no longer"),
+        (lambda: writer.xgroup_destroy("xgone", "g"), "NOGROUP"),
+    ]:
+        writer.delete("xgone")
+        writer.xgroup_create("xgone", "g", id="$", mkstream=True)
+        reader = client(cluster, "follower")
+        call = Background(lambda r=reader: r.xreadgroup("g", "c", {"xgone": ">"}, block=0))
+        wait_blocked(cluster, 1)
+        ending()
+        with pytest.raises(ResponseError, match=expected):
+            call.join()

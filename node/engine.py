@@ -84,8 +84,7 @@ class Engine:
     def read_local(self, argv: list[bytes], db: int) -> ReplyT:
         """A read-only command on this node's applied state (after a barrier or a staleness
         check)."""
-        op = set_call(cache_pb2.DataOp(), argv, db)
-        return reply_of(self.view.replica.read(op, self.now_ms()))
+        return self.view.replica.read_call(argv, db, self.now_ms())
 
     def has_key(self, db: int, key: bytes) -> bool:
         """Whether a live key exists here now (for hit/miss counting; no lock needed)."""

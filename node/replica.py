@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from raftcache.node import commands
+from raftcache.node.keyspace.reply import ReplyT
 from raftcache.node.state_machine import Entry, Event, Member, Result, StateMachine
 from raftcache.v1 import cache_pb2
 
@@ -82,6 +83,10 @@ class Replica:
     def read(self, op: cache_pb2.DataOp, now_ms: int) -> Result:
         with self._lock:
             return self._sm.read(op, now_ms)
+
+    def read_call(self, argv: list[bytes], db: int, now_ms: int) -> ReplyT:
+        with self._lock:
+            return self._sm.read_call(argv, db, now_ms)
 
     def scan(self, cursor: int, prefix: bytes, count: int, now_ms: int) -> tuple[list[bytes], int]:
         with self._lock:

@@ -23,6 +23,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 from raftcache.node import values as tv
 from raftcache.node.keyspace import dispatch as redis_commands
 from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, Db, db_key, key_db
+from raftcache.node.keyspace.reply import ReplyT
 from raftcache.node.keyspace.reply import from_proto as reply_from_proto
 from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.values import Container
@@ -886,6 +887,12 @@ class StateMachine:
     def read(self, op: cache_pb2.DataOp, now_ms: int) -> Result:
         """Serve a read-only data op from local state (no change, no event)."""
         return self._run(op, 0, max(now_ms, self._cluster_time_ms), write=False)
+
+    def read_call(self, argv: list[bytes], db: int, now_ms: int) -> ReplyT:
+        """A read-only Redis-table command on local state, without building a DataOp (the
+        front-ends' local reads: RESP, memcached)."""
+        now = max(now_ms, self._cluster_time_ms)
+        return redis_commands.execute(Db(self, db, now, False), argv)
 
     def scan(
         self, cursor: int, prefix: bytes, count: int, now_ms: int, db: int = 0

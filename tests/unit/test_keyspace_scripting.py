@@ -224,7 +224,7 @@ def test_the_budget_stops_a_script_on_every_replica_and_pcall_cannot_hide_it() -
                 what="Lua instructions", limit=scripting.MAX_INSTRUCTIONS
             )
         )
-    body = "redis.call('set', 'k', 'new') return string.rep('x', 100 * 1024 * 1024)"
+    body = "redis.call('set', 'k', 'new') local s, t = string.rep('x', 2^20), {} for i = 1, 1000 do t[i] = s .. i end"  # noqa: E501
     r("SCRIPT", "LOAD", body)
     got = unchanged(r, "EVALSHA", sha(body), 0)
     assert isinstance(got, Error) and "Lua memory" in got
@@ -397,3 +397,13 @@ def test_a_script_inside_a_transaction_rolls_back_only_itself() -> None:
     assert sm.get(b"a", 1000).value == b"1"  # type: ignore[union-attr]
     assert sm.get(b"b", 1000) is None
     assert sm.get(b"c", 1000).value == b"3"  # type: ignore[union-attr]
+
+
+def test_many_arguments_and_blocking_reads_from_a_script() -> None:
+    r = Redis()
+    body = "local a = {} for i = 1, 7999 do a[i] = i end return redis.call('rpush', 'l', unpack(a))"
+    assert ev(r, body) == 7999
+    assert r("LINDEX", "l", -1) == b"7999"
+    assert ev(r, "return redis.pcall('xread', 'BLOCK', 0, 'STREAMS', 's', '$')") == Error(
+        "ERR xread command is not allowed with BLOCK option from scripts"
+    )

@@ -17,6 +17,7 @@ A subclass says how a reply becomes bytes (`render`), what a local read answers
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -66,6 +67,39 @@ class Run:
         self.kind = kind
         self.pending = 0  # started or waiting commands not answered yet
         self.waiting: list[tuple[Callable[[Slot], None], Slot]] = []
+
+
+class FrontEndServer:
+    """A front-end's listening socket and its open connections (`clients`, by id); a
+    subclass says which connection class serves a client (`connection`)."""
+
+    def __init__(self) -> None:
+        self.clients: dict[int, Any] = {}
+        self.port = 0
+        self._ids = itertools.count(1)
+        self._server: asyncio.AbstractServer | None = None
+
+    def connection(self, client_id: int) -> asyncio.Protocol:
+        raise NotImplementedError
+
+    async def start(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: self.connection(next(self._ids)),
+            host.strip("[]"),
+            int(port),
+            reuse_address=True,
+            backlog=1024,
+        )
+        self.port = int(port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self.clients.values()):
+                conn.close()
+            await self._server.wait_closed()
 
 
 class PipelinedConnection(asyncio.Protocol):

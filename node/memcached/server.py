@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from raftcache.node.memcached.forms import (
     StatusForm,
     error_line,
 )
-from raftcache.node.pipeline import PipelinedConnection
+from raftcache.node.pipeline import FrontEndServer, PipelinedConnection
 
 _log = structlog.get_logger("raftcache.memcached")
 
@@ -70,39 +69,21 @@ class McStats:
             self.add(f"{op}_hits" if hit else f"{op}_misses")
 
 
-class McServer:
+class McServer(FrontEndServer):
     """Owns the listening socket, the connections and the counters."""
 
     def __init__(self, engine: Engine, max_item_bytes: int, stale_reads_ms: int = 0) -> None:
+        super().__init__()
         self.engine = engine
         self.max_item_bytes = max_item_bytes
         self.stale_reads_ms = stale_reads_ms
         self.stats = McStats()
         self.verbosity = 0
         self.discovery = Discovery()
-        self.port = 0
         self.clients: dict[int, McConnection] = {}
-        self._ids = itertools.count(1)
-        self._server: asyncio.AbstractServer | None = None
 
-    async def start(self, address: str) -> None:
-        host, _, port = address.rpartition(":")
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: McConnection(self, next(self._ids)),
-            host.strip("[]"),
-            int(port),
-            reuse_address=True,
-            backlog=1024,
-        )
-        self.port = int(port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for conn in list(self.clients.values()):
-                conn.close()
-            await self._server.wait_closed()
+    def connection(self, client_id: int) -> McConnection:
+        return McConnection(self, client_id)
 
 
 Local = Callable[["McConnection", list[bytes]], None]

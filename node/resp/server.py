@@ -8,7 +8,6 @@ databases, MULTI/EXEC, WATCH, pub/sub, client bookkeeping.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from raftcache.node.keyspace.reply import (
     wrong_arity,
 )
 from raftcache.node.pipeline import (
+    FrontEndServer,
     PipelinedConnection,
     Slot,
 )
@@ -105,7 +105,7 @@ MAX_MULTI_COMMANDS = 10_000
 """Commands one MULTI may queue (a transaction is one log entry)."""
 
 
-class RespServer:
+class RespServer(FrontEndServer):
     """Owns the listening socket, the connections and the front-end's counters."""
 
     def __init__(
@@ -119,6 +119,7 @@ class RespServer:
         max_key_bytes: int = 64 << 10,
         max_txn_bytes: int = 16 << 20,
     ) -> None:
+        super().__init__()
         self.max_key_bytes = max_key_bytes
         self.max_txn_bytes = max_txn_bytes  # a MULTI's queued bytes (one log entry)
         self.engine = engine
@@ -130,26 +131,9 @@ class RespServer:
         self.stats = Stats()
         self.blocker: Blocker | None = None  # the node's parked blocking pops
         self.clients: dict[int, Connection] = {}
-        self._ids = itertools.count(1)
-        self._server: asyncio.AbstractServer | None = None
 
-    async def start(self, address: str) -> None:
-        host, _, port = address.rpartition(":")
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Connection(self, next(self._ids)),
-            host.strip("[]"),
-            int(port),
-            reuse_address=True,
-            backlog=1024,
-        )
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for conn in list(self.clients.values()):
-                conn.close()
-            await self._server.wait_closed()
+    def connection(self, client_id: int) -> Connection:
+        return Connection(self, client_id)
 
 
 class Connection(PipelinedConnection):

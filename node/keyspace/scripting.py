@@ -79,7 +79,7 @@ _REFUSED: Final = frozenset(
     b"blpop brpop brpoplpush blmove blmpop bzpopmin bzpopmax bzmpop eval evalsha eval_ro "
     b"evalsha_ro script fcall fcall_ro function multi exec discard watch unwatch subscribe "
     b"psubscribe unsubscribe punsubscribe ssubscribe sunsubscribe monitor wait auth hello "
-    b"reset quit".split()
+    b"reset quit cluster".split()
 )
 _SCRIPT_FLAGS: Final = frozenset(
     ["no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"]

@@ -525,8 +525,8 @@ container("latency")(
 # FUNCTION DUMP of an empty library set, as Redis 7.0.15 answers it (RDB version 10 + CRC64).
 _EMPTY_FUNCTION_DUMP = b"\x0a\x00\x5d\x9b\x5c\x40\x0f\x7f\xa2\xda"
 _NO_FUNCTIONS = (
-    "ERR raftcache does not run functions or Lua scripts yet (they come with a later "
-    "release): FUNCTION LOAD, FCALL, EVAL and SCRIPT are not available"
+    "ERR raftcache does not run Redis 7 functions: FUNCTION LOAD and FCALL are not "
+    "available; Lua scripts are (EVAL, EVALSHA, EVAL_RO, SCRIPT LOAD)"
 )
 
 

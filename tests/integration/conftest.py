@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -23,6 +25,27 @@ class Stubs:
 
     def close(self) -> None:
         self.channel.close()
+
+
+@contextlib.contextmanager
+def running_cluster(
+    tmp: Path,
+    size: int = 3,
+    timeout: float = 60,
+    configure: Callable[[LocalCluster], None] | None = None,
+    **kwargs: Any,
+) -> Iterator[LocalCluster]:
+    """A started cluster that has a leader, closed when the block ends; `configure` may set
+    per-node flags before the nodes start."""
+    c = LocalCluster(size, tmp, **kwargs)
+    if configure is not None:
+        configure(c)
+    c.start()
+    try:
+        c.wait_until_ready(timeout=timeout)
+        yield c
+    finally:
+        c.close()
 
 
 def start_cluster(tmp: Path, **kwargs: object) -> LocalCluster:

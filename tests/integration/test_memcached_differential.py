@@ -21,6 +21,8 @@ from collections.abc import Iterator
 import pytest
 from raftcache.chaos.local_cluster import LocalCluster, free_port
 
+from tests.integration.conftest import running_cluster
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
@@ -254,17 +256,11 @@ def memcached() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(
-        3,
+    with running_cluster(
         tmp_path_factory.mktemp("mcdiff"),
         extra_args=["--memcached-max-item-bytes", str(ITEM_LIMIT)],
-    )
-    c.start()
-    try:
-        c.wait_until_ready(timeout=60)
+    ) as c:
         yield c
-    finally:
-        c.close()
 
 
 def ports(cluster: LocalCluster) -> dict[str, int]:

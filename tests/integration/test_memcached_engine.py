@@ -27,6 +27,8 @@ from pymemcache.exceptions import (
 from pymemcache.serde import pickle_serde
 from raftcache.chaos.local_cluster import LocalCluster
 
+from tests.integration.conftest import running_cluster
+
 pytestmark = pytest.mark.integration
 
 ROLES = ["leader", "follower"]
@@ -37,18 +39,15 @@ ITEM_LIMIT = 64 * 1024
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(
-        3,
+    def stale_reads(c: LocalCluster) -> None:
+        c.nodes[STALE_NODE].extra_args = ["--memcached-stale-reads", "10000"]
+
+    with running_cluster(
         tmp_path_factory.mktemp("memcached"),
+        configure=stale_reads,
         extra_args=["--memcached-max-item-bytes", str(ITEM_LIMIT)],
-    )
-    c.nodes[STALE_NODE].extra_args = ["--memcached-stale-reads", "10000"]
-    c.start()
-    try:
-        c.wait_until_ready(timeout=60)
+    ) as c:
         yield c
-    finally:
-        c.close()
 
 
 def node_index(cluster: LocalCluster, role: str) -> int:

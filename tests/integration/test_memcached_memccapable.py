@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import pytest
 from raftcache.chaos.local_cluster import LocalCluster
 
+from tests.integration.conftest import running_cluster
+
 BINARY = shutil.which("memccapable") or shutil.which("memcapable")
 pytestmark = [
     pytest.mark.integration,
@@ -31,13 +33,8 @@ MUST_PASS = {f"ascii {t}" for t in _TESTS} | {f"ascii {t} noreply" for t in _NOR
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(3, tmp_path_factory.mktemp("memccapable"))
-    c.start()
-    try:
-        c.wait_until_ready(timeout=60)
+    with running_cluster(tmp_path_factory.mktemp("memccapable")) as c:
         yield c
-    finally:
-        c.close()
 
 
 def run_memccapable(port: int) -> dict[str, str]:

@@ -18,18 +18,15 @@ import redis
 from raftcache.chaos.local_cluster import LocalCluster
 from redis.exceptions import ResponseError
 
+from tests.integration.conftest import running_cluster
+
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(3, tmp_path_factory.mktemp("blocking"))
-    c.start()
-    try:
-        c.wait_until_ready(timeout=60)
+    with running_cluster(tmp_path_factory.mktemp("blocking")) as c:
         yield c
-    finally:
-        c.close()
 
 
 def client(cluster: LocalCluster, role: str, protocol: int = 2) -> redis.Redis:
@@ -172,7 +169,14 @@ def test_a_client_that_disconnects_while_blocked_takes_nothing(cluster: LocalClu
         conn.disconnect()  # the client goes away while parked
         wait_blocked(cluster, 0)
         leader.rpush(f"gone:{role}", "v")
-        time.sleep(0.3)  # a ghost waiter would have popped it by now
+        # Nobody takes it for good: a follower's relay may still be cancelling on the leader
+        # when the push lands; then its pop is pushed back (node/blocking.py).
+        time.sleep(0.3)
+        end = time.monotonic() + 10
+        while leader.lrange(f"gone:{role}", 0, -1) != [b"v"]:
+            assert time.monotonic() < end, "the element was taken by a client that left"
+            time.sleep(0.05)
+        time.sleep(0.3)
         assert leader.lrange(f"gone:{role}", 0, -1) == [b"v"]
 
 

@@ -35,6 +35,8 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from tests.integration.conftest import running_cluster
+
 pytestmark = pytest.mark.integration
 
 PROTOCOLS = [2, 3]
@@ -46,13 +48,8 @@ ROLES = ["leader", "follower"]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(3, tmp_path_factory.mktemp("redis"), proxy=True)
-    c.start()
-    try:
-        c.wait_until_ready(timeout=60)
+    with running_cluster(tmp_path_factory.mktemp("redis"), proxy=True) as c:
         yield c
-    finally:
-        c.close()
 
 
 def node_index(cluster: LocalCluster, role: str) -> int:

@@ -23,6 +23,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ClusterDownError, TryAgainError
 from redis.retry import Retry
 
+from tests.integration.conftest import running_cluster
+
 pytestmark = pytest.mark.integration
 
 CLIENT_TIMEOUT_S = 5.0
@@ -30,13 +32,8 @@ CLIENT_TIMEOUT_S = 5.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(3, tmp_path_factory.mktemp("redis-failover"))
-    c.start()
-    try:
-        c.wait_until_ready(timeout=60)
+    with running_cluster(tmp_path_factory.mktemp("redis-failover")) as c:
         yield c
-    finally:
-        c.close()
 
 
 def connect(cluster: LocalCluster, i: int, protocol: int, **kwargs: object) -> redis.Redis:

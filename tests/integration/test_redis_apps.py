@@ -1,0 +1,286 @@
+"""Job queues and web sessions on a real 3-node cluster, through the libraries' own workers.
+
+- Celery 5 (kombu's Redis transport, Redis result backend), both through Sentinel URLs that
+  list every node: a worker process runs 200 tasks sent by this process; the leader is
+  SIGKILLed midway; every result arrives. Celery's Redis transport is at-least-once: the
+  test prints how many tasks ran more than once and asserts only that none was lost.
+- RQ: an `rq worker` process (Sentinel settings) runs enqueued jobs, the leader is SIGKILLed,
+  more jobs are enqueued, and every job's result reads back.
+- Flask-Session: a session written through a follower reads back across requests, carries
+  the configured TTL, and expires with it.
+
+Sentinel rather than one fixed node: a deployment cannot know which node will survive, so it
+lists them all and asks any of them where the leader is (SENTINEL MASTERS answers the leader
+on every node); the client then talks to the leader directly, without a relay hop.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+from raftcache.chaos.local_cluster import LocalCluster
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+APPS = Path(__file__).parent / "apps"  # the modules the workers import
+WORKER_READY_S = 40.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(3, tmp_path_factory.mktemp("redis-apps"))
+    c.start()
+    try:
+        c.wait_until_ready(timeout=60)
+        yield c
+    finally:
+        c.close()
+
+
+def until(check: Callable[[], T], timeout: float, what: str) -> T:
+    """Poll `check` until it is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def follower(cluster: LocalCluster) -> int:
+    leader = cluster.wait_for_leader()
+    return next(i for i in range(len(cluster.nodes)) if i != leader)
+
+
+def heal(cluster: LocalCluster, killed: int) -> None:
+    """Bring a killed node back so the next test starts with three."""
+    cluster.start_node(killed)
+    cluster.wait_until_ready(timeout=60)
+
+
+class Worker:
+    """A library's worker as a child process with its output in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                args,
+                env={**os.environ, "PYTHONPATH": str(APPS), **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def assert_alive(self) -> None:
+        assert self.process.poll() is None, (
+            f"the worker exited with {self.process.returncode}:\n{self.tail()}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM (a warm shutdown for both Celery and RQ), SIGKILL after 20 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def run_counts(runs: Path) -> Counter[int]:
+    return Counter(int(line) for line in runs.read_text().split()) if runs.exists() else Counter()
+
+
+def sentinels(cluster: LocalCluster) -> list[tuple[str, int]]:
+    return [("127.0.0.1", n.redis_port) for n in cluster.nodes]
+
+
+# -- Celery ------------------------------------------------------------------------------
+
+
+CELERY_TASKS = 200
+
+
+def test_celery_worker_runs_every_task_through_a_leader_sigkill(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    from kombu.exceptions import OperationalError
+
+    from tests.integration.apps.celery_app import MASTER_NAME, make_app
+
+    url = ";".join(f"sentinel://{h}:{p}/0" for h, p in sentinels(cluster))
+    app = make_app(url, url, MASTER_NAME)
+    runs = tmp_path / "runs.txt"
+    worker = Worker(
+        [sys.executable, "-m", "celery", "-A", "celery_app", "worker",
+         "--pool", "prefork", "--concurrency", "2", "--loglevel", "INFO"],
+        {"RC_BROKER": url, "RC_BACKEND": url, "RC_MASTER_NAME": MASTER_NAME, "RC_RUNS": str(runs)},
+        tmp_path / "celery-worker.log",
+    )  # fmt: skip
+    started = time.monotonic()
+    leader: int | None = None
+    resends: Counter[str] = Counter()
+
+    def send(n: int) -> Any:
+        """send_task, resent with the same task id on a refused or lost publish (so a resend
+        whose first copy did land shows up as a task run twice, counted below)."""
+        task_id = str(uuid.uuid4())
+        for _ in range(100):
+            try:
+                return app.send_task("celery_app.double", args=[n], task_id=task_id)
+            except (OperationalError, redis.RedisError) as exc:
+                resends[type(exc).__name__] += 1
+                time.sleep(0.1)
+        pytest.fail(f"could not send task {n}: {dict(resends)}")
+
+    try:
+        first = send(0)
+        assert first.get(timeout=WORKER_READY_S) == 0, worker.tail()
+        results = [first] + [send(n) for n in range(1, CELERY_TASKS // 2)]
+        until(lambda: len(run_counts(runs)) >= CELERY_TASKS // 4, 30, "a quarter of the tasks")
+        leader = cluster.wait_for_leader()
+        cluster.kill(leader)
+        killed_at = time.monotonic()
+        ran_before_kill = len(run_counts(runs))
+        results += [send(n) for n in range(CELERY_TASKS // 2, CELERY_TASKS)]
+
+        deadline = time.monotonic() + 60
+        values = []
+        for n, result in enumerate(results):
+            try:
+                values.append(result.get(timeout=max(1.0, deadline - time.monotonic())))
+            except Exception as exc:
+                pytest.fail(f"task {n}'s result did not arrive ({exc!r}); worker:\n{worker.tail()}")
+        assert values == [2 * n for n in range(CELERY_TASKS)]
+        worker.assert_alive()
+
+        counts = run_counts(runs)
+        twice = sorted(n for n, c in counts.items() if c > 1)
+        print(
+            f"\ncelery: {CELERY_TASKS} tasks, {ran_before_kill} ran before the leader "
+            f"(node {leader}) was killed, all results in {time.monotonic() - killed_at:.1f}s "
+            f"after it ({time.monotonic() - started:.1f}s in all); ran more than once: "
+            f"{len(twice)} {twice[:20]}; resends {dict(resends)}"
+        )
+        assert set(counts) == set(range(CELERY_TASKS)), "a task never ran"
+    finally:
+        worker.stop()
+        app.close()
+        if leader is not None:
+            heal(cluster, leader)
+
+
+# -- RQ ----------------------------------------------------------------------------------
+
+
+def test_rq_worker_runs_jobs_through_a_leader_sigkill(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    from rq import Queue
+    from rq.job import JobStatus
+    from redis.sentinel import Sentinel
+
+    from tests.integration.apps.rq_jobs import MASTER_NAME, connection_kwargs
+
+    addrs = ",".join(f"{h}:{p}" for h, p in sentinels(cluster))
+    conn = Sentinel(sentinels(cluster), socket_timeout=5).master_for(
+        MASTER_NAME, **connection_kwargs()
+    )
+    queue = Queue("rc-apps", connection=conn)
+    runs = tmp_path / "runs.txt"
+    leader: int | None = None
+    before = [queue.enqueue("rq_jobs.square", n) for n in range(20)]
+    worker = Worker(
+        [sys.executable, "-m", "rq.cli", "worker", "-c", "rq_jobs", "--with-scheduler",
+         "--logging_level", "INFO", "rc-apps"],
+        {"RC_SENTINELS": addrs, "RC_RUNS": str(runs)},
+        tmp_path / "rq-worker.log",
+    )  # fmt: skip
+    try:
+        until(lambda: len(run_counts(runs)) >= 20, WORKER_READY_S, f"the first 20 jobs\n{worker.tail()}")
+        leader = cluster.wait_for_leader()
+        cluster.kill(leader)
+        after = [queue.enqueue("rq_jobs.square", n) for n in range(20, 40)]
+        jobs = before + after
+
+        def all_finished() -> bool:
+            for job in jobs:
+                job.refresh()
+            return all(job.get_status() == JobStatus.FINISHED for job in jobs)
+
+        until(all_finished, 60, f"every job to finish; worker:\n{worker.tail()}")
+        assert [job.return_value() for job in jobs] == [n * n for n in range(40)]
+        worker.assert_alive()
+        counts = run_counts(runs)
+        print(f"\nrq: 40 jobs, ran more than once: {sorted(n for n, c in counts.items() if c > 1)}")
+        assert set(counts) == set(range(40))
+    finally:
+        worker.stop()
+        conn.close()
+        if leader is not None:
+            heal(cluster, leader)
+
+
+# -- Flask-Session -----------------------------------------------------------------------
+
+
+def test_flask_session_reads_back_and_expires_with_its_ttl(cluster: LocalCluster) -> None:
+    from flask import Flask, session
+    from flask_session import Session
+
+    port = cluster.nodes[follower(cluster)].redis_port
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+    lifetime = 3
+    app = Flask("rc-apps")
+    app.config.update(
+        SESSION_TYPE="redis",
+        SESSION_REDIS=client,
+        SESSION_KEY_PREFIX="rc-apps-session:",
+        SESSION_PERMANENT=True,
+        PERMANENT_SESSION_LIFETIME=datetime.timedelta(seconds=lifetime),
+    )
+    Session(app)
+
+    @app.post("/cart/<item>")
+    def add(item: str) -> str:
+        session["cart"] = [*session.get("cart", []), item]
+        return "ok"
+
+    @app.get("/cart")
+    def cart() -> str:
+        return ",".join(session.get("cart", []))
+
+    web = app.test_client()
+    assert web.post("/cart/apple").status_code == 200
+    assert web.post("/cart/pear").status_code == 200
+    assert web.get("/cart").text == "apple,pear"
+    keys = client.keys("rc-apps-session:*")
+    assert len(keys) == 1, keys
+    assert 0 < client.ttl(keys[0]) <= lifetime
+
+    other = app.test_client()  # another browser: its own session
+    other.post("/cart/fig")
+    assert other.get("/cart").text == "fig"
+    assert web.get("/cart").text == "apple,pear"
+
+    until(lambda: not client.exists(keys[0]), lifetime + 5, "the session to expire")
+    assert web.get("/cart").text == "", "an expired session still answered"
+    client.close()

@@ -43,6 +43,7 @@ class LocalNode:
     raft_bind_port: int | None = None  # set when a proxy owns raft_port (see netproxy.py)
     redis_port: int = 0  # the RESP port (0 = none)
     memcached_port: int = 0  # the memcached port (0 = none)
+    metrics_port: int = 0  # the Prometheus /metrics port (0 = none)
 
     @property
     def client_addr(self) -> str:
@@ -55,6 +56,14 @@ class LocalNode:
     @property
     def memcached_addr(self) -> str:
         return f"127.0.0.1:{self.memcached_port}"
+
+    @property
+    def metrics_addr(self) -> str:
+        return f"127.0.0.1:{self.metrics_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def raft_addr(self) -> str:
@@ -81,8 +90,12 @@ class LocalCluster:
         proxy_seed: int = 0,
         redis_ports: Sequence[int] | None = None,
         memcached_ports: Sequence[int] | None = None,
+        metrics: bool = False,
+        metrics_ports: Sequence[int] | None = None,
     ) -> None:
-        """`proxy`: put a NetProxy (self.net) in front of every Raft port, to cut or delay links."""
+        """`proxy`: put a NetProxy (self.net) in front of every Raft port, to cut or delay links.
+        `metrics` (or `metrics_ports`): every node serves /metrics (off by default: counting
+        gRPC calls costs an interceptor, which benchmarks should not pay unasked)."""
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="raftcache-cluster-"))
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.durability = durability
@@ -105,6 +118,10 @@ class LocalCluster:
         mc_ports = memcached_ports or [free_port() for _ in ports]
         for node, port in zip(self.nodes, mc_ports, strict=True):
             node.memcached_port = port
+        if metrics or metrics_ports:
+            m_ports = metrics_ports or [free_port() for _ in ports]
+            for node, port in zip(self.nodes, m_ports, strict=True):
+                node.metrics_port = port
         self.net: NetProxy | None = None
         if proxy:
             for node in self.nodes:
@@ -134,6 +151,7 @@ class LocalCluster:
             *(["--raft-bind", f"127.0.0.1:{node.raft_bind_port}"] if node.raft_bind_port else []),
             *(["--redis-listen", node.redis_addr] if node.redis_port else []),
             *(["--memcached-listen", node.memcached_addr] if node.memcached_port else []),
+            *(["--metrics-listen", node.metrics_addr] if node.metrics_port else []),
             *self.extra_args,
             *node.extra_args,
         ]  # fmt: skip
@@ -283,6 +301,7 @@ def _run(args: argparse.Namespace) -> int:
     ports = [(args.base_port + i, args.base_port + 1000 + i) for i in range(args.nodes)]
     redis_ports = [args.base_port + 2000 + i for i in range(args.nodes)]
     memcached_ports = [args.base_port + 3000 + i for i in range(args.nodes)]
+    metrics_ports = [args.base_port + 4000 + i for i in range(args.nodes)]
     base = Path(args.data_dir)
     cluster = LocalCluster(
         args.nodes,
@@ -291,6 +310,7 @@ def _run(args: argparse.Namespace) -> int:
         ports=ports,
         redis_ports=redis_ports,
         memcached_ports=memcached_ports,
+        metrics_ports=metrics_ports,
     )
     print(f"starting {args.nodes} raftcache nodes (data and logs in {base}/)")
     cluster.start()
@@ -302,12 +322,14 @@ def _run(args: argparse.Namespace) -> int:
                 f"  {node.node_id}: gRPC {node.client_addr}  redis {node.redis_addr}  "
                 f"memcached {node.memcached_addr}  raft {node.raft_addr}  ({role})"
             )
+        print("metrics (Prometheus): " + "  ".join(n.metrics_url for n in cluster.nodes))
         first = cluster.nodes[0]
         print("\ntry (in another terminal):")
         print(f"  redis-cli -p {first.redis_port} set hello world")
         print(f"  redis-cli -p {first.redis_port} get hello")
         print(f"  printf 'get hello\\r\\n' | nc -q1 127.0.0.1 {first.memcached_port}")
         print(f"  .venv/bin/raftcache --endpoints {first.client_addr} get hello")
+        print(f"  curl -s {first.metrics_url} | grep ^raftcache_")
         print("\nCtrl-C stops every node.")
         while all(n.running for n in cluster.nodes):
             time.sleep(0.5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from typing import Any
 
 import pysyncobj.syncobj as _syncobj
@@ -21,6 +22,7 @@ from pysyncobj.journal import (
     ResizableFile,
 )
 from pysyncobj.pickle import to_bytes
+from raftcache.consensus.durations import Durations
 
 
 def _fsync_path(path: str) -> None:
@@ -41,6 +43,7 @@ class FlushedJournal(FileJournal):  # type: ignore[misc]
     truncates its head (log compaction) crash-safely."""
 
     def __init__(self, journal_file: str) -> None:
+        self.flush_durations = Durations()  # msync of the journal, fsync of term and vote
         super().__init__(journal_file)
         self._path = journal_file
         self._meta_path = journal_file + ".meta"
@@ -49,13 +52,17 @@ class FlushedJournal(FileJournal):  # type: ignore[misc]
 
     def onOneSecondTimer(self) -> None:
         super().onOneSecondTimer()
+        started = time.perf_counter_ns()
         self.flush()
+        self.flush_durations.observe_ns(time.perf_counter_ns() - started)
         self.flushes += 1
 
     def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
         super().setCurrentTerm(term, votedForNodeId)
+        started = time.perf_counter_ns()
         _fsync_path(self._meta_path)
         fsync_dir(self._dir)
+        self.flush_durations.observe_ns(time.perf_counter_ns() - started)
 
     def deleteEntriesTo(self, entryTo: int) -> None:
         """Drop the first `entryTo` entries by writing a new file and renaming it in place.

@@ -35,6 +35,7 @@ from pysyncobj import replicated as _replicated
 from pysyncobj.node import TCPNode
 from pysyncobj.tcp_connection import CONNECTION_STATE
 from raftcache.consensus import journal, recovery, snapshot
+from raftcache.consensus.durations import SLOW_BUCKETS_S, Durations
 from raftcache.consensus.log_matching import LogMatchingSyncObj
 
 journal.install()
@@ -43,6 +44,9 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 _SCRATCH_PREFIX = "raftcache-"
 _SNAPSHOT_RETRY_S = 10.0
+_LOG_TIMES = 8192
+"""(index, time) samples a leader keeps of its log's growth: one per tick at most, so about
+80 s of history for replication lag in seconds (an older lag is reported as that old)."""
 
 
 class Durability(enum.Enum):
@@ -214,6 +218,13 @@ class RaftNode:
         self._next_connect_check = 0.0
         self._gap_buckets: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
         self.snapshots_taken = 0
+        self.snapshot_failures = 0
+        self.snapshot_durations = Durations(SLOW_BUCKETS_S)  # fork to renamed file
+        self.snapshot_load_durations = Durations(SLOW_BUCKETS_S)
+        self.leader_changes = 0  # a different leader became known (etcd counts the same)
+        self._last_leader: str | None = None
+        self._log_times: collections.deque[tuple[int, float]] = collections.deque(maxlen=_LOG_TIMES)
+        self._snapshot_started = 0.0
         self.recovery: recovery.RecoveryReport | None = None
         self._child_pid = 0
         self._retry_at = 0.0
@@ -319,6 +330,11 @@ class RaftNode:
     def is_leader(self) -> bool:
         return self._status.role is Role.LEADER
 
+    def tick_thread_id(self) -> int | None:
+        """The native id of pysyncobj's tick thread (for its CPU time), once it runs."""
+        thread = getattr(self._syncobj, "_SyncObj__thread", None)
+        return thread.native_id if isinstance(thread, threading.Thread) else None
+
     def max_tick_gap_ms(self, window_s: float = 60.0) -> float:
         """Longest gap between two ticks in the last `window_s` seconds."""
         floor = int(time.monotonic() - window_s)
@@ -367,10 +383,19 @@ class RaftNode:
             caught_up_at = time.monotonic()
         match: dict[Any, int] = getattr(so, "_SyncObj__raftMatchIndex", {})
         connected: set[Any] = getattr(so, "_SyncObj__connectedNodes", set())
+        role = _ROLES[so._SyncObj__raftState]
+        leader_addr = _from_pysyncobj(leader.address) if leader is not None else None
+        if leader_addr is not None and leader_addr != self._last_leader:
+            self._last_leader = leader_addr
+            self.leader_changes += 1
+        if role is Role.LEADER:
+            self._note_log_index(so)
+        elif self._log_times:
+            self._log_times.clear()
         self._status = RaftStatus(
-            role=_ROLES[so._SyncObj__raftState],
+            role=role,
             term=so.raftCurrentTerm,
-            leader=_from_pysyncobj(leader.address) if leader is not None else None,
+            leader=leader_addr,
             commit_index=so.raftCommitIndex,
             applied_index=applied,
             leader_commit_index=leader_commit,
@@ -379,6 +404,44 @@ class RaftNode:
             ready=so.isReady(),
             caught_up_at=caught_up_at,
         )
+
+    def _note_log_index(self, so: Any) -> None:
+        """Remember when the leader's log reached its current last index (tick thread)."""
+        log = so._SyncObj__raftLog
+        last = log[-1][1] if len(log) else 0
+        if not self._log_times or self._log_times[-1][0] < last:
+            self._log_times.append((last, time.monotonic()))
+
+    def replication_lag(self) -> dict[str, tuple[int, float]]:
+        """On the leader: per follower, (entries it lacks, age in seconds of the oldest of
+        them); empty on a follower."""
+        status = self._status
+        times = list(self._log_times)
+        if status.role is not Role.LEADER or not times:
+            return {}
+        last = times[-1][0]
+        now = time.monotonic()
+        lag: dict[str, tuple[int, float]] = {}
+        for peer in self.config.peers:
+            matched = status.match_index.get(peer, 0)
+            if matched >= last:
+                lag[peer] = (0, 0.0)
+                continue
+            # the first sample past `matched` is when the oldest missing entry was appended
+            first = next((t for index, t in times if index > matched), times[-1][1])
+            lag[peer] = (last - matched, now - first)
+        return lag
+
+    @property
+    def snapshot_in_progress(self) -> bool:
+        """A snapshot writer is running."""
+        return bool(self._child_pid)
+
+    def journal_flush_durations(self) -> Durations | None:
+        """How long the journal's flushes took (None in memory mode)."""
+        log = getattr(self._syncobj, "_SyncObj__raftLog", None)
+        durations = getattr(log, "flush_durations", None)
+        return durations if isinstance(durations, Durations) else None
 
     def _state_changed(self, old: int, new: int) -> None:
         self._refresh_status()
@@ -414,6 +477,7 @@ class RaftNode:
             previous=snapshot.RaftEntry(bytes(previous[0]), previous[1], previous[2]),
             cluster=tuple(sorted(n.address for n in cluster)),
         )
+        self._snapshot_started = time.monotonic()
         pid = os.fork()
         if pid == 0:  # child: touch only the file, then leave without running any cleanup
             code = 1
@@ -447,9 +511,11 @@ class RaftNode:
         if pid == 0:
             return int(SERIALIZER_STATE.SERIALIZING)
         self._child_pid = 0
+        self.snapshot_durations.observe(time.monotonic() - self._snapshot_started)
         if os.waitstatus_to_exitcode(status) == 0:
             self.snapshots_taken += 1
             return int(SERIALIZER_STATE.SUCCESS)
+        self.snapshot_failures += 1
         _log.error(
             "snapshot writer exited with status %s; next attempt in %.0f s",
             status,
@@ -478,6 +544,7 @@ class RaftNode:
             # and a journal that starts after the snapshot.
             self._on_fatal(exc)
             raise
+        self.snapshot_load_durations.observe(time.monotonic() - started)
         _log.info(
             "loaded snapshot at index %d in %.0f ms",
             raft.last.index,

@@ -44,6 +44,7 @@ class NodeConfig:
     memcached_stale_reads_ms: int = 0  # 0 = gets are linearizable
     memcached_max_item_bytes: int = 0  # 0 = the --max-value-bytes limit
     event_loop: str = "uvloop"
+    metrics_listen: str = ""  # "" = no metrics endpoint
 
 
 def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
@@ -104,6 +105,7 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ("log-format", "'console' or 'json' (one JSON object per line)", "console"),
     ("log-level", "debug, info, warning or error", "info"),
     ("event-loop", "'uvloop' (libuv, faster) or 'asyncio' (the standard library's)", "uvloop"),
+    ("metrics-listen", "HOST:PORT serving Prometheus metrics at /metrics; empty = off", ""),
     ("max-key-bytes", "largest accepted key", "65536"),
     ("max-value-bytes", "largest accepted value", "4194304"),
     ("tick-interval-ms", "how often the leader replicates its clock", "100"),
@@ -454,9 +456,16 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         max_memory=parse_size("--max-memory", values["max-memory"]),
         eviction_policy=_policy(values["eviction-policy"]),
         event_loop=_event_loop(values["event-loop"]),
+        metrics_listen=_optional_address(values, "metrics-listen"),
         **_redis(values, advertise),
         **_memcached(values, advertise, max_value),
     )
+
+
+def _optional_address(values: Mapping[str, str], flag: str) -> str:
+    """A HOST:PORT flag that is off when empty."""
+    text = values.get(flag, "").strip()
+    return parse_address(f"--{flag}", text) if text else ""
 
 
 def _event_loop(text: str) -> str:

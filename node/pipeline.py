@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import structlog
 from raftcache.node import errors
+from raftcache.node.command_stats import CommandStats
 from raftcache.node.engine import Engine, call_op, reply_of
 from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
 from raftcache.node.proposer import Callback
@@ -46,15 +48,18 @@ class Slot:
     """A reply owed: done once it holds its encoded bytes. `fmt` is what the protocol needs
     to render the reply (RESP: the protocol version in force when the command was sent;
     memcached: the command's reply form). Plain attributes, no future: a command costs no
-    loop callback of its own (the connection flushes once per loop turn)."""
+    loop callback of its own (the connection flushes once per loop turn). `stats` is the
+    command's metrics cell (None: not counted), `t0` when it started (its latency's start)."""
 
-    __slots__ = ("data", "fmt", "run", "size")
+    __slots__ = ("data", "fmt", "run", "size", "stats", "t0")
 
-    def __init__(self, fmt: Any, run: Run) -> None:
+    def __init__(self, fmt: Any, run: Run, stats: CommandStats | None = None) -> None:
         self.data: bytes | None = None
         self.fmt = fmt
         self.run = run
         self.size = 0  # argument bytes counted in the connection's pending bytes
+        self.stats = stats
+        self.t0 = time.perf_counter_ns() if stats is not None else 0
 
 
 class Run:
@@ -135,6 +140,8 @@ class PipelinedConnection(asyncio.Protocol):
         self._args_bytes = 0  # of the command being dispatched
         self._lost = False  # the peer is gone: start nothing more
         self._tasks: set[asyncio.Task[None]] = set()
+        # the metrics cell of the command being dispatched (set by the protocol's dispatch)
+        self.cmd: CommandStats | None = None
 
     # -- what a protocol provides --------------------------------------------------------
 
@@ -245,8 +252,13 @@ class PipelinedConnection(asyncio.Protocol):
         once this loop turn is done."""
         if slot.data is not None:
             return
+        stats = slot.stats
         if isinstance(reply, Error):
             self.count_error(reply)
+            if stats is not None:
+                stats.count_error(reply)
+        if stats is not None:
+            stats.latency.observe_ns(time.perf_counter_ns() - slot.t0)
         slot.data = self.render(slot.fmt, reply)
         if slot.size:
             self._pending_bytes -= slot.size
@@ -294,7 +306,7 @@ class PipelinedConnection(asyncio.Protocol):
                 runs.clear()  # everything before has answered
             tail = Run(kind)
             runs.append(tail)
-        slot = Slot(self.slot_fmt(), tail)
+        slot = Slot(self.slot_fmt(), tail, self.cmd)
         self._slots.append(slot)
         tail.pending += 1
         if self._args_bytes > 4096:  # only large commands are worth the bookkeeping

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import structlog
 from raftcache.consensus import Outcome
+from raftcache.consensus.durations import Durations
 from raftcache.node import commands, errors
 from raftcache.node.state_machine import Result
 from raftcache.v1 import command_pb2
@@ -91,6 +92,7 @@ class _Batch:
     reads: list[Waiter]
     done: bool = False
     prelude: int = 0  # ops put in front of the writes (an eviction), whose results nobody awaits
+    started: float = 0.0  # monotonic time it was proposed
 
 
 def wall_clock_ms() -> int:
@@ -123,6 +125,8 @@ class Proposer:
         self._last_proposal = 0.0
         self.batches_proposed = 0
         self.ops_proposed = 0
+        self.batches_failed = 0  # not applied, or outcome unknown (metrics)
+        self.commit_durations = Durations()  # proposed to applied here (metrics)
 
     def now_ms(self) -> int:
         """The leader's clock: wall time, never behind cluster time or a previous stamp."""
@@ -132,6 +136,10 @@ class Proposer:
 
     def is_leader(self) -> bool:
         return self._consensus.is_leader()
+
+    def pending(self) -> tuple[int, int, int]:
+        """(queued writes, waiting reads, batches waiting for Raft), for metrics."""
+        return len(self._writes), len(self._reads), self._inflight
 
     async def write(self, op: command_pb2.Op) -> Result:
         """Replicate one op; returns the state machine's result for it."""
@@ -229,7 +237,7 @@ class Proposer:
         command.ops.extend(ops)
         batch = _Batch(writes, reads, prelude=len(prelude))
         self._inflight += 1
-        self._last_proposal = time.monotonic()
+        self._last_proposal = batch.started = time.monotonic()
         self.batches_proposed += 1
         self.ops_proposed += len(writes)
         timeout = self._loop.call_later(
@@ -255,6 +263,7 @@ class Proposer:
         batch.done = True
         self._inflight -= 1
         if outcome is Outcome.APPLIED:
+            self.commit_durations.observe(time.monotonic() - batch.started)
             for (_, future), op_result in zip(batch.writes, result[batch.prelude :], strict=True):
                 if not future.done():
                     future.set_result(op_result)
@@ -266,6 +275,7 @@ class Proposer:
         self._schedule_flush()
 
     def _fail_batch(self, batch: _Batch, outcome: Outcome, reason: Any) -> None:
+        self.batches_failed += 1
         if outcome is Outcome.NOT_APPLIED:
             write_error: errors.CacheError = errors.NoLeader(
                 f"the write was not replicated (no leader, reason {reason}); it is safe to retry"

@@ -22,6 +22,14 @@ from raftcache.node.engine import Engine
 from raftcache.node.eviction import AccessTracker, Evictor
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.memcached.server import McServer
+from raftcache.node.metrics import (
+    Connections,
+    GrpcMetrics,
+    MetricsServer,
+    MetricsSources,
+    loop_thread_ids,
+    registry_for,
+)
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
 from raftcache.node.resp.admin import ADMIN, NodeFacts
@@ -72,6 +80,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._redis: RespServer | None = None
         self._memcached: McServer | None = None
+        self._metrics: MetricsServer | None = None
         self.blocker: Blocker | None = None  # parked blocking pops (BLPOP...), once running
 
     def log_context(self) -> dict[str, Any]:
@@ -92,7 +101,11 @@ class Node:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         options = grpc_options(config)
-        server = grpc.aio.server(options=options)
+        # Counting gRPC calls costs an interceptor per call: only when metrics are served.
+        grpc_metrics = GrpcMetrics() if config.metrics_listen else None
+        server = grpc.aio.server(
+            options=options, interceptors=[grpc_metrics] if grpc_metrics else None
+        )
         try:
             bound = server.add_insecure_port(config.listen)
         except RuntimeError:
@@ -141,12 +154,18 @@ class Node:
             (*SERVICE_NAMES, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server
         )
         await server.start()
+        if grpc_metrics is not None:
+            sources = MetricsSources(
+                config.node_id, config.raft.durability.value, raft, self.replica, view, proposer
+            )
+            self._metrics = await self._start_metrics(sources, grpc_metrics)
         _tune_gc()
         _log.info(
             "node started",
             listen=config.listen,
             redis=config.redis_listen or "off",
             memcached=config.memcached_listen or "off",
+            metrics=config.metrics_listen or "off",
             raft=config.raft.self_addr,
             peers=list(config.raft.peers),
             durability=config.raft.durability.value,
@@ -187,10 +206,43 @@ class Node:
             await self._redis.stop()
         if self._memcached is not None:
             await self._memcached.stop()
+        if self._metrics is not None:
+            await self._metrics.stop()
         await server.stop(grace=1.0)
         await forwarder.close()
         self.raft.destroy()
         _log.info("stopped")
+
+    async def _start_metrics(
+        self, sources: MetricsSources, grpc_metrics: GrpcMetrics
+    ) -> MetricsServer:
+        """Prometheus metrics on --metrics-listen, from every front-end this node runs."""
+        sources.protocols.append(grpc_metrics.stats)
+        redis, memcached = self._redis, self._memcached
+        if redis is not None:
+            sources.protocols.append(redis.commands)
+            sources.connections.append(
+                Connections(
+                    "redis", lambda: len(redis.clients), lambda: redis.stats.connections_received
+                )
+            )
+        if memcached is not None:
+            mc = memcached.stats
+            sources.protocols.append(memcached.commands)
+            sources.connections.append(
+                Connections("memcached", lambda: mc.curr_connections, lambda: mc.total_connections)
+            )
+        assert self.raft is not None
+        sources.threads = loop_thread_ids(self.raft)
+        server = MetricsServer(registry_for(sources))
+        try:
+            await server.start(self.config.metrics_listen)
+        except OSError as exc:
+            raise OSError(
+                f"--metrics-listen: cannot listen on {self.config.metrics_listen} "
+                f"({exc.strerror or exc})"
+            ) from exc
+        return server
 
     async def _start_memcached(self, engine: Engine) -> McServer | None:
         """The memcached front-end on --memcached-listen (off when it is empty)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
+from raftcache.node.command_stats import ProtocolStats
 from raftcache.node.engine import Engine
 from raftcache.node.keyspace.reply import CommandError, ReplyT
 from raftcache.node.memcached.admin import VERSION, Discovery, config_get_cluster, stats_reply
@@ -47,6 +48,26 @@ _I32_MAX = (1 << 31) - 1
 _U64 = 1 << 64
 BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
 ERROR = b"ERROR\r\n"
+
+
+_FAMILIES = {
+    **dict.fromkeys((b"get", b"gets", b"gat", b"gats", b"mg"), ("get", "read")),
+    **dict.fromkeys(
+        (b"set", b"add", b"replace", b"append", b"prepend", b"cas", b"ms"), ("set", "write")
+    ),
+    **dict.fromkeys((b"delete", b"md"), ("delete", "write")),
+    **dict.fromkeys((b"incr", b"decr", b"ma"), ("arith", "write")),
+    b"touch": ("touch", "write"),
+    b"flush_all": ("admin", "write"),
+}
+
+
+def command_family(name: bytes) -> tuple[str, str]:
+    """A memcached command's metrics labels (family, read/write/other)."""
+    family = _FAMILIES.get(name)
+    if family is not None:
+        return family
+    return ("admin", "other") if name in _COMMANDS else ("unknown", "other")
 
 
 @dataclass
@@ -78,6 +99,7 @@ class McServer(FrontEndServer):
         self.max_item_bytes = max_item_bytes
         self.stale_reads_ms = stale_reads_ms
         self.stats = McStats()
+        self.commands = ProtocolStats("memcached", command_family)  # for node/metrics.py
         self.verbosity = 0
         self.discovery = Discovery()
         self.clients: dict[int, McConnection] = {}
@@ -176,11 +198,14 @@ class McConnection(PipelinedConnection):
             self._reply_now(ERROR)
             return after
         name = tokens[0]
+        self.cmd = cmd = self.server.commands.for_name(name)
+        cmd.calls += 1
         if name in _STORAGE or name == b"ms":
             return self._storage(tokens, buf, after)
         handler = _COMMANDS.get(name)
         if handler is None:
             self.stats.add("cmd_unknown")
+            cmd.errors += 1
             self._reply_now(ERROR)
             return after
         try:
@@ -232,6 +257,8 @@ class McConnection(PipelinedConnection):
 
     def _error(self, exc: CommandError, quiet: bool) -> None:
         """A refused command's error line; memcached answers nothing at all to `noreply`."""
+        if self.cmd is not None:
+            self.cmd.count_error(exc.text)
         if not quiet:
             self._reply_now(error_line(exc.text))
 

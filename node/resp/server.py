@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from raftcache.node.blocking import Blocker
+from raftcache.node.command_stats import ProtocolStats
 from raftcache.node.engine import Engine
 from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.args import parse_int
@@ -84,6 +85,16 @@ class Stats:
             self.error_codes[code] = self.error_codes.get(code, 0) + 1
 
 
+def command_family(name: bytes) -> tuple[str, str]:
+    """A Redis command's metrics labels: Redis's own group and read/write/other."""
+    meta = META.get(name.decode("latin-1"))
+    if meta is None:
+        return ("unknown", "other")
+    flags = meta["flags"]
+    kind = "write" if "write" in flags else "read" if "readonly" in flags else "other"
+    return (meta["group"], kind)
+
+
 class Subscriber:
     """A connection's subscriptions, registered in node/streams.py (it calls `push`)."""
 
@@ -129,6 +140,7 @@ class RespServer(FrontEndServer):
         self.info = info  # node facts for INFO, CLUSTER, SENTINEL (node/resp/admin.py)
         self.max_staleness_ms = max_staleness_ms
         self.stats = Stats()
+        self.commands = ProtocolStats("redis", command_family)  # for node/metrics.py
         self.blocker: Blocker | None = None  # the node's parked blocking pops
         self.clients: dict[int, Connection] = {}
 
@@ -217,6 +229,8 @@ class Connection(PipelinedConnection):
     def reply(self, reply: ReplyT) -> None:
         if isinstance(reply, Error):
             self.server.stats.count_error(reply)
+            if self.cmd is not None:
+                self.cmd.count_error(reply)
         self._slots.append(encoder.encoded(reply, self.proto))
 
     def encode(self, reply: ReplyT) -> bytes:
@@ -234,6 +248,8 @@ class Connection(PipelinedConnection):
         self._args_bytes = sum(map(len, argv)) if len(argv) > 2 else 0
         name = argv[0].lower()
         self.server.stats.count_call(name)
+        self.cmd = cmd = self.server.commands.for_name(name)
+        cmd.calls += 1
         self.last_name = name
         if self.sub is not None and self.proto == 2 and name not in _SUBSCRIBED_OK:
             self.reply(

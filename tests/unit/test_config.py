@@ -114,6 +114,7 @@ ALL_FLAGS = {
     "max-memory": "64mb",
     "eviction-policy": "allkeys-lru",
     "redis-listen": "0.0.0.0:6379",
+    "metrics-listen": "0.0.0.0:9121",
     "redis-advertise": "cache-0.example:6379",
     "redis-max-staleness-ms": "250",
     "memcached-listen": "0.0.0.0:11211",
@@ -142,6 +143,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert cfg.raft.compaction_min_entries == 500
     assert (cfg.max_memory, cfg.eviction_policy) == (64 << 20, "allkeys-lru")
     assert (cfg.redis_listen, cfg.redis_advertise) == ("0.0.0.0:6379", "cache-0.example:6379")
+    assert cfg.metrics_listen == "0.0.0.0:9121"
     assert cfg.redis_max_staleness_ms == 250
     assert (cfg.memcached_listen, cfg.memcached_advertise) == (
         "0.0.0.0:11211",
@@ -625,6 +627,14 @@ def test_redis_is_off_unless_listen_is_given_and_advertises_this_host() -> None:
     assert cfg.redis_advertise == "cache-0.example:6379"  # the --advertise host, Redis port
     cfg = load([], {"RAFTCACHE_REDIS_LISTEN": "127.0.0.1:7001"})
     assert cfg.redis_listen == "127.0.0.1:7001"
+
+
+def test_metrics_are_off_unless_listen_is_given() -> None:
+    assert load([], {}).metrics_listen == ""
+    assert load(["--metrics-listen", "127.0.0.1:9121"], {}).metrics_listen == "127.0.0.1:9121"
+    cfg = load([], {"RAFTCACHE_METRICS_LISTEN": "[::]:9121"})
+    assert cfg.metrics_listen == "[::]:9121"
+    assert refused(["--metrics-listen", "nope"]).startswith("--metrics-listen")
 
 
 def test_bad_redis_flags_are_refused_naming_the_flag() -> None:

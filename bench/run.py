@@ -14,6 +14,9 @@ Sections (all by default; pick with --only):
               64 clients, one after the other: peers.json, peers.md (ratios to etcd, load
               average per row) and peers.svg; installs the Debian packages it needs
               (`make bench-peers` runs only this section)
+  apps        redis-py's Lock release (SET NX PX + EVALSHA) and BRPOP/LPUSH ping-pong at 64
+              connections against raftcache's leader and Redis 7's primary in one run, with
+              ratios (bench/apps_section.py); installs redis-server if missing
 --profile adds a py-spy profile of the leader during an extra 64-client Set run
 (bench-results/profile.txt; needs ptrace permission, e.g. root).
 """
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    apps_section,
     failover,
     peers_report,
     peers_section,
@@ -47,7 +51,7 @@ from bench import (
 )
 from bench.common import load_snapshot, log, machine_info
 
-SECTIONS = ("throughput", "failover", "snapshot", "sdk", "typed", "redis", "peers")
+SECTIONS = ("throughput", "failover", "snapshot", "sdk", "typed", "redis", "peers", "apps")
 
 
 def _sections(text: str) -> list[str]:
@@ -122,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="which systems the peers section runs (the ratios need etcd)",
     )
     parser.add_argument(
+        "--apps-seconds", type=float, default=5.0, help="measured seconds per apps row"
+    )
+    parser.add_argument(
+        "--apps-warmup", type=float, default=1.0, help="warm-up seconds per apps row"
+    )
+    parser.add_argument(
+        "--apps-clients",
+        type=int,
+        default=apps_section.CLIENTS,
+        help="connections per apps row (even: ping-pong runs clients/2 pairs)",
+    )
+    parser.add_argument(
         "--typed-members",
         type=int,
         default=1_000_000,
@@ -161,6 +177,9 @@ def _write(out: Path, results: dict[str, Any]) -> None:
     peers = results.get("peers")
     if peers is not None and "error" not in peers:
         text += "\n" + peers_report.markdown(peers)
+    apps = results.get("apps")
+    if apps is not None and "error" not in apps:
+        text += "\n" + apps_section.markdown(apps)
     (out / "bench.md").write_text(text)
 
 
@@ -245,6 +264,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         warmup=args.peers_warmup,
                         seconds=args.peers_seconds,
                         systems=[x.strip() for x in args.peers_systems.split(",") if x.strip()],
+                        keep_data=args.keep_data,
+                    )
+                    failed = failed or bool(section.get("failed"))
+                elif name == "apps":
+                    section = apps_section.run(
+                        work_dir,
+                        node_args,
+                        clients=args.apps_clients,
+                        warmup=args.apps_warmup,
+                        seconds=args.apps_seconds,
                         keep_data=args.keep_data,
                     )
                     failed = failed or bool(section.get("failed"))

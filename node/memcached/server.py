@@ -198,7 +198,8 @@ class McConnection(PipelinedConnection):
             self._reply_now(ERROR)
             return after
         name = tokens[0]
-        self.cmd = cmd = self.server.commands.for_name(name)
+        commands = self.server.commands
+        self.cmd = cmd = commands.by_name.get(name) or commands.for_name(name)
         cmd.calls += 1
         if name in _STORAGE or name == b"ms":
             return self._storage(tokens, buf, after)

@@ -248,7 +248,8 @@ class Connection(PipelinedConnection):
         self._args_bytes = sum(map(len, argv)) if len(argv) > 2 else 0
         name = argv[0].lower()
         self.server.stats.count_call(name)
-        self.cmd = cmd = self.server.commands.for_name(name)
+        commands = self.server.commands
+        self.cmd = cmd = commands.by_name.get(name) or commands.for_name(name)
         cmd.calls += 1
         self.last_name = name
         if self.sub is not None and self.proto == 2 and name not in _SUBSCRIBED_OK:

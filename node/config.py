@@ -111,6 +111,12 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ("tick-interval-ms", "how often the leader replicates its clock", "100"),
     ("commit-timeout-ms", "after this a write's outcome is reported unknown", "5000"),
     ("max-inflight-batches", "group-commit batches waiting for Raft at once", "1"),
+    (
+        "group-commit-wait-ms",
+        "while the last entry carried several ops, how long the next may wait for as many "
+        "(0 = never wait)",
+        "10",
+    ),
     ("compaction-entries", "Raft log entries between snapshots", "20000"),
     (
         "max-memory",
@@ -430,6 +436,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     tick_ms = _int(values, "tick-interval-ms", 10)
     proposer = ProposerConfig(
         max_inflight=_int(values, "max-inflight-batches", 1),
+        group_wait_s=_int(values, "group-commit-wait-ms", 0) / 1000,
         commit_timeout_s=_int(values, "commit-timeout-ms", 100) / 1000,
         tick_interval_s=tick_ms / 1000,
         max_batch_bytes=message_bytes,

@@ -67,6 +67,7 @@ def test_defaults_run_a_single_loopback_node() -> None:
     assert cfg.proposer.tick_interval_s == pytest.approx(0.1)
     assert cfg.proposer.commit_timeout_s == pytest.approx(5.0)
     assert cfg.proposer.max_inflight == 1
+    assert cfg.proposer.group_wait_s == pytest.approx(0.01)
 
 
 def test_config_is_frozen() -> None:
@@ -107,6 +108,7 @@ ALL_FLAGS = {
     "tick-interval-ms": "50",
     "commit-timeout-ms": "1500",
     "max-inflight-batches": "4",
+    "group-commit-wait-ms": "3",
     "compaction-entries": "500",
     "pod-name": "cache-0",
     "replicas": "3",
@@ -140,6 +142,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert cfg.proposer.tick_interval_s == pytest.approx(0.05)
     assert cfg.proposer.commit_timeout_s == pytest.approx(1.5)
     assert cfg.proposer.max_inflight == 4
+    assert cfg.proposer.group_wait_s == pytest.approx(0.003)
     assert cfg.raft.compaction_min_entries == 500
     assert (cfg.max_memory, cfg.eviction_policy) == (64 << 20, "allkeys-lru")
     assert (cfg.redis_listen, cfg.redis_advertise) == ("0.0.0.0:6379", "cache-0.example:6379")
@@ -382,6 +385,7 @@ def test_off_loopback_raft_without_a_secret_is_refused(argv: list[str]) -> None:
         ("tick-interval-ms", "5", ["below the minimum of 10"]),
         ("commit-timeout-ms", "99", ["below the minimum of 100"]),
         ("max-inflight-batches", "0", ["below the minimum of 1"]),
+        ("group-commit-wait-ms", "-1", ["below the minimum of 0"]),
         ("compaction-entries", "1.5", ["not a whole number"]),
     ],
 )

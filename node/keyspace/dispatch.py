@@ -5,6 +5,7 @@ from __future__ import annotations
 from raftcache.node.keyspace import (  # noqa: F401  (each module registers its commands)
     bitmaps,
     blocking,
+    functions,
     hashes,
     keys,
     lists,

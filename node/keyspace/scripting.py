@@ -365,10 +365,117 @@ local redis = {
 }
 lib.redis = readonly(redis)
 
+-- Redis 7 functions: a library's body runs once with only `redis.register_function` (and
+-- log and the version) in sight; the functions it registers later see the full globals.
+local loading, registered = false, nil
+local function nonexistent(k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 3)
+end
+local function reg_fail(msg) error({err = "ERR " .. msg}, 0) end
+local FLAGS = {["no-writes"] = true, ["allow-oom"] = true, ["allow-stale"] = true,
+               ["no-cluster"] = true, ["allow-cross-slot-keys"] = true}
+local function named_args(t)
+  local name, desc, fn, flags = nil, nil, nil, {}
+  if type(t) ~= "table" then
+    reg_fail("calling redis.register_function with a single argument is only applicable to "
+             .. "Lua table (representing named arguments).")
+  end
+  for k, v in pairs(t) do
+    if type(k) ~= "string" and type(k) ~= "number" then
+      reg_fail("named argument key given to redis.register_function is not a string")
+    end
+    local key = string.lower(tostring(k))
+    if key == "function_name" then
+      if type(v) ~= "string" and type(v) ~= "number" then
+        reg_fail("function_name argument given to redis.register_function must be a string")
+      end
+      name = tostring(v)
+    elseif key == "description" then
+      if type(v) ~= "string" and type(v) ~= "number" then
+        reg_fail("description argument given to redis.register_function must be a string")
+      end
+      desc = tostring(v)
+    elseif key == "callback" then
+      if type(v) ~= "function" then
+        reg_fail("callback argument given to redis.register_function must be a function")
+      end
+      fn = v
+    elseif key == "flags" then
+      if type(v) ~= "table" then
+        reg_fail("flags argument to redis.register_function must be a table representing "
+                 .. "function flags")
+      end
+      local i = 1
+      while v[i] ~= nil do
+        local flag = v[i]
+        if type(flag) ~= "string" or not FLAGS[string.lower(flag)] then
+          reg_fail("unknown flag given")
+        end
+        flags[#flags + 1] = string.lower(flag)
+        i = i + 1
+      end
+    else
+      reg_fail("unknown argument given to redis.register_function")
+    end
+  end
+  if not name then reg_fail("redis.register_function must get a function name argument") end
+  if not fn then reg_fail("redis.register_function must get a callback argument") end
+  return name, desc, fn, flags
+end
+local function register_function(...)
+  if not loading then
+    reg_fail("redis.register_function can only be called on FUNCTION LOAD command")
+  end
+  local n = select("#", ...)
+  if n < 1 or n > 2 then reg_fail("wrong number of arguments to redis.register_function") end
+  local name, desc, fn, flags
+  if n == 1 then
+    name, desc, fn, flags = named_args((...))
+  else
+    name, fn = ...
+    if type(name) ~= "string" and type(name) ~= "number" then
+      reg_fail("first argument to redis.register_function must be a string")
+    end
+    if type(fn) ~= "function" then
+      reg_fail("second argument to redis.register_function must be a function")
+    end
+    name, flags = tostring(name), {}
+  end
+  if not string.find(name, "^[%w_]+$") then
+    reg_fail("Library names can only contain letters, numbers, or underscores(_) and must be "
+             .. "at least one character long")
+  end
+  local lower = string.lower(name)
+  if registered.seen[lower] then reg_fail("Function already exists in the library") end
+  registered.seen[lower] = true
+  registered[#registered + 1] = {name, desc or false, flags, fn}
+end
+local load_api_fields = {register_function = register_function, log = redis.log,
+                         REDIS_VERSION = redis.REDIS_VERSION,
+                         REDIS_VERSION_NUM = redis.REDIS_VERSION_NUM}
+for _, level in ipairs({"LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING"}) do
+  load_api_fields[level] = redis[level]
+end
+local load_api_meta = {
+  __index = function(_, k)
+    local v = load_api_fields[k]
+    if v == nil then nonexistent(k) end
+    return v
+  end,
+  __newindex = refuse,
+  __metatable = false,
+}
+local load_api = setmetatable({}, load_api_meta)
+protected[load_api] = true
+
 -- The globals scripts see: read-only, and reading an undeclared one is an error.
 env = {}
 local env_meta = {
   __index = function(_, k)
+    if loading then
+      if k == "redis" then return load_api end
+      nonexistent(k)
+    end
     if k == "_G" then return env end
     local v = lib[k]
     if v == nil then
@@ -391,7 +498,8 @@ local function handler(e)
   while true do
     local info = getinfo(level, "Sl")
     if not info then break end
-    if info.source == "@user_script" and info.currentline > 0 then
+    if (info.source == "@user_script" or info.source == "@user_function")
+       and info.currentline > 0 then
       e.source, e.line = info.source, info.currentline
       break
     end
@@ -415,7 +523,32 @@ local function run(f, keys, argv)
   return ok, result
 end
 
-return compile, run, sethook, rawget
+-- A library's body: (true, {{name, description or false, flags, callback}, ...}) or
+-- (false, "compile" or "load", error).
+local function load_library(body)
+  local f, err = loadstring(body, "@user_function")
+  if not f then return false, "compile", err end
+  setfenv(f, env)
+  registered = {seen = {}}
+  loading = true
+  sethook(hook, "", every)
+  local ok, e = pcall(f)
+  sethook()
+  loading = false
+  local regs = registered
+  registered = nil
+  if not ok then return false, "load", e end
+  return true, regs
+end
+
+local function call_function(fn, keys, argv)
+  sethook(hook, "", every)
+  local ok, result = xpcall(function() return fn(keys, argv) end, handler)
+  sethook()
+  return ok, result
+end
+
+return compile, run, sethook, rawget, load_library, call_function
 """
 
 
@@ -451,7 +584,14 @@ class _Script:
         )
         self.table_from = self.lua.table_from
         boot = self.lua.globals()[b"loadstring"](_boot_bytecode())
-        self.compile, self.run, self.unhook, self.rawget = boot(
+        (
+            self.compile,
+            self.run,
+            self.unhook,
+            self.rawget,
+            self.load_library,
+            self.call_function,
+        ) = boot(
             self.call,
             self.call_packed,
             sha1hex,
@@ -621,11 +761,93 @@ class _Script:
         flags, skip = shebang(body)
         if flags is not None and "no-writes" in flags:
             self.no_writes = True
-        try:
+
+        def start() -> tuple[Any, Error | None]:
             fn, err = self.compile(body[skip:])
             if fn is None:
-                return Error(_compile_error(err)), True
-            ok, result = self.run(fn, self.table_from(keys), self.table_from(args))
+                return None, Error(_compile_error(err))
+            return self.run(fn, self.table_from(keys), self.table_from(args)), None
+
+        return self._finish(start)
+
+    def registrations(self, code: bytes) -> list[tuple[bytes, bytes | None, list[str], Any]]:
+        """Run a library's body: [(name, description, flags, callback)]; CommandError with
+        Redis's FUNCTION LOAD text when it does not compile, fails or registers nothing."""
+        try:
+            ok, *rest = self.load_library(code)
+        except lua51.LuaError as exc:
+            self.unhook()
+            if self.bug is not None:
+                raise self.bug from exc
+            raise CommandError(self._load_failure(exc)) from None
+        if self.bug is not None:
+            raise self.bug
+        if not ok:
+            stage, err = rest
+            if stage == b"compile":
+                text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+                raise CommandError(f"ERR Error compiling function: {text}")
+            raise CommandError(self._load_failure(err))
+        get, regs = self.rawget, rest[0]
+        out = []
+        for i in range(1, 1 << 30):
+            reg = get(regs, i)
+            if reg is None:
+                break
+            flags_t, flags = get(reg, 3), []
+            for j in range(1, 1 << 30):
+                flag = get(flags_t, j)
+                if flag is None:
+                    break
+                flags.append(flag.decode())
+            desc = get(reg, 2)
+            out.append((get(reg, 1), desc if isinstance(desc, bytes) else None, flags, get(reg, 4)))
+        if not out:
+            raise CommandError("ERR No functions registered")
+        return out
+
+    def _load_failure(self, err: Any) -> str:
+        if self.killed:
+            return (
+                "ERR FUNCTION LOAD timeout: the library's body ran over the execution budget "
+                f"({MAX_INSTRUCTIONS} Lua instructions)"
+            )
+        if _is_lua_memory(err) or err == b"not enough memory":
+            return (
+                f"ERR Error registering functions: over the Lua memory budget ({MAX_MEMORY} bytes)"
+            )
+        msg = self.rawget(err, b"err") if lua51.lua_type(err) == "table" else None
+        if isinstance(msg, bytes):
+            text = msg.decode("utf-8", "replace")
+        else:
+            raw = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+            text = "ERR " + raw
+        return f"ERR Error registering functions: {text}"
+
+    def execute_function(
+        self, code: bytes, name: bytes, keys: list[bytes], args: list[bytes]
+    ) -> tuple[ReplyT, bool]:
+        """Load a library into this fresh state and call its function `name`."""
+
+        def start() -> tuple[Any, Error | None]:
+            try:
+                regs = self.registrations(code)
+            except CommandError as exc:
+                return None, Error(exc.text)
+            wanted = name.lower()
+            fn = next((r[3] for r in regs if r[0].lower() == wanted), None)
+            if fn is None:
+                return None, Error("ERR Function not found")
+            return self.call_function(fn, self.table_from(keys), self.table_from(args)), None
+
+        return self._finish(start)
+
+    def _finish(self, start: Callable[[], tuple[Any, Error | None]]) -> tuple[ReplyT, bool]:
+        try:
+            outcome, refused = start()
+            if refused is not None:
+                return refused, True
+            ok, result = outcome
         except lua51.LuaError as exc:  # out of memory, or the budget hit outside xpcall
             self.unhook()
             if self.bug is not None:
@@ -748,18 +970,25 @@ def _run(db: Db, body: bytes, sha: bytes, argv: list[bytes], read_only: bool) ->
     if read_only and flags is not None and "no-writes" not in flags:
         raise CommandError(RO_FLAGGED)
     keys, args = argv[3 : 3 + n], argv[3 + n :]
+    return atomically(db, sha, read_only, lambda script: script.execute(body, keys, args))
+
+
+def atomically(
+    db: Db, name: bytes, no_writes: bool, run: Callable[[_Script], tuple[ReplyT, bool]]
+) -> ReplyT:
+    """Run a script (EVAL's or a function) in a fresh state; a failed one changes nothing."""
     if not db.write:  # a read: nothing can change, nothing to roll back
-        return _Script(db, sha).execute(body, keys, args)[0]
+        return run(_Script(db, name))[0]
     sm = db.sm
     outer = sm._undo
     undo: dict[bytes, Any] = {}
     revision, events = sm._revision, len(sm._events)
     sm._undo = undo
     try:
-        script = _Script(db, sha)
-        if read_only:
+        script = _Script(db, name)
+        if no_writes:
             script.no_writes = True
-        reply, failed = script.execute(body, keys, args)
+        reply, failed = run(script)
     except BaseException:
         sm._undo = outer
         sm._roll_back(undo, revision, events)

@@ -1,5 +1,5 @@
 """Server, introspection and topology commands of the Redis front-end: INFO, CONFIG, CLIENT,
-COMMAND, CLUSTER, SENTINEL, TIME, WAIT, FUNCTION and the stubs tools expect.
+COMMAND, CLUSTER, SENTINEL, TIME, WAIT and the stubs tools expect.
 
 These answer from this node's view (they are not in the replicated command table). A
 handler is `handler(conn, argv)` and returns its reply, or a coroutine whose result is the
@@ -430,7 +430,7 @@ def _debug(conn: Connection, argv: list[bytes]) -> Any:
     )
 
 
-# -- SLOWLOG, LATENCY, FUNCTION --------------------------------------------------------------
+# -- SLOWLOG, LATENCY ------------------------------------------------------------------------
 
 
 @subcommand("slowlog", "get")
@@ -521,95 +521,6 @@ container("latency")(
         "    If no commands are specified then all histograms are replied.",
     ]
 )
-
-# FUNCTION DUMP of an empty library set, as Redis 7.0.15 answers it (RDB version 10 + CRC64).
-_EMPTY_FUNCTION_DUMP = b"\x0a\x00\x5d\x9b\x5c\x40\x0f\x7f\xa2\xda"
-_NO_FUNCTIONS = (
-    "ERR raftcache does not run Redis 7 functions: FUNCTION LOAD and FCALL are not "
-    "available; Lua scripts are (EVAL, EVALSHA, EVAL_RO, SCRIPT LOAD)"
-)
-
-
-@subcommand("function", "flush")
-def _function_flush(conn: Connection, argv: list[bytes]) -> ReplyT:
-    if len(argv) == 3 and argv[2].upper() not in (b"ASYNC", b"SYNC"):
-        return Error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
-    return OK  # there are never any functions
-
-
-@subcommand("function", "list")
-def _function_list(conn: Connection, argv: list[bytes]) -> ReplyT:
-    i = 2
-    while i < len(argv):
-        option = argv[i].upper()
-        if option == b"WITHCODE":
-            i += 1
-        elif option == b"LIBRARYNAME" and i + 1 < len(argv):
-            i += 2
-        else:
-            return Error(f"ERR Unknown argument {argv[i].decode('utf-8', 'replace')}")
-    return []
-
-
-@subcommand("function", "dump")
-def _function_dump(conn: Connection, argv: list[bytes]) -> ReplyT:
-    return _EMPTY_FUNCTION_DUMP
-
-
-@subcommand("function", "restore")
-def _function_restore(conn: Connection, argv: list[bytes]) -> ReplyT:
-    if len(argv) == 4 and argv[3].upper() not in (b"FLUSH", b"APPEND", b"REPLACE"):
-        return Error(
-            "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE."
-        )
-    if argv[2] != _EMPTY_FUNCTION_DUMP:
-        return Error(_NO_FUNCTIONS)
-    return OK
-
-
-@subcommand("function", "stats")
-def _function_stats(conn: Connection, argv: list[bytes]) -> ReplyT:
-    lua = bulk_map(conn, [("libraries_count", 0), ("functions_count", 0)])
-    engines = bulk_map(conn, [("LUA", lua)])
-    return bulk_map(conn, [("running_script", None), ("engines", engines)])
-
-
-@subcommand("function", "load")
-def _function_load(conn: Connection, argv: list[bytes]) -> ReplyT:
-    return Error(_NO_FUNCTIONS)
-
-
-@subcommand("function", "delete")
-def _function_delete(conn: Connection, argv: list[bytes]) -> ReplyT:
-    return Error("ERR Library not found")
-
-
-@subcommand("function", "kill")
-def _function_kill(conn: Connection, argv: list[bytes]) -> ReplyT:
-    return Error("NOTBUSY No scripts in execution right now.")
-
-
-container("function")(
-    [
-        "LOAD [REPLACE] <FUNCTION CODE>",
-        "    Not supported by raftcache yet (functions come with Lua scripting).",
-        "DELETE <LIBRARY NAME>",
-        "    Delete the given library.",
-        "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
-        "    Return general information on all the libraries (there are none).",
-        "STATS",
-        "    Return information about the current function running.",
-        "KILL",
-        "    Kill the current running function.",
-        "FLUSH [ASYNC|SYNC]",
-        "    Delete all the libraries.",
-        "DUMP",
-        "    Return a serialized payload representing the current libraries.",
-        "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
-        "    Restore the libraries represented by the given payload.",
-    ]
-)
-
 
 # The topic modules register their commands through the decorators above.
 from raftcache.node.resp import clients, info, introspection, settings, topology  # noqa: E402, F401

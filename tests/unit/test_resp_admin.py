@@ -753,15 +753,7 @@ def test_wait_for_replicas_times_out_with_the_count() -> None:
 
 
 def test_stub_replies() -> None:
-    conn = fresh()
-    assert call(conn, "function", "flush") == OK
-    assert call(conn, "function", "flush", "lazy") == Error(
-        "ERR FUNCTION FLUSH only supports SYNC|ASYNC option"
-    )
-    dump = call(conn, "function", "dump")
-    assert isinstance(dump, bytes)
-    assert call(conn, "function", "restore", dump) == OK
-    assert call(conn, "function", "list") == []
+    conn = fresh()  # FUNCTION is a replicated table command now (test_keyspace_functions.py)
     assert call(conn, "slowlog", "get") == [] and call(conn, "slowlog", "len") == 0
     assert call(conn, "debug", "set-active-expire", "0") == OK
     assert call(conn, "debug", "jmap") == OK

@@ -96,7 +96,13 @@ def test_the_names_other_tools_rely_on(name: str) -> None:
     assert sts["spec"]["selector"] == {"matchLabels": LABELS}
     assert sts["spec"]["template"]["metadata"]["labels"].items() >= LABELS.items()
     ports = {p["name"]: p["containerPort"] for p in container(sts)["ports"]}
-    assert ports == {"client": 6380, "redis": 6379, "memcached": 11211, "raft": 7380}
+    assert ports == {
+        "client": 6380,
+        "redis": 6379,
+        "memcached": 11211,
+        "raft": 7380,
+        "metrics": 9380,
+    }
     assert [c["name"] for c in pod_spec(name)["containers"]] == [CONTAINER]
     assert sts["spec"]["replicas"] == EXPECTED_REPLICAS[name]
 
@@ -113,6 +119,7 @@ def test_the_peer_service_is_headless_and_publishes_pods_before_they_are_ready(n
         ("redis", 6379),
         ("memcached", 11211),
         ("raft", 7380),
+        ("metrics", 9380),
     }
 
 
@@ -263,7 +270,8 @@ def test_only_the_caches_own_pods_reach_the_raft_port(name: str) -> None:
                 {"protocol": "TCP", "port": 6379},
                 {"protocol": "TCP", "port": 11211},
             ]
-        }
+        },
+        {"ports": [{"protocol": "TCP", "port": 9380}]},  # Prometheus, from its own namespace
     ]  # from anywhere
 
 
@@ -305,5 +313,6 @@ def test_every_pod_gets_a_valid_node_config_from_the_manifest(name: str) -> None
         assert cfg.memcached_listen == f"0.0.0.0:{ports['memcached']}"
         assert cfg.memcached_advertise == f"{pod_fqdn(sts, ordinal)}:{ports['memcached']}"
         assert cfg.advertise == f"{pod_fqdn(sts, ordinal)}:{ports['client']}"
+        assert cfg.metrics_listen == f"0.0.0.0:{ports['metrics']}"
         assert cfg.raft.secret == "from-the-secret"
         assert str(cfg.raft.data_dir) == env["RAFTCACHE_DATA_DIR"]

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import shlex
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -67,10 +66,7 @@ def _name_of(code: bytes) -> tuple[bytes, bytes]:
     end = code.find(b"\n")
     if end < 0:
         raise CommandError("ERR Invalid library metadata")
-    try:
-        parts = shlex.split(code[:end].decode("latin-1"))
-    except ValueError:
-        raise CommandError("ERR Invalid library metadata") from None
+    parts = _split_args(code[:end].decode("latin-1"))
     if not parts:
         raise CommandError("ERR Invalid library metadata")
     engine, name = parts[0][2:].encode("latin-1"), None
@@ -91,6 +87,36 @@ def _name_of(code: bytes) -> tuple[bytes, bytes]:
         shown = engine.decode("utf-8", "replace")
         raise CommandError(f"ERR Engine '{shown}' not found")
     return name, engine
+
+
+def _split_args(line: str) -> list[str] | None:
+    """Redis's sdssplitargs (a quote opens anywhere in a word; "..." takes escapes), or None
+    for unbalanced quotes."""
+    parts: list[str] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i].isspace():
+            i += 1
+        if i >= n:
+            return parts
+        word: list[str] = []
+        while i < n and not line[i].isspace():
+            quote = line[i]
+            if quote not in "\"'":
+                word.append(quote)
+                i += 1
+                continue
+            close = line.find(quote, i + 1)
+            while quote == '"' and close > 0 and line[close - 1] == "\\":
+                close = line.find(quote, close + 1)
+            if close < 0 or (close + 1 < n and not line[close + 1].isspace()):
+                return None
+            inner = line[i + 1 : close]
+            if quote == '"':
+                inner = inner.encode("latin-1").decode("unicode_escape")
+            word.append(inner)
+            i = close + 1
+        parts.append("".join(word))
 
 
 def describe(db: Db, code: bytes) -> Library:

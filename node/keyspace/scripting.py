@@ -30,6 +30,7 @@ from typing import Any, Final
 from lupa import lua51
 from raftcache.node.keyspace.args import parse_int
 from raftcache.node.keyspace.db import DATABASES, DB_PREFIX, RESERVED_KEY, Db
+from raftcache.node.keyspace.lua_libs import LuaLibs
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
     OK,
@@ -169,8 +170,9 @@ def _compile_error(err: Any) -> str:
 
 _BOOT: Final = rb"""
 local py_call, py_call_packed, py_sha1hex, py_random, py_seed, py_killed, py_setresp,
-      limit, every = ...
+      limit, every, py_libs = ...
 local G = _G
+local newproxy = newproxy
 local sethook, getinfo = debug.sethook, debug.getinfo
 local type, tostring, error, rawget, select = type, tostring, error, rawget, select
 local setmetatable, xpcall, loadstring, setfenv = setmetatable, xpcall, loadstring, setfenv
@@ -364,6 +366,43 @@ local redis = {
   REDIS_VERSION = "7.0.15", REDIS_VERSION_NUM = 0x0007000f,
 }
 lib.redis = readonly(redis)
+
+-- cjson, cmsgpack and bit (lua_libs.py): Python returns (ok, results...) or (false, message);
+-- the bytes they handle are charged like the string functions written in C.
+local function result(ok, cost, ...)
+  charge(cost * 16)
+  if not ok then error((...), 3) end
+  local first = ...
+  if type(first) == "string" then charge(#first) end
+  return ...
+end
+local function charged(s) if type(s) == "string" then charge(#s) end return s end
+local null = newproxy(false)
+local cjson = {null = null}
+cjson.encode = function(...) return result(py_libs.json_encode(...)) end
+cjson.decode = function(s) return result(py_libs.json_decode(charged(s), null)) end
+for _, name in ipairs({"encode_max_depth", "decode_max_depth", "encode_invalid_numbers",
+                       "decode_invalid_numbers", "encode_keep_buffer",
+                       "encode_number_precision", "encode_sparse_array"}) do
+  cjson[name] = function(v) return result(py_libs.json_setting(name, v)) end
+end
+lib.cjson = readonly(cjson)
+local cmsgpack = {}
+cmsgpack.pack = function(...) return result(py_libs.mp_pack(...)) end
+cmsgpack.unpack = function(s) return result(py_libs.mp_unpack(charged(s), 0, 0, false)) end
+cmsgpack.unpack_one = function(s, offset)
+  return result(py_libs.mp_unpack(charged(s), 1, offset or 0, true))
+end
+cmsgpack.unpack_limit = function(s, limit, offset)
+  return result(py_libs.mp_unpack(charged(s), limit or 0, offset or 0, true))
+end
+lib.cmsgpack = readonly(cmsgpack)
+local bit = {}
+for _, name in ipairs({"tobit", "tohex", "bnot", "band", "bor", "bxor", "lshift", "rshift",
+                       "arshift", "rol", "ror", "bswap"}) do
+  bit[name] = function(...) return result(py_libs.bit(name, ...)) end
+end
+lib.bit = readonly(bit)
 
 -- Redis 7 functions: a library's body runs once with only `redis.register_function` (and
 -- log and the version) in sight; the functions it registers later see the full globals.
@@ -601,6 +640,7 @@ class _Script:
             self.setresp,
             MAX_INSTRUCTIONS // _HOOK_EVERY,
             _HOOK_EVERY,
+            self.table_from(LuaLibs(self.table_from).functions()),
         )
 
     # -- callbacks from Lua (they never raise: a Python error would be a Lua error) ---------

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from raftcache.node.keyspace import dispatch
-from raftcache.node.keyspace.db import DATABASES, key_db
+from raftcache.node.keyspace import dispatch, functions, scripting
+from raftcache.node.keyspace.db import DATABASES, Db, key_db
 from raftcache.node.resp.admin import ADMIN, admin, facts, stable_id, verbatim
 from raftcache.node.resp.server import _LOCAL, REDIS_VERSION
 from raftcache.node.resp.topology import topology
@@ -86,6 +86,9 @@ class InfoFacts:
     calls: dict[str, int] = field(default_factory=dict)  # by command name
     keyspace: list[tuple[int, int, int]] = field(default_factory=list)  # (db, keys, expires)
     cpu: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    cached_scripts: int = 0
+    libraries: int = 0
+    functions: int = 0
 
 
 def human(n: int) -> str:
@@ -169,9 +172,9 @@ def _memory(f: InfoFacts) -> list[str]:
         "used_memory_vm_eval:0",
         "used_memory_lua_human:0B",
         "used_memory_scripts_eval:0",
-        "number_of_cached_scripts:0",
-        "number_of_functions:0",
-        "number_of_libraries:0",
+        f"number_of_cached_scripts:{f.cached_scripts}",
+        f"number_of_functions:{f.functions}",
+        f"number_of_libraries:{f.libraries}",
         "used_memory_vm_functions:0",
         "used_memory_vm_total:0",
         "used_memory_vm_total_human:0B",
@@ -499,6 +502,9 @@ def gather(conn: Connection) -> InfoFacts:
     local.peak_memory = max(local.peak_memory, cache.memory_used)
     with replica.lock:
         keyspace = keyspace_counts(replica.state)
+        cached_scripts = replica.state.db_size(scripting.SCRIPTS_DB)
+        db = Db(replica.state, 0, replica.state.cluster_time_ms, write=False)
+        libraries, functions_count = functions.counts(db)
     top = topology(node)
     leader = top.leader
     me = top.me
@@ -546,6 +552,9 @@ def gather(conn: Connection) -> InfoFacts:
         calls=_known_calls(stats.calls),
         keyspace=keyspace,
         cpu=_cpu_times(),
+        cached_scripts=cached_scripts,
+        libraries=libraries,
+        functions=functions_count,
     )
 
 

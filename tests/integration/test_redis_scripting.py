@@ -2,6 +2,8 @@
 
 - EVAL/EVALSHA/EVAL_RO through the leader and through a follower (relayed), Redis's error
   texts on the wire, a failed script changing nothing on any replica.
+- FUNCTION LOAD/LIST/FLUSH and FCALL/FCALL_RO through a follower; every replica holds the
+  library and answers FCALL_RO.
 - django-redis: `incr` (an EVAL), `get_or_set`, `delete_many`.
 - `limits`: the moving-window and fixed-window strategies (EVALSHA of their Lua scripts)
   admit exactly the limit under 8 concurrent callers spread over the three nodes.
@@ -111,6 +113,46 @@ def test_scripts_through_the_leader_and_a_follower(cluster: LocalCluster) -> Non
     assert r.script_exists(sha) == [False]
     with pytest.raises(ResponseError, match="NOTBUSY"):
         r.script_kill()
+    r.close()
+
+
+def test_functions_through_a_follower(cluster: LocalCluster) -> None:
+    """FUNCTION LOAD and FCALL relayed by a follower; every replica holds the library (its
+    digest is equal) and answers FCALL_RO itself; FLUSHALL keeps it, FUNCTION FLUSH drops it."""
+    code = (
+        "#!lua name=ctr\n"
+        "redis.register_function('bump', function(keys, args)\n"
+        "  return redis.call('incrby', keys[1], args[1]) end)\n"
+        "redis.register_function{function_name='peek', flags={'no-writes'},\n"
+        "  callback=function(keys) return redis.call('get', keys[1]) end}"
+    )
+    r = connect(cluster, followers(cluster)[0])
+    r.function_flush()
+    assert r.function_load(code) == "ctr"
+    assert r.fcall("bump", 1, "f:n", 4) == 4 and r.fcall("BUMP", 1, "f:n", 1) == 5
+    with pytest.raises(ResponseError, match="Library 'ctr' already exists"):
+        r.function_load(code)
+    with pytest.raises(ResponseError, match="write flag using"):
+        r.fcall_ro("bump", 1, "f:n", 1)
+    bad = (
+        "#!lua name=bad\nredis.register_function('b3', function()\n"
+        "  redis.call('set', 'f:n', 0) error('boom') end)"
+    )
+    assert r.function_load(bad) == "bad"
+    with pytest.raises(ResponseError, match="boom"):  # rolled back on every replica
+        r.fcall("b3", 0)
+    assert until(lambda: converged(cluster)), "the replicas' digests differ"
+    for i in range(len(cluster.nodes)):
+        node = connect(cluster, i)
+        assert node.fcall_ro("peek", 1, "f:n") == "5"
+        assert [lib[1] for lib in node.function_list()] == ["bad", "ctr"]  # RESP2: flat
+        node.close()
+    r.flushall()
+    assert r.dbsize() == 0 and r.fcall("bump", 1, "f:n", 2) == 2
+    r.function_flush()
+    assert r.function_list() == []
+    with pytest.raises(ResponseError, match="Function not found"):
+        r.fcall("bump", 1, "f:n", 1)
     r.close()
 
 

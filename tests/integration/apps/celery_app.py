@@ -22,7 +22,15 @@ def make_app(broker: str, backend: str, master_name: str | None = None) -> Celer
     sentinel = {"master_name": master_name} if master_name else {}
     app = Celery("celery_app", broker=broker, backend=backend)
     app.conf.update(
-        broker_transport_options=sentinel,
+        # A message delivered but not acked when the connection broke (the leader died
+        # between BRPOP and the ack) stays in `unacked` until this timeout, then is delivered
+        # again: 10 s instead of an hour, swept every second, so the test does not wait.
+        broker_transport_options={
+            **sentinel,
+            "visibility_timeout": 10,
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        },
         # A BRPOP parked on a leader that stepped down answers -CLUSTERDOWN: reconnect,
         # don't stop the worker (Celery's default for a ResponseError from the broker).
         broker_channel_error_retry=True,

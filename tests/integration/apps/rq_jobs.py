@@ -15,10 +15,13 @@ MASTER_NAME = "mymaster"  # what raftcache's SENTINEL MASTERS calls the leader
 
 def connection_kwargs() -> dict[str, object]:
     """redis-py settings for raftcache: resend what an election refused (-CLUSTERDOWN, nothing
-    was applied) as well as what a lost connection did not deliver."""
+    was applied) as well as what a lost connection did not deliver, for about 4 s (an election
+    here takes 1-2 s). Not longer: redis-py 8's retries of one command reconnect to the address
+    it had, never asking Sentinel again (redis/redis-py#3874), so after a leader dies a long
+    budget only delays the ConnectionError that makes the next command find the new leader."""
     return {
         "socket_timeout": 10,
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 30),
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 10),
         "retry_on_error": [ConnectionError, TimeoutError, ClusterDownError, TryAgainError],
     }
 

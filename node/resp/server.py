@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from raftcache.node import errors
 from raftcache.node.blocking import Blocker
 from raftcache.node.command_stats import ProtocolStats
 from raftcache.node.engine import Engine
@@ -344,7 +345,10 @@ class Connection(PipelinedConnection):
 
     async def _block(self, argv: list[bytes], db: int) -> ReplyT:
         """A blocking pop (node/blocking.py): the reply, unless CLIENT UNBLOCK ends it first
-        (then Redis's timeout reply, or its UNBLOCKED error)."""
+        (then Redis's timeout reply, or its UNBLOCKED error). A leader change while blocked
+        drops the connection instead of answering (as a Sentinel failover kills the old
+        master's clients): redis-py, Celery and RQ reconnect and retry on a lost
+        connection, but treat an error reply to BRPOP as final."""
         assert self.server.blocker is not None
         call = asyncio.ensure_future(self.server.blocker.call(argv, db))
         self.blocked = unblocked = self._loop.create_future()
@@ -355,9 +359,23 @@ class Connection(PipelinedConnection):
             if not call.done():
                 call.cancel()  # the leader drops the waiter (and undoes a pop in flight)
         if call.done() and not call.cancelled():
-            return call.result()
+            try:
+                reply = call.result()
+            except (errors.NoLeader, errors.NotLeader, errors.OutcomeUnknown):
+                self._drop_for_failover()
+                raise
+            if isinstance(reply, Error) and str(reply).startswith(("CLUSTERDOWN", "UNKNOWN")):
+                self._drop_for_failover()
+            return reply
         reply = unblocked.result()
         return waits_on(argv)[2] if reply is None else reply
+
+    def _drop_for_failover(self) -> None:
+        _log.info("leader changed under a blocked client: closing its connection", client=self.addr)
+        self._closing = True
+        self._lost = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def unblock(self, reply: ReplyT | None) -> None:
         """CLIENT UNBLOCK: end the blocking command with `reply` (None: as if timed out)."""

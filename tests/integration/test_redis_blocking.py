@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 import redis
 from raftcache.chaos.local_cluster import LocalCluster
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ResponseError
+from redis.retry import Retry
 
 from tests.integration.conftest import running_cluster
 
@@ -232,30 +234,37 @@ def test_wrongtype_while_blocked_is_an_error_not_a_hang(cluster: LocalCluster) -
         r.blpop(["wt:key"], 1)
 
 
-def test_a_client_blocked_through_a_follower_survives_a_leader_kill_without_loss(
+def test_a_leader_kill_drops_blocked_clients_and_a_retrying_client_gets_its_element(
     tmp_path: Path,
 ) -> None:
-    c = LocalCluster(3, tmp_path)
-    c.start()
-    try:
-        old = c.wait_until_ready(timeout=60)
+    """As a Sentinel failover kills the old master's clients: a client blocked through a
+    follower whose leader dies loses its connection (never a silent hang, never an error
+    reply libraries treat as final), and redis-py's own retry on a lost connection blocks
+    again and receives the element pushed after the election, exactly once."""
+    with running_cluster(tmp_path) as c:
+        old = c.wait_for_leader()
         follower = (old + 1) % 3
-        r = redis.Redis(port=c.nodes[follower].redis_port, socket_timeout=30)
-        call = Background(lambda: r.blpop(["kill:q"], timeout=30))
-        wait_blocked(c, 1)
+        plain = redis.Redis(
+            port=c.nodes[follower].redis_port, socket_timeout=30, retry=Retry(NoBackoff(), 0)
+        )
+        retrying = redis.Redis(
+            port=c.nodes[follower].redis_port,
+            socket_timeout=30,
+            retry=Retry(ExponentialBackoff(cap=1.0), 10),
+        )
+        dropped = Background(lambda: plain.blpop(["kill:q"], timeout=30))
+        survivor = Background(lambda: retrying.blpop(["kill:q"], timeout=30))
+        wait_blocked(c, 2)
         c.kill(old)
-        with pytest.raises(ResponseError, match=r"CLUSTERDOWN|UNKNOWN"):
-            call.join(40)  # an error the client can retry: never a silent hang
+        with pytest.raises(redis.exceptions.ConnectionError):
+            dropped.join(40)
         new = c.wait_for_leader(timeout=30)
         assert new != old
         writer = redis.Redis(port=c.nodes[new].redis_port, socket_timeout=30)
-        retry = Background(lambda: r.blpop(["kill:q"], timeout=20))
-        wait_blocked(c, 1)
+        wait_blocked(c, 1)  # the retrying client is blocked again, through the follower
         writer.rpush("kill:q", "job")
-        assert retry.join() == (b"kill:q", b"job")
+        assert survivor.join() == (b"kill:q", b"job")
         assert writer.llen("kill:q") == 0
-    finally:
-        c.close()
 
 
 @pytest.mark.parametrize("role", ["leader", "follower"])

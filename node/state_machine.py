@@ -1000,6 +1000,24 @@ class StateMachine:
             tag, payload = tv.encode_value(entry[_VALUE])
             yield key, pack(entry[_VERSION], entry[_DEADLINE], tag, entry[_FLAGS]) + payload
 
+    def export_cut(self) -> list[tuple[bytes, bytes | _Stored]]:
+        """A copy of the items that later applies cannot change: call it under the apply lock.
+
+        Strings are immutable and kept as references (cheap); containers change in place,
+        so they are encoded now. `encode_cut_item` finishes the rest outside the lock.
+        """
+        pack = _FLAGGED_HEADER.pack
+        out: list[tuple[bytes, bytes | _Stored]] = []
+        append = out.append
+        for key, entry in self._data.items():
+            value = entry[_VALUE]
+            if isinstance(value, bytes):
+                append((key, entry))
+            else:
+                header = pack(entry[_VERSION], entry[_DEADLINE], value.TAG, entry[_FLAGS])
+                append((key, header + value.encode()))
+        return out
+
     def export_meta(self) -> bytes:
         """Everything but the keys, as JSON bytes, for a snapshot."""
         sessions = {
@@ -1059,6 +1077,17 @@ class StateMachine:
         sm._expiry = [(e[_DEADLINE], k) for k, e in data.items() if e[_DEADLINE]]
         heapq.heapify(sm._expiry)
         return sm
+
+
+def encode_cut_item(item: bytes | _Stored) -> bytes:
+    """An export_cut() item as export_items() encodes it."""
+    if isinstance(item, bytes):
+        return item
+    value = item[_VALUE]
+    assert isinstance(value, bytes)
+    return (
+        _FLAGGED_HEADER.pack(item[_VERSION], item[_DEADLINE], tv.STRING_TAG, item[_FLAGS]) + value
+    )
 
 
 def _decode_entry_v1(raw: bytes) -> _Stored:

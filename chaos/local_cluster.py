@@ -31,6 +31,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class ClusterTls:
+    """TLS on every node's client ports: one certificate for all (its names must cover
+    127.0.0.1), `ca_file` trusting it; `mtls`: clients (and forwarding nodes) must present a
+    certificate from `ca_file` too, so the certificate must also allow client auth."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    mtls: bool = False
+
+    def node_args(self) -> list[str]:
+        ca_flag = "--tls-client-ca-file" if self.mtls else "--tls-ca-file"
+        return [
+            "--tls-cert-file", str(self.cert_file),
+            "--tls-key-file", str(self.key_file),
+            ca_flag, str(self.ca_file),
+        ]  # fmt: skip
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """What the cluster's own status calls present (the nodes' pair, under mTLS)."""
+        pair = (self.key_file.read_bytes(), self.cert_file.read_bytes()) if self.mtls else ()
+        return grpc.ssl_channel_credentials(self.ca_file.read_bytes(), *pair)
+
+
 @dataclass
 class LocalNode:
     node_id: str
@@ -92,14 +117,17 @@ class LocalCluster:
         memcached_ports: Sequence[int] | None = None,
         metrics: bool = False,
         metrics_ports: Sequence[int] | None = None,
+        tls: ClusterTls | None = None,
     ) -> None:
         """`proxy`: put a NetProxy (self.net) in front of every Raft port, to cut or delay links.
         `metrics` (or `metrics_ports`): every node serves /metrics (off by default: counting
-        gRPC calls costs an interceptor, which benchmarks should not pay unasked)."""
+        gRPC calls costs an interceptor, which benchmarks should not pay unasked).
+        `tls`: every client port (gRPC, Redis, memcached) speaks TLS only (off by default)."""
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="raftcache-cluster-"))
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.durability = durability
         self.extra_args = list(extra_args)
+        self.tls = tls
         self.env = env
         ports = ports or [(free_port(), free_port()) for _ in range(size)]
         self.nodes = [
@@ -152,6 +180,7 @@ class LocalCluster:
             *(["--redis-listen", node.redis_addr] if node.redis_port else []),
             *(["--memcached-listen", node.memcached_addr] if node.memcached_port else []),
             *(["--metrics-listen", node.metrics_addr] if node.metrics_port else []),
+            *(self.tls.node_args() if self.tls else []),
             *self.extra_args,
             *node.extra_args,
         ]  # fmt: skip
@@ -230,7 +259,7 @@ class LocalCluster:
         """Node i's Status, or None if it does not answer."""
         if not self.nodes[i].running:
             return None
-        with grpc.insecure_channel(self.nodes[i].client_addr) as channel:
+        with self.channel(self.nodes[i].client_addr) as channel:
             try:
                 response: cluster_pb2.StatusResponse = cluster_pb2_grpc.ClusterStub(channel).Status(
                     cluster_pb2.StatusRequest(), timeout=timeout
@@ -238,6 +267,12 @@ class LocalCluster:
                 return response
             except grpc.RpcError:
                 return None
+
+    def channel(self, address: str) -> grpc.Channel:
+        """A blocking gRPC channel to a node's client port (TLS when the cluster runs it)."""
+        if self.tls is None:
+            return grpc.insecure_channel(address)
+        return grpc.secure_channel(address, self.tls.channel_credentials())
 
     def leader(self) -> int | None:
         """Index of the node that says it leads in the highest term, if any.

@@ -6,7 +6,8 @@ sets (zadd, zincrby, zscore, zrank, zrange, zrangebyscore, zrem, zcard, zcount),
 (lpush, rpush, lpop, rpop, lrange, llen), sets (sadd, srem, smembers, sismember, scard),
 expiry (expire, persist, ttl), type, scan_iter, txn (ops and compares from
 `raftcache.client.ops`), publish, subscribe, watch, cluster_status; `cache_aside` /
-`cached` for query caching. Exceptions are in raftcache.client.errors (hierarchy in its
+`cached` for query caching. `tls=TlsConfig(ca_file=...)` connects over TLS (mTLS with
+cert_file and key_file). Exceptions are in raftcache.client.errors (hierarchy in its
 docstring). Concurrent calls are auto-pipelined into Batch RPCs (`auto_pipeline=False`
 turns it off; see client/_pipeline.py).
 """
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from raftcache.client._router import RetryPolicy
     from raftcache.client._streams import Message, Subscription, Watch, WatchEvent
     from raftcache.client._sync_client import BlockingIterator, Client
+    from raftcache.client._transport import TlsConfig
     from raftcache.client._values import TxnResult
     from raftcache.client.errors import (
         ConditionFailedError,
@@ -59,6 +61,7 @@ _LAZY = {
     ),
     **dict.fromkeys(("BlockingIterator", "Client"), "raftcache.client._sync_client"),
     "TxnResult": "raftcache.client._values",
+    "TlsConfig": "raftcache.client._transport",
 }
 
 
@@ -90,6 +93,7 @@ __all__ = [
     "RevisionCompactedError",
     "SlowConsumerError",
     "Subscription",
+    "TlsConfig",
     "TooLargeError",
     "TxnResult",
     "UnavailableError",

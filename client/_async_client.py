@@ -12,7 +12,7 @@ from raftcache.client import errors
 from raftcache.client._pipeline import PipelinedTransport
 from raftcache.client._router import READ_LEADER, READ_STALE, WRITE, RetryPolicy, Router
 from raftcache.client._streams import StreamOpener, Subscription, Watch
-from raftcache.client._transport import CallFailed, GrpcTransport, Transport
+from raftcache.client._transport import CallFailed, GrpcTransport, TlsConfig, Transport
 from raftcache.client._typed import ReadOptions, TypedMethods
 from raftcache.client._values import Compare, Key, Op, TxnResult, Value, all_bytes
 from raftcache.client._values import to_bytes as _bytes
@@ -70,14 +70,17 @@ class AsyncClient(TypedMethods):
         transport: Transport | None = None,
         client_id: str | None = None,
         auto_pipeline: bool = True,
+        tls: TlsConfig | None = None,
     ) -> None:
         """`auto_pipeline`: while a call to a node is in flight, concurrent get/set/delete/
         incr and typed-op calls to it queue and go out together as one Batch RPC (a lone
-        call still goes out at once, unary); each keeps its own retries and deadline."""
+        call still goes out at once, unary); each keeps its own retries and deadline.
+        `tls`: connect over TLS (TlsConfig: the CA, a client pair for mTLS); unused with an
+        explicit `transport`."""
         seeds = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         seeds = [s.strip() for seed in seeds for s in seed.split(",") if s.strip()]
         self.timeout = timeout
-        self._transport: Transport = transport or GrpcTransport()
+        self._transport: Transport = transport or GrpcTransport(tls=tls)
         self.pipeline = PipelinedTransport(self._transport) if auto_pipeline else None
         self._router = Router(self.pipeline or self._transport, seeds, retry or RetryPolicy())
         self.client_id = client_id or uuid.uuid4().hex

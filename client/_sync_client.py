@@ -12,7 +12,7 @@ from raftcache.client._async_client import DEFAULT_TIMEOUT_S, AsyncClient, Item,
 from raftcache.client._pipeline import PipelinedTransport
 from raftcache.client._router import RetryPolicy
 from raftcache.client._streams import Message, WatchEvent
-from raftcache.client._transport import Transport
+from raftcache.client._transport import TlsConfig, Transport
 from raftcache.client._typed import ReadOptions
 from raftcache.client._values import Key
 
@@ -91,6 +91,7 @@ class Client:
         transport: Transport | None = None,
         client_id: str | None = None,
         auto_pipeline: bool = True,
+        tls: TlsConfig | None = None,
     ) -> None:
         """See AsyncClient: concurrent calls from several threads are auto-pipelined too."""
         self._async = AsyncClient(
@@ -100,6 +101,7 @@ class Client:
             transport=transport,
             client_id=client_id,
             auto_pipeline=auto_pipeline,
+            tls=tls,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

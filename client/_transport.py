@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -27,6 +28,42 @@ class CallFailed(Exception):
     def never_sent(self) -> bool:
         """True when the request surely did not reach a node (connect or DNS failure)."""
         return _never_sent(self.code, self.details, self.origin is not None)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS to the nodes: `ca_file` (PEM) verifies their certificates (None: gRPC's built-in
+    public roots); `cert_file` and `key_file` are this client's pair when they require mTLS;
+    `server_name` overrides the name checked against the certificate (e.g. dialling an IP)."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """Channel credentials from the files; ValueError names a file that cannot be used."""
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError(
+                "TlsConfig: cert_file and key_file go together (the client certificate and its "
+                "private key, for mTLS); give both or neither"
+            )
+
+        def read(what: str, path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as exc:
+                raise ValueError(
+                    f"TlsConfig: cannot read {what} {path} ({exc.strerror or exc})"
+                ) from None
+
+        return grpc.ssl_channel_credentials(
+            read("ca_file", self.ca_file),
+            read("key_file", self.key_file),
+            read("cert_file", self.cert_file),
+        )
 
 
 class Stream(Protocol):
@@ -103,17 +140,26 @@ class _GrpcStream:
 class GrpcTransport:
     """grpc.aio channels, one per node address."""
 
-    def __init__(self, options: list[tuple[str, Any]] | None = None) -> None:
+    def __init__(
+        self, options: list[tuple[str, Any]] | None = None, tls: TlsConfig | None = None
+    ) -> None:
+        """`tls`: None for plaintext; the files are read here (ValueError when unusable)."""
         self._options = options or [
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_send_message_length", 64 << 20),
         ]
+        self._credentials = tls.credentials() if tls is not None else None
+        if tls is not None and tls.server_name:
+            self._options = [*self._options, ("grpc.ssl_target_name_override", tls.server_name)]
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._calls: dict[tuple[str, str], Any] = {}
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
-        if channel is None:
+        if channel is None and self._credentials is not None:
+            channel = grpc.aio.secure_channel(address, self._credentials, self._options)
+            self._channels[address] = channel
+        elif channel is None:
             channel = grpc.aio.insecure_channel(address, options=self._options)
             self._channels[address] = channel
         return channel

@@ -32,7 +32,9 @@ Commands (global options go before or after the command):
 
 Global options: --endpoints HOST:PORT[,HOST:PORT...] (default $RAFTCACHE_ENDPOINTS, else
 127.0.0.1:6381), --timeout S (default 5), --consistency linearizable|stale and
---max-staleness S (reads), --json (one JSON object per command), --client-id ID.
+--max-staleness S (reads), --json (one JSON object per command), --client-id ID;
+TLS: --tls-ca-file FILE, and --tls-cert-file FILE --tls-key-file FILE for mTLS (default
+$RAFTCACHE_TLS_CA_FILE, $RAFTCACHE_TLS_CERT_FILE, $RAFTCACHE_TLS_KEY_FILE; any one turns TLS on).
 
 Values print as UTF-8 text when they decode, else as an escaped bytes literal (b'\\xff');
 with --json, "value" is text (undecodable bytes backslash-escaped) and "value_b64" is
@@ -65,7 +67,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from raftcache.client import Client, Message, NodeStatus, WatchEvent, errors, ops
+from raftcache.client import Client, Message, NodeStatus, TlsConfig, WatchEvent, errors, ops
 
 DEFAULT_ENDPOINTS = "127.0.0.1:6381"
 ENDPOINTS_ENV = "RAFTCACHE_ENDPOINTS"
@@ -802,6 +804,37 @@ def _add_global_options(parser: argparse.ArgumentParser, *, in_command: bool) ->
         "the id from its message to apply it at most once. Only for retrying the same "
         "command: a reused id returns the earlier answer",
     )
+    for name, what in _TLS_OPTIONS.items():
+        group.add_argument(
+            f"--tls-{name}-file",
+            metavar="FILE",
+            default=default(None),
+            help=f"{what} (default ${_tls_env(name)}; any --tls-* option turns TLS on)",
+        )
+
+
+_TLS_OPTIONS = {
+    "ca": "PEM CA bundle that verifies the nodes' certificates",
+    "cert": "PEM client certificate, for nodes that require mTLS (with --tls-key-file)",
+    "key": "PEM private key of --tls-cert-file",
+}
+
+
+def _tls_env(name: str) -> str:
+    return f"RAFTCACHE_TLS_{name.upper()}_FILE"
+
+
+def _tls(args: argparse.Namespace) -> TlsConfig | None:
+    """TLS from --tls-*-file or RAFTCACHE_TLS_*_FILE; None (plaintext) when neither is set."""
+    files = {
+        name: getattr(args, f"tls_{name}_file", None) or os.environ.get(_tls_env(name)) or None
+        for name in _TLS_OPTIONS
+    }
+    if not any(files.values()):
+        return None
+    if (files["cert"] is None) != (files["key"] is None):
+        raise UsageError("--tls-cert-file and --tls-key-file go together (mTLS); give both")
+    return TlsConfig(ca_file=files["ca"], cert_file=files["cert"], key_file=files["key"])
 
 
 def _ttl_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -990,7 +1023,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.max_staleness is not None and args.consistency != "stale":
         raise UsageError("--max-staleness applies to stale reads: add --consistency stale")
-    client = Client(endpoints, timeout=args.timeout, client_id=args.client_id)
+    try:
+        client = Client(endpoints, timeout=args.timeout, client_id=args.client_id, tls=_tls(args))
+    except ValueError as exc:  # an unreadable TLS file
+        raise UsageError(str(exc)) from None
     try:
         reply = _call(client, args)
     except errors.RaftcacheError as exc:

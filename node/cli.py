@@ -19,12 +19,15 @@ from raftcache.node.config import ConfigError, load
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load(argv)
+        from raftcache.node.tls import load_material
+
+        tls = load_material(config.tls) if config.tls is not None else None
     except ConfigError as exc:
         print(f"raftcache-node: error: {exc}", file=sys.stderr)
         return 2
     from raftcache.node.server import Node
 
-    node = Node(config)
+    node = Node(config, tls)
     log_setup.configure(config.log_format, config.log_level, node.log_context)
     try:
         if config.event_loop == "uvloop":

@@ -25,6 +25,16 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """TLS on the client ports: PEM file paths (their contents are checked by node/tls.py)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str = ""  # mTLS: clients must present a certificate signed by this CA
+    ca_file: str = ""  # verifies peers when forwarding; "" = the client CA
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     node_id: str
     listen: str
@@ -45,6 +55,7 @@ class NodeConfig:
     memcached_max_item_bytes: int = 0  # 0 = the --max-value-bytes limit
     event_loop: str = "uvloop"
     metrics_listen: str = ""  # "" = no metrics endpoint
+    tls: TlsConfig | None = None  # None = plaintext client ports
 
 
 def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
@@ -106,6 +117,25 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ("log-level", "debug, info, warning or error", "info"),
     ("event-loop", "'uvloop' (libuv, faster) or 'asyncio' (the standard library's)", "uvloop"),
     ("metrics-listen", "HOST:PORT serving Prometheus metrics at /metrics; empty = off", ""),
+    (
+        "tls-cert-file",
+        "PEM certificate (chain) for the gRPC, Redis and memcached ports: TLS on all three; "
+        "reloaded on SIGHUP and when the file changes",
+        None,
+    ),
+    ("tls-key-file", "PEM private key of --tls-cert-file (unencrypted)", None),
+    (
+        "tls-client-ca-file",
+        "PEM CA bundle: clients must present a certificate signed by it (mTLS); also "
+        "verifies the leader when forwarding unless --tls-ca-file is given",
+        None,
+    ),
+    (
+        "tls-ca-file",
+        "PEM CA bundle this node trusts for other nodes' certificates when it forwards to "
+        "the leader (required with TLS unless --tls-client-ca-file is given)",
+        None,
+    ),
     ("max-key-bytes", "largest accepted key", "65536"),
     ("max-value-bytes", "largest accepted value", "4194304"),
     ("tick-interval-ms", "how often the leader replicates its clock", "100"),
@@ -464,6 +494,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         eviction_policy=_policy(values["eviction-policy"]),
         event_loop=_event_loop(values["event-loop"]),
         metrics_listen=_optional_address(values, "metrics-listen"),
+        tls=_tls(values),
         **_redis(values, advertise),
         **_memcached(values, advertise, max_value),
     )
@@ -473,6 +504,35 @@ def _optional_address(values: Mapping[str, str], flag: str) -> str:
     """A HOST:PORT flag that is off when empty."""
     text = values.get(flag, "").strip()
     return parse_address(f"--{flag}", text) if text else ""
+
+
+def _tls(values: Mapping[str, str]) -> TlsConfig | None:
+    """Which TLS files are given, and whether they make sense together (contents: tls.py)."""
+    paths = {
+        name: values.get(f"tls-{name}-file", "").strip()
+        for name in ("cert", "key", "client-ca", "ca")
+    }
+    if not paths["cert"] and not paths["key"]:
+        extra = [f"--tls-{name}-file" for name in ("client-ca", "ca") if paths[name]]
+        if extra:
+            raise ConfigError(
+                f"{' and '.join(extra)} given without --tls-cert-file and --tls-key-file: the "
+                "client ports only use TLS with a certificate and its key; give both"
+            )
+        return None
+    for have, missing in (("cert", "key"), ("key", "cert")):
+        if paths[have] and not paths[missing]:
+            raise ConfigError(
+                f"--tls-{have}-file given without --tls-{missing}-file: TLS needs the "
+                "certificate and its private key; give both (or neither, for plaintext)"
+            )
+    if not paths["client-ca"] and not paths["ca"]:
+        raise ConfigError(
+            "--tls-ca-file: with TLS on, a follower forwards to the leader over TLS and must "
+            "verify the leader's certificate; give --tls-ca-file (the CA that signed the "
+            "nodes' certificates) or --tls-client-ca-file (mTLS, used for both)"
+        )
+    return TlsConfig(paths["cert"], paths["key"], paths["client-ca"], paths["ca"])
 
 
 def _event_loop(text: str) -> str:

@@ -14,6 +14,7 @@ forward would have given.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,11 +103,17 @@ class LeaderForwarder:
     def __init__(
         self,
         options: list[tuple[str, Any]],
+        credentials: Callable[[], grpc.ChannelCredentials] | None = None,
         auto_pipeline: bool = True,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
     ) -> None:
-        """`max_inflight`: RPCs to one leader before further calls wait for one to return."""
+        """`credentials`: TLS to leaders (the current ones, read per new channel), None for
+        plaintext. `max_inflight`: RPCs to one leader before further calls wait for one to
+        return."""
         self._options = options
+        self._credentials = credentials
+        self._retired: list[grpc.aio.Channel] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._callables: dict[tuple[str, str], Any] = {}
         self.pipeline = (
@@ -122,9 +129,32 @@ class LeaderForwarder:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=self._options)
+            if self._credentials is None:
+                channel = grpc.aio.insecure_channel(address, options=self._options)
+            else:
+                channel = grpc.aio.secure_channel(address, self._credentials(), self._options)
             self._channels[address] = channel
         return channel
+
+    def renew_channels(self) -> None:
+        """TLS material was reloaded: later calls open channels with it (a channel keeps the
+        client certificate it was made with); the old ones close after a grace period, so
+        calls in flight on them finish."""
+        old = list(self._channels.values())
+        self._channels.clear()
+        self._callables.clear()
+        self._retired.extend(old)
+
+        async def retire() -> None:
+            await asyncio.sleep(60)
+            for channel in old:
+                self._retired.remove(channel)
+                await channel.close()
+
+        if old:
+            task = asyncio.get_running_loop().create_task(retire())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def callable(self, address: str, method: str) -> Any:
         """The cached unary callable for "Cache/<Method>" on `address`."""
@@ -226,8 +256,11 @@ class LeaderForwarder:
             raise relayed_error(exc, address, _may_write(method, request)) from None
 
     async def close(self) -> None:
-        for channel in self._channels.values():
+        for task in self._tasks:
+            task.cancel()
+        for channel in [*self._channels.values(), *self._retired]:
             await channel.close()
+        self._retired.clear()
         self._channels.clear()
         self._callables.clear()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 import time
 from bisect import bisect_left
 from collections import deque
@@ -88,7 +89,8 @@ class FrontEndServer:
     def connection(self, client_id: int) -> asyncio.Protocol:
         raise NotImplementedError
 
-    async def start(self, address: str) -> None:
+    async def start(self, address: str, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Listen on `address`; with `ssl_context`, TLS only (its chain may be reloaded)."""
         host, _, port = address.rpartition(":")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -97,6 +99,7 @@ class FrontEndServer:
             int(port),
             reuse_address=True,
             backlog=1024,
+            ssl=ssl_context,
         )
         self.port = int(port)
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import ssl
 import time
 from typing import Any
 
@@ -38,6 +39,7 @@ from raftcache.node.resp.server import RespServer
 from raftcache.node.servicers import CacheServicer, ClusterServicer, NodeView
 from raftcache.node.state_machine import Event, Failure, Member
 from raftcache.node.streams import Streams
+from raftcache.node.tls import POLL_INTERVAL_S, TlsMaterial, TlsReloader
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc, command_pb2
 
 _log = structlog.get_logger("raftcache.node")
@@ -72,8 +74,12 @@ def _tune_gc() -> None:
 class Node:
     """A running node; `run()` serves until `stop()` (or SIGTERM/SIGINT)."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, tls: TlsMaterial | None = None) -> None:
+        """`tls`: the checked files of config.tls (node/tls.py load_material)."""
         self.config = config
+        self.tls = (
+            TlsReloader(config.tls, tls) if config.tls is not None and tls is not None else None
+        )
         self.replica = Replica()
         self.raft: RaftNode | None = None
         self._stopping = asyncio.Event()
@@ -100,6 +106,10 @@ class Node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+        if self.tls is not None:
+            tls = self.tls
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGHUP, lambda: tls.reload("SIGHUP"))
         options = grpc_options(config)
         # Counting gRPC calls costs an interceptor per call: only when metrics are served.
         grpc_metrics = GrpcMetrics() if config.metrics_listen else None
@@ -107,7 +117,10 @@ class Node:
             options=options, interceptors=[grpc_metrics] if grpc_metrics else None
         )
         try:
-            bound = server.add_insecure_port(config.listen)
+            if self.tls is not None:
+                bound = server.add_secure_port(config.listen, self.tls.grpc_credentials())
+            else:
+                bound = server.add_insecure_port(config.listen)
         except RuntimeError:
             bound = 0
         if bound == 0:
@@ -137,7 +150,11 @@ class Node:
         evictor = Evictor(lambda: self.replica.state, self.replica.lock, tracker)
         proposer = Proposer(raft, self.replica, config.proposer, prelude=evictor.prelude)
         view = NodeView(config.node_id, raft, self.replica, config.advertise, tracker)
-        forwarder = LeaderForwarder(options)
+        forwarder = LeaderForwarder(
+            options, self.tls.channel_credentials if self.tls is not None else None
+        )
+        if self.tls is not None:
+            self.tls.on_reload.append(forwarder.renew_channels)
         engine = Engine(
             view, proposer, forwarder, config.proposer.commit_timeout_s, streams.receivers
         )
@@ -166,6 +183,9 @@ class Node:
             redis=config.redis_listen or "off",
             memcached=config.memcached_listen or "off",
             metrics=config.metrics_listen or "off",
+            tls=("mtls" if config.tls.client_ca_file else "on")
+            if config.tls is not None
+            else "off",
             raft=config.raft.self_addr,
             peers=list(config.raft.peers),
             durability=config.raft.durability.value,
@@ -175,6 +195,8 @@ class Node:
             asyncio.create_task(self._health_loop(health, view)),
             asyncio.create_task(self._announce_loop(proposer)),
         ]
+        if self.tls is not None:
+            self._tasks.append(asyncio.create_task(self._tls_poll_loop(self.tls)))
         try:
             await self._stopping.wait()
         finally:
@@ -244,6 +266,10 @@ class Node:
             ) from exc
         return server
 
+    def _ssl(self) -> ssl.SSLContext | None:
+        """The Redis and memcached ports' TLS context (reloads load into it), or None."""
+        return self.tls.context if self.tls is not None else None
+
     async def _start_memcached(self, engine: Engine) -> McServer | None:
         """The memcached front-end on --memcached-listen (off when it is empty)."""
         config = self.config
@@ -251,7 +277,7 @@ class Node:
             return None
         server = McServer(engine, config.memcached_max_item_bytes, config.memcached_stale_reads_ms)
         try:
-            await server.start(config.memcached_listen)
+            await server.start(config.memcached_listen, self._ssl())
         except OSError as exc:
             raise OSError(
                 f"--memcached-listen: cannot listen on {config.memcached_listen} "
@@ -285,12 +311,18 @@ class Node:
         )
         redis.blocker = self.blocker
         try:
-            await redis.start(config.redis_listen)
+            await redis.start(config.redis_listen, self._ssl())
         except OSError as exc:
             raise OSError(
                 f"--redis-listen: cannot listen on {config.redis_listen} ({exc.strerror or exc})"
             ) from exc
         return redis
+
+    async def _tls_poll_loop(self, tls: TlsReloader) -> None:
+        """Reload the TLS files when one changes on disk (SIGHUP reloads at once)."""
+        while True:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            tls.poll()
 
     def _role_changed(self, old: Role, new: Role) -> None:  # tick thread
         _log.info("role changed", old_role=old.value, new_role=new.value)

@@ -124,6 +124,10 @@ ALL_FLAGS = {
     "memcached-stale-reads": "500",
     "memcached-max-item-bytes": "1500",
     "event-loop": "asyncio",
+    "tls-cert-file": "/etc/raftcache/tls.crt",
+    "tls-key-file": "/etc/raftcache/tls.key",
+    "tls-client-ca-file": "/etc/raftcache/clients-ca.crt",
+    "tls-ca-file": "/etc/raftcache/ca.crt",
 }
 
 
@@ -154,6 +158,12 @@ def check_all_flags(cfg: NodeConfig) -> None:
     )
     assert (cfg.memcached_stale_reads_ms, cfg.memcached_max_item_bytes) == (500, 1500)
     assert cfg.event_loop == "asyncio"
+    assert cfg.tls == config.TlsConfig(
+        "/etc/raftcache/tls.crt",
+        "/etc/raftcache/tls.key",
+        "/etc/raftcache/clients-ca.crt",
+        "/etc/raftcache/ca.crt",
+    )
 
 
 def test_the_table_above_covers_every_flag() -> None:

@@ -22,7 +22,7 @@ from pymemcache.client.base import Client as McClient
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
 from raftcache.chaos.local_cluster import ClusterTls, LocalCluster
 from raftcache.client import Client, TlsConfig, UnavailableError
-from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2
+from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc
 
 from tests.integration.conftest import running_cluster
 from tests.tls_certs import Ca
@@ -208,14 +208,9 @@ def test_snapshots_fork_while_tls_credentials_are_live(
     cluster, tls = tls_cluster
     for node in cluster.nodes:
         with cluster.channel(node.client_addr) as channel:
-            stub = cluster_pb2.DESCRIPTOR.services_by_name["Cluster"]
-            assert stub is not None
-            snap = channel.unary_unary(
-                "/raftcache.v1.Cluster/Snapshot",
-                request_serializer=cluster_pb2.SnapshotRequest.SerializeToString,
-                response_deserializer=cluster_pb2.SnapshotResponse.FromString,
+            cluster_pb2_grpc.ClusterStub(channel).Snapshot(
+                cluster_pb2.SnapshotRequest(), timeout=10
             )
-            snap(cluster_pb2.SnapshotRequest(), timeout=10)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         statuses = [cluster.status(i, timeout=2) for i in range(len(cluster.nodes))]

@@ -17,6 +17,8 @@ from raftcache.client._typed import ReadOptions, TypedMethods
 from raftcache.client._values import Compare, Key, Op, TxnResult, Value, all_bytes
 from raftcache.client._values import to_bytes as _bytes
 from raftcache.client._values import ttl_ms as _ttl_ms
+from raftcache.node import backup_file
+from raftcache.node.backup_file import BackupInfo
 from raftcache.v1 import cache_pb2, cluster_pb2
 
 T = TypeVar("T")
@@ -308,6 +310,41 @@ class AsyncClient(TypedMethods):
         return StreamOpener(self._router, self._transport, timeout or self.timeout)
 
     # -- cluster ----------------------------------------------------------------
+
+    async def backup(self, path: str, *, timeout: float | None = None) -> BackupInfo:
+        """Write a linearizable point-in-time copy of the whole cache to `path`.
+
+        The leader streams it; it is written to `path`.partial as it arrives (never held
+        in memory), checked against the leader's checksum, then renamed into place.
+        `timeout` bounds finding the leader, not the transfer.
+        """
+        stream, address, _ = await self._opener(timeout).open(
+            "Cluster/Backup", cluster_pb2.BackupRequest()
+        )
+        out = backup_file.FileWriter(path)
+        last = None
+        try:
+            while (chunk := await stream.next()) is not None:
+                if chunk.data:
+                    out.write(chunk.data)
+                if chunk.checksum:
+                    last = chunk
+            if last is None:
+                raise errors.UnavailableError(f"{address} ended the backup stream early")
+            out.commit(last.checksum)
+        except CallFailed as failure:
+            out.abort()
+            raise errors.UnavailableError(
+                f"the backup stream from {address} broke ({failure.code}: {failure.details}); "
+                "nothing was written: take the backup again"
+            ) from None
+        except backup_file.BackupFormatError as exc:
+            raise errors.UnavailableError(str(exc)) from None
+        except BaseException:
+            stream.cancel()
+            out.abort()
+            raise
+        return backup_file.verify(path)
 
     async def cluster_status(self, *, timeout: float | None = None) -> list[NodeStatus]:
         """Every member's own Status (a member that does not answer has role 'down')."""

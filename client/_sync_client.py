@@ -15,6 +15,7 @@ from raftcache.client._streams import Message, WatchEvent
 from raftcache.client._transport import TlsConfig, Transport
 from raftcache.client._typed import ReadOptions
 from raftcache.client._values import Key
+from raftcache.node.backup_file import BackupInfo
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -178,6 +179,9 @@ class Client:
 
     def cluster_status(self, **kwargs: Any) -> list[NodeStatus]:
         return self._run(self._async.cluster_status(**kwargs))
+
+    def backup(self, path: str, **kwargs: Any) -> BackupInfo:
+        return self._run(self._async.backup(path, **kwargs))
 
     # Typed values, transactions, pub/sub: see the AsyncClient methods of the same name.
     hset = _blocking(AsyncClient.hset)

@@ -56,6 +56,7 @@ class NodeConfig:
     event_loop: str = "uvloop"
     metrics_listen: str = ""  # "" = no metrics endpoint
     tls: TlsConfig | None = None  # None = plaintext client ports
+    restore_from: str = ""  # a backup file that seeds a new cluster (node/restore.py)
 
 
 def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
@@ -168,6 +169,12 @@ _FLAGS: list[tuple[str, str, str | None]] = [
         None,
     ),
     ("replicas", "number of voters: the StatefulSet's replicas (with --pod-name)", None),
+    (
+        "restore-from",
+        "a `raftcache backup` file that seeds a NEW cluster: start every member with the same "
+        "file and an empty --data-dir; checked in full before anything starts",
+        None,
+    ),
     (
         "peer-template",
         "Raft HOST:PORT of any pod, '{pod}' standing for its name, e.g. "
@@ -495,6 +502,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         event_loop=_event_loop(values["event-loop"]),
         metrics_listen=_optional_address(values, "metrics-listen"),
         tls=_tls(values),
+        restore_from=values.get("restore-from", "").strip(),
         **_redis(values, advertise),
         **_memcached(values, advertise, max_value),
     )

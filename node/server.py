@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from raftcache.consensus import RaftNode, Role
-from raftcache.node import commands
+from raftcache.node import commands, restore
 from raftcache.node.blocking import Blocker
 from raftcache.node.config import NodeConfig
 from raftcache.node.engine import Engine
@@ -102,6 +102,20 @@ class Node:
 
     async def run(self) -> None:
         config = self.config
+        # Before anything listens: a bad backup or another cluster's data dir stops here.
+        start = restore.prepare(
+            config.raft.data_dir, (config.raft.self_addr, *config.raft.peers), config.restore_from
+        )
+        if start.seed is not None:
+            seeded = restore.seed(self.replica, start.seed)
+            _log.info(
+                "RestoreComplete: seeded a new cluster from a backup",
+                backup=start.seed,
+                source_cluster=seeded.cluster_id,
+                cluster_id=start.cluster_id,
+                keys=seeded.key_count,
+                revision=seeded.revision,
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -150,6 +164,7 @@ class Node:
         evictor = Evictor(lambda: self.replica.state, self.replica.lock, tracker)
         proposer = Proposer(raft, self.replica, config.proposer, prelude=evictor.prelude)
         view = NodeView(config.node_id, raft, self.replica, config.advertise, tracker)
+        view.cluster_id = start.cluster_id
         forwarder = LeaderForwarder(
             options, self.tls.channel_credentials if self.tls is not None else None
         )
@@ -162,7 +177,8 @@ class Node:
         cache = CacheServicer(view, proposer, forwarder, config.limits, streams)
         cache.blocker = self.blocker
         cache_pb2_grpc.add_CacheServicer_to_server(cache, server)
-        cluster_pb2_grpc.add_ClusterServicer_to_server(ClusterServicer(view, streams), server)
+        cluster = ClusterServicer(view, streams, proposer)
+        cluster_pb2_grpc.add_ClusterServicer_to_server(cluster, server)
         self._redis = await self._start_redis(engine, view, streams)
         self._memcached = await self._start_memcached(engine)
         health = HealthServicer()

@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 from raftcache.consensus import RaftNode, Role
-from raftcache.node import errors, requests, responses, status_codes
+from raftcache.node import backup, errors, requests, responses, status_codes
 from raftcache.node.batch import BatchRunner
 from raftcache.node.eviction import AccessTracker
 from raftcache.node.forwarding import LeaderForwarder
@@ -78,6 +78,7 @@ class NodeView:
         self.raft = raft
         self.replica = replica
         self.advertise = advertise
+        self.cluster_id = ""  # set at start-up (node/restore.py)
         self.hits = 0
         self.misses = 0
         self.batch_rpcs = 0
@@ -406,9 +407,10 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
 
 
 class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
-    def __init__(self, view: NodeView, streams: StreamSource) -> None:
+    def __init__(self, view: NodeView, streams: StreamSource, proposer: Proposer) -> None:
         self._view = view
         self._streams = streams
+        self._proposer = proposer
 
     async def Status(
         self, request: cluster_pb2.StatusRequest, context: Any
@@ -471,9 +473,24 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
             forwarded_unary=view.forwarding.unary,
             forwarded_batches=view.forwarding.batches,
             forwarded_batched_ops=view.forwarding.batched_ops,
+            cluster_id=view.cluster_id,
         )
 
     async def Snapshot(
         self, request: cluster_pb2.SnapshotRequest, context: Any
     ) -> cluster_pb2.SnapshotResponse:
         return cluster_pb2.SnapshotResponse(started=self._view.raft.force_snapshot())
+
+    async def Backup(
+        self, request: cluster_pb2.BackupRequest, context: Any
+    ) -> AsyncIterator[cluster_pb2.BackupChunk]:
+        view = self._view
+        try:
+            if not self._proposer.is_leader():
+                raise view.not_leader()
+            await self._proposer.read_barrier()
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+        applied = view.raft.status().applied_index
+        async for chunk in backup.stream(view.replica, view.cluster_id, view.node_id, applied):
+            yield chunk

@@ -117,6 +117,7 @@ ALL_FLAGS = {
     "eviction-policy": "allkeys-lru",
     "redis-listen": "0.0.0.0:6379",
     "metrics-listen": "0.0.0.0:9121",
+    "restore-from": "/backups/cache.rcbak",
     "redis-advertise": "cache-0.example:6379",
     "redis-max-staleness-ms": "250",
     "memcached-listen": "0.0.0.0:11211",
@@ -151,6 +152,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert (cfg.max_memory, cfg.eviction_policy) == (64 << 20, "allkeys-lru")
     assert (cfg.redis_listen, cfg.redis_advertise) == ("0.0.0.0:6379", "cache-0.example:6379")
     assert cfg.metrics_listen == "0.0.0.0:9121"
+    assert cfg.restore_from == "/backups/cache.rcbak"
     assert cfg.redis_max_staleness_ms == 250
     assert (cfg.memcached_listen, cfg.memcached_advertise) == (
         "0.0.0.0:11211",

@@ -29,7 +29,9 @@ def test_every_rpc_of_both_services_has_its_message_types() -> None:
     assert served <= set(METHODS) | set(STREAMS)
     assert not set(METHODS) & set(STREAMS)
     for name, (request, _message) in STREAMS.items():
-        assert hasattr(cache_pb2_grpc.CacheServicer, name.split("/")[1])
+        service, method = name.split("/")
+        stub_module = cache_pb2_grpc if service == "Cache" else cluster_pb2_grpc
+        assert hasattr(getattr(stub_module, f"{service}Servicer"), method)
         assert request.DESCRIPTOR.name.endswith("Request")
     for name, (request, response) in METHODS.items():
         service, method = name.split("/")

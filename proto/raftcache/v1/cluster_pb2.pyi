@@ -37,7 +37,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "role", "term", "leader_id", "leader_client_addr", "commit_index", "applied_index", "cluster_time_ms", "members", "client_addr", "raft_addr", "keys", "digest", "leader_commit_index", "max_tick_gap_ms", "snapshots_taken", "durability", "hits", "misses", "evictions", "expired_keys", "memory_used_bytes", "max_memory_bytes", "eviction_policy", "subscribers", "watchers", "batch_rpcs", "batch_ops", "forwarded_unary", "forwarded_batches", "forwarded_batched_ops")
+    __slots__ = ("node_id", "role", "term", "leader_id", "leader_client_addr", "commit_index", "applied_index", "cluster_time_ms", "members", "client_addr", "raft_addr", "keys", "digest", "leader_commit_index", "max_tick_gap_ms", "snapshots_taken", "durability", "hits", "misses", "evictions", "expired_keys", "memory_used_bytes", "max_memory_bytes", "eviction_policy", "subscribers", "watchers", "batch_rpcs", "batch_ops", "forwarded_unary", "forwarded_batches", "forwarded_batched_ops", "cluster_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class StatusResponse(_message.Message):
     FORWARDED_UNARY_FIELD_NUMBER: _ClassVar[int]
     FORWARDED_BATCHES_FIELD_NUMBER: _ClassVar[int]
     FORWARDED_BATCHED_OPS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: Role
     term: int
@@ -100,7 +101,8 @@ class StatusResponse(_message.Message):
     forwarded_unary: int
     forwarded_batches: int
     forwarded_batched_ops: int
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_client_addr: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., cluster_time_ms: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., client_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ..., keys: _Optional[int] = ..., digest: _Optional[str] = ..., leader_commit_index: _Optional[int] = ..., max_tick_gap_ms: _Optional[float] = ..., snapshots_taken: _Optional[int] = ..., durability: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., evictions: _Optional[int] = ..., expired_keys: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., max_memory_bytes: _Optional[int] = ..., eviction_policy: _Optional[str] = ..., subscribers: _Optional[int] = ..., watchers: _Optional[int] = ..., batch_rpcs: _Optional[int] = ..., batch_ops: _Optional[int] = ..., forwarded_unary: _Optional[int] = ..., forwarded_batches: _Optional[int] = ..., forwarded_batched_ops: _Optional[int] = ...) -> None: ...
+    cluster_id: str
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., leader_id: _Optional[str] = ..., leader_client_addr: _Optional[str] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., cluster_time_ms: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., client_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ..., keys: _Optional[int] = ..., digest: _Optional[str] = ..., leader_commit_index: _Optional[int] = ..., max_tick_gap_ms: _Optional[float] = ..., snapshots_taken: _Optional[int] = ..., durability: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., evictions: _Optional[int] = ..., expired_keys: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., max_memory_bytes: _Optional[int] = ..., eviction_policy: _Optional[str] = ..., subscribers: _Optional[int] = ..., watchers: _Optional[int] = ..., batch_rpcs: _Optional[int] = ..., batch_ops: _Optional[int] = ..., forwarded_unary: _Optional[int] = ..., forwarded_batches: _Optional[int] = ..., forwarded_batched_ops: _Optional[int] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ()
@@ -111,3 +113,23 @@ class SnapshotResponse(_message.Message):
     STARTED_FIELD_NUMBER: _ClassVar[int]
     started: bool
     def __init__(self, started: _Optional[bool] = ...) -> None: ...
+
+class BackupRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupChunk(_message.Message):
+    __slots__ = ("data", "checksum", "key_count", "applied_index", "revision", "cluster_id")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    KEY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    checksum: bytes
+    key_count: int
+    applied_index: int
+    revision: int
+    cluster_id: str
+    def __init__(self, data: _Optional[bytes] = ..., checksum: _Optional[bytes] = ..., key_count: _Optional[int] = ..., applied_index: _Optional[int] = ..., revision: _Optional[int] = ..., cluster_id: _Optional[str] = ...) -> None: ...

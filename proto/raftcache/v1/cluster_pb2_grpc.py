@@ -44,6 +44,11 @@ class ClusterStub:
                 request_serializer=raftcache_dot_v1_dot_cluster__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=raftcache_dot_v1_dot_cluster__pb2.SnapshotResponse.FromString,
                 _registered_method=True)
+        self.Backup = channel.unary_stream(
+                '/raftcache.v1.Cluster/Backup',
+                request_serializer=raftcache_dot_v1_dot_cluster__pb2.BackupRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cluster__pb2.BackupChunk.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -62,6 +67,13 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Backup(self, request, context):
+        """A linearizable point-in-time copy of the whole cache, streamed by the leader.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +86,11 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=raftcache_dot_v1_dot_cluster__pb2.SnapshotRequest.FromString,
                     response_serializer=raftcache_dot_v1_dot_cluster__pb2.SnapshotResponse.SerializeToString,
+            ),
+            'Backup': grpc.unary_stream_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=raftcache_dot_v1_dot_cluster__pb2.BackupRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cluster__pb2.BackupChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +147,33 @@ class Cluster:
             '/raftcache.v1.Cluster/Snapshot',
             raftcache_dot_v1_dot_cluster__pb2.SnapshotRequest.SerializeToString,
             raftcache_dot_v1_dot_cluster__pb2.SnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/raftcache.v1.Cluster/Backup',
+            raftcache_dot_v1_dot_cluster__pb2.BackupRequest.SerializeToString,
+            raftcache_dot_v1_dot_cluster__pb2.BackupChunk.FromString,
             options,
             channel_credentials,
             insecure,

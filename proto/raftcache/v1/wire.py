@@ -45,6 +45,8 @@ METHODS: dict[str, tuple[Any, Any]] = {
 STREAMS: dict[str, tuple[Any, Any]] = {
     "Cache/Subscribe": (cache_pb2.SubscribeRequest, cache_pb2.PubSubMessage),
     "Cache/Watch": (cache_pb2.WatchRequest, cache_pb2.WatchEvent),
+    # Served by the leader only (a follower answers NOT_LEADER with the leader's address).
+    "Cluster/Backup": (cluster_pb2.BackupRequest, cluster_pb2.BackupChunk),
 }
 
 # gRPC's wording for failures before a request left the sender (connect, DNS).

@@ -3,7 +3,7 @@ signatures must accept them as they are."""
 
 from __future__ import annotations
 
-from raftcache.client import AsyncClient, Client, ops
+from raftcache.client import AsyncClient, Client, TlsConfig, ops
 
 
 def mixed_str_and_bytes_keys(cache: Client) -> None:
@@ -26,3 +26,8 @@ def mappings_of_one_key_type(
 async def the_async_client_takes_the_same(cache: AsyncClient) -> None:
     await cache.hset("session:1", {"user": "ann", b"cart:42": "1"})
     await cache.zadd("board", {"ann": 10, b"bob": 7.5})
+
+
+def clients_over_tls() -> None:
+    Client("10.0.0.1:6380", tls=TlsConfig(ca_file="ca.crt"))
+    AsyncClient(["a:6380", "b:6380"], tls=TlsConfig("ca.crt", "me.crt", "me.key", "cache-0"))

@@ -132,14 +132,33 @@ class Blocker:
     async def block(self, argv: list[bytes], db: int) -> ReplyT:
         """Run a blocking call on the leader: its reply once an attempt pops something, or
         its timeout reply. Cancelling the awaiting task removes the client."""
+        return await self.wait(self.start(argv, db))
+
+    async def wait(self, waiter: _Waiter | ReplyT) -> ReplyT:
+        """The reply of a call `start` parked (or answered at once)."""
+        if not isinstance(waiter, _Waiter):
+            return waiter
+        try:
+            return await asyncio.shield(waiter.future)
+        except asyncio.CancelledError:
+            self._abandon(waiter)
+            raise
+
+    def start(self, argv: list[bytes], db: int) -> _Waiter | ReplyT:
+        """Park a call and propose its first attempt now, in the caller's turn (so it is
+        ordered after the commands the client sent before it and before what any other
+        client sends later, as Redis's single thread orders them); a reply at once for
+        XREAD on a key of another type. The leader only (NotLeader otherwise)."""
         keys, timeout_s, timeout_reply = waits_on(argv)
         self._loop = asyncio.get_running_loop()
         if not self.engine.is_leader():
             raise self.engine.view.not_leader()
         if argv[0].lower() == b"xread" and b"$" in argv:
-            # `$` is the stream's last id when the call arrives: read it linearizably
-            ids = await self.engine.read([b"raftcache.streams.lastids", *keys], db)
-            assert isinstance(ids, list)
+            # `$`: each stream's last id now. The leader's applied state holds every XADD
+            # acknowledged before this call arrived (acks are sent at apply).
+            ids = self.engine.read_local([b"raftcache.streams.lastids", *keys], db)
+            if not isinstance(ids, list):
+                return ids  # WRONGTYPE: XREAD on a key of another type answers at once
             argv = resolve_dollar(argv, [bytes(i) for i in ids])
         waiter = _Waiter(next(self._seq), argv, db, keys)
         waiter.timeout_reply = timeout_reply
@@ -152,11 +171,7 @@ class Blocker:
             self._round(waiter.keys)  # the older waiters try first; this one after them
         else:
             self._attempt(waiter)
-        try:
-            return await asyncio.shield(waiter.future)
-        except asyncio.CancelledError:
-            self._abandon(waiter)
-            raise
+        return waiter
 
     def _changed(self, keys: set[bytes]) -> None:
         watched = [k for k in keys if k in self._by_key]
@@ -240,12 +255,17 @@ class Blocker:
         a key that now holds another type keeps a pop or XREAD blocked (the timeout reply
         here: keep waiting); a blocked XREADGROUP whose stream is gone or retyped ends with
         UNBLOCKED, and one whose group was destroyed with the NOGROUP error."""
-        if w.argv[0].lower() == b"xreadgroup":
+        name = w.argv[0].lower()
+        if name == b"xreadgroup":
             keys = waits_on(w.argv)[0]
             gone = text.startswith("WRONGTYPE") or not all(
                 self.engine.has_key(w.db, k) for k in keys
             )
             return Error(STREAM_GONE) if gone else Error(text)
+        if text.startswith("WRONGTYPE") and name in (b"brpoplpush", b"blmove"):
+            # the source has an element for it: the destination is what holds another type
+            source_is_list = self.engine.read_local([b"type", w.argv[1]], w.db) == "list"
+            return Error(text) if source_is_list else w.timeout_reply
         return w.timeout_reply if text.startswith("WRONGTYPE") else Error(text)
 
     def _expire(self, w: _Waiter) -> None:

@@ -41,6 +41,7 @@ from raftcache.node.pipeline import (
     Slot,
 )
 from raftcache.node.resp import encoder
+from raftcache.node.resp.errors import error_reply
 from raftcache.node.resp.parser import Parser, ParserLimits
 from raftcache.node.resp.redis_meta import META
 from raftcache.v1 import cache_pb2
@@ -292,7 +293,7 @@ class Connection(PipelinedConnection):
             return
         db = self.db
         if self.server.blocker is not None and is_blocking(argv):
-            self.run("x", lambda slot: self._spawn(self._block(argv, db), slot, write=True))
+            self.run("x", lambda slot: self._start_block(argv, db, slot))
             return
         if spec.write:
             self.write(argv, db)
@@ -343,14 +344,33 @@ class Connection(PipelinedConnection):
 
     # -- command paths ---------------------------------------------------------------------
 
-    async def _block(self, argv: list[bytes], db: int) -> ReplyT:
+    def _start_block(self, argv: list[bytes], db: int, slot: Slot) -> None:
+        """A leader parks the call and proposes its first attempt in this turn; a follower
+        relays it (node/blocking.py)."""
+        blocker = self.server.blocker
+        assert blocker is not None
+        parked: Any = None
+        if self.engine.is_leader():
+            try:
+                parked = blocker.start(argv, db)
+            except errors.CacheError as exc:
+                self._settle(slot, error_reply(exc))
+                return
+            except CommandError as exc:
+                self._settle(slot, Error(exc.text))
+                return
+        self._spawn(self._block(argv, db, parked), slot, write=True)
+
+    async def _block(self, argv: list[bytes], db: int, parked: Any = None) -> ReplyT:
         """A blocking pop (node/blocking.py): the reply, unless CLIENT UNBLOCK ends it first
         (then Redis's timeout reply, or its UNBLOCKED error). A leader change while blocked
         drops the connection instead of answering (as a Sentinel failover kills the old
         master's clients): redis-py, Celery and RQ reconnect and retry on a lost
         connection, but treat an error reply to BRPOP as final."""
         assert self.server.blocker is not None
-        call = asyncio.ensure_future(self.server.blocker.call(argv, db))
+        blocker = self.server.blocker
+        waiting = blocker.call(argv, db) if parked is None else blocker.wait(parked)
+        call = asyncio.ensure_future(waiting)
         self.blocked = unblocked = self._loop.create_future()
         try:
             await asyncio.wait((call, unblocked), return_when=asyncio.FIRST_COMPLETED)

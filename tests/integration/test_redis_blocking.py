@@ -318,3 +318,16 @@ def test_a_blocked_xreadgroup_ends_when_its_stream_or_group_goes_away(
         ending()
         with pytest.raises(ResponseError, match=expected):
             call.join()
+
+
+def test_a_move_woken_into_a_destination_of_another_type_answers_wrongtype(
+    cluster: LocalCluster,
+) -> None:
+    r = client(cluster, "leader")
+    r.set("mvt:dst", "not a list")
+    call = Background(lambda: client(cluster, "follower").brpoplpush("mvt:src", "mvt:dst", 10))
+    wait_blocked(cluster, 1)
+    r.rpush("mvt:src", "foo")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        call.join()
+    assert r.lrange("mvt:src", 0, -1) == [b"foo"]  # nothing moved

@@ -32,7 +32,7 @@ import structlog
 from raftcache.node import errors
 from raftcache.node.engine import Engine, call_op, reply_of
 from raftcache.node.keyspace import dispatch
-from raftcache.node.keyspace.blocking import resolve_dollar, waits_on
+from raftcache.node.keyspace.blocking import BLOCKING, resolve_dollar, waits_on
 from raftcache.node.keyspace.db import db_key
 from raftcache.node.keyspace.lists import parse_lmpop
 from raftcache.node.keyspace.reply import NULL_ARRAY, Error, ReplyT
@@ -162,6 +162,15 @@ class Blocker:
             argv = resolve_dollar(argv, [bytes(i) for i in ids])
         waiter = _Waiter(next(self._seq), argv, db, keys)
         waiter.timeout_reply = timeout_reply
+        if waiter.read_only:
+            # XREAD: what the leader holds now decides at once (an error, such as a key of
+            # another type, answers now; nothing there parks it); data found is confirmed
+            # by a read after a barrier, like any linearizable read.
+            now = self.engine.read_local(argv, db)
+            if isinstance(now, Error):
+                return now
+            if now is NULL_ARRAY:
+                waiter.first = False
         queued_behind = any(self._by_key.get(k) for k in waiter.keys)
         for key in waiter.keys:
             self._by_key.setdefault(key, deque()).append(waiter)
@@ -169,7 +178,7 @@ class Blocker:
             waiter.timer = self._loop.call_later(timeout_s, self._expire, waiter)
         if queued_behind:
             self._round(waiter.keys)  # the older waiters try first; this one after them
-        else:
+        elif waiter.first:
             self._attempt(waiter)
         return waiter
 
@@ -214,7 +223,10 @@ class Blocker:
             if w.read_only:  # XREAD: a read after a barrier, no log entry per wake-up
                 self.engine.barrier(Callback(read))
             else:
-                self.engine.submit(call_op(w.argv, w.db), Callback(applied), 64)
+                argv = w.argv
+                if not w.first and argv[0].lower() in BLOCKING:
+                    argv = [b"raftcache.woken", *argv]  # retyped keys are skipped at apply
+                self.engine.submit(call_op(argv, w.db), Callback(applied), 64)
         except errors.CacheError as exc:
             w.inflight = False
             self._finish(w, error_reply(exc))
@@ -262,11 +274,9 @@ class Blocker:
                 self.engine.has_key(w.db, k) for k in keys
             )
             return Error(STREAM_GONE) if gone else Error(text)
-        if text.startswith("WRONGTYPE") and name in (b"brpoplpush", b"blmove"):
-            # the source has an element for it: the destination is what holds another type
-            source_is_list = self.engine.read_local([b"type", w.argv[1]], w.db) == "list"
-            return Error(text) if source_is_list else w.timeout_reply
-        return w.timeout_reply if text.startswith("WRONGTYPE") else Error(text)
+        if name == b"xread" and text.startswith("WRONGTYPE"):
+            return w.timeout_reply  # a stream retyped while XREAD waits: keep waiting
+        return Error(text)  # pops' wake-ups skip retyped keys at apply (raftcache.woken)
 
     def _expire(self, w: _Waiter) -> None:
         w.timer = None

@@ -155,3 +155,39 @@ for _name in ("bzpopmin", "bzpopmax"):
 )
 def bzmpop(db: Db, argv: list[bytes]) -> ReplyT:
     return zmpop_keys(db, *parse_zmpop(argv, 2))
+
+
+def _ready(db: Db, keys: list[bytes], cls: type[List] | type[ZSet]) -> list[bytes]:
+    """The keys that hold a `cls` now (a key of another type is not ready: it is skipped)."""
+    ready = []
+    for key in keys:
+        entry = db.entry(key)
+        if entry is not None and isinstance(entry[0], cls):
+            ready.append(key)
+    return ready
+
+
+@command("raftcache.woken", -3, "write denyoom internal", keys=(0, 0, 0), group="list")
+def woken(db: Db, argv: list[bytes]) -> ReplyT:
+    """A blocked call's attempt after a wake-up (node/blocking.py): as the call itself, but
+    a key that holds another type is not ready and is skipped rather than answered with
+    WRONGTYPE (Redis serves a woken client only from keys that are ready); a move's
+    destination of another type still answers WRONGTYPE."""
+    call = argv[1:]
+    name = call[0].lower()
+    if name in (b"blpop", b"brpop"):
+        return _first_pop(db, _ready(db, call[1:-1], List), right=name == b"brpop")
+    if name in (b"bzpopmin", b"bzpopmax"):
+        return _bzpop(db, [name, *_ready(db, call[1:-1], ZSet), call[-1]])
+    if name in (b"brpoplpush", b"blmove"):
+        if not _ready(db, [call[1]], List):
+            return None
+        return brpoplpush(db, call) if name == b"brpoplpush" else blmove(db, call)
+    if name == b"blmpop":
+        keys, right, count = parse_lmpop(call, 2)
+        ready = _ready(db, keys, List)
+        return NULL_ARRAY if not ready else [ready[0], pop_items(db, ready[0], right, count)]
+    if name == b"bzmpop":
+        keys, high, count = parse_zmpop(call, 2)
+        return zmpop_keys(db, _ready(db, keys, ZSet), high, count)
+    raise CommandError(f"ERR {name.decode('utf-8', 'replace')} is not a blocking pop")

@@ -76,3 +76,23 @@ def test_a_pop_whose_client_left_is_put_back_where_it_came_from() -> None:
     r(*_undo([b"BZMPOP", b"0", b"1", b"z", b"MAX", b"COUNT", b"2"], popped))  # type: ignore[arg-type]
     assert r("ZRANGE", "z", 0, -1, "WITHSCORES") == [[b"m", 1.5], [b"n", 2.0]]
     assert _undo([b"BLMOVE", b"s", b"d", b"LEFT", b"LEFT", b"0"], b"x") is None  # moved: kept
+
+
+def test_a_wake_up_skips_keys_of_another_type_but_not_a_bad_destination() -> None:
+    r = Redis()
+    r("SET", "s", "string")
+    r("RPUSH", "l", "x")
+    # the call itself answers WRONGTYPE for its first key; a wake-up skips it
+    assert str(unchanged(r, "BLPOP", "s", "l", 0)).startswith("WRONGTYPE")
+    assert r("raftcache.woken", "BLPOP", "s", "l", 0) == [b"l", b"x"]
+    assert unchanged(r, "raftcache.woken", "BRPOP", "s", 0) is NULL_ARRAY
+    assert unchanged(r, "raftcache.woken", "BRPOPLPUSH", "s", "d", 0) is None
+    r("RPUSH", "src", "y")
+    err = unchanged(r, "raftcache.woken", "BRPOPLPUSH", "src", "s", 0)
+    assert str(err).startswith("WRONGTYPE")  # the destination: answered, nothing moved
+    r("ZADD", "z", 1, "m")
+    assert r("raftcache.woken", "BZPOPMIN", "s", "z", 0) == [b"z", b"m", 1.0]
+    r("RPUSH", "m", "1", "2")
+    assert r("raftcache.woken", "BLMPOP", 0, 2, "s", "m", "LEFT") == [b"m", [b"1"]]
+    r("ZADD", "z2", 2, "n")
+    assert r("raftcache.woken", "BZMPOP", 0, 2, "s", "z2", "MIN") == [b"z2", [[b"n", 2.0]]]

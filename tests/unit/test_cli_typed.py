@@ -23,7 +23,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> StreamingFake:
     """The fake every CLI run in the test talks to."""
     transport = StreamingFake()
 
-    def client(endpoints: list[str], *, timeout: float, client_id: str | None) -> Client:
+    def client(
+        endpoints: list[str], *, timeout: float, client_id: str | None, tls: object = None
+    ) -> Client:
+        assert tls is None  # these runs give no --tls-* flags
         return Client(endpoints, timeout=timeout, transport=transport, client_id=CLIENT_ID)
 
     monkeypatch.setattr(cli, "Client", client)

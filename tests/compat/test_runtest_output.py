@@ -20,7 +20,7 @@ Starting test server at port 21079
 [\x1b[0;32;49mok\x1b[0m]: MULTI / EXEC basics (3 ms)
 [ignore]: EXEC fail on lazy expired WATCHed key: Tag: needs:debug denied
 [ignore]: Tag: needs:repl denied
-[skip]: Blocking commands ignores the timeout
+[skip]: MULTI and script timeout
 [err]: EXEC fails if there are errors while queueing commands #2 in tests/unit/multi.tcl
  SET failed (possibly related to argument 'maxmemory')
 ERR CONFIG SET failed (possibly related to argument 'maxmemory')
@@ -68,7 +68,7 @@ def test_counts_each_status_once_and_stops_at_the_recap() -> None:
         "EXEC fails if there are errors while queueing commands #2",
         "MUTLI / EXEC with REPLICAOF",
     ]
-    assert result.skipped == ["Blocking commands ignores the timeout"]
+    assert result.skipped == ["MULTI and script timeout"]
     assert [(i.name, i.why) for i in result.ignored] == [
         ("EXEC fail on lazy expired WATCHed key", "Tag: needs:debug denied"),
         (None, "Tag: needs:repl denied"),
@@ -103,7 +103,7 @@ def test_the_report_counts_tag_refusals_as_skips_with_their_reason() -> None:
     assert report.totals() == {"passed": 2, "failed": 2, "skipped": 2, "ignored_blocks": 1}
     summary = report.to_json()
     reasons = {s["name"]: s["reason"] for s in summary["units"]["multi"]["skips"]}
-    assert "issue 11" in reasons["Blocking commands ignores the timeout"]
+    assert "busy script" in reasons["MULTI and script timeout"]
     assert "DEBUG" in reasons["EXEC fail on lazy expired WATCHed key"]
     assert report.pass_rate() == 50.0
 

@@ -54,3 +54,17 @@ def test_the_build_backend_warns_about_nothing_in_our_metadata(tmp_path: Path, h
         f"setuptools warned while building ({hook}); fix pyproject.toml before the warning "
         f"becomes an error:\n" + "\n".join(warnings)
     )
+
+
+def test_every_python_package_directory_is_in_the_wheel() -> None:
+    """The wheel (the container image installs it) lists packages by name: a new package
+    directory left out imports fine from the editable install here and fails in the image
+    (node/memcached did, in a fresh-clone CI run)."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    for package, directory in setuptools["package-dir"].items():
+        for init in (ROOT / directory).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / directory)
+            name = ".".join([package, *relative.parts])
+            if "__pycache__" not in relative.parts:
+                assert name in listed, f"{name} ({init.parent}) is missing from packages"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,10 +24,29 @@ import grpc
 from raftcache.chaos.netproxy import NetProxy, Route
 from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
 
+_LISTEN_PORTS = range(10_000, 20_000)
+"""Where free_port looks: below Linux's ephemeral range (32768-60999 by default), so an
+outgoing connection (a Raft link, a client, a forwarder) cannot be given the port between
+the moment it is picked and the moment a node binds it; below Redis's test harness's ports
+(21079+) too. A node now listens on up to five ports, and an ephemeral pick collided."""
+_handed_out: set[int] = set()
+_pick = random.Random()
+
 
 def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port free on 127.0.0.1 now, never one this process handed out before."""
+    for _ in range(500):
+        port = _pick.choice(_LISTEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the range is full
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

@@ -13,6 +13,7 @@ from raftcache.node.keyspace import (  # noqa: F401  (each module registers its 
     pubsub,
     scripting,
     sets,
+    sort,
     streams,
     strings,
     zsets,

@@ -127,10 +127,7 @@ class Engine:
         blocking pop waits as long as its own timeout)."""
         request = cache_pb2.ExecRequest()
         set_call(request.op, argv, db)
-        error = self.view.not_leader()
-        if not isinstance(error, errors.NotLeader):
-            raise error
-        response = await self._forwarder.relay(error.leader_addr, "Exec", request, timeout_s)
+        response = await self._forward("Exec", request, timeout_s)
         return from_proto(response.value.reply)
 
     async def read(self, argv: list[bytes], db: int) -> ReplyT:
@@ -193,11 +190,12 @@ class Engine:
         response = await self._forward("Publish", request)
         return int(response.receivers)
 
-    async def _forward(self, method: str, request: Any) -> Any:
+    async def _forward(self, method: str, request: Any, timeout_s: float | None = None) -> Any:
         error = self.view.not_leader()
         if not isinstance(error, errors.NotLeader):
             raise error
-        return await self._forwarder.relay(error.leader_addr, method, request, self._timeout)
+        timeout = self._timeout if timeout_s is None else timeout_s
+        return await self._forwarder.relay(error.leader_addr, method, request, timeout)
 
 
 def _outcome(result: ReplyT | BaseException) -> ReplyT:

@@ -92,8 +92,7 @@ def op_weight(op: command_pb2.Op) -> int:
     """An op's apply cost in max_batch_weight units (a transaction: its calls' sum)."""
     kind = op.WhichOneof("kind")
     if kind == "data":
-        argv = op.data.op.call.argv
-        return SCRIPT_WEIGHT if argv and argv[0].lower() in _HEAVY else 1
+        return _call_weight(op.data.op)
     if kind == "txn":
         return max(1, sum(_call_weight(c.op) for c in op.txn.success))
     return 1

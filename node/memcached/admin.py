@@ -47,23 +47,25 @@ class Discovery:
 
     version: int = 0
     seen: tuple[object, ...] = field(default_factory=tuple)
+    body: bytes = b""  # the answer for `seen`: names are resolved once per change, not per call
 
-    def current(self, view: NodeView) -> tuple[int, list[str]]:
+    def current(self, view: NodeView) -> bytes:
+        """The `config get cluster` body (version line, then the members) for now."""
         status = view.raft.status()
         members = view.replica.members()
         nodes = sorted((node_id, m.memcached_addr) for node_id, m in members.items())
-        listed = [addr for _, addr in nodes if addr]
         seen = (status.leader, tuple(nodes))
         if seen != self.seen:
             self.seen = seen
             self.version = max(self.version + 1, status.term)
-        return self.version, listed
+            entries = " ".join(_node_entry(addr) for _, addr in nodes if addr)
+            self.body = f"{self.version}\n{entries}\n".encode()
+        return self.body
 
 
 def config_get_cluster(server: McServer) -> bytes:
     """ElastiCache's auto discovery answer: the version, then every member's host|ip|port."""
-    version, addrs = server.discovery.current(server.engine.view)
-    body = f"{version}\n{' '.join(_node_entry(a) for a in addrs)}\n".encode()
+    body = server.discovery.current(server.engine.view)
     return b"CONFIG cluster 0 %d\r\n%b\r\nEND\r\n" % (len(body), body)
 
 

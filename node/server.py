@@ -225,13 +225,19 @@ class Node:
         _log.info("stopping")
         await health.enter_graceful_shutdown()
         if self.raft.is_leader() and self.raft.status().connected:
-            self.raft.transfer_leadership()
+            # pysyncobj refuses a transfer while no connected follower has the leader's last
+            # entry (just after an election or a write) and sends TimeoutNow only once: ask
+            # again until a follower takes over or the budget is spent.
             deadline = time.monotonic() + 3.0
+            next_ask = 0.0
             while (
                 self.raft.is_leader()
                 and self.raft.status().connected
                 and time.monotonic() < deadline
             ):
+                if time.monotonic() >= next_ask:
+                    self.raft.transfer_leadership()
+                    next_ask = time.monotonic() + 0.25
                 await asyncio.sleep(0.02)
             _log.info(
                 "leadership handed over"

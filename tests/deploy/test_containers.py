@@ -253,19 +253,21 @@ def test_a_graceful_stop_hands_leadership_over_within_the_grace_period(
     grace = statefulset["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     pre_stop = container(statefulset)["lifecycle"]["preStop"]["exec"]["command"]
     started = time.monotonic()
-    result = pod.container.exec(pre_stop)  # the hook runs in the image as it is
-    assert result.exit_code == 0, result.output
-    wrapped = pod.container.get_wrapped_container()
-    wrapped.stop(timeout=grace)  # SIGTERM, SIGKILL after the grace period
-    took = time.monotonic() - started
-    wrapped.reload()
-    assert wrapped.attrs["State"]["ExitCode"] == 0, pods.logs(pod)
-    assert took < grace, f"stopping took {took:.1f} s, the grace period is {grace} s"
-    assert "leadership handed over" in wrapped.logs(tail=20).decode(), pods.logs(pod)
-    survivors = [p for p in pods.pods if p is not pod]
-    assert leader_of(pods, survivors).node_id != pod.name
-    print(f"preStop + graceful stop of leader {pod.name}: {took:.1f} s (grace {grace} s)")
-    pods.restart_in_place(pod)
+    try:
+        result = pod.container.exec(pre_stop)  # the hook runs in the image as it is
+        assert result.exit_code == 0, result.output
+        wrapped = pod.container.get_wrapped_container()
+        wrapped.stop(timeout=grace)  # SIGTERM, SIGKILL after the grace period
+        took = time.monotonic() - started
+        wrapped.reload()
+        assert wrapped.attrs["State"]["ExitCode"] == 0, pods.logs(pod)
+        assert took < grace, f"stopping took {took:.1f} s, the grace period is {grace} s"
+        assert "leadership handed over" in wrapped.logs(tail=20).decode(), pods.logs(pod)
+        survivors = [p for p in pods.pods if p is not pod]
+        assert leader_of(pods, survivors).node_id != pod.name
+        print(f"preStop + graceful stop of leader {pod.name}: {took:.1f} s (grace {grace} s)")
+    finally:  # the tests after this one need all three pods, whatever happened here
+        pods.restart_in_place(pod)
     all_ready(pods, readiness_service)
 
 

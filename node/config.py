@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from raftcache.consensus import Durability, RaftConfig
+from raftcache.node.acl import AclError
+from raftcache.node.auth import seed_text
 from raftcache.node.proposer import ProposerConfig
 from raftcache.node.requests import Limits
 from raftcache.node.state_machine import EVICTION_POLICIES
@@ -57,6 +59,7 @@ class NodeConfig:
     metrics_listen: str = ""  # "" = no metrics endpoint
     tls: TlsConfig | None = None  # None = plaintext client ports
     restore_from: str = ""  # a backup file that seeds a new cluster (node/restore.py)
+    users_seed: str | None = None  # ACL text of --users-file/--requirepass (node/auth.py)
 
 
 def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
@@ -125,6 +128,25 @@ _FLAGS: list[tuple[str, str, str | None]] = [
         None,
     ),
     ("tls-key-file", "PEM private key of --tls-cert-file (unencrypted)", None),
+    (
+        "users-file",
+        "ACL file (Redis's format, one 'user NAME RULE...' per line; '#' + SHA-256 for "
+        "passwords) with the users a NEW cluster starts with; afterwards ACL SETUSER/DELUSER "
+        "(or the Cluster SetUser RPC) change them",
+        None,
+    ),
+    (
+        "requirepass",
+        "password of the default user of a NEW cluster (Redis's requirepass); prefer "
+        "RAFTCACHE_REQUIREPASS to a flag others can read in the process list",
+        None,
+    ),
+    (
+        "insecure-allow-unauthenticated",
+        "'true' lets a node serve clients on a non-loopback address with neither users "
+        "(--users-file/--requirepass) nor TLS",
+        "false",
+    ),
     (
         "tls-client-ca-file",
         "PEM CA bundle: clients must present a certificate signed by it (mTLS); also "
@@ -488,6 +510,15 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         compaction_min_entries=_int(values, "compaction-entries", 100),
         max_entry_bytes=4 * proposer.max_batch_bytes,
     )
+    tls = _tls(values)
+    users_seed = _users(values)
+    front_ends = {**_redis(values, advertise), **_memcached(values, advertise, max_value)}
+    _refuse_open_ports(
+        [listen, front_ends.get("redis_listen", ""), front_ends.get("memcached_listen", "")],
+        users_seed,
+        tls,
+        values["insecure-allow-unauthenticated"],
+    )
     return NodeConfig(
         node_id=values.get("node-id", raft_addr),
         listen=listen,
@@ -501,10 +532,44 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         eviction_policy=_policy(values["eviction-policy"]),
         event_loop=_event_loop(values["event-loop"]),
         metrics_listen=_optional_address(values, "metrics-listen"),
-        tls=_tls(values),
+        tls=tls,
         restore_from=values.get("restore-from", "").strip(),
-        **_redis(values, advertise),
-        **_memcached(values, advertise, max_value),
+        users_seed=users_seed,
+        **front_ends,
+    )
+
+
+def _users(values: Mapping[str, str]) -> str | None:
+    """The seed users of --users-file and --requirepass (validated), or None."""
+    path = values.get("users-file", "").strip()
+    password = values.get("requirepass") or None
+    if password is not None and not password.strip():
+        raise ConfigError("--requirepass: the password is empty; give a password or leave it out")
+    try:
+        return seed_text(path or None, password)
+    except OSError as exc:
+        raise ConfigError(f"--users-file: cannot read {path} ({exc.strerror or exc})") from None
+    except AclError as exc:
+        raise ConfigError(
+            f"--users-file: {exc.text.removeprefix('ERR ')} (fix the file: Redis ACL syntax, "
+            "e.g. 'user app on #<sha256 hex> ~app:* +@read +@write')"
+        ) from None
+
+
+def _refuse_open_ports(
+    listens: Sequence[str], users_seed: str | None, tls: TlsConfig | None, allowed: str
+) -> None:
+    """A client port off loopback needs users or TLS, unless the operator says otherwise."""
+    if allowed.strip().lower() not in ("true", "false"):
+        raise ConfigError(f"--insecure-allow-unauthenticated: {allowed!r} is not 'true' or 'false'")
+    open_to = [a for a in listens if a and not is_loopback(a)]
+    if not open_to or users_seed is not None or tls is not None or allowed.lower() == "true":
+        return
+    raise ConfigError(
+        f"refusing to serve clients on {', '.join(open_to)} with neither users nor TLS: anyone "
+        "who reaches the port could read and overwrite every key. Give --users-file or "
+        "--requirepass (and --tls-cert-file/--tls-key-file), listen on 127.0.0.1, or set "
+        "--insecure-allow-unauthenticated=true on a network you trust"
     )
 
 

@@ -9,10 +9,12 @@ once (in call order), so commands that arrive together share one log entry.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from raftcache.node import errors, status_codes
+from raftcache.node.auth import Auth
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.keyspace.db import db_key
 from raftcache.node.keyspace.reply import NULL_ARRAY, CommandError, Error, ReplyT, from_proto
@@ -64,6 +66,25 @@ class Engine:
         self._forwarder = forwarder
         self._timeout = commit_timeout_s + _FORWARD_SLACK_S
         self._receivers = receivers
+        self.auth: Auth | None = None  # set by the server; names the user of relayed calls
+        self.user: str | None = None  # the user this engine acts for (see for_user)
+        self._base = self
+        self._per_user: dict[str, Engine] = {}
+
+    def for_user(self, name: str | None) -> Engine:
+        """This engine acting for user `name`: calls it relays to the leader say so, and the
+        leader checks that user's permissions again (a follower never elevates)."""
+        base = self._base
+        if name is None:
+            return base
+        engine = base._per_user.get(name)
+        if engine is None:
+            engine = copy.copy(base)
+            engine.user = name
+            if len(base._per_user) >= 4096:
+                base._per_user.clear()
+            base._per_user[name] = engine
+        return engine
 
     def is_leader(self) -> bool:
         return self.proposer.is_leader()
@@ -190,12 +211,17 @@ class Engine:
         response = await self._forward("Publish", request)
         return int(response.receivers)
 
+    async def relay_cluster(self, method: str, request: Any) -> Any:
+        """A follower relays a Cluster RPC (SetUser, DeleteUsers) to the leader."""
+        return await self._forward(f"Cluster/{method}", request)
+
     async def _forward(self, method: str, request: Any, timeout_s: float | None = None) -> Any:
         error = self.view.not_leader()
         if not isinstance(error, errors.NotLeader):
             raise error
         timeout = self._timeout if timeout_s is None else timeout_s
-        return await self._forwarder.relay(error.leader_addr, method, request, timeout)
+        identity = self.auth.forward_metadata(self.user) if self.auth is not None else ()
+        return await self._forwarder.relay(error.leader_addr, method, request, timeout, identity)
 
 
 def _outcome(result: ReplyT | BaseException) -> ReplyT:

@@ -11,6 +11,8 @@ CacheError
 ├── OutOfMemory         a write would exceed --max-memory (noeviction, or nothing evictable)
 ├── SlowConsumer        a subscriber fell too far behind and was disconnected
 ├── RevisionCompacted   a watch asked to resume before the retained window (re-read, then watch)
+├── Unauthenticated     no credentials, or wrong ones, where the users require them
+├── PermissionDenied    the caller's user may not run this command or use these keys/channels
 └── OutcomeUnknown      the write may or may not have applied (retry with the same request id)
     └── RequestTooOld   a retried request id has left the dedup window: its outcome can no
                         longer be settled (final: re-read the state before writing again)
@@ -73,6 +75,14 @@ class SlowConsumer(CacheError):
 
 class RevisionCompacted(CacheError):
     """A watch resume point is older than what this node retains."""
+
+
+class Unauthenticated(CacheError):
+    """The call carried no valid credentials while the default user needs a password."""
+
+
+class PermissionDenied(CacheError):
+    """The caller's user may not run the command, or touch a key or channel it names."""
 
 
 class OutcomeUnknown(CacheError):

@@ -241,19 +241,30 @@ class LeaderForwarder:
         getattr(result, kind).CopyFrom(response)
         return result
 
-    async def relay(self, address: str, method: str, request: Any, timeout: float) -> Any:
+    async def relay(
+        self,
+        address: str,
+        method: str,
+        request: Any,
+        timeout: float,
+        identity: tuple[tuple[str, str], ...] = (),
+    ) -> Any:
         """Forward a call made through another front-end (RESP, memcached); a failure comes
         back as the domain error the leader answered, or OutcomeUnknown for a write whose
-        connection broke after it was sent."""
+        connection broke after it was sent. `method` is "Method" of Cache or
+        "Cluster/Method"; `identity` names the caller's user (node/auth.py)."""
+        full = method if "/" in method else f"Cache/{method}"
         call = self._channel(address).unary_unary(
-            f"/raftcache.v1.Cache/{method}",
+            f"/raftcache.v1.{full}",
             request_serializer=type(request).SerializeToString,
-            response_deserializer=METHODS[f"Cache/{method}"][1].FromString,
+            response_deserializer=METHODS[full][1].FromString,
         )
         try:
-            return await call(request, timeout=timeout, metadata=((FORWARDED_METADATA_KEY, "1"),))
+            return await call(
+                request, timeout=timeout, metadata=((FORWARDED_METADATA_KEY, "1"), *identity)
+            )
         except grpc.aio.AioRpcError as exc:
-            raise relayed_error(exc, address, _may_write(method, request)) from None
+            raise relayed_error(exc, address, _may_write(full, request)) from None
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -282,9 +293,15 @@ def _failed_result(address: str, op: cache_pb2.BatchOp, failed: _Failed) -> cach
 
 
 def _may_write(method: str, request: Any) -> bool:
+    method = method.removeprefix("Cache/")
     if method == "Exec":
         return not is_read_op(request.op)
-    return method in _WRITES or method in ("Txn", "Publish")
+    return method in _WRITES or method in (
+        "Txn",
+        "Publish",
+        "Cluster/SetUser",
+        "Cluster/DeleteUsers",
+    )
 
 
 def relayed_error(exc: grpc.aio.AioRpcError, address: str, write: bool) -> errors.CacheError:

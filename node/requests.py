@@ -9,6 +9,7 @@ from typing import Any
 
 from raftcache.node.errors import InvalidInput
 from raftcache.node.keyspace import dispatch
+from raftcache.node.keyspace.acl import client_may_call
 from raftcache.node.keyspace.db import DATABASES, DB_PREFIX
 from raftcache.node.keyspace.reply import CommandError
 from raftcache.node.state_machine import READ_OPS
@@ -221,6 +222,11 @@ def check_call(call: cache_pb2.RedisCall, limits: Limits, what: str = "call") ->
         raise InvalidInput(f"{what}.argv is empty: give the command name and its arguments")
     for i, arg in enumerate(call.argv):
         check_value(arg, limits, f"{what}.argv[{i}]")
+    if not client_may_call(call.argv[0]):
+        raise InvalidInput(
+            f"{what}.argv[0] is {call.argv[0]!r}: users change only through ACL SETUSER/DELUSER "
+            "or the Cluster SetUser/DeleteUsers RPCs"
+        )
     try:
         dispatch.validate(list(call.argv))
     except CommandError as exc:

@@ -17,11 +17,13 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from raftcache.consensus import RaftNode, Role
 from raftcache.node import commands, restore
+from raftcache.node.auth import Auth
 from raftcache.node.blocking import Blocker
 from raftcache.node.config import NodeConfig
-from raftcache.node.engine import Engine
+from raftcache.node.engine import Engine, call_op, reply_of
 from raftcache.node.eviction import AccessTracker, Evictor
 from raftcache.node.forwarding import LeaderForwarder
+from raftcache.node.keyspace.acl import read_stored
 from raftcache.node.memcached.server import McServer
 from raftcache.node.metrics import (
     Connections,
@@ -88,6 +90,7 @@ class Node:
         self._memcached: McServer | None = None
         self._metrics: MetricsServer | None = None
         self.blocker: Blocker | None = None  # parked blocking pops (BLPOP...), once running
+        self.auth: Auth | None = None  # the node's users, once running
 
     def log_context(self) -> dict[str, Any]:
         context: dict[str, Any] = {"node_id": self.config.node_id}
@@ -173,11 +176,14 @@ class Node:
         engine = Engine(
             view, proposer, forwarder, config.proposer.commit_timeout_s, streams.receivers
         )
+        self.auth = Auth(lambda: read_stored(self.replica.state), config.users_seed)
+        engine.auth = self.auth
         self.blocker = Blocker(engine)
         cache = CacheServicer(view, proposer, forwarder, config.limits, streams)
         cache.blocker = self.blocker
         cache_pb2_grpc.add_CacheServicer_to_server(cache, server)
         cluster = ClusterServicer(view, streams, proposer)
+        cluster.auth, cluster.engine = self.auth, engine
         cluster_pb2_grpc.add_ClusterServicer_to_server(cluster, server)
         self._redis = await self._start_redis(engine, view, streams)
         self._memcached = await self._start_memcached(engine)
@@ -332,6 +338,8 @@ class Node:
             max_txn_bytes=entry_bytes,
         )
         redis.blocker = self.blocker
+        if self.auth is not None:
+            redis.auth = self.auth
         try:
             await redis.start(config.redis_listen, self._ssl())
         except OSError as exc:
@@ -375,7 +383,16 @@ class Node:
             await asyncio.sleep(0.25)
 
     async def _propose_config(self, proposer: Proposer) -> None:
-        """The leader makes its --max-memory and --eviction-policy the replicated ones."""
+        """The leader makes its --max-memory and --eviction-policy the replicated ones, and
+        stores its seed users (--users-file, --requirepass) if a cluster has none yet."""
+        bootstrap = self.auth.bootstrap_call() if self.auth is not None else None
+        if bootstrap is not None:
+            with contextlib.suppress(Exception):
+                result = await proposer.write(call_op(bootstrap, 0))
+                if isinstance(result, Failure):
+                    _log.error("users not stored", reason=result.message)
+                elif reply_of(result) == 1:
+                    _log.info("users stored (from --users-file/--requirepass)")
         stats = self.replica.stats()
         wanted = (self.config.max_memory, self.config.eviction_policy)
         if (stats.max_memory, stats.eviction_policy) == wanted:

@@ -6,11 +6,12 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 from raftcache.consensus import RaftNode, Role
-from raftcache.node import backup, errors, requests, responses, status_codes
+from raftcache.node import acl, backup, errors, requests, responses, status_codes, users
+from raftcache.node.auth import Auth
 from raftcache.node.batch import BatchRunner
 from raftcache.node.eviction import AccessTracker
 from raftcache.node.forwarding import LeaderForwarder
@@ -32,6 +33,19 @@ from raftcache.node.state_machine import (
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc, command_pb2
 from raftcache.v1.pipeline import PipelineStats
 from raftcache.v1.wire import FORWARDED_METADATA_KEY, REVISION_METADATA_KEY
+
+if TYPE_CHECKING:
+    from raftcache.node.engine import Engine
+
+
+def peer_cn(context: Any) -> str | None:
+    """The common name of the client certificate (mTLS), or None."""
+    try:
+        names = context.auth_context().get("x509_common_name")
+    except Exception:
+        return None
+    return names[0].decode("utf-8", "replace") if names else None
+
 
 R = TypeVar("R")
 _ROLE = {
@@ -411,6 +425,73 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
         self._view = view
         self._streams = streams
         self._proposer = proposer
+        self.auth: Auth | None = None  # set by the server
+        self.engine: Engine | None = None
+
+    # -- users (ACL): node/users.py does the work for this and the Redis port ---------------
+
+    async def _caller(self, context: Any, argv: list[bytes]) -> tuple[Auth, Engine, acl.User]:
+        """The calling user, if it may run the Redis equivalent argv; else the call aborts."""
+        auth, engine = self.auth, self.engine
+        assert auth is not None and engine is not None
+        try:
+            user = auth.identify(context.invocation_metadata(), peer_cn(context))
+            denied = user.denial(argv)
+            if denied is not None:
+                auth.failed("grpc", "perm", user.name, True, command=denied[1])
+                raise errors.PermissionDenied(acl.noperm_text(denied).removeprefix("NOPERM "))
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+        return auth, engine.for_user(user.name), user
+
+    async def _user_change(self, context: Any, change: Awaitable[Any]) -> Any:
+        try:
+            reply = await change
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+        if isinstance(reply, Error):
+            await status_codes.abort(context, errors.InvalidInput(str(reply)))
+        return reply
+
+    async def SetUser(
+        self, request: cluster_pb2.SetUserRequest, context: Any
+    ) -> cluster_pb2.SetUserResponse:
+        auth, engine, _ = await self._caller(
+            context, [b"acl", b"setuser", request.name.encode("latin-1")]
+        )
+        rules = [r.encode("latin-1") for r in request.rules]
+        await self._user_change(context, users.set_user(engine, auth, request.name, rules))
+        return cluster_pb2.SetUserResponse()
+
+    async def DeleteUsers(
+        self, request: cluster_pb2.DeleteUsersRequest, context: Any
+    ) -> cluster_pb2.DeleteUsersResponse:
+        names = list(request.names)
+        auth, engine, _ = await self._caller(
+            context, [b"acl", b"deluser", *(n.encode("latin-1") for n in names)]
+        )
+        deleted = await self._user_change(context, users.delete_users(engine, auth, names))
+        return cluster_pb2.DeleteUsersResponse(deleted=int(deleted))
+
+    async def ListUsers(
+        self, request: cluster_pb2.ListUsersRequest, context: Any
+    ) -> cluster_pb2.ListUsersResponse:
+        auth, _, _ = await self._caller(context, [b"acl", b"list"])
+        return cluster_pb2.ListUsersResponse(users=auth.acl().text().splitlines())
+
+    async def GetUser(
+        self, request: cluster_pb2.GetUserRequest, context: Any
+    ) -> cluster_pb2.GetUserResponse:
+        auth, _, _ = await self._caller(
+            context, [b"acl", b"getuser", request.name.encode("latin-1")]
+        )
+        return users.get_user(auth, request.name)
+
+    async def WhoAmI(
+        self, request: cluster_pb2.WhoAmIRequest, context: Any
+    ) -> cluster_pb2.WhoAmIResponse:
+        _, _, user = await self._caller(context, [b"acl", b"whoami"])
+        return cluster_pb2.WhoAmIResponse(user=user.name)
 
     async def Status(
         self, request: cluster_pb2.StatusRequest, context: Any

@@ -22,6 +22,8 @@ STATUS_CODES: dict[type[errors.CacheError], grpc.StatusCode] = {
     errors.OutOfMemory: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.SlowConsumer: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.RevisionCompacted: grpc.StatusCode.OUT_OF_RANGE,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.OutcomeUnknown: grpc.StatusCode.DEADLINE_EXCEEDED,
     # Final, unlike DEADLINE_EXCEEDED: gRPC's "sequencer check failed; retry at a higher
     # level" (re-read, then decide), so no client retries the same request id until its deadline.

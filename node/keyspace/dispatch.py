@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raftcache.node.keyspace import (  # noqa: F401  (each module registers its commands)
+    acl,
     bitmaps,
     blocking,
     functions,

@@ -523,4 +523,11 @@ container("latency")(
 )
 
 # The topic modules register their commands through the decorators above.
-from raftcache.node.resp import clients, info, introspection, settings, topology  # noqa: E402, F401
+from raftcache.node.resp import (  # noqa: E402, F401
+    acl_commands,
+    clients,
+    info,
+    introspection,
+    settings,
+    topology,
+)

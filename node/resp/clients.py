@@ -57,6 +57,7 @@ class ClientInfo:
     resp: int
     lib_name: str = ""
     lib_ver: str = ""
+    user: str = "default"
 
     @property
     def kind(self) -> str:
@@ -71,7 +72,7 @@ def client_line(c: ClientInfo) -> str:
         f"idle={c.idle} flags={c.flags} db={c.db} sub={c.sub} psub={c.psub} ssub=0 "
         f"multi={c.multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 "
         f"oll=0 omem={c.omem} tot-mem={c.omem + 1024} events={c.events} cmd={c.cmd} "
-        f"user=default redir=-1 resp={c.resp} lib-name={c.lib_name} lib-ver={c.lib_ver}"
+        f"user={c.user} redir=-1 resp={c.resp} lib-name={c.lib_name} lib-ver={c.lib_ver}"
     )
 
 
@@ -123,6 +124,7 @@ def info_of(conn: Connection, now: float) -> ClientInfo:
         resp=conn.proto,
         lib_name=_text(conn.lib_name),
         lib_ver=_text(conn.lib_ver),
+        user=conn.user_name,
     )
 
 
@@ -306,6 +308,7 @@ class KillFilter:
     laddr: str | None = None
     kind: str | None = None
     client_id: int | None = None
+    user: str | None = None
     skipme: bool = True
 
     def matches(self, info: ClientInfo, me: int) -> bool:
@@ -314,6 +317,7 @@ class KillFilter:
             and (self.laddr is None or info.laddr == self.laddr)
             and (self.kind is None or info.kind == self.kind)
             and (self.client_id is None or info.id == self.client_id)
+            and (self.user is None or info.user == self.user)
             and not (self.skipme and info.id == me)
         )
 
@@ -341,8 +345,7 @@ def parse_kill(argv: list[bytes]) -> KillFilter:
         elif word == b"laddr":
             out.laddr = _text(value)
         elif word == b"user":
-            if value != b"default":
-                raise CommandError(f"ERR No such user '{_text(value)}'")
+            out.user = _text(value)
         elif word == b"skipme" and value.lower() in (b"yes", b"no"):
             out.skipme = value.lower() == b"yes"
         else:
@@ -353,6 +356,8 @@ def parse_kill(argv: list[bytes]) -> KillFilter:
 @subcommand("client", "kill")
 def _kill(conn: Connection, argv: list[bytes]) -> object:
     wanted = parse_kill(argv)
+    if wanted.user is not None and wanted.user not in conn.server.auth.acl().users:
+        return Error(f"ERR No such user '{wanted.user}'")
     now = time.time()
     killed = 0
     close_me = False

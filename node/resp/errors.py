@@ -19,6 +19,8 @@ _PREFIX: dict[type[errors.CacheError], str] = {
     errors.TooLarge: "ERR",
     errors.SlowConsumer: "ERR",
     errors.RevisionCompacted: "ERR",
+    errors.Unauthenticated: "NOAUTH",
+    errors.PermissionDenied: "NOPERM",
 }
 
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from raftcache.node import errors
+from raftcache.node import acl, errors
+from raftcache.node.auth import AclLog, Auth, channels_of, penalty_s
 from raftcache.node.blocking import Blocker
 from raftcache.node.command_stats import ProtocolStats
 from raftcache.node.engine import Engine
 from raftcache.node.keyspace import dispatch
+from raftcache.node.keyspace.acl import client_may_call
 from raftcache.node.keyspace.args import parse_int
 from raftcache.node.keyspace.blocking import is_blocking, waits_on
 from raftcache.node.keyspace.db import DATABASES, db_key
@@ -145,6 +147,8 @@ class RespServer(FrontEndServer):
         self.commands = ProtocolStats("redis", command_family)  # for node/metrics.py
         self.blocker: Blocker | None = None  # the node's parked blocking pops
         self.clients: dict[int, Connection] = {}
+        self.auth = Auth(lambda: (None, None))  # the node's users (set by the node)
+        self.acl_log = AclLog()
 
     def connection(self, client_id: int) -> Connection:
         return Connection(self, client_id)
@@ -174,6 +178,13 @@ class Connection(PipelinedConnection):
         self._push_backlog = 0  # bytes of pushed messages not yet written
         # the blocking command this connection waits in (CLIENT UNBLOCK resolves it early)
         self.blocked: asyncio.Future[ReplyT | None] | None = None
+        # who this connection is: None until it authenticates (when the default user needs
+        # a password); the users it was checked against, to notice changes
+        self.user: acl.User | None = None
+        self.user_name = "default"
+        self._acl: acl.Acl | None = None
+        self.auth_failures = 0
+        self._failure_logged = False
 
     def reset_state(self) -> None:
         self.proto = 2
@@ -191,6 +202,92 @@ class Connection(PipelinedConnection):
         super().connection_made(transport)
         self.server.clients[self.id] = self
         self.server.stats.connections_received += 1
+        self._acl = users = self.server.auth.acl()
+        if users.open:
+            self.authenticated(users.users["default"])
+
+    # -- users ---------------------------------------------------------------------------
+
+    def authenticated(self, user: acl.User) -> None:
+        self.user, self.user_name = user, user.name
+        self.engine = self.server.engine.for_user(user.name)
+
+    def _users_changed(self, users: acl.Acl) -> None:
+        """The users changed: this connection's user gets its new rules; a deleted user's
+        connections close (as Redis does); a default user without a password lets an
+        unauthenticated connection in."""
+        self._acl = users
+        if self.user is not None:
+            user = users.users.get(self.user_name)
+            if user is None:
+                self._closing = True
+                self._close_when_flushed = True
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            self.authenticated(user)
+        elif users.open:
+            self.authenticated(users.users["default"])
+
+    def permitted(self, name: bytes, argv: list[bytes]) -> bool:
+        """Whether this connection may run argv now; if not, its error is queued."""
+        users = self.server.auth.acl()
+        if users is not self._acl:
+            self._users_changed(users)
+            if self._closing:
+                return False
+        user = self.user
+        if name in _NO_AUTH:
+            return True
+        if user is None:
+            error = acl.NOAUTH
+        elif user.unrestricted:
+            return True
+        else:
+            denied = user.denial(argv, channels_of(argv))
+            if denied is None:
+                return True
+            error = acl.noperm_text(denied)
+            self.server.auth.failed(
+                "redis", "perm", self.user_name, not self._failure_logged, command=name.decode()
+            )
+            self._failure_logged = True
+            self.server.acl_log.add(denied[0], denied[1], self.user_name, self.describe())
+        if self.multi is not None:
+            self.multi_error = True
+        self.reply(Error(error))
+        return False
+
+    def describe(self) -> str:
+        """This connection's CLIENT LIST line (for ACL LOG)."""
+        from raftcache.node.resp.clients import client_line, info_of
+
+        return client_line(info_of(self, time.time()))
+
+    def check_auth(self, name: str, password: bytes) -> acl.User | None:
+        """AUTH's check; a failure is counted, logged once per connection, and slows this
+        connection's later failures down."""
+        user = self.server.auth.acl().authenticate(name, password)
+        if user is None:
+            self.auth_failures += 1
+            self.server.auth.failed("redis", "auth", name, not self._failure_logged)
+            self._failure_logged = True
+            obj = self.last_name.decode("latin-1").upper()
+            self.server.acl_log.add("auth", obj, name, self.describe())
+        return user
+
+    def refuse_auth(self) -> None:
+        """WRONGPASS, after this connection's penalty (brute force gets slow)."""
+        delay = penalty_s(self.auth_failures)
+        if not delay:
+            self.reply(Error(acl.WRONGPASS))
+            return
+
+        async def later() -> ReplyT:
+            await asyncio.sleep(delay)
+            return Error(acl.WRONGPASS)
+
+        self.run("x", lambda slot: self._spawn(later(), slot))
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -254,6 +351,8 @@ class Connection(PipelinedConnection):
         self.cmd = cmd = commands.by_name.get(name) or commands.for_name(name)
         cmd.calls += 1
         self.last_name = name
+        if not self.permitted(name, argv):
+            return
         if self.sub is not None and self.proto == 2 and name not in _SUBSCRIBED_OK:
             self.reply(
                 Error(
@@ -281,6 +380,8 @@ class Connection(PipelinedConnection):
             self._run_admin(admin, argv)
             return
         try:
+            if not client_may_call(name):
+                raise CommandError(unknown_command(argv))
             spec = dispatch.validate(argv)
             self._check_sizes(spec, argv)
             if self.multi is not None:
@@ -481,6 +582,11 @@ _NO_MULTI = frozenset(
 )
 """Commands Redis refuses inside MULTI (SAVE, SHUTDOWN, SYNC, PSYNC)."""
 _NOT_QUEUED = frozenset([b"exec", b"discard", b"multi", b"watch", b"quit", b"reset", b"unwatch"])
+_NO_AUTH = frozenset(
+    name.encode() for name, meta in META.items() if "no_auth" in meta.get("flags", ())
+)
+"""Commands that run before authentication and need no permission (AUTH, HELLO, QUIT,
+RESET)."""
 
 
 @_local("ping", -1)
@@ -512,6 +618,12 @@ def _reset(conn: Connection, argv: list[bytes]) -> None:
     conn._unsubscribe_all()
     conn.reset_state()
     conn.name = b""
+    users = conn.server.auth.acl()
+    if users.open:
+        conn.authenticated(users.users["default"])
+    else:
+        conn.user, conn.user_name = None, "default"
+        conn.engine = conn.server.engine
 
     def start(slot: Slot) -> None:  # after any WATCH still reading its versions
         conn.watched = {}
@@ -549,10 +661,12 @@ def _hello(conn: Connection, argv: list[bytes]) -> None:
             return
         i = 2
     name = None
+    auth: tuple[bytes, bytes] | None = None
     while i < len(argv):
         opt = argv[i].upper()
         if opt == b"AUTH" and i + 2 < len(argv):
-            i += 3  # AUTH arrives with the security issue; the default user has no password
+            auth = (argv[i + 1], argv[i + 2])
+            i += 3
         elif opt == b"SETNAME" and i + 1 < len(argv):
             name = argv[i + 1]
             if not _valid_name(name):
@@ -564,6 +678,15 @@ def _hello(conn: Connection, argv: list[bytes]) -> None:
                 Error(f"ERR Syntax error in HELLO option '{argv[i].decode('utf-8', 'replace')}'")
             )
             return
+    if auth is not None:
+        user = conn.check_auth(auth[0].decode("latin-1"), auth[1])
+        if user is None:
+            conn.refuse_auth()
+            return
+        conn.authenticated(user)
+    elif conn.user is None:
+        conn.reply(Error(_HELLO_NOAUTH))
+        return
     if name is not None:
         conn.name = name
     conn.proto = proto
@@ -596,17 +719,35 @@ def _valid_name(name: bytes) -> bool:
     return all(33 <= b <= 126 for b in name)
 
 
+_HELLO_NOAUTH = (
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+    "HELLO AUTH <user> <pass> option can be used to authenticate the client and "
+    "select the RESP protocol version at the same time"
+)
+
+
 @_local("auth", -2)
 def _auth(conn: Connection, argv: list[bytes]) -> None:
     if len(argv) > 3:
         conn.reply(Error("ERR syntax error"))
         return
-    conn.reply(
-        Error(
-            "ERR AUTH <password> called without any password configured for the default user. "
-            "Are you sure your configuration is correct?"
-        )
-    )
+    if len(argv) == 2:
+        default = conn.server.auth.acl().users["default"]
+        if default.nopass:
+            conn.reply(
+                Error(
+                    "ERR AUTH <password> called without any password configured for the "
+                    "default user. Are you sure your configuration is correct?"
+                )
+            )
+            return
+    name = argv[1].decode("latin-1") if len(argv) == 3 else "default"
+    user = conn.check_auth(name, argv[-1])
+    if user is None:
+        conn.refuse_auth()
+        return
+    conn.authenticated(user)
+    conn.reply(OK)
 
 
 @_local("readonly", 1)

@@ -34,6 +34,9 @@ class FakeEngine:
     def is_leader(self) -> bool:
         return self.leader
 
+    def for_user(self, name: str | None) -> FakeEngine:
+        return self
+
     def submit(self, op: command_pb2.Op, waiter: Any = None, size: int = 0) -> Any:
         call = op.data.op.call
         self.submitted.append((list(call.argv), call.db))

@@ -7,11 +7,13 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from raftcache.consensus import Durability
 from raftcache.node import config
+from raftcache.node.acl import Acl, digest
 from raftcache.node.config import ConfigError, NodeConfig, load
 
 FLAG_NAMES = [name for name, _help, _default in config._FLAGS]
@@ -91,6 +93,9 @@ def test_load_reads_the_process_environment_when_no_env_is_given(
 
 # Every flag at once: the StatefulSet flags derive --raft, --peers and --node-id, which are
 # also given here with the same values (allowed); --advertise overrides the derived one.
+USERS_FILE = Path(tempfile.mkdtemp(prefix="raftcache-users-")) / "users.acl"
+USERS_FILE.write_text("# the app's user\nuser app on #" + digest(b"app-pw") + " ~app:* +@read\n")
+
 ALL_FLAGS = {
     "data-dir": "/var/lib/raftcache",
     "listen": "0.0.0.0:6400",
@@ -129,6 +134,9 @@ ALL_FLAGS = {
     "tls-key-file": "/etc/raftcache/tls.key",
     "tls-client-ca-file": "/etc/raftcache/clients-ca.crt",
     "tls-ca-file": "/etc/raftcache/ca.crt",
+    "users-file": str(USERS_FILE),
+    "requirepass": "hunter2",
+    "insecure-allow-unauthenticated": "false",
 }
 
 
@@ -166,6 +174,11 @@ def check_all_flags(cfg: NodeConfig) -> None:
         "/etc/raftcache/clients-ca.crt",
         "/etc/raftcache/ca.crt",
     )
+    assert cfg.users_seed is not None
+    users = Acl.parse(cfg.users_seed)
+    assert users.authenticate("app", b"app-pw") is not None
+    assert users.authenticate("default", b"hunter2") is not None
+    assert users.authenticate("default", b"not:valid:!") is None
 
 
 def test_the_table_above_covers_every_flag() -> None:
@@ -431,6 +444,7 @@ POD_ENV = {
     "RAFTCACHE_RAFT_SECRET": "s",
     "RAFTCACHE_LISTEN": "0.0.0.0:6380",
     "RAFTCACHE_RAFT_BIND": "0.0.0.0:7380",
+    "RAFTCACHE_REQUIREPASS": "pod-pw",  # the StatefulSet gives it from a Secret
 }
 
 
@@ -631,7 +645,9 @@ def test_an_unknown_eviction_policy_lists_the_known_ones() -> None:
 def test_listening_on_every_interface_needs_an_advertise_address(listen: str) -> None:
     with pytest.raises(ConfigError, match=r"--advertise: .* is not an address clients can dial"):
         load(["--listen", listen], {})
-    cfg = load(["--listen", listen, "--advertise", "cache-0.example:6380"], {})
+    cfg = load(
+        ["--listen", listen, "--advertise", "cache-0.example:6380", "--requirepass", "p"], {}
+    )
     assert cfg.advertise == "cache-0.example:6380"
 
 
@@ -665,7 +681,10 @@ def test_memcached_is_off_unless_listen_is_given_and_items_default_to_the_value_
     assert (cfg.memcached_listen, cfg.memcached_advertise) == ("", "")
     assert cfg.memcached_max_item_bytes == cfg.limits.max_value_bytes
     assert cfg.memcached_stale_reads_ms == 0  # gets are linearizable unless asked
-    cfg = load(["--memcached-listen", "0.0.0.0:11211", "--advertise", "cache-0.example:6380"], {})
+    cfg = load(
+        ["--memcached-listen", "0.0.0.0:11211", "--advertise", "cache-0.example:6380"],
+        {"RAFTCACHE_INSECURE_ALLOW_UNAUTHENTICATED": "true"},
+    )
     assert cfg.memcached_advertise == "cache-0.example:11211"
     cfg = load([], {"RAFTCACHE_MEMCACHED_LISTEN": "127.0.0.1:7002"})
     assert cfg.memcached_listen == "127.0.0.1:7002"
@@ -687,3 +706,77 @@ def test_the_event_loop_is_uvloop_unless_asked_otherwise() -> None:
     assert load([], {}).event_loop == "uvloop"
     assert load(["--event-loop", "asyncio"], {}).event_loop == "asyncio"
     assert refused(["--event-loop", "trio"]).startswith("--event-loop")
+
+
+# -- users and safe defaults (issue 14) ------------------------------------------------------
+
+LOOPBACK = ["--listen", "127.0.0.1:6500", "--raft", "127.0.0.1:7500"]
+
+
+def test_a_client_port_off_loopback_without_users_or_tls_is_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(["--listen", "0.0.0.0:6500", "--advertise", "10.0.0.5:6500", *LOOPBACK[2:]], {})
+    text = str(refused.value)
+    assert "refusing to serve clients on 0.0.0.0:6500 with neither users nor TLS" in text
+    assert "--insecure-allow-unauthenticated=true" in text
+
+
+@pytest.mark.parametrize("flag", ["--redis-listen", "--memcached-listen"])
+def test_a_redis_or_memcached_port_off_loopback_is_refused_too(flag: str) -> None:
+    with pytest.raises(ConfigError, match="with neither users nor TLS"):
+        load([*LOOPBACK, flag, "0.0.0.0:6501"], {})
+
+
+def test_users_tls_or_the_insecure_switch_each_allow_an_open_port() -> None:
+    open_port = ["--listen", "0.0.0.0:6500", "--advertise", "10.0.0.5:6500", *LOOPBACK[2:]]
+    assert load([*open_port, "--requirepass", "pw"], {}).users_seed is not None
+    assert load([*open_port, "--users-file", str(USERS_FILE)], {}).users_seed is not None
+    tls = ["--tls-cert-file", "c.pem", "--tls-key-file", "k.pem", "--tls-ca-file", "ca.pem"]
+    assert load([*open_port, *tls], {}).tls is not None
+    allowed = load([*open_port, "--insecure-allow-unauthenticated", "true"], {})
+    assert allowed.users_seed is None and allowed.tls is None
+
+
+def test_the_insecure_switch_takes_only_true_or_false() -> None:
+    with pytest.raises(ConfigError, match="'yes' is not 'true' or 'false'"):
+        load([*LOOPBACK, "--insecure-allow-unauthenticated", "yes"], {})
+
+
+def test_a_missing_users_file_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.acl"
+    with pytest.raises(ConfigError, match=f"--users-file: cannot read {missing}"):
+        load([*LOOPBACK, "--users-file", str(missing)], {})
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("user app on +@nosuch", "line 2: Error in ACL SETUSER modifier '+@nosuch': Unknown"),
+        ("user app on #abc", "The password hash must be exactly 64 characters"),
+        ("app on", "line 2: should start with user keyword"),
+        ("user app on foo", "modifier 'foo': Syntax error"),
+    ],
+)
+def test_a_users_file_that_does_not_parse_names_the_line(
+    tmp_path: Path, line: str, why: str
+) -> None:
+    path = tmp_path / "users.acl"
+    path.write_text(f"# comment\n{line}\n")
+    with pytest.raises(ConfigError) as refused:
+        load([*LOOPBACK, "--users-file", str(path)], {})
+    assert why in str(refused.value)
+    assert "fix the file" in str(refused.value)
+
+
+def test_an_empty_requirepass_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--requirepass: the password is empty"):
+        load([*LOOPBACK, "--requirepass", " "], {})
+
+
+def test_requirepass_alone_gives_the_default_user_a_password() -> None:
+    seed = load([*LOOPBACK], {"RAFTCACHE_REQUIREPASS": "s3"}).users_seed
+    assert seed is not None
+    users = Acl.parse(seed)
+    assert not users.open
+    assert users.authenticate("default", b"s3") is not None
+    assert "s3" not in seed  # stored as its digest only

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from raftcache.consensus import RaftStatus, Role
+from raftcache.node.auth import Auth
 from raftcache.node.keyspace.reply import OK, Error, Map, ReplyT, SetReply, Status
 from raftcache.node.replica import CacheStats
 from raftcache.node.resp import encoder, info, introspection, topology
@@ -101,6 +102,7 @@ class FakeServer:
     clients: dict[int, Any] = field(default_factory=dict)
     stats: Stats = field(default_factory=Stats)
     limits: Any = field(default_factory=lambda: SimpleNamespace(max_bulk_bytes=4 << 20))
+    auth: Auth = field(default_factory=lambda: Auth(lambda: (None, None)))
 
 
 class FakeConn:
@@ -115,6 +117,7 @@ class FakeConn:
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
+        self.user_name = "default"
         self.last_name = b""
         self.addr = f"127.0.0.1:{50000 + client_id}"
         self.laddr = "127.0.0.1:6379"

@@ -169,7 +169,9 @@ class _LeaderRelay:
     def __init__(self, leader: StateMachine) -> None:
         self.leader = leader
 
-    async def relay(self, address: str, method: str, request: Any, timeout: float) -> Any:
+    async def relay(
+        self, address: str, method: str, request: Any, timeout: float, identity: Any = ()
+    ) -> Any:
         if method == "Exec":  # a linearizable read (WATCH's versions)
             value = self.leader.read(request.op, 1_000_000)
             assert isinstance(value, Value)

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftcache/v1/cluster.proto\x12\x0craftcache.v1\"d\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x02 \x01(\t\x12\x11\n\traft_addr\x18\x03 \x01(\t\x12\x11\n\tis_leader\x18\x04 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x05 \x01(\x04\"\x0f\n\rStatusRequest\"\xe0\x05\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.raftcache.v1.Role\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x1a\n\x12leader_client_addr\x18\x05 \x01(\t\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x17\n\x0f\x63luster_time_ms\x18\x08 \x01(\x12\x12%\n\x07members\x18\t \x03(\x0b\x32\x14.raftcache.v1.Member\x12\x13\n\x0b\x63lient_addr\x18\n \x01(\t\x12\x11\n\traft_addr\x18\x0b \x01(\t\x12\x0c\n\x04keys\x18\x0c \x01(\x04\x12\x0e\n\x06\x64igest\x18\r \x01(\t\x12\x1b\n\x13leader_commit_index\x18\x0e \x01(\x04\x12\x17\n\x0fmax_tick_gap_ms\x18\x0f \x01(\x01\x12\x17\n\x0fsnapshots_taken\x18\x10 \x01(\x04\x12\x12\n\ndurability\x18\x11 \x01(\t\x12\x0c\n\x04hits\x18\x12 \x01(\x04\x12\x0e\n\x06misses\x18\x13 \x01(\x04\x12\x11\n\tevictions\x18\x14 \x01(\x04\x12\x14\n\x0c\x65xpired_keys\x18\x15 \x01(\x04\x12\x19\n\x11memory_used_bytes\x18\x16 \x01(\x04\x12\x18\n\x10max_memory_bytes\x18\x17 \x01(\x04\x12\x17\n\x0f\x65viction_policy\x18\x18 \x01(\t\x12\x13\n\x0bsubscribers\x18\x19 \x01(\x04\x12\x10\n\x08watchers\x18\x1a \x01(\x04\x12\x12\n\nbatch_rpcs\x18\x1b \x01(\x04\x12\x11\n\tbatch_ops\x18\x1c \x01(\x04\x12\x17\n\x0f\x66orwarded_unary\x18\x1d \x01(\x04\x12\x19\n\x11\x66orwarded_batches\x18\x1e \x01(\x04\x12\x1d\n\x15\x66orwarded_batched_ops\x18\x1f \x01(\x04\x12\x12\n\ncluster_id\x18  \x01(\t\"\x11\n\x0fSnapshotRequest\"#\n\x10SnapshotResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08\"\x0f\n\rBackupRequest\"}\n\x0b\x42\x61\x63kupChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x63hecksum\x18\x02 \x01(\x0c\x12\x11\n\tkey_count\x18\x03 \x01(\x04\x12\x15\n\rapplied_index\x18\x04 \x01(\x04\x12\x10\n\x08revision\x18\x05 \x01(\x04\x12\x12\n\ncluster_id\x18\x06 \x01(\t*A\n\x04Role\x12\x10\n\x0cROLE_UNKNOWN\x10\x00\x12\x0c\n\x08\x46OLLOWER\x10\x01\x12\r\n\tCANDIDATE\x10\x02\x12\n\n\x06LEADER\x10\x03\x32\xdd\x01\n\x07\x43luster\x12\x43\n\x06Status\x12\x1b.raftcache.v1.StatusRequest\x1a\x1c.raftcache.v1.StatusResponse\x12I\n\x08Snapshot\x12\x1d.raftcache.v1.SnapshotRequest\x1a\x1e.raftcache.v1.SnapshotResponse\x12\x42\n\x06\x42\x61\x63kup\x12\x1b.raftcache.v1.BackupRequest\x1a\x19.raftcache.v1.BackupChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftcache/v1/cluster.proto\x12\x0craftcache.v1\"d\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x02 \x01(\t\x12\x11\n\traft_addr\x18\x03 \x01(\t\x12\x11\n\tis_leader\x18\x04 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x05 \x01(\x04\"\x0f\n\rStatusRequest\"\xe0\x05\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12 \n\x04role\x18\x02 \x01(\x0e\x32\x12.raftcache.v1.Role\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x11\n\tleader_id\x18\x04 \x01(\t\x12\x1a\n\x12leader_client_addr\x18\x05 \x01(\t\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x17\n\x0f\x63luster_time_ms\x18\x08 \x01(\x12\x12%\n\x07members\x18\t \x03(\x0b\x32\x14.raftcache.v1.Member\x12\x13\n\x0b\x63lient_addr\x18\n \x01(\t\x12\x11\n\traft_addr\x18\x0b \x01(\t\x12\x0c\n\x04keys\x18\x0c \x01(\x04\x12\x0e\n\x06\x64igest\x18\r \x01(\t\x12\x1b\n\x13leader_commit_index\x18\x0e \x01(\x04\x12\x17\n\x0fmax_tick_gap_ms\x18\x0f \x01(\x01\x12\x17\n\x0fsnapshots_taken\x18\x10 \x01(\x04\x12\x12\n\ndurability\x18\x11 \x01(\t\x12\x0c\n\x04hits\x18\x12 \x01(\x04\x12\x0e\n\x06misses\x18\x13 \x01(\x04\x12\x11\n\tevictions\x18\x14 \x01(\x04\x12\x14\n\x0c\x65xpired_keys\x18\x15 \x01(\x04\x12\x19\n\x11memory_used_bytes\x18\x16 \x01(\x04\x12\x18\n\x10max_memory_bytes\x18\x17 \x01(\x04\x12\x17\n\x0f\x65viction_policy\x18\x18 \x01(\t\x12\x13\n\x0bsubscribers\x18\x19 \x01(\x04\x12\x10\n\x08watchers\x18\x1a \x01(\x04\x12\x12\n\nbatch_rpcs\x18\x1b \x01(\x04\x12\x11\n\tbatch_ops\x18\x1c \x01(\x04\x12\x17\n\x0f\x66orwarded_unary\x18\x1d \x01(\x04\x12\x19\n\x11\x66orwarded_batches\x18\x1e \x01(\x04\x12\x1d\n\x15\x66orwarded_batched_ops\x18\x1f \x01(\x04\x12\x12\n\ncluster_id\x18  \x01(\t\"\x11\n\x0fSnapshotRequest\"#\n\x10SnapshotResponse\x12\x0f\n\x07started\x18\x01 \x01(\x08\"\x0f\n\rBackupRequest\"}\n\x0b\x42\x61\x63kupChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x10\n\x08\x63hecksum\x18\x02 \x01(\x0c\x12\x11\n\tkey_count\x18\x03 \x01(\x04\x12\x15\n\rapplied_index\x18\x04 \x01(\x04\x12\x10\n\x08revision\x18\x05 \x01(\x04\x12\x12\n\ncluster_id\x18\x06 \x01(\t\"-\n\x0eSetUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05rules\x18\x02 \x03(\t\"\x11\n\x0fSetUserResponse\"#\n\x12\x44\x65leteUsersRequest\x12\r\n\x05names\x18\x01 \x03(\t\"&\n\x13\x44\x65leteUsersResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"\x12\n\x10ListUsersRequest\"\"\n\x11ListUsersResponse\x12\r\n\x05users\x18\x01 \x03(\t\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"t\n\x0fGetUserResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05\x66lags\x18\x02 \x03(\t\x12\x11\n\tpasswords\x18\x03 \x03(\t\x12\x10\n\x08\x63ommands\x18\x04 \x01(\t\x12\x0c\n\x04keys\x18\x05 \x01(\t\x12\x10\n\x08\x63hannels\x18\x06 \x01(\t\"\x0f\n\rWhoAmIRequest\"\x1e\n\x0eWhoAmIResponse\x12\x0c\n\x04user\x18\x01 \x01(\t*A\n\x04Role\x12\x10\n\x0cROLE_UNKNOWN\x10\x00\x12\x0c\n\x08\x46OLLOWER\x10\x01\x12\r\n\tCANDIDATE\x10\x02\x12\n\n\x06LEADER\x10\x03\x32\xd4\x04\n\x07\x43luster\x12\x43\n\x06Status\x12\x1b.raftcache.v1.StatusRequest\x1a\x1c.raftcache.v1.StatusResponse\x12I\n\x08Snapshot\x12\x1d.raftcache.v1.SnapshotRequest\x1a\x1e.raftcache.v1.SnapshotResponse\x12\x42\n\x06\x42\x61\x63kup\x12\x1b.raftcache.v1.BackupRequest\x1a\x19.raftcache.v1.BackupChunk0\x01\x12\x46\n\x07SetUser\x12\x1c.raftcache.v1.SetUserRequest\x1a\x1d.raftcache.v1.SetUserResponse\x12R\n\x0b\x44\x65leteUsers\x12 .raftcache.v1.DeleteUsersRequest\x1a!.raftcache.v1.DeleteUsersResponse\x12L\n\tListUsers\x12\x1e.raftcache.v1.ListUsersRequest\x1a\x1f.raftcache.v1.ListUsersResponse\x12\x46\n\x07GetUser\x12\x1c.raftcache.v1.GetUserRequest\x1a\x1d.raftcache.v1.GetUserResponse\x12\x43\n\x06WhoAmI\x12\x1b.raftcache.v1.WhoAmIRequest\x1a\x1c.raftcache.v1.WhoAmIResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftcache.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1102
-  _globals['_ROLE']._serialized_end=1167
+  _globals['_ROLE']._serialized_start=1500
+  _globals['_ROLE']._serialized_end=1565
   _globals['_MEMBER']._serialized_start=44
   _globals['_MEMBER']._serialized_end=144
   _globals['_STATUSREQUEST']._serialized_start=146
@@ -47,6 +47,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BACKUPREQUEST']._serialized_end=973
   _globals['_BACKUPCHUNK']._serialized_start=975
   _globals['_BACKUPCHUNK']._serialized_end=1100
-  _globals['_CLUSTER']._serialized_start=1170
-  _globals['_CLUSTER']._serialized_end=1391
+  _globals['_SETUSERREQUEST']._serialized_start=1102
+  _globals['_SETUSERREQUEST']._serialized_end=1147
+  _globals['_SETUSERRESPONSE']._serialized_start=1149
+  _globals['_SETUSERRESPONSE']._serialized_end=1166
+  _globals['_DELETEUSERSREQUEST']._serialized_start=1168
+  _globals['_DELETEUSERSREQUEST']._serialized_end=1203
+  _globals['_DELETEUSERSRESPONSE']._serialized_start=1205
+  _globals['_DELETEUSERSRESPONSE']._serialized_end=1243
+  _globals['_LISTUSERSREQUEST']._serialized_start=1245
+  _globals['_LISTUSERSREQUEST']._serialized_end=1263
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1265
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1299
+  _globals['_GETUSERREQUEST']._serialized_start=1301
+  _globals['_GETUSERREQUEST']._serialized_end=1331
+  _globals['_GETUSERRESPONSE']._serialized_start=1333
+  _globals['_GETUSERRESPONSE']._serialized_end=1449
+  _globals['_WHOAMIREQUEST']._serialized_start=1451
+  _globals['_WHOAMIREQUEST']._serialized_end=1466
+  _globals['_WHOAMIRESPONSE']._serialized_start=1468
+  _globals['_WHOAMIRESPONSE']._serialized_end=1498
+  _globals['_CLUSTER']._serialized_start=1568
+  _globals['_CLUSTER']._serialized_end=2164
 # @@protoc_insertion_point(module_scope)

@@ -133,3 +133,69 @@ class BackupChunk(_message.Message):
     revision: int
     cluster_id: str
     def __init__(self, data: _Optional[bytes] = ..., checksum: _Optional[bytes] = ..., key_count: _Optional[int] = ..., applied_index: _Optional[int] = ..., revision: _Optional[int] = ..., cluster_id: _Optional[str] = ...) -> None: ...
+
+class SetUserRequest(_message.Message):
+    __slots__ = ("name", "rules")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    rules: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., rules: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetUserResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeleteUsersRequest(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteUsersResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
+class ListUsersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListUsersResponse(_message.Message):
+    __slots__ = ("users",)
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    users: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, users: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetUserRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetUserResponse(_message.Message):
+    __slots__ = ("found", "flags", "passwords", "commands", "keys", "channels")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    PASSWORDS_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    passwords: _containers.RepeatedScalarFieldContainer[str]
+    commands: str
+    keys: str
+    channels: str
+    def __init__(self, found: _Optional[bool] = ..., flags: _Optional[_Iterable[str]] = ..., passwords: _Optional[_Iterable[str]] = ..., commands: _Optional[str] = ..., keys: _Optional[str] = ..., channels: _Optional[str] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    def __init__(self, user: _Optional[str] = ...) -> None: ...

@@ -49,6 +49,31 @@ class ClusterStub:
                 request_serializer=raftcache_dot_v1_dot_cluster__pb2.BackupRequest.SerializeToString,
                 response_deserializer=raftcache_dot_v1_dot_cluster__pb2.BackupChunk.FromString,
                 _registered_method=True)
+        self.SetUser = channel.unary_unary(
+                '/raftcache.v1.Cluster/SetUser',
+                request_serializer=raftcache_dot_v1_dot_cluster__pb2.SetUserRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cluster__pb2.SetUserResponse.FromString,
+                _registered_method=True)
+        self.DeleteUsers = channel.unary_unary(
+                '/raftcache.v1.Cluster/DeleteUsers',
+                request_serializer=raftcache_dot_v1_dot_cluster__pb2.DeleteUsersRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cluster__pb2.DeleteUsersResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/raftcache.v1.Cluster/ListUsers',
+                request_serializer=raftcache_dot_v1_dot_cluster__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cluster__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/raftcache.v1.Cluster/GetUser',
+                request_serializer=raftcache_dot_v1_dot_cluster__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cluster__pb2.GetUserResponse.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/raftcache.v1.Cluster/WhoAmI',
+                request_serializer=raftcache_dot_v1_dot_cluster__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cluster__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -74,6 +99,38 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetUser(self, request, context):
+        """Users (ACL): create or change one (its rules applied in order, all or nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """The user this call authenticated as.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +148,31 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.Backup,
                     request_deserializer=raftcache_dot_v1_dot_cluster__pb2.BackupRequest.FromString,
                     response_serializer=raftcache_dot_v1_dot_cluster__pb2.BackupChunk.SerializeToString,
+            ),
+            'SetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUser,
+                    request_deserializer=raftcache_dot_v1_dot_cluster__pb2.SetUserRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cluster__pb2.SetUserResponse.SerializeToString,
+            ),
+            'DeleteUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUsers,
+                    request_deserializer=raftcache_dot_v1_dot_cluster__pb2.DeleteUsersRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cluster__pb2.DeleteUsersResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=raftcache_dot_v1_dot_cluster__pb2.ListUsersRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cluster__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=raftcache_dot_v1_dot_cluster__pb2.GetUserRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cluster__pb2.GetUserResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=raftcache_dot_v1_dot_cluster__pb2.WhoAmIRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cluster__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -174,6 +256,141 @@ class Cluster:
             '/raftcache.v1.Cluster/Backup',
             raftcache_dot_v1_dot_cluster__pb2.BackupRequest.SerializeToString,
             raftcache_dot_v1_dot_cluster__pb2.BackupChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cluster/SetUser',
+            raftcache_dot_v1_dot_cluster__pb2.SetUserRequest.SerializeToString,
+            raftcache_dot_v1_dot_cluster__pb2.SetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cluster/DeleteUsers',
+            raftcache_dot_v1_dot_cluster__pb2.DeleteUsersRequest.SerializeToString,
+            raftcache_dot_v1_dot_cluster__pb2.DeleteUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cluster/ListUsers',
+            raftcache_dot_v1_dot_cluster__pb2.ListUsersRequest.SerializeToString,
+            raftcache_dot_v1_dot_cluster__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cluster/GetUser',
+            raftcache_dot_v1_dot_cluster__pb2.GetUserRequest.SerializeToString,
+            raftcache_dot_v1_dot_cluster__pb2.GetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cluster/WhoAmI',
+            raftcache_dot_v1_dot_cluster__pb2.WhoAmIRequest.SerializeToString,
+            raftcache_dot_v1_dot_cluster__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,11 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "Cache/Publish": (cache_pb2.PublishRequest, cache_pb2.PublishResponse),
     "Cache/Batch": (cache_pb2.BatchRequest, cache_pb2.BatchResponse),
     "Cluster/Status": (cluster_pb2.StatusRequest, cluster_pb2.StatusResponse),
+    "Cluster/SetUser": (cluster_pb2.SetUserRequest, cluster_pb2.SetUserResponse),
+    "Cluster/DeleteUsers": (cluster_pb2.DeleteUsersRequest, cluster_pb2.DeleteUsersResponse),
+    "Cluster/ListUsers": (cluster_pb2.ListUsersRequest, cluster_pb2.ListUsersResponse),
+    "Cluster/GetUser": (cluster_pb2.GetUserRequest, cluster_pb2.GetUserResponse),
+    "Cluster/WhoAmI": (cluster_pb2.WhoAmIRequest, cluster_pb2.WhoAmIResponse),
 }
 
 # Server-streaming RPCs: "Service/Method" -> (request type, streamed message type). Any node

@@ -1,0 +1,625 @@
+"""Users and permissions: one model, in Redis's ACL syntax, for every protocol.
+
+A user is what `ACL SETUSER name rule...` builds, with Redis 7.0's rules and error texts:
+`on`/`off`, passwords (`>pw`, `<pw`, `#sha256`, `!sha256`, `nopass`, `resetpass`; a user
+may hold several, which is how rotation works), key patterns (`~pat`, `%R~pat`, `%W~pat`,
+`%RW~pat`, `allkeys`, `resetkeys`), channel patterns (`&pat`, `allchannels`,
+`resetchannels`), commands and categories (`+get`, `-set`, `+@read`, `-@dangerous`,
+`+client|id`, `+select|0`, `allcommands`, `nocommands`) and `reset`. Selectors (`(...)`)
+are refused: raftcache gives a user one set of patterns.
+
+The users are replicated state (node/keyspace/acl.py keeps them as ACL LIST lines in one
+internal entry); `Acl.parse` compiles such text, so every node that applied the same log
+enforces the same rules. Passwords are kept only as SHA-256 digests (what ACL LIST shows):
+a front-end turns `>pw` into `#digest` before the rule enters the Raft log.
+
+The checks are Redis's (ACLSelectorCheckCmd): the command (or subcommand) must be allowed;
+every key must match a pattern that grants what the key spec needs (ACCESS needs read,
+INSERT/DELETE/UPDATE need write); every channel must match a channel pattern (PSUBSCRIBE's
+patterns must equal one literally).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from raftcache.node.keyspace.glob import compile_glob
+
+READ: Final = 1
+WRITE: Final = 2
+
+CATEGORY_ORDER: Final = (
+    *("keyspace", "read", "write", "set", "sortedset", "list", "hash", "string", "bitmap"),
+    *("hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow", "blocking"),
+    *("dangerous", "connection", "transaction", "scripting"),
+)
+
+NOAUTH: Final = "NOAUTH Authentication required."
+WRONGPASS: Final = "WRONGPASS invalid username-password pair or user is disabled."
+NOPERM_KEY: Final = (
+    "NOPERM this user has no permissions to access one of the keys used as arguments"
+)
+NOPERM_CHANNEL: Final = (
+    "NOPERM this user has no permissions to access one of the channels used as arguments"
+)
+
+
+def noperm_command(name: str) -> str:
+    return f"NOPERM this user has no permissions to run the '{name}' command"
+
+
+def noperm_text(denied: tuple[str, str]) -> str:
+    """The NOPERM error of a denial (Redis 7.0 names the command, not the key or channel)."""
+    reason, obj = denied
+    if reason == "command":
+        return noperm_command(obj)
+    return NOPERM_KEY if reason == "key" else NOPERM_CHANNEL
+
+
+def dryrun_text(denied: tuple[str, str]) -> str:
+    """ACL DRYRUN's answer for a denial."""
+    reason, obj = denied
+    if reason == "command":
+        return f"This user has no permissions to run the '{obj}' command"
+    return f"This user has no permissions to access the '{obj}' {reason}"
+
+
+class AclError(Exception):
+    """A rule or user file that cannot be applied; `text` is Redis's reply."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def digest(password: bytes) -> str:
+    """The stored form of a password (Redis's: SHA-256, lower-case hex)."""
+    return hashlib.sha256(password).hexdigest()
+
+
+def genpass(bits: int = 256) -> str:
+    """ACL GENPASS: `bits` random bits as hex (rounded up to whole hex digits)."""
+    return secrets.token_hex((bits + 7) // 8)[: (bits + 3) // 4]
+
+
+# -- the command universe and its categories ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    """What the checks need of one command or subcommand."""
+
+    name: str  # full name: "get", "client|id"
+    categories: frozenset[str]
+    key_specs: tuple[dict[str, Any], ...]
+    key_range: tuple[int, int, int]  # Redis's legacy (first, last, step), for commands w/o specs
+    write: bool
+
+
+@dataclass(frozen=True)
+class Universe:
+    commands: dict[str, CommandInfo]  # by full name
+    containers: frozenset[str]  # commands with subcommands
+    by_category: dict[str, frozenset[str]]
+
+
+@functools.cache
+def universe() -> Universe:
+    """Every command a node serves, with its ACL categories (Redis 7.0's metadata, and the
+    write/read flags of raftcache's own commands)."""
+    from raftcache.node.resp import introspection
+
+    commands: dict[str, CommandInfo] = {}
+    containers: set[str] = set()
+
+    def add(doc: Any) -> None:
+        meta = doc.meta
+        cats = {c.lstrip("@") for c in meta.get("acl", [])}
+        flags = set(doc.flags)
+        if not cats:
+            cats = {"write"} if "write" in flags else {"read"} if "readonly" in flags else set()
+            cats |= {"fast"} if "fast" in flags else {"slow"}
+            if "admin" in flags:
+                cats |= {"admin", "dangerous"}
+        commands[doc.name] = CommandInfo(
+            doc.name,
+            frozenset(cats),
+            tuple(meta.get("key_specs", ())),
+            (doc.first, doc.last, doc.step),
+            "write" in flags,
+        )
+
+    for doc in introspection.all_commands().values():
+        add(doc)
+        for sub in doc.subcommands:
+            containers.add(doc.name)
+            add(sub)
+    by_category: dict[str, set[str]] = {c: set() for c in CATEGORY_ORDER}
+    for info in commands.values():
+        for cat in info.categories:
+            by_category.setdefault(cat, set()).add(info.name)
+    return Universe(
+        commands,
+        frozenset(containers),
+        {c: frozenset(names) for c, names in by_category.items()},
+    )
+
+
+def full_name(argv: Sequence[bytes]) -> str:
+    """ "client|id" for a container's subcommand, else the lower-case command name."""
+    name = argv[0].lower().decode("utf-8", "replace")
+    if len(argv) > 1 and name in universe().containers:
+        full = f"{name}|{argv[1].lower().decode('utf-8', 'replace')}"
+        if full in universe().commands:
+            return full
+    return name
+
+
+# -- users --------------------------------------------------------------------------------
+
+
+@dataclass
+class User:
+    """One user's rules, compiled for the checks."""
+
+    name: str
+    enabled: bool = False
+    nopass: bool = False
+    passwords: list[str] = field(default_factory=list)  # SHA-256 hex, in order added
+    keys: list[tuple[int, bytes]] = field(default_factory=list)  # (READ|WRITE, pattern)
+    channels: list[bytes] = field(default_factory=list)
+    allchannels: bool = False
+    allowed: set[str] = field(default_factory=set)  # full command names
+    first_args: dict[str, set[bytes]] = field(default_factory=dict)
+    command_rules: list[str] = field(default_factory=lambda: ["-@all"])
+    sanitize_payload: bool = False
+    _matchers: list[tuple[int, Callable[[bytes], bool]]] | None = None
+    _channel_matchers: list[Callable[[bytes], bool]] | None = None
+
+    # -- what the fast paths look at -------------------------------------------------------
+
+    @property
+    def allkeys(self) -> bool:
+        return any(p == b"*" and f == READ | WRITE for f, p in self.keys)
+
+    @property
+    def allcommands(self) -> bool:
+        return self.command_rules == ["+@all"]
+
+    @functools.cached_property
+    def unrestricted(self) -> bool:
+        """Every command, key and channel: the checks can be skipped."""
+        return self.allcommands and self.allkeys and self.allchannels
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def check_password(self, password: bytes) -> bool:
+        if not self.enabled:
+            return False
+        if self.nopass:
+            return True
+        given = digest(password)
+        return any(hmac.compare_digest(given, stored) for stored in self.passwords)
+
+    def may_run(self, full: str, argv: Sequence[bytes]) -> bool:
+        if self.allcommands or full in self.allowed:
+            return True
+        if len(argv) > 1:
+            firsts = self.first_args.get(full)
+            if firsts is not None and argv[1].lower() in firsts:
+                return True
+        return False
+
+    def may_access_key(self, key: bytes, need: int) -> bool:
+        matchers = self._matchers
+        if matchers is None:
+            matchers = self._matchers = [(f, compile_glob(p)) for f, p in self.keys]
+        return any(f & need == need and match(key) for f, match in matchers)
+
+    def may_use_channel(self, channel: bytes, is_pattern: bool = False) -> bool:
+        if self.allchannels:
+            return True
+        if is_pattern:
+            return channel in self.channels
+        matchers = self._channel_matchers
+        if matchers is None:
+            matchers = self._channel_matchers = [compile_glob(p) for p in self.channels]
+        return any(match(channel) for match in matchers)
+
+    def denial(
+        self, argv: Sequence[bytes], channels: Iterable[tuple[bytes, bool]] = ()
+    ) -> tuple[str, str] | None:
+        """None if this user may run argv, else why not: ("command", full name), ("key",
+        key) or ("channel", channel). `channels` are the (channel, is_pattern) pairs of a
+        pub/sub command."""
+        if self.unrestricted:
+            return None
+        full = full_name(argv)
+        if not self.may_run(full, argv):
+            return ("command", full)
+        if not self.allkeys:
+            info = universe().commands.get(full)
+            if info is not None:
+                for key, need in keys_of(info, argv):
+                    if not self.may_access_key(key, need):
+                        return ("key", key.decode("latin-1"))
+        if not self.allchannels:
+            for channel, is_pattern in channels:
+                if not self.may_use_channel(channel, is_pattern):
+                    return ("channel", channel.decode("latin-1"))
+        return None
+
+    def check(
+        self, argv: Sequence[bytes], channels: Iterable[tuple[bytes, bool]] = ()
+    ) -> str | None:
+        """None if this user may run argv, else the NOPERM reply."""
+        denied = self.denial(argv, channels)
+        return None if denied is None else noperm_text(denied)
+
+    # -- ACL LIST / GETUSER ----------------------------------------------------------------
+
+    def describe(self) -> str:
+        """The user as one ACL LIST line (and as it is stored)."""
+        parts = ["user", self.name, "on" if self.enabled else "off"]
+        if self.sanitize_payload:
+            parts.append("sanitize-payload")
+        if self.nopass:
+            parts.append("nopass")
+        parts += [f"#{h}" for h in self.passwords]
+        parts += [_key_rule(f, p) for f, p in self.keys]
+        if self.allchannels:
+            parts.append("&*")
+        else:
+            parts.append("resetchannels")
+            parts += ["&" + p.decode("latin-1") for p in self.channels]
+        parts += self.command_rules
+        return " ".join(parts)
+
+    def flags(self) -> list[str]:
+        out = ["on" if self.enabled else "off"]
+        if self.nopass:
+            out.append("nopass")
+        if self.sanitize_payload:
+            out.append("sanitize-payload")
+        return out
+
+    def key_rules(self) -> str:
+        return " ".join(_key_rule(f, p) for f, p in self.keys)
+
+    def channel_rules(self) -> str:
+        if self.allchannels:
+            return "&*"
+        return " ".join("&" + p.decode("latin-1") for p in self.channels)
+
+
+def _key_rule(flags: int, pattern: bytes) -> str:
+    text = pattern.decode("latin-1")
+    if flags == READ | WRITE:
+        return f"~{text}"
+    return f"%{'R' if flags & READ else ''}{'W' if flags & WRITE else ''}~{text}"
+
+
+def keys_of(info: CommandInfo, argv: Sequence[bytes]) -> list[tuple[bytes, int]]:
+    """The key arguments of argv with the permission each needs (Redis's key spec flags:
+    ACCESS needs read; INSERT, DELETE and UPDATE need write; others need a matching pattern
+    of any kind)."""
+    from raftcache.node.resp.introspection import keys_by_specs
+
+    out: list[tuple[bytes, int]] = []
+    if info.key_specs:
+        found = keys_by_specs(list(info.key_specs), list(argv)) or []
+        for i, flags in found:
+            need = READ if "ACCESS" in flags else 0
+            if "INSERT" in flags or "DELETE" in flags or "UPDATE" in flags:
+                need |= WRITE
+            out.append((argv[i], need))
+        return out
+    first, last, step = info.key_range
+    if first <= 0:
+        return out
+    n = len(argv)
+    end = last if last >= 0 else n + last
+    need = WRITE if info.write else READ
+    return [(argv[i], need) for i in range(first, min(end, n - 1) + 1, step or 1)]
+
+
+# -- applying rules -----------------------------------------------------------------------
+
+
+def _modifier_error(rule: str, why: str) -> AclError:
+    return AclError(f"ERR Error in ACL SETUSER modifier '{rule}': {why}")
+
+
+_SYNTAX: Final = "Syntax error"
+_UNKNOWN: Final = "Unknown command or category name in ACL"
+_AFTER_STAR: Final = (
+    "Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not "
+    "have any effect. Try 'resetkeys' to start with an empty list of patterns"
+)
+_AFTER_STAR_CHANNEL: Final = (
+    "Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does "
+    "not have any effect. Try 'resetchannels' to start with an empty list of channels"
+)
+_BAD_HASH: Final = (
+    "The password hash must be exactly 64 characters and contain only lowercase hexadecimal "
+    "characters"
+)
+_NO_SUCH_PASSWORD: Final = "The password you are trying to remove from the user does not exist"
+_SELECTORS: Final = (
+    "selectors are not supported by raftcache: give the user's key, channel and command "
+    "rules directly"
+)
+
+
+def _valid_hash(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def apply_rule(user: User, rule: str) -> None:
+    """Apply one rule to user in place; AclError (Redis's text) if it is not valid. Callers
+    apply a whole rule list to a copy, so a bad rule changes nothing."""
+    low = rule.lower()
+    user._matchers = user._channel_matchers = None
+    user.__dict__.pop("unrestricted", None)
+    if low == "on":
+        user.enabled = True
+    elif low == "off":
+        user.enabled = False
+    elif low == "nopass":
+        user.nopass, user.passwords = True, []
+    elif low == "resetpass":
+        user.nopass, user.passwords = False, []
+    elif low in ("sanitize-payload", "skip-sanitize-payload"):
+        user.sanitize_payload = low == "sanitize-payload"
+    elif rule.startswith((">", "#")):
+        hashed = digest(rule[1:].encode("latin-1")) if rule[0] == ">" else rule[1:]
+        if rule[0] == "#" and not _valid_hash(hashed):
+            raise _modifier_error(rule, _BAD_HASH)
+        if hashed not in user.passwords:
+            user.passwords.append(hashed)
+        user.nopass = False
+    elif rule.startswith(("<", "!")):
+        hashed = digest(rule[1:].encode("latin-1")) if rule[0] == "<" else rule[1:]
+        if rule[0] == "!" and not _valid_hash(hashed):
+            raise _modifier_error(rule, _BAD_HASH)
+        if hashed not in user.passwords:
+            raise _modifier_error(rule, _NO_SUCH_PASSWORD)
+        user.passwords.remove(hashed)
+    elif low == "allkeys" or rule.startswith(("~", "%")):
+        _key_pattern(user, rule)
+    elif low == "resetkeys":
+        user.keys = []
+    elif low == "allchannels" or rule.startswith("&"):
+        if user.allchannels and low != "allchannels" and rule != "&*":
+            raise _modifier_error(rule, _AFTER_STAR_CHANNEL)
+        if low == "allchannels" or rule == "&*":
+            user.allchannels, user.channels = True, []
+        else:
+            pattern = rule[1:].encode("latin-1")
+            if pattern not in user.channels:
+                user.channels.append(pattern)
+    elif low == "resetchannels":
+        user.allchannels, user.channels = False, []
+    elif low in ("allcommands", "+@all"):
+        user.allowed = set(universe().commands)
+        user.first_args = {}
+        user.command_rules = ["+@all"]
+    elif low in ("nocommands", "-@all"):
+        user.allowed = set()
+        user.first_args = {}
+        user.command_rules = ["-@all"]
+    elif rule.startswith(("+", "-")):
+        _command_rule(user, rule)
+    elif low == "reset":
+        for step in ("resetpass", "resetkeys", "resetchannels", "off", "-@all"):
+            apply_rule(user, step)
+        user.sanitize_payload = True
+    elif rule.startswith("("):
+        raise _modifier_error(rule, _SELECTORS)
+    else:
+        raise _modifier_error(rule, _SYNTAX)
+
+
+def _key_pattern(user: User, rule: str) -> None:
+    if rule.lower() == "allkeys":
+        flags, pattern = READ | WRITE, b"*"
+    elif rule.startswith("~"):
+        flags, pattern = READ | WRITE, rule[1:].encode("latin-1")
+    else:
+        spec, tilde, rest = rule[1:].partition("~")
+        flags = 0
+        for c in spec.upper():
+            if c == "R":
+                flags |= READ
+            elif c == "W":
+                flags |= WRITE
+            else:
+                raise _modifier_error(rule, _SYNTAX)
+        if not tilde or not flags:
+            raise _modifier_error(rule, _SYNTAX)
+        pattern = rest.encode("latin-1")
+    if user.allkeys and pattern != b"*":
+        raise _modifier_error(rule, _AFTER_STAR)
+    if pattern == b"*" and flags == READ | WRITE:
+        user.keys = [(flags, pattern)]
+        return
+    for i, (f, p) in enumerate(user.keys):
+        if p == pattern:
+            user.keys[i] = (f | flags, p)
+            return
+    user.keys.append((flags, pattern))
+
+
+def _command_rule(user: User, rule: str) -> None:
+    adding = rule[0] == "+"
+    body = rule[1:].lower()
+    cmds = universe()
+    if body.startswith("@"):
+        names = cmds.by_category.get(body[1:])
+        if names is None:
+            raise _modifier_error(rule, _UNKNOWN)
+        user.allowed = (user.allowed | names) if adding else (user.allowed - names)
+        if not adding:
+            for name in names:
+                user.first_args.pop(name, None)
+    elif "|" in body:
+        parent, _, sub = body.partition("|")
+        if parent in cmds.containers:
+            full = f"{parent}|{sub}"
+            if full not in cmds.commands:
+                raise _modifier_error(rule, _UNKNOWN)
+            if adding:
+                user.allowed.add(full)
+            else:
+                user.allowed.discard(full)
+        elif parent in cmds.commands and sub:
+            if not adding:  # Redis refuses to subtract a first argument
+                raise _modifier_error(rule, "Allowing first-arg of a subcommand is not supported")
+            if parent not in user.allowed:
+                user.first_args.setdefault(parent, set()).add(sub.encode("latin-1"))
+        else:
+            raise _modifier_error(rule, _UNKNOWN)
+    else:
+        if body not in cmds.commands:
+            raise _modifier_error(rule, _UNKNOWN)
+        names = {body} | {n for n in cmds.commands if n.startswith(f"{body}|")}
+        if adding:
+            user.allowed |= names
+        else:
+            user.allowed -= names
+        user.first_args.pop(body, None)
+    # the description: a later rule for the same target replaces an earlier one
+    target = body
+    user.command_rules = [r for r in user.command_rules if r[1:].lower() != target]
+    user.command_rules.append(f"{rule[0]}{body}")
+
+
+def new_user(name: str) -> User:
+    """A user as ACL SETUSER creates it: off, no passwords, no keys, no channels, -@all."""
+    return User(name)
+
+
+def default_user() -> User:
+    """Redis's default user: on nopass ~* &* +@all."""
+    user = User("default")
+    for rule in ("on", "nopass", "~*", "&*", "+@all"):
+        apply_rule(user, rule)
+    return user
+
+
+def _copy(user: User) -> User:
+    return User(
+        user.name,
+        user.enabled,
+        user.nopass,
+        list(user.passwords),
+        list(user.keys),
+        list(user.channels),
+        user.allchannels,
+        set(user.allowed),
+        {k: set(v) for k, v in user.first_args.items()},
+        list(user.command_rules),
+        user.sanitize_payload,
+    )
+
+
+def check_name(name: str) -> None:
+    if not name or any(c in name for c in " \x00"):
+        raise AclError("ERR Usernames can't contain spaces or null characters")
+
+
+def with_rules(user: User | None, name: str, rules: Iterable[str]) -> User:
+    """A copy of user (or a new one) with rules applied; the original is untouched."""
+    check_name(name)
+    out = _copy(user) if user is not None else new_user(name)
+    for rule in rules:
+        apply_rule(out, rule)
+    return out
+
+
+def hash_passwords(rules: Sequence[bytes]) -> list[str]:
+    """The rules with every clear-text password (`>pw`, `<pw`) replaced by its digest
+    (`#h`, `!h`): what enters the Raft log, the journal and the snapshots."""
+    out: list[str] = []
+    for raw in rules:
+        rule = raw.decode("latin-1")
+        if rule.startswith(">"):
+            rule = "#" + digest(raw[1:])
+        elif rule.startswith("<"):
+            rule = "!" + digest(raw[1:])
+        out.append(rule)
+    return out
+
+
+# -- the whole set of users ------------------------------------------------------------------
+
+
+class Acl:
+    """Every user, by name; built from ACL LIST lines (one `user NAME rule...` per line)."""
+
+    def __init__(self, users: dict[str, User]) -> None:
+        self.users = users
+        self.default: User | None = users.get("default")
+
+    @classmethod
+    def parse(cls, text: str, where: str = "ACL") -> Acl:
+        """Users from ACL file text (Redis's format; `#` comment lines and blank lines are
+        skipped). The default user is Redis's unless the text redefines it. AclError names
+        the line that is wrong."""
+        users: dict[str, User] = {"default": default_user()}
+        seen: set[str] = set()
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            words = line.split()
+            if words[0] != "user" or len(words) < 2:
+                raise AclError(
+                    f"ERR {where} line {lineno}: should start with user keyword "
+                    f"followed by the user name (got {line[:60]!r})"
+                )
+            name = words[1]
+            if name in seen:
+                raise AclError(f"ERR {where} line {lineno}: user '{name}' is defined twice")
+            seen.add(name)
+            base = new_user(name)
+            if name == "default":
+                base = with_rules(None, name, ["reset"])
+                base.sanitize_payload = False
+            try:
+                users[name] = with_rules(base, name, words[2:])
+            except AclError as exc:
+                why = exc.text.removeprefix("ERR ")
+                raise AclError(f"ERR {where} line {lineno}: {why}") from None
+        return cls(users)
+
+    def text(self) -> str:
+        """The stored form: ACL LIST's lines in name order."""
+        return "\n".join(self.users[n].describe() for n in sorted(self.users))
+
+    def authenticate(self, name: str, password: bytes) -> User | None:
+        user = self.users.get(name)
+        if user is None or not user.check_password(password):
+            return None
+        return user
+
+    @property
+    def open(self) -> bool:
+        """The default user needs no password: connections start authenticated as it."""
+        d = self.default
+        return d is not None and d.enabled and d.nopass
+
+
+@functools.lru_cache(maxsize=8)
+def compiled(text: str) -> Acl:
+    """The Acl of stored text (cached: every check on a node looks its users up here)."""
+    return Acl.parse(text)
+
+
+DEFAULT_TEXT: Final = "user default on nopass ~* &* +@all"

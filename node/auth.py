@@ -1,0 +1,277 @@
+"""Authentication on a node: who a connection or a call is, and what it may do.
+
+One `Auth` per node, shared by the gRPC, Redis and Memcached front-ends:
+
+- `acl()` is the users this node enforces: the replicated ones (node/keyspace/acl.py)
+  once stored, before that the users the node was started with (--users-file,
+  --requirepass), else Redis's default user. It is a cached compile of the stored text, so
+  a check costs a dict lookup until the users change.
+- A follower that relays a call to the leader names the caller's user in the call's
+  metadata and proves it is a member with `forward_proof()`, an HMAC under the cluster's
+  forwarding key (replicated with the users): the leader then checks the permission again
+  as that user and never trusts a bare claim (a client cannot pose as a follower).
+- Failures are counted per protocol (`failures`) for the metrics; a connection that keeps
+  failing to authenticate waits longer each time (`penalty_s`), so guessing passwords over
+  one connection is slow.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+from raftcache.node import acl, errors
+
+_log = structlog.get_logger("raftcache.auth")
+
+AS_USER_KEY: Final = "raftcache-as-user"
+FORWARD_PROOF_KEY: Final = "raftcache-forward-proof"
+AUTHORIZATION_KEY: Final = "authorization"
+_PROOF_MESSAGE: Final = b"raftcache forwarded call v1"
+FREE_FAILURES: Final = 3
+"""Failed AUTHs a connection may make before each further failure is delayed."""
+MAX_PENALTY_S: Final = 2.0
+LOG_MAX: Final = 128
+"""Entries ACL LOG keeps."""
+
+
+def seed_text(users_file: str | None, requirepass: str | None) -> str | None:
+    """The users a node was started with, as ACL text (validated), or None."""
+    parts: list[str] = []
+    if users_file:
+        with open(users_file, encoding="utf-8") as f:
+            parts.append(f.read())
+    text = "\n".join(parts)
+    users = acl.Acl.parse(text, users_file or "users")
+    if requirepass:
+        default = users.users["default"]
+        users.users["default"] = acl.with_rules(
+            default, "default", ["resetpass", "#" + acl.digest(requirepass.encode())]
+        )
+    if not users_file and not requirepass:
+        return None
+    return users.text()
+
+
+class Auth:
+    """This node's users and the bookkeeping of failures."""
+
+    def __init__(
+        self,
+        read_stored: Callable[[], tuple[bytes | None, bytes | None]],
+        seed: str | None = None,
+    ) -> None:
+        self._read_stored = read_stored  # (users text, forwarding key) as applied here
+        self.seed = seed
+        self._last: tuple[bytes | None, acl.Acl] | None = None
+        self.failures: Counter[tuple[str, str]] = Counter()  # (protocol, kind) -> count
+        self._proof: tuple[bytes, str] | None = None
+        self._basic: dict[str, tuple[acl.Acl, acl.User | None]] = {}
+
+    def acl(self) -> acl.Acl:
+        raw, _ = self._read_stored()
+        last = self._last
+        if last is not None and last[0] is raw:
+            return last[1]
+        if raw is not None:
+            text = raw.decode("latin-1")
+        else:
+            text = self.seed if self.seed is not None else acl.DEFAULT_TEXT
+        users = acl.compiled(text)
+        self._last = (raw, users)
+        return users
+
+    @property
+    def bootstrapped(self) -> bool:
+        return self._read_stored()[0] is not None
+
+    def bootstrap_call(self) -> list[bytes] | None:
+        """The call a new leader proposes to store its seed users, if any are still due."""
+        text, key = self._read_stored()
+        if self.seed is None or (text is not None and key is not None):
+            return None
+        return [b"raftcache.acl.bootstrap", new_forward_key(), self.seed.encode("latin-1")]
+
+    # -- follower -> leader ---------------------------------------------------------------
+
+    def forward_proof(self) -> str | None:
+        key = self._read_stored()[1]
+        if key is None:
+            return None
+        cached = self._proof
+        if cached is None or cached[0] != key:
+            cached = self._proof = (key, hmac.new(key, _PROOF_MESSAGE, hashlib.sha256).hexdigest())
+        return cached[1]
+
+    def forward_metadata(self, user: str | None) -> tuple[tuple[str, str], ...]:
+        """What a relayed call carries to name its user (nothing for the default user of an
+        open cluster, which any caller gets anyway)."""
+        if user is None:
+            return ()
+        proof = self.forward_proof()
+        if proof is None:
+            return ((AS_USER_KEY, user),)
+        return ((AS_USER_KEY, user), (FORWARD_PROOF_KEY, proof))
+
+    def verify_forward_proof(self, proof: str) -> bool:
+        mine = self.forward_proof()
+        return mine is not None and hmac.compare_digest(mine, proof)
+
+    # -- credentials ------------------------------------------------------------------------
+
+    def basic(self, header: str) -> acl.User | None:
+        """The user of an `authorization: Basic base64(user:password)` header, or None if it
+        does not authenticate. Verified once per header value and set of users."""
+        users = self.acl()
+        cached = self._basic.get(header)
+        if cached is not None and cached[0] is users:
+            return cached[1]
+        user = None
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                name, sep, password = base64.b64decode(encoded, validate=True).partition(b":")
+            except ValueError:
+                sep = b""
+            if sep:
+                user = users.authenticate(name.decode("utf-8", "replace"), password)
+        if len(self._basic) >= 1024:
+            self._basic.clear()
+        self._basic[header] = (users, user)
+        return user
+
+    def identify(
+        self,
+        metadata: Sequence[tuple[str, Any]] | None,
+        peer_cn: str | None = None,
+        protocol: str = "grpc",
+    ) -> acl.User:
+        """The user of a gRPC call: a member's relayed call names it (with the forwarding
+        proof), else `authorization: Basic` credentials, else the client certificate's CN
+        (when --tls-client-cn-as-user), else the default user if it needs no password.
+        Raises Unauthenticated (with the reason) otherwise."""
+        users = self.acl()
+        found: dict[str, str] = {}
+        for key, value in metadata or ():
+            if key in _IDENTITY_KEYS:
+                found[key] = value if isinstance(value, str) else value.decode("latin-1")
+        claimed = found.get(AS_USER_KEY)
+        if claimed is not None and self.verify_forward_proof(found.get(FORWARD_PROOF_KEY, "")):
+            user = users.users.get(claimed)
+            if user is None:
+                raise errors.Unauthenticated(f"the user {claimed!r} no longer exists")
+            return user
+        header = found.get(AUTHORIZATION_KEY)
+        if header is not None:
+            user = self.basic(header)
+            if user is None:
+                self.failed(protocol, "auth", _basic_name(header), True)
+                raise errors.Unauthenticated(acl.WRONGPASS.removeprefix("WRONGPASS "))
+            return user
+        if peer_cn is not None:
+            user = users.users.get(peer_cn)
+            if user is not None and user.enabled:
+                return user
+        default = users.default
+        if default is not None and users.open:
+            return default
+        raise errors.Unauthenticated(
+            "authentication required: send 'authorization: Basic base64(user:password)' "
+            "metadata (the SDK's user= and password=, the CLI's --user and --password)"
+        )
+
+    def failed(self, protocol: str, kind: str, who: str, log: bool, **fields: object) -> None:
+        """Count a failed authentication ("auth") or authorisation ("perm"); log it when the
+        caller says this connection has not logged one yet. Never logs a password."""
+        self.failures[(protocol, kind)] += 1
+        if log:
+            event = "authentication failed" if kind == "auth" else "permission denied"
+            _log.warning(event, protocol=protocol, user=who, **fields)
+
+
+@dataclass
+class LogEntry:
+    count: int
+    reason: str  # "command", "key", "channel", "auth"
+    context: str
+    object: str
+    username: str
+    created: float
+    updated: float
+    client_info: str
+    entry_id: int
+
+
+class AclLog:
+    """This node's last refusals, newest first; repeats of one (reason, object, user) within
+    60 s are counted on the existing entry, as Redis does."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[tuple[str, str, str, str], LogEntry] = OrderedDict()
+        self._next_id = 0
+
+    def add(self, reason: str, obj: str, username: str, client_info: str) -> None:
+        key = (reason, "toplevel", obj, username)
+        now = time.time()
+        entry = self.entries.get(key)
+        if entry is not None and now - entry.updated < 60:
+            entry.count += 1
+            entry.updated = now
+            entry.client_info = client_info
+            self.entries.move_to_end(key, last=False)
+            return
+        self.entries[key] = LogEntry(
+            1, reason, "toplevel", obj, username, now, now, client_info, self._next_id
+        )
+        self.entries.move_to_end(key, last=False)
+        self._next_id += 1
+        while len(self.entries) > LOG_MAX:
+            self.entries.popitem(last=True)
+
+
+_IDENTITY_KEYS: Final = frozenset((AS_USER_KEY, FORWARD_PROOF_KEY, AUTHORIZATION_KEY))
+
+
+def _basic_name(header: str) -> str:
+    """The user name in a Basic header (for logs; never the password)."""
+    try:
+        raw = base64.b64decode(header.partition(" ")[2], validate=True)
+    except ValueError:
+        return "?"
+    return raw.partition(b":")[0].decode("utf-8", "replace")
+
+
+def new_forward_key() -> bytes:
+    return os.urandom(32)
+
+
+def penalty_s(failures: int) -> float:
+    """How long a connection's next failed AUTH is delayed after `failures` failures."""
+    if failures <= FREE_FAILURES:
+        return 0.0
+    return min(MAX_PENALTY_S, 0.05 * 2 ** (failures - FREE_FAILURES))
+
+
+def basic_header(user: str, password: str) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return f"Basic {token}"
+
+
+def channels_of(argv: Sequence[bytes]) -> list[tuple[bytes, bool]]:
+    """The (channel, is_pattern) pairs a pub/sub command names (none for others)."""
+    name = argv[0].lower()
+    if name in (b"publish", b"spublish") and len(argv) > 1:
+        return [(argv[1], False)]
+    if name in (b"subscribe", b"ssubscribe"):
+        return [(c, False) for c in argv[1:]]
+    if name == b"psubscribe":
+        return [(p, True) for p in argv[1:]]
+    return []

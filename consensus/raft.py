@@ -36,7 +36,7 @@ from pysyncobj.node import TCPNode
 from pysyncobj.tcp_connection import CONNECTION_STATE
 from raftcache.consensus import journal, recovery, snapshot
 from raftcache.consensus.durations import SLOW_BUCKETS_S, Durations
-from raftcache.consensus.log_matching import LogMatchingSyncObj
+from raftcache.consensus.prevote import PreVoteSyncObj
 
 journal.install()
 _log = logging.getLogger("raftcache.consensus")
@@ -116,6 +116,10 @@ class RaftConfig:
     # new IP (Kubernetes) would stay unreachable for peers that dial it for ten minutes.
     dns_cache_s: float = 5.0
     dns_fail_cache_s: float = 1.0
+    # Pre-vote before an election (prevote.py; DESIGN.md "Pre-vote and check-quorum"). Off,
+    # the node still answers pre-votes and keeps leader stickiness; only its own elections
+    # start without asking first.
+    pre_vote: bool = True
 
     def __post_init__(self) -> None:
         if self.durability is Durability.JOURNAL and self.data_dir is None:
@@ -267,11 +271,12 @@ class RaftNode:
             dnsCacheTime=config.dns_cache_s,
             dnsFailCacheTime=config.dns_fail_cache_s,
         )
-        self._syncobj = LogMatchingSyncObj(
+        self._syncobj = PreVoteSyncObj(
             _to_pysyncobj(config.self_addr),
             [_to_pysyncobj(peer) for peer in config.peers],
             conf,
             consumers=[self._consumer],
+            pre_vote=config.pre_vote,
         )
         try:
             self._syncobj.waitBinded()

@@ -1,0 +1,357 @@
+"""Pre-vote, leader stickiness and check-quorum on top of pysyncobj 0.3.17.
+
+pysyncobj starts an election as soon as a follower's election timer runs out: it
+bumps its term and asks for votes. A follower cut off from the others (a network
+partition, a proxy that closes its links) keeps doing that, and when it comes back
+its higher term deposes a healthy leader that a majority still follows: an
+election nobody needed and a gap in availability. ``PreVoteSyncObj`` adds the
+Raft thesis' remedies (§9.6, as etcd implements them):
+
+- **Pre-vote.** When the election timer runs out, the node first asks its peers
+  (``pre_vote_request``) whether they *would* vote for it at term+1. A peer says
+  yes only if the candidate's log is at least as up to date as its own and it has
+  not heard from a live leader within the minimum election timeout. Only with a
+  majority of yeses does pysyncobj's own election start. Answering a pre-vote
+  changes nothing on the receiver (no term, no vote, no timer).
+- **Leader stickiness.** A node that heard from a live leader within the minimum
+  election timeout (or leads itself) ignores a ``request_vote`` for a higher term:
+  no term change, no vote. Two exceptions: an election started by a leadership
+  transfer (pysyncobj's ``timeout_now``; our candidate tags its ``request_vote``
+  with ``leadership_transfer``), and, on the leader, a request from a member that
+  has not acknowledged its appends within the minimum election timeout (such a
+  member cannot follow this leader: refusing would lock it out for good).
+- **Term notices.** pysyncobj ignores an append from a lower term without
+  answering, so a member whose term got ahead (a transfer election that lost its
+  messages, a node running without pre-vote) could never rejoin a sticky
+  majority. It answers such an append with ``term_notice`` carrying its term; the
+  stale leader adopts it and steps down, as Raft's "reply with currentTerm" rule
+  would make it (etcd does the same). A pre-vote refusal carries the refuser's
+  term too, and a pre-candidate behind it adopts it.
+- **Check-quorum** is pysyncobj's own ``leaderFallbackTimeout``: on every tick a
+  leader that has had no append answer from a majority within that time steps down
+  to follower. ``RaftConfig.leader_fallback_timeout`` sets it (see DESIGN.md).
+
+How: pysyncobj's election start lives in ``_onTick``; this class runs a check just
+before it. When an election is due and was not cleared by a won pre-vote (or is a
+leadership transfer), it pushes pysyncobj's election deadline forward and sends
+pre-vote requests instead, so pysyncobj's election code runs unchanged and only
+when allowed. Incoming messages go through the ``_SyncObj__onMessageReceived``
+override (the same hook as ``LogMatchingSyncObj``). Requests for transfer elections
+are tagged by a ``TCPTransport`` subclass. Messages of the new types are ignored
+by pysyncobj's handler (it dispatches on known types only) and the journal is not
+touched beyond pysyncobj's own term writes. Everything runs on the tick thread.
+
+This relies on pysyncobj 0.3.17's private names (checked at import and in
+tests/consensus/test_prevote.py): ``__raftElectionDeadline``,
+``__transferInProgress``, ``__raftState``, ``__raftCurrentTerm``,
+``__votedForNodeId``, ``__raftLeader``, ``__otherNodes``, ``__selfNode``,
+``__lastResponseTime``, ``__transport``, ``__conf`` and the methods named in
+``_PRIVATE_METHODS``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pysyncobj import SyncObj
+from pysyncobj.monotonic import monotonic as _pysyncobj_monotonic
+from pysyncobj.transport import TCPTransport
+from pysyncobj.version import VERSION as _PYSYNCOBJ_VERSION
+from raftcache.consensus.log_matching import LogMatchingSyncObj
+
+_PINNED = "0.3.17"
+_PRIVATE_METHODS = (
+    "_SyncObj__onMessageReceived",
+    "_SyncObj__generateRaftTimeout",
+    "_SyncObj__connectedToAnyone",
+    "_SyncObj__setCurrentTerm",
+    "_SyncObj__setState",
+    "_SyncObj__onLeaderChanged",
+    "_SyncObj__getCurrentLogIndex",
+    "_SyncObj__getCurrentLogTerm",
+    "_onTick",
+)
+if _PYSYNCOBJ_VERSION != _PINNED or not all(hasattr(SyncObj, m) for m in _PRIVATE_METHODS):
+    raise ImportError(
+        f"raftcache.consensus.prevote overrides pysyncobj {_PINNED} internals; "
+        f"pysyncobj {_PYSYNCOBJ_VERSION} is installed: re-check prevote.py before moving the pin"
+    )
+
+PRE_VOTE_REQUEST = "pre_vote_request"
+PRE_VOTE_RESPONSE = "pre_vote_response"
+TERM_NOTICE = "term_notice"
+TRANSFER_FLAG = "leadership_transfer"  # an extra key in pysyncobj's request_vote
+
+# pysyncobj's _RAFT_STATE
+_FOLLOWER, _CANDIDATE, _LEADER = 0, 1, 2
+
+_log = logging.getLogger("raftcache.consensus")
+
+
+def _now() -> float:
+    """pysyncobj's clock (CLOCK_MONOTONIC_RAW, not time.monotonic): its election deadline and
+    response times are compared with ours."""
+    return float(_pysyncobj_monotonic())
+
+
+@dataclass
+class PreVoteStats:
+    """Counters (tick thread writes, anyone may read)."""
+
+    rounds: int = 0  # pre-vote rounds started
+    won: int = 0  # rounds that cleared a real election
+    refusals_received: int = 0
+    granted: int = 0  # pre-votes this node granted
+    refused: int = 0  # pre-votes this node refused
+    votes_ignored: int = 0  # request_vote dropped by leader stickiness
+    term_notices_sent: int = 0
+    terms_adopted: int = 0  # from a refusal or a term notice
+
+
+class _TransferTaggingTransport(TCPTransport):  # type: ignore[misc]  # pysyncobj is untyped
+    """Tags the request_vote messages of an election started by a leadership transfer."""
+
+    def send(self, node: Any, message: Any) -> bool:
+        owner = self._syncObj
+        if (
+            isinstance(message, dict)
+            and message.get("type") == "request_vote"
+            and message.get("term") == getattr(owner, "_transfer_term", None)
+        ):
+            message = {**message, TRANSFER_FLAG: True}
+        return bool(super().send(node, message))
+
+
+class PreVoteSyncObj(LogMatchingSyncObj):
+    """LogMatchingSyncObj with pre-vote, leader stickiness and term notices.
+
+    `pre_vote=False` only stops this node from running pre-votes before its own
+    elections (pysyncobj's plain behaviour); it still answers pre-votes, ignores
+    disruptive vote requests and sends term notices, so nodes with either setting
+    can run in one cluster.
+    """
+
+    # pysyncobj's private attributes this class assigns (declared for mypy only).
+    _SyncObj__raftLeader: Any
+    _SyncObj__raftElectionDeadline: float
+
+    def __init__(
+        self,
+        selfNode: Any,
+        otherNodes: Any,
+        conf: Any = None,
+        consumers: Any = None,
+        *,
+        pre_vote: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        # Set before SyncObj.__init__, which starts the tick thread (and records the
+        # attributes that exist by then as its own, so a default pickle dump skips them).
+        self._pre_vote = pre_vote
+        self._leader_contact = float("-inf")  # last append from a leader of our term or newer
+        self._round_term: int | None = None  # the term our open pre-vote round asks for
+        self._round_grants: set[Any] = set()
+        self._cleared_term: int | None = None  # a won pre-vote: the term it cleared
+        self._cleared_at = 0.0
+        self._transfer_term: int | None = None  # request_votes of this term get TRANSFER_FLAG
+        self._ignored_logged: set[tuple[Any, int]] = set()
+        self.pre_vote_stats = PreVoteStats()
+        if "transport" not in kwargs:
+            kwargs.setdefault("transportClass", _TransferTaggingTransport)
+        super().__init__(selfNode, otherNodes, conf, consumers, **kwargs)
+
+    # ------------------------------------------------------------ the election start
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        if self._timer_expired():
+            self._before_election(_now())
+        super()._onTick(timeToWait)
+
+    def _timer_expired(self) -> bool:
+        """pysyncobj's condition for starting an election on this tick, but for connectivity
+        (it starts none while connected to nobody)."""
+        return bool(
+            self._SyncObj__raftState != _LEADER
+            and self._SyncObj__selfNode is not None
+            and self._SyncObj__raftElectionDeadline < _now()
+        )
+
+    def _before_election(self, now: float) -> None:
+        """Let pysyncobj's election go ahead, or hold it back behind a pre-vote round."""
+        next_term = self._SyncObj__raftCurrentTerm + 1
+        connected = self._SyncObj__connectedToAnyone()
+        if self._SyncObj__transferInProgress:
+            if connected:
+                self._transfer_term = next_term  # the outgoing leader asked: no pre-vote, tagged
+            return
+        if not self._pre_vote or not self._SyncObj__otherNodes:
+            return
+        if self._SyncObj__raftLeader is not None:
+            # No leader heard for an election timeout: stop naming it, as pysyncobj does
+            # when it starts an election, so forwarded commands fail and bounded-staleness
+            # reads stop. (pysyncobj alone keeps naming it while connected to nobody.)
+            self._SyncObj__raftLeader = None
+            self._SyncObj__onLeaderChanged()
+        if not connected:
+            return
+        if (
+            self._cleared_term == next_term
+            and now - self._cleared_at < self._SyncObj__conf.raftMinTimeout
+        ):
+            self._cleared_term = None
+            return
+        self._start_round(now, next_term)
+
+    def _start_round(self, now: float, term: int) -> None:
+        # Holds pysyncobj's election back until the next timeout (or a won round).
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        self._round_term = term
+        self._round_grants = set()
+        self._cleared_term = None
+        self.pre_vote_stats.rounds += 1
+        request = {
+            "type": PRE_VOTE_REQUEST,
+            "term": term,
+            "last_log_index": self._SyncObj__getCurrentLogIndex(),
+            "last_log_term": self._SyncObj__getCurrentLogTerm(),
+        }
+        _log.debug("pre-vote round for term %d", term)
+        for node in self._SyncObj__otherNodes:
+            self._SyncObj__transport.send(node, request)
+
+    # ------------------------------------------------------------ messages
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == PRE_VOTE_REQUEST:
+            self._answer_pre_vote(node, message)
+            return
+        if kind == PRE_VOTE_RESPONSE:
+            self._count_pre_vote(node, message)
+            return
+        if kind == TERM_NOTICE:
+            self._adopt_term(message.get("term"), node, "a term notice")
+            return
+        if kind == "request_vote" and self._ignores_vote(node, message):
+            return
+        if kind == "append_entries" and self._SyncObj__selfNode is not None:
+            if message["term"] >= self._SyncObj__raftCurrentTerm:
+                self._leader_contact = _now()
+                self._round_term = None
+                self._cleared_term = None
+            else:
+                self._send_term_notice(node)
+        super()._SyncObj__onMessageReceived(node, message)
+
+    def _in_lease(self, now: float) -> bool:
+        """A live leader is known: this node leads, or heard from its leader recently."""
+        if self._SyncObj__raftState == _LEADER:
+            return True
+        return bool(now - self._leader_contact < self._SyncObj__conf.raftMinTimeout)
+
+    def _log_up_to_date(self, message: dict[str, Any]) -> bool:
+        """The candidate's last entry is at least as recent as ours (Raft §5.4.1)."""
+        ours = (self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex())
+        return bool((message["last_log_term"], message["last_log_index"]) >= ours)
+
+    def _answer_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
+        if self._SyncObj__selfNode is None:
+            return
+        term: int = message["term"]
+        current: int = self._SyncObj__raftCurrentTerm
+        voted = self._SyncObj__votedForNodeId
+        if term < current:
+            granted = False  # the real vote would be ignored; the reply tells it our term
+        elif term == current and voted is not None and voted != node.id:
+            granted = False  # we voted for another in that term already
+        elif self._in_lease(_now()):
+            granted = False
+        else:
+            granted = self._log_up_to_date(message)
+        if granted:
+            self.pre_vote_stats.granted += 1
+        else:
+            self.pre_vote_stats.refused += 1
+        self._SyncObj__transport.send(
+            node,
+            {"type": PRE_VOTE_RESPONSE, "term": term, "granted": granted, "current_term": current},
+        )
+
+    def _count_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
+        if not message.get("granted"):
+            self.pre_vote_stats.refusals_received += 1
+            self._adopt_term(message.get("current_term"), node, "a pre-vote refusal")
+            return
+        term = message.get("term")
+        if (
+            term is None
+            or term != self._round_term
+            or term != self._SyncObj__raftCurrentTerm + 1
+            or self._SyncObj__raftState == _LEADER
+            or node not in self._SyncObj__otherNodes
+        ):
+            return  # a late answer to an older round
+        self._round_grants.add(node)
+        if len(self._round_grants) + 1 > (len(self._SyncObj__otherNodes) + 1) / 2:
+            self._round_term = None
+            self._cleared_term = term
+            self._cleared_at = _now()
+            self._SyncObj__raftElectionDeadline = 0  # pysyncobj elects on the next tick
+            self.pre_vote_stats.won += 1
+            _log.info("pre-vote won for term %d; starting an election", term)
+
+    def _ignores_vote(self, node: Any, message: dict[str, Any]) -> bool:
+        """Leader stickiness: drop a higher-term vote request while a live leader is known."""
+        term: int = message["term"]
+        if term <= self._SyncObj__raftCurrentTerm or message.get(TRANSFER_FLAG):
+            return False
+        now = _now()
+        if not self._in_lease(now):
+            return False
+        if self._SyncObj__raftState == _LEADER:
+            answered = self._SyncObj__lastResponseTime.get(node)
+            if answered is None or now - answered >= self._SyncObj__conf.raftMinTimeout:
+                # The member does not follow us (its term is ahead, so it ignores our
+                # appends): refusing would keep it out for as long as we lead.
+                return False
+        self.pre_vote_stats.votes_ignored += 1
+        if (node, term) not in self._ignored_logged:
+            if len(self._ignored_logged) > 1024:
+                self._ignored_logged.clear()
+            self._ignored_logged.add((node, term))
+            _log.info(
+                "ignoring %s's vote request for term %d: a live leader is known (term %d)",
+                getattr(node, "id", node),
+                term,
+                self._SyncObj__raftCurrentTerm,
+            )
+        return True
+
+    def _send_term_notice(self, node: Any) -> None:
+        self.pre_vote_stats.term_notices_sent += 1
+        self._SyncObj__transport.send(
+            node, {"type": TERM_NOTICE, "term": self._SyncObj__raftCurrentTerm}
+        )
+
+    def _adopt_term(self, term: Any, node: Any, source: str) -> None:
+        """Move to a higher term heard from `node`, as a follower without a vote (Raft §5.1)."""
+        if not isinstance(term, int) or self._SyncObj__selfNode is None:
+            return
+        if term <= self._SyncObj__raftCurrentTerm:
+            return
+        _log.info(
+            "term %d -> %d from %s of %s",
+            self._SyncObj__raftCurrentTerm,
+            term,
+            source,
+            getattr(node, "id", node),
+        )
+        self.pre_vote_stats.terms_adopted += 1
+        self._round_term = None
+        self._cleared_term = None
+        # What pysyncobj does on a request_vote of a higher term.
+        self._SyncObj__setCurrentTerm(term, None)
+        self._SyncObj__setState(_FOLLOWER)
+        self._SyncObj__raftLeader = None

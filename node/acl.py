@@ -488,11 +488,11 @@ def _command_rule(user: User, rule: str) -> None:
     else:
         if body not in cmds.commands:
             raise _modifier_error(rule, _UNKNOWN)
-        names = {body} | {n for n in cmds.commands if n.startswith(f"{body}|")}
+        family = {body} | {n for n in cmds.commands if n.startswith(f"{body}|")}
         if adding:
-            user.allowed |= names
+            user.allowed |= family
         else:
-            user.allowed -= names
+            user.allowed -= family
         user.first_args.pop(body, None)
     # the description: a later rule for the same target replaces an earlier one
     target = body

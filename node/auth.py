@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import structlog
 from raftcache.node import acl, errors
+from raftcache.node.acl import Acl, User
 
 _log = structlog.get_logger("raftcache.auth")
 
@@ -50,7 +51,7 @@ def seed_text(users_file: str | None, requirepass: str | None) -> str | None:
         with open(users_file, encoding="utf-8") as f:
             parts.append(f.read())
     text = "\n".join(parts)
-    users = acl.Acl.parse(text, users_file or "users")
+    users = Acl.parse(text, users_file or "users")
     if requirepass:
         default = users.users["default"]
         users.users["default"] = acl.with_rules(
@@ -71,12 +72,12 @@ class Auth:
     ) -> None:
         self._read_stored = read_stored  # (users text, forwarding key) as applied here
         self.seed = seed
-        self._last: tuple[bytes | None, acl.Acl] | None = None
+        self._last: tuple[bytes | None, Acl] | None = None
         self.failures: Counter[tuple[str, str]] = Counter()  # (protocol, kind) -> count
         self._proof: tuple[bytes, str] | None = None
-        self._basic: dict[str, tuple[acl.Acl, acl.User | None]] = {}
+        self._basic: dict[str, tuple[Acl, User | None]] = {}
 
-    def acl(self) -> acl.Acl:
+    def acl(self) -> Acl:
         raw, _ = self._read_stored()
         last = self._last
         if last is not None and last[0] is raw:
@@ -127,7 +128,7 @@ class Auth:
 
     # -- credentials ------------------------------------------------------------------------
 
-    def basic(self, header: str) -> acl.User | None:
+    def basic(self, header: str) -> User | None:
         """The user of an `authorization: Basic base64(user:password)` header, or None if it
         does not authenticate. Verified once per header value and set of users."""
         users = self.acl()
@@ -153,7 +154,7 @@ class Auth:
         metadata: Sequence[tuple[str, Any]] | None,
         peer_cn: str | None = None,
         protocol: str = "grpc",
-    ) -> acl.User:
+    ) -> User:
         """The user of a gRPC call: a member's relayed call names it (with the forwarding
         proof), else `authorization: Basic` credentials, else the client certificate's CN
         (when --tls-client-cn-as-user), else the default user if it needs no password.
@@ -257,7 +258,7 @@ def penalty_s(failures: int) -> float:
     """How long a connection's next failed AUTH is delayed after `failures` failures."""
     if failures <= FREE_FAILURES:
         return 0.0
-    return min(MAX_PENALTY_S, 0.05 * 2 ** (failures - FREE_FAILURES))
+    return min(MAX_PENALTY_S, 0.05 * float(2 ** (failures - FREE_FAILURES)))
 
 
 def basic_header(user: str, password: str) -> str:

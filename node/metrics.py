@@ -30,6 +30,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from raftcache.consensus import RaftNode, Role
 from raftcache.consensus.durations import Durations
+from raftcache.node.auth import Auth
 from raftcache.node.command_stats import CommandStats, ProtocolStats
 from raftcache.node.proposer import Proposer
 from raftcache.node.replica import Replica
@@ -63,6 +64,7 @@ class MetricsSources:
     protocols: list[ProtocolStats] = field(default_factory=list)
     connections: list[Connections] = field(default_factory=list)
     threads: dict[str, int] = field(default_factory=dict)  # name -> native thread id
+    auth: Auth | None = None  # failed authentications and refused commands, per protocol
 
 
 def histogram(
@@ -199,20 +201,21 @@ class NodeCollector(Collector):
         )
         auth = CounterMetricFamily(
             "raftcache_authentication_failures",
-            "Failed AUTH attempts (always 0 until the security issue adds authentication)",
+            "Failed authentications: wrong or missing credentials (AuthenticationFailures)",
             labels=["protocol"],
         )
         denied = CounterMetricFamily(
             "raftcache_command_authorization_failures",
-            "Commands refused by access rules (always 0 until the security issue adds them)",
+            "Commands refused by the user's ACL rules (CommandAuthorizationFailures)",
             labels=["protocol"],
         )
         for conns in self.sources.connections:
             current.add_metric([conns.protocol], conns.current())
             total.add_metric([conns.protocol], conns.total())
+        failures = self.sources.auth.failures if self.sources.auth is not None else {}
         for protocol in PROTOCOLS:
-            auth.add_metric([protocol], 0)
-            denied.add_metric([protocol], 0)
+            auth.add_metric([protocol], failures.get((protocol, "auth"), 0))
+            denied.add_metric([protocol], failures.get((protocol, "perm"), 0))
         yield current
         yield total
         yield auth

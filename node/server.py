@@ -197,6 +197,7 @@ class Node:
             sources = MetricsSources(
                 config.node_id, config.raft.durability.value, raft, self.replica, view, proposer
             )
+            sources.auth = self.auth
             self._metrics = await self._start_metrics(sources, grpc_metrics)
         _tune_gc()
         _log.info(

@@ -28,9 +28,8 @@ if TYPE_CHECKING:
 def checked_rules(auth: Auth, name: str, rules: Sequence[bytes]) -> list[str]:
     """The rules as they enter the log (digests only), after applying them to a copy of the
     user here; AclError with Redis's text if one is not valid."""
-    hashed = acl.hash_passwords(rules)
-    acl.with_rules(auth.acl().users.get(name), name, hashed)
-    return hashed
+    acl.with_rules(auth.acl().users.get(name), name, [r.decode("latin-1") for r in rules])
+    return acl.hash_passwords(rules)
 
 
 async def _applied_here(auth: Auth, before: acl.Acl, wait_s: float = 1.0) -> None:

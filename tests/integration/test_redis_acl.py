@@ -1,0 +1,478 @@
+"""Users and permissions on the Redis port of a real 3-node cluster (issue 14).
+
+The cluster starts from a users file and --requirepass, as an operator would. Every case
+runs through the leader and through a follower (whose writes the leader checks again).
+The wording of replies and errors is Redis 7.0.15's: `EXPECTED` is checked on raftcache
+and, when redis-server is installed, on real Redis too (test_expectations_hold_on_real_redis).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from raftcache.chaos.local_cluster import LocalCluster, free_port
+from raftcache.node.acl import digest
+
+from tests.integration.conftest import running_cluster
+
+ADMIN_PW = "admin-secret"
+USERS = f"""\
+# what an operator's users file looks like
+user default on #{digest(ADMIN_PW.encode())} ~* &* +@all
+user reader on >reader-pw ~* &* -@all +@read +@connection
+user app on >app-pw ~app:* &news.* -@all +@read +@write +@pubsub +@connection +@transaction
+user off-user off >off-pw ~* +@all
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    tmp = tmp_path_factory.mktemp("redis-acl")
+    users = tmp / "users.acl"
+    users.write_text(USERS)
+    ports = [free_port() for _ in range(3)]
+    with running_cluster(
+        tmp,
+        redis_ports=ports,
+        extra_args=["--users-file", str(users), "--requirepass", ADMIN_PW],
+    ) as c:
+        yield c
+
+
+def port_of(cluster: LocalCluster, role: str) -> int:
+    leader = cluster.wait_for_leader()
+    index = leader if role == "leader" else (leader + 1) % 3
+    return int(cluster.nodes[index].redis_addr.rpartition(":")[2])
+
+
+ROLES = ["leader", "follower"]
+
+
+# -- a raw RESP2 client: the exact bytes of every reply -------------------------------------
+
+
+class Raw:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def call(self, *argv: str | bytes) -> Any:
+        parts = [a.encode() if isinstance(a, str) else a for a in argv]
+        out = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+        self.sock.sendall(out)
+        return self._reply()
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def _reply(self) -> Any:
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return Err(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                self.buf += self.sock.recv(65536)
+            data, self.buf = self.buf[:n], self.buf[n + 2 :]
+            return data.decode("latin-1")
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply() for _ in range(n)]
+        raise AssertionError(f"unexpected reply line {line!r}")
+
+
+class Err(str):
+    """An error reply's text."""
+
+
+def raw(cluster: LocalCluster, role: str) -> Raw:
+    return Raw(port_of(cluster, role))
+
+
+# -- the expectations: admin steps, then what each user may do -----------------------------
+
+Step = tuple[tuple[str, ...], Any]
+
+NOAUTH = Err("NOAUTH Authentication required.")
+WRONGPASS = Err("WRONGPASS invalid username-password pair or user is disabled.")
+NOPERM_KEY = Err("NOPERM this user has no permissions to access one of the keys used as arguments")
+NOPERM_CHANNEL = Err(
+    "NOPERM this user has no permissions to access one of the channels used as arguments"
+)
+
+
+def noperm(command: str) -> Err:
+    return Err(f"NOPERM this user has no permissions to run the '{command}' command")
+
+
+def modifier(rule: str, why: str) -> Err:
+    return Err(f"ERR Error in ACL SETUSER modifier '{rule}': {why}")
+
+
+# Run as an admin on a fresh server, in order (users named t-*).
+EXPECTED: list[Step] = [
+    (("ACL", "SETUSER", "t-bad", "foo"), modifier("foo", "Syntax error")),
+    (
+        ("ACL", "SETUSER", "t-bad", "+@nosuch"),
+        modifier("+@nosuch", "Unknown command or category name in ACL"),
+    ),
+    (
+        ("ACL", "SETUSER", "t-bad", "+nosuchcmd"),
+        modifier("+nosuchcmd", "Unknown command or category name in ACL"),
+    ),
+    (
+        ("ACL", "SETUSER", "t-bad", "#abc"),
+        modifier(
+            "#abc",
+            "The password hash must be exactly 64 characters and contain only lowercase "
+            "hexadecimal characters",
+        ),
+    ),
+    (
+        ("ACL", "SETUSER", "t-bad", "~a", "allkeys", "%R~b"),
+        modifier(
+            "%R~b",
+            "Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does "
+            "not have any effect. Try 'resetkeys' to start with an empty list of patterns",
+        ),
+    ),
+    (("ACL", "SETUSER", "a b"), Err("ERR Usernames can't contain spaces or null characters")),
+    (("ACL", "GETUSER", "t-bad"), None),  # a refused SETUSER creates nothing
+    (("ACL", "SETUSER", "t-one", "on", ">p1", "~k:*", "+get"), "OK"),
+    (
+        ("ACL", "SETUSER", "t-one", "<nope"),
+        modifier("<nope", "The password you are trying to remove from the user does not exist"),
+    ),
+    (("ACL", "SETUSER", "t-one", "+@read", "-get", "&ch"), "OK"),
+    (
+        ("ACL", "DRYRUN", "t-one", "get", "k:1"),
+        "This user has no permissions to run the 'get' command",
+    ),
+    (
+        ("ACL", "DRYRUN", "t-one", "strlen", "x"),
+        "This user has no permissions to access the 'x' key",
+    ),
+    (("ACL", "DRYRUN", "t-one", "strlen", "k:1"), "OK"),
+    (("ACL", "DRYRUN", "t-one", "nosuch"), Err("ERR Command 'nosuch' not found")),
+    (("ACL", "DRYRUN", "nobody", "get", "x"), Err("ERR User 'nobody' not found")),
+    (("ACL", "SETUSER", "t-rw", "on", "nopass", "%R~r:*", "%W~w:*", "+@all"), "OK"),
+    (("ACL", "DRYRUN", "t-rw", "copy", "r:1", "w:1"), "OK"),
+    (
+        ("ACL", "DRYRUN", "t-rw", "copy", "w:1", "r:1"),
+        "This user has no permissions to access the 'w:1' key",
+    ),
+    (
+        ("ACL", "DRYRUN", "t-rw", "publish", "c", "m"),
+        "This user has no permissions to access the 'c' channel",
+    ),
+    (("ACL", "DELUSER", "default"), Err("ERR The 'default' user cannot be removed")),
+    (("ACL", "DELUSER", "t-one", "t-rw", "t-none"), 2),
+    (("ACL", "GETUSER", "t-one"), None),
+    (("ACL", "CAT", "nosuch"), Err("ERR Unknown category 'nosuch'")),
+    (
+        ("ACL", "GENPASS", "0"),
+        Err(
+            "ERR ACL GENPASS argument must be the number of bits for the output password, a "
+            "positive number up to 4096"
+        ),
+    ),
+    (("ACL", "WHOAMI"), "default"),
+    (("ACL", "WHOAMI", "x"), Err("ERR wrong number of arguments for 'acl|whoami' command")),
+    (("AUTH", "nobody", "x"), WRONGPASS),
+    (("AUTH", "a", "b", "c"), Err("ERR syntax error")),
+]
+
+
+def run_expected(r: Raw) -> list[str]:
+    wrong = []
+    for argv, want in EXPECTED:
+        got = r.call(*argv)
+        if got != want or type(got) is not type(want):
+            wrong.append(f"{' '.join(argv)}: got {got!r}, want {want!r}")
+    return wrong
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_acl_commands_answer_as_redis_does(cluster: LocalCluster, role: str) -> None:
+    r = raw(cluster, role)
+    try:
+        assert r.call("AUTH", ADMIN_PW) == "OK"
+        wrong = run_expected(r)
+        assert not wrong, "\n".join(wrong)
+    finally:
+        r.close()
+
+
+@pytest.fixture(scope="module")
+def real_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed: cannot cross-check the expectations")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_path_factory.mktemp("real-redis"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                Raw(port).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_expectations_hold_on_real_redis(real_redis: int) -> None:
+    r = Raw(real_redis)
+    try:
+        assert r.call("ACL", "SETUSER", "default", "resetpass", f">{ADMIN_PW}") == "OK"
+        assert r.call("AUTH", ADMIN_PW) == "OK"
+        wrong = run_expected(r)
+        assert not wrong, "\n".join(wrong)
+    finally:
+        r.close()
+
+
+# -- authentication ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_connection_must_authenticate_first(cluster: LocalCluster, role: str) -> None:
+    r = raw(cluster, role)
+    try:
+        assert r.call("GET", "k") == NOAUTH
+        assert r.call("SET", "k", "v") == NOAUTH
+        assert r.call("PING") == NOAUTH
+        assert r.call("HELLO", "3") == Err(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+            "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
+            "the RESP protocol version at the same time"
+        )
+        assert r.call("AUTH", "wrong") == WRONGPASS
+        assert r.call("AUTH", "off-user", "off-pw") == WRONGPASS  # disabled
+        assert r.call("HELLO", "2", "AUTH", "app", "bad") == WRONGPASS
+        assert r.call("GET", "k") == NOAUTH  # nothing changed
+        hello = r.call("HELLO", "2", "AUTH", "app", "app-pw")
+        assert isinstance(hello, list) and hello[:2] == ["server", "redis"]
+        assert r.call("ACL", "WHOAMI") == noperm("acl|whoami")
+        assert r.call("CLIENT", "ID") >= 1
+        assert r.call("AUTH", "default", ADMIN_PW) == "OK"
+        assert r.call("ACL", "WHOAMI") == "default"
+        assert r.call("RESET") == "RESET"  # back to an unauthenticated default connection
+        assert r.call("GET", "k") == NOAUTH
+    finally:
+        r.close()
+
+
+def test_redis_py_and_redis_cli_authenticate(cluster: LocalCluster) -> None:
+    port = port_of(cluster, "follower")
+    client = redis.Redis(port=port, username="app", password="app-pw", decode_responses=True)
+    assert client.set("app:cli", "1") is True
+    assert client.get("app:cli") == "1"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        client.set("other", "1")
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(port=port, username="app", password="nope").ping()
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("redis-cli is not installed (Debian redis-tools)")
+    out = subprocess.run(
+        [cli, "-p", str(port), "--user", "app", "--pass", "app-pw", "--no-auth-warning",
+         "GET", "app:cli"],
+        capture_output=True, text=True, timeout=10, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "1"
+
+
+# -- permissions --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_read_only_user_reads_and_is_refused_writes(cluster: LocalCluster, role: str) -> None:
+    admin, r = raw(cluster, role), raw(cluster, role)
+    try:
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        assert admin.call("SET", f"ro:{role}", "v") == "OK"
+        assert r.call("AUTH", "reader", "reader-pw") == "OK"
+        assert r.call("GET", f"ro:{role}") == "v"
+        assert r.call("SET", f"ro:{role}", "x") == noperm("set")
+        assert r.call("DEL", f"ro:{role}") == noperm("del")
+        assert r.call("FLUSHALL") == noperm("flushall")
+        assert r.call("ACL", "SETUSER", "reader", "+@all") == noperm("acl|setuser")
+        assert r.call("EVAL", "return 1", "0") == noperm("eval")
+        assert admin.call("GET", f"ro:{role}") == "v"  # nothing changed
+    finally:
+        admin.close()
+        r.close()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_prefix_user_touches_only_its_keys_and_channels(cluster: LocalCluster, role: str) -> None:
+    r = raw(cluster, role)
+    try:
+        assert r.call("AUTH", "app", "app-pw") == "OK"
+        assert r.call("SET", f"app:{role}", "1") == "OK"
+        assert r.call("INCR", f"app:{role}") == 2
+        assert r.call("MSET", f"app:{role}:a", "1", "other", "2") == NOPERM_KEY
+        assert r.call("GET", "other") == NOPERM_KEY
+        assert r.call("PUBLISH", "news.sport", "goal") == 0
+        assert r.call("PUBLISH", "weather", "rain") == NOPERM_CHANNEL
+        assert r.call("MULTI") == "OK"
+        assert r.call("SET", f"app:{role}:t", "1") == "QUEUED"
+        assert r.call("SET", "other", "1") == NOPERM_KEY
+        assert r.call("EXEC") == Err("EXECABORT Transaction discarded because of previous errors.")
+        assert r.call("EXISTS", f"app:{role}:t") == 0  # the transaction did not run
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_password_rotates_with_two_passwords(cluster: LocalCluster, role: str) -> None:
+    user = f"rot-{role}"
+    admin = raw(cluster, role)
+    try:
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        assert admin.call("ACL", "SETUSER", user, "on", ">old", "~*", "+@all") == "OK"
+        assert admin.call("ACL", "SETUSER", user, ">new") == "OK"
+        for password in ("old", "new"):
+            r = raw(cluster, role)
+            assert r.call("AUTH", user, password) == "OK", password
+            r.close()
+        assert admin.call("ACL", "SETUSER", user, "<old") == "OK"
+        r = raw(cluster, role)
+        assert r.call("AUTH", user, "old") == WRONGPASS
+        assert r.call("AUTH", user, "new") == "OK"
+        r.close()
+        listed = [line for line in admin.call("ACL", "LIST") if line.startswith(f"user {user} ")]
+        assert listed == [f"user {user} on #{digest(b'new')} ~* resetchannels +@all"]
+        assert "new" not in admin.call("ACL", "GETUSER", user)[3]  # only the digest is kept
+    finally:
+        admin.close()
+
+
+def test_a_change_made_on_a_follower_holds_at_once_on_every_node(cluster: LocalCluster) -> None:
+    admin = raw(cluster, "follower")
+    try:
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        assert admin.call("ACL", "SETUSER", "fresh", "on", ">fresh-pw", "~f:*", "+get") == "OK"
+        r = raw(cluster, "follower")  # the same node, right away
+        assert r.call("AUTH", "fresh", "fresh-pw") == "OK"
+        assert r.call("GET", "f:1") is None
+        r.close()
+        leader = raw(cluster, "leader")
+        assert leader.call("AUTH", "fresh", "fresh-pw") == "OK"
+        leader.close()
+        cluster.wait_converged(timeout=20)
+    finally:
+        admin.close()
+
+
+def test_users_change_for_connections_already_open(cluster: LocalCluster) -> None:
+    admin, r = raw(cluster, "leader"), raw(cluster, "follower")
+    try:
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        assert admin.call("ACL", "SETUSER", "live", "on", ">pw", "~*", "+@all") == "OK"
+        assert r.call("AUTH", "live", "pw") == "OK"
+        assert r.call("SET", "live:1", "1") == "OK"
+        assert admin.call("ACL", "SETUSER", "live", "-set") == "OK"
+        deadline = time.monotonic() + 5
+        while r.call("SET", "live:1", "2") != noperm("set"):
+            assert time.monotonic() < deadline, "the follower did not apply the new rules"
+            time.sleep(0.05)
+        assert admin.call("ACL", "DELUSER", "live") == 1
+        with pytest.raises((ConnectionError, OSError)):  # a deleted user's connections close
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                r.call("GET", "live:1")
+                time.sleep(0.05)
+    finally:
+        admin.close()
+        r.close()
+
+
+def test_refusals_are_logged_counted_and_slowed(cluster: LocalCluster) -> None:
+    admin, r = raw(cluster, "leader"), raw(cluster, "leader")
+    try:
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        assert admin.call("ACL", "LOG", "RESET") == "OK"
+        assert r.call("AUTH", "reader", "reader-pw") == "OK"
+        assert r.call("SET", "k", "v") == noperm("set")
+        assert r.call("AUTH", "reader", "guess") == WRONGPASS
+        log = admin.call("ACL", "LOG")
+        entries = [dict(zip(e[::2], e[1::2], strict=True)) for e in log]
+        assert [(e["reason"], e["object"], e["username"]) for e in entries[:2]] == [
+            ("auth", "AUTH", "reader"),
+            ("command", "set", "reader"),
+        ]
+        assert "user=reader" in entries[1]["client-info"]
+        took = []
+        for _ in range(6):
+            started = time.monotonic()
+            assert r.call("AUTH", "reader", "guess") == WRONGPASS
+            took.append(time.monotonic() - started)
+        assert took[-1] >= 0.3, took  # later guesses wait (penalty doubles from 0.1 s)
+        assert r.call("AUTH", "reader", "reader-pw") == "OK"  # the right one still works
+    finally:
+        admin.close()
+        r.close()
+
+
+def test_internal_acl_commands_cannot_be_sent_by_clients(cluster: LocalCluster) -> None:
+    r = raw(cluster, "leader")
+    try:
+        assert r.call("AUTH", ADMIN_PW) == "OK"
+        reply = r.call("raftcache.acl.setuser", "k" * 32, "evil", "on", "nopass", "+@all")
+        assert isinstance(reply, Err) and reply.startswith("ERR unknown command")
+        assert r.call("ACL", "GETUSER", "evil") is None
+    finally:
+        r.close()
+
+
+def test_users_survive_a_restart_of_every_node(cluster: LocalCluster, tmp_path: Path) -> None:
+    admin = raw(cluster, "leader")
+    assert admin.call("AUTH", ADMIN_PW) == "OK"
+    assert admin.call("ACL", "SETUSER", "durable", "on", ">d-pw", "~*", "+@read") == "OK"
+    admin.close()
+    for i in range(3):
+        cluster.kill(i)
+    for i in range(3):
+        cluster.start_node(i)
+    cluster.wait_until_ready(timeout=40)
+    for role in ROLES:
+        r = raw(cluster, role)
+        assert r.call("AUTH", "durable", "d-pw") == "OK"
+        assert r.call("GET", "nothing") is None
+        assert r.call("SET", "x", "1") == noperm("set")
+        r.close()

@@ -315,6 +315,8 @@ def keys_of(info: CommandInfo, argv: Sequence[bytes]) -> list[tuple[bytes, int]]
     if info.key_specs:
         found = keys_by_specs(list(info.key_specs), list(argv)) or []
         for i, flags in found:
+            if "VARIABLE_FLAGS" in flags:
+                flags = _actual_flags(info.name, argv)
             need = READ if "ACCESS" in flags else 0
             if "INSERT" in flags or "DELETE" in flags or "UPDATE" in flags:
                 need |= WRITE
@@ -327,6 +329,16 @@ def keys_of(info: CommandInfo, argv: Sequence[bytes]) -> list[tuple[bytes, int]]
     end = last if last >= 0 else n + last
     need = WRITE if info.write else READ
     return [(argv[i], need) for i in range(first, min(end, n - 1) + 1, step or 1)]
+
+
+def _actual_flags(name: str, argv: Sequence[bytes]) -> list[str]:
+    """The key flags of a call whose spec says VARIABLE_FLAGS (Redis's getkeys procs)."""
+    args = [a.lower() for a in argv[2:]]
+    if name == "set":
+        return ["RW", "ACCESS", "UPDATE"] if b"get" in args[1:] else ["OW", "UPDATE"]
+    if name == "bitfield" and not any(a in (b"set", b"incrby") for a in args):
+        return ["RO", "ACCESS"]
+    return ["RW", "ACCESS", "UPDATE"]
 
 
 # -- applying rules -----------------------------------------------------------------------

@@ -189,6 +189,16 @@ EXPECTED: list[Step] = [
         ("ACL", "DRYRUN", "t-rw", "publish", "c", "m"),
         "This user has no permissions to access the 'c' channel",
     ),
+    (("ACL", "DRYRUN", "t-rw", "set", "w:1", "v"), "OK"),  # SET's key flags vary: GET reads
+    (
+        ("ACL", "DRYRUN", "t-rw", "set", "w:1", "v", "GET"),
+        "This user has no permissions to access the 'w:1' key",
+    ),
+    (("ACL", "DRYRUN", "t-rw", "bitfield", "r:1", "GET", "u8", "0"), "OK"),
+    (
+        ("ACL", "DRYRUN", "t-rw", "bitfield", "w:1", "SET", "u8", "0", "1"),
+        "This user has no permissions to access the 'w:1' key",
+    ),
     (("ACL", "DELUSER", "default"), Err("ERR The 'default' user cannot be removed")),
     (("ACL", "DELUSER", "t-one", "t-rw", "t-none"), 2),
     (("ACL", "GETUSER", "t-one"), None),

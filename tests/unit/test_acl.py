@@ -1,0 +1,228 @@
+"""node/acl.py and node/auth.py without a cluster: rules, checks, identities (issue 14)."""
+
+from __future__ import annotations
+
+import pytest
+from raftcache.node import acl, errors
+from raftcache.node.acl import READ, WRITE, Acl, AclError, digest
+from raftcache.node.auth import (
+    AS_USER_KEY,
+    AUTHORIZATION_KEY,
+    FORWARD_PROOF_KEY,
+    Auth,
+    basic_header,
+    channels_of,
+    penalty_s,
+    seed_text,
+)
+
+
+def user(*rules: str, name: str = "u") -> acl.User:
+    return acl.with_rules(None, name, rules)
+
+
+def test_the_default_user_may_do_everything_and_skips_the_checks() -> None:
+    default = acl.default_user()
+    assert default.unrestricted
+    assert default.describe() == "user default on nopass ~* &* +@all"
+    assert default.check([b"flushall"]) is None
+    assert default.check_password(b"anything")
+
+
+def test_a_new_user_is_off_and_may_do_nothing() -> None:
+    u = user()
+    assert u.describe() == "user u off resetchannels -@all"
+    assert not u.check_password(b"")
+    assert u.check([b"get", b"k"]) == acl.noperm_command("get")
+
+
+def test_reset_clears_everything_and_turns_the_user_off() -> None:
+    u = user("on", ">pw", "~*", "&*", "+@all", "reset")
+    assert u.describe() == "user u off sanitize-payload resetchannels -@all"
+    assert not u.passwords and not u.keys
+
+
+def test_categories_subtract_and_single_commands_win_in_order() -> None:
+    u = user("on", "nopass", "~*", "+@all", "-@dangerous", "+client|id")
+    assert u.check([b"get", b"k"]) is None
+    assert u.check([b"flushall"]) == acl.noperm_command("flushall")
+    assert u.check([b"client", b"kill", b"x"]) == acl.noperm_command("client|kill")
+    assert u.check([b"client", b"id"]) is None
+    u = acl.with_rules(u, "u", ["-get"])
+    assert u.check([b"get", b"k"]) == acl.noperm_command("get")
+    assert u.describe().endswith("+@all -@dangerous +client|id -get")
+
+
+def test_a_container_rule_covers_its_subcommands_and_a_first_arg_rule_one_argument() -> None:
+    u = user("on", "nopass", "~*", "+client", "-client|kill", "+select|0")
+    assert u.check([b"client", b"list"]) is None
+    assert u.check([b"client", b"kill", b"x"]) == acl.noperm_command("client|kill")
+    assert u.check([b"select", b"0"]) is None
+    assert u.check([b"select", b"1"]) == acl.noperm_command("select")
+
+
+def test_key_patterns_need_the_right_permission_per_key_spec() -> None:
+    u = user("on", "nopass", "%R~r:*", "%W~w:*", "~rw:*", "+@all")
+    assert u.keys == [(READ, b"r:*"), (WRITE, b"w:*"), (READ | WRITE, b"rw:*")]
+    assert u.check([b"get", b"r:1"]) is None
+    assert u.check([b"get", b"w:1"]) == acl.NOPERM_KEY
+    assert u.check([b"set", b"w:1", b"v"]) is None  # SET's key spec: OW UPDATE -> write
+    assert u.check([b"set", b"r:1", b"v"]) == acl.NOPERM_KEY
+    assert u.check([b"copy", b"r:1", b"w:1"]) is None
+    assert u.check([b"copy", b"w:1", b"r:1"]) == acl.NOPERM_KEY
+    assert u.check([b"incr", b"rw:1"]) is None  # RW ACCESS UPDATE -> read and write
+    assert u.check([b"incr", b"r:1"]) == acl.NOPERM_KEY
+    assert u.check([b"exists", b"w:1"]) is None  # RO without ACCESS: any matching pattern
+    assert u.check([b"ping"]) is None  # no keys
+
+
+def test_channels_match_as_globs_and_psubscribe_patterns_literally() -> None:
+    u = user("on", "nopass", "~*", "&news.*", "+@all")
+    assert (
+        u.check([b"publish", b"news.a", b"m"], channels_of([b"publish", b"news.a", b"m"])) is None
+    )
+    argv = [b"publish", b"other", b"m"]
+    assert u.check(argv, channels_of(argv)) == acl.NOPERM_CHANNEL
+    argv = [b"psubscribe", b"news.*"]
+    assert u.check(argv, channels_of(argv)) is None
+    argv = [b"psubscribe", b"news.a*"]
+    assert u.check(argv, channels_of(argv)) == acl.NOPERM_CHANNEL
+
+
+def test_the_denial_names_what_was_refused() -> None:
+    u = user("on", "nopass", "~k:*", "&c", "+get", "+publish")
+    assert u.denial([b"set", b"k:1", b"v"]) == ("command", "set")
+    assert u.denial([b"get", b"x"]) == ("key", "x")
+    argv = [b"publish", b"d", b"m"]
+    assert u.denial(argv, channels_of(argv)) == ("channel", "d")
+    assert acl.dryrun_text(("key", "x")) == "This user has no permissions to access the 'x' key"
+
+
+def test_passwords_rotate_and_are_kept_as_digests_only() -> None:
+    u = user("on", ">old", ">new")
+    assert u.passwords == [digest(b"old"), digest(b"new")]
+    assert u.check_password(b"old") and u.check_password(b"new")
+    u = acl.with_rules(u, "u", ["<old"])
+    assert not u.check_password(b"old") and u.check_password(b"new")
+    assert "new" not in u.describe().replace(digest(b"new"), "")
+    assert acl.hash_passwords([b">pw", b"<pw", b"~k"]) == [
+        "#" + digest(b"pw"),
+        "!" + digest(b"pw"),
+        "~k",
+    ]
+    assert not user("off", ">pw").check_password(b"pw")  # disabled
+
+
+@pytest.mark.parametrize(
+    ("rules", "text"),
+    [
+        (["foo"], "ERR Error in ACL SETUSER modifier 'foo': Syntax error"),
+        (["%X~a"], "ERR Error in ACL SETUSER modifier '%X~a': Syntax error"),
+        (["+@nope"], "modifier '+@nope': Unknown command or category name in ACL"),
+        (["+client|nope"], "modifier '+client|nope': Unknown command or category name in ACL"),
+        (["#xyz"], "The password hash must be exactly 64 characters"),
+        (["<missing"], "The password you are trying to remove from the user does not exist"),
+        (["allkeys", "~a"], "Adding a pattern after the * pattern (or the 'allkeys' flag)"),
+        (["allchannels", "&a"], "Adding a pattern after the * pattern (or the 'allchannels' flag)"),
+        (["(~x +get)"], "selectors are not supported by raftcache"),
+    ],
+)
+def test_bad_rules_are_refused_and_change_nothing(rules: list[str], text: str) -> None:
+    before = user("on", ">pw", "~k:*", "+get")
+    described = before.describe()
+    with pytest.raises(AclError) as refused:
+        acl.with_rules(before, "u", ["+set", *rules])
+    assert text in refused.value.text
+    assert before.describe() == described  # the original is untouched
+
+
+def test_user_files_parse_round_trip_and_name_the_bad_line() -> None:
+    users = Acl.parse("# c\n\nuser a on >pw ~a:* +@read\nuser default on nopass ~* &* +@all\n")
+    assert Acl.parse(users.text()).text() == users.text()
+    assert users.open and users.authenticate("a", b"pw") is users.users["a"]
+    with pytest.raises(AclError, match="users line 2: user 'a' is defined twice"):
+        Acl.parse("user a on\nuser a off", "users")
+    with pytest.raises(AclError, match="line 1: should start with user keyword"):
+        Acl.parse("a on")
+    locked = Acl.parse(f"user default on #{digest(b'x')} ~* &* +@all")
+    assert not locked.open
+
+
+def test_a_requirepass_seed_replaces_the_default_password() -> None:
+    seed = seed_text(None, "s3cret")
+    assert seed is not None and "s3cret" not in seed
+    users = Acl.parse(seed)
+    assert users.authenticate("default", b"s3cret") is not None
+    assert users.authenticate("default", b"other") is None
+    assert seed_text(None, None) is None
+
+
+def test_genpass_gives_the_bits_asked_for() -> None:
+    assert len(acl.genpass()) == 64
+    assert len(acl.genpass(5)) == 2
+    assert acl.genpass() != acl.genpass()
+
+
+# -- Auth ------------------------------------------------------------------------------------
+
+
+class Stored:
+    def __init__(self) -> None:
+        self.text: bytes | None = None
+        self.key: bytes | None = None
+
+    def __call__(self) -> tuple[bytes | None, bytes | None]:
+        return self.text, self.key
+
+
+def test_a_node_enforces_its_seed_until_the_cluster_stores_users() -> None:
+    stored = Stored()
+    auth = Auth(stored, seed_text(None, "pw"))
+    assert not auth.acl().open
+    call = auth.bootstrap_call()
+    assert call is not None and call[0] == b"raftcache.acl.bootstrap" and len(call[1]) == 32
+    stored.text, stored.key = b"user default on nopass ~* &* +@all", b"k" * 32
+    assert auth.acl().open  # the replicated users win once stored
+    assert auth.bootstrap_call() is None
+    assert Auth(Stored()).bootstrap_call() is None  # nothing to seed
+
+
+def test_identify_takes_basic_credentials_and_refuses_wrong_ones() -> None:
+    auth = Auth(Stored(), "user default on nopass ~* &* +@all\nuser a on >pw ~* +@all")
+    assert auth.identify([]).name == "default"
+    assert auth.identify([(AUTHORIZATION_KEY, basic_header("a", "pw"))]).name == "a"
+    with pytest.raises(errors.Unauthenticated, match="invalid username-password pair"):
+        auth.identify([(AUTHORIZATION_KEY, basic_header("a", "bad"))])
+    with pytest.raises(errors.Unauthenticated):
+        auth.identify([(AUTHORIZATION_KEY, "Basic !!!not-base64")])
+    assert auth.failures[("grpc", "auth")] == 2
+    locked = Auth(Stored(), seed_text(None, "pw"))
+    with pytest.raises(errors.Unauthenticated, match="authentication required"):
+        locked.identify([])
+
+
+def test_a_relayed_identity_counts_only_with_the_members_proof() -> None:
+    stored = Stored()
+    stored.text = (
+        f"user default on #{digest(b'pw')} ~* &* +@all\nuser ro on nopass ~* +get".encode()
+    )
+    stored.key = b"k" * 32
+    auth = Auth(stored)
+    forged = [(AS_USER_KEY, "default")]
+    with pytest.raises(errors.Unauthenticated):
+        auth.identify(forged)  # a bare claim gives nothing
+    with pytest.raises(errors.Unauthenticated):
+        auth.identify([*forged, (FORWARD_PROOF_KEY, "0" * 64)])
+    relayed = auth.forward_metadata("ro")
+    assert dict(relayed)[AS_USER_KEY] == "ro"
+    assert auth.identify(relayed).name == "ro"
+    other_cluster = Auth(lambda: (stored.text, b"x" * 32))
+    with pytest.raises(errors.Unauthenticated):
+        other_cluster.identify(relayed)
+
+
+def test_auth_failures_wait_longer_and_longer_up_to_a_bound() -> None:
+    waits = [penalty_s(n) for n in range(1, 12)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3:6] == [0.1, 0.2, 0.4]
+    assert max(waits) == 2.0 and waits == sorted(waits)

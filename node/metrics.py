@@ -406,8 +406,14 @@ class MetricsServer:
 
     MAX_REQUEST_BYTES = 16 << 10
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, ready: Callable[[], bool] | None = None
+    ) -> None:
         self.registry = registry
+        # GET /readyz: 200 while the node's grpc.health.v1 status is SERVING, else 503. The
+        # kubelet's gRPC probe cannot speak TLS; this plain-HTTP answer needs neither TLS nor
+        # credentials (and says only "ready" or "not ready").
+        self.ready = ready
         self.port = 0
         self.scrapes = 0
         self._server: asyncio.AbstractServer | None = None
@@ -450,6 +456,10 @@ class MetricsServer:
             self.scrapes += 1
             body = generate_latest(self.registry)
             return "200 OK", CONTENT_TYPE_LATEST, b"" if parts[0] == b"HEAD" else body
+        if path == b"/readyz" and self.ready is not None:
+            if self.ready():
+                return "200 OK", "text/plain", b"ready\n"
+            return "503 Service Unavailable", "text/plain", b"not ready\n"
         if path == b"/":
             return "200 OK", "text/plain", b"raftcache node: metrics at /metrics\n"
         return "404 Not Found", "text/plain", b"not found: metrics are at /metrics\n"

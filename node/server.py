@@ -89,6 +89,7 @@ class Node:
         self._redis: RespServer | None = None
         self._memcached: McServer | None = None
         self._metrics: MetricsServer | None = None
+        self.serving = False  # the grpc.health.v1 status (also GET /readyz on --metrics-listen)
         self.blocker: Blocker | None = None  # parked blocking pops (BLPOP...), once running
         self.auth: Auth | None = None  # the node's users, once running
 
@@ -285,7 +286,9 @@ class Node:
             )
         assert self.raft is not None
         sources.threads = loop_thread_ids(self.raft)
-        server = MetricsServer(registry_for(sources))
+        server = MetricsServer(
+            registry_for(sources), lambda: self.serving and not self._stopping.is_set()
+        )
         try:
             await server.start(self.config.metrics_listen)
         except OSError as exc:
@@ -380,7 +383,7 @@ class Node:
                 )
                 for name in ("", *SERVICE_NAMES):
                     await health.set(name, code)
-                serving = now_serving
+                serving = self.serving = now_serving
             await asyncio.sleep(0.25)
 
     async def _propose_config(self, proposer: Proposer) -> None:

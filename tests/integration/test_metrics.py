@@ -5,6 +5,7 @@ protocol, replication lag while a follower is paused, leader changes after a lea
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from pymemcache.client.base import Client as McClient
 from raftcache.chaos.local_cluster import LocalCluster
@@ -151,3 +153,56 @@ def test_leader_kill_counts_a_leader_change(cluster: LocalCluster) -> None:
         assert all(value(after[i], "raftcache_cluster_voters_reachable") == 2 for i in others)
     finally:
         cluster.start_node(old)
+
+
+def readyz(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.read() == b"ready\n"
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        assert exc.read() == b"not ready\n"
+        return int(exc.code)
+    except urllib.error.URLError:
+        return 0  # not listening (yet)
+
+
+def test_readyz_answers_what_the_grpc_health_service_says(cluster: LocalCluster) -> None:
+    """GET /readyz (the Kubernetes readiness probe: the kubelet's gRPC probe cannot speak
+    TLS) is 200 exactly when the node's grpc.health.v1 status is SERVING, without
+    credentials; a follower whose leader and other peer are paused answers 503."""
+    leader = cluster.wait_for_leader()
+    deadline = time.monotonic() + 30
+    while any(readyz(n.metrics_url.replace("/metrics", "/readyz")) != 200 for n in cluster.nodes):
+        assert time.monotonic() < deadline, "a node never became ready"
+        time.sleep(0.2)
+    for node in cluster.nodes:
+        with grpc.insecure_channel(node.client_addr) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="raftcache.v1.Cache"), timeout=2
+            )
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    lonely = next(i for i in range(3) if i != leader)  # a follower that loses its leader
+    others = [i for i in range(3) if i != lonely]
+    for i in others:
+        cluster.pause(i)
+    try:
+        deadline = time.monotonic() + 15
+        url = cluster.nodes[lonely].metrics_url.replace("/metrics", "/readyz")
+        while readyz(url) != 503:
+            assert time.monotonic() < deadline, "a node without a leader stayed ready"
+            time.sleep(0.2)
+    finally:
+        for i in others:
+            cluster.resume(i)
+    cluster.wait_for_leader()
+
+
+def test_readyz_is_only_served_when_the_node_gives_a_readiness_source() -> None:
+    from prometheus_client import CollectorRegistry
+    from raftcache.node.metrics import MetricsServer
+
+    head = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert MetricsServer(CollectorRegistry(), lambda: True).respond(head)[0] == "200 OK"
+    assert MetricsServer(CollectorRegistry(), lambda: False).respond(head)[0].startswith("503")
+    assert MetricsServer(CollectorRegistry()).respond(head)[0].startswith("404")

@@ -194,9 +194,7 @@ EXPECTED: list[Step] = [
         ("ACL", "DRYRUN", "t-rw", "set", "w:1", "v", "GET"),
         "This user has no permissions to access the 'w:1' key",
     ),
-    (("ACL", "DRYRUN", "t-rw", "bitfield", "r:1", "GET", "u8", "0"), "OK"),
     (
-        ("ACL", "DRYRUN", "t-rw", "bitfield", "w:1", "SET", "u8", "0", "1"),
         "This user has no permissions to access the 'w:1' key",
     ),
     (("ACL", "DELUSER", "default"), Err("ERR The 'default' user cannot be removed")),

@@ -194,9 +194,6 @@ EXPECTED: list[Step] = [
         ("ACL", "DRYRUN", "t-rw", "set", "w:1", "v", "GET"),
         "This user has no permissions to access the 'w:1' key",
     ),
-    (
-        "This user has no permissions to access the 'w:1' key",
-    ),
     (("ACL", "DELUSER", "default"), Err("ERR The 'default' user cannot be removed")),
     (("ACL", "DELUSER", "t-one", "t-rw", "t-none"), 2),
     (("ACL", "GETUSER", "t-one"), None),

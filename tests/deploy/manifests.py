@@ -95,3 +95,33 @@ def secret_refs(statefulset: Object) -> set[tuple[str, str]]:
         for item in container(statefulset).get("env", [])
         if (ref := item.get("valueFrom", {}).get("secretKeyRef"))
     }
+
+
+def secret_volumes(statefulset: Object) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each Secret volume the container mounts: mountPath -> (Secret name, {key: file name})."""
+    spec = statefulset["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in container(statefulset).get("volumeMounts", [])}
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+    for volume in spec.get("volumes", []):
+        secret = volume.get("secret")
+        if secret is None or volume["name"] not in mounts:
+            continue
+        mount = mounts[volume["name"]]
+        assert "subPath" not in mount, f"{volume['name']}: a subPath mount never sees rotations"
+        assert mount.get("readOnly") is True, f"{volume['name']}: mount Secrets read-only"
+        items = secret.get("items")
+        assert items, f"{volume['name']}: list the keys (items), so a missing one fails clearly"
+        found[mount["mountPath"]] = (
+            secret["secretName"],
+            {item["key"]: item["path"] for item in items},
+        )
+    return found
+
+
+def secret_files(statefulset: Object) -> dict[str, tuple[str, str]]:
+    """Every file the container sees from a Secret: its path -> (Secret name, key)."""
+    return {
+        f"{mount_path}/{path}": (name, key)
+        for mount_path, (name, keys) in secret_volumes(statefulset).items()
+        for key, path in keys.items()
+    }

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-from raftcache.node.config import load
-from raftcache.node.server import SERVICE_NAMES
+from raftcache.node.config import _FLAGS, ENV_PREFIX, ConfigError, load
 
 from tests.deploy.manifests import (
     CONTAINER,
@@ -23,10 +23,14 @@ from tests.deploy.manifests import (
     pod_env,
     pod_fqdn,
     pod_name,
+    secret_files,
     secret_refs,
+    secret_volumes,
 )
 
 NAME = "raftcache"
+TLS_SECRET = "raftcache-tls"
+USERS_SECRET = "raftcache-users"
 LABELS = {"app.kubernetes.io/name": NAME}
 # Oldest Kubernetes release we claim (gRPC probes GA in 1.27) and the newest bundled schema.
 KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
@@ -221,20 +225,26 @@ def test_the_image_user_is_the_manifest_user() -> None:
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
-def test_readiness_is_the_nodes_grpc_health_and_liveness_is_lenient(name: str) -> None:
+def test_readiness_is_the_nodes_health_over_plain_http_and_liveness_is_lenient(name: str) -> None:
     c = container(statefulset(name))
     readiness = c["readinessProbe"]
-    # The node reports SERVING for "" and each of its services once it knows a leader and
-    # has caught up (node/server.py); the probe asks for a service the node registers.
-    assert readiness["grpc"] == {"port": 6380, "service": "raftcache.v1.Cache"}
-    assert readiness["grpc"]["service"] in SERVICE_NAMES
+    # The kubelet's gRPC probe cannot do TLS, and the client ports speak only TLS: the node
+    # answers its grpc.health.v1 status as GET /readyz on the metrics port (node/metrics.py),
+    # plain HTTP and without credentials.
+    assert readiness["httpGet"] == {"port": "metrics", "path": "/readyz"}
+    assert "grpc" not in readiness and "scheme" not in readiness["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["RAFTCACHE_METRICS_LISTEN"] == f"0.0.0.0:{ports['metrics']}"
     assert readiness["periodSeconds"] <= 5
     liveness = c["livenessProbe"]
-    # Not the health service: NOT_SERVING during an election must never restart a node.
-    assert "grpc" not in liveness
+    # Not the health status: NOT_SERVING during an election must never restart a node. A
+    # TCP connect needs neither a TLS handshake nor credentials.
+    assert "grpc" not in liveness and "httpGet" not in liveness
     assert liveness["tcpSocket"] == {"port": "client"}
     assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
     startup = c["startupProbe"]
+    assert startup["tcpSocket"] == {"port": "client"}
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # journal replay
 
 
@@ -285,13 +295,71 @@ def test_the_raft_secret_comes_from_a_secret_that_is_not_committed(name: str) ->
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
+def test_tls_and_users_come_from_secrets_mounted_as_whole_directories(name: str) -> None:
+    """The kubernetes.io/tls layout cert-manager writes (tls.crt, tls.key, ca.crt) and the
+    users file, each read from a Secret volume the kubelet updates in place (no subPath)."""
+    sts = statefulset(name)
+    env = pod_env(sts, 0, {ref: "x" for ref in secret_refs(sts)})
+    files = secret_files(sts)
+    assert files[env["RAFTCACHE_TLS_CERT_FILE"]] == (TLS_SECRET, "tls.crt")
+    assert files[env["RAFTCACHE_TLS_KEY_FILE"]] == (TLS_SECRET, "tls.key")
+    assert files[env["RAFTCACHE_TLS_CA_FILE"]] == (TLS_SECRET, "ca.crt")
+    assert files[env["RAFTCACHE_USERS_FILE"]] == (USERS_SECRET, "users.acl")
+    assert {secret for secret, _ in files.values()} == {TLS_SECRET, USERS_SECRET}
+    volumes = [v for v in pod_spec(name)["volumes"] if "secret" in v]
+    for volume in volumes:
+        assert volume["secret"]["defaultMode"] == 0o440  # the pod's group (fsGroup) only
+        assert volume["secret"].get("optional") is not True  # no Secret, no pod
+    assert not [m for m in secret_volumes(sts) if m.startswith(("/data", "/tmp"))]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_every_raftcache_variable_is_a_node_flag(name: str) -> None:
+    """A misspelt RAFTCACHE_* variable would be ignored silently (the node reads only its
+    flags' variables): TLS or users could be off without anyone noticing."""
+    flags = {ENV_PREFIX + flag.upper().replace("-", "_") for flag, _help, _default in _FLAGS}
+    names = {e["name"] for e in container(statefulset(name))["env"]}
+    assert {n for n in names if n.startswith(ENV_PREFIX)} - flags == set()
+    assert names - flags == {"TMPDIR"}
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_without_the_secrets_the_node_refuses_to_start(name: str) -> None:
+    """The manifest's TLS and users are what lets the node listen on 0.0.0.0 at all."""
+    sts = statefulset(name)
+    env = pod_env(sts, 0, {ref: "from-the-secret" for ref in secret_refs(sts)})
+    for var in ("RAFTCACHE_TLS_CERT_FILE", "RAFTCACHE_TLS_KEY_FILE", "RAFTCACHE_TLS_CA_FILE"):
+        del env[var]
+    del env["RAFTCACHE_USERS_FILE"]
+    with pytest.raises(ConfigError, match=r"refusing to serve clients on 0\.0\.0\.0"):
+        load([], env)
+    assert "RAFTCACHE_INSECURE_ALLOW_UNAUTHENTICATED" not in {
+        e["name"] for e in container(sts)["env"]
+    }
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
 def test_service_links_do_not_leak_into_the_raftcache_environment(name: str) -> None:
     # A Service named "raftcache" would inject RAFTCACHE_PORT=tcp://... and friends.
     assert pod_spec(name)["enableServiceLinks"] is False
 
 
+def materialized(sts: Object, env: dict[str, str], directory: Path) -> dict[str, str]:
+    """`env` with each Secret file path moved under `directory` (the users file holds real
+    ACL text: the config loader parses it; TLS files are checked later, by node/tls.py)."""
+    moved = dict(env)
+    for path, (_secret, key) in secret_files(sts).items():
+        target = directory / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(
+            "user default on >from-the-secret ~* &* +@all\n" if key == "users.acl" else ""
+        )
+        moved = {k: str(target) if v == path else v for k, v in moved.items()}
+    return moved
+
+
 @pytest.mark.parametrize("name", OVERLAYS)
-def test_every_pod_gets_a_valid_node_config_from_the_manifest(name: str) -> None:
+def test_every_pod_gets_a_valid_node_config_from_the_manifest(name: str, tmp_path: Path) -> None:
     """Run the node's own config loader on each pod's environment."""
     sts = statefulset(name)
     replicas = sts["spec"]["replicas"]
@@ -301,7 +369,7 @@ def test_every_pod_gets_a_valid_node_config_from_the_manifest(name: str) -> None
     for ordinal in range(replicas):
         env = pod_env(sts, ordinal, secrets)
         assert env["RAFTCACHE_REPLICAS"] == str(replicas), "keep it equal to spec.replicas"
-        cfg = load([], env)
+        cfg = load([], materialized(sts, env, tmp_path))
         assert cfg.node_id == pod_name(sts, ordinal)
         assert cfg.raft.self_addr == f"{pod_fqdn(sts, ordinal)}:{ports['raft']}"
         assert cfg.raft.bind_addr == f"0.0.0.0:{ports['raft']}"
@@ -316,3 +384,5 @@ def test_every_pod_gets_a_valid_node_config_from_the_manifest(name: str) -> None
         assert cfg.metrics_listen == f"0.0.0.0:{ports['metrics']}"
         assert cfg.raft.secret == "from-the-secret"
         assert str(cfg.raft.data_dir) == env["RAFTCACHE_DATA_DIR"]
+        assert cfg.tls is not None and cfg.users_seed is not None
+        assert "user default on #" in cfg.users_seed  # only the password's SHA-256 is kept

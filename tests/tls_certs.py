@@ -62,8 +62,10 @@ class Ca:
         *,
         serial: int | None = None,
         not_after: datetime.datetime | None = None,
+        dns_names: tuple[str, ...] = (),
     ) -> tuple[bytes, bytes, int]:
-        """(certificate PEM, key PEM, serial) for 127.0.0.1 and localhost."""
+        """(certificate PEM, key PEM, serial) for 127.0.0.1 and localhost (and `dns_names`,
+        e.g. "*.raftcache-peers.raftcache.svc.cluster.local")."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         serial = serial or x509.random_serial_number()
@@ -77,7 +79,11 @@ class Ca:
             .not_valid_after(not_after or now + datetime.timedelta(hours=12))
             .add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ip_address("127.0.0.1"))]
+                    [
+                        x509.DNSName("localhost"),
+                        *(x509.DNSName(name) for name in dns_names),
+                        x509.IPAddress(ip_address("127.0.0.1")),
+                    ]
                 ),
                 critical=False,
             )

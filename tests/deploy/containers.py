@@ -1,6 +1,8 @@
 """Run the node image as the StatefulSet would, in Docker: build the image, and start one
 container per pod with the pod's DNS name as a network alias and exactly the env the
-rendered manifest gives that pod (downward API and Secret references resolved)."""
+rendered manifest gives that pod (downward API and Secret references resolved), and its
+Secret volumes as read-only directories laid out as the kubelet writes them (files that are
+symlinks through `..data`, swapped atomically on an update)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ import ipaddress
 import os
 import random
 import secrets
+import ssl
 import subprocess
 import tarfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +28,8 @@ import grpc
 import pytest
 from docker.types import EndpointConfig, IPAMConfig, IPAMPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from raftcache.client._transport import GrpcTransport
+from raftcache.client._transport import GrpcTransport, TlsConfig, _failed
+from raftcache.node.auth import AUTHORIZATION_KEY, basic_header
 from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
@@ -36,6 +42,7 @@ from tests.deploy.manifests import (
     pod_fqdn,
     pod_name,
     secret_refs,
+    secret_volumes,
 )
 
 # The reaper image cannot be pulled here; the fixtures remove what they create themselves.
@@ -152,20 +159,57 @@ def wait_for(
     pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})\n{logs()}")
 
 
-class PublishedPorts:
+class PublishedPorts(GrpcTransport):
     """An SDK transport that reaches each pod's advertised name through the port Docker
     published on 127.0.0.1 (the test runs outside the pods' network, as a client outside
-    the Kubernetes cluster would: it must translate the advertised addresses somehow)."""
+    the Kubernetes cluster would: it must translate the advertised addresses somehow), over
+    TLS, sending `authorization: Basic` credentials with every call."""
 
-    def __init__(self, addresses: dict[str, str]) -> None:
+    def __init__(self, addresses: dict[str, str], tls: TlsConfig, user: str, password: str) -> None:
+        super().__init__(tls=tls)
         self.addresses = addresses  # advertised HOST:PORT -> 127.0.0.1:PORT, kept current
-        self._grpc = GrpcTransport()
+        self.metadata = ((AUTHORIZATION_KEY, basic_header(user, password)),)
 
     async def call(self, address: str, method: str, request: Any, timeout: float) -> Any:
-        return await self._grpc.call(self.addresses.get(address, address), method, request, timeout)
+        target = self.addresses.get(address, address)
+        try:
+            return await self._callable(target, method)(
+                request, timeout=timeout, metadata=self.metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _failed(exc) from None
 
-    async def close(self) -> None:
-        await self._grpc.close()
+
+class SecretVolume:
+    """A Secret as the kubelet projects it into a pod: `<dir>/<file>` is a symlink to
+    `..data/<file>`, and `..data` a symlink to a timestamped directory that an update
+    replaces by renaming a new symlink over `..data` (one atomic swap of every file)."""
+
+    def __init__(self, directory: str, group: int, files: dict[str, bytes]) -> None:
+        self.directory = directory
+        self.group = group
+        self.version = 0
+        os.makedirs(directory, mode=0o755)
+        self.update(files)
+        for name in files:
+            os.symlink(f"..data/{name}", f"{directory}/{name}")
+
+    def update(self, files: dict[str, bytes]) -> None:
+        self.version += 1
+        stamp = f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{self.version}"
+        os.mkdir(f"{self.directory}/{stamp}", 0o755)
+        for name, content in files.items():
+            path = f"{self.directory}/{stamp}/{name}"
+            with open(path, "wb") as f:
+                f.write(content)
+            # The kubelet: owned by root, group fsGroup, defaultMode 0440.
+            if os.geteuid() == 0:
+                os.chown(path, 0, self.group)
+                os.chmod(path, 0o440)
+            else:  # pragma: no cover - the container tests run as root in CI
+                os.chmod(path, 0o444)
+        os.symlink(stamp, f"{self.directory}/..data_tmp")
+        os.replace(f"{self.directory}/..data_tmp", f"{self.directory}/..data")
 
 
 @dataclass
@@ -181,6 +225,7 @@ class Pod:
     published: str = ""  # 127.0.0.1:<port> Docker published its client port on
     redis_published: str = ""  # 127.0.0.1:<port> Docker published its Redis port on
     memcached_published: str = ""  # ... and its memcached port
+    metrics_published: str = ""  # ... and its metrics port (GET /readyz: the readiness probe)
 
 
 @dataclass
@@ -192,16 +237,35 @@ class StatefulSetInDocker:
     client: docker.DockerClient
     network: Network
     subnet: ipaddress.IPv4Network
+    secret_dir: str
     pods: list[Pod] = field(default_factory=list)
     transport_addresses: dict[str, str] = field(default_factory=dict)
+    secret_volumes: dict[str, SecretVolume] = field(default_factory=dict)  # by Secret name
+    grpc_metadata: tuple[tuple[str, str], ...] = ()  # credentials for calls that need them
     _next_host: int = 10
 
     @classmethod
     def create(
-        cls, statefulset: Object, image: str, client: docker.DockerClient
+        cls,
+        statefulset: Object,
+        image: str,
+        client: docker.DockerClient,
+        secret_data: dict[str, dict[str, bytes]],
+        secret_dir: str,
     ) -> StatefulSetInDocker:
+        """`secret_data`: the Secrets the operator created, name -> key -> content; each
+        Secret volume the pod mounts is written under `secret_dir` (a host directory)."""
         network, subnet = _network()
-        self = cls(statefulset, image, client, network, subnet)
+        self = cls(statefulset, image, client, network, subnet, secret_dir)
+        group = statefulset["spec"]["template"]["spec"]["securityContext"]["fsGroup"]
+        for name, keys in secret_volumes(statefulset).values():
+            missing = set(keys) - set(secret_data.get(name, {}))
+            assert not missing, f"the pods need the Secret {name} with keys {sorted(missing)}"
+            self.secret_volumes[name] = SecretVolume(
+                f"{secret_dir}/{name}",
+                group,
+                {path: secret_data[name][key] for key, path in keys.items()},
+            )
         ports = {p["name"]: p["containerPort"] for p in container(statefulset)["ports"]}
         values = {ref: secrets.token_hex(16) for ref in secret_refs(statefulset)}
         run_id = uuid.uuid4().hex[:8]
@@ -221,7 +285,13 @@ class StatefulSetInDocker:
         self.client_port = ports["client"]
         self.redis_port = ports["redis"]
         self.memcached_port = ports["memcached"]
+        self.metrics_port = ports["metrics"]
         return self
+
+    def update_secret(self, name: str, data: dict[str, bytes]) -> None:
+        """What the kubelet does some time after `kubectl apply` of a changed Secret."""
+        [keys] = [k for n, k in secret_volumes(self.statefulset).values() if n == name]
+        self.secret_volumes[name].update({path: data[key] for key, path in keys.items()})
 
     def new_ip(self) -> str:
         """A pod IP never used before in this network (a rescheduled pod gets a new one)."""
@@ -266,10 +336,13 @@ class StatefulSetInDocker:
         )
         for path, options in tmpfs.items():
             dc.tmpfs[path] = options
+        for mount_path, (name, _keys) in secret_volumes(sts).items():
+            dc.with_volume_mapping(self.secret_volumes[name].directory, mount_path, "ro")
         # Published on 127.0.0.1 only, on a port Docker picks.
         dc.ports[f"{self.client_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
         dc.ports[f"{self.redis_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
         dc.ports[f"{self.memcached_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
+        dc.ports[f"{self.metrics_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
         dc.start()
         pod.container = dc
         self.refresh_port(pod)
@@ -298,6 +371,12 @@ class StatefulSetInDocker:
         pod.memcached_published = wait_for(
             f"{pod.name}'s published memcached port",
             published(self.memcached_port),
+            20,
+            lambda: self.logs(pod),
+        )
+        pod.metrics_published = wait_for(
+            f"{pod.name}'s published metrics port",
+            published(self.metrics_port),
             20,
             lambda: self.logs(pod),
         )
@@ -348,19 +427,43 @@ class StatefulSetInDocker:
                 self.client.volumes.get(pod.volume).remove(force=True)
         self.network.remove()
 
-    # ---------------------------------------------------------------- gRPC
+    # ---------------------------------------------------------------- probes and gRPC
+
+    @property
+    def ca_pem(self) -> bytes:
+        with open(f"{self.secret_volumes['raftcache-tls'].directory}/ca.crt", "rb") as f:
+            return f.read()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """What a client outside the cluster trusts: the CA of the Secret raftcache-tls."""
+        return ssl.create_default_context(cadata=self.ca_pem.decode())
+
+    def channel(self, pod: Pod) -> grpc.Channel:
+        """A TLS channel to the pod's client port (the certificate names 127.0.0.1 too)."""
+        return grpc.secure_channel(pod.published, grpc.ssl_channel_credentials(self.ca_pem))
+
+    def ready(self, pod: Pod) -> bool:
+        """What the kubelet's readiness probe sees: GET /readyz on the metrics port."""
+        probe = container(self.statefulset)["readinessProbe"]["httpGet"]
+        url = f"http://{pod.metrics_published}{probe['path']}"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return 200 <= response.status < 400
+        except (urllib.error.URLError, OSError):
+            return False
 
     def health(self, pod: Pod, service: str) -> bool:
-        with grpc.insecure_channel(pod.published) as channel:
+        """grpc.health.v1 over TLS, without credentials (it must never need any)."""
+        with self.channel(pod) as channel:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=1
             )
         return response.status == health_pb2.HealthCheckResponse.SERVING
 
     def status(self, pod: Pod) -> cluster_pb2.StatusResponse:
-        with grpc.insecure_channel(pod.published) as channel:
+        with self.channel(pod) as channel:
             return cluster_pb2_grpc.ClusterStub(channel).Status(
-                cluster_pb2.StatusRequest(), timeout=1
+                cluster_pb2.StatusRequest(), timeout=1, metadata=self.grpc_metadata
             )
 
 

@@ -13,6 +13,7 @@ more than each op, and without the wait gRPC callers trickle in a few at a time.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,6 +130,30 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def skewed_wall_clock() -> Callable[[], int]:
+    """wall_clock_ms, shifted for chaos tests only (chaos/DESIGN.md "Clock skew"):
+    RAFTCACHE_TEST_CLOCK_OFFSET_MS adds a fixed offset; RAFTCACHE_TEST_CLOCK_OFFSET_FILE names
+    a file holding the offset in ms, re-read at most every 50 ms so a nemesis can move it."""
+    fixed = int(os.environ.get("RAFTCACHE_TEST_CLOCK_OFFSET_MS") or 0)
+    path = os.environ.get("RAFTCACHE_TEST_CLOCK_OFFSET_FILE") or ""
+    if not path:
+        return (lambda: wall_clock_ms() + fixed) if fixed else wall_clock_ms
+    offset, next_read = fixed, 0.0
+
+    def skewed() -> int:
+        nonlocal offset, next_read
+        if time.monotonic() >= next_read:
+            next_read = time.monotonic() + 0.05
+            try:
+                with open(path, encoding="ascii") as f:
+                    offset = int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pass  # keep the last offset read
+        return wall_clock_ms() + offset
+
+    return skewed
+
+
 class Proposer:
     """Runs on the asyncio loop; consensus callbacks are handed back to it thread-safely."""
 
@@ -137,14 +162,14 @@ class Proposer:
         consensus: Consensus,
         clock: Clock,
         config: ProposerConfig,
-        now_ms: Callable[[], int] = wall_clock_ms,
+        now_ms: Callable[[], int] | None = None,
         prelude: Callable[[list[command_pb2.Op]], list[command_pb2.Op]] | None = None,
     ) -> None:
         self._prelude = prelude
         self._consensus = consensus
         self._clock = clock
         self._config = config
-        self._wall_ms = now_ms
+        self._wall_ms = now_ms or skewed_wall_clock()  # unskewed unless a test says
         self._loop = asyncio.get_running_loop()
         self._writes: list[tuple[command_pb2.Op, Waiter]] = []
         self._write_bytes = 0

@@ -40,6 +40,8 @@ CATEGORY_ORDER: Final = (
     *("dangerous", "connection", "transaction", "scripting"),
 )
 
+MEMCACHED_PREFIX: Final = "raftcache.mc."
+"""memcached's table commands: checked as their Redis equivalents (User.denial)."""
 NOAUTH: Final = "NOAUTH Authentication required."
 WRONGPASS: Final = "WRONGPASS invalid username-password pair or user is disabled."
 NOPERM_KEY: Final = (
@@ -241,6 +243,8 @@ class User:
         if self.unrestricted:
             return None
         full = full_name(argv)
+        if full.startswith(MEMCACHED_PREFIX):
+            return self._memcached_denial(full, argv)
         if not self.may_run(full, argv):
             return ("command", full)
         if not self.allkeys:
@@ -253,6 +257,21 @@ class User:
             for channel, is_pattern in channels:
                 if not self.may_use_channel(channel, is_pattern):
                     return ("channel", channel.decode("latin-1"))
+        return None
+
+    def _memcached_denial(self, full: str, argv: Sequence[bytes]) -> tuple[str, str] | None:
+        """A memcached table call (node/keyspace/memcached.py) is checked as the Redis calls
+        it amounts to (store as SET, get as GET...), wherever it comes from: the memcached
+        front-end, a follower relaying it, or a Redis client sending it itself."""
+        from raftcache.node.keyspace.memcached import redis_equivalents
+
+        calls = redis_equivalents(list(argv))
+        if calls is None:
+            return ("command", full)
+        for call in calls:
+            denied = self.denial(call)
+            if denied is not None:
+                return denied
         return None
 
     def check(

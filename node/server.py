@@ -308,6 +308,8 @@ class Node:
         if not config.memcached_listen:
             return None
         server = McServer(engine, config.memcached_max_item_bytes, config.memcached_stale_reads_ms)
+        if self.auth is not None:
+            server.auth = self.auth  # the memcached port's users (set before any connection)
         try:
             await server.start(config.memcached_listen, self._ssl())
         except OSError as exc:

@@ -253,3 +253,39 @@ def flush(db: Db, argv: list[bytes]) -> ReplyT:
             if not current or current > at:
                 db.set_deadline(key, at)
     return Status("OK")
+
+
+# -- permissions ------------------------------------------------------------------------------
+
+_ARITY = {
+    b"raftcache.mc.store": 3,
+    b"raftcache.mc.get": 2,
+    b"raftcache.mc.gat": 3,
+    b"raftcache.mc.touch": 3,
+    b"raftcache.mc.delete": 2,
+    b"raftcache.mc.arith": 2,
+    b"raftcache.mc.flush": 1,
+}
+
+
+def redis_equivalents(argv: list[bytes]) -> list[list[bytes]] | None:
+    """The Redis calls a memcached table call is checked as (node/acl.py), one per key, in
+    database 0: store -> SET, get -> GET, gat -> GETEX, touch -> EXPIRE, delete -> DEL,
+    arith -> INCRBY, flush -> FLUSHALL. None: not a memcached table call, or too short to
+    name its keys (refused as its own command)."""
+    name = argv[0].lower()
+    if len(argv) < _ARITY.get(name, 1 << 30):
+        return None
+    if name == b"raftcache.mc.store":
+        return [[b"set", argv[2], b""]]
+    if name == b"raftcache.mc.get":
+        return [[b"get", key] for key in argv[1:]]
+    if name == b"raftcache.mc.gat":
+        return [[b"getex", key] for key in argv[2:]]
+    if name == b"raftcache.mc.touch":
+        return [[b"expire", argv[1], argv[2]]]
+    if name == b"raftcache.mc.delete":
+        return [[b"del", argv[1]]]
+    if name == b"raftcache.mc.arith":
+        return [[b"incrby", argv[1], b"1"]]
+    return [[b"flushall"]]

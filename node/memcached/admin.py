@@ -37,6 +37,8 @@ _COUNTERS = (
     "cas_badval",
     "touch_hits",
     "touch_misses",
+    "auth_cmds",
+    "auth_errors",
 )
 
 

@@ -8,6 +8,15 @@ forwarded by followers — or, with --memcached-stale-reads MS, answered by any 
 state is at most MS behind. Replies go out in request order; `noreply` writes still go
 through Raft and still owe a (silent) slot, so a client that never reads cannot make the
 node buffer without bound (reading pauses at MAX_PENDING_REPLIES).
+
+Users (node/auth.py, node/acl.py): when the default user needs a password, a connection
+authenticates as memcached 1.6's ASCII auth (`memcached -Y`) has it: until then every
+command answers `CLIENT_ERROR unauthenticated` except a `set <any key> <flags> <exptime>
+<bytes>` whose data block is `<user> <password>`, which answers STORED (nothing is stored)
+or `CLIENT_ERROR authentication failure`. Each command is then checked as its Redis
+equivalent (the table calls in node/keyspace/memcached.py say which); a refusal is a
+`CLIENT_ERROR NOPERM ...` line (none with noreply) and changes nothing. The connection's
+engine names its user, so the leader checks a follower's relayed calls again.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
+from raftcache.node import acl
+from raftcache.node.auth import Auth, penalty_s
 from raftcache.node.command_stats import ProtocolStats
 from raftcache.node.engine import Engine
 from raftcache.node.keyspace.reply import CommandError, ReplyT
@@ -48,6 +59,17 @@ _I32_MAX = (1 << 31) - 1
 _U64 = 1 << 64
 BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
 ERROR = b"ERROR\r\n"
+UNAUTHENTICATED = b"CLIENT_ERROR unauthenticated\r\n"
+AUTH_FAILURE = b"CLIENT_ERROR authentication failure\r\n"
+AUTH_BAD_FORMAT = b"CLIENT_ERROR bad authentication token format\r\n"
+AUTH_BAD_TERMINATION = b"CLIENT_ERROR bad command line termination\r\n"
+"""memcached 1.6.18's replies in its ASCII auth mode (`-Y`), byte for byte."""
+MAX_AUTH_LINE_BYTES = 2048
+"""Before authenticating, more than this without a newline closes the connection (as
+memcached does with junk)."""
+MAX_AUTH_BLOCK_BYTES = 4096
+"""The largest `<user> <password>` block read; a larger one is refused and the connection
+closed (an unauthenticated client makes the node buffer no more than this)."""
 
 
 _FAMILIES = {
@@ -103,6 +125,7 @@ class McServer(FrontEndServer):
         self.verbosity = 0
         self.discovery = Discovery()
         self.clients: dict[int, McConnection] = {}
+        self.auth = Auth(lambda: (None, None))  # the node's users (set by the node)
 
     def connection(self, client_id: int) -> McConnection:
         return McConnection(self, client_id)
@@ -125,6 +148,15 @@ class McConnection(PipelinedConnection):
         self._buf = bytearray()
         self._swallow = 0  # bytes of a refused value still to discard
         self._form: Form = Form()
+        # who this connection is: None until it authenticates (when the default user needs
+        # a password); the users it was checked against, to notice changes
+        self.user: acl.User | None = None
+        self.user_name = "default"
+        self._acl: acl.Acl | None = None
+        self.auth_failures = 0
+        self._failure_logged = False
+        self._penalty: asyncio.TimerHandle | None = None  # a failed auth's delayed reply
+        self._name = b""  # the command being handled (for the logs)
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -133,9 +165,15 @@ class McConnection(PipelinedConnection):
         self.server.clients[self.id] = self
         self.stats.curr_connections += 1
         self.stats.total_connections += 1
+        self._acl = users = self.server.auth.acl()
+        if users.open:
+            self.authenticated(users.users["default"])
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        if self._penalty is not None:
+            self._penalty.cancel()
+            self._penalty = None
         if self.server.clients.pop(self.id, None) is not None:
             self.stats.curr_connections -= 1
 
@@ -143,7 +181,7 @@ class McConnection(PipelinedConnection):
         buf = self._buf
         buf += data
         pos = 0
-        while not self._closing:
+        while not self._closing and self._penalty is None:
             if self._swallow:
                 taken = min(self._swallow, len(buf) - pos)
                 pos += taken
@@ -152,7 +190,10 @@ class McConnection(PipelinedConnection):
                     break
             end = buf.find(b"\n", pos)
             if end < 0:
-                if len(buf) - pos > MAX_LINE_BYTES:
+                if self.user is None and len(buf) - pos > MAX_AUTH_LINE_BYTES:
+                    self._closing = True  # junk before authenticating: memcached just closes
+                    self._close_when_flushed = True
+                elif len(buf) - pos > MAX_LINE_BYTES:
                     self._fail(b"CLIENT_ERROR line too long\r\n")
                 break
             line = bytes(buf[pos:end]).rstrip(b"\r")
@@ -169,6 +210,109 @@ class McConnection(PipelinedConnection):
         self._reply_now(reply)
         self._closing = True
         self._close_when_flushed = True
+
+    def _update_reading(self) -> None:
+        if self._penalty is not None:  # nothing more is read until a failed auth answers
+            if not self._reading_paused and self.transport is not None and not self._closing:
+                self._reading_paused = True
+                self.transport.pause_reading()
+            return
+        super()._update_reading()
+
+    # -- users ---------------------------------------------------------------------------
+
+    def authenticated(self, user: acl.User) -> None:
+        self.user, self.user_name = user, user.name
+        self.engine = self.server.engine.for_user(user.name)
+
+    def _users_changed(self, users: acl.Acl) -> None:
+        """The users changed: this connection's user gets its new rules; a deleted user's
+        connection closes (as the Redis port's do); a default user without a password lets
+        an unauthenticated connection in."""
+        self._acl = users
+        if self.user is not None:
+            user = users.users.get(self.user_name)
+            if user is None:
+                self._closing = True
+                self._close_when_flushed = True
+                return
+            self.authenticated(user)
+        elif users.open:
+            self.authenticated(users.users["default"])
+
+    def _unauthenticated(self, line: bytes, buf: bytearray, after: int) -> int:
+        """A command before authenticating (memcached's try_read_command_asciiauth): only
+        `set <key> <flags> <exptime> <bytes>` followed by a `<user> <password>` block is
+        heard; anything else answers `CLIENT_ERROR unauthenticated`, quit included."""
+        tokens = [t for t in line.split(b" ") if t]
+        size = _number(tokens[4]) if len(tokens) >= 5 and tokens[0] == b"set" else None
+        if size is None or not 0 <= size < _U32:
+            self._reply_now(UNAUTHENTICATED)
+            return after
+        if size > MAX_AUTH_BLOCK_BYTES:
+            self._fail(AUTH_BAD_FORMAT)
+            return after
+        end = after + size + 2
+        if len(buf) < end:
+            return -1  # wait for the block
+        block = bytes(buf[after:end])
+        if not block.endswith(b"\r\n"):
+            self._reply_now(AUTH_BAD_TERMINATION)
+            return end
+        name, _, password = block[:-2].strip(b" ").partition(b" ")
+        password = password.lstrip(b" ")
+        if not password:
+            self._reply_now(AUTH_BAD_FORMAT)
+            return end
+        self.stats.add("auth_cmds")
+        who = name.decode("utf-8", "replace")
+        user = self.server.auth.acl().authenticate(who, password)
+        if user is not None:
+            self.authenticated(user)
+            self._reply_now(b"STORED\r\n")  # noreply or not, as memcached answers
+            return end
+        self.stats.add("auth_errors")
+        self.auth_failures += 1
+        self.server.auth.failed("memcached", "auth", who, not self._failure_logged)
+        self._failure_logged = True
+        delay = penalty_s(self.auth_failures)
+        if not delay:
+            self._reply_now(AUTH_FAILURE)
+        else:  # guessing gets slow: nothing more is read until the failure answers
+            self._penalty = self._loop.call_later(delay, self._penalty_over)
+        return end
+
+    def _penalty_over(self) -> None:
+        self._penalty = None
+        if self._closing:
+            return
+        self._reply_now(AUTH_FAILURE)
+        self.data_received(b"")  # what arrived meanwhile (flushes and resumes reading)
+
+    def permitted(self, argv: list[bytes], noreply: bool = False) -> bool:
+        """Whether this connection's user may run argv (a memcached table call, or the Redis
+        command a local one amounts to); if not, the refusal is answered (silently with
+        noreply), counted, and logged once per connection."""
+        user = self.user
+        if user is None or user.unrestricted:
+            return True
+        denied = user.denial(argv)
+        if denied is None:
+            return True
+        text = "CLIENT_ERROR " + acl.noperm_text(denied)
+        self.server.auth.failed(
+            "memcached",
+            "perm",
+            self.user_name,
+            not self._failure_logged,
+            command=self._name.decode("latin-1"),
+        )
+        self._failure_logged = True
+        if self.cmd is not None:
+            self.cmd.count_error(text)
+        if not noreply:
+            self._reply_now(error_line(text))
+        return False
 
     # -- PipelinedConnection's hooks ---------------------------------------------------
 
@@ -191,13 +335,20 @@ class McConnection(PipelinedConnection):
     def _command(self, line: bytes, buf: bytearray, after: int) -> int:
         """Handle one command line; returns where the next command starts, or -1 when a
         storage command's data block has not fully arrived."""
+        users = self.server.auth.acl()
+        if users is not self._acl:
+            self._users_changed(users)
+            if self._closing:
+                return after
+        if self.user is None:
+            return self._unauthenticated(line, buf, after)
         tokens = line.split(b" ")  # memcached separates tokens by spaces only
         if b"" in tokens:
             tokens = [t for t in tokens if t]
         if not tokens:
             self._reply_now(ERROR)
             return after
-        name = tokens[0]
+        self._name = name = tokens[0]
         commands = self.server.commands
         self.cmd = cmd = commands.by_name.get(name) or commands.for_name(name)
         cmd.calls += 1
@@ -293,10 +444,14 @@ class McConnection(PipelinedConnection):
         )
 
     def _propose(self, argv: list[bytes], size: int = 0) -> None:
+        if not self.permitted(argv, self._form.noreply):
+            return
         self._args_bytes = size
         self.write(argv, 0)
 
     def _get(self, argv: list[bytes], keys: list[bytes]) -> None:
+        if not self.permitted(argv):
+            return
         stale = self.server.stale_reads_ms > 0
         self.read(argv, 0, keys[0] if keys else None, stale=stale)
 
@@ -418,6 +573,12 @@ def _meta_form(kind: str, key: bytes, flags: dict[str, bytes], value: bool) -> M
 
 
 # -- commands without a data block ----------------------------------------------------------
+
+# The Redis commands the local commands are checked as (version, mn and quit need none):
+_INFO = [b"info"]  # stats
+_CONFIG_RESETSTAT = [b"config", b"resetstat"]  # stats reset
+_CONFIG_SET = [b"config", b"set", b"loglevel"]  # verbosity
+_CLUSTER_SLOTS = [b"cluster", b"slots"]  # config get cluster (the cluster's topology)
 
 _STORAGE = frozenset((b"set", b"add", b"replace", b"append", b"prepend", b"cas"))
 _TEXT_NOREPLY = dict.fromkeys(
@@ -563,6 +724,8 @@ def _verbosity(conn: McConnection, tokens: list[bytes]) -> None:
     level = _number(tokens[1])
     if level is None or not 0 <= level < _U64:
         raise CommandError(BAD_FORMAT_TEXT)
+    if not conn.permitted(_CONFIG_SET, tokens[-1] == b"noreply"):
+        return
     conn.server.verbosity = min(level, 2)
     if tokens[-1] != b"noreply":
         conn._reply_now(b"OK\r\n")
@@ -637,6 +800,8 @@ def _ma(conn: McConnection, tokens: list[bytes]) -> None:
 
 @_command("stats")
 def _stats(conn: McConnection, tokens: list[bytes]) -> None:
+    if not conn.permitted(_CONFIG_RESETSTAT if tokens[1:] == [b"reset"] else _INFO):
+        return
     reply = stats_reply(conn.server, tokens[1:])
     conn._reply_now(reply)
 
@@ -645,5 +810,7 @@ def _stats(conn: McConnection, tokens: list[bytes]) -> None:
 def _config(conn: McConnection, tokens: list[bytes]) -> None:
     if tokens[1:] != [b"get", b"cluster"]:
         conn._reply_now(ERROR)
+        return
+    if not conn.permitted(_CLUSTER_SLOTS):
         return
     conn._reply_now(config_get_cluster(conn.server))

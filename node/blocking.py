@@ -19,6 +19,11 @@ behind them instead of trying first.
 - When this node stops leading, every parked client gets a retryable error (nothing was
   popped for it); an attempt in flight ends as the proposer says (applied, refused, or
   outcome unknown).
+- A follower relays the call under a request id of its own, and every attempt is proposed
+  under it: the state machine remembers the attempt that took something. A relay that fails
+  (the leader died, stepped down, could not be reached) is sent again with the same id to
+  whichever node leads next, so a pop the old leader committed but never answered is
+  answered by the retry instead of being lost (StateMachine._take_once).
 """
 
 from __future__ import annotations
@@ -26,28 +31,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import uuid
 from collections import deque
 
 import structlog
 from raftcache.node import errors
 from raftcache.node.engine import Engine, call_op, reply_of
 from raftcache.node.keyspace import dispatch
-from raftcache.node.keyspace.blocking import BLOCKING, resolve_dollar, waits_on
+from raftcache.node.keyspace.blocking import (
+    BLOCKING,
+    TAKEN,
+    TAKING,
+    UNPOP,
+    resolve_dollar,
+    waits_on,
+    with_timeout,
+)
 from raftcache.node.keyspace.db import db_key
 from raftcache.node.keyspace.lists import parse_lmpop
 from raftcache.node.keyspace.reply import NULL_ARRAY, Error, ReplyT
 from raftcache.node.proposer import Callback
 from raftcache.node.resp.errors import error_reply
 from raftcache.node.state_machine import Change, Event, Result, Value
+from raftcache.v1 import command_pb2
 
 _log = structlog.get_logger("raftcache.blocking")
 
 _FOREVER_S = 365 * 86400.0
+RELAY_RETRY_S = 30.0
+"""How long a follower keeps sending a relayed call whose relay failed again (same request
+id) while no leader answers it, before the client gets the failure."""
 STREAM_GONE = "UNBLOCKED the stream key no longer exists"
 STEPPED_DOWN = (
     "CLUSTERDOWN this node stopped leading while the client was blocked (nothing was "
     "popped for it): retry the command"
 )
+
+
+RequestId = tuple[str, int]  # (client id, seq): a relayed call's id, shared by its attempts
 
 
 class _Waiter:
@@ -59,16 +80,22 @@ class _Waiter:
         "expired",
         "first",
         "future",
+        "handed_over",
         "inflight",
         "keys",
         "read_only",
+        "rid",
         "seq",
         "timeout_reply",
         "timer",
     )
 
-    def __init__(self, seq: int, argv: list[bytes], db: int, keys: list[bytes]) -> None:
+    def __init__(
+        self, seq: int, argv: list[bytes], db: int, keys: list[bytes], rid: RequestId | None
+    ) -> None:
         self.seq = seq
+        self.rid = rid  # its attempts are proposed under it (None: a client of this node)
+        self.handed_over = False  # abandoned, but a retry with its id came: no push-back
         self.argv = argv
         self.db = db
         self.keys = [db_key(db, k) for k in dict.fromkeys(keys)]
@@ -92,6 +119,10 @@ class Blocker:
         self._seq = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.forwarded = 0  # calls this node (a follower) is relaying to the leader
+        self._client_id = f"relay-{uuid.uuid4().hex}"  # this process's relayed calls' ids
+        self._rids = itertools.count(1)
+        self._abandoned: dict[RequestId, _Waiter] = {}  # gone mid-attempt, by request id
+        self._recovering: set[asyncio.Task[None]] = set()
 
     @property
     def blocked(self) -> int:
@@ -117,22 +148,104 @@ class Blocker:
 
     # -- the loop -------------------------------------------------------------------------
 
-    async def call(self, argv: list[bytes], db: int) -> ReplyT:
+    async def call(self, argv: list[bytes], db: int, request_id: RequestId | None = None) -> ReplyT:
         """A blocking call on any node: parked here on the leader, relayed by a follower
-        (which waits as long as the call's timeout, plus slack)."""
-        _keys, timeout_s, _ = waits_on(argv)
+        (which waits as long as the call's timeout, plus slack) under `request_id` or an
+        id of its own."""
         if self.engine.is_leader():
-            return await self.block(argv, db)
+            return await self.block(argv, db, request_id)
+        if request_id is None and argv[0].lower() in TAKING:
+            request_id = (self._client_id, next(self._rids))
         self.forwarded += 1
         try:
-            return await self.engine.relay_call(argv, db, (timeout_s or _FOREVER_S) + 5.0)
+            return await self._relay(argv, db, request_id)
+        except asyncio.CancelledError:
+            if request_id is not None and argv[0].lower() in _UNDOABLE:
+                self._recover_later(argv, db, request_id)
+            raise
         finally:
             self.forwarded -= 1
 
-    async def block(self, argv: list[bytes], db: int) -> ReplyT:
+    async def _relay(self, argv: list[bytes], db: int, request_id: RequestId | None) -> ReplyT:
+        """Relay a call to the leader. A call with a request id whose relay fails (the
+        leader died or stepped down: the attempt it had in flight may have taken an element)
+        is sent again with the same id to whichever node leads next, this one included, for
+        up to RELAY_RETRY_S; a later send waits only what is left of the call's timeout
+        (at least one attempt, which answers what an earlier attempt took)."""
+        loop = asyncio.get_running_loop()
+        timeout_s = waits_on(argv)[1]
+        deadline = loop.time() + timeout_s if timeout_s else None
+        give_up: float | None = None
+        pause = 0.05
+        sent = argv
+        while True:
+            failure: ReplyT | errors.CacheError
+            try:
+                if self.engine.is_leader():  # this node won the election
+                    reply = await self.block(sent, db, request_id)
+                else:
+                    left = _FOREVER_S if deadline is None else max(deadline - loop.time(), 0.0)
+                    reply = await self.engine.relay_call(sent, db, left + 5.0, request_id)
+                if not _failed_over(reply):
+                    return reply
+                failure = reply
+            except (errors.NoLeader, errors.NotLeader, errors.OutcomeUnknown) as exc:
+                failure = exc
+            now = loop.time()
+            give_up = give_up or now + RELAY_RETRY_S
+            if request_id is None or now >= give_up:
+                if isinstance(failure, errors.CacheError):
+                    raise failure
+                return failure
+            _log.info("relayed blocking call failed; sending it again", error=str(failure))
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 0.5)
+            if deadline is not None:
+                sent = with_timeout(argv, deadline - loop.time())
+
+    def _recover_later(self, argv: list[bytes], db: int, request_id: RequestId) -> None:
+        task = asyncio.get_running_loop().create_task(self._recover(argv, db, request_id))
+        self._recovering.add(task)
+        task.add_done_callback(self._recovering.discard)
+
+    async def _recover(self, argv: list[bytes], db: int, request_id: RequestId) -> None:
+        """The client of a relayed pop went away: put back what the call took, if anything.
+        A live leader does that itself when the relay is cancelled, but one that died may
+        have committed a take that nobody answered (and no retry will collect). Asks the
+        state machine for the remembered take (raftcache.taken, which never takes), then
+        undoes it (raftcache.unpop, which does nothing if the leader already did)."""
+        try:
+            reply = await self._write_once([TAKEN, *argv], db, request_id)
+            undo = None if isinstance(reply, Error) else _undo(argv, reply)
+            if undo is not None:
+                _log.info("client of a relayed pop went away; pushing back", command=argv[0])
+                await self._write_once([UNPOP, *undo], db, request_id)
+        except errors.CacheError as exc:
+            _log.error("could not check what a relayed pop took", error=str(exc))
+
+    async def _write_once(self, argv: list[bytes], db: int, request_id: RequestId) -> ReplyT:
+        """A write under `request_id` on whichever node leads, sent again with the same id
+        when its outcome is unknown or no leader answers, for up to RELAY_RETRY_S."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + RELAY_RETRY_S
+        pause = 0.05
+        while True:
+            try:
+                if self.engine.is_leader():
+                    return reply_of(await self.engine.proposer.write(_op(argv, db, request_id)))
+                return await self.engine.relay_call(argv, db, 10.0, request_id)
+            except (errors.NoLeader, errors.NotLeader, errors.OutcomeUnknown):
+                if loop.time() >= give_up:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 0.5)
+
+    async def block(
+        self, argv: list[bytes], db: int, request_id: RequestId | None = None
+    ) -> ReplyT:
         """Run a blocking call on the leader: its reply once an attempt pops something, or
         its timeout reply. Cancelling the awaiting task removes the client."""
-        return await self.wait(self.start(argv, db))
+        return await self.wait(self.start(argv, db, request_id))
 
     async def wait(self, waiter: _Waiter | ReplyT) -> ReplyT:
         """The reply of a call `start` parked (or answered at once)."""
@@ -144,11 +257,14 @@ class Blocker:
             self._abandon(waiter)
             raise
 
-    def start(self, argv: list[bytes], db: int) -> _Waiter | ReplyT:
+    def start(
+        self, argv: list[bytes], db: int, request_id: RequestId | None = None
+    ) -> _Waiter | ReplyT:
         """Park a call and propose its first attempt now, in the caller's turn (so it is
         ordered after the commands the client sent before it and before what any other
         client sends later, as Redis's single thread orders them); a reply at once for
-        XREAD on a key of another type. The leader only (NotLeader otherwise)."""
+        XREAD on a key of another type. The leader only (NotLeader otherwise). Attempts of
+        a call with `request_id` (a follower's relay) are proposed under it."""
         keys, timeout_s, timeout_reply = waits_on(argv)
         self._loop = asyncio.get_running_loop()
         if not self.engine.is_leader():
@@ -160,8 +276,12 @@ class Blocker:
             if not isinstance(ids, list):
                 return ids  # WRONGTYPE: XREAD on a key of another type answers at once
             argv = resolve_dollar(argv, [bytes(i) for i in ids])
-        waiter = _Waiter(next(self._seq), argv, db, keys)
+        rid = request_id if argv[0].lower() in TAKING else None
+        waiter = _Waiter(next(self._seq), argv, db, keys, rid)
         waiter.timeout_reply = timeout_reply
+        gone = self._abandoned.pop(rid, None) if rid is not None else None
+        if gone is not None:
+            gone.handed_over = True  # what its attempt takes is this retry's answer
         if waiter.read_only:
             # XREAD: what the leader holds now decides at once (an error, such as a key of
             # another type, answers now; nothing there parks it); data found is confirmed
@@ -226,7 +346,7 @@ class Blocker:
                 argv = w.argv
                 if not w.first and argv[0].lower() in BLOCKING:
                     argv = [b"raftcache.woken", *argv]  # retyped keys are skipped at apply
-                self.engine.submit(call_op(argv, w.db), Callback(applied), 64)
+                self.engine.submit(_op(argv, w.db, w.rid), Callback(applied), 64)
         except errors.CacheError as exc:
             w.inflight = False
             self._finish(w, error_reply(exc))
@@ -251,7 +371,9 @@ class Blocker:
             reply = self._woken_error(w, str(reply))
         popped = reply is not NULL_ARRAY and reply is not None
         if w.abandoned:
-            if popped and not isinstance(reply, Error):
+            if w.rid is not None and self._abandoned.get(w.rid) is w:
+                del self._abandoned[w.rid]
+            if popped and not isinstance(reply, Error) and not w.handed_over:
                 self._push_back(w, reply)
             self._remove(w)
             return
@@ -291,6 +413,8 @@ class Blocker:
             return
         if w.inflight:
             w.abandoned = True  # its attempt's result is pushed back if it popped
+            if w.rid is not None:
+                self._abandoned[w.rid] = w  # unless a retry with its id comes first
             if w.timer is not None:
                 w.timer.cancel()
             return
@@ -322,10 +446,14 @@ class Blocker:
                 w.expired = True  # the attempt's own outcome answers
 
     def _push_back(self, w: _Waiter, reply: ReplyT) -> None:
-        """Undo an attempt whose client went away: put what it popped back."""
+        """Undo an attempt whose client went away: put what it popped back (for a relayed
+        call, as raftcache.unpop under its id, which also forgets the remembered take: a
+        retry applied after it takes afresh)."""
         argv = _undo(w.argv, reply)
         if argv is None:
             return
+        if w.rid is not None:
+            argv = [UNPOP, *argv]
         _log.info("blocked client went away mid-pop; pushing back", command=w.argv[0])
 
         def done(_result: Result | None, error: BaseException | None) -> None:
@@ -333,9 +461,25 @@ class Blocker:
                 _log.error("could not push back a popped element", error=str(error))
 
         try:
-            self.engine.submit(call_op(argv, w.db), Callback(done), 64)
+            self.engine.submit(_op(argv, w.db, w.rid), Callback(done), 64)
         except errors.CacheError as exc:
             _log.error("could not push back a popped element", error=str(exc))
+
+
+def _op(argv: list[bytes], db: int, rid: RequestId | None) -> command_pb2.Op:
+    op = call_op(argv, db)
+    if rid is not None:
+        op.request_id.client_id, op.request_id.seq = rid
+    return op
+
+
+_UNDOABLE = frozenset((b"blpop", b"brpop", b"blmpop", b"bzpopmin", b"bzpopmax", b"bzmpop"))
+"""Pops whose take is put back when the client goes away (moves keep it in the destination)."""
+
+
+def _failed_over(reply: ReplyT) -> bool:
+    """A reply that says the leader changed under the call (it may have taken something)."""
+    return isinstance(reply, Error) and str(reply).startswith(("CLUSTERDOWN", "UNKNOWN"))
 
 
 def _undo(argv: list[bytes], reply: ReplyT) -> list[bytes] | None:

@@ -143,11 +143,19 @@ class Engine:
         assert replies is not None  # no compares: the transaction always runs
         return replies
 
-    async def relay_call(self, argv: list[bytes], db: int, timeout_s: float) -> ReplyT:
+    async def relay_call(
+        self,
+        argv: list[bytes],
+        db: int,
+        timeout_s: float,
+        request_id: tuple[str, int] | None = None,
+    ) -> ReplyT:
         """A follower relays one call to the leader's Exec and waits up to `timeout_s` (a
-        blocking pop waits as long as its own timeout)."""
+        blocking pop waits as long as its own timeout), under `request_id` if given."""
         request = cache_pb2.ExecRequest()
         set_call(request.op, argv, db)
+        if request_id is not None:
+            request.request_id.client_id, request.request_id.seq = request_id
         response = await self._forward("Exec", request, timeout_s)
         return from_proto(response.value.reply)
 

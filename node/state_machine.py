@@ -22,8 +22,9 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 from raftcache.node import values as tv
 from raftcache.node.keyspace import dispatch as redis_commands
+from raftcache.node.keyspace.blocking import TAKING, UNPOP
 from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, Db, db_key, key_db
-from raftcache.node.keyspace.reply import ReplyT
+from raftcache.node.keyspace.reply import NULL_ARRAY, Error, ReplyT
 from raftcache.node.keyspace.reply import from_proto as reply_from_proto
 from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.values import Container
@@ -188,6 +189,22 @@ class _Session:
     last_seen_ms: int = 0
 
 
+def _is_attempt(op: command_pb2.Op) -> bool:
+    """A blocked call's attempt or its undo (keyspace/blocking.TAKING)."""
+    if op.WhichOneof("kind") != "data" or op.data.op.WhichOneof("op") != "call":
+        return False
+    argv = op.data.op.call.argv
+    return bool(argv) and argv[0].lower() in TAKING
+
+
+def _took(result: Result) -> bool:
+    """Whether an attempt took something (not the timeout reply, not an error)."""
+    if not isinstance(result, Value) or result.kind != "reply":
+        return False
+    data = result.data
+    return data is not None and data is not NULL_ARRAY and not isinstance(data, Error)
+
+
 def _entry_hash(key: bytes, entry: _Stored) -> int:
     value = entry[_VALUE]
     tag = tv.STRING_TAG if isinstance(value, bytes) else value.TAG
@@ -258,6 +275,8 @@ class StateMachine:
         if not op.HasField("request_id"):
             return self._dispatch(op, now)
         rid = op.request_id
+        if _is_attempt(op):
+            return self._take_once(op, rid, now)
         # Sessions are kept in least-recently-used order (re-inserted on every use), so
         # evicting one is O(1); the order is part of the replicated state and snapshot.
         session = self._sessions.pop(rid.client_id, None) or _Session()
@@ -280,6 +299,40 @@ class StateMachine:
             session.floor = max(session.floor, oldest)
         if len(self._sessions) > DEDUP_MAX_CLIENTS:
             # The least recently used; never the client just served (it is last).
+            del self._sessions[next(iter(self._sessions))]
+        return result
+
+    def _take_once(self, op: command_pb2.Op, rid: command_pb2.OpRequestId, now: int) -> Result:
+        """An attempt of a blocked call (node/blocking.py) under the call's request id: the
+        first attempt that takes something is remembered, and a later attempt with that id
+        (the relaying follower's retry at a new leader) answers it instead of taking again.
+        Attempts that took nothing are not remembered (the call keeps trying), and no floor
+        applies (a call's id is fixed when it starts; calls take in any order). The undo of
+        a take (raftcache.unpop) runs only while the take is remembered and forgets it, so
+        a retry after it takes afresh and a second undo does nothing."""
+        session = self._sessions.get(rid.client_id)
+        cached = None if session is None else session.results.get(rid.seq)
+        if op.data.op.call.argv[0].lower() == UNPOP:
+            if session is None or cached is None:
+                return Value("reply", 0)  # put back already (or never remembered)
+            del session.results[rid.seq]
+            return self._dispatch(op, now)
+        if cached is not None:
+            return cached
+        result = self._dispatch(op, now)
+        if not _took(result):
+            return result
+        if session is None:
+            session = self._sessions[rid.client_id] = _Session()
+        else:  # least recently used order, as in _apply_op
+            self._sessions[rid.client_id] = self._sessions.pop(rid.client_id)
+        session.last_seen_ms = now
+        session.results[rid.seq] = result
+        if len(session.results) > DEDUP_RESULTS_PER_CLIENT:
+            oldest = next(iter(session.results))
+            del session.results[oldest]
+            session.floor = max(session.floor, oldest)
+        if len(self._sessions) > DEDUP_MAX_CLIENTS:
             del self._sessions[next(iter(self._sessions))]
         return result
 

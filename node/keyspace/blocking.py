@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from raftcache.node.keyspace import table
 from raftcache.node.keyspace.db import Db
 from raftcache.node.keyspace.lists import move, parse_lmpop, pop_items, side
 from raftcache.node.keyspace.reply import NULL_ARRAY, CommandError, ReplyT
@@ -74,6 +75,29 @@ BLOCKING = frozenset(
     (b"blpop", b"brpop", b"brpoplpush", b"blmove", b"blmpop", b"bzpopmin", b"bzpopmax", b"bzmpop")
 )
 STREAM_READS = frozenset((b"xread", b"xreadgroup"))
+UNPOP = b"raftcache.unpop"
+TAKEN = b"raftcache.taken"
+TAKING = BLOCKING | {b"raftcache.woken", b"xreadgroup", UNPOP, TAKEN}
+"""The commands of a blocked call's attempts (and its check and undo): under the call's
+request id, the state machine remembers the first attempt that took something and answers
+it to any later attempt with that id (StateMachine._take_once)."""
+
+
+def with_timeout(argv: list[bytes], seconds: float) -> list[bytes]:
+    """A blocking call with its timeout replaced by `seconds` (> 0; at least 1 ms), for a
+    relayed call sent again to a new leader with only what is left of its own timeout."""
+    name = argv[0].lower()
+    if name in STREAM_READS:
+        out = list(argv)
+        i = 4 if name == b"xreadgroup" else 1  # past GROUP group consumer
+        while i < len(argv) - 1 and argv[i].lower() != b"streams":
+            if argv[i].lower() == b"block":
+                out[i + 1] = str(max(1, int(seconds * 1000))).encode()
+            i += 1 if argv[i].lower() == b"noack" else 2
+        return out
+    text = f"{max(seconds, 0.001):.3f}".encode()
+    at = {b"brpoplpush": 3, b"blmove": 5, b"blmpop": 1, b"bzmpop": 1}.get(name, len(argv) - 1)
+    return [*argv[:at], text, *argv[at + 1 :]]
 
 
 def resolve_dollar(argv: list[bytes], last_ids: list[bytes]) -> list[bytes]:
@@ -191,3 +215,26 @@ def woken(db: Db, argv: list[bytes]) -> ReplyT:
         keys, high, count = parse_zmpop(call, 2)
         return zmpop_keys(db, _ready(db, keys, ZSet), high, count)
     raise CommandError(f"ERR {name.decode('utf-8', 'replace')} is not a blocking pop")
+
+
+@command(TAKEN.decode(), -3, "write internal", keys=(0, 0, 0), group="list")
+def taken(db: Db, argv: list[bytes]) -> ReplyT:
+    """What the blocked call argv[1:] took, without trying to take anything: under the
+    call's request id the state machine answers the remembered take; this handler runs
+    when there is none and answers the call's timeout reply (node/blocking.py asks when the
+    client of a relayed call went away, to put back what nobody will receive)."""
+    return waits_on(argv[1:])[2]
+
+
+@command(UNPOP.decode(), -4, "write internal", keys=(0, 0, 0), group="list")
+def unpop(db: Db, argv: list[bytes]) -> ReplyT:
+    """Put back what a blocked call's attempt took after its client went away
+    (node/blocking.py): argv[1:] is the LPUSH, RPUSH or ZADD that undoes it. Under the call's
+    request id, the state machine runs it only while the take is remembered, and forgets it
+    in the same apply: a retry of the call with that id then takes afresh, and a second
+    undo of the same take does nothing."""
+    call = argv[1:]
+    name = call[0].lower()
+    if name not in (b"lpush", b"rpush", b"zadd"):
+        raise CommandError(f"ERR {name.decode('utf-8', 'replace')} does not put anything back")
+    return table.COMMANDS[name].handler(db, call)

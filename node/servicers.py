@@ -249,13 +249,14 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         follower relays (once: a relayed call is served by the leader or refused)."""
         argv, db = list(request.op.call.argv), request.op.call.db
         try:
-            requests.check_data_op(request.op, self._limits)
+            rid = requests.exec_op(request, self._limits, 0).request_id  # checks it all
             dispatch.validate(argv)
+            request_id = (rid.client_id, rid.seq) if request.HasField("request_id") else None
             metadata = dict(context.invocation_metadata() or ())
             if FORWARDED_METADATA_KEY in metadata:
-                reply = await self.blocker.block(argv, db)
+                reply = await self.blocker.block(argv, db, request_id)
             else:
-                reply = await self.blocker.call(argv, db)
+                reply = await self.blocker.call(argv, db, request_id)
         except CommandError as exc:
             reply = Error(exc.text)
         except errors.CacheError as exc:

@@ -17,6 +17,10 @@ Sections (all by default; pick with --only):
   apps        redis-py's Lock release (SET NX PX + EVALSHA) and BRPOP/LPUSH ping-pong at 64
               connections against raftcache's leader and Redis 7's primary in one run, with
               ratios (bench/apps_section.py); installs redis-server if missing
+  security    what users/permissions and TLS cost: SET and GET at 64 clients over RESP and
+              gRPC on three clusters (plain, --users-file with a restricted user, TLS),
+              interleaved and repeated, ratios to plain against issue 14's targets:
+              security.json, security.md (bench/security_section.py)
 --profile adds a py-spy profile of the leader during an extra 64-client Set run
 (bench-results/profile.txt; needs ptrace permission, e.g. root).
 """
@@ -45,13 +49,24 @@ from bench import (
     redis_section,
     report,
     sdk,
+    security_section,
     snapshot,
     throughput,
     typed,
 )
 from bench.common import load_snapshot, log, machine_info
 
-SECTIONS = ("throughput", "failover", "snapshot", "sdk", "typed", "redis", "peers", "apps")
+SECTIONS = (
+    "throughput",
+    "failover",
+    "snapshot",
+    "sdk",
+    "typed",
+    "redis",
+    "peers",
+    "apps",
+    "security",
+)
 
 
 def _sections(text: str) -> list[str]:
@@ -138,6 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="connections per apps row (even: ping-pong runs clients/2 pairs)",
     )
     parser.add_argument(
+        "--security-seconds",
+        type=float,
+        default=5.0,
+        help="measured seconds per security run (4 cells x 3 configurations x reps runs)",
+    )
+    parser.add_argument(
+        "--security-warmup", type=float, default=1.0, help="warm-up seconds per security run"
+    )
+    parser.add_argument(
+        "--security-reps",
+        type=int,
+        default=security_section.REPS,
+        help="runs per (configuration, protocol, op) cell, configurations alternated",
+    )
+    parser.add_argument(
         "--typed-members",
         type=int,
         default=1_000_000,
@@ -180,6 +210,9 @@ def _write(out: Path, results: dict[str, Any]) -> None:
     apps = results.get("apps")
     if apps is not None and "error" not in apps:
         text += "\n" + apps_section.markdown(apps)
+    security = results.get("security")
+    if security is not None and "error" not in security:
+        text += "\n" + security_section.markdown(security)
     (out / "bench.md").write_text(text)
 
 
@@ -274,6 +307,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         clients=args.apps_clients,
                         warmup=args.apps_warmup,
                         seconds=args.apps_seconds,
+                        keep_data=args.keep_data,
+                    )
+                    failed = failed or bool(section.get("failed"))
+                elif name == "security":
+                    section = security_section.run(
+                        work_dir,
+                        out,
+                        node_args,
+                        keys=args.keys,
+                        warmup=args.security_warmup,
+                        seconds=args.security_seconds,
+                        reps=args.security_reps,
                         keep_data=args.keep_data,
                     )
                     failed = failed or bool(section.get("failed"))

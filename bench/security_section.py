@@ -1,0 +1,913 @@
+"""`security` section: what users/permissions and TLS cost per request (issue 14's target).
+
+Three 3-node LocalClusters (journal durability), started one after the other and then
+kept up together for the whole section:
+- `plain`: no users (the default user is open), no TLS;
+- `users`: `--users-file` with an admin default user and a restricted user `app`
+  (`~bench:* +@read +@write +@connection`), so every request pays the authentication
+  lookup, the command check and the key-pattern check; the clients are `app`
+  (RESP: `AUTH app app-pw` once per connection; gRPC: `authorization: Basic ...` metadata
+  on every call);
+- `tls`: TLS on every client port (a CA and a leaf for 127.0.0.1 made with `cryptography`
+  in the work dir at run time, never kept); RESP clients wrap their connections in an
+  ssl context trusting the CA, gRPC clients use `grpc.ssl_channel_credentials(ca)`.
+
+Cells: (configuration, protocol, op) for RESP and gRPC, SET and GET (gRPC Get is
+LINEARIZABLE, as RESP GET on the leader is), 64 closed-loop clients against the leader,
+100-byte values on `bench:` keys (10,000 of them; SET cells run before GET cells, so GETs
+mostly hit). Two generator processes per cell in every configuration (32 clients each;
+gRPC: 16 clients per HTTP/2 channel), so the client side is the same shape everywhere.
+
+Interleaving (a shared 2-core box drifts): every (protocol, op) is measured in the three
+configurations back to back, and the whole plan is repeated `reps` times with the
+configuration order reversed on every other repetition (plain, users, tls, then tls,
+users, plain, ...), so slow drift hits every configuration alike. The idle clusters keep
+running (Raft heartbeats only); their CPU is metered in every cell. Reported per cell:
+the median ops/s over the repetitions and the spread (min..max), median p50/p99, the
+leader's CPU per operation, and the load average at the start and end of each run. Ratios
+users/plain and tls/plain per protocol and op are of the medians (each repetition's paired
+ratio is shown too), against the targets: users >= 0.95, tls >= 0.75.
+
+Whether the gRPC path checked permissions in the measured nodes is not assumed: the
+`users` cluster is probed before measuring (an unauthenticated gRPC Get, and `app`
+reading a key outside `bench:*`, over RESP and gRPC) and the answers are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import functools
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import multiprocessing.synchronize
+import os
+import random
+import shutil
+import ssl
+import subprocess
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from ipaddress import ip_address
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any
+
+import grpc
+from raftcache.chaos.local_cluster import ClusterTls, LocalCluster
+from raftcache.v1 import cache_pb2, cache_pb2_grpc
+
+from bench.common import (
+    CpuMeter,
+    channel_options,
+    key_name,
+    latency_summary_ms,
+    load_snapshot,
+    log,
+    machine_info,
+    median,
+    node_pids,
+    value_bytes,
+    wait_announced,
+)
+from bench.loadgen import GeneratorGroup, LoadResult, LoadSpec, MeasuredRun, start_window
+
+CONFIGS = ("plain", "users", "tls")
+PROTOCOLS = ("resp", "grpc")
+OPS = ("set", "get")
+TARGETS = {"users": 0.95, "tls": 0.75}
+"""Issue 14: permission checks cost under 5% and TLS under 25% of throughput."""
+CLIENTS = 64
+GENERATOR_PROCESSES = 2
+PER_CHANNEL = 16
+KEY_PREFIX = "bench:"
+KEYS = 10_000
+VALUE_SIZE = 100
+REPS = 2
+ADMIN_PASSWORD = "adminpw"
+APP_USER = "app"
+APP_PASSWORD = "app-pw"
+ERROR_PAUSE_S = 0.002
+RPC_TIMEOUT_S = 5.0
+LOADGEN_OP = {
+    ("resp", "set"): "sec_resp_set",
+    ("resp", "get"): "sec_resp_get",
+    ("grpc", "set"): "sec_grpc_set",
+    ("grpc", "get"): "sec_grpc_get",
+}
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+def users_file_text(admin_password: str = ADMIN_PASSWORD) -> str:
+    """The `users` configuration's --users-file: an admin default user (by its password's
+    SHA-256) and the restricted application user the clients log in as."""
+    digest = hashlib.sha256(admin_password.encode()).hexdigest()
+    return (
+        f"user default on #{digest} ~* &* +@all\n"
+        f"user {APP_USER} on >{APP_PASSWORD} ~{KEY_PREFIX}* +@read +@write +@connection\n"
+    )
+
+
+def basic_authorization(user: str, password: str) -> str:
+    """The gRPC `authorization` metadata value for user:password."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@dataclass(frozen=True)
+class Access:
+    """How a generator reaches a configuration: credentials (empty: none) and the CA PEM
+    to trust (empty: plaintext)."""
+
+    user: str = ""
+    password: str = ""
+    ca_pem: bytes = b""
+
+
+@dataclass(frozen=True)
+class Cell:
+    rep: int
+    protocol: str
+    op: str
+    config: str
+
+
+def plan(reps: int, configs: Sequence[str] = CONFIGS) -> list[Cell]:
+    """The measuring order: per repetition, each (protocol, op) in the configurations back
+    to back, the configuration order reversed on odd repetitions (ABC CBA ...)."""
+    cells: list[Cell] = []
+    for rep in range(reps):
+        order = list(configs) if rep % 2 == 0 else list(reversed(configs))
+        for protocol in PROTOCOLS:
+            for op in OPS:
+                cells.extend(Cell(rep, protocol, op, config) for config in order)
+    return cells
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per protocol, op and configuration: median ops/s over the repetitions, its spread
+    (min, max, (max-min)/median in %), median p50/p99 and leader CPU per op, and the load
+    at each run's start. Failed runs (no `ops_per_s`) are counted, not averaged."""
+    grouped: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for run in runs:
+        grouped.setdefault((run["protocol"], run["op"], run["config"]), []).append(run)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (protocol, op, config), group in grouped.items():
+        good = [r for r in group if _finite(r.get("ops_per_s"))]
+        ops = [float(r["ops_per_s"]) for r in good]
+        mid = median(ops)
+        cell: dict[str, Any] = {
+            "runs": len(group),
+            "failed_runs": len(group) - len(good),
+            "ops_per_s": ops,
+            "median_ops_per_s": mid,
+            "min_ops_per_s": min(ops) if ops else math.nan,
+            "max_ops_per_s": max(ops) if ops else math.nan,
+            "spread_pct": (max(ops) - min(ops)) / mid * 100 if ops and mid else math.nan,
+            "p50_ms": median([r["latency_ms"]["p50"] for r in good]),
+            "p99_ms": median([r["latency_ms"]["p99"] for r in good]),
+            "leader_cpu_us_per_op": median(
+                [r["leader_cpu_us_per_op"] for r in good if _finite(r.get("leader_cpu_us_per_op"))]
+            ),
+            "errors": sum(int(r.get("errors", 0)) for r in good),
+            "others_cpu_pct": median(
+                [r["unaccounted_pct"] for r in good if _finite(r.get("unaccounted_pct"))]
+            ),
+            "load_start": [r["load_start"][0] for r in group if r.get("load_start")],
+        }
+        out.setdefault(protocol, {}).setdefault(op, {})[config] = cell
+    return out
+
+
+def ratios(
+    summary: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]],
+    runs: Sequence[Mapping[str, Any]],
+    targets: Mapping[str, float] = TARGETS,
+) -> list[dict[str, Any]]:
+    """users/plain and tls/plain per protocol and op: the ratio of the median ops/s, each
+    repetition's paired ratio, the leader-CPU-per-op ratio, the target and PASS/MISS (or
+    NO DATA when a side has no number)."""
+    by_rep: dict[tuple[str, str, str, int], float] = {
+        (r["protocol"], r["op"], r["config"], r["rep"]): float(r["ops_per_s"])
+        for r in runs
+        if _finite(r.get("ops_per_s"))
+    }
+    out = []
+    for protocol in PROTOCOLS:
+        for op in OPS:
+            cells = summary.get(protocol, {}).get(op, {})
+            plain = cells.get("plain", {})
+            for config, target in targets.items():
+                mine = cells.get(config, {})
+                base, value = plain.get("median_ops_per_s"), mine.get("median_ops_per_s")
+                ratio = value / base if _finite(base) and _finite(value) and base else math.nan
+                reps = sorted({k[3] for k in by_rep if k[:2] == (protocol, op)})
+                paired = [
+                    by_rep[(protocol, op, config, rep)] / by_rep[(protocol, op, "plain", rep)]
+                    for rep in reps
+                    if (protocol, op, config, rep) in by_rep
+                    and by_rep.get((protocol, op, "plain", rep))
+                ]
+                cpu_base, cpu = plain.get("leader_cpu_us_per_op"), mine.get("leader_cpu_us_per_op")
+                cpu_ratio = (
+                    cpu / cpu_base if _finite(cpu) and _finite(cpu_base) and cpu_base else math.nan
+                )
+                verdict = (
+                    "NO DATA" if not _finite(ratio) else ("PASS" if ratio >= target else "MISS")
+                )
+                out.append({
+                    "protocol": protocol,
+                    "op": op,
+                    "config": config,
+                    "ratio": ratio,
+                    "paired_ratios": paired,
+                    "leader_cpu_per_op_ratio": cpu_ratio,
+                    "target": target,
+                    "verdict": verdict,
+                })  # fmt: skip
+    return out
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _n(value: Any, digits: int = 0) -> str:
+    if not _finite(value):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+PROTOCOL_LABEL = {"resp": "RESP", "grpc": "gRPC"}
+
+
+def markdown(section: Mapping[str, Any]) -> str:
+    """The cells table (median, spread, latency, leader CPU per op, load), the ratio table
+    with targets and verdicts, and what the gRPC path checked."""
+    setup = section.get("setup", {})
+    summary = section.get("summary", {})
+    lines = [
+        "## Security overhead: users/permissions and TLS vs plain (same run, interleaved)",
+        "",
+        f"{setup.get('clients')} clients against the leader, {setup.get('generator_processes')} "
+        f"generator processes, {setup.get('warmup_s')} s warm-up + {setup.get('seconds')} s "
+        f"measured per run, {setup.get('reps')} runs per cell (configuration order reversed "
+        f"every other repetition). Load: `{section.get('load_start', {}).get('uptime', '?')}` "
+        f"at the start, `{section.get('load_end', {}).get('uptime', '?')}` at the end.",
+        "",
+        "| Protocol | Op | Config | ops/s (median) | runs min..max | spread % | p50 ms "
+        "| p99 ms | leader CPU µs/op | errors | others' CPU % | load 1-min at each run |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for protocol in PROTOCOLS:
+        for op in OPS:
+            for config in CONFIGS:
+                cell = summary.get(protocol, {}).get(op, {}).get(config)
+                if cell is None:
+                    continue
+                failed = f" ({cell['failed_runs']} failed)" if cell.get("failed_runs") else ""
+                lines.append(
+                    f"| {PROTOCOL_LABEL[protocol]} | {op.upper()} | {config}{failed} "
+                    f"| {_n(cell['median_ops_per_s'])} "
+                    f"| {_n(cell['min_ops_per_s'])}..{_n(cell['max_ops_per_s'])} "
+                    f"| {_n(cell['spread_pct'], 1)} | {_n(cell['p50_ms'], 2)} "
+                    f"| {_n(cell['p99_ms'], 2)} | {_n(cell['leader_cpu_us_per_op'])} "
+                    f"| {cell['errors']} | {_n(cell.get('others_cpu_pct'))} "
+                    f"| {', '.join(f'{x:.2f}' for x in cell['load_start'])} |"
+                )
+    lines += [
+        "",
+        "| Protocol | Op | Ratio | ops/s ratio (medians) | per-run paired ratios "
+        "| leader CPU/op ratio | Target | Verdict |",
+        "|---|---|---|---:|---|---:|---:|---|",
+    ]
+    for r in section.get("ratios", []):
+        lines.append(
+            f"| {PROTOCOL_LABEL[r['protocol']]} | {r['op'].upper()} | {r['config']}/plain "
+            f"| {_n(r['ratio'], 3)} | {', '.join(_n(x, 3) for x in r['paired_ratios'])} "
+            f"| {_n(r['leader_cpu_per_op_ratio'], 2)} | >= {r['target']:.2f} | {r['verdict']} |"
+        )
+    grpc_state = section.get("grpc_checks", {})
+    at_end = section.get("grpc_checks_at_end", {}).get("summary")
+    probes = section.get("probes", {})
+    lines += [
+        "",
+        "Leader CPU µs/op: the leader's CPU seconds over the window / operations (less "
+        "sensitive to other load than ops/s). Others' CPU: busy time of the machine outside "
+        "the measured cluster, the idle clusters and the generators, in % of one core. The "
+        "load average includes this bench's own processes (3 busy nodes + 2 generators).",
+        "",
+        f"gRPC permission checks in the code the nodes started with: "
+        f"{grpc_state.get('summary', '?')}"
+        + (f" (in the checkout at the end: {at_end})" if at_end else "")
+        + ". Probes of the users "
+        "cluster before measuring: "
+        + ("; ".join(f"{k}: {v}" for k, v in probes.items()) or "none"),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- certificates
+
+
+def make_tls(directory: Path) -> ClusterTls:
+    """A throwaway CA and one leaf for 127.0.0.1/localhost (server and client auth), in
+    `directory` (the bench's work dir, removed afterwards); the key file is 0600."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("raftcache bench CA"))
+        .issuer_name(name("raftcache bench CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name("raftcache-bench-node"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_file, cert_file, key_file = (
+        directory / "ca.crt",
+        directory / "node.crt",
+        directory / "node.key",
+    )
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_file.touch(mode=0o600)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ClusterTls(cert_file, key_file, ca_file)
+
+
+# ----------------------------------------------------------------------------- generators
+
+
+def _requests(spec: LoadSpec) -> list[Any]:
+    value = value_bytes(spec.value_size, spec.seed)
+    if spec.op.startswith("sec_resp_"):
+        from bench.respgen import bench_key, command
+
+        keys = [bench_key(spec.key_prefix, i) for i in range(spec.key_count)]
+        if spec.op == "sec_resp_set":
+            return [(command(b"SET", k, value),) for k in keys]
+        return [(command(b"GET", k),) for k in keys]
+    keys = [key_name(spec.key_prefix, i) for i in range(spec.key_count)]
+    if spec.op == "sec_grpc_set":
+        return [cache_pb2.SetRequest(key=k, value=value) for k in keys]
+    return [cache_pb2.GetRequest(key=k, consistency=cache_pb2.LINEARIZABLE) for k in keys]
+
+
+def client_ssl_context(ca_pem: bytes) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=ca_pem.decode())
+
+
+async def _resp_generate(
+    spec: LoadSpec,
+    access: Access,
+    index: int,
+    ready: mp.Queue[int],
+    go: multiprocessing.synchronize.Event,
+    start_at: Synchronized[float],
+    stop: multiprocessing.synchronize.Event,
+) -> LoadResult:
+    """respgen's connection Protocol over TLS when access has a CA, after `AUTH user pw`
+    when it has credentials."""
+    from bench.respgen import _Client, command
+
+    result = LoadResult(index)
+    codes: Counter[str] = Counter()
+    requests = _requests(spec)
+    context = client_ssl_context(access.ca_pem) if access.ca_pem else None
+    loop = asyncio.get_running_loop()
+    clients: list[_Client] = []
+    try:
+        for c in range(spec.clients):
+            host, _, port = spec.targets[c % len(spec.targets)].rpartition(":")
+            rng = random.Random(spec.seed * 100_003 + c)
+            _transport, client = await loop.create_connection(
+                functools.partial(_Client, requests, rng, result, codes),
+                host,
+                int(port),
+                ssl=context,
+            )
+            clients.append(client)
+            if access.user:
+                auth = command(b"AUTH", access.user.encode(), access.password.encode())
+                reply = await asyncio.wait_for(client.send_once(auth), 10)
+                if reply != b"+OK\r\n":
+                    raise RuntimeError(f"AUTH answered {reply!r}")
+        result.channels = len(clients)
+        ready.put(index)
+        window, _offset, _watcher = await start_window(spec, go, start_at, stop)
+        for client in clients:
+            client.start(window)
+        timeout = window.end - time.perf_counter() + spec.rpc_timeout_s + 5
+        await asyncio.wait_for(asyncio.gather(*(c.finished for c in clients)), timeout)
+        result.error_codes = dict(codes)
+    finally:
+        for client in clients:
+            if client.transport is not None:
+                client.transport.close()
+    return result
+
+
+def grpc_channel(target: str, access: Access, private: bool) -> grpc.aio.Channel:
+    options = channel_options(private=private)
+    if access.ca_pem:
+        creds = grpc.ssl_channel_credentials(access.ca_pem)
+        return grpc.aio.secure_channel(target, creds, options=options)
+    return grpc.aio.insecure_channel(target, options=options)
+
+
+async def _grpc_generate(
+    spec: LoadSpec,
+    access: Access,
+    index: int,
+    ready: mp.Queue[int],
+    go: multiprocessing.synchronize.Event,
+    start_at: Synchronized[float],
+    stop: multiprocessing.synchronize.Event,
+) -> LoadResult:
+    """loadgen's unary gRPC clients, with credentials metadata on every call when access
+    has them, over TLS when it has a CA."""
+    result = LoadResult(index)
+    per_channel = max(spec.clients_per_channel, 1)
+    groups = math.ceil(spec.clients / per_channel)
+    target = spec.targets[0]
+    channels = [grpc_channel(target, access, private=groups > 1) for _ in range(groups)]
+    metadata: tuple[tuple[str, str], ...] = (
+        (("authorization", basic_authorization(access.user, access.password)),)
+        if access.user
+        else ()
+    )
+    result.channels = len(channels)
+    codes: Counter[str] = Counter()
+    try:
+        await asyncio.gather(*(asyncio.wait_for(ch.channel_ready(), 15) for ch in channels))
+        stubs = [cache_pb2_grpc.CacheStub(ch) for ch in channels]
+        methods = [s.Set if spec.op == "sec_grpc_set" else s.Get for s in stubs]
+        requests = _requests(spec)
+        ready.put(index)
+        window, _offset, _watcher = await start_window(spec, go, start_at, stop)
+
+        async def client(cid: int) -> None:
+            method = methods[cid // per_channel]
+            rng = random.Random(spec.seed * 100_003 + cid)
+            perf = time.perf_counter
+            n = len(requests)
+            while True:
+                request = requests[rng.randrange(n)]
+                t0 = perf()
+                if t0 >= window.end:
+                    return
+                code = ""
+                try:
+                    await method(request, timeout=spec.rpc_timeout_s, metadata=metadata)
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code().name
+                t1 = perf()
+                if window.measure_start <= t1 < window.end:
+                    if code:
+                        result.errors += 1
+                        codes[code] += 1
+                    else:
+                        result.ops += 1
+                        result.latencies.append(t1 - t0)
+                if code:
+                    await asyncio.sleep(ERROR_PAUSE_S)
+
+        await asyncio.gather(*(client(c) for c in range(spec.clients)))
+        result.error_codes = dict(codes)
+    finally:
+        for ch in channels:
+            await ch.close()
+    return result
+
+
+def _child_main(
+    spec: LoadSpec,
+    access: Access,
+    index: int,
+    ready: mp.Queue[int],
+    results: mp.Queue[LoadResult],
+    go: multiprocessing.synchronize.Event,
+    start_at: Synchronized[float],
+    stop: multiprocessing.synchronize.Event,
+) -> None:
+    generate = _resp_generate if spec.op.startswith("sec_resp_") else _grpc_generate
+    try:
+        result = asyncio.run(generate(spec, access, index, ready, go, start_at, stop))
+    except BaseException as exc:  # report instead of hanging the parent
+        result = LoadResult(index, failure=f"{type(exc).__name__}: {exc}")
+        ready.put(index)
+    results.put(result)
+
+
+class SecurityGeneratorGroup(GeneratorGroup):
+    """loadgen's GeneratorGroup whose processes carry an Access (credentials, CA)."""
+
+    def __init__(self, specs: Sequence[LoadSpec], access: Access) -> None:
+        super().__init__(specs)
+        ctx = mp.get_context("spawn")
+        self.processes = [
+            ctx.Process(
+                target=_child_main,
+                args=(
+                    spec, access, i, self._ready, self._results, self._go, self._start_at,
+                    self._stop,
+                ),
+                daemon=True,
+                name=f"bench-secgen-{i}",
+            )
+            for i, spec in enumerate(self.specs)
+        ]  # fmt: skip
+
+
+def run_measured(specs: Sequence[LoadSpec], access: Access, pids: Mapping[str, int]) -> MeasuredRun:
+    """Warm-up, then CPU metered over the measurement window (servers, idle clusters and
+    generators)."""
+    group = SecurityGeneratorGroup(specs, access)
+    try:
+        begin = group.start()
+        warmup, duration = specs[0].warmup_s, specs[0].duration_s
+        meter = CpuMeter({**pids, **group.pids})
+        time.sleep(max(begin + warmup - time.monotonic(), 0))
+        meter.start()
+        time.sleep(max(begin + warmup + duration - time.monotonic(), 0))
+        cpu = meter.stop()
+        results = group.collect()
+    finally:
+        group.terminate()
+    return MeasuredRun(results, cpu, duration)
+
+
+# ----------------------------------------------------------------------------- clusters
+
+
+@dataclass
+class Setup:
+    """One running configuration: its cluster and how clients reach it."""
+
+    config: str
+    cluster: LocalCluster
+    access: Access
+    base: Path
+
+
+def access_for(config: str, tls: ClusterTls | None) -> Access:
+    if config == "users":
+        return Access(user=APP_USER, password=APP_PASSWORD)
+    if config == "tls":
+        assert tls is not None
+        return Access(ca_pem=tls.ca_file.read_bytes())
+    return Access()
+
+
+@contextlib.contextmanager
+def running_setups(
+    work_dir: Path, node_args: Sequence[str], configs: Sequence[str], keep: bool
+) -> Iterator[dict[str, Setup]]:
+    """The configurations' clusters, started one after the other, all closed on exit."""
+    setups: dict[str, Setup] = {}
+    failed = True
+    try:
+        for config in configs:
+            base = Path(tempfile.mkdtemp(prefix=f"security-{config}-", dir=work_dir))
+            extra = list(node_args)
+            tls = None
+            if config == "users":
+                users_file = base / "users.acl"
+                users_file.write_text(users_file_text())
+                extra += ["--users-file", str(users_file)]
+            elif config == "tls":
+                tls = make_tls(base / "tls")
+            cluster = LocalCluster(3, base / "cluster", extra_args=extra, tls=tls)
+            setups[config] = Setup(config, cluster, access_for(config, tls), base)
+            log(f"security: starting the {config} cluster (load {os.getloadavg()[0]:.2f})")
+            cluster.start()
+            cluster.wait_until_ready(timeout=60)
+            wait_announced(cluster)
+            cluster.wait_for_leader()
+        yield setups
+        failed = False
+    finally:
+        for setup in setups.values():
+            setup.cluster.close()
+        for setup in setups.values():
+            with contextlib.suppress(OSError):
+                shutil.rmtree(setup.base / "tls")  # the throwaway key goes whatever happens
+            if failed or keep:
+                log(f"security: {setup.config} cluster data and node logs kept in {setup.base}")
+            else:
+                shutil.rmtree(setup.base, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+def grpc_checks_state(source: str) -> dict[str, Any]:
+    """Whether the node code the clusters ran (`source`: the directory raftcache.node is
+    imported from) checks permissions on the gRPC data path, committed or only in the
+    working tree."""
+    node = Path(source) / "node"
+    servicers = node / "servicers.py"
+    text = servicers.read_text() if servicers.exists() else ""
+    gate = node / "grpc_auth.py"
+    gate_text = gate.read_text() if gate.exists() else ""
+    in_tree = "gate.check" in text and "identify" in gate_text
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", "-C", source, *args], capture_output=True, text=True, check=False
+            ).stdout.strip()
+        except OSError:
+            return ""
+
+    committed = bool(git("log", "--oneline", "-1", "--", "node/grpc_auth.py"))
+    uncommitted = bool(git("status", "--porcelain", "--", "node/servicers.py", "node/grpc_auth.py"))
+    recent = git("log", "--oneline", "-20").splitlines()
+    if not in_tree:
+        summary = "absent (the gRPC users numbers measure authentication metadata only)"
+    elif committed and not uncommitted:
+        summary = "present and committed"
+    elif committed:
+        summary = "present (committed, with uncommitted changes in the working tree)"
+    else:
+        summary = "present in the working tree only (not yet committed)"
+    return {
+        "in_working_tree": in_tree,
+        "committed": committed,
+        "uncommitted_changes": uncommitted,
+        "recent_grpc_commits": [line for line in recent if "grpc" in line.lower()],
+        "summary": summary,
+    }
+
+
+async def _probe_grpc(addr: str) -> dict[str, str]:
+    """An unauthenticated Get, and `app` reading a key outside bench:*."""
+    out: dict[str, str] = {}
+    async with grpc.aio.insecure_channel(addr) as channel:
+        stub = cache_pb2_grpc.CacheStub(channel)
+        md = (("authorization", basic_authorization(APP_USER, APP_PASSWORD)),)
+        cases = {
+            "grpc Get without credentials": ((), b"bench:probe"),
+            "grpc Get other:probe as app": (md, b"other:probe"),
+            "grpc Get bench:probe as app": (md, b"bench:probe"),
+        }
+        for label, (metadata, key) in cases.items():
+            try:
+                await stub.Get(cache_pb2.GetRequest(key=key), timeout=5, metadata=metadata)
+                out[label] = "OK"
+            except grpc.aio.AioRpcError as exc:
+                out[label] = exc.code().name
+    return out
+
+
+def _probe_resp(addr: str) -> dict[str, str]:
+    import redis
+
+    host, _, port = addr.rpartition(":")
+    client = redis.Redis(host=host, port=int(port), username=APP_USER, password=APP_PASSWORD)
+    out: dict[str, str] = {}
+    try:
+        for key in ("other:probe", "bench:probe"):
+            try:
+                client.get(key)
+                out[f"RESP GET {key} as app"] = "OK"
+            except redis.RedisError as exc:
+                out[f"RESP GET {key} as app"] = f"{type(exc).__name__}: {str(exc)[:60]}"
+    finally:
+        client.close()
+    return out
+
+
+def probe_users(setup: Setup) -> dict[str, str]:
+    leader = setup.cluster.nodes[setup.cluster.wait_for_leader()]
+    out = asyncio.run(_probe_grpc(leader.client_addr))
+    out.update(_probe_resp(leader.redis_addr))
+    return out
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def measure(
+    cell: Cell,
+    setups: Mapping[str, Setup],
+    *,
+    keys: int,
+    warmup: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """One run of one cell against its configuration's leader; the other clusters' nodes are
+    metered as idle background."""
+    setup = setups[cell.config]
+    cluster = setup.cluster
+    leader = cluster.wait_for_leader()
+    node = cluster.nodes[leader]
+    target = node.redis_addr if cell.protocol == "resp" else node.client_addr
+    pids = node_pids(cluster, leader)
+    for other in setups.values():
+        if other.config != cell.config:
+            for label, pid in node_pids(other.cluster, -1).items():
+                pids[f"idle-{other.config}-{label}"] = pid
+    term_before = getattr(cluster.status(leader), "term", None)
+    load_start = list(os.getloadavg())
+    specs = [
+        LoadSpec(
+            op=LOADGEN_OP[(cell.protocol, cell.op)],
+            targets=(target,),
+            clients=CLIENTS // GENERATOR_PROCESSES,
+            clients_per_channel=PER_CHANNEL,
+            key_prefix=KEY_PREFIX,
+            key_count=keys,
+            value_size=VALUE_SIZE,
+            warmup_s=warmup,
+            duration_s=seconds,
+            seed=1 + i,
+            rpc_timeout_s=RPC_TIMEOUT_S,
+        )
+        for i in range(GENERATOR_PROCESSES)
+    ]
+    run = run_measured(specs, setup.access, pids)
+    load_end = list(os.getloadavg())
+    term_after = getattr(cluster.status(leader), "term", None)
+    ops = sum(r.ops for r in run.results)
+    latencies: list[float] = []
+    codes: dict[str, int] = {}
+    for r in run.results:
+        latencies.extend(r.latencies)
+        for code, n in r.error_codes.items():
+            codes[code] = codes.get(code, 0) + n
+    cpu = run.cpu
+    leader_key = next(k for k in cpu.process_cpu_s if k.startswith("leader("))
+    gens = [k for k in cpu.process_pct if k.startswith("generator")]
+    idle = [k for k in cpu.process_pct if k.startswith("idle-")]
+    out = {
+        **asdict(cell),
+        "target": target,
+        "ops": ops,
+        "window_s": run.window_s,
+        "ops_per_s": round(ops / run.window_s, 1),
+        "latency_ms": {k: round(v, 3) for k, v in latency_summary_ms(latencies).items()},
+        "errors": sum(r.errors for r in run.results),
+        "error_codes": codes,
+        "leader_cpu_pct": cpu.process_pct.get(leader_key),
+        "leader_cpu_us_per_op": round(cpu.process_cpu_s[leader_key] / ops * 1e6, 1)
+        if ops
+        else math.nan,
+        "generator_cpu_pct": [cpu.process_pct[k] for k in gens],
+        "idle_clusters_cpu_pct": round(sum(cpu.process_pct[k] for k in idle), 1),
+        "system_busy_pct": cpu.system_busy_pct,
+        "unaccounted_pct": cpu.unaccounted_pct,
+        "load_start": load_start,
+        "load_end": load_end,
+        "term_changed": term_before != term_after,
+    }
+    lat = out["latency_ms"]
+    log(
+        f"  rep {cell.rep} {PROTOCOL_LABEL[cell.protocol]:<4} {cell.op.upper():<3} "
+        f"{cell.config:<5} {out['ops_per_s']:>9,.0f}/s p50 {lat['p50']:.2f} ms "
+        f"p99 {lat['p99']:.2f} ms errors {out['errors']} leader {out['leader_cpu_pct']}% "
+        f"{out['leader_cpu_us_per_op']} µs/op gen {out['generator_cpu_pct']}% "
+        f"idle clusters {out['idle_clusters_cpu_pct']}% load {load_start[0]:.2f}->{load_end[0]:.2f}"
+    )
+    return out
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_outputs(out_dir: Path, section: Mapping[str, Any]) -> None:
+    """security.json and security.md in out_dir."""
+    (out_dir / "security.json").write_text(json.dumps(_clean(section), indent=2) + "\n")
+    (out_dir / "security.md").write_text(markdown(section))
+
+
+def run(
+    work_dir: Path,
+    out_dir: Path,
+    node_args: Sequence[str],
+    *,
+    keys: int = KEYS,
+    warmup: float = 1.0,
+    seconds: float = 5.0,
+    reps: int = REPS,
+    keep_data: bool = False,
+) -> dict[str, Any]:
+    machine = machine_info()
+    section: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "git_commit": machine["git_commit"],
+        "git_dirty": machine["git_dirty"],
+        "machine": {k: machine[k] for k in ("cpu_count", "cpu_model", "memory_gb", "python")},
+        "load_start": load_snapshot("security section start"),
+        "setup": {
+            "configs": list(CONFIGS),
+            "clients": CLIENTS,
+            "generator_processes": GENERATOR_PROCESSES,
+            "grpc_clients_per_channel": PER_CHANNEL,
+            "key_prefix": KEY_PREFIX,
+            "key_space": keys,
+            "value_bytes": VALUE_SIZE,
+            "warmup_s": warmup,
+            "seconds": seconds,
+            "reps": reps,
+            "node_args": list(node_args),
+            "users_file": users_file_text().replace(
+                hashlib.sha256(ADMIN_PASSWORD.encode()).hexdigest(), "<sha256 of adminpw>"
+            ),
+            "targets": TARGETS,
+        },
+        "grpc_checks": grpc_checks_state(machine["raftcache_source"]),
+        "runs": [],
+    }
+    log(f"security: gRPC permission checks {section['grpc_checks']['summary']}")
+    with running_setups(work_dir, node_args, CONFIGS, keep_data) as setups:
+        try:
+            section["probes"] = probe_users(setups["users"])
+        except Exception:
+            section["probes"] = {"error": traceback.format_exc()[-500:]}
+        log(f"security: probes of the users cluster: {section['probes']}")
+        for cell in plan(reps):
+            try:
+                result = measure(cell, setups, keys=keys, warmup=warmup, seconds=seconds)
+            except Exception:
+                error = traceback.format_exc()
+                log(f"  {cell} FAILED: {error[-400:]}")
+                result = {**asdict(cell), "failed": error[-2000:], "load_start": []}
+            section["runs"].append(result)
+            section["summary"] = summarize(section["runs"])
+            section["ratios"] = ratios(section["summary"], section["runs"])
+            write_outputs(out_dir, section)
+    section["load_end"] = load_snapshot("security section end")
+    section["grpc_checks_at_end"] = grpc_checks_state(machine["raftcache_source"])
+    end_commit = machine_info()["git_commit"]
+    if end_commit != section["git_commit"]:
+        section["git_commit_at_end"] = end_commit
+    section["summary"] = summarize(section["runs"])
+    section["ratios"] = ratios(section["summary"], section["runs"])
+    section["failed"] = [
+        f"{r['protocol']}/{r['op']}/{r['config']}/rep{r['rep']}" for r in section["runs"]
+        if "failed" in r
+    ]  # fmt: skip
+    write_outputs(out_dir, section)
+    log("security:\n" + markdown(section))
+    return section

@@ -1,0 +1,175 @@
+"""The security bench's pieces that need no cluster: the users file, the Basic header, the
+measuring order, the medians/spreads, the ratios and verdicts, and the tables."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+from typing import Any
+
+from raftcache.node import acl
+
+from bench import security_section as sec
+
+
+def _run(protocol: str, op: str, config: str, rep: int, ops: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "protocol": protocol,
+        "op": op,
+        "config": config,
+        "rep": rep,
+        "ops_per_s": ops,
+        "latency_ms": {"p50": 1.0 + rep, "p99": 10.0 + rep},
+        "leader_cpu_us_per_op": extra.pop("cpu", 100.0),
+        "errors": 0,
+        "unaccounted_pct": 5.0,
+        "load_start": [1.5 + rep, 1.0, 1.0],
+        **extra,
+    }
+
+
+# ----------------------------------------------------------------------------- users file
+
+
+def test_users_file_has_an_admin_default_and_a_restricted_app_user() -> None:
+    text = sec.users_file_text()
+    digest = hashlib.sha256(b"adminpw").hexdigest()
+    assert text.splitlines() == [
+        f"user default on #{digest} ~* &* +@all",
+        "user app on >app-pw ~bench:* +@read +@write +@connection",
+    ]
+    assert "adminpw" not in text  # the admin password is given by its digest only
+
+
+def test_users_file_is_valid_acl_and_restricts_app_to_bench_keys() -> None:
+    users = acl.Acl.parse(sec.users_file_text())
+    app = users.users["app"]
+    assert not app.unrestricted
+    assert users.authenticate("app", b"app-pw") is app
+    assert users.authenticate("app", b"wrong") is None
+    assert users.authenticate("default", b"adminpw") is users.default
+    assert not users.open  # the default user needs its password
+
+
+def test_basic_authorization_header() -> None:
+    header = sec.basic_authorization("app", "app-pw")
+    scheme, token = header.split(" ")
+    assert scheme == "Basic"
+    assert base64.b64decode(token) == b"app:app-pw"
+
+
+def test_access_per_configuration() -> None:
+    assert sec.access_for("plain", None) == sec.Access()
+    assert sec.access_for("users", None) == sec.Access("app", "app-pw")
+
+
+# ----------------------------------------------------------------------------- order
+
+
+def test_plan_interleaves_configurations_and_reverses_every_other_rep() -> None:
+    cells = sec.plan(2)
+    assert len(cells) == 2 * len(sec.PROTOCOLS) * len(sec.OPS) * len(sec.CONFIGS)
+    first = [(c.protocol, c.op, c.config) for c in cells[:3]]
+    assert first == [("resp", "set", "plain"), ("resp", "set", "users"), ("resp", "set", "tls")]
+    rep1 = [c for c in cells if c.rep == 1]
+    assert [c.config for c in rep1[:3]] == ["tls", "users", "plain"]
+    # SET before GET in every repetition and protocol, so GETs find keys
+    for rep in (0, 1):
+        for protocol in sec.PROTOCOLS:
+            ops = [c.op for c in cells if c.rep == rep and c.protocol == protocol]
+            assert ops == ["set"] * 3 + ["get"] * 3
+    # every cell is measured once per repetition
+    assert len({(c.rep, c.protocol, c.op, c.config) for c in cells}) == len(cells)
+
+
+# ----------------------------------------------------------------------------- math
+
+
+def test_summarize_medians_spread_and_failed_runs() -> None:
+    runs = [
+        _run("resp", "set", "plain", 0, 1000.0, cpu=50.0),
+        _run("resp", "set", "plain", 1, 1200.0, cpu=70.0),
+        _run("resp", "set", "plain", 2, 1100.0, cpu=60.0),
+        {"protocol": "resp", "op": "set", "config": "users", "rep": 0, "failed": "x",
+         "load_start": []},
+        _run("resp", "set", "users", 1, 900.0),
+    ]  # fmt: skip
+    summary = sec.summarize(runs)
+    plain = summary["resp"]["set"]["plain"]
+    assert plain["median_ops_per_s"] == 1100.0
+    assert (plain["min_ops_per_s"], plain["max_ops_per_s"]) == (1000.0, 1200.0)
+    assert math.isclose(plain["spread_pct"], 200 / 1100 * 100)
+    assert plain["p50_ms"] == 2.0 and plain["p99_ms"] == 11.0
+    assert plain["leader_cpu_us_per_op"] == 60.0
+    assert plain["load_start"] == [1.5, 2.5, 3.5]
+    users = summary["resp"]["set"]["users"]
+    assert (users["runs"], users["failed_runs"], users["median_ops_per_s"]) == (2, 1, 900.0)
+
+
+def test_ratios_targets_verdicts_and_paired_ratios() -> None:
+    runs = []
+    for rep, (plain, users, tls) in enumerate([(1000, 960, 700), (1200, 1140, 960)]):
+        runs += [
+            _run("resp", "get", "plain", rep, plain, cpu=100.0),
+            _run("resp", "get", "users", rep, users, cpu=104.0),
+            _run("resp", "get", "tls", rep, tls, cpu=130.0),
+        ]
+    result = {
+        (r["protocol"], r["op"], r["config"]): r for r in sec.ratios(sec.summarize(runs), runs)
+    }
+    users = result[("resp", "get", "users")]
+    assert math.isclose(users["ratio"], 1050 / 1100)
+    assert users["paired_ratios"] == [0.96, 0.95]
+    assert (users["target"], users["verdict"]) == (0.95, "PASS")
+    assert math.isclose(users["leader_cpu_per_op_ratio"], 1.04)
+    tls = result[("resp", "get", "tls")]
+    assert math.isclose(tls["ratio"], 830 / 1100)
+    assert tls["verdict"] == "PASS"  # 0.7545 >= 0.75
+    # cells not measured have no number, never a verdict
+    missing = result[("grpc", "set", "users")]
+    assert math.isnan(missing["ratio"]) and missing["verdict"] == "NO DATA"
+    assert len(result) == len(sec.PROTOCOLS) * len(sec.OPS) * len(sec.TARGETS)
+
+
+def test_a_miss_is_a_miss() -> None:
+    runs = [_run("grpc", "set", "plain", 0, 1000.0), _run("grpc", "set", "users", 0, 949.0)]
+    (users,) = [r for r in sec.ratios(sec.summarize(runs), runs) if r["config"] == "users"
+                and r["protocol"] == "grpc" and r["op"] == "set"]  # fmt: skip
+    assert users["verdict"] == "MISS"
+
+
+def test_markdown_tables() -> None:
+    runs = [
+        _run(p, o, c, rep, 1000.0 - 10 * i)
+        for rep in (0, 1)
+        for p in sec.PROTOCOLS
+        for o in sec.OPS
+        for i, c in enumerate(sec.CONFIGS)
+    ]
+    summary = sec.summarize(runs)
+    section = {
+        "setup": {"clients": 64, "generator_processes": 2, "warmup_s": 1, "seconds": 8, "reps": 2},
+        "load_start": {"uptime": "load average: 0.50"},
+        "load_end": {"uptime": "load average: 3.00"},
+        "summary": summary,
+        "ratios": sec.ratios(summary, runs),
+        "grpc_checks": {"summary": "present and committed"},
+        "probes": {"grpc Get other:probe as app": "PERMISSION_DENIED"},
+    }
+    text = sec.markdown(section)
+    assert "| RESP | SET | plain | 1,000 | 1,000..1,000 | 0.0 |" in text
+    assert "| gRPC | GET | tls/plain | 0.980 | 0.980, 0.980 | 1.00 | >= 0.75 | PASS |" in text
+    assert "| gRPC | GET | users/plain | 0.990 |" in text
+    assert "present and committed" in text and "PERMISSION_DENIED" in text
+    assert "load average: 3.00" in text
+
+
+def test_run_registers_the_section_and_its_options() -> None:
+    from bench import run
+
+    args = run.build_parser().parse_args(
+        ["--only", "security", "--security-seconds", "8", "--security-reps", "3"]
+    )
+    assert args.only == ["security"]
+    assert (args.security_seconds, args.security_reps, args.security_warmup) == (8.0, 3, 1.0)

@@ -148,25 +148,35 @@ class Blocker:
 
     # -- the loop -------------------------------------------------------------------------
 
-    async def call(self, argv: list[bytes], db: int, request_id: RequestId | None = None) -> ReplyT:
+    async def call(
+        self,
+        argv: list[bytes],
+        db: int,
+        request_id: RequestId | None = None,
+        engine: Engine | None = None,
+    ) -> ReplyT:
         """A blocking call on any node: parked here on the leader, relayed by a follower
         (which waits as long as the call's timeout, plus slack) under `request_id` or an
-        id of its own."""
+        id of its own. `engine` is the caller's (Engine.for_user): relays name its user,
+        so the leader checks the permission again."""
         if self.engine.is_leader():
             return await self.block(argv, db, request_id)
         if request_id is None and argv[0].lower() in TAKING:
             request_id = (self._client_id, next(self._rids))
+        relay = engine or self.engine
         self.forwarded += 1
         try:
-            return await self._relay(argv, db, request_id)
+            return await self._relay(argv, db, request_id, relay)
         except asyncio.CancelledError:
             if request_id is not None and argv[0].lower() in _UNDOABLE:
-                self._recover_later(argv, db, request_id)
+                self._recover_later(argv, db, request_id, relay)
             raise
         finally:
             self.forwarded -= 1
 
-    async def _relay(self, argv: list[bytes], db: int, request_id: RequestId | None) -> ReplyT:
+    async def _relay(
+        self, argv: list[bytes], db: int, request_id: RequestId | None, relay: Engine
+    ) -> ReplyT:
         """Relay a call to the leader. A call with a request id whose relay fails (the
         leader died or stepped down: the attempt it had in flight may have taken an element)
         is sent again with the same id to whichever node leads next, this one included, for
@@ -185,7 +195,7 @@ class Blocker:
                     reply = await self.block(sent, db, request_id)
                 else:
                     left = _FOREVER_S if deadline is None else max(deadline - loop.time(), 0.0)
-                    reply = await self.engine.relay_call(sent, db, left + 5.0, request_id)
+                    reply = await relay.relay_call(sent, db, left + 5.0, request_id)
                 if not _failed_over(reply):
                     return reply
                 failure = reply
@@ -203,27 +213,35 @@ class Blocker:
             if deadline is not None:
                 sent = with_timeout(argv, deadline - loop.time())
 
-    def _recover_later(self, argv: list[bytes], db: int, request_id: RequestId) -> None:
-        task = asyncio.get_running_loop().create_task(self._recover(argv, db, request_id))
+    def _recover_later(
+        self, argv: list[bytes], db: int, request_id: RequestId, relay: Engine
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._recover(argv, db, request_id, relay)
+        )
         self._recovering.add(task)
         task.add_done_callback(self._recovering.discard)
 
-    async def _recover(self, argv: list[bytes], db: int, request_id: RequestId) -> None:
+    async def _recover(
+        self, argv: list[bytes], db: int, request_id: RequestId, relay: Engine
+    ) -> None:
         """The client of a relayed pop went away: put back what the call took, if anything.
         A live leader does that itself when the relay is cancelled, but one that died may
         have committed a take that nobody answered (and no retry will collect). Asks the
         state machine for the remembered take (raftcache.taken, which never takes), then
         undoes it (raftcache.unpop, which does nothing if the leader already did)."""
         try:
-            reply = await self._write_once([TAKEN, *argv], db, request_id)
+            reply = await self._write_once([TAKEN, *argv], db, request_id, relay)
             undo = None if isinstance(reply, Error) else _undo(argv, reply)
             if undo is not None:
                 _log.info("client of a relayed pop went away; pushing back", command=argv[0])
-                await self._write_once([UNPOP, *undo], db, request_id)
+                await self._write_once([UNPOP, *undo], db, request_id, relay)
         except errors.CacheError as exc:
             _log.error("could not check what a relayed pop took", error=str(exc))
 
-    async def _write_once(self, argv: list[bytes], db: int, request_id: RequestId) -> ReplyT:
+    async def _write_once(
+        self, argv: list[bytes], db: int, request_id: RequestId, relay: Engine
+    ) -> ReplyT:
         """A write under `request_id` on whichever node leads, sent again with the same id
         when its outcome is unknown or no leader answers, for up to RELAY_RETRY_S."""
         loop = asyncio.get_running_loop()
@@ -233,7 +251,7 @@ class Blocker:
             try:
                 if self.engine.is_leader():
                     return reply_of(await self.engine.proposer.write(_op(argv, db, request_id)))
-                return await self.engine.relay_call(argv, db, 10.0, request_id)
+                return await relay.relay_call(argv, db, 10.0, request_id)
             except (errors.NoLeader, errors.NotLeader, errors.OutcomeUnknown):
                 if loop.time() >= give_up:
                     raise

@@ -470,7 +470,9 @@ class Connection(PipelinedConnection):
         connection, but treat an error reply to BRPOP as final."""
         assert self.server.blocker is not None
         blocker = self.server.blocker
-        waiting = blocker.call(argv, db) if parked is None else blocker.wait(parked)
+        waiting = (
+            blocker.call(argv, db, engine=self.engine) if parked is None else blocker.wait(parked)
+        )
         call = asyncio.ensure_future(waiting)
         self.blocked = unblocked = self._loop.create_future()
         try:

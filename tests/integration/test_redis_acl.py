@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -480,4 +481,25 @@ def test_users_survive_a_restart_of_every_node(cluster: LocalCluster, tmp_path: 
         assert r.call("AUTH", "durable", "d-pw") == "OK"
         assert r.call("GET", "nothing") is None
         assert r.call("SET", "x", "1") == noperm("set")
+        r.close()
+
+
+def test_a_pop_blocked_through_a_follower_keeps_its_user(cluster: LocalCluster) -> None:
+    """The follower relays the blocked call to the leader as the caller's user: the leader's
+    check passes for the user's own keys (and would refuse others)."""
+    admin, r = raw(cluster, "leader"), raw(cluster, "follower")
+    try:
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        assert admin.call("ACL", "SETUSER", "q", "on", ">q-pw", "~q:*", "+@list") == "OK"
+        deadline = time.monotonic() + 5  # made on the leader: the follower applies it soon
+        while r.call("AUTH", "q", "q-pw") != "OK":
+            assert time.monotonic() < deadline, "the follower did not apply the new user"
+            time.sleep(0.05)
+        assert r.call("BLPOP", "other", "0.1") == NOPERM_KEY
+        pusher = threading.Timer(0.5, lambda: admin.call("RPUSH", "q:jobs", "job-1"))
+        pusher.start()
+        assert r.call("BLPOP", "q:jobs", "10") == ["q:jobs", "job-1"]
+        pusher.join()
+    finally:
+        admin.close()
         r.close()

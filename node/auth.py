@@ -10,9 +10,13 @@ One `Auth` per node, shared by the gRPC, Redis and Memcached front-ends:
   metadata and proves it is a member with `forward_proof()`, an HMAC under the cluster's
   forwarding key (replicated with the users): the leader then checks the permission again
   as that user and never trusts a bare claim (a client cannot pose as a follower).
+- A relay from a member that names no user (the memcached front-end, which has no users
+  yet, and other calls a member makes for itself) carries the proof alone: the leader runs
+  it as `MEMBER`, unrestricted, since the member's front-end did the checks.
 - Failures are counted per protocol (`failures`) for the metrics; a connection that keeps
   failing to authenticate waits longer each time (`penalty_s`), so guessing passwords over
-  one connection is slow.
+  one connection is slow. A gRPC caller's failures are logged at most once a minute per
+  peer host (`failed(..., peer=...)`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,16 @@ FREE_FAILURES: Final = 3
 MAX_PENALTY_S: Final = 2.0
 LOG_MAX: Final = 128
 """Entries ACL LOG keeps."""
+LOG_EVERY_S: Final = 60.0
+"""A peer's refusals are logged at most this often (all are counted)."""
+MEMBER: Final = User(
+    "raftcache-member",
+    enabled=True,
+    keys=[(acl.READ | acl.WRITE, b"*")],
+    allchannels=True,
+    command_rules=["+@all"],
+)
+"""Who a member's own relayed call (proven, naming no user) runs as."""
 
 
 def seed_text(users_file: str | None, requirepass: str | None) -> str | None:
@@ -76,6 +90,7 @@ class Auth:
         self.failures: Counter[tuple[str, str]] = Counter()  # (protocol, kind) -> count
         self._proof: tuple[bytes, str] | None = None
         self._basic: dict[str, tuple[Acl, User | None]] = {}
+        self._logged: dict[str, float] = {}  # peer host -> when its last refusal was logged
 
     def acl(self) -> Acl:
         raw, _ = self._read_stored()
@@ -113,13 +128,14 @@ class Auth:
         return cached[1]
 
     def forward_metadata(self, user: str | None) -> tuple[tuple[str, str], ...]:
-        """What a relayed call carries to name its user (nothing for the default user of an
-        open cluster, which any caller gets anyway)."""
-        if user is None:
-            return ()
+        """What a relayed call carries to name its user; `None`: the member's own call
+        (the proof alone). Before any users are stored there is no forwarding key: the
+        cluster is open and the leader takes the call as its default user."""
         proof = self.forward_proof()
         if proof is None:
-            return ((AS_USER_KEY, user),)
+            return () if user is None else ((AS_USER_KEY, user),)
+        if user is None:
+            return ((FORWARD_PROOF_KEY, proof),)
         return ((AS_USER_KEY, user), (FORWARD_PROOF_KEY, proof))
 
     def verify_forward_proof(self, proof: str) -> bool:
@@ -154,18 +170,29 @@ class Auth:
         metadata: Sequence[tuple[str, Any]] | None,
         peer_cn: str | None = None,
         protocol: str = "grpc",
+        peer: object | None = None,
     ) -> User:
         """The user of a gRPC call: a member's relayed call names it (with the forwarding
-        proof), else `authorization: Basic` credentials, else the client certificate's CN
-        (when --tls-client-cn-as-user), else the default user if it needs no password.
-        Raises Unauthenticated (with the reason) otherwise."""
+        proof; the proof alone: `MEMBER`), else `authorization: Basic` credentials, else the
+        client certificate's CN (when --tls-client-cn-as-user), else the default user if it
+        needs no password. Raises Unauthenticated (with the reason) otherwise; a failure is
+        counted and logged (once a minute per `peer` host, when given)."""
         users = self.acl()
-        found: dict[str, str] = {}
+        found: dict[str, str] | None = None
         for key, value in metadata or ():
             if key in _IDENTITY_KEYS:
+                if found is None:
+                    found = {}
                 found[key] = value if isinstance(value, str) else value.decode("latin-1")
-        claimed = found.get(AS_USER_KEY)
-        if claimed is not None and self.verify_forward_proof(found.get(FORWARD_PROOF_KEY, "")):
+        if found is None:
+            if peer_cn is None and users.open:  # an open cluster's usual call: no credentials
+                return users.default  # type: ignore[return-value]  # open: it exists
+            found = {}
+        proof = found.get(FORWARD_PROOF_KEY)
+        if proof is not None and self.verify_forward_proof(proof):
+            claimed = found.get(AS_USER_KEY)
+            if claimed is None:
+                return MEMBER
             user = users.users.get(claimed)
             if user is None:
                 raise errors.Unauthenticated(f"the user {claimed!r} no longer exists")
@@ -174,7 +201,7 @@ class Auth:
         if header is not None:
             user = self.basic(header)
             if user is None:
-                self.failed(protocol, "auth", _basic_name(header), True)
+                self.failed(protocol, "auth", _basic_name(header), True, peer=peer)
                 raise errors.Unauthenticated(acl.WRONGPASS.removeprefix("WRONGPASS "))
             return user
         if peer_cn is not None:
@@ -184,18 +211,43 @@ class Auth:
         default = users.default
         if default is not None and users.open:
             return default
+        self.failed(protocol, "auth", peer_cn or "", True, peer=peer, reason="no credentials")
         raise errors.Unauthenticated(
             "authentication required: send 'authorization: Basic base64(user:password)' "
             "metadata (the SDK's user= and password=, the CLI's --user and --password)"
         )
 
-    def failed(self, protocol: str, kind: str, who: str, log: bool, **fields: object) -> None:
+    def failed(
+        self,
+        protocol: str,
+        kind: str,
+        who: str,
+        log: bool,
+        peer: object | None = None,
+        **fields: object,
+    ) -> None:
         """Count a failed authentication ("auth") or authorisation ("perm"); log it when the
-        caller says this connection has not logged one yet. Never logs a password."""
+        caller says this connection has not logged one yet and, given the `peer` (its str()
+        is a gRPC peer string, read only here), when that host logged none in the last
+        LOG_EVERY_S. Never logs a password."""
         self.failures[(protocol, kind)] += 1
+        if log and peer is not None:
+            fields["peer"] = shown = str(peer)
+            log = self._may_log(shown)
         if log:
             event = "authentication failed" if kind == "auth" else "permission denied"
             _log.warning(event, protocol=protocol, user=who, **fields)
+
+    def _may_log(self, peer: str) -> bool:
+        host = peer_host(peer)
+        now = time.monotonic()
+        last = self._logged.get(host)
+        if last is not None and now - last < LOG_EVERY_S:
+            return False
+        if len(self._logged) >= 4096:
+            self._logged = {h: t for h, t in self._logged.items() if now - t < LOG_EVERY_S}
+        self._logged[host] = now
+        return True
 
 
 @dataclass
@@ -248,6 +300,13 @@ def _basic_name(header: str) -> str:
     except ValueError:
         return "?"
     return raw.partition(b":")[0].decode("utf-8", "replace")
+
+
+def peer_host(peer: str) -> str:
+    """The host of a gRPC peer string ("ipv4:10.0.0.7:51234" -> "ipv4:10.0.0.7", "ipv6:[::1]:5"
+    -> "ipv6:[::1]"): a client that reconnects keeps its host, not its port."""
+    head, sep, tail = peer.rpartition(":")
+    return head if sep and tail.isdigit() and head not in ("ipv4", "ipv6") else peer
 
 
 def new_forward_key() -> bytes:

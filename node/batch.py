@@ -5,7 +5,9 @@ On the leader every write is queued on the proposer in one loop turn (so the bat
 share one log entry) and every LINEARIZABLE read waits on one read barrier registered in the
 same turn; STALE reads are served at once after the staleness check. A follower serves the
 STALE reads itself and relays the rest to the leader as one Batch (forwarding.py), keeping
-each op's forwarded outcome as its unary call would.
+each op's forwarded outcome as its unary call would. An op its caller may not run fails
+alone with PERMISSION_DENIED (node/grpc_auth.py); the relayed Batch names the caller's user,
+and the leader checks each op again.
 """
 
 from __future__ import annotations
@@ -121,10 +123,17 @@ class BatchRunner:
         self._limits = limits
 
     async def run(
-        self, request: cache_pb2.BatchRequest, forwarded: bool, timeout: float | None
+        self,
+        request: cache_pb2.BatchRequest,
+        forwarded: bool,
+        timeout: float | None,
+        refusal: Callable[[cache_pb2.BatchOp], errors.CacheError | None] | None = None,
+        identity: tuple[tuple[str, str], ...] = (),
     ) -> cache_pb2.BatchResponse:
         """Every op's answer in order; InvalidInput (the whole RPC) for a batch over its
-        limits. `forwarded`: another node relayed this batch (never relay it again)."""
+        limits. `forwarded`: another node relayed this batch (never relay it again).
+        `refusal`: why the caller may not run an op (None: it may; no function: the caller
+        may run everything); `identity`: what names the caller's user to the leader."""
         requests.check_batch(request, self._limits)
         self._view.batch_rpcs += 1
         self._view.batch_ops += len(request.ops)
@@ -141,6 +150,10 @@ class BatchRunner:
                     raise errors.InvalidInput(
                         "the op is empty: set exactly one of get, set, delete, incr or exec"
                     )
+                if refusal is not None:
+                    denied = refusal(op)
+                    if denied is not None:
+                        raise denied
                 body = getattr(op, kind)
                 consistency = _read_consistency(kind, body, self._limits)
                 if consistency is None:
@@ -163,7 +176,7 @@ class BatchRunner:
         if linear:
             self._barrier(run, request, linear)
         if relay:
-            await self._relay(run, request, relay, forwarded, timeout)
+            await self._relay(run, request, relay, forwarded, timeout, identity)
         await run.wait()
         return cache_pb2.BatchResponse(results=self._within_budget(request, run.results))
 
@@ -202,15 +215,17 @@ class BatchRunner:
         relay: list[int],
         forwarded: bool,
         timeout: float | None,
+        identity: tuple[tuple[str, str], ...],
     ) -> None:
-        """A follower's leader-only ops, relayed to the leader as one Batch."""
+        """A follower's leader-only ops, relayed to the leader as one Batch (as the caller's
+        user)."""
         error = self._view.not_leader()
         if forwarded or not isinstance(error, errors.NotLeader):
             for i in relay:
                 run.fail(i, error)
             return
         sub = cache_pb2.BatchRequest(ops=[request.ops[i] for i in relay])
-        results = await self._forwarder.forward_batch(error.leader_addr, sub, timeout)
+        results = await self._forwarder.forward_batch(error.leader_addr, sub, timeout, identity)
         for i, result in zip(relay, results, strict=True):
             run.results[i] = result
 

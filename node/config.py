@@ -60,6 +60,7 @@ class NodeConfig:
     tls: TlsConfig | None = None  # None = plaintext client ports
     restore_from: str = ""  # a backup file that seeds a new cluster (node/restore.py)
     users_seed: str | None = None  # ACL text of --users-file/--requirepass (node/auth.py)
+    tls_client_cn_as_user: bool = False  # a client certificate's CN names the gRPC user
 
 
 def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
@@ -152,6 +153,12 @@ _FLAGS: list[tuple[str, str, str | None]] = [
         "PEM CA bundle: clients must present a certificate signed by it (mTLS); also "
         "verifies the leader when forwarding unless --tls-ca-file is given",
         None,
+    ),
+    (
+        "tls-client-cn-as-user",
+        "'true': on the gRPC port, a client certificate's CN names the user when a call "
+        "carries no 'authorization: Basic' credentials (needs --tls-client-ca-file)",
+        "false",
     ),
     (
         "tls-ca-file",
@@ -511,6 +518,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         max_entry_bytes=4 * proposer.max_batch_bytes,
     )
     tls = _tls(values)
+    cn_as_user = _cn_as_user(values, tls)
     users_seed = _users(values)
     front_ends = {**_redis(values, advertise), **_memcached(values, advertise, max_value)}
     _refuse_open_ports(
@@ -535,8 +543,22 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         tls=tls,
         restore_from=values.get("restore-from", "").strip(),
         users_seed=users_seed,
+        tls_client_cn_as_user=cn_as_user,
         **front_ends,
     )
+
+
+def _cn_as_user(values: Mapping[str, str], tls: TlsConfig | None) -> bool:
+    """--tls-client-cn-as-user: only with mTLS, where the node verifies client certificates."""
+    text = values.get("tls-client-cn-as-user", "false").strip().lower()
+    if text not in ("true", "false"):
+        raise ConfigError(f"--tls-client-cn-as-user: {text!r} is not 'true' or 'false'")
+    if text == "true" and (tls is None or not tls.client_ca_file):
+        raise ConfigError(
+            "--tls-client-cn-as-user=true needs mTLS (--tls-client-ca-file): without it no "
+            "client certificate is verified, so a CN names nobody"
+        )
+    return text == "true"
 
 
 def _users(values: Mapping[str, str]) -> str | None:

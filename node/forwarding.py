@@ -9,6 +9,11 @@ Concurrent forwarded Get/Set/Delete/Incr/Exec calls are auto-pipelined
 (raftcache.v1.pipeline): while a call to the leader is in flight, the next ones go out
 together as one Batch RPC, and each caller gets the answer (or the failure) its own unary
 forward would have given.
+
+A forwarded call carries its caller's identity (node/auth.py `forward_metadata`: the user's
+name and the member's proof), and the leader checks that user's permissions again. A Batch
+RPC carries one identity, so each identity has its own pipeline: calls of different users
+never travel in one forwarded Batch.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from raftcache.v1.wire import (
 _WRITES = frozenset({"Set", "Delete", "Incr", "MSet"})
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _FORWARDED = ((FORWARDED_METADATA_KEY, "1"),)
+_MAX_PIPELINES = 1024
+"""Identities with a pipeline of their own; past this the idle ones are dropped."""
+Identity = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -63,13 +71,14 @@ class _Failed(Exception):
 class _Sender:
     """The forwarder's side of auto-pipelining: gRPC calls marked as forwarded."""
 
-    def __init__(self, forwarder: LeaderForwarder) -> None:
+    def __init__(self, forwarder: LeaderForwarder, identity: Identity = ()) -> None:
         self._forwarder = forwarder
+        self._metadata = (*_FORWARDED, *identity)
 
     async def unary(self, address: str, method: str, request: Any, timeout: float | None) -> Any:
         try:
             return await self._forwarder.callable(address, method)(
-                request, timeout=timeout, metadata=_FORWARDED
+                request, timeout=timeout, metadata=self._metadata
             )
         except grpc.aio.AioRpcError as exc:
             raise _Failed.of(exc) from None
@@ -116,15 +125,26 @@ class LeaderForwarder:
         self._tasks: set[asyncio.Task[None]] = set()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._callables: dict[tuple[str, str], Any] = {}
-        self.pipeline = (
-            AutoPipeline(_Sender(self), max_inflight=max_inflight) if auto_pipeline else None
-        )
-        self._unpipelined = PipelineStats()
+        self._auto_pipeline = auto_pipeline
+        self._max_inflight = max_inflight
+        self._pipelines: dict[Identity, AutoPipeline] = {}
+        self.stats = PipelineStats()
+        """Unary and Batch RPCs forwarded to leaders so far (every identity's)."""
+        self.pipeline = self.pipeline_for(())
+        """The pipeline of calls that name no user (an open cluster's)."""
 
-    @property
-    def stats(self) -> PipelineStats:
-        """Unary and Batch RPCs forwarded to leaders so far."""
-        return self.pipeline.stats if self.pipeline is not None else self._unpipelined
+    def pipeline_for(self, identity: Identity) -> AutoPipeline | None:
+        """The auto-pipeline of one caller identity (None when auto-pipelining is off)."""
+        if not self._auto_pipeline:
+            return None
+        pipeline = self._pipelines.get(identity)
+        if pipeline is None:
+            if len(self._pipelines) >= _MAX_PIPELINES:
+                self._pipelines = {i: p for i, p in self._pipelines.items() if p.busy or not i}
+            pipeline = AutoPipeline(_Sender(self, identity), max_inflight=self._max_inflight)
+            pipeline.stats = self.stats
+            self._pipelines[identity] = pipeline
+        return pipeline
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -171,15 +191,22 @@ class LeaderForwarder:
         return call
 
     async def forward(
-        self, address: str, method: str, request: Any, context: grpc.aio.ServicerContext
+        self,
+        address: str,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        identity: Identity = (),
     ) -> Any:
+        """Relay a client's call to the leader as the user `identity` names."""
         full = f"Cache/{method}"
         timeout = context.time_remaining()
         try:
-            if self.pipeline is not None and full in BATCHABLE:
-                return await self.pipeline.call(address, full, request, timeout)
+            pipeline = self.pipeline_for(identity) if full in BATCHABLE else None
+            if pipeline is not None:
+                return await pipeline.call(address, full, request, timeout)
             self.stats.unary += 1
-            return await _Sender(self).unary(address, full, request, timeout)
+            return await _Sender(self, identity).unary(address, full, request, timeout)
         except _Failed as failed:
             code, details = self._outcome(address, method, request, failed)
             if failed.trailing:
@@ -206,18 +233,23 @@ class LeaderForwarder:
         return failed.code, failed.details
 
     async def forward_batch(
-        self, address: str, request: cache_pb2.BatchRequest, timeout: float | None
+        self,
+        address: str,
+        request: cache_pb2.BatchRequest,
+        timeout: float | None,
+        identity: Identity = (),
     ) -> list[cache_pb2.BatchResult]:
-        """Relay a Batch's leader-only ops as one Batch; every op gets the answer its own
-        forwarded unary call would have (a broken relay: each op's forwarded outcome)."""
-        sender = _Sender(self)
+        """Relay a Batch's leader-only ops as one Batch (as the user `identity` names);
+        every op gets the answer its own forwarded unary call would have (a broken relay:
+        each op's forwarded outcome)."""
+        sender = _Sender(self, identity)
         self.stats.batches += 1
         self.stats.batched_ops += len(request.ops)
         try:
             response = await sender.batch(address, request, timeout)
         except _Failed as failed:
             if sender.unimplemented(failed):  # an older leader: op by op
-                return list(await asyncio.gather(*(self._forward_op(address, op, timeout)
+                return list(await asyncio.gather(*(self._forward_op(address, op, timeout, sender)
                                                    for op in request.ops)))  # fmt: skip
             return [_failed_result(address, op, failed) for op in request.ops]
         if len(response.results) != len(request.ops):
@@ -229,12 +261,12 @@ class LeaderForwarder:
         return list(response.results)
 
     async def _forward_op(
-        self, address: str, op: cache_pb2.BatchOp, timeout: float | None
+        self, address: str, op: cache_pb2.BatchOp, timeout: float | None, sender: _Sender
     ) -> cache_pb2.BatchResult:
         kind = op.WhichOneof("op") or ""
         method = next(m for m, field in BATCHABLE.items() if field == kind)
         try:
-            response = await _Sender(self).unary(address, method, getattr(op, kind), timeout)
+            response = await sender.unary(address, method, getattr(op, kind), timeout)
         except _Failed as failed:
             return _failed_result(address, op, failed)
         result = cache_pb2.BatchResult()

@@ -23,6 +23,7 @@ from raftcache.node.config import NodeConfig
 from raftcache.node.engine import Engine, call_op, reply_of
 from raftcache.node.eviction import AccessTracker, Evictor
 from raftcache.node.forwarding import LeaderForwarder
+from raftcache.node.grpc_auth import Gate
 from raftcache.node.keyspace.acl import read_stored
 from raftcache.node.memcached.server import McServer
 from raftcache.node.metrics import (
@@ -180,11 +181,12 @@ class Node:
         self.auth = Auth(lambda: read_stored(self.replica.state), config.users_seed)
         engine.auth = self.auth
         self.blocker = Blocker(engine)
+        gate = Gate(self.auth, config.tls_client_cn_as_user)
         cache = CacheServicer(view, proposer, forwarder, config.limits, streams)
-        cache.blocker = self.blocker
+        cache.blocker, cache.gate = self.blocker, gate
         cache_pb2_grpc.add_CacheServicer_to_server(cache, server)
         cluster = ClusterServicer(view, streams, proposer)
-        cluster.auth, cluster.engine = self.auth, engine
+        cluster.auth, cluster.engine, cluster.gate = self.auth, engine, gate
         cluster_pb2_grpc.add_ClusterServicer_to_server(cluster, server)
         self._redis = await self._start_redis(engine, view, streams)
         self._memcached = await self._start_memcached(engine)

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import grpc
 from raftcache.consensus import RaftNode, Role
 from raftcache.node import acl, backup, errors, requests, responses, status_codes, users
-from raftcache.node.auth import Auth
+from raftcache.node.auth import MEMBER, Auth
 from raftcache.node.batch import BatchRunner
 from raftcache.node.eviction import AccessTracker
 from raftcache.node.forwarding import LeaderForwarder
+from raftcache.node.grpc_auth import Gate, peer_cn
 from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.blocking import is_blocking
 from raftcache.node.keyspace.reply import CommandError, Error
@@ -38,13 +39,7 @@ if TYPE_CHECKING:
     from raftcache.node.engine import Engine
 
 
-def peer_cn(context: Any) -> str | None:
-    """The common name of the client certificate (mTLS), or None."""
-    try:
-        names = context.auth_context().get("x509_common_name")
-    except Exception:
-        return None
-    return names[0].decode("utf-8", "replace") if names else None
+__all__ = ["CacheServicer", "ClusterServicer", "NodeView", "peer_cn"]
 
 
 R = TypeVar("R")
@@ -173,13 +168,18 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         self._batch = BatchRunner(view, proposer, forwarder, limits)
         view.forwarding = forwarder.stats
         self.blocker: Any = None  # node/blocking.py's Blocker: parks BLPOP & co on the leader
+        self.gate = Gate(None)  # who calls, and may they (node/grpc_auth.py); set by the server
 
-    async def _forward(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def _forward(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext, user: acl.User
+    ) -> Any:
+        """Relay the call to the leader as `user` (the leader checks that user again)."""
         metadata = dict(context.invocation_metadata() or ())
         error = self._view.not_leader()
         if FORWARDED_METADATA_KEY in metadata or not isinstance(error, errors.NotLeader):
             raise error
-        return await self._forwarder.forward(error.leader_addr, method, request, context)
+        identity = self.gate.forward_metadata(user)
+        return await self._forwarder.forward(error.leader_addr, method, request, context, identity)
 
     def _now(self) -> int:
         return self._proposer.now_ms()
@@ -224,6 +224,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         )
 
     async def Exec(self, request: cache_pb2.ExecRequest, context: Any) -> cache_pb2.ExecResponse:
+        user = await self._caller(context, "Exec", request)
         call = request.op.call
         if self.blocker is not None and call.argv and is_blocking(list(call.argv)):
             return await self._exec_blocking(request, context)
@@ -231,7 +232,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             requests.data_op_kind(request.op)
             if requests.is_read_op(request.op):
                 requests.check_data_op(request.op, self._limits)
-                return await self._exec_read(request, context)
+                return await self._exec_read(request, context, user)
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
         return await self._write(  # exec_op validates the write
@@ -240,7 +241,16 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             context,
             lambda now: requests.exec_op(request, self._limits, now),
             lambda r: cache_pb2.ExecResponse(value=responses.value(r)),
+            user,
         )
+
+    async def _caller(self, context: Any, method: str, request: Any) -> acl.User:
+        """The calling user, if it may make this call (node/grpc_auth.py); else the call
+        ends UNAUTHENTICATED or PERMISSION_DENIED."""
+        try:
+            return self.gate.check(context, method, request)
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
 
     async def _exec_blocking(
         self, request: cache_pb2.ExecRequest, context: Any
@@ -297,40 +307,58 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         context: grpc.aio.ServicerContext,
         build: Callable[[int], command_pb2.Op],
         respond: Callable[[Result], R],
+        user: acl.User | None = None,
     ) -> R:
-        """One replicated write: bad input is refused here (even on a follower, where the op is
-        built only to validate it), then the leader proposes it and a follower forwards."""
+        """One replicated write: the caller's permission is checked (unless `user` says it
+        was) and bad input refused here (even on a follower, where the op is built only to
+        validate it), then the leader proposes it and a follower forwards."""
+        if user is None:
+            user = await self._caller(context, method, request)
         try:
             if not self._proposer.is_leader():
                 build(0)
-                forwarded: R = await self._forward(method, request, context)
+                forwarded: R = await self._forward(method, request, context, user)
                 return forwarded
             return respond(await self._proposer.write(build(self._now())))
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 
     async def _exec_read(
-        self, request: cache_pb2.ExecRequest, context: Any
+        self, request: cache_pb2.ExecRequest, context: Any, user: acl.User
     ) -> cache_pb2.ExecResponse:
         requests.check_consistency(request.consistency)
         if self._needs_leader(request.consistency):
-            forwarded: cache_pb2.ExecResponse = await self._forward("Exec", request, context)
+            forwarded: cache_pb2.ExecResponse = await self._forward("Exec", request, context, user)
             return forwarded
         await self._before_read(request.consistency, request.max_staleness_ms)
         return responses.read_exec(self._view, request, self._limits, self._now())
 
     async def Batch(self, request: cache_pb2.BatchRequest, context: Any) -> cache_pb2.BatchResponse:
+        gate = self.gate
         try:
+            user = gate.user(context)
+            refusal = (
+                None if user.unrestricted else functools.partial(gate.batch_refusal, context, user)
+            )
             forwarded = FORWARDED_METADATA_KEY in dict(context.invocation_metadata() or ())
-            return await self._batch.run(request, forwarded, context.time_remaining())
+            return await self._batch.run(
+                request,
+                forwarded,
+                context.time_remaining(),
+                refusal,
+                gate.forward_metadata(user),
+            )
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 
     async def Scan(self, request: cache_pb2.ScanRequest, context: Any) -> cache_pb2.ScanResponse:
         try:
+            user = self.gate.check(context, "Scan", request)
             cursor, count = requests.scan_args(request, self._limits)
             if self._needs_leader(request.consistency):
-                forwarded: cache_pb2.ScanResponse = await self._forward("Scan", request, context)
+                forwarded: cache_pb2.ScanResponse = await self._forward(
+                    "Scan", request, context, user
+                )
                 return forwarded
             await self._before_read(request.consistency, request.max_staleness_ms)
             keys, after = self._view.replica.scan(cursor, request.prefix, count, self._now())
@@ -358,10 +386,11 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
 
     async def Get(self, request: cache_pb2.GetRequest, context: Any) -> cache_pb2.GetResponse:
         try:
+            user = self.gate.check(context, "Get", request)
             requests.check_key(request.key, self._limits)
             requests.check_consistency(request.consistency)
             if self._needs_leader(request.consistency):
-                response: cache_pb2.GetResponse = await self._forward("Get", request, context)
+                response: cache_pb2.GetResponse = await self._forward("Get", request, context, user)
                 return response
             await self._before_read(request.consistency, request.max_staleness_ms)
             return responses.read_get(self._view, request.key, self._now())
@@ -370,10 +399,11 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
 
     async def MGet(self, request: cache_pb2.MGetRequest, context: Any) -> cache_pb2.MGetResponse:
         try:
+            user = self.gate.check(context, "MGet", request)
             requests.check_keys(request.keys, self._limits)
             requests.check_consistency(request.consistency)
             if self._needs_leader(request.consistency):
-                many: cache_pb2.MGetResponse = await self._forward("MGet", request, context)
+                many: cache_pb2.MGetResponse = await self._forward("MGet", request, context, user)
                 return many
             await self._before_read(request.consistency, request.max_staleness_ms)
             now = self._now()
@@ -400,6 +430,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         # it knows every later publish reaches it.
         ready = functools.partial(context.send_initial_metadata, ())
         try:
+            self.gate.check(context, "Subscribe", request)
             async with contextlib.aclosing(self._streams.subscribe(request, ready)) as stream:
                 async for message in stream:
                     yield message
@@ -414,6 +445,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             return context.send_initial_metadata(metadata)  # type: ignore[no-any-return]
 
         try:
+            self.gate.check_watch(context, request)
             async with contextlib.aclosing(self._streams.watch(request, ready)) as stream:
                 async for event in stream:
                     yield event
@@ -428,6 +460,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
         self._proposer = proposer
         self.auth: Auth | None = None  # set by the server
         self.engine: Engine | None = None
+        self.gate = Gate(None)  # set by the server (node/grpc_auth.py)
 
     # -- users (ACL): node/users.py does the work for this and the Redis port ---------------
 
@@ -436,14 +469,13 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
         auth, engine = self.auth, self.engine
         assert auth is not None and engine is not None
         try:
-            user = auth.identify(context.invocation_metadata(), peer_cn(context))
-            denied = user.denial(argv)
+            user = self.gate.user(context)
+            denied = self.gate.refusal(context, user, argv)
             if denied is not None:
-                auth.failed("grpc", "perm", user.name, True, command=denied[1])
-                raise errors.PermissionDenied(acl.noperm_text(denied).removeprefix("NOPERM "))
+                raise denied
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
-        return auth, engine.for_user(user.name), user
+        return auth, engine.for_user(None if user is MEMBER else user.name), user
 
     async def _user_change(self, context: Any, change: Awaitable[Any]) -> Any:
         try:

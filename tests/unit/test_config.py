@@ -134,6 +134,7 @@ ALL_FLAGS = {
     "tls-key-file": "/etc/raftcache/tls.key",
     "tls-client-ca-file": "/etc/raftcache/clients-ca.crt",
     "tls-ca-file": "/etc/raftcache/ca.crt",
+    "tls-client-cn-as-user": "true",
     "users-file": str(USERS_FILE),
     "requirepass": "hunter2",
     "insecure-allow-unauthenticated": "false",
@@ -174,6 +175,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
         "/etc/raftcache/clients-ca.crt",
         "/etc/raftcache/ca.crt",
     )
+    assert cfg.tls_client_cn_as_user is True
     assert cfg.users_seed is not None
     users = Acl.parse(cfg.users_seed)
     assert users.authenticate("app", b"app-pw") is not None
@@ -780,3 +782,17 @@ def test_requirepass_alone_gives_the_default_user_a_password() -> None:
     assert not users.open
     assert users.authenticate("default", b"s3") is not None
     assert "s3" not in seed  # stored as its digest only
+
+
+def test_client_cn_as_user_takes_true_or_false_and_needs_mtls() -> None:
+    mtls = [
+        *("--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"),
+        *("--tls-client-ca-file", "ca.pem"),
+    ]
+    assert load([*LOOPBACK, *mtls], {}).tls_client_cn_as_user is False
+    env = {"RAFTCACHE_TLS_CLIENT_CN_AS_USER": "true"}
+    assert load([*LOOPBACK, *mtls], env).tls_client_cn_as_user is True
+    with pytest.raises(ConfigError, match="'yes' is not 'true' or 'false'"):
+        load([*LOOPBACK, *mtls, "--tls-client-cn-as-user", "yes"], {})
+    with pytest.raises(ConfigError, match="needs mTLS"):
+        load([*LOOPBACK, "--tls-client-cn-as-user", "true"], {})

@@ -108,6 +108,11 @@ class AutoPipeline:
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = PipelineStats()
 
+    @property
+    def busy(self) -> bool:
+        """Calls are in flight or queued on some node."""
+        return any(node.inflight or node.queue for node in self._nodes.values())
+
     async def call(self, address: str, method: str, request: Any, timeout: float | None) -> Any:
         """Run one call of a BATCHABLE method on `address`; its response, or the sender's
         failure for it."""

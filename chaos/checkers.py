@@ -901,3 +901,128 @@ def check_queue(ops: Sequence[Op], final_queues: Mapping[str, Sequence[Any]] | N
         f"{acked} acked elements: {sum(taken.values())} taken once, {sum(queued.values())} "
         f"left queued, {len(missing)} missing (<= {unknown_takes} unknown dequeues)",
     )
+
+
+# --- expiry under clock skew -----------------------------------------------------------
+
+TTL_SLACK_S = 0.1
+"""Added to the clock-skew tolerance: a node re-reads its test clock offset every 50 ms, so a
+changed offset reaches its stamps up to 50 ms late; the rest is rounding to whole ms."""
+
+
+def ttl_of(key: str) -> float | None:
+    """The TTL (s) a ttl-sessions key was set with: tt:<ttl ms>:<unique>."""
+    parts = key.split(":")
+    if len(parts) < 3 or parts[0] != "tt" or not parts[1].isdigit():
+        return None
+    return int(parts[1]) / 1000
+
+
+def skew_tolerance_s(faults: Sequence[Mapping[str, Any]], start: float, end: float) -> float:
+    """The clock skew a key that lived over [start, end] may see (chaos/DESIGN.md "Clock
+    skew"): max offset - min offset (0 counting as an offset: unskewed nodes) over the
+    clock-skew faults in force then, or whose lead over real time (cluster time runs ahead of
+    every clock by up to the largest offset after the heal, then stands still) reached it."""
+    offsets = [0.0]
+    for fault in faults:
+        named = fault.get("offsets_ms")
+        if fault.get("kind") != "clock-skew" or not named:
+            continue
+        values = [ms / 1000 for ms in named.values()]
+        lead = max(0.0, *values)
+        f_end = math.inf if fault.get("end") is None else float(fault["end"])
+        if float(fault["start"]) < end and f_end + lead > start:
+            offsets += values
+    return max(offsets) - min(offsets)
+
+
+def check_ttl(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]] = ()) -> Verdict:
+    """Keys set with a TTL (ttl-sessions) expire monotonically and on time.
+
+    Per key, from its acked SET and its ok GETs: (1) once a GET answered nil, no GET invoked
+    after that answer sees the value again (expiry is monotonic in cluster time); (2) no GET
+    sees another value; (3) the lifetime is within TTL +- the skew tolerance: the last GET
+    that saw the value was invoked at most TTL + tol after the SET completed (else it was
+    stretched), and the first nil came back at least TTL - tol after the SET was invoked
+    (else it shrank)."""
+    name = "ttl"
+    per_key: dict[str, list[Op]] = defaultdict(list)
+    for op in ops:
+        if ttl_of(op.key) is not None:
+            per_key[op.key].append(op)
+    violations: list[dict[str, Any]] = []
+    checked = expired = 0
+    stretch = shrink = -math.inf  # the worst seen, in s beyond the TTL (may be negative)
+    for key, key_ops in sorted(per_key.items()):
+        ttl = ttl_of(key)
+        assert ttl is not None
+        sets = [o for o in key_ops if o.op == "set" and o.outcome == "ok"]
+        reads = sorted(
+            (o for o in key_ops if o.op == "get" and o.outcome == "ok"), key=lambda o: o.invoke
+        )
+        if len(sets) != 1 or not reads:
+            continue
+        written, checked = sets[0], checked + 1
+        present = [r for r in reads if r.value is not None]
+        missing = [r for r in reads if r.value is None]
+        end = max(r.complete for r in reads)
+        tol = skew_tolerance_s(faults, written.invoke, end) + TTL_SLACK_S
+        for r in present:
+            if r.value != written.value:
+                violations.append(
+                    {"key": key, "reason": "read a value never set", "read": _describe(r)}
+                )
+        if missing:
+            expired += 1
+            first_nil = min(missing, key=lambda o: o.complete)
+            back = [r for r in present if r.invoke > first_nil.complete]
+            if back:
+                violations.append({
+                    "key": key,
+                    "reason": "an expired key reappeared",
+                    "nil": _describe(first_nil),
+                    "reappeared": _describe(back[0]),
+                })  # fmt: skip
+            shortest = first_nil.complete - written.invoke
+            shrink = max(shrink, ttl - shortest)
+            if shortest < ttl - tol:
+                violations.append({
+                    "key": key,
+                    "reason": f"expired after at most {shortest:.3f} s, TTL {ttl:.3f} s - "
+                    f"tolerance {tol:.3f} s",
+                    "set": _describe(written),
+                    "nil": _describe(first_nil),
+                })  # fmt: skip
+        if present:
+            last_seen = max(present, key=lambda o: o.invoke)
+            longest = last_seen.invoke - written.complete
+            stretch = max(stretch, longest - ttl)
+            if longest > ttl + tol:
+                violations.append({
+                    "key": key,
+                    "reason": f"still there after at least {longest:.3f} s, TTL {ttl:.3f} s + "
+                    f"tolerance {tol:.3f} s",
+                    "set": _describe(written),
+                    "read": _describe(last_seen),
+                })  # fmt: skip
+    details = {
+        "keys_checked": checked,
+        "keys_seen_expired": expired,
+        "max_stretch_s": None if stretch == -math.inf else round(stretch, 3),
+        "max_shrink_s": None if shrink == -math.inf else round(shrink, 3),
+        "skew_tolerance_s": round(skew_tolerance_s(faults, -math.inf, math.inf), 3),
+        "violations": violations[:20],
+    }
+    if violations:
+        first = violations[0]
+        return Verdict(name, False, details, f"{len(violations)} violation(s); first: "
+                       f"{first['key']!r} {first['reason']}")  # fmt: skip
+    if checked and not expired:
+        return Verdict(name, "unknown", details, f"{checked} key(s), none seen expiring")
+    return Verdict(
+        name,
+        True,
+        details,
+        f"{expired} of {checked} key(s) expired once, within TTL +- skew "
+        f"(worst: {details['max_shrink_s']} s early, {details['max_stretch_s']} s late)",
+    )

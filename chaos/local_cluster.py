@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from raftcache.chaos import netns as netns_mode
 from raftcache.chaos.netproxy import NetProxy, Route
 from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
 
@@ -89,30 +90,38 @@ class LocalNode:
     redis_port: int = 0  # the RESP port (0 = none)
     memcached_port: int = 0  # the memcached port (0 = none)
     metrics_port: int = 0  # the Prometheus /metrics port (0 = none)
+    host: str = "127.0.0.1"  # its namespace's address in netns mode (chaos/netns.py)
+    exec_prefix: list[str] = field(default_factory=list)  # e.g. ip netns exec <ns>
+    env: dict[str, str] = field(default_factory=dict)  # on top of the cluster's
 
     @property
     def client_addr(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def redis_addr(self) -> str:
-        return f"127.0.0.1:{self.redis_port}"
+        return f"{self.host}:{self.redis_port}"
 
     @property
     def memcached_addr(self) -> str:
-        return f"127.0.0.1:{self.memcached_port}"
+        return f"{self.host}:{self.memcached_port}"
 
     @property
     def metrics_addr(self) -> str:
-        return f"127.0.0.1:{self.metrics_port}"
+        return f"{self.host}:{self.metrics_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     @property
     def raft_addr(self) -> str:
-        return f"127.0.0.1:{self.raft_port}"
+        return f"{self.host}:{self.raft_port}"
+
+    @property
+    def clock_offset_file(self) -> Path:
+        """Where a clock-skewed cluster keeps this node's offset (ms; see set_clock_offset)."""
+        return self.data_dir.parent / f"{self.node_id}.clock-offset-ms"
 
     @property
     def running(self) -> bool:
@@ -138,8 +147,16 @@ class LocalCluster:
         metrics: bool = False,
         metrics_ports: Sequence[int] | None = None,
         tls: ClusterTls | None = None,
+        netns: bool = False,
+        clock_skew: bool = False,
     ) -> None:
         """`proxy`: put a NetProxy (self.net) in front of every Raft port, to cut or delay links.
+        `netns`: every node in a network namespace of its own (self.netns, chaos/netns.py;
+        needs root), so cuts and delays hit every port; the nodes then listen on their
+        namespace's address (fixed ports), with a Raft secret and
+        --insecure-allow-unauthenticated=true (a private bridge only the runner reaches).
+        `clock_skew`: every node reads its wall-clock offset from a file that
+        set_clock_offset() writes (RAFTCACHE_TEST_CLOCK_OFFSET_FILE, node/proposer.py).
         `metrics` (or `metrics_ports`): every node serves /metrics (off by default: counting
         gRPC calls costs an interceptor, which benchmarks should not pay unasked).
         `tls`: every client port (gRPC, Redis, memcached) speaks TLS only (off by default)."""
@@ -170,6 +187,15 @@ class LocalCluster:
             m_ports = metrics_ports or [free_port() for _ in ports]
             for node, port in zip(self.nodes, m_ports, strict=True):
                 node.metrics_port = port
+        self.netns: netns_mode.NetnsNetwork | None = None
+        if netns:
+            if proxy:
+                raise ValueError("proxy and netns are two network modes: pick one")
+            self._use_netns()
+        if clock_skew:
+            for node in self.nodes:
+                node.env["RAFTCACHE_TEST_CLOCK_OFFSET_FILE"] = str(node.clock_offset_file)
+                self.set_clock_offset(self.nodes.index(node), 0)
         self.net: NetProxy | None = None
         if proxy:
             for node in self.nodes:
@@ -182,6 +208,32 @@ class LocalCluster:
                 ],
                 seed=proxy_seed,
             )
+
+    def _use_netns(self) -> None:
+        net = netns_mode.NetnsNetwork([n.node_id for n in self.nodes])
+        self.netns = net
+        for node in self.nodes:
+            node.host = net.address(node.node_id)
+            node.exec_prefix = net.exec_prefix(node.node_id)
+            node.client_port, node.raft_port = netns_mode.CLIENT_PORT, netns_mode.RAFT_PORT
+            node.redis_port, node.memcached_port = netns_mode.REDIS_PORT, netns_mode.MEMCACHED_PORT
+            node.metrics_port = netns_mode.METRICS_PORT if node.metrics_port else 0
+        # Off loopback: Raft needs a secret, and the client ports users, TLS or this opt-out;
+        # the bridge is private to this machine and only the runner's clients are on it.
+        secret = f"chaos-{net.slot}-{random.randrange(2**32)}"
+        self.extra_args += ["--raft-secret", secret, "--insecure-allow-unauthenticated=true"]
+
+    @property
+    def network(self) -> netns_mode.Network | None:
+        """Whatever cuts and delays links: the namespaces, the Raft proxies, or None."""
+        return self.netns if self.netns is not None else self.net
+
+    def set_clock_offset(self, i: int, offset_ms: int) -> None:
+        """Shift node i's wall clock by offset_ms (it re-reads the file within 50 ms)."""
+        path = self.nodes[i].clock_offset_file
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{offset_ms}\n")
+        tmp.replace(path)
 
     # -- processes ------------------------------------------------------------
 
@@ -206,6 +258,8 @@ class LocalCluster:
         ]  # fmt: skip
 
     def start(self) -> LocalCluster:
+        if self.netns is not None and not self.netns.ready:
+            self.netns.setup()
         if self.net is not None:
             self.net.start()
         for i in range(len(self.nodes)):
@@ -217,9 +271,9 @@ class LocalCluster:
         if node.running:
             raise RuntimeError(f"{node.node_id} is already running")
         log = open(node.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        env = dict(os.environ if self.env is None else self.env)
+        env = {**(os.environ if self.env is None else self.env), **node.env}
         node.process = subprocess.Popen(
-            self.command(i), stdout=log, stderr=subprocess.STDOUT, env=env
+            [*node.exec_prefix, *self.command(i)], stdout=log, stderr=subprocess.STDOUT, env=env
         )
         log.close()
 
@@ -257,6 +311,8 @@ class LocalCluster:
             self._reap(i, 10)
         if self.net is not None:
             self.net.close()
+        if self.netns is not None:
+            self.netns.close()
 
     def _signal(self, i: int, sig: int) -> None:
         process = self.nodes[i].process

@@ -11,6 +11,19 @@ to half that again as jitter, on every Raft link). Every fault is recorded as
 "end" is when the heal was issued, not when service came back. The target of a
 partition is the cut-off side; of latency, every node.
 
+Namespace kinds (need a cluster started with netns=True, see netns.py; they cut every
+port, client and forwarding traffic included): partition-one-way (packets from the
+leader to the followers, or from the followers to the leader, dropped; the target is
+the leader, the note says which way), bridge-flap (every node's bridge port down and up
+every 0.5 s: every node loses everyone, clients included) and loss (20% of the packets
+every node receives dropped). In netns mode partition-leader and partition-halves cut
+every port too, and latency needs the kernel's netem (netns.netem_unavailable()).
+clock-skew (needs clock_skew=True): the leader's wall clock jumps ahead by 1-2 s, the
+others' behind by 1-2 s; after half the hold the leader is stopped (SIGTERM: it hands
+leadership over) and restarted, so a new leader 2-4 s BEHIND the old one stamps the
+entries; the heal sets every offset back to 0. The fault records its offsets
+({"offsets_ms": {node: ms}}) for the TTL checker (chaos/DESIGN.md "Clock skew").
+
 A node that exits without the nemesis having killed it is recorded in `crashes`
 (that is a bug in the node) and restarted at the next heal.
 """
@@ -25,12 +38,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftcache.chaos.local_cluster import LocalCluster
-from raftcache.chaos.netproxy import Delay, NetProxy
+from raftcache.chaos.netns import NetnsNetwork, Network
+from raftcache.chaos.netproxy import Delay
 
 PROCESS_KINDS = ("kill-leader", "kill-random", "kill-majority", "pause", "restart-all")
 NETWORK_KINDS = ("partition-leader", "partition-halves", "latency")
-KINDS = PROCESS_KINDS + NETWORK_KINDS
+NETNS_KINDS = ("partition-one-way", "bridge-flap", "loss")  # need --net netns
+CLOCK_KINDS = ("clock-skew",)
+KINDS = PROCESS_KINDS + NETWORK_KINDS + NETNS_KINDS + CLOCK_KINDS
 LATENCY_RANGE_S = (0.05, 0.2)
+LOSS_PCT = 20.0
+FLAP_PERIOD_S = 0.5  # bridge-flap: ports down this long, then up this long, over and over
+CLOCK_AHEAD_MS = (1000, 2000)  # clock-skew: the old leader's offset
+CLOCK_BEHIND_MS = (1000, 2000)  # clock-skew: every other node's offset (negative)
 
 
 @dataclass
@@ -41,9 +61,11 @@ class Fault:
     start: float
     target: list[str]
     end: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. clock-skew's offsets_ms
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "start": self.start, "end": self.end, "target": self.target}
+        out = {"kind": self.kind, "start": self.start, "end": self.end, "target": self.target}
+        return {**out, **self.details}
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,16 @@ class NemesisConfig:
     def needs_proxy(self) -> bool:
         """True if some kind acts on Raft links (the cluster must run with proxy=True)."""
         return any(k in NETWORK_KINDS for k in self.kinds)
+
+    @property
+    def needs_network(self) -> bool:
+        """True if some kind cuts or slows links (proxy or netns)."""
+        return any(k in NETWORK_KINDS + NETNS_KINDS for k in self.kinds)
+
+    @property
+    def needs_clock(self) -> bool:
+        """True if some kind moves clocks (the cluster must run with clock_skew=True)."""
+        return any(k in CLOCK_KINDS for k in self.kinds)
 
 
 @dataclass
@@ -137,6 +169,7 @@ class Nemesis(FaultSchedule):
         self._schedule(self.config.kinds, self.config.seed, "nemesis")
         self._killed: set[int] = set()  # nodes we SIGKILLed and have not restarted
         self._paused: set[int] = set()
+        self._skewed = False
 
     def stop(self) -> None:
         """Stop injecting, wait for the thread, and heal the cluster (idempotent)."""
@@ -191,10 +224,16 @@ class Nemesis(FaultSchedule):
         self._stop.wait(self.config.hold_s)
 
     def heal(self) -> None:
-        """Reconnect and undelay every link, resume paused nodes, start every node that is down."""
-        if self.cluster.net is not None:
-            self.cluster.net.heal()
-            self.cluster.net.set_delay(None)
+        """Reconnect and undelay every link, resume paused nodes, start every node that is down,
+        set every clock offset back to 0."""
+        network = self.cluster.network
+        if network is not None:
+            network.heal()
+            network.set_delay(None)
+        if self._skewed:
+            for i in range(len(self.cluster.nodes)):
+                self.cluster.set_clock_offset(i, 0)
+            self._skewed = False
         for i in sorted(self._paused):
             self.cluster.resume(i)
         self._paused.clear()
@@ -278,13 +317,95 @@ class Nemesis(FaultSchedule):
         net.set_delay(None)
         self._end(fault)
 
-    def _net(self, kind: str) -> NetProxy:
-        if self.cluster.net is None:
+    def _net(self, kind: str) -> Network:
+        network = self.cluster.network
+        if network is None:
             raise ValueError(
                 f"nemesis {kind} needs the Raft links proxied: "
-                "start the LocalCluster with proxy=True"
+                "start the LocalCluster with proxy=True (or netns=True)"
             )
-        return self.cluster.net
+        return network
+
+    def _netns(self, kind: str) -> NetnsNetwork:
+        if self.cluster.netns is None:
+            raise ValueError(
+                f"nemesis {kind} needs every node in a network namespace: "
+                "start the LocalCluster with netns=True (raftcache-chaos --net netns)"
+            )
+        return self.cluster.netns
+
+    def _leader_or_random(self, kind: str) -> int:
+        leader = self.cluster.leader()
+        if leader is None:
+            leader = self._rng.randrange(len(self.cluster.nodes))
+            self.log(f"nemesis: {kind}: no leader found; picking a random node instead")
+        return leader
+
+    def partition_one_way(self) -> None:
+        net = self._netns("partition-one-way")
+        leader = self._leader_or_random("partition-one-way")
+        name = self.cluster.nodes[leader].node_id
+        others = [n.node_id for n in self.cluster.nodes if n.node_id != name]
+        outbound = self._rng.random() < 0.5
+        note = f" ({name} -> others dropped)" if outbound else f" (others -> {name} dropped)"
+        fault = self._begin("partition-one-way", [leader], note)
+        fault.details["direction"] = "from-leader" if outbound else "to-leader"
+        if outbound:
+            net.cut_one_way([name], others)
+        else:
+            net.cut_one_way(others, [name])
+        self._hold()
+        net.heal()
+        self._end(fault)
+
+    def bridge_flap(self) -> None:
+        net = self._netns("bridge-flap")
+        fault = self._begin("bridge-flap", range(len(self.cluster.nodes)), " (every port)")
+        deadline = time.monotonic() + self.config.hold_s
+        while time.monotonic() < deadline and not self._stop.is_set():
+            net.set_bridge(False)
+            self._stop.wait(FLAP_PERIOD_S)
+            net.set_bridge(True)
+            self._stop.wait(FLAP_PERIOD_S)
+        net.set_bridge(True)
+        self._end(fault)
+
+    def loss(self) -> None:
+        net = self._netns("loss")
+        fault = self._begin("loss", range(len(self.cluster.nodes)), f" ({LOSS_PCT:g}%)")
+        net.set_loss(LOSS_PCT)
+        self._hold()
+        net.set_loss(0.0)
+        self._end(fault)
+
+    def clock_skew(self) -> None:
+        if not any("RAFTCACHE_TEST_CLOCK_OFFSET_FILE" in n.env for n in self.cluster.nodes):
+            raise ValueError(
+                "nemesis clock-skew needs the nodes' clocks movable: "
+                "start the LocalCluster with clock_skew=True"
+            )
+        leader = self._leader_or_random("clock-skew")
+        ahead = self._rng.randint(*CLOCK_AHEAD_MS)
+        offsets = {
+            i: ahead if i == leader else -self._rng.randint(*CLOCK_BEHIND_MS)
+            for i in range(len(self.cluster.nodes))
+        }
+        named = {self.cluster.nodes[i].node_id: ms for i, ms in offsets.items()}
+        note = " (" + ", ".join(f"{n} {ms:+d} ms" for n, ms in named.items()) + ")"
+        fault = self._begin("clock-skew", range(len(self.cluster.nodes)), note)
+        fault.details["offsets_ms"] = named
+        self._skewed = True
+        for i, ms in offsets.items():
+            self.cluster.set_clock_offset(i, ms)
+        self._stop.wait(self.config.hold_s / 2)
+        # The leader, ahead, hands over to a node behind it, then comes back as a follower.
+        self.cluster.stop(leader)
+        self.cluster.start_node(leader)
+        self._stop.wait(self.config.hold_s / 2)
+        for i in offsets:
+            self.cluster.set_clock_offset(i, 0)
+        self._skewed = False
+        self._end(fault)
 
     def _kill_hold(self, kind: str, targets: Sequence[int]) -> None:
         fault = self._begin(kind, targets)
@@ -305,4 +426,8 @@ _ACTIONS: dict[str, Callable[[Nemesis], None]] = {
     "partition-leader": Nemesis.partition_leader,
     "partition-halves": Nemesis.partition_halves,
     "latency": Nemesis.latency,
+    "partition-one-way": Nemesis.partition_one_way,
+    "bridge-flap": Nemesis.bridge_flap,
+    "loss": Nemesis.loss,
+    "clock-skew": Nemesis.clock_skew,
 }

@@ -325,6 +325,8 @@ def _verdict_table(summary: Mapping[str, Any]) -> str:
 
 def _numbers(summary: Mapping[str, Any]) -> str:
     rows = [f"<tr><td>elapsed</td><td>{_e(str(summary.get('elapsed_s', '?')))} s</td></tr>"]
+    if summary.get("network"):
+        rows.append(f"<tr><td>network</td><td>{_e(str(summary['network']))}</td></tr>")
     for workload, counts in summary.get("ops", {}).items():
         text = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
         rows.append(f"<tr><td>{_e(workload)}</td><td>{_e(text)}</td></tr>")

@@ -15,6 +15,7 @@ import json
 import random
 import re
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -25,12 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from raftcache.chaos import checkers, report
+from raftcache.chaos import checkers, netns, report
 from raftcache.chaos.checkers import Verdict
 from raftcache.chaos.history import HistoryWriter, Op, read_history
 from raftcache.chaos.k8s import K8S_KINDS, K8sConfig, K8sNemesis, Kubectl, KubectlError
 from raftcache.chaos.local_cluster import LocalCluster
-from raftcache.chaos.nemesis import KINDS, NETWORK_KINDS, PROCESS_KINDS, Nemesis, NemesisConfig
+from raftcache.chaos.nemesis import (
+    CLOCK_KINDS,
+    KINDS,
+    NETNS_KINDS,
+    NETWORK_KINDS,
+    PROCESS_KINDS,
+    Nemesis,
+    NemesisConfig,
+)
 from raftcache.chaos.workloads import (
     QUEUE_KEYS,
     ListKeys,
@@ -48,10 +57,12 @@ from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
 NEMESIS_CHOICES: dict[str, tuple[str, ...]] = {
     "mix": KINDS,
     "processes": PROCESS_KINDS,
-    "network": NETWORK_KINDS,
+    "network": NETWORK_KINDS + NETNS_KINDS,
+    "clock": CLOCK_KINDS,
     **{kind: (kind,) for kind in KINDS},
     "none": (),
 }
+NET_MODES = ("proxy", "netns")
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN, EXIT_NOT_RUN, EXIT_USAGE = 0, 1, 2, 3, 64
 
 
@@ -66,6 +77,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="mix (every kind), processes, network, none, one of "
         + ", ".join(KINDS)
         + ", or a comma-separated list of them",
+    )
+    p.add_argument(
+        "--net",
+        choices=NET_MODES,
+        default="proxy",
+        help="how network faults are made: proxy (TCP proxies in front of the Raft ports, no "
+        "root needed; cuts Raft links only) or netns (every node in its own network namespace "
+        "on a bridge, root needed; cuts every port, client and forwarding traffic included, "
+        "and adds partition-one-way, bridge-flap and loss; chaos/netns.py)",
     )
     p.add_argument("--interval", type=float, default=10.0, help="calm seconds between faults")
     p.add_argument("--hold", type=float, default=3.0, help="seconds each fault stays in force")
@@ -148,7 +168,7 @@ def _kinds(spec: str) -> tuple[str, ...]:
         spec,
         NEMESIS_CHOICES,
         KINDS,
-        f"unknown --nemesis {spec!r}; use mix, processes, network, none, "
+        f"unknown --nemesis {spec!r}; use mix, processes, network, clock, none, "
         f"{', '.join(KINDS)} or a comma-separated list of those",
     )
 
@@ -174,6 +194,7 @@ class Backend:
     wait_ready: Callable[[], bool]
     statuses: Callable[[], list[dict[str, Any]]]
     logs: Callable[[], dict[str, str]] | None = None  # node id -> its log (local mode)
+    clock_skew: bool = False  # a fault moves clocks: `mix` adds the ttl-sessions workload
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.kubernetes:
         return _main_kubernetes(args, seed)
     try:  # bad arguments are reported before any node starts
-        kinds = _kinds(args.nemesis)
+        kinds = _net_kinds(_kinds(args.nemesis), args)
         NemesisConfig(kinds or KINDS, interval_s=args.interval, hold_s=args.hold)
         workloads = parse_workloads(args.workloads)
         WorkloadConfig(
@@ -199,17 +220,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"raftcache-chaos: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.net == "netns" and (reason := netns.unavailable()) is not None:
+        print(f"raftcache-chaos: --net netns: {reason}", file=sys.stderr)
+        return EXIT_NOT_RUN
     out = _prepare_out(args, seed)
     # Raft links go through proxies only when a network fault needs them.
-    proxy = any(k in NETWORK_KINDS for k in kinds)
+    proxy = args.net == "proxy" and any(k in NETWORK_KINDS for k in kinds)
     node_args: list[str] = []
     if args.compaction_entries is not None:
         node_args = ["--compaction-entries", str(args.compaction_entries)]
     cluster = LocalCluster(
-        args.nodes, out / "cluster", proxy=proxy, proxy_seed=seed, extra_args=node_args
+        args.nodes,
+        out / "cluster",
+        proxy=proxy,
+        proxy_seed=seed,
+        extra_args=node_args,
+        netns=args.net == "netns",
+        clock_skew=any(k in CLOCK_KINDS for k in kinds),
     )
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:  # SIGTERM tears the cluster (and namespaces) down too
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         cluster.start()
+        args.network = _network_description(cluster, proxy)
+        _log(f"network: {args.network}")
         try:
             cluster.wait_until_ready(timeout=60)
         except TimeoutError as exc:
@@ -228,10 +263,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             wait_ready=lambda: _wait_ready(cluster),
             statuses=lambda: _statuses(cluster),
             logs=lambda: {n.node_id: n.log_path.read_text(errors="replace") for n in cluster.nodes},
+            clock_skew=any(k in CLOCK_KINDS for k in kinds),
         )
         return _run(args, seed, out, backend)
     finally:
         cluster.close()
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _net_kinds(kinds: tuple[str, ...], args: argparse.Namespace) -> tuple[str, ...]:
+    """The kinds this --net mode can make: presets (mix, network) leave out what it cannot;
+    a kind named explicitly that it cannot make is a usage error."""
+    preset = args.nemesis in NEMESIS_CHOICES and args.nemesis not in KINDS
+    drop: dict[str, str] = {}
+    if args.net == "proxy":
+        drop.update({k: "needs --net netns" for k in NETNS_KINDS})
+    elif "latency" in kinds and (reason := netns.netem_unavailable()) is not None:
+        drop["latency"] = f"--net netns makes latency with tc netem, and {reason}"
+    refused = [f"{k} {drop[k]}" for k in kinds if k in drop]
+    if refused and not preset:
+        raise ValueError("; ".join(refused))
+    for line in refused:
+        print(f"raftcache-chaos: leaving out {line}", file=sys.stderr)
+    return tuple(k for k in kinds if k not in drop)
+
+
+def _network_description(cluster: LocalCluster, proxied: bool) -> str:
+    """Which network mode the run used, for the log, summary.json and report.html."""
+    if cluster.netns is not None:
+        return cluster.netns.describe()
+    if proxied:
+        return "proxy (Raft links through netproxy.py; client ports not cut)"
+    return "loopback, no network faults"
 
 
 def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
@@ -329,6 +393,7 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
             args.workloads,
             redis=bool(backend.redis_endpoints),
             memcached=bool(backend.memcached_endpoints),
+            ttl=backend.clock_skew,
         ),
         redis_endpoints=backend.redis_endpoints,
         memcached_endpoints=backend.memcached_endpoints,
@@ -562,13 +627,20 @@ def _check(
     else:
         counts = {k: int(v) if v is not None else 0 for k, v in final.items() if k[:2] == "c:"}
         verdicts.append(checkers.check_counters(counters, final_values=counts))
-        values = [o for o in ops if o.op not in ("append", "read", "enqueue", "dequeue")]
+        values = [
+            o
+            for o in ops
+            if o.op not in ("append", "read", "enqueue", "dequeue")
+            and workload_of(o.key) != "ttl-sessions"
+        ]
         verdicts.append(checkers.check_no_lost_writes(values, final))
     if appends:
         verdicts.append(checkers.check_appends(appends, final_lists))
     if queue:
         queues = None if final_lists is None else {k: final_lists[k] for k in QUEUE_KEYS}
         verdicts.append(checkers.check_queue(queue, queues))
+    if by_workload.get("ttl-sessions"):
+        verdicts.append(checkers.check_ttl(by_workload["ttl-sessions"], faults))
     verdicts.append(checkers.check_convergence(statuses))
     verdicts.append(checkers.check_unavailability(ops, faults))
     return verdicts
@@ -624,6 +696,7 @@ def _summary(
     unavailability = next((v.details for v in verdicts if v.name == "unavailability"), None)
     return {
         "seed": seed,
+        "network": getattr(args, "network", "kubernetes" if args.kubernetes else None),
         "argv": vars(args),
         "elapsed_s": round(elapsed, 2),
         "ops": {w: dict(c) for w, c in sorted(by_workload.items())},
@@ -642,6 +715,7 @@ def _summary(
 
 def _report(summary: dict[str, Any], verdicts: list[Verdict], seed: int, out: Path) -> int:
     print(f"\nraftcache-chaos: {summary['elapsed_s']} s, seed {seed}")
+    print(f"  network: {summary['network']}")
     print(f"  faults: {summary['fault_kinds'] or 'none'}")
     for workload, counts in summary["ops"].items():
         print(f"  {workload:<16} " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items())))

@@ -19,6 +19,12 @@
   get and a "cas" [old, new]: values are unique, so the key's version is unchanged exactly
   when its value still is the one read); checked with the registers.
 
+- ttl-sessions: SET tt:<ttl ms>:<process>-<n> <value> PX <ttl> (TTL 4-8 s) through redis-py
+  on a random node, then GET of it about every 0.2 s (a few keys at a time) until a GET
+  answers nil, and 3 more GETs over the next ~1.5 s; checked by checkers.check_ttl (an
+  expired key never reappears; the observed lifetime stays within the TTL +- the clock
+  skew in force, chaos/DESIGN.md "Clock skew").
+
 SDK errors map to outcomes: OutcomeUnknownError -> unknown, UnavailableError /
 OverloadedError -> fail, ConditionFailedError on a cas -> ok with result False. Redis
 replies map as chaos/resp_client.py says: CLUSTERDOWN / TRYAGAIN or a failed connect ->
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -55,6 +62,10 @@ GRPC_WORKLOADS = ("registers", "counters", "sessions")
 REDIS_WORKLOADS = ("redis-registers", "redis-appends", "redis-queue")
 MEMCACHED_WORKLOADS = ("mc-registers",)
 WORKLOADS = GRPC_WORKLOADS + REDIS_WORKLOADS + MEMCACHED_WORKLOADS
+# Over the Redis ports too, but in `mix` only when clocks are skewed (parse_workloads(ttl=True)):
+# its keys live seconds, so it only tells something when expiry is under attack.
+TTL_WORKLOADS = ("ttl-sessions",)
+KNOWN_WORKLOADS = WORKLOADS + TTL_WORKLOADS
 # Workers beyond one per workload go to these, in turn (the others need only one).
 _SCALED = ("registers", "redis-registers", "redis-appends", "mc-registers")
 # The key prefix of each workload (before the first ":").
@@ -66,6 +77,7 @@ PREFIXES = {
     "rl": "redis-appends",
     "mr": "mc-registers",
     "qu": "redis-queue",
+    "tt": "ttl-sessions",
 }
 QUEUE_KEYS = ("qu:0", "qu:1")
 T = TypeVar("T")
@@ -76,13 +88,16 @@ def workload_of(key: str) -> str:
     return PREFIXES.get(key.split(":", 1)[0], "other")
 
 
-def parse_workloads(spec: str, redis: bool = True, memcached: bool = True) -> tuple[str, ...]:
-    """`mix` (every workload whose port the nodes serve), `grpc`, `redis`, `memcached`, one
-    workload or a comma-separated list; else ValueError."""
+def parse_workloads(
+    spec: str, redis: bool = True, memcached: bool = True, ttl: bool = False
+) -> tuple[str, ...]:
+    """`mix` (every workload whose port the nodes serve; ttl-sessions too if `ttl`), `grpc`,
+    `redis`, `memcached`, one workload or a comma-separated list; else ValueError."""
     mix = (
         GRPC_WORKLOADS
         + (REDIS_WORKLOADS if redis else ())
         + (MEMCACHED_WORKLOADS if memcached else ())
+        + (TTL_WORKLOADS if redis and ttl else ())
     )
     presets = {
         "mix": mix,
@@ -93,10 +108,10 @@ def parse_workloads(spec: str, redis: bool = True, memcached: bool = True) -> tu
     if spec in presets:
         return presets[spec]
     names = tuple(w.strip() for w in spec.split(",") if w.strip())
-    if not names or any(w not in WORKLOADS for w in names) or len(set(names)) != len(names):
+    if not names or any(w not in KNOWN_WORKLOADS for w in names) or len(set(names)) != len(names):
         raise ValueError(
             f"unknown --workloads {spec!r}; use mix, grpc, redis, memcached, "
-            f"{', '.join(WORKLOADS)} "
+            f"{', '.join(KNOWN_WORKLOADS)} "
             "or a comma-separated list of those"
         )
     return names
@@ -121,14 +136,17 @@ class WorkloadConfig:
     mc_register_keys: int = 10
     open_lists: int = 3  # lists appended to at a time
     list_cap: int = 200  # a list this long is retired for a fresh one
+    ttl_range_ms: tuple[int, int] = (4000, 8000)  # ttl-sessions: PX drawn from this range
+    ttl_open_keys: int = 4  # ttl-sessions: keys watched at a time per worker
+    ttl_confirm_reads: int = 3  # ttl-sessions: GETs after the first nil, ~0.5 s apart
     # The SDK workers share one Client, so their concurrent calls are auto-pipelined into
     # Batch RPCs (the SDK's default); False runs it with auto-pipelining off.
     auto_pipeline: bool = True
 
     def __post_init__(self) -> None:
-        unknown = [w for w in self.workloads if w not in WORKLOADS]
+        unknown = [w for w in self.workloads if w not in KNOWN_WORKLOADS]
         if unknown or not self.workloads:
-            raise ValueError(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
+            raise ValueError(f"unknown workload(s) {unknown}; known: {', '.join(KNOWN_WORKLOADS)}")
         if self.workers < len(self.workloads):
             raise ValueError(
                 f"need at least {len(self.workloads)} workers, one per workload "
@@ -136,7 +154,7 @@ class WorkloadConfig:
             )
         if not self.endpoints:
             raise ValueError("need at least one endpoint")
-        if set(self.workloads) & set(REDIS_WORKLOADS) and not self.redis_endpoints:
+        if set(self.workloads) & {*REDIS_WORKLOADS, *TTL_WORKLOADS} and not self.redis_endpoints:
             raise ValueError(
                 "the redis-* workloads need the nodes' Redis addresses (--redis-endpoints)"
             )
@@ -230,7 +248,7 @@ class Worker:
         self.shares_client = client is not None
         self._client = client or Client(list(config.endpoints), timeout=config.op_timeout_s)
         self._resp: RespNodes | None = None
-        if workload in REDIS_WORKLOADS:
+        if workload in REDIS_WORKLOADS + TTL_WORKLOADS:
             from raftcache.chaos.resp_client import RespNodes  # redis-py: the test extra
 
             self._resp = RespNodes(
@@ -251,6 +269,9 @@ class Worker:
         self.error: BaseException | None = None
         self.session_keys: list[str] = []
         self.unexpected: list[str] = []  # error replies outside the port's contract
+        # ttl-sessions: key -> [value, GETs still to send after a nil (None: none seen),
+        # monotonic time of the next GET]
+        self._ttl_keys: dict[str, list[Any]] = {}
 
     @property
     def client(self) -> Client:
@@ -457,6 +478,40 @@ class Worker:
         if ok:
             rec.ok(reply is True)  # False: EXISTS; None: NOT_FOUND (deleted meanwhile)
 
+    def _ttl_sessions(self) -> None:
+        now = time.monotonic()
+        if len(self._ttl_keys) < self.config.ttl_open_keys:
+            ttl = self._rng.randint(*self.config.ttl_range_ms)
+            key, value = f"tt:{ttl}:{self._unique()}", self._unique()
+            rec = self.history.begin(self.process, "set", key, value)
+            ok, reply = self._redis(rec, "SET", key, value, "PX", ttl)
+            if ok and reply not in ("OK", True):
+                self._unexpected_reply(rec, "SET", reply)
+            if ok:
+                rec.ok()
+                self._ttl_keys[key] = [value, None, time.monotonic() + 0.2]
+            return
+        key, (value, confirms, due) = min(self._ttl_keys.items(), key=lambda kv: kv[1][2])
+        if due > now:
+            self._stop.wait(due - now)
+        rec = self.history.begin(self.process, "get", key)
+        ok, reply = self._redis(rec, "GET", key)
+        if ok and not (reply is None or isinstance(reply, str)):
+            self._unexpected_reply(rec, "GET", reply)
+        if not ok:
+            self._ttl_keys[key][2] = time.monotonic() + 0.2
+            return
+        rec.ok(value=reply)
+        if reply is None and confirms is None:
+            confirms = self.config.ttl_confirm_reads
+        if confirms is not None:
+            if confirms == 0:
+                del self._ttl_keys[key]
+                return
+            confirms -= 1
+        delay = 0.2 if confirms is None else 0.5
+        self._ttl_keys[key] = [value, confirms, time.monotonic() + delay]
+
     def _redis_queue(self) -> None:
         if self._rng.random() < 0.5:
             element = self._unique()
@@ -484,6 +539,7 @@ _STEPS: dict[str, Callable[[Worker], None]] = {
     "redis-appends": Worker._redis_appends,
     "mc-registers": Worker._mc_registers,
     "redis-queue": Worker._redis_queue,
+    "ttl-sessions": Worker._ttl_sessions,
 }
 
 

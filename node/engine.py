@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from raftcache.node import errors, status_codes
 from raftcache.node.auth import Auth
@@ -34,11 +34,19 @@ def set_call(data_op: cache_pb2.DataOp, argv: Sequence[bytes], db: int) -> cache
     return data_op
 
 
-def call_op(argv: Sequence[bytes], db: int) -> command_pb2.Op:
-    """A Redis command as a replicated op."""
+def call_op(argv: Sequence[bytes], db: int, user: str = "") -> command_pb2.Op:
+    """A Redis command as a replicated op; a script's calls checked as `user`."""
     op = command_pb2.Op()
     set_call(op.data.op, argv, db)
+    if user:
+        op.data.op.call.user = user
     return op
+
+
+SCRIPT_COMMANDS: Final = frozenset(
+    (b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro")
+)
+"""Commands that run other commands: those run as the caller's user (RedisCall.user)."""
 
 
 def reply_of(result: Result) -> ReplyT:
@@ -102,10 +110,16 @@ class Engine:
         """Leader only: complete `waiter` once everything committed before now is applied."""
         self.proposer.barrier(waiter)
 
+    def script_user(self, argv: Sequence[bytes]) -> str:
+        """The user a script call runs as ("" for other commands, or no user)."""
+        if self.user is None or argv[0].lower() not in SCRIPT_COMMANDS:
+            return ""
+        return self.user
+
     def read_local(self, argv: list[bytes], db: int) -> ReplyT:
         """A read-only command on this node's applied state (after a barrier or a staleness
         check)."""
-        return self.view.replica.read_call(argv, db, self.now_ms())
+        return self.view.replica.read_call(argv, db, self.now_ms(), self.script_user(argv))
 
     def has_key(self, db: int, key: bytes) -> bool:
         """Whether a live key exists here now (for hit/miss counting; no lock needed)."""
@@ -124,7 +138,7 @@ class Engine:
 
     async def write(self, argv: list[bytes], db: int) -> ReplyT:
         if self.is_leader():
-            return reply_of(await self.proposer.write(call_op(argv, db)))
+            return reply_of(await self.proposer.write(call_op(argv, db, self.script_user(argv))))
         request = cache_pb2.ExecRequest()
         set_call(request.op, argv, db)
         response = await self._forward("Exec", request)
@@ -182,7 +196,7 @@ class Engine:
             op = command_pb2.Op()
             op.txn.compares.extend(compares)
             for argv, db in calls:
-                set_call(op.txn.success.add().op, argv, db)
+                set_call(op.txn.success.add().op, argv, db).call.user = self.script_user(argv)
             result = await self.proposer.write(op)
             if isinstance(result, Failure):
                 raise status_codes.from_failure(result)

@@ -373,7 +373,8 @@ class PipelinedConnection(asyncio.Protocol):
                 self._settle_write(slot, write_reply(result, error))
 
             try:
-                engine.submit(call_op(argv, db), Callback(done), self._args_bytes or 64)
+                op = call_op(argv, db, engine.script_user(argv))
+                engine.submit(op, Callback(done), self._args_bytes or 64)
             except errors.CacheError as exc:
                 self._settle(slot, error_reply(exc))
             return

@@ -84,9 +84,9 @@ class Replica:
         with self._lock:
             return self._sm.read(op, now_ms)
 
-    def read_call(self, argv: list[bytes], db: int, now_ms: int) -> ReplyT:
+    def read_call(self, argv: list[bytes], db: int, now_ms: int, user: str = "") -> ReplyT:
         with self._lock:
-            return self._sm.read_call(argv, db, now_ms)
+            return self._sm.read_call(argv, db, now_ms, user)
 
     def scan(self, cursor: int, prefix: bytes, count: int, now_ms: int) -> tuple[list[bytes], int]:
         with self._lock:

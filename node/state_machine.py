@@ -592,7 +592,7 @@ class StateMachine:
 
     def _redis(self, call: cache_pb2.RedisCall, now: int, write: bool) -> Result:
         """A Redis command through the command table; errors are replies, never Failures."""
-        db = Db(self, call.db, now, write)
+        db = Db(self, call.db, now, write, call.user)
         return Value("reply", redis_commands.execute(db, list(call.argv)))
 
     def emit_published(self, channel: bytes, message: bytes) -> None:
@@ -941,11 +941,11 @@ class StateMachine:
         """Serve a read-only data op from local state (no change, no event)."""
         return self._run(op, 0, max(now_ms, self._cluster_time_ms), write=False)
 
-    def read_call(self, argv: list[bytes], db: int, now_ms: int) -> ReplyT:
+    def read_call(self, argv: list[bytes], db: int, now_ms: int, user: str = "") -> ReplyT:
         """A read-only Redis-table command on local state, without building a DataOp (the
-        front-ends' local reads: RESP, memcached)."""
+        front-ends' local reads: RESP, memcached); a script's calls checked as `user`."""
         now = max(now_ms, self._cluster_time_ms)
-        return redis_commands.execute(Db(self, db, now, False), argv)
+        return redis_commands.execute(Db(self, db, now, False, user), argv)
 
     def scan(
         self, cursor: int, prefix: bytes, count: int, now_ms: int, db: int = 0

@@ -50,11 +50,12 @@ def key_db(internal: bytes) -> tuple[int, bytes]:
 class Db:
     """One database as handlers use it. `write` is False for reads (nothing may change)."""
 
-    def __init__(self, sm: StateMachine, db: int, now: int, write: bool) -> None:
+    def __init__(self, sm: StateMachine, db: int, now: int, write: bool, user: str = "") -> None:
         self.sm = sm
         self.db = db
         self.now = now
         self.write = write
+        self.user = user  # a script's calls are checked as this user ("" = no check)
 
     def k(self, key: bytes) -> bytes:
         if key[:5] == DB_PREFIX:  # every key passes here: database 0 cannot alias another

@@ -28,6 +28,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from lupa import lua51
+from raftcache.node import acl
+from raftcache.node.auth import channels_of
+from raftcache.node.keyspace.acl import read_stored
 from raftcache.node.keyspace.args import parse_int
 from raftcache.node.keyspace.db import DATABASES, DB_PREFIX, RESERVED_KEY, Db
 from raftcache.node.keyspace.lua_libs import LuaLibs
@@ -602,6 +605,27 @@ def _boot_bytecode() -> bytes:
     return _BYTECODE[0]
 
 
+_SCRIPT_DENIED: Final = {
+    "command": "The user executing the script can't run this command or subcommand",
+    "key": "The user executing the script can't access at least one of the keys mentioned in "
+    "the command arguments",
+    "channel": "The user executing the script can't publish to the channel mentioned in the "
+    "command",
+}
+
+
+def _runs_as(db: Db) -> acl.User | None:
+    """The user whose permissions a script's calls are checked against, from the users as
+    replicated at this entry (the same on every replica); None when there is nothing to
+    check. A user deleted meanwhile may run nothing."""
+    if not db.user:
+        return None
+    text = read_stored(db.sm)[0]
+    users = acl.compiled(text.decode("latin-1") if text is not None else acl.DEFAULT_TEXT)
+    user = users.users.get(db.user) or acl.new_user(db.user)
+    return None if user.unrestricted else user
+
+
 class _Script:
     """One run of one script: a fresh Lua state and the Db it calls commands on."""
 
@@ -612,6 +636,7 @@ class _Script:
         self.killed = False
         self.no_writes = False
         self.bug: BaseException | None = None
+        self.user = _runs_as(db)  # None: no checks
         self.rand = db.rng(b"lua")
         self.lua = lua51.LuaRuntime(
             encoding=None,
@@ -709,6 +734,10 @@ class _Script:
             return Error(f"ERR {RO_WRITE}")
         if spec.write and self.no_writes:
             return Error(f"ERR {RO_WRITE}")
+        if self.user is not None:
+            denied = self.user.denial(argv, channels_of(argv))
+            if denied is not None:
+                return Error(f"ERR {_SCRIPT_DENIED[denied[0]]}")
         try:
             validate(argv)
             return spec.handler(self.db, argv)

@@ -8,6 +8,7 @@ and, when redis-server is installed, on real Redis too (test_expectations_hold_o
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import subprocess
@@ -500,6 +501,49 @@ def test_a_pop_blocked_through_a_follower_keeps_its_user(cluster: LocalCluster) 
         pusher.start()
         assert r.call("BLPOP", "q:jobs", "10") == ["q:jobs", "job-1"]
         pusher.join()
+    finally:
+        admin.close()
+        r.close()
+
+
+@pytest.mark.parametrize("role", ["leader"])
+def test_a_script_runs_as_its_callers_user(cluster: LocalCluster, role: str) -> None:
+    """redis.call inside EVAL/EVALSHA/EVAL_RO is checked against the caller's user, at apply,
+    on every replica alike (Redis 7.0's texts)."""
+    admin, r = raw(cluster, "leader"), raw(cluster, role)
+    user = f"scripter-{role}"
+    try:
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        rules = ["on", ">s-pw", "~s:*", "&c", "+@scripting", "+get", "+set", "+publish"]
+        assert admin.call("ACL", "SETUSER", user, *rules) == "OK"
+        deadline = time.monotonic() + 5
+        while r.call("AUTH", user, "s-pw") != "OK":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert r.call("EVAL", "return redis.call('set', KEYS[1], 'v')", "1", "s:1") == "OK"
+        assert r.call("EVAL", "return redis.call('get', 's:1')", "0") == "v"
+        body = "local r = redis.call('set', 'other', 'v') return r"
+        refused_key = r.call("EVAL", body, "0")
+        sha = hashlib.sha1(body.encode()).hexdigest()
+        assert refused_key == (
+            "ERR The user executing the script can't access at least one of the keys "
+            f"mentioned in the command arguments script: {sha}, on @user_script:1."
+        )
+        refused_cmd = r.call("EVAL", "return redis.pcall('del', 's:1')['err']", "0")
+        assert refused_cmd == (
+            "ERR The user executing the script can't run this command or subcommand"
+        )
+        refused_channel = r.call("EVAL", "return redis.pcall('publish', 'd', 'm')['err']", "0")
+        assert refused_channel == (
+            "ERR The user executing the script can't publish to the channel mentioned in the "
+            "command"
+        )
+        assert r.call("EVAL_RO", "return redis.pcall('get', 'other')['err']", "0").startswith(
+            "ERR The user executing the script can't access"
+        )
+        assert admin.call("EXISTS", "other") == 0  # nothing written
+        assert admin.call("EVAL", "return redis.call('set', 'other', 'v')", "0") == "OK"
+        cluster.wait_converged(timeout=20)  # every replica applied the same checks
     finally:
         admin.close()
         r.close()

@@ -37,6 +37,9 @@ class FakeEngine:
     def for_user(self, name: str | None) -> FakeEngine:
         return self
 
+    def script_user(self, argv: list[bytes]) -> str:
+        return ""
+
     def submit(self, op: command_pb2.Op, waiter: Any = None, size: int = 0) -> Any:
         call = op.data.op.call
         self.submitted.append((list(call.argv), call.db))

@@ -513,12 +513,14 @@ class DataOp(_message.Message):
     def __init__(self, get: _Optional[_Union[StrGet, _Mapping]] = ..., set: _Optional[_Union[StrSet, _Mapping]] = ..., delete: _Optional[_Union[KeyDelete, _Mapping]] = ..., incr: _Optional[_Union[StrIncr, _Mapping]] = ..., hset: _Optional[_Union[HSet, _Mapping]] = ..., hget: _Optional[_Union[HGet, _Mapping]] = ..., hgetall: _Optional[_Union[HGetAll, _Mapping]] = ..., hdel: _Optional[_Union[HDel, _Mapping]] = ..., hincrby: _Optional[_Union[HIncrBy, _Mapping]] = ..., hlen: _Optional[_Union[HLen, _Mapping]] = ..., zadd: _Optional[_Union[ZAdd, _Mapping]] = ..., zincrby: _Optional[_Union[ZIncrBy, _Mapping]] = ..., zscore: _Optional[_Union[ZScore, _Mapping]] = ..., zrank: _Optional[_Union[ZRank, _Mapping]] = ..., zrange: _Optional[_Union[ZRange, _Mapping]] = ..., zrangebyscore: _Optional[_Union[ZRangeByScore, _Mapping]] = ..., zrem: _Optional[_Union[ZRem, _Mapping]] = ..., zcard: _Optional[_Union[ZCard, _Mapping]] = ..., zcount: _Optional[_Union[ZCount, _Mapping]] = ..., push: _Optional[_Union[Push, _Mapping]] = ..., pop: _Optional[_Union[Pop, _Mapping]] = ..., lrange: _Optional[_Union[LRange, _Mapping]] = ..., llen: _Optional[_Union[LLen, _Mapping]] = ..., sadd: _Optional[_Union[SAdd, _Mapping]] = ..., srem: _Optional[_Union[SRem, _Mapping]] = ..., smembers: _Optional[_Union[SMembers, _Mapping]] = ..., sismember: _Optional[_Union[SIsMember, _Mapping]] = ..., scard: _Optional[_Union[SCard, _Mapping]] = ..., expire: _Optional[_Union[Expire, _Mapping]] = ..., persist: _Optional[_Union[Persist, _Mapping]] = ..., ttl: _Optional[_Union[Ttl, _Mapping]] = ..., type: _Optional[_Union[TypeOf, _Mapping]] = ..., call: _Optional[_Union[RedisCall, _Mapping]] = ...) -> None: ...
 
 class RedisCall(_message.Message):
-    __slots__ = ("argv", "db")
+    __slots__ = ("argv", "db", "user")
     ARGV_FIELD_NUMBER: _ClassVar[int]
     DB_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[bytes]
     db: int
-    def __init__(self, argv: _Optional[_Iterable[bytes]] = ..., db: _Optional[int] = ...) -> None: ...
+    user: str
+    def __init__(self, argv: _Optional[_Iterable[bytes]] = ..., db: _Optional[int] = ..., user: _Optional[str] = ...) -> None: ...
 
 class Reply(_message.Message):
     __slots__ = ("bulk", "int", "status", "error", "null", "null_array", "double", "array", "map", "set", "boolean", "pairs", "keyed")

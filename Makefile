@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/raftcache/v1/*.proto)
 
-.PHONY: run test typecheck unit integration proto bench bench-peers chaos clean image base-image \
+.PHONY: run test typecheck unit integration proto bench bench-peers chaos chaos-netns chaos-clean clean image base-image \
 	deploy-test redis-compat memcached-compat
 
 $(STAMP): pyproject.toml
@@ -60,6 +60,15 @@ bench-peers: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/raftcache-chaos --duration 300 --out chaos-results
+
+# The same in network-namespace mode (root): partitions cut every port, client and forwarding
+# traffic included, plus one-way cuts, bridge flapping and packet loss (chaos/netns.py).
+chaos-netns: $(STAMP)
+	$(BIN)/raftcache-chaos --net netns --duration 300 --out chaos-results
+
+# Remove namespaces, veths, bridges and FORWARD rules a killed --net netns run left behind.
+chaos-clean: $(STAMP)
+	$(BIN)/python -m raftcache.chaos.netns cleanup
 
 # Redis 7.0.15's own test suite (from Debian's redis source package, fetched once into
 # .cache/redis-compat) against a 3-node cluster's leader: passed/failed/skipped per unit, every

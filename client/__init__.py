@@ -5,11 +5,13 @@ mget, set, delete, incr, mset; hashes (hset, hget, hgetall, hdel, hincrby, hlen)
 sets (zadd, zincrby, zscore, zrank, zrange, zrangebyscore, zrem, zcard, zcount), lists
 (lpush, rpush, lpop, rpop, lrange, llen), sets (sadd, srem, smembers, sismember, scard),
 expiry (expire, persist, ttl), type, scan_iter, txn (ops and compares from
-`raftcache.client.ops`), publish, subscribe, watch, cluster_status; `cache_aside` /
-`cached` for query caching. `tls=TlsConfig(ca_file=...)` connects over TLS (mTLS with
-cert_file and key_file). Exceptions are in raftcache.client.errors (hierarchy in its
-docstring). Concurrent calls are auto-pipelined into Batch RPCs (`auto_pipeline=False`
-turns it off; see client/_pipeline.py).
+`raftcache.client.ops`), publish, subscribe, watch, cluster_status; users (set_user,
+delete_users, list_users, get_user, whoami); `cache_aside` / `cached` for query caching.
+`tls=TlsConfig(ca_file=...)` connects over TLS (mTLS with cert_file and key_file);
+`user=` and `password=` (or RAFTCACHE_USER / RAFTCACHE_PASSWORD) authenticate every call
+(AuthenticationError, PermissionDeniedError when refused). Exceptions are in
+raftcache.client.errors (hierarchy in its docstring). Concurrent calls are auto-pipelined
+into Batch RPCs (`auto_pipeline=False` turns it off; see client/_pipeline.py).
 """
 
 from __future__ import annotations
@@ -21,19 +23,21 @@ if TYPE_CHECKING:
     from typing import Any
 
     from raftcache.client import ops
-    from raftcache.client._async_client import AsyncClient, Item, NodeStatus
+    from raftcache.client._async_client import AsyncClient, Item, NodeStatus, UserInfo
     from raftcache.client._router import RetryPolicy
     from raftcache.client._streams import Message, Subscription, Watch, WatchEvent
     from raftcache.client._sync_client import BlockingIterator, Client
     from raftcache.client._transport import TlsConfig
     from raftcache.client._values import TxnResult
     from raftcache.client.errors import (
+        AuthenticationError,
         ConditionFailedError,
         InvalidInputError,
         NotFoundError,
         OutcomeUnknownError,
         OutOfMemoryError,
         OverloadedError,
+        PermissionDeniedError,
         RaftcacheError,
         RequestTooOldError,
         RevisionCompactedError,
@@ -46,7 +50,8 @@ if TYPE_CHECKING:
 # Loaded on first use: importing this package runs almost nothing, so the `raftcache` console
 # script (client/_entry.py) handles Ctrl-C before grpc and protobuf load (~0.2 s).
 _ERRORS = (
-    "ConditionFailedError", "InvalidInputError", "NotFoundError", "OutcomeUnknownError",
+    "AuthenticationError", "PermissionDeniedError", "ConditionFailedError",
+    "InvalidInputError", "NotFoundError", "OutcomeUnknownError",
     "OutOfMemoryError", "OverloadedError", "RaftcacheError", "RequestTooOldError",
     "RevisionCompactedError", "SlowConsumerError", "TooLargeError", "UnavailableError",
     "WrongTypeError",
@@ -54,7 +59,9 @@ _ERRORS = (
 _LAZY = {
     **dict.fromkeys(_ERRORS, "raftcache.client.errors"),
     "ops": "raftcache.client.ops",
-    **dict.fromkeys(("AsyncClient", "Item", "NodeStatus"), "raftcache.client._async_client"),
+    **dict.fromkeys(
+        ("AsyncClient", "Item", "NodeStatus", "UserInfo"), "raftcache.client._async_client"
+    ),
     "RetryPolicy": "raftcache.client._router",
     **dict.fromkeys(
         ("Message", "Subscription", "Watch", "WatchEvent"), "raftcache.client._streams"
@@ -76,6 +83,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AsyncClient",
+    "AuthenticationError",
     "BlockingIterator",
     "Client",
     "ConditionFailedError",
@@ -87,6 +95,7 @@ __all__ = [
     "OutOfMemoryError",
     "OutcomeUnknownError",
     "OverloadedError",
+    "PermissionDeniedError",
     "RaftcacheError",
     "RequestTooOldError",
     "RetryPolicy",
@@ -97,6 +106,7 @@ __all__ = [
     "TooLargeError",
     "TxnResult",
     "UnavailableError",
+    "UserInfo",
     "Watch",
     "WatchEvent",
     "WrongTypeError",

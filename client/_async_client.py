@@ -12,7 +12,13 @@ from raftcache.client import errors
 from raftcache.client._pipeline import PipelinedTransport
 from raftcache.client._router import READ_LEADER, READ_STALE, WRITE, RetryPolicy, Router
 from raftcache.client._streams import StreamOpener, Subscription, Watch
-from raftcache.client._transport import CallFailed, GrpcTransport, TlsConfig, Transport
+from raftcache.client._transport import (
+    CallFailed,
+    GrpcTransport,
+    TlsConfig,
+    Transport,
+    credentials_metadata,
+)
 from raftcache.client._typed import ReadOptions, TypedMethods
 from raftcache.client._values import Compare, Key, Op, TxnResult, Value, all_bytes
 from raftcache.client._values import to_bytes as _bytes
@@ -52,6 +58,18 @@ class NodeStatus:
     digest: str
 
 
+@dataclass(frozen=True)
+class UserInfo:
+    """One user's rules, as ACL GETUSER shows them (passwords as SHA-256 digests)."""
+
+    name: str
+    flags: list[str]  # "on"/"off", "nopass"
+    passwords: list[str]
+    commands: str  # "+@all", "-@all +@read -keys"
+    keys: str  # "~app:* %R~audit:*"
+    channels: str  # "&news.*", "&*"
+
+
 def _item(response: cache_pb2.GetResponse) -> Item | None:
     if not response.found:
         return None
@@ -73,16 +91,25 @@ class AsyncClient(TypedMethods):
         client_id: str | None = None,
         auto_pipeline: bool = True,
         tls: TlsConfig | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
         """`auto_pipeline`: while a call to a node is in flight, concurrent get/set/delete/
         incr and typed-op calls to it queue and go out together as one Batch RPC (a lone
         call still goes out at once, unary); each keeps its own retries and deadline.
         `tls`: connect over TLS (TlsConfig: the CA, a client pair for mTLS); unused with an
-        explicit `transport`."""
+        explicit `transport`. `user` and `password` (default: RAFTCACHE_USER and
+        RAFTCACHE_PASSWORD; a password alone is the default user's) go with every call as
+        `authorization: Basic` metadata; wrong ones raise AuthenticationError, a command the
+        user may not run PermissionDeniedError (neither is retried)."""
         seeds = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         seeds = [s.strip() for seed in seeds for s in seed.split(",") if s.strip()]
         self.timeout = timeout
-        self._transport: Transport = transport or GrpcTransport(tls=tls)
+        try:
+            metadata = credentials_metadata(user, password)
+        except ValueError as exc:
+            raise errors.InvalidInputError(str(exc)) from None
+        self._transport: Transport = transport or GrpcTransport(tls=tls, metadata=metadata)
         self.pipeline = PipelinedTransport(self._transport) if auto_pipeline else None
         self._router = Router(self.pipeline or self._transport, seeds, retry or RetryPolicy())
         self.client_id = client_id or uuid.uuid4().hex
@@ -345,6 +372,63 @@ class AsyncClient(TypedMethods):
             out.abort()
             raise
         return backup_file.verify(path)
+
+    # -- users (Redis ACL rules; see the README's Security section) ----------------------
+
+    async def set_user(self, name: str, *rules: str, timeout: float | None = None) -> None:
+        """Create or change a user with ACL SETUSER rules, e.g.
+        `set_user("app", "on", ">s3cret", "~app:*", "+@read", "+@write")`."""
+        request = cluster_pb2.SetUserRequest(name=name, rules=rules)
+        await self._router.call(
+            "Cluster/SetUser", request, route=WRITE, timeout=timeout or self.timeout
+        )
+
+    async def delete_users(self, *names: str, timeout: float | None = None) -> int:
+        """Delete users (their open Redis connections close); how many existed."""
+        request = cluster_pb2.DeleteUsersRequest(names=names)
+        response = await self._router.call(
+            "Cluster/DeleteUsers", request, route=WRITE, timeout=timeout or self.timeout
+        )
+        return int(response.deleted)
+
+    async def list_users(self, *, timeout: float | None = None) -> list[str]:
+        """Every user as an ACL LIST line (`user NAME on #digest ~keys &channels +@cmds`)."""
+        response = await self._router.call(
+            "Cluster/ListUsers",
+            cluster_pb2.ListUsersRequest(),
+            route=READ_LEADER,
+            timeout=timeout or self.timeout,
+        )
+        return list(response.users)
+
+    async def get_user(self, name: str, *, timeout: float | None = None) -> UserInfo | None:
+        """One user's rules, or None when there is no such user."""
+        response = await self._router.call(
+            "Cluster/GetUser",
+            cluster_pb2.GetUserRequest(name=name),
+            route=READ_LEADER,
+            timeout=timeout or self.timeout,
+        )
+        if not response.found:
+            return None
+        return UserInfo(
+            name,
+            list(response.flags),
+            list(response.passwords),
+            response.commands,
+            response.keys,
+            response.channels,
+        )
+
+    async def whoami(self, *, timeout: float | None = None) -> str:
+        """The user this client's calls run as."""
+        response = await self._router.call(
+            "Cluster/WhoAmI",
+            cluster_pb2.WhoAmIRequest(),
+            route=READ_LEADER,
+            timeout=timeout or self.timeout,
+        )
+        return str(response.user)
 
     async def cluster_status(self, *, timeout: float | None = None) -> list[NodeStatus]:
         """Every member's own Status (a member that does not answer has role 'down')."""

@@ -47,6 +47,12 @@ _FINAL: dict[str, type[errors.RaftcacheError]] = {
     "FAILED_PRECONDITION": errors.ConditionFailedError,
     "OUT_OF_RANGE": errors.RevisionCompactedError,
 }
+_FINAL_ANY_ORIGIN: dict[str, type[errors.RaftcacheError]] = {
+    "UNAUTHENTICATED": errors.AuthenticationError,
+    "PERMISSION_DENIED": errors.PermissionDeniedError,
+}
+"""Final whoever answered (a node, or a proxy in front of it): another attempt carries the
+same credentials."""
 _FINAL_BY_ORIGIN: dict[str, type[errors.RaftcacheError]] = {
     "RequestTooOld": errors.RequestTooOldError,
     "TooLarge": errors.TooLargeError,
@@ -66,6 +72,8 @@ def final_error(failure: CallFailed) -> errors.RaftcacheError | None:
         final = errors.WrongTypeError  # the node reports it as a failed precondition
     if final is None and failure.code == "INVALID_ARGUMENT":  # e.g. over gRPC's own limit
         final = errors.InvalidInputError
+    if final is None:
+        final = _FINAL_ANY_ORIGIN.get(failure.code)
     if final is None and _over_grpc_message_limit(failure):
         return errors.TooLargeError(
             f"the request or its answer is over gRPC's message size limit ({failure.details}); "

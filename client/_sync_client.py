@@ -8,7 +8,13 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
-from raftcache.client._async_client import DEFAULT_TIMEOUT_S, AsyncClient, Item, NodeStatus
+from raftcache.client._async_client import (
+    DEFAULT_TIMEOUT_S,
+    AsyncClient,
+    Item,
+    NodeStatus,
+    UserInfo,
+)
 from raftcache.client._pipeline import PipelinedTransport
 from raftcache.client._router import RetryPolicy
 from raftcache.client._streams import Message, WatchEvent
@@ -93,8 +99,11 @@ class Client:
         client_id: str | None = None,
         auto_pipeline: bool = True,
         tls: TlsConfig | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
-        """See AsyncClient: concurrent calls from several threads are auto-pipelined too."""
+        """See AsyncClient (`user`/`password`: credentials sent with every call): concurrent
+        calls from several threads are auto-pipelined too."""
         self._async = AsyncClient(
             endpoints,
             timeout=timeout,
@@ -103,6 +112,8 @@ class Client:
             client_id=client_id,
             auto_pipeline=auto_pipeline,
             tls=tls,
+            user=user,
+            password=password,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -176,6 +187,22 @@ class Client:
 
     def mset(self, items: Any, **kwargs: Any) -> list[int]:
         return self._run(self._async.mset(items, **kwargs))
+
+    def set_user(self, name: str, *rules: str, **kwargs: Any) -> None:
+        """Create or change a user with ACL SETUSER rules (see AsyncClient.set_user)."""
+        self._run(self._async.set_user(name, *rules, **kwargs))
+
+    def delete_users(self, *names: str, **kwargs: Any) -> int:
+        return self._run(self._async.delete_users(*names, **kwargs))
+
+    def list_users(self, **kwargs: Any) -> list[str]:
+        return self._run(self._async.list_users(**kwargs))
+
+    def get_user(self, name: str, **kwargs: Any) -> UserInfo | None:
+        return self._run(self._async.get_user(name, **kwargs))
+
+    def whoami(self, **kwargs: Any) -> str:
+        return self._run(self._async.whoami(**kwargs))
 
     def cluster_status(self, **kwargs: Any) -> list[NodeStatus]:
         return self._run(self._async.cluster_status(**kwargs))

@@ -4,6 +4,8 @@ tested without sockets (tests pass a fake with the same `call` and `open_stream`
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,30 @@ class TlsConfig:
             read("key_file", self.key_file),
             read("cert_file", self.cert_file),
         )
+
+
+USER_ENV = "RAFTCACHE_USER"
+PASSWORD_ENV = "RAFTCACHE_PASSWORD"
+
+
+def credentials_metadata(
+    user: str | None, password: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[tuple[str, str], ...]:
+    """The `authorization: Basic base64(user:password)` metadata every call carries: `user`
+    and `password` as given, else RAFTCACHE_USER / RAFTCACHE_PASSWORD; none at all when
+    neither is set (the cluster's default user, if it needs no password). A password alone
+    is the default user's (Redis's `AUTH password`)."""
+    env = os.environ if environ is None else environ
+    if user is None:
+        user = env.get(USER_ENV) or None
+    if password is None:
+        password = env.get(PASSWORD_ENV)
+    if user is None and password is None:
+        return ()
+    if user is not None and ":" in user:
+        raise ValueError(f"user {user!r}: a user name cannot contain ':' (Basic credentials)")
+    token = base64.b64encode(f"{user or 'default'}:{password or ''}".encode()).decode()
+    return (("authorization", f"Basic {token}"),)
 
 
 class Stream(Protocol):
@@ -141,9 +167,13 @@ class GrpcTransport:
     """grpc.aio channels, one per node address."""
 
     def __init__(
-        self, options: list[tuple[str, Any]] | None = None, tls: TlsConfig | None = None
+        self,
+        options: list[tuple[str, Any]] | None = None,
+        tls: TlsConfig | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        """`tls`: None for plaintext; the files are read here (ValueError when unusable)."""
+        """`tls`: None for plaintext; the files are read here (ValueError when unusable).
+        `metadata`: sent with every call (credentials_metadata)."""
         self._options = options or [
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_send_message_length", 64 << 20),
@@ -153,6 +183,7 @@ class GrpcTransport:
             self._options = [*self._options, ("grpc.ssl_target_name_override", tls.server_name)]
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._calls: dict[tuple[str, str], Any] = {}
+        self.metadata = metadata or None
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -182,12 +213,14 @@ class GrpcTransport:
 
     async def call(self, address: str, method: str, request: Any, timeout: float) -> Any:
         try:
-            return await self._callable(address, method)(request, timeout=timeout)
+            return await self._callable(address, method)(
+                request, timeout=timeout, metadata=self.metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise _failed(exc) from None
 
     def open_stream(self, address: str, method: str, request: Any) -> Stream:
-        return _GrpcStream(self._callable(address, method)(request))
+        return _GrpcStream(self._callable(address, method)(request, metadata=self.metadata))
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -29,12 +29,19 @@ Commands (global options go before or after the command):
   watch KEY [--prefix] [--start-revision N] [--count N]
                                  print REVISION<TAB>KIND<TAB>KEY[<TAB>VALUE] per change;
                                  resumes by itself after a break
+  acl setuser NAME [RULE...]     create or change a user with Redis ACL rules, e.g.
+                                 acl setuser app on '>s3cret' '~app:*' -@all +@read
+  acl deluser NAME...            delete users; prints how many existed
+  acl list | acl getuser NAME | acl whoami
+                                 every user (ACL LIST lines), one user's rules, who you are
 
 Global options: --endpoints HOST:PORT[,HOST:PORT...] (default $RAFTCACHE_ENDPOINTS, else
 127.0.0.1:6381), --timeout S (default 5), --consistency linearizable|stale and
 --max-staleness S (reads), --json (one JSON object per command), --client-id ID;
 TLS: --tls-ca-file FILE, and --tls-cert-file FILE --tls-key-file FILE for mTLS (default
 $RAFTCACHE_TLS_CA_FILE, $RAFTCACHE_TLS_CERT_FILE, $RAFTCACHE_TLS_KEY_FILE; any one turns TLS on).
+Credentials: --user NAME --password PW (default $RAFTCACHE_USER, $RAFTCACHE_PASSWORD; prefer
+the variable for the password, which others can read in the process list).
 
 Values print as UTF-8 text when they decode, else as an escaped bytes literal (b'\\xff');
 with --json, "value" is text (undecodable bytes backslash-escaped) and "value_b64" is
@@ -53,6 +60,7 @@ Exit codes:
        message says the cluster no longer remembers that id: then re-read first)
   6    too large: the request or the answer is over the message size limit
   7    watch: the start revision is no longer retained; re-read, then watch from now
+  8    refused: wrong or missing credentials, or the user may not run the command
   130  interrupted (Ctrl-C)
 """
 
@@ -81,6 +89,7 @@ EXIT_UNAVAILABLE = 4
 EXIT_OUTCOME_UNKNOWN = 5
 EXIT_TOO_LARGE = 6
 EXIT_REVISION_COMPACTED = 7
+EXIT_REFUSED = 8
 EXIT_INTERRUPTED = 130
 
 # Most specific first: the first matching class decides the exit code.
@@ -95,6 +104,8 @@ _EXIT_CODES: list[tuple[type[errors.RaftcacheError], int]] = [
     (errors.OutcomeUnknownError, EXIT_OUTCOME_UNKNOWN),
     (errors.TooLargeError, EXIT_TOO_LARGE),
     (errors.RevisionCompactedError, EXIT_REVISION_COMPACTED),
+    (errors.AuthenticationError, EXIT_REFUSED),
+    (errors.PermissionDeniedError, EXIT_REFUSED),
 ]
 
 _INT64 = 1 << 63
@@ -120,8 +131,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"raftcache: error: {message} (see '{self.prog} --help')\n")
 
+    rules_positional = False
+    """`acl setuser` parses `-@all`, `-get` as rules, not options."""
+
     def _parse_optional(self, arg_string: str) -> Any:
         if arg_string.lower() in _NEGATIVE_WORDS:  # a score bound, not an option
+            return None
+        rule = arg_string[:1] == "-" and arg_string[:2] != "--" and arg_string != "-h"
+        if self.rules_positional and rule:
             return None
         return super()._parse_optional(arg_string)
 
@@ -757,7 +774,42 @@ def _backup(client: Client, args: argparse.Namespace) -> Reply:
     return Reply(data, [f"{k}: {v}" for k, v in data.items()])
 
 
+def _acl(client: Client, args: argparse.Namespace) -> Reply:
+    action, rest = args.action, args.args
+    arity = {"setuser": (1, None), "deluser": (1, None), "getuser": (1, 1)}
+    least, most = arity.get(action, (0, 0))
+    if len(rest) < least or (most is not None and len(rest) > most):
+        wants = "no arguments" if most == 0 else "one user name" if most else "user names"
+        raise UsageError(f"acl {action} takes {wants} (got {len(rest)} arguments)")
+    if action == "setuser":
+        client.set_user(rest[0], *rest[1:])
+        return Reply({"ok": True}, ["OK"])
+    if action == "deluser":
+        deleted = client.delete_users(*rest)
+        return Reply({"deleted": deleted}, [str(deleted)])
+    if action == "list":
+        users = client.list_users()
+        return Reply({"users": users}, users)
+    if action == "whoami":
+        name = client.whoami()
+        return Reply({"user": name}, [name])
+    info = client.get_user(rest[0])
+    if info is None:
+        return Reply(None, ["(nil)"], EXIT_NOT_FOUND)
+    data = {
+        "name": info.name,
+        "flags": info.flags,
+        "passwords": info.passwords,
+        "commands": info.commands,
+        "keys": info.keys,
+        "channels": info.channels,
+    }
+    lines = [f"{k}: {' '.join(v) if isinstance(v, list) else v}" for k, v in data.items()]
+    return Reply(data, lines)
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Reply]] = {
+    "acl": _acl,
     "backup": _backup,
     "get": _get,
     "set": _set,
@@ -827,6 +879,19 @@ def _add_global_options(parser: argparse.ArgumentParser, *, in_command: bool) ->
         "the id from its message to apply it at most once. Only for retrying the same "
         "command: a reused id returns the earlier answer",
     )
+    group.add_argument(
+        "--user",
+        metavar="NAME",
+        default=default(None),
+        help="the user to authenticate as (default $RAFTCACHE_USER; none: the default user)",
+    )
+    group.add_argument(
+        "--password",
+        metavar="PASSWORD",
+        default=default(None),
+        help="its password (default $RAFTCACHE_PASSWORD, which keeps it out of the process "
+        "list; alone: the default user's)",
+    )
     for name, what in _TLS_OPTIONS.items():
         group.add_argument(
             f"--tls-{name}-file",
@@ -875,6 +940,7 @@ _EXIT_HELP = """exit codes:
   5    outcome unknown; retry with the --client-id the message gives
   6    too large
   7    watch: the start revision is no longer retained
+  8    refused: wrong or missing credentials, or not permitted
   130  interrupted"""
 
 
@@ -992,6 +1058,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", action="store_true", help="every key starting with KEY")
     p.add_argument("--start-revision", type=_version, default=0, metavar="N", help="resume after N")
     p.add_argument("--count", type=_count, metavar="N", help="exit after N events")
+
+    p = command(
+        "acl",
+        "manage users (Redis ACL rules)",
+        "setuser NAME RULE...: create or change a user (rules as Redis's ACL SETUSER: on, off, "
+        "'>password', '<password', '~keypattern', '&channel', +@category, -command, ...); "
+        "deluser NAME...: delete users; list: every user as an ACL LIST line; getuser NAME: "
+        "one user's rules; whoami: the user these credentials are.",
+    )
+    assert isinstance(p, _Parser)
+    p.rules_positional = True
+    p.add_argument("action", choices=["setuser", "deluser", "list", "getuser", "whoami"])
+    p.add_argument("args", nargs="*", metavar="ARG")
     return parser
 
 
@@ -1053,6 +1132,12 @@ def _call(client: Client, args: argparse.Namespace) -> Reply:
     return reply
 
 
+def _credentials(args: argparse.Namespace) -> dict[str, Any]:
+    """--user and --password as given (the Client reads RAFTCACHE_USER/PASSWORD itself)."""
+    given = {"user": args.user, "password": args.password}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _run(args: argparse.Namespace) -> int:
     endpoints = parse_endpoints(
         args.endpoints or os.environ.get(ENDPOINTS_ENV) or DEFAULT_ENDPOINTS
@@ -1060,8 +1145,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_staleness is not None and args.consistency != "stale":
         raise UsageError("--max-staleness applies to stale reads: add --consistency stale")
     try:
-        client = Client(endpoints, timeout=args.timeout, client_id=args.client_id, tls=_tls(args))
+        client = Client(
+            endpoints,
+            timeout=args.timeout,
+            client_id=args.client_id,
+            tls=_tls(args),
+            **_credentials(args),
+        )
     except ValueError as exc:  # an unreadable TLS file
+        raise UsageError(str(exc)) from None
+    except errors.InvalidInputError as exc:  # a user name Basic credentials cannot carry
         raise UsageError(str(exc)) from None
     try:
         reply = _call(client, args)

@@ -18,6 +18,11 @@ RaftcacheError
 ├── UnavailableError       no leader or no member answered before the deadline;
 │                          nothing was applied (retriable: yes)
 ├── OverloadedError        the node's queue is full; nothing was applied (retriable: yes)
+├── AuthenticationError    the call's credentials (user=/password=, RAFTCACHE_USER /
+│                          RAFTCACHE_PASSWORD) are wrong, the user is off or deleted, or
+│                          the cluster needs credentials and none were given (retriable: no)
+├── PermissionDeniedError  the user may not run the command or touch a key or channel it
+│                          names (its ACL rules); nothing was applied (retriable: no)
 └── OutcomeUnknownError    a write may or may not have been applied, and the deadline
     │                      passed before it could be settled (retriable: only with the
     │                      same request id, which `request_id` carries)
@@ -73,6 +78,14 @@ class UnavailableError(RaftcacheError):
 
 class OverloadedError(RaftcacheError):
     retriable = True
+
+
+class AuthenticationError(RaftcacheError):
+    pass
+
+
+class PermissionDeniedError(RaftcacheError):
+    pass
 
 
 class OutcomeUnknownError(RaftcacheError):

@@ -17,6 +17,9 @@ it amounts to, with the users and rules of node/acl.py (one model for every port
 | Subscribe  | `SUBSCRIBE channel...`; patterns as `PSUBSCRIBE pattern...`           |
 | Watch      | a key: `GET key`; a prefix: see `covers_prefix`                       |
 
+Cluster.Snapshot is checked as `BGSAVE`; Cluster.Backup, which reads every key, needs
+`SCAN` and read access to every key (`~*` or `%R~*`: e.g. `~* -@all +@read`).
+
 A call a member relays names its user with the member's proof (node/auth.py): it is checked
 as that user again on the leader, except for raftcache's internal commands
 (`raftcache.versions`, `raftcache.mc.*`, ...), which only members send for commands their
@@ -190,6 +193,25 @@ class Gate:
                 f"this user has no permissions to watch every key under the prefix {shown!r}: "
                 f"a prefix watch needs a read key pattern '~{shown}*' (or one for a shorter "
                 f"prefix of it, or '~*') (user '{user.name}')"
+            )
+        return user
+
+    def check_argv(self, context: Any, argv: list[bytes]) -> acl.User:
+        """The calling user, if it may run the Redis command argv."""
+        user = self.user(context)
+        denied = self.refusal(context, user, argv)
+        if denied is not None:
+            raise denied
+        return user
+
+    def check_backup(self, context: Any) -> acl.User:
+        """A backup reads every key: SCAN, with read access to all keys."""
+        user = self.check_argv(context, [b"scan", b"0"])
+        if not covers_prefix(user, b""):
+            self._count(context, user, "backup")
+            raise errors.PermissionDenied(
+                "this user has no permissions to read every key, which a backup does: it "
+                f"needs a read key pattern '~*' or '%R~*' (user '{user.name}')"
             )
         return user
 

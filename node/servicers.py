@@ -593,6 +593,10 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
     async def Snapshot(
         self, request: cluster_pb2.SnapshotRequest, context: Any
     ) -> cluster_pb2.SnapshotResponse:
+        try:
+            self.gate.check_argv(context, [b"bgsave"])
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
         return cluster_pb2.SnapshotResponse(started=self._view.raft.force_snapshot())
 
     async def Backup(
@@ -600,6 +604,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
     ) -> AsyncIterator[cluster_pb2.BackupChunk]:
         view = self._view
         try:
+            self.gate.check_backup(context)
             if not self._proposer.is_leader():
                 raise view.not_leader()
             await self._proposer.read_barrier()

@@ -42,6 +42,21 @@ CATEGORY_ORDER: Final = (
 
 MEMCACHED_PREFIX: Final = "raftcache.mc."
 """memcached's table commands: checked as their Redis equivalents (User.denial)."""
+SCRIPT_COMMANDS: Final = frozenset(
+    (b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro")
+)
+"""Commands that run other commands: those run as the caller's user (RedisCall.user)."""
+
+
+def stamp_user(op: Any, user: str) -> None:
+    """Make a DataOp that is a script call run as `user` (any other call: as nobody, so a
+    client cannot choose whose permissions its script gets)."""
+    if op.WhichOneof("op") != "call":
+        return
+    call = op.call
+    call.user = user if call.argv and call.argv[0].lower() in SCRIPT_COMMANDS else ""
+
+
 NOAUTH: Final = "NOAUTH Authentication required."
 WRONGPASS: Final = "WRONGPASS invalid username-password pair or user is disabled."
 NOPERM_KEY: Final = (

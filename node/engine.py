@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any
 
 from raftcache.node import errors, status_codes
+from raftcache.node.acl import SCRIPT_COMMANDS
 from raftcache.node.auth import Auth
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.keyspace.db import db_key
@@ -41,12 +42,6 @@ def call_op(argv: Sequence[bytes], db: int, user: str = "") -> command_pb2.Op:
     if user:
         op.data.op.call.user = user
     return op
-
-
-SCRIPT_COMMANDS: Final = frozenset(
-    (b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro")
-)
-"""Commands that run other commands: those run as the caller's user (RedisCall.user)."""
 
 
 def reply_of(result: Result) -> ReplyT:

@@ -225,6 +225,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
 
     async def Exec(self, request: cache_pb2.ExecRequest, context: Any) -> cache_pb2.ExecResponse:
         user = await self._caller(context, "Exec", request)
+        acl.stamp_user(request.op, user.name)
         call = request.op.call
         if self.blocker is not None and call.argv and is_blocking(list(call.argv)):
             return await self._exec_blocking(request, context)
@@ -282,8 +283,11 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
                 succeeded=txn.succeeded, results=[responses.value(r) for r in txn.results]
             )
 
+        user = await self._caller(context, "Txn", request)
+        for op in (*request.success, *request.failure):
+            acl.stamp_user(op, user.name)
         build = functools.partial(requests.txn_op, request, self._limits)
-        return await self._write("Txn", request, context, build, respond)
+        return await self._write("Txn", request, context, build, respond, user)
 
     async def Publish(
         self, request: cache_pb2.PublishRequest, context: Any
@@ -337,6 +341,9 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         gate = self.gate
         try:
             user = gate.user(context)
+            for op in request.ops:
+                if op.WhichOneof("op") == "exec":
+                    acl.stamp_user(op.exec.op, user.name)
             refusal = (
                 None if user.unrestricted else functools.partial(gate.batch_refusal, context, user)
             )

@@ -115,6 +115,14 @@ def raw(cluster: LocalCluster, role: str) -> Raw:
     return Raw(port_of(cluster, role))
 
 
+def auth_once_applied(r: Raw, user: str, password: str, timeout: float = 5) -> None:
+    """AUTH on a node that may not have applied a user made through another one yet."""
+    deadline = time.monotonic() + timeout
+    while r.call("AUTH", user, password) != "OK":
+        assert time.monotonic() < deadline, f"the node did not apply the user {user!r}"
+        time.sleep(0.05)
+
+
 # -- the expectations: admin steps, then what each user may do -----------------------------
 
 Step = tuple[tuple[str, ...], Any]
@@ -411,7 +419,7 @@ def test_users_change_for_connections_already_open(cluster: LocalCluster) -> Non
     try:
         assert admin.call("AUTH", ADMIN_PW) == "OK"
         assert admin.call("ACL", "SETUSER", "live", "on", ">pw", "~*", "+@all") == "OK"
-        assert r.call("AUTH", "live", "pw") == "OK"
+        auth_once_applied(r, "live", "pw")  # made on the leader: the follower applies it soon
         assert r.call("SET", "live:1", "1") == "OK"
         assert admin.call("ACL", "SETUSER", "live", "-set") == "OK"
         deadline = time.monotonic() + 5
@@ -492,10 +500,7 @@ def test_a_pop_blocked_through_a_follower_keeps_its_user(cluster: LocalCluster) 
     try:
         assert admin.call("AUTH", ADMIN_PW) == "OK"
         assert admin.call("ACL", "SETUSER", "q", "on", ">q-pw", "~q:*", "+@list") == "OK"
-        deadline = time.monotonic() + 5  # made on the leader: the follower applies it soon
-        while r.call("AUTH", "q", "q-pw") != "OK":
-            assert time.monotonic() < deadline, "the follower did not apply the new user"
-            time.sleep(0.05)
+        auth_once_applied(r, "q", "q-pw")  # made on the leader: the follower applies it soon
         assert r.call("BLPOP", "other", "0.1") == NOPERM_KEY
         pusher = threading.Timer(0.5, lambda: admin.call("RPUSH", "q:jobs", "job-1"))
         pusher.start()
@@ -506,7 +511,7 @@ def test_a_pop_blocked_through_a_follower_keeps_its_user(cluster: LocalCluster) 
         r.close()
 
 
-@pytest.mark.parametrize("role", ["leader"])
+@pytest.mark.parametrize("role", ROLES)
 def test_a_script_runs_as_its_callers_user(cluster: LocalCluster, role: str) -> None:
     """redis.call inside EVAL/EVALSHA/EVAL_RO is checked against the caller's user, at apply,
     on every replica alike (Redis 7.0's texts)."""
@@ -516,13 +521,10 @@ def test_a_script_runs_as_its_callers_user(cluster: LocalCluster, role: str) -> 
         assert admin.call("AUTH", ADMIN_PW) == "OK"
         rules = ["on", ">s-pw", "~s:*", "&c", "+@scripting", "+get", "+set", "+publish"]
         assert admin.call("ACL", "SETUSER", user, *rules) == "OK"
-        deadline = time.monotonic() + 5
-        while r.call("AUTH", user, "s-pw") != "OK":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        auth_once_applied(r, user, "s-pw")
         assert r.call("EVAL", "return redis.call('set', KEYS[1], 'v')", "1", "s:1") == "OK"
         assert r.call("EVAL", "return redis.call('get', 's:1')", "0") == "v"
-        body = "local r = redis.call('set', 'other', 'v') return r"
+        body = f"local r = redis.call('set', 'other-{role}', 'v') return r"
         refused_key = r.call("EVAL", body, "0")
         sha = hashlib.sha1(body.encode()).hexdigest()
         assert refused_key == (
@@ -538,11 +540,11 @@ def test_a_script_runs_as_its_callers_user(cluster: LocalCluster, role: str) -> 
             "ERR The user executing the script can't publish to the channel mentioned in the "
             "command"
         )
-        assert r.call("EVAL_RO", "return redis.pcall('get', 'other')['err']", "0").startswith(
+        assert r.call("EVAL_RO", "return redis.pcall('get', 'x')['err']", "0").startswith(
             "ERR The user executing the script can't access"
         )
-        assert admin.call("EXISTS", "other") == 0  # nothing written
-        assert admin.call("EVAL", "return redis.call('set', 'other', 'v')", "0") == "OK"
+        assert admin.call("EXISTS", f"other-{role}") == 0  # nothing written
+        assert admin.call("EVAL", body, "0") == "OK"  # the admin may
         cluster.wait_converged(timeout=20)  # every replica applied the same checks
     finally:
         admin.close()

@@ -216,9 +216,7 @@ class Blocker:
     def _recover_later(
         self, argv: list[bytes], db: int, request_id: RequestId, relay: Engine
     ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._recover(argv, db, request_id, relay)
-        )
+        task = asyncio.get_running_loop().create_task(self._recover(argv, db, request_id, relay))
         self._recovering.add(task)
         task.add_done_callback(self._recovering.discard)
 

@@ -228,11 +228,13 @@ class Gate:
             return None
         if (
             denied[0] == "command"
-            and argv
-            and argv[0].startswith(b"raftcache.")
+            and denied[1].startswith("raftcache.")
             and self._relayed_by_member(context)
         ):
-            return None  # an internal command a member's front-end checked already
+            # An internal command a member's front-end checked already (WATCH's versions,
+            # a relayed pop's recovery). Memcached's raftcache.mc.* calls are denied as
+            # their Redis equivalents ("set"), so the leader re-checks those fully.
+            return None
         return self._refuse(context, user, denied)
 
     def batch_refusal(

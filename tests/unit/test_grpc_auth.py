@@ -141,3 +141,19 @@ def test_member_relays_run_as_the_named_user_or_as_the_member() -> None:
     with pytest.raises(errors.Unauthenticated):
         g.user(forged)
     assert auth.forward_metadata(None) == ((FORWARD_PROOF_KEY, auth.forward_proof()),)
+
+
+def test_a_relayed_memcached_write_is_checked_again_as_its_redis_equivalent() -> None:
+    """A member's relay waves internal plumbing through, but a memcached store is a SET:
+    the leader refuses it for a user without write (the follower's check is not trusted)."""
+    users = f"user default on #{digest(b'admin')} ~* &* +@all\nuser ro on nopass ~* -@all +@read\n"
+    auth = Auth(lambda: (users.encode(), b"k" * 32))
+    g = Gate(auth)
+    relayed = Context([("x-raftcache-forwarded", "1"), *auth.forward_metadata("ro")])
+    store = cache_pb2.ExecRequest()
+    store.op.call.argv.extend([b"raftcache.mc.store", b"set", b"k", b"0", b"0", b"v"])
+    with pytest.raises(errors.PermissionDenied, match="'set' command"):
+        g.check(relayed, "Exec", store)
+    get = cache_pb2.ExecRequest()
+    get.op.call.argv.extend([b"raftcache.mc.get", b"k"])
+    assert g.check(relayed, "Exec", get).name == "ro"

@@ -87,6 +87,7 @@ class Auth:
         self._read_stored = read_stored  # (users text, forwarding key) as applied here
         self.seed = seed
         self._last: tuple[bytes | None, Acl] | None = None
+        self._peer_failures: dict[str, int] = {}  # gRPC connection -> wrong passwords
         self.failures: Counter[tuple[str, str]] = Counter()  # (protocol, kind) -> count
         self._proof: tuple[bytes, str] | None = None
         self._basic: dict[str, tuple[Acl, User | None]] = {}
@@ -202,7 +203,9 @@ class Auth:
             user = self.basic(header)
             if user is None:
                 self.failed(protocol, "auth", _basic_name(header), True, peer=peer)
-                raise errors.Unauthenticated(acl.WRONGPASS.removeprefix("WRONGPASS "))
+                refused = errors.Unauthenticated(acl.WRONGPASS.removeprefix("WRONGPASS "))
+                refused.delay_s = self._penalty(str(peer) if peer is not None else "")
+                raise refused
             return user
         if peer_cn is not None:
             user = users.users.get(peer_cn)
@@ -216,6 +219,17 @@ class Auth:
             "authentication required: send 'authorization: Basic base64(user:password)' "
             "metadata (the SDK's user= and password=, the CLI's --user and --password)"
         )
+
+    def _penalty(self, peer: str) -> float:
+        """How long to wait before refusing a wrong password from `peer` (a gRPC connection:
+        address and port), growing with its failures (penalty_s); bounded memory."""
+        if not peer:
+            return 0.0
+        failures = self._peer_failures.get(peer, 0) + 1
+        if len(self._peer_failures) >= 4096:
+            self._peer_failures.clear()
+        self._peer_failures[peer] = failures
+        return penalty_s(failures)
 
     def failed(
         self,

@@ -80,6 +80,8 @@ class RevisionCompacted(CacheError):
 class Unauthenticated(CacheError):
     """The call carried no valid credentials while the default user needs a password."""
 
+    delay_s = 0.0  # how long the answer waits (repeated wrong passwords: node/auth.py)
+
 
 class PermissionDenied(CacheError):
     """The caller's user may not run the command, or touch a key or channel it names."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import NoReturn
 
 import grpc
@@ -63,5 +64,7 @@ async def abort(context: grpc.aio.ServicerContext, error: errors.CacheError) -> 
     if isinstance(error, errors.NotLeader) and error.leader_addr:
         metadata.append((LEADER_METADATA_KEY, error.leader_addr))
     context.set_trailing_metadata(tuple(metadata))
+    if isinstance(error, errors.Unauthenticated) and error.delay_s:
+        await asyncio.sleep(error.delay_s)  # one connection guessing passwords: slowed down
     await context.abort(STATUS_CODES[type(error)], str(error))
     raise AssertionError("context.abort returned")  # it raises; this keeps NoReturn honest

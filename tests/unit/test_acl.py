@@ -226,3 +226,18 @@ def test_auth_failures_wait_longer_and_longer_up_to_a_bound() -> None:
     assert waits[:3] == [0.0, 0.0, 0.0]
     assert waits[3:6] == [0.1, 0.2, 0.4]
     assert max(waits) == 2.0 and waits == sorted(waits)
+
+
+def test_a_grpc_connection_guessing_passwords_is_answered_slower_and_slower() -> None:
+    auth = Auth(Stored(), "user default on nopass ~* &* +@all\nuser a on >pw ~* +@all")
+    wrong = [(AUTHORIZATION_KEY, basic_header("a", "guess"))]
+    delays = []
+    for _ in range(6):
+        with pytest.raises(errors.Unauthenticated) as refused:
+            auth.identify(wrong, peer="ipv4:10.0.0.9:50001")
+        delays.append(refused.value.delay_s)
+    assert delays == [0.0, 0.0, 0.0, 0.1, 0.2, 0.4]
+    with pytest.raises(errors.Unauthenticated) as other:
+        auth.identify(wrong, peer="ipv4:10.0.0.9:50002")  # another connection starts afresh
+    assert other.value.delay_s == 0.0
+    assert auth.identify([(AUTHORIZATION_KEY, basic_header("a", "pw"))]).name == "a"

@@ -201,11 +201,11 @@ class User:
 
     # -- what the fast paths look at -------------------------------------------------------
 
-    @property
+    @functools.cached_property
     def allkeys(self) -> bool:
         return any(p == b"*" and f == READ | WRITE for f, p in self.keys)
 
-    @property
+    @functools.cached_property
     def allcommands(self) -> bool:
         return self.command_rules == ["+@all"]
 
@@ -236,7 +236,7 @@ class User:
     def may_access_key(self, key: bytes, need: int) -> bool:
         matchers = self._matchers
         if matchers is None:
-            matchers = self._matchers = [(f, compile_glob(p)) for f, p in self.keys]
+            matchers = self._matchers = [(f, fast_glob(p)) for f, p in self.keys]
         return any(f & need == need and match(key) for f, match in matchers)
 
     def may_use_channel(self, channel: bytes, is_pattern: bool = False) -> bool:
@@ -246,7 +246,7 @@ class User:
             return channel in self.channels
         matchers = self._channel_matchers
         if matchers is None:
-            matchers = self._channel_matchers = [compile_glob(p) for p in self.channels]
+            matchers = self._channel_matchers = [fast_glob(p) for p in self.channels]
         return any(match(channel) for match in matchers)
 
     def denial(
@@ -332,6 +332,20 @@ class User:
         return " ".join("&" + p.decode("latin-1") for p in self.channels)
 
 
+_GLOB_CHARS = frozenset(b"*?[\\")
+
+
+def fast_glob(pattern: bytes) -> Callable[[bytes], bool]:
+    """A matcher for a key or channel pattern: `prefix*` and literal patterns (the usual
+    ones) compare bytes; anything else is Redis's glob (keyspace/glob.py)."""
+    body = pattern[:-1] if pattern.endswith(b"*") else pattern
+    if not _GLOB_CHARS.intersection(body):
+        if body is pattern:
+            return pattern.__eq__  # type: ignore[return-value]
+        return lambda key: key.startswith(body)
+    return compile_glob(pattern)
+
+
 def _key_rule(flags: int, pattern: bytes) -> str:
     text = pattern.decode("latin-1")
     if flags == READ | WRITE:
@@ -339,22 +353,63 @@ def _key_rule(flags: int, pattern: bytes) -> str:
     return f"%{'R' if flags & READ else ''}{'W' if flags & WRITE else ''}~{text}"
 
 
+def _need(flags: Sequence[str]) -> int:
+    need = READ if "ACCESS" in flags else 0
+    if "INSERT" in flags or "DELETE" in flags or "UPDATE" in flags:
+        need |= WRITE
+    return need
+
+
+# A command whose key specs are all "index + range" with flags that do not vary has a plan:
+# (first, lastkey, step, need) per spec, so finding its keys is a slice, not a spec walk.
+_Plan = tuple[tuple[int, int, int, int], ...]
+_PLANS: dict[str, _Plan | None] = {}
+
+
+def _plan(info: CommandInfo) -> _Plan | None:
+    plan = _PLANS.get(info.name, ())
+    if plan != ():
+        return plan  # type: ignore[return-value]
+    steps: list[tuple[int, int, int, int]] = []
+    for spec in info.key_specs:
+        flags = spec.get("flags", [])
+        if "NOT_KEY" in flags:
+            continue
+        begin, find = spec["begin_search"], spec["find_keys"]
+        rng = find.get("range")
+        if "index" not in begin or rng is None or rng["limit"]:
+            _PLANS[info.name] = None
+            return None
+        need = -1 if "VARIABLE_FLAGS" in flags else _need(flags)  # -1: per call
+        steps.append((begin["index"]["pos"], rng["lastkey"], rng["step"], need))
+    _PLANS[info.name] = result = tuple(steps)
+    return result
+
+
 def keys_of(info: CommandInfo, argv: Sequence[bytes]) -> list[tuple[bytes, int]]:
     """The key arguments of argv with the permission each needs (Redis's key spec flags:
     ACCESS needs read; INSERT, DELETE and UPDATE need write; others need a matching pattern
     of any kind)."""
-    from raftcache.node.resp.introspection import keys_by_specs
-
     out: list[tuple[bytes, int]] = []
     if info.key_specs:
+        plan = _plan(info)
+        n = len(argv)
+        if plan is not None:
+            for first, lastkey, step, need in plan:
+                last = first + lastkey if lastkey >= 0 else n + lastkey
+                if first >= n or last >= n or last < first:
+                    continue  # as keys_by_specs: a spec that does not apply finds nothing
+                if need < 0:
+                    need = _need(_actual_flags(info.name, argv))
+                out.extend((argv[i], need) for i in range(first, last + 1, step))
+            return out
+        from raftcache.node.resp.introspection import keys_by_specs
+
         found = keys_by_specs(list(info.key_specs), list(argv)) or []
         for i, flags in found:
             if "VARIABLE_FLAGS" in flags:
                 flags = _actual_flags(info.name, argv)
-            need = READ if "ACCESS" in flags else 0
-            if "INSERT" in flags or "DELETE" in flags or "UPDATE" in flags:
-                need |= WRITE
-            out.append((argv[i], need))
+            out.append((argv[i], _need(flags)))
         return out
     first, last, step = info.key_range
     if first <= 0:
@@ -410,9 +465,21 @@ def _valid_hash(text: str) -> bool:
 def apply_rule(user: User, rule: str) -> None:
     """Apply one rule to user in place; AclError (Redis's text) if it is not valid. Callers
     apply a whole rule list to a copy, so a bad rule changes nothing."""
-    low = rule.lower()
+    _forget_compiled(user)
+    try:
+        _apply_rule(user, rule)
+    finally:
+        _forget_compiled(user)
+
+
+def _forget_compiled(user: User) -> None:
     user._matchers = user._channel_matchers = None
-    user.__dict__.pop("unrestricted", None)
+    for cached in ("unrestricted", "allkeys", "allcommands"):
+        user.__dict__.pop(cached, None)
+
+
+def _apply_rule(user: User, rule: str) -> None:
+    low = rule.lower()
     if low == "on":
         user.enabled = True
     elif low == "off":

@@ -160,7 +160,7 @@ def remove_leftovers(slot: int) -> list[str]:
         if name.startswith(tag):
             _run("ip", "link", "del", name, check=False)
             removed.append(f"link {name}")
-    rule = _forward_rule(slot)
+    rule = _forward_accept(slot)
     while subprocess.run(["iptables", "-D", *rule], capture_output=True).returncode == 0:
         removed.append(f"iptables FORWARD rule for {tag}br")
     return removed

@@ -56,6 +56,8 @@ def test_netns_partition_cuts_every_port(tmp_path: Path) -> None:
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert f"rcc{slot}-" not in names and f"rcc{slot}-" not in links, (names, links)
+    rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True).stdout
+    assert f"raftcache-chaos-rcc{slot}" not in rules, rules
     assert 'data-kind="partition-leader"' in (out / "report.html").read_text()
 
 

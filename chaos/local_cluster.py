@@ -93,6 +93,8 @@ class LocalNode:
     host: str = "127.0.0.1"  # its namespace's address in netns mode (chaos/netns.py)
     exec_prefix: list[str] = field(default_factory=list)  # e.g. ip netns exec <ns>
     env: dict[str, str] = field(default_factory=dict)  # on top of the cluster's
+    # Raft addresses given to --join instead of --peers (a node added to a running cluster)
+    join: list[str] | None = None
 
     @property
     def client_addr(self) -> str:
@@ -240,13 +242,14 @@ class LocalCluster:
     def command(self, i: int) -> list[str]:
         node = self.nodes[i]
         peers = ",".join(n.raft_addr for j, n in enumerate(self.nodes) if j != i)
+        membership = ["--join", ",".join(node.join)] if node.join else ["--peers", peers]
         return [
             sys.executable, "-m", "raftcache.node.cli",
             "--node-id", node.node_id,
             "--data-dir", str(node.data_dir),
             "--listen", node.client_addr,
             "--raft", node.raft_addr,
-            "--peers", peers,
+            *membership,
             "--durability", self.durability,
             *(["--raft-bind", f"127.0.0.1:{node.raft_bind_port}"] if node.raft_bind_port else []),
             *(["--redis-listen", node.redis_addr] if node.redis_port else []),
@@ -276,6 +279,28 @@ class LocalCluster:
             [*node.exec_prefix, *self.command(i)], stdout=log, stderr=subprocess.STDOUT, env=env
         )
         log.close()
+
+    def add_node(self, join: Sequence[str] | None = None) -> int:
+        """Start one more node that joins the running cluster (--join with `join`, by default
+        every other node's Raft address); returns its index. The leader must then add it
+        (Cluster.AddMember). Loopback only (not with proxy or netns)."""
+        if self.net is not None or self.netns is not None:
+            raise ValueError("add_node works on plain loopback clusters only")
+        i = len(self.nodes)
+        node = LocalNode(
+            node_id=f"n{i + 1}",
+            client_port=free_port(),
+            raft_port=free_port(),
+            data_dir=self.base_dir / f"n{i + 1}",
+            log_path=self.base_dir / f"n{i + 1}.log",
+            redis_port=free_port(),
+            memcached_port=free_port(),
+            metrics_port=free_port() if any(n.metrics_port for n in self.nodes) else 0,
+        )
+        node.join = list(join) if join is not None else [n.raft_addr for n in self.nodes]
+        self.nodes.append(node)
+        self.start_node(i)
+        return i
 
     def kill(self, i: int) -> None:
         """SIGKILL: no goodbye, no flush."""

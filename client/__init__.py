@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     from typing import Any
 
     from raftcache.client import ops
-    from raftcache.client._async_client import AsyncClient, Item, NodeStatus, UserInfo
+    from raftcache.client._async_client import (
+        AsyncClient,
+        Item,
+        MemberInfo,
+        Membership,
+        NodeStatus,
+        UserInfo,
+    )
     from raftcache.client._router import RetryPolicy
     from raftcache.client._streams import Message, Subscription, Watch, WatchEvent
     from raftcache.client._sync_client import BlockingIterator, Client
@@ -60,7 +67,8 @@ _LAZY = {
     **dict.fromkeys(_ERRORS, "raftcache.client.errors"),
     "ops": "raftcache.client.ops",
     **dict.fromkeys(
-        ("AsyncClient", "Item", "NodeStatus", "UserInfo"), "raftcache.client._async_client"
+        ("AsyncClient", "Item", "MemberInfo", "Membership", "NodeStatus", "UserInfo"),
+        "raftcache.client._async_client",
     ),
     "RetryPolicy": "raftcache.client._router",
     **dict.fromkeys(
@@ -89,6 +97,8 @@ __all__ = [
     "ConditionFailedError",
     "InvalidInputError",
     "Item",
+    "MemberInfo",
+    "Membership",
     "Message",
     "NodeStatus",
     "NotFoundError",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -10,7 +12,14 @@ from typing import Any, TypeVar, Unpack
 
 from raftcache.client import errors
 from raftcache.client._pipeline import PipelinedTransport
-from raftcache.client._router import READ_LEADER, READ_STALE, WRITE, RetryPolicy, Router
+from raftcache.client._router import (
+    READ_LEADER,
+    READ_STALE,
+    WRITE,
+    RetryPolicy,
+    Router,
+    final_error,
+)
 from raftcache.client._streams import StreamOpener, Subscription, Watch
 from raftcache.client._transport import (
     CallFailed,
@@ -56,6 +65,53 @@ class NodeStatus:
     leader_commit_index: int
     keys: int
     digest: str
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """One voter as the leader sees it (Cluster.ListMembers)."""
+
+    node_id: str  # the raft address until the member has announced itself
+    raft_addr: str
+    client_addr: str
+    is_leader: bool
+    responsive: bool  # answered the leader within its fallback timeout
+    caught_up: bool  # responsive, and lacks no entry older than 2 s
+    match_index: int
+    lag_entries: int
+    lag_seconds: float
+
+
+@dataclass(frozen=True)
+class Membership:
+    """The voters, the leader's commit index, and a change appended but not committed."""
+
+    members: list[MemberInfo]
+    leader_id: str
+    commit_index: int
+    pending_change: str  # "" when none
+
+
+def _membership(response: cluster_pb2.ListMembersResponse) -> Membership:
+    return Membership(
+        members=[
+            MemberInfo(
+                node_id=m.id,
+                raft_addr=m.raft_addr,
+                client_addr=m.client_addr,
+                is_leader=m.is_leader,
+                responsive=m.responsive,
+                caught_up=m.caught_up,
+                match_index=m.match_index,
+                lag_entries=m.lag_entries,
+                lag_seconds=m.lag_seconds,
+            )
+            for m in response.members
+        ],
+        leader_id=response.leader_id,
+        commit_index=response.commit_index,
+        pending_change=response.pending_change,
+    )
 
 
 @dataclass(frozen=True)
@@ -429,6 +485,90 @@ class AsyncClient(TypedMethods):
             timeout=timeout or self.timeout,
         )
         return str(response.user)
+
+    # -- membership (README "Operations": adding and removing members) ------------------
+
+    async def _leader_call(self, method: str, request: Any, timeout: float | None) -> Any:
+        """One call to the leader, never retried once it reached the leader (a membership
+        change whose outcome is unknown must be re-read, not repeated blindly); redirected
+        while a node answers that it does not lead."""
+        budget = timeout or self.timeout
+        deadline = self._router.deadline_in(budget)
+        last = "no leader found"
+        while True:
+            remaining = deadline - self._router.deadline_in(0)
+            if remaining <= 0:
+                raise errors.UnavailableError(f"{method}: {last}")
+            await self._router.refresh(deadline)
+            leader = self._router.leader
+            if leader is None:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                return await self._transport.call(leader, method, request, remaining)
+            except CallFailed as failure:
+                final = final_error(failure)
+                if final is not None:
+                    raise final from None
+                if failure.origin in ("NotLeader", "NoLeader") or failure.never_sent:
+                    last = failure.details
+                    self._router.leader = failure.leader or None
+                    await asyncio.sleep(0.1)
+                    continue
+                if failure.origin == "OutcomeUnknown":
+                    raise errors.OutcomeUnknownError(failure.details) from None
+                raise errors.OutcomeUnknownError(
+                    f"{method} to {leader} failed ({failure.code}: {failure.details}); its "
+                    "outcome is unknown: re-read the membership (member list)"
+                ) from None
+
+    async def membership(self, *, timeout: float | None = None) -> Membership:
+        """The voters as the leader sees them, with their lag and whether they caught up."""
+        response = await self._leader_call(
+            "Cluster/ListMembers", cluster_pb2.ListMembersRequest(), timeout
+        )
+        return _membership(response)
+
+    async def add_member(
+        self, raft_addr: str, *, replaces: str = "", timeout: float | None = None
+    ) -> Membership:
+        """Add the running node whose Raft address is `raft_addr` (started with --join) as a
+        voter; returns once the change committed. `replaces`: a member removed before (its
+        id or raft address), logged as a replacement. Refused (ConditionFailedError, with
+        the reason) when another change is in progress or the cluster is not healthy;
+        OutcomeUnknownError when the leader changed meanwhile: re-read with membership()."""
+        request = cluster_pb2.AddMemberRequest(raft_addr=raft_addr, replaces=replaces)
+        response = await self._leader_call("Cluster/AddMember", request, timeout)
+        return _membership(response.membership)
+
+    async def remove_member(self, member: str, *, timeout: float | None = None) -> Membership:
+        """Remove a voter (node id or raft address); refused when that would lose quorum,
+        when it is the leader (transfer leadership first), or while a change is pending."""
+        request = cluster_pb2.RemoveMemberRequest(member=member)
+        response = await self._leader_call("Cluster/RemoveMember", request, timeout)
+        return _membership(response.membership)
+
+    async def wait_caught_up(self, member: str, *, timeout: float = 60.0) -> MemberInfo:
+        """Poll membership() until `member` (id or raft address) is caught up."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            with contextlib.suppress(errors.UnavailableError):
+                for m in (await self.membership(timeout=min(timeout, 5.0))).members:
+                    if member in (m.node_id, m.raft_addr) and m.caught_up:
+                        return m
+            if loop.time() >= end:
+                raise errors.UnavailableError(f"{member} did not catch up within {timeout:g} s")
+            await asyncio.sleep(0.2)
+
+    async def transfer_leadership(self, target: str = "", *, timeout: float | None = None) -> str:
+        """Hand leadership to `target` (node id or raft address; "" = the most caught-up
+        follower); returns the new leader's id."""
+        wait = timeout or self.timeout
+        request = cluster_pb2.TransferLeadershipRequest(target=target, timeout_s=wait)
+        response = await self._leader_call("Cluster/TransferLeadership", request, wait + 5.0)
+        self._router.leader = None  # the next call learns the new leader
+        return str(response.leader_id)
 
     async def cluster_status(self, *, timeout: float | None = None) -> list[NodeStatus]:
         """Every member's own Status (a member that does not answer has role 'down')."""

@@ -12,6 +12,8 @@ from raftcache.client._async_client import (
     DEFAULT_TIMEOUT_S,
     AsyncClient,
     Item,
+    MemberInfo,
+    Membership,
     NodeStatus,
     UserInfo,
 )
@@ -209,6 +211,21 @@ class Client:
 
     def backup(self, path: str, **kwargs: Any) -> BackupInfo:
         return self._run(self._async.backup(path, **kwargs))
+
+    def membership(self, **kwargs: Any) -> Membership:
+        return self._run(self._async.membership(**kwargs))
+
+    def add_member(self, raft_addr: str, **kwargs: Any) -> Membership:
+        return self._run(self._async.add_member(raft_addr, **kwargs))
+
+    def remove_member(self, member: str, **kwargs: Any) -> Membership:
+        return self._run(self._async.remove_member(member, **kwargs))
+
+    def wait_caught_up(self, member: str, **kwargs: Any) -> MemberInfo:
+        return self._run(self._async.wait_caught_up(member, **kwargs))
+
+    def transfer_leadership(self, target: str = "", **kwargs: Any) -> str:
+        return self._run(self._async.transfer_leadership(target, **kwargs))
 
     # Typed values, transactions, pub/sub: see the AsyncClient methods of the same name.
     hset = _blocking(AsyncClient.hset)

@@ -75,7 +75,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from raftcache.client import Client, Message, NodeStatus, TlsConfig, WatchEvent, errors, ops
+from raftcache.client import (
+    Client,
+    MemberInfo,
+    Membership,
+    Message,
+    NodeStatus,
+    TlsConfig,
+    WatchEvent,
+    errors,
+    ops,
+)
 from raftcache.node import backup_file
 
 DEFAULT_ENDPOINTS = "127.0.0.1:6381"
@@ -808,8 +818,88 @@ def _acl(client: Client, args: argparse.Namespace) -> Reply:
     return Reply(data, lines)
 
 
+def _membership_reply(m: Membership, head: list[str]) -> Reply:
+    data = {
+        "leader_id": m.leader_id,
+        "commit_index": m.commit_index,
+        "pending_change": m.pending_change,
+        "members": [
+            {
+                "id": x.node_id,
+                "raft_addr": x.raft_addr,
+                "client_addr": x.client_addr,
+                "role": "leader" if x.is_leader else "voter",
+                "state": _member_state(x),
+                "match_index": x.match_index,
+                "lag_entries": x.lag_entries,
+                "lag_seconds": round(x.lag_seconds, 3),
+            }
+            for x in m.members
+        ],
+    }
+    rows = [["ID", "ROLE", "STATE", "MATCH", "LAG", "RAFT", "CLIENT"]]
+    for x in m.members:
+        rows.append(
+            [
+                x.node_id,
+                "leader" if x.is_leader else "voter",
+                _member_state(x),
+                str(x.match_index),
+                str(x.lag_entries),
+                x.raft_addr,
+                x.client_addr or "-",
+            ]
+        )
+    lines = [*head, *_table(rows)]
+    if m.pending_change:
+        lines.append(f"change in progress (not committed yet): {m.pending_change}")
+    return Reply(data, lines)
+
+
+def _member_state(m: MemberInfo) -> str:
+    if m.caught_up:
+        return "caught-up"
+    return "catching-up" if m.responsive else "down"
+
+
+def _member(client: Client, args: argparse.Namespace) -> Reply:
+    action, rest = args.action, args.args
+    wants = {"list": 0, "add": 1, "remove": 1, "replace": 2}[action]
+    if len(rest) != wants:
+        usage = {
+            "list": "member list",
+            "add": "member add RAFT_HOST:PORT",
+            "remove": "member remove ID|RAFT_HOST:PORT",
+            "replace": "member replace OLD_ID|RAFT_HOST:PORT NEW_RAFT_HOST:PORT",
+        }[action]
+        raise UsageError(f"usage: raftcache {usage} (got {len(rest)} arguments)")
+    if action == "list":
+        return _membership_reply(client.membership(), [])
+    if action == "remove":
+        m = client.remove_member(rest[0])
+        return _membership_reply(m, [f"removed {rest[0]}"])
+    if action == "replace":  # remove before add
+        client.remove_member(rest[0])
+        client.add_member(rest[1], replaces=rest[0])
+        added = rest[1]
+    else:
+        client.add_member(rest[0])
+        added = rest[0]
+    if args.no_wait:
+        return _membership_reply(client.membership(), [f"added {added} (catching up)"])
+    client.wait_caught_up(added, timeout=args.catch_up_timeout)
+    return _membership_reply(client.membership(), [f"added {added} (caught up)"])
+
+
+def _leader(client: Client, args: argparse.Namespace) -> Reply:
+    leader = client.transfer_leadership(args.target or "", timeout=max(args.timeout, 5.0))
+    return Reply({"leader_id": leader}, [f"leader: {leader}"])
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Reply]] = {
     "acl": _acl,
+    "leader": _leader,
+    "member": _member,
     "backup": _backup,
     "get": _get,
     "set": _set,
@@ -1071,6 +1161,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.rules_positional = True
     p.add_argument("action", choices=["setuser", "deluser", "list", "getuser", "whoami"])
     p.add_argument("args", nargs="*", metavar="ARG")
+
+    p = command(
+        "member",
+        "list, add or remove voters (one change at a time)",
+        "list: every voter as the leader sees it (caught-up, catching-up or down, and its "
+        "lag). add RAFT_HOST:PORT: add the running node with that --raft address (start it "
+        "with --join CURRENT-MEMBERS first) and wait until it caught up. remove "
+        "ID|RAFT_HOST:PORT: remove a voter (not the leader: 'leader transfer' first). "
+        "replace OLD NEW: remove OLD, then add NEW (remove before add). The leader refuses a "
+        "change while another is in progress or when it would lose quorum, and says why "
+        "(exit 3); exit 5 when the outcome is unknown: re-run 'member list'.",
+    )
+    p.add_argument("action", choices=["list", "add", "remove", "replace"])
+    p.add_argument("args", nargs="*", metavar="ARG")
+    p.add_argument(
+        "--no-wait", action="store_true", help="add: return once committed, not caught up"
+    )
+    p.add_argument(
+        "--catch-up-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="add: how long to wait for the new member to catch up (default 120)",
+    )
+
+    p = command(
+        "leader",
+        "move leadership on purpose",
+        "transfer [ID|RAFT_HOST:PORT]: hand leadership to that member (it must be up and "
+        "caught up), or to the most caught-up follower; prints the new leader.",
+    )
+    p.add_argument("action", choices=["transfer"])
+    p.add_argument("target", nargs="?", metavar="ID")
     return parser
 
 
@@ -1088,6 +1211,8 @@ def _message(exc: errors.RaftcacheError, args: argparse.Namespace, endpoints: li
         text += "; nothing was applied: retry later"
     elif isinstance(exc, errors.OutOfMemoryError):
         text += "; nothing was applied: delete keys, set TTLs or raise --max-memory"
+    elif args.command in ("member", "leader"):
+        pass  # the node's message says what is known and what to re-read
     elif isinstance(exc, errors.RequestTooOldError):
         text = f"outcome unknown, and a re-run cannot settle it: {text}"
     elif isinstance(exc, errors.OutcomeUnknownError):

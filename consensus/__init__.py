@@ -1,11 +1,14 @@
 """raftcache.consensus: the only package that imports pysyncobj.
 
 Public surface: RaftNode, RaftConfig, RaftStatus, Durability, Role, Outcome,
-ReplicatedState. See DESIGN.md for how pysyncobj's traps are handled.
+ReplicatedState, MembershipRefused, MemberHealth. See DESIGN.md for how pysyncobj's
+traps are handled.
 """
 
 from raftcache.consensus.raft import (
     Durability,
+    MemberHealth,
+    MembershipRefused,
     Outcome,
     RaftConfig,
     RaftNode,
@@ -16,6 +19,8 @@ from raftcache.consensus.raft import (
 
 __all__ = [
     "Durability",
+    "MemberHealth",
+    "MembershipRefused",
     "Outcome",
     "RaftConfig",
     "RaftNode",

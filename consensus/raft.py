@@ -14,6 +14,7 @@ import ctypes
 import enum
 import logging
 import os
+import pickle
 import shutil
 import signal
 import tempfile
@@ -33,6 +34,7 @@ from pysyncobj import (
 )
 from pysyncobj import replicated as _replicated
 from pysyncobj.node import TCPNode
+from pysyncobj.syncobj import _COMMAND_TYPE
 from pysyncobj.tcp_connection import CONNECTION_STATE
 from raftcache.consensus import journal, recovery, snapshot
 from raftcache.consensus.durations import SLOW_BUCKETS_S, Durations
@@ -146,6 +148,45 @@ class RaftStatus:
     # Monotonic time of the last tick at which this node knew a leader and had applied
     # everything that leader had told it was committed.
     caught_up_at: float = 0.0
+    # The voters as this node's log says (a change counts from when it is appended, as
+    # pysyncobj does), this node included, sorted; read replicas are not members.
+    members: tuple[str, ...] = ()
+    # On the leader: followers that answered an append within leader_fallback_timeout.
+    responsive: frozenset[str] = frozenset()
+    # On the leader: a membership change appended but not committed ("add H:P at index N").
+    pending_change: str = ""
+
+
+class MembershipRefused(Exception):
+    """A membership change or leadership transfer was refused before anything was appended;
+    the message says why (str(exc)). `not_leader` when this node does not lead."""
+
+    def __init__(self, message: str, *, not_leader: bool = False) -> None:
+        super().__init__(message)
+        self.not_leader = not_leader
+
+
+@dataclass(frozen=True)
+class MemberHealth:
+    """The leader's view of one voter."""
+
+    address: str
+    is_leader: bool
+    responsive: bool  # answered an append within leader_fallback_timeout (the leader: True)
+    match_index: int
+    lag_entries: int
+    lag_seconds: float
+
+    @property
+    def caught_up(self) -> bool:
+        """Up, and no entry it lacks is older than CAUGHT_UP_LAG_S."""
+        return self.responsive and (self.lag_entries == 0 or self.lag_seconds <= CAUGHT_UP_LAG_S)
+
+
+CAUGHT_UP_LAG_S = 2.0
+"""A voter that answers and lacks no entry older than this counts as caught up (membership
+changes need every voter, or a majority of the remaining ones, caught up)."""
+_PENDING_EXPIRY_S = 30.0
 
 
 class _Consumer(SyncObjConsumer):  # type: ignore[misc]
@@ -196,6 +237,21 @@ def _remove_orphaned_scratch(base: str) -> None:
             pass
 
 
+def _reason_name(reason: int) -> str:
+    for name in (
+        "DISCARDED",
+        "NOT_LEADER",
+        "LEADER_CHANGED",
+        "UNKNOWN_OUTCOME",
+        "QUEUE_FULL",
+        "MISSING_LEADER",
+        "REQUEST_DENIED",
+    ):
+        if getattr(FAIL_REASON, name, None) == reason:
+            return name
+    return str(reason)
+
+
 def _fatal_exit(exc: BaseException) -> None:
     _log.critical("cannot apply a committed log entry; stopping this node: %r", exc)
     logging.shutdown()
@@ -234,6 +290,10 @@ class RaftNode:
         self._retry_at = 0.0
         self._writer_cancelled = False
         self._scratch: str | None = None
+        # A membership change this leader handed to pysyncobj and has no outcome for yet:
+        # (kind, address, monotonic time submitted). Tick thread only.
+        self._change_in_flight: tuple[str, str, float] | None = None
+        self.on_event: Callable[..., None] | None = None  # (name, **fields); set by the node
         self._dump_path, journal_path = self._prepare_files()
         self._on_fatal = on_fatal
         self._consumer = _Consumer(state, on_fatal)
@@ -267,7 +327,9 @@ class RaftNode:
             deserializer=self._deserialize,
             serializeChecker=self._check_serializing,
             onStateChanged=self._state_changed,
-            dynamicMembershipChange=False,
+            # Online membership changes (DESIGN.md "Membership"): our own checks in
+            # change_membership() serialise them; pysyncobj's guard is dead code.
+            dynamicMembershipChange=True,
             dnsCacheTime=config.dns_cache_s,
             dnsFailCacheTime=config.dns_fail_cache_s,
         )
@@ -389,6 +451,19 @@ class RaftNode:
         match: dict[Any, int] = getattr(so, "_SyncObj__raftMatchIndex", {})
         connected: set[Any] = getattr(so, "_SyncObj__connectedNodes", set())
         role = _ROLES[so._SyncObj__raftState]
+        others: set[Any] = getattr(so, "_SyncObj__otherNodes", set())
+        members = tuple(
+            sorted({self.config.self_addr, *(_from_pysyncobj(n.address) for n in list(others))})
+        )
+        responsive: frozenset[str] = frozenset()
+        if role is Role.LEADER:
+            floor = time.monotonic() - self.config.leader_fallback_timeout
+            last_response: dict[Any, float] = getattr(so, "_SyncObj__lastResponseTime", {})
+            responsive = frozenset(
+                _from_pysyncobj(n.address)
+                for n, t in list(last_response.items())
+                if t >= floor and n in others and n in connected
+            )
         leader_addr = _from_pysyncobj(leader.address) if leader is not None else None
         if leader_addr is not None and leader_addr != self._last_leader:
             self._last_leader = leader_addr
@@ -408,6 +483,9 @@ class RaftNode:
             connected=frozenset(_from_pysyncobj(n.address) for n in list(connected)),
             ready=so.isReady(),
             caught_up_at=caught_up_at,
+            members=members,
+            responsive=responsive,
+            pending_change=(self._uncommitted_change() or "") if role is Role.LEADER else "",
         )
 
     def _note_log_index(self, so: Any) -> None:
@@ -427,7 +505,9 @@ class RaftNode:
         last = times[-1][0]
         now = time.monotonic()
         lag: dict[str, tuple[int, float]] = {}
-        for peer in self.config.peers:
+        for peer in status.members:
+            if peer == self.config.self_addr:
+                continue
             matched = status.match_index.get(peer, 0)
             if matched >= last:
                 lag[peer] = (0, 0.0)
@@ -455,9 +535,164 @@ class RaftNode:
 
     # ------------------------------------------------------------ leadership
 
-    def transfer_leadership(self) -> None:
-        """Ask the most caught-up follower to take over (runs on the tick thread)."""
-        self._on_tick_actions.append(lambda: self._syncobj.transferLeadership())
+    def transfer_leadership(self, target: str | None = None) -> None:
+        """Ask `target` (a member's raft address), or the most caught-up follower, to take
+        over (runs on the tick thread). pysyncobj refuses silently while the target lacks
+        the leader's last entry, and sends TimeoutNow only once: callers ask again until
+        the leader changes (node/server.py _shutdown, Cluster.TransferLeadership)."""
+        node = _to_pysyncobj(target) if target is not None else None
+        self._on_tick_actions.append(lambda: self._syncobj.transferLeadership(node))
+
+    # ------------------------------------------------------------ membership
+
+    def member_health(self) -> list[MemberHealth]:
+        """On the leader: every voter's state (empty on a follower)."""
+        status = self._status
+        if status.role is not Role.LEADER:
+            return []
+        lag = self.replication_lag()
+        out = []
+        for addr in status.members:
+            me = addr == self.config.self_addr
+            entries, seconds = (0, 0.0) if me else lag.get(addr, (0, 0.0))
+            out.append(
+                MemberHealth(
+                    address=addr,
+                    is_leader=me,
+                    responsive=me or addr in status.responsive,
+                    match_index=status.commit_index if me else status.match_index.get(addr, 0),
+                    lag_entries=entries,
+                    lag_seconds=seconds,
+                )
+            )
+        return out
+
+    def pending_change(self) -> str:
+        """On the leader: the membership change appended but not committed yet, or ""."""
+        return self._status.pending_change
+
+    def change_membership(
+        self, kind: str, address: str, callback: Callable[[Outcome, str], None]
+    ) -> None:
+        """Add (`kind` "add") or remove ("remove") one voter, on the leader.
+
+        Runs on the tick thread: the checks and pysyncobj's append happen in the same tick,
+        so no other change can slip in between. `callback(outcome, detail)` runs on the
+        tick thread: NOT_APPLIED with the reason when refused (nothing appended), APPLIED
+        once committed, UNKNOWN when the leader changed or the entry was discarded (it may
+        or may not commit: re-read the membership). See DESIGN.md "Membership".
+        """
+
+        def run() -> None:
+            try:
+                self._check_change(kind, address)
+            except MembershipRefused as exc:
+                callback(Outcome.NOT_APPLIED, str(exc))
+                return
+            submitted = time.monotonic()
+            self._change_in_flight = (kind, address, submitted)
+
+            def done(_result: Any, reason: int) -> None:
+                if self._change_in_flight is not None and self._change_in_flight[2] == submitted:
+                    self._change_in_flight = None
+                try:
+                    if reason == FAIL_REASON.SUCCESS:
+                        callback(Outcome.APPLIED, "committed")
+                    elif reason in _NOT_APPLIED:
+                        callback(Outcome.NOT_APPLIED, f"not appended ({_reason_name(reason)})")
+                    else:
+                        callback(Outcome.UNKNOWN, _reason_name(reason))
+                except Exception:
+                    _log.exception("membership callback failed")
+
+            node = _to_pysyncobj(address)
+            if kind == "add":
+                self._syncobj.addNodeToCluster(node, callback=done)
+            else:
+                self._syncobj.removeNodeFromCluster(node, callback=done)
+
+        self._on_tick_actions.append(run)
+
+    def _check_change(self, kind: str, address: str) -> None:
+        """Raise MembershipRefused unless the change is safe now (tick thread)."""
+        so = self._syncobj
+        self._refresh_status()
+        status = self._status
+        if status.role is not Role.LEADER:
+            raise MembershipRefused("this node is not the leader", not_leader=True)
+        in_flight = self._change_in_flight
+        if in_flight is not None and time.monotonic() - in_flight[2] < _PENDING_EXPIRY_S:
+            raise MembershipRefused(
+                f"another membership change is in progress ({in_flight[0]} {in_flight[1]}, "
+                "not committed yet): one change at a time; retry when it has committed"
+            )
+        # Ongaro's rule: a new leader changes nothing until an entry of its own term is
+        # committed (an uncommitted change of an earlier leader may be in its log).
+        noop = getattr(so, "_SyncObj__noopIDx", None)
+        if noop is None or so.raftCommitIndex < noop:
+            raise MembershipRefused(
+                "this leader was just elected and has not committed an entry of its term "
+                "yet; retry shortly"
+            )
+        pending = self._uncommitted_change()
+        if pending:
+            raise MembershipRefused(
+                f"another membership change is in progress ({pending}, appended but not "
+                "committed yet): one change at a time; retry when it has committed"
+            )
+        health = {h.address: h for h in self.member_health()}
+        members = sorted(health)
+        if kind == "remove":
+            if address not in health:
+                raise MembershipRefused(
+                    f"{address} is not a member (members: {', '.join(members)})"
+                )
+            if address == self.config.self_addr:
+                raise MembershipRefused(
+                    f"{address} is the leader: transfer leadership to another member first "
+                    "('raftcache leader transfer'), then remove it"
+                )
+            remaining = [a for a in members if a != address]
+            up = [a for a in remaining if health[a].caught_up]
+            need = len(remaining) // 2 + 1
+            if len(up) < need:
+                raise MembershipRefused(
+                    f"removing {address} would lose quorum: of the {len(remaining)} voters "
+                    f"left, only {len(up)} are up and caught up ({', '.join(up)}), and a "
+                    f"majority is {need}; bring members back first"
+                )
+        elif kind == "add":
+            if address in health:
+                raise MembershipRefused(f"{address} is already a member")
+            lagging = [a for a in members if not health[a].caught_up]
+            if lagging:
+                raise MembershipRefused(
+                    f"the cluster is not healthy: {', '.join(lagging)} "
+                    f"{'is' if len(lagging) == 1 else 'are'} down or still catching up; "
+                    f"adding {address} now would make {len(members) + 1} voters whose "
+                    f"majority ({(len(members) + 1) // 2 + 1}) must all be up while it "
+                    "catches up. Remove dead members first (remove before add), or wait"
+                )
+        else:
+            raise ValueError(f"unknown membership change {kind!r}")
+
+    def _uncommitted_change(self) -> str | None:
+        """A membership entry in the log past the commit index, described; else None."""
+        so = self._syncobj
+        log = so._SyncObj__raftLog
+        commit = so.raftCommitIndex
+        for k in range(len(log) - 1, -1, -1):
+            command, index, _term = log[k]
+            if index <= commit:
+                break
+            if command[:1] and command[0] == _COMMAND_TYPE.MEMBERSHIP:
+                try:
+                    request = pickle.loads(command[1:])
+                    verb = "add" if request[0] == "add" else "remove"
+                    return f"{verb} {_from_pysyncobj(request[1])} at index {index}"
+                except Exception:
+                    return f"a change at index {index}"
+        return None
 
     def force_snapshot(self) -> bool:
         """Compact the log into a snapshot soon; False if one is being written already."""
@@ -504,6 +739,13 @@ class RaftNode:
                 os._exit(code)
         self._child_pid = pid
 
+    def _emit(self, name: str, **fields: Any) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(name, **fields)
+            except Exception:
+                _log.exception("event hook failed")
+
     def _check_serializing(self) -> int:
         if self._writer_cancelled:
             self._writer_cancelled = False
@@ -519,6 +761,11 @@ class RaftNode:
         self.snapshot_durations.observe(time.monotonic() - self._snapshot_started)
         if os.waitstatus_to_exitcode(status) == 0:
             self.snapshots_taken += 1
+            self._emit(
+                "SnapshotComplete",
+                seconds=round(time.monotonic() - self._snapshot_started, 3),
+                applied_index=self._syncobj.raftLastApplied,
+            )
             return int(SERIALIZER_STATE.SUCCESS)
         self.snapshot_failures += 1
         _log.error(

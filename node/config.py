@@ -61,6 +61,7 @@ class NodeConfig:
     restore_from: str = ""  # a backup file that seeds a new cluster (node/restore.py)
     users_seed: str | None = None  # ACL text of --users-file/--requirepass (node/auth.py)
     tls_client_cn_as_user: bool = False  # a client certificate's CN names the gRPC user
+    joining: bool = False  # --join: a newcomer to an existing cluster (node/DESIGN.md)
 
 
 def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
@@ -115,6 +116,13 @@ _FLAGS: list[tuple[str, str, str | None]] = [
         "the --raft address",
     ),
     ("peers", "comma-separated Raft HOST:PORT of the OTHER voters (empty: single node)", ""),
+    (
+        "join",
+        "comma-separated Raft HOST:PORT of an existing cluster's current members: start as a "
+        "newcomer that votes only once the leader adds it ('raftcache member add'); instead "
+        "of --peers. After a restart the membership stored in the journal wins",
+        None,
+    ),
     ("node-id", "this node's name in Status and logs", "the --raft address"),
     ("raft-secret", "shared secret encrypting the Raft port (required off loopback)", None),
     ("durability", "'journal' (journal + LMDB snapshots) or 'memory' (no disk)", "journal"),
@@ -470,7 +478,13 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             "to this node's reachable HOST:PORT"
         )
     raft_bind = parse_address("--raft-bind", values.get("raft-bind", raft_addr))
-    peers = parse_peers(values.get("peers", ""))
+    joining = bool(values.get("join", "").strip())
+    if joining and given.get("peers", "").strip():
+        raise ConfigError(
+            "--join and --peers: give one. --peers bootstraps a new cluster with its voters; "
+            "--join starts a node that an existing cluster's leader then adds"
+        )
+    peers = parse_peers(values["join"] if joining else values.get("peers", ""))
     # Peers derived from --pod-name are distinct pod names: no DNS lookups at start-up there.
     _refuse_self_and_repeats(raft_addr, peers, resolve="pod-name" not in values)
     secret = values.get("raft-secret") or None
@@ -544,6 +558,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         restore_from=values.get("restore-from", "").strip(),
         users_seed=users_seed,
         tls_client_cn_as_user=cn_as_user,
+        joining=joining,
         **front_ends,
     )
 

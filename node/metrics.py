@@ -30,6 +30,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from raftcache.consensus import RaftNode, Role
 from raftcache.consensus.durations import Durations
+from raftcache.node import events
 from raftcache.node.auth import Auth
 from raftcache.node.command_stats import CommandStats, ProtocolStats
 from raftcache.node.proposer import Proposer
@@ -274,7 +275,9 @@ class NodeCollector(Collector):
         members = GaugeMetricFamily(
             "raftcache_cluster_members", "Members of the cluster by role", labels=["role"]
         )
-        members.add_metric(["voter"], len(raft.config.peers) + 1)
+        voters = status.members or (raft.config.self_addr, *raft.config.peers)
+        peers = [m for m in voters if m != raft.config.self_addr]
+        members.add_metric(["voter"], len(voters))
         members.add_metric(["read-replica"], 0)
         yield members
         connected = GaugeMetricFamily(
@@ -282,14 +285,23 @@ class NodeCollector(Collector):
             "1 while this node has a Raft connection to the peer",
             labels=["peer"],
         )
-        for peer in raft.config.peers:
+        for peer in peers:
             connected.add_metric([peer], peer in status.connected)
         yield connected
         yield _gauge(
             "raftcache_cluster_voters_reachable",
             "Voters this node reaches, itself included (below a majority: no quorum here)",
-            1 + sum(peer in status.connected for peer in raft.config.peers),
+            1 + sum(peer in status.connected for peer in peers),
         )
+        cluster_events = CounterMetricFamily(
+            "raftcache_events",
+            "Cluster events this node logged (FailoverComplete, AddCacheNodeComplete, "
+            "RemoveCacheNodeComplete, CacheNodeReplaceComplete, SnapshotComplete, ...)",
+            labels=["event"],
+        )
+        for name, count in sorted(events.counts().items()):
+            cluster_events.add_metric([name], count)
+        yield cluster_events
 
     def _proposals(self) -> Iterator[Metric]:
         proposer = self.sources.proposer

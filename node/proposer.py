@@ -179,6 +179,7 @@ class Proposer:
         self._flush_scheduled = False
         self._last_stamp = 0
         self._last_proposal = 0.0
+        self._held_until = 0.0  # hold(): no new entries before this (a leadership transfer)
         self._last_size = 0  # ops (writes and reads) in the last entry that carried any
         self._wait_timer: asyncio.TimerHandle | None = None
         self.batches_proposed = 0
@@ -236,6 +237,20 @@ class Proposer:
         self._reads.append(waiter)
         self._schedule_flush()
 
+    def hold(self, seconds: float) -> None:
+        """Propose nothing new for up to `seconds` (writes and reads queue meanwhile): a
+        leadership transfer needs its target to hold the leader's last entry, which never
+        happens while entries keep coming (Raft thesis 3.10: the leader stops taking
+        requests during a transfer). release() ends it early."""
+        self._held_until = time.monotonic() + seconds
+        self._loop.call_later(seconds, self._schedule_flush)
+
+    def release(self) -> None:
+        """End hold(): queued calls are proposed (or, if leadership moved, refused as
+        NoLeader, which clients retry on the new leader)."""
+        self._held_until = 0.0
+        self._schedule_flush()
+
     async def run_ticks(self) -> None:
         """Propose an empty command whenever nothing was proposed for a tick interval.
 
@@ -246,7 +261,13 @@ class Proposer:
         while True:
             await asyncio.sleep(interval / 2)
             idle = time.monotonic() - self._last_proposal >= interval
-            if idle and self._consensus.is_leader() and self._inflight < self._config.max_inflight:
+            held = time.monotonic() < self._held_until
+            if (
+                idle
+                and not held
+                and self._consensus.is_leader()
+                and self._inflight < self._config.max_inflight
+            ):
                 self._propose([], [])
 
     # ------------------------------------------------------------------ internals
@@ -258,6 +279,8 @@ class Proposer:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if time.monotonic() < self._held_until:
+            return
         while (self._writes or self._reads) and self._inflight < self._config.max_inflight:
             if not self._consensus.is_leader():
                 self._fail_pending(

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from raftcache.consensus import RaftNode, Role
-from raftcache.node import commands, restore
+from raftcache.node import commands, events, restore
 from raftcache.node.auth import Auth
 from raftcache.node.blocking import Blocker
 from raftcache.node.config import NodeConfig
@@ -108,13 +108,15 @@ class Node:
     async def run(self) -> None:
         config = self.config
         # Before anything listens: a bad backup or another cluster's data dir stops here.
-        start = restore.prepare(
-            config.raft.data_dir, (config.raft.self_addr, *config.raft.peers), config.restore_from
+        # A joiner's list is the cluster's members without it: the id they derived at start.
+        members = (
+            config.raft.peers if config.joining else (config.raft.self_addr, *config.raft.peers)
         )
+        start = restore.prepare(config.raft.data_dir, members, config.restore_from)
         if start.seed is not None:
             seeded = restore.seed(self.replica, start.seed)
-            _log.info(
-                "RestoreComplete: seeded a new cluster from a backup",
+            events.emit(
+                "RestoreComplete",
                 backup=start.seed,
                 source_cluster=seeded.cluster_id,
                 cluster_id=start.cluster_id,
@@ -161,6 +163,13 @@ class Node:
         self.replica.on_events = on_events
         self.replica.on_restored = streams.restored
         self.raft = raft = RaftNode(config.raft, self.replica, on_role_change=self._role_changed)
+        raft.on_event = events.emit
+        if config.joining:
+            _log.info(
+                "joining an existing cluster: this node votes and counts once the leader adds "
+                f"it (raftcache member add {config.raft.self_addr})",
+                members=list(config.raft.peers),
+            )
         if raft.recovery is not None and raft.recovery.truncated_entries:
             _log.warning(
                 "finished an interrupted log compaction",
@@ -364,6 +373,9 @@ class Node:
 
     def _role_changed(self, old: Role, new: Role) -> None:  # tick thread
         _log.info("role changed", old_role=old.value, new_role=new.value)
+        if new is Role.LEADER and self.raft is not None:
+            status = self.raft.status()
+            events.emit("FailoverComplete", new_leader=self.config.node_id, term=status.term)
         if old is Role.LEADER and self.blocker is not None:
             self.blocker.stepped_down()
 

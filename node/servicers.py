@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
@@ -9,8 +10,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
-from raftcache.consensus import RaftNode, Role
-from raftcache.node import acl, backup, errors, requests, responses, status_codes, users
+from raftcache.consensus import Outcome, RaftNode, Role
+from raftcache.node import acl, backup, errors, events, requests, responses, status_codes, users
 from raftcache.node.auth import MEMBER, Auth
 from raftcache.node.batch import BatchRunner
 from raftcache.node.eviction import AccessTracker
@@ -542,7 +543,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
         members = view.replica.members()
         stats = view.replica.stats()
         by_raft = {m.raft_addr: (node_id, m) for node_id, m in members.items()}
-        all_raft = sorted({raft.config.self_addr, *raft.config.peers, *by_raft})
+        all_raft = sorted({raft.config.self_addr, *status.members})
         leader_id = ""
         out = []
         for addr in all_raft:
@@ -618,5 +619,244 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
         applied = view.raft.status().applied_index
+        started = time.monotonic()
+        last = None
         async for chunk in backup.stream(view.replica, view.cluster_id, view.node_id, applied):
+            last = chunk
             yield chunk
+        if last is not None and last.checksum:
+            events.emit(
+                "BackupComplete",
+                applied_index=applied,
+                keys=last.key_count,
+                cluster_id=view.cluster_id,
+                seconds=round(time.monotonic() - started, 3),
+            )
+
+    # -- membership (node/DESIGN.md "Membership") -------------------------------------------
+
+    def _member_id(self, raft_addr: str) -> str:
+        view = self._view
+        if raft_addr == view.raft.config.self_addr:
+            return view.node_id
+        for node_id, member in view.replica.members().items():
+            if member.raft_addr == raft_addr:
+                return node_id
+        return raft_addr
+
+    def _resolve(self, text: str) -> str:
+        """A member's raft address from its node id or raft address."""
+        view = self._view
+        text = text.strip()
+        if text == view.node_id:
+            return view.raft.config.self_addr
+        member = view.replica.members().get(text)
+        if member is not None:
+            return member.raft_addr
+        if ":" not in text:
+            raise errors.InvalidInput(f"{text!r} is neither a known node id nor a raft HOST:PORT")
+        return text
+
+    def _membership(self) -> cluster_pb2.ListMembersResponse:
+        view = self._view
+        raft = view.raft
+        status = raft.status()
+        clients = {m.raft_addr: m.client_addr for m in view.replica.members().values()}
+        clients[raft.config.self_addr] = view.advertise
+        out = []
+        leader_id = ""
+        for h in raft.member_health():
+            node_id = self._member_id(h.address)
+            if h.is_leader:
+                leader_id = node_id
+            out.append(
+                cluster_pb2.Member(
+                    id=node_id,
+                    raft_addr=h.address,
+                    client_addr=clients.get(h.address, ""),
+                    is_leader=h.is_leader,
+                    match_index=h.match_index,
+                    responsive=h.responsive,
+                    caught_up=h.caught_up,
+                    lag_entries=h.lag_entries,
+                    lag_seconds=h.lag_seconds,
+                )
+            )
+        return cluster_pb2.ListMembersResponse(
+            members=out,
+            leader_id=leader_id,
+            commit_index=status.commit_index,
+            pending_change=raft.pending_change(),
+        )
+
+    async def _leader_only(self, context: Any, argv: list[bytes]) -> None:
+        try:
+            self.gate.check_argv(context, argv)
+            if not self._view.raft.is_leader():
+                raise self._view.not_leader()
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+
+    async def ListMembers(
+        self, request: cluster_pb2.ListMembersRequest, context: Any
+    ) -> cluster_pb2.ListMembersResponse:
+        await self._leader_only(context, [b"cluster", b"nodes"])
+        return self._membership()
+
+    async def _change(self, context: Any, kind: str, address: str) -> None:
+        """Run one membership change on the leader; abort with the reason when refused or
+        when its outcome is unknown."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[Outcome, str]] = loop.create_future()
+
+        def settle(outcome: Outcome, detail: str) -> None:
+            if not done.done():
+                done.set_result((outcome, detail))
+
+        def finish(outcome: Outcome, detail: str) -> None:  # tick thread
+            loop.call_soon_threadsafe(settle, outcome, detail)
+
+        self._view.raft.change_membership(kind, address, finish)
+        try:
+            outcome, detail = await asyncio.wait_for(asyncio.shield(done), 10.0)
+        except TimeoutError:
+            outcome, detail = Outcome.UNKNOWN, "no answer within 10 s"
+        if outcome is Outcome.APPLIED:
+            return
+        if outcome is Outcome.NOT_APPLIED:
+            if not self._view.raft.is_leader():
+                await status_codes.abort(context, self._view.not_leader())
+            await status_codes.abort(context, errors.ConditionFailed(f"refused: {detail}"))
+        # Unknown: report what the membership is now, never success.
+        await asyncio.sleep(0.5)
+        now = ", ".join(self._view.raft.status().members) or "unknown"
+        await status_codes.abort(
+            context,
+            errors.OutcomeUnknown(
+                f"the outcome of '{kind} {address}' is unknown ({detail}): it may or may not "
+                f"take effect. Members as this node sees them now: {now}; re-read with "
+                "'raftcache member list' before trying again"
+            ),
+        )
+
+    async def _reachable(self, context: Any, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), 2.0
+            )
+            writer.close()
+        except (OSError, TimeoutError, ValueError):
+            await status_codes.abort(
+                context,
+                errors.ConditionFailed(
+                    f"refused: nothing answers on {address}: start the new node first "
+                    "(raftcache-node --raft ADDRESS --join CURRENT-MEMBERS ...), then add it"
+                ),
+            )
+
+    async def AddMember(
+        self, request: cluster_pb2.AddMemberRequest, context: Any
+    ) -> cluster_pb2.MemberChangeResponse:
+        await self._leader_only(context, [b"cluster", b"meet"])
+        address = request.raft_addr.strip()
+        if address.count(":") < 1 or not address.rpartition(":")[2].isdigit():
+            await status_codes.abort(
+                context, errors.InvalidInput(f"{address!r} is not a raft HOST:PORT")
+            )
+        replaces = ""
+        if request.replaces:
+            try:
+                replaces = self._resolve(request.replaces)
+            except errors.CacheError as exc:
+                await status_codes.abort(context, exc)
+            if replaces in self._view.raft.status().members:
+                await status_codes.abort(
+                    context,
+                    errors.ConditionFailed(
+                        f"refused: {request.replaces} is still a member: remove it first "
+                        "(remove before add when replacing)"
+                    ),
+                )
+        await self._reachable(context, address)
+        started = time.monotonic()
+        await self._change(context, "add", address)
+        events.emit(
+            "AddCacheNodeComplete",
+            member=address,
+            members=list(self._view.raft.status().members),
+            seconds=round(time.monotonic() - started, 3),
+        )
+        if replaces:
+            events.emit("CacheNodeReplaceComplete", removed=replaces, added=address)
+        return cluster_pb2.MemberChangeResponse(membership=self._membership())
+
+    async def RemoveMember(
+        self, request: cluster_pb2.RemoveMemberRequest, context: Any
+    ) -> cluster_pb2.MemberChangeResponse:
+        await self._leader_only(context, [b"cluster", b"forget"])
+        try:
+            address = self._resolve(request.member)
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+        started = time.monotonic()
+        await self._change(context, "remove", address)
+        events.emit(
+            "RemoveCacheNodeComplete",
+            member=address,
+            members=list(self._view.raft.status().members),
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return cluster_pb2.MemberChangeResponse(membership=self._membership())
+
+    async def TransferLeadership(
+        self, request: cluster_pb2.TransferLeadershipRequest, context: Any
+    ) -> cluster_pb2.TransferLeadershipResponse:
+        await self._leader_only(context, [b"cluster", b"failover"])
+        raft = self._view.raft
+        target: str | None = None
+        try:
+            if request.target:
+                target = self._resolve(request.target)
+                if target == raft.config.self_addr:
+                    raise errors.ConditionFailed(f"refused: {request.target} leads already")
+                if target not in raft.status().members:
+                    raise errors.ConditionFailed(
+                        f"refused: {request.target} is not a member "
+                        f"(members: {', '.join(raft.status().members)})"
+                    )
+            elif len(raft.status().members) < 2:
+                raise errors.ConditionFailed("refused: there is no other member to lead")
+        except errors.CacheError as exc:
+            await status_codes.abort(context, exc)
+        old = raft.config.self_addr
+        timeout = request.timeout_s if request.timeout_s > 0 else 5.0
+        deadline = time.monotonic() + timeout
+        next_ask = 0.0
+        # pysyncobj refuses while the target lacks the leader's last entry and sends
+        # TimeoutNow once: hold new proposals and ask again until the leader changes.
+        self._proposer.hold(timeout)  # no new entries: let the target catch up fully
+        try:
+            while raft.is_leader() and time.monotonic() < deadline:
+                if time.monotonic() >= next_ask:
+                    raft.transfer_leadership(target)
+                    next_ask = time.monotonic() + 0.25
+                await asyncio.sleep(0.02)
+        finally:
+            self._proposer.release()
+        while time.monotonic() < deadline and raft.status().leader in (None, old):
+            await asyncio.sleep(0.02)
+        leader = raft.status().leader
+        if leader is None or leader == old or (target is not None and leader != target):
+            await status_codes.abort(
+                context,
+                errors.OutcomeUnknown(
+                    f"leadership did not move to {request.target or 'a follower'} within "
+                    f"{timeout:g} s (the leader is now {leader or 'unknown'}): the target "
+                    "must be up and caught up; check with 'raftcache member list'"
+                ),
+            )
+        events.emit("LeaderTransferComplete", old_leader=old, new_leader=leader)
+        return cluster_pb2.TransferLeadershipResponse(
+            leader_id=self._member_id(leader), leader_raft_addr=leader
+        )

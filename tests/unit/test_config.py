@@ -183,8 +183,24 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert users.authenticate("default", b"not:valid:!") is None
 
 
+# Flags that exclude one in the table above, tested on their own below.
+EXCLUSIVE_FLAGS = {"join": "peers"}
+
+
 def test_the_table_above_covers_every_flag() -> None:
-    assert sorted(ALL_FLAGS) == sorted(FLAG_NAMES)
+    assert sorted([*ALL_FLAGS, *EXCLUSIVE_FLAGS]) == sorted(FLAG_NAMES)
+
+
+def test_join_takes_the_members_instead_of_peers() -> None:
+    cfg = load(["--raft", "127.0.0.1:7004", "--join", "127.0.0.1:7001,127.0.0.1:7002"], {})
+    assert cfg.joining is True
+    assert cfg.raft.peers == ("127.0.0.1:7001", "127.0.0.1:7002")
+    assert load(["--raft", "127.0.0.1:7004", "--peers", "127.0.0.1:7001"], {}).joining is False
+    with pytest.raises(ConfigError, match="--join and --peers"):
+        load(
+            ["--raft", "127.0.0.1:7004", "--join", "127.0.0.1:7001", "--peers", "127.0.0.1:7001"],
+            {},
+        )
 
 
 def test_every_flag_is_read() -> None:

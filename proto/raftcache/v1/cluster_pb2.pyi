@@ -19,18 +19,26 @@ CANDIDATE: Role
 LEADER: Role
 
 class Member(_message.Message):
-    __slots__ = ("id", "client_addr", "raft_addr", "is_leader", "match_index")
+    __slots__ = ("id", "client_addr", "raft_addr", "is_leader", "match_index", "responsive", "caught_up", "lag_entries", "lag_seconds")
     ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
     RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
     IS_LEADER_FIELD_NUMBER: _ClassVar[int]
     MATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RESPONSIVE_FIELD_NUMBER: _ClassVar[int]
+    CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
+    LAG_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     client_addr: str
     raft_addr: str
     is_leader: bool
     match_index: int
-    def __init__(self, id: _Optional[str] = ..., client_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ..., is_leader: _Optional[bool] = ..., match_index: _Optional[int] = ...) -> None: ...
+    responsive: bool
+    caught_up: bool
+    lag_entries: int
+    lag_seconds: float
+    def __init__(self, id: _Optional[str] = ..., client_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ..., is_leader: _Optional[bool] = ..., match_index: _Optional[int] = ..., responsive: _Optional[bool] = ..., caught_up: _Optional[bool] = ..., lag_entries: _Optional[int] = ..., lag_seconds: _Optional[float] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
@@ -199,3 +207,55 @@ class WhoAmIResponse(_message.Message):
     USER_FIELD_NUMBER: _ClassVar[int]
     user: str
     def __init__(self, user: _Optional[str] = ...) -> None: ...
+
+class ListMembersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListMembersResponse(_message.Message):
+    __slots__ = ("members", "leader_id", "commit_index", "pending_change")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PENDING_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    leader_id: str
+    commit_index: int
+    pending_change: str
+    def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., leader_id: _Optional[str] = ..., commit_index: _Optional[int] = ..., pending_change: _Optional[str] = ...) -> None: ...
+
+class AddMemberRequest(_message.Message):
+    __slots__ = ("raft_addr", "replaces")
+    RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
+    raft_addr: str
+    replaces: str
+    def __init__(self, raft_addr: _Optional[str] = ..., replaces: _Optional[str] = ...) -> None: ...
+
+class MemberChangeResponse(_message.Message):
+    __slots__ = ("membership",)
+    MEMBERSHIP_FIELD_NUMBER: _ClassVar[int]
+    membership: ListMembersResponse
+    def __init__(self, membership: _Optional[_Union[ListMembersResponse, _Mapping]] = ...) -> None: ...
+
+class RemoveMemberRequest(_message.Message):
+    __slots__ = ("member",)
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member: str
+    def __init__(self, member: _Optional[str] = ...) -> None: ...
+
+class TransferLeadershipRequest(_message.Message):
+    __slots__ = ("target", "timeout_s")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    timeout_s: float
+    def __init__(self, target: _Optional[str] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class TransferLeadershipResponse(_message.Message):
+    __slots__ = ("leader_id", "leader_raft_addr")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    leader_id: str
+    leader_raft_addr: str
+    def __init__(self, leader_id: _Optional[str] = ..., leader_raft_addr: _Optional[str] = ...) -> None: ...

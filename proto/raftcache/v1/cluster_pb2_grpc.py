@@ -74,6 +74,26 @@ class ClusterStub:
                 request_serializer=raftcache_dot_v1_dot_cluster__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=raftcache_dot_v1_dot_cluster__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.ListMembers = channel.unary_unary(
+                '/raftcache.v1.Cluster/ListMembers',
+                request_serializer=raftcache_dot_v1_dot_cluster__pb2.ListMembersRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cluster__pb2.ListMembersResponse.FromString,
+                _registered_method=True)
+        self.AddMember = channel.unary_unary(
+                '/raftcache.v1.Cluster/AddMember',
+                request_serializer=raftcache_dot_v1_dot_cluster__pb2.AddMemberRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cluster__pb2.MemberChangeResponse.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/raftcache.v1.Cluster/RemoveMember',
+                request_serializer=raftcache_dot_v1_dot_cluster__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cluster__pb2.MemberChangeResponse.FromString,
+                _registered_method=True)
+        self.TransferLeadership = channel.unary_unary(
+                '/raftcache.v1.Cluster/TransferLeadership',
+                request_serializer=raftcache_dot_v1_dot_cluster__pb2.TransferLeadershipRequest.SerializeToString,
+                response_deserializer=raftcache_dot_v1_dot_cluster__pb2.TransferLeadershipResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -131,6 +151,32 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMembers(self, request, context):
+        """Membership: one change at a time, refused (FAILED_PRECONDITION, with the reason) when
+        unsafe; DEADLINE_EXCEEDED when the outcome is unknown (re-read with ListMembers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferLeadership(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -173,6 +219,26 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=raftcache_dot_v1_dot_cluster__pb2.WhoAmIRequest.FromString,
                     response_serializer=raftcache_dot_v1_dot_cluster__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'ListMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembers,
+                    request_deserializer=raftcache_dot_v1_dot_cluster__pb2.ListMembersRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cluster__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'AddMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMember,
+                    request_deserializer=raftcache_dot_v1_dot_cluster__pb2.AddMemberRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cluster__pb2.MemberChangeResponse.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=raftcache_dot_v1_dot_cluster__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cluster__pb2.MemberChangeResponse.SerializeToString,
+            ),
+            'TransferLeadership': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferLeadership,
+                    request_deserializer=raftcache_dot_v1_dot_cluster__pb2.TransferLeadershipRequest.FromString,
+                    response_serializer=raftcache_dot_v1_dot_cluster__pb2.TransferLeadershipResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -391,6 +457,114 @@ class Cluster:
             '/raftcache.v1.Cluster/WhoAmI',
             raftcache_dot_v1_dot_cluster__pb2.WhoAmIRequest.SerializeToString,
             raftcache_dot_v1_dot_cluster__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cluster/ListMembers',
+            raftcache_dot_v1_dot_cluster__pb2.ListMembersRequest.SerializeToString,
+            raftcache_dot_v1_dot_cluster__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cluster/AddMember',
+            raftcache_dot_v1_dot_cluster__pb2.AddMemberRequest.SerializeToString,
+            raftcache_dot_v1_dot_cluster__pb2.MemberChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cluster/RemoveMember',
+            raftcache_dot_v1_dot_cluster__pb2.RemoveMemberRequest.SerializeToString,
+            raftcache_dot_v1_dot_cluster__pb2.MemberChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferLeadership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftcache.v1.Cluster/TransferLeadership',
+            raftcache_dot_v1_dot_cluster__pb2.TransferLeadershipRequest.SerializeToString,
+            raftcache_dot_v1_dot_cluster__pb2.TransferLeadershipResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,13 @@ METHODS: dict[str, tuple[Any, Any]] = {
     "Cluster/ListUsers": (cluster_pb2.ListUsersRequest, cluster_pb2.ListUsersResponse),
     "Cluster/GetUser": (cluster_pb2.GetUserRequest, cluster_pb2.GetUserResponse),
     "Cluster/WhoAmI": (cluster_pb2.WhoAmIRequest, cluster_pb2.WhoAmIResponse),
+    "Cluster/ListMembers": (cluster_pb2.ListMembersRequest, cluster_pb2.ListMembersResponse),
+    "Cluster/AddMember": (cluster_pb2.AddMemberRequest, cluster_pb2.MemberChangeResponse),
+    "Cluster/RemoveMember": (cluster_pb2.RemoveMemberRequest, cluster_pb2.MemberChangeResponse),
+    "Cluster/TransferLeadership": (
+        cluster_pb2.TransferLeadershipRequest,
+        cluster_pb2.TransferLeadershipResponse,
+    ),
 }
 
 # Server-streaming RPCs: "Service/Method" -> (request type, streamed message type). Any node

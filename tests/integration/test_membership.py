@@ -1,0 +1,224 @@
+"""Online membership on a real cluster: refused changes with their reasons, a 4th and 5th
+member added under an SDK write load (zero failed requests, nothing lost), leadership moved
+to a named member, two members removed; every action logged as an event and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from raftcache.chaos.local_cluster import LocalCluster, free_port
+from raftcache.client import AsyncClient, Client, ConditionFailedError, errors
+from raftcache.v1 import cluster_pb2
+
+from tests.integration.conftest import Stubs, running_cluster
+
+SCRIPT = Path(sys.executable).parent / "raftcache"
+
+
+def cli(c: LocalCluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    endpoints = ",".join(n.client_addr for n in c.nodes if n.running)
+    env = {k: v for k, v in os.environ.items() if k != "RAFTCACHE_ENDPOINTS"}
+    return subprocess.run(
+        [str(SCRIPT), "--endpoints", endpoints, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def started(c: LocalCluster, i: int) -> int:
+    """Wait until node i's Raft port accepts connections (it was just started)."""
+    host, _, port = c.nodes[i].raft_addr.rpartition(":")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return i
+        except OSError:
+            assert time.monotonic() < deadline, c.nodes[i].log_path.read_text()[-2000:]
+            time.sleep(0.1)
+
+
+def events_counted(c: LocalCluster, i: int) -> dict[str, float]:
+    with urllib.request.urlopen(c.nodes[i].metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("raftcache_events_total{"):
+            name = line.split('event="', 1)[1].split('"', 1)[0]
+            out[name] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def logged(c: LocalCluster, event: str) -> list[str]:
+    return [n.node_id for n in c.nodes if n.log_path.exists() and event in n.log_path.read_text()]
+
+
+def refused(call: object, reason: str) -> str:
+    with pytest.raises(ConditionFailedError) as info:
+        call()  # type: ignore[operator]
+    assert reason in str(info.value), str(info.value)
+    return str(info.value)
+
+
+class Writer:
+    """SDK writers: each sets its own keys in order and remembers what was acknowledged."""
+
+    def __init__(self, endpoints: list[str], threads: int = 3) -> None:
+        self.client = Client(endpoints, timeout=15)
+        self.stop = threading.Event()
+        self.acked: dict[str, str] = {}
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._run, args=(t,)) for t in range(threads)]
+
+    def _run(self, t: int) -> None:
+        i = 0
+        while not self.stop.is_set():
+            key, value = f"w{t}:{i}", f"v{i}"
+            try:
+                self.client.set(key, value)
+                self.acked[key] = value
+            except errors.RaftcacheError as exc:
+                self.failures.append(f"{key}: {type(exc).__name__}: {exc}")
+            i += 1
+            time.sleep(0.005)
+
+    def __enter__(self) -> Writer:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+
+def test_membership_changes_under_load(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, metrics=True) as c:
+        endpoints = [n.client_addr for n in c.nodes]
+        admin = Client(endpoints, timeout=10)
+        leader = c.wait_for_leader()
+        leader_addr = c.nodes[leader].raft_addr
+        followers = [i for i in range(3) if i != leader]
+        m = admin.membership()
+        assert sorted(x.raft_addr for x in m.members) == sorted(n.raft_addr for n in c.nodes)
+        assert all(x.caught_up for x in m.members), m
+
+        # -- refused, each with its reason -------------------------------------------
+        refused(lambda: admin.remove_member("127.0.0.1:1"), "is not a member")
+        refused(lambda: admin.remove_member(leader_addr), "transfer leadership")
+        refused(lambda: admin.remove_member(c.nodes[leader].node_id), "is the leader")
+        refused(lambda: admin.add_member(f"127.0.0.1:{free_port()}"), "nothing answers")
+        refused(lambda: admin.add_member(c.nodes[followers[0]].raft_addr), "already a member")
+        out = cli(c, "member", "remove", "127.0.0.1:1")
+        assert out.returncode == 3 and "is not a member" in out.stderr, out
+        # One follower down: removing the other would leave 1 of 2 voters up.
+        c.kill(followers[1])
+        time.sleep(1.5)
+        refused(lambda: admin.remove_member(c.nodes[followers[0]].node_id), "would lose quorum")
+        n4 = started(c, c.add_node())
+        refused(lambda: admin.add_member(c.nodes[n4].raft_addr), "not healthy")
+        c.start_node(followers[1])
+        deadline = time.monotonic() + 30
+        while not all(x.caught_up for x in admin.membership().members):
+            assert time.monotonic() < deadline, admin.membership()
+            time.sleep(0.2)
+
+        # -- add a 4th and a 5th member under load -------------------------------------
+        with Writer(endpoints) as load:
+            time.sleep(1.0)
+            out = cli(c, "member", "add", c.nodes[n4].raft_addr)
+            assert out.returncode == 0, out
+            assert "caught-up" in out.stdout and c.nodes[n4].raft_addr in out.stdout, out.stdout
+            # Compact the leader's log first: the 5th member catches up from a snapshot.
+            stubs = Stubs(c.nodes[leader].client_addr)
+            assert stubs.cluster.Snapshot(cluster_pb2.SnapshotRequest(), timeout=5).started
+            stubs.close()
+            time.sleep(1.0)
+            n5 = started(c, c.add_node())
+            # Two changes at once: exactly one is taken, the other refused as concurrent.
+            outcomes = asyncio.run(concurrent_changes(endpoints, c.nodes[n5].raft_addr))
+            kinds = sorted(type(o).__name__ for o in outcomes)
+            if kinds == ["ConditionFailedError", "Membership"]:
+                reason = next(str(o) for o in outcomes if isinstance(o, Exception))
+                assert "in progress" in reason, reason
+            else:  # the first committed before the second was checked: both fine
+                assert kinds == ["ConditionFailedError", "ConditionFailedError"] or kinds == [
+                    "Membership",
+                    "Membership",
+                ], outcomes
+            if len(admin.membership().members) == 4:
+                admin.add_member(c.nodes[n5].raft_addr)
+            admin.wait_caught_up(c.nodes[n5].raft_addr, timeout=60)
+            m = admin.membership()
+            assert len(m.members) == 5 and all(x.caught_up for x in m.members), m
+
+            # -- leadership to a named member, then remove two -------------------------
+            out = cli(c, "leader", "transfer", c.nodes[n4].node_id)
+            assert out.returncode == 0, out
+            assert out.stdout.strip() == f"leader: {c.nodes[n4].node_id}", out.stdout
+            assert c.wait_for_leader() == n4
+            old = [i for i in range(3)]
+            for i in old[:2]:
+                out = cli(c, "member", "remove", c.nodes[i].node_id)
+                assert out.returncode == 0, out
+            time.sleep(1.0)
+        assert load.failures == [], load.failures[:5]
+        assert len(load.acked) > 100, len(load.acked)
+        for i in old[:2]:
+            c.stop(i)
+        m = admin.membership()
+        assert sorted(x.node_id for x in m.members) == ["n3", "n4", "n5"], m
+        # Nothing lost: every acknowledged write reads back (linearizable, from the leader).
+        reader = Client([c.nodes[i].client_addr for i in (2, n4, n5)], timeout=10)
+        keys = sorted(load.acked)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            values = reader.mget(chunk)
+            for key, value in zip(chunk, values, strict=True):
+                assert value is not None and value == load.acked[key].encode(), key
+        # A 3-member cluster again: losing one more member is refused, by its reason.
+        refused(lambda: admin.remove_member(c.nodes[n4].node_id), "is the leader")
+        # The 5th member caught up from the leader's snapshot.
+        assert "loaded snapshot" in c.nodes[n5].log_path.read_text()
+
+        # -- events: logged once by the node that did it, and counted -----------------
+        assert logged(c, "AddCacheNodeComplete")
+        assert logged(c, "RemoveCacheNodeComplete") == ["n4"]
+        assert logged(c, "LeaderTransferComplete") == [c.nodes[leader].node_id]
+        assert "n4" in logged(c, "FailoverComplete")
+        counted = events_counted(c, n4)
+        assert counted["RemoveCacheNodeComplete"] == 2, counted
+        assert counted["FailoverComplete"] >= 1, counted
+        assert events_counted(c, leader if leader == 2 else 2).keys() >= {"SnapshotComplete"}
+        assert logged(c, "SnapshotComplete")
+        total_adds = sum(events_counted(c, i).get("AddCacheNodeComplete", 0) for i in (2, n4, n5))
+        assert (
+            total_adds
+            + sum(1 for i in old[:2] if "AddCacheNodeComplete" in c.nodes[i].log_path.read_text())
+            >= 2
+        )
+        admin.close()
+        reader.close()
+
+
+async def concurrent_changes(endpoints: list[str], newcomer: str) -> list[object]:
+    async with AsyncClient(endpoints, timeout=10) as a, AsyncClient(endpoints, timeout=10) as b:
+        await a.membership()
+        await b.membership()
+        results = await asyncio.gather(
+            a.add_member(newcomer), b.add_member(newcomer), return_exceptions=True
+        )
+    return list(results)

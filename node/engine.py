@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from raftcache.node import errors, status_codes
 from raftcache.node.acl import SCRIPT_COMMANDS
@@ -42,6 +42,16 @@ def call_op(argv: Sequence[bytes], db: int, user: str = "") -> command_pb2.Op:
     if user:
         op.data.op.call.user = user
     return op
+
+
+READ_AT_CLUSTER_TIME: Final = 0
+"""What reads pass as "now": the state machine then hides expired keys at its applied
+cluster time (max(now, cluster time)), never at this node's wall clock. After a read
+barrier that is the stamp of an entry proposed after the read began; every node reaches it
+only by applying that committed entry. A leader's wall clock can run a commit latency (or
+a clock skew) ahead of what is committed: a key it reported expired at its own clock could
+come back on a new leader whose clock is behind (issue 16: found by the clock-skew chaos
+test, tests/integration/test_expiry_reappears_under_skew.py)."""
 
 
 def reply_of(result: Result) -> ReplyT:
@@ -113,12 +123,12 @@ class Engine:
 
     def read_local(self, argv: list[bytes], db: int) -> ReplyT:
         """A read-only command on this node's applied state (after a barrier or a staleness
-        check)."""
-        return self.view.replica.read_call(argv, db, self.now_ms(), self.script_user(argv))
+        check), at cluster time (READ_AT_CLUSTER_TIME)."""
+        return self.view.replica.read_call(argv, db, READ_AT_CLUSTER_TIME, self.script_user(argv))
 
     def has_key(self, db: int, key: bytes) -> bool:
         """Whether a live key exists here now (for hit/miss counting; no lock needed)."""
-        return self.view.replica.state.get(db_key(db, key), self.now_ms()) is not None
+        return self.view.replica.state.get(db_key(db, key), READ_AT_CLUSTER_TIME) is not None
 
     async def versions(self, keys: Sequence[bytes], db: int) -> list[int]:
         """Each key's current version (0 = missing), read linearizably, for WATCH."""

@@ -183,7 +183,13 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         return await self._forwarder.forward(error.leader_addr, method, request, context, identity)
 
     def _now(self) -> int:
+        """The leader's clock, for stamping writes (deadlines of relative TTLs)."""
         return self._proposer.now_ms()
+
+    def _read_now(self) -> int:
+        """When reads happen: this replica's applied cluster time, never its wall clock
+        (node/engine.py READ_AT_CLUSTER_TIME says why)."""
+        return self._view.replica.cluster_time_ms
 
     # -- writes ----------------------------------------------------------------
 
@@ -336,7 +342,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             forwarded: cache_pb2.ExecResponse = await self._forward("Exec", request, context, user)
             return forwarded
         await self._before_read(request.consistency, request.max_staleness_ms)
-        return responses.read_exec(self._view, request, self._limits, self._now())
+        return responses.read_exec(self._view, request, self._limits, self._read_now())
 
     async def Batch(self, request: cache_pb2.BatchRequest, context: Any) -> cache_pb2.BatchResponse:
         gate = self.gate
@@ -369,7 +375,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
                 )
                 return forwarded
             await self._before_read(request.consistency, request.max_staleness_ms)
-            keys, after = self._view.replica.scan(cursor, request.prefix, count, self._now())
+            keys, after = self._view.replica.scan(cursor, request.prefix, count, self._read_now())
             response = cache_pb2.ScanResponse(
                 keys=keys, next_cursor=str(after).encode() if after else b""
             )
@@ -401,7 +407,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
                 response: cache_pb2.GetResponse = await self._forward("Get", request, context, user)
                 return response
             await self._before_read(request.consistency, request.max_staleness_ms)
-            return responses.read_get(self._view, request.key, self._now())
+            return responses.read_get(self._view, request.key, self._read_now())
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
 
@@ -414,7 +420,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
                 many: cache_pb2.MGetResponse = await self._forward("MGet", request, context, user)
                 return many
             await self._before_read(request.consistency, request.max_staleness_ms)
-            now = self._now()
+            now = self._read_now()
             entries = self._view.replica.get_many(request.keys, now)
             size = sum(len(e.value) for e in entries if e is not None)
             for key, e in zip(request.keys, entries, strict=True):

@@ -485,3 +485,43 @@ def test_backup_needs_every_key_readable_and_snapshot_admin(
             assert code == expected, who
     finally:
         node.close()
+
+
+def test_membership_calls_are_admin_commands(cluster: LocalCluster) -> None:
+    """ListMembers is CLUSTER NODES; AddMember, RemoveMember and TransferLeadership are the
+    @admin CLUSTER MEET, FORGET and FAILOVER. Nothing here changes the membership: the
+    admin's changes are refused for their own reasons once past the check."""
+    node = Node(address(cluster, "leader"))
+    calls = {
+        "ListMembers": (cluster_pb2.ListMembersRequest(), OK),
+        "RemoveMember": (
+            cluster_pb2.RemoveMemberRequest(member="127.0.0.1:1"),
+            grpc.StatusCode.FAILED_PRECONDITION,  # not a member
+        ),
+        "AddMember": (
+            cluster_pb2.AddMemberRequest(raft_addr=cluster.nodes[0].raft_addr),
+            grpc.StatusCode.FAILED_PRECONDITION,  # already a member
+        ),
+        "TransferLeadership": (
+            cluster_pb2.TransferLeadershipRequest(target="127.0.0.1:1"),
+            grpc.StatusCode.FAILED_PRECONDITION,  # not a member
+        ),
+    }
+    try:
+        for method, (request, admin_code) in calls.items():
+            for who, expected in (
+                (ADMIN, admin_code),
+                (READER, DENIED),
+                (APP, DENIED),
+                (None, UNAUTHENTICATED),
+            ):
+                try:
+                    getattr(node.cluster, method)(
+                        request, metadata=creds(*(who or (None, None))), timeout=10
+                    )
+                    code = OK
+                except grpc.RpcError as exc:
+                    code = exc.code()
+                assert code == expected, (method, who)
+    finally:
+        node.close()

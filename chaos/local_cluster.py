@@ -280,7 +280,7 @@ class LocalCluster:
         )
         log.close()
 
-    def add_node(self, join: Sequence[str] | None = None) -> int:
+    def add_node(self, join: Sequence[str] | None = None, extra_args: Sequence[str] = ()) -> int:
         """Start one more node that joins the running cluster (--join with `join`, by default
         every other node's Raft address); returns its index. The leader must then add it
         (Cluster.AddMember). Loopback only (not with proxy or netns)."""
@@ -298,6 +298,7 @@ class LocalCluster:
             metrics_port=free_port() if any(n.metrics_port for n in self.nodes) else 0,
         )
         node.join = list(join) if join is not None else [n.raft_addr for n in self.nodes]
+        node.extra_args = list(extra_args)  # e.g. --read-replica=true
         self.nodes.append(node)
         self.start_node(i)
         return i

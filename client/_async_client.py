@@ -90,6 +90,7 @@ class Membership:
     leader_id: str
     commit_index: int
     pending_change: str  # "" when none
+    read_replicas: int = 0  # read replicas (never voting) connected to the leader
 
 
 def _membership(response: cluster_pb2.ListMembersResponse) -> Membership:
@@ -111,6 +112,7 @@ def _membership(response: cluster_pb2.ListMembersResponse) -> Membership:
         leader_id=response.leader_id,
         commit_index=response.commit_index,
         pending_change=response.pending_change,
+        read_replicas=response.read_replicas,
     )
 
 

@@ -823,6 +823,7 @@ def _membership_reply(m: Membership, head: list[str]) -> Reply:
         "leader_id": m.leader_id,
         "commit_index": m.commit_index,
         "pending_change": m.pending_change,
+        "read_replicas": m.read_replicas,
         "members": [
             {
                 "id": x.node_id,
@@ -853,6 +854,8 @@ def _membership_reply(m: Membership, head: list[str]) -> Reply:
     lines = [*head, *_table(rows)]
     if m.pending_change:
         lines.append(f"change in progress (not committed yet): {m.pending_change}")
+    if m.read_replicas:
+        lines.append(f"read replicas connected to the leader: {m.read_replicas}")
     return Reply(data, lines)
 
 

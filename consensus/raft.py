@@ -122,6 +122,10 @@ class RaftConfig:
     # the node still answers pre-votes and keeps leader stickiness; only its own elections
     # start without asking first.
     pre_vote: bool = True
+    # A read replica (pysyncobj's read-only node): it dials the voters in `peers`, receives
+    # the log and never votes or counts; it listens on no Raft port (self_addr only names
+    # it). DESIGN.md "Read replicas".
+    read_replica: bool = False
 
     def __post_init__(self) -> None:
         if self.durability is Durability.JOURNAL and self.data_dir is None:
@@ -155,6 +159,8 @@ class RaftStatus:
     responsive: frozenset[str] = frozenset()
     # On the leader: a membership change appended but not committed ("add H:P at index N").
     pending_change: str = ""
+    # Read replicas connected to this node (a voter; they dial every voter).
+    read_replicas: int = 0
 
 
 class MembershipRefused(Exception):
@@ -334,14 +340,15 @@ class RaftNode:
             dnsFailCacheTime=config.dns_fail_cache_s,
         )
         self._syncobj = PreVoteSyncObj(
-            _to_pysyncobj(config.self_addr),
+            None if config.read_replica else _to_pysyncobj(config.self_addr),
             [_to_pysyncobj(peer) for peer in config.peers],
             conf,
             consumers=[self._consumer],
             pre_vote=config.pre_vote,
         )
         try:
-            self._syncobj.waitBinded()
+            if not config.read_replica:  # a read-only node binds nothing (and never says so)
+                self._syncobj.waitBinded()
         except SyncObjException as exc:
             self._syncobj.destroy()
             if config.bind_addr and config.bind_addr != config.self_addr:
@@ -452,9 +459,11 @@ class RaftNode:
         connected: set[Any] = getattr(so, "_SyncObj__connectedNodes", set())
         role = _ROLES[so._SyncObj__raftState]
         others: set[Any] = getattr(so, "_SyncObj__otherNodes", set())
-        members = tuple(
-            sorted({self.config.self_addr, *(_from_pysyncobj(n.address) for n in list(others))})
-        )
+        voters = {_from_pysyncobj(n.address) for n in list(others)}
+        if not self.config.read_replica:
+            voters.add(self.config.self_addr)
+        members = tuple(sorted(voters))
+        readonly: set[Any] = getattr(so, "_SyncObj__readonlyNodes", set())
         responsive: frozenset[str] = frozenset()
         if role is Role.LEADER:
             floor = time.monotonic() - self.config.leader_fallback_timeout
@@ -479,13 +488,21 @@ class RaftNode:
             commit_index=so.raftCommitIndex,
             applied_index=applied,
             leader_commit_index=leader_commit,
-            match_index={_from_pysyncobj(n.address): i for n, i in list(match.items())},
-            connected=frozenset(_from_pysyncobj(n.address) for n in list(connected)),
+            # read replicas appear as address-less Nodes on the voters: not peers
+            match_index={
+                _from_pysyncobj(n.address): i
+                for n, i in list(match.items())
+                if isinstance(n, TCPNode)
+            },
+            connected=frozenset(
+                _from_pysyncobj(n.address) for n in list(connected) if isinstance(n, TCPNode)
+            ),
             ready=so.isReady(),
             caught_up_at=caught_up_at,
             members=members,
             responsive=responsive,
             pending_change=(self._uncommitted_change() or "") if role is Role.LEADER else "",
+            read_replicas=len(readonly),
         )
 
     def _note_log_index(self, so: Any) -> None:
@@ -715,7 +732,8 @@ class RaftNode:
         meta = snapshot.RaftMeta(
             last=snapshot.RaftEntry(bytes(last[0]), last[1], last[2]),
             previous=snapshot.RaftEntry(bytes(previous[0]), previous[1], previous[2]),
-            cluster=tuple(sorted(n.address for n in cluster)),
+            # a read replica's own entry is None (it is no member)
+            cluster=tuple(sorted(n.address for n in cluster if n is not None)),
         )
         self._snapshot_started = time.monotonic()
         pid = os.fork()

@@ -117,6 +117,13 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ),
     ("peers", "comma-separated Raft HOST:PORT of the OTHER voters (empty: single node)", ""),
     (
+        "read-replica",
+        "'true': a read replica that never votes (pysyncobj's read-only node): it follows the "
+        "voters listed in --join or --peers, serves stale reads and forwards the rest; start "
+        "and stop it freely, no membership change needed",
+        "false",
+    ),
+    (
         "join",
         "comma-separated Raft HOST:PORT of an existing cluster's current members: start as a "
         "newcomer that votes only once the leader adds it ('raftcache member add'); instead "
@@ -485,6 +492,9 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             "--join starts a node that an existing cluster's leader then adds"
         )
     peers = parse_peers(values["join"] if joining else values.get("peers", ""))
+    read_replica = _bool(values, "read-replica")
+    if read_replica and not peers:
+        raise ConfigError("--read-replica=true needs the voters to follow: give --join")
     # Peers derived from --pod-name are distinct pod names: no DNS lookups at start-up there.
     _refuse_self_and_repeats(raft_addr, peers, resolve="pod-name" not in values)
     secret = values.get("raft-secret") or None
@@ -529,6 +539,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         data_dir=Path(values["data-dir"]) if durability is Durability.JOURNAL else None,
         secret=secret,
         compaction_min_entries=_int(values, "compaction-entries", 100),
+        read_replica=read_replica,
         max_entry_bytes=4 * proposer.max_batch_bytes,
     )
     tls = _tls(values)
@@ -561,6 +572,13 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         joining=joining,
         **front_ends,
     )
+
+
+def _bool(values: Mapping[str, str], name: str) -> bool:
+    text = values.get(name, "false").strip().lower()
+    if text not in ("true", "false"):
+        raise ConfigError(f"--{name}: {text!r} is not 'true' or 'false'")
+    return text == "true"
 
 
 def _cn_as_user(values: Mapping[str, str], tls: TlsConfig | None) -> bool:

@@ -278,7 +278,7 @@ class NodeCollector(Collector):
         voters = status.members or (raft.config.self_addr, *raft.config.peers)
         peers = [m for m in voters if m != raft.config.self_addr]
         members.add_metric(["voter"], len(voters))
-        members.add_metric(["read-replica"], 0)
+        members.add_metric(["read-replica"], status.read_replicas)
         yield members
         connected = GaugeMetricFamily(
             "raftcache_peer_connected",

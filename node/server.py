@@ -108,10 +108,10 @@ class Node:
     async def run(self) -> None:
         config = self.config
         # Before anything listens: a bad backup or another cluster's data dir stops here.
-        # A joiner's list is the cluster's members without it: the id they derived at start.
-        members = (
-            config.raft.peers if config.joining else (config.raft.self_addr, *config.raft.peers)
-        )
+        # A joiner's (or read replica's) list is the cluster's members without it: the id
+        # they derived at start.
+        outside = config.joining or config.raft.read_replica
+        members = config.raft.peers if outside else (config.raft.self_addr, *config.raft.peers)
         start = restore.prepare(config.raft.data_dir, members, config.restore_from)
         if start.seed is not None:
             seeded = restore.seed(self.replica, start.seed)
@@ -164,7 +164,11 @@ class Node:
         self.replica.on_restored = streams.restored
         self.raft = raft = RaftNode(config.raft, self.replica, on_role_change=self._role_changed)
         raft.on_event = events.emit
-        if config.joining:
+        if config.raft.read_replica:
+            _log.info(
+                "read replica: follows the voters, never votes", voters=list(config.raft.peers)
+            )
+        elif config.joining:
             _log.info(
                 "joining an existing cluster: this node votes and counts once the leader adds "
                 f"it (raftcache member add {config.raft.self_addr})",

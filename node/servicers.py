@@ -693,6 +693,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
             leader_id=leader_id,
             commit_index=status.commit_index,
             pending_change=raft.pending_change(),
+            read_replicas=status.read_replicas,
         )
 
     async def _leader_only(self, context: Any, argv: list[bytes]) -> None:

@@ -5,6 +5,7 @@ to a named member, two members removed; every action logged as an event and coun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,10 +15,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 from raftcache.chaos.local_cluster import LocalCluster, free_port
 from raftcache.client import AsyncClient, Client, ConditionFailedError, errors
-from raftcache.v1 import cluster_pb2
+from raftcache.v1 import cache_pb2, cluster_pb2
 
 from tests.integration.conftest import Stubs, running_cluster
 
@@ -235,3 +237,95 @@ async def concurrent_changes(endpoints: list[str], newcomer: str) -> list[object
             a.add_member(newcomer), b.add_member(newcomer), return_exceptions=True
         )
     return list(results)
+
+
+def test_a_read_replica_follows_serves_stale_reads_and_never_votes(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, metrics=True) as c:
+        endpoints = [n.client_addr for n in c.nodes]
+        admin = Client(endpoints, timeout=10)
+        admin.set("before", "1")
+        r = c.add_node(extra_args=["--read-replica=true"])  # no member add: it joins freely
+        # Raw stubs: an SDK client would spread stale reads over every member it learns.
+        replica = Stubs(c.nodes[r].client_addr)
+
+        def stale(key: str) -> bytes | None:
+            try:
+                got = replica.cache.Get(
+                    cache_pb2.GetRequest(key=key.encode(), consistency=cache_pb2.STALE),
+                    timeout=5,
+                )
+            except grpc.RpcError:
+                return None
+            return got.value if got.found else None
+
+        deadline = time.monotonic() + 30
+        while admin.membership().read_replicas != 1:
+            assert time.monotonic() < deadline, c.nodes[r].log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        admin.set("after", "2")
+        deadline = time.monotonic() + 10
+        while stale("after") != b"2":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert stale("before") == b"1"
+        # It compacts its own log like any node (its snapshot names only the voters).
+        stubs = Stubs(c.nodes[r].client_addr)
+        assert stubs.cluster.Snapshot(cluster_pb2.SnapshotRequest(), timeout=5).started
+        stubs.close()
+        deadline = time.monotonic() + 10
+        while not (c.nodes[r].data_dir / "snapshot.lmdb").exists():
+            assert time.monotonic() < deadline, c.nodes[r].log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        # forwarded to the leader
+        replica.cache.Set(
+            cache_pb2.SetRequest(key=b"written-through-the-replica", value=b"3"), timeout=10
+        )
+        assert admin.get("written-through-the-replica") == b"3"
+        # A restart loads its snapshot and journal and follows again.
+        c.stop(r)
+        admin.set("while-it-was-down", "4")
+        c.start_node(r)
+        deadline = time.monotonic() + 20
+        while True:
+            if stale("while-it-was-down") == b"4":
+                break
+            assert time.monotonic() < deadline, c.nodes[r].log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        assert stale("written-through-the-replica") == b"3"
+        # Not a member: three voters, it counts for no quorum, and it cannot be added as one
+        # (it listens on no Raft port).
+        m = admin.membership()
+        assert len(m.members) == 3 and c.nodes[r].raft_addr not in {x.raft_addr for x in m.members}
+        refused(lambda: admin.add_member(c.nodes[r].raft_addr), "nothing answers")
+        deadline = time.monotonic() + 10
+        while admin.membership().read_replicas != 1:  # it re-dials the voters after a restart
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        out = cli(c, "member", "list")
+        assert "read replicas connected to the leader: 1" in out.stdout, out
+        # Two of three voters gone: the last voter and the replica elect nobody.
+        leader = c.wait_for_leader()
+        others = [i for i in range(3) if i != leader]
+        c.kill(others[0])
+        c.kill(others[1])
+        time.sleep(3.0)  # the leader steps down (check-quorum); nobody can win
+        assert all(
+            s is None or s.role != cluster_pb2.LEADER for s in (c.status(i) for i in (leader, r))
+        )
+        status = c.status(r)
+        assert status is not None and status.role == cluster_pb2.FOLLOWER
+        # Removed freely: stopping it is all it takes.
+        c.start_node(others[0])
+        c.start_node(others[1])
+        c.wait_for_leader(timeout=30)
+        c.stop(r)
+        assert "Traceback" not in c.nodes[r].log_path.read_text()
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(errors.UnavailableError):
+                if admin.membership().read_replicas == 0:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        admin.close()
+        replica.close()

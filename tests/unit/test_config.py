@@ -138,6 +138,7 @@ ALL_FLAGS = {
     "users-file": str(USERS_FILE),
     "requirepass": "hunter2",
     "insecure-allow-unauthenticated": "false",
+    "read-replica": "true",
 }
 
 
@@ -176,6 +177,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
         "/etc/raftcache/ca.crt",
     )
     assert cfg.tls_client_cn_as_user is True
+    assert cfg.raft.read_replica is True
     assert cfg.users_seed is not None
     users = Acl.parse(cfg.users_seed)
     assert users.authenticate("app", b"app-pw") is not None

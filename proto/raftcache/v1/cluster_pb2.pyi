@@ -213,16 +213,18 @@ class ListMembersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListMembersResponse(_message.Message):
-    __slots__ = ("members", "leader_id", "commit_index", "pending_change")
+    __slots__ = ("members", "leader_id", "commit_index", "pending_change", "read_replicas")
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
     PENDING_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    READ_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     members: _containers.RepeatedCompositeFieldContainer[Member]
     leader_id: str
     commit_index: int
     pending_change: str
-    def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., leader_id: _Optional[str] = ..., commit_index: _Optional[int] = ..., pending_change: _Optional[str] = ...) -> None: ...
+    read_replicas: int
+    def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., leader_id: _Optional[str] = ..., commit_index: _Optional[int] = ..., pending_change: _Optional[str] = ..., read_replicas: _Optional[int] = ...) -> None: ...
 
 class AddMemberRequest(_message.Message):
     __slots__ = ("raft_addr", "replaces")

@@ -646,7 +646,8 @@ class RaftNode:
         # Ongaro's rule: a new leader changes nothing until an entry of its own term is
         # committed (an uncommitted change of an earlier leader may be in its log).
         noop = getattr(so, "_SyncObj__noopIDx", None)
-        if noop is None or so.raftCommitIndex < noop:
+        # applied, not just committed: pysyncobj's own check (REQUEST_DENIED) uses lastApplied
+        if noop is None or so.raftLastApplied < noop:
             raise MembershipRefused(
                 "this leader was just elected and has not committed an entry of its term "
                 "yet; retry shortly"

@@ -341,7 +341,7 @@ def fast_glob(pattern: bytes) -> Callable[[bytes], bool]:
     body = pattern[:-1] if pattern.endswith(b"*") else pattern
     if not _GLOB_CHARS.intersection(body):
         if body is pattern:
-            return pattern.__eq__  # type: ignore[return-value]
+            return pattern.__eq__
         return lambda key: key.startswith(body)
     return compile_glob(pattern)
 
@@ -369,7 +369,7 @@ _PLANS: dict[str, _Plan | None] = {}
 def _plan(info: CommandInfo) -> _Plan | None:
     plan = _PLANS.get(info.name, ())
     if plan != ():
-        return plan  # type: ignore[return-value]
+        return plan
     steps: list[tuple[int, int, int, int]] = []
     for spec in info.key_specs:
         flags = spec.get("flags", [])

@@ -83,6 +83,12 @@ PRE_VOTE_REQUEST = "pre_vote_request"
 PRE_VOTE_RESPONSE = "pre_vote_response"
 TERM_NOTICE = "term_notice"
 TRANSFER_FLAG = "leadership_transfer"  # an extra key in pysyncobj's request_vote
+# Amnesia (DESIGN.md "Amnesia"): a node with no Raft state asks its peers whether a cluster
+# exists; an amnesiac one asks the leader to remove and re-add it, and is told when done.
+STATE_QUERY = "state_query"
+STATE_REPLY = "state_reply"
+REJOIN_REQUEST = "rejoin_request"
+REJOINED = "rejoined"
 
 # pysyncobj's _RAFT_STATE
 _FOLLOWER, _CANDIDATE, _LEADER = 0, 1, 2
@@ -145,6 +151,7 @@ class PreVoteSyncObj(LogMatchingSyncObj):
         consumers: Any = None,
         *,
         pre_vote: bool = True,
+        voting: bool = True,
         **kwargs: Any,
     ) -> None:
         # Set before SyncObj.__init__, which starts the tick thread (and records the
@@ -158,6 +165,14 @@ class PreVoteSyncObj(LogMatchingSyncObj):
         self._transfer_term: int | None = None  # request_votes of this term get TRANSFER_FLAG
         self._ignored_logged: set[tuple[Any, int]] = set()
         self.pre_vote_stats = PreVoteStats()
+        # False: this node neither votes nor stands for election (amnesia: it may lack
+        # entries it acknowledged before it lost its state). It still follows a leader.
+        self.voting = voting
+        # Hooks for the amnesia messages (set by RaftNode; run on the tick thread).
+        self.on_state_reply: Any = None  # (node, has_state: bool)
+        self.on_state_query: Any = None  # (node): a peer without state asked us
+        self.on_rejoin_request: Any = None  # (node) on the leader
+        self.on_rejoined: Any = None  # (node, index)
         if "transport" not in kwargs:
             kwargs.setdefault("transportClass", _TransferTaggingTransport)
         super().__init__(selfNode, otherNodes, conf, consumers, **kwargs)
@@ -166,7 +181,14 @@ class PreVoteSyncObj(LogMatchingSyncObj):
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         if self._timer_expired():
-            self._before_election(_now())
+            if not self.voting:
+                # never a candidate: hold pysyncobj's election back for another timeout
+                self._SyncObj__raftElectionDeadline = _now() + self._SyncObj__generateRaftTimeout()
+                if self._SyncObj__raftLeader is not None:
+                    self._SyncObj__raftLeader = None
+                    self._SyncObj__onLeaderChanged()
+            else:
+                self._before_election(_now())
         super()._onTick(timeToWait)
 
     def _timer_expired(self) -> bool:
@@ -225,6 +247,28 @@ class PreVoteSyncObj(LogMatchingSyncObj):
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
+        if kind == STATE_QUERY:
+            has_state = self._SyncObj__raftCurrentTerm > 0 or self._SyncObj__raftLeader is not None
+            self._SyncObj__transport.send(node, {"type": STATE_REPLY, "has_state": has_state})
+            if self.on_state_query is not None:
+                self.on_state_query(node)
+            return
+        if kind in (STATE_REPLY, REJOIN_REQUEST, REJOINED):
+            hook = {
+                STATE_REPLY: self.on_state_reply,
+                REJOIN_REQUEST: self.on_rejoin_request,
+                REJOINED: self.on_rejoined,
+            }[kind]
+            if hook is not None:
+                if kind == STATE_REPLY:
+                    hook(node, bool(message.get("has_state")))
+                elif kind == REJOINED:
+                    hook(node, message.get("index"))
+                else:
+                    hook(node, message.get("token"))
+            return
+        if not self.voting and kind in ("request_vote", "timeout_now", PRE_VOTE_REQUEST):
+            return  # an amnesiac node grants nothing and is never a transfer's target
         if kind == PRE_VOTE_REQUEST:
             self._answer_pre_vote(node, message)
             return

@@ -36,7 +36,7 @@ from pysyncobj import replicated as _replicated
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import _COMMAND_TYPE
 from pysyncobj.tcp_connection import CONNECTION_STATE
-from raftcache.consensus import journal, recovery, snapshot
+from raftcache.consensus import identity, journal, recovery, snapshot
 from raftcache.consensus.durations import SLOW_BUCKETS_S, Durations
 from raftcache.consensus.prevote import PreVoteSyncObj
 
@@ -126,6 +126,11 @@ class RaftConfig:
     # the log and never votes or counts; it listens on no Raft port (self_addr only names
     # it). DESIGN.md "Read replicas".
     read_replica: bool = False
+    # Where the identity file lives (DESIGN.md "Amnesia"): the data directory, in memory
+    # mode too; None keeps no identity (unit tests), and the node then votes at once.
+    identity_dir: Path | None = None
+    # --join: a newcomer the leader adds; with no state and no identity it votes once added.
+    joining: bool = False
 
     def __post_init__(self) -> None:
         if self.durability is Durability.JOURNAL and self.data_dir is None:
@@ -161,6 +166,9 @@ class RaftStatus:
     pending_change: str = ""
     # Read replicas connected to this node (a voter; they dial every voter).
     read_replicas: int = 0
+    # False while the node may be amnesiac (DESIGN.md "Amnesia"): it neither votes nor
+    # stands for election until re-added and caught up (or a new cluster is bootstrapped).
+    voting: bool = True
 
 
 class MembershipRefused(Exception):
@@ -345,7 +353,9 @@ class RaftNode:
             conf,
             consumers=[self._consumer],
             pre_vote=config.pre_vote,
+            voting=config.identity_dir is None or config.read_replica,
         )
+        self._amnesia = _Amnesia(self, self._syncobj)
         try:
             if not config.read_replica:  # a read-only node binds nothing (and never says so)
                 self._syncobj.waitBinded()
@@ -426,6 +436,7 @@ class RaftNode:
             self._gap_buckets.append((second, gap_ms))
         while self._on_tick_actions:
             self._on_tick_actions.popleft()()
+        self._amnesia.tick(now)
         if now >= self._next_connect_check:
             self._next_connect_check = now + 0.25
             self._abandon_stuck_connects(now)
@@ -503,6 +514,7 @@ class RaftNode:
             responsive=responsive,
             pending_change=(self._uncommitted_change() or "") if role is Role.LEADER else "",
             read_replicas=len(readonly),
+            voting=bool(so.voting),
         )
 
     def _note_log_index(self, so: Any) -> None:
@@ -855,3 +867,219 @@ class RaftNode:
                 os.waitpid(self._child_pid, 0)
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+_QUERY_EVERY_S = 0.5
+_REJOIN_EVERY_S = 1.0
+_BOOTSTRAP_GRACE_S = 2.0
+_LEADER_REJOIN_RETRY_S = 1.0
+_LEADER_REJOIN_GIVE_UP_S = 60.0
+
+
+class _Amnesia:
+    """No amnesiac voters (DESIGN.md "Amnesia"); everything runs on the tick thread but the
+    constructor.
+
+    At start a voter decides from its identity file and its Raft state whether it may vote:
+    with state (a term) and no pending rejoin it votes at once. Without state it asks its
+    peers (`state_query`): if any has state, a cluster exists and this node may have
+    acknowledged entries it no longer has, so it asks the leader (`rejoin_request`) to
+    remove and re-add it, and votes only once told it was re-added (`rejoined`, with the
+    leader's commit index then) and it has applied that far. If instead a majority
+    (counting itself) answer that they have no state either, and none has, this is a new
+    cluster (or one that lost the state of a majority: nothing to keep): it votes.
+    The leader side of `rejoin_request` runs here too.
+    """
+
+    def __init__(self, node: RaftNode, so: PreVoteSyncObj) -> None:
+        self._node = node
+        self._so = so
+        config = node.config
+        self._dir = config.identity_dir
+        self._self = config.self_addr
+        self._token = os.urandom(8).hex()
+        self._replies: dict[str, bool] = {}
+        self._majority_empty_at: float | None = None
+        self._rejoin = False  # a cluster exists: ask the leader to re-add us
+        self._rejoin_index: int | None = None
+        self._next_query = 0.0
+        self._next_request = 0.0
+        # leader side: token -> [address, phase ("remove"|"add"|"busy"|"done"), index,
+        # next try, give up at]
+        self._jobs: dict[str, list[Any]] = {}
+        so.on_state_reply = self._on_state_reply
+        so.on_state_query = self._on_state_query
+        # A node without state or record that answered another such node's query took part
+        # in a bootstrap: that node may have counted on it and elected a leader with the
+        # others before this node heard back. It never voted or acknowledged anything.
+        self._probing = False
+        self._answered_probe = False
+        so.on_rejoin_request = self._on_rejoin_request
+        so.on_rejoined = self._on_rejoined
+        if self._dir is None or config.read_replica:
+            return
+        known = identity.load(self._dir, self._self)
+        has_state = so.raftCurrentTerm > 0
+        if known is not None and known.state == identity.REJOINING:
+            self._start_rejoin("it had not been re-added and caught up before it stopped")
+        elif has_state:
+            if known is None or known.state != identity.VOTER:
+                self._store(identity.VOTER)
+            so.voting = True
+        elif known is not None and known.state == identity.VOTER:
+            self._start_rejoin(
+                "it was a voter of this cluster and has no Raft state now (memory mode "
+                "restart, or a new volume)"
+            )
+        elif config.joining:
+            self._store(identity.VOTER)  # a newcomer: nothing it acknowledged is lost
+            so.voting = True
+        else:
+            self._store(identity.PROBING)
+            self._probing = True
+            _log.info("no Raft state: asking the peers whether a cluster exists before voting")
+
+    @property
+    def waiting(self) -> bool:
+        return not self._so.voting
+
+    def _store(self, state: str) -> None:
+        identity.store(self._dir, identity.Identity(self._self, state, self._node.status().members))
+
+    def _start_rejoin(self, why: str) -> None:
+        if not self._rejoin:
+            _log.warning(
+                "amnesia: not voting until the leader has removed and re-added this node and "
+                "it has caught up: %s",
+                why,
+            )
+        self._rejoin = True
+        self._store(identity.REJOINING)
+
+    def _on_state_reply(self, node: Any, has_state: bool) -> None:
+        if self._so.voting:
+            return
+        self._replies[_from_pysyncobj(node.address)] = has_state
+        if has_state and self._probing and self._answered_probe and not self._rejoin:
+            self._store(identity.VOTER)
+            self._so.voting = True
+            _log.info("a new cluster formed while this node was starting; voting")
+            return
+        if has_state:
+            self._start_rejoin(f"{_from_pysyncobj(node.address)} has Raft state: a cluster exists")
+
+    def _on_state_query(self, _node: Any) -> None:
+        if not self._so.voting and self._probing:
+            self._answered_probe = True
+
+    def _on_rejoined(self, node: Any, index: Any) -> None:
+        if not self._so.voting and isinstance(index, int) and self._rejoin:
+            self._rejoin_index = index
+
+    def tick(self, now: float) -> None:
+        so = self._so
+        if self._jobs:
+            self._run_jobs(now)
+        if so.voting or self._dir is None:
+            return
+        peers = list(so._SyncObj__otherNodes)
+        if self._rejoin_index is not None and so.raftLastApplied >= self._rejoin_index:
+            self._store(identity.VOTER)
+            so.voting = True
+            _log.warning(
+                "amnesia: re-added and caught up to index %d; voting again", self._rejoin_index
+            )
+            self._node._emit("CacheNodeReplaceComplete", node=self._self, rejoined=True)
+            return
+        if not self._rejoin:
+            if now >= self._next_query:
+                self._next_query = now + _QUERY_EVERY_S
+                for peer in peers:
+                    so._SyncObj__transport.send(peer, {"type": "state_query"})
+            empty = sum(1 for v in self._replies.values() if not v)
+            if (empty + 1) * 2 > len(peers) + 1:
+                if self._majority_empty_at is None:
+                    self._majority_empty_at = now
+                if len(self._replies) == len(peers) or now - self._majority_empty_at > (
+                    _BOOTSTRAP_GRACE_S
+                ):
+                    self._store(identity.VOTER)
+                    so.voting = True
+                    _log.info(
+                        "no peer has Raft state (%d of %d answered): a new cluster; voting",
+                        len(self._replies),
+                        len(peers),
+                    )
+            return
+        leader = so._getLeader()
+        if leader is not None and now >= self._next_request:
+            self._next_request = now + _REJOIN_EVERY_S
+            so._SyncObj__transport.send(leader, {"type": "rejoin_request", "token": self._token})
+        # A node that had state once asks too: if the whole cluster lost its state, a
+        # majority answers empty and nothing is left to protect.
+        if leader is None and now >= self._next_query:
+            self._next_query = now + _QUERY_EVERY_S
+            for peer in peers:
+                so._SyncObj__transport.send(peer, {"type": "state_query"})
+
+    # ------------------------------------------------------------ the leader's side
+
+    def _on_rejoin_request(self, node: Any, token: Any) -> None:
+        """On the leader: `node` came back without its state; remove it, then add it."""
+        if self._node.status().role is not Role.LEADER or not isinstance(token, str):
+            return
+        address = _from_pysyncobj(node.address)
+        job = self._jobs.get(token)
+        if job is not None:
+            if job[1] == "done":
+                self._notify(job)  # it did not get the news (it was disconnected)
+            return
+        if address not in self._node.status().members:
+            return
+        _log.warning(
+            "amnesia: %s came back without its Raft state; removing and re-adding it", address
+        )
+        now = time.monotonic()
+        self._jobs[token] = [address, "remove", 0, now, now + _LEADER_REJOIN_GIVE_UP_S]
+
+    def _run_jobs(self, now: float) -> None:
+        node = self._node
+        if node.status().role is not Role.LEADER:
+            self._jobs.clear()  # the node asks the next leader
+            return
+        for token, job in list(self._jobs.items()):
+            address, phase, _index, next_try, give_up = job
+            if phase in ("busy", "done") or now < next_try:
+                continue
+            if now > give_up:
+                _log.error("amnesia: gave up re-adding %s (%s step)", address, phase)
+                del self._jobs[token]
+                continue
+            job[3] = now + _LEADER_REJOIN_RETRY_S
+            job[1] = "busy"
+
+            def done(
+                outcome: Outcome, detail: str, job: list[Any] = job, step: str = phase
+            ) -> None:
+                if outcome is Outcome.APPLIED:
+                    _log.info("amnesia: %s %s committed", step, job[0])
+                    if step == "remove":
+                        job[1] = "add"
+                    else:
+                        job[1] = "done"
+                        job[2] = self._so.raftCommitIndex
+                        self._notify(job)
+                else:
+                    _log.info("amnesia: %s %s not done yet (%s); retrying", step, job[0], detail)
+                    job[1] = step
+                    if step == "add" and job[0] in node.status().members:
+                        job[1] = "done"
+                        job[2] = self._so.raftCommitIndex
+                        self._notify(job)
+
+            node.change_membership(phase, address, done)  # runs on the next tick
+
+    def _notify(self, job: list[Any]) -> None:
+        for peer in list(self._so._SyncObj__otherNodes):
+            if _from_pysyncobj(peer.address) == job[0]:
+                self._so._SyncObj__transport.send(peer, {"type": "rejoined", "index": job[2]})

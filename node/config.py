@@ -540,6 +540,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         secret=secret,
         compaction_min_entries=_int(values, "compaction-entries", 100),
         read_replica=read_replica,
+        identity_dir=Path(values["data-dir"]),
+        joining=joining,
         max_entry_bytes=4 * proposer.max_batch_bytes,
     )
     tls = _tls(values)

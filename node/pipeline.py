@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import structlog
-from raftcache.node import errors
+from raftcache.node import acl, errors
 from raftcache.node.command_stats import CommandStats
 from raftcache.node.engine import Engine, call_op, reply_of
 from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
@@ -123,6 +123,11 @@ class PipelinedConnection(asyncio.Protocol):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # who this connection is (node/auth.py): None until it authenticates, when the
+        # default user needs a password; the users it was checked against, to notice changes
+        self.user: acl.User | None = None
+        self.user_name = "default"
+        self._acl: acl.Acl | None = None
         self.transport: asyncio.Transport | None = None
         self.addr = ""
         self.laddr = ""
@@ -165,6 +170,30 @@ class PipelinedConnection(asyncio.Protocol):
         return self.answer_locally(argv, db)
 
     # -- asyncio.Protocol --------------------------------------------------------------
+
+    # -- users (node/auth.py) ---------------------------------------------------------------
+
+    def authenticated(self, user: acl.User) -> None:
+        """From now on this connection runs as `user`; its relayed calls name it."""
+        self.user, self.user_name = user, user.name
+        self.engine = self.engine.for_user(user.name)
+
+    def users_changed(self, users: acl.Acl, close_at_once: bool) -> None:
+        """The users changed: this connection's user gets its new rules; a deleted user's
+        connection closes (as Redis does: at once, or after its pending replies); a default
+        user without a password lets an unauthenticated connection in."""
+        self._acl = users
+        if self.user is not None:
+            user = users.users.get(self.user_name)
+            if user is None:
+                self._closing = True
+                self._close_when_flushed = True
+                if close_at_once and self.transport is not None:
+                    self.transport.close()
+                return
+            self.authenticated(user)
+        elif users.open:
+            self.authenticated(users.users["default"])
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.

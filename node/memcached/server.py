@@ -148,11 +148,6 @@ class McConnection(PipelinedConnection):
         self._buf = bytearray()
         self._swallow = 0  # bytes of a refused value still to discard
         self._form: Form = Form()
-        # who this connection is: None until it authenticates (when the default user needs
-        # a password); the users it was checked against, to notice changes
-        self.user: acl.User | None = None
-        self.user_name = "default"
-        self._acl: acl.Acl | None = None
         self.auth_failures = 0
         self._failure_logged = False
         self._penalty: asyncio.TimerHandle | None = None  # a failed auth's delayed reply
@@ -220,25 +215,6 @@ class McConnection(PipelinedConnection):
         super()._update_reading()
 
     # -- users ---------------------------------------------------------------------------
-
-    def authenticated(self, user: acl.User) -> None:
-        self.user, self.user_name = user, user.name
-        self.engine = self.server.engine.for_user(user.name)
-
-    def _users_changed(self, users: acl.Acl) -> None:
-        """The users changed: this connection's user gets its new rules; a deleted user's
-        connection closes (as the Redis port's do); a default user without a password lets
-        an unauthenticated connection in."""
-        self._acl = users
-        if self.user is not None:
-            user = users.users.get(self.user_name)
-            if user is None:
-                self._closing = True
-                self._close_when_flushed = True
-                return
-            self.authenticated(user)
-        elif users.open:
-            self.authenticated(users.users["default"])
 
     def _unauthenticated(self, line: bytes, buf: bytearray, after: int) -> int:
         """A command before authenticating (memcached's try_read_command_asciiauth): only
@@ -337,7 +313,7 @@ class McConnection(PipelinedConnection):
         storage command's data block has not fully arrived."""
         users = self.server.auth.acl()
         if users is not self._acl:
-            self._users_changed(users)
+            self.users_changed(users, close_at_once=False)
             if self._closing:
                 return after
         if self.user is None:

@@ -178,11 +178,6 @@ class Connection(PipelinedConnection):
         self._push_backlog = 0  # bytes of pushed messages not yet written
         # the blocking command this connection waits in (CLIENT UNBLOCK resolves it early)
         self.blocked: asyncio.Future[ReplyT | None] | None = None
-        # who this connection is: None until it authenticates (when the default user needs
-        # a password); the users it was checked against, to notice changes
-        self.user: acl.User | None = None
-        self.user_name = "default"
-        self._acl: acl.Acl | None = None
         self.auth_failures = 0
         self._failure_logged = False
 
@@ -208,32 +203,11 @@ class Connection(PipelinedConnection):
 
     # -- users ---------------------------------------------------------------------------
 
-    def authenticated(self, user: acl.User) -> None:
-        self.user, self.user_name = user, user.name
-        self.engine = self.server.engine.for_user(user.name)
-
-    def _users_changed(self, users: acl.Acl) -> None:
-        """The users changed: this connection's user gets its new rules; a deleted user's
-        connections close (as Redis does); a default user without a password lets an
-        unauthenticated connection in."""
-        self._acl = users
-        if self.user is not None:
-            user = users.users.get(self.user_name)
-            if user is None:
-                self._closing = True
-                self._close_when_flushed = True
-                if self.transport is not None:
-                    self.transport.close()
-                return
-            self.authenticated(user)
-        elif users.open:
-            self.authenticated(users.users["default"])
-
     def permitted(self, name: bytes, argv: list[bytes]) -> bool:
         """Whether this connection may run argv now; if not, its error is queued."""
         users = self.server.auth.acl()
         if users is not self._acl:
-            self._users_changed(users)
+            self.users_changed(users, close_at_once=True)
             if self._closing:
                 return False
         user = self.user

@@ -499,6 +499,8 @@ class Connection(PipelinedConnection):
         """A published message for this connection (loop thread, in publish order)."""
         if self._closing:
             return
+        if self.server.auth.acl() is not self._acl and not self._still_subscribed_ok():
+            return
         if message.pattern:
             items = [message.pattern, message.channel, message.message]
             frame = encoder.push(b"pmessage", items, self.proto)
@@ -521,6 +523,27 @@ class Connection(PipelinedConnection):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+
+    def _still_subscribed_ok(self) -> bool:
+        """The users changed while this connection listens: it keeps listening only if its
+        user still exists and may still use every channel and pattern it subscribed to;
+        otherwise it is disconnected (Redis kills such pub/sub clients), before the message
+        is delivered."""
+        self.users_changed(self.server.auth.acl(), close_at_once=True)
+        user, sub = self.user, self.sub
+        if self._closing or user is None or sub is None:
+            return not self._closing
+        allowed = all(user.may_use_channel(c) for c in sub.channels) and all(
+            user.may_use_channel(p, is_pattern=True) for p in sub.patterns
+        )
+        if not allowed:
+            _log.info("subscriber's channel permission revoked, disconnected", client=self.addr)
+            self._closing = True
+            self._slots.clear()
+            self._unsubscribe_all()
+            if self.transport is not None:
+                self.transport.close()
+        return allowed
 
     def _unsubscribe_all(self) -> None:
         if self.sub is not None:

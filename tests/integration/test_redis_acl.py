@@ -549,3 +549,25 @@ def test_a_script_runs_as_its_callers_user(cluster: LocalCluster, role: str) -> 
     finally:
         admin.close()
         r.close()
+
+
+def test_a_subscriber_whose_channel_is_revoked_gets_nothing_more(cluster: LocalCluster) -> None:
+    """As Redis kills pub/sub clients whose channel permission goes: the next message for a
+    revoked subscriber closes its connection instead of reaching it."""
+    admin, sub = raw(cluster, "leader"), raw(cluster, "follower")
+    try:
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        rules = ["on", ">l-pw", "&alerts.*", "+@pubsub", "+@connection"]
+        assert admin.call("ACL", "SETUSER", "listener", *rules) == "OK"
+        auth_once_applied(sub, "listener", "l-pw")
+        assert sub.call("SUBSCRIBE", "alerts.fire") == ["subscribe", "alerts.fire", 1]
+        admin.call("PUBLISH", "alerts.fire", "one")  # (counts the leader's receivers only)
+        assert sub._reply() == ["message", "alerts.fire", "one"]
+        assert admin.call("ACL", "SETUSER", "listener", "resetchannels", "&other") == "OK"
+        time.sleep(0.5)  # the follower applies the change
+        admin.call("PUBLISH", "alerts.fire", "two")
+        with pytest.raises((ConnectionError, OSError)):
+            sub._reply()  # closed: "two" never arrives
+    finally:
+        admin.close()
+        sub.close()

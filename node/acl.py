@@ -170,9 +170,9 @@ def universe() -> Universe:
 
 def full_name(argv: Sequence[bytes]) -> str:
     """ "client|id" for a container's subcommand, else the lower-case command name."""
-    name = argv[0].lower().decode("utf-8", "replace")
+    name = argv[0].lower().decode("latin-1")
     if len(argv) > 1 and name in universe().containers:
-        full = f"{name}|{argv[1].lower().decode('utf-8', 'replace')}"
+        full = f"{name}|{argv[1].lower().decode('latin-1')}"
         if full in universe().commands:
             return full
     return name
@@ -233,7 +233,11 @@ class User:
                 return True
         return False
 
-    def may_access_key(self, key: bytes, need: int) -> bool:
+    def may_access_key(self, key: bytes, need: int, literal: bool = False) -> bool:
+        """Whether key matches a pattern granting `need`; `literal`: whether a pattern IS
+        `key` (SORT's BY/GET patterns need a read pattern that is exactly `*`)."""
+        if literal:
+            return any(f & need == need and p == key for f, p in self.keys)
         matchers = self._matchers
         if matchers is None:
             matchers = self._matchers = [(f, fast_glob(p)) for f, p in self.keys]
@@ -260,14 +264,24 @@ class User:
         full = full_name(argv)
         if full.startswith(MEMCACHED_PREFIX):
             return self._memcached_denial(full, argv)
+        info = universe().commands.get(full)
+        if info is None:
+            # raftcache's own plumbing (raftcache.*) is for members and superusers; any other
+            # name is unknown and its command answers so, as Redis checks names first
+            return ("command", full) if full.startswith("raftcache.") else None
         if not self.may_run(full, argv):
             return ("command", full)
         if not self.allkeys:
-            info = universe().commands.get(full)
-            if info is not None:
-                for key, need in keys_of(info, argv):
-                    if not self.may_access_key(key, need):
-                        return ("key", key.decode("latin-1"))
+            found = keys_of(info, argv)
+            if found is None:  # keys that cannot be told from the arguments: only for ~*
+                return ("key", argv[1].decode("latin-1") if len(argv) > 1 else full)
+            for key, need in found:
+                if not self.may_access_key(key, need):
+                    return ("key", key.decode("latin-1"))
+            if full in ("sort", "sort_ro"):
+                pattern = _sort_pattern(argv)
+                if pattern is not None and not self.may_access_key(b"*", READ, literal=True):
+                    return ("key", pattern.decode("latin-1"))
         if not self.allchannels:
             for channel, is_pattern in channels:
                 if not self.may_use_channel(channel, is_pattern):
@@ -386,11 +400,13 @@ def _plan(info: CommandInfo) -> _Plan | None:
     return result
 
 
-def keys_of(info: CommandInfo, argv: Sequence[bytes]) -> list[tuple[bytes, int]]:
+def keys_of(info: CommandInfo, argv: Sequence[bytes]) -> list[tuple[bytes, int]] | None:
     """The key arguments of argv with the permission each needs (Redis's key spec flags:
     ACCESS needs read; INSERT, DELETE and UPDATE need write; others need a matching pattern
-    of any kind)."""
+    of any kind); None when they cannot be told from the arguments."""
     out: list[tuple[bytes, int]] = []
+    if info.name in ("sort", "sort_ro"):
+        return _sort_keys(argv)
     if info.key_specs:
         plan = _plan(info)
         n = len(argv)
@@ -405,6 +421,13 @@ def keys_of(info: CommandInfo, argv: Sequence[bytes]) -> list[tuple[bytes, int]]
             return out
         from raftcache.node.resp.introspection import keys_by_specs
 
+        if any(
+            "unknown" in spec["begin_search"] or "unknown" in spec["find_keys"]
+            for spec in info.key_specs
+            if "NOT_KEY" not in spec.get("flags", [])
+        ):
+            return None  # keys only the command itself can tell (Redis: getkeys_proc)
+        # None here: a numkeys of 0 (no keys) or arguments the command refuses anyway
         found = keys_by_specs(list(info.key_specs), list(argv)) or []
         for i, flags in found:
             if "VARIABLE_FLAGS" in flags:
@@ -418,6 +441,44 @@ def keys_of(info: CommandInfo, argv: Sequence[bytes]) -> list[tuple[bytes, int]]
     end = last if last >= 0 else n + last
     need = WRITE if info.write else READ
     return [(argv[i], need) for i in range(first, min(end, n - 1) + 1, step or 1)]
+
+
+def _sort_options(argv: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    """SORT's (option, argument) pairs: BY, GET, STORE (and LIMIT's, skipped)."""
+    out: list[tuple[bytes, bytes]] = []
+    i = 2
+    while i < len(argv):
+        word = argv[i].lower()
+        if word in (b"by", b"get", b"store") and i + 1 < len(argv):
+            out.append((word, argv[i + 1]))
+            i += 2
+        elif word == b"limit":
+            i += 3
+        else:
+            i += 1
+    return out
+
+
+def _sort_keys(argv: Sequence[bytes]) -> list[tuple[bytes, int]]:
+    """Redis's sortGetKeys: the source (read) and the last STORE destination (write)."""
+    if len(argv) < 2:
+        return []
+    out = [(argv[1], READ)]
+    stores = [arg for word, arg in _sort_options(argv) if word == b"store"]
+    if stores:
+        out.append((stores[-1], WRITE))
+    return out
+
+
+def _sort_pattern(argv: Sequence[bytes]) -> bytes | None:
+    """A BY or GET pattern of SORT that reads other keys (not GET #, not BY nosort-like
+    constants without '*'), which Redis 7.0 allows only to users who may read every key."""
+    for word, arg in _sort_options(argv):
+        if word == b"get" and arg != b"#" and b"*" in arg:
+            return arg
+        if word == b"by" and b"*" in arg:
+            return arg
+    return None
 
 
 def _actual_flags(name: str, argv: Sequence[bytes]) -> list[str]:
@@ -479,6 +540,12 @@ def _forget_compiled(user: User) -> None:
 
 
 def _apply_rule(user: User, rule: str) -> None:
+    if rule.startswith("("):
+        raise _modifier_error(rule, _SELECTORS)
+    if not rule or (rule[0] not in "><" and ("\x00" in rule or any(c.isspace() for c in rule))):
+        # Stored users are one line of space-separated rules each: a rule with a space, tab or
+        # newline in it would read back as other rules (Redis refuses them too).
+        raise _modifier_error(rule, _SYNTAX)
     low = rule.lower()
     if low == "on":
         user.enabled = True
@@ -643,7 +710,7 @@ def _copy(user: User) -> User:
 
 
 def check_name(name: str) -> None:
-    if not name or any(c in name for c in " \x00"):
+    if not name or "\x00" in name or any(c.isspace() for c in name):
         raise AclError("ERR Usernames can't contain spaces or null characters")
 
 

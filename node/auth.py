@@ -113,9 +113,12 @@ class Auth:
     def bootstrap_call(self) -> list[bytes] | None:
         """The call a new leader proposes to store its seed users, if any are still due."""
         text, key = self._read_stored()
-        if self.seed is None or (text is not None and key is not None):
+        if key is not None or (text is None and self.seed is None):
             return None
-        return [b"raftcache.acl.bootstrap", new_forward_key(), self.seed.encode("latin-1")]
+        # users but no forwarding key (a cluster restored from a backup, which leaves the key
+        # out): the bootstrap only adds a key, since users are stored
+        seed = self.seed if self.seed is not None else acl.DEFAULT_TEXT
+        return [b"raftcache.acl.bootstrap", new_forward_key(), seed.encode("latin-1")]
 
     # -- follower -> leader ---------------------------------------------------------------
 
@@ -160,7 +163,7 @@ class Auth:
             except ValueError:
                 sep = b""
             if sep:
-                user = users.authenticate(name.decode("utf-8", "replace"), password)
+                user = users.authenticate(name.decode("latin-1"), password)
         if len(self._basic) >= 1024:
             self._basic.clear()
         self._basic[header] = (users, user)
@@ -313,7 +316,10 @@ def _basic_name(header: str) -> str:
         raw = base64.b64decode(header.partition(" ")[2], validate=True)
     except ValueError:
         return "?"
-    return raw.partition(b":")[0].decode("utf-8", "replace")
+    name, colon, _ = raw.partition(b":")
+    if not colon:  # no user:password shape: the whole token may be a password
+        return "?"
+    return name[:64].decode("latin-1")
 
 
 def peer_host(peer: str) -> str:

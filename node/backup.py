@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 
 from raftcache.node.backup_file import CHUNK_BYTES, FORMAT, BackupInfo, Encoder
+from raftcache.node.keyspace.acl import FORWARD_KEY
 from raftcache.node.replica import Replica
 from raftcache.node.state_machine import encode_cut_item
 from raftcache.v1 import cluster_pb2
@@ -24,7 +25,9 @@ async def stream(
     """The backup of `replica`'s state as it is now; call it right after a read barrier."""
     with replica.lock:
         state = replica.state
-        items = state.export_cut()
+        # The forwarding key proves a relayed call comes from a member: it stays with this
+        # cluster (a restored cluster makes its own), so a backup reader cannot pose as one.
+        items = [(k, item) for k, item in state.export_cut() if k != FORWARD_KEY]
         meta = state.export_meta()
         info = BackupInfo(
             format=FORMAT,

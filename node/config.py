@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from raftcache.consensus import Durability, RaftConfig
-from raftcache.node.acl import AclError
+from raftcache.node.acl import Acl, AclError
 from raftcache.node.auth import seed_text
 from raftcache.node.proposer import ProposerConfig
 from raftcache.node.requests import Limits
@@ -620,12 +620,14 @@ def _refuse_open_ports(
     if allowed.strip().lower() not in ("true", "false"):
         raise ConfigError(f"--insecure-allow-unauthenticated: {allowed!r} is not 'true' or 'false'")
     open_to = [a for a in listens if a and not is_loopback(a)]
-    if not open_to or users_seed is not None or tls is not None or allowed.lower() == "true":
+    users_lock = users_seed is not None and not Acl.parse(users_seed).open
+    if not open_to or users_lock or tls is not None or allowed.lower() == "true":
         return
     raise ConfigError(
         f"refusing to serve clients on {', '.join(open_to)} with neither users nor TLS: anyone "
-        "who reaches the port could read and overwrite every key. Give --users-file or "
-        "--requirepass (and --tls-cert-file/--tls-key-file), listen on 127.0.0.1, or set "
+        "who reaches the port could read and overwrite every key. Give --users-file (whose "
+        "default user needs a password or is off) or --requirepass (and "
+        "--tls-cert-file/--tls-key-file), listen on 127.0.0.1, or set "
         "--insecure-allow-unauthenticated=true on a network you trust"
     )
 

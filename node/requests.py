@@ -37,7 +37,7 @@ def check_key(key: bytes, limits: Limits, what: str = "key", reserved_ok: bool =
     read or name it; they never write it)."""
     if not key:
         raise InvalidInput(f"{what} is empty: every key needs at least one byte")
-    if not reserved_ok and key.startswith(DB_PREFIX):
+    if key.startswith(DB_PREFIX) and (not reserved_ok or is_internal_key(key)):
         raise InvalidInput(
             f"{what} starts with {DB_PREFIX!r}, a prefix reserved for the keys of Redis "
             "databases 1-15: use another key (or reach those databases over Redis)"
@@ -67,6 +67,13 @@ def check_ttl(ttl_ms: int, what: str = "ttl_ms") -> None:
 def check_consistency(consistency: int) -> None:
     if consistency not in (cache_pb2.LINEARIZABLE, cache_pb2.STALE):
         raise InvalidInput(f"unknown consistency {consistency}: use LINEARIZABLE (0) or STALE (1)")
+
+
+def is_internal_key(key: bytes) -> bool:
+    """A key of the nodes' own databases (users, scripts, functions: 16 and up), which no
+    client may name, compare or watch."""
+    n = len(DB_PREFIX)
+    return key.startswith(DB_PREFIX) and len(key) > n and key[n] >= DATABASES
 
 
 def check_keys(keys: Sequence[bytes], limits: Limits) -> None:

@@ -503,17 +503,16 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
     async def SetUser(
         self, request: cluster_pb2.SetUserRequest, context: Any
     ) -> cluster_pb2.SetUserResponse:
-        auth, engine, _ = await self._caller(
-            context, [b"acl", b"setuser", request.name.encode("latin-1")]
-        )
-        rules = [r.encode("latin-1") for r in request.rules]
-        await self._user_change(context, users.set_user(engine, auth, request.name, rules))
+        name = users.from_wire(request.name)
+        auth, engine, _ = await self._caller(context, [b"acl", b"setuser", name.encode("latin-1")])
+        rules = [r.encode("utf-8") for r in request.rules]
+        await self._user_change(context, users.set_user(engine, auth, name, rules))
         return cluster_pb2.SetUserResponse()
 
     async def DeleteUsers(
         self, request: cluster_pb2.DeleteUsersRequest, context: Any
     ) -> cluster_pb2.DeleteUsersResponse:
-        names = list(request.names)
+        names = [users.from_wire(n) for n in request.names]
         auth, engine, _ = await self._caller(
             context, [b"acl", b"deluser", *(n.encode("latin-1") for n in names)]
         )
@@ -524,21 +523,21 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
         self, request: cluster_pb2.ListUsersRequest, context: Any
     ) -> cluster_pb2.ListUsersResponse:
         auth, _, _ = await self._caller(context, [b"acl", b"list"])
-        return cluster_pb2.ListUsersResponse(users=auth.acl().text().splitlines())
+        lines = auth.acl().text().splitlines()
+        return cluster_pb2.ListUsersResponse(users=[users.to_wire(line) for line in lines])
 
     async def GetUser(
         self, request: cluster_pb2.GetUserRequest, context: Any
     ) -> cluster_pb2.GetUserResponse:
-        auth, _, _ = await self._caller(
-            context, [b"acl", b"getuser", request.name.encode("latin-1")]
-        )
-        return users.get_user(auth, request.name)
+        name = users.from_wire(request.name)
+        auth, _, _ = await self._caller(context, [b"acl", b"getuser", name.encode("latin-1")])
+        return users.get_user(auth, name)
 
     async def WhoAmI(
         self, request: cluster_pb2.WhoAmIRequest, context: Any
     ) -> cluster_pb2.WhoAmIResponse:
         _, _, user = await self._caller(context, [b"acl", b"whoami"])
-        return cluster_pb2.WhoAmIResponse(user=user.name)
+        return cluster_pb2.WhoAmIResponse(user=users.to_wire(user.name))
 
     async def Status(
         self, request: cluster_pb2.StatusRequest, context: Any

@@ -41,6 +41,7 @@ from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from raftcache.node import errors
+from raftcache.node.requests import is_internal_key
 from raftcache.node.state_machine import Change, Event, Published
 from raftcache.v1 import cache_pb2
 
@@ -370,6 +371,8 @@ class Streams:
 
     def _change(self, change: Change) -> None:
         self._last = change.revision
+        if is_internal_key(change.key):
+            return  # users, scripts, functions: never in a client's watch (or its history)
         size = len(change.key) + len(change.value) + ITEM_OVERHEAD
         self._hist.append(change)
         self._hist_bytes += size
@@ -611,6 +614,11 @@ class Streams:
             raise errors.InvalidInput(
                 f"watch key is {len(request.key)} bytes, over the limit of "
                 f"{self._limits.max_key_bytes} bytes"
+            )
+        if is_internal_key(request.key):
+            raise errors.InvalidInput(
+                "watch key names the nodes' own data (users, scripts, functions): watch keys "
+                "of databases 0-15 only"
             )
         now = self._revision()
         start = request.start_revision

@@ -25,6 +25,17 @@ if TYPE_CHECKING:
     from raftcache.node.engine import Engine
 
 
+def from_wire(text: str) -> str:
+    """A gRPC string (UTF-8) as the nodes keep names and rules: the latin-1 reading of its
+    bytes, which is what the same text sent over RESP or memcached becomes."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+def to_wire(text: str) -> str:
+    """A name or rule as a gRPC string (its bytes read as UTF-8)."""
+    return text.encode("latin-1").decode("utf-8", "replace")
+
+
 def checked_rules(auth: Auth, name: str, rules: Sequence[bytes]) -> list[str]:
     """The rules as they enter the log (digests only), after applying them to a copy of the
     user here; AclError with Redis's text if one is not valid."""
@@ -57,7 +68,8 @@ async def set_user(engine: Engine, auth: Auth, name: str, rules: Sequence[bytes]
         return Error(exc.text)
     if not engine.is_leader():
         before = auth.acl()
-        await engine.relay_cluster("SetUser", cluster_pb2.SetUserRequest(name=name, rules=hashed))
+        request = cluster_pb2.SetUserRequest(name=to_wire(name), rules=[to_wire(r) for r in hashed])
+        await engine.relay_cluster("SetUser", request)
         await _applied_here(auth, before)
         return b"OK"
     await _bootstrap_first(engine, auth)
@@ -72,7 +84,7 @@ async def delete_users(engine: Engine, auth: Auth, names: Sequence[str]) -> Repl
     if not engine.is_leader():
         before = auth.acl()
         response = await engine.relay_cluster(
-            "DeleteUsers", cluster_pb2.DeleteUsersRequest(names=list(names))
+            "DeleteUsers", cluster_pb2.DeleteUsersRequest(names=[to_wire(n) for n in names])
         )
         if response.deleted:
             await _applied_here(auth, before)
@@ -90,7 +102,7 @@ def get_user(auth: Auth, name: str) -> cluster_pb2.GetUserResponse:
         found=True,
         flags=user.flags(),
         passwords=list(user.passwords),
-        commands=" ".join(user.command_rules),
-        keys=user.key_rules(),
-        channels=user.channel_rules(),
+        commands=to_wire(" ".join(user.command_rules)),
+        keys=to_wire(user.key_rules()),
+        channels=to_wire(user.channel_rules()),
     )

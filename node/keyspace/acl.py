@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 USERS_DB: Final = 0xFD
 _USERS_KEY: Final = DB_PREFIX + bytes((USERS_DB,)) + b"users"
-_FORWARD_KEY: Final = DB_PREFIX + bytes((USERS_DB,)) + b"forward-key"
+FORWARD_KEY: Final = DB_PREFIX + bytes((USERS_DB,)) + b"forward-key"
 _PREFIX: Final = "raftcache.acl."
 
 
@@ -41,7 +41,7 @@ def client_may_call(name: bytes) -> bool:
 
 def read_stored(sm: StateMachine) -> tuple[bytes | None, bytes | None]:
     """(users text, forwarding key) as this replica applied them (no lock: two dict reads)."""
-    users, key = sm._data.get(_USERS_KEY), sm._data.get(_FORWARD_KEY)
+    users, key = sm._data.get(_USERS_KEY), sm._data.get(FORWARD_KEY)
     return (
         users[0] if users is not None and isinstance(users[0], bytes) else None,
         key[0] if key is not None and isinstance(key[0], bytes) else None,
@@ -56,7 +56,7 @@ def stored_text(db: Db) -> str | None:
 
 
 def stored_forward_key(db: Db) -> bytes | None:
-    entry = db.sm._live(_FORWARD_KEY, db.now)
+    entry = db.sm._live(FORWARD_KEY, db.now)
     if entry is None or not isinstance(entry[0], bytes):
         return None
     return entry[0]
@@ -70,7 +70,7 @@ def _current(db: Db) -> acl.Acl:
 def _save(db: Db, users: acl.Acl, key: bytes) -> None:
     db.sm._put(_USERS_KEY, users.text().encode("latin-1"), 0)
     if stored_forward_key(db) is None and len(key) == 32:
-        db.sm._put(_FORWARD_KEY, key, 0)
+        db.sm._put(FORWARD_KEY, key, 0)
 
 
 def _rethrow(exc: acl.AclError) -> CommandError:
@@ -113,7 +113,7 @@ def _bootstrap(db: Db, argv: list[bytes]) -> ReplyT:
     else nothing (0)."""
     if stored_text(db) is not None:
         if stored_forward_key(db) is None and len(argv[1]) == 32:
-            db.sm._put(_FORWARD_KEY, argv[1], 0)
+            db.sm._put(FORWARD_KEY, argv[1], 0)
         return 0
     try:
         users = acl.Acl.parse(argv[2].decode("latin-1"), "users")

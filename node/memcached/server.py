@@ -241,7 +241,7 @@ class McConnection(PipelinedConnection):
             self._reply_now(AUTH_BAD_FORMAT)
             return end
         self.stats.add("auth_cmds")
-        who = name.decode("utf-8", "replace")
+        who = name.decode("latin-1")  # as RESP and gRPC read names: their bytes
         user = self.server.auth.acl().authenticate(who, password)
         if user is not None:
             self.authenticated(user)

@@ -571,3 +571,54 @@ def test_a_subscriber_whose_channel_is_revoked_gets_nothing_more(cluster: LocalC
     finally:
         admin.close()
         sub.close()
+
+
+def test_internal_keys_cannot_be_watched_and_internal_commands_are_refused(
+    cluster: LocalCluster,
+) -> None:
+    """The users entry (password digests) and the forwarding key never reach a client: a
+    Watch on them is refused; raftcache's own commands are unknown on the Redis port."""
+    import grpc
+    from raftcache.node.auth import basic_header
+    from raftcache.v1 import cache_pb2, cache_pb2_grpc
+
+    leader = cluster.wait_for_leader()
+    channel = grpc.insecure_channel(cluster.nodes[leader].client_addr)
+    stub = cache_pb2_grpc.CacheStub(channel)
+    creds = (("authorization", basic_header("default", ADMIN_PW)),)
+    for key in (b"\x00rcdb\xfdusers", b"\x00rcdb\xfdforward-key"):
+        with pytest.raises(grpc.RpcError) as refused:
+            next(iter(stub.Watch(cache_pb2.WatchRequest(key=key), metadata=creds, timeout=5)))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "nodes' own data" in (refused.value.details() or "")
+    channel.close()
+    r = raw(cluster, "leader")
+    try:
+        assert r.call("AUTH", ADMIN_PW) == "OK"
+        reply = r.call("raftcache.woken", "BLPOP", "app:q", "0")
+        assert isinstance(reply, Err) and reply.startswith("ERR unknown command 'raftcache.woken'")
+    finally:
+        r.close()
+
+
+def test_a_user_with_a_non_ascii_name_and_password_works_on_every_port(
+    cluster: LocalCluster,
+) -> None:
+    """One byte encoding everywhere: a name and password made over gRPC (UTF-8 strings)
+    work over RESP (bytes), and the other way round."""
+    from raftcache.client import Client
+
+    leader = cluster.wait_for_leader()
+    addr = cluster.nodes[leader].client_addr
+    with Client([addr], user="default", password=ADMIN_PW) as admin:
+        admin.set_user("café", "on", ">pässwort", "~*", "+@all")
+        assert "café" in " ".join(admin.list_users())
+    r = raw(cluster, "leader")
+    try:
+        assert r.call("AUTH", "café", "pässwort") == "OK"
+        assert r.call("ACL", "WHOAMI") == "café".encode().decode("latin-1")
+        assert r.call("ACL", "SETUSER", "naïve", "on", ">mötley", "~*", "+@all") == "OK"
+    finally:
+        r.close()
+    with Client([addr], user="naïve", password="mötley") as c:
+        assert c.whoami() == "naïve"

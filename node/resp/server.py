@@ -196,9 +196,7 @@ class Connection(PipelinedConnection):
         super().connection_made(transport)
         self.server.clients[self.id] = self
         self.server.stats.connections_received += 1
-        self._acl = users = self.server.auth.acl()
-        if users.open:
-            self.authenticated(users.users["default"])
+        self.users_changed(self.server.auth.acl(), close_at_once=False)  # default if open
 
     # -- users ---------------------------------------------------------------------------
 

@@ -76,6 +76,62 @@ def test_key_patterns_need_the_right_permission_per_key_spec() -> None:
     assert u.check([b"ping"]) is None  # no keys
 
 
+_FAST_RULES = [
+    ("on", "nopass", "~app:*", "+@read", "+@write"),
+    ("on", "nopass", "~app:*", "~s?ss:*", "+@all", "-flushall"),
+    ("on", "nopass", "%R~r:*", "%W~w:*", "~rw:*", "+@all"),
+    ("on", "nopass", "%R~x", "~*", "+@all", "-set"),
+    ("on", "nopass", "~app:*", "&c", "+get", "+select|0", "+client", "-client|kill", "+publish"),
+]
+_FAST_CALLS = [
+    [b"GET", b"app:1"],
+    [b"GET", b"other"],
+    [b"get", b"app:2"],
+    [b"SET", b"app:1", b"v"],
+    [b"SET", b"r:1", b"v"],
+    [b"SET", b"w:1", b"v", b"GET"],
+    [b"SET", b"rw:1", b"v", b"GET"],
+    [b"SET", b"other", b"v"],
+    [b"MSET", b"app:1", b"v", b"app:2", b"v"],
+    [b"MSET", b"app:1", b"v", b"other", b"v"],
+    [b"DEL", b"app:1", b"sess:1", b"other"],
+    [b"MGET", b"app:1", b"app:2"],
+    [b"MGET", b"app:1", b"x"],
+    [b"INCR", b"r:1"],
+    [b"INCR", b"rw:1"],
+    [b"GET"],  # wrong arity: no key to check
+    [b"SELECT", b"0"],
+    [b"SELECT", b"1"],
+    [b"CLIENT", b"LIST"],
+    [b"CLIENT", b"KILL", b"x"],
+    [b"PUBLISH", b"c", b"m"],
+    [b"PUBLISH", b"d", b"m"],
+    [b"FLUSHALL"],
+    [b"SORT", b"app:1", b"BY", b"x*"],
+]
+
+
+@pytest.mark.parametrize("rules", _FAST_RULES)
+def test_the_remembered_fast_path_refuses_exactly_what_the_full_walk_refuses(
+    rules: tuple[str, ...],
+) -> None:
+    warm = user(*rules)
+    for _ in range(3):  # the first pass fills the user's fast plans, the others use them
+        for argv in _FAST_CALLS:
+            fresh = user(*rules)  # no remembered plans: the full walk
+            channels = channels_of(argv)
+            assert warm.denial(argv, channels) == fresh.denial(argv, channels), argv
+    assert warm._fast  # the common data commands did take the fast path
+
+
+def test_fast_plans_per_user_are_bounded() -> None:
+    u = user("on", "nopass", "~app:*", "+@all")
+    for i in range(acl._MAX_FAST + 100):
+        spelling = bytes(c ^ 0x20 if (i >> n) & 1 else c for n, c in enumerate(b"hincrbyfloat"))
+        u.denial([spelling, b"app:1", b"f", b"1"])
+    assert len(u._fast) <= acl._MAX_FAST
+
+
 def test_channels_match_as_globs_and_psubscribe_patterns_literally() -> None:
     u = user("on", "nopass", "~*", "&news.*", "+@all")
     assert (

@@ -93,7 +93,8 @@ class _RbRun:
 
 
 def _rb_argv(port: int, test: str, clients: int, pipeline: int, requests: int, keys: int,
-             threads: int) -> list[str]:  # fmt: skip
+             threads: int, extra: Sequence[str] = ()) -> list[str]:  # fmt: skip
+    """`extra`: e.g. --tls --cacert CA, --user U -a PW (the security section)."""
     return [
         "redis-benchmark",
         "-h", "127.0.0.1",
@@ -106,6 +107,7 @@ def _rb_argv(port: int, test: str, clients: int, pipeline: int, requests: int, k
         "-t", test,
         "--csv",
         *(["--threads", str(threads)] if threads > 1 else []),
+        *extra,
     ]  # fmt: skip
 
 
@@ -153,6 +155,7 @@ def redis_benchmark_row(
     threads: int = 1,
     on_start: Callable[[], None] | None = None,
     requests: int | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     """redis-benchmark sized to last ~duration s: probe runs (the warm-up) measure the rate,
     then one metered run of rate x duration requests."""
@@ -163,7 +166,7 @@ def redis_benchmark_row(
         spent = 0.0
         for _ in range(3):
             probe = _run_rb(
-                _rb_argv(port, test, clients, pipeline, n, keys, threads), None, timeout
+                _rb_argv(port, test, clients, pipeline, n, keys, threads, extra), None, timeout
             )
             rate = float(probe.result["rps"])
             probes.append(rate)
@@ -172,7 +175,7 @@ def redis_benchmark_row(
                 break
             n = max(n, int(rate * (warmup - spent)))
         requests = max(int(probes[-1] * duration), clients * pipeline * 20)
-    argv = _rb_argv(port, test, clients, pipeline, requests, keys, threads)
+    argv = _rb_argv(port, test, clients, pipeline, requests, keys, threads, extra)
     if on_start is not None:
         on_start()
     run = _run_rb(argv, pids, timeout)

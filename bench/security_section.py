@@ -4,7 +4,7 @@ Three 3-node LocalClusters (journal durability), started one after the other and
 kept up together for the whole section:
 - `plain`: no users (the default user is open), no TLS;
 - `users`: `--users-file` with an admin default user and a restricted user `app`
-  (`~bench:* +@read +@write +@connection`), so every request pays the authentication
+  (`~key:* +@read +@write +@connection`), so every request pays the authentication
   lookup, the command check and the key-pattern check; the clients are `app`
   (RESP: `AUTH app app-pw` once per connection; gRPC: `authorization: Basic ...` metadata
   on every call);
@@ -14,9 +14,12 @@ kept up together for the whole section:
 
 Cells: (configuration, protocol, op) for RESP and gRPC, SET and GET (gRPC Get is
 LINEARIZABLE, as RESP GET on the leader is), 64 closed-loop clients against the leader,
-100-byte values on `bench:` keys (10,000 of them; SET cells run before GET cells, so GETs
-mostly hit). Two generator processes per cell in every configuration (32 clients each;
-gRPC: 16 clients per HTTP/2 channel), so the client side is the same shape everywhere.
+100-byte values on `key:` keys (10,000 of them; SET cells run before GET cells, so GETs
+mostly hit). RESP cells are driven by redis-benchmark (C, OpenSSL; `--user app -a ...` or
+`--tls --cacert CA`), as the redis section drives RESP: a Python asyncio generator pays
+its own TLS per request (its CPU doubled under TLS), and on a shared 2-core machine that
+CPU is taken from the nodes, so the TLS ratio measured the client as much as the node.
+gRPC cells: two bench.loadgen grpc.aio processes (32 clients each, 16 per HTTP/2 channel).
 
 Interleaving (a shared 2-core box drifts): every (protocol, op) is measured in the three
 configurations back to back, and the whole plan is repeated `reps` times with the
@@ -30,7 +33,7 @@ ratio is shown too), against the targets: users >= 0.95, tls >= 0.75.
 
 Whether the gRPC path checked permissions in the measured nodes is not assumed: the
 `users` cluster is probed before measuring (an unauthenticated gRPC Get, and `app`
-reading a key outside `bench:*`, over RESP and gRPC) and the answers are recorded.
+reading a key outside `key:*`, over RESP and gRPC) and the answers are recorded.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ import asyncio
 import base64
 import contextlib
 import datetime
-import functools
 import hashlib
 import json
 import math
@@ -48,7 +50,6 @@ import multiprocessing.synchronize
 import os
 import random
 import shutil
-import ssl
 import subprocess
 import tempfile
 import time
@@ -67,6 +68,7 @@ from raftcache.v1 import cache_pb2, cache_pb2_grpc
 
 from bench.common import (
     CpuMeter,
+    CpuReport,
     channel_options,
     key_name,
     latency_summary_ms,
@@ -88,7 +90,7 @@ TARGETS = {"users": 0.95, "tls": 0.75}
 CLIENTS = 64
 GENERATOR_PROCESSES = 2
 PER_CHANNEL = 16
-KEY_PREFIX = "bench:"
+KEY_PREFIX = "key:"  # redis-benchmark's keys are key:<12 digits>; gRPC keys key:<7 digits>
 KEYS = 10_000
 VALUE_SIZE = 100
 REPS = 2
@@ -98,8 +100,6 @@ APP_PASSWORD = "app-pw"
 ERROR_PAUSE_S = 0.002
 RPC_TIMEOUT_S = 5.0
 LOADGEN_OP = {
-    ("resp", "set"): "sec_resp_set",
-    ("resp", "get"): "sec_resp_get",
     ("grpc", "set"): "sec_grpc_set",
     ("grpc", "get"): "sec_grpc_get",
 }
@@ -393,71 +393,10 @@ def make_tls(directory: Path) -> ClusterTls:
 
 def _requests(spec: LoadSpec) -> list[Any]:
     value = value_bytes(spec.value_size, spec.seed)
-    if spec.op.startswith("sec_resp_"):
-        from bench.respgen import bench_key, command
-
-        keys = [bench_key(spec.key_prefix, i) for i in range(spec.key_count)]
-        if spec.op == "sec_resp_set":
-            return [(command(b"SET", k, value),) for k in keys]
-        return [(command(b"GET", k),) for k in keys]
     keys = [key_name(spec.key_prefix, i) for i in range(spec.key_count)]
     if spec.op == "sec_grpc_set":
         return [cache_pb2.SetRequest(key=k, value=value) for k in keys]
     return [cache_pb2.GetRequest(key=k, consistency=cache_pb2.LINEARIZABLE) for k in keys]
-
-
-def client_ssl_context(ca_pem: bytes) -> ssl.SSLContext:
-    return ssl.create_default_context(cadata=ca_pem.decode())
-
-
-async def _resp_generate(
-    spec: LoadSpec,
-    access: Access,
-    index: int,
-    ready: mp.Queue[int],
-    go: multiprocessing.synchronize.Event,
-    start_at: Synchronized[float],
-    stop: multiprocessing.synchronize.Event,
-) -> LoadResult:
-    """respgen's connection Protocol over TLS when access has a CA, after `AUTH user pw`
-    when it has credentials."""
-    from bench.respgen import _Client, command
-
-    result = LoadResult(index)
-    codes: Counter[str] = Counter()
-    requests = _requests(spec)
-    context = client_ssl_context(access.ca_pem) if access.ca_pem else None
-    loop = asyncio.get_running_loop()
-    clients: list[_Client] = []
-    try:
-        for c in range(spec.clients):
-            host, _, port = spec.targets[c % len(spec.targets)].rpartition(":")
-            rng = random.Random(spec.seed * 100_003 + c)
-            _transport, client = await loop.create_connection(
-                functools.partial(_Client, requests, rng, result, codes),
-                host,
-                int(port),
-                ssl=context,
-            )
-            clients.append(client)
-            if access.user:
-                auth = command(b"AUTH", access.user.encode(), access.password.encode())
-                reply = await asyncio.wait_for(client.send_once(auth), 10)
-                if reply != b"+OK\r\n":
-                    raise RuntimeError(f"AUTH answered {reply!r}")
-        result.channels = len(clients)
-        ready.put(index)
-        window, _offset, _watcher = await start_window(spec, go, start_at, stop)
-        for client in clients:
-            client.start(window)
-        timeout = window.end - time.perf_counter() + spec.rpc_timeout_s + 5
-        await asyncio.wait_for(asyncio.gather(*(c.finished for c in clients)), timeout)
-        result.error_codes = dict(codes)
-    finally:
-        for client in clients:
-            if client.transport is not None:
-                client.transport.close()
-    return result
 
 
 def grpc_channel(target: str, access: Access, private: bool) -> grpc.aio.Channel:
@@ -543,9 +482,8 @@ def _child_main(
     start_at: Synchronized[float],
     stop: multiprocessing.synchronize.Event,
 ) -> None:
-    generate = _resp_generate if spec.op.startswith("sec_resp_") else _grpc_generate
     try:
-        result = asyncio.run(generate(spec, access, index, ready, go, start_at, stop))
+        result = asyncio.run(_grpc_generate(spec, access, index, ready, go, start_at, stop))
     except BaseException as exc:  # report instead of hanging the parent
         result = LoadResult(index, failure=f"{type(exc).__name__}: {exc}")
         ready.put(index)
@@ -694,15 +632,15 @@ def grpc_checks_state(source: str) -> dict[str, Any]:
 
 
 async def _probe_grpc(addr: str) -> dict[str, str]:
-    """An unauthenticated Get, and `app` reading a key outside bench:*."""
+    """An unauthenticated Get, and `app` reading a key outside key:*."""
     out: dict[str, str] = {}
     async with grpc.aio.insecure_channel(addr) as channel:
         stub = cache_pb2_grpc.CacheStub(channel)
         md = (("authorization", basic_authorization(APP_USER, APP_PASSWORD)),)
         cases = {
-            "grpc Get without credentials": ((), b"bench:probe"),
+            "grpc Get without credentials": ((), b"key:probe"),
             "grpc Get other:probe as app": (md, b"other:probe"),
-            "grpc Get bench:probe as app": (md, b"bench:probe"),
+            "grpc Get key:probe as app": (md, b"key:probe"),
         }
         for label, (metadata, key) in cases.items():
             try:
@@ -720,7 +658,7 @@ def _probe_resp(addr: str) -> dict[str, str]:
     client = redis.Redis(host=host, port=int(port), username=APP_USER, password=APP_PASSWORD)
     out: dict[str, str] = {}
     try:
-        for key in ("other:probe", "bench:probe"):
+        for key in ("other:probe", "key:probe"):
             try:
                 client.get(key)
                 out[f"RESP GET {key} as app"] = "OK"
@@ -763,44 +701,29 @@ def measure(
                 pids[f"idle-{other.config}-{label}"] = pid
     term_before = getattr(cluster.status(leader), "term", None)
     load_start = list(os.getloadavg())
-    specs = [
-        LoadSpec(
-            op=LOADGEN_OP[(cell.protocol, cell.op)],
-            targets=(target,),
-            clients=CLIENTS // GENERATOR_PROCESSES,
-            clients_per_channel=PER_CHANNEL,
-            key_prefix=KEY_PREFIX,
-            key_count=keys,
-            value_size=VALUE_SIZE,
-            warmup_s=warmup,
-            duration_s=seconds,
-            seed=1 + i,
-            rpc_timeout_s=RPC_TIMEOUT_S,
+    if cell.protocol == "resp":
+        ops, window_s, latencies_ms, codes, errors, cpu = _resp_run(
+            cell, setup, target, pids, warmup=warmup, seconds=seconds
         )
-        for i in range(GENERATOR_PROCESSES)
-    ]
-    run = run_measured(specs, setup.access, pids)
+        gens = ["redis-benchmark"]
+    else:
+        ops, window_s, latencies_ms, codes, errors, cpu = _grpc_run(
+            cell, setup, target, pids, keys=keys, warmup=warmup, seconds=seconds
+        )
+        gens = [k for k in cpu.process_pct if k.startswith("generator")]
     load_end = list(os.getloadavg())
     term_after = getattr(cluster.status(leader), "term", None)
-    ops = sum(r.ops for r in run.results)
-    latencies: list[float] = []
-    codes: dict[str, int] = {}
-    for r in run.results:
-        latencies.extend(r.latencies)
-        for code, n in r.error_codes.items():
-            codes[code] = codes.get(code, 0) + n
-    cpu = run.cpu
     leader_key = next(k for k in cpu.process_cpu_s if k.startswith("leader("))
-    gens = [k for k in cpu.process_pct if k.startswith("generator")]
     idle = [k for k in cpu.process_pct if k.startswith("idle-")]
     out = {
         **asdict(cell),
         "target": target,
+        "generator": "redis-benchmark" if cell.protocol == "resp" else "bench.loadgen (grpc.aio)",
         "ops": ops,
-        "window_s": run.window_s,
-        "ops_per_s": round(ops / run.window_s, 1),
-        "latency_ms": {k: round(v, 3) for k, v in latency_summary_ms(latencies).items()},
-        "errors": sum(r.errors for r in run.results),
+        "window_s": window_s,
+        "ops_per_s": round(ops / window_s, 1),
+        "latency_ms": latencies_ms,
+        "errors": errors,
         "error_codes": codes,
         "leader_cpu_pct": cpu.process_pct.get(leader_key),
         "leader_cpu_us_per_op": round(cpu.process_cpu_s[leader_key] / ops * 1e6, 1)
@@ -823,6 +746,82 @@ def measure(
         f"idle clusters {out['idle_clusters_cpu_pct']}% load {load_start[0]:.2f}->{load_end[0]:.2f}"
     )
     return out
+
+
+def _grpc_run(
+    cell: Cell,
+    setup: Setup,
+    target: str,
+    pids: Mapping[str, int],
+    *,
+    keys: int,
+    warmup: float,
+    seconds: float,
+) -> tuple[int, float, dict[str, float], dict[str, int], int, CpuReport]:
+    """A gRPC cell: bench.loadgen's grpc.aio generator processes (credentials, CA)."""
+    specs = [
+        LoadSpec(
+            op=LOADGEN_OP[(cell.protocol, cell.op)],
+            targets=(target,),
+            clients=CLIENTS // GENERATOR_PROCESSES,
+            clients_per_channel=PER_CHANNEL,
+            key_prefix=KEY_PREFIX,
+            key_count=keys,
+            value_size=VALUE_SIZE,
+            warmup_s=warmup,
+            duration_s=seconds,
+            seed=1 + i,
+            rpc_timeout_s=RPC_TIMEOUT_S,
+        )
+        for i in range(GENERATOR_PROCESSES)
+    ]
+    run = run_measured(specs, setup.access, pids)
+    latencies: list[float] = []
+    codes: dict[str, int] = {}
+    for r in run.results:
+        latencies.extend(r.latencies)
+        for code, n in r.error_codes.items():
+            codes[code] = codes.get(code, 0) + n
+    summary = {k: round(v, 3) for k, v in latency_summary_ms(latencies).items()}
+    ops = sum(r.ops for r in run.results)
+    return ops, run.window_s, summary, codes, sum(r.errors for r in run.results), run.cpu
+
+
+def _resp_run(
+    cell: Cell,
+    setup: Setup,
+    target: str,
+    pids: Mapping[str, int],
+    *,
+    warmup: float,
+    seconds: float,
+) -> tuple[int, float, dict[str, float], dict[str, int], int, CpuReport]:
+    """A RESP cell: redis-benchmark (C, OpenSSL) with `--user/-a` or `--tls --cacert`, as
+    the redis section drives RESP. A Python asyncio generator paid its own TLS per request
+    (its CPU doubled under TLS), and on a shared 2-core machine that CPU is taken from the
+    server under test, so the TLS ratio measured the client's TLS as much as the node's."""
+    from bench.redis_section import redis_benchmark_row
+
+    extra: list[str] = []
+    access = setup.access
+    if access.user:
+        extra += ["--user", access.user, "-a", access.password]
+    if access.ca_pem:
+        ca = setup.base / "bench-ca.pem"
+        ca.write_bytes(access.ca_pem)
+        extra += ["--tls", "--cacert", str(ca)]
+    row = redis_benchmark_row(
+        int(target.rpartition(":")[2]),
+        pids,
+        test=cell.op,
+        clients=CLIENTS,
+        keys=KEYS,
+        warmup=warmup,
+        duration=seconds,
+        extra=extra,
+    )
+    cpu = CpuReport(**row["cpu"])
+    return row["ops"], row["window_s"], row["latency_ms"], {}, row["errors"], cpu
 
 
 def _clean(value: Any) -> Any:

@@ -37,7 +37,7 @@ def test_users_file_has_an_admin_default_and_a_restricted_app_user() -> None:
     digest = hashlib.sha256(b"adminpw").hexdigest()
     assert text.splitlines() == [
         f"user default on #{digest} ~* &* +@all",
-        "user app on >app-pw ~bench:* +@read +@write +@connection",
+        "user app on >app-pw ~key:* +@read +@write +@connection",
     ]
     assert "adminpw" not in text  # the admin password is given by its digest only
 

@@ -71,6 +71,23 @@ def noperm_command(name: str) -> str:
     return f"NOPERM this user has no permissions to run the '{name}' command"
 
 
+# Redis 7.0's multi.c: a queued command that the user's rules no longer allow at EXEC.
+_EXEC_NOPERM: Final = (
+    "NOPERM ACLs rules changed between the moment the transaction was accumulated and the "
+    "EXEC call. This command is no longer allowed for the following reason: "
+)
+_EXEC_REASONS: Final = {
+    "command": "no permission to execute the command or subcommand",
+    "key": "no permission to touch the specified keys",
+    "channel": "no permission to access one of the channels used as arguments",
+}
+
+
+def noperm_at_exec(denied: tuple[str, str]) -> str:
+    """The error in EXEC's array for a queued command the rules stopped allowing."""
+    return _EXEC_NOPERM + _EXEC_REASONS.get(denied[0], "no permission")
+
+
 def noperm_text(denied: tuple[str, str]) -> str:
     """The NOPERM error of a denial (Redis 7.0 names the command, not the key or channel)."""
     reason, obj = denied

@@ -288,8 +288,12 @@ class AclLog:
         self.entries: OrderedDict[tuple[str, str, str, str], LogEntry] = OrderedDict()
         self._next_id = 0
 
-    def add(self, reason: str, obj: str, username: str, client_info: str) -> None:
-        key = (reason, "toplevel", obj, username)
+    def add(
+        self, reason: str, obj: str, username: str, client_info: str, context: str = "toplevel"
+    ) -> None:
+        """One refusal; `context`: "toplevel", or "multi" for a queued command refused at
+        EXEC (Redis's ACL_LOG_CTX_MULTI)."""
+        key = (reason, context, obj, username)
         now = time.time()
         entry = self.entries.get(key)
         if entry is not None and now - entry.updated < 60:
@@ -299,7 +303,7 @@ class AclLog:
             self.entries.move_to_end(key, last=False)
             return
         self.entries[key] = LogEntry(
-            1, reason, "toplevel", obj, username, now, now, client_info, self._next_id
+            1, reason, context, obj, username, now, now, client_info, self._next_id
         )
         self.entries.move_to_end(key, last=False)
         self._next_id += 1

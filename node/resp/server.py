@@ -229,6 +229,32 @@ class Connection(PipelinedConnection):
         self.reply(Error(error))
         return False
 
+    def recheck_queued(
+        self, queued: list[tuple[list[bytes], int] | bytes]
+    ) -> list[tuple[list[bytes], int] | bytes]:
+        """EXEC checks each queued call again, as Redis does: rules changed since it was
+        queued refuse it in EXEC's array (the others still run); nothing else changes."""
+        user = self.user
+        if user is None or user.unrestricted:
+            return queued
+        out: list[tuple[list[bytes], int] | bytes] = []
+        for q in queued:
+            if isinstance(q, tuple):
+                argv = q[0]
+                denied = user.denial(argv, channels_of(argv))
+                if denied is not None:
+                    name = argv[0].lower().decode("latin-1")
+                    self.server.auth.failed(
+                        "redis", "perm", self.user_name, not self._failure_logged, command=name
+                    )
+                    self._failure_logged = True
+                    self.server.acl_log.add(
+                        denied[0], denied[1], self.user_name, self.describe(), context="multi"
+                    )
+                    q = self.encode(Error(acl.noperm_at_exec(denied)))
+            out.append(q)
+        return out
+
     def describe(self) -> str:
         """This connection's CLIENT LIST line (for ACL LOG)."""
         from raftcache.node.resp.clients import client_line, info_of
@@ -809,6 +835,7 @@ def _exec(conn: Connection, argv: list[bytes]) -> None:
 
         conn.run("x", abort)
         return
+    queued = conn.recheck_queued(queued)  # the rules may have changed since MULTI
 
     def start(slot: Slot) -> None:
         watched, conn.watched = conn.watched, {}

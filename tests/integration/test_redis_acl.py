@@ -437,6 +437,71 @@ def test_users_change_for_connections_already_open(cluster: LocalCluster) -> Non
         r.close()
 
 
+EXEC_NOPERM_KEY = Err(
+    "NOPERM ACLs rules changed between the moment the transaction was accumulated and the "
+    "EXEC call. This command is no longer allowed for the following reason: no permission "
+    "to touch the specified keys"
+)
+
+
+def exec_after_the_rules_change(admin: Raw, r: Raw, probe: Raw | None) -> Any:
+    """Queue SET mx:1, GET mx:2, PING, SET mx:3 as `mx`; take mx:2 and mx:3 away; EXEC.
+    `probe`: another connection of `mx` on r's node, to wait until that node applied it."""
+    assert admin.call("ACL", "SETUSER", "mx", "reset", "on", ">pw", "~mx:*", "+@all") == "OK"
+    assert admin.call("DEL", "mx:1", "mx:3") in (0, 1, 2)
+    auth_once_applied(r, "mx", "pw")
+    if probe is not None:
+        auth_once_applied(probe, "mx", "pw")
+    assert r.call("MULTI") == "OK"
+    assert [r.call(*c) for c in (("SET", "mx:1", "a"), ("GET", "mx:2"), ("PING",))] == [
+        "QUEUED"
+    ] * 3
+    assert r.call("SET", "mx:3", "c") == "QUEUED"
+    assert admin.call("ACL", "SETUSER", "mx", "resetkeys", "~mx:1") == "OK"
+    deadline = time.monotonic() + 5
+    while probe is not None and probe.call("GET", "mx:2") != NOPERM_KEY:
+        assert time.monotonic() < deadline, "the node did not apply the new rules"
+        time.sleep(0.05)
+    return r.call("EXEC")
+
+
+EXEC_EXPECTED = ["OK", EXEC_NOPERM_KEY, "PONG", EXEC_NOPERM_KEY]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_exec_checks_queued_commands_against_the_rules_of_its_time(
+    cluster: LocalCluster, role: str
+) -> None:
+    admin, r = raw(cluster, "leader"), raw(cluster, role)
+    probe = raw(cluster, role) if role == "follower" else None
+    try:
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        assert exec_after_the_rules_change(admin, r, probe) == EXEC_EXPECTED
+        assert admin.call("GET", "mx:1") == "a"
+        assert admin.call("GET", "mx:3") is None  # the refused write did not happen
+        entry = dict(zip(*[iter(r.call("ACL", "LOG", "1")[0])] * 2, strict=True))
+        assert (entry["reason"], entry["context"], entry["object"]) == ("key", "multi", "mx:3")
+    finally:
+        for c in (admin, r, probe):
+            if c is not None:
+                c.close()
+
+
+def test_exec_rechecks_as_real_redis_does(real_redis: int) -> None:
+    admin, r = Raw(real_redis), Raw(real_redis)
+    try:
+        assert admin.call("ACL", "SETUSER", "default", "resetpass", f">{ADMIN_PW}") == "OK"
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        assert exec_after_the_rules_change(admin, r, None) == EXEC_EXPECTED
+        assert admin.call("GET", "mx:3") is None
+        log = admin.call("ACL", "LOG", "1")
+        entry = dict(zip(*[iter(log[0])] * 2, strict=True))
+        assert (entry["reason"], entry["context"], entry["object"]) == ("key", "multi", "mx:3")
+    finally:
+        admin.close()
+        r.close()
+
+
 def test_refusals_are_logged_counted_and_slowed(cluster: LocalCluster) -> None:
     admin, r = raw(cluster, "leader"), raw(cluster, "leader")
     try:

@@ -164,6 +164,11 @@ class Gate:
         cn = peer_cn(context) if self.cn_as_user else None
         return auth.identify(context.invocation_metadata(), cn, peer=_Peer(context))
 
+    def users(self) -> object:
+        """The users as this node applied them now (compare with `is`: a stream checks its
+        caller again when they changed)."""
+        return None if self.auth is None else self.auth.acl()
+
     def check(self, context: Any, method: str, request: Any) -> acl.User:
         """The calling user, if it may run `method` with `request`; else Unauthenticated or
         PermissionDenied."""

@@ -444,9 +444,14 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         # it knows every later publish reaches it.
         ready = functools.partial(context.send_initial_metadata, ())
         try:
-            self.gate.check(context, "Subscribe", request)
+            gate = self.gate
+            gate.check(context, "Subscribe", request)
+            users = gate.users()
             async with contextlib.aclosing(self._streams.subscribe(request, ready)) as stream:
                 async for message in stream:
+                    if gate.users() is not users:  # the rules changed: check them again
+                        users = gate.users()
+                        gate.check(context, "Subscribe", request)
                     yield message
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)
@@ -459,9 +464,14 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
             return context.send_initial_metadata(metadata)  # type: ignore[no-any-return]
 
         try:
-            self.gate.check_watch(context, request)
+            gate = self.gate
+            gate.check_watch(context, request)
+            users = gate.users()
             async with contextlib.aclosing(self._streams.watch(request, ready)) as stream:
                 async for event in stream:
+                    if gate.users() is not users:  # the rules changed: check them again
+                        users = gate.users()
+                        gate.check_watch(context, request)
                     yield event
         except errors.CacheError as exc:
             await status_codes.abort(context, exc)

@@ -9,6 +9,7 @@ again, so a follower never elevates. The SDK and the CLI authenticate with user/
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -291,6 +292,53 @@ def test_streams_check_channels_keys_and_prefixes(node: Node) -> None:
     assert node.stream_status(APP, "Watch", watch(key=b"", prefix=True)) == DENIED
     assert node.stream_status(READER, "Watch", watch(key=b"", prefix=True)) == OK
     assert node.stream_status(("off-user", "off-pw"), "Watch", watch(key=b"k")) == UNAUTHENTICATED
+
+
+def test_open_streams_end_when_the_rules_take_their_rights_away(cluster: LocalCluster) -> None:
+    """A Subscribe or Watch stream is one call: when the users change, the node checks its
+    caller again before the next delivery; a revoked right ends it with PERMISSION_DENIED
+    and the message or event is not delivered (Redis drops such subscribers too)."""
+    leader, follower = Node(address(cluster, "leader")), Node(address(cluster, "follower"))
+    rules = ["reset", "on", ">s-pw", "~s:*", "&s.*", "+@all"]
+    try:
+        leader.cluster.SetUser(
+            cluster_pb2.SetUserRequest(name="streamer", rules=rules),
+            metadata=creds(*ADMIN),
+            timeout=10,
+        )
+        who = ("streamer", "s-pw")
+        while follower.status(who, "Get", cache_pb2.GetRequest(key=b"s:1")) != OK:
+            pass  # until the follower applied the user
+        sub = follower.cache.Subscribe(
+            cache_pb2.SubscribeRequest(channels=[b"s.news"]), metadata=creds(*who), timeout=30
+        )
+        watch = follower.cache.Watch(
+            cache_pb2.WatchRequest(key=b"s:1"), metadata=creds(*who), timeout=30
+        )
+        sub.initial_metadata(), watch.initial_metadata()
+        put = functools.partial(leader.cache.Set, metadata=creds(*ADMIN), timeout=10)
+        pub = functools.partial(leader.cache.Publish, metadata=creds(*ADMIN), timeout=10)
+        pub(cache_pb2.PublishRequest(channel=b"s.news", message=b"before"))
+        put(cache_pb2.SetRequest(key=b"s:1", value=b"before"))
+        assert next(sub).message == b"before"
+        assert next(watch).value == b"before"
+        leader.cluster.SetUser(
+            cluster_pb2.SetUserRequest(name="streamer", rules=["resetchannels", "resetkeys"]),
+            metadata=creds(*ADMIN),
+            timeout=10,
+        )
+        while follower.status(who, "Get", cache_pb2.GetRequest(key=b"s:1")) != DENIED:
+            pass  # until the follower applied the change
+        pub(cache_pb2.PublishRequest(channel=b"s.news", message=b"after"))
+        put(cache_pb2.SetRequest(key=b"s:1", value=b"after"))
+        for stream in (sub, watch):
+            with pytest.raises(grpc.RpcError) as ended:
+                got = next(stream)
+                pytest.fail(f"delivered after the right was revoked: {got}")
+            assert ended.value.code() == DENIED
+    finally:
+        leader.close()
+        follower.close()
 
 
 def test_a_forged_relay_header_gives_nothing_more(node: Node) -> None:

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard proto/raftcache/v1/*.proto)
 
-.PHONY: run test typecheck unit integration proto bench bench-peers chaos chaos-netns chaos-clean clean image base-image \
+.PHONY: run test typecheck unit integration proto bench bench-peers chaos chaos-netns chaos-long chaos-clean clean image base-image \
 	deploy-test redis-compat memcached-compat
 
 $(STAMP): pyproject.toml
@@ -65,6 +65,15 @@ chaos: $(STAMP)
 # traffic included, plus one-way cuts, bridge flapping and packet loss (chaos/netns.py).
 chaos-netns: $(STAMP)
 	$(BIN)/raftcache-chaos --net netns --duration 300 --out chaos-results
+
+# 30 minutes of every fault kind in namespace mode (root): kills, pauses, partitions, one-way
+# cuts, bridge flaps, loss, clock skew, membership changes (a follower removed, wiped and re-added
+# through --join; a 4th member added then one removed) and leader transfers, under the gRPC, RESP
+# and memcached workloads with every checker on. The report prints per fault kind the longest
+# write gap and the p99 latency under it; chaos-results-long/report.html plots them.
+chaos-long: $(STAMP)
+	$(BIN)/raftcache-chaos --net netns --nemesis mix --workloads mix --duration 1800 \
+		--check-budget 600 --compaction-entries 2000 --out chaos-results-long
 
 # Remove namespaces, veths, bridges and FORWARD rules a killed --net netns run left behind.
 chaos-clean: $(STAMP)

@@ -7,6 +7,7 @@ or "unknown" (the check could not finish, e.g. the time budget ran out). An
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import Counter, defaultdict
@@ -404,6 +405,47 @@ def _window_bounds(
     return lo, hi
 
 
+class _Bounds:
+    """_window_bounds for many windows of one key in O(log n) each (a 30-minute run has tens
+    of thousands of incrs per key: the plain scan per acked incr was quadratic)."""
+
+    def __init__(self, incrs: Sequence[Op]) -> None:
+        acked = sorted((op for op in incrs if op.outcome == "ok"), key=lambda o: o.complete)
+        self._acked_at = [op.complete for op in acked]
+        self._acked = _prefix([int(op.value) for op in acked])
+        self._acked_pos = _prefix([max(int(op.value), 0) for op in acked])
+        self._acked_neg = _prefix([min(int(op.value), 0) for op in acked])
+        invoked = sorted(incrs, key=lambda o: o.invoke)
+        self._invoked_at = [op.invoke for op in invoked]
+        self._invoked_pos = _prefix([max(int(op.value), 0) for op in invoked])
+        self._invoked_neg = _prefix([min(int(op.value), 0) for op in invoked])
+
+    def bounds(self, start: float, end: float, exclude: Op | None = None) -> tuple[int, int]:
+        """As _window_bounds: acked incrs completed before start count surely (they were
+        all invoked by end too); every other one invoked by end may count."""
+        a = bisect.bisect_left(self._acked_at, start)  # complete < start
+        i = bisect.bisect_right(self._invoked_at, end)  # invoke <= end
+        sure = self._acked[a]
+        hi = sure + self._invoked_pos[i] - self._acked_pos[a]
+        lo = sure + self._invoked_neg[i] - self._acked_neg[a]
+        if exclude is not None and exclude.invoke <= end:
+            if not (exclude.outcome == "ok" and exclude.complete < start):
+                delta = int(exclude.value)
+                hi -= max(delta, 0)
+                lo -= min(delta, 0)
+            else:  # excluded from the sure ones
+                lo -= int(exclude.value)
+                hi -= int(exclude.value)
+        return lo, hi
+
+
+def _prefix(values: Sequence[int]) -> list[int]:
+    out = [0]
+    for v in values:
+        out.append(out[-1] + v)
+    return out
+
+
 def _check_counter(key: str, key_ops: Sequence[Op], final: int | None) -> list[dict[str, Any]]:
     incrs = [op for op in key_ops if op.op == "incr" and op.outcome != "fail"]
     violations: list[dict[str, Any]] = []
@@ -421,12 +463,13 @@ def _check_counter(key: str, key_ops: Sequence[Op], final: int | None) -> list[d
             )
     deltas = [int(op.value) for op in incrs]
     monotone = all(d > 0 for d in deltas) or all(d < 0 for d in deltas)
+    window = _Bounds(incrs)
     seen: dict[int, Op] = {}
     for op in incrs:
         result = _as_int(op.result) if op.outcome == "ok" and op.result is not None else None
         if result is None:
             continue
-        lo, hi = _window_bounds(incrs, op.invoke, op.complete, exclude=op)
+        lo, hi = window.bounds(op.invoke, op.complete, exclude=op)
         delta = int(op.value)
         if not lo + delta <= result <= hi + delta:
             violations.append(
@@ -607,11 +650,29 @@ def check_convergence(statuses: Sequence[Mapping[str, Any]]) -> Verdict:
     return Verdict(name, False, details, f"nodes diverge: {dict(by_digest)}")
 
 
+GAP_SHOWN_S = 0.5  # write gaps at least this long are listed (report.html draws them)
+_MAX_LISTED_GAPS = 1000
+# Blocking by design (BRPOP waits up to its timeout): not a latency under a fault.
+_NOT_LATENCY_OPS = frozenset({"dequeue"})
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-quantile (0..1) of values by the nearest-rank method; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
 def check_unavailability(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]]) -> Verdict:
-    """Informational: the longest write gaps overall and during each kind of fault.
+    """Informational: the longest write gaps overall and during each kind of fault, and the
+    latency of acknowledged ops under each kind of fault.
 
     Gaps run between consecutive acked writes' complete times, with the first
-    invoke and last complete of the history as outer boundaries.
+    invoke and last complete of the history as outer boundaries; a gap counts for a fault
+    when the two overlap. An op is "under" a fault when its [invoke, complete] overlaps the
+    fault's [start, end]; p50/p99/max are over such ok ops (BRPOP's blocking dequeues
+    left out), per kind, over every fault ("under_faults") and over the rest ("calm").
     """
     name = "unavailability"
     times = sorted(op.complete for op in ops if op.op in WRITE_OPS and op.outcome == "ok")
@@ -619,24 +680,61 @@ def check_unavailability(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]])
     points = ([min(finite)] if finite else []) + times + ([max(finite)] if finite else [])
     gaps = [(a, b) for a, b in pairwise(points) if b > a]
     longest = max(gaps, key=lambda g: g[1] - g[0], default=(0.0, 0.0))
+    gap_ends = [b for _, b in gaps]  # ascending, as are the starts
+    timed = sorted(
+        (op for op in ops if op.outcome == "ok" and op.op not in _NOT_LATENCY_OPS),
+        key=lambda o: o.invoke,
+    )
+    invokes = [o.invoke for o in timed]
+    longest_op = max((o.complete - o.invoke for o in timed), default=0.0)
     by_kind: dict[str, dict[str, Any]] = {}
+    latencies: dict[str, list[float]] = defaultdict(list)
+    under: set[int] = set()
     for fault in faults:
         start, end = float(fault["start"]), float(fault["end"])
-        entry = by_kind.setdefault(
-            str(fault["kind"]), {"longest_gap_s": 0.0, "gap": None, "occurrences": 0}
-        )
+        kind = str(fault["kind"])
+        entry = by_kind.setdefault(kind, {"longest_gap_s": 0.0, "gap": None, "occurrences": 0})
         entry["occurrences"] += 1
-        for a, b in gaps:
-            if a < end and b > start and b - a > entry["longest_gap_s"]:
+        for a, b in gaps[bisect.bisect_right(gap_ends, start) :]:
+            if a >= end:
+                break
+            if b - a > entry["longest_gap_s"]:
                 entry["longest_gap_s"], entry["gap"] = b - a, [a, b]
-    details = {
+        lo = bisect.bisect_left(invokes, start - longest_op)
+        hi = bisect.bisect_left(invokes, end)
+        for j in range(lo, hi):
+            if timed[j].complete > start:
+                latencies[kind].append(timed[j].complete - timed[j].invoke)
+                under.add(j)
+    for kind, entry in by_kind.items():
+        entry.update(_latency_stats(latencies.get(kind, [])))
+    calm = [o.complete - o.invoke for j, o in enumerate(timed) if j not in under]
+    faulted = [timed[j].complete - timed[j].invoke for j in under]
+    shown = sorted((g for g in gaps if g[1] - g[0] >= GAP_SHOWN_S), key=lambda g: g[0] - g[1])
+    details: dict[str, Any] = {
         "acked_writes": len(times),
         "longest_gap_s": longest[1] - longest[0],
         "longest_gap": list(longest),
         "by_fault": by_kind,
+        "under_faults": _latency_stats(faulted),
+        "calm": _latency_stats(calm),
+        # the longest gaps first, at most _MAX_LISTED_GAPS, each [start, end]
+        "gaps": [list(g) for g in sorted(shown[:_MAX_LISTED_GAPS])],
     }
+    p99 = details["under_faults"]["p99_latency_s"]
     message = f"longest write gap {details['longest_gap_s']:.3f}s over {len(times)} acked writes"
+    if p99 is not None:
+        message += f"; p99 latency under faults {p99 * 1000:.0f} ms"
     return Verdict(name, True, details, message)
+
+
+def _latency_stats(values: Sequence[float]) -> dict[str, Any]:
+    return {
+        "ops": len(values),
+        "p50_latency_s": percentile(values, 0.5),
+        "p99_latency_s": percentile(values, 0.99),
+        "max_latency_s": max(values, default=None),
+    }
 
 
 # --- append-only lists -----------------------------------------------------------------
@@ -840,6 +938,112 @@ def _check_positions(
                 op=_describe(op),
                 found=None if at is None else final[n - 1],
             )
+
+
+def check_sets(ops: Sequence[Op], final_sets: Mapping[str, Sequence[Any]] | None) -> Verdict:
+    """Grow-only sets (SADD of unique elements / SMEMBERS): per key, every acked add is in
+    the final set; no element whose add failed, or that was never added, is in the final
+    set or any read; every read holds every add acked before it began and nothing added
+    after it ended; a read that began after another ended holds all of that one (sets only
+    grow). An unknown add may or may not be present. Without final sets (they could not be
+    read) the lost-add check is skipped."""
+    name = "sets"
+    per_key: dict[str, list[Op]] = defaultdict(list)
+    for op in ops:
+        if op.op in ("sadd", "smembers"):
+            per_key[op.key].append(op)
+    violations: list[dict[str, Any]] = []
+    stats: Counter[str] = Counter()
+    for key in sorted(per_key):
+        key_ops = per_key[key]
+        adds = {str(op.value): op for op in key_ops if op.op == "sadd"}
+        stats["acked"] += sum(1 for op in adds.values() if op.outcome == "ok")
+        stats["unknown"] += sum(1 for op in adds.values() if op.outcome == "unknown")
+        final = None if final_sets is None else final_sets.get(key)
+
+        def bad(reason: str, **extra: Any) -> None:
+            violations.append({"key": key, "reason": reason, **extra})  # noqa: B023
+
+        if final is not None:
+            members = {str(m) for m in final}
+            for element, op in adds.items():
+                if op.outcome == "ok" and element not in members:
+                    bad("acked add lost", element=element, op=_describe(op))
+                if op.outcome == "fail" and element in members:
+                    bad("failed add present", element=element, op=_describe(op))
+                if op.outcome == "unknown" and element in members:
+                    stats["unknown_applied"] += 1
+            for element in members - set(adds):
+                bad("element never added", element=element)
+        acked = sorted((op for op in adds.values() if op.outcome == "ok"), key=lambda o: o.complete)
+        acked_at = [op.complete for op in acked]
+        reads = sorted(
+            (op for op in key_ops if op.op == "smembers" and op.outcome == "ok"),
+            key=lambda o: o.invoke,
+        )
+        stats["reads"] += len(reads)
+        for read in reads:
+            seen = {str(m) for m in (read.value or [])}
+            before = acked[: bisect.bisect_left(acked_at, read.invoke)]
+            missing = [op.value for op in before if str(op.value) not in seen]
+            if missing:
+                bad(
+                    "read lacks an add acked before it began",
+                    missing=missing[:5],
+                    op=_describe(read),
+                )
+            for element in seen:
+                add = adds.get(element)
+                if add is None or add.outcome == "fail":
+                    bad(
+                        "read holds an element never (successfully) added",
+                        element=element,
+                        op=_describe(read),
+                    )
+                elif add.invoke > read.complete:
+                    bad(
+                        "read holds an element added after it ended",
+                        element=element,
+                        op=_describe(read),
+                    )
+        # Monotonic reads: the union of what reads that ended before r began saw is in r.
+        ended = sorted(reads, key=lambda o: o.complete)
+        union: set[str] = set()
+        j = 0
+        for read in reads:
+            while j < len(ended) and ended[j].complete < read.invoke:
+                union |= {str(m) for m in (ended[j].value or [])}
+                j += 1
+            lost = union - {str(m) for m in (read.value or [])}
+            if lost:
+                bad(
+                    "read lacks an element an earlier read saw",
+                    missing=sorted(lost)[:5],
+                    op=_describe(read),
+                )
+    details: dict[str, Any] = {
+        "keys_checked": len(per_key),
+        "adds": dict(stats),
+        "violations": violations[:_MAX_LISTED_VIOLATIONS],
+        "violation_count": len(violations),
+    }
+    if violations:
+        first = violations[0]
+        return Verdict(
+            name,
+            False,
+            details,
+            f"{len(violations)} violation(s); first: {first['reason']} on {first['key']}",
+        )
+    if final_sets is None:
+        return Verdict(
+            name, "unknown", details, "the final sets could not be read: lost adds unchecked"
+        )
+    message = (
+        f"{len(per_key)} set(s): {stats['acked']} acked adds all present, {stats['reads']} "
+        f"reads monotonic ({stats['unknown_applied']} of {stats['unknown']} unknown ones applied)"
+    )
+    return Verdict(name, True, details, message)
 
 
 def check_queue(ops: Sequence[Op], final_queues: Mapping[str, Sequence[Any]] | None) -> Verdict:

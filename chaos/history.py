@@ -4,7 +4,8 @@ A record is ``{"process", "op", "key", "value", "result", "invoke", "complete",
 "outcome"}``; ``invoke`` and ``complete`` come from one monotonic clock (seconds).
 ``value`` is the written value for set, the value read (or null) for get,
 ``[old, new]`` for cas, the delta for incr, the element for append (to a list) and the
-whole list for read (of a list); ``result`` is the new counter value for incr,
+whole list for read (of a list), the element for sadd and the sorted members for smembers
+(of a set); ``result`` is the new counter value for incr,
 true/false for cas, the list's length after an append and null otherwise. ``outcome``
 is "ok", "fail" (definitely not applied) or "unknown" (may or may not have applied;
 ``complete`` is when the client gave up).
@@ -20,12 +21,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO, cast, get_args
 
-OpName = Literal["get", "set", "cas", "incr", "delete", "append", "read", "enqueue", "dequeue"]
+OpName = Literal[
+    "get", "set", "cas", "incr", "delete", "append", "read", "enqueue", "dequeue",
+    "sadd", "smembers",
+]  # fmt: skip
 Outcome = Literal["ok", "fail", "unknown"]
 
 OP_NAMES: frozenset[str] = frozenset(get_args(OpName))
 OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
-WRITE_OPS: frozenset[str] = frozenset({"set", "cas", "incr", "delete", "append", "enqueue"})
+WRITE_OPS: frozenset[str] = frozenset({"set", "cas", "incr", "delete", "append", "enqueue", "sadd"})
 
 
 @dataclass(frozen=True)
@@ -137,9 +141,9 @@ class Recorder:
         self._done = False
 
     def ok(self, result: Any = None, value: Any = None) -> Op:
-        """The operation succeeded; for get and read pass the value read as ``value`` (or
-        ``result``)."""
-        if self.op in ("get", "read", "dequeue"):
+        """The operation succeeded; for get, read and smembers pass the value read as
+        ``value`` (or ``result``)."""
+        if self.op in ("get", "read", "dequeue", "smembers"):
             value = value if value is not None else result
             return self._finish("ok", None, value)
         return self._finish("ok", result, self.value)

@@ -95,6 +95,9 @@ class LocalNode:
     env: dict[str, str] = field(default_factory=dict)  # on top of the cluster's
     # Raft addresses given to --join instead of --peers (a node added to a running cluster)
     join: list[str] | None = None
+    # False for a spare (LocalCluster(spares=...)) or a member the chaos nemesis removed: such
+    # a node is not started by start(), not in anyone's --peers, and heal() leaves it down.
+    member: bool = True
 
     @property
     def client_addr(self) -> str:
@@ -151,6 +154,7 @@ class LocalCluster:
         tls: ClusterTls | None = None,
         netns: bool = False,
         clock_skew: bool = False,
+        spares: int = 0,
     ) -> None:
         """`proxy`: put a NetProxy (self.net) in front of every Raft port, to cut or delay links.
         `netns`: every node in a network namespace of its own (self.netns, chaos/netns.py;
@@ -161,14 +165,17 @@ class LocalCluster:
         set_clock_offset() writes (RAFTCACHE_TEST_CLOCK_OFFSET_FILE, node/proposer.py).
         `metrics` (or `metrics_ports`): every node serves /metrics (off by default: counting
         gRPC calls costs an interceptor, which benchmarks should not pay unasked).
-        `tls`: every client port (gRPC, Redis, memcached) speaks TLS only (off by default)."""
+        `tls`: every client port (gRPC, Redis, memcached) speaks TLS only (off by default).
+        `spares`: that many extra nodes (n<size+1>...) laid out like the others (ports,
+        namespace, clock file) but not members: start() leaves them down; the membership
+        nemesis starts one with --join and adds it (chaos/nemesis.py member-grow)."""
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="raftcache-cluster-"))
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.durability = durability
         self.extra_args = list(extra_args)
         self.tls = tls
         self.env = env
-        ports = ports or [(free_port(), free_port()) for _ in range(size)]
+        ports = ports or [(free_port(), free_port()) for _ in range(size + spares)]
         self.nodes = [
             LocalNode(
                 node_id=f"n{i + 1}",
@@ -179,6 +186,8 @@ class LocalCluster:
             )
             for i, (client, raft) in enumerate(ports)
         ]
+        for node in self.nodes[size:]:
+            node.member = False
         # Every node serves Redis and memcached too (ports of their own), as `make run` shows.
         for node, port in zip(self.nodes, redis_ports or [free_port() for _ in ports], strict=True):
             node.redis_port = port
@@ -241,7 +250,7 @@ class LocalCluster:
 
     def command(self, i: int) -> list[str]:
         node = self.nodes[i]
-        peers = ",".join(n.raft_addr for j, n in enumerate(self.nodes) if j != i)
+        peers = ",".join(n.raft_addr for j, n in enumerate(self.nodes) if j != i and n.member)
         membership = ["--join", ",".join(node.join)] if node.join else ["--peers", peers]
         return [
             sys.executable, "-m", "raftcache.node.cli",
@@ -265,8 +274,9 @@ class LocalCluster:
             self.netns.setup()
         if self.net is not None:
             self.net.start()
-        for i in range(len(self.nodes)):
-            self.start_node(i)
+        for i, node in enumerate(self.nodes):
+            if node.member:
+                self.start_node(i)
         return self
 
     def start_node(self, i: int) -> None:

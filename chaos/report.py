@@ -4,7 +4,10 @@ Charts share one time axis (seconds since the run began, from the history's
 monotonic clock): op latency per op type (log scale; filled circle ok, cross fail,
 hollow triangle unknown), ok ops per second, and a band per node showing when it
 claimed leadership (from leaders.jsonl samples). Fault intervals are shaded and
-labelled on every chart. Below them: the verdict table and the summary numbers.
+labelled on every chart; availability gaps (write gaps of at least 0.5 s, from the
+unavailability check) are drawn as red bars under the latency and throughput charts.
+Below them: the verdict table, per fault kind the longest write gap and the p50/p99/max
+latency of ok ops under it, the membership changes, and the summary numbers.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ OP_COLORS = {
     "delete": "#8c564b",
     "append": "#e377c2",
     "read": "#17becf",
+    "enqueue": "#7f7f7f",
+    "dequeue": "#c7c7c7",
+    "sadd": "#bcbd22",
+    "smembers": "#aec7e8",
 }
 FAULT_COLORS = {
     "kill-leader": "#d62728",
@@ -40,7 +47,15 @@ FAULT_COLORS = {
     "partition-leader": "#17becf",
     "partition-halves": "#1f77b4",
     "latency": "#ff7f0e",
+    "partition-one-way": "#9edae5",
+    "bridge-flap": "#393b79",
+    "loss": "#ffbb78",
+    "clock-skew": "#637939",
+    "member-cycle": "#9467bd",
+    "member-grow": "#c5b0d5",
+    "leader-transfer": "#2ca02c",
 }
+GAP_COLOR = "#d62728"
 NODE_COLORS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 
 
@@ -92,6 +107,7 @@ def render_html(
 ) -> str:
     """The whole page as a string."""
     axis = _Axis(*_time_range(ops, faults, leaders))
+    gaps = ((summary.get("unavailability") or {}).get("gaps")) or []
     title = f"raftcache-chaos seed {summary.get('seed', '?')}"
     parts = [
         "<!DOCTYPE html>",
@@ -104,11 +120,13 @@ def render_html(
         f"<h1>{_e(title)}</h1>",
         _verdict_table(summary),
         "<h2>Latency</h2>",
-        latency_svg(ops, faults, axis),
+        latency_svg(ops, faults, axis, gaps),
         "<h2>Throughput (ok ops per second)</h2>",
-        throughput_svg(ops, faults, axis),
+        throughput_svg(ops, faults, axis, gaps),
         "<h2>Leader (who claimed leadership when)</h2>",
         leader_svg(leaders, faults, axis),
+        _fault_numbers(summary),
+        _membership_table(summary),
         _numbers(summary),
         "</body></html>",
     ]
@@ -118,8 +136,13 @@ def render_html(
 # -- charts ---------------------------------------------------------------------------
 
 
-def latency_svg(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]], axis: _Axis) -> str:
-    """Scatter of op latency (ms, log scale) against invoke time."""
+def latency_svg(
+    ops: Sequence[Op],
+    faults: Sequence[Mapping[str, Any]],
+    axis: _Axis,
+    gaps: Sequence[Sequence[float]] = (),
+) -> str:
+    """Scatter of op latency (ms, log scale) against invoke time; write gaps as red bars."""
     height, top, bottom = 360, 20, 30
     latencies = [max((o.complete - o.invoke) * 1000, 0.1) for o in ops]
     lo = 10 ** math.floor(math.log10(min(latencies, default=1.0)))
@@ -143,14 +166,21 @@ def latency_svg(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]], axis: _A
     for i in sorted(keep):
         op = ops[i]
         body.append(_marker(axis.x(op.invoke), y(latencies[i]), op.op, op.outcome))
+    body += _gap_bars(gaps, axis, height - bottom)
     body += _time_ticks(axis, height - bottom)
     body.append(_legend_ops(top))
     note = f" (1 in {step} ok ops drawn)" if step > 1 else ""
     return _svg(height, body, f"op latency by invoke time{note}")
 
 
-def throughput_svg(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]], axis: _Axis) -> str:
-    """Acknowledged ops per one-second bucket, and failed or unknown ones in red."""
+def throughput_svg(
+    ops: Sequence[Op],
+    faults: Sequence[Mapping[str, Any]],
+    axis: _Axis,
+    gaps: Sequence[Sequence[float]] = (),
+) -> str:
+    """Acknowledged ops per one-second bucket, and failed or unknown ones in red; write
+    gaps as red bars on the time axis."""
     height, top, bottom = 220, 20, 30
     seconds = math.ceil(axis.span)
     ok: Counter[int] = Counter()
@@ -174,7 +204,15 @@ def throughput_svg(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]], axis:
         )
         if points:
             body.append(f'<polyline fill="none" stroke="{color}" points="{points}"/>')
-    body.append(_text(WIDTH - RIGHT, top - 6, "green: ok/s   red: fail+unknown/s", anchor="end"))
+    body.append(
+        _text(
+            WIDTH - RIGHT,
+            top - 6,
+            "green: ok/s   red: fail+unknown/s   red bars: write gaps >= 0.5 s",
+            anchor="end",
+        )
+    )
+    body += _gap_bars(gaps, axis, height - bottom)
     body += _time_ticks(axis, height - bottom)
     return _svg(height, body, "ops per second")
 
@@ -247,7 +285,21 @@ def _fault_shading(
         )
         # Three staggered rows, so the labels of close faults do not overprint.
         y = (top + 10 if label_y is None else label_y) + (i % 3) * 11
-        out.append(_text(x0 + 2, y, f"{kind} {target}", anchor="start", cls="fault-label"))
+        label = kind if len(faults) > 30 else f"{kind} {target}"  # a long run: short labels
+        out.append(_text(x0 + 2, y, label, anchor="start", cls="fault-label"))
+    return out
+
+
+def _gap_bars(gaps: Sequence[Sequence[float]], axis: _Axis, y: float) -> list[str]:
+    """One red bar per availability gap (no acked write from a to b), just above the axis."""
+    out = []
+    for a, b in gaps:
+        x0, x1 = axis.x(float(a)), axis.x(float(b))
+        out.append(
+            f'<rect class="gap" x="{x0:.1f}" y="{y - 6:.1f}" width="{max(x1 - x0, 1.5):.1f}" '
+            f'height="6" fill="{GAP_COLOR}"><title>write gap {float(b) - float(a):.2f} s'
+            f"</title></rect>"
+        )
     return out
 
 
@@ -318,6 +370,61 @@ def _verdict_table(summary: Mapping[str, Any]) -> str:
         )
     return (
         "<h2>Verdicts</h2><table><tr><th>check</th><th>verdict</th><th>details</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _ms(seconds: Any) -> str:
+    return "-" if seconds is None else f"{float(seconds) * 1000:.0f} ms"
+
+
+def _fault_numbers(summary: Mapping[str, Any]) -> str:
+    """Per fault kind: occurrences, the longest write gap, latency of ok ops under it."""
+    unavailability = summary.get("unavailability") or {}
+    by_fault = unavailability.get("by_fault", {})
+    if not by_fault:
+        return ""
+    rows = []
+    for kind, g in sorted(by_fault.items()):
+        rows.append(
+            f"<tr><td>{_e(kind)}</td><td>{g.get('occurrences', '')}</td>"
+            f"<td>{float(g['longest_gap_s']):.2f} s</td><td>{_ms(g.get('p50_latency_s'))}</td>"
+            f"<td>{_ms(g.get('p99_latency_s'))}</td><td>{_ms(g.get('max_latency_s'))}</td>"
+            f"<td>{g.get('ops', '')}</td></tr>"
+        )
+    for label, key in (("under any fault", "under_faults"), ("calm (no fault)", "calm")):
+        stats = unavailability.get(key) or {}
+        if stats:
+            rows.append(
+                f"<tr><td>{label}</td><td></td><td></td>"
+                f"<td>{_ms(stats.get('p50_latency_s'))}</td>"
+                f"<td>{_ms(stats.get('p99_latency_s'))}</td>"
+                f"<td>{_ms(stats.get('max_latency_s'))}</td><td>{stats.get('ops', '')}</td></tr>"
+            )
+    return (
+        "<h2>Per fault kind</h2><table><tr><th>fault</th><th>times</th>"
+        "<th>longest write gap</th><th>p50</th><th>p99</th><th>max</th><th>ok ops under it</th>"
+        "</tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _membership_table(summary: Mapping[str, Any]) -> str:
+    """Every membership or leadership change the nemesis tried, and how it ended."""
+    membership = summary.get("membership") or {}
+    changes = membership.get("changes") or []
+    if not changes:
+        return ""
+    rows = [
+        f"<tr><td>{_e(str(c.get('op')))}</td><td>{_e(str(c.get('member', '')))}</td>"
+        f"<td>{_e(str(c.get('outcome')))}</td>"
+        f"<td>{_e(str(c.get('reason', c.get('leader', '')))[:200])}</td></tr>"
+        for c in changes
+    ]
+    members = ", ".join(str(m) for m in membership.get("members_at_end", []))
+    return (
+        f"<h2>Membership changes</h2><p>members at the end: {_e(members)}</p>"
+        "<table><tr><th>op</th><th>member</th><th>outcome</th><th>reason / new leader</th></tr>"
         + "".join(rows)
         + "</table>"
     )

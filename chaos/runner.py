@@ -34,9 +34,11 @@ from raftcache.chaos.local_cluster import LocalCluster
 from raftcache.chaos.nemesis import (
     CLOCK_KINDS,
     KINDS,
+    MEMBERSHIP_KINDS,
     NETNS_KINDS,
     NETWORK_KINDS,
     PROCESS_KINDS,
+    SPARE_KINDS,
     Nemesis,
     NemesisConfig,
 )
@@ -59,6 +61,7 @@ NEMESIS_CHOICES: dict[str, tuple[str, ...]] = {
     "processes": PROCESS_KINDS,
     "network": NETWORK_KINDS + NETNS_KINDS,
     "clock": CLOCK_KINDS,
+    "membership": MEMBERSHIP_KINDS,
     **{kind: (kind,) for kind in KINDS},
     "none": (),
 }
@@ -74,7 +77,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--nemesis",
         default="mix",
-        help="mix (every kind), processes, network, none, one of "
+        help="mix (every kind), processes, network, clock, membership, none, one of "
         + ", ".join(KINDS)
         + ", or a comma-separated list of them",
     )
@@ -89,7 +92,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--interval", type=float, default=10.0, help="calm seconds between faults")
     p.add_argument("--hold", type=float, default=3.0, help="seconds each fault stays in force")
-    p.add_argument("--workers", type=int, default=9)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="client threads (default: 9, or one per workload if there are more)",
+    )
     p.add_argument(
         "--workloads",
         default="mix",
@@ -168,7 +176,7 @@ def _kinds(spec: str) -> tuple[str, ...]:
         spec,
         NEMESIS_CHOICES,
         KINDS,
-        f"unknown --nemesis {spec!r}; use mix, processes, network, clock, none, "
+        f"unknown --nemesis {spec!r}; use mix, processes, network, clock, membership, none, "
         f"{', '.join(KINDS)} or a comma-separated list of those",
     )
 
@@ -205,10 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # bad arguments are reported before any node starts
         kinds = _net_kinds(_kinds(args.nemesis), args)
         NemesisConfig(kinds or KINDS, interval_s=args.interval, hold_s=args.hold)
-        workloads = parse_workloads(args.workloads)
+        workloads = parse_workloads(args.workloads, ttl=any(k in CLOCK_KINDS for k in kinds))
         WorkloadConfig(
             ("-",),
-            workers=args.workers,
+            workers=_workers(args, workloads),
             workloads=workloads,
             redis_endpoints=("-",),
             memcached_endpoints=("-",),
@@ -237,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra_args=node_args,
         netns=args.net == "netns",
         clock_skew=any(k in CLOCK_KINDS for k in kinds),
+        # member-grow adds one more voter: a node laid out (ports, namespace) but not started
+        spares=1 if any(k in SPARE_KINDS for k in kinds) else 0,
     )
     previous = signal.getsignal(signal.SIGTERM)
     if previous is signal.SIG_DFL:  # SIGTERM tears the cluster (and namespaces) down too
@@ -314,7 +324,7 @@ def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
         )
         WorkloadConfig(
             endpoints,
-            workers=args.workers,
+            workers=_workers(args, workloads),
             workloads=workloads,
             redis_endpoints=redis_endpoints,
             memcached_endpoints=mc_endpoints,
@@ -382,30 +392,37 @@ def _log(message: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def _workers(args: argparse.Namespace, workloads: Sequence[str]) -> int:
+    """--workers, or by default 9 (one per workload when there are more)."""
+    return int(args.workers) if args.workers is not None else max(9, len(workloads))
+
+
 def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> int:
     endpoints = backend.endpoints
+    workloads = parse_workloads(
+        args.workloads,
+        redis=bool(backend.redis_endpoints),
+        memcached=bool(backend.memcached_endpoints),
+        ttl=backend.clock_skew,
+    )
     wconfig = WorkloadConfig(
         endpoints,
-        workers=args.workers,
+        workers=_workers(args, workloads),
         think_s=args.think,
         seed=seed,
-        workloads=parse_workloads(
-            args.workloads,
-            redis=bool(backend.redis_endpoints),
-            memcached=bool(backend.memcached_endpoints),
-            ttl=backend.clock_skew,
-        ),
+        workloads=workloads,
         redis_endpoints=backend.redis_endpoints,
         memcached_endpoints=backend.memcached_endpoints,
         auto_pipeline=args.auto_pipeline,
     )
     lists = ListKeys(wconfig.open_lists, wconfig.list_cap)
+    sets = ListKeys(wconfig.open_lists, wconfig.list_cap, prefix="rs")
     history = HistoryWriter(out / "history.jsonl")
     nemesis = backend.nemesis
     sampler = LeaderSampler(_sampler_names(endpoints, args), out / "leaders.jsonl")
     sampler.start()
     started = time.monotonic()
-    workers = start_workers(wconfig, history, lists)
+    workers = start_workers(wconfig, history, lists, sets)
     try:
         if nemesis is not None:
             nemesis.start()
@@ -428,16 +445,19 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     if "redis-queue" in wconfig.workloads:
         list_keys += QUEUE_KEYS
     final_lists = _final_lists(endpoints, list_keys) if ready else None
+    set_keys = sets.used() if "redis-sets" in wconfig.workloads else []
+    final_sets = _final_sets(endpoints, set_keys) if ready else None
     statuses = backend.statuses()
     ops = read_history(out / "history.jsonl")
     faults = nemesis.fault_dicts() if nemesis is not None else []
     crashes = nemesis.crashes if nemesis is not None else []
-    verdicts = _check(ops, faults, final, final_lists, statuses, args.check_budget)
+    verdicts = _check(ops, faults, final, final_lists, statuses, args.check_budget, final_sets)
     verdicts.append(_run_verdict(ready, worker_errors, crashes))
     if backend.logs is not None:
         verdicts.append(_log_verdict(backend.logs()))
 
     summary = _summary(seed, args, elapsed, ops, faults, crashes, verdicts, statuses)
+    summary["membership"] = _membership_summary(nemesis)
     summary["report"] = str(out / "report.html")
     (out / "faults.json").write_text(json.dumps(faults, indent=2) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -579,6 +599,23 @@ def _final_lists(endpoints: tuple[str, ...], keys: Sequence[str]) -> dict[str, l
     return lists
 
 
+def _final_sets(endpoints: tuple[str, ...], keys: Sequence[str]) -> dict[str, list[str]] | None:
+    """Every set the redis-sets workers used, read linearizably through the SDK."""
+    sets: dict[str, list[str]] = {}
+    with Client(list(endpoints), timeout=10.0) as client:
+        for key in keys:
+            for attempt in range(5):
+                try:
+                    sets[key] = sorted(v.decode() for v in client.smembers(key))
+                    break
+                except RaftcacheError as exc:
+                    _log(f"final read of set {key} attempt {attempt + 1} failed: {exc!r}")
+                    time.sleep(1.0)
+            else:
+                return None
+    return sets
+
+
 def _statuses(cluster: LocalCluster) -> list[dict[str, Any]]:
     """Every node's node_id, applied_index and digest once they agree (or as they are after 60 s).
 
@@ -593,6 +630,8 @@ def _statuses(cluster: LocalCluster) -> list[dict[str, Any]]:
         _log(str(exc))
     out: list[dict[str, Any]] = []
     for i, node in enumerate(cluster.nodes):
+        if not node.member:  # a spare, or a member the nemesis removed (it is stopped)
+            continue
         s = cluster.status(i, timeout=5.0)
         out.append(
             {"node_id": node.node_id, "applied_index": None, "digest": None}
@@ -609,6 +648,7 @@ def _check(
     final_lists: dict[str, list[str]] | None,
     statuses: list[dict[str, Any]],
     budget: float,
+    final_sets: dict[str, list[str]] | None = None,
 ) -> list[Verdict]:
     by_workload: dict[str, list[Op]] = {}
     for op in ops:
@@ -630,12 +670,14 @@ def _check(
         values = [
             o
             for o in ops
-            if o.op not in ("append", "read", "enqueue", "dequeue")
+            if o.op not in ("append", "read", "enqueue", "dequeue", "sadd", "smembers")
             and workload_of(o.key) != "ttl-sessions"
         ]
         verdicts.append(checkers.check_no_lost_writes(values, final))
     if appends:
         verdicts.append(checkers.check_appends(appends, final_lists))
+    if by_workload.get("redis-sets"):
+        verdicts.append(checkers.check_sets(by_workload["redis-sets"], final_sets))
     if queue:
         queues = None if final_lists is None else {k: final_lists[k] for k in QUEUE_KEYS}
         verdicts.append(checkers.check_queue(queue, queues))
@@ -713,18 +755,54 @@ def _summary(
     }
 
 
+def _membership_summary(nemesis: Nemesis | K8sNemesis | None) -> dict[str, Any] | None:
+    """The membership and leadership changes the nemesis tried, counted by op and outcome,
+    and the members at the end (None without a membership-capable nemesis)."""
+    if not isinstance(nemesis, Nemesis):
+        return None
+    changes = list(nemesis.changes)
+    return {
+        "changes": changes,
+        "counts": dict(Counter(f"{c['op']} {c['outcome']}" for c in changes)),
+        "members_at_end": [nemesis.cluster.nodes[i].node_id for i in nemesis.members()],
+    }
+
+
+def _fault_table(unavailability: dict[str, Any] | None) -> list[str]:
+    """Per fault kind: the longest write gap and the p99 latency of ok ops under it."""
+    gaps = (unavailability or {}).get("by_fault", {})
+    lines = []
+    for kind, g in sorted(gaps.items()):
+        p99 = g.get("p99_latency_s")
+        p99_text = "-" if p99 is None else f"{p99 * 1000:.0f} ms"
+        lines.append(
+            f"    {kind:<18} x{g['occurrences']:<3} longest write gap {g['longest_gap_s']:6.2f} s"
+            f"   p99 latency {p99_text:>8}  ({g.get('ops', 0)} ok ops)"
+        )
+    for label, key in (("under any fault", "under_faults"), ("calm", "calm")):
+        stats = (unavailability or {}).get(key) or {}
+        if stats.get("p99_latency_s") is not None:
+            lines.append(
+                f"    {label:<23} p99 latency {stats['p99_latency_s'] * 1000:.0f} ms"
+                f"  ({stats['ops']} ok ops)"
+            )
+    return lines
+
+
 def _report(summary: dict[str, Any], verdicts: list[Verdict], seed: int, out: Path) -> int:
     print(f"\nraftcache-chaos: {summary['elapsed_s']} s, seed {seed}")
     print(f"  network: {summary['network']}")
     print(f"  faults: {summary['fault_kinds'] or 'none'}")
     for workload, counts in summary["ops"].items():
         print(f"  {workload:<16} " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items())))
-    gaps = (summary["unavailability"] or {}).get("by_fault", {})
-    if gaps:
-        print(
-            "  longest write gap per fault: "
-            + ", ".join(f"{k} {g['longest_gap_s']:.2f} s" for k, g in sorted(gaps.items()))
-        )
+    table = _fault_table(summary["unavailability"])
+    if table:
+        print("  per fault kind:")
+        print("\n".join(table))
+    membership = summary.get("membership")
+    if membership and membership["changes"]:
+        counts = ", ".join(f"{k} {n}" for k, n in sorted(membership["counts"].items()))
+        print(f"  membership changes: {counts}; members at the end: {membership['members_at_end']}")
     for v in verdicts:
         mark = "PASS" if v.valid is True else "FAIL" if v.valid is False else "????"
         print(f"  {mark}  {v.name:<16} {v.message}")

@@ -14,6 +14,10 @@
   consumers BRPOP both (0.5 s timeout) through redis-py, a random node per command;
   recorded as "enqueue" (value = the element) and "dequeue" (value = the element taken,
   None on a timeout); checked for lost, duplicated and phantom elements.
+- redis-sets: SADD of a unique element (70%) and SMEMBERS (30%) on sets rs:<i> through
+  redis-py (a random node per command); like the lists, a few sets are open at a time and
+  one read with `list_cap` members is retired; checked by checkers.check_sets (a grow-only
+  set: nothing acked lost, nothing failed or never added present, reads monotonic).
 - mc-registers: a cas register over memcached through pymemcache (a random node per
   command): gets, set of a unique value, and gets-then-cas with the token (recorded as a
   get and a "cas" [old, new]: values are unique, so the key's version is unchanged exactly
@@ -59,7 +63,7 @@ if TYPE_CHECKING:
     from raftcache.chaos.resp_client import RespNodes
 
 GRPC_WORKLOADS = ("registers", "counters", "sessions")
-REDIS_WORKLOADS = ("redis-registers", "redis-appends", "redis-queue")
+REDIS_WORKLOADS = ("redis-registers", "redis-appends", "redis-queue", "redis-sets")
 MEMCACHED_WORKLOADS = ("mc-registers",)
 WORKLOADS = GRPC_WORKLOADS + REDIS_WORKLOADS + MEMCACHED_WORKLOADS
 # Over the Redis ports too, but in `mix` only when clocks are skewed (parse_workloads(ttl=True)):
@@ -78,6 +82,7 @@ PREFIXES = {
     "mr": "mc-registers",
     "qu": "redis-queue",
     "tt": "ttl-sessions",
+    "rs": "redis-sets",
 }
 QUEUE_KEYS = ("qu:0", "qu:1")
 T = TypeVar("T")
@@ -177,24 +182,26 @@ class WorkloadConfig:
 
 
 class ListKeys:
-    """The lists the redis-appends workers share: `open_lists` open at a time; a list that
-    reached `cap` elements is retired for the next fresh one (thread-safe)."""
+    """The lists the redis-appends workers share (or, prefix "rs", the sets of redis-sets):
+    `open_lists` open at a time; one that reached `cap` elements is retired for the next
+    fresh one (thread-safe)."""
 
-    def __init__(self, open_lists: int, cap: int) -> None:
+    def __init__(self, open_lists: int, cap: int, prefix: str = "rl") -> None:
         self._lock = threading.Lock()
         self._open = list(range(open_lists))
         self._next = open_lists
         self.cap = cap
+        self.prefix = prefix
 
     def pick(self, rng: random.Random) -> str:
         with self._lock:
-            return f"rl:{rng.choice(self._open)}"
+            return f"{self.prefix}:{rng.choice(self._open)}"
 
     def grew(self, key: str, length: int) -> None:
-        """An append to key answered this length."""
+        """An append to key answered this length (a read of a set saw this many members)."""
         if length < self.cap:
             return
-        index = int(key.removeprefix("rl:"))
+        index = int(key.removeprefix(f"{self.prefix}:"))
         with self._lock:
             if index in self._open:
                 self._open.remove(index)
@@ -204,7 +211,7 @@ class ListKeys:
     def used(self) -> list[str]:
         """Every list handed out so far."""
         with self._lock:
-            return [f"rl:{i}" for i in range(self._next)]
+            return [f"{self.prefix}:{i}" for i in range(self._next)]
 
 
 class _Unknown(Exception):
@@ -236,6 +243,7 @@ class Worker:
         history: HistoryWriter,
         lists: ListKeys | None = None,
         client: Client | None = None,
+        sets: ListKeys | None = None,
     ) -> None:
         """`client`: a Client shared with other workers (closed by stop_workers)."""
         self.workload = workload
@@ -265,6 +273,7 @@ class Worker:
                 config.memcached_endpoints, timeout_s=config.op_timeout_s, rng=self._rng
             )
         self._lists = lists or ListKeys(config.open_lists, config.list_cap)
+        self._sets = sets or ListKeys(config.open_lists, config.list_cap, prefix="rs")
         self._thread = threading.Thread(target=self._run, name=f"{workload}-{index}", daemon=True)
         self.error: BaseException | None = None
         self.session_keys: list[str] = []
@@ -418,6 +427,25 @@ class Worker:
             if ok:
                 rec.ok(value=list(reply))
 
+    def _redis_sets(self) -> None:
+        key = self._sets.pick(self._rng)
+        if self._rng.random() < 0.7:
+            element = self._unique()
+            rec = self.history.begin(self.process, "sadd", key, element)
+            ok, reply = self._redis(rec, "SADD", key, element)
+            if ok and reply != 1:  # a fresh element: SADD must answer 1
+                self._unexpected_reply(rec, "SADD", reply)
+            if ok:
+                rec.ok(reply)
+        else:
+            rec = self.history.begin(self.process, "smembers", key)
+            ok, reply = self._redis(rec, "SMEMBERS", key)
+            if ok and not isinstance(reply, list | set):
+                self._unexpected_reply(rec, "SMEMBERS", reply)
+            if ok:
+                rec.ok(value=sorted(reply))
+                self._sets.grew(key, len(reply))
+
     # -- memcached workloads ----------------------------------------------------------
 
     def _mc(self, rec: Recorder, method: str, *args: Any) -> tuple[bool, Any]:
@@ -540,6 +568,7 @@ _STEPS: dict[str, Callable[[Worker], None]] = {
     "mc-registers": Worker._mc_registers,
     "redis-queue": Worker._redis_queue,
     "ttl-sessions": Worker._ttl_sessions,
+    "redis-sets": Worker._redis_sets,
 }
 
 
@@ -560,15 +589,20 @@ def assign(workers: int, workloads: Sequence[str] = GRPC_WORKLOADS) -> list[str]
 
 
 def start_workers(
-    config: WorkloadConfig, history: HistoryWriter, lists: ListKeys | None = None
+    config: WorkloadConfig,
+    history: HistoryWriter,
+    lists: ListKeys | None = None,
+    sets: ListKeys | None = None,
 ) -> list[Worker]:
-    """Start config.workers workers; the redis-appends ones share `lists`."""
+    """Start config.workers workers; the redis-appends ones share `lists`, the redis-sets
+    ones `sets`."""
     lists = lists or ListKeys(config.open_lists, config.list_cap)
+    sets = sets or ListKeys(config.open_lists, config.list_cap, prefix="rs")
     shared = Client(
         list(config.endpoints), timeout=config.op_timeout_s, auto_pipeline=config.auto_pipeline
     )
     workers = [
-        Worker(i, w, config, history, lists, shared)
+        Worker(i, w, config, history, lists, shared, sets)
         for i, w in enumerate(assign(config.workers, config.workloads))
     ]
     for worker in workers:

@@ -43,7 +43,8 @@ def test_parse_workloads_presets_and_lists() -> None:
 def test_assign_gives_every_workload_a_worker_and_scales_registers_and_appends() -> None:
     assert Counter(assign(9, WORKLOADS)) == {
         "registers": 2,
-        "redis-registers": 2,
+        "redis-registers": 1,
+        "redis-sets": 1,
         "redis-appends": 1,
         "redis-queue": 1,
         "mc-registers": 1,

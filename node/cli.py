@@ -25,17 +25,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"raftcache-node: error: {exc}", file=sys.stderr)
         return 2
+    from raftcache.node import statefulset
     from raftcache.node.server import Node
 
     node = Node(config, tls)
     log_setup.configure(config.log_format, config.log_level, node.log_context)
+    # A StatefulSet pod beyond --replicas checks its membership first and joins by itself.
+    main_task = statefulset.run(node.run, config)
     try:
         if config.event_loop == "uvloop":
             import uvloop
 
-            uvloop.run(node.run())
+            uvloop.run(main_task)
         else:
-            asyncio.run(node.run())
+            asyncio.run(main_task)
     except OSError as exc:
         print(f"raftcache-node: error: {exc}", file=sys.stderr)
         return 1

@@ -62,6 +62,10 @@ class NodeConfig:
     users_seed: str | None = None  # ACL text of --users-file/--requirepass (node/auth.py)
     tls_client_cn_as_user: bool = False  # a client certificate's CN names the gRPC user
     joining: bool = False  # --join: a newcomer to an existing cluster (node/DESIGN.md)
+    # A StatefulSet pod beyond --replicas (scaled up later): the client addresses of the pods
+    # that bootstrapped the cluster, which node/statefulset.py asks about the membership.
+    statefulset_seeds: tuple[str, ...] = ()
+    join_credentials: str = ""  # --join-credentials: where that pod finds its join user
 
 
 def _flag(name: str, help_text: str, default: str | None) -> tuple[str, dict[str, object]]:
@@ -129,6 +133,14 @@ _FLAGS: list[tuple[str, str, str | None]] = [
         "newcomer that votes only once the leader adds it ('raftcache member add'); instead "
         "of --peers. After a restart the membership stored in the journal wins",
         None,
+    ),
+    (
+        "join-credentials",
+        "directory holding 'username' and 'password' (a kubernetes.io/basic-auth Secret "
+        "mounted as a volume): a StatefulSet pod beyond --replicas adds itself to the "
+        "cluster as this user, who needs +cluster|meet; missing = it waits for "
+        "'raftcache member add'",
+        "",
     ),
     ("node-id", "this node's name in Status and logs", "the --raft address"),
     ("raft-secret", "shared secret encrypting the Raft port (required off loopback)", None),
@@ -212,7 +224,13 @@ _FLAGS: list[tuple[str, str, str | None]] = [
         "--advertise",
         None,
     ),
-    ("replicas", "number of voters: the StatefulSet's replicas (with --pod-name)", None),
+    (
+        "replicas",
+        "the voters the cluster was created with (with --pod-name): pods 0..N-1 bootstrap it "
+        "with --peers; a pod with a higher ordinal (the StatefulSet scaled up later) starts "
+        "with --join and is added through the leader",
+        None,
+    ),
     (
         "restore-from",
         "a `raftcache backup` file that seeds a NEW cluster: start every member with the same "
@@ -393,7 +411,7 @@ def _pod_address(template: str, pod: str) -> str:
 
 def _normalized(name: str, value: str) -> object:
     """A given value in the form it is compared with a derived one (peers in any order)."""
-    if name == "peers":
+    if name in ("peers", "join"):
         return frozenset(parse_peers(value))
     return parse_address(f"--{name}", value) if name == "raft" else value.strip()
 
@@ -421,25 +439,24 @@ def _derive_from_ordinal(values: Mapping[str, str], given: Mapping[str, str]) ->
         )
     replicas = _int(values, "replicas", 1)
     ordinal = int(match["ordinal"])
-    if ordinal >= replicas:
-        raise ConfigError(
-            f"--pod-name: {pod!r} has ordinal {ordinal}, but --replicas is {replicas} "
-            f"(pods {match['set']}-0..{match['set']}-{replicas - 1}); set --replicas to the "
-            "StatefulSet's replica count"
-        )
     template = values["peer-template"].strip()
     if "{pod}" not in template or "{" in template.replace("{pod}", ""):
         raise ConfigError(
             f"--peer-template: {template!r} must contain '{{pod}}' (the pod's name) and no "
             "other braces, for example '{pod}.raftcache-peers.raftcache.svc.cluster.local:7380'"
         )
+    # Pods 0..replicas-1 bootstrap the cluster; a later pod (scaled up) joins it, listing the
+    # bootstrap pods: the log starts with their membership, so a joiner replaying it from
+    # index 1 (or loading a snapshot) ends with the membership as it is now.
     pods = [f"{match['set']}-{i}" for i in range(replicas)]
     raft = _pod_address(template, pod)
-    derived = {
-        "raft": raft,
-        "peers": ",".join(_pod_address(template, p) for p in pods if p != pod),
-        "node-id": pod,
-    }
+    others = ",".join(_pod_address(template, p) for p in pods if p != pod)
+    derived = {"raft": raft, "peers" if ordinal < replicas else "join": others, "node-id": pod}
+    if ordinal >= replicas and given.get("peers", "").strip():
+        raise ConfigError(
+            f"--peers: {pod!r} has ordinal {ordinal}, beyond --replicas {replicas}: it joins "
+            "the running cluster (derived --join) instead of bootstrapping one; drop --peers"
+        )
     for name, value in derived.items():
         explicit = given.get(name)
         if explicit is not None and _normalized(name, explicit) != _normalized(name, value):
@@ -451,7 +468,15 @@ def _derive_from_ordinal(values: Mapping[str, str], given: Mapping[str, str]) ->
     # --advertise wins (clients may come through other names than peers do).
     listen_port = parse_address("--listen", values["listen"]).rpartition(":")[2]
     derived["advertise"] = given.get("advertise", f"{raft.rpartition(':')[0]}:{listen_port}")
+    if ordinal >= replicas:
+        # Where node/statefulset.py asks about the membership: the bootstrap pods' client ports.
+        derived[_SEEDS] = ",".join(
+            f"{_pod_address(template, p).rpartition(':')[0]}:{listen_port}" for p in pods
+        )
     return derived
+
+
+_SEEDS = "statefulset-seeds"  # derived only, never a flag
 
 
 _SIZE_SUFFIXES = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
@@ -572,6 +597,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         users_seed=users_seed,
         tls_client_cn_as_user=cn_as_user,
         joining=joining,
+        statefulset_seeds=tuple(s for s in values.get(_SEEDS, "").split(",") if s),
+        join_credentials=values["join-credentials"].strip(),
         **front_ends,
     )
 

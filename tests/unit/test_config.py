@@ -144,6 +144,7 @@ ALL_FLAGS = {
     "requirepass": "hunter2",
     "insecure-allow-unauthenticated": "false",
     "read-replica": "true",
+    "join-credentials": "/etc/raftcache/join",
 }
 
 
@@ -183,6 +184,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
     )
     assert cfg.tls_client_cn_as_user is True
     assert cfg.raft.read_replica is True
+    assert cfg.join_credentials == "/etc/raftcache/join"
     assert cfg.users_seed is not None
     users = Acl.parse(cfg.users_seed)
     assert users.authenticate("app", b"app-pw") is not None
@@ -531,6 +533,24 @@ def test_a_derived_raft_address_still_needs_a_secret() -> None:
     assert message.startswith("--raft-secret: ")
 
 
+@pytest.mark.parametrize("ordinal", [3, 7])
+def test_a_pod_beyond_replicas_joins_through_the_bootstrap_pods(ordinal: int) -> None:
+    """The StatefulSet scaled up: the pod joins (--join: the pods that bootstrapped the
+    cluster) and node/statefulset.py asks their client ports about the membership."""
+    cfg = pod(f"raftcache-{ordinal}")
+    assert cfg.joining
+    assert cfg.node_id == f"raftcache-{ordinal}"
+    assert cfg.raft.self_addr == f"raftcache-{ordinal}.{DOMAIN}:7380"
+    assert cfg.raft.peers == tuple(f"raftcache-{i}.{DOMAIN}:7380" for i in range(3))
+    assert cfg.statefulset_seeds == tuple(f"raftcache-{i}.{DOMAIN}:6380" for i in range(3))
+    assert pod("raftcache-2").statefulset_seeds == ()
+    assert not pod("raftcache-2").joining
+    env = {**POD_ENV, "RAFTCACHE_POD_NAME": f"raftcache-{ordinal}"}
+    assert "conflicts with" in refused(["--join", f"raftcache-0.{DOMAIN}:7380"], env)
+    message = refused(["--peers", f"raftcache-0.{DOMAIN}:7380"], env)
+    assert message.startswith("--peers: ") and "drop --peers" in message
+
+
 @pytest.mark.parametrize(
     ("argv", "flag", "fragments"),
     [
@@ -583,7 +603,6 @@ def test_ordinal_flags_come_together(env: dict[str, str], fragments: list[str]) 
         ("pod-name", "raftcache-x", ["is not <statefulset>-<ordinal>"]),
         ("pod-name", "RaftCache-0", ["is not <statefulset>-<ordinal>"]),
         ("pod-name", "", ["is not <statefulset>-<ordinal>"]),
-        ("pod-name", "raftcache-3", ["ordinal 3, but --replicas is 3", "raftcache-0..raftcache-2"]),
         ("replicas", "three", ["'three' is not a whole number"]),
         ("replicas", "0", ["below the minimum of 1"]),
         ("peer-template", "raftcache-peers:7380", ["must contain '{pod}'"]),

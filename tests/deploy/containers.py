@@ -38,6 +38,7 @@ from tests.deploy.manifests import (
     ROOT,
     Object,
     container,
+    optional_secret_volumes,
     pod_env,
     pod_fqdn,
     pod_name,
@@ -226,6 +227,7 @@ class Pod:
     redis_published: str = ""  # 127.0.0.1:<port> Docker published its Redis port on
     memcached_published: str = ""  # ... and its memcached port
     metrics_published: str = ""  # ... and its metrics port (GET /readyz: the readiness probe)
+    statefulset: Object | None = None  # another StatefulSet's pod (None: the set's own)
 
 
 @dataclass
@@ -242,6 +244,8 @@ class StatefulSetInDocker:
     transport_addresses: dict[str, str] = field(default_factory=dict)
     secret_volumes: dict[str, SecretVolume] = field(default_factory=dict)  # by Secret name
     grpc_metadata: tuple[tuple[str, str], ...] = ()  # credentials for calls that need them
+    secret_values: dict[tuple[str, str], str] = field(default_factory=dict)  # env secretKeyRefs
+    run_id: str = ""
     _next_host: int = 10
 
     @classmethod
@@ -266,27 +270,73 @@ class StatefulSetInDocker:
                 group,
                 {path: secret_data[name][key] for key, path in keys.items()},
             )
-        ports = {p["name"]: p["containerPort"] for p in container(statefulset)["ports"]}
-        values = {ref: secrets.token_hex(16) for ref in secret_refs(statefulset)}
-        run_id = uuid.uuid4().hex[:8]
-        for ordinal in range(statefulset["spec"]["replicas"]):
-            env = pod_env(statefulset, ordinal, values)
-            self.pods.append(
-                Pod(
-                    ordinal=ordinal,
-                    name=pod_name(statefulset, ordinal),
-                    fqdn=pod_fqdn(statefulset, ordinal),
-                    env=env,
-                    advertised=f"{pod_fqdn(statefulset, ordinal)}:{ports['client']}",
-                    volume=f"raftcache-test-{run_id}-data-{pod_name(statefulset, ordinal)}",
-                    ip=self.new_ip(),
+        # An optional Secret the operator did not create: the kubelet starts the pod anyway.
+        for name, keys in optional_secret_volumes(statefulset).values():
+            if name in secret_data:
+                self.secret_volumes[name] = SecretVolume(
+                    f"{secret_dir}/{name}",
+                    group,
+                    {path: secret_data[name][key] for key, path in keys.items()},
                 )
-            )
+        ports = {p["name"]: p["containerPort"] for p in container(statefulset)["ports"]}
+        self.secret_values = {ref: secrets.token_hex(16) for ref in secret_refs(statefulset)}
+        self.run_id = uuid.uuid4().hex[:8]
+        for ordinal in range(statefulset["spec"]["replicas"]):
+            self.pods.append(self.new_pod(ordinal))
         self.client_port = ports["client"]
         self.redis_port = ports["redis"]
         self.memcached_port = ports["memcached"]
         self.metrics_port = ports["metrics"]
         return self
+
+    def new_pod(self, ordinal: int, statefulset: Object | None = None) -> Pod:
+        """Pod `ordinal` of this StatefulSet (or of another one in the same namespace, such
+        as the read replicas'), not started: what `kubectl scale` makes the controller
+        create. Its env is the manifest's, with the same Secrets."""
+        sts = statefulset or self.statefulset
+        ports = {p["name"]: p["containerPort"] for p in container(sts)["ports"]}
+        return Pod(
+            ordinal=ordinal,
+            name=pod_name(sts, ordinal),
+            fqdn=pod_fqdn(sts, ordinal),
+            env=pod_env(sts, ordinal, self.secret_values),
+            advertised=f"{pod_fqdn(sts, ordinal)}:{ports['client']}",
+            volume=f"raftcache-test-{self.run_id}-data-{pod_name(sts, ordinal)}",
+            ip=self.new_ip(),
+            statefulset=statefulset,
+        )
+
+    def scale_up(self, ordinal: int, statefulset: Object | None = None) -> Pod:
+        """`kubectl scale` adding pod `ordinal`: a new pod, a new volume, started."""
+        pod = self.new_pod(ordinal, statefulset)
+        self.pods.append(pod)
+        self.start(pod)
+        return pod
+
+    def scale_down(self, pod: Pod) -> None:
+        """`kubectl scale` removing the pod: SIGTERM with the pod's grace period (the
+        preStop sleep only waits for the endpoints controller, which Docker has not), then
+        the pod is gone; its volume is deleted too (the claim is Retained by the manifest,
+        so deleting it is the operator's step, README "Scaling the voters")."""
+        assert pod.container is not None
+        sts = pod.statefulset or self.statefulset
+        grace = sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        wrapped = pod.container.get_wrapped_container()
+        wrapped.stop(timeout=grace)
+        wrapped.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(pod.volume).remove(force=True)
+        self.pods.remove(pod)
+        self.transport_addresses.pop(pod.advertised, None)
+
+    def lose_volume(self, pod: Pod) -> None:
+        """The pod's volume lost (its claim deleted with the pod): the pod comes back with
+        a NEW, empty volume and a new IP, under its old name."""
+        assert pod.container is not None
+        pod.container.get_wrapped_container().remove(force=True)
+        self.client.volumes.get(pod.volume).remove(force=True)
+        pod.ip = self.new_ip()
+        self.start(pod)
 
     def update_secret(self, name: str, data: dict[str, bytes]) -> None:
         """What the kubelet does some time after `kubectl apply` of a changed Secret."""
@@ -299,12 +349,13 @@ class StatefulSetInDocker:
         return str(self.subnet.network_address + self._next_host)
 
     def start(self, pod: Pod) -> None:
-        sts = self.statefulset
+        sts = pod.statefulset or self.statefulset
         spec = sts["spec"]["template"]["spec"]
         c = container(sts)
         ctx = {**spec["securityContext"], **c["securityContext"]}
         mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
-        [claim] = sts["spec"]["volumeClaimTemplates"]
+        # The data volume: a claim (a Docker volume), or a disk emptyDir (one as well).
+        [claim] = sts["spec"].get("volumeClaimTemplates") or [{"metadata": {"name": "data"}}]
         tmpfs = {
             mounts[v["name"]]: "size=64m"
             for v in spec["volumes"]
@@ -338,6 +389,9 @@ class StatefulSetInDocker:
             dc.tmpfs[path] = options
         for mount_path, (name, _keys) in secret_volumes(sts).items():
             dc.with_volume_mapping(self.secret_volumes[name].directory, mount_path, "ro")
+        for mount_path, (name, _keys) in optional_secret_volumes(sts).items():
+            if name in self.secret_volumes:
+                dc.with_volume_mapping(self.secret_volumes[name].directory, mount_path, "ro")
         # Published on 127.0.0.1 only, on a port Docker picks.
         dc.ports[f"{self.client_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]
         dc.ports[f"{self.redis_port}/tcp"] = ("127.0.0.1",)  # type: ignore[assignment]

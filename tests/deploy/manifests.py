@@ -3,6 +3,7 @@ manifest tests and the container tests, so the containers get exactly the manife
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
+EXAMPLES = ROOT / "deploy" / "examples"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
 CONTAINER = "raftcache"
 CLUSTER_DOMAIN = "cluster.local"
@@ -76,8 +78,13 @@ def pod_env(
         name = item["name"]
         assert name not in env, f"env {name} is set twice"
         if "value" in item:
-            assert "$(" not in item["value"], f"{name}: $(VAR) expansion is not emulated here"
-            env[name] = item["value"]
+            # The kubelet expands $(VAR) of variables defined earlier in the list.
+            env[name] = re.sub(
+                r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                lambda m: env.get(m[1], m[0]),
+                item["value"],
+            )
+            assert "$(" not in env[name], f"{name}: {item['value']} names no earlier variable"
         elif "fieldRef" in item.get("valueFrom", {}):
             env[name] = fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
         elif "secretKeyRef" in item.get("valueFrom", {}):
@@ -109,6 +116,8 @@ def secret_volumes(statefulset: Object) -> dict[str, tuple[str, dict[str, str]]]
         mount = mounts[volume["name"]]
         assert "subPath" not in mount, f"{volume['name']}: a subPath mount never sees rotations"
         assert mount.get("readOnly") is True, f"{volume['name']}: mount Secrets read-only"
+        if secret.get("optional") is True:
+            continue  # optional_secret_volumes
         items = secret.get("items")
         assert items, f"{volume['name']}: list the keys (items), so a missing one fails clearly"
         found[mount["mountPath"]] = (
@@ -116,6 +125,20 @@ def secret_volumes(statefulset: Object) -> dict[str, tuple[str, dict[str, str]]]
             {item["key"]: item["path"] for item in items},
         )
     return found
+
+
+def optional_secret_volumes(statefulset: Object) -> dict[str, tuple[str, dict[str, str]]]:
+    """Secret volumes marked optional (the pod starts without them): as secret_volumes."""
+    spec = statefulset["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in container(statefulset).get("volumeMounts", [])}
+    return {
+        mounts[v["name"]]["mountPath"]: (
+            v["secret"]["secretName"],
+            {item["key"]: item["path"] for item in v["secret"]["items"]},
+        )
+        for v in spec.get("volumes", [])
+        if v.get("secret", {}).get("optional") is True and v["name"] in mounts
+    }
 
 
 def secret_files(statefulset: Object) -> dict[str, tuple[str, str]]:

@@ -10,15 +10,18 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from raftcache.node.config import _FLAGS, ENV_PREFIX, ConfigError, load
 
 from tests.deploy.manifests import (
     CONTAINER,
+    EXAMPLES,
     OVERLAYS,
     ROOT,
     Object,
     container,
     one,
+    optional_secret_volumes,
     overlay,
     pod_env,
     pod_fqdn,
@@ -32,6 +35,8 @@ NAME = "raftcache"
 TLS_SECRET = "raftcache-tls"
 USERS_SECRET = "raftcache-users"
 LABELS = {"app.kubernetes.io/name": NAME}
+REPLICA_LABELS = {"app.kubernetes.io/name": "raftcache-replica"}
+JOIN_SECRET = "raftcache-join"
 # Oldest Kubernetes release we claim (gRPC probes GA in 1.27) and the newest bundled schema.
 KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 EXPECTED_REPLICAS = {"dev": 3, "production": 5}
@@ -268,7 +273,11 @@ def test_only_the_caches_own_pods_reach_the_raft_port(name: str) -> None:
     raft_rules = [r for r in rules if any(p["port"] in (7380, "raft") for p in r["ports"])]
     assert raft_rules == [
         {
-            "from": [{"podSelector": {"matchLabels": LABELS}}],
+            "from": [
+                {"podSelector": {"matchLabels": LABELS}},
+                # deploy/examples/read-replicas.yaml: they dial the voters' Raft port.
+                {"podSelector": {"matchLabels": REPLICA_LABELS}},
+            ],
             "ports": [{"protocol": "TCP", "port": 7380}],
         }
     ]
@@ -309,7 +318,8 @@ def test_tls_and_users_come_from_secrets_mounted_as_whole_directories(name: str)
     volumes = [v for v in pod_spec(name)["volumes"] if "secret" in v]
     for volume in volumes:
         assert volume["secret"]["defaultMode"] == 0o440  # the pod's group (fsGroup) only
-        assert volume["secret"].get("optional") is not True  # no Secret, no pod
+        if volume["secret"]["secretName"] != JOIN_SECRET:
+            assert volume["secret"].get("optional") is not True  # no Secret, no pod
     assert not [m for m in secret_volumes(sts) if m.startswith(("/data", "/tmp"))]
 
 
@@ -386,3 +396,115 @@ def test_every_pod_gets_a_valid_node_config_from_the_manifest(name: str, tmp_pat
         assert str(cfg.raft.data_dir) == env["RAFTCACHE_DATA_DIR"]
         assert cfg.tls is not None and cfg.users_seed is not None
         assert "user default on #" in cfg.users_seed  # only the password's SHA-256 is kept
+
+
+# ------------------------------------------------------------------ scaling (README "Scaling")
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_pods_scaled_up_beyond_the_bootstrap_voters_join_through_the_leader(
+    name: str, tmp_path: Path
+) -> None:
+    """`kubectl scale` adds pods whose env is the same template: with RAFTCACHE_REPLICAS
+    unchanged they derive --join (the bootstrap pods) and where to ask about the membership,
+    and find the join user's credentials in the optional Secret raftcache-join."""
+    sts = statefulset(name)
+    bootstrap = sts["spec"]["replicas"]
+    ports = {p["name"]: p["containerPort"] for p in container(sts)["ports"]}
+    secrets = {ref: "from-the-secret" for ref in secret_refs(sts)}
+    first = {f"{pod_fqdn(sts, i)}:{ports['raft']}" for i in range(bootstrap)}
+    for ordinal in (bootstrap, bootstrap + 1, bootstrap + 4):
+        env = pod_env(sts, ordinal, secrets)
+        cfg = load([], materialized(sts, env, tmp_path))
+        assert cfg.joining, "a scaled-up pod must join, never bootstrap a second cluster"
+        assert cfg.node_id == pod_name(sts, ordinal)
+        assert cfg.raft.self_addr == f"{pod_fqdn(sts, ordinal)}:{ports['raft']}"
+        assert set(cfg.raft.peers) == first
+        assert set(cfg.statefulset_seeds) == {
+            f"{pod_fqdn(sts, i)}:{ports['client']}" for i in range(bootstrap)
+        }
+        assert cfg.join_credentials == "/etc/raftcache/join"
+    for ordinal in range(bootstrap):
+        assert not load([], materialized(sts, pod_env(sts, ordinal, secrets), tmp_path)).joining
+    # The join user's Secret: optional (a pod starts without it and waits for `raftcache
+    # member add`), mounted as a whole directory, basic-auth's keys.
+    assert optional_secret_volumes(sts) == {
+        "/etc/raftcache/join": (JOIN_SECRET, {"username": "username", "password": "password"})
+    }
+
+
+def replica_objects() -> list[Object]:
+    text = (EXAMPLES / "read-replicas.yaml").read_text()
+    return [o for o in yaml.safe_load_all(text) if o]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_the_read_replica_example_validates_strictly(version: str) -> None:
+    objects = replica_objects()
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == [
+        ("Service", "raftcache-read"),
+        ("Service", "raftcache-replicas"),
+        ("StatefulSet", "raftcache-replica"),
+    ]
+    for obj in objects:
+        assert obj["metadata"]["namespace"] == NAME
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {exc.path}")
+
+
+def test_read_replicas_are_outside_every_voter_selector() -> None:
+    """The voters' client Service, budget, StatefulSet and NetworkPolicy must not count the
+    replicas (a budget counting them would let a drain take a voter majority), and the
+    replicas' StatefulSet owns its pods alone; they keep no volume claims, so they scale
+    freely and leave nothing behind."""
+    sts = one(replica_objects(), "StatefulSet", "raftcache-replica")
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert labels.items() >= REPLICA_LABELS.items()
+    assert sts["spec"]["selector"] == {"matchLabels": REPLICA_LABELS}
+    for name in OVERLAYS:
+        for obj in rendered(name):
+            selector = obj["spec"].get("selector") if "spec" in obj else None
+            if obj["kind"] == "NetworkPolicy":
+                selector = obj["spec"]["podSelector"]
+            if not selector:
+                continue
+            wanted = selector.get("matchLabels", selector)
+            assert not labels.items() >= wanted.items(), f"{obj['kind']} {obj['metadata']['name']}"
+    assert "volumeClaimTemplates" not in sts["spec"]
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    service = one(replica_objects(), "Service", "raftcache-replicas")
+    assert sts["spec"]["serviceName"] == "raftcache-replicas"
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["selector"] == REPLICA_LABELS
+    voters = statefulset("dev")
+    assert pod_spec("dev")["securityContext"] == sts["spec"]["template"]["spec"]["securityContext"]
+    assert container(voters)["securityContext"] == container(sts)["securityContext"]
+    assert container(sts)["readinessProbe"] == container(voters)["readinessProbe"]
+
+
+@pytest.mark.parametrize("ordinal", [0, 1, 7])
+def test_every_read_replica_pod_gets_a_valid_node_config(ordinal: int, tmp_path: Path) -> None:
+    sts = one(replica_objects(), "StatefulSet", "raftcache-replica")
+    flags = {ENV_PREFIX + flag.upper().replace("-", "_") for flag, _help, _default in _FLAGS}
+    names = {e["name"] for e in container(sts)["env"]}
+    assert names - flags == {"TMPDIR", "POD_NAME"}
+    env = pod_env(sts, ordinal, {ref: "from-the-secret" for ref in secret_refs(sts)})
+    cfg = load([], materialized(sts, env, tmp_path))
+    fqdn = pod_fqdn(sts, ordinal)
+    assert fqdn == f"raftcache-replica-{ordinal}.raftcache-replicas.raftcache.svc.cluster.local"
+    assert cfg.raft.read_replica is True
+    assert cfg.node_id == pod_name(sts, ordinal)
+    assert cfg.advertise == f"{fqdn}:6380"
+    assert cfg.redis_advertise == f"{fqdn}:6379"
+    assert cfg.memcached_stale_reads_ms == 1000
+    assert not cfg.statefulset_seeds  # a replica is never added: it never joins
+    voters = statefulset("dev")
+    assert set(cfg.raft.peers) == {f"{pod_fqdn(voters, i)}:7380" for i in range(3)}
+    assert cfg.raft.secret == "from-the-secret"
+    assert cfg.tls is not None and cfg.users_seed is not None
+    # The voters' Secrets, mounted the same way.
+    assert secret_volumes(sts) == secret_volumes(voters)
+    assert secret_refs(sts) == secret_refs(voters)

@@ -63,6 +63,8 @@ def generated(tmp_path: Path) -> list[Object]:
         (tmp_path / name).write_text(f"placeholder {name}\n")
     (tmp_path / "backup-username").write_text("backup")
     (tmp_path / "backup-password").write_text("placeholder")
+    (tmp_path / "join-username").write_text("join")
+    (tmp_path / "join-password").write_text("placeholder")
     return render(tmp_path)
 
 
@@ -75,6 +77,7 @@ def test_the_generator_makes_every_secret_and_key_the_pods_and_the_backup_job_re
     types = {s["metadata"]["name"]: s["type"] for s in secrets}
     assert types["raftcache-tls"] == "kubernetes.io/tls"  # what cert-manager writes too
     assert types["raftcache-backup"] == "kubernetes.io/basic-auth"
+    assert types["raftcache-join"] == "kubernetes.io/basic-auth"
     for secret in secrets:
         assert secret["metadata"]["namespace"] == "raftcache"
         for version in KUBERNETES_VERSIONS:
@@ -110,13 +113,13 @@ def test_the_example_users_file_is_valid_once_its_placeholders_are_filled(
     with pytest.raises(Exception, match=r"(?i)REPLACE_WITH"):
         seed_text(str(tmp_path / "raw.acl"), None)  # a forgotten placeholder is refused
     filled = text
-    for word in ("ADMIN", "APP", "BACKUP"):
+    for word in ("ADMIN", "APP", "BACKUP", "JOIN"):
         digest = hashlib.sha256(word.lower().encode()).hexdigest()
         filled = filled.replace(f"#REPLACE_WITH_SHA256_OF_THE_{word}_PASSWORD", f"#{digest}")
     (tmp_path / "users.acl").write_text(filled)
     seeded = seed_text(str(tmp_path / "users.acl"), None)
     assert seeded is not None
-    assert {line.split()[1] for line in seeded.splitlines()} == {"default", "app", "backup"}
+    assert {line.split()[1] for line in seeded.splitlines()} == {"default", "app", "backup", "join"}
 
 
 def cert_manager() -> list[dict[str, Any]]:

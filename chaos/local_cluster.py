@@ -30,6 +30,14 @@ _LISTEN_PORTS = range(10_000, 20_000)
 outgoing connection (a Raft link, a client, a forwarder) cannot be given the port between
 the moment it is picked and the moment a node binds it; below Redis's test harness's ports
 (21079+) too. A node now listens on up to five ports, and an ephemeral pick collided."""
+# For the harness's own status channels: a fresh subchannel pool per channel, and reconnect
+# attempts at most 1 s apart (gRPC's default backoff grows to 120 s while a node is down).
+CHANNEL_OPTIONS = (
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
 _handed_out: set[int] = set()
 _pick = random.Random()
 
@@ -381,10 +389,15 @@ class LocalCluster:
                 return None
 
     def channel(self, address: str) -> grpc.Channel:
-        """A blocking gRPC channel to a node's client port (TLS when the cluster runs it)."""
+        """A blocking gRPC channel to a node's client port (TLS when the cluster runs it).
+
+        Its own subchannel pool (CHANNEL_OPTIONS): gRPC otherwise shares one subchannel per
+        address across the process's channels, in whatever reconnect backoff earlier failed
+        connects left it; a node that was down for a minute (a spare, a removed member)
+        then looked down for ~30 s more after it came back, to every fresh channel."""
         if self.tls is None:
-            return grpc.insecure_channel(address)
-        return grpc.secure_channel(address, self.tls.channel_credentials())
+            return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.secure_channel(address, self.tls.channel_credentials(), CHANNEL_OPTIONS)
 
     def leader(self) -> int | None:
         """Index of the node that says it leads in the highest term, if any.

@@ -30,7 +30,7 @@ from raftcache.chaos import checkers, netns, report
 from raftcache.chaos.checkers import Verdict
 from raftcache.chaos.history import HistoryWriter, Op, read_history
 from raftcache.chaos.k8s import K8S_KINDS, K8sConfig, K8sNemesis, Kubectl, KubectlError
-from raftcache.chaos.local_cluster import LocalCluster
+from raftcache.chaos.local_cluster import CHANNEL_OPTIONS, LocalCluster
 from raftcache.chaos.nemesis import (
     CLOCK_KINDS,
     KINDS,
@@ -479,7 +479,7 @@ def _endpoint_statuses(endpoints: Sequence[str]) -> list[dict[str, Any]]:
     while True:
         out: list[dict[str, Any]] = []
         for addr in endpoints:
-            with grpc.insecure_channel(addr) as channel:
+            with grpc.insecure_channel(addr, options=CHANNEL_OPTIONS) as channel:
                 try:
                     s = cluster_pb2_grpc.ClusterStub(channel).Status(
                         cluster_pb2.StatusRequest(), timeout=5.0
@@ -503,7 +503,11 @@ class LeaderSampler:
 
     def __init__(self, nodes: Sequence[tuple[str, str]], path: Path, period_s: float = 0.3) -> None:
         self.period_s = period_s
-        self._channels = [(name, grpc.insecure_channel(addr)) for name, addr in nodes]
+        # Reconnects at most 1 s apart: a node down for minutes (a spare, a removed member)
+        # must not look down for half a minute after it is back (gRPC's backoff).
+        self._channels = [
+            (name, grpc.insecure_channel(addr, options=CHANNEL_OPTIONS)) for name, addr in nodes
+        ]
         self._stubs = [(name, cluster_pb2_grpc.ClusterStub(ch)) for name, ch in self._channels]
         self._file = path.open("w", encoding="utf-8")
         self._stop = threading.Event()

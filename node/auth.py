@@ -243,7 +243,8 @@ class Auth:
         peer: object | None = None,
         **fields: object,
     ) -> None:
-        """Count a failed authentication ("auth") or authorisation ("perm"); log it when the
+        """Count a failed authentication ("auth"), authorisation ("perm") or TLS handshake
+        ("tls"); log it when the
         caller says this connection has not logged one yet and, given the `peer` (its str()
         is a gRPC peer string, read only here), when that host logged none in the last
         LOG_EVERY_S. Never logs a password."""
@@ -252,7 +253,7 @@ class Auth:
             fields["peer"] = shown = str(peer)
             log = self._may_log(shown)
         if log:
-            event = "authentication failed" if kind == "auth" else "permission denied"
+            event = _EVENTS.get(kind, "permission denied")
             _log.warning(event, protocol=protocol, user=who, **fields)
 
     def _may_log(self, peer: str) -> bool:
@@ -324,6 +325,9 @@ def _basic_name(header: str) -> str:
     if not colon:  # no user:password shape: the whole token may be a password
         return "?"
     return name[:64].decode("latin-1")
+
+
+_EVENTS: Final = {"auth": "authentication failed", "tls": "TLS handshake failed"}
 
 
 def peer_host(peer: str) -> str:

@@ -210,6 +210,13 @@ class NodeCollector(Collector):
             "Commands refused by the user's ACL rules (CommandAuthorizationFailures)",
             labels=["protocol"],
         )
+        handshakes = CounterMetricFamily(
+            "raftcache_tls_handshake_failures",
+            "Failed TLS handshakes on the Redis and memcached ports: plaintext on a TLS port, "
+            "no or an untrusted client certificate under mTLS (gRPC's happen inside gRPC core "
+            "and are not counted)",
+            labels=["protocol"],
+        )
         for conns in self.sources.connections:
             current.add_metric([conns.protocol], conns.current())
             total.add_metric([conns.protocol], conns.total())
@@ -217,10 +224,13 @@ class NodeCollector(Collector):
         for protocol in PROTOCOLS:
             auth.add_metric([protocol], failures.get((protocol, "auth"), 0))
             denied.add_metric([protocol], failures.get((protocol, "perm"), 0))
+            if protocol != "grpc":
+                handshakes.add_metric([protocol], failures.get((protocol, "tls"), 0))
         yield current
         yield total
         yield auth
         yield denied
+        yield handshakes
 
     def _raft(self) -> Iterator[Metric]:
         src = self.sources

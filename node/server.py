@@ -8,6 +8,7 @@ import gc
 import signal
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -313,9 +314,10 @@ class Node:
             ) from exc
         return server
 
-    def _ssl(self) -> ssl.SSLContext | None:
-        """The Redis and memcached ports' TLS context (reloads load into it), or None."""
-        return self.tls.context if self.tls is not None else None
+    def _ssl(self, on_failure: Callable[[ssl.SSLError], None]) -> ssl.SSLContext | None:
+        """A Redis or memcached port's TLS context (reloads load into it; its failed
+        handshakes reach `on_failure`), or None."""
+        return self.tls.observed_context(on_failure) if self.tls is not None else None
 
     async def _start_memcached(self, engine: Engine) -> McServer | None:
         """The memcached front-end on --memcached-listen (off when it is empty)."""
@@ -326,7 +328,7 @@ class Node:
         if self.auth is not None:
             server.auth = self.auth  # the memcached port's users (set before any connection)
         try:
-            await server.start(config.memcached_listen, self._ssl())
+            await server.start(config.memcached_listen, self._ssl(server.tls_failed))
         except OSError as exc:
             raise OSError(
                 f"--memcached-listen: cannot listen on {config.memcached_listen} "
@@ -362,7 +364,7 @@ class Node:
         if self.auth is not None:
             redis.auth = self.auth
         try:
-            await redis.start(config.redis_listen, self._ssl())
+            await redis.start(config.redis_listen, self._ssl(redis.tls_failed))
         except OSError as exc:
             raise OSError(
                 f"--redis-listen: cannot listen on {config.redis_listen} ({exc.strerror or exc})"

@@ -132,6 +132,27 @@ def server_context(material: TlsMaterial) -> ssl.SSLContext:
     return context
 
 
+def _observed(on_failure: Callable[[ssl.SSLError], None]) -> type[ssl.SSLObject]:
+    """An SSLObject class whose failed handshakes reach `on_failure` (then raise as ever).
+    The event loop's SSL protocol wraps every connection in its context's sslobject_class
+    and drops failed handshakes silently (uvloop and asyncio log them only in debug mode);
+    this sees each one where it happens, at no cost once the handshake is done. A client
+    that leaves before sending anything (a TCP health probe) never fails a handshake."""
+
+    class Observed(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except ssl.SSLError as exc:
+                with contextlib.suppress(Exception):
+                    on_failure(exc)
+                raise
+
+    return Observed
+
+
 def _mtimes(config: TlsConfig) -> tuple[float, ...]:
     paths = (config.cert_file, config.key_file, config.client_ca_file, config.ca_file)
     times = []
@@ -150,10 +171,20 @@ class TlsReloader:
         self.config = config
         self.material = material
         self.context = server_context(material)
+        self._contexts: list[ssl.SSLContext] = []  # observed_context()'s, reloaded alike
         self.generation = 0
         self._mtimes = _mtimes(config)
         self._served_generation = 0
         self.on_reload: list[Callable[[], None]] = []
+
+    def observed_context(self, on_failure: Callable[[ssl.SSLError], None]) -> ssl.SSLContext:
+        """A server context of a front-end's own (Redis, memcached) whose failed handshakes
+        reach `on_failure`: plaintext on the TLS port, no or an untrusted client certificate
+        under mTLS. Reloads load into it like into `context`."""
+        context = server_context(self.material)
+        context.sslobject_class = _observed(on_failure)
+        self._contexts.append(context)
+        return context
 
     def _grpc_config(self) -> grpc.ServerCertificateConfiguration:
         material = self.material
@@ -187,13 +218,14 @@ class TlsReloader:
         self._mtimes = _mtimes(self.config)
         try:
             material = load_material(self.config)
-            if material.client_ca != self.material.client_ca and material.client_ca:
-                # A CA added to the file is trusted at once; one removed stays trusted by
-                # the Redis/memcached ports until restart (an SSLContext only adds CAs).
-                self.context.load_verify_locations(
-                    cadata=material.client_ca.decode("ascii", "replace")
-                )
-            _load_chain(self.context, material)
+            for context in (self.context, *self._contexts):
+                if material.client_ca != self.material.client_ca and material.client_ca:
+                    # A CA added to the file is trusted at once; one removed stays trusted
+                    # by the Redis/memcached ports until restart (an SSLContext only adds).
+                    context.load_verify_locations(
+                        cadata=material.client_ca.decode("ascii", "replace")
+                    )
+                _load_chain(context, material)
         except (ConfigError, ssl.SSLError, OSError) as exc:
             _log.error("TLS files not reloaded; still serving the previous ones", error=str(exc))
             return False

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,6 +127,13 @@ class McServer(FrontEndServer):
         self.discovery = Discovery()
         self.clients: dict[int, McConnection] = {}
         self.auth = Auth(lambda: (None, None))  # the node's users (set by the node)
+
+    def tls_failed(self, exc: ssl.SSLError) -> None:
+        """A client's TLS handshake failed on this port (plaintext, no or an untrusted
+        client certificate under mTLS): counted; logged at most once per LOG_EVERY_S (the
+        handshake does not know its peer)."""
+        reason = getattr(exc, "reason", None) or str(exc)
+        self.auth.failed("memcached", "tls", "", True, peer="memcached TLS port", error=reason)
 
     def connection(self, client_id: int) -> McConnection:
         return McConnection(self, client_id)

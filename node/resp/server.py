@@ -8,6 +8,7 @@ databases, MULTI/EXEC, WATCH, pub/sub, client bookkeeping.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -148,6 +149,13 @@ class RespServer(FrontEndServer):
         self.clients: dict[int, Connection] = {}
         self.auth = Auth(lambda: (None, None))  # the node's users (set by the node)
         self.acl_log = AclLog()
+
+    def tls_failed(self, exc: ssl.SSLError) -> None:
+        """A client's TLS handshake failed on this port (plaintext, no or an untrusted
+        client certificate under mTLS): counted; logged at most once per LOG_EVERY_S (the
+        handshake does not know its peer)."""
+        reason = getattr(exc, "reason", None) or str(exc)
+        self.auth.failed("redis", "tls", "", True, peer="redis TLS port", error=reason)
 
     def connection(self, client_id: int) -> Connection:
         return Connection(self, client_id)

@@ -53,7 +53,7 @@ def mtls_cluster(
     tmp = tmp_path_factory.mktemp("mtls")
     cert, key, _ = ca.write_pair(tmp, "node")
     tls = ClusterTls(cert, key, ca.write(tmp / "ca.crt"), mtls=True)
-    with running_cluster(tmp / "cluster", tls=tls, durability="memory") as cluster:
+    with running_cluster(tmp / "cluster", tls=tls, durability="memory", metrics=True) as cluster:
         yield cluster, tls
 
 
@@ -295,6 +295,49 @@ def test_mtls_refuses_a_client_without_a_certificate(
     # so the refusal shows up as the connection closing on the first command.
     with pytest.raises((OSError, MemcacheUnexpectedCloseError)):
         mc.get("k")
+
+
+def test_failed_handshakes_are_counted_per_port_and_a_left_probe_is_not(
+    mtls_cluster: tuple[LocalCluster, ClusterTls],
+) -> None:
+    """Plaintext on a TLS port and a client without a certificate under mTLS are failed
+    authentications: counted in raftcache_tls_handshake_failures_total{protocol} and
+    logged; a TCP probe that connects and leaves is not counted."""
+    from tests.integration.test_metrics import scrape, value
+
+    cluster, tls = mtls_cluster
+    node = cluster.nodes[0]
+
+    def failures() -> dict[str, float]:
+        samples = scrape(cluster, 0)
+        return {
+            p: value(samples, "raftcache_tls_handshake_failures_total", protocol=p)
+            for p in ("redis", "memcached")
+        }
+
+    def settled(expected: dict[str, float]) -> None:
+        deadline = time.monotonic() + 5
+        while (got := failures()) != expected:
+            assert time.monotonic() < deadline, f"failures {got}, expected {expected}"
+            time.sleep(0.05)
+
+    before = failures()
+    for port in (node.redis_port, node.memcached_port):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # a probe
+    time.sleep(0.3)
+    settled(before)
+    with socket.create_connection(("127.0.0.1", node.redis_port), timeout=5) as plain:
+        plain.sendall(b"*1\r\n$4\r\nPING\r\n")
+        assert plain.recv(100) == b""  # closed: no reply in plaintext
+    settled({**before, "redis": before["redis"] + 1})
+    mc = McClient(("127.0.0.1", node.memcached_port), tls_context=client_context(tls))
+    with pytest.raises((OSError, MemcacheUnexpectedCloseError)):
+        mc.get("k")  # no client certificate
+    settled({"redis": before["redis"] + 1, "memcached": before["memcached"] + 1})
+    log = node.log_path.read_text()
+    assert "TLS handshake failed" in log
+    # logged with the reason (at most once per port per interval: which one is not fixed)
+    assert "WRONG_VERSION_NUMBER" in log or "PEER_DID_NOT_RETURN_A_CERTIFICATE" in log
 
 
 def test_mtls_clients_with_a_certificate_and_forwarding(

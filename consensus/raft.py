@@ -36,7 +36,7 @@ from pysyncobj import replicated as _replicated
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import _COMMAND_TYPE
 from pysyncobj.tcp_connection import CONNECTION_STATE
-from raftcache.consensus import identity, journal, recovery, snapshot
+from raftcache.consensus import identity, journal, peer_guard, recovery, snapshot
 from raftcache.consensus.durations import SLOW_BUCKETS_S, Durations
 from raftcache.consensus.prevote import PreVoteSyncObj
 
@@ -206,18 +206,14 @@ _PENDING_EXPIRY_S = 30.0
 class _Consumer(SyncObjConsumer):  # type: ignore[misc]
     """Holds the single replicated method; the state itself lives in ReplicatedState."""
 
-    def __init__(self, state: ReplicatedState, on_fatal: Callable[[BaseException], None]) -> None:
+    def __init__(self, state: ReplicatedState) -> None:
         self._state = state
-        self._on_fatal = on_fatal
         super().__init__()
 
     @_replicated  # type: ignore[untyped-decorator]
     def apply(self, data: bytes) -> Any:
-        try:
-            return self._state.apply(data)
-        except BaseException as exc:
-            self._on_fatal(exc)
-            raise
+        # Raising stops the node: GuardedSyncObj calls on_fatal and applies nothing after.
+        return self._state.apply(data)
 
 
 def _to_pysyncobj(address: str) -> str:
@@ -310,7 +306,9 @@ class RaftNode:
         self.on_event: Callable[..., None] | None = None  # (name, **fields); set by the node
         self._dump_path, journal_path = self._prepare_files()
         self._on_fatal = on_fatal
-        self._consumer = _Consumer(state, on_fatal)
+        self._consumer = _Consumer(state)
+        # Frames refused from peers, by reason (peer_guard.py; raftcache_raft_bad_frames).
+        self.bad_frames = peer_guard.BadFrames()
         conf = SyncObjConf(
             # Without bindAddress pysyncobj listens on 0.0.0.0 whatever the raft address
             # says: the pickle-speaking port would be reachable on every interface.
@@ -347,13 +345,16 @@ class RaftNode:
             dnsCacheTime=config.dns_cache_s,
             dnsFailCacheTime=config.dns_fail_cache_s,
         )
-        self._syncobj = PreVoteSyncObj(
+        self._syncobj = peer_guard.GuardedSyncObj(
             None if config.read_replica else _to_pysyncobj(config.self_addr),
             [_to_pysyncobj(peer) for peer in config.peers],
             conf,
             consumers=[self._consumer],
             pre_vote=config.pre_vote,
             voting=config.identity_dir is None or config.read_replica,
+            on_bad_entry=on_fatal,
+            bad_frames=self.bad_frames,
+            max_frame_bytes=peer_guard.frame_limit(config.max_entry_bytes),
         )
         self._amnesia = _Amnesia(self, self._syncobj)
         try:
@@ -824,7 +825,10 @@ class RaftNode:
                 self._state.restore(state_meta, items)
         except Exception as exc:
             # pysyncobj swallows exceptions here and would carry on with an empty state
-            # and a journal that starts after the snapshot.
+            # and a journal that starts after the snapshot: stop applying, then stop.
+            so = getattr(self, "_syncobj", None)  # unset while pysyncobj is constructed
+            if isinstance(so, peer_guard.GuardedSyncObj):
+                so.halted = peer_guard.EntryRefused(f"cannot load the snapshot: {exc}")
             self._on_fatal(exc)
             raise
         self.snapshot_load_durations.observe(time.monotonic() - started)

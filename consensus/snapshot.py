@@ -141,7 +141,8 @@ def reader(path: str) -> Iterator[tuple[RaftMeta, bytes, Iterator[tuple[bytes, b
             fmt = txn.get(b"format", db=raft_db)
             if fmt != SNAPSHOT_FORMAT:
                 raise SnapshotFormatError(
-                    f"{path} has snapshot format {fmt!r}; this build reads {SNAPSHOT_FORMAT!r}"
+                    f"{path} has snapshot format {fmt!r}; this build reads {SNAPSHOT_FORMAT!r} "
+                    "(a newer raftcache wrote it: upgrade this node before it loads it)"
                 )
             raft = RaftMeta(
                 last=RaftEntry.decode(_required(txn, b"last", raft_db, path)),

@@ -303,6 +303,15 @@ class NodeCollector(Collector):
             "Voters this node reaches, itself included (below a majority: no quorum here)",
             1 + sum(peer in status.connected for peer in peers),
         )
+        bad_frames = CounterMetricFamily(
+            "raftcache_raft_bad_frames",
+            "Frames refused on the Raft port, each dropping its connection (undecryptable: "
+            "a different --raft-secret; truncated: cut off mid-frame)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(raft.bad_frames.counts().items()):
+            bad_frames.add_metric([reason], count)
+        yield bad_frames
         cluster_events = CounterMetricFamily(
             "raftcache_events",
             "Cluster events this node logged (FailoverComplete, AddCacheNodeComplete, "

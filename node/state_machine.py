@@ -1100,6 +1100,13 @@ class StateMachine:
         """Rebuild a state machine from export_meta() and export_items() output."""
         sm = cls()
         doc = json.loads(meta)
+        decode = _DECODERS.get(doc.get("format", 1))
+        if decode is None:  # checked first: a newer format may name its fields differently
+            raise ValueError(
+                f"the snapshot's state has format {doc.get('format')!r}; this build reads "
+                f"formats 1 to {SNAPSHOT_FORMAT}: upgrade this node before it loads a "
+                "snapshot written by a newer raftcache"
+            )
         sm._revision = doc["revision"]
         sm._cluster_time_ms = doc["cluster_time_ms"]
         sm._next_sweep_ms = doc["next_sweep_ms"]
@@ -1111,7 +1118,6 @@ class StateMachine:
         for cid, s in doc["sessions"].items():
             results = {int(seq): _result_from_json(r) for seq, r in s["results"]}
             sm._sessions[cid] = _Session(results, s["floor"], s["last_seen_ms"])
-        decode = _DECODERS[doc.get("format", 1)]
         acc = 0
         data = sm._data
         buckets = sm._buckets

@@ -187,6 +187,10 @@ class Connection(PipelinedConnection):
         self.blocked: asyncio.Future[ReplyT | None] | None = None
         self.auth_failures = 0
         self._failure_logged = False
+        # While a failed AUTH waits out its penalty, later commands wait too (held here,
+        # reading paused): a pipeline of guesses gets no faster than guesses one by one.
+        self._holding = False
+        self._held: deque[list[bytes]] = deque()
 
     def reset_state(self) -> None:
         self.proto = 2
@@ -282,17 +286,37 @@ class Connection(PipelinedConnection):
         return user
 
     def refuse_auth(self) -> None:
-        """WRONGPASS, after this connection's penalty (brute force gets slow)."""
+        """WRONGPASS, after this connection's penalty (brute force gets slow); nothing this
+        connection sent after it runs before it is answered."""
         delay = penalty_s(self.auth_failures)
         if not delay:
             self.reply(Error(acl.WRONGPASS))
             return
+        self._holding = True
 
         async def later() -> ReplyT:
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._holding = False
+                self._loop.call_soon(self._release_held)
             return Error(acl.WRONGPASS)
 
         self.run("x", lambda slot: self._spawn(later(), slot))
+
+    def _release_held(self) -> None:
+        held = self._held
+        while held and not self._holding and not self._closing:
+            self.dispatch(held.popleft())
+        self.data_received(b"")  # a protocol error after them, the flush, reading again
+
+    def _update_reading(self) -> None:
+        if self._holding:  # nothing more is read until the failed AUTH answers
+            if not self._reading_paused and self.transport is not None and not self._closing:
+                self._reading_paused = True
+                self.transport.pause_reading()
+            return
+        super()._update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -305,8 +329,11 @@ class Connection(PipelinedConnection):
         for argv in parser.commands():
             if self._closing:
                 break
+            if self._holding or self._held:  # behind a failed AUTH's penalty
+                self._held.append(argv)
+                continue
             self.dispatch(argv)
-        if parser.error is not None and not self._closing:
+        if parser.error is not None and not self._closing and not self._held:
             # Commands before the bad input are answered; then this connection (only) ends.
             self.server.stats.count_error("ERR")
             self._slots.append(encoder.encoded(Error(f"ERR Protocol error: {parser.error}"), 2))

@@ -490,6 +490,7 @@ def test_exec_checks_queued_commands_against_the_rules_of_its_time(
 def test_exec_rechecks_as_real_redis_does(real_redis: int) -> None:
     admin, r = Raw(real_redis), Raw(real_redis)
     try:
+        admin.call("AUTH", ADMIN_PW)  # an error while the module's first test has not run
         assert admin.call("ACL", "SETUSER", "default", "resetpass", f">{ADMIN_PW}") == "OK"
         assert admin.call("AUTH", ADMIN_PW) == "OK"
         assert exec_after_the_rules_change(admin, r, None) == EXEC_EXPECTED
@@ -524,6 +525,36 @@ def test_refusals_are_logged_counted_and_slowed(cluster: LocalCluster) -> None:
             took.append(time.monotonic() - started)
         assert took[-1] >= 0.3, took  # later guesses wait (penalty doubles from 0.1 s)
         assert r.call("AUTH", "reader", "reader-pw") == "OK"  # the right one still works
+    finally:
+        admin.close()
+        r.close()
+
+
+def test_pipelined_guesses_wait_like_guesses_one_by_one(cluster: LocalCluster) -> None:
+    """After a penalised WRONGPASS nothing else the connection sent runs until it is
+    answered: a pipeline of guesses (the right one last, then a write) is as slow as the
+    guesses sent one by one, and the write does not happen early."""
+    admin, r = raw(cluster, "leader"), raw(cluster, "leader")
+    try:
+        assert admin.call("AUTH", ADMIN_PW) == "OK"
+        assert admin.call("DEL", "guessed") in (0, 1)
+        for _ in range(4):  # past the free failures: the next ones are penalised
+            assert r.call("AUTH", "reader", "guess") == WRONGPASS
+        pipeline = [("AUTH", "reader", f"guess{i}") for i in range(3)]
+        pipeline += [("AUTH", ADMIN_PW), ("SET", "guessed", "1")]
+        started = time.monotonic()
+        for argv in pipeline:
+            parts = [a.encode() for a in argv]
+            r.sock.sendall(
+                b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+            )
+        time.sleep(0.5)  # the first penalised guess waits >= 0.2 s, the next >= 0.4 s
+        assert admin.call("GET", "guessed") is None  # the pipelined write has not run yet
+        replies = [r._reply() for _ in pipeline]
+        took = time.monotonic() - started
+        assert replies == [WRONGPASS] * 3 + ["OK", "OK"]
+        assert took >= 0.2 + 0.4 + 0.8, took  # the penalties add up, as one by one
+        assert admin.call("GET", "guessed") == "1"
     finally:
         admin.close()
         r.close()

@@ -532,8 +532,8 @@ def test_refusals_are_logged_counted_and_slowed(cluster: LocalCluster) -> None:
 
 def test_pipelined_guesses_wait_like_guesses_one_by_one(cluster: LocalCluster) -> None:
     """After a penalised WRONGPASS nothing else the connection sent runs until it is
-    answered: a pipeline of guesses (the right one last, then a write) is as slow as the
-    guesses sent one by one, and the write does not happen early."""
+    answered: a pipeline of guesses (the right one last, then CLIENT SETNAME and a write) is
+    as slow as the guesses sent one by one, and nothing after the right one shows early."""
     admin, r = raw(cluster, "leader"), raw(cluster, "leader")
     try:
         assert admin.call("AUTH", ADMIN_PW) == "OK"
@@ -541,7 +541,7 @@ def test_pipelined_guesses_wait_like_guesses_one_by_one(cluster: LocalCluster) -
         for _ in range(4):  # past the free failures: the next ones are penalised
             assert r.call("AUTH", "reader", "guess") == WRONGPASS
         pipeline = [("AUTH", "reader", f"guess{i}") for i in range(3)]
-        pipeline += [("AUTH", ADMIN_PW), ("SET", "guessed", "1")]
+        pipeline += [("AUTH", ADMIN_PW), ("CLIENT", "SETNAME", "guessed"), ("SET", "guessed", "1")]
         started = time.monotonic()
         for argv in pipeline:
             parts = [a.encode() for a in argv]
@@ -550,9 +550,11 @@ def test_pipelined_guesses_wait_like_guesses_one_by_one(cluster: LocalCluster) -
             )
         time.sleep(0.5)  # the first penalised guess waits >= 0.2 s, the next >= 0.4 s
         assert admin.call("GET", "guessed") is None  # the pipelined write has not run yet
+        # nor has a command the front-end answers itself (it would tell the guess was right)
+        assert "name=guessed " not in admin.call("CLIENT", "LIST")
         replies = [r._reply() for _ in pipeline]
         took = time.monotonic() - started
-        assert replies == [WRONGPASS] * 3 + ["OK", "OK"]
+        assert replies == [WRONGPASS] * 3 + ["OK", "OK", "OK"]
         assert took >= 0.2 + 0.4 + 0.8, took  # the penalties add up, as one by one
         assert admin.call("GET", "guessed") == "1"
     finally:

@@ -26,7 +26,18 @@ Raft thesis' remedies (§9.6, as etcd implements them):
   majority. It answers such an append with ``term_notice`` carrying its term; the
   stale leader adopts it and steps down, as Raft's "reply with currentTerm" rule
   would make it (etcd does the same). A pre-vote refusal carries the refuser's
-  term too, and a pre-candidate behind it adopts it.
+  term too: a pre-candidate behind it never takes that term (its own term, vote and
+  leader stay, so it keeps following a live leader whose append may be on its way),
+  but its next round asks for a term above it, and a won round elects at that term.
+  Two nodes therefore cannot refuse each other forever (one holding the longer log,
+  the other the higher term).
+- **Transfers.** pysyncobj's leader sends ``timeout_now`` once its target holds its
+  last entry, then goes on appending: the target's election then carried a log
+  behind the old leader's and the other follower's, lost their votes, and nobody led
+  until pre-vote rounds sorted it out (~1 s; seen in CI on a SIGTERM'd leader). As
+  the Raft thesis (§3.10) and etcd do, a leader that sent ``timeout_now`` appends no
+  new command for ``raftMaxTimeout`` (they wait in pysyncobj's queue), so the
+  target's log is as long as any and the old leader votes for it.
 - **Check-quorum** is pysyncobj's own ``leaderFallbackTimeout``: on every tick a
   leader that has had no append answer from a majority within that time steps down
   to follower. ``RaftConfig.leader_fallback_timeout`` sets it (see DESIGN.md).
@@ -55,7 +66,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pysyncobj import SyncObj
+from pysyncobj import FAIL_REASON, SyncObj
 from pysyncobj.monotonic import monotonic as _pysyncobj_monotonic
 from pysyncobj.transport import TCPTransport
 from pysyncobj.version import VERSION as _PYSYNCOBJ_VERSION
@@ -72,6 +83,8 @@ _PRIVATE_METHODS = (
     "_SyncObj__getCurrentLogIndex",
     "_SyncObj__getCurrentLogTerm",
     "_onTick",
+    "_checkCommandsToApply",
+    "transferLeadership",
 )
 if _PYSYNCOBJ_VERSION != _PINNED or not all(hasattr(SyncObj, m) for m in _PRIVATE_METHODS):
     raise ImportError(
@@ -113,7 +126,7 @@ class PreVoteStats:
     refused: int = 0  # pre-votes this node refused
     votes_ignored: int = 0  # request_vote dropped by leader stickiness
     term_notices_sent: int = 0
-    terms_adopted: int = 0  # from a refusal or a term notice
+    terms_adopted: int = 0  # from a term notice
 
 
 class _TransferTaggingTransport(TCPTransport):  # type: ignore[misc]  # pysyncobj is untyped
@@ -163,6 +176,8 @@ class PreVoteSyncObj(LogMatchingSyncObj):
         self._cleared_term: int | None = None  # a won pre-vote: the term it cleared
         self._cleared_at = 0.0
         self._transfer_term: int | None = None  # request_votes of this term get TRANSFER_FLAG
+        self._term_floor = 0  # the highest term a pre-vote refusal reported
+        self._transfer_pause_until = 0.0  # a leader that sent timeout_now appends nothing
         self._ignored_logged: set[tuple[Any, int]] = set()
         self.pre_vote_stats = PreVoteStats()
         # False: this node neither votes nor stands for election (amnesia: it may lack
@@ -202,12 +217,13 @@ class PreVoteSyncObj(LogMatchingSyncObj):
 
     def _before_election(self, now: float) -> None:
         """Let pysyncobj's election go ahead, or hold it back behind a pre-vote round."""
-        next_term = self._SyncObj__raftCurrentTerm + 1
+        current: int = self._SyncObj__raftCurrentTerm
         connected = self._SyncObj__connectedToAnyone()
         if self._SyncObj__transferInProgress:
             if connected:
-                self._transfer_term = next_term  # the outgoing leader asked: no pre-vote, tagged
+                self._transfer_term = current + 1  # the outgoing leader asked: no pre-vote, tagged
             return
+        next_term = max(current, self._term_floor) + 1
         if not self._pre_vote or not self._SyncObj__otherNodes:
             return
         if self._SyncObj__raftLeader is not None:
@@ -223,6 +239,10 @@ class PreVoteSyncObj(LogMatchingSyncObj):
             and now - self._cleared_at < self._SyncObj__conf.raftMinTimeout
         ):
             self._cleared_term = None
+            if next_term > current + 1:
+                # pysyncobj elects at its term + 1: move to the term below the one cleared
+                # (no vote), which a refusal reported as in use.
+                self._SyncObj__setCurrentTerm(next_term - 1, None)
             return
         self._start_round(now, next_term)
 
@@ -289,6 +309,26 @@ class PreVoteSyncObj(LogMatchingSyncObj):
                 self._send_term_notice(node)
         super()._SyncObj__onMessageReceived(node, message)
 
+    # ------------------------------------------------------------ the leader's side of a transfer
+
+    def transferLeadership(self, node: Any = None, callback: Any = None) -> None:
+        """pysyncobj's transfer; once ``timeout_now`` went out, new commands wait (§3.10)."""
+
+        def sent(result: Any, error: Any) -> None:
+            if error == FAIL_REASON.SUCCESS:
+                self._transfer_pause_until = _now() + self._SyncObj__conf.raftMaxTimeout
+            if callback is not None:
+                callback(result, error)
+
+        super().transferLeadership(node, sent)
+
+    def _checkCommandsToApply(self) -> None:
+        if self._SyncObj__raftState != _LEADER:
+            self._transfer_pause_until = 0.0
+        elif _now() < self._transfer_pause_until:
+            return  # the transfer target must keep the leader's last entry to win
+        super()._checkCommandsToApply()
+
     def _in_lease(self, now: float) -> bool:
         """A live leader is known: this node leads, or heard from its leader recently."""
         if self._SyncObj__raftState == _LEADER:
@@ -326,13 +366,17 @@ class PreVoteSyncObj(LogMatchingSyncObj):
     def _count_pre_vote(self, node: Any, message: dict[str, Any]) -> None:
         if not message.get("granted"):
             self.pre_vote_stats.refusals_received += 1
-            self._adopt_term(message.get("current_term"), node, "a pre-vote refusal")
+            # Never our term (a refuser may be a candidate whose election is failing while
+            # our leader still leads): only the term our next round asks for.
+            theirs = message.get("current_term")
+            if isinstance(theirs, int) and theirs > self._term_floor:
+                self._term_floor = theirs
             return
         term = message.get("term")
         if (
             term is None
             or term != self._round_term
-            or term != self._SyncObj__raftCurrentTerm + 1
+            or term <= self._SyncObj__raftCurrentTerm
             or self._SyncObj__raftState == _LEADER
             or node not in self._SyncObj__otherNodes
         ):

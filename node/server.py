@@ -240,10 +240,14 @@ class Node:
         try:
             await self._stopping.wait()
         finally:
-            await self._shutdown(server, health, forwarder)
+            await self._shutdown(server, health, forwarder, proposer)
 
     async def _shutdown(
-        self, server: grpc.aio.Server, health: HealthServicer, forwarder: LeaderForwarder
+        self,
+        server: grpc.aio.Server,
+        health: HealthServicer,
+        forwarder: LeaderForwarder,
+        proposer: Proposer,
     ) -> None:
         assert self.raft is not None
         _log.info("stopping")
@@ -251,18 +255,25 @@ class Node:
         if self.raft.is_leader() and self.raft.status().connected:
             # pysyncobj refuses a transfer while no connected follower has the leader's last
             # entry (just after an election or a write) and sends TimeoutNow only once: ask
-            # again until a follower takes over or the budget is spent.
+            # again until a follower takes over or the budget is spent. New proposals wait
+            # meanwhile (as in Cluster.TransferLeadership): with writes and idle ticks coming
+            # every few ms no follower would hold the last entry, and after the TimeoutNow
+            # they would make the target's log too short to win (Raft thesis 3.10).
             deadline = time.monotonic() + 3.0
             next_ask = 0.0
-            while (
-                self.raft.is_leader()
-                and self.raft.status().connected
-                and time.monotonic() < deadline
-            ):
-                if time.monotonic() >= next_ask:
-                    self.raft.transfer_leadership()
-                    next_ask = time.monotonic() + 0.25
-                await asyncio.sleep(0.02)
+            proposer.hold(3.0)
+            try:
+                while (
+                    self.raft.is_leader()
+                    and self.raft.status().connected
+                    and time.monotonic() < deadline
+                ):
+                    if time.monotonic() >= next_ask:
+                        self.raft.transfer_leadership()
+                        next_ask = time.monotonic() + 0.25
+                    await asyncio.sleep(0.02)
+            finally:
+                proposer.release()  # queued calls: NoLeader if leadership moved (clients retry)
             _log.info(
                 "leadership handed over"
                 if not self.raft.is_leader()

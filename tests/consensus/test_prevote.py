@@ -238,18 +238,33 @@ def test_a_late_grant_for_an_older_round_is_not_counted(node: Node) -> None:
     assert not node.sent_of("request_vote") and node.term == 0
 
 
-def test_a_refusal_from_a_higher_term_is_adopted(node: Node) -> None:
+def test_a_refusal_never_moves_the_term_but_raises_the_next_round(node: Node) -> None:
+    """The refuser may be a candidate whose election is failing (a transfer target whose
+    log fell behind) while our leader still leads: taking its term would reject our
+    leader's next append. Its term only sets the floor of our next round, so two nodes
+    cannot refuse each other forever (one with the longer log, the other the higher term)."""
+    node.heartbeat(node.a, 1)
     node.expire_timer()
     node.tick()
     node.receive(
-        node.a, {"type": PRE_VOTE_RESPONSE, "term": 1, "granted": False, "current_term": 7}
+        node.b, {"type": PRE_VOTE_RESPONSE, "term": 2, "granted": False, "current_term": 7}
     )
-    assert node.term == 7 and node.voted_for is None and node.state == FOLLOWER
+    assert node.term == 1 and node.state == FOLLOWER
+    node.heartbeat(node.a, 1)  # our leader's append is still taken, without a term notice
+    assert node.obj._getLeader() == node.a and not node.sent_of(TERM_NOTICE)
+
     node.sent.clear()
     node.expire_timer()
     node.tick()
     ((_, request), _) = node.sent_of(PRE_VOTE_REQUEST)
-    assert request["term"] == 8
+    assert request["term"] == 8 and node.term == 1
+    node.receive(node.b, {"type": PRE_VOTE_RESPONSE, "term": 8, "granted": True})
+    node.tick()
+    # A won round elects at the term it asked for.
+    votes = node.sent_of("request_vote")
+    assert votes and all(m["term"] == 8 for _, m in votes)
+    assert node.term == 8 and node.state == CANDIDATE
+    assert node.voted_for == node.obj._SyncObj__selfNode.id
 
 
 def test_without_pre_vote_the_node_elects_at_once(sent: list[tuple[Any, dict[str, Any]]]) -> None:
@@ -355,6 +370,57 @@ def test_a_transfer_target_elects_without_pre_vote_and_tags_its_votes(node: Node
     assert {to for to, _ in votes} == {node.a, node.b}
     assert all(m["term"] == 5 and m[TRANSFER_FLAG] is True for _, m in votes)
     assert node.term == 5 and node.state == CANDIDATE
+
+
+def _last_index(node: Node) -> int:
+    return int(node.obj._SyncObj__getCurrentLogIndex())
+
+
+def test_a_leader_that_sent_timeout_now_appends_nothing_so_its_target_wins(node: Node) -> None:
+    """The CI stall (issue 16): a SIGTERM'd leader sent TimeoutNow, then kept appending
+    (idle ticks, writes), so the target's RequestVote carried a log behind the old leader's
+    and the other follower's; both refused it and nobody led for ~1 s. Raft thesis 3.10
+    (etcd's leadTransferee): the leader takes no new command while the transfer runs."""
+    node.become_leader()
+    term, last = node.term, _last_index(node)
+    node.obj._SyncObj__raftMatchIndex[node.a] = last  # the target holds the last entry
+    node.sent.clear()
+    node.obj.transferLeadership(node.a)
+    assert node.sent_of("timeout_now") == [(node.a, {"type": "timeout_now", "term": term})]
+
+    node.obj._applyCommand(b"\x00written-after-timeout-now", None)
+    node.tick()
+    assert _last_index(node) == last  # held back in pysyncobj's queue
+
+    # The target's election: tagged, with the leader's last entry: the old leader votes.
+    node.sent.clear()
+    node.request_vote(node.a, term + 1, **{TRANSFER_FLAG: True})
+    assert node.state == FOLLOWER and node.term == term + 1
+    assert node.voted_for == node.a.id
+    assert node.sent_of("response_vote") == [(node.a, {"type": "response_vote", "term": term + 1})]
+
+
+def test_a_transfer_that_goes_nowhere_holds_commands_for_one_election_timeout(node: Node) -> None:
+    node.become_leader()
+    last = _last_index(node)
+    node.obj._SyncObj__raftMatchIndex[node.a] = last
+    node.obj.transferLeadership(node.a)
+    node.obj._applyCommand(b"\x00held", None)
+    node.tick()
+    assert _last_index(node) == last
+    time.sleep(2 * MIN_TIMEOUT + 0.05)  # raftMaxTimeout: the target never campaigned
+    node.obj._SyncObj__lastResponseTime.update({node.a: monotonic(), node.b: monotonic()})
+    node.tick()
+    assert node.state == LEADER and _last_index(node) == last + 1
+
+
+def test_a_refused_transfer_holds_nothing(node: Node) -> None:
+    node.become_leader()
+    last = _last_index(node)
+    node.obj.transferLeadership(node.a)  # the target lacks the last entry: refused
+    node.obj._applyCommand(b"\x00not-held", None)
+    node.tick()
+    assert _last_index(node) == last + 1
 
 
 def test_a_leader_ignores_a_member_that_follows_it_but_not_one_that_does_not(node: Node) -> None:

@@ -86,13 +86,13 @@ def test_clock_skew_new_leader_behind_keeps_expiry_monotonic(tmp_path: Path) -> 
     # The skew was felt: a leader ahead made keys expire early (or a leader behind, late).
     worst = max(ttl["details"]["max_shrink_s"], ttl["details"]["max_stretch_s"])
     assert worst > 0.5, ttl["details"]
-    # In some clock-skew fault a node whose clock was behind led after the old leader
-    # (ahead) stopped. (In one CI run the first fault's election stalled until the old
-    # leader came back and won again; the second fault then handed over: a liveness gap
-    # noted for the pre-vote work, not an expiry anomaly, and the checks above all held.)
+    # A node whose clock was behind led after the old leader (ahead) handed over on SIGTERM,
+    # in the first clock-skew fault already, and no node ahead led in any. (Until the old
+    # leader stopped appending once it had sent TimeoutNow, the target's log could fall
+    # behind and the election stall until the old leader came back and won again:
+    # consensus/prevote.py, "Transfers".)
     leaders = [json.loads(line) for line in (out / "leaders.jsonl").read_text().splitlines()]
-    seen = []
-    for fault in skews:
+    for n, fault in enumerate(skews):
         offsets = fault["offsets_ms"]
         old = max(offsets, key=offsets.get)
         later = [
@@ -102,6 +102,4 @@ def test_clock_skew_new_leader_behind_keeps_expiry_monotonic(tmp_path: Path) -> 
             for name, node in sample["nodes"].items()
             if node["role"] == "leader" and name != old
         ]
-        assert all(offsets[name] < 0 for name in later), (offsets, later)
-        seen += later
-    assert seen, ("no node behind led during any clock-skew fault", skews)
+        assert (later or n > 0) and all(offsets[name] < 0 for name in later), (fault, later)

@@ -12,6 +12,9 @@ States:
   caught up; it must not vote, even if it restarts with a log received meanwhile.
 - ``probing``: a node with no state and no record asked its peers whether a cluster exists
   (nothing it did while probing can matter: it neither voted nor was counted).
+
+No record at all on a ``--join`` start: node/rejoin.py asks the cluster first and writes
+``rejoining`` if the cluster still counts this address as a voter.
 """
 
 from __future__ import annotations

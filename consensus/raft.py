@@ -216,6 +216,49 @@ class _Consumer(SyncObjConsumer):  # type: ignore[misc]
         return self._state.apply(data)
 
 
+MEMBERSHIP_QUERY = "raftcache_members"
+"""A pysyncobj utility command on the Raft port: what `query_membership` asks."""
+
+
+@dataclass(frozen=True)
+class MembershipView:
+    """One node's answer to `query_membership`."""
+
+    address: str  # the Raft address asked
+    role: str  # Role.value
+    leader: str | None  # the leader it follows (its Raft address), if any
+    members: frozenset[str]  # the voters as its log says (appended changes count)
+    has_state: bool  # it holds Raft state (a term): it is part of a running cluster
+    settled: bool  # a leader whose membership cannot change back (see _answer_membership)
+
+
+def query_membership(
+    address: str, secret: str | None, timeout: float = 2.0
+) -> MembershipView | None:
+    """Ask the node whose Raft port is `address` for its view of the membership (blocking;
+    None when it does not answer in `timeout` s). Needs only the Raft secret, not
+    membership: pysyncobj answers utility commands before it asks who is calling."""
+    from pysyncobj.utility import TcpUtility, UtilityException
+
+    try:
+        answer = TcpUtility(secret, timeout).executeCommand(
+            _to_pysyncobj(address), [MEMBERSHIP_QUERY]
+        )
+    except (UtilityException, OSError, ValueError):
+        return None
+    if not isinstance(answer, dict) or not isinstance(answer.get("members"), list):
+        return None  # an older build, or not a raftcache node
+    leader = answer.get("leader")
+    return MembershipView(
+        address=address,
+        role=str(answer.get("role")),
+        leader=leader if isinstance(leader, str) else None,
+        members=frozenset(str(m) for m in answer["members"]),
+        has_state=bool(answer.get("has_state")),
+        settled=bool(answer.get("settled")),
+    )
+
+
 def _to_pysyncobj(address: str) -> str:
     """HOST:PORT as pysyncobj takes it: it splits at the last colon and resolves the host as
     written, so an IPv6 host goes without its brackets ([::1]:7380 -> ::1:7380)."""
@@ -357,6 +400,11 @@ class RaftNode:
             max_frame_bytes=peer_guard.frame_limit(config.max_entry_bytes),
         )
         self._amnesia = _Amnesia(self, self._syncobj)
+        # Answered to anyone holding the secret, members or not (node/rejoin.py asks it
+        # before a --join node starts: DESIGN.md "Amnesia").
+        self._syncobj._SyncObj__transport.setOnUtilityMessageCallback(
+            MEMBERSHIP_QUERY, self._answer_membership
+        )
         try:
             if not config.read_replica:  # a read-only node binds nothing (and never says so)
                 self._syncobj.waitBinded()
@@ -385,6 +433,32 @@ class RaftNode:
         # first compaction, so journal mode always has both.
         self.recovery = recovery.repair(jrnl, dump)
         return dump, jrnl
+
+    def _answer_membership(self, _args: Any, callback: Callable[[Any, Any], None]) -> None:
+        """The `MEMBERSHIP_QUERY` utility command (tick thread): this node's view of the
+        voters, and whether it is a leader whose view cannot change back (`settled`: its
+        no-op applied, no membership change appended and uncommitted or in flight)."""
+        so = self._syncobj
+        status = self._status
+        settled = False
+        if status.role is Role.LEADER:
+            noop = getattr(so, "_SyncObj__noopIDx", None)
+            settled = (
+                noop is not None
+                and so.raftLastApplied >= noop
+                and self._change_in_flight is None
+                and not self._uncommitted_change()
+            )
+        callback(
+            {
+                "role": status.role.value,
+                "leader": status.leader,
+                "members": list(status.members),
+                "has_state": so.raftCurrentTerm > 0,
+                "settled": settled,
+            },
+            None,
+        )
 
     # ------------------------------------------------------------ proposals
 

@@ -25,13 +25,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"raftcache-node: error: {exc}", file=sys.stderr)
         return 2
-    from raftcache.node import statefulset
+    from raftcache.node import rejoin
     from raftcache.node.server import Node
 
     node = Node(config, tls)
     log_setup.configure(config.log_format, config.log_level, node.log_context)
-    # A StatefulSet pod beyond --replicas checks its membership first and joins by itself.
-    main_task = statefulset.run(node.run, config)
+    # A --join start with no identity record asks whether it is a member already (then it
+    # rejoins instead of voting); a StatefulSet pod beyond --replicas then adds itself.
+    main_task = rejoin.run(node.run, config)
     try:
         if config.event_loop == "uvloop":
             import uvloop

@@ -63,7 +63,7 @@ class NodeConfig:
     tls_client_cn_as_user: bool = False  # a client certificate's CN names the gRPC user
     joining: bool = False  # --join: a newcomer to an existing cluster (node/DESIGN.md)
     # A StatefulSet pod beyond --replicas (scaled up later): the client addresses of the pods
-    # that bootstrapped the cluster, which node/statefulset.py asks about the membership.
+    # that bootstrapped the cluster, through which node/statefulset.py adds it (AddMember).
     statefulset_seeds: tuple[str, ...] = ()
     join_credentials: str = ""  # --join-credentials: where that pod finds its join user
 
@@ -469,7 +469,7 @@ def _derive_from_ordinal(values: Mapping[str, str], given: Mapping[str, str]) ->
     listen_port = parse_address("--listen", values["listen"]).rpartition(":")[2]
     derived["advertise"] = given.get("advertise", f"{raft.rpartition(':')[0]}:{listen_port}")
     if ordinal >= replicas:
-        # Where node/statefulset.py asks about the membership: the bootstrap pods' client ports.
+        # Where node/statefulset.py adds the pod (AddMember): the bootstrap pods' client ports.
         derived[_SEEDS] = ",".join(
             f"{_pod_address(template, p).rpartition(':')[0]}:{listen_port}" for p in pods
         )

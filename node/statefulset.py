@@ -1,20 +1,17 @@
-"""A StatefulSet pod scaled up beyond --replicas joins the running cluster by itself.
+"""A StatefulSet pod scaled up beyond --replicas adds itself to the running cluster.
 
 Pods 0..replicas-1 bootstrap the cluster with --peers (node/config.py). A pod with a higher
-ordinal (after `kubectl scale`) is derived --join (the bootstrap pods) and this module, run
-by `raftcache-node` around the node, does two things (deploy/DESIGN.md "Scaling"):
+ordinal (after `kubectl scale`) is derived --join (the bootstrap pods), so before its node
+starts it goes through node/rejoin.py like every --join start: with no identity record it
+asks the cluster whether it is a member already, and a member on a new volume records
+itself `rejoining` instead of voting as a newcomer. What this module adds, run by
+node/rejoin.py's `run` once the node runs (deploy/DESIGN.md "Scaling"):
 
-1. **Before the node starts**, on a volume with no identity record for this address (a new
-   pod, or one whose volume was lost): ask the cluster (Cluster.Status, open to every
-   caller) whether this address is a member. A member that comes back empty must not vote
-   as a newcomer would: it records itself as `rejoining` (consensus/identity.py), so the
-   node's amnesia protection has the leader remove and re-add it before it votes. The node
-   does not start until the cluster has answered.
-2. **Once it runs**, while this address is not a member: `AddMember` of its own Raft address
-   through the leader, as the user in --join-credentials (a kubernetes.io/basic-auth Secret
-   volume; the user needs `+cluster|meet`), retried while the leader refuses (another change
-   in progress, a voter still catching up): the leader's checks are what serialise several
-   pods joining at once. Without credentials it says once how to add it by hand.
+**While this address is not a member**: `AddMember` of its own Raft address through the
+leader, as the user in --join-credentials (a kubernetes.io/basic-auth Secret volume; the
+user needs `+cluster|meet`), retried while the leader refuses (another change in progress,
+a voter still catching up): the leader's checks are what serialise several pods joining at
+once. Without credentials it says once how to add it by hand.
 
 Scaling down is not automatic: a stopping pod cannot tell a scale-down from a restart, so
 the operator removes the dropped ordinal (`raftcache member remove`) after scaling
@@ -24,16 +21,12 @@ the operator removes the dropped ordinal (`raftcache member remove`) after scali
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import grpc
 import structlog
-from raftcache.consensus import identity
+from raftcache.node import rejoin
 from raftcache.node.config import NodeConfig
 
 if TYPE_CHECKING:
@@ -47,66 +40,15 @@ SAY_EVERY_S = 30.0
 """How often a pod still waiting says so."""
 
 
-async def run(node_run: Callable[[], Awaitable[None]], config: NodeConfig) -> None:
-    """Run the node (`node_run`: Node.run), with a scaled-up pod's checks around it."""
-    if not config.statefulset_seeds:
-        await node_run()
-        return
-    await _interruptible(prepare(config))
-    joiner = asyncio.create_task(join(config))
-    try:
-        await node_run()
-    finally:
-        joiner.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await joiner
-
-
-async def _interruptible(step: Awaitable[None]) -> None:
-    """`step`, ended by SIGTERM/SIGINT (the node's own handlers are not installed yet, and a
-    container's PID 1 ignores signals it has no handler for)."""
-    task = asyncio.ensure_future(step)
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, task.cancel)
-            installed.append(sig)
-    try:
-        await task
-    except asyncio.CancelledError:
-        raise SystemExit(0) from None
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-
-async def prepare(config: NodeConfig) -> None:
-    """Before the Raft node exists: a member whose volume is new must rejoin, not join."""
-    directory = config.raft.identity_dir
-    me = config.raft.self_addr
-    if directory is None or identity.load(directory, me) is not None:
-        return  # this volume knows this node: the node's own start-up decides
-    members = await _wait_for_members(config, "before starting (is this pod a member already?)")
-    if me in members:
-        _log.warning(
-            "this pod is a member but its volume holds no state for it (a new volume): it "
-            "rejoins through the leader (removed, re-added, caught up) before it votes",
-            members=sorted(members),
-        )
-        identity.store(directory, identity.Identity(me, identity.REJOINING, tuple(members)))
-    else:
-        _log.info("a new member: joining the cluster", members=sorted(members))
-
-
 async def join(config: NodeConfig) -> None:
     """While this pod is not a member, ask the leader to add it."""
     me = config.raft.self_addr
     credentials = read_credentials(config.join_credentials)
     said = 0.0
     while True:
-        members = await _wait_for_members(config, "to see whether this pod is a member")
-        if me in members:
+        answer = await rejoin.wait_for_membership(config, "to see whether this pod is a member")
+        members = answer.members
+        if answer.member:
             _log.info("this pod is a member", members=sorted(members))
             return
         if credentials is None:
@@ -191,50 +133,3 @@ def _client_tls(config: NodeConfig) -> TlsConfig | None:
         cert_file=tls.cert_file if mutual else None,
         key_file=tls.key_file if mutual else None,
     )
-
-
-async def _wait_for_members(config: NodeConfig, why: str) -> frozenset[str]:
-    said = time.monotonic()
-    while True:
-        members = await members_of(config.statefulset_seeds, _client_tls(config))
-        if members is not None:
-            return members
-        if time.monotonic() - said >= SAY_EVERY_S:
-            said = time.monotonic()
-            _log.info(
-                f"waiting for the cluster's leader {why}", seeds=list(config.statefulset_seeds)
-            )
-        await asyncio.sleep(RETRY_S)
-
-
-async def members_of(seeds: Sequence[str], tls: TlsConfig | None) -> frozenset[str] | None:
-    """The voters' Raft addresses as the leader reports them (Cluster.Status, which needs no
-    credentials), or None when no seed knows a leader that answers."""
-    from raftcache.v1 import cluster_pb2, cluster_pb2_grpc
-
-    credentials = tls.credentials() if tls is not None else None
-    asked: set[str] = set()
-    queue = list(seeds)
-    while queue:
-        address = queue.pop(0)
-        if address in asked:
-            continue
-        asked.add(address)
-        channel = (
-            grpc.aio.secure_channel(address, credentials)
-            if credentials is not None
-            else grpc.aio.insecure_channel(address)
-        )
-        try:
-            status = await cluster_pb2_grpc.ClusterStub(channel).Status(
-                cluster_pb2.StatusRequest(), timeout=2
-            )
-        except grpc.aio.AioRpcError:
-            continue
-        finally:
-            await channel.close()
-        if status.role == cluster_pb2.LEADER:
-            return frozenset(m.raft_addr for m in status.members)
-        if status.leader_client_addr:
-            queue.insert(0, status.leader_client_addr)
-    return None

@@ -7,6 +7,11 @@ node and the third node together are a majority: if the wiped node voted, the th
 (which lacks the write) would win and the acknowledged write would be gone for good. The
 wiped node must not vote until the leader has removed and re-added it and it has caught
 up (consensus/DESIGN.md "Amnesia"), and it must do that by itself.
+
+The same holds for a member that joined with `--join` (added with `raftcache member add`)
+and lost its whole data dir, identity record included: started again with the same --join
+line it would look like a newcomer, which votes once added. It asks the cluster first
+(node/rejoin.py) and rejoins instead.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from raftcache.chaos.local_cluster import LocalCluster
+from raftcache.client import Client, ConditionFailedError
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2
 
 from tests.integration.conftest import start_cluster
@@ -96,4 +103,98 @@ def test_a_node_that_lost_its_disk_does_not_vote_the_write_away(
             "the rejoined node does not answer"
         )
     finally:
+        cluster.close()
+
+
+def _retry(call: object, timeout: float = 30) -> None:
+    """A membership change, tried again while the leader refuses it (a voter catching up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            call()  # type: ignore[operator]
+            return
+        except ConditionFailedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def test_a_joined_member_that_lost_its_data_dir_rejoins_instead_of_voting(tmp_path: Path) -> None:
+    """n4 joined with --join and was added; after a removal the voters are {leader, behind,
+    n4}. A write is acknowledged by the leader and n4 while `behind` is cut off; n4 loses its
+    data dir (no identity record left) and restarts with the same --join line while the
+    leader is cut off. Without node/rejoin.py n4 started as a newcomer and voted: n4 and
+    `behind` elected `behind` and the write was gone."""
+    cluster = LocalCluster(3, tmp_path, proxy=True, spares=1)
+    cluster.start()
+    admin: Client | None = None
+    try:
+        net = cluster.net
+        assert net is not None
+        leader = cluster.wait_until_ready(timeout=40)
+        n4 = 3
+        cluster.nodes[n4].join = [n.raft_addr for n in cluster.nodes[:3]]
+        cluster.nodes[n4].member = True
+        cluster.start_node(n4)
+        admin = Client([n.client_addr for n in cluster.nodes[:3]], timeout=10)
+        _retry(lambda: admin.add_member(cluster.nodes[n4].raft_addr, timeout=10))
+        admin.wait_caught_up(cluster.nodes[n4].raft_addr, timeout=30)
+        removed, behind = [i for i in range(3) if i != leader]
+        _retry(lambda: admin.remove_member(cluster.nodes[removed].raft_addr, timeout=10))
+        cluster.stop(removed)
+        cluster.nodes[removed].member = False
+        names = [n.node_id for n in cluster.nodes]
+        net.isolate(names[behind])
+        time.sleep(0.3)
+        with grpc.insecure_channel(cluster.nodes[leader].client_addr) as channel:
+            stub = cache_pb2_grpc.CacheStub(channel)
+            stub.Set(cache_pb2.SetRequest(key=b"acked", value=b"kept"), timeout=10)
+        # on the leader and n4 (a majority of three); `behind` lacks it
+        cluster.kill(n4)
+        shutil.rmtree(cluster.nodes[n4].data_dir)  # identity record and all
+        net.heal()
+        net.isolate(names[leader])
+        cluster.start_node(n4)  # the same --join line
+        deadline = time.monotonic() + 8
+        elected: set[str] = set()
+        while time.monotonic() < deadline:
+            for i in (n4, behind):
+                status = cluster.status(i)
+                if status is not None and status.role == cluster_pb2.LEADER:
+                    elected.add(f"{names[i]} in term {status.term}")
+            time.sleep(0.2)
+        net.heal()
+        new_leader = cluster.wait_for_leader(timeout=20)
+        deadline = time.monotonic() + 20
+        got = None
+        while time.monotonic() < deadline:
+            got = _get(cluster.nodes[new_leader].client_addr, b"acked")
+            if got is not None:
+                break
+            time.sleep(0.2)
+            new_leader = cluster.wait_for_leader(timeout=20)
+        assert got is not None
+        assert got.found and got.value == b"kept", (
+            f"the acknowledged write is lost (elected while the leader was cut off: "
+            f"{elected or 'none'}); logs in {cluster.base_dir}"
+        )
+        assert not elected, f"the wiped --join node helped elect {elected}"
+        log = cluster.nodes[n4].log_path
+        assert "rejoins through the leader" in log.read_text(), log.read_text()[-3000:]
+        # re-added and caught up by itself, voting again, and the cluster whole
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "voting again" not in log.read_text():
+            time.sleep(0.2)
+        assert "voting again" in log.read_text(), f"never voted again; logs in {tmp_path}"
+        members = admin.membership().members
+        assert sorted(m.node_id for m in members) == sorted(names[i] for i in (leader, behind, n4))
+        cluster.wait_until_ready(timeout=30)
+        deadline = time.monotonic() + 10
+        while (got := _get(cluster.nodes[n4].client_addr, b"acked")) is None:
+            assert time.monotonic() < deadline, "the rejoined node does not answer"
+            time.sleep(0.2)
+        assert got.found and got.value == b"kept"
+    finally:
+        if admin is not None:
+            admin.close()
         cluster.close()

@@ -1,5 +1,6 @@
-"""node/statefulset.py: what a StatefulSet pod scaled up beyond --replicas does before and
-after its node starts (the container test is tests/deploy/test_scaling.py)."""
+"""node/statefulset.py and node/rejoin.py: what a StatefulSet pod scaled up beyond
+--replicas does before and after its node starts (the container test is
+tests/deploy/test_scaling.py); plain --join starts: tests/unit/test_rejoin.py."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from raftcache.consensus import identity
-from raftcache.node import statefulset
+from raftcache.consensus import MembershipView, identity
+from raftcache.node import rejoin, statefulset
 from raftcache.node.config import NodeConfig, load
 
 DOMAIN = "raftcache-peers.raftcache.svc.cluster.local"
@@ -31,30 +32,32 @@ def pod(tmp_path: Path, name: str = "raftcache-3", **env: str) -> NodeConfig:
     )
 
 
-def answer(monkeypatch: pytest.MonkeyPatch, members: set[str]) -> list[int]:
-    asked: list[int] = []
+def answer(monkeypatch: pytest.MonkeyPatch, members: set[str]) -> list[str]:
+    """Every Raft port answers as a settled leader whose voters are `members`."""
+    asked: list[str] = []
 
-    async def members_of(seeds: object, tls: object) -> frozenset[str]:
-        asked.append(1)
-        return frozenset(members)
+    def query_membership(address: str, secret: object, timeout: float) -> MembershipView:
+        asked.append(address)
+        return MembershipView(address, "leader", address, frozenset(members), True, True)
 
-    monkeypatch.setattr(statefulset, "members_of", members_of)
+    monkeypatch.setattr(rejoin, "query_membership", query_membership)
     return asked
 
 
 def test_a_new_pod_that_is_no_member_joins_as_a_newcomer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    answer(monkeypatch, {f"raftcache-{i}.{DOMAIN}:7380" for i in range(3)})
-    asyncio.run(statefulset.prepare(pod(tmp_path)))
+    asked = answer(monkeypatch, {f"raftcache-{i}.{DOMAIN}:7380" for i in range(3)})
+    asyncio.run(rejoin.prepare(pod(tmp_path)))
     assert identity.load(tmp_path, ME) is None  # the node records itself a voter as --join
+    assert asked == [f"raftcache-0.{DOMAIN}:7380"]  # over the Raft port of a --join address
 
 
 def test_a_member_on_a_new_volume_rejoins_instead_of_voting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answer(monkeypatch, {ME, *(f"raftcache-{i}.{DOMAIN}:7380" for i in range(3))})
-    asyncio.run(statefulset.prepare(pod(tmp_path)))
+    asyncio.run(rejoin.prepare(pod(tmp_path)))
     record = identity.load(tmp_path, ME)
     assert record is not None and record.state == identity.REJOINING
 
@@ -64,7 +67,7 @@ def test_a_volume_that_knows_the_pod_is_left_to_the_node(
 ) -> None:
     identity.store(tmp_path, identity.Identity(ME, identity.VOTER))
     asked = answer(monkeypatch, {ME})
-    asyncio.run(statefulset.prepare(pod(tmp_path)))
+    asyncio.run(rejoin.prepare(pod(tmp_path)))
     assert asked == []
     assert identity.load(tmp_path, ME) == identity.Identity(ME, identity.VOTER)
 
@@ -76,8 +79,8 @@ def test_bootstrap_pods_run_the_node_alone(tmp_path: Path, monkeypatch: pytest.M
     async def node_run() -> None:
         ran.append(1)
 
-    asyncio.run(statefulset.run(node_run, pod(tmp_path, "raftcache-1")))
-    assert ran == [1] and asked == []
+    asyncio.run(rejoin.run(node_run, pod(tmp_path, "raftcache-1")))
+    assert ran == [1] and asked == []  # --peers: nothing to ask
 
 
 def test_join_credentials_are_a_basic_auth_secret_volume(tmp_path: Path) -> None:
@@ -104,4 +107,4 @@ def test_a_member_has_nothing_to_join(tmp_path: Path, monkeypatch: pytest.Monkey
     (tmp_path / "password").write_text("pw")
     cfg = pod(tmp_path, RAFTCACHE_JOIN_CREDENTIALS=str(tmp_path))
     asyncio.run(asyncio.wait_for(statefulset.join(cfg), 5))
-    assert asked == [1]
+    assert len(asked) == 1

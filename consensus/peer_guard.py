@@ -20,6 +20,14 @@ know, and steps over an entry from a newer code version after logging it. Here:
   ``CheckedTransport._onIncomingMessageReceived``): a frame that decodes to something
   that is not a message, or a message a handler raises on, counts as ``malformed``
   and drops the connection too, instead of an exception on the tick thread.
+- **Utility commands** (``CheckedTransport._onUtilityMessage``): pysyncobj answers a
+  list sent as the first message of an incoming connection (what ``syncobj_admin``
+  sends: ``status``, ``add``, ``remove``, ``set_version``, ``transfer``) before it asks
+  who is calling, so anyone with the Raft secret could change the membership behind
+  ``RaftNode.change_membership``'s checks. Only the commands registered through
+  ``GuardedSyncObj.answer_utility`` are answered; any other gets a ``FAIL ...: this
+  command is refused by raftcache`` answer naming the raftcache command to use, is
+  logged as a warning naming the peer and counted as ``refused_admin``.
 - **Entries** (``GuardedSyncObj._SyncObj__doApplyCommand``): an entry this build
   cannot apply (an unknown pysyncobj entry type, a code version above ours, an unknown
   replicated method, or anything the state machine raises on, such as a command
@@ -59,8 +67,26 @@ from raftcache.consensus.prevote import PreVoteSyncObj, _TransferTaggingTranspor
 
 _log = structlog.get_logger("raftcache.consensus.peers")
 
-REASONS = ("oversized", "undecryptable", "replayed", "undecodable", "truncated", "malformed")
+REASONS = (
+    "oversized",
+    "undecryptable",
+    "replayed",
+    "undecodable",
+    "truncated",
+    "malformed",
+    "refused_admin",
+)
 """Why a frame was refused; each is a label of raftcache_raft_bad_frames."""
+
+ADMIN_REFUSED = "this command is refused by raftcache"
+"""In the answer to a pysyncobj utility command this node does not take."""
+_ADMIN_HINTS = {
+    "add": "use `raftcache member add` (one change at a time, the newcomer caught up first)",
+    "remove": "use `raftcache member remove` (refused where it would lose quorum)",
+    "transfer": "use `raftcache leader transfer`",
+    "set_version": "the code version changes only with a raftcache upgrade",
+    "status": "use `raftcache status`",
+}
 
 _LENGTH = struct.Struct("i")  # pysyncobj's frame header: native int, the frame's length
 _KNOWN_ENTRY_TYPES = frozenset(
@@ -119,6 +145,15 @@ class BadFrames:
             if len(self._logged) > _LOGGED_KEYS:  # many scanning hosts: start over
                 self._logged.clear()
             self._logged[key] = (now, 0)
+        if reason == "refused_admin":  # answered, not a broken stream: the connection stays
+            _log.warning(
+                "refused a pysyncobj utility command on the Raft port",
+                peer=peer,
+                reason=reason,
+                detail=detail,
+                **({"suppressed_since_last_line": suppressed} if suppressed else {}),
+            )
+            return
         _log.error(
             "refused a bad frame from a Raft peer and dropped the connection",
             peer=peer,
@@ -331,6 +366,28 @@ class CheckedTransport(_TransferTaggingTransport):
             conn.disconnect()
             self._unknownConnections.discard(conn)
 
+    def _onUtilityMessage(self, conn: Any, message: list[Any]) -> bool:
+        """A list as the first message of an incoming connection: a utility command.
+        pysyncobj answers these before asking who calls; only the ones raftcache registered
+        (``GuardedSyncObj.answer_utility``) are, every other one is refused (answered with
+        why, logged, counted). The connection stays for the caller to close, as after an
+        answer pysyncobj gives: pysyncobj's own client loses an answer that arrives
+        together with the close."""
+        command = message[0] if message else None
+        if isinstance(command, str) and command in self._syncObj.utility_commands:
+            return bool(super()._onUtilityMessage(conn, message))
+        name = command if isinstance(command, str) else repr(command)
+        words = " ".join(str(word) for word in [name.upper(), *message[1:]])[:200]
+        hint = _ADMIN_HINTS.get(name, "not a command raftcache answers")
+        self.report(  # before the answer: whoever reads the answer finds it counted
+            conn,
+            "refused_admin",
+            f"pysyncobj utility command {words!r}: {hint} (the Raft port answers only "
+            f"{', '.join(sorted(self._syncObj.utility_commands)) or 'none'})"[:300],
+        )
+        conn.send(f"FAIL {words}: {ADMIN_REFUSED}: {hint}")
+        return True
+
     def peer_name(self, conn: Any) -> str:
         """The member's address, or where an unidentified connection comes from."""
         node = self._connToNode(conn)
@@ -366,9 +423,19 @@ class GuardedSyncObj(PreVoteSyncObj):
         self.bad_frames = bad_frames if bad_frames is not None else BadFrames()
         self.max_frame_bytes = max_frame_bytes
         self.halted: EntryRefused | None = None
+        # The utility commands answered on the Raft port (answer_utility); others are refused.
+        self.utility_commands: frozenset[str] = frozenset()
         if "transport" not in kwargs:
             kwargs.setdefault("transportClass", CheckedTransport)
         super().__init__(*args, **kwargs)
+
+    def answer_utility(self, command: str, handler: Callable[[Any, Any], None]) -> None:
+        """Answer the utility command `command` (a list ``[command, *args]`` sent as the
+        first message of a connection, by anyone holding the Raft secret, member or not):
+        ``handler(args, callback)`` runs on the tick thread and calls
+        ``callback(result, None)``. pysyncobj's own (add, remove, ...) stay refused."""
+        self._SyncObj__transport.setOnUtilityMessageCallback(command, handler)
+        self.utility_commands = self.utility_commands | {command}
 
     def _SyncObj__doApplyCommand(self, command: Any) -> Any:
         if self.halted is not None:

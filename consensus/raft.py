@@ -401,10 +401,10 @@ class RaftNode:
         )
         self._amnesia = _Amnesia(self, self._syncobj)
         # Answered to anyone holding the secret, members or not (node/rejoin.py asks it
-        # before a --join node starts: DESIGN.md "Amnesia").
-        self._syncobj._SyncObj__transport.setOnUtilityMessageCallback(
-            MEMBERSHIP_QUERY, self._answer_membership
-        )
+        # before a --join node starts: DESIGN.md "Amnesia"). The only utility command
+        # answered: pysyncobj's own (add, remove, set_version, transfer, status) are
+        # refused (peer_guard.py; DESIGN.md "Bad peers").
+        self._syncobj.answer_utility(MEMBERSHIP_QUERY, self._answer_membership)
         try:
             if not config.read_replica:  # a read-only node binds nothing (and never says so)
                 self._syncobj.waitBinded()

@@ -305,8 +305,9 @@ class NodeCollector(Collector):
         )
         bad_frames = CounterMetricFamily(
             "raftcache_raft_bad_frames",
-            "Frames refused on the Raft port, each dropping its connection (undecryptable: "
-            "a different --raft-secret; truncated: cut off mid-frame)",
+            "Frames refused on the Raft port (undecryptable: a different --raft-secret; "
+            "truncated: cut off mid-frame; these drop their connection) and pysyncobj admin "
+            "commands refused there (refused_admin: answered, the connection kept)",
             labels=["reason"],
         )
         for reason, count in sorted(raft.bad_frames.counts().items()):

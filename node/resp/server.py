@@ -293,16 +293,25 @@ class Connection(PipelinedConnection):
             self.reply(Error(acl.WRONGPASS))
             return
         self._holding = True
+        if self.multi is not None:
+            # Queued in a MULTI (answered now into EXEC's array, which takes bytes only):
+            # the reply goes there at once, the connection waits out the penalty all the same.
+            self.reply(Error(acl.WRONGPASS))
+            self._loop.call_later(delay, self._end_hold)
+            return
 
         async def later() -> ReplyT:
             try:
                 await asyncio.sleep(delay)
             finally:
-                self._holding = False
-                self._loop.call_soon(self._release_held)
+                self._end_hold()
             return Error(acl.WRONGPASS)
 
         self.run("x", lambda slot: self._spawn(later(), slot))
+
+    def _end_hold(self) -> None:
+        self._holding = False
+        self._loop.call_soon(self._release_held)
 
     def _release_held(self) -> None:
         held = self._held

@@ -562,6 +562,25 @@ def test_pipelined_guesses_wait_like_guesses_one_by_one(cluster: LocalCluster) -
         r.close()
 
 
+def test_a_penalised_auth_queued_in_multi_keeps_exec_whole(cluster: LocalCluster) -> None:
+    """A wrong AUTH queued in a MULTI after the free failures: EXEC's array still holds
+    one reply per queued command (its WRONGPASS first), and the connection waited."""
+    r = raw(cluster, "leader")
+    try:
+        for _ in range(4):  # past the free failures
+            assert r.call("AUTH", "reader", "guess") == WRONGPASS
+        assert r.call("AUTH", ADMIN_PW) == "OK"
+        assert r.call("MULTI") == "OK"
+        assert r.call("AUTH", "reader", "guess") == "QUEUED"
+        started = time.monotonic()
+        assert r.call("SET", "multi-auth", "1") == "QUEUED"  # answered after the penalty
+        assert time.monotonic() - started >= 0.15
+        assert r.call("EXEC") == [WRONGPASS, "OK"]
+        assert r.call("GET", "multi-auth") == "1"  # still the admin: the guess changed nothing
+    finally:
+        r.close()
+
+
 def test_internal_acl_commands_cannot_be_sent_by_clients(cluster: LocalCluster) -> None:
     r = raw(cluster, "leader")
     try:

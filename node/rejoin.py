@@ -67,6 +67,7 @@ async def run(node_run: Callable[[], Awaitable[None]], config: NodeConfig) -> No
     from raftcache.node import statefulset
 
     joiner = asyncio.create_task(statefulset.join(config))
+    joiner.add_done_callback(_joined)
     try:
         await node_run()
     finally:
@@ -116,11 +117,20 @@ async def prepare(config: NodeConfig) -> None:
         _log.info("a new member: joining the cluster", members=sorted(answer.members))
 
 
-async def wait_for_membership(config: NodeConfig, why: str) -> Membership:
+def _joined(task: asyncio.Task[None]) -> None:
+    """A pod's self-add that died says so (it would otherwise never join, silently)."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.error(
+            "adding this pod to the cluster failed; add it with `raftcache member add`",
+            error=repr(task.exception()),
+        )
+
+
+async def wait_for_membership(config: NodeConfig, why: str, *, settled: bool = False) -> Membership:
     """`ask` until it has an answer, saying every SAY_EVERY_S that it is still waiting."""
     said = time.monotonic()
     while True:
-        answer = await ask(config.raft.peers, config.raft.secret, config.raft.self_addr)
+        answer = await ask(config.raft.peers, config.raft.secret, config.raft.self_addr, settled)
         if answer is not None:
             return answer
         if time.monotonic() - said >= SAY_EVERY_S:
@@ -129,15 +139,22 @@ async def wait_for_membership(config: NodeConfig, why: str) -> Membership:
         await asyncio.sleep(RETRY_S)
 
 
-async def ask(seeds: Sequence[str], secret: str | None, me: str) -> Membership | None:
-    """Whether `me` is a voter, as the nodes at the Raft addresses `seeds` (and the leader
+async def ask(
+    seeds: Sequence[str], secret: str | None, me: str, settled: bool = False
+) -> Membership | None:
+    """Whether `me` is a voter, as the nodes at the Raft addresses `seeds` (and the leaders
     they name) say; None when none can tell yet.
 
-    Asymmetric on purpose: any node with Raft state that counts `me` is enough to say
-    "member" (the safe side: a node wrongly taken for a member is only removed and re-added
-    once); "not a member" takes the settled leader's word."""
+    Asymmetric on purpose (`settled` False, before a node starts): any node with Raft state
+    that counts `me` is enough to say "member" (the safe side: a node wrongly taken for a
+    member is only removed and re-added once); "not a member" takes a settled leader's word,
+    and only once every seed that answers was asked (a leader cut off from its followers
+    still calls itself settled for up to a fallback timeout; a follower that holds the newer
+    membership then wins). `settled` True (a pod that adds itself): both answers take a
+    settled leader's word, since an appended but uncommitted add may yet be rolled back."""
     asked: set[str] = set()
     queue = list(seeds)
+    newcomer: Membership | None = None
     while queue:
         address = queue.pop(0)
         if address in asked or address == me:
@@ -146,10 +163,12 @@ async def ask(seeds: Sequence[str], secret: str | None, me: str) -> Membership |
         view = await asyncio.to_thread(query_membership, address, secret, QUERY_TIMEOUT_S)
         if view is None:
             continue
-        if view.has_state and me in view.members:
+        if view.has_state and me in view.members and (view.settled or not settled):
             return Membership(True, view.members, address)
         if view.settled:
-            return Membership(False, view.members, address)
+            if settled:
+                return Membership(me in view.members, view.members, address)
+            newcomer = newcomer or Membership(False, view.members, address)
         if view.leader and view.leader not in asked:
             queue.insert(0, view.leader)
-    return None
+    return newcomer

@@ -46,7 +46,12 @@ async def join(config: NodeConfig) -> None:
     credentials = read_credentials(config.join_credentials)
     said = 0.0
     while True:
-        answer = await rejoin.wait_for_membership(config, "to see whether this pod is a member")
+        # A settled leader's word only: after an add whose outcome is unknown, a follower
+        # holding the appended but uncommitted entry would say "member", and a new leader
+        # without it rolls it back: this pod would run outside the cluster for good.
+        answer = await rejoin.wait_for_membership(
+            config, "to see whether this pod is a member", settled=True
+        )
         members = answer.members
         if answer.member:
             _log.info("this pod is a member", members=sorted(members))

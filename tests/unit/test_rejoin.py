@@ -71,7 +71,38 @@ def test_a_newcomer_takes_the_settled_leaders_word(
     )
     asyncio.run(rejoin.prepare(joiner(tmp_path)))
     assert identity.load(tmp_path, ME) is None  # the node then records itself a voter
-    assert asked == [SEEDS[0], LEADER]  # the follower's leader hint is asked next
+    assert asked == [SEEDS[0], LEADER, SEEDS[1]]  # the leader hint next, then every seed
+
+
+def test_any_seed_that_counts_it_outweighs_a_settled_leader_before_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a leader cut off from its followers still calls itself settled for a moment, with a
+    # membership the others moved past: a follower that counts this node wins
+    cluster(
+        monkeypatch,
+        {
+            LEADER: view(LEADER, set(SEEDS), role="leader", settled=True),
+            SEEDS[1]: view(SEEDS[1], {*SEEDS, ME}),
+        },
+    )
+    answer = asyncio.run(rejoin.ask([LEADER, SEEDS[1]], None, ME))
+    assert answer is not None and answer.member
+
+
+def test_a_pod_adding_itself_takes_only_a_settled_leaders_word(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # after an add whose outcome is unknown, a follower may hold the uncommitted entry
+    cluster(
+        monkeypatch,
+        {
+            SEEDS[0]: view(SEEDS[0], {*SEEDS, ME}),
+            LEADER: view(LEADER, set(SEEDS), role="leader", settled=True),
+        },
+    )
+    answer = asyncio.run(rejoin.ask(SEEDS, None, ME, settled=True))
+    assert answer is not None and not answer.member
 
 
 def test_no_answer_while_the_leader_is_not_settled(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,7 +50,8 @@ def test_a_new_pod_that_is_no_member_joins_as_a_newcomer(
     asked = answer(monkeypatch, {f"raftcache-{i}.{DOMAIN}:7380" for i in range(3)})
     asyncio.run(rejoin.prepare(pod(tmp_path)))
     assert identity.load(tmp_path, ME) is None  # the node records itself a voter as --join
-    assert asked == [f"raftcache-0.{DOMAIN}:7380"]  # over the Raft port of a --join address
+    # over the Raft ports of the --join addresses, every one asked before "newcomer"
+    assert asked == [f"raftcache-{i}.{DOMAIN}:7380" for i in range(3)]
 
 
 def test_a_member_on_a_new_volume_rejoins_instead_of_voting(

@@ -154,7 +154,9 @@ class BadFrames:
                 **({"suppressed_since_last_line": suppressed} if suppressed else {}),
             )
             return
-        _log.error(
+        # A frame cut off mid-way is what a peer killed or cut off mid-append leaves behind
+        # (every restart under load): a warning; the rest cannot come from a healthy peer.
+        (_log.warning if reason == "truncated" else _log.error)(
             "refused a bad frame from a Raft peer and dropped the connection",
             peer=peer,
             reason=reason,

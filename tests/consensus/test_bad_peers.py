@@ -376,7 +376,7 @@ def test_a_node_process_logs_each_refused_frame_as_json_and_exports_a_count(
         refused = [e for e in lines if e.get("event", "").startswith("refused a bad frame")]
         assert [(e["reason"], e["level"]) for e in refused] == [
             ("undecryptable", "error"),
-            ("truncated", "error"),
+            ("truncated", "warning"),  # what a peer killed mid-append leaves
         ]
         assert all(e["peer"].endswith("(not identified yet)") for e in refused)
 

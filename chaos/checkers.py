@@ -664,7 +664,11 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def check_unavailability(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]]) -> Verdict:
+def check_unavailability(
+    ops: Sequence[Op],
+    faults: Sequence[Mapping[str, Any]],
+    protocol_of: Callable[[str], str] | None = None,
+) -> Verdict:
     """Informational: the longest write gaps overall and during each kind of fault, and the
     latency of acknowledged ops under each kind of fault.
 
@@ -673,14 +677,27 @@ def check_unavailability(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]])
     when the two overlap. An op is "under" a fault when its [invoke, complete] overlaps the
     fault's [start, end]; p50/p99/max are over such ok ops (BRPOP's blocking dequeues
     left out), per kind, over every fault ("under_faults") and over the rest ("calm").
+    With `protocol_of` (key -> "grpc", "redis", ...) the longest gaps are also given per
+    protocol ("by_protocol", overall and per kind): an outage of one front-end or of the
+    SDK alone is hidden in the all-writes gap while the others keep writing.
     """
     name = "unavailability"
-    times = sorted(op.complete for op in ops if op.op in WRITE_OPS and op.outcome == "ok")
+    acked = [op for op in ops if op.op in WRITE_OPS and op.outcome == "ok"]
+    times = sorted(op.complete for op in acked)
     finite = [op.invoke for op in ops] + [op.complete for op in ops if op.outcome != "unknown"]
-    points = ([min(finite)] if finite else []) + times + ([max(finite)] if finite else [])
-    gaps = [(a, b) for a, b in pairwise(points) if b > a]
+    bounds = (min(finite), max(finite)) if finite else None
+    gaps = _write_gaps(times, bounds)
     longest = max(gaps, key=lambda g: g[1] - g[0], default=(0.0, 0.0))
+    per_protocol: dict[str, list[tuple[float, float]]] = {}
+    if protocol_of is not None:
+        by_protocol_times: dict[str, list[float]] = defaultdict(list)
+        for op in acked:
+            by_protocol_times[protocol_of(op.key)].append(op.complete)
+        per_protocol = {
+            proto: _write_gaps(sorted(t), bounds) for proto, t in sorted(by_protocol_times.items())
+        }
     gap_ends = [b for _, b in gaps]  # ascending, as are the starts
+    protocol_ends = {proto: [b for _, b in g] for proto, g in per_protocol.items()}
     timed = sorted(
         (op for op in ops if op.outcome == "ok" and op.op not in _NOT_LATENCY_OPS),
         key=lambda o: o.invoke,
@@ -695,11 +712,14 @@ def check_unavailability(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]])
         kind = str(fault["kind"])
         entry = by_kind.setdefault(kind, {"longest_gap_s": 0.0, "gap": None, "occurrences": 0})
         entry["occurrences"] += 1
-        for a, b in gaps[bisect.bisect_right(gap_ends, start) :]:
-            if a >= end:
-                break
-            if b - a > entry["longest_gap_s"]:
-                entry["longest_gap_s"], entry["gap"] = b - a, [a, b]
+        gap = _longest_overlapping(gaps, gap_ends, start, end)
+        if gap is not None and gap[1] - gap[0] > entry["longest_gap_s"]:
+            entry["longest_gap_s"], entry["gap"] = gap[1] - gap[0], list(gap)
+        for proto, proto_gaps in per_protocol.items():
+            mine = entry.setdefault("by_protocol", {}).setdefault(proto, 0.0)
+            gap = _longest_overlapping(proto_gaps, protocol_ends[proto], start, end)
+            if gap is not None and gap[1] - gap[0] > mine:
+                entry["by_protocol"][proto] = gap[1] - gap[0]
         lo = bisect.bisect_left(invokes, start - longest_op)
         hi = bisect.bisect_left(invokes, end)
         for j in range(lo, hi):
@@ -716,6 +736,9 @@ def check_unavailability(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]])
         "longest_gap_s": longest[1] - longest[0],
         "longest_gap": list(longest),
         "by_fault": by_kind,
+        "by_protocol": {
+            proto: max((b - a for a, b in g), default=0.0) for proto, g in per_protocol.items()
+        },
         "under_faults": _latency_stats(faulted),
         "calm": _latency_stats(calm),
         # the longest gaps first, at most _MAX_LISTED_GAPS, each [start, end]
@@ -726,6 +749,27 @@ def check_unavailability(ops: Sequence[Op], faults: Sequence[Mapping[str, Any]])
     if p99 is not None:
         message += f"; p99 latency under faults {p99 * 1000:.0f} ms"
     return Verdict(name, True, details, message)
+
+
+def _write_gaps(
+    times: Sequence[float], bounds: tuple[float, float] | None
+) -> list[tuple[float, float]]:
+    """The gaps between consecutive sorted times, the history's bounds as outer points."""
+    points = [*([bounds[0]] if bounds else []), *times, *([bounds[1]] if bounds else [])]
+    return [(a, b) for a, b in pairwise(points) if b > a]
+
+
+def _longest_overlapping(
+    gaps: Sequence[tuple[float, float]], ends: Sequence[float], start: float, end: float
+) -> tuple[float, float] | None:
+    """The longest of the sorted, disjoint gaps (ends: their ends) overlapping [start, end]."""
+    best: tuple[float, float] | None = None
+    for a, b in gaps[bisect.bisect_right(ends, start) :]:
+        if a >= end:
+            break
+        if best is None or b - a > best[1] - best[0]:
+            best = (a, b)
+    return best
 
 
 def _latency_stats(values: Sequence[float]) -> dict[str, Any]:

@@ -387,9 +387,11 @@ def _fault_numbers(summary: Mapping[str, Any]) -> str:
         return ""
     rows = []
     for kind, g in sorted(by_fault.items()):
+        per = ", ".join(f"{p} {float(v):.2f} s" for p, v in g.get("by_protocol", {}).items())
         rows.append(
             f"<tr><td>{_e(kind)}</td><td>{g.get('occurrences', '')}</td>"
-            f"<td>{float(g['longest_gap_s']):.2f} s</td><td>{_ms(g.get('p50_latency_s'))}</td>"
+            f"<td>{float(g['longest_gap_s']):.2f} s</td><td>{_e(per)}</td>"
+            f"<td>{_ms(g.get('p50_latency_s'))}</td>"
             f"<td>{_ms(g.get('p99_latency_s'))}</td><td>{_ms(g.get('max_latency_s'))}</td>"
             f"<td>{g.get('ops', '')}</td></tr>"
         )
@@ -397,14 +399,15 @@ def _fault_numbers(summary: Mapping[str, Any]) -> str:
         stats = unavailability.get(key) or {}
         if stats:
             rows.append(
-                f"<tr><td>{label}</td><td></td><td></td>"
+                f"<tr><td>{label}</td><td></td><td></td><td></td>"
                 f"<td>{_ms(stats.get('p50_latency_s'))}</td>"
                 f"<td>{_ms(stats.get('p99_latency_s'))}</td>"
                 f"<td>{_ms(stats.get('max_latency_s'))}</td><td>{stats.get('ops', '')}</td></tr>"
             )
     return (
         "<h2>Per fault kind</h2><table><tr><th>fault</th><th>times</th>"
-        "<th>longest write gap</th><th>p50</th><th>p99</th><th>max</th><th>ok ops under it</th>"
+        "<th>longest write gap</th><th>per protocol</th><th>p50</th><th>p99</th><th>max</th>"
+        "<th>ok ops under it</th>"
         "</tr>" + "".join(rows) + "</table>"
     )
 

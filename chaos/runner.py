@@ -43,6 +43,8 @@ from raftcache.chaos.nemesis import (
     NemesisConfig,
 )
 from raftcache.chaos.workloads import (
+    GRPC_WORKLOADS,
+    MEMCACHED_WORKLOADS,
     QUEUE_KEYS,
     ListKeys,
     Worker,
@@ -688,8 +690,16 @@ def _check(
     if by_workload.get("ttl-sessions"):
         verdicts.append(checkers.check_ttl(by_workload["ttl-sessions"], faults))
     verdicts.append(checkers.check_convergence(statuses))
-    verdicts.append(checkers.check_unavailability(ops, faults))
+    verdicts.append(checkers.check_unavailability(ops, faults, protocol_of))
     return verdicts
+
+
+def protocol_of(key: str) -> str:
+    """Which door a key's workload uses: grpc (the SDK), redis or memcached."""
+    workload = workload_of(key)
+    if workload in GRPC_WORKLOADS:
+        return "grpc"
+    return "memcached" if workload in MEMCACHED_WORKLOADS else "redis"
 
 
 def _unknown(name: str, message: str) -> Verdict:
@@ -779,9 +789,11 @@ def _fault_table(unavailability: dict[str, Any] | None) -> list[str]:
     for kind, g in sorted(gaps.items()):
         p99 = g.get("p99_latency_s")
         p99_text = "-" if p99 is None else f"{p99 * 1000:.0f} ms"
+        by_protocol = ", ".join(f"{p} {v:.2f}" for p, v in g.get("by_protocol", {}).items())
         lines.append(
             f"    {kind:<18} x{g['occurrences']:<3} longest write gap {g['longest_gap_s']:6.2f} s"
             f"   p99 latency {p99_text:>8}  ({g.get('ops', 0)} ok ops)"
+            + (f"   per protocol: {by_protocol}" if by_protocol else "")
         )
     for label, key in (("under any fault", "under_faults"), ("calm", "calm")):
         stats = (unavailability or {}).get(key) or {}

@@ -5,14 +5,22 @@ must converge, and the changes must really have happened."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import json
 import random
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from raftcache.chaos import runner
 from raftcache.chaos.checkers import _Bounds, _window_bounds, check_sets, check_unavailability
 from raftcache.chaos.history import Op
+from raftcache.client._transport import CallFailed, GrpcTransport
+from raftcache.v1 import cluster_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +102,18 @@ def test_latency_under_faults() -> None:
     assert pause["ops"] == 1 + 10  # the slow set and the sets invoked in [6, 7)
     assert verdict.details["calm"]["max_latency_s"] == pytest.approx(0.01)
     assert verdict.details["gaps"] == [], "acked writes every 0.1 s leave no 0.5 s gap"
+    # Per protocol: the SDK's writes stop for 3 s while the other door keeps writing.
+    sdk = [Op(2, "set", "r:1", f"g{i}", None, i * 0.5, i * 0.5 + 0.01, "ok") for i in range(20)]
+    sdk = [op for op in sdk if not 2.0 < op.invoke < 5.0]
+    verdict = check_unavailability(
+        [*ops, *sdk],
+        [{"kind": "kill", "start": 2.5, "end": 3.0}],
+        lambda key: "grpc" if key.startswith("r:") else "redis",
+    )
+    kill = verdict.details["by_fault"]["kill"]
+    assert kill["longest_gap_s"] < 0.2
+    assert kill["by_protocol"]["grpc"] == pytest.approx(3.0)
+    assert verdict.details["by_protocol"]["grpc"] == pytest.approx(3.0)
 
 
 def _sadd(p: int, element: str, t0: float, t1: float, outcome: str = "ok") -> Op:
@@ -132,3 +152,51 @@ def test_check_sets() -> None:
             verdict.details,
         )
     assert check_sets(good, None).valid == "unknown"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(
+    strict=True,
+    reason="SDK finding of the chaos-long run (not fixed here: client/ is not the chaos "
+    "suite's): client/_transport.py opens its channels with gRPC's default reconnect backoff "
+    "(growing to 120 s), so a node that was down for minutes stays unreachable to the SDK for "
+    "up to ~2 min after it is back; when it leads, every leader-only call (membership changes, "
+    "writes sent straight to the leader) fails meanwhile. Fix: the GrpcTransport's default "
+    "options with grpc.initial/min_reconnect_backoff_ms 100 and grpc.max_reconnect_backoff_ms "
+    "1000 (checked: this test then passes)",
+)
+def test_sdk_retries_a_down_node_at_least_every_2_s() -> None:
+    """The SDK dials a node that is down (as it does a member it learned, while calls keep
+    coming) at least every 2 s, so the node is usable soon after it is back: each dial is
+    seen here as one accepted TCP connection, closed at once (a failed connect)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+    dials: list[float] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                dials.append(time.monotonic())
+                conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    status = cluster_pb2.StatusRequest()
+
+    async def keep_calling() -> None:
+        transport = GrpcTransport()
+        try:
+            started = time.monotonic()
+            while time.monotonic() - started < 12:
+                with contextlib.suppress(CallFailed):
+                    await transport.call(address, "Cluster/Status", status, 0.2)
+                await asyncio.sleep(0.2)
+        finally:
+            await transport.close()
+
+    try:
+        asyncio.run(keep_calling())
+    finally:
+        listener.close()
+    gaps = [b - a for a, b in itertools.pairwise(dials)]
+    assert len(dials) >= 5 and max(gaps) < 2.0, f"dials {len(dials)}, gaps {gaps}"

@@ -24,7 +24,8 @@ from raftcache.chaos.history import Op
 
 WIDTH, LEFT, RIGHT = 1000, 60, 20
 PLOT_W = WIDTH - LEFT - RIGHT
-MAX_OK_POINTS = 20_000  # beyond this, ok ops are thinned evenly; fail/unknown are all drawn
+MAX_OK_POINTS = 20_000  # beyond this, ok ops are thinned evenly; unknown ones are all drawn
+MAX_FAIL_POINTS = 10_000  # and so are failed ones (a 30-minute run had 113,000: an 11 MB page)
 OP_COLORS = {
     "get": "#1f77b4",
     "set": "#2ca02c",
@@ -56,6 +57,7 @@ FAULT_COLORS = {
     "leader-transfer": "#2ca02c",
 }
 GAP_COLOR = "#d62728"
+MAX_LABELLED_FAULTS = 30  # more faults than this: no label on the charts, a legend instead
 NODE_COLORS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 
 
@@ -119,6 +121,7 @@ def render_html(
         ".UNKNOWN{color:#ff7f0e}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         _verdict_table(summary),
+        fault_legend(faults),
         "<h2>Latency</h2>",
         latency_svg(ops, faults, axis, gaps),
         "<h2>Throughput (ok ops per second)</h2>",
@@ -162,14 +165,18 @@ def latency_svg(
         decade *= 10
     ok_indices = [i for i, o in enumerate(ops) if o.outcome == "ok"]
     step = max(1, math.ceil(len(ok_indices) / MAX_OK_POINTS))
-    keep = set(ok_indices[::step]) | {i for i, o in enumerate(ops) if o.outcome != "ok"}
+    fail_indices = [i for i, o in enumerate(ops) if o.outcome == "fail"]
+    fail_step = max(1, math.ceil(len(fail_indices) / MAX_FAIL_POINTS))
+    keep = set(ok_indices[::step]) | set(fail_indices[::fail_step])
+    keep |= {i for i, o in enumerate(ops) if o.outcome == "unknown"}
     for i in sorted(keep):
         op = ops[i]
         body.append(_marker(axis.x(op.invoke), y(latencies[i]), op.op, op.outcome))
     body += _gap_bars(gaps, axis, height - bottom)
     body += _time_ticks(axis, height - bottom)
     body.append(_legend_ops(top))
-    note = f" (1 in {step} ok ops drawn)" if step > 1 else ""
+    thinned = [f"1 in {n} {what} ops" for n, what in ((step, "ok"), (fail_step, "failed")) if n > 1]
+    note = f" ({', '.join(thinned)} drawn)" if thinned else ""
     return _svg(height, body, f"op latency by invoke time{note}")
 
 
@@ -208,7 +215,7 @@ def throughput_svg(
         _text(
             WIDTH - RIGHT,
             top - 6,
-            "green: ok/s   red: fail+unknown/s   red bars: write gaps >= 0.5 s",
+            "green: ok/s   red: fail+unknown/s   bars under the axis: write gaps >= 0.5 s",
             anchor="end",
         )
     )
@@ -283,24 +290,42 @@ def _fault_shading(
             f'width="{max(x1 - x0, 1):.1f}" height="{bottom - top}" fill="{color}" '
             f'fill-opacity="0.15"><title>{_e(kind)} {_e(target)}</title></rect>'
         )
+        if len(faults) > MAX_LABELLED_FAULTS:
+            continue  # a long run: the colour legend above the charts names the kinds
         # Three staggered rows, so the labels of close faults do not overprint.
         y = (top + 10 if label_y is None else label_y) + (i % 3) * 11
-        label = kind if len(faults) > 30 else f"{kind} {target}"  # a long run: short labels
-        out.append(_text(x0 + 2, y, label, anchor="start", cls="fault-label"))
+        out.append(_text(x0 + 2, y, f"{kind} {target}", anchor="start", cls="fault-label"))
     return out
 
 
 def _gap_bars(gaps: Sequence[Sequence[float]], axis: _Axis, y: float) -> list[str]:
-    """One red bar per availability gap (no acked write from a to b), just above the axis."""
+    """One dark red bar per availability gap (no acked write from a to b), in a strip just
+    under the time axis (the ticks' labels sit below it)."""
     out = []
     for a, b in gaps:
         x0, x1 = axis.x(float(a)), axis.x(float(b))
         out.append(
-            f'<rect class="gap" x="{x0:.1f}" y="{y - 6:.1f}" width="{max(x1 - x0, 1.5):.1f}" '
-            f'height="6" fill="{GAP_COLOR}"><title>write gap {float(b) - float(a):.2f} s'
-            f"</title></rect>"
+            f'<rect class="gap" x="{x0:.1f}" y="{y + 1:.1f}" width="{max(x1 - x0, 2):.1f}" '
+            f'height="5" fill="{GAP_COLOR}" stroke="#7f0000" stroke-width="0.5">'
+            f"<title>write gap {float(b) - float(a):.2f} s</title></rect>"
         )
     return out
+
+
+def fault_legend(faults: Sequence[Mapping[str, Any]]) -> str:
+    """The colour of each fault kind in the run, with how often it occurred."""
+    kinds = Counter(str(f["kind"]) for f in faults)
+    items = [
+        f'<span style="display:inline-block;margin-right:12px"><span style="display:inline-'
+        f"block;width:12px;height:12px;background:{FAULT_COLORS.get(k, '#888')};opacity:0.5;"
+        f'vertical-align:middle"></span> {_e(k)} x{n}</span>'
+        for k, n in sorted(kinds.items())
+    ]
+    gap = (
+        f'<span style="display:inline-block;width:12px;height:5px;background:{GAP_COLOR};'
+        'vertical-align:middle"></span> write gap &gt;= 0.5 s (under the time axis)'
+    )
+    return f'<p class="fault-legend">{"".join(items)}{gap}</p>' if items else ""
 
 
 def _marker(x: float, y: float, op: str, outcome: str) -> str:

@@ -163,6 +163,13 @@ class _GrpcStream:
         self._call.cancel()
 
 
+RECONNECT_BACKOFF_MS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
 class GrpcTransport:
     """grpc.aio channels, one per node address."""
 
@@ -177,6 +184,15 @@ class GrpcTransport:
         self._options = options or [
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_send_message_length", 64 << 20),
+        ]
+        # gRPC's default reconnect backoff grows to 120 s: a node down for minutes stayed
+        # unreachable to the SDK for up to ~2 min after it was back (the chaos-long run: a
+        # re-added member that then led refused every leader-only call for 104 s). Dial a
+        # down node at least once a second instead.
+        given = {name for name, _ in self._options}
+        self._options = [
+            *self._options,
+            *((k, v) for k, v in RECONNECT_BACKOFF_MS if k not in given),
         ]
         self._credentials = tls.credentials() if tls is not None else None
         if tls is not None and tls.server_name:

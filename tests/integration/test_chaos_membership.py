@@ -155,16 +155,6 @@ def test_check_sets() -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="SDK finding of the chaos-long run (not fixed here: client/ is not the chaos "
-    "suite's): client/_transport.py opens its channels with gRPC's default reconnect backoff "
-    "(growing to 120 s), so a node that was down for minutes stays unreachable to the SDK for "
-    "up to ~2 min after it is back; when it leads, every leader-only call (membership changes, "
-    "writes sent straight to the leader) fails meanwhile. Fix: the GrpcTransport's default "
-    "options with grpc.initial/min_reconnect_backoff_ms 100 and grpc.max_reconnect_backoff_ms "
-    "1000 (checked: this test then passes)",
-)
 def test_sdk_retries_a_down_node_at_least_every_2_s() -> None:
     """The SDK dials a node that is down (as it does a member it learned, while calls keep
     coming) at least every 2 s, so the node is usable soon after it is back: each dial is

@@ -224,7 +224,7 @@ def test_scaling_the_voters_3_to_5_and_back_to_3_under_load(cluster: Cluster) ->
             JOIN_TIMEOUT_S,
             pods.all_logs,
         )
-        assert "volume holds no state for it" in pods.logs(lost, tail=400)
+        assert "data dir holds no state for it" in pods.logs(lost, tail=400)
         assert stale_get(pods, lost, b"scaled:up") == b"yes"
         rejoined = time.monotonic() - started
         time.sleep(1)

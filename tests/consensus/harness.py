@@ -282,3 +282,57 @@ def wait_digest(client: ClusterClient, nodes: Iterable[int], digest: str) -> Non
 
 def log_text(cluster: LocalCluster, i: int) -> str:
     return cluster.nodes[i].log_path.read_text(errors="replace")
+
+
+def secret_config(
+    addr: str, peers: tuple[str, ...], data_dir: Path | None, secret: str | None
+) -> RaftConfig:
+    """One voter of a Raft-port test: journal durability with a data dir (else memory),
+    the Raft secret given, and timeouts that keep a busy host from causing elections (three
+    tick threads share one process's GIL)."""
+    return RaftConfig(
+        self_addr=addr,
+        peers=peers,
+        durability=Durability.JOURNAL if data_dir else Durability.MEMORY,
+        data_dir=data_dir,
+        secret=secret,
+        election_timeout_min=1.0,
+        election_timeout_max=2.0,
+        connection_timeout=2.0,
+        leader_fallback_timeout=6.0,
+    )
+
+
+class SecretTrio:
+    """Three voters with a Raft secret in this process, each with its own Replica and a
+    recorded on_fatal."""
+
+    def __init__(self, base: Path, secret: str) -> None:
+        # Sorted: pysyncobj's greater address dials the smaller, so addrs[2] dials addrs[0].
+        self.addrs = sorted(f"127.0.0.1:{free_port()}" for _ in range(3))
+        self.replicas = [Replica() for _ in range(3)]
+        self.fatal: list[list[BaseException]] = [[], [], []]
+        self.nodes = [
+            RaftNode(
+                secret_config(a, tuple(p for p in self.addrs if p != a), base / f"n{i}", secret),
+                self.replicas[i],
+                on_fatal=self.fatal[i].append,
+            )
+            for i, a in enumerate(self.addrs)
+        ]
+
+    def leader(self) -> RaftNode:
+        wait_for(lambda: sum(n.is_leader() for n in self.nodes) == 1, "one leader")
+        return next(n for n in self.nodes if n.is_leader())
+
+    def converge(self, names: list[bytes]) -> None:
+        """Every replica ends with every key and the same state; nothing stopped a node."""
+        wait_for(
+            lambda: all(not missing_keys(r, names) for r in self.replicas), "every key everywhere"
+        )
+        wait_for(lambda: len({r.digest() for r in self.replicas}) == 1, "equal replicas")
+        assert self.fatal == [[], [], []]
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.destroy()

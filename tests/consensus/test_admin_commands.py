@@ -26,60 +26,30 @@ import structlog
 from pysyncobj import syncobj_admin
 from pysyncobj.utility import TcpUtility
 from raftcache.chaos.local_cluster import free_port
-from raftcache.consensus import Durability, RaftConfig, RaftNode, query_membership
+from raftcache.consensus import RaftNode, query_membership
 from raftcache.consensus.peer_guard import ADMIN_REFUSED, REASONS
 from raftcache.node.replica import Replica
 
-from tests.consensus.harness import after_next_tick, keys, missing_keys, wait_for, write_keys
+from tests.consensus.harness import (
+    SecretTrio,
+    after_next_tick,
+    keys,
+    missing_keys,
+    secret_config,
+    wait_for,
+    write_keys,
+)
 
 SECRET = "admin-commands-test-secret"
 
 
-def _config(
-    addr: str, peers: tuple[str, ...], data_dir: Path | None, secret: str | None
-) -> RaftConfig:
-    return RaftConfig(
-        self_addr=addr,
-        peers=peers,
-        durability=Durability.JOURNAL if data_dir else Durability.MEMORY,
-        data_dir=data_dir,
-        secret=secret,
-        # Three tick threads share this process's GIL: no elections from a busy host.
-        election_timeout_min=1.0,
-        election_timeout_max=2.0,
-        connection_timeout=2.0,
-        leader_fallback_timeout=6.0,
-    )
-
-
-class Trio:
-    """Three voters with a Raft secret in this process."""
-
-    def __init__(self, base: Path) -> None:
-        self.addrs = sorted(f"127.0.0.1:{free_port()}" for _ in range(3))
-        self.replicas = [Replica() for _ in range(3)]
-        self.fatal: list[BaseException] = []
-        self.nodes = [
-            RaftNode(
-                _config(a, tuple(p for p in self.addrs if p != a), base / f"n{i}", SECRET),
-                self.replicas[i],
-                on_fatal=self.fatal.append,
-            )
-            for i, a in enumerate(self.addrs)
-        ]
-
-    def leader(self) -> RaftNode:
-        wait_for(lambda: sum(n.is_leader() for n in self.nodes) == 1, "one leader")
-        return next(n for n in self.nodes if n.is_leader())
-
-    def close(self) -> None:
-        for node in self.nodes:
-            node.destroy()
+_config = secret_config
+Trio = SecretTrio
 
 
 @pytest.fixture
 def trio(tmp_path: Path) -> Iterator[Trio]:
-    nodes = Trio(tmp_path)
+    nodes = Trio(tmp_path, SECRET)
     try:
         yield nodes
     finally:
@@ -151,7 +121,7 @@ def test_pysyncobj_admin_commands_are_refused_and_change_nothing(trio: Trio) -> 
         assert view is not None and view.members == frozenset(members), view
         assert view.has_state and view.leader == leader.config.self_addr
     assert all(n.bad_frames.counts()["refused_admin"] == len(commands) for n in (leader, follower))
-    assert trio.fatal == []
+    assert trio.fatal == [[], [], []]
 
 
 def test_syncobj_admin_prints_why(trio: Trio, monkeypatch: pytest.MonkeyPatch) -> None:

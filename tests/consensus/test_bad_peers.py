@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pysyncobj.encryptor import getEncryptor
 from pysyncobj.monotonic import monotonic
 from raftcache.chaos.local_cluster import LocalCluster, free_port
-from raftcache.consensus import Durability, RaftConfig, RaftNode, snapshot
+from raftcache.consensus import RaftConfig, RaftNode, snapshot
 from raftcache.consensus.peer_guard import REASONS, EntryRefused
 from raftcache.node import commands
 from raftcache.node.replica import Replica
@@ -43,10 +43,12 @@ from raftcache.v1 import command_pb2
 from tests.consensus.harness import (
     WAIT_S,
     ClusterClient,
+    SecretTrio,
     command,
     keys,
     log_text,
     missing_keys,
+    secret_config,
     set_op,
     take_snapshot,
     value_of,
@@ -135,58 +137,15 @@ class FakePeer:
 
 
 def _config(addr: str, peers: tuple[str, ...], data_dir: Path) -> RaftConfig:
-    return RaftConfig(
-        self_addr=addr,
-        peers=peers,
-        durability=Durability.JOURNAL,
-        data_dir=data_dir,
-        secret=SECRET,
-        # Three tick threads share this process's GIL: keep a busy host from causing
-        # elections in the middle of the scenario.
-        election_timeout_min=1.0,
-        election_timeout_max=2.0,
-        connection_timeout=2.0,
-        leader_fallback_timeout=6.0,
-    )
+    return secret_config(addr, peers, data_dir, SECRET)
 
 
-class Trio:
-    """Three voters in this process, each with its own Replica and a recorded on_fatal."""
-
-    def __init__(self, base: Path) -> None:
-        # Sorted: pysyncobj's greater address dials the smaller, so addrs[2] dials addrs[0].
-        self.addrs = sorted(f"127.0.0.1:{free_port()}" for _ in range(3))
-        self.replicas = [Replica() for _ in range(3)]
-        self.fatal: list[list[BaseException]] = [[], [], []]
-        self.nodes = [
-            RaftNode(
-                _config(a, tuple(p for p in self.addrs if p != a), base / f"n{i}"),
-                self.replicas[i],
-                on_fatal=self.fatal[i].append,
-            )
-            for i, a in enumerate(self.addrs)
-        ]
-
-    def leader(self) -> RaftNode:
-        wait_for(lambda: sum(n.is_leader() for n in self.nodes) == 1, "one leader")
-        return next(n for n in self.nodes if n.is_leader())
-
-    def converge(self, names: list[bytes]) -> None:
-        """Every replica ends with every key and the same state; nothing stopped a node."""
-        wait_for(
-            lambda: all(not missing_keys(r, names) for r in self.replicas), "every key everywhere"
-        )
-        wait_for(lambda: len({r.digest() for r in self.replicas}) == 1, "equal replicas")
-        assert self.fatal == [[], [], []]
-
-    def close(self) -> None:
-        for node in self.nodes:
-            node.destroy()
+Trio = SecretTrio
 
 
 @pytest.fixture
 def trio(tmp_path: Path) -> Iterator[Trio]:
-    nodes = Trio(tmp_path)
+    nodes = Trio(tmp_path, SECRET)
     try:
         yield nodes
     finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -40,6 +41,36 @@ def _get(address: str, key: bytes) -> cache_pb2.GetResponse | None:
             return response
         except grpc.RpcError:
             return None
+
+
+def _leaders_elected(
+    cluster: LocalCluster, nodes: tuple[int, ...], names: Sequence[str], seconds: float = 8
+) -> set[str]:
+    """Which of `nodes` became leader (and in which term) over many election timeouts."""
+    deadline = time.monotonic() + seconds
+    elected: set[str] = set()
+    while time.monotonic() < deadline:
+        for i in nodes:
+            status = cluster.status(i)
+            if status is not None and status.role == cluster_pb2.LEADER:
+                elected.add(f"{names[i]} in term {status.term}")
+        time.sleep(0.2)
+    return elected
+
+
+def _acked_read_back(cluster: LocalCluster) -> cache_pb2.GetResponse:
+    """The key `acked` as the (new) leader reads it, once one answers."""
+    new_leader = cluster.wait_for_leader(timeout=20)
+    deadline = time.monotonic() + 20
+    got = None
+    while time.monotonic() < deadline:
+        got = _get(cluster.nodes[new_leader].client_addr, b"acked")
+        if got is not None:
+            break
+        time.sleep(0.2)
+        new_leader = cluster.wait_for_leader(timeout=20)
+    assert got is not None, "no leader answered a read of the acknowledged key"
+    return got
 
 
 @pytest.mark.parametrize("durability", ["journal", "memory"])
@@ -66,25 +97,9 @@ def test_a_node_that_lost_its_disk_does_not_vote_the_write_away(
         net.isolate(names[leader])
         cluster.start_node(wiped)
         # `wiped` and `behind` are a majority now; give them many election timeouts
-        deadline = time.monotonic() + 8
-        elected: set[str] = set()
-        while time.monotonic() < deadline:
-            for i in (wiped, behind):
-                status = cluster.status(i)
-                if status is not None and status.role == cluster_pb2.LEADER:
-                    elected.add(f"{names[i]} in term {status.term}")
-            time.sleep(0.2)
+        elected = _leaders_elected(cluster, (wiped, behind), names)
         net.heal()
-        new_leader = cluster.wait_for_leader(timeout=20)
-        deadline = time.monotonic() + 20
-        got = None
-        while time.monotonic() < deadline:
-            got = _get(cluster.nodes[new_leader].client_addr, b"acked")
-            if got is not None:
-                break
-            time.sleep(0.2)
-            new_leader = cluster.wait_for_leader(timeout=20)
-        assert got is not None
+        got = _acked_read_back(cluster)
         assert got.found and got.value == b"kept", (
             f"the acknowledged write is lost (leaders elected while the old one was cut off: "
             f"{elected or 'none'}); logs in {cluster.base_dir}"
@@ -144,36 +159,38 @@ def test_a_joined_member_that_lost_its_data_dir_rejoins_instead_of_voting(tmp_pa
         cluster.stop(removed)
         cluster.nodes[removed].member = False
         names = [n.node_id for n in cluster.nodes]
+        # Every remaining voter applied the removal (else the leader, counting the stopped
+        # node, sees 2 of 4 once `behind` is cut off and steps down).
+        voters = sorted(cluster.nodes[i].raft_addr for i in (leader, behind, n4))
+
+        def applied_everywhere() -> bool:
+            statuses = [cluster.status(i) for i in (leader, behind, n4)]
+            return all(
+                s is not None and sorted(m.raft_addr for m in s.members) == voters for s in statuses
+            )
+
+        deadline = time.monotonic() + 20
+        while not applied_everywhere():
+            assert time.monotonic() < deadline, "the removal did not reach every voter"
+            time.sleep(0.1)
+        # The membership changes may have moved leadership (a busy host): the scenario needs
+        # it on `leader`, with `behind` and n4 following.
+        if cluster.wait_for_leader() != leader:
+            admin.transfer_leadership(cluster.nodes[leader].raft_addr, timeout=10)
+            assert cluster.wait_for_leader() == leader
         net.isolate(names[behind])
         time.sleep(0.3)
-        with grpc.insecure_channel(cluster.nodes[leader].client_addr) as channel:
-            stub = cache_pb2_grpc.CacheStub(channel)
-            stub.Set(cache_pb2.SetRequest(key=b"acked", value=b"kept"), timeout=10)
+        admin.set(b"acked", b"kept")  # the SDK retries on the leader if an election came
+        assert cluster.wait_for_leader() == leader, "leadership moved: the scenario needs rerun"
         # on the leader and n4 (a majority of three); `behind` lacks it
         cluster.kill(n4)
         shutil.rmtree(cluster.nodes[n4].data_dir)  # identity record and all
         net.heal()
         net.isolate(names[leader])
         cluster.start_node(n4)  # the same --join line
-        deadline = time.monotonic() + 8
-        elected: set[str] = set()
-        while time.monotonic() < deadline:
-            for i in (n4, behind):
-                status = cluster.status(i)
-                if status is not None and status.role == cluster_pb2.LEADER:
-                    elected.add(f"{names[i]} in term {status.term}")
-            time.sleep(0.2)
+        elected = _leaders_elected(cluster, (n4, behind), names)
         net.heal()
-        new_leader = cluster.wait_for_leader(timeout=20)
-        deadline = time.monotonic() + 20
-        got = None
-        while time.monotonic() < deadline:
-            got = _get(cluster.nodes[new_leader].client_addr, b"acked")
-            if got is not None:
-                break
-            time.sleep(0.2)
-            new_leader = cluster.wait_for_leader(timeout=20)
-        assert got is not None
+        got = _acked_read_back(cluster)
         assert got.found and got.value == b"kept", (
             f"the acknowledged write is lost (elected while the leader was cut off: "
             f"{elected or 'none'}); logs in {cluster.base_dir}"

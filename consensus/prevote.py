@@ -185,7 +185,8 @@ class PreVoteSyncObj(LogMatchingSyncObj):
         self.voting = voting
         # Hooks for the amnesia messages (set by RaftNode; run on the tick thread).
         self.on_state_reply: Any = None  # (node, has_state: bool)
-        self.on_state_query: Any = None  # (node): a peer without state asked us
+        # (node, its term): a peer without a record asked us (term 0: it has no state either)
+        self.on_state_query: Any = None
         self.on_rejoin_request: Any = None  # (node) on the leader
         self.on_rejoined: Any = None  # (node, index)
         if "transport" not in kwargs:
@@ -271,7 +272,8 @@ class PreVoteSyncObj(LogMatchingSyncObj):
             has_state = self._SyncObj__raftCurrentTerm > 0 or self._SyncObj__raftLeader is not None
             self._SyncObj__transport.send(node, {"type": STATE_REPLY, "has_state": has_state})
             if self.on_state_query is not None:
-                self.on_state_query(node)
+                term = message.get("term", 0)  # absent from an older build: as before
+                self.on_state_query(node, term if isinstance(term, int) else 0)
             return
         if kind in (STATE_REPLY, REJOIN_REQUEST, REJOINED):
             hook = {

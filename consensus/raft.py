@@ -1046,8 +1046,11 @@ class _Amnesia:
         if has_state:
             self._start_rejoin(f"{_from_pysyncobj(node.address)} has Raft state: a cluster exists")
 
-    def _on_state_query(self, _node: Any) -> None:
-        if not self._so.voting and self._probing:
+    def _on_state_query(self, _node: Any, term: int = 0) -> None:
+        # Only a query from a node without state (term 0) is a bootstrap peer's: a node that
+        # already heard a term is past the bootstrap, and counting its query let a wiped
+        # member, which answered it, take itself for a slow bootstrap member and vote.
+        if not self._so.voting and self._probing and term == 0:
             self._answered_probe = True
 
     def _on_rejoined(self, node: Any, index: Any) -> None:
@@ -1070,10 +1073,24 @@ class _Amnesia:
             self._node._emit("CacheNodeReplaceComplete", node=self._self, rejoined=True)
             return
         if not self._rejoin:
+            if so.raftCurrentTerm > 0:
+                # It heard a term: some node campaigned or leads, so a cluster with state
+                # exists (it may be cut off from it now): never "no peer has state" then.
+                # A stale "empty" reply (a peer's, from before that peer was wiped) had a
+                # slow bootstrap member and a wiped one elect each other without the write.
+                if self._probing and self._answered_probe:
+                    self._store(identity.VOTER)
+                    so.voting = True
+                    _log.info("a new cluster formed while this node was starting; voting")
+                else:
+                    self._start_rejoin(f"it heard term {so.raftCurrentTerm}: a cluster exists")
+                return
             if now >= self._next_query:
                 self._next_query = now + _QUERY_EVERY_S
                 for peer in peers:
-                    so._SyncObj__transport.send(peer, {"type": "state_query"})
+                    so._SyncObj__transport.send(
+                        peer, {"type": "state_query", "term": so.raftCurrentTerm}
+                    )
             empty = sum(1 for v in self._replies.values() if not v)
             if (empty + 1) * 2 > len(peers) + 1:
                 if self._majority_empty_at is None:
@@ -1098,7 +1115,9 @@ class _Amnesia:
         if leader is None and now >= self._next_query:
             self._next_query = now + _QUERY_EVERY_S
             for peer in peers:
-                so._SyncObj__transport.send(peer, {"type": "state_query"})
+                so._SyncObj__transport.send(
+                    peer, {"type": "state_query", "term": so.raftCurrentTerm}
+                )
 
     # ------------------------------------------------------------ the leader's side
 

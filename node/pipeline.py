@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import structlog
 from raftcache.node import acl, errors
+from raftcache.node.auth import Auth
 from raftcache.node.command_stats import CommandStats
 from raftcache.node.engine import Engine, call_op, reply_of
 from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
@@ -78,13 +79,25 @@ class Run:
 
 class FrontEndServer:
     """A front-end's listening socket and its open connections (`clients`, by id); a
-    subclass says which connection class serves a client (`connection`)."""
+    subclass says which connection class serves a client (`connection`) and its protocol's
+    name (for the failure counts)."""
+
+    protocol = ""
 
     def __init__(self) -> None:
         self.clients: dict[int, Any] = {}
         self.port = 0
         self._ids = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
+        self.auth = Auth(lambda: (None, None))  # the node's users (set by the node)
+
+    def tls_failed(self, exc: ssl.SSLError) -> None:
+        """A client's TLS handshake failed on this port (plaintext, no or an untrusted
+        client certificate under mTLS): counted; logged at most once per LOG_EVERY_S (the
+        handshake does not know its peer)."""
+        reason = getattr(exc, "reason", None) or str(exc)
+        port = f"{self.protocol} TLS port"
+        self.auth.failed(self.protocol, "tls", "", True, peer=port, error=reason)
 
     def connection(self, client_id: int) -> asyncio.Protocol:
         raise NotImplementedError

@@ -24,14 +24,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 from raftcache.node import acl
-from raftcache.node.auth import Auth, penalty_s
+from raftcache.node.auth import penalty_s
 from raftcache.node.command_stats import ProtocolStats
 from raftcache.node.engine import Engine
 from raftcache.node.keyspace.reply import CommandError, ReplyT
@@ -116,6 +115,8 @@ class McStats:
 class McServer(FrontEndServer):
     """Owns the listening socket, the connections and the counters."""
 
+    protocol = "memcached"
+
     def __init__(self, engine: Engine, max_item_bytes: int, stale_reads_ms: int = 0) -> None:
         super().__init__()
         self.engine = engine
@@ -126,14 +127,6 @@ class McServer(FrontEndServer):
         self.verbosity = 0
         self.discovery = Discovery()
         self.clients: dict[int, McConnection] = {}
-        self.auth = Auth(lambda: (None, None))  # the node's users (set by the node)
-
-    def tls_failed(self, exc: ssl.SSLError) -> None:
-        """A client's TLS handshake failed on this port (plaintext, no or an untrusted
-        client certificate under mTLS): counted; logged at most once per LOG_EVERY_S (the
-        handshake does not know its peer)."""
-        reason = getattr(exc, "reason", None) or str(exc)
-        self.auth.failed("memcached", "tls", "", True, peer="memcached TLS port", error=reason)
 
     def connection(self, client_id: int) -> McConnection:
         return McConnection(self, client_id)

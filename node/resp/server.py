@@ -8,7 +8,6 @@ databases, MULTI/EXEC, WATCH, pub/sub, client bookkeeping.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 
 import structlog
 from raftcache.node import acl, errors
-from raftcache.node.auth import AclLog, Auth, channels_of, penalty_s
+from raftcache.node.auth import AclLog, channels_of, penalty_s
 from raftcache.node.blocking import Blocker
 from raftcache.node.command_stats import ProtocolStats
 from raftcache.node.engine import Engine
@@ -123,6 +122,8 @@ MAX_MULTI_COMMANDS = 10_000
 class RespServer(FrontEndServer):
     """Owns the listening socket, the connections and the front-end's counters."""
 
+    protocol = "redis"
+
     def __init__(
         self,
         engine: Engine,
@@ -147,15 +148,7 @@ class RespServer(FrontEndServer):
         self.commands = ProtocolStats("redis", command_family)  # for node/metrics.py
         self.blocker: Blocker | None = None  # the node's parked blocking pops
         self.clients: dict[int, Connection] = {}
-        self.auth = Auth(lambda: (None, None))  # the node's users (set by the node)
         self.acl_log = AclLog()
-
-    def tls_failed(self, exc: ssl.SSLError) -> None:
-        """A client's TLS handshake failed on this port (plaintext, no or an untrusted
-        client certificate under mTLS): counted; logged at most once per LOG_EVERY_S (the
-        handshake does not know its peer)."""
-        reason = getattr(exc, "reason", None) or str(exc)
-        self.auth.failed("redis", "tls", "", True, peer="redis TLS port", error=reason)
 
     def connection(self, client_id: int) -> Connection:
         return Connection(self, client_id)
@@ -231,11 +224,7 @@ class Connection(PipelinedConnection):
             if denied is None:
                 return True
             error = acl.noperm_text(denied)
-            self.server.auth.failed(
-                "redis", "perm", self.user_name, not self._failure_logged, command=name.decode()
-            )
-            self._failure_logged = True
-            self.server.acl_log.add(denied[0], denied[1], self.user_name, self.describe())
+            self._refused(denied, name)
         if self.multi is not None:
             self.multi_error = True
         self.reply(Error(error))
@@ -255,17 +244,23 @@ class Connection(PipelinedConnection):
                 argv = q[0]
                 denied = user.denial(argv, channels_of(argv))
                 if denied is not None:
-                    name = argv[0].lower().decode("latin-1")
-                    self.server.auth.failed(
-                        "redis", "perm", self.user_name, not self._failure_logged, command=name
-                    )
-                    self._failure_logged = True
-                    self.server.acl_log.add(
-                        denied[0], denied[1], self.user_name, self.describe(), context="multi"
-                    )
+                    self._refused(denied, argv[0].lower(), context="multi")
                     q = self.encode(Error(acl.noperm_at_exec(denied)))
             out.append(q)
         return out
+
+    def _refused(self, denied: tuple[str, str], name: bytes, context: str = "toplevel") -> None:
+        """A command the user's rules refuse: counted, logged once per connection, and kept
+        in ACL LOG (`context` "multi": refused at EXEC)."""
+        self.server.auth.failed(
+            "redis",
+            "perm",
+            self.user_name,
+            not self._failure_logged,
+            command=name.decode("latin-1"),
+        )
+        self._failure_logged = True
+        self.server.acl_log.add(denied[0], denied[1], self.user_name, self.describe(), context)
 
     def describe(self) -> str:
         """This connection's CLIENT LIST line (for ACL LOG)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from raftcache.chaos.local_cluster import LocalCluster
 
-from tests.consensus.harness import ClusterClient, RaftHarness
+from tests.consensus.harness import ClusterClient, RaftHarness, SecretTrio
 
 
 @pytest.fixture
@@ -42,3 +42,13 @@ def local_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
         for cluster, client in made:
             client.close()
             cluster.close()
+
+
+@pytest.fixture
+def trio(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SecretTrio]:
+    """Three voters in this process with the test module's Raft `SECRET`."""
+    nodes = SecretTrio(tmp_path, request.module.SECRET)
+    try:
+        yield nodes
+    finally:
+        nodes.close()

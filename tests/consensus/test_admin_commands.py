@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,26 +42,13 @@ from tests.consensus.harness import (
 SECRET = "admin-commands-test-secret"
 
 
-_config = secret_config
-Trio = SecretTrio
-
-
-@pytest.fixture
-def trio(tmp_path: Path) -> Iterator[Trio]:
-    nodes = Trio(tmp_path, SECRET)
-    try:
-        yield nodes
-    finally:
-        nodes.close()
-
-
 def admin(address: str, message: list[Any], secret: str | None = SECRET) -> Any:
     """Send `message` as syncobj_admin does (its TcpUtility), with a timeout instead of its
     900 s; the answer."""
     return TcpUtility(secret, 10.0).executeCommand(address, message)
 
 
-def test_pysyncobj_admin_commands_are_refused_and_change_nothing(trio: Trio) -> None:
+def test_pysyncobj_admin_commands_are_refused_and_change_nothing(trio: SecretTrio) -> None:
     leader = trio.leader()
     first = write_keys(leader, keys("first-", 20))
     members = tuple(sorted(trio.addrs))
@@ -124,7 +110,7 @@ def test_pysyncobj_admin_commands_are_refused_and_change_nothing(trio: Trio) -> 
     assert trio.fatal == [[], [], []]
 
 
-def test_syncobj_admin_prints_why(trio: Trio, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_syncobj_admin_prints_why(trio: SecretTrio, monkeypatch: pytest.MonkeyPatch) -> None:
     """The tool itself, as an operator would run it: it prints the refusal."""
     leader = trio.leader()
     monkeypatch.setattr(syncobj_admin, "TcpUtility", functools.partial(TcpUtility, timeout=10.0))
@@ -140,7 +126,7 @@ def test_syncobj_admin_prints_why(trio: Trio, monkeypatch: pytest.MonkeyPatch) -
 def test_refused_without_a_secret_too(tmp_path: Path) -> None:
     """On loopback raftcache runs without a Raft secret: anyone on the host could send these."""
     addr = f"127.0.0.1:{free_port()}"
-    node = RaftNode(_config(addr, (), None, None), Replica())
+    node = RaftNode(secret_config(addr, (), None, None), Replica())
     try:
         wait_for(node.is_leader, "the single node to elect itself")
         wait_for(lambda: node.status().commit_index >= 1, "its no-op")

@@ -140,18 +140,6 @@ def _config(addr: str, peers: tuple[str, ...], data_dir: Path) -> RaftConfig:
     return secret_config(addr, peers, data_dir, SECRET)
 
 
-Trio = SecretTrio
-
-
-@pytest.fixture
-def trio(tmp_path: Path) -> Iterator[Trio]:
-    nodes = Trio(tmp_path, SECRET)
-    try:
-        yield nodes
-    finally:
-        nodes.close()
-
-
 def _refused(node: RaftNode, reason: str, count: int = 1) -> None:
     wait_for(lambda: node.bad_frames.counts()[reason] >= count, f"{count} {reason} frame(s)")
     assert node.bad_frames.counts()[reason] == count
@@ -160,7 +148,9 @@ def _refused(node: RaftNode, reason: str, count: int = 1) -> None:
 # ------------------------------------------------------------------ garbage
 
 
-def test_garbage_on_the_raft_port_is_refused_loudly_and_the_cluster_goes_on(trio: Trio) -> None:
+def test_garbage_on_the_raft_port_is_refused_loudly_and_the_cluster_goes_on(
+    trio: SecretTrio,
+) -> None:
     first = write_keys(trio.leader(), keys("first-", 20))
     target = trio.nodes[0]
     for data in (
@@ -188,7 +178,7 @@ def test_garbage_on_the_raft_port_is_refused_loudly_and_the_cluster_goes_on(trio
     trio.converge(first + second)
 
 
-def test_garbage_from_a_member_drops_its_connection_and_nothing_is_lost(trio: Trio) -> None:
+def test_garbage_from_a_member_drops_its_connection_and_nothing_is_lost(trio: SecretTrio) -> None:
     first = write_keys(trio.leader(), keys("first-", 20))
     target, member = trio.nodes[0], trio.addrs[2]
     sealer = FakePeer(trio.addrs[0])  # only seals frames with the secret
@@ -213,7 +203,7 @@ def test_garbage_from_a_member_drops_its_connection_and_nothing_is_lost(trio: Tr
 
 
 def on_member_link(
-    trio: Trio, sender: int, receiver: int, action: Callable[[Any], None], after: Any = None
+    trio: SecretTrio, sender: int, receiver: int, action: Callable[[Any], None], after: Any = None
 ) -> Any:
     """Run `action(connection)` on `sender`'s tick thread, on its connection to `receiver`,
     once that connection is up and its handshake done (with a session key other than
@@ -254,7 +244,7 @@ def _put(bad: Any) -> Callable[[Any], None]:
 # ------------------------------------------------------------------ truncated frames
 
 
-def test_a_truncated_frame_is_refused_loudly_and_the_cluster_goes_on(trio: Trio) -> None:
+def test_a_truncated_frame_is_refused_loudly_and_the_cluster_goes_on(trio: SecretTrio) -> None:
     first = write_keys(trio.leader(), keys("first-", 20))
     target, member = trio.nodes[0], trio.addrs[2]
 

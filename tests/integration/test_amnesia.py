@@ -43,6 +43,22 @@ def _get(address: str, key: bytes) -> cache_pb2.GetResponse | None:
             return None
 
 
+def _restart_with_the_leader_cut_off(
+    cluster: LocalCluster, wiped: int, behind: int, leader: int, names: Sequence[str]
+) -> tuple[set[str], cache_pb2.GetResponse]:
+    """Start `wiped` again while the leader is cut off (`wiped` and `behind`, which lacks
+    the acknowledged write, are a majority): who they elected over many election timeouts,
+    and the key `acked` as the cluster reads it once the leader is back."""
+    net = cluster.net
+    assert net is not None
+    net.heal()
+    net.isolate(names[leader])
+    cluster.start_node(wiped)
+    elected = _leaders_elected(cluster, (wiped, behind), names)
+    net.heal()
+    return elected, _acked_read_back(cluster)
+
+
 def _leaders_elected(
     cluster: LocalCluster, nodes: tuple[int, ...], names: Sequence[str], seconds: float = 8
 ) -> set[str]:
@@ -93,13 +109,7 @@ def test_a_node_that_lost_its_disk_does_not_vote_the_write_away(
         cluster.kill(wiped)
         if durability == "journal":
             shutil.rmtree(cluster.nodes[wiped].data_dir)  # a new, empty volume
-        net.heal()
-        net.isolate(names[leader])
-        cluster.start_node(wiped)
-        # `wiped` and `behind` are a majority now; give them many election timeouts
-        elected = _leaders_elected(cluster, (wiped, behind), names)
-        net.heal()
-        got = _acked_read_back(cluster)
+        elected, got = _restart_with_the_leader_cut_off(cluster, wiped, behind, leader, names)
         assert got.found and got.value == b"kept", (
             f"the acknowledged write is lost (leaders elected while the old one was cut off: "
             f"{elected or 'none'}); logs in {cluster.base_dir}"
@@ -185,12 +195,8 @@ def test_a_joined_member_that_lost_its_data_dir_rejoins_instead_of_voting(tmp_pa
         # on the leader and n4 (a majority of three); `behind` lacks it
         cluster.kill(n4)
         shutil.rmtree(cluster.nodes[n4].data_dir)  # identity record and all
-        net.heal()
-        net.isolate(names[leader])
-        cluster.start_node(n4)  # the same --join line
-        elected = _leaders_elected(cluster, (n4, behind), names)
-        net.heal()
-        got = _acked_read_back(cluster)
+        # n4 restarts with the same --join line
+        elected, got = _restart_with_the_leader_cut_off(cluster, n4, behind, leader, names)
         assert got.found and got.value == b"kept", (
             f"the acknowledged write is lost (elected while the leader was cut off: "
             f"{elected or 'none'}); logs in {cluster.base_dir}"

@@ -251,6 +251,28 @@ class Proposer:
         self._held_until = 0.0
         self._schedule_flush()
 
+    async def hand_over(
+        self,
+        transfer: Callable[[], object],
+        seconds: float,
+        alone: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Move leadership away: propose nothing new (hold) and call `transfer` (pysyncobj's
+        transferLeadership, which refuses while no connected follower holds the last entry
+        and sends TimeoutNow only once) every 250 ms until this node no longer leads,
+        `alone()` says no follower is there to take over, or `seconds` pass; then release."""
+        deadline = time.monotonic() + seconds
+        next_ask = 0.0
+        self.hold(seconds)
+        try:
+            while self._consensus.is_leader() and not alone() and time.monotonic() < deadline:
+                if time.monotonic() >= next_ask:
+                    transfer()
+                    next_ask = time.monotonic() + 0.25
+                await asyncio.sleep(0.02)
+        finally:
+            self.release()
+
     async def run_ticks(self) -> None:
         """Propose an empty command whenever nothing was proposed for a tick interval.
 

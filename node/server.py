@@ -7,7 +7,6 @@ import contextlib
 import gc
 import signal
 import ssl
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -259,21 +258,11 @@ class Node:
             # meanwhile (as in Cluster.TransferLeadership): with writes and idle ticks coming
             # every few ms no follower would hold the last entry, and after the TimeoutNow
             # they would make the target's log too short to win (Raft thesis 3.10).
-            deadline = time.monotonic() + 3.0
-            next_ask = 0.0
-            proposer.hold(3.0)
-            try:
-                while (
-                    self.raft.is_leader()
-                    and self.raft.status().connected
-                    and time.monotonic() < deadline
-                ):
-                    if time.monotonic() >= next_ask:
-                        self.raft.transfer_leadership()
-                        next_ask = time.monotonic() + 0.25
-                    await asyncio.sleep(0.02)
-            finally:
-                proposer.release()  # queued calls: NoLeader if leadership moved (clients retry)
+            # Queued calls are then refused as NoLeader if leadership moved (clients retry).
+            raft = self.raft
+            await proposer.hand_over(
+                raft.transfer_leadership, 3.0, alone=lambda: not raft.status().connected
+            )
             _log.info(
                 "leadership handed over"
                 if not self.raft.is_leader()

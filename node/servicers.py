@@ -848,18 +848,8 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
         old = raft.config.self_addr
         timeout = request.timeout_s if request.timeout_s > 0 else 5.0
         deadline = time.monotonic() + timeout
-        next_ask = 0.0
-        # pysyncobj refuses while the target lacks the leader's last entry and sends
-        # TimeoutNow once: hold new proposals and ask again until the leader changes.
-        self._proposer.hold(timeout)  # no new entries: let the target catch up fully
-        try:
-            while raft.is_leader() and time.monotonic() < deadline:
-                if time.monotonic() >= next_ask:
-                    raft.transfer_leadership(target)
-                    next_ask = time.monotonic() + 0.25
-                await asyncio.sleep(0.02)
-        finally:
-            self._proposer.release()
+        # no new entries meanwhile: the target catches up fully, then gets TimeoutNow
+        await self._proposer.hand_over(lambda: raft.transfer_leadership(target), timeout)
         while time.monotonic() < deadline and raft.status().leader in (None, old):
             await asyncio.sleep(0.02)
         leader = raft.status().leader

@@ -425,6 +425,7 @@ class LocalCluster:
         """Wait until every running node knows a leader and has caught up; returns the leader."""
         deadline = time.monotonic() + timeout
         running = {n.raft_addr for n in self.nodes if n.running}
+        statuses: list[cluster_pb2.StatusResponse | None] = []
         while time.monotonic() < deadline:
             statuses = [self.status(i) for i, n in enumerate(self.nodes) if n.running]
             if statuses and all(
@@ -436,7 +437,30 @@ class LocalCluster:
             ):
                 return self.wait_for_leader(timeout=max(deadline - time.monotonic(), 0.1))
             time.sleep(0.05)
-        raise TimeoutError(f"cluster not ready within {timeout} s; logs in {self.base_dir}")
+        seen = "; ".join(
+            "down"
+            if s is None
+            else f"{cluster_pb2.Role.Name(s.role)} term {s.term} leader "
+            f"{s.leader_client_addr or '-'} applied {s.applied_index}/{s.leader_commit_index}"
+            for s in statuses
+        )
+        raise TimeoutError(
+            f"cluster not ready within {timeout} s (last seen: {seen}); logs in "
+            f"{self.base_dir}\n{self.log_tails()}"
+        )
+
+    def log_tails(self, lines: int = 12) -> str:
+        """The last `lines` lines of every node's log, for a report on a failure whose
+        directory a CI clone does not keep."""
+        out = []
+        for node in self.nodes:
+            try:
+                text = node.log_path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            out.append(f"--- {node.node_id} ({node.log_path.name}, last {len(text)} lines)")
+            out.extend(text)
+        return "\n".join(out)
 
     def wait_converged(self, timeout: float = 30.0) -> list[cluster_pb2.StatusResponse]:
         """Wait until every running node reports the same state digest."""

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import ctypes
 import enum
+import functools
 import logging
 import os
 import pickle
@@ -90,6 +91,17 @@ class ReplicatedState(Protocol):
 
     def restore(self, meta: bytes, items: Iterable[tuple[bytes, bytes]]) -> None:
         """Replace the whole state (on the tick thread)."""
+
+
+class RejoinIntents(Protocol):
+    """Where an amnesia rejoin keeps its intent, in the replicated state, so that it
+    survives the leader that began it (node/keyspace/rejoin.py; DESIGN.md "Amnesia")."""
+
+    def pending(self) -> frozenset[str]:
+        """The Raft addresses whose re-add is pending, as applied here (tick thread)."""
+
+    def command(self, address: str, pending: bool) -> bytes:
+        """A log entry that marks (True) or clears (False) `address`'s pending re-add."""
 
 
 @dataclass(frozen=True)
@@ -321,9 +333,11 @@ class RaftNode:
         *,
         on_fatal: Callable[[BaseException], None] = _fatal_exit,
         on_role_change: Callable[[Role, Role], None] | None = None,
+        rejoin_intents: RejoinIntents | None = None,
     ) -> None:
         self.config = config
         self._state = state
+        self.rejoin_intents = rejoin_intents
         self._on_role_change = on_role_change
         self._on_tick_actions: collections.deque[Callable[[], None]] = collections.deque()
         self._status = RaftStatus()
@@ -676,7 +690,12 @@ class RaftNode:
         return self._status.pending_change
 
     def change_membership(
-        self, kind: str, address: str, callback: Callable[[Outcome, str], None]
+        self,
+        kind: str,
+        address: str,
+        callback: Callable[[Outcome, str], None],
+        *,
+        operator: bool = True,
     ) -> None:
         """Add (`kind` "add") or remove ("remove") one voter, on the leader.
 
@@ -685,9 +704,33 @@ class RaftNode:
         tick thread: NOT_APPLIED with the reason when refused (nothing appended), APPLIED
         once committed, UNKNOWN when the leader changed or the entry was discarded (it may
         or may not commit: re-read the membership). See DESIGN.md "Membership".
+
+        An `operator` removal first clears a pending amnesia re-add of the address (and
+        drops this leader's rejoin job for it), so a node removed on purpose stays out.
         """
 
         def run() -> None:
+            intents = self.rejoin_intents
+            if (
+                operator
+                and kind == "remove"
+                and intents is not None
+                and self.is_leader()
+                and address in intents.pending()
+            ):
+                self._amnesia.forget(address)
+
+                def cleared(outcome: Outcome, _result: Any) -> None:
+                    if outcome is Outcome.APPLIED:
+                        self._on_tick_actions.append(change)
+                    else:
+                        callback(outcome, f"its pending re-add was not cleared ({outcome.value})")
+
+                self.propose(intents.command(address, False), cleared)
+                return
+            change()
+
+        def change() -> None:
             try:
                 self._check_change(kind, address)
             except MembershipRefused as exc:
@@ -951,7 +994,8 @@ _QUERY_EVERY_S = 0.5
 _REJOIN_EVERY_S = 1.0
 _BOOTSTRAP_GRACE_S = 2.0
 _LEADER_REJOIN_RETRY_S = 1.0
-_LEADER_REJOIN_GIVE_UP_S = 60.0
+_GIVE_UP_S = 60.0
+_SWEEP_COOLDOWN_S = 30.0  # after giving up on a pending re-add (the node is down, say)
 
 
 class _Amnesia:
@@ -982,9 +1026,11 @@ class _Amnesia:
         self._rejoin_index: int | None = None
         self._next_query = 0.0
         self._next_request = 0.0
-        # leader side: token -> [address, phase ("remove"|"add"|"busy"|"done"), index,
-        # next try, give up at]
-        self._jobs: dict[str, list[Any]] = {}
+        # leader side: rejoin jobs by the node's token ("pending:ADDR" for a sweep's
+        # re-add), when the sweep looks next, and addresses it gave up on, until when
+        self._jobs: dict[str, _RejoinJob] = {}
+        self._next_sweep = 0.0
+        self._cooldown: dict[str, float] = {}
         so.on_state_reply = self._on_state_reply
         so.on_state_query = self._on_state_query
         # A node without state or record that answered another such node's query took part
@@ -1059,7 +1105,7 @@ class _Amnesia:
 
     def tick(self, now: float) -> None:
         so = self._so
-        if self._jobs:
+        if self._jobs or self._node.rejoin_intents is not None:
             self._run_jobs(now)
         if so.voting or self._dir is None:
             return
@@ -1122,13 +1168,14 @@ class _Amnesia:
     # ------------------------------------------------------------ the leader's side
 
     def _on_rejoin_request(self, node: Any, token: Any) -> None:
-        """On the leader: `node` came back without its state; remove it, then add it."""
+        """On the leader: `node` came back without its state; record the intent, remove it,
+        then add it."""
         if self._node.status().role is not Role.LEADER or not isinstance(token, str):
             return
         address = _from_pysyncobj(node.address)
         job = self._jobs.get(token)
         if job is not None:
-            if job[1] == "done":
+            if job.phase == "done":
                 self._notify(job)  # it did not get the news (it was disconnected)
             return
         if address not in self._node.status().members:
@@ -1137,46 +1184,110 @@ class _Amnesia:
             "amnesia: %s came back without its Raft state; removing and re-adding it", address
         )
         now = time.monotonic()
-        self._jobs[token] = [address, "remove", 0, now, now + _LEADER_REJOIN_GIVE_UP_S]
+        # The intent first, so that a later leader re-adds it if this one fails in between.
+        first = "remove" if self._node.rejoin_intents is None else "intent"
+        self._jobs[token] = _RejoinJob(address, first, give_up=now + _GIVE_UP_S)
+
+    def forget(self, address: str) -> None:
+        """An operator removes `address`: drop this leader's rejoin jobs for it."""
+        for token, job in list(self._jobs.items()):
+            if job.address == address:
+                del self._jobs[token]
+
+    def _sweep(self, intents: RejoinIntents, now: float) -> None:
+        """Re-add a pending address that is no voter: the leader that removed it to rejoin
+        failed before it re-added it. That node then asks again (a new token) and is
+        removed and re-added once more by this leader: it may have been restarted since,
+        and only a re-add after its request proves it caught up from its own restart."""
+        members = self._node.status().members
+        busy = {job.address for job in self._jobs.values() if job.phase != "done"}
+        for address in sorted(intents.pending() - set(members) - busy - {self._self}):
+            if self._cooldown.get(address, 0.0) > now:
+                continue
+            _log.warning(
+                "amnesia: re-adding %s: a leader removed it to rejoin and did not re-add it",
+                address,
+            )
+            self._jobs[f"pending:{address}"] = _RejoinJob(
+                address, "add", next_try=now, give_up=now + _GIVE_UP_S, notify=False
+            )
 
     def _run_jobs(self, now: float) -> None:
         node = self._node
         if node.status().role is not Role.LEADER:
-            self._jobs.clear()  # the node asks the next leader
+            self._jobs.clear()  # the node asks the next leader; the sweep finds the rest
+            self._next_sweep = 0.0
             return
+        intents = node.rejoin_intents
+        if intents is not None and now >= self._next_sweep:
+            self._next_sweep = now + _LEADER_REJOIN_RETRY_S
+            self._sweep(intents, now)
         for token, job in list(self._jobs.items()):
-            address, phase, _index, next_try, give_up = job
-            if phase in ("busy", "done") or now < next_try:
+            if job.busy or now < job.next_try or (job.phase == "done" and job.cleared):
                 continue
-            if now > give_up:
-                _log.error("amnesia: gave up re-adding %s (%s step)", address, phase)
+            if now > job.give_up and job.phase != "done":
+                _log.error("amnesia: gave up re-adding %s (%s step)", job.address, job.phase)
+                self._cooldown[job.address] = now + _SWEEP_COOLDOWN_S
                 del self._jobs[token]
                 continue
-            job[3] = now + _LEADER_REJOIN_RETRY_S
-            job[1] = "busy"
-
-            def done(
-                outcome: Outcome, detail: str, job: list[Any] = job, step: str = phase
-            ) -> None:
-                if outcome is Outcome.APPLIED:
-                    _log.info("amnesia: %s %s committed", step, job[0])
-                    if step == "remove":
-                        job[1] = "add"
-                    else:
-                        job[1] = "done"
-                        job[2] = self._so.raftCommitIndex
-                        self._notify(job)
+            job.next_try = now + _LEADER_REJOIN_RETRY_S
+            if job.phase == "done":  # re-added: clear the intent (a leader's sweep ignores it)
+                if intents is None or job.address not in intents.pending():
+                    job.cleared = True
                 else:
-                    _log.info("amnesia: %s %s not done yet (%s); retrying", step, job[0], detail)
-                    job[1] = step
-                    if step == "add" and job[0] in node.status().members:
-                        job[1] = "done"
-                        job[2] = self._so.raftCommitIndex
-                        self._notify(job)
+                    job.busy = True
+                    node.propose(intents.command(job.address, False), job.cleared_step)
+            elif job.phase == "intent":
+                assert intents is not None
+                job.busy = True
+                node.propose(intents.command(job.address, True), job.intent_step)
+            else:
+                job.busy = True
+                step = functools.partial(self._step_done, job, job.phase)
+                node.change_membership(job.phase, job.address, step, operator=False)
 
-            node.change_membership(phase, address, done)  # runs on the next tick
+    def _step_done(self, job: _RejoinJob, step: str, outcome: Outcome, detail: str) -> None:
+        """A remove or add of a rejoin finished (tick thread)."""
+        job.busy = False
+        members = self._node.status().members
+        if outcome is Outcome.APPLIED or (step == "add" and job.address in members):
+            _log.info("amnesia: %s %s committed", step, job.address)
+            if step == "remove":
+                job.phase, job.next_try = "add", 0.0
+            else:
+                job.phase, job.next_try = "done", 0.0
+                job.index = self._so.raftCommitIndex
+                self._notify(job)
+        else:
+            _log.info("amnesia: %s %s not done yet (%s); retrying", step, job.address, detail)
 
-    def _notify(self, job: list[Any]) -> None:
+    def _notify(self, job: _RejoinJob) -> None:
+        if not job.notify:
+            return
         for peer in list(self._so._SyncObj__otherNodes):
-            if _from_pysyncobj(peer.address) == job[0]:
-                self._so._SyncObj__transport.send(peer, {"type": "rejoined", "index": job[2]})
+            if _from_pysyncobj(peer.address) == job.address:
+                self._so._SyncObj__transport.send(peer, {"type": "rejoined", "index": job.index})
+
+
+@dataclass
+class _RejoinJob:
+    """The leader's work for one rejoining node: `phase` "intent" (recorded in the
+    replicated state), "remove", "add", then "done" (and its intent cleared)."""
+
+    address: str
+    phase: str
+    next_try: float = 0.0
+    give_up: float = 0.0
+    notify: bool = True  # tell the node (False: a sweep's re-add; the node asks again)
+    busy: bool = False  # a step is in flight
+    index: int = 0  # done: the commit index the node must apply before it votes
+    cleared: bool = False
+
+    def intent_step(self, outcome: Outcome, _result: Any) -> None:
+        self.busy = False
+        if outcome is Outcome.APPLIED:
+            self.phase, self.next_try = "remove", 0.0
+
+    def cleared_step(self, outcome: Outcome, _result: Any) -> None:
+        self.busy = False
+        self.cleared = outcome is Outcome.APPLIED

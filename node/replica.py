@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from raftcache.node import commands
+from raftcache.node.keyspace import rejoin
 from raftcache.node.keyspace.reply import ReplyT
 from raftcache.node.state_machine import Entry, Event, Member, Result, StateMachine
-from raftcache.v1 import cache_pb2
+from raftcache.v1 import cache_pb2, command_pb2
 
 
 class CacheStats(NamedTuple):
@@ -131,3 +132,21 @@ class Replica:
 
     def key_count(self) -> int:
         return len(self._sm)
+
+
+class RejoinIntents:
+    """consensus.RejoinIntents over a Replica: the pending amnesia re-adds live in the
+    replicated state (node/keyspace/rejoin.py), read on the tick thread, where they are
+    applied."""
+
+    def __init__(self, replica: Replica) -> None:
+        self._replica = replica
+
+    def pending(self) -> frozenset[str]:
+        return rejoin.read_pending(self._replica.state)
+
+    def command(self, address: str, pending: bool) -> bytes:
+        op = command_pb2.Op()
+        name = rejoin.PENDING if pending else rejoin.CLEAR
+        op.data.op.call.argv.extend([name, address.encode("latin-1")])
+        return commands.encode(command_pb2.Command(ops=[op]))

@@ -231,8 +231,9 @@ def check_call(call: cache_pb2.RedisCall, limits: Limits, what: str = "call") ->
         check_value(arg, limits, f"{what}.argv[{i}]")
     if not client_may_call(call.argv[0]):
         raise InvalidInput(
-            f"{what}.argv[0] is {call.argv[0]!r}: users change only through ACL SETUSER/DELUSER "
-            "or the Cluster SetUser/DeleteUsers RPCs"
+            f"{what}.argv[0] is {call.argv[0]!r}: the nodes' own plumbing; users change only "
+            "through ACL SETUSER/DELUSER or the Cluster SetUser/DeleteUsers RPCs, members "
+            "through the Cluster AddMember/RemoveMember RPCs"
         )
     try:
         dispatch.validate(list(call.argv))

@@ -35,7 +35,7 @@ from raftcache.node.metrics import (
     registry_for,
 )
 from raftcache.node.proposer import Proposer
-from raftcache.node.replica import Replica
+from raftcache.node.replica import RejoinIntents, Replica
 from raftcache.node.resp.admin import ADMIN, NodeFacts
 from raftcache.node.resp.parser import ParserLimits
 from raftcache.node.resp.server import RespServer
@@ -162,7 +162,12 @@ class Node:
 
         self.replica.on_events = on_events
         self.replica.on_restored = streams.restored
-        self.raft = raft = RaftNode(config.raft, self.replica, on_role_change=self._role_changed)
+        self.raft = raft = RaftNode(
+            config.raft,
+            self.replica,
+            on_role_change=self._role_changed,
+            rejoin_intents=RejoinIntents(self.replica),
+        )
         raft.on_event = events.emit
         if config.raft.read_replica:
             _log.info(

@@ -35,8 +35,9 @@ _PREFIX: Final = "raftcache.acl."
 
 
 def client_may_call(name: bytes) -> bool:
-    """Whether a client may send this command itself (the ACL plumbing is not callable)."""
-    return not name.lower().startswith(b"raftcache.acl.")
+    """Whether a client may send this command itself (the ACL plumbing and the membership
+    plumbing, keyspace/rejoin.py, are not callable)."""
+    return not name.lower().startswith((b"raftcache.acl.", b"raftcache.rejoin."))
 
 
 def read_stored(sm: StateMachine) -> tuple[bytes | None, bytes | None]:

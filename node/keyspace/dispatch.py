@@ -12,6 +12,7 @@ from raftcache.node.keyspace import (  # noqa: F401  (each module registers its 
     lists,
     memcached,
     pubsub,
+    rejoin,
     scripting,
     sets,
     sort,

@@ -221,3 +221,79 @@ def test_a_joined_member_that_lost_its_data_dir_rejoins_instead_of_voting(tmp_pa
         if admin is not None:
             admin.close()
         cluster.close()
+
+
+def _wait_for_line(path: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert time.monotonic() < deadline, f"no {text!r} in {path} within {timeout} s"
+        time.sleep(0.05)
+
+
+def _removed_and_stuck(tmp_path: Path) -> tuple[LocalCluster, int, int, int]:
+    """Five voters. A follower (`wiped`) loses its disk and asks to rejoin; the leader
+    records the intent and removes it, but cannot re-add it while another follower
+    (`lagger`, paused) is down: the state a leader crash between removal and re-add
+    leaves. Returns the cluster and the indexes of the leader, `wiped` and `lagger`."""
+    cluster = LocalCluster(5, tmp_path)
+    cluster.start()
+    try:
+        leader = cluster.wait_until_ready(timeout=40)
+        with Client([cluster.nodes[leader].client_addr], timeout=10) as client:
+            client.set(b"acked", b"kept")
+        wiped, lagger = [i for i in range(5) if i != leader][:2]
+        cluster.pause(lagger)
+        time.sleep(1.5)  # the leader no longer counts it as up (leader_fallback_timeout 1 s)
+        cluster.kill(wiped)
+        shutil.rmtree(cluster.nodes[wiped].data_dir)
+        cluster.start_node(wiped)
+        address = cluster.nodes[wiped].raft_addr
+        log = cluster.nodes[leader].log_path
+        _wait_for_line(log, f"remove {address} committed", 30)
+        _wait_for_line(log, f"add {address} not done yet", 10)
+        return cluster, leader, wiped, lagger
+    except BaseException:
+        cluster.close()
+        raise
+
+
+def test_a_rejoin_survives_the_leader_that_removed_the_node(tmp_path: Path) -> None:
+    """The leader crashes after the removal: a later leader finds the replicated intent
+    and re-adds the node, which then rejoins by itself (before, it stayed out until an
+    operator ran `member add`; a CI run's fresh cluster never got ready that way)."""
+    cluster, leader, wiped, lagger = _removed_and_stuck(tmp_path)
+    try:
+        cluster.kill(leader)
+        cluster.resume(lagger)
+        cluster.start_node(leader)  # with its journal: 4 voters, a majority of 3 up
+        log = cluster.nodes[wiped].log_path
+        _wait_for_line(log, "voting again", 40)
+        cluster.wait_until_ready(timeout=30)
+        logs = "".join(n.log_path.read_text() for n in cluster.nodes)
+        assert "a leader removed it to rejoin and did not re-add it" in logs
+        assert len(cluster.wait_converged(timeout=30)) == 5
+        got = _get(cluster.nodes[wiped].client_addr, b"acked")
+        assert got is not None and got.found and got.value == b"kept"
+    finally:
+        cluster.close()
+
+
+def test_an_operator_removal_cancels_a_pending_rejoin(tmp_path: Path) -> None:
+    """`member remove` on a node whose re-add is pending: it is not a voter (refused as
+    such) but the intent is cleared, so no leader puts it back; `member add` does."""
+    cluster, leader, wiped, lagger = _removed_and_stuck(tmp_path)
+    admin = Client([cluster.nodes[leader].client_addr], timeout=10)
+    try:
+        address = cluster.nodes[wiped].raft_addr
+        with pytest.raises(ConditionFailedError, match="is not a member"):
+            admin.remove_member(address)
+        cluster.resume(lagger)
+        time.sleep(3)  # the leader's sweep runs every second
+        members = {m.raft_addr for m in admin.membership().members}
+        assert address not in members, "a removed node was put back"
+        assert f"add {address} committed" not in cluster.nodes[leader].log_path.read_text()
+        _retry(lambda: admin.add_member(address, timeout=10))
+        _wait_for_line(cluster.nodes[wiped].log_path, "voting again", 40)
+    finally:
+        admin.close()
+        cluster.close()

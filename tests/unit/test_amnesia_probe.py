@@ -42,7 +42,9 @@ def probing(tmp_path: Path) -> tuple[_Amnesia, FakeSyncObj]:
     """A bootstrap member (no --join) starting with no Raft state and no record."""
     config = SimpleNamespace(identity_dir=tmp_path, self_addr=ME, read_replica=False, joining=False)
     node = SimpleNamespace(
-        config=config, status=lambda: SimpleNamespace(members=(ME, PEER1, PEER2))
+        config=config,
+        status=lambda: SimpleNamespace(members=(ME, PEER1, PEER2)),
+        rejoin_intents=None,
     )
     so = FakeSyncObj()
     amnesia = _Amnesia(node, so)  # type: ignore[arg-type]

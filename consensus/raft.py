@@ -18,6 +18,7 @@ import os
 import pickle
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -711,14 +712,11 @@ class RaftNode:
 
         def run() -> None:
             intents = self.rejoin_intents
-            if (
-                operator
-                and kind == "remove"
-                and intents is not None
-                and self.is_leader()
-                and address in intents.pending()
-            ):
-                self._amnesia.forget(address)
+            if operator and kind == "remove" and intents is not None and self.is_leader():
+                had_job = self._amnesia.forget(address)
+                if not had_job and address not in intents.pending():
+                    change()
+                    return
 
                 def cleared(outcome: Outcome, _result: Any) -> None:
                     if outcome is Outcome.APPLIED:
@@ -995,7 +993,8 @@ _REJOIN_EVERY_S = 1.0
 _BOOTSTRAP_GRACE_S = 2.0
 _LEADER_REJOIN_RETRY_S = 1.0
 _GIVE_UP_S = 60.0
-_SWEEP_COOLDOWN_S = 30.0  # after giving up on a pending re-add (the node is down, say)
+_SWEEP_COOLDOWN_S = 30.0  # after giving up on a pending re-add, or an operator's removal
+_PROBE_FRESH_S = 3.0  # a sweep re-adds a pending node whose Raft port answered this recently
 
 
 class _Amnesia:
@@ -1031,6 +1030,8 @@ class _Amnesia:
         self._jobs: dict[str, _RejoinJob] = {}
         self._next_sweep = 0.0
         self._cooldown: dict[str, float] = {}
+        self._answered_at: dict[str, float] = {}  # pending addresses that answered a probe
+        self._probing_now: set[str] = set()
         so.on_state_reply = self._on_state_reply
         so.on_state_query = self._on_state_query
         # A node without state or record that answered another such node's query took part
@@ -1188,11 +1189,16 @@ class _Amnesia:
         first = "remove" if self._node.rejoin_intents is None else "intent"
         self._jobs[token] = _RejoinJob(address, first, give_up=now + _GIVE_UP_S)
 
-    def forget(self, address: str) -> None:
-        """An operator removes `address`: drop this leader's rejoin jobs for it."""
+    def forget(self, address: str) -> bool:
+        """An operator removes `address`: drop this leader's rejoin jobs for it (True if it
+        had one) and keep the sweep off it while the clear is on its way."""
+        had = False
         for token, job in list(self._jobs.items()):
             if job.address == address:
                 del self._jobs[token]
+                had = True
+        self._cooldown[address] = time.monotonic() + _SWEEP_COOLDOWN_S
+        return had
 
     def _sweep(self, intents: RejoinIntents, now: float) -> None:
         """Re-add a pending address that is no voter: the leader that removed it to rejoin
@@ -1204,6 +1210,11 @@ class _Amnesia:
         for address in sorted(intents.pending() - set(members) - busy - {self._self}):
             if self._cooldown.get(address, 0.0) > now:
                 continue
+            # Only a node that is up (its Raft port answers, as AddMember asks): adding a
+            # dead one would cost the cluster a voter's worth of fault tolerance.
+            if self._answered_at.get(address, -1e9) < now - _PROBE_FRESH_S:
+                self._probe(address)
+                continue
             _log.warning(
                 "amnesia: re-adding %s: a leader removed it to rejoin and did not re-add it",
                 address,
@@ -1211,6 +1222,25 @@ class _Amnesia:
             self._jobs[f"pending:{address}"] = _RejoinJob(
                 address, "add", next_try=now, give_up=now + _GIVE_UP_S, notify=False
             )
+
+    def _probe(self, address: str) -> None:
+        """Try a TCP connect to `address` off the tick thread; `_answered_at` records when
+        it answered."""
+        if address in self._probing_now:
+            return
+        self._probing_now.add(address)
+
+        def probe() -> None:
+            try:
+                host, _, port = address.rpartition(":")
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                    self._answered_at[address] = time.monotonic()
+            except (OSError, ValueError):
+                pass
+            finally:
+                self._probing_now.discard(address)
+
+        threading.Thread(target=probe, name="rejoin-probe", daemon=True).start()
 
     def _run_jobs(self, now: float) -> None:
         node = self._node
@@ -1231,9 +1261,17 @@ class _Amnesia:
                 del self._jobs[token]
                 continue
             job.next_try = now + _LEADER_REJOIN_RETRY_S
+            pending = intents.pending() if intents is not None else frozenset()
+            if job.phase == "remove" and intents is not None and job.address not in pending:
+                job.phase = "intent"  # another job's clear took it: record it again first
             if job.phase == "done":  # re-added: clear the intent (a leader's sweep ignores it)
-                if intents is None or job.address not in intents.pending():
+                if intents is None or job.address not in pending:
                     job.cleared = True
+                elif any(
+                    other.address == job.address and other.phase != "done"
+                    for other in self._jobs.values()
+                ):
+                    pass  # the node asked again meanwhile: that job's intent stays
                 else:
                     job.busy = True
                     node.propose(intents.command(job.address, False), job.cleared_step)
@@ -1250,7 +1288,11 @@ class _Amnesia:
         """A remove or add of a rejoin finished (tick thread)."""
         job.busy = False
         members = self._node.status().members
-        if outcome is Outcome.APPLIED or (step == "add" and job.address in members):
+        if (
+            outcome is Outcome.APPLIED
+            or (step == "add" and job.address in members)
+            or (step == "remove" and job.address not in members)  # out already
+        ):
             _log.info("amnesia: %s %s committed", step, job.address)
             if step == "remove":
                 job.phase, job.next_try = "add", 0.0

@@ -14,9 +14,12 @@ from collections.abc import AsyncIterator
 
 from raftcache.node.backup_file import CHUNK_BYTES, FORMAT, BackupInfo, Encoder
 from raftcache.node.keyspace.acl import FORWARD_KEY
+from raftcache.node.keyspace.rejoin import PENDING_KEY
 from raftcache.node.replica import Replica
 from raftcache.node.state_machine import encode_cut_item
 from raftcache.v1 import cluster_pb2
+
+_CLUSTER_ONLY = frozenset((FORWARD_KEY, PENDING_KEY))
 
 
 async def stream(
@@ -27,7 +30,8 @@ async def stream(
         state = replica.state
         # The forwarding key proves a relayed call comes from a member: it stays with this
         # cluster (a restored cluster makes its own), so a backup reader cannot pose as one.
-        items = [(k, item) for k, item in state.export_cut() if k != FORWARD_KEY]
+        # Pending rejoins name this cluster's members: a restored cluster must not add them.
+        items = [(k, item) for k, item in state.export_cut() if k not in _CLUSTER_ONLY]
         meta = state.export_meta()
         info = BackupInfo(
             format=FORMAT,

@@ -27,14 +27,14 @@ if TYPE_CHECKING:
     from raftcache.node.state_machine import StateMachine
 
 REJOIN_DB: Final = 0xFC
-_PENDING_KEY: Final = DB_PREFIX + bytes((REJOIN_DB,)) + b"pending"
+PENDING_KEY: Final = DB_PREFIX + bytes((REJOIN_DB,)) + b"pending"
 PENDING: Final = b"raftcache.rejoin.pending"
 CLEAR: Final = b"raftcache.rejoin.clear"
 
 
 def read_pending(sm: StateMachine) -> frozenset[str]:
     """The Raft addresses whose re-add is pending, as this replica applied them."""
-    entry = sm._data.get(_PENDING_KEY)
+    entry = sm._data.get(PENDING_KEY)
     if entry is None or not isinstance(entry[0], bytes) or not entry[0]:
         return frozenset()
     return frozenset(entry[0].decode("latin-1").split("\n"))
@@ -42,9 +42,9 @@ def read_pending(sm: StateMachine) -> frozenset[str]:
 
 def _store(db: Db, pending: frozenset[str]) -> None:
     if pending:
-        db.sm._put(_PENDING_KEY, "\n".join(sorted(pending)).encode("latin-1"), 0)
-    elif _PENDING_KEY in db.sm._data:
-        db.sm._drop(_PENDING_KEY, "delete")
+        db.sm._put(PENDING_KEY, "\n".join(sorted(pending)).encode("latin-1"), 0)
+    elif PENDING_KEY in db.sm._data:
+        db.sm._drop(PENDING_KEY, "delete")
 
 
 @command("raftcache.rejoin.pending", 2, "write admin internal", keys=(0, 0, 0), group="server")

@@ -288,10 +288,23 @@ def test_an_operator_removal_cancels_a_pending_rejoin(tmp_path: Path) -> None:
         with pytest.raises(ConditionFailedError, match="is not a member"):
             admin.remove_member(address)
         cluster.resume(lagger)
-        time.sleep(3)  # the leader's sweep runs every second
-        members = {m.raft_addr for m in admin.membership().members}
-        assert address not in members, "a removed node was put back"
-        assert f"add {address} committed" not in cluster.nodes[leader].log_path.read_text()
+        # the clear is replicated, not only this leader's: another leader must not re-add it
+        cluster.kill(leader)
+        cluster.start_node(leader)
+        admin.close()
+        admin = Client([n.client_addr for i, n in enumerate(cluster.nodes) if i != wiped])
+        deadline = time.monotonic() + 30
+        while not (
+            len(members := admin.membership(timeout=5).members) == 4
+            and all(m.caught_up for m in members)
+        ):
+            assert time.monotonic() < deadline, f"the 4 voters never caught up: {members}"
+            time.sleep(0.2)
+        time.sleep(3)  # three sweeps of whichever node leads now
+        members = admin.membership(timeout=5).members
+        assert address not in {m.raft_addr for m in members}, "a removed node was put back"
+        logs = "".join(n.log_path.read_text() for n in cluster.nodes)
+        assert "did not re-add it" not in logs and f"add {address} committed" not in logs
         _retry(lambda: admin.add_member(address, timeout=10))
         _wait_for_line(cluster.nodes[wiped].log_path, "voting again", 40)
     finally:

@@ -9,6 +9,7 @@ outcome given by the test, as the tick thread would deliver it."""
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -25,7 +26,12 @@ from raftcache.v1 import cache_pb2
 
 from tests.unit.redis_harness import Redis
 
-LEADER, NODE, OTHER = "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+# NODE's Raft port answers (a leader re-adds only a pending node that is up); DEAD's does not
+_LISTENER = socket.create_server(("127.0.0.1", 0))
+NODE = f"127.0.0.1:{_LISTENER.getsockname()[1]}"
+with socket.create_server(("127.0.0.1", 0)) as _closed:
+    DEAD = f"127.0.0.1:{_closed.getsockname()[1]}"
+LEADER, OTHER = "127.0.0.1:7001", "127.0.0.1:7003"
 T0 = time.monotonic()
 
 
@@ -109,6 +115,15 @@ def ticks(amnesia: _Amnesia, at: float, n: int = 3) -> None:
         amnesia.tick(T0 + at + k * 0.01)
 
 
+def swept(amnesia: _Amnesia, at: float) -> None:
+    """A sweep at `at` probes the pending nodes; wait for the probes; sweep again."""
+    ticks(amnesia, at, n=1)
+    deadline = time.monotonic() + 3
+    while amnesia._probing_now and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ticks(amnesia, at + 1.1, n=1)
+
+
 def test_the_intent_is_recorded_before_the_removal_and_cleared_after_the_re_add() -> None:
     node = FakeNode()
     amnesia, so = leader(node)
@@ -132,10 +147,10 @@ def test_a_new_leader_re_adds_a_pending_node_its_predecessor_removed() -> None:
     """The old leader recorded the intent and removed NODE, then failed."""
     node = FakeNode(members=(LEADER, OTHER), rejoin_intents=Intents({NODE}))
     amnesia, so = leader(node)
-    ticks(amnesia, 0.0)
+    swept(amnesia, 0.0)
     node.finish(f"add {NODE}")
     assert so.sent == [], "the node is told nothing: it asks again and is re-added once more"
-    ticks(amnesia, 1.5)
+    ticks(amnesia, 2.5)
     node.finish(f"clear {NODE}")
     # it asks this leader (a new token): the whole cycle once more, intent first
     so.on_rejoin_request(SimpleNamespace(address=NODE), "token-2")  # type: ignore[attr-defined]
@@ -143,14 +158,39 @@ def test_a_new_leader_re_adds_a_pending_node_its_predecessor_removed() -> None:
     node.finish(f"pending {NODE}")
 
 
+def test_a_pending_node_that_is_down_is_not_re_added() -> None:
+    node = FakeNode(members=(LEADER, OTHER), rejoin_intents=Intents({DEAD}))
+    amnesia, _ = leader(node)
+    swept(amnesia, 0.0)
+    swept(amnesia, 2.5)
+    assert node.calls == [], "a dead node would cost the cluster a voter's fault tolerance"
+
+
+def test_a_new_request_keeps_its_intent_against_an_older_jobs_clear() -> None:
+    """A sweep's re-add is done; the node asks again before that job cleared the intent:
+    the old job leaves the intent alone, and a removal always follows a recorded intent."""
+    node = FakeNode(members=(LEADER, OTHER), rejoin_intents=Intents({NODE}))
+    amnesia, so = leader(node)
+    swept(amnesia, 0.0)
+    node.finish(f"add {NODE}")
+    so.on_rejoin_request(SimpleNamespace(address=NODE), "token-2")  # type: ignore[attr-defined]
+    ticks(amnesia, 2.5, n=1)
+    assert [what for what, _ in node.calls] == [f"pending {NODE}"], "no clear meanwhile"
+    node.finish(f"pending {NODE}")
+    assert node.rejoin_intents is not None
+    node.rejoin_intents.addresses.clear()  # an intent lost anyhow before the removal
+    ticks(amnesia, 4.0, n=1)
+    assert [what for what, _ in node.calls] == [f"pending {NODE}"], "recorded again first"
+
+
 def test_a_refused_re_add_is_retried_and_a_pending_voter_is_left_alone() -> None:
     node = FakeNode(members=(LEADER, OTHER), rejoin_intents=Intents({NODE, OTHER}))
     amnesia, _ = leader(node)
-    ticks(amnesia, 0.0)
+    swept(amnesia, 0.0)
     node.finish(f"add {NODE}", Outcome.NOT_APPLIED)  # a voter catching up, say
-    ticks(amnesia, 0.5)
+    ticks(amnesia, 1.5)
     assert node.calls == [], "retried after a pause, not every tick"
-    ticks(amnesia, 1.1)
+    ticks(amnesia, 2.2)
     node.finish(f"add {NODE}")  # OTHER is pending but a voter: nothing to re-add
 
 
@@ -161,8 +201,8 @@ def test_only_the_leader_acts_and_a_deposed_leader_drops_its_jobs() -> None:
     assert node.calls == []
     node.role = Role.LEADER
     so.on_rejoin_request(SimpleNamespace(address=OTHER), "t")  # type: ignore[attr-defined]
-    ticks(amnesia, 1.0, n=1)
-    assert sorted(what for what, _ in node.calls) == [f"add {NODE}", f"pending {OTHER}"]
+    swept(amnesia, 1.0)
+    assert sorted(what for what, _ in node.calls) == sorted([f"add {NODE}", f"pending {OTHER}"])
     node.role = Role.FOLLOWER
     node.calls.clear()
     ticks(amnesia, 10.0)
@@ -173,8 +213,14 @@ def test_forget_drops_the_job_an_operator_removal_overrides() -> None:
     node = FakeNode()
     amnesia, so = leader(node)
     so.on_rejoin_request(SimpleNamespace(address=NODE), "token-1")  # type: ignore[attr-defined]
-    amnesia.forget(NODE)
+    assert amnesia.forget(NODE) and not amnesia.forget(NODE)
     ticks(amnesia, 0.0)
+    assert node.calls == []
+    # until the operator's clear applies, the sweep keeps off the address
+    node.members = (LEADER, OTHER)
+    assert node.rejoin_intents is not None
+    node.rejoin_intents.addresses.add(NODE)
+    swept(amnesia, 1.0)
     assert node.calls == []
 
 

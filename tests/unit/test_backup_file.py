@@ -142,3 +142,27 @@ def test_a_backup_leaves_the_forwarding_key_out_but_keeps_the_users() -> None:
     data = asyncio.run(take())
     assert b"k" * 32 not in data and FORWARD_KEY not in data
     assert b"user app on #" + b"a" * 64 in data
+
+
+def test_a_backup_leaves_out_the_pending_rejoins() -> None:
+    """They name this cluster's members (node/keyspace/rejoin.py): a cluster restored from
+    the file must not try to add them."""
+    import asyncio
+
+    from raftcache.node import backup
+    from raftcache.node.keyspace.rejoin import PENDING_KEY, read_pending
+    from raftcache.node.replica import Replica
+
+    r = Redis()
+    assert r("raftcache.rejoin.pending", "10.0.0.7:7380") == 1
+    assert r("SET", "kept", "1") == "OK"
+    assert read_pending(r.sm) == {"10.0.0.7:7380"}
+    replica = Replica()
+    replica._sm = r.sm
+
+    async def take() -> bytes:
+        return b"".join([c.data async for c in backup.stream(replica, "c-1", "n1", 1)])
+
+    data = asyncio.run(take())
+    assert PENDING_KEY not in data and b"10.0.0.7:7380" not in data
+    assert b"kept" in data

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+import itertools
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar
 
+import structlog
 from raftcache.node import errors, status_codes
 from raftcache.node.acl import SCRIPT_COMMANDS
 from raftcache.node.auth import Auth
@@ -26,6 +29,17 @@ from raftcache.node.state_machine import Failure, Result, TxnOk, Value
 from raftcache.v1 import cache_pb2, command_pb2
 
 _FORWARD_SLACK_S = 1.0
+_log = structlog.get_logger("raftcache.engine")
+_RETRY_PAUSE_S = 0.05
+_T = TypeVar("_T")
+
+NO_LEADER_WAIT_S: Final = 2.0
+"""How long a follower holds a write that found no leader (an election) before answering
+that there is none."""
+RELAY_WRITE_RETRY_S: Final = 10.0
+"""How long a follower keeps sending a relayed write again (under the same request id) while
+its outcome is unknown or no leader answers, before the client gets the error: a failover
+takes about a second here (node/DESIGN.md "Relayed writes across a failover")."""
 
 
 def set_call(data_op: cache_pb2.DataOp, argv: Sequence[bytes], db: int) -> cache_pb2.DataOp:
@@ -83,6 +97,13 @@ class Engine:
         self.user: str | None = None  # the user this engine acts for (see for_user)
         self._base = self
         self._per_user: dict[str, Engine] = {}
+        # Relayed writes' request ids: one client id per node process (shared by the
+        # per-user copies), so a retry at the next leader is answered, not applied again.
+        self._relay_client = f"relay-{os.urandom(6).hex()}"
+        self._relay_seqs = itertools.count(1)
+        # seqs relayed and not answered yet, oldest first (a dict keeps insertion order):
+        # each request tells the leader the oldest, so the state machine forgets the rest
+        self._relay_open: dict[int, None] = {}
 
     def for_user(self, name: str | None) -> Engine:
         """This engine acting for user `name`: calls it relays to the leader say so, and the
@@ -144,10 +165,21 @@ class Engine:
     async def write(self, argv: list[bytes], db: int) -> ReplyT:
         if self.is_leader():
             return reply_of(await self.proposer.write(call_op(argv, db, self.script_user(argv))))
-        request = cache_pb2.ExecRequest()
+        request = cache_pb2.ExecRequest(request_id=self._relay_id())
         set_call(request.op, argv, db)
-        response = await self._forward("Exec", request)
-        return from_proto(response.value.reply)
+
+        async def here() -> ReplyT:  # this node leads now: the same id, proposed here
+            op = call_op(argv, db, self.script_user(argv))
+            rid = request.request_id
+            op.request_id.client_id, op.request_id.seq = rid.client_id, rid.seq
+            op.request_id.done_below = rid.done_below
+            return reply_of(await self.proposer.write(op))
+
+        async def relay() -> ReplyT:
+            response = await self._forward("Exec", request)
+            return from_proto(response.value.reply)
+
+        return await self._relayed_write(request.request_id.seq, here, relay)
 
     async def writes(self, calls: list[tuple[list[bytes], int]]) -> list[ReplyT]:
         """Several writes applied in order in one entry (a follower forwards them as one)."""
@@ -216,13 +248,86 @@ class Engine:
         self, calls: list[tuple[list[bytes], int]], compares: list[cache_pb2.Compare]
     ) -> list[ReplyT] | None:
         """A follower relays calls as one Txn to the leader; None when a compare failed."""
-        request = cache_pb2.TxnRequest(compares=compares)
+        request = cache_pb2.TxnRequest(compares=compares, request_id=self._relay_id())
         for argv, db in calls:
             set_call(request.success.add(), argv, db)
-        response = await self._forward("Txn", request)
-        if not response.succeeded:
-            return None
-        return [from_proto(v.reply) for v in response.results]
+
+        async def here() -> list[ReplyT] | None:  # this node leads now: the same id, here
+            op = command_pb2.Op()
+            rid = request.request_id
+            op.request_id.client_id, op.request_id.seq = rid.client_id, rid.seq
+            op.request_id.done_below = rid.done_below
+            op.txn.compares.extend(compares)
+            for argv, db in calls:
+                set_call(op.txn.success.add().op, argv, db).call.user = self.script_user(argv)
+            result = await self.proposer.write(op)
+            if isinstance(result, Failure):
+                raise status_codes.from_failure(result)
+            assert isinstance(result, TxnOk)
+            return [reply_of(r) for r in result.results] if result.succeeded else None
+
+        async def relay() -> list[ReplyT] | None:
+            response = await self._forward("Txn", request)
+            if not response.succeeded:
+                return None
+            return [from_proto(v.reply) for v in response.results]
+
+        return await self._relayed_write(request.request_id.seq, here, relay)
+
+    def _relay_id(self) -> cache_pb2.RequestId:
+        """A new request id for a relayed write; `_relayed_write` closes it."""
+        seq = next(self._relay_seqs)
+        self._relay_open[seq] = None
+        return cache_pb2.RequestId(
+            client_id=self._relay_client, seq=seq, done_below=next(iter(self._relay_open))
+        )
+
+    async def _relayed_write(
+        self,
+        seq: int,
+        here: Callable[[], Awaitable[_T]],
+        relay: Callable[[], Awaitable[_T]],
+    ) -> _T:
+        """A follower's write under its request id, relayed to the leader. A relay that
+        failed after the write may have reached the leader (the leader died or stepped down:
+        outcome unknown) is sent again with the same id to whichever node leads next, this
+        one included, for up to RELAY_WRITE_RETRY_S: a retry of a write that committed is
+        answered from the state machine's memory of that id (the last 1,024 per client id;
+        an older id answers "outcome unknown", never applies twice). A write that found no
+        leader to take it waits up to NO_LEADER_WAIT_S for one (an election), then answers
+        as before (CLUSTERDOWN on the Redis port)."""
+        try:
+            return await self._retried(here, relay)
+        finally:
+            self._relay_open.pop(seq, None)  # answered, or never to be retried
+
+    async def _retried(
+        self, here: Callable[[], Awaitable[_T]], relay: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        give_up: float | None = None  # set once the outcome is unknown
+        while True:
+            try:
+                return await (here() if self.is_leader() else relay())
+            except errors.RequestTooOld:
+                raise  # no retry can tell any more
+            except (errors.NoLeader, errors.NotLeader, errors.OutcomeUnknown) as exc:
+                now = loop.time()
+                if give_up is None and isinstance(exc, errors.OutcomeUnknown):
+                    give_up = now + RELAY_WRITE_RETRY_S
+                    _log.info("relayed write's outcome unknown; sending it again", error=str(exc))
+                if now >= (started + NO_LEADER_WAIT_S if give_up is None else give_up):
+                    if give_up is not None and not isinstance(exc, errors.OutcomeUnknown):
+                        raise errors.OutcomeUnknown(
+                            "outcome unknown: the leader failed after this write was sent to "
+                            f"it, and no leader answered its retries for {RELAY_WRITE_RETRY_S:.0f}"
+                            f" s ({exc}); read the key to find out"
+                        ) from exc
+                    raise
+            # Soon: the retry should reach the new leader before this node's later writes
+            # push its id out of the state machine's memory (1,024 per client id).
+            await asyncio.sleep(_RETRY_PAUSE_S)
 
     async def publish(self, channel: bytes, message: bytes) -> int:
         """Replicate a pub/sub message; the receivers on the leader."""

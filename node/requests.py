@@ -98,8 +98,14 @@ def _request_id(op: command_pb2.Op, rid: cache_pb2.RequestId, present: bool) -> 
         )
     if rid.seq == 0:
         raise InvalidInput("request_id.seq must be > 0 (sequence numbers start at 1)")
+    if rid.done_below > rid.seq:
+        raise InvalidInput(
+            f"request_id.done_below is {rid.done_below}, above its seq {rid.seq}: it names "
+            "the first seq whose answer the client still waits for, this one at the latest"
+        )
     op.request_id.client_id = rid.client_id
     op.request_id.seq = rid.seq
+    op.request_id.done_below = rid.done_below
 
 
 def _deadline(ttl_ms: int, now_ms: int) -> int:

@@ -189,6 +189,19 @@ class _Session:
     last_seen_ms: int = 0
 
 
+def _forget_below(session: _Session, done_below: int) -> None:
+    """The client has every answer below `done_below` and retries none of them: forget
+    their results (the oldest first: insertion order is nearly seq order; a straggler
+    leaves with the size cap) and refuse those seqs from now on."""
+    results = session.results
+    while results:
+        oldest = next(iter(results))
+        if oldest >= done_below:
+            break
+        del results[oldest]
+    session.floor = done_below - 1
+
+
 def _is_attempt(op: command_pb2.Op) -> bool:
     """A blocked call's attempt or its undo (keyspace/blocking.TAKING)."""
     if op.WhichOneof("kind") != "data" or op.data.op.WhichOneof("op") != "call":
@@ -282,6 +295,8 @@ class StateMachine:
         session = self._sessions.pop(rid.client_id, None) or _Session()
         self._sessions[rid.client_id] = session
         session.last_seen_ms = now
+        if rid.done_below > session.floor + 1:
+            _forget_below(session, rid.done_below)
         cached = session.results.get(rid.seq)
         if cached is not None:
             return cached

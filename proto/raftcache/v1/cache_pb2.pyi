@@ -31,12 +31,14 @@ LEFT: End
 RIGHT: End
 
 class RequestId(_message.Message):
-    __slots__ = ("client_id", "seq")
+    __slots__ = ("client_id", "seq", "done_below")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    DONE_BELOW_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     seq: int
-    def __init__(self, client_id: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+    done_below: int
+    def __init__(self, client_id: _Optional[str] = ..., seq: _Optional[int] = ..., done_below: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("key", "consistency", "max_staleness_ms")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from raftcache.v1 import cache_pb2 as raftcache_dot_v1_dot_cache__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftcache/v1/command.proto\x12\x0craftcache.v1\x1a\x18raftcache/v1/cache.proto\"-\n\x0bOpRequestId\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\x83\x01\n\x05SetOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\x12\x12\x11\n\tcondition\x18\x04 \x01(\r\x12\x1c\n\x14has_expected_version\x18\x05 \x01(\x08\x12\x18\n\x10\x65xpected_version\x18\x06 \x01(\x04\"\x17\n\x08\x44\x65leteOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"9\n\x06IncrOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x12\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\x12\".\n\x06MSetOp\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.raftcache.v1.SetOp\"q\n\nAnnounceOp\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\traft_addr\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\x12\x12\n\nredis_addr\x18\x04 \x01(\t\x12\x16\n\x0ememcached_addr\x18\x05 \x01(\t\"@\n\x07\x44\x61taCmd\x12 \n\x02op\x18\x01 \x01(\x0b\x32\x14.raftcache.v1.DataOp\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x02 \x01(\x12\"\x80\x01\n\x05TxnOp\x12\'\n\x08\x63ompares\x18\x01 \x03(\x0b\x32\x15.raftcache.v1.Compare\x12&\n\x07success\x18\x02 \x03(\x0b\x32\x15.raftcache.v1.DataCmd\x12&\n\x07\x66\x61ilure\x18\x03 \x03(\x0b\x32\x15.raftcache.v1.DataCmd\"\x17\n\x07\x45victOp\x12\x0c\n\x04keys\x18\x01 \x03(\x0c\"-\n\tPublishOp\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\x0c\x12\x0f\n\x07message\x18\x02 \x01(\x0c\"7\n\x08\x43onfigOp\x12\x12\n\nmax_memory\x18\x01 \x01(\x04\x12\x17\n\x0f\x65viction_policy\x18\x02 \x01(\t\"\xcc\x03\n\x02Op\x12-\n\nrequest_id\x18\x01 \x01(\x0b\x32\x19.raftcache.v1.OpRequestId\x12\"\n\x03set\x18\x02 \x01(\x0b\x32\x13.raftcache.v1.SetOpH\x00\x12(\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x16.raftcache.v1.DeleteOpH\x00\x12$\n\x04incr\x18\x04 \x01(\x0b\x32\x14.raftcache.v1.IncrOpH\x00\x12$\n\x04mset\x18\x05 \x01(\x0b\x32\x14.raftcache.v1.MSetOpH\x00\x12,\n\x08\x61nnounce\x18\x06 \x01(\x0b\x32\x18.raftcache.v1.AnnounceOpH\x00\x12%\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x15.raftcache.v1.DataCmdH\x00\x12\"\n\x03txn\x18\x08 \x01(\x0b\x32\x13.raftcache.v1.TxnOpH\x00\x12&\n\x05\x65vict\x18\t \x01(\x0b\x32\x15.raftcache.v1.EvictOpH\x00\x12*\n\x07publish\x18\n \x01(\x0b\x32\x17.raftcache.v1.PublishOpH\x00\x12(\n\x06\x63onfig\x18\x0b \x01(\x0b\x32\x16.raftcache.v1.ConfigOpH\x00\x42\x06\n\x04kind\"H\n\x07\x43ommand\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x0e\n\x06now_ms\x18\x02 \x01(\x12\x12\x1d\n\x03ops\x18\x03 \x03(\x0b\x32\x10.raftcache.v1.Opb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1araftcache/v1/command.proto\x12\x0craftcache.v1\x1a\x18raftcache/v1/cache.proto\"A\n\x0bOpRequestId\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x12\n\ndone_below\x18\x03 \x01(\x04\"\x83\x01\n\x05SetOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\x12\x12\x11\n\tcondition\x18\x04 \x01(\r\x12\x1c\n\x14has_expected_version\x18\x05 \x01(\x08\x12\x18\n\x10\x65xpected_version\x18\x06 \x01(\x04\"\x17\n\x08\x44\x65leteOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"9\n\x06IncrOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x12\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\x12\".\n\x06MSetOp\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.raftcache.v1.SetOp\"q\n\nAnnounceOp\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\traft_addr\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\x12\x12\n\nredis_addr\x18\x04 \x01(\t\x12\x16\n\x0ememcached_addr\x18\x05 \x01(\t\"@\n\x07\x44\x61taCmd\x12 \n\x02op\x18\x01 \x01(\x0b\x32\x14.raftcache.v1.DataOp\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x02 \x01(\x12\"\x80\x01\n\x05TxnOp\x12\'\n\x08\x63ompares\x18\x01 \x03(\x0b\x32\x15.raftcache.v1.Compare\x12&\n\x07success\x18\x02 \x03(\x0b\x32\x15.raftcache.v1.DataCmd\x12&\n\x07\x66\x61ilure\x18\x03 \x03(\x0b\x32\x15.raftcache.v1.DataCmd\"\x17\n\x07\x45victOp\x12\x0c\n\x04keys\x18\x01 \x03(\x0c\"-\n\tPublishOp\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\x0c\x12\x0f\n\x07message\x18\x02 \x01(\x0c\"7\n\x08\x43onfigOp\x12\x12\n\nmax_memory\x18\x01 \x01(\x04\x12\x17\n\x0f\x65viction_policy\x18\x02 \x01(\t\"\xcc\x03\n\x02Op\x12-\n\nrequest_id\x18\x01 \x01(\x0b\x32\x19.raftcache.v1.OpRequestId\x12\"\n\x03set\x18\x02 \x01(\x0b\x32\x13.raftcache.v1.SetOpH\x00\x12(\n\x06\x64\x65lete\x18\x03 \x01(\x0b\x32\x16.raftcache.v1.DeleteOpH\x00\x12$\n\x04incr\x18\x04 \x01(\x0b\x32\x14.raftcache.v1.IncrOpH\x00\x12$\n\x04mset\x18\x05 \x01(\x0b\x32\x14.raftcache.v1.MSetOpH\x00\x12,\n\x08\x61nnounce\x18\x06 \x01(\x0b\x32\x18.raftcache.v1.AnnounceOpH\x00\x12%\n\x04\x64\x61ta\x18\x07 \x01(\x0b\x32\x15.raftcache.v1.DataCmdH\x00\x12\"\n\x03txn\x18\x08 \x01(\x0b\x32\x13.raftcache.v1.TxnOpH\x00\x12&\n\x05\x65vict\x18\t \x01(\x0b\x32\x15.raftcache.v1.EvictOpH\x00\x12*\n\x07publish\x18\n \x01(\x0b\x32\x17.raftcache.v1.PublishOpH\x00\x12(\n\x06\x63onfig\x18\x0b \x01(\x0b\x32\x16.raftcache.v1.ConfigOpH\x00\x42\x06\n\x04kind\"H\n\x07\x43ommand\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\r\x12\x0e\n\x06now_ms\x18\x02 \x01(\x12\x12\x1d\n\x03ops\x18\x03 \x03(\x0b\x32\x10.raftcache.v1.Opb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,29 +33,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftcache.v1.command_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_OPREQUESTID']._serialized_start=70
-  _globals['_OPREQUESTID']._serialized_end=115
-  _globals['_SETOP']._serialized_start=118
-  _globals['_SETOP']._serialized_end=249
-  _globals['_DELETEOP']._serialized_start=251
-  _globals['_DELETEOP']._serialized_end=274
-  _globals['_INCROP']._serialized_start=276
-  _globals['_INCROP']._serialized_end=333
-  _globals['_MSETOP']._serialized_start=335
-  _globals['_MSETOP']._serialized_end=381
-  _globals['_ANNOUNCEOP']._serialized_start=383
-  _globals['_ANNOUNCEOP']._serialized_end=496
-  _globals['_DATACMD']._serialized_start=498
-  _globals['_DATACMD']._serialized_end=562
-  _globals['_TXNOP']._serialized_start=565
-  _globals['_TXNOP']._serialized_end=693
-  _globals['_EVICTOP']._serialized_start=695
-  _globals['_EVICTOP']._serialized_end=718
-  _globals['_PUBLISHOP']._serialized_start=720
-  _globals['_PUBLISHOP']._serialized_end=765
-  _globals['_CONFIGOP']._serialized_start=767
-  _globals['_CONFIGOP']._serialized_end=822
-  _globals['_OP']._serialized_start=825
-  _globals['_OP']._serialized_end=1285
-  _globals['_COMMAND']._serialized_start=1287
-  _globals['_COMMAND']._serialized_end=1359
+  _globals['_OPREQUESTID']._serialized_end=135
+  _globals['_SETOP']._serialized_start=138
+  _globals['_SETOP']._serialized_end=269
+  _globals['_DELETEOP']._serialized_start=271
+  _globals['_DELETEOP']._serialized_end=294
+  _globals['_INCROP']._serialized_start=296
+  _globals['_INCROP']._serialized_end=353
+  _globals['_MSETOP']._serialized_start=355
+  _globals['_MSETOP']._serialized_end=401
+  _globals['_ANNOUNCEOP']._serialized_start=403
+  _globals['_ANNOUNCEOP']._serialized_end=516
+  _globals['_DATACMD']._serialized_start=518
+  _globals['_DATACMD']._serialized_end=582
+  _globals['_TXNOP']._serialized_start=585
+  _globals['_TXNOP']._serialized_end=713
+  _globals['_EVICTOP']._serialized_start=715
+  _globals['_EVICTOP']._serialized_end=738
+  _globals['_PUBLISHOP']._serialized_start=740
+  _globals['_PUBLISHOP']._serialized_end=785
+  _globals['_CONFIGOP']._serialized_start=787
+  _globals['_CONFIGOP']._serialized_end=842
+  _globals['_OP']._serialized_start=845
+  _globals['_OP']._serialized_end=1305
+  _globals['_COMMAND']._serialized_start=1307
+  _globals['_COMMAND']._serialized_end=1379
 # @@protoc_insertion_point(module_scope)

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class OpRequestId(_message.Message):
-    __slots__ = ("client_id", "seq")
+    __slots__ = ("client_id", "seq", "done_below")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    DONE_BELOW_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     seq: int
-    def __init__(self, client_id: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+    done_below: int
+    def __init__(self, client_id: _Optional[str] = ..., seq: _Optional[int] = ..., done_below: _Optional[int] = ...) -> None: ...
 
 class SetOp(_message.Message):
     __slots__ = ("key", "value", "deadline_ms", "condition", "has_expected_version", "expected_version")

@@ -33,9 +33,10 @@ _log = structlog.get_logger("raftcache.engine")
 _RETRY_PAUSE_S = 0.05
 _T = TypeVar("_T")
 
-NO_LEADER_WAIT_S: Final = 2.0
-"""How long a follower holds a write that found no leader (an election) before answering
-that there is none."""
+NO_LEADER_WAIT_S: Final = 1.5
+"""How long a follower holds writes that find no leader (an election takes about a second
+here) before answering that there is none; once it has waited that long, later writes
+answer at once until a leader answers again."""
 RELAY_WRITE_RETRY_S: Final = 10.0
 """How long a follower keeps sending a relayed write again (under the same request id) while
 its outcome is unknown or no leader answers, before the client gets the error: a failover
@@ -104,6 +105,9 @@ class Engine:
         # seqs relayed and not answered yet, oldest first (a dict keeps insertion order):
         # each request tells the leader the oldest, so the state machine forgets the rest
         self._relay_open: dict[int, None] = {}
+        # since when relays have found no leader (None: one answered since); a list, so
+        # that the per-user copies share it
+        self._leaderless: list[float | None] = [None]
 
     def for_user(self, name: str | None) -> Engine:
         """This engine acting for user `name`: calls it relays to the leader say so, and the
@@ -165,21 +169,19 @@ class Engine:
     async def write(self, argv: list[bytes], db: int) -> ReplyT:
         if self.is_leader():
             return reply_of(await self.proposer.write(call_op(argv, db, self.script_user(argv))))
-        request = cache_pb2.ExecRequest(request_id=self._relay_id())
+        request = cache_pb2.ExecRequest()
         set_call(request.op, argv, db)
 
         async def here() -> ReplyT:  # this node leads now: the same id, proposed here
             op = call_op(argv, db, self.script_user(argv))
-            rid = request.request_id
-            op.request_id.client_id, op.request_id.seq = rid.client_id, rid.seq
-            op.request_id.done_below = rid.done_below
+            _stamp(op, request.request_id)
             return reply_of(await self.proposer.write(op))
 
-        async def relay() -> ReplyT:
-            response = await self._forward("Exec", request)
+        async def relay(timeout_s: float) -> ReplyT:
+            response = await self._forward("Exec", request, timeout_s)
             return from_proto(response.value.reply)
 
-        return await self._relayed_write(request.request_id.seq, here, relay)
+        return await self._relayed_write(request.request_id, here, relay)
 
     async def writes(self, calls: list[tuple[list[bytes], int]]) -> list[ReplyT]:
         """Several writes applied in order in one entry (a follower forwards them as one)."""
@@ -230,100 +232,133 @@ class Engine:
             for (wdb, key), version in watched.items()
         ]
         if self.is_leader():
-            op = command_pb2.Op()
-            op.txn.compares.extend(compares)
-            for argv, db in calls:
-                set_call(op.txn.success.add().op, argv, db).call.user = self.script_user(argv)
-            result = await self.proposer.write(op)
-            if isinstance(result, Failure):
-                raise status_codes.from_failure(result)
-            assert isinstance(result, TxnOk)
-            if not result.succeeded:
-                return NULL_ARRAY
-            return [reply_of(r) for r in result.results]
-        replies = await self._relay_txn(calls, compares)
+            replies = await self._txn_here(calls, compares)
+        else:
+            replies = await self._relay_txn(calls, compares)
         return NULL_ARRAY if replies is None else replies
+
+    async def _txn_here(
+        self,
+        calls: list[tuple[list[bytes], int]],
+        compares: list[cache_pb2.Compare],
+        rid: cache_pb2.RequestId | None = None,
+    ) -> list[ReplyT] | None:
+        """The calls as one Txn entry proposed on this node (the leader), under `rid` if
+        given; None when a compare failed."""
+        op = command_pb2.Op()
+        if rid is not None:
+            _stamp(op, rid)
+        op.txn.compares.extend(compares)
+        for argv, db in calls:
+            set_call(op.txn.success.add().op, argv, db).call.user = self.script_user(argv)
+        result = await self.proposer.write(op)
+        if isinstance(result, Failure):
+            raise status_codes.from_failure(result)
+        assert isinstance(result, TxnOk)
+        return [reply_of(r) for r in result.results] if result.succeeded else None
 
     async def _relay_txn(
         self, calls: list[tuple[list[bytes], int]], compares: list[cache_pb2.Compare]
     ) -> list[ReplyT] | None:
         """A follower relays calls as one Txn to the leader; None when a compare failed."""
-        request = cache_pb2.TxnRequest(compares=compares, request_id=self._relay_id())
+        request = cache_pb2.TxnRequest(compares=compares)
         for argv, db in calls:
             set_call(request.success.add(), argv, db)
 
         async def here() -> list[ReplyT] | None:  # this node leads now: the same id, here
-            op = command_pb2.Op()
-            rid = request.request_id
-            op.request_id.client_id, op.request_id.seq = rid.client_id, rid.seq
-            op.request_id.done_below = rid.done_below
-            op.txn.compares.extend(compares)
-            for argv, db in calls:
-                set_call(op.txn.success.add().op, argv, db).call.user = self.script_user(argv)
-            result = await self.proposer.write(op)
-            if isinstance(result, Failure):
-                raise status_codes.from_failure(result)
-            assert isinstance(result, TxnOk)
-            return [reply_of(r) for r in result.results] if result.succeeded else None
+            return await self._txn_here(calls, compares, request.request_id)
 
-        async def relay() -> list[ReplyT] | None:
-            response = await self._forward("Txn", request)
+        async def relay(timeout_s: float) -> list[ReplyT] | None:
+            response = await self._forward("Txn", request, timeout_s)
             if not response.succeeded:
                 return None
             return [from_proto(v.reply) for v in response.results]
 
-        return await self._relayed_write(request.request_id.seq, here, relay)
+        return await self._relayed_write(request.request_id, here, relay)
 
-    def _relay_id(self) -> cache_pb2.RequestId:
-        """A new request id for a relayed write; `_relayed_write` closes it."""
+    def _relay_id(self, rid: cache_pb2.RequestId) -> int:
+        """Fill in a new request id for a relayed write; returns its seq."""
         seq = next(self._relay_seqs)
         self._relay_open[seq] = None
-        return cache_pb2.RequestId(
-            client_id=self._relay_client, seq=seq, done_below=next(iter(self._relay_open))
-        )
+        rid.client_id, rid.seq = self._relay_client, seq
+        rid.done_below = next(iter(self._relay_open))
+        return seq
+
+    def _close_relay(self, seq: int, answered: bool) -> None:
+        """A relay is over. One whose client left unanswered may still be on its way to
+        the leader: it stays among the open ones (done_below) until the leader can no
+        longer be holding it, so its results are not forgotten before it applies."""
+        if answered:
+            self._relay_open.pop(seq, None)
+        else:
+            asyncio.get_running_loop().call_later(self._timeout, self._relay_open.pop, seq, None)
 
     async def _relayed_write(
         self,
-        seq: int,
+        rid: cache_pb2.RequestId,
         here: Callable[[], Awaitable[_T]],
-        relay: Callable[[], Awaitable[_T]],
+        relay: Callable[[float], Awaitable[_T]],
     ) -> _T:
-        """A follower's write under its request id, relayed to the leader. A relay that
-        failed after the write may have reached the leader (the leader died or stepped down:
-        outcome unknown) is sent again with the same id to whichever node leads next, this
-        one included, for up to RELAY_WRITE_RETRY_S: a retry of a write that committed is
-        answered from the state machine's memory of that id (the last 1,024 per client id;
-        an older id answers "outcome unknown", never applies twice). A write that found no
-        leader to take it waits up to NO_LEADER_WAIT_S for one (an election), then answers
-        as before (CLUSTERDOWN on the Redis port)."""
+        """A follower's write under a request id of its node's own, relayed to the leader.
+        A relay that failed after the write may have reached the leader (the leader died or
+        stepped down: outcome unknown) is sent again with the same id to whichever node
+        leads next, this one included, until RELAY_WRITE_RETRY_S after it started: a retry
+        of a write that committed is answered from the state machine's memory of that id,
+        so it applies once; past that time the client hears "outcome unknown" (the truth).
+        A write that finds no leader at all waits for one while this node has had none for
+        less than NO_LEADER_WAIT_S (an election), then answers as before (CLUSTERDOWN on
+        the Redis port), and so does every later one until a leader answers."""
+        seq = self._relay_id(rid)
+        answered = False
         try:
-            return await self._retried(here, relay)
+            result = await self._retried(here, relay)
+            answered = True
+            return result
+        except errors.CacheError:
+            answered = True  # an answer (or the last try's): nothing more is on its way
+            raise
         finally:
-            self._relay_open.pop(seq, None)  # answered, or never to be retried
+            self._close_relay(seq, answered)
 
     async def _retried(
-        self, here: Callable[[], Awaitable[_T]], relay: Callable[[], Awaitable[_T]]
+        self, here: Callable[[], Awaitable[_T]], relay: Callable[[float], Awaitable[_T]]
     ) -> _T:
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        give_up: float | None = None  # set once the outcome is unknown
+        give_up = loop.time() + RELAY_WRITE_RETRY_S
+        unknown = False  # an attempt may have reached a leader
+        leaderless = self._leaderless
         while True:
             try:
-                return await (here() if self.is_leader() else relay())
+                if self.is_leader():
+                    result = await here()
+                else:
+                    result = await relay(max(min(self._timeout, give_up - loop.time()), 0.5))
+                leaderless[0] = None
+                return result
             except errors.RequestTooOld:
                 raise  # no retry can tell any more
             except (errors.NoLeader, errors.NotLeader, errors.OutcomeUnknown) as exc:
                 now = loop.time()
-                if give_up is None and isinstance(exc, errors.OutcomeUnknown):
-                    give_up = now + RELAY_WRITE_RETRY_S
-                    _log.info("relayed write's outcome unknown; sending it again", error=str(exc))
-                if now >= (started + NO_LEADER_WAIT_S if give_up is None else give_up):
-                    if give_up is not None and not isinstance(exc, errors.OutcomeUnknown):
+                since = leaderless[0]
+                if isinstance(exc, errors.OutcomeUnknown):
+                    if not unknown:
+                        _log.info(
+                            "relayed write's outcome unknown; sending it again", error=str(exc)
+                        )
+                    unknown = True
+                    leaderless[0] = since = None
+                elif since is None:
+                    leaderless[0] = since = now
+                if unknown:
+                    if now >= give_up:
+                        if isinstance(exc, errors.OutcomeUnknown):
+                            raise
                         raise errors.OutcomeUnknown(
                             "outcome unknown: the leader failed after this write was sent to "
                             f"it, and no leader answered its retries for {RELAY_WRITE_RETRY_S:.0f}"
                             f" s ({exc}); read the key to find out"
                         ) from exc
+                elif since is not None and now >= since + NO_LEADER_WAIT_S:
                     raise
             # Soon: the retry should reach the new leader before this node's later writes
             # push its id out of the state machine's memory (1,024 per client id).
@@ -354,6 +389,12 @@ class Engine:
         timeout = self._timeout if timeout_s is None else timeout_s
         identity = self.auth.forward_metadata(self.user) if self.auth is not None else ()
         return await self._forwarder.relay(error.leader_addr, method, request, timeout, identity)
+
+
+def _stamp(op: command_pb2.Op, rid: cache_pb2.RequestId) -> None:
+    """Give a log op the request id of a relayed call (the log's own message type)."""
+    op.request_id.client_id, op.request_id.seq = rid.client_id, rid.seq
+    op.request_id.done_below = rid.done_below
 
 
 def _outcome(result: ReplyT | BaseException) -> ReplyT:

@@ -192,14 +192,16 @@ class _Session:
 def _forget_below(session: _Session, done_below: int) -> None:
     """The client has every answer below `done_below` and retries none of them: forget
     their results (the oldest first: insertion order is nearly seq order; a straggler
-    leaves with the size cap) and refuse those seqs from now on."""
+    leaves with the size cap). The floor stays: whether an op applies must not depend on
+    `done_below`, which a replica of an older build does not see (a request of the client
+    that arrives late, cancelled by it, applies on every replica alike); a client that
+    sends a seq below its own `done_below` again has it applied again."""
     results = session.results
     while results:
         oldest = next(iter(results))
         if oldest >= done_below:
             break
         del results[oldest]
-    session.floor = done_below - 1
 
 
 def _is_attempt(op: command_pb2.Op) -> bool:
@@ -295,7 +297,7 @@ class StateMachine:
         session = self._sessions.pop(rid.client_id, None) or _Session()
         self._sessions[rid.client_id] = session
         session.last_seen_ms = now
-        if rid.done_below > session.floor + 1:
+        if rid.done_below and session.results and next(iter(session.results)) < rid.done_below:
             _forget_below(session, rid.done_below)
         cached = session.results.get(rid.seq)
         if cached is not None:

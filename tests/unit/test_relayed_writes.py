@@ -40,17 +40,33 @@ class Forwarder:
         return response
 
 
-def follower(forwarder: Forwarder) -> Engine:
+class Proposer:
+    """Not the leader until told; records what it is asked to propose."""
+
+    def __init__(self) -> None:
+        self.leading = False
+        self.proposed: list[command_pb2.Op] = []
+
+    def is_leader(self) -> bool:
+        return self.leading
+
+    async def write(self, op: command_pb2.Op) -> Value:
+        self.proposed.append(op)
+        return Value("reply", 9)
+
+
+def follower(forwarder: Forwarder, proposer: Proposer | None = None) -> Engine:
     view = SimpleNamespace(not_leader=lambda: errors.NotLeader("not the leader", "10.0.0.1:7379"))
-    proposer = SimpleNamespace(is_leader=lambda: False)
-    return Engine(view, proposer, forwarder, 1.0, lambda _c: 0)  # type: ignore[arg-type]
+    engine = Engine(view, proposer or Proposer(), forwarder, 1.0, lambda _c: 0)  # type: ignore[arg-type]
+    engine._timeout = 0.05  # how long a cancelled relay's id stays open
+    return engine
 
 
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_module, "_RETRY_PAUSE_S", 0.001)
-    monkeypatch.setattr(engine_module, "NO_LEADER_WAIT_S", 0.05)
-    monkeypatch.setattr(engine_module, "RELAY_WRITE_RETRY_S", 0.1)
+    monkeypatch.setattr(engine_module, "NO_LEADER_WAIT_S", 0.2)
+    monkeypatch.setattr(engine_module, "RELAY_WRITE_RETRY_S", 0.3)
 
 
 def test_an_unknown_outcome_is_sent_again_under_the_same_id() -> None:
@@ -62,11 +78,57 @@ def test_an_unknown_outcome_is_sent_again_under_the_same_id() -> None:
     assert engine._relay_open == {}
 
 
-def test_without_a_leader_a_write_waits_briefly_then_says_so() -> None:
-    forwarder = Forwarder(*[errors.NoLeader("no leader")] * 1000)
+def test_without_a_leader_a_write_waits_briefly_and_later_ones_do_not() -> None:
+    forwarder = Forwarder(*[errors.NoLeader("no leader")] * 100_000)
+    engine = follower(forwarder)
     with pytest.raises(errors.NoLeader):
-        asyncio.run(follower(forwarder).write([b"SET", b"k", b"v"], 0))
+        asyncio.run(engine.write([b"SET", b"k", b"v"], 0))
     assert len(forwarder.sent) > 1  # it waited for an election
+    forwarder.sent.clear()
+    with pytest.raises(errors.NoLeader):  # the node has had no leader for a while: at once
+        asyncio.run(engine.for_user("app").write([b"SET", b"k", b"v"], 0))
+    assert len(forwarder.sent) == 1
+    forwarder.outcomes = [5]
+    assert asyncio.run(engine.write([b"INCR", b"n"], 0)) == 5  # a leader answers again
+    assert engine._leaderless == [None]
+
+
+def test_a_node_that_became_leader_proposes_the_retry_under_the_same_id() -> None:
+    proposer = Proposer()
+    forwarder = Forwarder(errors.OutcomeUnknown("the leader died"))
+
+    async def run() -> Any:
+        engine = follower(forwarder, proposer)
+        task = asyncio.create_task(engine.write([b"RPUSH", b"l", b"x"], 0))
+        while not forwarder.sent:
+            await asyncio.sleep(0)
+        proposer.leading = True  # this node won the election
+        return await task
+
+    assert asyncio.run(run()) == 9
+    (op,) = proposer.proposed
+    first = forwarder.sent[0]
+    assert (op.request_id.client_id, op.request_id.seq) == (first.client_id, first.seq)
+    assert list(op.data.op.call.argv) == [b"RPUSH", b"l", b"x"]
+
+
+def test_a_cancelled_relay_keeps_its_id_open_while_it_may_still_arrive() -> None:
+    class Hanging(Forwarder):
+        async def relay(self, *args: Any) -> Any:  # the leader never answers
+            await asyncio.Event().wait()
+
+    async def run() -> None:
+        engine = follower(Hanging())
+        task = asyncio.create_task(engine.write([b"INCR", b"n"], 0))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert list(engine._relay_open) == [1], "done_below must not pass it yet"
+        await asyncio.sleep(0.1)
+        assert engine._relay_open == {}
+
+    asyncio.run(run())
 
 
 def test_an_unknown_outcome_that_no_leader_resolves_is_reported_unknown() -> None:
@@ -83,12 +145,15 @@ def test_a_forgotten_id_and_other_errors_are_not_retried() -> None:
         assert len(forwarder.sent) == 1
 
 
-def test_each_id_names_the_oldest_write_still_waiting() -> None:
+def test_each_id_names_the_oldest_write_still_waiting_across_users() -> None:
     engine = follower(Forwarder())
-    first, second = engine._relay_id(), engine._relay_id()
+    first, second, third = (cache_pb2.RequestId() for _ in range(3))
+    engine._relay_id(first)
+    engine.for_user("app")._relay_id(second)  # one node, one client id and one count
     assert (first.seq, first.done_below, second.seq, second.done_below) == (1, 1, 2, 1)
+    assert first.client_id == second.client_id
     engine._relay_open.pop(1)
-    third = engine._relay_id()
+    engine._relay_id(third)
     assert (third.seq, third.done_below) == (3, 2)
 
 
@@ -106,10 +171,23 @@ def test_the_state_machine_answers_a_retry_and_forgets_what_is_done() -> None:
     assert _incr(sm, 4, done_below=3).data == 4
     assert sorted(sm._sessions["c"].results) == [3, 4]
     assert _incr(sm, 3, done_below=3).data == 3  # still remembered
-    too_old = _incr(sm, 2, done_below=3)
+    assert _incr(sm, 5, done_below=5).data == 5
+    session = sm._sessions["c"]
+    assert sorted(session.results) == [5] and session.floor == 0
+    restored = StateMachine.restore(sm.export_meta(), sm.export_items())
+    assert sorted(restored._sessions["c"].results) == [5]
+    assert _incr(restored, 5).data == 5 and sm.digest() == restored.digest()
+    # the contract: below done_below a client sends nothing again; if it does, it applies
+    # (as on a replica of an older build, which does not see done_below)
+    assert _incr(sm, 2).data == 6
+
+
+def test_the_size_cap_still_holds_without_done_below() -> None:
+    sm = StateMachine()
+    for s in range(1, 1030):
+        _incr(sm, s)
+    too_old = _incr(sm, 3)
     assert isinstance(too_old, Failure) and "older than" in too_old.message
-    assert isinstance(_incr(sm, 5, done_below=5), Value)
-    assert sm._sessions["c"].floor == 4 and sorted(sm._sessions["c"].results) == [5]
 
 
 def test_done_below_above_the_seq_is_refused() -> None:

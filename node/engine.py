@@ -284,11 +284,13 @@ class Engine:
         rid.done_below = next(iter(self._relay_open))
         return seq
 
-    def _close_relay(self, seq: int, answered: bool) -> None:
-        """A relay is over. One whose client left unanswered may still be on its way to
-        the leader: it stays among the open ones (done_below) until the leader can no
-        longer be holding it, so its results are not forgotten before it applies."""
-        if answered:
+    def _close_relay(self, seq: int, settled: bool) -> None:
+        """A relay is over. Unless it was one attempt that got an answer (`settled`), an
+        attempt may still be on its way to a leader (its client left, or an earlier
+        attempt's outcome was unknown): its id stays among the open ones (done_below)
+        until no leader can still be holding it, so its result is not forgotten before a
+        late attempt arrives (which would then apply again)."""
+        if settled:
             self._relay_open.pop(seq, None)
         else:
             asyncio.get_running_loop().call_later(self._timeout, self._relay_open.pop, seq, None)
@@ -309,25 +311,30 @@ class Engine:
         less than NO_LEADER_WAIT_S (an election), then answers as before (CLUSTERDOWN on
         the Redis port), and so does every later one until a leader answers."""
         seq = self._relay_id(rid)
-        answered = False
+        tries = [0]
+        settled = False
         try:
-            result = await self._retried(here, relay)
-            answered = True
+            result = await self._retried(here, relay, tries)
+            settled = tries[0] == 1
             return result
-        except errors.CacheError:
-            answered = True  # an answer (or the last try's): nothing more is on its way
+        except errors.CacheError as exc:
+            settled = tries[0] == 1 and not isinstance(exc, errors.OutcomeUnknown)
             raise
         finally:
-            self._close_relay(seq, answered)
+            self._close_relay(seq, settled)
 
     async def _retried(
-        self, here: Callable[[], Awaitable[_T]], relay: Callable[[float], Awaitable[_T]]
+        self,
+        here: Callable[[], Awaitable[_T]],
+        relay: Callable[[float], Awaitable[_T]],
+        tries: list[int],
     ) -> _T:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + RELAY_WRITE_RETRY_S
         unknown = False  # an attempt may have reached a leader
         leaderless = self._leaderless
         while True:
+            tries[0] += 1
             try:
                 if self.is_leader():
                     result = await here()

@@ -72,10 +72,21 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_an_unknown_outcome_is_sent_again_under_the_same_id() -> None:
     forwarder = Forwarder(errors.OutcomeUnknown("the leader died"), errors.NoLeader("election"), 7)
     engine = follower(forwarder)
-    assert asyncio.run(engine.write([b"INCR", b"n"], 0)) == 7
-    assert len(forwarder.sent) == 3 and len({(r.client_id, r.seq) for r in forwarder.sent}) == 1
+
+    async def run() -> None:
+        assert await engine.write([b"INCR", b"n"], 0) == 7
+        # the first attempt may still reach a leader: its id stays open a while
+        assert list(engine._relay_open) == [1]
+        await asyncio.sleep(0.1)
+        assert engine._relay_open == {}
+        forwarder.outcomes = [8]
+        assert await engine.write([b"INCR", b"n"], 0) == 8
+        assert engine._relay_open == {}, "one answered attempt: closed at once"
+
+    asyncio.run(run())
+    assert len({(r.client_id, r.seq) for r in forwarder.sent[:3]}) == 1
     assert forwarder.sent[0].client_id.startswith("relay-") and forwarder.sent[0].seq == 1
-    assert engine._relay_open == {}
+    assert (forwarder.sent[3].seq, forwarder.sent[3].done_below) == (2, 2)
 
 
 def test_without_a_leader_a_write_waits_briefly_and_later_ones_do_not() -> None:

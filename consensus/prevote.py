@@ -183,6 +183,7 @@ class PreVoteSyncObj(LogMatchingSyncObj):
         # False: this node neither votes nor stands for election (amnesia: it may lack
         # entries it acknowledged before it lost its state). It still follows a leader.
         self.voting = voting
+        self._may_elect = False  # pysyncobj may start an election on this tick (_onTick)
         # Hooks for the amnesia messages (set by RaftNode; run on the tick thread).
         self.on_state_reply: Any = None  # (node, has_state: bool)
         # (node, its term): a peer without a record asked us (term 0: it has no state either)
@@ -196,6 +197,14 @@ class PreVoteSyncObj(LogMatchingSyncObj):
     # ------------------------------------------------------------ the election start
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
+        # pysyncobj starts an election inside its own tick, when its deadline has passed
+        # and it is connected to anyone (its only use of __connectedToAnyone). The deadline
+        # can pass between the check here and its own (the tick thread stalled on a loaded
+        # host): it then elected without a pre-vote, or while not voting (a CI run: a
+        # probing node stood in term 1, the other two took that for a cluster with state,
+        # and three fresh nodes never elected anyone). So it elects only on a tick where
+        # this check let it (`_may_elect`).
+        self._may_elect = False
         if self._timer_expired():
             if not self.voting:
                 # never a candidate: hold pysyncobj's election back for another timeout
@@ -204,8 +213,19 @@ class PreVoteSyncObj(LogMatchingSyncObj):
                     self._SyncObj__raftLeader = None
                     self._SyncObj__onLeaderChanged()
             else:
-                self._before_election(_now())
-        super()._onTick(timeToWait)
+                self._may_elect = self._before_election(_now())
+        try:
+            super()._onTick(timeToWait)
+        finally:
+            self._may_elect = False
+
+    def _SyncObj__connectedToAnyone(self) -> bool:
+        """pysyncobj's election condition (see _onTick): connected, and let this tick."""
+        return self._may_elect and self._connected()
+
+    def _connected(self) -> bool:
+        """Connected to any peer (pysyncobj's own test)."""
+        return bool(SyncObj._SyncObj__connectedToAnyone(self))
 
     def _timer_expired(self) -> bool:
         """pysyncobj's condition for starting an election on this tick, but for connectivity
@@ -216,17 +236,18 @@ class PreVoteSyncObj(LogMatchingSyncObj):
             and self._SyncObj__raftElectionDeadline < _now()
         )
 
-    def _before_election(self, now: float) -> None:
-        """Let pysyncobj's election go ahead, or hold it back behind a pre-vote round."""
+    def _before_election(self, now: float) -> bool:
+        """Let pysyncobj's election go ahead (True), or hold it back behind a pre-vote
+        round (False)."""
         current: int = self._SyncObj__raftCurrentTerm
-        connected = self._SyncObj__connectedToAnyone()
+        connected = self._connected()
         if self._SyncObj__transferInProgress:
             if connected:
                 self._transfer_term = current + 1  # the outgoing leader asked: no pre-vote, tagged
-            return
+            return True
         next_term = max(current, self._term_floor) + 1
         if not self._pre_vote or not self._SyncObj__otherNodes:
-            return
+            return True
         if self._SyncObj__raftLeader is not None:
             # No leader heard for an election timeout: stop naming it, as pysyncobj does
             # when it starts an election, so forwarded commands fail and bounded-staleness
@@ -234,7 +255,7 @@ class PreVoteSyncObj(LogMatchingSyncObj):
             self._SyncObj__raftLeader = None
             self._SyncObj__onLeaderChanged()
         if not connected:
-            return
+            return False
         if (
             self._cleared_term == next_term
             and now - self._cleared_at < self._SyncObj__conf.raftMinTimeout
@@ -244,8 +265,9 @@ class PreVoteSyncObj(LogMatchingSyncObj):
                 # pysyncobj elects at its term + 1: move to the term below the one cleared
                 # (no vote), which a refusal reported as in use.
                 self._SyncObj__setCurrentTerm(next_term - 1, None)
-            return
+            return True
         self._start_round(now, next_term)
+        return False
 
     def _start_round(self, now: float, term: int) -> None:
         # Holds pysyncobj's election back until the next timeout (or a won round).

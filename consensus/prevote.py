@@ -73,6 +73,9 @@ from pysyncobj.version import VERSION as _PYSYNCOBJ_VERSION
 from raftcache.consensus.log_matching import LogMatchingSyncObj
 
 _PINNED = "0.3.17"
+# Re-check before moving the pin: besides these names existing, PreVoteSyncObj relies on
+# pysyncobj calling __connectedToAnyone only in its election condition (_onTick), which the
+# subclass gates (`_may_elect`).
 _PRIVATE_METHODS = (
     "_SyncObj__onMessageReceived",
     "_SyncObj__generateRaftTimeout",
@@ -225,7 +228,7 @@ class PreVoteSyncObj(LogMatchingSyncObj):
 
     def _connected(self) -> bool:
         """Connected to any peer (pysyncobj's own test)."""
-        return bool(SyncObj._SyncObj__connectedToAnyone(self))
+        return bool(super()._SyncObj__connectedToAnyone())
 
     def _timer_expired(self) -> bool:
         """pysyncobj's condition for starting an election on this tick, but for connectivity

@@ -20,11 +20,12 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from raftcache.chaos.local_cluster import LocalCluster
-from raftcache.client import Client, ConditionFailedError
+from raftcache.client import Client, ConditionFailedError, UnavailableError
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2
 
 from tests.integration.conftest import start_cluster
@@ -138,7 +139,7 @@ def _retry(call: object, timeout: float = 30) -> None:
         try:
             call()  # type: ignore[operator]
             return
-        except ConditionFailedError:
+        except (ConditionFailedError, UnavailableError):  # refused, or no leader yet
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
@@ -294,12 +295,14 @@ def test_an_operator_removal_cancels_a_pending_rejoin(tmp_path: Path) -> None:
         admin.close()
         admin = Client([n.client_addr for i, n in enumerate(cluster.nodes) if i != wiped])
         deadline = time.monotonic() + 30
-        while not (
-            len(members := admin.membership(timeout=5).members) == 4
-            and all(m.caught_up for m in members)
-        ):
+        members: list[Any] = []
+        while not (len(members) == 4 and all(m.caught_up for m in members)):
             assert time.monotonic() < deadline, f"the 4 voters never caught up: {members}"
             time.sleep(0.2)
+            try:  # an election is under way: no leader may answer for a while
+                members = list(admin.membership(timeout=5).members)
+            except UnavailableError:
+                members = []
         time.sleep(3)  # three sweeps of whichever node leads now
         members = admin.membership(timeout=5).members
         assert address not in {m.raft_addr for m in members}, "a removed node was put back"

@@ -1252,6 +1252,9 @@ class _Amnesia:
         if intents is not None and now >= self._next_sweep:
             self._next_sweep = now + _LEADER_REJOIN_RETRY_S
             self._sweep(intents, now)
+        if not self._jobs:
+            return
+        pending = intents.pending() if intents is not None else frozenset()
         for token, job in list(self._jobs.items()):
             if job.busy or now < job.next_try or (job.phase == "done" and job.cleared):
                 continue
@@ -1261,7 +1264,6 @@ class _Amnesia:
                 del self._jobs[token]
                 continue
             job.next_try = now + _LEADER_REJOIN_RETRY_S
-            pending = intents.pending() if intents is not None else frozenset()
             if job.phase == "remove" and intents is not None and job.address not in pending:
                 job.phase = "intent"  # another job's clear took it: record it again first
             if job.phase == "done":  # re-added: clear the intent (a leader's sweep ignores it)

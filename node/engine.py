@@ -98,16 +98,7 @@ class Engine:
         self.user: str | None = None  # the user this engine acts for (see for_user)
         self._base = self
         self._per_user: dict[str, Engine] = {}
-        # Relayed writes' request ids: one client id per node process (shared by the
-        # per-user copies), so a retry at the next leader is answered, not applied again.
-        self._relay_client = f"relay-{os.urandom(6).hex()}"
-        self._relay_seqs = itertools.count(1)
-        # seqs relayed and not answered yet, oldest first (a dict keeps insertion order):
-        # each request tells the leader the oldest, so the state machine forgets the rest
-        self._relay_open: dict[int, None] = {}
-        # since when relays have found no leader (None: one answered since); a list, so
-        # that the per-user copies share it
-        self._leaderless: list[float | None] = [None]
+        self._relays = _Relays()  # one per node: the per-user copies share it
 
     def for_user(self, name: str | None) -> Engine:
         """This engine acting for user `name`: calls it relays to the leader say so, and the
@@ -168,20 +159,27 @@ class Engine:
 
     async def write(self, argv: list[bytes], db: int) -> ReplyT:
         if self.is_leader():
-            return reply_of(await self.proposer.write(call_op(argv, db, self.script_user(argv))))
+            return await self._write_here(argv, db)
         request = cache_pb2.ExecRequest()
         set_call(request.op, argv, db)
 
         async def here() -> ReplyT:  # this node leads now: the same id, proposed here
-            op = call_op(argv, db, self.script_user(argv))
-            _stamp(op, request.request_id)
-            return reply_of(await self.proposer.write(op))
+            return await self._write_here(argv, db, request.request_id)
 
         async def relay(timeout_s: float) -> ReplyT:
             response = await self._forward("Exec", request, timeout_s)
             return from_proto(response.value.reply)
 
         return await self._relayed_write(request.request_id, here, relay)
+
+    async def _write_here(
+        self, argv: list[bytes], db: int, rid: cache_pb2.RequestId | None = None
+    ) -> ReplyT:
+        """A write proposed on this node (the leader), under `rid` if given."""
+        op = call_op(argv, db, self.script_user(argv))
+        if rid is not None:
+            _stamp(op, rid)
+        return reply_of(await self.proposer.write(op))
 
     async def writes(self, calls: list[tuple[list[bytes], int]]) -> list[ReplyT]:
         """Several writes applied in order in one entry (a follower forwards them as one)."""
@@ -276,25 +274,6 @@ class Engine:
 
         return await self._relayed_write(request.request_id, here, relay)
 
-    def _relay_id(self, rid: cache_pb2.RequestId) -> int:
-        """Fill in a new request id for a relayed write; returns its seq."""
-        seq = next(self._relay_seqs)
-        self._relay_open[seq] = None
-        rid.client_id, rid.seq = self._relay_client, seq
-        rid.done_below = next(iter(self._relay_open))
-        return seq
-
-    def _close_relay(self, seq: int, settled: bool) -> None:
-        """A relay is over. Unless it was one attempt that got an answer (`settled`), an
-        attempt may still be on its way to a leader (its client left, or an earlier
-        attempt's outcome was unknown): its id stays among the open ones (done_below)
-        until no leader can still be holding it, so its result is not forgotten before a
-        late attempt arrives (which would then apply again)."""
-        if settled:
-            self._relay_open.pop(seq, None)
-        else:
-            asyncio.get_running_loop().call_later(self._timeout, self._relay_open.pop, seq, None)
-
     async def _relayed_write(
         self,
         rid: cache_pb2.RequestId,
@@ -310,7 +289,8 @@ class Engine:
         A write that finds no leader at all waits for one while this node has had none for
         less than NO_LEADER_WAIT_S (an election), then answers as before (CLUSTERDOWN on
         the Redis port), and so does every later one until a leader answers."""
-        seq = self._relay_id(rid)
+        relays = self._relays
+        seq = relays.open(rid)
         tries = [0]
         settled = False
         try:
@@ -321,7 +301,7 @@ class Engine:
             settled = tries[0] == 1 and not isinstance(exc, errors.OutcomeUnknown)
             raise
         finally:
-            self._close_relay(seq, settled)
+            relays.close(seq, settled, self._timeout)
 
     async def _retried(
         self,
@@ -332,7 +312,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + RELAY_WRITE_RETRY_S
         unknown = False  # an attempt may have reached a leader
-        leaderless = self._leaderless
+        relays = self._relays
         while True:
             tries[0] += 1
             try:
@@ -340,22 +320,22 @@ class Engine:
                     result = await here()
                 else:
                     result = await relay(max(min(self._timeout, give_up - loop.time()), 0.5))
-                leaderless[0] = None
+                relays.leaderless_since = None
                 return result
             except errors.RequestTooOld:
                 raise  # no retry can tell any more
             except (errors.NoLeader, errors.NotLeader, errors.OutcomeUnknown) as exc:
                 now = loop.time()
-                since = leaderless[0]
+                since = relays.leaderless_since
                 if isinstance(exc, errors.OutcomeUnknown):
                     if not unknown:
                         _log.info(
                             "relayed write's outcome unknown; sending it again", error=str(exc)
                         )
                     unknown = True
-                    leaderless[0] = since = None
+                    relays.leaderless_since = since = None
                 elif since is None:
-                    leaderless[0] = since = now
+                    relays.leaderless_since = since = now
                 if unknown:
                     if now >= give_up:
                         if isinstance(exc, errors.OutcomeUnknown):
@@ -396,6 +376,41 @@ class Engine:
         timeout = self._timeout if timeout_s is None else timeout_s
         identity = self.auth.forward_metadata(self.user) if self.auth is not None else ()
         return await self._forwarder.relay(error.leader_addr, method, request, timeout, identity)
+
+
+class _Relays:
+    """A node's relayed writes: one client id per node process, so a retry at the next
+    leader is answered, not applied again (node/DESIGN.md "Relayed writes across a
+    failover")."""
+
+    def __init__(self) -> None:
+        self.client = f"relay-{os.urandom(6).hex()}"
+        self._seqs = itertools.count(1)
+        # seqs relayed and not over yet, oldest first (a dict keeps insertion order): each
+        # request tells the leader the oldest (done_below), so the state machine forgets
+        # the results below it
+        self.pending: dict[int, None] = {}
+        # since when relays have found no leader (None: a leader answered since)
+        self.leaderless_since: float | None = None
+
+    def open(self, rid: cache_pb2.RequestId) -> int:
+        """Fill in a new request id for a relayed write; returns its seq."""
+        seq = next(self._seqs)
+        self.pending[seq] = None
+        rid.client_id, rid.seq = self.client, seq
+        rid.done_below = next(iter(self.pending))
+        return seq
+
+    def close(self, seq: int, settled: bool, grace_s: float) -> None:
+        """A relay is over. Unless it was one attempt that got an answer (`settled`), an
+        attempt may still be on its way to a leader (its client left, or an earlier
+        attempt's outcome was unknown): its id stays pending for `grace_s`, until no
+        leader can still be holding it, so its result is not forgotten before a late
+        attempt arrives (which would then apply again)."""
+        if settled:
+            self.pending.pop(seq, None)
+        else:
+            asyncio.get_running_loop().call_later(grace_s, self.pending.pop, seq, None)
 
 
 def _stamp(op: command_pb2.Op, rid: cache_pb2.RequestId) -> None:

@@ -297,7 +297,7 @@ class StateMachine:
         session = self._sessions.pop(rid.client_id, None) or _Session()
         self._sessions[rid.client_id] = session
         session.last_seen_ms = now
-        if rid.done_below and session.results and next(iter(session.results)) < rid.done_below:
+        if rid.done_below:
             _forget_below(session, rid.done_below)
         cached = session.results.get(rid.seq)
         if cached is not None:

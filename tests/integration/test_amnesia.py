@@ -90,6 +90,13 @@ def _acked_read_back(cluster: LocalCluster) -> cache_pb2.GetResponse:
     return got
 
 
+def _wait_for_line(path: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert time.monotonic() < deadline, f"no {text!r} in {path} within {timeout} s"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("durability", ["journal", "memory"])
 def test_a_node_that_lost_its_disk_does_not_vote_the_write_away(
     tmp_path: Path, durability: str
@@ -118,13 +125,7 @@ def test_a_node_that_lost_its_disk_does_not_vote_the_write_away(
         assert not elected, f"the wiped node helped elect {elected}"
         # it rejoins by itself: re-added, caught up and voting again, with no operator action
         cluster.wait_until_ready(timeout=30)
-        log = cluster.nodes[wiped].log_path
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "voting again" not in log.read_text():
-            time.sleep(0.2)
-        assert "voting again" in log.read_text(), (
-            f"it never voted again; logs in {cluster.base_dir}"
-        )
+        _wait_for_line(cluster.nodes[wiped].log_path, "voting again", 30)
         assert _get(cluster.nodes[wiped].client_addr, b"acked") is not None, (
             "the rejoined node does not answer"
         )
@@ -206,10 +207,7 @@ def test_a_joined_member_that_lost_its_data_dir_rejoins_instead_of_voting(tmp_pa
         log = cluster.nodes[n4].log_path
         assert "rejoins through the leader" in log.read_text(), log.read_text()[-3000:]
         # re-added and caught up by itself, voting again, and the cluster whole
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "voting again" not in log.read_text():
-            time.sleep(0.2)
-        assert "voting again" in log.read_text(), f"never voted again; logs in {tmp_path}"
+        _wait_for_line(log, "voting again", 30)
         members = admin.membership().members
         assert sorted(m.node_id for m in members) == sorted(names[i] for i in (leader, behind, n4))
         cluster.wait_until_ready(timeout=30)
@@ -222,13 +220,6 @@ def test_a_joined_member_that_lost_its_data_dir_rejoins_instead_of_voting(tmp_pa
         if admin is not None:
             admin.close()
         cluster.close()
-
-
-def _wait_for_line(path: Path, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in path.read_text():
-        assert time.monotonic() < deadline, f"no {text!r} in {path} within {timeout} s"
-        time.sleep(0.05)
 
 
 def _removed_and_stuck(tmp_path: Path) -> tuple[LocalCluster, int, int, int]:

@@ -76,12 +76,12 @@ def test_an_unknown_outcome_is_sent_again_under_the_same_id() -> None:
     async def run() -> None:
         assert await engine.write([b"INCR", b"n"], 0) == 7
         # the first attempt may still reach a leader: its id stays open a while
-        assert list(engine._relay_open) == [1]
+        assert list(engine._relays.pending) == [1]
         await asyncio.sleep(0.1)
-        assert engine._relay_open == {}
+        assert engine._relays.pending == {}
         forwarder.outcomes = [8]
         assert await engine.write([b"INCR", b"n"], 0) == 8
-        assert engine._relay_open == {}, "one answered attempt: closed at once"
+        assert engine._relays.pending == {}, "one answered attempt: closed at once"
 
     asyncio.run(run())
     assert len({(r.client_id, r.seq) for r in forwarder.sent[:3]}) == 1
@@ -101,7 +101,7 @@ def test_without_a_leader_a_write_waits_briefly_and_later_ones_do_not() -> None:
     assert len(forwarder.sent) == 1
     forwarder.outcomes = [5]
     assert asyncio.run(engine.write([b"INCR", b"n"], 0)) == 5  # a leader answers again
-    assert engine._leaderless == [None]
+    assert engine._relays.leaderless_since is None
 
 
 def test_a_node_that_became_leader_proposes_the_retry_under_the_same_id() -> None:
@@ -135,9 +135,9 @@ def test_a_cancelled_relay_keeps_its_id_open_while_it_may_still_arrive() -> None
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert list(engine._relay_open) == [1], "done_below must not pass it yet"
+        assert list(engine._relays.pending) == [1], "done_below must not pass it yet"
         await asyncio.sleep(0.1)
-        assert engine._relay_open == {}
+        assert engine._relays.pending == {}
 
     asyncio.run(run())
 
@@ -159,12 +159,12 @@ def test_a_forgotten_id_and_other_errors_are_not_retried() -> None:
 def test_each_id_names_the_oldest_write_still_waiting_across_users() -> None:
     engine = follower(Forwarder())
     first, second, third = (cache_pb2.RequestId() for _ in range(3))
-    engine._relay_id(first)
-    engine.for_user("app")._relay_id(second)  # one node, one client id and one count
+    engine._relays.open(first)
+    engine.for_user("app")._relays.open(second)  # one node, one client id and one count
     assert (first.seq, first.done_below, second.seq, second.done_below) == (1, 1, 2, 1)
     assert first.client_id == second.client_id
-    engine._relay_open.pop(1)
-    engine._relay_id(third)
+    engine._relays.pending.pop(1)
+    engine._relays.open(third)
     assert (third.seq, third.done_below) == (3, 2)
 
 

@@ -22,7 +22,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def ipv6_cluster(tmp_path: Path) -> Iterator[list[str]]:
-    """Three node processes; yields their client addresses."""
+    """Three node processes; yields their client addresses. Each has its own data
+    directory (memory mode keeps its identity record there): with the default, all three
+    shared ./raftcache-data, and one crashed renaming the identity file another had just
+    renamed (a CI run: the test saw two members)."""
     ports = [(free_port6(), free_port6()) for _ in range(3)]
     processes = []
     try:
@@ -31,7 +34,7 @@ def ipv6_cluster(tmp_path: Path) -> Iterator[list[str]]:
             command = [
                 sys.executable, "-m", "raftcache.node.cli", "--node-id", f"n{i}",
                 "--listen", f"[::1]:{client}", "--raft", f"[::1]:{raft}", "--peers", peers,
-                "--durability", "memory",
+                "--durability", "memory", "--data-dir", str(tmp_path / f"n{i}"),
             ]  # fmt: skip
             with open(tmp_path / f"n{i}.log", "wb") as log:
                 processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))

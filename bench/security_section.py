@@ -1,13 +1,17 @@
 """`security` section: what users/permissions and TLS cost per request (issue 14's target).
 
-Three 3-node LocalClusters (journal durability), started one after the other and then
-kept up together for the whole section:
+Two 3-node LocalClusters (journal durability), started one after the other and then
+kept up together for the whole section, and three configurations on them:
 - `plain`: no users (the default user is open), no TLS;
-- `users`: `--users-file` with an admin default user and a restricted user `app`
-  (`~key:* +@read +@write +@connection`), so every request pays the authentication
-  lookup, the command check and the key-pattern check; the clients are `app`
+- `users`: the SAME nodes as `plain`, after `ACL SETUSER app ...` (through Raft) added a
+  restricted user (`~key:* +@read +@write +@connection`); the clients log in as `app`
   (RESP: `AUTH app app-pw` once per connection; gRPC: `authorization: Basic ...` metadata
-  on every call);
+  on every call), so every request pays the authentication lookup, the command check and
+  the key-pattern check, and nothing else differs from `plain`: same processes, same
+  leader, same Raft log. Earlier runs put `users` on a third cluster started with
+  `--users-file`; that cluster's per-request path is the same code (a users file only
+  seeds the same replicated users), but two clusters' leaders differed by 10-35% per
+  run on this shared box whatever they ran, more than the 5% being measured;
 - `tls`: TLS on every client port (a CA and a leaf for 127.0.0.1 made with `cryptography`
   in the work dir at run time, never kept); RESP clients wrap their connections in an
   ssl context trusting the CA, gRPC clients use `grpc.ssl_channel_credentials(ca)`.
@@ -25,15 +29,16 @@ Interleaving (a shared 2-core box drifts): every (protocol, op) is measured in t
 configurations back to back, and the whole plan is repeated `reps` times with the
 configuration order reversed on every other repetition (plain, users, tls, then tls,
 users, plain, ...), so slow drift hits every configuration alike. The idle clusters keep
-running (Raft heartbeats only); their CPU is metered in every cell. Reported per cell:
+running (Raft heartbeats only); its CPU is metered in every cell. Reported per cell:
 the median ops/s over the repetitions and the spread (min..max), median p50/p99, the
 leader's CPU per operation, and the load average at the start and end of each run. Ratios
 users/plain and tls/plain per protocol and op are of the medians (each repetition's paired
 ratio is shown too), against the targets: users >= 0.95, tls >= 0.75.
 
-Whether the gRPC path checked permissions in the measured nodes is not assumed: the
-`users` cluster is probed before measuring (an unauthenticated gRPC Get, and `app`
-reading a key outside `key:*`, over RESP and gRPC) and the answers are recorded.
+Whether the nodes checked permissions is not assumed: after adding `app`, the cluster is
+probed before measuring (`app` reading a key outside `key:*` must be refused, over RESP
+and gRPC, and one inside it served; an unauthenticated call is the open default user's)
+and the answers are recorded.
 """
 
 from __future__ import annotations
@@ -42,7 +47,6 @@ import asyncio
 import base64
 import contextlib
 import datetime
-import hashlib
 import json
 import math
 import multiprocessing as mp
@@ -94,7 +98,6 @@ KEY_PREFIX = "key:"  # redis-benchmark's keys are key:<12 digits>; gRPC keys key
 KEYS = 10_000
 VALUE_SIZE = 100
 REPS = 2
-ADMIN_PASSWORD = "adminpw"
 APP_USER = "app"
 APP_PASSWORD = "app-pw"
 ERROR_PAUSE_S = 0.002
@@ -107,14 +110,14 @@ LOADGEN_OP = {
 # ----------------------------------------------------------------------------- pure parts
 
 
-def users_file_text(admin_password: str = ADMIN_PASSWORD) -> str:
-    """The `users` configuration's --users-file: an admin default user (by its password's
-    SHA-256) and the restricted application user the clients log in as."""
-    digest = hashlib.sha256(admin_password.encode()).hexdigest()
-    return (
-        f"user default on #{digest} ~* &* +@all\n"
-        f"user {APP_USER} on >{APP_PASSWORD} ~{KEY_PREFIX}* +@read +@write +@connection\n"
-    )
+APP_RULES = f"on >{APP_PASSWORD} ~{KEY_PREFIX}* +@read +@write +@connection"
+"""The restricted user the `users` configuration's clients log in as."""
+
+
+def app_user_argv() -> list[str]:
+    """The ACL SETUSER that adds `app` to the running plain cluster (replicated: every
+    node enforces it)."""
+    return ["ACL", "SETUSER", APP_USER, *APP_RULES.split()]
 
 
 def basic_authorization(user: str, password: str) -> str:
@@ -550,6 +553,31 @@ def access_for(config: str, tls: ClusterTls | None) -> Access:
     return Access()
 
 
+def add_app_user(cluster: LocalCluster) -> None:
+    """ACL SETUSER app on the leader, then wait until every node applied it (an `app`
+    login a follower had not applied yet would fail)."""
+    import redis
+
+    leader = cluster.nodes[cluster.wait_for_leader()]
+    host, _, port = leader.redis_addr.rpartition(":")
+    with redis.Redis(host=host, port=int(port)) as admin:
+        admin.execute_command(*app_user_argv())
+    deadline = time.monotonic() + 30
+    for node in cluster.nodes:
+        host, _, port = node.redis_addr.rpartition(":")
+        while True:
+            try:
+                with redis.Redis(host=host, port=int(port)) as client:
+                    if client.execute_command("ACL", "WHOAMI") and client.execute_command(
+                        "AUTH", APP_USER, APP_PASSWORD
+                    ):
+                        break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def running_setups(
     work_dir: Path, node_args: Sequence[str], configs: Sequence[str], keep: bool
@@ -559,14 +587,15 @@ def running_setups(
     failed = True
     try:
         for config in configs:
+            if config == "users" and "plain" in setups:
+                plain = setups["plain"]
+                add_app_user(plain.cluster)
+                setups[config] = Setup(config, plain.cluster, access_for(config, None), plain.base)
+                continue
             base = Path(tempfile.mkdtemp(prefix=f"security-{config}-", dir=work_dir))
             extra = list(node_args)
             tls = None
-            if config == "users":
-                users_file = base / "users.acl"
-                users_file.write_text(users_file_text())
-                extra += ["--users-file", str(users_file)]
-            elif config == "tls":
+            if config == "tls":
                 tls = make_tls(base / "tls")
             cluster = LocalCluster(3, base / "cluster", extra_args=extra, tls=tls)
             setups[config] = Setup(config, cluster, access_for(config, tls), base)
@@ -575,12 +604,15 @@ def running_setups(
             cluster.wait_until_ready(timeout=60)
             wait_announced(cluster)
             cluster.wait_for_leader()
+            if config == "users":  # measured without plain: add app to its own cluster
+                add_app_user(cluster)
         yield setups
         failed = False
     finally:
-        for setup in setups.values():
+        distinct = list({id(s.cluster): s for s in setups.values()}.values())
+        for setup in distinct:
             setup.cluster.close()
-        for setup in setups.values():
+        for setup in distinct:
             with contextlib.suppress(OSError):
                 shutil.rmtree(setup.base / "tls")  # the throwaway key goes whatever happens
             if failed or keep:
@@ -632,7 +664,8 @@ def grpc_checks_state(source: str) -> dict[str, Any]:
 
 
 async def _probe_grpc(addr: str) -> dict[str, str]:
-    """An unauthenticated Get, and `app` reading a key outside key:*."""
+    """An unauthenticated Get (the open default user: OK), and `app` reading a key outside
+    key:* (PERMISSION_DENIED) and one inside it (OK)."""
     out: dict[str, str] = {}
     async with grpc.aio.insecure_channel(addr) as channel:
         stub = cache_pb2_grpc.CacheStub(channel)
@@ -695,8 +728,10 @@ def measure(
     node = cluster.nodes[leader]
     target = node.redis_addr if cell.protocol == "resp" else node.client_addr
     pids = node_pids(cluster, leader)
+    seen = {id(cluster)}
     for other in setups.values():
-        if other.config != cell.config:
+        if id(other.cluster) not in seen:
+            seen.add(id(other.cluster))
             for label, pid in node_pids(other.cluster, -1).items():
                 pids[f"idle-{other.config}-{label}"] = pid
     term_before = getattr(cluster.status(leader), "term", None)
@@ -870,9 +905,7 @@ def run(
             "seconds": seconds,
             "reps": reps,
             "node_args": list(node_args),
-            "users_file": users_file_text().replace(
-                hashlib.sha256(ADMIN_PASSWORD.encode()).hexdigest(), "<sha256 of adminpw>"
-            ),
+            "users": " ".join(app_user_argv()) + " (on the plain cluster, through Raft)",
             "targets": TARGETS,
         },
         "grpc_checks": grpc_checks_state(machine["raftcache_source"]),

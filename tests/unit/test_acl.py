@@ -341,3 +341,14 @@ def test_a_user_change_is_bounded() -> None:
     many = acl.with_rules(None, "u", [f"~k{i}:*" for i in range(1000)])
     with pytest.raises(AclError, match="over 1024: use fewer, broader patterns"):
         acl.with_rules(many, "u", [f"&c{i}" for i in range(100)])
+
+
+def test_channel_commands_are_exactly_the_commands_channels_of_reads() -> None:
+    """The RESP port skips channels_of for names outside CHANNEL_COMMANDS: a command that
+    names channels but is missing from the set would escape its channel check."""
+    from raftcache.node.auth import CHANNEL_COMMANDS
+
+    names = {name.encode() for name in acl.universe().commands} | CHANNEL_COMMANDS
+    assert len(names) > 200  # every Redis command the ACL rules know
+    naming = {n for n in names if channels_of([n, b"ch", b"other"])}
+    assert naming == CHANNEL_COMMANDS

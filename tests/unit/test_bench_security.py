@@ -4,7 +4,6 @@ measuring order, the medians/spreads, the ratios and verdicts, and the tables.""
 from __future__ import annotations
 
 import base64
-import hashlib
 import math
 from typing import Any
 
@@ -32,24 +31,18 @@ def _run(protocol: str, op: str, config: str, rep: int, ops: float, **extra: Any
 # ----------------------------------------------------------------------------- users file
 
 
-def test_users_file_has_an_admin_default_and_a_restricted_app_user() -> None:
-    text = sec.users_file_text()
-    digest = hashlib.sha256(b"adminpw").hexdigest()
-    assert text.splitlines() == [
-        f"user default on #{digest} ~* &* +@all",
-        "user app on >app-pw ~key:* +@read +@write +@connection",
-    ]
-    assert "adminpw" not in text  # the admin password is given by its digest only
-
-
-def test_users_file_is_valid_acl_and_restricts_app_to_bench_keys() -> None:
-    users = acl.Acl.parse(sec.users_file_text())
+def test_app_user_is_added_with_acl_setuser_and_restricted_to_bench_keys() -> None:
+    argv = sec.app_user_argv()
+    assert argv[:3] == ["ACL", "SETUSER", "app"]
+    users = acl.Acl.parse("user default on nopass ~* &* +@all\nuser app " + " ".join(argv[3:]))
     app = users.users["app"]
-    assert not app.unrestricted
+    assert not app.unrestricted  # every request of app pays the command and key checks
     assert users.authenticate("app", b"app-pw") is app
     assert users.authenticate("app", b"wrong") is None
-    assert users.authenticate("default", b"adminpw") is users.default
-    assert not users.open  # the default user needs its password
+    assert app.denial([b"get", b"key:1"], []) is None
+    assert app.denial([b"get", b"other:1"], []) is not None
+    assert app.denial([b"config", b"get", b"maxmemory"], []) is not None
+    assert users.open  # the plain clients (no login) stay the open default user
 
 
 def test_basic_authorization_header() -> None:

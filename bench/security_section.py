@@ -28,17 +28,17 @@ gRPC cells: two bench.loadgen grpc.aio processes (32 clients each, 16 per HTTP/2
 Interleaving (a shared 2-core box drifts): every (protocol, op) is measured in the three
 configurations back to back, and the whole plan is repeated `reps` times with the
 configuration order reversed on every other repetition (plain, users, tls, then tls,
-users, plain, ...), so slow drift hits every configuration alike. The idle clusters keep
-running (Raft heartbeats only); its CPU is metered in every cell. Reported per cell:
+users, plain, ...), so slow drift hits every configuration alike. The cluster not being
+measured keeps running (Raft heartbeats only); its CPU is metered in every cell. Reported per cell:
 the median ops/s over the repetitions and the spread (min..max), median p50/p99, the
 leader's CPU per operation, and the load average at the start and end of each run. Ratios
 users/plain and tls/plain per protocol and op are of the medians (each repetition's paired
 ratio is shown too), against the targets: users >= 0.95, tls >= 0.75.
 
 Whether the nodes checked permissions is not assumed: after adding `app`, the cluster is
-probed before measuring (`app` reading a key outside `key:*` must be refused, over RESP
-and gRPC, and one inside it served; an unauthenticated call is the open default user's)
-and the answers are recorded.
+probed before measuring (`app` reading a key outside `key:*` and one inside it, over RESP
+and gRPC, and an unauthenticated gRPC call, the open default user's) and the answers are
+recorded with the results (expected: refused, served, served).
 """
 
 from __future__ import annotations
@@ -314,8 +314,8 @@ def markdown(section: Mapping[str, Any]) -> str:
         f"gRPC permission checks in the code the nodes started with: "
         f"{grpc_state.get('summary', '?')}"
         + (f" (in the checkout at the end: {at_end})" if at_end else "")
-        + ". Probes of the users "
-        "cluster before measuring: "
+        + ". Probes of the users configuration before measuring (expected: app refused "
+        "other:probe, served key:probe; anonymous gRPC served): "
         + ("; ".join(f"{k}: {v}" for k, v in probes.items()) or "none"),
         "",
     ]
@@ -553,28 +553,28 @@ def access_for(config: str, tls: ClusterTls | None) -> Access:
     return Access()
 
 
-def add_app_user(cluster: LocalCluster) -> None:
+def add_app_user(cluster: LocalCluster, timeout_s: float = 30.0) -> None:
     """ACL SETUSER app on the leader, then wait until every node applied it (an `app`
-    login a follower had not applied yet would fail)."""
+    login at a follower that had not would fail). Polls ACL GETUSER, which, unlike a
+    failed AUTH, is not logged or counted as an authentication failure."""
     import redis
 
     leader = cluster.nodes[cluster.wait_for_leader()]
     host, _, port = leader.redis_addr.rpartition(":")
-    with redis.Redis(host=host, port=int(port)) as admin:
+    with redis.Redis(host=host, port=int(port), socket_timeout=5) as admin:
         admin.execute_command(*app_user_argv())
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout_s
     for node in cluster.nodes:
         host, _, port = node.redis_addr.rpartition(":")
         while True:
-            try:
-                with redis.Redis(host=host, port=int(port)) as client:
-                    if client.execute_command("ACL", "WHOAMI") and client.execute_command(
-                        "AUTH", APP_USER, APP_PASSWORD
-                    ):
-                        break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
+            with (
+                contextlib.suppress(redis.RedisError),
+                redis.Redis(host=host, port=int(port), socket_timeout=5) as client,
+            ):
+                if client.execute_command("ACL", "GETUSER", APP_USER):
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{node.redis_addr} did not apply the user {APP_USER!r}")
             time.sleep(0.1)
 
 
@@ -609,7 +609,10 @@ def running_setups(
         yield setups
         failed = False
     finally:
-        distinct = list({id(s.cluster): s for s in setups.values()}.values())
+        distinct: list[Setup] = []  # the first setup of each cluster (plain, not users)
+        for setup in setups.values():
+            if all(setup.cluster is not d.cluster for d in distinct):
+                distinct.append(setup)
         for setup in distinct:
             setup.cluster.close()
         for setup in distinct:
@@ -917,7 +920,7 @@ def run(
             section["probes"] = probe_users(setups["users"])
         except Exception:
             section["probes"] = {"error": traceback.format_exc()[-500:]}
-        log(f"security: probes of the users cluster: {section['probes']}")
+        log(f"security: probes of app (users configuration): {section['probes']}")
         for cell in plan(reps):
             try:
                 result = measure(cell, setups, keys=keys, warmup=warmup, seconds=seconds)

@@ -455,8 +455,12 @@ def _need(flags: Sequence[str]) -> int:
 _Plan = tuple[tuple[int, int, int, int], ...]
 _PLANS: dict[str, _Plan | None] = {}
 _MAX_FAST = 512  # a user's remembered fast plans (argv[0] spellings): bounded memory
-# The commands whose channels are checked (node/auth.py's channels_of): never a fast plan.
-_CHANNEL_COMMANDS = frozenset({"publish", "spublish", "subscribe", "ssubscribe", "psubscribe"})
+CHANNEL_COMMANDS: Final = frozenset(
+    (b"publish", b"spublish", b"subscribe", b"ssubscribe", b"psubscribe")
+)
+"""The commands that name channels, lower case (node/auth.py's channels_of reads exactly
+these): never a fast plan, and the RESP port looks for channels only in them."""
+_CHANNEL_COMMANDS = frozenset(name.decode() for name in CHANNEL_COMMANDS)
 
 
 def channels_named(full: str) -> bool:

@@ -353,10 +353,6 @@ def basic_header(user: str, password: str) -> str:
     return f"Basic {token}"
 
 
-CHANNEL_COMMANDS = frozenset((b"publish", b"spublish", b"subscribe", b"ssubscribe", b"psubscribe"))
-"""The commands that name channels (lower case): channels_of finds none in any other."""
-
-
 def channels_of(argv: Sequence[bytes]) -> list[tuple[bytes, bool]]:
     """The (channel, is_pattern) pairs a pub/sub command names (none for others)."""
     name = argv[0].lower()

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 from raftcache.node import acl, errors
-from raftcache.node.auth import CHANNEL_COMMANDS, AclLog, channels_of, penalty_s
+from raftcache.node.auth import AclLog, channels_of, penalty_s
 from raftcache.node.blocking import Blocker
 from raftcache.node.command_stats import ProtocolStats
 from raftcache.node.engine import Engine
@@ -221,7 +221,7 @@ class Connection(PipelinedConnection):
             return True
         else:
             # `name` is lower case already: most commands skip channels_of's own lower()
-            denied = user.denial(argv, channels_of(argv) if name in CHANNEL_COMMANDS else ())
+            denied = user.denial(argv, channels_of(argv) if name in acl.CHANNEL_COMMANDS else ())
             if denied is None:
                 return True
             error = acl.noperm_text(denied)

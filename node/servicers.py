@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
+import structlog
 from raftcache.consensus import Outcome, RaftNode, Role
 from raftcache.node import acl, backup, errors, events, requests, responses, status_codes, users
 from raftcache.node.auth import MEMBER, Auth
@@ -35,6 +36,8 @@ from raftcache.node.state_machine import (
 from raftcache.v1 import cache_pb2, cache_pb2_grpc, cluster_pb2, cluster_pb2_grpc, command_pb2
 from raftcache.v1.pipeline import PipelineStats
 from raftcache.v1.wire import FORWARDED_METADATA_KEY, REVISION_METADATA_KEY
+
+_log = structlog.get_logger("raftcache.node")
 
 if TYPE_CHECKING:
     from raftcache.node.engine import Engine
@@ -848,10 +851,26 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
         old = raft.config.self_addr
         timeout = request.timeout_s if request.timeout_s > 0 else 5.0
         deadline = time.monotonic() + timeout
-        # no new entries meanwhile: the target catches up fully, then gets TimeoutNow
-        await self._proposer.hand_over(lambda: raft.transfer_leadership(target), timeout)
-        while time.monotonic() < deadline and raft.status().leader in (None, old):
-            await asyncio.sleep(0.02)
+        attempts = 0
+        while True:
+            attempts += 1
+            # no new entries meanwhile: the target catches up fully, then gets TimeoutNow
+            await self._proposer.hand_over(
+                lambda: raft.transfer_leadership(target), max(deadline - time.monotonic(), 0)
+            )
+            while time.monotonic() < deadline and raft.status().leader is None:
+                await asyncio.sleep(0.02)  # an election is under way
+            leader = raft.status().leader
+            if leader != old or not raft.is_leader() or time.monotonic() >= deadline:
+                break
+            # The target's election failed and this node was elected again (a CI run: the
+            # target stood in term 2 and got no majority within an election timeout, then
+            # this node's pre-vote won term 3): ask again while time is left.
+            _log.info(
+                "leadership came back after a transfer attempt; asking again",
+                target=target or "any",
+                attempt=attempts,
+            )
         leader = raft.status().leader
         if leader is None or leader == old or (target is not None and leader != target):
             await status_codes.abort(

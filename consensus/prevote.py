@@ -56,8 +56,10 @@ This relies on pysyncobj 0.3.17's private names (checked at import and in
 tests/consensus/test_prevote.py): ``__raftElectionDeadline``,
 ``__transferInProgress``, ``__raftState``, ``__raftCurrentTerm``,
 ``__votedForNodeId``, ``__raftLeader``, ``__otherNodes``, ``__selfNode``,
-``__lastResponseTime``, ``__transport``, ``__conf`` and the methods named in
-``_PRIVATE_METHODS``.
+``__lastResponseTime``, ``__connectedNodes``, ``__readonlyNodes``, ``__transport``,
+``__conf`` and the methods named in ``_PRIVATE_METHODS``; and on pysyncobj's
+TcpConnection dropping a connection idle for connectionTimeout at its next event
+(keepalives, ``_keep_links_alive``).
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ if _PYSYNCOBJ_VERSION != _PINNED or not all(hasattr(SyncObj, m) for m in _PRIVAT
 PRE_VOTE_REQUEST = "pre_vote_request"
 PRE_VOTE_RESPONSE = "pre_vote_response"
 TERM_NOTICE = "term_notice"
+KEEPALIVE = "raftcache_keepalive"
+"""A message with no content: keeps an otherwise idle link alive (PreVoteSyncObj._onTick)."""
 TRANSFER_FLAG = "leadership_transfer"  # an extra key in pysyncobj's request_vote
 # Amnesia (DESIGN.md "Amnesia"): a node with no Raft state asks its peers whether a cluster
 # exists; an amnesiac one asks the leader to remove and re-add it, and is told when done.
@@ -187,6 +191,8 @@ class PreVoteSyncObj(LogMatchingSyncObj):
         # entries it acknowledged before it lost its state). It still follows a leader.
         self.voting = voting
         self._may_elect = False  # pysyncobj may start an election on this tick (_onTick)
+        self._next_keepalive = 0.0
+        self.keepalives_sent = 0
         # Hooks for the amnesia messages (set by RaftNode; run on the tick thread).
         self.on_state_reply: Any = None  # (node, has_state: bool)
         # (node, its term): a peer without a record asked us (term 0: it has no state either)
@@ -217,10 +223,38 @@ class PreVoteSyncObj(LogMatchingSyncObj):
                     self._SyncObj__onLeaderChanged()
             else:
                 self._may_elect = self._before_election(_now())
+        self._keep_links_alive(_now())
         try:
             super()._onTick(timeToWait)
         finally:
             self._may_elect = False
+
+    def _keep_links_alive(self, now: float) -> None:
+        """Send a keepalive on every connected link no Raft traffic keeps busy.
+
+        pysyncobj checks a connection's idleness (nothing read for connectionTimeout) on
+        its next event, a send or an arrival, and then drops the connection with the
+        message that woke it. Only the leader's links carry traffic in a steady cluster
+        (appends one way, their answers the other); two followers send each other nothing
+        until an election, so a candidate's first pre-vote or vote request to another
+        follower was dropped whenever that link had been idle for 1.5 s, and the election
+        round failed. A CI run: a leadership transfer's target reached only the old leader
+        (2 of 5 votes) and lost; every follower-started election lost its first round the
+        same way. So every node except the leader sends each connected peer but its leader
+        a keepalive every third of connectionTimeout: both ends of every link read
+        something well within the timeout. Peers of an older build ignore the type."""
+        if now < self._next_keepalive:
+            return
+        self._next_keepalive = now + self._SyncObj__conf.connectionTimeout / 3
+        if self._SyncObj__raftState == _LEADER:
+            return
+        leader = self._SyncObj__raftLeader
+        connected = self._SyncObj__connectedNodes
+        transport = self._SyncObj__transport
+        for node in self._SyncObj__otherNodes | self._SyncObj__readonlyNodes:
+            if node != leader and node in connected:
+                transport.send(node, {"type": KEEPALIVE})
+                self.keepalives_sent += 1
 
     def _SyncObj__connectedToAnyone(self) -> bool:
         """pysyncobj's election condition (see _onTick): connected, and let this tick."""
@@ -293,6 +327,8 @@ class PreVoteSyncObj(LogMatchingSyncObj):
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
+        if kind == KEEPALIVE:
+            return  # arriving was its purpose
         if kind == STATE_QUERY:
             has_state = self._SyncObj__raftCurrentTerm > 0 or self._SyncObj__raftLeader is not None
             self._SyncObj__transport.send(node, {"type": STATE_REPLY, "has_state": has_state})

@@ -18,6 +18,7 @@ from pysyncobj.transport import TCPTransport
 from raftcache.chaos.local_cluster import free_port
 from raftcache.consensus.log_matching import LogMatchingSyncObj
 from raftcache.consensus.prevote import (
+    KEEPALIVE,
     PRE_VOTE_REQUEST,
     PRE_VOTE_RESPONSE,
     TERM_NOTICE,
@@ -500,6 +501,8 @@ def test_the_pysyncobj_internals_prevote_relies_on_exist(node: Node) -> None:
         "_SyncObj__lastResponseTime",
         "_SyncObj__transport",
         "_SyncObj__conf",
+        "_SyncObj__connectedNodes",
+        "_SyncObj__readonlyNodes",
     ):
         assert hasattr(node.obj, name), name
     assert type(node.obj._SyncObj__transport).__name__ == "_TransferTaggingTransport"
@@ -525,3 +528,43 @@ def test_a_deadline_that_passes_within_the_tick_starts_no_election(
     node.tick()
     assert node.state == FOLLOWER and node.term == 0 and not node.sent_of("request_vote")
     assert bool(node.sent_of(PRE_VOTE_REQUEST)) == voting
+
+
+# ---------------------------------------------------------------- keepalives
+
+
+def test_a_follower_keeps_its_links_to_other_followers_alive_but_not_to_its_leader(
+    node: Node,
+) -> None:
+    """pysyncobj drops a link idle for connectionTimeout on its next event, with the
+    message that woke it; follower-to-follower links carry nothing else."""
+    node.obj._SyncObj__connectedNodes.update({node.a, node.b})
+    node.heartbeat(node.a, 1)  # `a` leads
+    node.sent.clear()
+    node.tick()
+    assert [(to, m["type"]) for to, m in node.sent] == [(node.b, KEEPALIVE)]
+    node.sent.clear()
+    node.tick()
+    assert node.sent_of(KEEPALIVE) == []  # not again before a third of the timeout
+    node.obj._next_keepalive = 0.0
+    node.obj._SyncObj__connectedNodes.discard(node.b)
+    node.tick()
+    assert node.sent_of(KEEPALIVE) == []  # a peer not connected gets nothing
+
+
+def test_a_leader_sends_no_keepalives_its_appends_keep_the_links_busy(node: Node) -> None:
+    node.become_leader()
+    node.obj._SyncObj__connectedNodes.update({node.a, node.b})
+    node.obj._next_keepalive = 0.0
+    node.sent.clear()
+    node.tick()
+    assert node.sent_of(KEEPALIVE) == []
+
+
+def test_a_keepalive_changes_nothing_on_arrival(node: Node) -> None:
+    node.heartbeat(node.a, 3)
+    before = (node.term, node.state, node.voted_for, node.deadline)
+    node.sent.clear()
+    node.receive(node.b, {"type": KEEPALIVE})
+    assert (node.term, node.state, node.voted_for, node.deadline) == before
+    assert node.sent == []

@@ -10,25 +10,7 @@ import pytest
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.v1 import cache_pb2
 
-
-class Aborted(Exception):
-    pass
-
-
-class FakeContext:
-    def __init__(self) -> None:
-        self.code: grpc.StatusCode | None = None
-        self.details = ""
-
-    def time_remaining(self) -> float:
-        return 5.0
-
-    def set_trailing_metadata(self, _metadata: Any) -> None:
-        pass
-
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        self.code, self.details = code, details
-        raise Aborted
+from tests.unit.grpc_fakes import Aborted, FakeContext
 
 
 def broken_forwarder() -> LeaderForwarder:

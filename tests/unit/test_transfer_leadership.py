@@ -19,27 +19,9 @@ from raftcache.node import errors
 from raftcache.node.servicers import ClusterServicer
 from raftcache.v1 import cluster_pb2
 
+from tests.unit.grpc_fakes import Aborted, FakeContext
+
 SELF, TARGET, OTHER = "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-
-
-class Aborted(Exception):
-    pass
-
-
-class FakeContext:
-    def __init__(self) -> None:
-        self.code: grpc.StatusCode | None = None
-        self.details = ""
-
-    def set_trailing_metadata(self, _metadata: Any) -> None:
-        pass
-
-    def invocation_metadata(self) -> list[Any]:
-        return []
-
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        self.code, self.details = code, details
-        raise Aborted
 
 
 class ScriptedRaft:

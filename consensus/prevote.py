@@ -240,20 +240,19 @@ class PreVoteSyncObj(LogMatchingSyncObj):
         follower was dropped whenever that link had been idle for 1.5 s, and the election
         round failed. A CI run: a leadership transfer's target reached only the old leader
         (2 of 5 votes) and lost; every follower-started election lost its first round the
-        same way. So every node except the leader sends each connected peer but its leader
-        a keepalive every third of connectionTimeout: both ends of every link read
-        something well within the timeout. Peers of an older build ignore the type."""
+        same way. So every node except the leader sends each connected peer (its leader
+        too: two nodes may disagree on who leads) a keepalive every quarter of
+        connectionTimeout: both ends of every link read something well within the timeout.
+        Peers of an older build ignore the type (and send none: see consensus/DESIGN.md)."""
         if now < self._next_keepalive:
             return
-        self._next_keepalive = now + self._SyncObj__conf.connectionTimeout / 3
+        self._next_keepalive = now + self._SyncObj__conf.connectionTimeout / 4
         if self._SyncObj__raftState == _LEADER:
             return
-        leader = self._SyncObj__raftLeader
         connected = self._SyncObj__connectedNodes
         transport = self._SyncObj__transport
         for node in self._SyncObj__otherNodes | self._SyncObj__readonlyNodes:
-            if node != leader and node in connected:
-                transport.send(node, {"type": KEEPALIVE})
+            if node in connected and transport.send(node, {"type": KEEPALIVE}):
                 self.keepalives_sent += 1
 
     def _SyncObj__connectedToAnyone(self) -> bool:

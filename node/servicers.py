@@ -860,8 +860,12 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
             )
             while time.monotonic() < deadline and raft.status().leader is None:
                 await asyncio.sleep(0.02)  # an election is under way
-            leader = raft.status().leader
-            if leader != old or not raft.is_leader() or time.monotonic() >= deadline:
+            status = raft.status()  # one snapshot: leader and role agree
+            if (
+                status.leader != old
+                or status.role is not Role.LEADER
+                or time.monotonic() >= deadline
+            ):
                 break
             # The target's election failed and this node was elected again (a CI run: the
             # target stood in term 2 and got no majority within an election timeout, then
@@ -871,6 +875,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
                 target=target or "any",
                 attempt=attempts,
             )
+            await asyncio.sleep(0.02)
         leader = raft.status().leader
         if leader is None or leader == old or (target is not None and leader != target):
             await status_codes.abort(

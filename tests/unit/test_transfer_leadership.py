@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+from raftcache.consensus import Role
 from raftcache.node import errors
 from raftcache.node.servicers import ClusterServicer
 from raftcache.v1 import cluster_pb2
@@ -37,7 +38,8 @@ class ScriptedRaft:
         return self.leader == SELF
 
     def status(self) -> Any:
-        return SimpleNamespace(members=(SELF, TARGET, OTHER), leader=self.leader)
+        role = Role.LEADER if self.leader == SELF else Role.FOLLOWER
+        return SimpleNamespace(members=(SELF, TARGET, OTHER), leader=self.leader, role=role)
 
     def transfer_leadership(self, target: str | None) -> None:
         self.asked.append(target)
@@ -64,14 +66,28 @@ class ScriptedProposer:
         asyncio.get_running_loop().create_task(elected())
 
 
-def transfer(raft: ScriptedRaft, timeout_s: float = 2.0) -> tuple[Any, FakeContext, list[float]]:
+class StuckProposer(ScriptedProposer):
+    """A target that never stands: hand_over asks every 250 ms for all its time, as the
+    real one does while this node keeps leading."""
+
+    async def hand_over(self, transfer: Any, seconds: float) -> None:
+        self.hand_overs.append(seconds)
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            transfer()
+            await asyncio.sleep(0.25)
+
+
+def transfer(
+    raft: ScriptedRaft, timeout_s: float = 2.0, proposer_class: type = ScriptedProposer
+) -> tuple[Any, FakeContext, list[float]]:
     view = SimpleNamespace(
         raft=raft,
         node_id="n1",
         replica=SimpleNamespace(members=dict),
         not_leader=lambda: errors.NotLeader("this node is not the leader", ""),
     )
-    proposer = ScriptedProposer(raft)
+    proposer = proposer_class(raft)
     servicer = ClusterServicer(view, None, proposer)  # type: ignore[arg-type]
     context = FakeContext()
     request = cluster_pb2.TransferLeadershipRequest(target=TARGET, timeout_s=timeout_s)
@@ -110,3 +126,12 @@ def test_leadership_that_went_elsewhere_is_not_asked_again(winner: str | None) -
     assert response is None
     assert context.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert raft.asked == [TARGET]  # this node no longer leads: nothing it can ask
+
+
+def test_a_target_that_never_stands_is_an_unknown_outcome_after_one_long_attempt() -> None:
+    raft = ScriptedRaft([])
+    response, context, hand_overs = transfer(raft, timeout_s=0.6, proposer_class=StuckProposer)
+    assert response is None
+    assert context.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert f"now {SELF}" in context.details  # it still leads, and says so
+    assert len(hand_overs) == 1 and len(raft.asked) >= 2  # asked on, within one hold

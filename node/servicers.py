@@ -867,9 +867,10 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
                 or time.monotonic() >= deadline
             ):
                 break
-            # The target's election failed and this node was elected again (a CI run: the
-            # target stood in term 2 and got no majority within an election timeout, then
-            # this node's pre-vote won term 3): ask again while time is left.
+            # The target's election failed and this node was elected again: ask again while
+            # time is left. (A CI run: the target's vote requests were lost on idle follower
+            # links, fixed by prevote.py's keepalives; an election can still fail, say when
+            # a follower's own timer fires during it.)
             _log.info(
                 "leadership came back after a transfer attempt; asking again",
                 target=target or "any",

@@ -134,20 +134,33 @@ class Router:
         return self._clock() + seconds
 
     async def refresh(self, deadline: float) -> None:
-        """Ask members (leader first) for Cluster.Status and adopt the first answer."""
+        """Ask members (leader first) for Cluster.Status and adopt the first answer that
+        names a leader; if none does, the first answer.
+
+        Adopting the first answer alone could stick: a node that knows no leader (one
+        removed from the cluster, or amnesiac and not yet re-added, that still lists
+        itself first among the members it knew) answered first on every refresh, and the
+        client never asked the members that knew the leader (a CI run: ListMembers found
+        "no leader" for 30 s on a healthy cluster)."""
         candidates = [a for a in [self.leader, *self._members, *self._seeds] if a]
+        first: cluster_pb2.StatusResponse | None = None
         for address in dict.fromkeys(candidates):
             remaining = deadline - self._clock()
             if remaining <= 0:
-                return
+                break
             try:
                 status = await self._transport.call(
                     address, "Cluster/Status", cluster_pb2.StatusRequest(), min(remaining, 0.5)
                 )
             except CallFailed:
                 continue
-            self._adopt(status)
-            return
+            if status.leader_client_addr:
+                self._adopt(status)
+                return
+            if first is None:
+                first = status
+        if first is not None:
+            self._adopt(first)
 
     async def refresh_if_old(self, deadline: float) -> None:
         """Refresh when the view was never learned or is older than the policy allows."""

@@ -762,3 +762,36 @@ def test_cluster_status_marks_a_silent_member_down(fake: FakeTransport, clock: F
 def test_only_connect_and_dns_failures_count_as_never_sent(details: str, never_sent: bool) -> None:
     assert CallFailed("UNAVAILABLE", details).never_sent is never_sent
     assert CallFailed("UNAVAILABLE", details, origin="NoLeader").never_sent is False
+
+
+def test_a_member_that_knows_no_leader_does_not_hide_the_ones_that_do(
+    fake: FakeTransport, clock: FakeClock
+) -> None:
+    """A removed or amnesiac node that knows no leader and lists itself first answered
+    Status first on every refresh; the client adopted it and never asked the others (a CI
+    run: "no leader found" for 30 s on a healthy cluster)."""
+    removed = "10.0.0.9:6380"
+    fake.otherwise(
+        "Cluster/Status",
+        lambda address, _t: (
+            status(None, (removed, A, B, C)) if address == removed else status(leader=C)
+        ),
+    )
+    fake.script("Cache/Get", cache_pb2.GetResponse(found=True, value=b"v"))
+    client = make_client(fake, clock, seeds=(removed, A))
+
+    assert run(client.get("k")) == b"v"
+
+    assert [c.address for c in fake.sent("Cluster/Status")] == [removed, A]
+    assert [c.address for c in fake.sent("Cache/Get")] == [C]
+    assert client.leader == C
+
+
+def test_with_no_leader_anywhere_the_first_answer_still_teaches_the_members(
+    fake: FakeTransport, clock: FakeClock
+) -> None:
+    fake.otherwise("Cluster/Status", status(None, (A, B)))
+    client = make_client(fake, clock, seeds=(A, C))
+    run(client._router.refresh(clock() + 5))
+    assert client.members == [A, B] and client.leader is None
+    assert [c.address for c in fake.sent("Cluster/Status")] == [A, C]  # asked every one

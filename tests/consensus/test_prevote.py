@@ -479,6 +479,7 @@ def test_nodes_without_pre_vote_ignore_the_new_messages(
         handler(peer, {"type": PRE_VOTE_RESPONSE, "term": 9, "granted": False,
                        "current_term": 9})  # fmt: skip
         handler(peer, {"type": TERM_NOTICE, "term": 9})
+        handler(peer, {"type": KEEPALIVE})
         handler(peer, {"type": "request_vote", "term": 1, "last_log_index": 1,
                        "last_log_term": 0, TRANSFER_FLAG: True})  # fmt: skip
         assert obj._SyncObj__raftCurrentTerm == 1  # only the real vote request counted

@@ -33,7 +33,7 @@ from typing import Any, Final
 
 import structlog
 from raftcache.node import acl, errors
-from raftcache.node.acl import Acl, User
+from raftcache.node.acl import CHANNEL_COMMANDS, Acl, User
 
 _log = structlog.get_logger("raftcache.auth")
 
@@ -353,9 +353,13 @@ def basic_header(user: str, password: str) -> str:
     return f"Basic {token}"
 
 
-def channels_of(argv: Sequence[bytes]) -> list[tuple[bytes, bool]]:
-    """The (channel, is_pattern) pairs a pub/sub command names (none for others)."""
-    name = argv[0].lower()
+def channels_of(argv: Sequence[bytes], name: bytes | None = None) -> list[tuple[bytes, bool]]:
+    """The (channel, is_pattern) pairs a pub/sub command names (none for others). `name`:
+    argv[0] in lower case, if the caller has it (the RESP port's dispatch does)."""
+    if name is None:
+        name = argv[0].lower()
+    if name not in CHANNEL_COMMANDS:
+        return []
     if name in (b"publish", b"spublish") and len(argv) > 1:
         return [(argv[1], False)]
     if name in (b"subscribe", b"ssubscribe"):

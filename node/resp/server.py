@@ -220,8 +220,7 @@ class Connection(PipelinedConnection):
         elif user.unrestricted:
             return True
         else:
-            # `name` is lower case already: most commands skip channels_of's own lower()
-            denied = user.denial(argv, channels_of(argv) if name in acl.CHANNEL_COMMANDS else ())
+            denied = user.denial(argv, channels_of(argv, name))
             if denied is None:
                 return True
             error = acl.noperm_text(denied)

@@ -22,6 +22,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 from raftcache.node import values as tv
 from raftcache.node.keyspace import dispatch as redis_commands
+from raftcache.node.keyspace import notify
 from raftcache.node.keyspace.blocking import TAKING, UNPOP
 from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, Db, db_key, key_db
 from raftcache.node.keyspace.reply import NULL_ARRAY, Error, ReplyT
@@ -161,6 +162,7 @@ class Change(NamedTuple):
     revision: int
     value: bytes  # a string key's new value on "set"; b"" otherwise
     type: str  # the key's type on "set"; "" otherwise
+    created: bool = False  # a "set" of a key that did not exist
 
 
 class Published(NamedTuple):
@@ -267,6 +269,19 @@ class StateMachine:
         self.eviction_policy = "noeviction"
         self.expired_total = 0
         self.evicted_total = 0
+        # Keyspace notifications (keyspace/notify.py): the replicated flags (notify.normalize).
+        self.notify_flags = ""
+        self.notify_classes: frozenset[str] = frozenset()
+        self.notify_keyspace = self.notify_keyevent = self.notify_on = False
+        self._notified = 0  # events before this index have had their notifications
+
+    def set_notify_flags(self, flags: str) -> None:
+        """Publish keyspace notifications per `flags` (normalized) from now on."""
+        self.notify_flags = flags
+        classes = set(flags) & set(notify.CLASSES)
+        self.notify_classes = frozenset(classes)
+        self.notify_keyspace, self.notify_keyevent = "K" in flags, "E" in flags
+        self.notify_on = bool(classes) and (self.notify_keyspace or self.notify_keyevent)
 
     # ----------------------------------------------------------------- apply
 
@@ -279,11 +294,21 @@ class StateMachine:
         if now >= self._next_sweep_ms and command.now_ms:
             self._sweep_sessions(now)
             self._next_sweep_ms = now + _SWEEP_EVERY_MS
-        return [self._apply_op(op, now) for op in command.ops]
+        if not self.notify_on:
+            return [self._apply_op(op, now) for op in command.ops]
+        # Changes no Redis command named (expiry, eviction, gRPC and memcached writes) get
+        # their notifications after each op; a Redis command's own come with it (dispatch).
+        notify.publish(self, None, [], 0)
+        results = []
+        for op in command.ops:
+            results.append(self._apply_op(op, now))
+            notify.publish(self, None, [], 0)
+        return results
 
     def take_events(self) -> list[Event]:
         """Key changes and published messages of the commands applied since the last call."""
         events, self._events = self._events, []
+        self._notified = 0
         return events
 
     def _apply_op(self, op: command_pb2.Op, now: int) -> Result:
@@ -483,7 +508,9 @@ class StateMachine:
             if len(self._expiry) > 2 * self._ttl_keys + 1024:
                 self._rebuild_expiry()
         string = value if isinstance(value, bytes) else b""
-        self._events.append(Change("set", key, self._revision, string, tv.type_name(value)))
+        self._events.append(
+            Change("set", key, self._revision, string, tv.type_name(value), old is None)
+        )
         return self._revision
 
     def _drop(self, key: bytes, kind: str, detached: bool = False) -> None:
@@ -927,6 +954,7 @@ class StateMachine:
                 del self._buckets[scan_bucket(key)]
         self._revision = revision
         del self._events[events:]
+        self._notified = min(self._notified, events)
 
     def _compare(self, c: cache_pb2.Compare, now: int) -> bool:
         entry = self._live(c.key, now)
@@ -1056,6 +1084,8 @@ class StateMachine:
         h.update(self._digest_acc.to_bytes(16, "big"))
         h.update(struct.pack(">QQ", self._revision, self.max_memory))
         h.update(self.eviction_policy.encode())
+        if self.notify_flags:  # left out while off: digests of older builds stay comparable
+            h.update(b"notify:" + self.notify_flags.encode())
         for node_id in sorted(self._members):
             m = self._members[node_id]
             h.update("\0".join((node_id, *m, "")).encode())
@@ -1107,6 +1137,7 @@ class StateMachine:
             "evicted_total": self.evicted_total,
             "max_memory": self.max_memory,
             "eviction_policy": self.eviction_policy,
+            "notify_keyspace_events": self.notify_flags,
             "members": {k: list(v) for k, v in self._members.items()},
             "sessions": sessions,
         }
@@ -1131,6 +1162,7 @@ class StateMachine:
         sm.evicted_total = doc.get("evicted_total", 0)
         sm.max_memory = doc.get("max_memory", 0)
         sm.eviction_policy = doc.get("eviction_policy", "noeviction")
+        sm.set_notify_flags(doc.get("notify_keyspace_events", ""))
         sm._members = {k: Member(*v) for k, v in doc["members"].items()}
         for cid, s in doc["sessions"].items():
             results = {int(seq): _result_from_json(r) for seq, r in s["results"]}

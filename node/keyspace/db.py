@@ -149,6 +149,15 @@ class Db:
         self.sm._put(self.k(key), entry[0], deadline, flags=entry[3])
         return True
 
+    def notify(self, cls: str, event: str, key: bytes) -> None:
+        """A keyspace notification a handler names itself (the stream commands: their events
+        are not told apart by the key's change); keyspace/notify.py publishes the rest."""
+        sm = self.sm
+        if sm.notify_on and cls in sm.notify_classes:
+            from raftcache.node.keyspace.notify import notice
+
+            sm._events.extend(notice(sm, self.db, key, event.encode()))
+
     def rng(self, salt: bytes = b"") -> random.Random:
         """Randomness every replica draws identically (seeded by the revision and time). A
         read is never replicated, so it also draws a per-process count: repeated

@@ -11,6 +11,7 @@ from raftcache.node.keyspace import (  # noqa: F401  (each module registers its 
     keys,
     lists,
     memcached,
+    notify,
     pubsub,
     rejoin,
     scripting,
@@ -21,10 +22,11 @@ from raftcache.node.keyspace import (  # noqa: F401  (each module registers its 
     zsets,
 )
 from raftcache.node.keyspace.db import Db
+from raftcache.node.keyspace.notify import run_command
 from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
 from raftcache.node.keyspace.table import COMMANDS, Spec, lookup, validate
 
-__all__ = ["COMMANDS", "Spec", "execute", "is_write", "lookup", "validate"]
+__all__ = ["COMMANDS", "Spec", "execute", "is_write", "lookup", "run_command", "validate"]
 
 
 def execute(db: Db, argv: list[bytes]) -> ReplyT:
@@ -33,7 +35,7 @@ def execute(db: Db, argv: list[bytes]) -> ReplyT:
         spec = validate(argv)
         if spec.write and not db.write:
             return Error(f"ERR '{spec.name}' changes data: it cannot run as a read")
-        return spec.handler(db, argv)
+        return run_command(spec, db, argv)
     except CommandError as exc:
         return Error(exc.text)
 

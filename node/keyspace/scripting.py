@@ -34,6 +34,7 @@ from raftcache.node.keyspace.acl import read_stored
 from raftcache.node.keyspace.args import parse_int
 from raftcache.node.keyspace.db import DATABASES, DB_PREFIX, RESERVED_KEY, Db
 from raftcache.node.keyspace.lua_libs import LuaLibs
+from raftcache.node.keyspace.notify import run_command
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
     OK,
@@ -740,7 +741,7 @@ class _Script:
                 return Error(f"ERR {_SCRIPT_DENIED[denied[0]]}")
         try:
             validate(argv)
-            return spec.handler(self.db, argv)
+            return run_command(spec, self.db, argv)
         except CommandError as exc:
             return Error(exc.text)
 

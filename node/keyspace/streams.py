@@ -333,9 +333,11 @@ def xadd(db: Db, argv: list[bytes]) -> ReplyT:
     db.reserve(Stream.entry_size(fields) + (len(key) + KEY_OVERHEAD if s is None else 0))
     c, entry = db.open(key, Stream)
     c.append(sid, fields)
-    if a.trims:
-        _trim(c, a)
+    trimmed = _trim(c, a) if a.trims else 0
     db.close(key, c, entry, True)
+    db.notify("t", "xadd", key)
+    if trimmed:
+        db.notify("t", "xtrim", key)
     return id_text(sid)
 
 
@@ -352,6 +354,8 @@ def xtrim(db: Db, argv: list[bytes]) -> ReplyT:
     c, entry = db.open(key, Stream)
     deleted = _trim(c, a)
     db.close(key, c, entry, bool(deleted))
+    if deleted:
+        db.notify("t", "xtrim", key)
     return deleted
 
 
@@ -364,6 +368,8 @@ def xdel(db: Db, argv: list[bytes]) -> ReplyT:
     c, entry = db.open(key, Stream)
     deleted = sum(c.delete(sid) for sid in ids)
     db.close(key, c, entry, bool(deleted))
+    if deleted:
+        db.notify("t", "xdel", key)
     return deleted
 
 
@@ -611,6 +617,7 @@ def xreadgroup(db: Db, argv: list[bytes]) -> ReplyT:
             c.seen(group, consumer, db.now)
         else:
             c.add_consumer(group, consumer, db.now)
+            db.notify("t", "xgroup-createconsumer", key)
         if start is None:
             got = _deliver_new(c, group, consumer, new, db.now, a.noack)
         else:
@@ -746,7 +753,8 @@ def xclaim(db: Db, argv: list[bytes]) -> ReplyT:
     if delivery is None or delivery < 0 or delivery > now:
         delivery = now
     g = s.groups[group]
-    growth = Stream.CONSUMER_OVERHEAD + len(consumer) if consumer not in g.consumers else 0
+    known = consumer in g.consumers
+    growth = 0 if known else Stream.CONSUMER_OVERHEAD + len(consumer)
     if force:
         growth += sum(Stream.NACK_OVERHEAD for sid in ids if sid not in g.pel)
     db.reserve(growth)
@@ -778,6 +786,8 @@ def xclaim(db: Db, argv: list[bytes]) -> ReplyT:
         out.append(id_text(sid) if justid else entry_reply(c, sid))
         changed = True
     db.close(key, c, entry, changed)
+    if not known and consumer in c.groups[group].consumers:
+        db.notify("t", "xgroup-createconsumer", key)
     return out
 
 
@@ -835,7 +845,8 @@ def xautoclaim(db: Db, argv: list[bytes]) -> ReplyT:
         count -= 1
     next_id = pending[i] if i < len(pending) else 0
     if claimed or deleted:
-        growth = Stream.CONSUMER_OVERHEAD + len(consumer) if consumer not in g.consumers else 0
+        known = consumer in g.consumers
+        growth = 0 if known else Stream.CONSUMER_OVERHEAD + len(consumer)
         db.reserve(growth if claimed else 0)
         c, entry = db.open(key, Stream)
         for sid in deleted:
@@ -845,6 +856,8 @@ def xautoclaim(db: Db, argv: list[bytes]) -> ReplyT:
         for sid in claimed:
             _claim(c, group, consumer, sid, now, g.pel[sid].count + (0 if justid else 1))
         db.close(key, c, entry, True)
+        if not known and consumer in c.groups[group].consumers:
+            db.notify("t", "xgroup-createconsumer", key)
     entries: list[ReplyT] = (
         [id_text(sid) for sid in claimed] if justid else [entry_reply(s, sid) for sid in claimed]
     )
@@ -940,6 +953,7 @@ def xgroup(db: Db, argv: list[bytes]) -> ReplyT:
         c, entry = db.open(key, Stream)
         c.add_group(name, start, entries_read)
         db.close(key, c, entry, True)
+        db.notify("t", "xgroup-create", key)
         return OK
     assert s is not None
     if sub == b"setid":
@@ -947,6 +961,7 @@ def xgroup(db: Db, argv: list[bytes]) -> ReplyT:
         c, entry = db.open(key, Stream)
         c.set_group(name, start, entries_read)
         db.close(key, c, entry, True)
+        db.notify("t", "xgroup-setid", key)
         return OK
     if sub == b"destroy":
         if name not in s.groups:
@@ -954,6 +969,7 @@ def xgroup(db: Db, argv: list[bytes]) -> ReplyT:
         c, entry = db.open(key, Stream)
         c.drop_group(name)
         db.close(key, c, entry, True)
+        db.notify("t", "xgroup-destroy", key)
         return 1
     who = argv[4]
     known = who in s.groups[name].consumers
@@ -964,12 +980,14 @@ def xgroup(db: Db, argv: list[bytes]) -> ReplyT:
         c, entry = db.open(key, Stream)
         c.add_consumer(name, who, db.now)
         db.close(key, c, entry, True)
+        db.notify("t", "xgroup-createconsumer", key)
         return 1
     if not known:  # delconsumer
         return 0
     c, entry = db.open(key, Stream)
     pending = c.drop_consumer(name, who)
     db.close(key, c, entry, True)
+    db.notify("t", "xgroup-delconsumer", key)
     return pending
 
 
@@ -1018,6 +1036,7 @@ def xsetid(db: Db, argv: list[bytes]) -> ReplyT:
         max_deleted if max_deleted else c.max_deleted,
     )
     db.close(key, c, entry, True)
+    db.notify("t", "xsetid", key)
     return OK
 
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from raftcache.node import acl, users
 from raftcache.node.keyspace.args import parse_int
-from raftcache.node.keyspace.reply import OK, CommandError, Error, Map, ReplyT
-from raftcache.node.resp.admin import container, subcommand
+from raftcache.node.keyspace.reply import OK, Error, Map, ReplyT
+from raftcache.node.resp.admin import awaited_reply, container, subcommand
 
 if TYPE_CHECKING:
     from raftcache.node.resp.server import Connection
@@ -37,30 +37,13 @@ def _setuser(conn: Connection, argv: list[bytes]) -> Any:
         acl.check_name(name)
     except acl.AclError as exc:
         return Error(exc.text)
-    return _changed(conn, users.set_user(conn.engine, conn.server.auth, name, argv[3:]))
+    return awaited_reply(users.set_user(conn.engine, conn.server.auth, name, argv[3:]))
 
 
 @subcommand("acl", "deluser")
 def _deluser(conn: Connection, argv: list[bytes]) -> Any:
     names = [_text(a) for a in argv[2:]]
-    return _changed(conn, users.delete_users(conn.engine, conn.server.auth, names))
-
-
-def _changed(conn: Connection, change: Any) -> Any:
-    """Run a user change in the connection's order; domain errors become their reply."""
-    from raftcache.node.resp.errors import error_reply
-
-    async def run() -> ReplyT:
-        from raftcache.node import errors
-
-        try:
-            return await change  # type: ignore[no-any-return]
-        except errors.CacheError as exc:
-            return error_reply(exc)
-        except CommandError as exc:
-            return Error(exc.text)
-
-    return run()
+    return awaited_reply(users.delete_users(conn.engine, conn.server.auth, names))
 
 
 @subcommand("acl", "getuser")

@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -195,6 +195,23 @@ def _answer(conn: Connection, result: Any) -> Any:
 
 
 # -- reply helpers -------------------------------------------------------------------------
+
+
+def awaited_reply(change: Coroutine[Any, Any, ReplyT]) -> Coroutine[Any, Any, ReplyT]:
+    """A replicated change run in the connection's order; domain errors become their reply."""
+
+    async def run() -> ReplyT:
+        from raftcache.node import errors
+        from raftcache.node.resp.errors import error_reply
+
+        try:
+            return await change
+        except errors.CacheError as exc:
+            return error_reply(exc)
+        except CommandError as exc:
+            return Error(exc.text)
+
+    return run()
 
 
 def help_reply(command: str, lines: list[str]) -> ReplyT:

@@ -228,14 +228,16 @@ def _no_touch(conn: Connection, argv: list[bytes]) -> ReplyT:
 
 @subcommand("client", "reply")
 def _reply(conn: Connection, argv: list[bytes]) -> ReplyT:
+    """ON answers OK; OFF silences every later reply, SKIP the next command's, and neither
+    answers itself. Pub/sub pushes (subscribe confirmations, messages) still go out, as in
+    Redis 7."""
     mode = argv[2].lower()
     if mode == b"on":
+        conn.reply_mode, conn.silent = 0, False
         return OK
     if mode in (b"off", b"skip"):
-        return Error(
-            "ERR CLIENT REPLY OFF and SKIP are not supported by raftcache: every command is "
-            "answered (use a pipeline and ignore the replies you do not need)"
-        )
+        conn.reply_mode, conn.silent = (1 if mode == b"off" else 2), True
+        return OK
     return Error(SYNTAX)
 
 

@@ -115,6 +115,9 @@ class Subscriber:
 Handler = Callable[["Connection", list[bytes]], Any]
 
 
+_SILENT = -1
+"""The rendering form of a reply CLIENT REPLY OFF or SKIP drops."""
+
 MAX_MULTI_COMMANDS = 10_000
 """Commands one MULTI may queue (a transaction is one log entry)."""
 
@@ -187,6 +190,10 @@ class Connection(PipelinedConnection):
 
     def reset_state(self) -> None:
         self.proto = 2
+        # CLIENT REPLY: ON (0), OFF (1) or SKIP (2: the next command's reply only). `silent`
+        # is the command being dispatched: its reply is dropped (pushes still go out).
+        self.reply_mode = 0
+        self.silent = False
         self.db = 0
         self.readonly = False
         self.multi: list[tuple[list[bytes], int] | bytes] | None = None
@@ -349,9 +356,11 @@ class Connection(PipelinedConnection):
     # -- replies (PipelinedConnection's hooks) ------------------------------------------
 
     def slot_fmt(self) -> int:
-        return self.proto
+        return _SILENT if self.silent else self.proto
 
     def render(self, fmt: int, reply: ReplyT) -> bytes:
+        if fmt == _SILENT:
+            return b""
         return encoder.encoded(reply, fmt)
 
     def count_error(self, reply: Error) -> None:
@@ -366,7 +375,8 @@ class Connection(PipelinedConnection):
             self.server.stats.count_error(reply)
             if self.cmd is not None:
                 self.cmd.count_error(reply)
-        self._slots.append(encoder.encoded(reply, self.proto))
+        if not self.silent:
+            self._slots.append(encoder.encoded(reply, self.proto))
 
     def encode(self, reply: ReplyT) -> bytes:
         if isinstance(reply, Error):
@@ -379,6 +389,9 @@ class Connection(PipelinedConnection):
         """Start one command; its reply takes the next slot."""
         if not argv:
             return
+        self.silent = silent = self.reply_mode != 0
+        if silent and self.reply_mode == 2:
+            self.reply_mode = 0  # SKIP silences one command
         self.last_command = time.time()
         self._args_bytes = sum(map(len, argv)) if len(argv) > 2 else 0
         name = argv[0].lower()

@@ -7,7 +7,9 @@ Three kinds of parameters:
 - replicated cluster config (maxmemory, maxmemory-policy): every node answers the values the
   leader replicated; changing them is refused with the --max-memory / --eviction-policy
   flags to use (a value equal to the current one is accepted: tools set what they read);
-- everything else (save, appendonly, the encoding thresholds, notify-keyspace-events,
+- notify-keyspace-events: replicated state too, which CONFIG SET on any node changes through
+  the log (keyspace/notify.py), so every node publishes the same notifications;
+- everything else (save, appendonly, the encoding thresholds,
   lua-time-limit, slowlog-*, ...): checked as Redis checks it and remembered on this node,
   where CONFIG GET shows it. raftcache does not act on these (its persistence is the Raft
   journal, its encodings are its own); tools and test harnesses only need them accepted.
@@ -16,13 +18,14 @@ Three kinds of parameters:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from raftcache.node.keyspace import notify
 from raftcache.node.keyspace.glob import compile_glob
 from raftcache.node.keyspace.reply import OK, SYNTAX, Error, Map, ReplyT
-from raftcache.node.resp.admin import NodeFacts, container, facts, subcommand
+from raftcache.node.resp.admin import NodeFacts, awaited_reply, container, facts, subcommand
 
 if TYPE_CHECKING:
     from raftcache.node.resp.server import Connection
@@ -96,25 +99,11 @@ def _check_save(text: str) -> str:
     return " ".join(str(int(w)) for w in words)
 
 
-_NOTIFY_CLASSES = "g$lshzxetdn"
-
-
 def _check_notify(text: str) -> str:
-    if any(c not in "Ag$lshzxeKEtmdn" for c in text):
-        raise BadValue("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
-    chosen = set(_NOTIFY_CLASSES) if "A" in text else set(text)
-    if set(_NOTIFY_CLASSES) <= chosen:
-        out = "A"
-    else:
-        out = "".join(c for c in "g$lshzxetdn" if c in chosen)
-    out += "".join(c for c in "KEm" if c in text)
-    if out and ("K" in out or "E" in out):
-        # Accepting it would leave subscribers waiting for events that never come.
-        raise BadValue(
-            "keyspace notifications are not published by raftcache yet: follow key changes "
-            "with the gRPC Watch stream"
-        )
-    return out
+    try:
+        return notify.normalize(text)
+    except notify.BadFlags as exc:
+        raise BadValue(str(exc)) from None
 
 
 def _check_output_limits(text: str) -> str:
@@ -305,6 +294,8 @@ def _live(node: NodeFacts, conn: Connection, param: Param) -> str:
     if name in ("maxmemory", "maxmemory-policy"):
         stats = node.view.replica.stats()
         return str(stats.max_memory) if name == "maxmemory" else stats.eviction_policy
+    if name == "notify-keyspace-events":
+        return notify.display(node.view.replica.state.notify_flags)
     listen = node.config.redis_listen
     if name == "port":
         return listen.rpartition(":")[2] or "0"
@@ -354,8 +345,12 @@ def _refusal(node: NodeFacts, conn: Connection, param: Param, value: str) -> str
     return None
 
 
-def config_set(node: NodeFacts, conn: Connection, argv: list[bytes]) -> ReplyT:
-    """CONFIG SET name value [name value ...]: all or nothing, with Redis's error texts."""
+def config_set(
+    node: NodeFacts, conn: Connection, argv: list[bytes]
+) -> ReplyT | Coroutine[Any, Any, ReplyT]:
+    """CONFIG SET name value [name value ...]: all or nothing, with Redis's error texts. A new
+    notify-keyspace-events goes through the log: the reply then waits for it (OK, or why
+    it could not be replicated, with this node's other changes made)."""
     if len(argv) % 2:
         return Error(SYNTAX)
     pairs = [
@@ -385,8 +380,11 @@ def config_set(node: NodeFacts, conn: Connection, argv: list[bytes]) -> ReplyT:
     for name in list(updates):
         if name in _REPLICATED or name in _FIXED_BY:
             del updates[name]  # equal to the live value: nothing to remember
+    flags = updates.pop("notify-keyspace-events", None)
     node.local.settings.update(updates)
-    return OK
+    if flags is None or flags == node.view.replica.state.notify_flags:
+        return OK
+    return awaited_reply(conn.engine.write([notify.SET_FLAGS.encode(), flags.encode()], 0))
 
 
 def _failed(name: str, reason: str) -> Error:
@@ -400,7 +398,7 @@ def _get(conn: Connection, argv: list[bytes]) -> ReplyT:
 
 
 @subcommand("config", "set")
-def _set(conn: Connection, argv: list[bytes]) -> ReplyT:
+def _set(conn: Connection, argv: list[bytes]) -> ReplyT | Coroutine[Any, Any, ReplyT]:
     return config_set(facts(conn), conn, argv)
 
 

@@ -963,6 +963,89 @@ def _messages(pubsub: Any, want: int, timeout: float = 10.0) -> list[dict[str, A
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_keyspace_notifications_reach_subscribers_on_every_node(
+    cluster: LocalCluster, protocol: int, ns: str
+) -> None:
+    """CONFIG SET on a follower replicates the setting; a subscriber on the other follower
+    gets the leader's writes as keyspace and keyevent messages, expiry included; CONFIG GET
+    shows it on every node; off again, nothing more is published."""
+    leader = node_index(cluster, "leader")
+    followers = [i for i in range(3) if i != leader]
+    writer, setter = connect(cluster, leader, protocol), connect(cluster, followers[1], protocol)
+    pubsub = connect(cluster, followers[0], protocol).pubsub()
+    try:
+        assert setter.config_set("notify-keyspace-events", "KEA") is True
+        for i in range(3):
+            node = connect(cluster, i, protocol)
+            wait_until(
+                lambda n=node: (
+                    n.config_get("notify-keyspace-events")["notify-keyspace-events"] == "AKE"
+                ),
+                what=f"node {i} applied the setting",
+            )
+            node.close()
+        pubsub.psubscribe(f"__keyspace@0__:{ns}*", "__keyevent@0__:expired")
+        assert [pubsub.get_message(timeout=5)["type"] for _ in range(2)] == ["psubscribe"] * 2
+        writer.set(ns + "k", "v")
+        writer.lpush(ns + "l", "a")
+        writer.rpop(ns + "l")
+        writer.psetex(ns + "t", 100, "1")
+        got: list[tuple[str, str]] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 8 and time.monotonic() < deadline:
+            m = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if m is not None and ns in m["channel"] + m["data"]:  # other tests' keys expire too
+                got.append((m["channel"], m["data"]))
+        space = f"__keyspace@0__:{ns}"
+        assert got == [
+            (space + "k", "set"),
+            (space + "l", "lpush"),
+            (space + "l", "rpop"),
+            (space + "l", "del"),
+            (space + "t", "set"),
+            (space + "t", "expire"),
+            (space + "t", "expired"),
+            ("__keyevent@0__:expired", ns + "t"),
+        ]
+        assert setter.config_set("notify-keyspace-events", "") is True
+        wait_until(
+            lambda: (
+                connect(cluster, followers[0], protocol).config_get("notify-keyspace-events")[
+                    "notify-keyspace-events"
+                ]
+                == ""
+            ),
+            what="the subscriber's node applied the change",
+        )
+        writer.set(ns + "k", "again")
+        assert _messages(pubsub, 1, timeout=1.0) == []
+    finally:
+        with contextlib.suppress(Exception):
+            setter.config_set("notify-keyspace-events", "")
+        pubsub.close()
+        writer.close()
+        setter.close()
+
+
+def test_client_reply_off_and_skip_on_a_node(cluster: LocalCluster, ns: str) -> None:
+    raw = Raw(cluster.nodes[node_index(cluster, "follower")].redis_port)
+    try:
+        raw.sock.sendall(
+            encode("CLIENT", "REPLY", "SKIP")
+            + encode("SET", ns + "k", "skipped")
+            + encode("CLIENT", "REPLY", "OFF")
+            + encode("SET", ns + "k", "silent")
+            + encode("GET", ns + "k")
+            + encode("CLIENT", "REPLY", "ON")
+            + encode("GET", ns + "k")
+        )
+        assert raw.reply() == b"+OK"  # CLIENT REPLY ON's
+        assert raw.reply() == b"silent"  # the silenced writes were applied
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_pubsub_across_nodes(cluster: LocalCluster, protocol: int, ns: str) -> None:
     leader = node_index(cluster, "leader")
     followers = [i for i in range(3) if i != leader]

@@ -180,9 +180,12 @@ class FakeStreams:
 
 
 def connect(
-    engine: FakeEngine, streams: Any = None, limits: ParserLimits | None = None
+    engine: FakeEngine,
+    streams: Any = None,
+    limits: ParserLimits | None = None,
+    admin: dict[bytes, Any] | None = None,
 ) -> tuple[Connection, FakeTransport]:
-    server = RespServer(engine, streams, limits or ParserLimits(), {}, None, 0)  # type: ignore[arg-type]
+    server = RespServer(engine, streams, limits or ParserLimits(), admin or {}, None, 0)  # type: ignore[arg-type]
     conn = Connection(server, 1)
     transport = FakeTransport()
     conn.connection_made(transport)

@@ -272,7 +272,7 @@ def test_client_subcommand_errors_are_redis_texts() -> None:
     assert call(conn, "client", "no-evict", "maybe") == Error("ERR syntax error")
     assert call(conn, "client", "no-evict", "on") == OK
     assert call(conn, "client", "reply", "on") == OK
-    assert str(call(conn, "client", "reply", "off")).startswith("ERR CLIENT REPLY OFF")
+    assert call(conn, "client", "reply", "maybe") == Error("ERR syntax error")
     assert str(call(conn, "client", "tracking", "on")).startswith("ERR CLIENT TRACKING is not")
     assert call(conn, "client", "pause", "10") == OK
     assert call(conn, "client", "pause", "-1") == Error("ERR timeout is negative")
@@ -494,16 +494,41 @@ def test_config_set_errors_are_redis_texts() -> None:
             "notify-keyspace-events", "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."
         )
     )
-    # notifications are not published: accepting them would leave subscribers waiting
-    assert call(conn, "config", "set", "notify-keyspace-events", "KEA") == Error(
+    # key-miss events happen on reads, which are not replicated: never published
+    assert call(conn, "config", "set", "notify-keyspace-events", "KEm") == Error(
         failed.format(
             "notify-keyspace-events",
-            "keyspace notifications are not published by raftcache yet: follow key changes "
-            "with the gRPC Watch stream",
+            "key-miss events (m) are not published by raftcache: a miss happens on a read, "
+            "which no node replicates; leave out m",
         )
     )
     # nothing was remembered by the failed calls
     assert call(conn, "config", "get", "hz") == Map([b"hz", b"10"])
+
+
+def test_config_set_notify_keyspace_events_goes_through_the_log() -> None:
+    """A new setting is proposed as the internal write every node applies; CONFIG GET shows
+    the replicated value in Redis's form; the same value again proposes nothing."""
+    conn = fresh()
+    replica = conn.server.info.view.replica
+    written: list[list[bytes]] = []
+
+    async def write(argv: list[bytes], db: int) -> ReplyT:
+        written.append(argv)
+        replica.state.set_notify_flags(argv[1].decode())
+        return OK
+
+    conn.engine = SimpleNamespace(write=write)
+    argv = [b"config", b"set", b"notify-keyspace-events", b"KA"]
+    pending = config_params.config_set(conn.server.info, conn, argv)  # type: ignore[arg-type]
+    assert asyncio.run(pending) == OK  # type: ignore[arg-type]
+    assert written == [[b"raftcache.notify-keyspace-events", b"g$lshzxetdK"]]
+    assert call(conn, "config", "get", "notify-keyspace-events") == Map(
+        [b"notify-keyspace-events", b"AK"]
+    )
+    # the same flags (another spelling): nothing to replicate, answered at once
+    assert call(conn, "config", "set", "notify-keyspace-events", "Kg$lshzxetd") == OK
+    assert len(written) == 1
 
 
 def test_config_set_replicated_limits_need_the_node_flags() -> None:

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from raftcache.node.keyspace.reply import OK
+from raftcache.node.resp.admin import ADMIN
 
 from tests.unit.resp_fakes import FakeEngine, FakeStreams, cmd, connect, settle
 
@@ -182,5 +183,45 @@ def test_save_inside_multi_is_refused_and_aborts_the_transaction() -> None:
             b"+OK\r\n-ERR Command not allowed inside a transaction\r\n"
             b"-EXECABORT Transaction discarded because of previous errors.\r\n"
         )
+
+    asyncio.run(run())
+
+
+def test_client_reply_off_skip_and_on_silence_replies_in_order() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine, admin=ADMIN)
+        conn.data_received(
+            cmd(b"CLIENT", b"REPLY", b"SKIP")
+            + cmd(b"SET", b"k", b"v")  # skipped
+            + cmd(b"PING", b"one")  # answered
+            + cmd(b"CLIENT", b"REPLY", b"OFF")
+            + cmd(b"GET", b"k")
+            + cmd(b"NOPE")  # errors are silenced too
+            + cmd(b"CLIENT", b"REPLY", b"ON")
+            + cmd(b"PING", b"two")
+        )
+        for _ in range(3):
+            engine.commit()
+            await settle()
+        assert bytes(transport.out) == b"$3\r\none\r\n+OK\r\n$3\r\ntwo\r\n"
+        assert engine.data[b"k"] == b"v"  # a silenced write still ran
+        conn.data_received(cmd(b"CLIENT", b"REPLY", b"MAYBE"))
+        await settle()
+        assert bytes(transport.out).endswith(b"-ERR syntax error\r\n")
+
+    asyncio.run(run())
+
+
+def test_client_reply_off_still_delivers_subscribe_confirmations() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine, streams=FakeStreams(), admin=ADMIN)
+        conn.data_received(cmd(b"CLIENT", b"REPLY", b"OFF") + cmd(b"SUBSCRIBE", b"ch"))
+        await settle()
+        assert bytes(transport.out) == b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+        conn.data_received(cmd(b"RESET"))  # RESET turns replies back on
+        await settle()
+        assert bytes(transport.out).endswith(b"+RESET\r\n")
 
     asyncio.run(run())

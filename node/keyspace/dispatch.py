@@ -6,6 +6,7 @@ from raftcache.node.keyspace import (  # noqa: F401  (each module registers its 
     acl,
     bitmaps,
     blocking,
+    dump,
     functions,
     hashes,
     keys,

@@ -416,7 +416,7 @@ def fcall_ro(db: Db, argv: list[bytes]) -> ReplyT:
 
 # -- DUMP / RESTORE payloads (Redis's RDB function opcodes, version 10, CRC64) ----------------
 
-_RDB_VERSION: Final = 10
+RDB_VERSION: Final = 10
 _OPCODE_FUNCTION2: Final = 245
 
 
@@ -440,26 +440,29 @@ def crc64(data: bytes) -> int:
     return crc
 
 
-def _rdb_string(data: bytes) -> bytes:
-    n = len(data)
+def rdb_length(n: int) -> bytes:
+    """RDB's length encoding (rdbSaveLen)."""
     if n < 1 << 6:
-        head = bytes((n,))
-    elif n < 1 << 14:
-        head = bytes((0x40 | n >> 8, n & 0xFF))
-    elif n < 1 << 32:
-        head = b"\x80" + struct.pack(">I", n)
-    else:
-        head = b"\x81" + struct.pack(">Q", n)
-    return head + data
+        return bytes((n,))
+    if n < 1 << 14:
+        return bytes((0x40 | n >> 8, n & 0xFF))
+    if n < 1 << 32:
+        return b"\x80" + struct.pack(">I", n)
+    return b"\x81" + struct.pack(">Q", n)
+
+
+def rdb_string(data: bytes) -> bytes:
+    """An RDB string, stored raw (Redis reads raw, integer-encoded and LZF strings alike)."""
+    return rdb_length(len(data)) + data
 
 
 def dump(libs: object) -> bytes:
     """FUNCTION DUMP's payload (strings stored uncompressed; Redis reads both)."""
     body = b"".join(
-        bytes((_OPCODE_FUNCTION2,)) + _rdb_string(lib.code)
+        bytes((_OPCODE_FUNCTION2,)) + rdb_string(lib.code)
         for lib in libs  # type: ignore[attr-defined]
     )
-    body += struct.pack("<H", _RDB_VERSION)
+    body += struct.pack("<H", RDB_VERSION)
     return body + struct.pack("<Q", crc64(body))
 
 
@@ -472,7 +475,7 @@ def undump(payload: bytes) -> list[bytes]:
         raise CommandError(_BAD_PAYLOAD)
     (version,) = struct.unpack_from("<H", payload, len(payload) - 10)
     (crc,) = struct.unpack_from("<Q", payload, len(payload) - 8)
-    if version > _RDB_VERSION or (crc != 0 and crc != crc64(payload[:-8])):
+    if version > RDB_VERSION or (crc != 0 and crc != crc64(payload[:-8])):
         raise CommandError(_BAD_PAYLOAD)
     codes, pos, end = [], 0, len(payload) - 10
     try:

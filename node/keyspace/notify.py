@@ -207,7 +207,7 @@ EVENTS: dict[bytes, Rule] = {
     b"rename": _rename,
     b"renamenx": _rename,
     b"copy": _copy,
-    b"restore": lambda argv, key, kind: [("g", "restore")],
+    b"restore": lambda argv, key, kind: [("g", "restore" if kind == "set" else "del")],
     b"sort": _sort,
     b"flushdb": _nothing,  # Redis names no key when a database is emptied
     b"flushall": _nothing,

@@ -103,6 +103,9 @@ def test_string_and_generic_events() -> None:
     assert events(r, "expire", "k", "-1") == ["k del"]  # a past deadline deletes
     assert events(r, "set", "k", "v", "nx") == ["k set"]
     assert events(r, "set", "k", "v", "nx") == []  # nothing changed, nothing published
+    payload = r("dump", "k")
+    assert events(r, "restore", "k", "0", payload, "replace") == ["k restore"]
+    assert events(r, "restore", "k", "1", payload, "replace", "absttl") == ["k del"]
 
 
 def test_container_events_and_the_del_of_an_emptied_key() -> None:
@@ -142,9 +145,7 @@ def test_stream_events_are_named_by_their_handlers() -> None:
     assert events(r, "xreadgroup", "group", "g", "alice", "streams", "s", ">") == [
         "s xgroup-createconsumer"
     ]
-    assert events(r, "xclaim", "s", "g", "mike", "0", "2-1", "force") == [
-        "s xgroup-createconsumer"
-    ]
+    assert events(r, "xclaim", "s", "g", "mike", "0", "2-1", "force") == ["s xgroup-createconsumer"]
     assert events(r, "xautoclaim", "s", "g", "bob", "0", "0") == []  # bob exists
     assert events(r, "xack", "s", "g", "2-1") == []
     assert events(r, "xgroup", "delconsumer", "s", "g", "lee") == []  # no such consumer

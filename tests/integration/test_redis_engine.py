@@ -972,7 +972,8 @@ def test_keyspace_notifications_reach_subscribers_on_every_node(
     leader = node_index(cluster, "leader")
     followers = [i for i in range(3) if i != leader]
     writer, setter = connect(cluster, leader, protocol), connect(cluster, followers[1], protocol)
-    pubsub = connect(cluster, followers[0], protocol).pubsub()
+    reader = connect(cluster, followers[0], protocol)
+    pubsub = reader.pubsub()
     try:
         assert setter.config_set("notify-keyspace-events", "KEA") is True
         for i in range(3):
@@ -1009,12 +1010,7 @@ def test_keyspace_notifications_reach_subscribers_on_every_node(
         ]
         assert setter.config_set("notify-keyspace-events", "") is True
         wait_until(
-            lambda: (
-                connect(cluster, followers[0], protocol).config_get("notify-keyspace-events")[
-                    "notify-keyspace-events"
-                ]
-                == ""
-            ),
+            lambda: reader.config_get("notify-keyspace-events")["notify-keyspace-events"] == "",
             what="the subscriber's node applied the change",
         )
         writer.set(ns + "k", "again")
@@ -1023,8 +1019,8 @@ def test_keyspace_notifications_reach_subscribers_on_every_node(
         with contextlib.suppress(Exception):
             setter.config_set("notify-keyspace-events", "")
         pubsub.close()
-        writer.close()
-        setter.close()
+        for c in (writer, setter, reader):
+            c.close()
 
 
 def test_client_reply_off_and_skip_on_a_node(cluster: LocalCluster, ns: str) -> None:

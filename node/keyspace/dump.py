@@ -140,8 +140,16 @@ class _Reader:
             raise _Bad() from None
 
 
+_MAX_STRING = 512 << 20
+"""The longest string a payload may declare (Redis's proto-max-bulk-len default): LZF expands
+up to 132 times, so a small payload must not make every replica allocate without bound."""
+
+
 def _lzf(data: bytes, size: int) -> bytes:
-    """LZF decompression (liblzf's lzf_d.c), as Redis compresses long strings."""
+    """LZF decompression (liblzf's lzf_d.c), as Redis compresses long strings; never past the
+    declared size."""
+    if size > _MAX_STRING:
+        raise _Bad()
     out = bytearray()
     i, n = 0, len(data)
     while i < n:
@@ -149,7 +157,7 @@ def _lzf(data: bytes, size: int) -> bytes:
         i += 1
         if ctrl < 32:  # a literal run of ctrl + 1 bytes
             end = i + ctrl + 1
-            if end > n:
+            if end > n or len(out) + ctrl + 1 > size:
                 raise _Bad()
             out += data[i:end]
             i = end
@@ -165,6 +173,8 @@ def _lzf(data: bytes, size: int) -> bytes:
         ref = len(out) - ((ctrl & 0x1F) << 8) - data[i] - 1
         i += 1
         if ref < 0:
+            raise _Bad()
+        if len(out) + length + 2 > size:
             raise _Bad()
         for _ in range(length + 2):  # byte by byte: a back reference may overlap its copy
             out.append(out[ref])

@@ -9,7 +9,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from raftcache.node.keyspace import dump
-from raftcache.node.keyspace.functions import crc64
+from raftcache.node.keyspace.functions import crc64, rdb_length
 from raftcache.node.keyspace.reply import OK, Error
 
 from tests.unit.redis_harness import Redis, unchanged
@@ -94,6 +94,20 @@ def test_refused_restores_change_nothing() -> None:
     nan = b"\x05\x01\x01a" + struct.pack("<d", float("nan"))
     assert unchanged(r, "restore", "n", "0", framed(nan)) == bad
     assert unchanged(r, "restore", "n", "0", framed(b"\x10\x03\x00\x00\x00")) == bad
+    # LZF that would expand past its declared size (or a size past 512 MiB) is refused
+    bomb = b"\x02abc" + b"\xe0\xff\x00" * 100  # "abc", then 100 copies of 264 bytes
+    assert (
+        unchanged(
+            r,
+            "restore",
+            "n",
+            "0",
+            framed(b"\x00\xc3" + rdb_length(len(bomb)) + rdb_length(10) + bomb),
+        )
+        == bad
+    )
+    huge = b"\x00\xc3\x05\x81" + struct.pack(">Q", 1 << 40) + b"\x00abcd"
+    assert unchanged(r, "restore", "n", "0", framed(huge)) == bad
     stream = unchanged(r, "restore", "n", "0", framed(b"\x13\x00"))
     assert str(stream).startswith("ERR Bad data format: raftcache does not restore streams")
     assert unchanged(r, "restore", "n", "-1", good) == Error("ERR Invalid TTL value, must be >= 0")

@@ -154,9 +154,9 @@ class Db:
         are not told apart by the key's change); keyspace/notify.py publishes the rest."""
         sm = self.sm
         if sm.notify_on and cls in sm.notify_classes:
-            from raftcache.node.keyspace.notify import notice
+            from raftcache.node.keyspace.notify import named_by_handler
 
-            sm._events.extend(notice(sm, self.db, key, event.encode()))
+            named_by_handler(sm, self.db, key, event.encode())
 
     def rng(self, salt: bytes = b"") -> random.Random:
         """Randomness every replica draws identically (seeded by the revision and time). A

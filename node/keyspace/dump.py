@@ -1,10 +1,10 @@
 """DUMP and RESTORE with Redis's serialization (RDB 10), so keys move between Redis and raftcache.
 
-DUMP writes the plain RDB types every Redis since 2.x reads (string, list, set, hash, ZSET_2),
-each followed by the RDB version and the CRC64 footer. RESTORE reads those and the compact
-encodings Redis 7.0 itself dumps (integer and LZF strings, ziplists, listpacks, intsets,
-quicklists), so `redis-cli --raw DUMP` on a Redis server RESTOREs here. Streams and module
-values are not read or written: their error says what to do instead.
+DUMP writes plain RDB types (string, list, set, hash, ZSET_2) under RDB version 9, so Redis 5.0
+and later RESTORE them, each followed by the version and the CRC64 footer. RESTORE reads those
+and the compact encodings Redis 7.0 itself dumps (integer and LZF strings, ziplists,
+listpacks, intsets, quicklists), so `redis-cli --raw DUMP` on a Redis server RESTOREs here.
+Streams and module values are not read or written: their error says what to do instead.
 
 RESTORE runs inside the state machine like any write: the payload is parsed the same way on
 every replica (a pure function of its bytes), and a payload that does not parse changes nothing.
@@ -33,6 +33,13 @@ _HASH_ZIPMAP, _LIST_ZIPLIST, _SET_INTSET, _ZSET_ZIPLIST, _HASH_ZIPLIST = 9, 10, 
 _LIST_QUICKLIST, _HASH_LISTPACK, _ZSET_LISTPACK, _LIST_QUICKLIST_2 = 14, 16, 17, 18
 _STREAMS = (15, 19)
 _MODULES = (6, 7)
+
+
+_DUMP_VERSION = 9
+"""The RDB version DUMP writes: Redis 5.0 to 6.2's, which those read as well as 7.x (whose
+RESTORE takes any version up to its own, 10); the types written all exist in it."""
+
+_INT64_MAX = 2**63 - 1
 
 
 class _Bad(Exception):
@@ -68,7 +75,7 @@ def serialize(value: bytes | tv.Container) -> bytes:
             f"ERR DUMP of a {value.TYPE} is not supported by raftcache: copy it with "
             "XRANGE and XADD"
         )
-    body += struct.pack("<H", RDB_VERSION)
+    body += struct.pack("<H", _DUMP_VERSION)
     return body + struct.pack("<Q", crc64(body))
 
 
@@ -174,11 +181,15 @@ def _lzf(data: bytes, size: int) -> bytes:
         i += 1
         if ref < 0:
             raise _Bad()
-        if len(out) + length + 2 > size:
+        length += 2
+        if len(out) + length > size:
             raise _Bad()
-        for _ in range(length + 2):  # byte by byte: a back reference may overlap its copy
-            out.append(out[ref])
-            ref += 1
+        distance = len(out) - ref
+        if distance >= length:
+            out += out[ref : ref + length]
+        else:  # the copy overlaps what it writes: the last `distance` bytes, repeated
+            pattern = bytes(out[ref:])
+            out += (pattern * (length // distance + 1))[:length]
     if len(out) != size:
         raise _Bad()
     return bytes(out)
@@ -260,10 +271,18 @@ def _listpack(blob: bytes) -> list[bytes]:
             raise _Bad()
         if i > end:
             raise _Bad()
-        entry = i - start
-        i += 1 if entry < 128 else 2 if entry < 16384 else 3 if entry < 1 << 21 else 4
-        if entry >= 1 << 28:
-            i += 1
+        entry = i - start  # its back-length, sized as lpEncodeBacklen does
+        i += (
+            1
+            if entry <= 127
+            else 2
+            if entry < 16383
+            else 3
+            if entry < 2097151
+            else 4
+            if entry < 268435455
+            else 5
+        )
         out.append(value if isinstance(value, bytes) else str(value).encode())
     if i != end:
         raise _Bad()
@@ -303,23 +322,24 @@ def _list_of(items: list[bytes]) -> List:
 def _set_of(items: list[bytes]) -> Set:
     out = Set()
     for item in items:
-        out.add(item)
+        if not out.add(item):  # a duplicate member: Redis refuses the payload too
+            raise _Bad()
     return out
 
 
 def _hash_of(pairs: list[tuple[bytes, bytes]]) -> Hash:
     out = Hash()
     for field, value in pairs:
-        out.set(field, value)
+        if not out.set(field, value):
+            raise _Bad()
     return out
 
 
 def _zset_of(scored: list[tuple[bytes, float]]) -> ZSet:
     out = ZSet()
     for member, score in scored:
-        if score != score:  # NaN: Redis refuses it as well
+        if score != score or not out.set(member, score):  # NaN, or a duplicate member
             raise _Bad()
-        out.set(member, score)
     return out
 
 
@@ -438,6 +458,8 @@ def restore(db: Db, argv: list[bytes]) -> ReplyT:
     ttl = parse_int(argv[2])
     if ttl < 0:
         raise CommandError("ERR Invalid TTL value, must be >= 0")
+    if not absttl and ttl > _INT64_MAX - db.now:
+        raise CommandError("ERR invalid expire time in 'restore' command")
     value = deserialize(argv[3])
     deadline = 0 if not ttl else ttl if absttl else db.now + ttl
     if deadline and deadline <= db.now:  # already expired: only the replaced key goes

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from raftcache.node.keyspace.blocking import UNPOP
-from raftcache.node.keyspace.db import Db, key_db
+from raftcache.node.keyspace.db import DATABASES, Db, key_db
 from raftcache.node.keyspace.lists import parse_lmpop
 from raftcache.node.keyspace.reply import OK, CommandError, ReplyT
 from raftcache.node.keyspace.table import Spec, command
@@ -186,6 +186,11 @@ def _nothing(argv: list[bytes], key: bytes, kind: str) -> list[tuple[str, str]]:
     return []
 
 
+_BY_HANDLER = b"raftcache.named-by-handler"
+"""publish()'s name for changes whose command names its own events (no rule: only new,
+expired and evicted)."""
+
+
 EVENTS: dict[bytes, Rule] = {
     # strings
     **{n: _set_rule for n in (b"set", b"setnx", b"setex", b"psetex", b"getset", b"mset")},
@@ -207,6 +212,7 @@ EVENTS: dict[bytes, Rule] = {
     b"rename": _rename,
     b"renamenx": _rename,
     b"copy": _copy,
+    b"move": lambda argv, key, kind: [("g", "move_from" if kind == "delete" else "move_to")],
     b"restore": lambda argv, key, kind: [("g", "restore" if kind == "set" else "del")],
     b"sort": _sort,
     b"flushdb": _nothing,  # Redis names no key when a database is emptied
@@ -267,8 +273,13 @@ EVENTS: dict[bytes, Rule] = {
     },
     b"xautoclaim": _nothing,
     b"xack": _nothing,
+    _BY_HANDLER: _nothing,
 }
 
+
+# Commands whose destination Redis deletes and adds again (dbDelete + dbAdd): `new` even when
+# the key existed.
+_REPLACING = frozenset((b"rename", b"renamenx", b"copy", b"restore", b"move"))
 
 # Internal commands that run the Redis command in argv[1:] (node/keyspace/blocking.py).
 _WRAPPERS = (b"raftcache.woken", UNPOP)
@@ -297,6 +308,15 @@ def _generic(argv: list[bytes], key: bytes, kind: str, string: bool) -> list[tup
 # -- publishing ---------------------------------------------------------------------------
 
 
+def named_by_handler(sm: StateMachine, db: int, key: bytes, event: bytes) -> None:
+    """An event a handler names itself (Db.notify): after the `new`, `expired` and `evicted`
+    of the changes so far, as Redis's dbAdd publishes `new` before the command's event."""
+    publish(sm, _BY_HANDLER, [], 0)
+    if db < DATABASES:
+        sm._events.extend(notice(sm, db, key, event))
+        sm._notified = len(sm._events)
+
+
 def notice(sm: StateMachine, db: int, key: bytes, event: bytes) -> list[Published]:
     """The messages of one event on one key: keyspace first, then keyevent (as Redis)."""
     from raftcache.node.state_machine import Published
@@ -323,32 +343,40 @@ def publish(sm: StateMachine, name: bytes | None, argv: list[bytes], start: int)
     if name in _WRAPPERS:  # a blocked call's attempt, or the push that undoes one
         name, argv = argv[1].lower(), argv[1:]
     rule = EVENTS.get(name) if name is not None else None
-    named_keys: list[tuple[int, bytes, list[tuple[str, str]]]] = []
+    replaces = name in _REPLACING
+    named_keys: list[tuple[int, bytes, str, list[tuple[str, str]]]] = []
     for event in events[begin:end]:
         if type(event) is not Change:
             continue
         db, key = key_db(event.key)
+        if db >= DATABASES:  # the nodes' own records (users, scripts, functions)
+            continue
         kind = event.kind
         if kind == "expire":
             named = [("x", "expired")]
         elif kind == "evict":
             named = [("e", "evicted")]
         else:
-            named = [("n", "new")] if event.created else []
+            created = event.created or (replaces and kind == "set")
+            named = [("n", "new")] if created else []
             if rule is not None:
                 named += rule(argv, key, kind)
             elif kind in ("set", "delete"):
                 named += _generic(argv, key, kind, event.type == "string")
-        named_keys.append((db, key, named))
+        named_keys.append((db, key, kind, named))
     order = _ORDER.get(name) if name is not None else None
     if order is not None and len(named_keys) > 1:
         first = order(argv)
         named_keys.sort(key=lambda item: first.index(item[1]) if item[1] in first else 2)
+    elif name == b"move":  # the same key in two databases: the source's first
+        named_keys.sort(key=lambda item: item[2] != "delete")
+    pairs = [(db, key, cls, what) for db, key, _, named in named_keys for cls, what in named]
+    if name in (b"rename", b"renamenx"):  # Redis adds the destination before it notifies
+        pairs.sort(key=lambda p: p[3] != "new")
     out: list[Published] = []
-    for db, key, named in named_keys:
-        for cls, what in named:
-            if cls in classes:
-                out += notice(sm, db, key, what.encode())
+    for db, key, cls, what in pairs:
+        if cls in classes:
+            out += notice(sm, db, key, what.encode())
     events.extend(out)
     sm._notified = len(events)
 

@@ -232,11 +232,18 @@ def _reply(conn: Connection, argv: list[bytes]) -> ReplyT:
     answers itself. Pub/sub pushes (subscribe confirmations, messages) still go out, as in
     Redis 7."""
     mode = argv[2].lower()
+    if conn.multi is not None:  # queued commands run at once here: it would silence QUEUED
+        return Error("ERR CLIENT REPLY inside MULTI is not supported: send it before MULTI")
     if mode == b"on":
         conn.reply_mode, conn.silent = 0, False
         return OK
-    if mode in (b"off", b"skip"):
-        conn.reply_mode, conn.silent = (1 if mode == b"off" else 2), True
+    if mode == b"off":
+        conn.reply_mode, conn.silent = 1, True
+        return OK
+    if mode == b"skip":
+        if conn.reply_mode != 1:  # ignored while OFF, as in Redis
+            conn.reply_mode = 2
+        conn.silent = True
         return OK
     return Error(SYNTAX)
 

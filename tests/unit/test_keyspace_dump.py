@@ -75,6 +75,35 @@ def test_compact_encodings_redis_writes_are_read() -> None:
     assert r("get", "i") == b"-1234"
 
 
+def listpack_of(*items: bytes) -> bytes:
+    """A listpack of strings, each with the back-length Redis's lpEncodeBacklen gives it."""
+    body = b""
+    for item in items:
+        n = len(item)
+        if n < 64:
+            entry = bytes((0x80 | n,)) + item
+        elif n < 4096:
+            entry = bytes((0xE0 | n >> 8, n & 0xFF)) + item
+        else:
+            entry = b"\xf0" + struct.pack("<I", n) + item
+        size = len(entry)
+        back = 1 if size <= 127 else 2 if size < 16383 else 3 if size < 2097151 else 4
+        body += entry + b"\0" * back  # restore skips the back-length without reading it
+    return struct.pack("<IH", 6 + len(body) + 1, len(items)) + body + b"\xff"
+
+
+def test_listpack_back_lengths_at_redis_boundaries() -> None:
+    """Entries whose encoded length is 127/128 and 16382/16383 bytes (5-byte header of a
+    32-bit string): the back-length grows at Redis's thresholds, not at powers of two."""
+    r = Redis()
+    for n in (127 - 2, 128 - 2, 16382 - 5, 16383 - 5, 16384 - 5):
+        item = b"x" * n
+        blob = listpack_of(b"a", item)
+        node = b"\x02" + rdb_length(len(blob)) + blob  # quicklist 2: one packed node
+        assert r("restore", f"l{n}", "0", framed(b"\x12\x01" + node)) == OK, n
+        assert r("lrange", f"l{n}", "0", "-1") == [b"a", item]
+
+
 def test_refused_restores_change_nothing() -> None:
     r = Redis()
     r("set", "k", "v")

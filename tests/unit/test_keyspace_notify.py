@@ -157,6 +157,34 @@ def test_stream_events_are_named_by_their_handlers() -> None:
     assert events(r, "xgroup", "destroy", "s", "g") == ["s xgroup-destroy"]
 
 
+def test_internal_records_publish_nothing_and_move_names_both_databases() -> None:
+    r = notifying("KEA")
+    r("script", "load", "return 1")
+    r("acl", "setuser", "someone", "on")
+    assert published(r) == []  # scripts and users live in the nodes' own databases
+    r("set", "k", "v")
+    published(r)
+    r("move", "k", "3")
+    assert published(r) == [
+        (b"__keyspace@0__:k", b"move_from"),
+        (b"__keyevent@0__:move_from", b"k"),
+        (b"__keyspace@3__:k", b"move_to"),
+        (b"__keyevent@3__:move_to", b"k"),
+    ]
+
+
+def test_new_comes_first_and_with_every_recreated_destination() -> None:
+    r = notifying("Knt")
+    assert events(r, "xadd", "s", "1-1", "f", "v") == ["s new", "s xadd"]
+    r = notifying("Kgn")
+    r("set", "a", "1")
+    r("set", "b", "2")
+    published(r)
+    assert events(r, "rename", "a", "b") == ["b new", "a rename_from", "b rename_to"]
+    assert events(r, "copy", "b", "c") == ["c new", "c copy_to"]
+    assert events(r, "copy", "b", "c", "replace") == ["c new", "c copy_to"]
+
+
 def test_new_expired_and_evicted_are_named_by_the_change() -> None:
     r = notifying("Enx")
     r("set", "foo", "bar")

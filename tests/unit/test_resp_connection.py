@@ -206,6 +206,26 @@ def test_client_reply_off_skip_and_on_silence_replies_in_order() -> None:
             await settle()
         assert bytes(transport.out) == b"$3\r\none\r\n+OK\r\n$3\r\ntwo\r\n"
         assert engine.data[b"k"] == b"v"  # a silenced write still ran
+        # SKIP while OFF is ignored (Redis): both PINGs stay silent until ON
+        conn.data_received(
+            cmd(b"CLIENT", b"REPLY", b"OFF")
+            + cmd(b"CLIENT", b"REPLY", b"SKIP")
+            + cmd(b"PING", b"a")
+            + cmd(b"PING", b"b")
+            + cmd(b"CLIENT", b"REPLY", b"ON")
+        )
+        await settle()
+        assert bytes(transport.out).endswith(b"$3\r\ntwo\r\n+OK\r\n")
+        # inside MULTI it is refused in EXEC's array, and silences nothing
+        conn.data_received(
+            cmd(b"MULTI") + cmd(b"CLIENT", b"REPLY", b"OFF") + cmd(b"EXEC") + cmd(b"PING")
+        )
+        await settle()
+        assert bytes(transport.out).endswith(
+            b"+OK\r\n+QUEUED\r\n"
+            b"*1\r\n-ERR CLIENT REPLY inside MULTI is not supported: send it before MULTI\r\n"
+            b"+PONG\r\n"
+        )
         conn.data_received(cmd(b"CLIENT", b"REPLY", b"MAYBE"))
         await settle()
         assert bytes(transport.out).endswith(b"-ERR syntax error\r\n")

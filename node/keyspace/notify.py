@@ -371,7 +371,7 @@ def publish(sm: StateMachine, name: bytes | None, argv: list[bytes], start: int)
     elif name == b"move":  # the same key in two databases: the source's first
         named_keys.sort(key=lambda item: item[2] != "delete")
     pairs = [(db, key, cls, what) for db, key, _, named in named_keys for cls, what in named]
-    if name in (b"rename", b"renamenx"):  # Redis adds the destination before it notifies
+    if name in (b"rename", b"renamenx", b"move"):  # Redis adds the destination first
         pairs.sort(key=lambda p: p[3] != "new")
     out: list[Published] = []
     for db, key, cls, what in pairs:

@@ -183,6 +183,11 @@ def test_new_comes_first_and_with_every_recreated_destination() -> None:
     assert events(r, "rename", "a", "b") == ["b new", "a rename_from", "b rename_to"]
     assert events(r, "copy", "b", "c") == ["c new", "c copy_to"]
     assert events(r, "copy", "b", "c", "replace") == ["c new", "c copy_to"]
+    r = notifying("KEgn")
+    r("set", "k", "v")
+    published(r)
+    r("move", "k", "3")  # dbAdd in the target publishes new before either move event
+    assert [m for _, m in published(r)] == [b"new", b"k", b"move_from", b"k", b"move_to", b"k"]
 
 
 def test_new_expired_and_evicted_are_named_by_the_change() -> None:

@@ -281,6 +281,10 @@ EVENTS: dict[bytes, Rule] = {
 # the key existed.
 _REPLACING = frozenset((b"rename", b"renamenx", b"copy", b"restore", b"move"))
 
+# RENAME and MOVE notify in dbAdd's order: an expiry met while looking the destination up,
+# then the destination's `new`, then the command's own events.
+_BEFORE_ADD = {"expired": 0, "evicted": 0, "new": 1}
+
 # Internal commands that run the Redis command in argv[1:] (node/keyspace/blocking.py).
 _WRAPPERS = (b"raftcache.woken", UNPOP)
 
@@ -372,7 +376,7 @@ def publish(sm: StateMachine, name: bytes | None, argv: list[bytes], start: int)
         named_keys.sort(key=lambda item: item[2] != "delete")
     pairs = [(db, key, cls, what) for db, key, _, named in named_keys for cls, what in named]
     if name in (b"rename", b"renamenx", b"move"):  # Redis adds the destination first
-        pairs.sort(key=lambda p: p[3] != "new")
+        pairs.sort(key=lambda p: _BEFORE_ADD.get(p[3], 2))
     out: list[Published] = []
     for db, key, cls, what in pairs:
         if cls in classes:

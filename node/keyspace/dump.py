@@ -18,7 +18,14 @@ from collections.abc import Callable
 from raftcache.node import values as tv
 from raftcache.node.keyspace.args import parse_int, syntax
 from raftcache.node.keyspace.db import KEY_OVERHEAD, Db
-from raftcache.node.keyspace.functions import RDB_VERSION, crc64, rdb_length, rdb_string
+from raftcache.node.keyspace.rdb import (
+    RDB_VERSION,
+    BadPayload,
+    Reader,
+    crc64,
+    rdb_length,
+    rdb_string,
+)
 from raftcache.node.keyspace.reply import OK, CommandError, ReplyT
 from raftcache.node.keyspace.table import command
 from raftcache.node.values import Hash, List, Set, ZSet
@@ -40,10 +47,6 @@ _DUMP_VERSION = 9
 RESTORE takes any version up to its own, 10); the types written all exist in it."""
 
 _INT64_MAX = 2**63 - 1
-
-
-class _Bad(Exception):
-    """The payload does not parse (answered BAD_FORMAT, with the reason when there is one)."""
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -82,129 +85,16 @@ def serialize(value: bytes | tv.Container) -> bytes:
 # -- reading --------------------------------------------------------------------------------
 
 
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if n < 0 or end > len(self.data):
-            raise _Bad()
-        out, self.pos = self.data[self.pos : end], end
-        return out
-
-    def byte(self) -> int:
-        return self.take(1)[0]
-
-    def length(self) -> tuple[int, bool]:
-        """(length, encoded): rdbLoadLenByRef."""
-        first = self.byte()
-        kind = first >> 6
-        if kind == 0:
-            return first & 0x3F, False
-        if kind == 1:
-            return (first & 0x3F) << 8 | self.byte(), False
-        if kind == 3:
-            return first & 0x3F, True
-        if first == 0x80:
-            return struct.unpack(">I", self.take(4))[0], False
-        if first == 0x81:
-            return struct.unpack(">Q", self.take(8))[0], False
-        raise _Bad()
-
-    def count(self) -> int:
-        n, encoded = self.length()
-        if encoded:
-            raise _Bad()
-        return n
-
-    def string(self) -> bytes:
-        n, encoded = self.length()
-        if not encoded:
-            return self.take(n)
-        if n == 0:
-            return str(struct.unpack("<b", self.take(1))[0]).encode()
-        if n == 1:
-            return str(struct.unpack("<h", self.take(2))[0]).encode()
-        if n == 2:
-            return str(struct.unpack("<i", self.take(4))[0]).encode()
-        if n == 3:
-            compressed, size = self.count(), self.count()
-            return _lzf(self.take(compressed), size)
-        raise _Bad()
-
-    def ascii_double(self) -> float:
-        n = self.byte()
-        if n == 253:
-            return float("nan")
-        if n == 254:
-            return float("inf")
-        if n == 255:
-            return float("-inf")
-        try:
-            return float(self.take(n))
-        except ValueError:
-            raise _Bad() from None
-
-
-_MAX_STRING = 512 << 20
-"""The longest string a payload may declare (Redis's proto-max-bulk-len default): LZF expands
-up to 132 times, so a small payload must not make every replica allocate without bound."""
-
-
-def _lzf(data: bytes, size: int) -> bytes:
-    """LZF decompression (liblzf's lzf_d.c), as Redis compresses long strings; never past the
-    declared size."""
-    if size > _MAX_STRING:
-        raise _Bad()
-    out = bytearray()
-    i, n = 0, len(data)
-    while i < n:
-        ctrl = data[i]
-        i += 1
-        if ctrl < 32:  # a literal run of ctrl + 1 bytes
-            end = i + ctrl + 1
-            if end > n or len(out) + ctrl + 1 > size:
-                raise _Bad()
-            out += data[i:end]
-            i = end
-            continue
-        length = ctrl >> 5
-        if length == 7:
-            if i >= n:
-                raise _Bad()
-            length += data[i]
-            i += 1
-        if i >= n:
-            raise _Bad()
-        ref = len(out) - ((ctrl & 0x1F) << 8) - data[i] - 1
-        i += 1
-        if ref < 0:
-            raise _Bad()
-        length += 2
-        if len(out) + length > size:
-            raise _Bad()
-        distance = len(out) - ref
-        if distance >= length:
-            out += out[ref : ref + length]
-        else:  # the copy overlaps what it writes: the last `distance` bytes, repeated
-            pattern = bytes(out[ref:])
-            out += (pattern * (length // distance + 1))[:length]
-    if len(out) != size:
-        raise _Bad()
-    return bytes(out)
-
-
 def _ziplist(blob: bytes) -> list[bytes]:
     """The entries of a ziplist (Redis <= 6.2's compact lists, hashes and sorted sets)."""
     if len(blob) < 11 or blob[-1] != 0xFF:
-        raise _Bad()
+        raise BadPayload()
     out: list[bytes] = []
     i, end = 10, len(blob) - 1
     while i < end:
         i += 5 if blob[i] == 0xFE else 1  # the previous entry's length
         if i >= end:
-            raise _Bad()
+            raise BadPayload()
         enc = blob[i]
         kind = enc >> 6
         if kind == 0:
@@ -228,12 +118,12 @@ def _ziplist(blob: bytes) -> list[bytes]:
             elif 0xF1 <= enc <= 0xFD:
                 value, size = (enc & 0x0F) - 1, 0
             else:
-                raise _Bad()
+                raise BadPayload()
             out.append(str(value).encode())
             i += size
             continue
         if i + n > end:
-            raise _Bad()
+            raise BadPayload()
         out.append(blob[i : i + n])
         i += n
     return out
@@ -242,7 +132,7 @@ def _ziplist(blob: bytes) -> list[bytes]:
 def _listpack(blob: bytes) -> list[bytes]:
     """The entries of a listpack (Redis 7's compact encoding)."""
     if len(blob) < 7 or blob[-1] != 0xFF:
-        raise _Bad()
+        raise BadPayload()
     out: list[bytes] = []
     i, end = 6, len(blob) - 1
     while i < end:
@@ -268,9 +158,9 @@ def _listpack(blob: bytes) -> list[bytes]:
             value = int.from_bytes(blob[i + 1 : i + 1 + size], "little", signed=True)
             i += 1 + size
         else:
-            raise _Bad()
+            raise BadPayload()
         if i > end:
-            raise _Bad()
+            raise BadPayload()
         entry = i - start  # its back-length, sized as lpEncodeBacklen does
         i += (
             1
@@ -285,23 +175,23 @@ def _listpack(blob: bytes) -> list[bytes]:
         )
         out.append(value if isinstance(value, bytes) else str(value).encode())
     if i != end:
-        raise _Bad()
+        raise BadPayload()
     return out
 
 
 def _intset(blob: bytes) -> list[bytes]:
     if len(blob) < 8:
-        raise _Bad()
+        raise BadPayload()
     width, n = struct.unpack_from("<II", blob)
     fmt = {2: "h", 4: "i", 8: "q"}.get(width)
     if fmt is None or len(blob) != 8 + width * n:
-        raise _Bad()
+        raise BadPayload()
     return [str(v).encode() for v in struct.unpack_from(f"<{n}{fmt}", blob, 8)]
 
 
 def _pairs(items: list[bytes]) -> list[tuple[bytes, bytes]]:
     if len(items) % 2:
-        raise _Bad()
+        raise BadPayload()
     return list(zip(items[::2], items[1::2], strict=True))
 
 
@@ -309,7 +199,7 @@ def _score(raw: bytes) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise _Bad() from None
+        raise BadPayload() from None
 
 
 def _list_of(items: list[bytes]) -> List:
@@ -323,7 +213,7 @@ def _set_of(items: list[bytes]) -> Set:
     out = Set()
     for item in items:
         if not out.add(item):  # a duplicate member: Redis refuses the payload too
-            raise _Bad()
+            raise BadPayload()
     return out
 
 
@@ -331,7 +221,7 @@ def _hash_of(pairs: list[tuple[bytes, bytes]]) -> Hash:
     out = Hash()
     for field, value in pairs:
         if not out.set(field, value):
-            raise _Bad()
+            raise BadPayload()
     return out
 
 
@@ -339,11 +229,11 @@ def _zset_of(scored: list[tuple[bytes, float]]) -> ZSet:
     out = ZSet()
     for member, score in scored:
         if score != score or not out.set(member, score):  # NaN, or a duplicate member
-            raise _Bad()
+            raise BadPayload()
     return out
 
 
-def _quicklist(r: _Reader, version: int) -> List:
+def _quicklist(r: Reader, version: int) -> List:
     items: list[bytes] = []
     for _ in range(r.count()):
         container = r.count() if version == 2 else 2
@@ -353,7 +243,7 @@ def _quicklist(r: _Reader, version: int) -> List:
         elif container == 2:
             items += _listpack(blob) if version == 2 else _ziplist(blob)
         else:
-            raise _Bad()
+            raise BadPayload()
     return _list_of(items)
 
 
@@ -375,7 +265,7 @@ def deserialize(payload: bytes) -> bytes | tv.Container:
     version, crc = struct.unpack("<HQ", footer)
     if version > RDB_VERSION or crc64(payload[:-8]) != crc:
         raise CommandError(BAD_FOOTER)
-    r = _Reader(body)
+    r = Reader(body)
     try:
         kind = r.byte()
         if kind in _STREAMS:
@@ -406,8 +296,8 @@ def deserialize(payload: bytes) -> bytes | tv.Container:
         elif kind in _COMPACT:
             value = _COMPACT[kind](r.string())
         else:
-            raise _Bad()
-    except (_Bad, struct.error, IndexError):
+            raise BadPayload()
+    except (BadPayload, struct.error, IndexError):
         raise CommandError(BAD_FORMAT) from None
     if r.pos != len(body) or (not isinstance(value, bytes) and not len(value)):
         raise CommandError(BAD_FORMAT)  # trailing bytes, or an empty container

@@ -19,6 +19,7 @@ from typing import Final
 from raftcache.node.keyspace.args import parse_int
 from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY, Db
 from raftcache.node.keyspace.glob import compile_glob
+from raftcache.node.keyspace.rdb import RDB_VERSION, BadPayload, Reader, crc64, rdb_string
 from raftcache.node.keyspace.reply import OK, CommandError, Map, ReplyT, SetReply, Status
 from raftcache.node.keyspace.scripting import NOT_BUSY, RO_FLAGGED, _Script, atomically
 from raftcache.node.keyspace.table import command
@@ -416,44 +417,7 @@ def fcall_ro(db: Db, argv: list[bytes]) -> ReplyT:
 
 # -- DUMP / RESTORE payloads (Redis's RDB function opcodes, version 10, CRC64) ----------------
 
-RDB_VERSION: Final = 10
 _OPCODE_FUNCTION2: Final = 245
-
-
-def _crc64_table() -> list[int]:
-    poly, table = 0x95AC9329AC4BC9B5, []  # Redis's crc64 (Jones), reflected
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE: Final = _crc64_table()
-
-
-def crc64(data: bytes) -> int:
-    crc, table = 0, _CRC_TABLE
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
-def rdb_length(n: int) -> bytes:
-    """RDB's length encoding (rdbSaveLen)."""
-    if n < 1 << 6:
-        return bytes((n,))
-    if n < 1 << 14:
-        return bytes((0x40 | n >> 8, n & 0xFF))
-    if n < 1 << 32:
-        return b"\x80" + struct.pack(">I", n)
-    return b"\x81" + struct.pack(">Q", n)
-
-
-def rdb_string(data: bytes) -> bytes:
-    """An RDB string, stored raw (Redis reads raw, integer-encoded and LZF strings alike)."""
-    return rdb_length(len(data)) + data
 
 
 def dump(libs: object) -> bytes:
@@ -477,73 +441,12 @@ def undump(payload: bytes) -> list[bytes]:
     (crc,) = struct.unpack_from("<Q", payload, len(payload) - 8)
     if version > RDB_VERSION or (crc != 0 and crc != crc64(payload[:-8])):
         raise CommandError(_BAD_PAYLOAD)
-    codes, pos, end = [], 0, len(payload) - 10
+    codes, r = [], Reader(payload[:-10])
     try:
-        while pos < end:
-            if payload[pos] != _OPCODE_FUNCTION2:
+        while r.pos < len(r.data):
+            if r.byte() != _OPCODE_FUNCTION2:
                 raise CommandError("ERR given type is not a function")
-            code, pos = _read_string(payload, pos + 1)
-            codes.append(code)
-    except (IndexError, struct.error):
+            codes.append(r.string())
+    except BadPayload:
         raise CommandError("ERR failed loading the given functions payload") from None
     return codes
-
-
-def _read_length(data: bytes, pos: int) -> tuple[int, bool, int]:
-    """(length or encoding, encoded?, next position) of an RDB length."""
-    first = data[pos]
-    kind = first >> 6
-    if kind == 0:
-        return first & 0x3F, False, pos + 1
-    if kind == 1:
-        return (first & 0x3F) << 8 | data[pos + 1], False, pos + 2
-    if kind == 3:
-        return first & 0x3F, True, pos + 1
-    if first == 0x80:
-        return struct.unpack_from(">I", data, pos + 1)[0], False, pos + 5
-    if first == 0x81:
-        return struct.unpack_from(">Q", data, pos + 1)[0], False, pos + 9
-    raise IndexError("bad length")
-
-
-def _read_string(data: bytes, pos: int) -> tuple[bytes, int]:
-    n, encoded, pos = _read_length(data, pos)
-    if not encoded:
-        if pos + n > len(data):
-            raise IndexError("short string")
-        return data[pos : pos + n], pos + n
-    if n in (0, 1, 2):  # integers stored as 1, 2 or 4 little-endian bytes
-        size = 1 << n
-        value = int.from_bytes(data[pos : pos + size], "little", signed=True)
-        return str(value).encode(), pos + size
-    if n == 3:  # LZF
-        clen, _, pos = _read_length(data, pos)
-        ulen, _, pos = _read_length(data, pos)
-        return _lzf_decompress(data[pos : pos + clen], ulen), pos + clen
-    raise IndexError("unknown string encoding")
-
-
-def _lzf_decompress(data: bytes, size: int) -> bytes:
-    out = bytearray()
-    i = 0
-    while i < len(data):
-        ctrl = data[i]
-        i += 1
-        if ctrl < 32:  # a literal run of ctrl + 1 bytes
-            out += data[i : i + ctrl + 1]
-            i += ctrl + 1
-            continue
-        length = ctrl >> 5
-        if length == 7:
-            length += data[i]
-            i += 1
-        ref = len(out) - ((ctrl & 0x1F) << 8) - data[i] - 1
-        i += 1
-        if ref < 0:
-            raise IndexError("bad LZF back reference")
-        for _ in range(length + 2):
-            out.append(out[ref])
-            ref += 1
-    if len(out) != size:
-        raise IndexError("LZF length mismatch")
-    return bytes(out)

@@ -9,7 +9,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from raftcache.node.keyspace import dump
-from raftcache.node.keyspace.functions import crc64, rdb_length
+from raftcache.node.keyspace.rdb import crc64, rdb_length
 from raftcache.node.keyspace.reply import OK, Error
 
 from tests.unit.redis_harness import Redis, unchanged

@@ -5,7 +5,7 @@ over two replicas of the state machine."""
 from __future__ import annotations
 
 import pytest
-from raftcache.node.keyspace import functions
+from raftcache.node.keyspace import functions, rdb
 from raftcache.node.keyspace.reply import Error, Status
 
 from tests.unit.redis_harness import Redis, refused, unchanged
@@ -185,7 +185,7 @@ def test_flush_dump_restore(r: Redis) -> None:
 
 def test_restore_reads_lzf_payloads() -> None:
     # a literal run of 3 bytes then a back reference of 4 bytes at distance 3: "abcabca"
-    assert functions._lzf_decompress(b"\x02abc\x40\x02", 7) == b"abcabca"
+    assert rdb.lzf(b"\x02abc\x40\x02", 7) == b"abcabca"
 
 
 def test_library_survives_snapshot_and_replays_identically(r: Redis) -> None:

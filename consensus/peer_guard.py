@@ -63,7 +63,7 @@ from pysyncobj.monotonic import monotonic as _pysyncobj_monotonic
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import _COMMAND_TYPE, SyncObjExceptionWrongVer
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
-from raftcache.consensus.prevote import PreVoteSyncObj, _TransferTaggingTransport
+from raftcache.consensus.lease import LeaseSyncObj, LeaseTransport
 
 _log = structlog.get_logger("raftcache.consensus.peers")
 
@@ -342,7 +342,7 @@ def install() -> None:
     pysyncobj.tcp_server.TcpConnection = CheckedTcpConnection
 
 
-class CheckedTransport(_TransferTaggingTransport):
+class CheckedTransport(LeaseTransport):
     """The transport of GuardedSyncObj: wires its connections to the node's BadFrames."""
 
     _syncObj: GuardedSyncObj
@@ -408,8 +408,8 @@ class EntryRefused(Exception):
     """A committed log entry this build cannot apply: the node stops rather than skip it."""
 
 
-class GuardedSyncObj(PreVoteSyncObj):
-    """PreVoteSyncObj that refuses bad frames and messages and halts on entries it cannot
+class GuardedSyncObj(LeaseSyncObj):
+    """LeaseSyncObj that refuses bad frames and messages and halts on entries it cannot
     apply (module docstring)."""
 
     def __init__(

@@ -177,7 +177,10 @@ class PreVoteSyncObj(LogMatchingSyncObj):
         # Set before SyncObj.__init__, which starts the tick thread (and records the
         # attributes that exist by then as its own, so a default pickle dump skips them).
         self._pre_vote = pre_vote
-        self._leader_contact = float("-inf")  # last append from a leader of our term or newer
+        # Last append from a leader of our term or newer. Starting counts as one: before it
+        # stopped, this node may have accepted an append a leader's read lease rests on
+        # (lease.py), and it must not vote against that leader until the lease ran out.
+        self._leader_contact = _now()
         self._round_term: int | None = None  # the term our open pre-vote round asks for
         self._round_grants: set[Any] = set()
         self._cleared_term: int | None = None  # a won pre-vote: the term it cleared

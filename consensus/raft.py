@@ -135,6 +135,10 @@ class RaftConfig:
     # the node still answers pre-votes and keeps leader stickiness; only its own elections
     # start without asking first.
     pre_vote: bool = True
+    # Leader leases (lease.py; DESIGN.md "Leader leases"): the leader answers linearizable
+    # reads without a log entry while a majority accepted its appends within 0.8 x
+    # election_timeout_min. False: every linearizable read waits for an entry to commit.
+    lease_reads: bool = True
     # A read replica (pysyncobj's read-only node): it dials the voters in `peers`, receives
     # the log and never votes or counts; it listens on no Raft port (self_addr only names
     # it). DESIGN.md "Read replicas".
@@ -409,6 +413,7 @@ class RaftNode:
             conf,
             consumers=[self._consumer],
             pre_vote=config.pre_vote,
+            lease_reads=config.lease_reads,
             voting=config.identity_dir is None or config.read_replica,
             on_bad_entry=on_fatal,
             bad_frames=self.bad_frames,
@@ -503,6 +508,15 @@ class RaftNode:
 
     def is_leader(self) -> bool:
         return self._status.role is Role.LEADER
+
+    def lease_read_ok(self) -> bool:
+        """This leader's read lease holds now and it has applied everything it knows
+        committed: a linearizable read may be answered from its state (lease.py)."""
+        return self._syncobj.lease_read_ok()
+
+    def lease_remaining(self) -> float:
+        """Seconds left on this leader's read lease (0: none)."""
+        return self._syncobj.lease_remaining()
 
     def tick_thread_id(self) -> int | None:
         """The native id of pysyncobj's tick thread (for its CPU time), once it runs."""

@@ -196,6 +196,14 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ("max-key-bytes", "largest accepted key", "65536"),
     ("max-value-bytes", "largest accepted value", "4194304"),
     ("tick-interval-ms", "how often the leader replicates its clock", "100"),
+    (
+        "lease-reads",
+        "'true': the leader answers linearizable reads under a lease (a majority accepted its "
+        "appends within 0.8 x the minimum election timeout; assumes clock rates that agree "
+        "within a fifth) without a log entry; 'false': every linearizable read waits for an entry "
+        "to commit",
+        "true",
+    ),
     ("commit-timeout-ms", "after this a write's outcome is reported unknown", "5000"),
     ("max-inflight-batches", "group-commit batches waiting for Raft at once", "1"),
     (
@@ -568,6 +576,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         identity_dir=Path(values["data-dir"]),
         joining=joining,
         max_entry_bytes=4 * proposer.max_batch_bytes,
+        lease_reads=_bool(values, "lease-reads"),
     )
     tls = _tls(values)
     cn_as_user = _cn_as_user(values, tls)

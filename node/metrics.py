@@ -351,6 +351,12 @@ class NodeCollector(Collector):
             proposer.batches_failed,
         )
         yield _counter("raftcache_proposed_ops", "Write ops proposed", proposer.ops_proposed)
+        yield _counter(
+            "raftcache_lease_reads",
+            "Linearizable reads this leader answered under its read lease, without a log entry "
+            "(the others waited for a barrier entry)",
+            proposer.lease_reads,
+        )
         yield histogram(
             "raftcache_commit_duration_seconds",
             "From proposing a log entry to applying it on the leader",

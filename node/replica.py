@@ -122,6 +122,13 @@ class Replica:
     def cluster_time_ms(self) -> int:
         return self._sm.cluster_time_ms
 
+    def expiry_quiet(self, now_ms: int) -> bool:
+        """No key can expire between the applied cluster time and `now_ms`: a read at
+        cluster time answers what a read stamped `now_ms` would (Proposer.barrier's lease
+        path). Conservative: any deadline at or before `now_ms` in the lazily pruned heap
+        says no."""
+        return self._sm.next_deadline_ms() > max(now_ms, self._sm.cluster_time_ms)
+
     def members(self) -> dict[str, Member]:
         with self._lock:
             return self._sm.members

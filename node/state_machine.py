@@ -1022,6 +1022,15 @@ class StateMachine:
     def cluster_time_ms(self) -> int:
         return self._cluster_time_ms
 
+    def next_deadline_ms(self) -> float:
+        """A lower bound on the earliest deadline of any key (inf: none has one). The heap is
+        pruned lazily, so this may name a key rewritten or gone: callers treat it as "some
+        key may expire from here on". Safe from any thread (the tick thread may be applying)."""
+        try:
+            return self._expiry[0][0]
+        except IndexError:
+            return math.inf
+
     @property
     def revision(self) -> int:
         return self._revision

@@ -33,7 +33,15 @@ FOLLOWER, CANDIDATE, LEADER = 0, 1, 2
 class Node:
     """A PreVoteSyncObj whose two peers, `a` and `b`, are played by the test."""
 
-    def __init__(self, sent: list[tuple[Any, dict[str, Any]]], *, pre_vote: bool = True) -> None:
+    def __init__(
+        self,
+        sent: list[tuple[Any, dict[str, Any]]],
+        *,
+        pre_vote: bool = True,
+        cls: type[PreVoteSyncObj] = PreVoteSyncObj,
+        fresh: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.sent = sent
         conf = SyncObjConf(
             autoTick=False,
@@ -42,11 +50,15 @@ class Node:
             appendEntriesPeriod=MIN_TIMEOUT / 4,
         )
         peers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
-        self.obj = PreVoteSyncObj(f"127.0.0.1:{free_port()}", peers, conf, pre_vote=pre_vote)
+        self.obj = cls(f"127.0.0.1:{free_port()}", peers, conf, pre_vote=pre_vote, **kwargs)
         self.a, self.b = sorted(self.obj._SyncObj__otherNodes, key=lambda n: n.id)
         # Nobody listens on the peers' ports: pretend they are connected, as pysyncobj
         # starts no election (and we no pre-vote) while connected to nobody.
         self.obj._connected = lambda: True
+        if not fresh:
+            # As if started long ago: a node's start counts as leader contact for one minimum
+            # election timeout (test_a_started_node_grants_nothing_for_a_timeout checks that).
+            self.obj._leader_contact = float("-inf")
 
     # -- state
 
@@ -302,6 +314,24 @@ def test_pre_vote_refused_within_the_lease_of_a_live_leader(node: Node) -> None:
     assert node.ask_pre_vote(node.b, 3, 5, 2)
     node.heartbeat(node.a, 2)
     assert not node.ask_pre_vote(node.b, 3, 5, 2)
+
+
+def test_a_started_node_grants_nothing_for_a_timeout(
+    sent: list[tuple[Any, dict[str, Any]]],
+) -> None:
+    # Before it stopped, the node may have accepted an append a leader's read lease rests on
+    # (lease.py): for one minimum election timeout after it starts it votes for nobody.
+    n = Node(sent, fresh=True)
+    try:
+        assert not n.ask_pre_vote(n.b, 1, 1, 0)
+        n.request_vote(n.b, 1)
+        assert n.voted_for is None and n.term == 0
+        wait_out_the_lease()
+        assert n.ask_pre_vote(n.b, 1, 1, 0)
+        n.request_vote(n.b, 1)
+        assert n.voted_for == n.b.id and n.term == 1
+    finally:
+        n.close()
 
 
 def test_pre_vote_refused_to_a_log_behind_ours(node: Node) -> None:

@@ -242,15 +242,23 @@ class Proposer:
         self.barrier(future)
         await future
 
-    def barrier(self, waiter: Waiter) -> None:
-        """Complete `waiter` once everything committed before this call is applied here.
+    def barrier(self, waiter: Waiter, *, behind_queued: bool = False) -> None:
+        """Complete `waiter` once everything committed before this call is applied here
+        (`behind_queued`: and the writes queued here before it, which the lease alone does
+        not wait for: a Batch's reads see its own writes).
 
         Under a leader lease (consensus/lease.py) that holds now, with nothing due to expire
         between the applied cluster time and this leader's clock, it already is: the waiter
         completes on the next loop turn without a log entry (never inside this call, which
         callers do not expect). Otherwise an entry proposed after this call is the proof."""
         lease_ok, quiet = self._lease_read_ok, self._expiry_quiet
-        if lease_ok is not None and quiet is not None and lease_ok() and quiet(self._wall_ms()):
+        if (
+            lease_ok is not None
+            and quiet is not None
+            and not (behind_queued and self._writes)
+            and lease_ok()
+            and quiet(self._wall_ms())
+        ):
             if not self._leased:
                 self._loop.call_soon(self._answer_leased)
             self._leased.append(waiter)

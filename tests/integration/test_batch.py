@@ -122,6 +122,22 @@ def test_a_batchs_writes_share_one_log_entry(cluster: LocalCluster) -> None:
     assert _status(cluster, leader).applied_index - before < 20
 
 
+def test_a_batchs_linearizable_reads_see_its_own_writes(cluster: LocalCluster) -> None:
+    # The leader's read lease lets other reads skip the log; a batch's reads still come
+    # after the writes queued ahead of them in the same batch.
+    for node in (cluster.wait_for_leader(), (cluster.wait_for_leader() + 1) % 3):
+        s = stubs_for(cluster, node).cache
+        for round_ in range(20):
+            value = f"v{node}-{round_}".encode()
+            response = s.Batch(
+                _ops(
+                    cache_pb2.BatchOp(set=cache_pb2.SetRequest(key=b"b:ryw", value=value)),
+                    cache_pb2.BatchOp(get=cache_pb2.GetRequest(key=b"b:ryw")),
+                )
+            )
+            assert response.results[1].get.value == value, (node, round_)
+
+
 def test_limits_refuse_the_whole_batch_with_what_to_do(cluster: LocalCluster) -> None:
     leader = cluster.wait_for_leader()
     s = stubs_for(cluster, leader).cache

@@ -1,0 +1,149 @@
+"""Proposer.barrier under a leader lease (consensus/lease.py): answered on the next loop turn
+without a log entry while the lease holds and nothing is due to expire; otherwise, and
+behind a Batch's own queued writes, through a barrier entry as before."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from raftcache.consensus import Outcome
+from raftcache.node import commands
+from raftcache.node.proposer import Proposer, ProposerConfig
+from raftcache.v1 import command_pb2
+
+
+class _Consensus:
+    def __init__(self) -> None:
+        self.lease = True
+        self.proposals: list[tuple[int, Callable[[Outcome, Any], None]]] = []
+
+    def propose(self, data: bytes, callback: Callable[[Outcome, Any], None]) -> None:
+        self.proposals.append((len(commands.decode(data).ops), callback))
+
+    def is_leader(self) -> bool:
+        return True
+
+    def lease_read_ok(self) -> bool:
+        return self.lease
+
+    def commit_all(self) -> None:
+        for ops, callback in self.proposals:
+            callback(Outcome.APPLIED, [None] * ops)
+        self.proposals.clear()
+
+
+class _Clock:
+    """Applied cluster time 1,000; a key expires at `deadline`."""
+
+    cluster_time_ms = 1_000
+
+    def __init__(self) -> None:
+        self.deadline = float("inf")
+        self.asked: list[int] = []
+
+    def expiry_quiet(self, now_ms: int) -> bool:
+        self.asked.append(now_ms)
+        return self.deadline > max(now_ms, self.cluster_time_ms)
+
+
+def _write() -> command_pb2.Op:
+    op = command_pb2.Op()
+    op.set.key, op.set.value = b"k", b"v"
+    return op
+
+
+async def _turns(n: int = 3) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def _setup(wall_ms: int = 2_000) -> tuple[_Consensus, _Clock, Proposer]:
+    consensus, clock = _Consensus(), _Clock()
+    proposer = Proposer(consensus, clock, ProposerConfig(group_wait_s=0), now_ms=lambda: wall_ms)
+    return consensus, clock, proposer
+
+
+def test_under_the_lease_a_read_needs_no_entry_and_answers_next_turn() -> None:
+    async def run() -> None:
+        consensus, clock, proposer = _setup()
+        read = asyncio.get_running_loop().create_future()
+        proposer.barrier(read)
+        assert not read.done()  # never inside the call: callers do not expect it
+        await _turns()
+        assert read.done() and read.result() is None
+        assert consensus.proposals == [] and proposer.lease_reads == 1
+        assert clock.asked == [2_000]  # checked against the leader's clock
+
+    asyncio.run(run())
+
+
+def test_without_the_lease_a_barrier_entry_answers() -> None:
+    async def run() -> None:
+        consensus, _, proposer = _setup()
+        consensus.lease = False
+        read = asyncio.get_running_loop().create_future()
+        proposer.barrier(read)
+        await _turns()
+        assert not read.done() and len(consensus.proposals) == 1
+        consensus.commit_all()
+        await _turns()
+        assert read.done() and proposer.lease_reads == 0
+
+    asyncio.run(run())
+
+
+def test_a_deadline_between_cluster_time_and_the_clock_takes_the_barrier() -> None:
+    async def run() -> None:
+        consensus, clock, proposer = _setup(wall_ms=2_000)
+        clock.deadline = 1_500  # live at cluster time 1,000, expired at the clock's 2,000
+        read = asyncio.get_running_loop().create_future()
+        proposer.barrier(read)
+        await _turns()
+        assert not read.done() and len(consensus.proposals) == 1  # stamps 2,000 into the log
+        clock.deadline = 2_500  # due later than the clock: a lease read answers the same
+        other = asyncio.get_running_loop().create_future()
+        proposer.barrier(other)
+        await _turns()
+        assert other.done() and len(consensus.proposals) == 1
+
+    asyncio.run(run())
+
+
+def test_behind_queued_writes_the_read_waits_for_them() -> None:
+    async def run() -> None:
+        consensus, _, proposer = _setup()
+        loop = asyncio.get_running_loop()
+        write = loop.create_future()
+        proposer.submit(_write(), write)
+        read = loop.create_future()
+        proposer.barrier(read, behind_queued=True)  # a Batch: [set k, get k]
+        await _turns()
+        assert not read.done() and len(consensus.proposals) == 1
+        assert consensus.proposals[0][0] == 1  # the write, with the read behind it
+        consensus.commit_all()
+        await _turns()
+        assert write.done() and read.done() and proposer.lease_reads == 0
+        # With nothing queued the same call takes the lease.
+        again = loop.create_future()
+        proposer.barrier(again, behind_queued=True)
+        await _turns()
+        assert again.done() and proposer.lease_reads == 1
+
+    asyncio.run(run())
+
+
+def test_other_reads_do_not_wait_for_writes_queued_by_others() -> None:
+    async def run() -> None:
+        consensus, _, proposer = _setup()
+        loop = asyncio.get_running_loop()
+        write = loop.create_future()
+        proposer.submit(_write(), write)
+        read = loop.create_future()
+        proposer.barrier(read)  # not acknowledged yet: the read may come before it
+        await _turns()
+        assert read.done() and proposer.lease_reads == 1
+        assert not write.done() and len(consensus.proposals) == 1
+
+    asyncio.run(run())

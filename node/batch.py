@@ -142,7 +142,6 @@ class BatchRunner:
         now = self._proposer.now_ms()
         relay: list[int] = []
         linear: list[int] = []
-        wrote = False  # writes queued here: the batch's reads wait for them (in order)
         for i, op in enumerate(request.ops):
             kind = op.WhichOneof("op") or ""
             what = f"ops[{i}] ({kind or 'empty'})"
@@ -163,7 +162,6 @@ class BatchRunner:
                         done = functools.partial(run.write_done, i, kind, what)
                         self._proposer.submit(write, Callback(done))
                         run.expect()
-                        wrote = True
                     else:
                         relay.append(i)
                 elif consistency == cache_pb2.LINEARIZABLE:
@@ -176,7 +174,7 @@ class BatchRunner:
             except errors.CacheError as exc:
                 run.fail(i, _named(exc, what))
         if linear:
-            self._barrier(run, request, linear, behind_writes=wrote)
+            self._barrier(run, request, linear)
         if relay:
             await self._relay(run, request, relay, forwarded, timeout, identity)
         await run.wait()
@@ -187,15 +185,9 @@ class BatchRunner:
             return cache_pb2.BatchResult(get=responses.read_get(self._view, body.key, now))
         return cache_pb2.BatchResult(exec=responses.read_exec(self._view, body, self._limits, now))
 
-    def _barrier(
-        self,
-        run: _Run,
-        request: cache_pb2.BatchRequest,
-        linear: list[int],
-        behind_writes: bool,
-    ) -> None:
-        """One read barrier for every LINEARIZABLE read of the batch (`behind_writes`: after
-        the batch's own writes, which were queued first)."""
+    def _barrier(self, run: _Run, request: cache_pb2.BatchRequest, linear: list[int]) -> None:
+        """One read barrier for every LINEARIZABLE read of the batch (after its writes,
+        which were queued first)."""
 
         def served(_result: Any, error: BaseException | None) -> None:
             now = self._proposer.now_ms()
@@ -211,7 +203,7 @@ class BatchRunner:
             run.arrived()
 
         try:
-            self._proposer.barrier(Callback(served), behind_queued=behind_writes)
+            self._proposer.barrier(Callback(served))
             run.expect()
         except errors.CacheError as exc:
             for i in linear:

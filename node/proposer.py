@@ -242,20 +242,24 @@ class Proposer:
         self.barrier(future)
         await future
 
-    def barrier(self, waiter: Waiter, *, behind_queued: bool = False) -> None:
-        """Complete `waiter` once everything committed before this call is applied here
-        (`behind_queued`: and the writes queued here before it, which the lease alone does
-        not wait for: a Batch's reads see its own writes).
+    def barrier(self, waiter: Waiter) -> None:
+        """Complete `waiter` once everything committed before this call is applied here,
+        and every write this node queued or proposed before it.
 
-        Under a leader lease (consensus/lease.py) that holds now, with nothing due to expire
-        between the applied cluster time and this leader's clock, it already is: the waiter
-        completes on the next loop turn without a log entry (never inside this call, which
-        callers do not expect). Otherwise an entry proposed after this call is the proof."""
+        Under a leader lease (consensus/lease.py) that holds now, with nothing queued or in
+        flight here and nothing due to expire between the applied cluster time and this
+        leader's clock, it already is: the waiter completes on the next loop turn without a
+        log entry (never inside this call, which callers do not expect). Otherwise an entry
+        proposed after this call is the proof. A read never passes a write proposed here
+        before it, as with the barrier alone: a Batch's reads see its own writes, and a read
+        after a push sees the pops of the blocked clients it woke (Redis serves them inside
+        the push; blocking.py proposes them before the push is answered)."""
         lease_ok, quiet = self._lease_read_ok, self._expiry_quiet
         if (
             lease_ok is not None
             and quiet is not None
-            and not (behind_queued and self._writes)
+            and not self._writes
+            and not self._inflight
             and lease_ok()
             and quiet(self._wall_ms())
         ):

@@ -1,6 +1,6 @@
 """Proposer.barrier under a leader lease (consensus/lease.py): answered on the next loop turn
-without a log entry while the lease holds and nothing is due to expire; otherwise, and
-behind a Batch's own queued writes, through a barrier entry as before."""
+without a log entry while the lease holds, nothing is queued or in flight and nothing is due
+to expire; otherwise through a barrier entry as before."""
 
 from __future__ import annotations
 
@@ -102,48 +102,45 @@ def test_a_deadline_between_cluster_time_and_the_clock_takes_the_barrier() -> No
         proposer.barrier(read)
         await _turns()
         assert not read.done() and len(consensus.proposals) == 1  # stamps 2,000 into the log
+        consensus.commit_all()
+        await _turns()
+        assert read.done()
         clock.deadline = 2_500  # due later than the clock: a lease read answers the same
         other = asyncio.get_running_loop().create_future()
         proposer.barrier(other)
         await _turns()
-        assert other.done() and len(consensus.proposals) == 1
+        assert other.done() and consensus.proposals == [] and proposer.lease_reads == 1
 
     asyncio.run(run())
 
 
-def test_behind_queued_writes_the_read_waits_for_them() -> None:
+def test_a_read_never_passes_a_write_queued_or_proposed_before_it() -> None:
     async def run() -> None:
         consensus, _, proposer = _setup()
         loop = asyncio.get_running_loop()
         write = loop.create_future()
         proposer.submit(_write(), write)
         read = loop.create_future()
-        proposer.barrier(read, behind_queued=True)  # a Batch: [set k, get k]
+        proposer.barrier(read)  # queued behind the write (a Batch: [set k, get k])
         await _turns()
         assert not read.done() and len(consensus.proposals) == 1
-        assert consensus.proposals[0][0] == 1  # the write, with the read behind it
+        assert consensus.proposals[0][0] == 1  # the write, the read waiting on its entry
+        # Proposed and not applied yet (a pop a push woke): a read still waits for it.
+        other = loop.create_future()
+        proposer.barrier(other)
+        await _turns()
+        assert not other.done()
         consensus.commit_all()
         await _turns()
         assert write.done() and read.done() and proposer.lease_reads == 0
-        # With nothing queued the same call takes the lease.
+        await _turns()
+        consensus.commit_all()  # the barrier entry `other` waited for
+        await _turns()
+        assert other.done()
+        # Nothing queued or in flight: the lease answers.
         again = loop.create_future()
-        proposer.barrier(again, behind_queued=True)
+        proposer.barrier(again)
         await _turns()
         assert again.done() and proposer.lease_reads == 1
-
-    asyncio.run(run())
-
-
-def test_other_reads_do_not_wait_for_writes_queued_by_others() -> None:
-    async def run() -> None:
-        consensus, _, proposer = _setup()
-        loop = asyncio.get_running_loop()
-        write = loop.create_future()
-        proposer.submit(_write(), write)
-        read = loop.create_future()
-        proposer.barrier(read)  # not acknowledged yet: the read may come before it
-        await _turns()
-        assert read.done() and proposer.lease_reads == 1
-        assert not write.done() and len(consensus.proposals) == 1
 
     asyncio.run(run())

@@ -162,6 +162,7 @@ class PreVoteSyncObj(LogMatchingSyncObj):
     # pysyncobj's private attributes this class assigns (declared for mypy only).
     _SyncObj__raftLeader: Any
     _SyncObj__raftElectionDeadline: float
+    _SyncObj__transferInProgress: bool
 
     def __init__(
         self,
@@ -186,6 +187,7 @@ class PreVoteSyncObj(LogMatchingSyncObj):
         self._cleared_term: int | None = None  # a won pre-vote: the term it cleared
         self._cleared_at = 0.0
         self._transfer_term: int | None = None  # request_votes of this term get TRANSFER_FLAG
+        self._transfer_asked_in: int | None = None  # the term our leader sent timeout_now in
         self._term_floor = 0  # the highest term a pre-vote refusal reported
         self._transfer_pause_until = 0.0  # a leader that sent timeout_now appends nothing
         self._ignored_logged: set[tuple[Any, int]] = set()
@@ -281,9 +283,14 @@ class PreVoteSyncObj(LogMatchingSyncObj):
         current: int = self._SyncObj__raftCurrentTerm
         connected = self._connected()
         if self._SyncObj__transferInProgress:
-            if connected:
-                self._transfer_term = current + 1  # the outgoing leader asked: no pre-vote, tagged
-            return True
+            if self._transfer_asked_in == current:
+                if connected:
+                    self._transfer_term = current + 1  # the outgoing leader asked: no pre-vote
+                return True
+            # Asked in an older term (the flag outlived a lost election or a term adopted
+            # since): a tagged election now would pass the stickiness of members following
+            # a newer leader, whose read lease rests on it (lease.py). A plain one instead.
+            self._SyncObj__transferInProgress = False
         next_term = max(current, self._term_floor) + 1
         if not self._pre_vote or not self._SyncObj__otherNodes:
             return True
@@ -364,6 +371,11 @@ class PreVoteSyncObj(LogMatchingSyncObj):
             self._adopt_term(message.get("term"), node, "a term notice")
             return
         if kind == "request_vote" and self._ignores_vote(node, message):
+            return
+        if kind == "timeout_now":
+            super()._SyncObj__onMessageReceived(node, message)
+            if self._SyncObj__transferInProgress:
+                self._transfer_asked_in = self._SyncObj__raftCurrentTerm
             return
         if kind == "append_entries" and self._SyncObj__selfNode is not None:
             if message["term"] >= self._SyncObj__raftCurrentTerm:

@@ -261,7 +261,8 @@ class Proposer:
             and not self._writes
             and not self._inflight
             and lease_ok()
-            and quiet(self._wall_ms())
+            # the clock a barrier entry would carry (never behind an earlier stamp)
+            and quiet(max(self._wall_ms(), self._last_stamp))
         ):
             if not self._leased:
                 self._loop.call_soon(self._answer_leased)

@@ -572,9 +572,9 @@ class StateMachine:
     def _rebuild_expiry(self) -> None:
         """Drop stale heap entries (keys rewritten or removed) without scanning all keys."""
         data = self._data
-        live = {(d, k) for d, k in self._expiry if (e := data.get(k)) and e[_DEADLINE] == d}
-        self._expiry = list(live)
-        heapq.heapify(self._expiry)  # pop order is the tuples' total order: deterministic
+        live = [*{(d, k) for d, k in self._expiry if (e := data.get(k)) and e[_DEADLINE] == d}]
+        heapq.heapify(live)  # pop order is the tuples' total order: deterministic
+        self._expiry = live  # only as a heap: lease reads peek at it from another thread
 
     def _sweep_sessions(self, now: int) -> None:
         idle = [cid for cid, s in self._sessions.items() if now - s.last_seen_ms > DEDUP_IDLE_MS]

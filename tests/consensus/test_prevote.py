@@ -403,6 +403,24 @@ def test_a_transfer_target_elects_without_pre_vote_and_tags_its_votes(node: Node
     assert node.term == 5 and node.state == CANDIDATE
 
 
+def test_a_transfer_asked_in_an_older_term_starts_no_tagged_election(node: Node) -> None:
+    # The target hears timeout_now, but before its election starts it adopts a newer term
+    # (a term notice from a member that follows a newer leader). A tagged election then
+    # would pass that leader's followers' stickiness (and its read lease): pre-vote instead.
+    node.heartbeat(node.a, 4)
+    node.obj._SyncObj__raftElectionDeadline = float("inf")  # hold the election back
+    node.receive(node.a, {"type": "timeout_now", "term": 4})
+    assert node.obj._SyncObj__transferInProgress
+    node.receive(node.b, {"type": TERM_NOTICE, "term": 6})
+    node.sent.clear()
+    node.expire_timer()
+    node.tick()
+    assert not node.sent_of("request_vote")
+    assert {m["term"] for _, m in node.sent_of(PRE_VOTE_REQUEST)} == {7}
+    assert node.term == 6 and node.state == FOLLOWER
+    assert not node.obj._SyncObj__transferInProgress
+
+
 def _last_index(node: Node) -> int:
     return int(node.obj._SyncObj__getCurrentLogIndex())
 

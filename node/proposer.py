@@ -184,6 +184,7 @@ class Proposer:
         self._write_weight = 0
         self._reads: list[Waiter] = []
         self._inflight = 0
+        self._writing = 0  # in-flight batches that carry writes (not only reads or a tick)
         self._flush_scheduled = False
         self._last_stamp = 0
         self._last_proposal = 0.0
@@ -246,20 +247,22 @@ class Proposer:
         """Complete `waiter` once everything committed before this call is applied here,
         and every write this node queued or proposed before it.
 
-        Under a leader lease (consensus/lease.py) that holds now, with nothing queued or in
-        flight here and nothing due to expire between the applied cluster time and this
-        leader's clock, it already is: the waiter completes on the next loop turn without a
-        log entry (never inside this call, which callers do not expect). Otherwise an entry
-        proposed after this call is the proof. A read never passes a write proposed here
-        before it, as with the barrier alone: a Batch's reads see its own writes, and a read
-        after a push sees the pops of the blocked clients it woke (Redis serves them inside
-        the push; blocking.py proposes them before the push is answered)."""
+        Under a leader lease (consensus/lease.py) that holds now, with no write queued or in
+        flight here (entries of reads only, or the clock's ticks, do not count: reads that
+        waited for one would keep the next one coming) and nothing due to expire between the
+        applied cluster time and this leader's clock, it already is: the waiter completes on
+        the next loop turn without a log entry (never inside this call, which callers do not
+        expect). Otherwise an entry proposed after this call is the proof. A read never
+        passes a write proposed here before it, as with the barrier alone: a Batch's reads
+        see its own writes, and a read after a push sees the pops of the blocked clients it
+        woke (Redis serves them inside the push; blocking.py proposes them before the push
+        is answered)."""
         lease_ok, quiet = self._lease_read_ok, self._expiry_quiet
         if (
             lease_ok is not None
             and quiet is not None
             and not self._writes
-            and not self._inflight
+            and not self._writing
             and lease_ok()
             # the clock a barrier entry would carry (never behind an earlier stamp)
             and quiet(max(self._wall_ms(), self._last_stamp))
@@ -420,6 +423,8 @@ class Proposer:
         command.ops.extend(ops)
         batch = _Batch(writes, reads, prelude=len(prelude))
         self._inflight += 1
+        if command.ops:
+            self._writing += 1
         self._last_proposal = batch.started = time.monotonic()
         self.batches_proposed += 1
         self.ops_proposed += len(writes)
@@ -445,6 +450,8 @@ class Proposer:
             return
         batch.done = True
         self._inflight -= 1
+        if batch.writes or batch.prelude:
+            self._writing -= 1
         if outcome is Outcome.APPLIED:
             self.commit_durations.observe(time.monotonic() - batch.started)
             for (_, future), op_result in zip(batch.writes, result[batch.prelude :], strict=True):

@@ -144,3 +144,23 @@ def test_a_read_never_passes_a_write_queued_or_proposed_before_it() -> None:
         assert again.done() and proposer.lease_reads == 1
 
     asyncio.run(run())
+
+
+def test_an_entry_of_reads_only_in_flight_does_not_stop_the_lease() -> None:
+    # Otherwise every read that found one in flight would wait for the next, and the reads
+    # queued meanwhile would propose another: barrier entries without end under load.
+    async def run() -> None:
+        consensus, _, proposer = _setup()
+        loop = asyncio.get_running_loop()
+        consensus.lease = False
+        first = loop.create_future()
+        proposer.barrier(first)
+        await _turns()
+        assert len(consensus.proposals) == 1 and consensus.proposals[0][0] == 0
+        consensus.lease = True
+        second = loop.create_future()
+        proposer.barrier(second)
+        await _turns()
+        assert second.done() and not first.done() and len(consensus.proposals) == 1
+
+    asyncio.run(run())

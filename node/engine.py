@@ -21,7 +21,14 @@ from raftcache.node.acl import SCRIPT_COMMANDS
 from raftcache.node.auth import Auth
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.keyspace.db import db_key
-from raftcache.node.keyspace.reply import NULL_ARRAY, CommandError, Error, ReplyT, from_proto
+from raftcache.node.keyspace.reply import (
+    NULL_ARRAY,
+    WRONGTYPE,
+    CommandError,
+    Error,
+    ReplyT,
+    from_proto,
+)
 from raftcache.node.proposer import Proposer, Waiter
 from raftcache.node.resp.errors import error_reply
 from raftcache.node.servicers import NodeView
@@ -141,6 +148,18 @@ class Engine:
         """A read-only command on this node's applied state (after a barrier or a staleness
         check), at cluster time (READ_AT_CLUSTER_TIME)."""
         return self.view.replica.read_call(argv, db, READ_AT_CLUSTER_TIME, self.script_user(argv))
+
+    def read_get(self, db: int, key: bytes) -> tuple[ReplyT, bool]:
+        """GET on this node's applied state (read_local's answer, and whether the key
+        exists, for hit counting) without the command table: the commonest read, ~3 us
+        cheaper than read_local + has_key."""
+        replica = self.view.replica
+        with replica.lock:  # never between two ops of one entry, as read_call
+            entry = replica.state.live(db_key(db, key))
+        if entry is None:
+            return None, False
+        value = entry[0]
+        return (value if isinstance(value, bytes) else Error(WRONGTYPE)), True
 
     def has_key(self, db: int, key: bytes) -> bool:
         """Whether a live key exists here now (for hit/miss counting; no lock needed)."""

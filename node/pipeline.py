@@ -499,11 +499,23 @@ class PipelinedConnection(asyncio.Protocol):
         """A read on this node's applied state; errors and bugs become error replies."""
         try:
             return self.engine.read_local(argv, db)
-        except errors.CacheError as exc:
+        except Exception as exc:
+            return self._read_failed(exc, argv[0])
+
+    def answer_get(self, db: int, key: bytes) -> tuple[ReplyT, bool]:
+        """GET on this node's applied state and whether the key exists (Engine.read_get);
+        errors and bugs become error replies, as in answer_locally."""
+        try:
+            return self.engine.read_get(db, key)
+        except Exception as exc:
+            return self._read_failed(exc, b"get"), False
+
+    def _read_failed(self, exc: Exception, name: bytes) -> ReplyT:
+        if isinstance(exc, errors.CacheError):
             return error_reply(exc)
-        except Exception as exc:  # a bug must answer, not hang the pipeline
-            _log.exception("read failed", command=argv[0].decode("latin-1"))
-            return internal_error(exc, write=False)
+        # a bug must answer, not hang the pipeline
+        _log.exception("read failed", command=name.decode("latin-1"), exc_info=exc)
+        return internal_error(exc, write=False)
 
 
 def internal_error(exc: BaseException, write: bool) -> Error:

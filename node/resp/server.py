@@ -555,17 +555,21 @@ class Connection(PipelinedConnection):
             self.blocked.set_result(reply)
 
     def local_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
-        reply = self.answer_locally(argv, db)
-        if key is not None:
-            # A hit when the command's (first) key exists, as Redis counts lookups; a hit is a
-            # use of the key for LRU/LFU eviction.
+        if key is not None and len(argv) == 2 and argv[0].lower() == b"get":
+            reply, hit = self.answer_get(db, key)  # the commonest read, without the table
+        else:
+            reply = self.answer_locally(argv, db)
+            if key is None:
+                return reply
             hit = self.engine.has_key(db, key)
-            stats = self.server.stats
-            if hit:
-                stats.keyspace_hits += 1
-            else:
-                stats.keyspace_misses += 1
-            self.engine.view.count_read(db_key(db, key), hit)
+        # A hit when the command's (first) key exists, as Redis counts lookups; a hit is a use
+        # of the key for LRU/LFU eviction.
+        stats = self.server.stats
+        if hit:
+            stats.keyspace_hits += 1
+        else:
+            stats.keyspace_misses += 1
+        self.engine.view.count_read(db_key(db, key), hit)
         return reply
 
     # -- pub/sub -----------------------------------------------------------------------------

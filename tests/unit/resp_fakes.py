@@ -73,6 +73,11 @@ class FakeEngine:
             return int(argv[1] in self.data)
         return self.data.get(argv[1])
 
+    def read_get(self, db: int, key: bytes) -> tuple[ReplyT, bool]:
+        if self.local_read_error is not None:
+            raise self.local_read_error
+        return self.data.get(key), key in self.data
+
     async def versions(self, keys: list[bytes], db: int) -> list[int]:
         return [1 for _ in keys]
 

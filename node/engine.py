@@ -20,7 +20,7 @@ from raftcache.node import errors, status_codes
 from raftcache.node.acl import SCRIPT_COMMANDS
 from raftcache.node.auth import Auth
 from raftcache.node.forwarding import LeaderForwarder
-from raftcache.node.keyspace.db import db_key
+from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY, db_key
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
     WRONGTYPE,
@@ -153,6 +153,8 @@ class Engine:
         """GET on this node's applied state (read_local's answer, and whether the key
         exists, for hit counting) without the command table: the commonest read, ~3 us
         cheaper than read_local + has_key."""
+        if key[:5] == DB_PREFIX:  # Db.k's rule: no key aliases another db or the nodes' own
+            return Error(RESERVED_KEY), False
         replica = self.view.replica
         with replica.lock:  # never between two ops of one entry, as read_call
             entry = replica.state.live(db_key(db, key))

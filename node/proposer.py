@@ -256,7 +256,9 @@ class Proposer:
         passes a write proposed here before it, as with the barrier alone: a Batch's reads
         see its own writes, and a read after a push sees the pops of the blocked clients it
         woke (Redis serves them inside the push; blocking.py proposes them before the push
-        is answered)."""
+        is answered: Replica.apply hands the push's events to the loop before pysyncobj
+        calls the push's callback, both through call_soon_threadsafe, so the pops are
+        submitted before the push's reply goes out)."""
         lease_ok, quiet = self._lease_read_ok, self._expiry_quiet
         if (
             lease_ok is not None

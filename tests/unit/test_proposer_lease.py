@@ -164,3 +164,52 @@ def test_an_entry_of_reads_only_in_flight_does_not_stop_the_lease() -> None:
         assert second.done() and not first.done() and len(consensus.proposals) == 1
 
     asyncio.run(run())
+
+
+def test_a_write_that_failed_or_timed_out_stops_holding_reads_back() -> None:
+    async def run() -> None:
+        consensus, _, proposer = _setup()
+        loop = asyncio.get_running_loop()
+        write = loop.create_future()
+        proposer.submit(_write(), write)
+        await _turns()
+        _, callback = consensus.proposals.pop()
+        callback(Outcome.NOT_APPLIED, "no leader")
+        await _turns()
+        assert write.exception() is not None
+        read = loop.create_future()
+        proposer.barrier(read)
+        await _turns()
+        assert read.done() and proposer.lease_reads == 1 and consensus.proposals == []
+
+    asyncio.run(run())
+
+
+def test_an_entry_carrying_only_evictions_counts_as_a_write() -> None:
+    async def run() -> None:
+        consensus, clock = _Consensus(), _Clock()
+        evict = command_pb2.Op()
+        evict.delete.key = b"victim"
+        proposer = Proposer(
+            consensus,
+            clock,
+            ProposerConfig(group_wait_s=0),
+            now_ms=lambda: 2_000,
+            prelude=lambda ops: [evict],  # the evictor puts a delete in front of every entry
+        )
+        loop = asyncio.get_running_loop()
+        consensus.lease = False
+        first = loop.create_future()
+        proposer.barrier(first)  # an entry of no client write, but an eviction in front
+        await _turns()
+        assert [ops for ops, _ in consensus.proposals] == [1]
+        consensus.lease = True
+        second = loop.create_future()
+        proposer.barrier(second)
+        await _turns()
+        assert not second.done()  # behind the eviction in flight
+        consensus.commit_all()
+        await _turns()
+        assert first.done()
+
+    asyncio.run(run())

@@ -45,6 +45,22 @@ def stamps(n: Node) -> list[tuple[Any, tuple[int, float]]]:
     return [(to, m[LEASE_STAMP]) for to, m in n.sent_of("append_entries")]
 
 
+def append(n: Node, node: Any, term: int, stamp: tuple[int, float] | None, **extra: Any) -> None:
+    """An append_entries from `node` after the initial entry (no entries unless given)."""
+    message: dict[str, Any] = {
+        "type": "append_entries",
+        "term": term,
+        "commit_index": 0,
+        "entries": [],
+        "prevLogIdx": 1,
+        "prevLogTerm": 0,
+        **extra,
+    }
+    if stamp is not None:
+        message[LEASE_STAMP] = stamp
+    n.receive(node, message)
+
+
 def ack(
     n: Node,
     node: Any,
@@ -194,18 +210,7 @@ def test_off_it_never_holds_one(sent: list[tuple[Any, dict[str, Any]]]) -> None:
 
 def test_a_member_echoes_the_stamp_of_the_append_it_accepted(follower: Node) -> None:
     follower.sent.clear()
-    follower.receive(
-        follower.a,
-        {
-            "type": "append_entries",
-            "term": 2,
-            "commit_index": 0,
-            "entries": [],
-            "prevLogIdx": 1,
-            "prevLogTerm": 0,
-            LEASE_STAMP: (2, 123.5),
-        },
-    )
+    append(follower, follower.a, 2, (2, 123.5))
     ((to, answer),) = follower.sent_of("next_node_idx")
     assert to == follower.a and answer[LEASE_ACK] == (2, 123.5, MIN_TIMEOUT)
     # ... which keeps it from voting for anyone else for its minimum election timeout
@@ -215,31 +220,10 @@ def test_a_member_echoes_the_stamp_of_the_append_it_accepted(follower: Node) -> 
 def test_no_echo_without_a_stamp_or_for_a_stale_leader(follower: Node) -> None:
     follower.heartbeat(follower.a, 3)
     follower.sent.clear()
-    follower.receive(
-        follower.a,
-        {
-            "type": "append_entries",
-            "term": 3,
-            "commit_index": 0,
-            "entries": [],
-            "prevLogIdx": 1,
-            "prevLogTerm": 0,
-        },
-    )
+    append(follower, follower.a, 3, None)
     assert all(LEASE_ACK not in m for _, m in follower.sent_of("next_node_idx"))
     follower.sent.clear()
-    follower.receive(
-        follower.b,
-        {
-            "type": "append_entries",
-            "term": 2,
-            "commit_index": 0,
-            "entries": [],
-            "prevLogIdx": 1,
-            "prevLogTerm": 0,
-            LEASE_STAMP: (2, 1.0),
-        },
-    )
+    append(follower, follower.b, 2, (2, 1.0))
     assert not follower.sent_of("next_node_idx")  # an older term's append is not answered
     assert follower.sent_of(TERM_NOTICE)
 
@@ -248,35 +232,13 @@ def test_an_answer_to_an_already_held_append_is_echoed_too(follower: Node) -> No
     # LogMatchingSyncObj answers an append whose entries the member already holds itself.
     follower.append(follower.a, 2, 2, 3)
     follower.sent.clear()
-    follower.receive(
-        follower.a,
-        {
-            "type": "append_entries",
-            "term": 2,
-            "commit_index": 0,
-            "entries": [(b"op", 2, 2)],
-            "prevLogIdx": 1,
-            "prevLogTerm": 0,
-            LEASE_STAMP: (2, 9.0),
-        },
-    )
+    append(follower, follower.a, 2, (2, 9.0), entries=[(b"op", 2, 2)])
     ((_, answer),) = follower.sent_of("next_node_idx")
     assert answer[LEASE_ACK] == (2, 9.0, MIN_TIMEOUT)
 
 
 def test_stamps_do_not_leak_into_other_answers(follower: Node) -> None:
-    follower.receive(
-        follower.a,
-        {
-            "type": "append_entries",
-            "term": 2,
-            "commit_index": 0,
-            "entries": [],
-            "prevLogIdx": 1,
-            "prevLogTerm": 0,
-            LEASE_STAMP: (2, 5.0),
-        },
-    )
+    append(follower, follower.a, 2, (2, 5.0))
     follower.sent.clear()
     follower.obj._SyncObj__sendNextNodeIdx(follower.a, success=True)  # outside any append
     ((_, answer),) = follower.sent_of("next_node_idx")

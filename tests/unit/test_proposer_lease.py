@@ -1,29 +1,26 @@
 """Proposer.barrier under a leader lease (consensus/lease.py): answered on the next loop turn
-without a log entry while the lease holds, nothing is queued or in flight and nothing is due
-to expire; otherwise through a barrier entry as before."""
+without a log entry while the lease holds, no write is queued or in flight and nothing is
+due to expire; otherwise through a barrier entry as before."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 from raftcache.consensus import Outcome
-from raftcache.node import commands
 from raftcache.node.proposer import Proposer, ProposerConfig
 from raftcache.v1 import command_pb2
 
+from tests.unit.test_proposer_group_wait import _Consensus as _Recorder
+from tests.unit.test_proposer_group_wait import _op as _write
+from tests.unit.test_proposer_group_wait import _turns
 
-class _Consensus:
+
+class _Consensus(_Recorder):
+    """Records proposals (the test commits them) and holds a lease while `lease`."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.lease = True
-        self.proposals: list[tuple[int, Callable[[Outcome, Any], None]]] = []
-
-    def propose(self, data: bytes, callback: Callable[[Outcome, Any], None]) -> None:
-        self.proposals.append((len(commands.decode(data).ops), callback))
-
-    def is_leader(self) -> bool:
-        return True
 
     def lease_read_ok(self) -> bool:
         return self.lease
@@ -46,17 +43,6 @@ class _Clock:
     def expiry_quiet(self, now_ms: int) -> bool:
         self.asked.append(now_ms)
         return self.deadline > max(now_ms, self.cluster_time_ms)
-
-
-def _write() -> command_pb2.Op:
-    op = command_pb2.Op()
-    op.set.key, op.set.value = b"k", b"v"
-    return op
-
-
-async def _turns(n: int = 3) -> None:
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 def _setup(wall_ms: int = 2_000) -> tuple[_Consensus, _Clock, Proposer]:

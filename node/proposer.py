@@ -123,6 +123,10 @@ class ProposerConfig:
     commit_timeout_s: float = 5.0
     tick_interval_s: float = 0.1
     group_wait_s: float = 0.01  # 0: propose whatever is queued at once
+    # A lease read runs at the applied cluster time; it may trail this leader's clock by at
+    # most this, else the read takes the barrier, whose entry stamps the clock (TTLs read
+    # right, and after a failover the new leader's first reads bring the clock forward).
+    lease_clock_lag_ms: int = 50
 
 
 @dataclass
@@ -249,8 +253,9 @@ class Proposer:
 
         Under a leader lease (consensus/lease.py) that holds now, with no write queued or in
         flight here (entries of reads only, or the clock's ticks, do not count: reads that
-        waited for one would keep the next one coming) and nothing due to expire between the
-        applied cluster time and this leader's clock, it already is: the waiter completes on
+        waited for one would keep the next one coming), an applied cluster time at most
+        lease_clock_lag_ms behind this leader's clock and nothing due to expire between the
+        two, it already is: the waiter completes on
         the next loop turn without a log entry (never inside this call, which callers do not
         expect). Otherwise an entry proposed after this call is the proof. A read never
         passes a write proposed here before it, as with the barrier alone: a Batch's reads
@@ -266,8 +271,7 @@ class Proposer:
             and not self._writes
             and not self._writing
             and lease_ok()
-            # the clock a barrier entry would carry (never behind an earlier stamp)
-            and quiet(max(self._wall_ms(), self._last_stamp))
+            and self._clock_fresh_and_quiet(quiet)
         ):
             if not self._leased:
                 self._loop.call_soon(self._answer_leased)
@@ -280,6 +284,13 @@ class Proposer:
             )
         self._reads.append(waiter)
         self._schedule_flush()
+
+    def _clock_fresh_and_quiet(self, quiet: Callable[[int], bool]) -> bool:
+        """The applied cluster time is within lease_clock_lag_ms of the stamp a barrier
+        entry would carry now, and no key's deadline lies between the two."""
+        now = max(self._wall_ms(), self._last_stamp)
+        lag = now - self._clock.cluster_time_ms
+        return lag <= self._config.lease_clock_lag_ms and quiet(now)
 
     def _answer_leased(self) -> None:
         leased, self._leased = self._leased, []

@@ -45,7 +45,7 @@ class _Clock:
         return self.deadline > max(now_ms, self.cluster_time_ms)
 
 
-def _setup(wall_ms: int = 2_000) -> tuple[_Consensus, _Clock, Proposer]:
+def _setup(wall_ms: int = 1_010) -> tuple[_Consensus, _Clock, Proposer]:
     consensus, clock = _Consensus(), _Clock()
     proposer = Proposer(consensus, clock, ProposerConfig(group_wait_s=0), now_ms=lambda: wall_ms)
     return consensus, clock, proposer
@@ -60,7 +60,7 @@ def test_under_the_lease_a_read_needs_no_entry_and_answers_next_turn() -> None:
         await _turns()
         assert read.done() and read.result() is None
         assert consensus.proposals == [] and proposer.lease_reads == 1
-        assert clock.asked == [2_000]  # checked against the leader's clock
+        assert clock.asked == [1_010]  # checked against the leader's clock
 
     asyncio.run(run())
 
@@ -82,16 +82,16 @@ def test_without_the_lease_a_barrier_entry_answers() -> None:
 
 def test_a_deadline_between_cluster_time_and_the_clock_takes_the_barrier() -> None:
     async def run() -> None:
-        consensus, clock, proposer = _setup(wall_ms=2_000)
-        clock.deadline = 1_500  # live at cluster time 1,000, expired at the clock's 2,000
+        consensus, clock, proposer = _setup(wall_ms=1_010)
+        clock.deadline = 1_005  # live at cluster time 1,000, expired at the clock's 1,010
         read = asyncio.get_running_loop().create_future()
         proposer.barrier(read)
         await _turns()
-        assert not read.done() and len(consensus.proposals) == 1  # stamps 2,000 into the log
+        assert not read.done() and len(consensus.proposals) == 1  # stamps 1,010 into the log
         consensus.commit_all()
         await _turns()
         assert read.done()
-        clock.deadline = 2_500  # due later than the clock: a lease read answers the same
+        clock.deadline = 1_015  # due later than the clock: a lease read answers the same
         other = asyncio.get_running_loop().create_future()
         proposer.barrier(other)
         await _turns()
@@ -180,7 +180,7 @@ def test_an_entry_carrying_only_evictions_counts_as_a_write() -> None:
             consensus,
             clock,
             ProposerConfig(group_wait_s=0),
-            now_ms=lambda: 2_000,
+            now_ms=lambda: 1_010,
             prelude=lambda ops: [evict],  # the evictor puts a delete in front of every entry
         )
         loop = asyncio.get_running_loop()
@@ -197,5 +197,25 @@ def test_an_entry_carrying_only_evictions_counts_as_a_write() -> None:
         consensus.commit_all()
         await _turns()
         assert first.done()
+
+    asyncio.run(run())
+
+
+def test_a_cluster_time_far_behind_the_clock_takes_the_barrier() -> None:
+    # After a failover the applied cluster time is the old leader's last stamp: a TTL read
+    # there would count from it. The barrier's entry stamps this leader's clock.
+    async def run() -> None:
+        consensus, clock, proposer = _setup(wall_ms=1_500)
+        read = asyncio.get_running_loop().create_future()
+        proposer.barrier(read)
+        await _turns()
+        assert not read.done() and len(consensus.proposals) == 1
+        consensus.commit_all()
+        clock.cluster_time_ms = 1_500  # what applying the barrier's stamp does
+        await _turns()
+        again = asyncio.get_running_loop().create_future()
+        proposer.barrier(again)
+        await _turns()
+        assert read.done() and again.done() and proposer.lease_reads == 1
 
     asyncio.run(run())

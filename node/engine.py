@@ -144,10 +144,11 @@ class Engine:
             return ""
         return self.user
 
-    def read_local(self, argv: list[bytes], db: int) -> ReplyT:
+    def read_local(self, argv: list[bytes], db: int, now_ms: int = READ_AT_CLUSTER_TIME) -> ReplyT:
         """A read-only command on this node's applied state (after a barrier or a staleness
-        check), at cluster time (READ_AT_CLUSTER_TIME)."""
-        return self.view.replica.read_call(argv, db, READ_AT_CLUSTER_TIME, self.script_user(argv))
+        check), at cluster time (READ_AT_CLUSTER_TIME) or at `now_ms` if later (the time a
+        leased read may run at: Proposer._answer_leased)."""
+        return self.view.replica.read_call(argv, db, now_ms, self.script_user(argv))
 
     def read_get(self, db: int, key: bytes) -> tuple[ReplyT, bool]:
         """GET on this node's applied state (read_local's answer, and whether the key

@@ -29,7 +29,7 @@ import structlog
 from raftcache.node import acl, errors
 from raftcache.node.auth import Auth
 from raftcache.node.command_stats import CommandStats
-from raftcache.node.engine import Engine, call_op, reply_of
+from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine, call_op, reply_of
 from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
 from raftcache.node.proposer import Callback
 from raftcache.node.resp.errors import error_reply
@@ -178,9 +178,12 @@ class PipelinedConnection(asyncio.Protocol):
     def count_error(self, reply: Error) -> None:
         """An error reply is about to be sent (for the front-end's statistics)."""
 
-    def local_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
-        """A read-only command answered from this node's applied state."""
-        return self.answer_locally(argv, db)
+    def local_read(
+        self, argv: list[bytes], db: int, key: bytes | None, now_ms: int = READ_AT_CLUSTER_TIME
+    ) -> ReplyT:
+        """A read-only command answered from this node's applied state (at `now_ms` if
+        later than its cluster time: a leased read's clock)."""
+        return self.answer_locally(argv, db, now_ms)
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -463,9 +466,9 @@ class PipelinedConnection(asyncio.Protocol):
         engine = self.engine
         if engine.is_leader():
 
-            def done(_result: None, error: BaseException | None) -> None:
+            def done(result: int | None, error: BaseException | None) -> None:
                 if error is None:
-                    reply = self.local_read(argv, db, key)
+                    reply = self.local_read(argv, db, key, result or READ_AT_CLUSTER_TIME)
                 elif isinstance(error, errors.CacheError):
                     reply = error_reply(error)
                 else:
@@ -495,10 +498,12 @@ class PipelinedConnection(asyncio.Protocol):
             return
         self._settle(slot, self.local_read(argv, db, key))
 
-    def answer_locally(self, argv: list[bytes], db: int) -> ReplyT:
+    def answer_locally(
+        self, argv: list[bytes], db: int, now_ms: int = READ_AT_CLUSTER_TIME
+    ) -> ReplyT:
         """A read on this node's applied state; errors and bugs become error replies."""
         try:
-            return self.engine.read_local(argv, db)
+            return self.engine.read_local(argv, db, now_ms)
         except Exception as exc:
             return self._read_failed(exc, argv[0])
 

@@ -200,7 +200,8 @@ class Proposer:
         quiet = getattr(clock, "expiry_quiet", None)
         self._lease_read_ok: Callable[[], bool] | None = lease if quiet is not None else None
         self._expiry_quiet: Callable[[int], bool] | None = quiet
-        self._leased: list[Waiter] = []  # reads the lease answers on the next loop turn
+        # Reads the lease answers on the next loop turn, with the clock they were checked at.
+        self._leased: list[tuple[Waiter, int]] = []
         self.lease_reads = 0  # linearizable reads answered under the lease (no log entry)
         self.batches_proposed = 0
         self.ops_proposed = 0
@@ -249,7 +250,8 @@ class Proposer:
 
     def barrier(self, waiter: Waiter) -> None:
         """Complete `waiter` once everything committed before this call is applied here,
-        and every write this node queued or proposed before it.
+        and every write this node queued or proposed before it. Its result is None, or
+        under the lease the clock the read may run at (`_answer_leased`).
 
         Under a leader lease (consensus/lease.py) that holds now, with no write queued or in
         flight here (entries of reads only, or the clock's ticks, do not count: reads that
@@ -271,11 +273,11 @@ class Proposer:
             and not self._writes
             and not self._writing
             and lease_ok()
-            and self._clock_fresh_and_quiet(quiet)
+            and (now := self._clock_fresh_and_quiet(quiet))
         ):
             if not self._leased:
                 self._loop.call_soon(self._answer_leased)
-            self._leased.append(waiter)
+            self._leased.append((waiter, now))
             return
         if len(self._reads) >= self._config.max_pending_ops:
             raise errors.Overloaded(
@@ -285,19 +287,24 @@ class Proposer:
         self._reads.append(waiter)
         self._schedule_flush()
 
-    def _clock_fresh_and_quiet(self, quiet: Callable[[int], bool]) -> bool:
-        """The applied cluster time is within lease_clock_lag_ms of the stamp a barrier
-        entry would carry now, and no key's deadline lies between the two."""
+    def _clock_fresh_and_quiet(self, quiet: Callable[[int], bool]) -> int:
+        """The stamp a barrier entry would carry now, if the applied cluster time is within
+        lease_clock_lag_ms of it and no key's deadline lies between the two; else 0."""
         now = max(self._wall_ms(), self._last_stamp)
         lag = now - self._clock.cluster_time_ms
-        return lag <= self._config.lease_clock_lag_ms and quiet(now)
+        return now if lag <= self._config.lease_clock_lag_ms and quiet(now) else 0
 
     def _answer_leased(self) -> None:
+        """A leased read's result is the time it may read at (a barrier's is None): the
+        stamp its barrier entry would have carried, so TTLs and idle times read as they
+        would after that entry. No key expires between it and the applied cluster time
+        (checked), and it is at most lease_clock_lag_ms past a committed stamp: a new
+        leader's clock can never be more than that behind what a client was shown."""
         leased, self._leased = self._leased, []
         self.lease_reads += len(leased)
-        for waiter in leased:
+        for waiter, now in leased:
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(now)
 
     def hold(self, seconds: float) -> None:
         """Propose nothing new for up to `seconds` (writes and reads queue meanwhile): a

@@ -32,7 +32,7 @@ import structlog
 from raftcache.node import acl
 from raftcache.node.auth import penalty_s
 from raftcache.node.command_stats import ProtocolStats
-from raftcache.node.engine import Engine
+from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine
 from raftcache.node.keyspace.reply import CommandError, ReplyT
 from raftcache.node.memcached.admin import VERSION, Discovery, config_get_cluster, stats_reply
 from raftcache.node.memcached.forms import (
@@ -297,8 +297,10 @@ class McConnection(PipelinedConnection):
     def render(self, fmt: Form, reply: ReplyT) -> bytes:
         return fmt.render(reply, self.stats)
 
-    def local_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
-        reply = self.answer_locally(argv, db)
+    def local_read(
+        self, argv: list[bytes], db: int, key: bytes | None, now_ms: int = READ_AT_CLUSTER_TIME
+    ) -> ReplyT:
+        reply = self.answer_locally(argv, db, now_ms)
         if isinstance(reply, list):
             view = self.engine.view
             for k, item in zip(argv[1:], reply, strict=False):

@@ -19,7 +19,7 @@ from raftcache.node import acl, errors
 from raftcache.node.auth import AclLog, channels_of, penalty_s
 from raftcache.node.blocking import Blocker
 from raftcache.node.command_stats import ProtocolStats
-from raftcache.node.engine import Engine
+from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine
 from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.args import parse_int
 from raftcache.node.keyspace.blocking import is_blocking, waits_on
@@ -554,11 +554,15 @@ class Connection(PipelinedConnection):
         if self.blocked is not None and not self.blocked.done():
             self.blocked.set_result(reply)
 
-    def local_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
+    def local_read(
+        self, argv: list[bytes], db: int, key: bytes | None, now_ms: int = READ_AT_CLUSTER_TIME
+    ) -> ReplyT:
         if key is not None and len(argv) == 2 and argv[0].lower() == b"get":
-            reply, hit = self.answer_get(db, key)  # the commonest read, without the table
+            # the commonest read, without the table (its answer does not depend on now_ms:
+            # no key expires between the cluster time and a leased read's clock)
+            reply, hit = self.answer_get(db, key)
         else:
-            reply = self.answer_locally(argv, db)
+            reply = self.answer_locally(argv, db, now_ms)
             if key is None:
                 return reply
             hit = self.engine.has_key(db, key)

@@ -66,7 +66,7 @@ class FakeEngine:
             barrier.set_result(None)
         self.barriers.clear()
 
-    def read_local(self, argv: list[bytes], db: int) -> ReplyT:
+    def read_local(self, argv: list[bytes], db: int, now_ms: int = 0) -> ReplyT:
         if self.local_read_error is not None:
             raise self.local_read_error
         if argv[0].lower() == b"exists":

@@ -37,7 +37,7 @@ class McEngine(FakeEngine):
             future.set_exception(error)
         self.writes_.clear()
 
-    def read_local(self, argv: list[bytes], db: int) -> Any:
+    def read_local(self, argv: list[bytes], db: int, now_ms: int = 0) -> Any:
         return self.r(*argv)
 
 

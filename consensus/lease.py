@@ -74,7 +74,7 @@ class LeaseTransport(_TransferTaggingTransport):
                 if echo is not None and echo[0] is node:
                     message[LEASE_ACK] = (*echo[1], owner._SyncObj__conf.raftMinTimeout)
             elif kind == "timeout_now":
-                owner.void_lease("a leadership transfer")
+                owner.void_lease()  # a transfer's election skips stickiness
         return bool(super().send(node, message))
 
 
@@ -112,7 +112,7 @@ class LeaseSyncObj(PreVoteSyncObj):
         )
 
     def lease_remaining(self) -> float:
-        """Seconds the published lease has left (0 when none): for status and tests."""
+        """Seconds the published lease has left (0 when none)."""
         term, until = self._lease
         if term != self._SyncObj__raftCurrentTerm or self._SyncObj__raftState != _LEADER:
             return 0.0
@@ -120,7 +120,7 @@ class LeaseSyncObj(PreVoteSyncObj):
 
     # ------------------------------------------------------------ tick thread
 
-    def void_lease(self, why: str) -> None:
+    def void_lease(self) -> None:
         """Give up the lease for the rest of this term (a transfer skips stickiness)."""
         self._lease_void_term = self._SyncObj__raftCurrentTerm
         if self._lease is not _NO_LEASE:

@@ -514,10 +514,6 @@ class RaftNode:
         committed: a linearizable read may be answered from its state (lease.py)."""
         return self._syncobj.lease_read_ok()
 
-    def lease_remaining(self) -> float:
-        """Seconds left on this leader's read lease (0: none)."""
-        return self._syncobj.lease_remaining()
-
     def tick_thread_id(self) -> int | None:
         """The native id of pysyncobj's tick thread (for its CPU time), once it runs."""
         thread = getattr(self._syncobj, "_SyncObj__thread", None)

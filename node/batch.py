@@ -170,7 +170,7 @@ class BatchRunner:
                     self._view.check_staleness(
                         body.max_staleness_ms, "max_staleness_ms", _STALE_ADVICE
                     )
-                    run.results[i] = self._read(kind, body, self._read_now())
+                    run.results[i] = self._read(kind, body, responses.read_time_ms(self._view))
             except errors.CacheError as exc:
                 run.fail(i, _named(exc, what))
         if linear:
@@ -179,12 +179,6 @@ class BatchRunner:
             await self._relay(run, request, relay, forwarded, timeout, identity)
         await run.wait()
         return cache_pb2.BatchResponse(results=self._within_budget(request, run.results))
-
-    def _read_now(self) -> int:
-        """When reads happen: the applied cluster time, as for unary reads (servicers.py
-        `_read_now`; node/engine.py READ_AT_CLUSTER_TIME): this node's wall clock could hide
-        a key that comes back on a leader whose clock is behind."""
-        return self._view.replica.cluster_time_ms
 
     def _read(self, kind: str, body: Any, now: int) -> cache_pb2.BatchResult:
         if kind == "get":
@@ -196,7 +190,7 @@ class BatchRunner:
         which were queued first)."""
 
         def served(_result: Any, error: BaseException | None) -> None:
-            now = self._read_now()
+            now = responses.read_time_ms(self._view)
             for i in linear:
                 op = request.ops[i]
                 kind = op.WhichOneof("op") or ""

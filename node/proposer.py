@@ -79,14 +79,6 @@ class Clock(Protocol):
     def cluster_time_ms(self) -> int: ...
 
 
-class LeaseConsensus(Protocol):
-    def lease_read_ok(self) -> bool: ...
-
-
-class QuietClock(Protocol):
-    def expiry_quiet(self, now_ms: int) -> bool: ...
-
-
 SCRIPT_WEIGHT = 64
 """What a Lua script or function call weighs against max_batch_weight: it costs ~0.2-0.5 ms
 to apply on every replica against ~0.02 ms for a SET, and an entry is applied on the Raft
@@ -198,8 +190,10 @@ class Proposer:
         # Lease reads (consensus/lease.py): both sides must offer them (test fakes do not).
         lease = getattr(consensus, "lease_read_ok", None)
         quiet = getattr(clock, "expiry_quiet", None)
-        self._lease_read_ok: Callable[[], bool] | None = lease if quiet is not None else None
-        self._expiry_quiet: Callable[[int], bool] | None = quiet
+        # (lease_read_ok, expiry_quiet), or None when either side lacks its half
+        self._lease: tuple[Callable[[], bool], Callable[[int], bool]] | None = (
+            (lease, quiet) if lease is not None and quiet is not None else None
+        )
         # Reads the lease answers on the next loop turn, with the clock they were checked at.
         self._leased: list[tuple[Waiter, int]] = []
         self.lease_reads = 0  # linearizable reads answered under the lease (no log entry)
@@ -257,23 +251,22 @@ class Proposer:
         flight here (entries of reads only, or the clock's ticks, do not count: reads that
         waited for one would keep the next one coming), an applied cluster time at most
         lease_clock_lag_ms behind this leader's clock and nothing due to expire between the
-        two, it already is: the waiter completes on
-        the next loop turn without a log entry (never inside this call, which callers do not
-        expect). Otherwise an entry proposed after this call is the proof. A read never
+        two, it already is: the waiter completes on the next loop turn without a log entry
+        (never inside this call, which callers do not expect). Otherwise an entry proposed
+        after this call is the proof. A read never
         passes a write proposed here before it, as with the barrier alone: a Batch's reads
         see its own writes, and a read after a push sees the pops of the blocked clients it
         woke (Redis serves them inside the push; blocking.py proposes them before the push
         is answered: Replica.apply hands the push's events to the loop before pysyncobj
         calls the push's callback, both through call_soon_threadsafe, so the pops are
         submitted before the push's reply goes out)."""
-        lease_ok, quiet = self._lease_read_ok, self._expiry_quiet
+        lease = self._lease
         if (
-            lease_ok is not None
-            and quiet is not None
+            lease is not None
             and not self._writes
             and not self._writing
-            and lease_ok()
-            and (now := self._clock_fresh_and_quiet(quiet))
+            and lease[0]()
+            and (now := self._clock_fresh_and_quiet(lease[1]))
         ):
             if not self._leased:
                 self._loop.call_soon(self._answer_leased)

@@ -58,6 +58,13 @@ def check_size(message: Any, limits: requests.Limits, advice: str) -> None:
         )
 
 
+def read_time_ms(view: NodeView) -> int:
+    """When gRPC reads (unary and Batch) happen: this replica's applied cluster time, never
+    its wall clock, which could hide a key that comes back on a leader whose clock is behind
+    (node/engine.py READ_AT_CLUSTER_TIME)."""
+    return view.replica.cluster_time_ms
+
+
 def read_get(view: NodeView, key: bytes, now_ms: int) -> cache_pb2.GetResponse:
     """Get served from this node's applied state (after the barrier or staleness check)."""
     entry = view.replica.get(key, now_ms)

@@ -190,9 +190,7 @@ class CacheServicer(cache_pb2_grpc.CacheServicer):  # type: ignore[misc]
         return self._proposer.now_ms()
 
     def _read_now(self) -> int:
-        """When reads happen: this replica's applied cluster time, never its wall clock
-        (node/engine.py READ_AT_CLUSTER_TIME says why)."""
-        return self._view.replica.cluster_time_ms
+        return responses.read_time_ms(self._view)
 
     # -- writes ----------------------------------------------------------------
 

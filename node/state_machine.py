@@ -982,10 +982,11 @@ class StateMachine:
         entry = self._live(key, max(now_ms, self._cluster_time_ms))
         return None if entry is None else Entry(*entry)
 
-    def live(self, key: bytes) -> _Stored | None:
+    def live(self, key: bytes, now_ms: int = 0) -> _Stored | None:
         """The stored (value, version, deadline, flags) at key as a read at the applied
-        cluster time sees it, or None: the front-ends' GET fast path."""
-        return self._live(key, self._cluster_time_ms)
+        cluster time (or at `now_ms` if later, as read_call) sees it, or None: the
+        front-ends' GET fast paths."""
+        return self._live(key, max(now_ms, self._cluster_time_ms))
 
     def read(self, op: cache_pb2.DataOp, now_ms: int) -> Result:
         """Serve a read-only data op from local state (no change, no event)."""

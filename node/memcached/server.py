@@ -59,6 +59,8 @@ _I32_MAX = (1 << 31) - 1
 _U64 = 1 << 64
 BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
 ERROR = b"ERROR\r\n"
+MC_GET = b"raftcache.mc.get"
+"""The table command get, gets and mg read through (node/keyspace/memcached.py)."""
 UNAUTHENTICATED = b"CLIENT_ERROR unauthenticated\r\n"
 AUTH_FAILURE = b"CLIENT_ERROR authentication failure\r\n"
 AUTH_BAD_FORMAT = b"CLIENT_ERROR bad authentication token format\r\n"
@@ -300,7 +302,13 @@ class McConnection(PipelinedConnection):
     def local_read(
         self, argv: list[bytes], db: int, key: bytes | None, now_ms: int = READ_AT_CLUSTER_TIME
     ) -> ReplyT:
-        reply = self.answer_locally(argv, db, now_ms)
+        if argv[0] == MC_GET:  # get, gets, mg: the commonest reads, without the table
+            try:
+                reply = self.engine.read_mc_get(argv[1:], now_ms)
+            except Exception as exc:
+                reply = self._read_failed(exc, MC_GET)
+        else:
+            reply = self.answer_locally(argv, db, now_ms)
         if isinstance(reply, list):
             view = self.engine.view
             for k, item in zip(argv[1:], reply, strict=False):
@@ -580,7 +588,7 @@ def _get_command(conn: McConnection, tokens: list[bytes], cas: bool) -> None:
         return
     conn.stats.add("cmd_get", len(keys))
     conn._form = GetForm(keys, cas, touch=False)
-    conn._get([b"raftcache.mc.get", *keys], keys)
+    conn._get([MC_GET, *keys], keys)
 
 
 @_command("get")
@@ -735,7 +743,7 @@ def _mg(conn: McConnection, tokens: list[bytes]) -> None:
         conn.stats.add("cmd_touch")
         conn._propose([b"raftcache.mc.gat", b"%d" % ttl, key])
         return
-    conn._get([b"raftcache.mc.get", key], [key])
+    conn._get([MC_GET, key], [key])
 
 
 @_command("md")

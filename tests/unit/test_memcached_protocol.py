@@ -40,6 +40,9 @@ class McEngine(FakeEngine):
     def read_local(self, argv: list[bytes], db: int, now_ms: int = 0) -> Any:
         return self.r(*argv)
 
+    def read_mc_get(self, keys: list[bytes], now_ms: int = 0) -> Any:
+        return self.r(b"raftcache.mc.get", *keys)  # Engine's fast path answers the same
+
 
 def connect(engine: McEngine) -> tuple[McConnection, FakeTransport]:
     conn = McConnection(McServer(engine, LIMIT), 1)  # type: ignore[arg-type]

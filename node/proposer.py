@@ -196,6 +196,9 @@ class Proposer:
         )
         # Reads the lease answers on the next loop turn, with the clock they were checked at.
         self._leased: list[tuple[Waiter, int]] = []
+        # The clock the first of them was checked at: later reads of the same turn share it
+        # while nothing is proposed or completed meanwhile (barrier()); 0 = check again.
+        self._lease_clock = 0
         self.lease_reads = 0  # linearizable reads answered under the lease (no log entry)
         self.batches_proposed = 0
         self.ops_proposed = 0
@@ -252,8 +255,11 @@ class Proposer:
         waited for one would keep the next one coming), an applied cluster time at most
         lease_clock_lag_ms behind this leader's clock and nothing due to expire between the
         two, it already is: the waiter completes on the next loop turn without a log entry
-        (never inside this call, which callers do not expect). Otherwise an entry proposed
-        after this call is the proof. A read never
+        (never inside this call, which callers do not expect). The reads of one loop turn
+        share the clock the first was checked at (each still checks the lease): no entry
+        was proposed or completed between them, so no key's deadline can have come
+        between that clock and the cluster time, and no later clock was shown to anyone.
+        Otherwise an entry proposed after this call is the proof. A read never
         passes a write proposed here before it, as with the barrier alone: a Batch's reads
         see its own writes, and a read after a push sees the pops of the blocked clients it
         woke (Redis serves them inside the push; blocking.py proposes them before the push
@@ -266,11 +272,12 @@ class Proposer:
             and not self._writes
             and not self._writing
             and lease[0]()
-            and (now := self._clock_fresh_and_quiet(lease[1]))
+            and (now := self._lease_clock or self._clock_fresh_and_quiet(lease[1]))
         ):
             if not self._leased:
                 self._loop.call_soon(self._answer_leased)
             self._leased.append((waiter, now))
+            self._lease_clock = now
             return
         if len(self._reads) >= self._config.max_pending_ops:
             raise errors.Overloaded(
@@ -294,6 +301,7 @@ class Proposer:
         (checked), and it is at most lease_clock_lag_ms past a committed stamp: a new
         leader's clock can never be more than that behind what a client was shown."""
         leased, self._leased = self._leased, []
+        self._lease_clock = 0
         self.lease_reads += len(leased)
         for waiter, now in leased:
             if not waiter.done():
@@ -435,6 +443,7 @@ class Proposer:
         command.ops.extend(prelude)
         command.ops.extend(ops)
         batch = _Batch(writes, reads, prelude=len(prelude))
+        self._lease_clock = 0  # a new stamp: reads after it check the clock again
         self._inflight += 1
         if command.ops:
             self._writing += 1
@@ -462,6 +471,7 @@ class Proposer:
         if batch.done:
             return
         batch.done = True
+        self._lease_clock = 0  # the state changed: reads after it check the clock again
         self._inflight -= 1
         if batch.writes or batch.prelude:
             self._writing -= 1

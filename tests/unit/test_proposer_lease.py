@@ -220,3 +220,55 @@ def test_a_cluster_time_far_behind_the_clock_takes_the_barrier() -> None:
         assert read.done() and again.done() and proposer.lease_reads == 1
 
     asyncio.run(run())
+
+
+def test_the_reads_of_one_turn_share_the_clock_the_first_was_checked_at() -> None:
+    async def run() -> None:
+        wall = [1_010]
+        consensus, clock = _Consensus(), _Clock()
+        proposer = Proposer(
+            consensus, clock, ProposerConfig(group_wait_s=0), now_ms=lambda: wall[0]
+        )
+        loop = asyncio.get_running_loop()
+        first, second = loop.create_future(), loop.create_future()
+        proposer.barrier(first)
+        wall[0] = 1_012  # the clock moved on between the two reads of one turn
+        proposer.barrier(second)
+        assert clock.asked == [1_010]  # the second read did not check the clock again
+        await _turns()
+        assert first.result() == second.result() == 1_010 and proposer.lease_reads == 2
+        # A new turn checks again, at the clock as it is then.
+        third = loop.create_future()
+        proposer.barrier(third)
+        await _turns()
+        assert third.result() == 1_012 and clock.asked == [1_010, 1_012]
+
+    asyncio.run(run())
+
+
+def test_a_shared_clock_still_needs_the_lease_and_ends_with_a_proposal() -> None:
+    async def run() -> None:
+        wall = [1_010]
+        consensus, clock = _Consensus(), _Clock()
+        proposer = Proposer(
+            consensus, clock, ProposerConfig(group_wait_s=0), now_ms=lambda: wall[0]
+        )
+        loop = asyncio.get_running_loop()
+        first = loop.create_future()
+        proposer.barrier(first)
+        consensus.lease = False  # lost within the turn: the next read takes the barrier
+        lost = loop.create_future()
+        proposer.barrier(lost)
+        consensus.lease = True
+        # A proposal (here a tick's empty entry) carries a later stamp: reads after it in
+        # the same turn check the clock again, so none reads before a stamp in the log.
+        wall[0] = 1_020
+        proposer._propose([], [])
+        clock.deadline = 1_015  # a key due between cluster time and the new clock
+        after = loop.create_future()
+        proposer.barrier(after)
+        await _turns()
+        assert first.result() == 1_010 and not lost.done() and not after.done()
+        assert clock.asked == [1_010, 1_020] and proposer.lease_reads == 1
+
+    asyncio.run(run())

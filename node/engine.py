@@ -130,9 +130,9 @@ class Engine:
 
     # -- leader fast paths: queued now, in call order --------------------------------
 
-    def submit(self, op: command_pb2.Op, waiter: Waiter, size: int = 0) -> None:
+    def submit(self, op: command_pb2.Op, waiter: Waiter, size: int = 0, weight: int = 0) -> None:
         """Leader only: queue a replicated op now (see Proposer.submit)."""
-        self.proposer.submit(op, waiter, size)
+        self.proposer.submit(op, waiter, size, weight)
 
     def barrier(self, waiter: Waiter) -> None:
         """Leader only: complete `waiter` once everything committed before now is applied."""

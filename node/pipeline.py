@@ -31,7 +31,7 @@ from raftcache.node.auth import Auth
 from raftcache.node.command_stats import CommandStats
 from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine, call_op, reply_of
 from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
-from raftcache.node.proposer import Callback
+from raftcache.node.proposer import Callback, call_weight
 from raftcache.node.resp.errors import error_reply
 from raftcache.node.state_machine import Result
 
@@ -419,7 +419,7 @@ class PipelinedConnection(asyncio.Protocol):
 
             try:
                 op = call_op(argv, db, engine.script_user(argv))
-                engine.submit(op, Callback(done), self._args_bytes or 64)
+                engine.submit(op, Callback(done), self._args_bytes or 64, call_weight(argv))
             except errors.CacheError as exc:
                 self._settle(slot, error_reply(exc))
             return

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,7 +100,11 @@ def op_weight(op: command_pb2.Op) -> int:
 
 
 def _call_weight(data_op: Any) -> int:
-    argv = data_op.call.argv
+    return call_weight(data_op.call.argv)
+
+
+def call_weight(argv: Sequence[bytes]) -> int:
+    """A Redis command's op_weight, from its argv."""
     return SCRIPT_WEIGHT if argv and argv[0].lower() in _HEAVY else 1
 
 
@@ -224,9 +228,10 @@ class Proposer:
         self.submit(op, future)
         return await future
 
-    def submit(self, op: command_pb2.Op, waiter: Waiter, size: int = 0) -> None:
-        """Queue one op now (in call order); `waiter` gets its result. `size`: the op's bytes
-        if the caller knows them (ByteSize costs microseconds)."""
+    def submit(self, op: command_pb2.Op, waiter: Waiter, size: int = 0, weight: int = 0) -> None:
+        """Queue one op now (in call order); `waiter` gets its result. `size` and `weight`:
+        the op's bytes and op_weight if the caller knows them (ByteSize and reading the
+        op's argv back cost microseconds: call_weight(argv) is the caller's cheap way)."""
         if (
             len(self._writes) >= self._config.max_pending_ops
             or self._write_bytes >= self._config.max_pending_bytes
@@ -236,7 +241,7 @@ class Proposer:
             )
         self._writes.append((op, waiter))
         self._write_bytes += size or op.ByteSize()
-        self._write_weight += op_weight(op)
+        self._write_weight += weight or op_weight(op)
         self._schedule_flush()
 
     async def read_barrier(self) -> None:

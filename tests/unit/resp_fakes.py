@@ -40,7 +40,7 @@ class FakeEngine:
     def script_user(self, argv: list[bytes]) -> str:
         return ""
 
-    def submit(self, op: command_pb2.Op, waiter: Any = None, size: int = 0) -> Any:
+    def submit(self, op: command_pb2.Op, waiter: Any = None, size: int = 0, weight: int = 0) -> Any:
         call = op.data.op.call
         self.submitted.append((list(call.argv), call.db))
         future = waiter or asyncio.get_running_loop().create_future()

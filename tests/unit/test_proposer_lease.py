@@ -222,13 +222,17 @@ def test_a_cluster_time_far_behind_the_clock_takes_the_barrier() -> None:
     asyncio.run(run())
 
 
+def _moving_clock() -> tuple[list[int], _Consensus, _Clock, Proposer]:
+    """_setup with a leader clock the test moves: wall[0] (ms)."""
+    wall = [1_010]
+    consensus, clock = _Consensus(), _Clock()
+    proposer = Proposer(consensus, clock, ProposerConfig(group_wait_s=0), now_ms=lambda: wall[0])
+    return wall, consensus, clock, proposer
+
+
 def test_the_reads_of_one_turn_share_the_clock_the_first_was_checked_at() -> None:
     async def run() -> None:
-        wall = [1_010]
-        consensus, clock = _Consensus(), _Clock()
-        proposer = Proposer(
-            consensus, clock, ProposerConfig(group_wait_s=0), now_ms=lambda: wall[0]
-        )
+        wall, _, clock, proposer = _moving_clock()
         loop = asyncio.get_running_loop()
         first, second = loop.create_future(), loop.create_future()
         proposer.barrier(first)
@@ -248,11 +252,7 @@ def test_the_reads_of_one_turn_share_the_clock_the_first_was_checked_at() -> Non
 
 def test_a_shared_clock_still_needs_the_lease_and_ends_with_a_proposal() -> None:
     async def run() -> None:
-        wall = [1_010]
-        consensus, clock = _Consensus(), _Clock()
-        proposer = Proposer(
-            consensus, clock, ProposerConfig(group_wait_s=0), now_ms=lambda: wall[0]
-        )
+        wall, consensus, clock, proposer = _moving_clock()
         loop = asyncio.get_running_loop()
         first = loop.create_future()
         proposer.barrier(first)

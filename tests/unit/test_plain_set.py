@@ -13,7 +13,7 @@ from raftcache.node import commands
 from raftcache.node.engine import call_op
 from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY, Db
-from raftcache.node.keyspace.reply import OK, OOM, Error, ReplyT
+from raftcache.node.keyspace.reply import OK, OOM, Error, ReplyT, Status
 from raftcache.node.replica import Replica
 from raftcache.node.state_machine import StateMachine, Value
 from raftcache.v1 import command_pb2
@@ -75,16 +75,30 @@ def twins() -> tuple[Replica, Replica]:
 
 
 def _compare(
-    fast: Replica, slow: Replica, db: int, argv: list[bytes], expect: Callable[[ReplyT], bool]
+    fast: Replica,
+    slow: Replica,
+    db: int,
+    argv: list[bytes],
+    expect: Callable[[ReplyT], bool],
+    fast_path: bool = True,
 ) -> None:
+    """Apply argv on `fast` (through apply, which takes the fast path when `fast_path`, and
+    must not otherwise) and on `slow` through the table; both must end the same."""
     events: list[object] = []
     fast.on_events = events.extend
     table = dispatch.execute
-    dispatch.execute = _not_the_table  # type: ignore[assignment]
+    tabled: list[list[bytes]] = []
+
+    def watched(db_: Db, argv_: list[bytes]) -> ReplyT:
+        tabled.append(argv_)
+        return table(db_, argv_)
+
+    dispatch.execute = _not_the_table if fast_path else watched  # type: ignore[assignment]
     try:
-        (reply,) = _apply(fast, (db, argv))  # through apply: the fast path
+        (reply,) = _apply(fast, (db, argv))
     finally:
         dispatch.execute = table  # type: ignore[assignment]
+    assert tabled == ([] if fast_path else [argv])
     with slow.lock:
         slow_reply = _table_set(slow.state, db, argv)
     assert reply == slow_reply and expect(reply)
@@ -127,3 +141,57 @@ def test_sets_with_options_still_take_the_table() -> None:
     assert _apply(replica, (0, [b"set", b"k"])) == [
         Error("ERR wrong number of arguments for 'set' command")
     ]
+
+
+def _mc_set(key: bytes, value: bytes, flags: bytes = b"5", exptime: bytes = b"0", cas=b""):
+    return [b"raftcache.mc.store", b"set", key, value, flags, exptime, cas]
+
+
+@pytest.mark.parametrize(("db", "key", "value"), CASES)
+@pytest.mark.parametrize("flags", [b"0", b"5", b"4294967295"])
+def test_a_memcached_set_changes_what_the_table_store_changes(
+    twins: tuple[Replica, Replica], db: int, key: bytes, value: bytes, flags: bytes
+) -> None:
+    fast, slow = twins
+    refused = key[:5] == DB_PREFIX
+
+    def expect(reply: ReplyT) -> bool:
+        if refused:
+            return reply == Error(RESERVED_KEY)
+        assert isinstance(reply, list)
+        return reply[0] == Status("STORED") and reply[1] == fast.state.revision
+
+    _compare(fast, slow, db, _mc_set(key, value, flags), expect)
+    if not refused:
+        stored = fast.state.get(key if db == 0 else DB_PREFIX + bytes((db,)) + key, NOW)
+        assert stored is not None and stored.flags == int(flags)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        _mc_set(b"str", b"v", flags=b"4294967296"),  # over 32 bits: the table refuses it
+        _mc_set(b"str", b"v", flags=b"007"),
+        _mc_set(b"str", b"v", flags=b"-1"),
+        _mc_set(b"str", b"v", flags=b""),
+        _mc_set(b"str", b"v", exptime=b"100"),
+        _mc_set(b"str", b"v", exptime=b"-1"),
+        _mc_set(b"str", b"v", cas=b"1"),
+        [b"raftcache.mc.store", b"add", b"new", b"v", b"0", b"0", b""],
+        [b"raftcache.mc.store", b"append", b"mc", b"v", b"0", b"0", b""],
+    ],
+)
+def test_other_memcached_stores_take_the_table(
+    twins: tuple[Replica, Replica], argv: list[bytes]
+) -> None:
+    fast, slow = twins
+    _compare(fast, slow, 0, argv, lambda reply: True, fast_path=False)
+
+
+def test_a_memcached_set_over_max_memory_is_refused_as_the_table_refuses_it(
+    twins: tuple[Replica, Replica],
+) -> None:
+    fast, slow = twins
+    for r in (fast, slow):
+        r.state.max_memory = r.state.memory_used + 100
+    _compare(fast, slow, 0, _mc_set(b"big", b"x" * 1_000), lambda r: r == Error(OOM))

@@ -15,7 +15,7 @@ from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY, Db
 from raftcache.node.keyspace.reply import OK, OOM, Error, ReplyT, Status
 from raftcache.node.replica import Replica
-from raftcache.node.state_machine import StateMachine, Value
+from raftcache.node.state_machine import Failure, StateMachine, Value
 from raftcache.v1 import command_pb2
 
 NOW = 1_000
@@ -195,3 +195,33 @@ def test_a_memcached_set_over_max_memory_is_refused_as_the_table_refuses_it(
     for r in (fast, slow):
         r.state.max_memory = r.state.memory_used + 100
     _compare(fast, slow, 0, _mc_set(b"big", b"x" * 1_000), lambda r: r == Error(OOM))
+
+
+def test_a_plain_set_in_a_failed_transaction_is_rolled_back() -> None:
+    # A Txn that mixes a Redis call with a typed op records each key before its first
+    # change; the typed op's failure must undo the plain SET before it.
+    replica = Replica()
+    _apply(replica, (0, [b"set", b"str", b"old", b"px", b"5000"]))
+    before = _state(replica)
+    txn = command_pb2.Op()
+    set_call = txn.txn.success.add().op.call
+    set_call.argv.extend([b"set", b"str", b"new"])
+    hset = txn.txn.success.add().op.hset  # a hash op on a string: WRONG_TYPE
+    hset.key = b"str"
+    hset.fields.add(field=b"f", value=b"v")
+    command = command_pb2.Command(now_ms=NOW)
+    command.ops.append(txn)
+    (result,) = replica.apply(commands.encode(command))
+    assert isinstance(result, Failure) and "transaction op 2" in result.message
+    assert _state(replica) == before
+    assert replica.state.get(b"str", NOW).value == b"old"
+
+
+def test_a_plain_set_over_an_expired_unswept_key_matches_the_table(
+    twins: tuple[Replica, Replica],
+) -> None:
+    fast, slow = twins
+    for r in (fast, slow):  # "str" expired at 6,000 and stays unswept at 7,000
+        r.state._cluster_time_ms = 7_000
+        r.state._expiry.clear()  # as past MAX_EXPIRIES_PER_COMMAND: apply sweeps none
+    _compare(fast, slow, 0, [b"set", b"str", b"after expiry"], lambda r: r == OK)

@@ -294,10 +294,15 @@ class Proposer:
 
     def _clock_fresh_and_quiet(self, quiet: Callable[[int], bool]) -> int:
         """The stamp a barrier entry would carry now, if the applied cluster time is within
-        lease_clock_lag_ms of it and no key's deadline lies between the two; else 0."""
+        lease_clock_lag_ms of it and no key's deadline lies between the two; else 0. A clock
+        given out counts as a stamp: a wall clock stepped back never makes a later read run
+        earlier (its TTLs longer) than one already answered."""
         now = max(self._wall_ms(), self._last_stamp)
         lag = now - self._clock.cluster_time_ms
-        return now if lag <= self._config.lease_clock_lag_ms and quiet(now) else 0
+        if lag <= self._config.lease_clock_lag_ms and quiet(now):
+            self._last_stamp = now
+            return now
+        return 0
 
     def _answer_leased(self) -> None:
         """A leased read's result is the time it may read at (a barrier's is None): the

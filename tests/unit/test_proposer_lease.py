@@ -272,3 +272,19 @@ def test_a_shared_clock_still_needs_the_lease_and_ends_with_a_proposal() -> None
         assert clock.asked == [1_010, 1_020] and proposer.lease_reads == 1
 
     asyncio.run(run())
+
+
+def test_a_wall_clock_stepped_back_never_runs_a_later_read_earlier() -> None:
+    async def run() -> None:
+        wall, _, _, proposer = _moving_clock()
+        loop = asyncio.get_running_loop()
+        first = loop.create_future()
+        proposer.barrier(first)
+        await _turns()
+        wall[0] = 1_004  # an NTP step back between two turns
+        second = loop.create_future()
+        proposer.barrier(second)
+        await _turns()
+        assert first.result() == 1_010 and second.result() == 1_010
+
+    asyncio.run(run())

@@ -125,6 +125,10 @@ class RaftConfig:
     leader_fallback_timeout: float = 1.0
     compaction_min_entries: int = 20_000
     compaction_min_time: float = 24 * 3600.0
+    # ...or once this many bytes of entries were applied since the last snapshot began
+    # (0 = by entries only): entries carry up to thousands of ops, so a count alone lets
+    # the log (kept in memory and in the journal) grow to hundreds of MB (DESIGN.md).
+    compaction_log_bytes: int = 64 << 20
     max_entry_bytes: int = 64 << 20
     queue_size: int = 10_000
     # pysyncobj caches a peer's resolved address for 600 s by default: a pod rescheduled at a
@@ -225,11 +229,13 @@ class _Consumer(SyncObjConsumer):  # type: ignore[misc]
 
     def __init__(self, state: ReplicatedState) -> None:
         self._state = state
+        self.applied_bytes = 0  # bytes of entries applied since start (tick thread)
         super().__init__()
 
     @_replicated  # type: ignore[untyped-decorator]
     def apply(self, data: bytes) -> Any:
         # Raising stops the node: GuardedSyncObj calls on_fatal and applies nothing after.
+        self.applied_bytes += len(data)
         return self._state.apply(data)
 
 
@@ -369,6 +375,9 @@ class RaftNode:
         self._dump_path, journal_path = self._prepare_files()
         self._on_fatal = on_fatal
         self._consumer = _Consumer(state)
+        # _consumer.applied_bytes when the last snapshot began (or was asked for by size).
+        self._snapshot_bytes = 0
+        self.size_compactions = 0  # snapshots asked for by compaction_log_bytes
         # Frames refused from peers, by reason (peer_guard.py; raftcache_raft_bad_frames).
         self.bad_frames = peer_guard.BadFrames()
         conf = SyncObjConf(
@@ -537,10 +546,23 @@ class RaftNode:
         while self._on_tick_actions:
             self._on_tick_actions.popleft()()
         self._amnesia.tick(now)
+        self._compact_by_size()
         if now >= self._next_connect_check:
             self._next_connect_check = now + 0.25
             self._abandon_stuck_connects(now)
         self._refresh_status()
+
+    def _compact_by_size(self) -> None:
+        """Ask pysyncobj for a snapshot once compaction_log_bytes of entries were applied
+        since the last one began: its own trigger counts entries, and an entry carries up
+        to thousands of ops (the log's memory grew by ~330 MB per 20,000 64-op entries)."""
+        limit = self.config.compaction_log_bytes
+        applied = self._consumer.applied_bytes
+        if not limit or applied - self._snapshot_bytes < limit or self._child_pid:
+            return
+        self._snapshot_bytes = applied  # asked once; _serialize moves it when one begins
+        self.size_compactions += 1
+        self._syncobj.forceLogCompaction()
 
     def _abandon_stuck_connects(self, now: float) -> None:
         """Close outgoing connects that got no answer within connection_timeout.
@@ -875,6 +897,7 @@ class RaftNode:
             cluster=tuple(sorted(n.address for n in cluster if n is not None)),
         )
         self._snapshot_started = time.monotonic()
+        self._snapshot_bytes = self._consumer.applied_bytes
         pid = os.fork()
         if pid == 0:  # child: touch only the file, then leave without running any cleanup
             code = 1

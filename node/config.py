@@ -214,6 +214,12 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ),
     ("compaction-entries", "Raft log entries between snapshots", "20000"),
     (
+        "compaction-log-bytes",
+        "...or bytes of Raft log entries between snapshots, whichever comes first (suffix "
+        "kb/mb/gb; 0 = entries only)",
+        "64mb",
+    ),
+    (
         "max-memory",
         "accounted bytes of keys and values the cache may hold (suffix kb/mb/gb; 0 = no "
         "limit); the leader's value is replicated",
@@ -490,6 +496,19 @@ _SEEDS = "statefulset-seeds"  # derived only, never a flag
 _SIZE_SUFFIXES = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
 
 
+MIN_COMPACTION_LOG_BYTES = 1 << 20
+
+
+def _log_bytes(text: str) -> int:
+    size = parse_size("--compaction-log-bytes", text)
+    if 0 < size < MIN_COMPACTION_LOG_BYTES:
+        raise ConfigError(
+            f"--compaction-log-bytes: {text!r} is below 1mb, which would snapshot the whole "
+            "state every few entries; give 1mb or more, or 0 to snapshot by entries only"
+        )
+    return size
+
+
 def parse_size(flag: str, text: str) -> int:
     """Bytes from '1048576', '512kb', '100mb' or '2gb' (binary units)."""
     raw = text.strip().lower()
@@ -572,6 +591,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         data_dir=Path(values["data-dir"]) if durability is Durability.JOURNAL else None,
         secret=secret,
         compaction_min_entries=_int(values, "compaction-entries", 100),
+        compaction_log_bytes=_log_bytes(values["compaction-log-bytes"]),
         read_replica=read_replica,
         identity_dir=Path(values["data-dir"]),
         joining=joining,

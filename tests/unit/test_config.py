@@ -122,6 +122,7 @@ ALL_FLAGS = {
     "max-inflight-batches": "4",
     "group-commit-wait-ms": "3",
     "compaction-entries": "500",
+    "compaction-log-bytes": "16mb",
     "pod-name": "cache-0",
     "replicas": "3",
     "peer-template": "{pod}.peers.example:7400",
@@ -168,6 +169,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert cfg.proposer.max_inflight == 4
     assert cfg.proposer.group_wait_s == pytest.approx(0.003)
     assert cfg.raft.compaction_min_entries == 500
+    assert cfg.raft.compaction_log_bytes == 16 << 20
     assert (cfg.max_memory, cfg.eviction_policy) == (64 << 20, "allkeys-lru")
     assert (cfg.redis_listen, cfg.redis_advertise) == ("0.0.0.0:6379", "cache-0.example:6379")
     assert cfg.metrics_listen == "0.0.0.0:9121"
@@ -848,3 +850,21 @@ def test_client_cn_as_user_takes_true_or_false_and_needs_mtls() -> None:
         load([*LOOPBACK, *mtls, "--tls-client-cn-as-user", "yes"], {})
     with pytest.raises(ConfigError, match="needs mTLS"):
         load([*LOOPBACK, "--tls-client-cn-as-user", "true"], {})
+
+
+@pytest.mark.parametrize(("text", "size"), [(None, 64 << 20), ("0", 0), ("1mb", 1 << 20)])
+def test_compaction_log_bytes(text: str | None, size: int) -> None:
+    argv = [] if text is None else ["--compaction-log-bytes", text]
+    assert load(argv, {}).raft.compaction_log_bytes == size
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("10", "'10' is below 1mb, which would snapshot the whole state every few entries"),
+        ("lots", "'lots' is not a size"),
+    ],
+)
+def test_a_bad_compaction_log_bytes_says_what_to_give(text: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=f"--compaction-log-bytes: {error}"):
+        load(["--compaction-log-bytes", text], {})

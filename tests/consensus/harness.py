@@ -59,6 +59,17 @@ def keys(prefix: str, count: int, start: int = 0) -> list[bytes]:
 # ---------------------------------------------------------------- in-process nodes
 
 
+def lone_journal_config(data_dir: Path, **overrides: Any) -> RaftConfig:
+    """A single-member journal node's config on a free loopback port (it elects itself)."""
+    return RaftConfig(
+        self_addr=f"127.0.0.1:{free_port()}",
+        peers=(),
+        durability=Durability.JOURNAL,
+        data_dir=data_dir,
+        **overrides,
+    )
+
+
 @dataclass
 class Proposal:
     """One proposed entry; `done` is set by the callback (on the tick thread)."""

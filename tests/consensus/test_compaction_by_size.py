@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raftcache.chaos.local_cluster import free_port
-from raftcache.consensus import Durability, Outcome, RaftConfig, RaftNode
+from raftcache.consensus import Outcome, RaftNode
 from raftcache.node import commands
 from raftcache.node.replica import Replica
 
-from tests.consensus.harness import command, propose_all, set_op, wait_for
+from tests.consensus.harness import command, lone_journal_config, propose_all, set_op, wait_for
 
 ENTRY_BYTES = 64 << 10  # one big entry: a pipelined batch of SETs
 LIMIT = 1 << 20
@@ -20,11 +19,8 @@ LIMIT = 1 << 20
 
 def _node(tmp_path: Path, log_bytes: int) -> tuple[RaftNode, Replica]:
     replica = Replica()
-    config = RaftConfig(
-        self_addr=f"127.0.0.1:{free_port()}",
-        peers=(),
-        durability=Durability.JOURNAL,
-        data_dir=tmp_path,
+    config = lone_journal_config(
+        tmp_path,
         compaction_min_entries=100_000,  # never reached here
         compaction_log_bytes=log_bytes,
     )

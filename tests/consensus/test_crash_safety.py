@@ -108,18 +108,14 @@ def test_snapshot_round_trip_with_keys_longer_than_lmdb_allows(tmp_path: Path) -
 def test_a_failing_snapshot_writer_is_retried_later_not_on_every_tick(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from raftcache.chaos.local_cluster import free_port
-    from raftcache.consensus import Durability, RaftConfig, RaftNode
+    from raftcache.consensus import RaftNode
     from raftcache.node.replica import Replica
 
+    from tests.consensus.harness import lone_journal_config
+
     replica = Replica()
-    config = RaftConfig(
-        self_addr=f"127.0.0.1:{free_port()}",
-        peers=(),
-        durability=Durability.JOURNAL,
-        data_dir=tmp_path,
-        compaction_min_entries=2,  # the log is over the threshold on every tick
-    )
+    # the log is over the threshold on every tick
+    config = lone_journal_config(tmp_path, compaction_min_entries=2)
     forks: list[int] = []
     real_fork = os.fork
 

@@ -84,6 +84,15 @@ CLAIMS: list[tuple[str, str]] = [
         "consensus/DESIGN.md",
         f"(`--compaction-entries`, default {n(int(DEFAULTS['compaction-entries'] or 0))} entries",
     ),
+    (
+        "consensus/DESIGN.md",
+        f"`--compaction-log-bytes`, default {DEFAULTS['compaction-log-bytes']} of entries",
+    ),
+    (
+        "README.md",
+        f"`--compaction-log-bytes` bytes of entries (default {DEFAULTS['compaction-log-bytes']}",
+    ),
+    ("consensus/DESIGN.md", f"`compaction_log_bytes` ({RAFT.compaction_log_bytes >> 20} MB,"),
     # node/DESIGN.md
     ("node/DESIGN.md", f"at most {n(state_machine.MAX_EXPIRIES_PER_COMMAND)} per command"),
     ("node/DESIGN.md", f"the last {n(state_machine.DEDUP_RESULTS_PER_CLIENT)} results per client"),

@@ -21,6 +21,7 @@ from raftcache.node.acl import SCRIPT_COMMANDS
 from raftcache.node.auth import Auth
 from raftcache.node.forwarding import LeaderForwarder
 from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY, db_key
+from raftcache.node.keyspace.memcached import item_view
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
     WRONGTYPE,
@@ -181,10 +182,8 @@ class Engine:
                 entry = state.live(key, now)
                 if entry is None or not isinstance(entry[0], bytes):
                     out.append(None)  # missing, or another type: memcached shows no hash
-                    continue
-                value, version, dl, flags = entry
-                ttl = -1 if not dl else max((dl - now + 999) // 1000, 0)
-                out.append([value, flags, version, ttl])
+                else:
+                    out.append(item_view(entry, now))  # type: ignore[arg-type]
         return out
 
     def has_key(self, db: int, key: bytes) -> bool:

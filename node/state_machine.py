@@ -25,7 +25,7 @@ from raftcache.node.keyspace import dispatch as redis_commands
 from raftcache.node.keyspace import notify
 from raftcache.node.keyspace.blocking import TAKING, UNPOP
 from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, RESERVED_KEY, Db, db_key, key_db
-from raftcache.node.keyspace.memcached import STORED
+from raftcache.node.keyspace.memcached import STORE_COMMAND, STORED, client_flags
 from raftcache.node.keyspace.reply import NULL_ARRAY, OK, OOM, Error, ReplyT
 from raftcache.node.keyspace.reply import from_proto as reply_from_proto
 from raftcache.node.keyspace.reply import to_proto as reply_to_proto
@@ -221,18 +221,6 @@ def _took(result: Result) -> bool:
         return False
     data = result.data
     return data is not None and data is not NULL_ARRAY and not isinstance(data, Error)
-
-
-MC_STORE: Final = b"raftcache.mc.store"
-
-
-def _canonical_u32(raw: bytes) -> int | None:
-    """A memcached flags argument as the front-end writes it (b"%d", below 2**32), else
-    None: anything else takes the table, which says what is wrong with it."""
-    if not raw.isdigit() or len(raw) > 10 or (raw[:1] == b"0" and len(raw) > 1):
-        return None
-    value = int(raw)
-    return value if value < 1 << 32 else None
 
 
 def _entry_hash(key: bytes, entry: _Stored) -> int:
@@ -657,11 +645,11 @@ class StateMachine:
                 return Value("reply", stored if isinstance(stored, Error) else OK)
             if (
                 n == 7
-                and argv[1] == b"set"  # memcached's set: no CAS, no expiry, canonical flags
+                and argv[1] == b"set"  # memcached's set: no CAS, no expiry, valid flags
                 and argv[5] == b"0"
                 and not argv[6]
-                and argv[0].lower() == MC_STORE
-                and (flags := _canonical_u32(argv[4])) is not None
+                and argv[0].lower() == STORE_COMMAND
+                and (flags := client_flags(argv[4])) is not None
             ):
                 stored = self._plain_set(call.db, argv[2], argv[3], flags)
                 return Value("reply", stored if isinstance(stored, Error) else [STORED, stored])

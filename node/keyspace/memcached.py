@@ -24,6 +24,12 @@ from raftcache.node.keyspace.table import command
 RELATIVE_LIMIT_S = 60 * 60 * 24 * 30
 """memcached: an exptime above 30 days is an absolute Unix time."""
 U64 = 1 << 64
+FLAGS_LIMIT = 1 << 32
+"""Client flags are 32-bit unsigned."""
+GET_COMMAND = b"raftcache.mc.get"
+"""The table command get, gets and mg read through."""
+STORE_COMMAND = b"raftcache.mc.store"
+"""The table command every storage command (set, add, cas, ms...) writes through."""
 MODES = (b"set", b"add", b"replace", b"append", b"prepend")
 NON_NUMERIC = "CLIENT_ERROR cannot increment or decrement non-numeric value"
 
@@ -59,8 +65,14 @@ def _item(db: Db, key: bytes) -> tuple[bytes, int, int, int] | None:
 
 
 def _view(db: Db, item: tuple[bytes, int, int, int]) -> list[ReplyT]:
+    return item_view(item, db.now)
+
+
+def item_view(item: tuple[bytes, int, int, int], now_ms: int) -> list[ReplyT]:
+    """A live item as get answers it at `now_ms`: [value, flags, cas, ttl_s] (ttl_s -1 =
+    no expiry, rounded up as memcached does). Engine.read_mc_get shares it."""
     value, version, dl, flags = item
-    ttl = -1 if not dl else max((dl - db.now + 999) // 1000, 0)
+    ttl = -1 if not dl else max((dl - now_ms + 999) // 1000, 0)
     return [bytes(value), flags, version, ttl]
 
 
@@ -76,10 +88,20 @@ def _cas(raw: bytes) -> int | None:
     return None if not raw else _u64(raw, "cas")
 
 
+def client_flags(raw: bytes) -> int | None:
+    """A store's client flags as _check_store accepts them (a decimal below 2**32), else
+    None (the table's check then says what is wrong)."""
+    try:
+        flags = parse_int(raw)
+    except CommandError:
+        return None
+    return flags if 0 <= flags < FLAGS_LIMIT else None
+
+
 def _check_store(argv: list[bytes]) -> None:
     if argv[1] not in MODES:
         raise CommandError(f"CLIENT_ERROR unknown store mode {argv[1]!r}")
-    if not 0 <= parse_int(argv[4]) < (1 << 32):
+    if not 0 <= parse_int(argv[4]) < FLAGS_LIMIT:
         raise CommandError("CLIENT_ERROR bad command line format")
     parse_int(argv[5])
     _cas(argv[6])
@@ -258,8 +280,8 @@ def flush(db: Db, argv: list[bytes]) -> ReplyT:
 # -- permissions ------------------------------------------------------------------------------
 
 _ARITY = {
-    b"raftcache.mc.store": 3,
-    b"raftcache.mc.get": 2,
+    STORE_COMMAND: 3,
+    GET_COMMAND: 2,
     b"raftcache.mc.gat": 3,
     b"raftcache.mc.touch": 3,
     b"raftcache.mc.delete": 2,
@@ -276,9 +298,9 @@ def redis_equivalents(argv: list[bytes]) -> list[list[bytes]] | None:
     name = argv[0].lower()
     if len(argv) < _ARITY.get(name, 1 << 30):
         return None
-    if name == b"raftcache.mc.store":
+    if name == STORE_COMMAND:
         return [[b"set", argv[2], b""]]
-    if name == b"raftcache.mc.get":
+    if name == GET_COMMAND:
         return [[b"get", key] for key in argv[1:]]
     if name == b"raftcache.mc.gat":
         return [[b"getex", key] for key in argv[2:]]

@@ -33,6 +33,7 @@ from raftcache.node import acl
 from raftcache.node.auth import penalty_s
 from raftcache.node.command_stats import ProtocolStats
 from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine
+from raftcache.node.keyspace.memcached import GET_COMMAND, STORE_COMMAND
 from raftcache.node.keyspace.reply import CommandError, ReplyT
 from raftcache.node.memcached.admin import VERSION, Discovery, config_get_cluster, stats_reply
 from raftcache.node.memcached.forms import (
@@ -59,8 +60,6 @@ _I32_MAX = (1 << 31) - 1
 _U64 = 1 << 64
 BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
 ERROR = b"ERROR\r\n"
-MC_GET = b"raftcache.mc.get"
-"""The table command get, gets and mg read through (node/keyspace/memcached.py)."""
 UNAUTHENTICATED = b"CLIENT_ERROR unauthenticated\r\n"
 AUTH_FAILURE = b"CLIENT_ERROR authentication failure\r\n"
 AUTH_BAD_FORMAT = b"CLIENT_ERROR bad authentication token format\r\n"
@@ -302,11 +301,11 @@ class McConnection(PipelinedConnection):
     def local_read(
         self, argv: list[bytes], db: int, key: bytes | None, now_ms: int = READ_AT_CLUSTER_TIME
     ) -> ReplyT:
-        if argv[0] == MC_GET:  # get, gets, mg: the commonest reads, without the table
+        if argv[0] == GET_COMMAND:  # get, gets, mg: the commonest reads, without the table
             try:
                 reply = self.engine.read_mc_get(argv[1:], now_ms)
             except Exception as exc:
-                reply = self._read_failed(exc, MC_GET)
+                reply = self._read_failed(exc, GET_COMMAND)
         else:
             reply = self.answer_locally(argv, db, now_ms)
         if isinstance(reply, list):
@@ -424,7 +423,7 @@ class McConnection(PipelinedConnection):
         mode = b"set" if name == b"cas" else name
         self._form = StatusForm(noreply, "cas" if name == b"cas" else "")
         self._propose(
-            [b"raftcache.mc.store", mode, key, data, b"%d" % flags, b"%d" % exptime, cas],
+            [STORE_COMMAND, mode, key, data, b"%d" % flags, b"%d" % exptime, cas],
             len(data),
         )
 
@@ -461,7 +460,7 @@ class McConnection(PipelinedConnection):
         if cas:
             _meta_int(flags, "C", 0, _U64)
         self._form = _meta_form("ms", key, flags, value=False)
-        argv = [b"raftcache.mc.store", mode[raw_mode], key, data, b"%d" % client_flags]
+        argv = [STORE_COMMAND, mode[raw_mode], key, data, b"%d" % client_flags]
         self._propose([*argv, b"%d" % ttl, cas], len(data))
 
 
@@ -588,7 +587,7 @@ def _get_command(conn: McConnection, tokens: list[bytes], cas: bool) -> None:
         return
     conn.stats.add("cmd_get", len(keys))
     conn._form = GetForm(keys, cas, touch=False)
-    conn._get([MC_GET, *keys], keys)
+    conn._get([GET_COMMAND, *keys], keys)
 
 
 @_command("get")
@@ -743,7 +742,7 @@ def _mg(conn: McConnection, tokens: list[bytes]) -> None:
         conn.stats.add("cmd_touch")
         conn._propose([b"raftcache.mc.gat", b"%d" % ttl, key])
         return
-    conn._get([MC_GET, key], [key])
+    conn._get([GET_COMMAND, key], [key])
 
 
 @_command("md")

@@ -52,6 +52,7 @@ from redis.lock import Lock
 from bench import peers
 from bench.common import (
     CpuMeter,
+    FramedReplies,
     latency_summary_ms,
     load_snapshot,
     log,
@@ -212,9 +213,11 @@ class Window:
     end: float
 
 
-class _Loop(asyncio.Protocol):
+class _Loop(FramedReplies):
     """One connection running its steps in a loop; cycles and steps that complete inside
     the window are counted and timed."""
+
+    reply_end = staticmethod(reply_end)
 
     def __init__(
         self, steps: Sequence[Step], stats: RoleStats, timed: bool, recover: bytes | None = None
@@ -230,7 +233,7 @@ class _Loop(asyncio.Protocol):
             stats.step_latencies.append(array("d"))
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        super().__init__()
         self.window = Window(0.0, 0.0)
         self.finished: asyncio.Future[None] = self.loop.create_future()
         self.closing = False
@@ -273,16 +276,6 @@ class _Loop(asyncio.Protocol):
         assert self.transport is not None
         self.recovering = True
         self.transport.write(self.recover)
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        pos = 0
-        while (end := reply_end(buf, pos)) >= 0:
-            self._reply(bytes(buf[pos:end]))
-            pos = end
-        if pos:
-            del buf[:pos]
 
     def _reply(self, reply: bytes) -> None:
         now = time.perf_counter()

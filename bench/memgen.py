@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.sharedctypes import Synchronized
 from typing import Protocol, cast
 
-from bench.common import value_bytes
+from bench.common import FramedReplies, value_bytes
 from bench.loadgen import LoadResult, LoadSpec, Window, start_window
 
 ERROR_PAUSE_S = 0.002
@@ -97,8 +97,10 @@ class LoadClient(Protocol):
     def start(self, window: Window) -> None: ...
 
 
-class _Client(asyncio.Protocol):
+class _Client(FramedReplies):
     """One memcached connection issuing requests back-to-back once started."""
+
+    reply_end = staticmethod(reply_end)
 
     def __init__(
         self,
@@ -113,7 +115,7 @@ class _Client(asyncio.Protocol):
         self.rng = rng
         self.result = result
         self.codes = codes
-        self.buf = bytearray()
+        super().__init__()
         self.transport: asyncio.Transport | None = None
         self.window: Window | None = None
         self.loop = asyncio.get_running_loop()
@@ -143,19 +145,6 @@ class _Client(asyncio.Protocol):
         self.t0 = t0
         self.transport.write(self.requests[self.rng.randrange(len(self.requests))])
 
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        pos = 0
-        while True:
-            end = reply_end(buf, pos)
-            if end < 0:
-                break
-            self._reply(bytes(buf[pos:end]))
-            pos = end
-        if pos:
-            del buf[:pos]
-
     def _reply(self, reply: bytes) -> None:
         t1 = time.perf_counter()
         error = outcome(self.op, reply)
@@ -176,7 +165,7 @@ class _Client(asyncio.Protocol):
 
 async def drive_connections(
     spec: LoadSpec,
-    make_client: Callable[[random.Random, LoadResult, Counter[str]], asyncio.Protocol],
+    make_client: Callable[[random.Random, LoadResult, Counter[str]], asyncio.BaseProtocol],
     index: int,
     ready: mp.Queue[int],
     go: multiprocessing.synchronize.Event,

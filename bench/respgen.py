@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from multiprocessing.sharedctypes import Synchronized
 
-from bench.common import value_bytes
+from bench.common import FramedReplies, value_bytes
 from bench.loadgen import LoadResult, LoadSpec, Window, start_window
 
 WAIT_REPLICAS = 2
@@ -86,8 +86,10 @@ def requests_for(spec: LoadSpec) -> list[tuple[bytes, ...]]:
     raise ValueError(f"respgen: unknown op {spec.op!r}")
 
 
-class _Client(asyncio.Protocol):
+class _Client(FramedReplies):
     """One connection issuing requests back-to-back once started."""
+
+    reply_end = staticmethod(reply_end)
 
     def __init__(
         self,
@@ -100,7 +102,7 @@ class _Client(asyncio.Protocol):
         self.rng = rng
         self.result = result
         self.codes = codes
-        self.buf = bytearray()
+        super().__init__()
         self.transport: asyncio.Transport | None = None
         self.window: Window | None = None
         self.loop = asyncio.get_running_loop()
@@ -147,19 +149,6 @@ class _Client(asyncio.Protocol):
         self.error = ""
         self.t0 = t0
         self.transport.write(self.request[0])
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        pos = 0
-        while True:
-            end = reply_end(buf, pos)
-            if end < 0:
-                break
-            self._reply(bytes(buf[pos:end]))
-            pos = end
-        if pos:
-            del buf[:pos]
 
     def _reply(self, reply: bytes) -> None:
         if self.handshake is not None:

@@ -456,3 +456,82 @@ def test_switched_off_every_call_is_unary() -> None:
 def test_max_inflight_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_inflight must be >= 1"):
         AutoPipeline(None, max_inflight=0)  # type: ignore[arg-type]
+
+
+async def _second_round(callers: int) -> list[tuple[str, list[bytes]]]:
+    """`callers` callers each make two gets in a row. The first round goes out as one batch
+    (behind a lone call held in flight); the second round is made by the callers that
+    batch's answer woke. Returns the RPCs of the second round: (method, keys)."""
+    transport = GatedTransport()
+    async with _client(transport) as client:
+        transport.gate = asyncio.Event()
+        first = asyncio.ensure_future(client.set("first", "x"))
+        await asyncio.sleep(0)
+
+        async def caller(i: int) -> tuple[bytes | None, bytes | None]:
+            return await client.get(f"a{i}"), await client.get(f"b{i}")
+
+        rounds = asyncio.gather(*(caller(i) for i in range(callers)))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert transport.methods() == ["Cache/Set", "Cache/Batch"]  # round one, all of it
+        before = len(transport.sent)
+        transport.gate.set()
+        await first
+        assert await rounds == [(f"a{i}".encode(), f"b{i}".encode()) for i in range(callers)]
+    out = []
+    for method, request, _ in transport.sent[before:]:
+        if method == "Cache/Batch":
+            out.append((method, [op.get.key for op in request.ops]))
+        elif method != "Cluster/Status":
+            out.append((method, [request.key]))
+    return out
+
+
+def test_the_callers_one_answer_woke_travel_together_not_one_of_them_alone() -> None:
+    """The batch is counted out only after the callers its answer woke have run: the first
+    of them must not find the node idle and go out unary ahead of the rest."""
+    second = asyncio.run(_second_round(5))
+    assert second == [("Cache/Batch", [f"b{i}".encode() for i in range(5)])]
+
+
+@pytest.mark.parametrize(
+    ("callers", "sizes"),
+    [(5, [5]), (20, [20]), (33, [17, 16]), (40, [20, 20]), (64, [32, 32])],
+)
+def test_a_queue_is_shared_over_the_free_slots_when_each_share_is_large(
+    callers: int, sizes: list[int]
+) -> None:
+    """Both in-flight slots free and a queue of 2 x SPLIT_MIN_OPS or more: two batches, in
+    order, so the node serves one while this process handles the other's answer. Smaller
+    queues go as one batch (a batch RPC's fixed cost)."""
+    second = asyncio.run(_second_round(callers))
+    assert [method for method, _ in second] == ["Cache/Batch"] * len(sizes)
+    assert [len(keys) for _, keys in second] == sizes
+    assert [k for _, keys in second for k in keys] == [f"b{i}".encode() for i in range(callers)]
+
+
+def test_no_more_than_max_inflight_rpcs_go_out_however_long_the_queue() -> None:
+    """A queue longer than one batch carries waits for a free slot: it does not go out as
+    many batches at once (the RPCs count in when their tasks start, after the flush)."""
+
+    async def main() -> None:
+        transport = GatedTransport()
+        inner = PipelinedTransport(transport)  # type: ignore[arg-type]
+        inner._pipeline = AutoPipeline(inner._pipeline._sender, max_ops=4)
+        transport.gate = asyncio.Event()
+        first = asyncio.ensure_future(inner.call(A, "Cache/Get", cache_pb2.GetRequest(key=b"0"), 1))
+        await asyncio.sleep(0)
+        keys = [f"k{i}".encode() for i in range(20)]
+        pending = asyncio.gather(
+            *(inner.call(A, "Cache/Get", cache_pb2.GetRequest(key=k), 1) for k in keys)
+        )
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert transport.methods() == ["Cache/Get", "Cache/Batch"]  # two slots, both taken
+        transport.gate.set()
+        await first
+        assert [r.value for r in await pending] == keys
+        assert [len(r.ops) for m, r, _ in transport.sent[1:]] == [4] * 5
+
+    asyncio.run(main())

@@ -35,6 +35,7 @@ ROLES = {
 }
 COLORS = {
     ("etcd", "gRPC"): "#6b6b6b",
+    ("grpc-floor", "gRPC"): "#b0b0b0",
     ("raftcache", "gRPC"): "#1f4e9c",
     ("raftcache", "SDK"): "#2f74c0",
     ("raftcache", "RESP"): "#5b9bd5",
@@ -42,7 +43,13 @@ COLORS = {
     ("redis", "RESP"): "#c0392b",
     ("memcached", "memcached"): "#2e8b57",
 }
-NAMES = {"etcd": "etcd", "raftcache": "raftcache", "redis": "Redis", "memcached": "memcached"}
+NAMES = {
+    "etcd": "etcd",
+    "grpc-floor": "Python gRPC floor",
+    "raftcache": "raftcache",
+    "redis": "Redis",
+    "memcached": "memcached",
+}
 
 
 def rows_of(section: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from raftcache.chaos.local_cluster import LocalCluster
+from raftcache.chaos.local_cluster import LocalCluster, free_port
 
 from bench import memgen, peergen, peers, peers_report
 from bench.common import (
@@ -54,7 +54,7 @@ from bench.common import (
 from bench.common import populate as grpc_populate
 from bench.loadgen import LoadSpec
 
-SYSTEMS = ("etcd", "raftcache", "redis", "memcached")
+SYSTEMS = ("etcd", "grpc-floor", "raftcache", "redis", "memcached")
 TOOLS = ("etcd", "etcdctl", "redis-server", "redis-cli", "redis-benchmark", "memcached")
 VALUE_SIZE = 100
 CLIENT_COUNTS = (1, 64)
@@ -419,6 +419,61 @@ def _raftcache(
     return block
 
 
+# ----------------------------------------------------------------------------- the gRPC floor
+
+
+def _grpc_floor(work_dir: Path, keys: int, warmup: float, seconds: float) -> dict[str, Any]:
+    """bench/grpc_floor.py: our Cache service with handlers that return at once, served as a
+    node serves it. What no raftcache node's unary gRPC can beat here."""
+    port = free_port()
+    log_path = Path(tempfile.mkdtemp(prefix="grpc-floor-", dir=work_dir)) / "server.log"
+    block: dict[str, Any] = {
+        "setup": "bench/grpc_floor.py: Cache.Set and Cache.Get return a constant at once "
+        "(grpc.aio on uvloop, one process, as a node serves): the ceiling of unary gRPC in "
+        "Python on this machine, whatever a handler does"
+    }
+    rows: list[dict[str, Any]] = []
+    with open(log_path, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bench.grpc_floor", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    try:
+        _wait_serving(f"127.0.0.1:{port}", server, log_path)
+        plan = _rows("grpc-floor", "gRPC", GRPC_PREFIX, [
+            ("read", "Get (returns at once)", "get_lin", "server"),
+            ("write", "Set (returns at once)", "set", "server"),
+        ], per_channel=PER_CHANNEL)  # fmt: skip
+        role_addrs = {"server": [f"127.0.0.1:{port}"]}
+        pids = {"grpc-floor": server.pid}
+        rows.extend(_run_plan(plan, role_addrs, pids, keys=keys, warmup=warmup, seconds=seconds))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    block["rows"] = rows
+    return block
+
+
+def _wait_serving(addr: str, server: subprocess.Popen[bytes], log_path: Path) -> None:
+    import grpc
+    from raftcache.v1 import cache_pb2, cache_pb2_grpc
+
+    deadline = time.monotonic() + 30
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"grpc-floor server exited: {log_path.read_text()[-2000:]}")
+        try:
+            with grpc.insecure_channel(addr) as channel:
+                cache_pb2_grpc.CacheStub(channel).Get(cache_pb2.GetRequest(key=b"k"), timeout=1)
+            return
+        except grpc.RpcError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 # ----------------------------------------------------------------------------- Redis, memcached
 
 
@@ -539,6 +594,7 @@ def run(
     }
     blocks: dict[str, Callable[[], dict[str, Any]]] = {
         "etcd": lambda: _etcd(work_dir, keys, warmup, seconds),
+        "grpc-floor": lambda: _grpc_floor(work_dir, keys, warmup, seconds),
         "raftcache": lambda: _raftcache(work_dir, node_args, keys, warmup, seconds, keep_data),
         "redis": lambda: _redis(work_dir, keys, warmup, seconds),
         "memcached": lambda: _memcached(work_dir, keys, warmup, seconds),

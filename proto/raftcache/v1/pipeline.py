@@ -41,8 +41,9 @@ BATCHABLE: dict[str, str] = {
 """Method -> the BatchOp / BatchResult field that carries its request / response."""
 DEFAULT_MAX_INFLIGHT = 2
 SPLIT_MIN_OPS = 16
-"""A queue is split over free in-flight slots only into batches at least this large (a
-Batch RPC's fixed cost is that of ~20 ops carried in one)."""
+"""A queue is split over free in-flight slots only into batches at least this large: each
+Batch RPC has a fixed cost on both ends (8 or 3-4 slots of smaller batches measured no
+better, node/DESIGN.md)."""
 _OP_OVERHEAD = 8  # a BatchOp's tags and lengths around the request, at most
 
 
@@ -187,9 +188,9 @@ class AutoPipeline:
         over the `free` in-flight slots when each share still carries SPLIT_MIN_OPS calls.
         Filling every slot keeps the node and this process busy at once: while one batch
         is served, the answer of the other is handled and its callers' next calls queue
-        (64 callers of linearizable gets: two batches of 32 in flight against one of 64,
-        31.3k against 22-26k gets/s). Fewer, larger batches would leave a slot idle for
-        the whole of the next round."""
+        (64 callers of linearizable gets: two batches of 32 in flight against one of 63
+        and one unary call, 38.2-38.9k against 26.9-29.3k gets/s). Fewer, larger batches
+        would leave a slot idle for the whole of the next round."""
         slots = min(free, waiting // SPLIT_MIN_OPS)
         return -(-waiting // slots) if slots > 1 else waiting
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bench import memgen, peers, peers_report, peers_section
+from bench.common import FramedReplies
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -84,6 +85,44 @@ def test_reply_end_frames_lines_values_and_partial_replies() -> None:
     for cut in range(len(block)):
         assert memgen.reply_end(block[:cut], 0) == -1, cut
     assert memgen.reply_end(b"SERVER_ERROR out of memory\r\n", 0) == 28
+
+
+def test_framed_replies_reads_into_one_buffer_and_cuts_whole_replies() -> None:
+    """The generators' connections (bench/common.py FramedReplies): whatever the read sizes,
+    each whole reply reaches _reply once, in order, with nothing allocated per read; a
+    reply larger than the read buffer arrives whole too."""
+
+    class Recorder(FramedReplies):
+        reply_end = staticmethod(memgen.reply_end)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.replies: list[bytes] = []
+
+        def _reply(self, reply: bytes) -> None:
+            self.replies.append(reply)
+
+    big = b"z" * (FramedReplies.READ_CHUNK * 2 + 5)
+    replies = [
+        b"STORED\r\n",
+        b"VALUE k 0 4\r\nx\r\ny\r\nEND\r\n",
+        b"VALUE big 0 %d\r\n%b\r\nEND\r\n" % (len(big), big),
+        b"END\r\n",
+    ]
+    stream = b"".join(replies)
+    for step in (1, 7, 4096, len(stream)):
+        conn = Recorder()
+        for start in range(0, len(stream), step):
+            piece = stream[start : start + step]
+            while piece:
+                buffer = conn.get_buffer(-1)
+                assert buffer is conn.get_buffer(-1)  # the same buffer every read
+                n = min(len(buffer), len(piece))
+                buffer[:n] = piece[:n]
+                conn.buffer_updated(n)
+                piece = piece[n:]
+        assert conn.replies == replies, step
+        assert not conn.buf
 
 
 def test_outcome_names_misses_and_errors() -> None:

@@ -336,8 +336,7 @@ class Connection(PipelinedConnection):
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
-        parser.feed(data)
-        for argv in parser.commands():
+        for argv in parser.parse(data):
             if self._closing:
                 break
             if self._holding or self._held:  # behind a failed AUTH's penalty

@@ -1,0 +1,111 @@
+"""The RESP parser's hiredis fast path (Parser.parse) against the parser alone: for any
+stream of requests, cut into reads anywhere, the same commands and the same protocol
+error; and the fast path is what parses whole canonical commands."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from raftcache.node.resp.parser import Parser, ParserLimits
+
+LIMITS = ParserLimits(max_bulk_bytes=24, max_multibulk=6, max_inline_bytes=64, max_command_bytes=48)
+
+
+def canonical(argv: list[bytes]) -> bytes:
+    return b"*%d\r\n" % len(argv) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in argv)
+
+
+ARG = st.binary(max_size=30)  # over max_bulk_bytes at times; CR and LF inside at times
+ODD = st.sampled_from(
+    [
+        b"*0\r\n",  # an empty array: ignored
+        b"*-1\r\n",  # a null array: ignored
+        b"PING\r\n",  # inline
+        b"set a 'b c'\n",
+        b"*1\r\n+OK\r\n",  # a simple string element: Redis refuses it
+        b"*1\r\n:5\r\n",
+        b"*1\r\n=5\r\ntxt:a\r\n",  # RESP3 verbatim string
+        b"*1\r\n,1.5\r\n",
+        b"*1\r\n#t\r\n",
+        b"*1\r\n_\r\n",
+        b"*1\r\n*1\r\n$1\r\na\r\n",  # nested
+        b"*1\r\n$03\r\nGET\r\n",  # leading zero
+        b"*1\r\n$3\r\nGETX\r\n",  # bulk longer than declared
+        b"*99\r\n",  # over max_multibulk
+        b"*2\r\n$3\r\nGET\r\n",  # short of its arguments (waits)
+        b"\r\n",
+        b"*1\r\n$-1\r\n",
+    ]
+)
+SEGMENT = st.one_of(st.lists(ARG, min_size=1, max_size=8).map(canonical), ODD)
+
+
+def run(stream: bytes, cuts: list[int], fast: bool) -> tuple[list[list[bytes]], str | None]:
+    parser = Parser(LIMITS)
+    out: list[list[bytes]] = []
+    points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    for start, end in itertools.pairwise(points):
+        data = stream[start:end]
+        if fast:
+            out += parser.parse(data)
+        else:
+            parser.feed(data)
+            out += parser.commands()
+        if parser.error is not None:
+            break
+    return out, parser.error
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(SEGMENT, max_size=12), st.lists(st.integers(min_value=0), max_size=10))
+def test_the_fast_path_gives_the_parsers_commands_and_errors(
+    segments: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(segments)
+    assert run(stream, cuts, fast=True) == run(stream, cuts, fast=False)
+
+
+def test_whole_canonical_commands_are_parsed_by_hiredis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path is taken: the module's own parser is not called for them, and a partial
+    command after them still is (and completes across reads)."""
+    parser = Parser(LIMITS)
+    commands = [[b"SET", b"k", b"v\r\n"], [b"GET", b"k"], [b"PING"]]
+    stream = b"".join(canonical(c) for c in commands)
+
+    original = Parser._parse
+    calls = []
+
+    def counting(self: Parser, out: list[list[bytes]]) -> None:
+        calls.append(1)
+        original(self, out)
+
+    monkeypatch.setattr(Parser, "_parse", counting)
+    assert parser.parse(stream) == commands
+    assert calls == []
+    tail = canonical([b"GET", b"other"])
+    assert parser.parse(tail[:7]) == []  # partial: the module keeps it
+    assert calls == [1]
+    assert parser.parse(tail[7:]) == [[b"GET", b"other"]]
+    assert parser.parse(stream) == commands  # nothing buffered again: fast once more
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"*1\r\n+OK\r\n", "expected '$', got '+'"),
+        (b"*1\r\n=5\r\ntxt:a\r\n", "expected '$', got '='"),
+        (b"*2\r\n$3\r\nGET\r\n*1\r\n$1\r\na\r\n", "expected '$', got '*'"),
+        (b"*1\r\n$03\r\nGET\r\n", "invalid bulk length"),  # string2ll: no leading zero
+        (b"*-0\r\n", "invalid multibulk length"),
+        (b"*7\r\n" + b"$1\r\na\r\n" * 7, "invalid multibulk length"),
+        (b"*1\r\n$25\r\n" + b"x" * 25 + b"\r\n", "invalid bulk length"),
+    ],
+)
+def test_what_hiredis_accepts_and_redis_refuses_gets_redis_text(data: bytes, error: str) -> None:
+    parser = Parser(LIMITS)
+    assert parser.parse(canonical([b"PING"]) + data) == [[b"PING"]]
+    assert parser.error == error

@@ -17,9 +17,17 @@ against 3.2-3.4 us (a pipelined SET, a lone GET).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import hiredis
+
+_BIG_AGGREGATE = re.compile(rb"[*~%>|]\d{5}")
+"""An aggregate header of 10,000 elements or more anywhere in a read (or bytes that look
+like one inside a value): such a read is not given to hiredis, which allocates an
+aggregate's list when it reads the header. `*3000000000` made it allocate 3e9 slots and
+freeing them stalled the loop for 6.5 s; a command that large cannot be whole in one
+read anyway."""
 
 
 class ProtocolError(Exception):
@@ -52,7 +60,12 @@ class Parser:
     def parse(self, data: bytes) -> list[list[bytes]]:
         """feed(data), then commands(): through hiredis when `data` is whole canonical
         commands and nothing is buffered, else through this module."""
-        if self._argv is None and self._pos >= len(self._buf) and data[:1] == b"*":
+        if (
+            self._argv is None
+            and self._pos >= len(self._buf)
+            and data[:1] == b"*"
+            and _BIG_AGGREGATE.search(data) is None
+        ):
             fast = self._fast(data)
             if fast is not None:
                 return fast

@@ -9,6 +9,7 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from raftcache.node.resp import parser as parser_module
 from raftcache.node.resp.parser import Parser, ParserLimits
 
 LIMITS = ParserLimits(max_bulk_bytes=24, max_multibulk=6, max_inline_bytes=64, max_command_bytes=48)
@@ -109,3 +110,31 @@ def test_what_hiredis_accepts_and_redis_refuses_gets_redis_text(data: bytes, err
     parser = Parser(LIMITS)
     assert parser.parse(canonical([b"PING"]) + data) == [[b"PING"]]
     assert parser.error == error
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"*3000000000\r\n",
+        b"*1\r\n$1\r\na\r\n*3000000000\r\n",
+        b"*1\r\n~3000000000\r\n",
+        b"*1\r\n%3000000000\r\n",
+        b"*2\r\n>10000\r\n",
+    ],
+)
+def test_a_huge_aggregate_header_never_reaches_hiredis(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hiredis allocates an aggregate's list when it reads the header: `*3000000000` cost
+    a 6.5 s stall when the reader was dropped. Such reads go to the module's parser."""
+    fed: list[bytes] = []
+
+    class Spy:
+        def feed(self, chunk: bytes) -> None:
+            fed.append(chunk)
+
+    monkeypatch.setattr(parser_module.hiredis, "Reader", Spy)
+    parser = Parser(ParserLimits())
+    parser.parse(data)
+    assert fed == []
+    assert parser.error is not None or parser.buffered == len(data)

@@ -12,11 +12,9 @@ from hypothesis import strategies as st
 from raftcache.node.resp import parser as parser_module
 from raftcache.node.resp.parser import Parser, ParserLimits
 
+from tests.unit.resp_fakes import cmd
+
 LIMITS = ParserLimits(max_bulk_bytes=24, max_multibulk=6, max_inline_bytes=64, max_command_bytes=48)
-
-
-def canonical(argv: list[bytes]) -> bytes:
-    return b"*%d\r\n" % len(argv) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in argv)
 
 
 ARG = st.binary(max_size=30)  # over max_bulk_bytes at times; CR and LF inside at times
@@ -41,7 +39,7 @@ ODD = st.sampled_from(
         b"*1\r\n$-1\r\n",
     ]
 )
-SEGMENT = st.one_of(st.lists(ARG, min_size=1, max_size=8).map(canonical), ODD)
+SEGMENT = st.one_of(st.lists(ARG, min_size=1, max_size=8).map(lambda argv: cmd(*argv)), ODD)
 
 
 def run(stream: bytes, cuts: list[int], fast: bool) -> tuple[list[list[bytes]], str | None]:
@@ -74,7 +72,7 @@ def test_whole_canonical_commands_are_parsed_by_hiredis(monkeypatch: pytest.Monk
     command after them still is (and completes across reads)."""
     parser = Parser(LIMITS)
     commands = [[b"SET", b"k", b"v\r\n"], [b"GET", b"k"], [b"PING"]]
-    stream = b"".join(canonical(c) for c in commands)
+    stream = b"".join(cmd(*c) for c in commands)
 
     original = Parser._parse
     calls = []
@@ -86,7 +84,7 @@ def test_whole_canonical_commands_are_parsed_by_hiredis(monkeypatch: pytest.Monk
     monkeypatch.setattr(Parser, "_parse", counting)
     assert parser.parse(stream) == commands
     assert calls == []
-    tail = canonical([b"GET", b"other"])
+    tail = cmd(b"GET", b"other")
     assert parser.parse(tail[:7]) == []  # partial: the module keeps it
     assert calls == [1]
     assert parser.parse(tail[7:]) == [[b"GET", b"other"]]
@@ -108,7 +106,7 @@ def test_whole_canonical_commands_are_parsed_by_hiredis(monkeypatch: pytest.Monk
 )
 def test_what_hiredis_accepts_and_redis_refuses_gets_redis_text(data: bytes, error: str) -> None:
     parser = Parser(LIMITS)
-    assert parser.parse(canonical([b"PING"]) + data) == [[b"PING"]]
+    assert parser.parse(cmd(b"PING") + data) == [[b"PING"]]
     assert parser.error == error
 
 

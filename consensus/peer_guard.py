@@ -63,7 +63,8 @@ from pysyncobj.monotonic import monotonic as _pysyncobj_monotonic
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import _COMMAND_TYPE, SyncObjExceptionWrongVer
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
-from raftcache.consensus.lease import LeaseSyncObj, LeaseTransport
+from raftcache.consensus.commit_notice import CommitNoticeSyncObj
+from raftcache.consensus.lease import LeaseTransport
 
 _log = structlog.get_logger("raftcache.consensus.peers")
 
@@ -178,6 +179,21 @@ class _Bad(Exception):
         self.detail = detail
 
 
+def frame_payload(pickled: bytes) -> bytes:
+    """A message's bytes as a zlib stream of stored (uncompressed) blocks.
+
+    pysyncobj sends `zlib.compress(message, 3)`, and every receiver, ours and stock
+    pysyncobj's, runs `zlib.decompress` on what arrives: any zlib stream will do. zlib's
+    cost here was its setup, not the bytes: `zlib.compress` sets up a 256 KiB deflate state
+    per call, and when glibc gives that memory back on free (its heap trim) every call pays
+    fresh pages. Measured on this machine: 54-67 us for a 64-byte ack, 29 us for a 9 KB
+    entry of repeated values, 116 us for 9 KB of random bytes; stored blocks from a small
+    state cost 0.9, 3.8 and 3.8 us. Frames are their raw size on the wire, as etcd's are.
+    """
+    framer = zlib.compressobj(0, zlib.DEFLATED, 9, 1)
+    return framer.compress(pickled) + framer.flush()
+
+
 class CheckedTcpConnection(TcpConnection):  # type: ignore[misc]  # pysyncobj is untyped
     """pysyncobj's TcpConnection with every received frame checked (module docstring)."""
 
@@ -205,6 +221,16 @@ class CheckedTcpConnection(TcpConnection):  # type: ignore[misc]  # pysyncobj is
         self._eof = False
         self.remote = f"[{host}]:{port}" if host and ":" in host else f"{host}:{port}"
         return bool(super().connect(host, port))
+
+    def send(self, message: Any) -> None:
+        """pysyncobj's send, framing the message as stored zlib blocks (`frame_payload`)."""
+        if self.sendRandKey:
+            message = (self.sendRandKey, message)
+        data = frame_payload(_pysyncobj_pickle.dumps(message))
+        if self.encryptor:
+            data = self.encryptor.encrypt_at_time(data, int(_pysyncobj_monotonic()))
+        self._TcpConnection__writeBuffer += _LENGTH.pack(len(data)) + data
+        self._TcpConnection__trySendBuffer()
 
     def disconnect(self) -> None:
         self._eof = False
@@ -408,8 +434,8 @@ class EntryRefused(Exception):
     """A committed log entry this build cannot apply: the node stops rather than skip it."""
 
 
-class GuardedSyncObj(LeaseSyncObj):
-    """LeaseSyncObj that refuses bad frames and messages and halts on entries it cannot
+class GuardedSyncObj(CommitNoticeSyncObj):
+    """CommitNoticeSyncObj (a LeaseSyncObj) that refuses bad frames and messages and halts on entries it cannot
     apply (module docstring)."""
 
     def __init__(

@@ -1,0 +1,69 @@
+"""Raft frames as consensus/peer_guard.py sends them: stored zlib blocks that stock
+pysyncobj's receive path (`pickle.loads(zlib.decompress(body))` after a native-int length
+header) reads as it reads its own `zlib.compress(..., 3)` frames, so a node of this build
+and one of an older build understand each other."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import pytest
+from cryptography.fernet import Fernet
+from pysyncobj import pickle as pysyncobj_pickle
+from pysyncobj.encryptor import getEncryptor
+from pysyncobj.poller import createPoller
+from raftcache.consensus.peer_guard import CheckedTcpConnection, frame_payload
+
+MESSAGE = {
+    "type": "append_entries",
+    "term": 7,
+    "commit_index": 41,
+    "entries": [(b"\x00" + os.urandom(70_000), 42, 7), (b"v" * 100, 43, 7)],
+    "prevLogIdx": 41,
+    "prevLogTerm": 7,
+}
+
+
+@pytest.mark.parametrize("size", [0, 1, 64, 65_535, 65_536, 200_000])
+def test_a_payload_decompresses_to_itself(size: int) -> None:
+    data = os.urandom(size)
+    assert zlib.decompress(frame_payload(data)) == data
+    assert zlib.decompressobj().decompress(frame_payload(data)) == data
+
+
+def test_a_payload_is_stored_not_compressed() -> None:
+    data = b"v" * 10_000  # deflate would make this ~40 bytes
+    assert len(frame_payload(data)) > len(data)
+
+
+def _sent_frames(conn: CheckedTcpConnection) -> list[bytes]:
+    """The frames a connection queued (it has no socket, so they stay in its buffer)."""
+    buffer = conn._TcpConnection__writeBuffer
+    frames = []
+    while buffer:
+        (size,) = struct.unpack("i", buffer[:4])
+        frames.append(buffer[4 : 4 + size])
+        buffer = buffer[4 + size :]
+    return frames
+
+
+def test_a_sent_message_reads_back_as_stock_pysyncobj_reads_it() -> None:
+    conn = CheckedTcpConnection(createPoller("auto"))
+    conn.send(MESSAGE)
+    conn.send({"type": "next_node_idx", "next_node_idx": 44, "reset": False, "success": True})
+    first, second = _sent_frames(conn)
+    assert pysyncobj_pickle.loads(zlib.decompress(first)) == MESSAGE
+    assert pysyncobj_pickle.loads(zlib.decompress(second))["next_node_idx"] == 44
+
+
+def test_session_keys_and_encryption_still_wrap_the_message() -> None:
+    password = Fernet.generate_key().decode()
+    conn = CheckedTcpConnection(createPoller("auto"))
+    conn.encryptor = getEncryptor(password)
+    conn.sendRandKey = b"session-key"
+    conn.send(MESSAGE)
+    (frame,) = _sent_frames(conn)
+    key, message = pysyncobj_pickle.loads(zlib.decompress(getEncryptor(password).decrypt(frame)))
+    assert key == b"session-key" and message == MESSAGE

@@ -435,8 +435,8 @@ class EntryRefused(Exception):
 
 
 class GuardedSyncObj(CommitNoticeSyncObj):
-    """CommitNoticeSyncObj (a LeaseSyncObj) that refuses bad frames and messages and halts on entries it cannot
-    apply (module docstring)."""
+    """CommitNoticeSyncObj (a LeaseSyncObj) that refuses bad frames and messages and halts
+    on entries it cannot apply (module docstring)."""
 
     def __init__(
         self,

@@ -143,10 +143,6 @@ class RaftConfig:
     # reads without a log entry while a majority accepted its appends within 0.8 x
     # election_timeout_min. False: every linearizable read waits for an entry to commit.
     lease_reads: bool = True
-    # How long the leader may hold back telling followers that its commit index moved,
-    # waiting for the next entry or heartbeat to carry it (commit_notice.py; DESIGN.md
-    # "Commit notices"). 0: at once, as pysyncobj does.
-    commit_notice_delay: float = 0.005
     # A read replica (pysyncobj's read-only node): it dials the voters in `peers`, receives
     # the log and never votes or counts; it listens on no Raft port (self_addr only names
     # it). DESIGN.md "Read replicas".
@@ -427,7 +423,6 @@ class RaftNode:
             consumers=[self._consumer],
             pre_vote=config.pre_vote,
             lease_reads=config.lease_reads,
-            commit_notice_delay=config.commit_notice_delay,
             voting=config.identity_dir is None or config.read_replica,
             on_bad_entry=on_fatal,
             bad_frames=self.bad_frames,

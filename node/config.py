@@ -204,13 +204,6 @@ _FLAGS: list[tuple[str, str, str | None]] = [
         "to commit",
         "true",
     ),
-    (
-        "raft-commit-notice-ms",
-        "how long the leader may wait for its next entry or heartbeat to tell followers a "
-        "commit, instead of a message of its own (0 = at once; followers then apply at most "
-        "this much later)",
-        "5",
-    ),
     ("commit-timeout-ms", "after this a write's outcome is reported unknown", "5000"),
     ("max-inflight-batches", "group-commit batches waiting for Raft at once", "1"),
     (
@@ -604,7 +597,6 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         joining=joining,
         max_entry_bytes=4 * proposer.max_batch_bytes,
         lease_reads=_bool(values, "lease-reads"),
-        commit_notice_delay=_int(values, "raft-commit-notice-ms", 0) / 1000,
     )
     tls = _tls(values)
     cn_as_user = _cn_as_user(values, tls)

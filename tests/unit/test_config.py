@@ -71,7 +71,6 @@ def test_defaults_run_a_single_loopback_node() -> None:
     assert cfg.proposer.max_inflight == 1
     assert cfg.proposer.group_wait_s == pytest.approx(0.01)
     assert raft.lease_reads is True
-    assert raft.commit_notice_delay == 0.005
 
 
 def test_config_is_frozen() -> None:
@@ -119,7 +118,6 @@ ALL_FLAGS = {
     "max-value-bytes": "2000",
     "tick-interval-ms": "50",
     "lease-reads": "false",
-    "raft-commit-notice-ms": "0",
     "commit-timeout-ms": "1500",
     "max-inflight-batches": "4",
     "group-commit-wait-ms": "3",
@@ -167,7 +165,6 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert (cfg.limits.max_key_bytes, cfg.limits.max_value_bytes) == (100, 2000)
     assert cfg.proposer.tick_interval_s == pytest.approx(0.05)
     assert cfg.raft.lease_reads is False
-    assert cfg.raft.commit_notice_delay == 0.0
     assert cfg.proposer.commit_timeout_s == pytest.approx(1.5)
     assert cfg.proposer.max_inflight == 4
     assert cfg.proposer.group_wait_s == pytest.approx(0.003)
@@ -444,8 +441,6 @@ def test_off_loopback_raft_without_a_secret_is_refused(argv: list[str]) -> None:
         ("max-value-bytes", "-1", ["below the minimum of 0"]),
         ("tick-interval-ms", "5", ["below the minimum of 10"]),
         ("lease-reads", "yes", ["--lease-reads", "'yes'", "'true' or 'false'"]),
-        ("raft-commit-notice-ms", "-1", ["below the minimum of 0"]),
-        ("raft-commit-notice-ms", "2.5", ["not a whole number"]),
         ("commit-timeout-ms", "99", ["below the minimum of 100"]),
         ("max-inflight-batches", "0", ["below the minimum of 1"]),
         ("group-commit-wait-ms", "-1", ["below the minimum of 0"]),

@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from pysyncobj import pickle as pysyncobj_pickle
 from pysyncobj.encryptor import getEncryptor
 from pysyncobj.poller import createPoller
-from raftcache.consensus.peer_guard import CheckedTcpConnection, frame_payload
+from raftcache.consensus.peer_guard import COMPRESS_FROM, CheckedTcpConnection, frame_payload
 
 MESSAGE = {
     "type": "append_entries",
@@ -33,9 +33,12 @@ def test_a_payload_decompresses_to_itself(size: int) -> None:
     assert zlib.decompressobj().decompress(frame_payload(data)) == data
 
 
-def test_a_payload_is_stored_not_compressed() -> None:
-    data = b"v" * 10_000  # deflate would make this ~40 bytes
-    assert len(frame_payload(data)) > len(data)
+def test_a_small_payload_is_stored_and_a_large_one_deflated() -> None:
+    small = b"v" * (COMPRESS_FROM - 1)  # deflate would make this a few hundred bytes
+    assert len(frame_payload(small)) > len(small)
+    large = b"v" * COMPRESS_FROM
+    assert len(frame_payload(large)) < len(large) // 50
+    assert zlib.decompress(frame_payload(large)) == large
 
 
 def _sent_frames(conn: CheckedTcpConnection) -> list[bytes]:

@@ -187,14 +187,9 @@ def frame_payload(pickled: bytes) -> bytes:
     `COMPRESS_FROM` bytes, deflated at level 1 from there (snapshot chunks, big entries).
 
     pysyncobj sends `zlib.compress(message, 3)`, and every receiver, ours and stock
-    pysyncobj's, runs `zlib.decompress` on what arrives: any zlib stream will do. For the
-    small frames of everyday traffic zlib's cost is its setup, not the bytes:
-    `zlib.compress` sets up a 256 KiB deflate state per call, and when glibc gives that
-    memory back on free (its heap trim) every call pays for fresh pages. Measured here:
-    54-67 us for a 64-byte acknowledgement, 29 us for a 9 KB entry of repeated values,
-    116 us for 9 KB of random bytes; stored blocks from a small state cost 0.9, 3.8 and
-    3.8 us. Small frames are their raw size on the wire, as etcd's are; large ones, where
-    the setup is amortised and the bytes matter, stay compressed.
+    pysyncobj's, runs `zlib.decompress` on what arrives: any zlib stream will do. For small
+    frames zlib's cost is its per-call setup, not the bytes (54-67 us for a 64-byte
+    acknowledgement here, against 0.9 stored): consensus/DESIGN.md "The Raft port".
     """
     if len(pickled) >= COMPRESS_FROM:
         return zlib.compress(pickled, 1)

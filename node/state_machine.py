@@ -666,34 +666,7 @@ class StateMachine:
             return Error(RESERVED_KEY)
         if self._over_limit(len(key) + len(value) + KEY_OVERHEAD) is not None:
             return Error(OOM)
-        if self._undo is not None:  # inside a transaction: the general path keeps the undo
-            return self._put(db_key(db, key), value, 0, flags=flags)
-        return self._put_string(db_key(db, key), value, flags)
-
-    def _put_string(self, key: bytes, value: bytes, flags: int) -> int:
-        """`_put(key, value, 0, flags=flags)` for a string outside a transaction, inlined
-        (the commonest write, on every replica): the same entry, revision, accounting,
-        digest and change event. tests/unit/test_plain_set.py compares the two."""
-        data = self._data
-        old = data.get(key)
-        acc = self._digest_acc
-        if old is None:
-            self._buckets.setdefault(scan_bucket(key), set()).add(key)
-            if key[:5] == DB_PREFIX and len(key) > 5:
-                self._db_keys[key[5]] = self._db_keys.get(key[5], 0) + 1
-        else:
-            acc -= _entry_hash(key, old)
-            self._memory -= _entry_nbytes(key, old)
-            if old[_DEADLINE]:
-                self._ttl_keys -= 1
-        revision = self._revision = self._revision + 1
-        data[key] = (value, revision, 0, flags)
-        header = _HASH_HEADER.pack(len(key), revision, 0, tv.STRING_TAG, flags)
-        digest = hashlib.blake2b(header + key + value, digest_size=16).digest()
-        self._digest_acc = (acc + int.from_bytes(digest, "big")) % _DIGEST_MOD
-        self._memory += len(key) + KEY_OVERHEAD + len(value)
-        self._events.append(Change("set", key, revision, value, "string", old is None))
-        return revision
+        return self._put(db_key(db, key), value, 0, flags=flags)
 
     def emit_published(self, channel: bytes, message: bytes) -> None:
         """A pub/sub message from a Redis PUBLISH inside MULTI (delivered like PublishOp)."""

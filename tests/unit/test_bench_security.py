@@ -114,22 +114,47 @@ def test_ratios_targets_verdicts_and_paired_ratios() -> None:
     users = result[("resp", "get", "users")]
     assert math.isclose(users["ratio"], 1050 / 1100)
     assert users["paired_ratios"] == [0.96, 0.95]
+    assert math.isclose(users["paired_median"], 0.955)
     assert (users["target"], users["verdict"]) == (0.95, "PASS")
     assert math.isclose(users["leader_cpu_per_op_ratio"], 1.04)
     tls = result[("resp", "get", "tls")]
     assert math.isclose(tls["ratio"], 830 / 1100)
-    assert tls["verdict"] == "PASS"  # 0.7545 >= 0.75
+    assert tls["paired_ratios"] == [0.7, 0.8]
+    assert tls["verdict"] == "PASS"  # median 0.75 >= 0.75
     # cells not measured have no number, never a verdict
     missing = result[("grpc", "set", "users")]
     assert math.isnan(missing["ratio"]) and missing["verdict"] == "NO DATA"
+    assert missing["paired_ratios"] == [] and math.isnan(missing["paired_median"])
     assert len(result) == len(sec.PROTOCOLS) * len(sec.OPS) * len(sec.TARGETS)
 
 
 def test_a_miss_is_a_miss() -> None:
-    runs = [_run("grpc", "set", "plain", 0, 1000.0), _run("grpc", "set", "users", 0, 949.0)]
+    runs = [_run("resp", "set", "plain", 0, 1000.0), _run("resp", "set", "users", 0, 949.0)]
+    assert _users_ratio(runs)["verdict"] == "MISS"
+
+
+def _users_ratio(runs: list[dict[str, Any]]) -> dict[str, Any]:
     (users,) = [r for r in sec.ratios(sec.summarize(runs), runs) if r["config"] == "users"
-                and r["protocol"] == "grpc" and r["op"] == "set"]  # fmt: skip
-    assert users["verdict"] == "MISS"
+                and r["protocol"] == "resp" and r["op"] == "set"]  # fmt: skip
+    return users
+
+
+def test_the_verdict_is_on_paired_ratios_not_on_medians_of_runs_minutes_apart() -> None:
+    # The host slows from 1000 to 600 ops/s after the plain run of rep 2: every other
+    # users run is 1% behind the plain run beside it.
+    pairs = [(1000, 990), (1000, 990), (1000, 594), (600, 594), (600, 594)]
+    runs = []
+    for rep, (plain, users) in enumerate(pairs):
+        runs += [_run("resp", "set", "plain", rep, plain), _run("resp", "set", "users", rep, users)]
+    users = _users_ratio(runs)
+    assert math.isclose(users["ratio"], 0.594)  # medians: 594 against 1000
+    assert math.isclose(users["paired_median"], 0.99)
+    assert users["verdict"] == "PASS"
+    # and a cost paid in every pair is a miss, whatever the medians say
+    for plain_run, users_run in zip(runs[::2], runs[1::2], strict=True):
+        users_run["ops_per_s"] = plain_run["ops_per_s"] * 0.94
+    users = _users_ratio(runs)
+    assert math.isclose(users["paired_median"], 0.94) and users["verdict"] == "MISS"
 
 
 def test_markdown_tables() -> None:
@@ -152,7 +177,8 @@ def test_markdown_tables() -> None:
     }
     text = sec.markdown(section)
     assert "| RESP | SET | plain | 1,000 | 1,000..1,000 | 0.0 |" in text
-    assert "| gRPC | GET | tls/plain | 0.980 | 0.980, 0.980 | 1.00 | >= 0.75 | PASS |" in text
+    row = "| gRPC | GET | tls/plain | 0.980 | 0.980, 0.980 | 0.980 | 1.00 | >= 0.75 | PASS |"
+    assert row in text
     assert "| gRPC | GET | users/plain | 0.990 |" in text
     assert "present and committed" in text and "PERMISSION_DENIED" in text
     assert "load average: 3.00" in text

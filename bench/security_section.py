@@ -1,20 +1,22 @@
 """`security` section: what users/permissions and TLS cost per request (issue 14's target).
 
-Two 3-node LocalClusters (journal durability), started one after the other and then
-kept up together for the whole section, and three configurations on them:
-- `plain`: no users (the default user is open), no TLS;
-- `users`: the SAME nodes as `plain`, after `ACL SETUSER app ...` (through Raft) added a
+One 3-node LocalCluster (journal durability) with TLS on its client ports and plaintext
+gRPC and Redis ports beside them (--plaintext-listen, --redis-plaintext-listen), and three
+configurations on its processes:
+- `plain`: the plaintext ports, no login (the default user is open);
+- `users`: the plaintext ports after `ACL SETUSER app ...` (through Raft) added a
   restricted user (`~key:* +@read +@write +@connection`); the clients log in as `app`
   (RESP: `AUTH app app-pw` once per connection; gRPC: `authorization: Basic ...` metadata
   on every call), so every request pays the authentication lookup, the command check and
-  the key-pattern check, and nothing else differs from `plain`: same processes, same
-  leader, same Raft log. Earlier runs put `users` on a third cluster started with
-  `--users-file`; that cluster's per-request path is the same code (a users file only
-  seeds the same replicated users), but two clusters' leaders differed by 10-35% per
-  run on this shared box whatever they ran, more than the 5% being measured;
-- `tls`: TLS on every client port (a CA and a leaf for 127.0.0.1 made with `cryptography`
-  in the work dir at run time, never kept); RESP clients wrap their connections in an
-  ssl context trusting the CA, gRPC clients use `grpc.ssl_channel_credentials(ca)`.
+  the key-pattern check;
+- `tls`: the TLS ports (a CA and a leaf for 127.0.0.1 made with `cryptography` in the work
+  dir at run time, never kept); RESP clients wrap their connections in an ssl context
+  trusting the CA, gRPC clients use `grpc.ssl_channel_credentials(ca)`.
+Nothing else differs between them: same processes, same leader, same Raft log. Earlier
+runs put each configuration that needs other flags on a cluster of its own (`tls` always,
+`users` at first); two clusters of the same code differed by 5-10% (2026-12-06, identical
+plain clusters measured alternately) and up to 35% in earlier runs, more than the 5%
+being measured and a quarter of the 25%.
 
 Cells: (configuration, protocol, op) for RESP and gRPC, SET and GET (gRPC Get is
 LINEARIZABLE, as RESP GET on the leader is), 64 closed-loop clients against the leader,
@@ -28,8 +30,7 @@ gRPC cells: two bench.loadgen grpc.aio processes (32 clients each, 16 per HTTP/2
 Interleaving (a shared 2-core box drifts): every (protocol, op) is measured in the three
 configurations back to back, and the whole plan is repeated `reps` times with the
 configuration order reversed on every other repetition (plain, users, tls, then tls,
-users, plain, ...), so slow drift hits every configuration alike. The cluster not being
-measured keeps running (Raft heartbeats only); its CPU is metered in every cell. Reported per cell:
+users, plain, ...), so slow drift hits every configuration alike. Reported per cell:
 the median ops/s over the repetitions and the spread (min..max), median p50/p99, the
 leader's CPU per operation, and the load average at the start and end of each run.
 
@@ -52,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -73,7 +75,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from raftcache.chaos.local_cluster import ClusterTls, LocalCluster
+from raftcache.chaos.local_cluster import ClusterTls, LocalCluster, LocalNode
 from raftcache.v1 import cache_pb2, cache_pb2_grpc
 
 from bench.common import (
@@ -573,12 +575,12 @@ def add_app_user(cluster: LocalCluster, timeout_s: float = 30.0) -> None:
     import redis
 
     leader = cluster.nodes[cluster.wait_for_leader()]
-    host, _, port = leader.redis_addr.rpartition(":")
+    host, _, port = node_addr(leader, "resp", tls=False).rpartition(":")
     with redis.Redis(host=host, port=int(port), socket_timeout=5) as admin:
         admin.execute_command(*app_user_argv())
     deadline = time.monotonic() + timeout_s
     for node in cluster.nodes:
-        host, _, port = node.redis_addr.rpartition(":")
+        host, _, port = node_addr(node, "resp", tls=False).rpartition(":")
         while True:
             with (
                 contextlib.suppress(redis.RedisError),
@@ -587,7 +589,7 @@ def add_app_user(cluster: LocalCluster, timeout_s: float = 30.0) -> None:
                 if client.execute_command("ACL", "GETUSER", APP_USER):
                     break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{node.redis_addr} did not apply the user {APP_USER!r}")
+                raise TimeoutError(f"{host}:{port} did not apply the user {APP_USER!r}")
             time.sleep(0.1)
 
 
@@ -595,46 +597,44 @@ def add_app_user(cluster: LocalCluster, timeout_s: float = 30.0) -> None:
 def running_setups(
     work_dir: Path, node_args: Sequence[str], configs: Sequence[str], keep: bool
 ) -> Iterator[dict[str, Setup]]:
-    """The configurations' clusters, started one after the other, all closed on exit."""
-    setups: dict[str, Setup] = {}
+    """One 3-node cluster for every configuration: TLS on its client ports and plaintext
+    ports beside them (--plaintext-listen, --redis-plaintext-listen). `plain` and `users`
+    use the plaintext ports, `tls` the TLS ones: the same processes, leader and log. Closed
+    (and its throwaway key removed) on exit."""
+    base = Path(tempfile.mkdtemp(prefix="security-", dir=work_dir))
     failed = True
+    cluster: LocalCluster | None = None
     try:
-        for config in configs:
-            if config == "users" and "plain" in setups:
-                plain = setups["plain"]
-                add_app_user(plain.cluster)
-                setups[config] = Setup(config, plain.cluster, access_for(config, None), plain.base)
-                continue
-            base = Path(tempfile.mkdtemp(prefix=f"security-{config}-", dir=work_dir))
-            extra = list(node_args)
-            tls = None
-            if config == "tls":
-                tls = make_tls(base / "tls")
-            cluster = LocalCluster(3, base / "cluster", extra_args=extra, tls=tls)
-            setups[config] = Setup(config, cluster, access_for(config, tls), base)
-            log(f"security: starting the {config} cluster (load {os.getloadavg()[0]:.2f})")
-            cluster.start()
-            cluster.wait_until_ready(timeout=60)
-            wait_announced(cluster)
-            cluster.wait_for_leader()
-            if config == "users":  # measured without plain: add app to its own cluster
-                add_app_user(cluster)
-        yield setups
+        tls = dataclasses.replace(make_tls(base / "tls"), plaintext=True)
+        cluster = LocalCluster(3, base / "cluster", extra_args=list(node_args), tls=tls)
+        log(f"security: starting the cluster (load {os.getloadavg()[0]:.2f})")
+        cluster.start()
+        cluster.wait_until_ready(timeout=60)
+        wait_announced(cluster)
+        cluster.wait_for_leader()
+        if "users" in configs:
+            add_app_user(cluster)
+        yield {config: Setup(config, cluster, access_for(config, tls), base) for config in configs}
         failed = False
     finally:
-        distinct: list[Setup] = []  # the first setup of each cluster (plain, not users)
-        for setup in setups.values():
-            if all(setup.cluster is not d.cluster for d in distinct):
-                distinct.append(setup)
-        for setup in distinct:
-            setup.cluster.close()
-        for setup in distinct:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(setup.base / "tls")  # the throwaway key goes whatever happens
-            if failed or keep:
-                log(f"security: {setup.config} cluster data and node logs kept in {setup.base}")
-            else:
-                shutil.rmtree(setup.base, ignore_errors=True)
+        if cluster is not None:
+            cluster.close()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(base / "tls")  # the throwaway key goes whatever happens
+        if failed or keep:
+            log(f"security: cluster data and node logs kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def node_addr(node: LocalNode, protocol: str, tls: bool) -> str:
+    """Where a configuration reaches a node: its TLS port for `tls`, otherwise the
+    plaintext port beside it (a cluster without TLS: its only port)."""
+    if protocol == "resp":
+        port = node.redis_port if tls else node.redis_plaintext_port or node.redis_port
+    else:
+        port = node.client_port if tls else node.plaintext_port or node.client_port
+    return f"{node.host}:{port}"
 
 
 # ----------------------------------------------------------------------------- probes
@@ -720,8 +720,8 @@ def _probe_resp(addr: str) -> dict[str, str]:
 
 def probe_users(setup: Setup) -> dict[str, str]:
     leader = setup.cluster.nodes[setup.cluster.wait_for_leader()]
-    out = asyncio.run(_probe_grpc(leader.client_addr))
-    out.update(_probe_resp(leader.redis_addr))
+    out = asyncio.run(_probe_grpc(node_addr(leader, "grpc", tls=False)))
+    out.update(_probe_resp(node_addr(leader, "resp", tls=False)))
     return out
 
 
@@ -742,7 +742,7 @@ def measure(
     cluster = setup.cluster
     leader = cluster.wait_for_leader()
     node = cluster.nodes[leader]
-    target = node.redis_addr if cell.protocol == "resp" else node.client_addr
+    target = node_addr(node, cell.protocol, tls=bool(setup.access.ca_pem))
     pids = node_pids(cluster, leader)
     seen = {id(cluster)}
     for other in setups.values():

@@ -64,12 +64,16 @@ def free_port() -> int:
 class ClusterTls:
     """TLS on every node's client ports: one certificate for all (its names must cover
     127.0.0.1), `ca_file` trusting it; `mtls`: clients (and forwarding nodes) must present a
-    certificate from `ca_file` too, so the certificate must also allow client auth."""
+    certificate from `ca_file` too, so the certificate must also allow client auth;
+    `plaintext`: every node also serves plaintext gRPC and Redis ports beside the TLS ones
+    (--plaintext-listen, --redis-plaintext-listen: LocalNode.plaintext_port and
+    redis_plaintext_port)."""
 
     cert_file: Path
     key_file: Path
     ca_file: Path
     mtls: bool = False
+    plaintext: bool = False
 
     def node_args(self) -> list[str]:
         ca_flag = "--tls-client-ca-file" if self.mtls else "--tls-ca-file"
@@ -98,6 +102,8 @@ class LocalNode:
     redis_port: int = 0  # the RESP port (0 = none)
     memcached_port: int = 0  # the memcached port (0 = none)
     metrics_port: int = 0  # the Prometheus /metrics port (0 = none)
+    plaintext_port: int = 0  # a plaintext gRPC port beside the TLS one (0 = none)
+    redis_plaintext_port: int = 0  # a plaintext Redis port beside the TLS one (0 = none)
     host: str = "127.0.0.1"  # its namespace's address in netns mode (chaos/netns.py)
     exec_prefix: list[str] = field(default_factory=list)  # e.g. ip netns exec <ns>
     env: dict[str, str] = field(default_factory=dict)  # on top of the cluster's
@@ -206,6 +212,9 @@ class LocalCluster:
             m_ports = metrics_ports or [free_port() for _ in ports]
             for node, port in zip(self.nodes, m_ports, strict=True):
                 node.metrics_port = port
+        if tls is not None and tls.plaintext:
+            for node in self.nodes:
+                node.plaintext_port, node.redis_plaintext_port = free_port(), free_port()
         self.netns: netns_mode.NetnsNetwork | None = None
         if netns:
             if proxy:
@@ -273,6 +282,10 @@ class LocalCluster:
             *(["--memcached-listen", node.memcached_addr] if node.memcached_port else []),
             *(["--metrics-listen", node.metrics_addr] if node.metrics_port else []),
             *(self.tls.node_args() if self.tls else []),
+            *(["--plaintext-listen", f"{node.host}:{node.plaintext_port}"]
+              if node.plaintext_port else []),
+            *(["--redis-plaintext-listen", f"{node.host}:{node.redis_plaintext_port}"]
+              if node.redis_plaintext_port else []),
             *self.extra_args,
             *node.extra_args,
         ]  # fmt: skip

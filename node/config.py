@@ -58,6 +58,9 @@ class NodeConfig:
     event_loop: str = "uvloop"
     metrics_listen: str = ""  # "" = no metrics endpoint
     tls: TlsConfig | None = None  # None = plaintext client ports
+    # With TLS on: a second, plaintext gRPC / Redis port beside the TLS one ("" = none).
+    plaintext_listen: str = ""
+    redis_plaintext_listen: str = ""
     restore_from: str = ""  # a backup file that seeds a new cluster (node/restore.py)
     users_seed: str | None = None  # ACL text of --users-file/--requirepass (node/auth.py)
     tls_client_cn_as_user: bool = False  # a client certificate's CN names the gRPC user
@@ -192,6 +195,18 @@ _FLAGS: list[tuple[str, str, str | None]] = [
         "PEM CA bundle this node trusts for other nodes' certificates when it forwards to "
         "the leader (required with TLS unless --tls-client-ca-file is given)",
         None,
+    ),
+    (
+        "plaintext-listen",
+        "with TLS on: HOST:PORT of a second gRPC port, plaintext, beside the TLS --listen "
+        "(while clients move to TLS, or for a sidecar on loopback); empty = off",
+        "",
+    ),
+    (
+        "redis-plaintext-listen",
+        "with TLS on: HOST:PORT of a second Redis port, plaintext, beside the TLS "
+        "--redis-listen (Redis's `port` beside its `tls-port`); empty = off",
+        "",
     ),
     ("max-key-bytes", "largest accepted key", "65536"),
     ("max-value-bytes", "largest accepted value", "4194304"),
@@ -602,11 +617,13 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     cn_as_user = _cn_as_user(values, tls)
     users_seed = _users(values)
     front_ends = {**_redis(values, advertise), **_memcached(values, advertise, max_value)}
+    plaintext = _plaintext(values, tls, listen, front_ends.get("redis_listen", ""))
     _refuse_open_ports(
         [listen, front_ends.get("redis_listen", ""), front_ends.get("memcached_listen", "")],
         users_seed,
         tls,
         values["insecure-allow-unauthenticated"],
+        plaintext=list(plaintext.values()),
     )
     return NodeConfig(
         node_id=values.get("node-id", raft_addr),
@@ -628,6 +645,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         joining=joining,
         statefulset_seeds=tuple(s for s in values.get(_SEEDS, "").split(",") if s),
         join_credentials=values["join-credentials"].strip(),
+        plaintext_listen=plaintext.get("plaintext_listen", ""),
+        redis_plaintext_listen=plaintext.get("redis_plaintext_listen", ""),
         **front_ends,
     )
 
@@ -670,14 +689,30 @@ def _users(values: Mapping[str, str]) -> str | None:
 
 
 def _refuse_open_ports(
-    listens: Sequence[str], users_seed: str | None, tls: TlsConfig | None, allowed: str
+    listens: Sequence[str],
+    users_seed: str | None,
+    tls: TlsConfig | None,
+    allowed: str,
+    plaintext: Sequence[str] = (),
 ) -> None:
-    """A client port off loopback needs users or TLS, unless the operator says otherwise."""
+    """A client port off loopback needs users or TLS, unless the operator says otherwise;
+    a `plaintext` port (beside a TLS one) needs users: TLS does not cover it."""
     if allowed.strip().lower() not in ("true", "false"):
         raise ConfigError(f"--insecure-allow-unauthenticated: {allowed!r} is not 'true' or 'false'")
-    open_to = [a for a in listens if a and not is_loopback(a)]
     users_lock = users_seed is not None and not Acl.parse(users_seed).open
-    if not open_to or users_lock or tls is not None or allowed.lower() == "true":
+    if users_lock or allowed.lower() == "true":
+        return
+    bare = [a for a in plaintext if a and not is_loopback(a)]
+    if bare:
+        raise ConfigError(
+            f"refusing to serve plaintext clients on {', '.join(bare)} without users: TLS "
+            "does not cover a plaintext port, so anyone who reaches it could read and "
+            "overwrite every key. Give --users-file (whose default user needs a password or "
+            "is off) or --requirepass, listen on 127.0.0.1, or set "
+            "--insecure-allow-unauthenticated=true on a network you trust"
+        )
+    open_to = [a for a in listens if a and not is_loopback(a)]
+    if not open_to or tls is not None:
         return
     raise ConfigError(
         f"refusing to serve clients on {', '.join(open_to)} with neither users nor TLS: anyone "
@@ -686,6 +721,37 @@ def _refuse_open_ports(
         "--tls-cert-file/--tls-key-file), listen on 127.0.0.1, or set "
         "--insecure-allow-unauthenticated=true on a network you trust"
     )
+
+
+def _plaintext(
+    values: Mapping[str, str], tls: TlsConfig | None, listen: str, redis_listen: str
+) -> dict[str, str]:
+    """--plaintext-listen and --redis-plaintext-listen: plaintext ports beside TLS ones."""
+    out: dict[str, str] = {}
+    for flag, field, beside, beside_flag in (
+        ("plaintext-listen", "plaintext_listen", listen, "--listen"),
+        ("redis-plaintext-listen", "redis_plaintext_listen", redis_listen, "--redis-listen"),
+    ):
+        address = _optional_address(values, flag)
+        if not address:
+            continue
+        if tls is None:
+            raise ConfigError(
+                f"--{flag}: a plaintext port beside a TLS one, but TLS is off (no "
+                f"--tls-cert-file/--tls-key-file), so {beside_flag} is plaintext already; "
+                f"drop --{flag}"
+            )
+        if not beside:
+            raise ConfigError(
+                f"--{flag}: a plaintext Redis port beside the TLS one, but {beside_flag} is "
+                f"off; give {beside_flag} too"
+            )
+        if address == beside:
+            raise ConfigError(
+                f"--{flag}: {address} is the TLS port's address ({beside_flag}); give another port"
+            )
+        out[field] = address
+    return out
 
 
 def _optional_address(values: Mapping[str, str], flag: str) -> str:

@@ -88,7 +88,7 @@ class FrontEndServer:
         self.clients: dict[int, Any] = {}
         self.port = 0
         self._ids = itertools.count(1)
-        self._server: asyncio.AbstractServer | None = None
+        self._servers: list[asyncio.AbstractServer] = []
         self.auth = Auth(lambda: (None, None))  # the node's users (set by the node)
 
     def tls_failed(self, exc: ssl.SSLError) -> None:
@@ -103,10 +103,12 @@ class FrontEndServer:
         raise NotImplementedError
 
     async def start(self, address: str, ssl_context: ssl.SSLContext | None = None) -> None:
-        """Listen on `address`; with `ssl_context`, TLS only (its chain may be reloaded)."""
+        """Listen on `address`; with `ssl_context`, TLS only (its chain may be reloaded).
+        Called again, it listens on one more address (a plaintext port beside a TLS one):
+        the connections of every listener share this server; `port` stays the first's."""
         host, _, port = address.rpartition(":")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
+        server = await loop.create_server(
             lambda: self.connection(next(self._ids)),
             host.strip("[]"),
             int(port),
@@ -114,14 +116,19 @@ class FrontEndServer:
             backlog=1024,
             ssl=ssl_context,
         )
-        self.port = int(port)
+        self._servers.append(server)
+        if not self.port:
+            self.port = int(port)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for conn in list(self.clients.values()):
-                conn.close()
-            await self._server.wait_closed()
+        if not self._servers:
+            return
+        for server in self._servers:
+            server.close()
+        for conn in list(self.clients.values()):
+            conn.close()
+        for server in self._servers:
+            await server.wait_closed()
 
 
 class PipelinedConnection(asyncio.Protocol):

@@ -149,6 +149,16 @@ class Node:
                 f"--listen: cannot listen on {config.listen} (in use, or not an "
                 "address of this host)"
             )
+        if config.plaintext_listen:
+            try:
+                bound = server.add_insecure_port(config.plaintext_listen)
+            except RuntimeError:
+                bound = 0
+            if bound == 0:
+                raise OSError(
+                    f"--plaintext-listen: cannot listen on {config.plaintext_listen} (in use, "
+                    "or not an address of this host)"
+                )
         # Before the Raft node exists: entries replayed from the journal already carry events.
         streams = Streams(lambda: self.replica.revision)
         tracker = AccessTracker()
@@ -230,6 +240,8 @@ class Node:
             tls=("mtls" if config.tls.client_ca_file else "on")
             if config.tls is not None
             else "off",
+            plaintext=[a for a in (config.plaintext_listen, config.redis_plaintext_listen) if a]
+            or "off",
             raft=config.raft.self_addr,
             peers=list(config.raft.peers),
             durability=config.raft.durability.value,
@@ -368,12 +380,18 @@ class Node:
         redis.blocker = self.blocker
         if self.auth is not None:
             redis.auth = self.auth
-        try:
-            await redis.start(config.redis_listen, self._ssl(redis.tls_failed))
-        except OSError as exc:
-            raise OSError(
-                f"--redis-listen: cannot listen on {config.redis_listen} ({exc.strerror or exc})"
-            ) from exc
+        for flag, address, ssl_context in (
+            ("--redis-listen", config.redis_listen, self._ssl(redis.tls_failed)),
+            ("--redis-plaintext-listen", config.redis_plaintext_listen, None),
+        ):
+            if not address:
+                continue
+            try:
+                await redis.start(address, ssl_context)
+            except OSError as exc:
+                raise OSError(
+                    f"{flag}: cannot listen on {address} ({exc.strerror or exc})"
+                ) from exc
         return redis
 
     async def _tls_poll_loop(self, tls: TlsReloader) -> None:

@@ -41,7 +41,8 @@ def tls_cluster(
 ) -> Iterator[tuple[LocalCluster, ClusterTls]]:
     tmp = tmp_path_factory.mktemp("tls")
     cert, key, _ = ca.write_pair(tmp, "node")
-    tls = ClusterTls(cert, key, ca.write(tmp / "ca.crt"))
+    # plaintext: every node also serves plaintext gRPC and Redis ports beside its TLS ones
+    tls = ClusterTls(cert, key, ca.write(tmp / "ca.crt"), plaintext=True)
     with running_cluster(tmp / "cluster", tls=tls) as cluster:
         yield cluster, tls
 
@@ -188,6 +189,26 @@ def test_plaintext_is_refused_on_the_redis_port(
     r = redis.Redis(port=cluster.nodes[0].redis_port, socket_timeout=3)
     with pytest.raises(redis.ConnectionError):
         r.ping()
+
+
+def test_plaintext_ports_beside_the_tls_ones_serve_the_same_keys(
+    tls_cluster: tuple[LocalCluster, ClusterTls],
+) -> None:
+    cluster, tls = tls_cluster
+    for i, node in enumerate(cluster.nodes):  # followers forward, over TLS, as before
+        plain = redis.Redis(port=node.redis_plaintext_port, socket_timeout=5)
+        assert plain.set(f"tls:plain:{i}", "p") and plain.get(f"tls:plain:{i}") == b"p"
+    secure = redis.Redis(port=cluster.nodes[0].redis_port, ssl=True, ssl_ca_certs=str(tls.ca_file))
+    assert secure.get("tls:plain:2") == b"p"
+    with grpc.insecure_channel(f"127.0.0.1:{cluster.nodes[1].plaintext_port}") as channel:
+        stub = cache_pb2_grpc.CacheStub(channel)
+        got = stub.Get(cache_pb2.GetRequest(key=b"tls:plain:0"), timeout=10)
+    assert got.found and got.value == b"p"
+    # the plaintext port does not speak TLS, and the TLS port still refuses plaintext
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        served_serial(cluster.nodes[0].redis_plaintext_port, tls)
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=cluster.nodes[0].redis_port, socket_timeout=3).ping()
 
 
 def test_pymemcache_with_an_ssl_context(tls_cluster: tuple[LocalCluster, ClusterTls]) -> None:

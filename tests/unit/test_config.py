@@ -143,6 +143,8 @@ ALL_FLAGS = {
     "tls-client-ca-file": "/etc/raftcache/clients-ca.crt",
     "tls-ca-file": "/etc/raftcache/ca.crt",
     "tls-client-cn-as-user": "true",
+    "plaintext-listen": "127.0.0.1:6401",
+    "redis-plaintext-listen": "0.0.0.0:6389",
     "users-file": str(USERS_FILE),
     "requirepass": "hunter2",
     "insecure-allow-unauthenticated": "false",
@@ -188,6 +190,10 @@ def check_all_flags(cfg: NodeConfig) -> None:
         "/etc/raftcache/ca.crt",
     )
     assert cfg.tls_client_cn_as_user is True
+    assert (cfg.plaintext_listen, cfg.redis_plaintext_listen) == (
+        "127.0.0.1:6401",
+        "0.0.0.0:6389",
+    )
     assert cfg.raft.read_replica is True
     assert cfg.join_credentials == "/etc/raftcache/join"
     assert cfg.users_seed is not None
@@ -791,6 +797,66 @@ def test_a_users_file_that_leaves_the_default_user_open_does_not_count() -> None
     open_port = ["--listen", "0.0.0.0:6500", "--advertise", "10.0.0.5:6500", *LOOPBACK[2:]]
     with pytest.raises(ConfigError, match="whose default user needs a password or is off"):
         load([*open_port, "--users-file", str(OPEN_USERS_FILE)], {})
+
+
+TLS_FILES = ["--tls-cert-file", "c.pem", "--tls-key-file", "k.pem", "--tls-ca-file", "ca.pem"]
+
+
+def test_plaintext_ports_beside_tls_ones() -> None:
+    cfg = load(
+        [*LOOPBACK, *TLS_FILES, "--redis-listen", "127.0.0.1:6379",
+         "--plaintext-listen", "127.0.0.1:6501", "--redis-plaintext-listen", "127.0.0.1:6389"],
+        {},
+    )  # fmt: skip
+    assert cfg.tls is not None
+    assert (cfg.plaintext_listen, cfg.redis_plaintext_listen) == (
+        "127.0.0.1:6501",
+        "127.0.0.1:6389",
+    )
+    env = {"RAFTCACHE_REDIS_PLAINTEXT_LISTEN": "127.0.0.1:6390"}
+    cfg = load([*LOOPBACK, *TLS_FILES, "--redis-listen", "127.0.0.1:6379"], env)
+    assert (cfg.plaintext_listen, cfg.redis_plaintext_listen) == ("", "127.0.0.1:6390")
+    cfg = load([*LOOPBACK, *TLS_FILES], {})
+    assert (cfg.plaintext_listen, cfg.redis_plaintext_listen) == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--plaintext-listen", "127.0.0.1:6501"],
+         "--plaintext-listen: a plaintext port beside a TLS one, but TLS is off"),
+        (["--redis-listen", "127.0.0.1:6379", "--redis-plaintext-listen", "127.0.0.1:6389"],
+         "--redis-plaintext-listen: a plaintext port beside a TLS one, but TLS is off"),
+        ([*TLS_FILES, "--redis-plaintext-listen", "127.0.0.1:6389"],
+         "--redis-plaintext-listen: a plaintext Redis port beside the TLS one, but "
+         "--redis-listen is off; give --redis-listen too"),
+        ([*TLS_FILES, "--plaintext-listen", "127.0.0.1:6500"],
+         "--plaintext-listen: 127.0.0.1:6500 is the TLS port's address (--listen)"),
+        ([*TLS_FILES, "--plaintext-listen", "localhost"],
+         "--plaintext-listen"),
+    ],
+)  # fmt: skip
+def test_plaintext_ports_refused_where_they_make_no_sense(args: list[str], error: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load([*LOOPBACK, *args], {})
+    assert error in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "flag", ["--plaintext-listen", "--redis-plaintext-listen"]
+)  # fmt: skip
+def test_a_plaintext_port_off_loopback_needs_users_whatever_tls_covers(flag: str) -> None:
+    args = [*LOOPBACK, *TLS_FILES, "--redis-listen", "127.0.0.1:6379", flag, "0.0.0.0:6502"]
+    with pytest.raises(ConfigError) as refused:
+        load(args, {})
+    text = str(refused.value)
+    assert "refusing to serve plaintext clients on 0.0.0.0:6502 without users" in text
+    assert "TLS does not cover a plaintext port" in text
+    assert load([*args, "--requirepass", "pw"], {}).users_seed is not None
+    assert load([*args, "--insecure-allow-unauthenticated", "true"], {}).tls is not None
+    # the TLS ports themselves may face the network without users, as before
+    tls_open = ["--listen", "0.0.0.0:6500", "--advertise", "10.0.0.5:6500", *LOOPBACK[2:]]
+    assert load([*tls_open, *TLS_FILES, "--plaintext-listen", "127.0.0.1:6501"], {}).tls
 
 
 def test_the_insecure_switch_takes_only_true_or_false() -> None:

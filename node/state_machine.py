@@ -31,6 +31,7 @@ from raftcache.node.keyspace.reply import from_proto as reply_from_proto
 from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.values import Container
 from raftcache.v1 import cache_pb2, command_pb2
+from xxhash import xxh3_128_intdigest
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -227,8 +228,7 @@ def _entry_hash(key: bytes, entry: _Stored) -> int:
     value = entry[_VALUE]
     tag = tv.STRING_TAG if isinstance(value, bytes) else value.TAG
     header = _HASH_HEADER.pack(len(key), entry[_VERSION], entry[_DEADLINE], tag, entry[_FLAGS])
-    digest = hashlib.blake2b(header + key + tv.value_hash(value), digest_size=16).digest()
-    return int.from_bytes(digest, "big")
+    return xxh3_128_intdigest(header + key + tv.value_hash(value))
 
 
 def _entry_nbytes(key: bytes, entry: _Stored) -> int:

@@ -36,6 +36,7 @@ ROLES = {
 COLORS = {
     ("etcd", "gRPC"): "#6b6b6b",
     ("grpc-floor", "gRPC"): "#b0b0b0",
+    ("raft-floor", "RESP"): "#c8c8c8",
     ("raftcache", "gRPC"): "#1f4e9c",
     ("raftcache", "SDK"): "#2f74c0",
     ("raftcache", "RESP"): "#5b9bd5",
@@ -46,6 +47,7 @@ COLORS = {
 NAMES = {
     "etcd": "etcd",
     "grpc-floor": "Python gRPC floor",
+    "raft-floor": "Python Raft floor",
     "raftcache": "raftcache",
     "redis": "Redis",
     "memcached": "memcached",

@@ -27,9 +27,11 @@ recorded as skipped with the reason, never as a number.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,7 +56,7 @@ from bench.common import (
 from bench.common import populate as grpc_populate
 from bench.loadgen import LoadSpec
 
-SYSTEMS = ("etcd", "grpc-floor", "raftcache", "redis", "memcached")
+SYSTEMS = ("etcd", "grpc-floor", "raft-floor", "raftcache", "redis", "memcached")
 TOOLS = ("etcd", "etcdctl", "redis-server", "redis-cli", "redis-benchmark", "memcached")
 VALUE_SIZE = 100
 CLIENT_COUNTS = (1, 64)
@@ -474,6 +476,72 @@ def _wait_serving(addr: str, server: subprocess.Popen[bytes], log_path: Path) ->
             time.sleep(0.2)
 
 
+# ----------------------------------------------------------------------------- the Raft floor
+
+
+def _raft_floor(work_dir: Path, keys: int, warmup: float, seconds: float) -> dict[str, Any]:
+    """bench/raft_floor.py: three processes replicating batches of SETs through pysyncobj
+    with nothing else on the write path. What no raftcache node's replicated SET can beat
+    on this machine (RESP SET rows, same generator, against its leader)."""
+    base = Path(tempfile.mkdtemp(prefix="raft-floor-", dir=work_dir))
+    raft = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(3)]
+    block: dict[str, Any] = {
+        "setup": "bench/raft_floor.py: 3 processes, each a uvloop RESP server (hiredis) over "
+        "a pysyncobj SyncObj whose one replicated method stores a batch of SETs in a dict; "
+        "group commit per loop turn, one entry in flight, stored zlib frames, no journal: "
+        "the ceiling of a Raft-replicated SET in Python with pysyncobj on this machine"
+    }
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(3):
+            peers_of = ",".join(f"127.0.0.1:{p}" for j, p in enumerate(raft) if j != i)
+            with open(base / f"floor{i}.log", "wb") as out:
+                servers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "bench.raft_floor", f"127.0.0.1:{raft[i]}",
+                         peers_of, str(ports[i])],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        cwd=Path(__file__).resolve().parent.parent,
+                    )
+                )  # fmt: skip
+        leader = _floor_leader(ports, servers, base)
+        peers.populate_resp(ports[leader], RESP_PREFIX, keys, VALUE_SIZE)
+        plan = _rows("raft-floor", "RESP", RESP_PREFIX, [("write", "SET", "resp_set", "leader")])
+        role_addrs = {"leader": [f"127.0.0.1:{ports[leader]}"]}
+        pids = {f"floor{i}{'-leader' if i == leader else ''}": s.pid for i, s in enumerate(servers)}
+        block["rows"] = _run_plan(plan, role_addrs, pids, keys=keys, warmup=warmup, seconds=seconds)
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=10)
+    shutil.rmtree(base, ignore_errors=True)
+    return block
+
+
+def _floor_leader(
+    ports: Sequence[int], servers: Sequence[subprocess.Popen[bytes]], base: Path
+) -> int:
+    """The index of the floor process that leads (ROLE answers master), within 30 s."""
+    import redis
+
+    deadline = time.monotonic() + 30
+    while True:
+        for i, server in enumerate(servers):
+            if server.poll() is not None:
+                log_text = (base / f"floor{i}.log").read_text()[-2000:]
+                raise RuntimeError(f"raft-floor process {i} exited: {log_text}")
+        for i, port in enumerate(ports):
+            with contextlib.suppress(redis.RedisError), redis.Redis(port=port) as client:
+                if client.execute_command("ROLE") == b"master":
+                    return i
+        if time.monotonic() > deadline:
+            raise TimeoutError("the raft floor elected no leader in 30 s")
+        time.sleep(0.2)
+
+
 # ----------------------------------------------------------------------------- Redis, memcached
 
 
@@ -595,6 +663,7 @@ def run(
     blocks: dict[str, Callable[[], dict[str, Any]]] = {
         "etcd": lambda: _etcd(work_dir, keys, warmup, seconds),
         "grpc-floor": lambda: _grpc_floor(work_dir, keys, warmup, seconds),
+        "raft-floor": lambda: _raft_floor(work_dir, keys, warmup, seconds),
         "raftcache": lambda: _raftcache(work_dir, node_args, keys, warmup, seconds, keep_data),
         "redis": lambda: _redis(work_dir, keys, warmup, seconds),
         "memcached": lambda: _memcached(work_dir, keys, warmup, seconds),

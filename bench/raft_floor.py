@@ -168,9 +168,12 @@ class Conn(asyncio.Protocol):
             return b"$-1\r\n" if value is None else b"$%d\r\n%s\r\n" % (len(value), value)
         if name == b"role":  # the bench finds the leader with it
             return b"+master\r\n" if self.front.store._isLeader() else b"+slave\r\n"
-        if name in (b"ping", b"config", b"client", b"hello", b"command"):
-            return b"+PONG\r\n" if name == b"ping" else b"*0\r\n"
-        return b"-ERR the raft floor serves SET, GET and PING\r\n"
+        if name == b"ping":
+            return b"+PONG\r\n"
+        if name == b"client":  # redis-py's CLIENT SETINFO on connect
+            return _OK
+        # HELLO among them: redis-py then falls back to RESP2, which is what this speaks
+        return b"-ERR unknown command (the raft floor serves SET, GET, PING and ROLE)\r\n"
 
 
 async def serve(self_addr: str, peers: list[str], port: int) -> None:

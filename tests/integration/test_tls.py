@@ -211,6 +211,36 @@ def test_plaintext_ports_beside_the_tls_ones_serve_the_same_keys(
         redis.Redis(port=cluster.nodes[0].redis_port, socket_timeout=3).ping()
 
 
+@pytest.mark.parametrize("flag", ["--plaintext-listen", "--redis-plaintext-listen"])
+def test_a_busy_plaintext_port_stops_startup_with_a_message_naming_the_flag(
+    ca: Ca, tmp_path: Path, flag: str
+) -> None:
+    from raftcache.chaos.local_cluster import free_port
+
+    cert, key, _ = ca.write_pair(tmp_path, "node")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    addr = f"127.0.0.1:{busy.getsockname()[1]}"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "raftcache.node.cli",
+             "--data-dir", str(tmp_path / "d"),
+             "--listen", f"127.0.0.1:{free_port()}", "--raft", f"127.0.0.1:{free_port()}",
+             "--redis-listen", f"127.0.0.1:{free_port()}",
+             "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+             "--tls-ca-file", str(ca.write(tmp_path / "ca.crt")),
+             flag, addr],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+    finally:
+        busy.close()
+    assert proc.returncode == 1, proc.stderr
+    assert f"raftcache-node: error: {flag}: cannot listen on {addr}" in proc.stderr
+
+
 def test_pymemcache_with_an_ssl_context(tls_cluster: tuple[LocalCluster, ClusterTls]) -> None:
     cluster, tls = tls_cluster
     for node in cluster.nodes:  # a follower forwards the set

@@ -74,6 +74,24 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def _grpc_port(
+    flag: str, address: str, server: grpc.aio.Server, credentials: grpc.ServerCredentials | None
+) -> None:
+    """Listen on `address` (TLS with `credentials`, else plaintext), or say which flag's
+    address could not be bound."""
+    try:
+        if credentials is not None:
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise OSError(
+            f"{flag}: cannot listen on {address} (in use, or not an address of this host)"
+        )
+
+
 class Node:
     """A running node; `run()` serves until `stop()` (or SIGTERM/SIGINT)."""
 
@@ -137,28 +155,10 @@ class Node:
         server = grpc.aio.server(
             options=options, interceptors=[grpc_metrics] if grpc_metrics else None
         )
-        try:
-            if self.tls is not None:
-                bound = server.add_secure_port(config.listen, self.tls.grpc_credentials())
-            else:
-                bound = server.add_insecure_port(config.listen)
-        except RuntimeError:
-            bound = 0
-        if bound == 0:
-            raise OSError(
-                f"--listen: cannot listen on {config.listen} (in use, or not an "
-                "address of this host)"
-            )
+        credentials = self.tls.grpc_credentials() if self.tls is not None else None
+        _grpc_port("--listen", config.listen, server, credentials)
         if config.plaintext_listen:
-            try:
-                bound = server.add_insecure_port(config.plaintext_listen)
-            except RuntimeError:
-                bound = 0
-            if bound == 0:
-                raise OSError(
-                    f"--plaintext-listen: cannot listen on {config.plaintext_listen} (in use, "
-                    "or not an address of this host)"
-                )
+            _grpc_port("--plaintext-listen", config.plaintext_listen, server, None)
         # Before the Raft node exists: entries replayed from the journal already carry events.
         streams = Streams(lambda: self.replica.revision)
         tracker = AccessTracker()

@@ -743,8 +743,8 @@ def _plaintext(
             )
         if not beside:
             raise ConfigError(
-                f"--{flag}: a plaintext Redis port beside the TLS one, but {beside_flag} is "
-                f"off; give {beside_flag} too"
+                f"--{flag}: a plaintext port beside the TLS one, but {beside_flag} is off; "
+                f"give {beside_flag} too"
             )
         if address == beside:
             raise ConfigError(

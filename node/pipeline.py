@@ -116,9 +116,9 @@ class FrontEndServer:
             backlog=1024,
             ssl=ssl_context,
         )
-        self._servers.append(server)
-        if not self.port:
+        if not self._servers:
             self.port = int(port)
+        self._servers.append(server)
 
     async def stop(self) -> None:
         if not self._servers:

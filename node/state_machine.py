@@ -1152,7 +1152,7 @@ class StateMachine:
         h.update(self._digest_acc.to_bytes(16, "big"))
         h.update(struct.pack(">QQ", self._revision, self.max_memory))
         h.update(self.eviction_policy.encode())
-        if self.notify_flags:  # left out while off: digests of older builds stay comparable
+        if self.notify_flags:  # left out while off (digests compare within one build only)
             h.update(b"notify:" + self.notify_flags.encode())
         for node_id in sorted(self._members):
             m = self._members[node_id]

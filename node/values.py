@@ -30,10 +30,11 @@ def _h(tag: bytes, *parts: bytes) -> int:
     """A member's 128-bit hash for its container's digest: the tag, then each part after
     its length (XXH3-128: see the xxhash note in pyproject.toml)."""
     pack = _LEN.pack
-    data = tag
-    for part in parts:
-        data += pack(len(part)) + part
-    return xxh3_128_intdigest(data)
+    out = [tag]
+    for part in parts:  # joined once: a stream entry may have a million fields
+        out.append(pack(len(part)))
+        out.append(part)
+    return xxh3_128_intdigest(b"".join(out))
 
 
 def canonical_score(score: float) -> float:

@@ -828,7 +828,7 @@ def test_plaintext_ports_beside_tls_ones() -> None:
         (["--redis-listen", "127.0.0.1:6379", "--redis-plaintext-listen", "127.0.0.1:6389"],
          "--redis-plaintext-listen: a plaintext port beside a TLS one, but TLS is off"),
         ([*TLS_FILES, "--redis-plaintext-listen", "127.0.0.1:6389"],
-         "--redis-plaintext-listen: a plaintext Redis port beside the TLS one, but "
+         "--redis-plaintext-listen: a plaintext port beside the TLS one, but "
          "--redis-listen is off; give --redis-listen too"),
         ([*TLS_FILES, "--plaintext-listen", "127.0.0.1:6500"],
          "--plaintext-listen: 127.0.0.1:6500 is the TLS port's address (--listen)"),

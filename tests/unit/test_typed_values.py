@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 import pytest
+from raftcache.node import values as tv
 from raftcache.node.state_machine import (
     KEY_OVERHEAD,
     NIL,
@@ -529,3 +530,16 @@ def test_accounted_memory_tracks_what_cpython_really_allocates(fill: Any) -> Non
     # constants were measured this way; a new per-key structure must update them). Hash
     # tables grow in steps, so the real cost per element moves with the size: within 2x.
     assert 0.5 < accounted / real < 2.0, (real, accounted)
+
+
+def test_member_hash_is_xxh3_of_the_tag_and_length_prefixed_parts() -> None:
+    """The digest's member hash (values._h): one XXH3-128 over the tag and each part after
+    its 4-byte length, so ("ab", "c") and ("a", "bc") differ; a stream entry with many
+    fields is hashed over one joined buffer."""
+    from xxhash import xxh3_128_intdigest
+
+    parts = [b"f%d" % i for i in range(10_000)]
+    joined = b"x" + b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+    assert tv._h(b"x", *parts) == xxh3_128_intdigest(joined)
+    assert tv._h(b"h", b"ab", b"c") != tv._h(b"h", b"a", b"bc")
+    assert tv._h(b"s", b"m") != tv._h(b"h", b"m")

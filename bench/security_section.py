@@ -323,7 +323,7 @@ def markdown(section: Mapping[str, Any]) -> str:
         "",
         "Leader CPU µs/op: the leader's CPU seconds over the window / operations (less "
         "sensitive to other load than ops/s). Others' CPU: busy time of the machine outside "
-        "the measured cluster, the idle clusters and the generators, in % of one core. The "
+        "the measured cluster and the generators, in % of one core. The "
         "load average includes this bench's own processes (3 busy nodes + 2 generators).",
         "",
         f"gRPC permission checks in the code the nodes started with: "
@@ -529,8 +529,7 @@ class SecurityGeneratorGroup(GeneratorGroup):
 
 
 def run_measured(specs: Sequence[LoadSpec], access: Access, pids: Mapping[str, int]) -> MeasuredRun:
-    """Warm-up, then CPU metered over the measurement window (servers, idle clusters and
-    generators)."""
+    """Warm-up, then CPU metered over the measurement window (servers and generators)."""
     group = SecurityGeneratorGroup(specs, access)
     try:
         begin = group.start()
@@ -736,20 +735,13 @@ def measure(
     warmup: float,
     seconds: float,
 ) -> dict[str, Any]:
-    """One run of one cell against its configuration's leader; the other clusters' nodes are
-    metered as idle background."""
+    """One run of one cell against its configuration's leader."""
     setup = setups[cell.config]
     cluster = setup.cluster
     leader = cluster.wait_for_leader()
     node = cluster.nodes[leader]
     target = node_addr(node, cell.protocol, tls=bool(setup.access.ca_pem))
     pids = node_pids(cluster, leader)
-    seen = {id(cluster)}
-    for other in setups.values():
-        if id(other.cluster) not in seen:
-            seen.add(id(other.cluster))
-            for label, pid in node_pids(other.cluster, -1).items():
-                pids[f"idle-{other.config}-{label}"] = pid
     term_before = getattr(cluster.status(leader), "term", None)
     load_start = list(os.getloadavg())
     if cell.protocol == "resp":
@@ -765,7 +757,6 @@ def measure(
     load_end = list(os.getloadavg())
     term_after = getattr(cluster.status(leader), "term", None)
     leader_key = next(k for k in cpu.process_cpu_s if k.startswith("leader("))
-    idle = [k for k in cpu.process_pct if k.startswith("idle-")]
     out = {
         **asdict(cell),
         "target": target,
@@ -781,7 +772,6 @@ def measure(
         if ops
         else math.nan,
         "generator_cpu_pct": [cpu.process_pct[k] for k in gens],
-        "idle_clusters_cpu_pct": round(sum(cpu.process_pct[k] for k in idle), 1),
         "system_busy_pct": cpu.system_busy_pct,
         "unaccounted_pct": cpu.unaccounted_pct,
         "load_start": load_start,
@@ -794,7 +784,7 @@ def measure(
         f"{cell.config:<5} {out['ops_per_s']:>9,.0f}/s p50 {lat['p50']:.2f} ms "
         f"p99 {lat['p99']:.2f} ms errors {out['errors']} leader {out['leader_cpu_pct']}% "
         f"{out['leader_cpu_us_per_op']} µs/op gen {out['generator_cpu_pct']}% "
-        f"idle clusters {out['idle_clusters_cpu_pct']}% load {load_start[0]:.2f}->{load_end[0]:.2f}"
+        f"load {load_start[0]:.2f}->{load_end[0]:.2f}"
     )
     return out
 

@@ -617,13 +617,13 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     cn_as_user = _cn_as_user(values, tls)
     users_seed = _users(values)
     front_ends = {**_redis(values, advertise), **_memcached(values, advertise, max_value)}
-    plaintext = _plaintext(values, tls, listen, front_ends.get("redis_listen", ""))
+    plaintext, redis_plaintext = _plaintext(values, tls, listen, front_ends.get("redis_listen", ""))
     _refuse_open_ports(
         [listen, front_ends.get("redis_listen", ""), front_ends.get("memcached_listen", "")],
         users_seed,
         tls,
         values["insecure-allow-unauthenticated"],
-        plaintext=list(plaintext.values()),
+        plaintext=[plaintext, redis_plaintext],
     )
     return NodeConfig(
         node_id=values.get("node-id", raft_addr),
@@ -645,8 +645,8 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         joining=joining,
         statefulset_seeds=tuple(s for s in values.get(_SEEDS, "").split(",") if s),
         join_credentials=values["join-credentials"].strip(),
-        plaintext_listen=plaintext.get("plaintext_listen", ""),
-        redis_plaintext_listen=plaintext.get("redis_plaintext_listen", ""),
+        plaintext_listen=plaintext,
+        redis_plaintext_listen=redis_plaintext,
         **front_ends,
     )
 
@@ -725,14 +725,16 @@ def _refuse_open_ports(
 
 def _plaintext(
     values: Mapping[str, str], tls: TlsConfig | None, listen: str, redis_listen: str
-) -> dict[str, str]:
-    """--plaintext-listen and --redis-plaintext-listen: plaintext ports beside TLS ones."""
-    out: dict[str, str] = {}
-    for flag, field, beside, beside_flag in (
-        ("plaintext-listen", "plaintext_listen", listen, "--listen"),
-        ("redis-plaintext-listen", "redis_plaintext_listen", redis_listen, "--redis-listen"),
+) -> tuple[str, str]:
+    """--plaintext-listen and --redis-plaintext-listen ("" = off): plaintext ports beside
+    TLS ones."""
+    out: list[str] = []
+    for flag, beside, beside_flag in (
+        ("plaintext-listen", listen, "--listen"),
+        ("redis-plaintext-listen", redis_listen, "--redis-listen"),
     ):
         address = _optional_address(values, flag)
+        out.append(address)
         if not address:
             continue
         if tls is None:
@@ -750,8 +752,7 @@ def _plaintext(
             raise ConfigError(
                 f"--{flag}: {address} is the TLS port's address ({beside_flag}); give another port"
             )
-        out[field] = address
-    return out
+    return out[0], out[1]
 
 
 def _optional_address(values: Mapping[str, str], flag: str) -> str:

@@ -30,7 +30,7 @@ from raftcache.node.keyspace.reply import (
     ReplyT,
     from_proto,
 )
-from raftcache.node.proposer import Proposer, Waiter
+from raftcache.node.proposer import Proposer, Waiter, Write
 from raftcache.node.resp.errors import error_reply
 from raftcache.node.servicers import NodeView
 from raftcache.node.state_machine import Failure, Result, TxnOk, Value
@@ -131,7 +131,7 @@ class Engine:
 
     # -- leader fast paths: queued now, in call order --------------------------------
 
-    def submit(self, op: command_pb2.Op, waiter: Waiter, size: int = 0, weight: int = 0) -> None:
+    def submit(self, op: Write, waiter: Waiter, size: int = 0, weight: int = 0) -> None:
         """Leader only: queue a replicated op now (see Proposer.submit)."""
         self.proposer.submit(op, waiter, size, weight)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from raftcache.node.keyspace.db import DATABASES, key_db
 from raftcache.node.state_machine import Change, Event, StateMachine, op_growth
@@ -97,7 +97,7 @@ class Evictor:
         self.tracker = tracker
         self._rng = rng or random.Random()
 
-    def prelude(self, writes: list[command_pb2.Op]) -> list[command_pb2.Op]:
+    def prelude(self, writes: Sequence[command_pb2.Op]) -> list[command_pb2.Op]:
         """An EvictOp freeing room for `writes` when they could pass the limit, else nothing."""
         sm = self._state()
         if not sm.max_memory or sm.eviction_policy == "noeviction":

@@ -29,9 +29,9 @@ import structlog
 from raftcache.node import acl, errors
 from raftcache.node.auth import Auth
 from raftcache.node.command_stats import CommandStats
-from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine, call_op, reply_of
+from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine, reply_of
 from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
-from raftcache.node.proposer import Callback, call_weight
+from raftcache.node.proposer import Callback, RedisCall, call_weight
 from raftcache.node.resp.errors import error_reply
 from raftcache.node.state_machine import Result
 
@@ -262,6 +262,11 @@ class PipelinedConnection(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_scheduled = False
         slots = self._slots
+        if slots and isinstance(head := slots[0], Slot) and head.data is None:
+            # the oldest reply owed is not ready: nothing can go out yet (every write's
+            # data_received ends here before its entry commits)
+            self._update_reading()
+            return
         out = bytearray()
         while slots:
             head = slots[0]
@@ -425,8 +430,8 @@ class PipelinedConnection(asyncio.Protocol):
                 self._settle_write(slot, write_reply(result, error))
 
             try:
-                op = call_op(argv, db, engine.script_user(argv))
-                engine.submit(op, Callback(done), self._args_bytes or 64, call_weight(argv))
+                call = RedisCall(argv, db, engine.script_user(argv))  # built in the entry
+                engine.submit(call, Callback(done), self._args_bytes or 64, call_weight(argv))
             except errors.CacheError as exc:
                 self._settle(slot, error_reply(exc))
             return

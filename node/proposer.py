@@ -89,8 +89,45 @@ _HEAVY = frozenset(
 )
 
 
-def op_weight(op: command_pb2.Op) -> int:
+class RedisCall:
+    """A Redis command queued for the next entry and built there, in place: building an
+    Op and copying it into the Command (`ops.extend` copies) cost a SET ~1 us more on the
+    leader (node/DESIGN.md, "What a Redis command costs"). It becomes exactly
+    `engine.call_op(argv, db, user)`."""
+
+    __slots__ = ("argv", "db", "user")
+
+    def __init__(self, argv: Sequence[bytes], db: int, user: str = "") -> None:
+        self.argv = argv
+        self.db = db
+        self.user = user
+
+    def build(self, op: command_pb2.Op) -> None:
+        """Fill `op` (empty) with this call."""
+        call = op.data.op.call
+        call.argv.extend(self.argv)
+        call.db = self.db
+        if self.user:
+            call.user = self.user
+
+    def as_op(self) -> command_pb2.Op:
+        op = command_pb2.Op()
+        self.build(op)
+        return op
+
+
+Write = command_pb2.Op | RedisCall
+"""What the proposer queues: a built op, or a Redis call it builds in the entry."""
+
+
+def _as_op(write: Write) -> command_pb2.Op:
+    return write.as_op() if isinstance(write, RedisCall) else write
+
+
+def op_weight(op: Write) -> int:
     """An op's apply cost in max_batch_weight units (a transaction: its calls' sum)."""
+    if isinstance(op, RedisCall):
+        return call_weight(op.argv)
     kind = op.WhichOneof("kind")
     if kind == "data":
         return _call_weight(op.data.op)
@@ -127,7 +164,7 @@ class ProposerConfig:
 
 @dataclass
 class _Batch:
-    writes: list[tuple[command_pb2.Op, Waiter]]
+    writes: list[tuple[Write, Waiter]]
     reads: list[Waiter]
     done: bool = False
     prelude: int = 0  # ops put in front of the writes (an eviction), whose results nobody awaits
@@ -171,7 +208,7 @@ class Proposer:
         clock: Clock,
         config: ProposerConfig,
         now_ms: Callable[[], int] | None = None,
-        prelude: Callable[[list[command_pb2.Op]], list[command_pb2.Op]] | None = None,
+        prelude: Callable[[Sequence[command_pb2.Op]], list[command_pb2.Op]] | None = None,
     ) -> None:
         self._prelude = prelude
         self._consensus = consensus
@@ -179,7 +216,7 @@ class Proposer:
         self._config = config
         self._wall_ms = now_ms or skewed_wall_clock()  # unskewed unless a test says
         self._loop = asyncio.get_running_loop()
-        self._writes: list[tuple[command_pb2.Op, Waiter]] = []
+        self._writes: list[tuple[Write, Waiter]] = []
         self._write_bytes = 0
         self._write_weight = 0
         self._reads: list[Waiter] = []
@@ -228,10 +265,11 @@ class Proposer:
         self.submit(op, future)
         return await future
 
-    def submit(self, op: command_pb2.Op, waiter: Waiter, size: int = 0, weight: int = 0) -> None:
-        """Queue one op now (in call order); `waiter` gets its result. `size` and `weight`:
-        the op's bytes and op_weight if the caller knows them (ByteSize and reading the
-        op's argv back cost microseconds: call_weight(argv) is the caller's cheap way)."""
+    def submit(self, op: Write, waiter: Waiter, size: int = 0, weight: int = 0) -> None:
+        """Queue one op (or a RedisCall) now, in call order; `waiter` gets its result. `size`
+        and `weight`: the op's bytes and op_weight if the caller knows them (ByteSize and
+        reading the op's argv back cost microseconds: call_weight(argv) is the caller's
+        cheap way)."""
         if (
             len(self._writes) >= self._config.max_pending_ops
             or self._write_bytes >= self._config.max_pending_bytes
@@ -240,7 +278,7 @@ class Proposer:
                 f"{len(self._writes)} writes are already queued on this node; retry shortly"
             )
         self._writes.append((op, waiter))
-        self._write_bytes += size or op.ByteSize()
+        self._write_bytes += size or _as_op(op).ByteSize()
         self._write_weight += weight or op_weight(op)
         self._schedule_flush()
 
@@ -415,7 +453,7 @@ class Proposer:
         self._wait_timer = None
         self._flush()
 
-    def _take_writes(self) -> list[tuple[command_pb2.Op, Waiter]]:
+    def _take_writes(self) -> list[tuple[Write, Waiter]]:
         """The writes of the next entry: at most max_batch_ops, max_batch_bytes and
         max_batch_weight (a single op over a limit goes alone)."""
         config = self._config
@@ -432,26 +470,33 @@ class Proposer:
         weight = 0
         count = 0
         for op, _ in self._writes[:limit_ops]:
-            size += op.ByteSize()
+            size += _as_op(op).ByteSize()
             weight += op_weight(op)
             if count and (size > limit_bytes or weight > config.max_batch_weight):
                 break
             count += 1
         taken, self._writes = self._writes[:count], self._writes[count:]
-        self._write_bytes = sum(op.ByteSize() for op, _ in self._writes)
+        self._write_bytes = sum(_as_op(op).ByteSize() for op, _ in self._writes)
         self._write_weight = sum(op_weight(op) for op, _ in self._writes)
         return taken
 
     def _propose(
         self,
-        writes: list[tuple[command_pb2.Op, Waiter]],
+        writes: list[tuple[Write, Waiter]],
         reads: list[Waiter],
     ) -> None:
         command = command_pb2.Command(now_ms=self.now_ms())
-        ops = [op for op, _ in writes]
+        ops = command.ops
+        for op, _ in writes:
+            if type(op) is RedisCall:
+                op.build(ops.add())
+            else:
+                ops.append(op)  # type: ignore[arg-type]
         prelude = self._prelude(ops) if self._prelude is not None else []
-        command.ops.extend(prelude)
-        command.ops.extend(ops)
+        if prelude:  # an eviction goes first: rare (a memory limit, a full cache)
+            command = command_pb2.Command(now_ms=command.now_ms)
+            command.ops.extend(prelude)
+            command.ops.extend(ops)
         batch = _Batch(writes, reads, prelude=len(prelude))
         self._lease_clock = 0  # a new stamp: reads after it check the clock again
         self._inflight += 1

@@ -38,9 +38,10 @@ def parse_timeout(raw: bytes) -> float:
     return value
 
 
-def is_blocking(argv: list[bytes]) -> bool:
-    """Whether a call may wait: the blocking pops always, XREAD/XREADGROUP with BLOCK."""
-    name = argv[0].lower()
+def is_blocking(argv: list[bytes], name: bytes = b"") -> bool:
+    """Whether a call may wait: the blocking pops always, XREAD/XREADGROUP with BLOCK.
+    `name`: argv[0] in lower case, if the caller has it."""
+    name = name or argv[0].lower()
     if name in BLOCKING:
         return True
     return name in STREAM_READS and any(a.lower() == b"block" for a in argv[1:])

@@ -11,7 +11,7 @@ checked by `lookup` for every command.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY
@@ -35,10 +35,13 @@ class Spec:
     group: str  # string, generic, hash, list, set, sorted-set, ...
     handler: Handler
     check: Checker | None = None
+    # derived from the fields above (every dispatch reads them: no property call)
+    write: bool = field(init=False)
+    one_key: bool = field(init=False)  # exactly the argument at first_key is a key
 
-    @property
-    def write(self) -> bool:
-        return "write" in self.flags
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "write", "write" in self.flags)
+        object.__setattr__(self, "one_key", self.first_key > 0 and self.last_key == self.first_key)
 
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments of a call (for WATCH-like bookkeeping and COMMAND GETKEYS)."""
@@ -83,7 +86,10 @@ def lookup(argv: list[bytes]) -> Spec:
 def validate(argv: list[bytes]) -> Spec:
     """Everything that can be checked without the state: name, arity, syntax."""
     spec = lookup(argv)
-    if spec.first_key > 0:
+    if spec.one_key:  # the commonest shape, without building the key list
+        if spec.first_key < len(argv) and argv[spec.first_key].startswith(DB_PREFIX):
+            raise CommandError(RESERVED_KEY)
+    elif spec.first_key > 0:
         for key in spec.keys(argv):
             if key.startswith(DB_PREFIX):
                 raise CommandError(RESERVED_KEY)

@@ -197,8 +197,7 @@ class McConnection(PipelinedConnection):
                 break
             pos = used
         del buf[:pos]
-        self._flush()
-        self._update_reading()
+        self._flush()  # and reading paused or resumed
 
     def _fail(self, reply: bytes) -> None:
         """A protocol violation this connection cannot recover from: answer and close."""

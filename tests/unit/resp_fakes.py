@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from raftcache.node.keyspace.reply import NULL_ARRAY, OK, ReplyT
+from raftcache.node.proposer import RedisCall
 from raftcache.node.resp.parser import ParserLimits
 from raftcache.node.resp.server import Connection, RespServer
 from raftcache.node.state_machine import Value
@@ -40,7 +41,9 @@ class FakeEngine:
     def script_user(self, argv: list[bytes]) -> str:
         return ""
 
-    def submit(self, op: command_pb2.Op, waiter: Any = None, size: int = 0, weight: int = 0) -> Any:
+    def submit(self, op: Any, waiter: Any = None, size: int = 0, weight: int = 0) -> Any:
+        if isinstance(op, RedisCall):  # what the pipeline queues: built in the entry
+            op = op.as_op()
         call = op.data.op.call
         self.submitted.append((list(call.argv), call.db))
         future = waiter or asyncio.get_running_loop().create_future()

@@ -1,0 +1,254 @@
+"""The leader's per-command shortcuts (node/DESIGN.md "What a Redis command costs"): a Redis
+write queued as a RedisCall and built inside its entry, the one-key checks in validate and
+--max-key-bytes, and the flush that has nothing ready. Each must do exactly what the long
+way did: same entry bytes, same errors in the same order, same replies in the same order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+from raftcache.node import commands
+from raftcache.node.engine import call_op
+from raftcache.node.keyspace import dispatch
+from raftcache.node.keyspace.blocking import is_blocking
+from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY
+from raftcache.node.keyspace.reply import CommandError
+from raftcache.node.proposer import Proposer, ProposerConfig, RedisCall, op_weight
+from raftcache.node.state_machine import Value
+from raftcache.v1 import command_pb2
+
+from tests.unit.resp_fakes import FakeEngine, cmd, connect, settle
+from tests.unit.test_proposer_group_wait import _Clock, _op, _turns
+
+
+class _Recorder:
+    """Records the entries proposed (decoded); the test commits the last one."""
+
+    def __init__(self) -> None:
+        self.entries: list[command_pb2.Command] = []
+        self.callbacks: list = []
+
+    def propose(self, data: bytes, callback) -> None:  # type: ignore[no-untyped-def]
+        self.entries.append(commands.decode(data))
+        self.callbacks.append(callback)
+
+    def is_leader(self) -> bool:
+        return True
+
+
+# -- RedisCall: built in the entry, byte for byte what call_op builds -------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "db", "user"),
+    [
+        ([b"SET", b"k", b"v"], 0, ""),
+        ([b"set", b"k", b"v", b"EX", b"10"], 7, ""),
+        ([b"EVALSHA", b"abc", b"1", b"k"], 15, "alice"),
+        ([b"raftcache.store", b"set", b"k", b"v", b"0", b"0", b""], 0, ""),
+    ],
+)
+def test_a_redis_call_builds_what_call_op_builds(argv: list[bytes], db: int, user: str) -> None:
+    built = RedisCall(argv, db, user).as_op()
+    assert built == call_op(argv, db, user)
+    assert built.SerializeToString() == call_op(argv, db, user).SerializeToString()
+
+
+def test_a_redis_call_weighs_what_its_op_weighs() -> None:
+    for argv in ([b"SET", b"k", b"v"], [b"EVAL", b"return 1", b"0"], [b"fcall", b"f", b"0"]):
+        assert op_weight(RedisCall(argv, 0)) == op_weight(call_op(argv, 0))
+
+
+def _run(body) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(body())
+
+
+def test_an_entry_holds_calls_and_ops_in_call_order() -> None:
+    async def body() -> None:
+        consensus = _Recorder()
+        proposer = Proposer(consensus, _Clock(), ProposerConfig(group_wait_s=0.0))
+        loop = asyncio.get_running_loop()
+        writes: list[command_pb2.Op | RedisCall] = [
+            RedisCall([b"SET", b"a", b"1"], 0),
+            _op(),
+            RedisCall([b"SET", b"b", b"2"], 3, "bob"),
+        ]
+        futures = [loop.create_future() for _ in writes]
+        for write, future in zip(writes, futures, strict=True):
+            proposer.submit(write, future, 64, 1)
+        await _turns()
+        (entry,) = consensus.entries
+        expected = [
+            call_op([b"SET", b"a", b"1"], 0),
+            _op(),
+            call_op([b"SET", b"b", b"2"], 3, "bob"),
+        ]
+        assert list(entry.ops) == expected
+        consensus.callbacks[0](commands_outcome(), ["r0", "r1", "r2"])
+        await _turns()
+        assert [f.result() for f in futures] == ["r0", "r1", "r2"]
+
+    _run(body)
+
+
+def commands_outcome():  # type: ignore[no-untyped-def]
+    from raftcache.consensus import Outcome
+
+    return Outcome.APPLIED
+
+
+def test_an_eviction_prelude_goes_first_and_sees_the_built_calls() -> None:
+    seen: list[list[command_pb2.Op]] = []
+    evict = command_pb2.Op()
+    evict.evict.keys.append(b"victim")
+
+    def prelude(ops: Sequence[command_pb2.Op]) -> list[command_pb2.Op]:
+        seen.append(list(ops))
+        return [evict]
+
+    async def body() -> None:
+        consensus = _Recorder()
+        proposer = Proposer(consensus, _Clock(), ProposerConfig(group_wait_s=0.0), prelude=prelude)
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(2)]
+        proposer.submit(RedisCall([b"SET", b"a", b"1"], 0), futures[0], 64, 1)
+        proposer.submit(RedisCall([b"SET", b"b", b"2"], 0), futures[1], 64, 1)
+        await _turns()
+        (entry,) = consensus.entries
+        calls = [call_op([b"SET", b"a", b"1"], 0), call_op([b"SET", b"b", b"2"], 0)]
+        assert seen == [calls]
+        assert list(entry.ops) == [evict, *calls]
+        # the prelude's result is nobody's: each write gets its own op's result
+        consensus.callbacks[0](commands_outcome(), ["evicted", "ok-a", "ok-b"])
+        await _turns()
+        assert [f.result() for f in futures] == ["ok-a", "ok-b"]
+
+    _run(body)
+
+
+def test_calls_over_the_byte_limit_are_cut_into_entries_by_their_built_size() -> None:
+    async def body() -> None:
+        consensus = _Recorder()
+        one = call_op([b"SET", b"k", b"v" * 100], 0).ByteSize()
+        config = ProposerConfig(group_wait_s=0.0, max_batch_bytes=3 * one)
+        proposer = Proposer(consensus, _Clock(), config)
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(5)]
+        for future in futures:
+            proposer.submit(RedisCall([b"SET", b"k", b"v" * 100], 0), future)  # sizes unknown
+        await _turns()
+        assert [len(e.ops) for e in consensus.entries] == [3]
+        consensus.callbacks[0](commands_outcome(), [None] * 3)
+        await _turns()
+        assert [len(e.ops) for e in consensus.entries] == [3, 2]
+
+    _run(body)
+
+
+# -- validate and --max-key-bytes: the one-key shortcut and the general loop agree ------------
+
+
+def test_validate_refuses_a_reserved_key_in_one_key_and_many_key_commands() -> None:
+    reserved = DB_PREFIX + b"\x01k"
+    for argv in (
+        [b"GET", reserved],
+        [b"SET", reserved, b"v"],
+        [b"DEL", b"fine", reserved],
+        [b"MSET", b"a", b"1", reserved, b"2"],
+    ):
+        with pytest.raises(CommandError) as refused:
+            dispatch.validate(argv)
+        assert refused.value.text == RESERVED_KEY
+    # the reserved prefix as a value or a member is no key: allowed
+    assert dispatch.validate([b"SET", b"k", reserved]).name == "set"
+    assert dispatch.validate([b"RANDOMKEY"]).first_key == 0  # no key to check
+
+
+def test_arity_is_checked_before_the_reserved_key() -> None:
+    with pytest.raises(CommandError) as refused:
+        dispatch.validate([b"GET", DB_PREFIX, b"extra"])
+    assert "wrong number of arguments" in refused.value.text
+
+
+def test_is_blocking_with_and_without_the_lowered_name() -> None:
+    for argv, expected in (
+        ([b"BLPOP", b"q", b"0"], True),
+        ([b"xread", b"BLOCK", b"0", b"STREAMS", b"s", b"$"], True),
+        ([b"XREAD", b"STREAMS", b"s", b"$"], False),
+        ([b"LPOP", b"q"], False),
+    ):
+        assert is_blocking(argv) is expected
+        assert is_blocking(argv, argv[0].lower()) is expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [b"GET", b"k" * 9],
+        [b"SET", b"k" * 9, b"v"],
+        [b"DEL", b"short", b"k" * 9],
+        [b"MSET", b"a", b"1", b"k" * 9, b"2"],
+    ],
+)
+def test_a_key_over_max_key_bytes_is_refused_and_nothing_is_sent(argv: list[bytes]) -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.server.max_key_bytes = 8
+        conn.data_received(cmd(*argv))
+        await settle()
+        assert transport.out == (
+            b"-ERR a key is over the limit of 8 bytes (--max-key-bytes): use a shorter key\r\n"
+        )
+        assert engine.submitted == [] and engine.barriers == []
+
+    _run(body)
+
+
+def test_keys_at_the_limit_pass() -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        conn, _ = connect(engine)
+        conn.server.max_key_bytes = 8
+        conn.data_received(cmd(b"SET", b"k" * 8, b"a value longer than the key limit"))
+        conn.data_received(cmd(b"DEL", b"a", b"k" * 8))
+        await settle()
+        assert [argv[0] for argv, _ in engine.submitted] == [b"SET", b"DEL"]
+
+    _run(body)
+
+
+# -- the flush with nothing ready -------------------------------------------------------------
+
+
+def test_replies_wait_for_an_earlier_write_and_then_go_out_in_order() -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"SET", b"a", b"1") + cmd(b"PING"))
+        await settle()
+        assert transport.out == b""  # PING answered, but it is behind the SET
+        conn.data_received(cmd(b"ECHO", b"x"))
+        await settle()
+        assert transport.out == b""
+        engine.commit()
+        await settle()
+        assert transport.out == b"+OK\r\n+PONG\r\n$1\r\nx\r\n"
+
+    _run(body)
+
+
+def test_a_write_result_is_the_state_machine_reply() -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"INCR", b"n"))
+        await settle()
+        ((_, future),) = engine.writes_
+        future.set_result(Value("reply", 41))
+        await settle()
+        assert transport.out == b":41\r\n"
+
+    _run(body)

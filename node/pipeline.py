@@ -254,6 +254,12 @@ class PipelinedConnection(asyncio.Protocol):
     def _reply_now(self, data: bytes) -> None:
         self._slots.append(data)
 
+    def _hold_flush(self) -> None:
+        """The caller flushes when done (data_received, after its commands ran): replies
+        settled meanwhile go out with that flush, without a loop callback each (a read
+        answered from this node settles inside its dispatch)."""
+        self._flush_scheduled = True
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True

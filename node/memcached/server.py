@@ -173,6 +173,14 @@ class McConnection(PipelinedConnection):
             self.stats.curr_connections -= 1
 
     def data_received(self, data: bytes) -> None:
+        self._hold_flush()
+        try:
+            self._take(data)
+        finally:
+            self._flush()  # and reading paused or resumed
+
+    def _take(self, data: bytes) -> None:
+        """Run every whole command of the input (a storage command waits for its data)."""
         buf = self._buf
         buf += data
         pos = 0
@@ -197,7 +205,6 @@ class McConnection(PipelinedConnection):
                 break
             pos = used
         del buf[:pos]
-        self._flush()  # and reading paused or resumed
 
     def _fail(self, reply: bytes) -> None:
         """A protocol violation this connection cannot recover from: answer and close."""

@@ -336,20 +336,23 @@ class Connection(PipelinedConnection):
 
     def data_received(self, data: bytes) -> None:
         parser = self.parser
-        for argv in parser.parse(data):
-            if self._closing:
-                break
-            if self._holding or self._held:  # behind a failed AUTH's penalty
-                self._held.append(argv)
-                continue
-            self.dispatch(argv)
-        if parser.error is not None and not self._closing and not self._held:
-            # Commands before the bad input are answered; then this connection (only) ends.
-            self.server.stats.count_error("ERR")
-            self._slots.append(encoder.encoded(Error(f"ERR Protocol error: {parser.error}"), 2))
-            self._closing = True
-            self._close_when_flushed = True
-        self._flush()  # and reading paused or resumed
+        self._hold_flush()
+        try:
+            for argv in parser.parse(data):
+                if self._closing:
+                    break
+                if self._holding or self._held:  # behind a failed AUTH's penalty
+                    self._held.append(argv)
+                    continue
+                self.dispatch(argv)
+            if parser.error is not None and not self._closing and not self._held:
+                # Commands before the bad input are answered; then this connection ends.
+                self.server.stats.count_error("ERR")
+                self._slots.append(encoder.encoded(Error(f"ERR Protocol error: {parser.error}"), 2))
+                self._closing = True
+                self._close_when_flushed = True
+        finally:
+            self._flush()  # and reading paused or resumed
 
     # -- replies (PipelinedConnection's hooks) ------------------------------------------
 

@@ -127,6 +127,9 @@ class FakeEngine:
             def count_read(self, key: bytes, hit: bool) -> None:
                 engine.reads.append((key, hit))
 
+            def check_staleness(self, max_staleness_ms: int, bound: str, advice: str) -> None:
+                """Always fresh enough."""
+
         return View()
 
 

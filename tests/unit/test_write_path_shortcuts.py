@@ -252,3 +252,77 @@ def test_a_write_result_is_the_state_machine_reply() -> None:
         assert transport.out == b":41\r\n"
 
     _run(body)
+
+
+# -- replies settled during data_received go out with its flush, no callback each -------------
+
+
+class _LoopSpy:
+    """The connection's loop, noting what is scheduled with call_soon."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.soon: list[object] = []
+
+    def call_soon(self, fn, *args):  # type: ignore[no-untyped-def]
+        self.soon.append(fn)
+        return self._loop.call_soon(fn, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._loop, name)
+
+
+def test_a_reply_settled_while_reading_goes_out_at_once_without_a_scheduled_flush() -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        engine.leader = False
+        engine.data[b"k"] = b"v"
+        conn, transport = connect(engine)
+        conn.readonly = True  # GET answered here, settled inside its dispatch
+        conn._loop = spy = _LoopSpy(conn._loop)
+        conn.data_received(cmd(b"GET", b"k") + cmd(b"PING") + cmd(b"GET", b"k"))
+        assert transport.out == b"$1\r\nv\r\n+PONG\r\n$1\r\nv\r\n"  # no loop turn needed
+        assert spy.soon == []  # no flush callback per reply
+        assert conn._flush_scheduled is False
+
+    _run(body)
+
+
+def test_replies_before_a_failing_command_still_go_out() -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        real = conn.dispatch
+
+        def dispatch(argv: list[bytes]) -> None:
+            if argv[0] == b"BOOM":
+                raise RuntimeError("a bug in dispatch")
+            real(argv)
+
+        conn.dispatch = dispatch  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            conn.data_received(cmd(b"PING") + cmd(b"BOOM"))
+        assert transport.out == b"+PONG\r\n"
+        assert conn._flush_scheduled is False
+
+    _run(body)
+
+
+def test_memcached_replies_go_out_with_the_read_that_answered_them() -> None:
+    from tests.unit.test_memcached_protocol import McEngine
+    from tests.unit.test_memcached_protocol import connect as mc_connect
+
+    async def body() -> None:
+        engine = McEngine()
+        engine.r(b"SET", b"k", b"v")
+        engine.leader = False
+        conn, transport = mc_connect(engine)
+        conn.server.stale_reads_ms = 1000  # gets answered here, settled inside their dispatch
+        conn._loop = spy = _LoopSpy(conn._loop)
+        conn.data_received(b"get k\r\nversion\r\nget k\r\n")
+        assert spy.soon == []
+        assert transport.out.count(b"VALUE k 0 1\r\nv\r\nEND\r\n") == 2
+        assert transport.out.count(b"VERSION ") == 1
+        assert conn._flush_scheduled is False
+
+    _run(body)

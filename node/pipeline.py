@@ -273,20 +273,25 @@ class PipelinedConnection(asyncio.Protocol):
             # data_received ends here before its entry commits)
             self._update_reading()
             return
-        out = bytearray()
-        while slots:
-            head = slots[0]
-            if isinstance(head, bytes):
-                out += head
-            elif head.data is not None:
-                out += head.data
-            else:
-                break
-            slots.popleft()
+        out: bytes | bytearray = b""
+        if len(slots) == 1:  # one reply owed (a client waiting for each answer): no copy
+            head = slots.popleft()
+            out = head if isinstance(head, bytes) else head.data  # type: ignore[assignment]
+        elif slots:
+            out = bytearray()
+            while slots:
+                head = slots[0]
+                if isinstance(head, bytes):
+                    out += head
+                elif head.data is not None:
+                    out += head.data
+                else:
+                    break
+                slots.popleft()
         self._flushed(not slots)
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
-            transport.write(bytes(out))
+            transport.write(out if type(out) is bytes else bytes(out))
         if self._close_when_flushed and not slots and transport is not None:
             transport.close()
             return

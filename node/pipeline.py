@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import ssl
 import time
+import weakref
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -75,6 +76,49 @@ class Run:
         self.kind = kind
         self.pending = 0  # started or waiting commands not answered yet
         self.waiting: list[tuple[Callable[[Slot], None], Slot]] = []
+
+
+class Flusher:
+    """The connections of one event loop that owe a flush, flushed by ONE loop callback:
+    an entry's answers (or a turn's leased reads) settle 64 connections at once, and a
+    callback each cost the loop a scheduled handle per connection (node/DESIGN.md "What a
+    Redis command costs")."""
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flusher] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    __slots__ = ("__weakref__", "_loop", "_owing", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._owing: list[PipelinedConnection] = []
+        self._scheduled = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> Flusher:
+        flusher = cls._by_loop.get(loop)
+        if flusher is None:
+            flusher = cls._by_loop[loop] = cls(loop)
+        return flusher
+
+    def owe(self, conn: PipelinedConnection) -> None:
+        """`conn` flushes on the next loop turn (unless it flushed itself by then)."""
+        self._owing.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        owing, self._owing = self._owing, []
+        for conn in owing:
+            if not conn._flush_scheduled:
+                continue  # flushed meanwhile (its data_received ended with a flush)
+            try:
+                conn._flush()
+            except Exception:  # one connection's bug must not keep the others' replies
+                _log.exception("flushing replies failed")
 
 
 class FrontEndServer:
@@ -155,6 +199,7 @@ class PipelinedConnection(asyncio.Protocol):
         self._slots: deque[Slot | bytes] = deque()
         self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
+        self._flusher = Flusher.of(self._loop)
         self._reading_paused = False
         self._writing_paused = False
         self._closing = False
@@ -263,7 +308,7 @@ class PipelinedConnection(asyncio.Protocol):
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._flusher.owe(self)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -614,9 +614,7 @@ class Connection(PipelinedConnection):
             self._unsubscribe_all()
             transport.abort()
             return
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        self._schedule_flush()
 
     def _still_subscribed_ok(self) -> bool:
         """The users changed while this connection listens: it keeps listening only if its

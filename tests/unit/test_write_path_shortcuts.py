@@ -326,3 +326,46 @@ def test_memcached_replies_go_out_with_the_read_that_answered_them() -> None:
         assert conn._flush_scheduled is False
 
     _run(body)
+
+
+def test_one_entry_settling_many_connections_schedules_one_flush_for_all() -> None:
+    from raftcache.node.pipeline import Flusher
+
+    async def body() -> None:
+        engine = FakeEngine()
+        pairs = [connect(engine) for _ in range(3)]
+        loop = asyncio.get_running_loop()
+        flusher = Flusher.of(loop)
+        assert all(conn._flusher is flusher for conn, _ in pairs)
+        for i, (conn, _) in enumerate(pairs):
+            conn.data_received(cmd(b"SET", b"k%d" % i, b"v"))
+        spy = _LoopSpy(loop)
+        flusher._loop = spy  # type: ignore[assignment]
+        try:
+            engine.commit()  # the entry's answers settle all three connections
+            assert spy.soon == [flusher._run]  # one callback, not one per connection
+            assert all(t.out == b"" for _, t in pairs)
+            await settle(2)
+            assert [t.out for _, t in pairs] == [b"+OK\r\n"] * 3
+        finally:
+            flusher._loop = loop
+
+    _run(body)
+
+
+def test_a_connection_that_fails_to_flush_does_not_hold_back_the_others() -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        (bad, _), (good, transport) = connect(engine), connect(engine)
+        bad.data_received(cmd(b"SET", b"a", b"1"))
+        good.data_received(cmd(b"SET", b"b", b"2"))
+
+        def broken() -> None:
+            raise RuntimeError("a bug in one connection's flush")
+
+        bad._flush = broken  # type: ignore[method-assign]
+        engine.commit()
+        await settle(2)
+        assert transport.out == b"+OK\r\n"
+
+    _run(body)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -488,9 +489,13 @@ def _u64(token: bytes) -> bool:
     return token.isdigit() and len(token) <= 20 and int(token) < _U64
 
 
+_KEY_REFUSED = re.compile(rb"[\x00-\x20\x7f]")
+"""Bytes no memcached key holds: control characters, space and DEL (any byte < 33 or 127)."""
+
+
 def _key(token: bytes) -> bytes:
     """memcached's key rules: at most 250 bytes, no control characters (spaces split)."""
-    if len(token) > MAX_KEY_BYTES or any(b < 33 or b == 127 for b in token):
+    if len(token) > MAX_KEY_BYTES or _KEY_REFUSED.search(token) is not None:
         raise CommandError(BAD_FORMAT_TEXT)
     return token
 

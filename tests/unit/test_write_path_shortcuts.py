@@ -369,3 +369,25 @@ def test_a_connection_that_fails_to_flush_does_not_hold_back_the_others() -> Non
         assert transport.out == b"+OK\r\n"
 
     _run(body)
+
+
+# -- memcached's key rule, checked by one regex instead of a loop over the key's bytes --------
+
+
+def test_the_memcached_key_rule_holds_for_every_byte() -> None:
+    from raftcache.node.memcached.server import MAX_KEY_BYTES, _key
+
+    for byte in range(256):
+        key = b"k" + bytes([byte]) + b"k"
+        if byte < 33 or byte == 127:
+            with pytest.raises(CommandError):
+                _key(key)
+        else:
+            assert _key(key) == key
+    assert _key(b"k" * MAX_KEY_BYTES) == b"k" * MAX_KEY_BYTES
+    with pytest.raises(CommandError):
+        _key(b"k" * (MAX_KEY_BYTES + 1))
+    with pytest.raises(CommandError):
+        _key(b"\x00")  # a bad byte alone, first or last
+    with pytest.raises(CommandError):
+        _key(b"key\x7f")

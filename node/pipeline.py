@@ -32,7 +32,7 @@ from raftcache.node.auth import Auth
 from raftcache.node.command_stats import CommandStats
 from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine, reply_of
 from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
-from raftcache.node.proposer import Callback, RedisCall, call_weight
+from raftcache.node.proposer import Callback, QueuedCall, call_weight
 from raftcache.node.resp.errors import error_reply
 from raftcache.node.state_machine import Result
 
@@ -80,7 +80,7 @@ class Run:
 
 class Flusher:
     """The connections of one event loop that owe a flush, flushed by ONE loop callback:
-    an entry's answers (or a turn's leased reads) settle 64 connections at once, and a
+    an entry's answers (or a turn's leased reads) settle many connections at once, and a
     callback each cost the loop a scheduled handle per connection (node/DESIGN.md "What a
     Redis command costs")."""
 
@@ -88,10 +88,11 @@ class Flusher:
         weakref.WeakKeyDictionary()
     )
 
-    __slots__ = ("__weakref__", "_loop", "_owing", "_scheduled")
+    __slots__ = ("_loop", "_owing", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # weakly: the registry's value must not keep its key (the loop) alive
+        self._loop = weakref.ref(loop)
         self._owing: list[PipelinedConnection] = []
         self._scheduled = False
 
@@ -106,8 +107,11 @@ class Flusher:
         """`conn` flushes on the next loop turn (unless it flushed itself by then)."""
         self._owing.append(conn)
         if not self._scheduled:
+            loop = self._loop()
+            if loop is None:
+                return  # the loop is gone: nothing will run on it again
             self._scheduled = True
-            self._loop.call_soon(self._run)
+            loop.call_soon(self._run)
 
     def _run(self) -> None:
         self._scheduled = False
@@ -486,7 +490,7 @@ class PipelinedConnection(asyncio.Protocol):
                 self._settle_write(slot, write_reply(result, error))
 
             try:
-                call = RedisCall(argv, db, engine.script_user(argv))  # built in the entry
+                call = QueuedCall(argv, db, engine.script_user(argv))  # built in the entry
                 engine.submit(call, Callback(done), self._args_bytes or 64, call_weight(argv))
             except errors.CacheError as exc:
                 self._settle(slot, error_reply(exc))

@@ -89,18 +89,20 @@ _HEAVY = frozenset(
 )
 
 
-class RedisCall:
+class QueuedCall:
     """A Redis command queued for the next entry and built there, in place: building an
     Op and copying it into the Command (`ops.extend` copies) cost a SET ~1 us more on the
     leader (node/DESIGN.md, "What a Redis command costs"). It becomes exactly
-    `engine.call_op(argv, db, user)`."""
+    `engine.call_op(argv, db, user)` as of when it is proposed: `argv` (bytes) must not
+    change after submit."""
 
-    __slots__ = ("argv", "db", "user")
+    __slots__ = ("argv", "built", "db", "user")
 
     def __init__(self, argv: Sequence[bytes], db: int, user: str = "") -> None:
         self.argv = argv
         self.db = db
         self.user = user
+        self.built: command_pb2.Op | None = None  # as_op()'s, once asked (then reused)
 
     def build(self, op: command_pb2.Op) -> None:
         """Fill `op` (empty) with this call."""
@@ -111,22 +113,24 @@ class RedisCall:
             call.user = self.user
 
     def as_op(self) -> command_pb2.Op:
-        op = command_pb2.Op()
-        self.build(op)
-        return op
+        """The op on its own (built once: measuring a queue over an entry's limits asks)."""
+        if self.built is None:
+            self.built = command_pb2.Op()
+            self.build(self.built)
+        return self.built
 
 
-Write = command_pb2.Op | RedisCall
+Write = command_pb2.Op | QueuedCall
 """What the proposer queues: a built op, or a Redis call it builds in the entry."""
 
 
 def _as_op(write: Write) -> command_pb2.Op:
-    return write.as_op() if isinstance(write, RedisCall) else write
+    return write.as_op() if isinstance(write, QueuedCall) else write
 
 
 def op_weight(op: Write) -> int:
     """An op's apply cost in max_batch_weight units (a transaction: its calls' sum)."""
-    if isinstance(op, RedisCall):
+    if isinstance(op, QueuedCall):
         return call_weight(op.argv)
     kind = op.WhichOneof("kind")
     if kind == "data":
@@ -266,7 +270,7 @@ class Proposer:
         return await future
 
     def submit(self, op: Write, waiter: Waiter, size: int = 0, weight: int = 0) -> None:
-        """Queue one op (or a RedisCall) now, in call order; `waiter` gets its result. `size`
+        """Queue one op (or a QueuedCall) now, in call order; `waiter` gets its result. `size`
         and `weight`: the op's bytes and op_weight if the caller knows them (ByteSize and
         reading the op's argv back cost microseconds: call_weight(argv) is the caller's
         cheap way)."""
@@ -487,11 +491,20 @@ class Proposer:
     ) -> None:
         command = command_pb2.Command(now_ms=self.now_ms())
         ops = command.ops
-        for op, _ in writes:
-            if type(op) is RedisCall:
-                op.build(ops.add())
-            else:
-                ops.append(op)  # type: ignore[arg-type]
+        try:
+            for op, _ in writes:
+                if type(op) is QueuedCall and op.built is None:
+                    op.build(ops.add())
+                else:
+                    ops.append(_as_op(op))
+        except Exception as bug:  # a call that cannot be built fails its entry, not the loop
+            _log.exception("building an entry failed")
+            for _, waiter in writes:
+                if not waiter.done():
+                    waiter.set_exception(bug)
+            if reads:
+                self._propose([], reads)
+            return
         prelude = self._prelude(ops) if self._prelude is not None else []
         if prelude:  # an eviction goes first: rare (a memory limit, a full cache)
             command = command_pb2.Command(now_ms=command.now_ms)

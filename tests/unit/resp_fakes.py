@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from raftcache.node.keyspace.reply import NULL_ARRAY, OK, ReplyT
-from raftcache.node.proposer import RedisCall
+from raftcache.node.proposer import QueuedCall
 from raftcache.node.resp.parser import ParserLimits
 from raftcache.node.resp.server import Connection, RespServer
 from raftcache.node.state_machine import Value
@@ -42,7 +42,7 @@ class FakeEngine:
         return ""
 
     def submit(self, op: Any, waiter: Any = None, size: int = 0, weight: int = 0) -> Any:
-        if isinstance(op, RedisCall):  # what the pipeline queues: built in the entry
+        if isinstance(op, QueuedCall):  # what the pipeline queues: built in the entry
             op = op.as_op()
         call = op.data.op.call
         self.submitted.append((list(call.argv), call.db))

@@ -1,11 +1,13 @@
 """The leader's per-command shortcuts (node/DESIGN.md "What a Redis command costs"): a Redis
-write queued as a RedisCall and built inside its entry, the one-key checks in validate and
+write queued as a QueuedCall and built inside its entry, the one-key checks in validate and
 --max-key-bytes, and the flush that has nothing ready. Each must do exactly what the long
 way did: same entry bytes, same errors in the same order, same replies in the same order."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Sequence
 
 import pytest
@@ -15,7 +17,7 @@ from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.blocking import is_blocking
 from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY
 from raftcache.node.keyspace.reply import CommandError
-from raftcache.node.proposer import Proposer, ProposerConfig, RedisCall, op_weight
+from raftcache.node.proposer import Proposer, ProposerConfig, QueuedCall, op_weight
 from raftcache.node.state_machine import Value
 from raftcache.v1 import command_pb2
 
@@ -38,7 +40,7 @@ class _Recorder:
         return True
 
 
-# -- RedisCall: built in the entry, byte for byte what call_op builds -------------------------
+# -- QueuedCall: built in the entry, byte for byte what call_op builds -------------------------
 
 
 @pytest.mark.parametrize(
@@ -51,14 +53,14 @@ class _Recorder:
     ],
 )
 def test_a_redis_call_builds_what_call_op_builds(argv: list[bytes], db: int, user: str) -> None:
-    built = RedisCall(argv, db, user).as_op()
+    built = QueuedCall(argv, db, user).as_op()
     assert built == call_op(argv, db, user)
     assert built.SerializeToString() == call_op(argv, db, user).SerializeToString()
 
 
 def test_a_redis_call_weighs_what_its_op_weighs() -> None:
     for argv in ([b"SET", b"k", b"v"], [b"EVAL", b"return 1", b"0"], [b"fcall", b"f", b"0"]):
-        assert op_weight(RedisCall(argv, 0)) == op_weight(call_op(argv, 0))
+        assert op_weight(QueuedCall(argv, 0)) == op_weight(call_op(argv, 0))
 
 
 def _run(body) -> None:  # type: ignore[no-untyped-def]
@@ -70,10 +72,10 @@ def test_an_entry_holds_calls_and_ops_in_call_order() -> None:
         consensus = _Recorder()
         proposer = Proposer(consensus, _Clock(), ProposerConfig(group_wait_s=0.0))
         loop = asyncio.get_running_loop()
-        writes: list[command_pb2.Op | RedisCall] = [
-            RedisCall([b"SET", b"a", b"1"], 0),
+        writes: list[command_pb2.Op | QueuedCall] = [
+            QueuedCall([b"SET", b"a", b"1"], 0),
             _op(),
-            RedisCall([b"SET", b"b", b"2"], 3, "bob"),
+            QueuedCall([b"SET", b"b", b"2"], 3, "bob"),
         ]
         futures = [loop.create_future() for _ in writes]
         for write, future in zip(writes, futures, strict=True):
@@ -113,8 +115,8 @@ def test_an_eviction_prelude_goes_first_and_sees_the_built_calls() -> None:
         proposer = Proposer(consensus, _Clock(), ProposerConfig(group_wait_s=0.0), prelude=prelude)
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(2)]
-        proposer.submit(RedisCall([b"SET", b"a", b"1"], 0), futures[0], 64, 1)
-        proposer.submit(RedisCall([b"SET", b"b", b"2"], 0), futures[1], 64, 1)
+        proposer.submit(QueuedCall([b"SET", b"a", b"1"], 0), futures[0], 64, 1)
+        proposer.submit(QueuedCall([b"SET", b"b", b"2"], 0), futures[1], 64, 1)
         await _turns()
         (entry,) = consensus.entries
         calls = [call_op([b"SET", b"a", b"1"], 0), call_op([b"SET", b"b", b"2"], 0)]
@@ -137,7 +139,7 @@ def test_calls_over_the_byte_limit_are_cut_into_entries_by_their_built_size() ->
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(5)]
         for future in futures:
-            proposer.submit(RedisCall([b"SET", b"k", b"v" * 100], 0), future)  # sizes unknown
+            proposer.submit(QueuedCall([b"SET", b"k", b"v" * 100], 0), future)  # sizes unknown
         await _turns()
         assert [len(e.ops) for e in consensus.entries] == [3]
         consensus.callbacks[0](commands_outcome(), [None] * 3)
@@ -272,6 +274,16 @@ class _LoopSpy:
         return getattr(self._loop, name)
 
 
+class _FlusherSpy:
+    """A connection's Flusher, noting the connections left to flush on a later turn."""
+
+    def __init__(self) -> None:
+        self.owed: list[object] = []
+
+    def owe(self, conn: object) -> None:
+        self.owed.append(conn)
+
+
 def test_a_reply_settled_while_reading_goes_out_at_once_without_a_scheduled_flush() -> None:
     async def body() -> None:
         engine = FakeEngine()
@@ -279,10 +291,10 @@ def test_a_reply_settled_while_reading_goes_out_at_once_without_a_scheduled_flus
         engine.data[b"k"] = b"v"
         conn, transport = connect(engine)
         conn.readonly = True  # GET answered here, settled inside its dispatch
-        conn._loop = spy = _LoopSpy(conn._loop)
+        conn._flusher = spy = _FlusherSpy()  # type: ignore[assignment]
         conn.data_received(cmd(b"GET", b"k") + cmd(b"PING") + cmd(b"GET", b"k"))
         assert transport.out == b"$1\r\nv\r\n+PONG\r\n$1\r\nv\r\n"  # no loop turn needed
-        assert spy.soon == []  # no flush callback per reply
+        assert spy.owed == []  # no flush left to a later loop turn
         assert conn._flush_scheduled is False
 
     _run(body)
@@ -318,9 +330,9 @@ def test_memcached_replies_go_out_with_the_read_that_answered_them() -> None:
         engine.leader = False
         conn, transport = mc_connect(engine)
         conn.server.stale_reads_ms = 1000  # gets answered here, settled inside their dispatch
-        conn._loop = spy = _LoopSpy(conn._loop)
+        conn._flusher = spy = _FlusherSpy()  # type: ignore[assignment]
         conn.data_received(b"get k\r\nversion\r\nget k\r\n")
-        assert spy.soon == []
+        assert spy.owed == []
         assert transport.out.count(b"VALUE k 0 1\r\nv\r\nEND\r\n") == 2
         assert transport.out.count(b"VERSION ") == 1
         assert conn._flush_scheduled is False
@@ -340,7 +352,7 @@ def test_one_entry_settling_many_connections_schedules_one_flush_for_all() -> No
         for i, (conn, _) in enumerate(pairs):
             conn.data_received(cmd(b"SET", b"k%d" % i, b"v"))
         spy = _LoopSpy(loop)
-        flusher._loop = spy  # type: ignore[assignment]
+        flusher._loop = weakref.ref(spy)  # type: ignore[assignment]
         try:
             engine.commit()  # the entry's answers settle all three connections
             assert spy.soon == [flusher._run]  # one callback, not one per connection
@@ -348,7 +360,7 @@ def test_one_entry_settling_many_connections_schedules_one_flush_for_all() -> No
             await settle(2)
             assert [t.out for _, t in pairs] == [b"+OK\r\n"] * 3
         finally:
-            flusher._loop = loop
+            flusher._loop = weakref.ref(loop)
 
     _run(body)
 
@@ -391,3 +403,69 @@ def test_the_memcached_key_rule_holds_for_every_byte() -> None:
         _key(b"\x00")  # a bad byte alone, first or last
     with pytest.raises(CommandError):
         _key(b"key\x7f")
+
+
+def test_the_flusher_registry_does_not_keep_loops_alive() -> None:
+    from raftcache.node.pipeline import Flusher
+
+    async def body() -> None:
+        engine = FakeEngine()
+        conn, _ = connect(engine)
+        conn.data_received(cmd(b"SET", b"k", b"v"))
+        engine.commit()  # owes a flush when the loop ends
+        assert Flusher.of(asyncio.get_running_loop()) is conn._flusher
+
+    before = len(Flusher._by_loop)
+    for _ in range(3):
+        _run(body)
+    gc.collect()
+    assert len(Flusher._by_loop) <= before
+
+
+# -- a queued call that cannot be built fails its entry, not the loop --------------------------
+
+
+def test_a_call_that_cannot_be_built_fails_its_entry_and_the_reads_still_go() -> None:
+    async def body() -> None:
+        consensus = _Recorder()
+        proposer = Proposer(consensus, _Clock(), ProposerConfig(group_wait_s=0.0))
+        loop = asyncio.get_running_loop()
+        good, bad, read = loop.create_future(), loop.create_future(), loop.create_future()
+        proposer.submit(QueuedCall([b"SET", b"a", b"1"], 0), good, 64, 1)
+        proposer.submit(QueuedCall([b"SET", "not bytes", b"1"], 0), bad, 64, 1)  # type: ignore[list-item]
+        proposer.barrier(read)
+        await _turns()
+        assert bad.done() and isinstance(bad.exception(), TypeError)
+        assert good.done() and isinstance(good.exception(), TypeError)  # same entry
+        (entry,) = consensus.entries  # the read's barrier, alone
+        assert list(entry.ops) == []
+        consensus.callbacks[0](commands_outcome(), [])
+        await _turns()
+        assert read.done() and read.exception() is None
+        proposer.submit(QueuedCall([b"SET", b"c", b"3"], 0), loop.create_future(), 64, 1)
+        await _turns()
+        assert [len(e.ops) for e in consensus.entries] == [0, 1]  # the proposer goes on
+
+    _run(body)
+
+
+def test_a_call_measured_for_the_limits_is_built_once() -> None:
+    call = QueuedCall([b"SET", b"k", b"v"], 2)
+    first = call.as_op()
+    assert call.as_op() is first and first == call_op([b"SET", b"k", b"v"], 2)
+
+
+def test_keys_beyond_the_arguments_and_the_order_of_syntax_and_size_errors() -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.server.max_key_bytes = 8
+        # a syntax error (the command's own check) comes before the key's size
+        conn.data_received(cmd(b"SET", b"k" * 9, b"v", b"NOSUCHOPTION"))
+        await settle()
+        assert transport.out == b"-ERR syntax error\r\n"
+        assert engine.submitted == []
+
+    _run(body)
+    # XINFO HELP: its key position (2) is past the arguments: nothing to check
+    assert dispatch.validate([b"XINFO", b"HELP"]).first_key == 2

@@ -35,18 +35,18 @@ class Spec:
     group: str  # string, generic, hash, list, set, sorted-set, ...
     handler: Handler
     check: Checker | None = None
-    # derived from the fields above (every dispatch reads them: no property call)
-    write: bool = field(init=False)
-    one_key: bool = field(init=False)  # exactly the argument at first_key is a key
+    write: bool = field(init=False)  # "write" in flags (every dispatch reads it: a field)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "write", "write" in self.flags)
-        object.__setattr__(self, "one_key", self.first_key > 0 and self.last_key == self.first_key)
 
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments of a call (for WATCH-like bookkeeping and COMMAND GETKEYS)."""
-        if self.first_key <= 0:
+        first = self.first_key
+        if first <= 0:
             return []
+        if self.last_key == first:  # one key (GET, SET, INCR...): the commonest shape
+            return argv[first : first + 1]
         last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
         return argv[self.first_key : last + 1 : self.step]
 
@@ -86,10 +86,7 @@ def lookup(argv: list[bytes]) -> Spec:
 def validate(argv: list[bytes]) -> Spec:
     """Everything that can be checked without the state: name, arity, syntax."""
     spec = lookup(argv)
-    if spec.one_key:  # the commonest shape, without building the key list
-        if spec.first_key < len(argv) and argv[spec.first_key].startswith(DB_PREFIX):
-            raise CommandError(RESERVED_KEY)
-    elif spec.first_key > 0:
+    if spec.first_key > 0:
         for key in spec.keys(argv):
             if key.startswith(DB_PREFIX):
                 raise CommandError(RESERVED_KEY)

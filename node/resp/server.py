@@ -220,12 +220,12 @@ class Connection(PipelinedConnection):
             if self._closing:
                 return False
         user = self.user
+        if user is not None and user.unrestricted:  # the commonest case, checked first
+            return True
         if name in _NO_AUTH:
             return True
         if user is None:
             error = acl.NOAUTH
-        elif user.unrestricted:
-            return True
         else:
             denied = user.denial(argv, channels_of(argv, name))
             if denied is None:
@@ -401,12 +401,7 @@ class Connection(PipelinedConnection):
         self.cmd = cmd = commands.by_name.get(name) or commands.for_name(name)
         cmd.calls += 1
         self.last_name = name
-        user = self.user
-        # permitted(), without the call for the commonest case: an unrestricted user and
-        # no change to the users since this connection last looked
-        if (
-            user is None or not user.unrestricted or self.server.auth.acl() is not self._acl
-        ) and not self.permitted(name, argv):
+        if not self.permitted(name, argv):
             return
         if self.sub is not None and self.proto == 2 and name not in _SUBSCRIBED_OK:
             self.reply(
@@ -460,15 +455,12 @@ class Connection(PipelinedConnection):
     def _check_sizes(self, spec: Any, argv: list[bytes]) -> None:
         """--max-key-bytes for key arguments (values are bounded by the parser)."""
         limit = self.server.max_key_bytes
-        if spec.one_key:
-            first = spec.first_key
-            if first >= len(argv) or len(argv[first]) <= limit:
-                return
-        elif spec.first_key <= 0 or all(len(k) <= limit for k in spec.keys(argv)):
-            return
-        raise CommandError(
-            f"ERR a key is over the limit of {limit} bytes (--max-key-bytes): use a shorter key"
-        )
+        for key in spec.keys(argv):  # a loop, not any(generator): this runs per command
+            if len(key) > limit:
+                raise CommandError(
+                    f"ERR a key is over the limit of {limit} bytes (--max-key-bytes): "
+                    "use a shorter key"
+                )
 
     def _queue(self, argv: list[bytes]) -> None:
         """A command inside MULTI: queued for EXEC, within the transaction's bounds."""

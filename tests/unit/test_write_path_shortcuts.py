@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Sequence
 
 import pytest
+from raftcache.consensus import Outcome
 from raftcache.node import commands
 from raftcache.node.engine import call_op
 from raftcache.node.keyspace import dispatch
@@ -88,17 +89,11 @@ def test_an_entry_holds_calls_and_ops_in_call_order() -> None:
             call_op([b"SET", b"b", b"2"], 3, "bob"),
         ]
         assert list(entry.ops) == expected
-        consensus.callbacks[0](commands_outcome(), ["r0", "r1", "r2"])
+        consensus.callbacks[0](Outcome.APPLIED, ["r0", "r1", "r2"])
         await _turns()
         assert [f.result() for f in futures] == ["r0", "r1", "r2"]
 
     _run(body)
-
-
-def commands_outcome():  # type: ignore[no-untyped-def]
-    from raftcache.consensus import Outcome
-
-    return Outcome.APPLIED
 
 
 def test_an_eviction_prelude_goes_first_and_sees_the_built_calls() -> None:
@@ -123,7 +118,7 @@ def test_an_eviction_prelude_goes_first_and_sees_the_built_calls() -> None:
         assert seen == [calls]
         assert list(entry.ops) == [evict, *calls]
         # the prelude's result is nobody's: each write gets its own op's result
-        consensus.callbacks[0](commands_outcome(), ["evicted", "ok-a", "ok-b"])
+        consensus.callbacks[0](Outcome.APPLIED, ["evicted", "ok-a", "ok-b"])
         await _turns()
         assert [f.result() for f in futures] == ["ok-a", "ok-b"]
 
@@ -142,7 +137,7 @@ def test_calls_over_the_byte_limit_are_cut_into_entries_by_their_built_size() ->
             proposer.submit(QueuedCall([b"SET", b"k", b"v" * 100], 0), future)  # sizes unknown
         await _turns()
         assert [len(e.ops) for e in consensus.entries] == [3]
-        consensus.callbacks[0](commands_outcome(), [None] * 3)
+        consensus.callbacks[0](Outcome.APPLIED, [None] * 3)
         await _turns()
         assert [len(e.ops) for e in consensus.entries] == [3, 2]
 
@@ -439,7 +434,7 @@ def test_a_call_that_cannot_be_built_fails_its_entry_and_the_reads_still_go() ->
         assert good.done() and isinstance(good.exception(), TypeError)  # same entry
         (entry,) = consensus.entries  # the read's barrier, alone
         assert list(entry.ops) == []
-        consensus.callbacks[0](commands_outcome(), [])
+        consensus.callbacks[0](Outcome.APPLIED, [])
         await _turns()
         assert read.done() and read.exception() is None
         proposer.submit(QueuedCall([b"SET", b"c", b"3"], 0), loop.create_future(), 64, 1)

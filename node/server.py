@@ -195,7 +195,13 @@ class Node:
                 dropped_entries=raft.recovery.truncated_entries,
             )
         evictor = Evictor(lambda: self.replica.state, self.replica.lock, tracker)
-        proposer = Proposer(raft, self.replica, config.proposer, prelude=evictor.prelude)
+        proposer = Proposer(
+            raft,
+            self.replica,
+            config.proposer,
+            prelude=evictor.prelude,
+            sets_fit=lambda growth: self.replica.state.sets_fit(growth),
+        )
         view = NodeView(config.node_id, raft, self.replica, config.advertise, tracker)
         view.cluster_id = start.cluster_id
         forwarder = LeaderForwarder(

@@ -649,21 +649,23 @@ class StateMachine:
         """`SET key value` and memcached's plain `set` through _plain_set, or None for any
         other command (for the table). Only while notifications are off (the table
         publishes them)."""
-        n = len(argv)
-        if n == 3 and argv[0].lower() == b"set":
-            stored = self._plain_set(db, argv[1], argv[2], 0)
-            return Value("reply", stored if isinstance(stored, Error) else OK)
-        if (
-            n == 7
-            and argv[1] == b"set"  # memcached's set: no CAS, no expiry, valid flags
-            and argv[5] == b"0"
-            and not argv[6]
-            and argv[0].lower() == STORE_COMMAND
-            and (flags := client_flags(argv[4])) is not None
-        ):
-            stored = self._plain_set(db, argv[2], argv[3], flags)
-            return Value("reply", stored if isinstance(stored, Error) else [STORED, stored])
-        return None
+        parts = plain_set_parts(argv)
+        if parts is None:
+            return None
+        key, value, flags, memcached = parts
+        stored = self._plain_set(db, key, value, flags)
+        if isinstance(stored, Error):
+            return Value("reply", stored)
+        return Value("reply", [STORED, stored] if memcached else OK)
+
+    def sets_fit(self, growth: int) -> bool:
+        """Whether plain SETs that add at most `growth` accounted bytes, applied as one
+        MSetOp (the proposer's set runs), answer as they would one by one: no
+        notifications to publish per command, and room for all of them under
+        --max-memory (MSetOp refuses all or none, SET by SET would refuse only the last)."""
+        if self.notify_on:
+            return False
+        return not self.max_memory or self._memory + growth <= self.max_memory
 
     def _plain_set(self, db: int, key: bytes, value: bytes, flags: int) -> int | Error:
         """`SET key value` (no options) and memcached's `set key flags 0` as the table's
@@ -1359,6 +1361,37 @@ def op_growth(op: command_pb2.Op) -> int:
         branches = (*op.txn.success, *op.txn.failure)
         return sum(_data_growth(cmd.op) for cmd in branches)
     return 0
+
+
+def plain_set_parts(argv: Sequence[bytes]) -> tuple[bytes, bytes, int, bool] | None:
+    """(key, value, client flags, memcached) of `SET key value` with no options or of
+    memcached's `set` with no CAS and no expiry (`raftcache.mc.store set key value flags 0
+    ""`, valid flags), else None: the writes StateMachine._plain_set applies."""
+    n = len(argv)
+    if n == 3 and argv[0].lower() == b"set":
+        return argv[1], argv[2], 0, False
+    if (
+        n == 7
+        and argv[1] == b"set"
+        and argv[5] == b"0"
+        and not argv[6]
+        and argv[0].lower() == STORE_COMMAND
+        and (flags := client_flags(argv[4])) is not None
+    ):
+        return argv[2], argv[3], flags, True
+    return None
+
+
+def set_run_answers(result: Result, memcached: Sequence[bool]) -> list[Result]:
+    """What each write of a set run (plain SETs proposed as one MSetOp, node/proposer.py)
+    answers: what _plain_write answers for it alone (`memcached`: which were memcached's
+    `set`). Each entry of an MSetOp gets the next version, in order."""
+    if isinstance(result, MSetOk):
+        first = result.first
+        return [Value("reply", [STORED, first + i] if mc else OK) for i, mc in enumerate(memcached)]
+    if isinstance(result, Failure) and result.code is ErrorCode.OUT_OF_MEMORY:
+        return [Value("reply", Error(OOM)) for _ in memcached]
+    return [result for _ in memcached]
 
 
 READ_OPS = frozenset(

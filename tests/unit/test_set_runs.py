@@ -1,0 +1,259 @@
+"""Set runs (node/DESIGN.md "Set runs"): the proposer puts two or more plain SETs queued one
+after another into one MSetOp, and each write must still get exactly what it would have got
+as its own op, with exactly the same state on every replica. Compared on twin replicas: one
+fed by the real Proposer (grouping on), one applying every write as its own op."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from raftcache.consensus import Outcome
+from raftcache.node import commands, errors
+from raftcache.node.engine import call_op
+from raftcache.node.keyspace import notify
+from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, RESERVED_KEY, db_key
+from raftcache.node.keyspace.memcached import STORE_COMMAND, STORED
+from raftcache.node.keyspace.reply import OK, OOM, Error
+from raftcache.node.proposer import Proposer, ProposerConfig, QueuedCall
+from raftcache.node.replica import Replica
+from raftcache.node.state_machine import (
+    ErrorCode,
+    Failure,
+    MSetOk,
+    Value,
+    plain_set_parts,
+    set_run_answers,
+)
+from raftcache.v1 import command_pb2
+
+NOW = 5_000
+
+
+def _mc_set(key: bytes, value: bytes, flags: bytes = b"0", exptime: bytes = b"0") -> list[bytes]:
+    return [STORE_COMMAND, b"set", key, value, flags, exptime, b""]
+
+
+class _Applying:
+    """A consensus that applies each entry to a real Replica at once."""
+
+    def __init__(self, replica: Replica, outcome: Outcome = Outcome.APPLIED) -> None:
+        self.replica = replica
+        self.outcome = outcome
+        self.entries: list[command_pb2.Command] = []
+
+    def propose(self, data: bytes, callback: Callable[[Outcome, Any], None]) -> None:
+        self.entries.append(commands.decode(data))
+        if self.outcome is Outcome.APPLIED:
+            callback(Outcome.APPLIED, self.replica.apply(data))
+        else:
+            callback(self.outcome, "test")
+
+    def is_leader(self) -> bool:
+        return True
+
+
+def _through_proposer(
+    replica: Replica, writes: list[QueuedCall], outcome: Outcome = Outcome.APPLIED
+) -> tuple[list[Any], command_pb2.Command]:
+    """The writes submitted together (one entry); their results (or errors) and the entry."""
+
+    async def body() -> tuple[list[Any], command_pb2.Command]:
+        consensus = _Applying(replica, outcome)
+        proposer = Proposer(
+            consensus,
+            replica,
+            ProposerConfig(group_wait_s=0.0),
+            now_ms=lambda: NOW,
+            sets_fit=lambda growth: replica.state.sets_fit(growth),
+        )
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in writes]
+        for write, future in zip(writes, futures, strict=True):
+            proposer.submit(write, future, 64, 1)
+        await asyncio.gather(*futures, return_exceptions=True)
+        (entry,) = consensus.entries
+        return [f.exception() or f.result() for f in futures], entry
+
+    return asyncio.run(body())
+
+
+def _one_by_one(replica: Replica, writes: list[QueuedCall]) -> list[Any]:
+    """The same writes as one entry of one op each (the path before set runs)."""
+    command = command_pb2.Command(now_ms=NOW)
+    command.ops.extend(call_op(list(w.argv), w.db, w.user) for w in writes)
+    return replica.apply(commands.encode(command))
+
+
+def _state(replica: Replica) -> tuple[object, ...]:
+    sm = replica.state
+    return (sm.digest(), sm.memory_used, sm.revision, dict(sm._data), sm.take_events())
+
+
+def _kinds(entry: command_pb2.Command) -> list[str]:
+    return [str(op.WhichOneof("kind")) for op in entry.ops]
+
+
+def _twins(setup: list[QueuedCall] = ()) -> tuple[Replica, Replica]:  # type: ignore[assignment]
+    grouped, single = Replica(), Replica()
+    if setup:
+        _one_by_one(grouped, setup)
+        _one_by_one(single, setup)
+        grouped.state.take_events()
+        single.state.take_events()
+    return grouped, single
+
+
+SETUP = [
+    QueuedCall([b"set", b"a", b"old", b"px", b"50000"], 0),  # a TTL the run must clear
+    QueuedCall([b"hset", b"h", b"f", b"v"], 0),  # another type, replaced
+    QueuedCall(_mc_set(b"m", b"v", flags=b"77"), 0),  # memcached flags, reset
+]
+
+
+def test_runs_of_plain_sets_answer_and_change_state_as_sets_one_by_one() -> None:
+    writes = [
+        QueuedCall([b"SET", b"a", b"1"], 0),
+        QueuedCall([b"set", b"b", b"2"], 3),  # another database
+        QueuedCall(_mc_set(b"m", b"3"), 0),
+        QueuedCall([b"SET", b"a", b"4"], 0),  # the same key again: the last one stays
+        QueuedCall([b"SET", b"h", b"5"], 0),  # replaces a hash
+        QueuedCall([b"DEL", b"a"], 0),  # not a plain SET: ends the run
+        QueuedCall([b"SET", b"d", b"6"], 0),  # a run of one: its own op
+        QueuedCall([b"SET", b"e", b"7", b"EX", b"10"], 0),  # options: its own op
+        QueuedCall(_mc_set(b"f", b"8", flags=b"5"), 0),  # memcached flags: its own op
+        QueuedCall(_mc_set(b"g", b"9", exptime=b"100"), 0),  # an expiry: its own op
+        QueuedCall([b"SET", DB_PREFIX + b"x", b"10"], 0),  # reserved: its own op, refused
+        QueuedCall([b"SET", b"j", b"11"], 0, "bob"),  # a user's call: its own op
+        QueuedCall(_mc_set(b"k", b"12"), 5),
+        QueuedCall([b"SET", b"l", b"13"], 0),
+    ]
+    grouped, single = _twins(SETUP)
+    results, entry = _through_proposer(grouped, writes)
+    expected = _one_by_one(single, writes)
+    assert results == expected
+    assert _state(grouped) == _state(single)
+    assert _kinds(entry) == ["mset"] + ["data"] * 7 + ["mset"]
+    first, last = entry.ops[0].mset.entries, entry.ops[-1].mset.entries
+    assert [(e.key, e.value) for e in first] == [
+        (b"a", b"1"),
+        (db_key(3, b"b"), b"2"),
+        (b"m", b"3"),
+        (b"a", b"4"),
+        (b"h", b"5"),
+    ]
+    assert [(e.key, e.value, e.deadline_ms) for e in last] == [
+        (db_key(5, b"k"), b"12", 0),
+        (b"l", b"13", 0),
+    ]
+    # what the clients read back: OK, and memcached's STORED with the key's new version
+    assert results[0] == Value("reply", OK)
+    assert results[2] == Value("reply", [STORED, grouped.state._data[b"m"][1]])
+    assert results[10] == Value("reply", Error(RESERVED_KEY))
+
+
+def test_an_entry_of_plain_sets_only_is_one_mset() -> None:
+    writes = [QueuedCall([b"SET", b"key:%d" % i, b"v" * 100], 0) for i in range(64)]
+    grouped, single = _twins()
+    results, entry = _through_proposer(grouped, writes)
+    assert _kinds(entry) == ["mset"]
+    assert results == _one_by_one(single, writes) == [Value("reply", OK)] * 64
+    assert _state(grouped) == _state(single)
+
+
+def _limit(replica: Replica, max_memory: int) -> None:
+    op = command_pb2.Op()
+    op.config.max_memory = max_memory
+    op.config.eviction_policy = "noeviction"
+    command = command_pb2.Command(now_ms=NOW)
+    command.ops.append(op)
+    replica.apply(commands.encode(command))
+
+
+def test_sets_that_may_not_all_fit_go_one_by_one_so_only_the_last_is_refused() -> None:
+    writes = [QueuedCall([b"SET", b"k%d" % i, b"v" * 100], 0) for i in range(4)]
+    one = 2 + 100 + KEY_OVERHEAD
+    grouped, single = _twins()
+    for replica in (grouped, single):  # room for three of the four
+        _limit(replica, replica.state.memory_used + 3 * one + one // 2)
+    results, entry = _through_proposer(grouped, writes)
+    assert _kinds(entry) == ["data"] * 4
+    assert results == _one_by_one(single, writes)
+    assert results[-1] == Value("reply", Error(OOM))
+    assert results[:3] == [Value("reply", OK)] * 3
+    assert _state(grouped) == _state(single)
+
+
+def test_sets_that_fit_under_a_limit_still_form_a_run() -> None:
+    writes = [QueuedCall([b"SET", b"k%d" % i, b"v" * 100], 0) for i in range(4)]
+    grouped, single = _twins()
+    for replica in (grouped, single):
+        _limit(replica, replica.state.memory_used + 4 * (2 + 100 + KEY_OVERHEAD))
+    results, entry = _through_proposer(grouped, writes)
+    assert _kinds(entry) == ["mset"]
+    assert results == _one_by_one(single, writes) == [Value("reply", OK)] * 4
+    assert _state(grouped) == _state(single)
+
+
+def test_no_runs_while_keyspace_notifications_are_on() -> None:
+    writes = [QueuedCall([b"SET", b"k%d" % i, b"v"], 0) for i in range(3)]
+    grouped, single = _twins()
+    for replica in (grouped, single):
+        replica.state.set_notify_flags(notify.normalize("KA"))
+        assert replica.state.notify_on
+    results, entry = _through_proposer(grouped, writes)
+    assert _kinds(entry) == ["data"] * 3
+    assert results == _one_by_one(single, writes)
+    assert _state(grouped) == _state(single)  # the notifications published included
+
+
+def test_a_run_that_fails_to_commit_fails_every_write_in_it() -> None:
+    writes = [QueuedCall([b"SET", b"k%d" % i, b"v"], 0) for i in range(3)]
+    results, entry = _through_proposer(Replica(), writes, Outcome.UNKNOWN)
+    assert _kinds(entry) == ["mset"]
+    assert all(isinstance(r, errors.OutcomeUnknown) for r in results)
+    results, _ = _through_proposer(Replica(), writes, Outcome.NOT_APPLIED)
+    assert all(isinstance(r, errors.NoLeader) for r in results)
+
+
+def test_a_run_refused_whole_answers_each_write_as_sets_are_refused() -> None:
+    full = Failure(ErrorCode.OUT_OF_MEMORY, "over --max-memory")
+    assert set_run_answers(full, [False, True]) == [Value("reply", Error(OOM))] * 2
+    other = Failure(ErrorCode.INVALID_COMMAND, "bug")
+    assert set_run_answers(other, [False, False]) == [other, other]
+    assert set_run_answers(MSetOk(7, 3), [False, True, True]) == [
+        Value("reply", OK),
+        Value("reply", [STORED, 8]),
+        Value("reply", [STORED, 9]),
+    ]
+
+
+def test_plain_set_parts_takes_only_what_plain_set_applies() -> None:
+    assert plain_set_parts([b"SET", b"k", b"v"]) == (b"k", b"v", 0, False)
+    assert plain_set_parts(_mc_set(b"k", b"v", flags=b"9")) == (b"k", b"v", 9, True)
+    for argv in (
+        [b"SET", b"k", b"v", b"NX"],
+        [b"SETNX", b"k", b"v"],
+        _mc_set(b"k", b"v", exptime=b"5"),
+        [STORE_COMMAND, b"set", b"k", b"v", b"0", b"0", b"12"],  # a CAS
+        [STORE_COMMAND, b"add", b"k", b"v", b"0", b"0", b""],
+        _mc_set(b"k", b"v", flags=b"4294967296"),  # over 32 bits: the table's error
+    ):
+        assert plain_set_parts(argv) is None, argv
+
+
+def test_flags_and_the_reserved_prefix_break_a_run() -> None:
+    writes = [
+        QueuedCall([b"SET", b"a", b"1"], 0),
+        QueuedCall(_mc_set(b"f", b"2", flags=b"5"), 0),  # MSetOp carries no flags
+        QueuedCall([b"SET", DB_PREFIX + b"x", b"3"], 0),  # refused, not stored
+        QueuedCall([b"SET", b"b", b"4"], 0),
+    ]
+    grouped, single = _twins()
+    results, entry = _through_proposer(grouped, writes)
+    assert _kinds(entry) == ["data"] * 4
+    assert results == _one_by_one(single, writes)
+    assert results[2] == Value("reply", Error(RESERVED_KEY))
+    assert _state(grouped) == _state(single)
+    assert grouped.state._data[b"f"][3] == 5

@@ -8,6 +8,7 @@ from typing import Any
 
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
+    OK,
     Bool,
     Error,
     KeyedPairs,
@@ -104,6 +105,10 @@ def _encode(reply: Any, proto: int, out: bytearray) -> None:
 
 
 def encoded(reply: ReplyT, proto: int) -> bytes:
+    if type(reply) is bytes:  # a GET's, and OK: the commonest replies, without a bytearray
+        return b"$%d\r\n%b\r\n" % (len(reply), reply)
+    if reply is OK:
+        return b"+OK\r\n"
     out = bytearray()
     encode(reply, proto, out)
     return bytes(out)

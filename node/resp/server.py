@@ -23,7 +23,7 @@ from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine
 from raftcache.node.keyspace import dispatch
 from raftcache.node.keyspace.args import parse_int
 from raftcache.node.keyspace.blocking import is_blocking, waits_on
-from raftcache.node.keyspace.db import DATABASES, db_key
+from raftcache.node.keyspace.db import DATABASES, DB_PREFIX, db_key
 from raftcache.node.keyspace.reply import (
     NULL_ARRAY,
     OK,
@@ -411,6 +411,15 @@ class Connection(PipelinedConnection):
                 )
             )
             return
+        if name == b"get" and len(argv) == 2 and self.readonly and self.multi is None:
+            get_key = argv[1]  # the commonest read of a replica, past checks it cannot fail
+            if (
+                len(get_key) <= self.server.max_key_bytes
+                and get_key[:5] != DB_PREFIX
+                and not self.engine.is_leader()
+                and self._read_now(argv, self.db, get_key)
+            ):
+                return
         local = _LOCAL.get(name)
         if local is not None and not (self.multi is not None and name == b"publish"):
             if self.multi is not None and name not in _NOT_QUEUED:

@@ -411,6 +411,11 @@ class Connection(PipelinedConnection):
                 )
             )
             return
+        if name == b"set" and len(argv) == 3 and self.multi is None:
+            set_key = argv[1]  # the commonest write, past checks it cannot fail
+            if len(set_key) <= self.server.max_key_bytes and set_key[:5] != DB_PREFIX:
+                self.write(argv, self.db)
+                return
         if name == b"get" and len(argv) == 2 and self.readonly and self.multi is None:
             get_key = argv[1]  # the commonest read of a replica, past checks it cannot fail
             if (

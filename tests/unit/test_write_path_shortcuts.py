@@ -204,6 +204,40 @@ def test_a_key_over_max_key_bytes_is_refused_and_nothing_is_sent(argv: list[byte
     _run(body)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [[b"SET", DB_PREFIX + b"\x01k", b"v"], [b"GET", DB_PREFIX + b"\x01k"]],
+)
+@pytest.mark.parametrize("readonly_follower", [False, True])
+def test_a_reserved_key_is_refused_before_anything_is_sent(
+    argv: list[bytes], readonly_follower: bool
+) -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        engine.leader = not readonly_follower
+        conn, transport = connect(engine)
+        conn.readonly = readonly_follower
+        conn.data_received(cmd(*argv))
+        await settle()
+        assert transport.out == b"-%b\r\n" % RESERVED_KEY.encode()
+        assert engine.submitted == [] and engine.barriers == [] and engine.forwarded == []
+        assert engine.reads == []
+
+    _run(body)
+
+
+def test_a_plain_set_in_a_transaction_is_queued() -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"MULTI") + cmd(b"SET", b"k", b"v") + cmd(b"GET", b"k"))
+        await settle()
+        assert transport.out == b"+OK\r\n+QUEUED\r\n+QUEUED\r\n"
+        assert engine.submitted == []
+
+    _run(body)
+
+
 def test_keys_at_the_limit_pass() -> None:
     async def body() -> None:
         engine = FakeEngine()

@@ -115,19 +115,22 @@ class GetForm(Form):
 
     def body(self, reply: ReplyT, stats: McStats) -> bytes:
         assert isinstance(reply, list)
-        out = bytearray()
+        out: list[bytes] = []
         for key, item in zip(self.keys, reply, strict=True):
-            stats.count_hit("touch" if self.touch else "get", item is not None)
             if item is None:
                 continue
-            assert isinstance(item, list)
             value, flags, cas = item[0], item[1], item[2]
-            assert isinstance(value, bytes)
-            out += b"VALUE %b %d %d" % (key, flags, len(value))
             if self.cas:
-                out += b" %d" % cas
-            out += b"\r\n" + value + b"\r\n"
-        return bytes(out) + END
+                out.append(b"VALUE %b %d %d %d\r\n%b\r\n" % (key, flags, len(value), cas, value))
+            else:
+                out.append(b"VALUE %b %d %d\r\n%b\r\n" % (key, flags, len(value), value))
+        op = "touch" if self.touch else "get"  # counted as count_hit counts, per key
+        if out:
+            stats.add(op + "_hits", len(out))
+        if len(out) < len(self.keys):
+            stats.add(op + "_misses", len(self.keys) - len(out))
+        out.append(END)
+        return b"".join(out)
 
 
 class MetaForm(Form):

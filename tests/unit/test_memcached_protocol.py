@@ -160,3 +160,25 @@ def test_quit_closes_after_earlier_replies() -> None:
 def test_unknown_and_empty_commands_answer_error() -> None:
     out, _, transport = run(b"bogus\r\n\r\nGET a\r\nmn\r\n")
     assert out == b"ERROR\r\nERROR\r\nERROR\r\nMN\r\n" and not transport.closed
+
+
+def test_get_gets_and_gat_count_each_key_and_render_every_hit() -> None:
+    async def go() -> tuple[bytes, dict[str, int]]:
+        engine = McEngine()
+        conn, transport = connect(engine)
+        await exchange(engine, conn, b"set a 5 0 2\r\nhi\r\nset b 0 0 0\r\n\r\n")
+        transport.out.clear()
+        await exchange(engine, conn, b"get a x b y\r\ngets b a\r\ngat 100 a z\r\nget q\r\n")
+        return bytes(transport.out), conn.stats.counts
+
+    out, counts = asyncio.run(go())
+    cas_b, cas_a = (int(line.split()[4]) for line in out.split(b"\r\n") if line.count(b" ") == 4)
+    assert out == (
+        b"VALUE a 5 2\r\nhi\r\nVALUE b 0 0\r\n\r\nEND\r\n"
+        b"VALUE b 0 0 %d\r\n\r\nVALUE a 5 2 %d\r\nhi\r\nEND\r\n"
+        b"VALUE a 5 2\r\nhi\r\nEND\r\n"
+        b"END\r\n" % (cas_b, cas_a)
+    )
+    assert cas_b > cas_a > 0  # b was written after a
+    assert (counts["get_hits"], counts["get_misses"]) == (4, 3)
+    assert (counts["touch_hits"], counts["touch_misses"]) == (1, 1)

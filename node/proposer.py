@@ -23,8 +23,9 @@ import structlog
 from raftcache.consensus import Outcome
 from raftcache.consensus.durations import Durations
 from raftcache.node import commands, errors
-from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, db_key
-from raftcache.node.state_machine import Result, plain_set_parts, set_run_answers
+from raftcache.node.keyspace.db import DB_PREFIX, db_key
+from raftcache.node.keyspace.notify import SET_FLAGS
+from raftcache.node.state_machine import Result, op_growth, plain_set_parts, set_run_answers
 from raftcache.v1 import command_pb2
 
 _log = structlog.get_logger("raftcache.proposer")
@@ -121,6 +122,8 @@ class QueuedCall:
         return self.built
 
 
+_SET_NOTIFY_FLAGS = SET_FLAGS.encode()
+
 Write = command_pb2.Op | QueuedCall
 """What the proposer queues: a built op, or a Redis call it builds in the entry."""
 
@@ -187,6 +190,23 @@ def _add(ops: Any, op: Write) -> None:
         ops.append(_as_op(op))
 
 
+def _changes_settings(op: command_pb2.Op) -> bool:
+    """Whether an op changes what a set run's answers depend on: the memory limit and
+    policy (ConfigOp) or keyspace notifications (CONFIG SET's internal call)."""
+    kind = op.WhichOneof("kind")
+    if kind == "config":
+        return True
+    if kind == "data":
+        calls = [op.data.op]
+    elif kind == "txn":
+        calls = [c.op for c in (*op.txn.success, *op.txn.failure)]
+    else:
+        return False
+    return any(
+        c.WhichOneof("op") == "call" and c.call.argv[:1] == [_SET_NOTIFY_FLAGS] for c in calls
+    )
+
+
 def _unfold(results: Sequence[Result], shape: list[list[bool] | None]) -> list[Result]:
     """One result per write, from an entry's per-op results and its shape (_build)."""
     out: list[Result] = []
@@ -236,7 +256,7 @@ class Proposer:
         config: ProposerConfig,
         now_ms: Callable[[], int] | None = None,
         prelude: Callable[[Sequence[command_pb2.Op]], list[command_pb2.Op]] | None = None,
-        sets_fit: Callable[[int], bool] | None = None,
+        sets_fit: Callable[[Callable[[], int]], bool] | None = None,
     ) -> None:
         self._prelude = prelude
         self._sets_fit = sets_fit  # StateMachine.sets_fit; None: no set runs (_build)
@@ -582,23 +602,32 @@ class Proposer:
         self, writes: list[tuple[Write, Waiter]]
     ) -> list[tuple[int, list[tuple[bytes, bytes, bool]]]]:
         """(first write, [(stored key, value, memcached)...]) of each run of two or more
-        plain SETs in `writes`, if all of them fit (`sets_fit`), else none."""
+        plain SETs in `writes`, or none: when the entry also changes a setting their
+        answers depend on (the memory limit, keyspace notifications), or when `sets_fit`
+        says they might not answer as they would one by one."""
         runs: list[tuple[int, list[tuple[bytes, bytes, bool]]]] = []
         run: list[tuple[bytes, bytes, bool]] = []
-        growth = 0
         for i, (op, _) in enumerate(writes):
-            parts = plain_set_parts(op.argv) if type(op) is QueuedCall and not op.user else None
+            if type(op) is QueuedCall:  # a client's command (never CONFIG SET: an Op)
+                parts = plain_set_parts(op.argv) if not op.user else None
+            elif _changes_settings(op):  # type: ignore[arg-type]
+                return []
+            else:
+                parts = None
             if parts is not None and not parts[2] and parts[0][:5] != DB_PREFIX:
-                key = db_key(op.db, parts[0])  # type: ignore[union-attr]
-                run.append((key, parts[1], parts[3]))
-                growth += len(key) + len(parts[1]) + KEY_OVERHEAD  # as MSetOp's check counts
+                run.append((db_key(op.db, parts[0]), parts[1], parts[3]))  # type: ignore[union-attr]
                 continue
             if len(run) > 1:
                 runs.append((i - len(run), run))
             run = []
         if len(run) > 1:
             runs.append((len(writes) - len(run), run))
-        if runs and not self._sets_fit(growth):  # type: ignore[misc]
+        # Under a limit, the whole entry's bound (each write's, as one op each would be
+        # counted: eviction's and apply's) must fit, so that no write of it, before or
+        # after a run, is refused or evicts for it either way.
+        if runs and not self._sets_fit(  # type: ignore[misc]
+            lambda: sum(op_growth(_as_op(write)) for write, _ in writes)
+        ):
             return []
         return runs
 

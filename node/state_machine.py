@@ -658,14 +658,15 @@ class StateMachine:
             return Value("reply", stored)
         return Value("reply", [STORED, stored] if memcached else OK)
 
-    def sets_fit(self, growth: int) -> bool:
-        """Whether plain SETs that add at most `growth` accounted bytes, applied as one
-        MSetOp (the proposer's set runs), answer as they would one by one: no
-        notifications to publish per command, and room for all of them under
-        --max-memory (MSetOp refuses all or none, SET by SET would refuse only the last)."""
+    def sets_fit(self, growth: Callable[[], int]) -> bool:
+        """Whether an entry's plain SETs, applied as MSetOps (the proposer's set runs),
+        answer as they would one by one: no keyspace notifications to publish per command,
+        and no --max-memory limit, or room for `growth()` (a bound of what the whole entry
+        may add, one op per write, as eviction counts it) so that no write of the entry is
+        refused and no eviction is chosen for it either way (MSetOp refuses all or none)."""
         if self.notify_on:
             return False
-        return not self.max_memory or self._memory + growth <= self.max_memory
+        return not self.max_memory or self._memory + growth() <= self.max_memory
 
     def _plain_set(self, db: int, key: bytes, value: bytes, flags: int) -> int | Error:
         """`SET key value` (no options) and memcached's `set key flags 0` as the table's

@@ -422,8 +422,8 @@ class Connection(PipelinedConnection):
                 len(get_key) <= self.server.max_key_bytes
                 and get_key[:5] != DB_PREFIX
                 and not self.engine.is_leader()
-                and self._read_now(argv, self.db, get_key)
             ):
+                self.read(argv, self.db, get_key, stale=True)  # at once if nothing is owed
                 return
         local = _LOCAL.get(name)
         if local is not None and not (self.multi is not None and name == b"publish"):

@@ -14,8 +14,6 @@ import pytest
 from raftcache.node import errors
 from raftcache.node.keyspace.db import DB_PREFIX
 from raftcache.node.keyspace.reply import WRONGTYPE, Error, ReplyT
-from raftcache.node.pipeline import PipelinedConnection
-from raftcache.node.resp.server import Connection
 
 from tests.unit.resp_fakes import FakeEngine, cmd, connect, settle
 from tests.unit.test_memcached_protocol import McEngine
@@ -147,14 +145,10 @@ def test_a_replica_over_its_staleness_bound_answers_the_general_paths_error() ->
     assert got["reads"] == []
 
 
-def test_transactions_silenced_replies_and_the_leader_take_the_general_path() -> None:
+def test_a_transaction_and_the_leader_take_the_general_path() -> None:
     got = _same_both_ways(cmd(b"MULTI") + cmd(b"GET", b"k"))
     assert got["out"] == b"+OK\r\n+QUEUED\r\n"
-    got = _same_both_ways(cmd(b"GET", b"k") + cmd(b"GET", b"k"), reply_mode=1)
-    assert got["out"] == b""
-    assert got["get"] == (2, 0, 2)
-    got = _same_both_ways(cmd(b"GET", b"k") + cmd(b"GET", b"k"), reply_mode=2)
-    assert got["out"] == b"$1\r\nv\r\n"  # SKIP silences the next command only
+    assert got["runs"] == []  # queued: neither read nor run yet
 
     def leader() -> _Replica:
         replica = _Replica()
@@ -165,8 +159,18 @@ def test_transactions_silenced_replies_and_the_leader_take_the_general_path() ->
     assert got["runs"] == [b"get"]
 
 
-def test_a_memcached_stale_get_is_answered_at_once() -> None:
-    async def body() -> None:
+def test_silenced_replies_are_answered_at_once_and_stay_silent() -> None:
+    got = _same_both_ways(cmd(b"GET", b"k") + cmd(b"GET", b"k"), reply_mode=1)  # OFF
+    assert got["out"] == b""
+    assert got["runs"] == []
+    assert got["get"] == (2, 0, 2)
+    got = _same_both_ways(cmd(b"GET", b"k") + cmd(b"GET", b"k"), reply_mode=2)  # SKIP
+    assert got["out"] == b"$1\r\nv\r\n"  # the next command only
+    assert got["runs"] == []
+
+
+def _mc_serve(data: bytes, fast: bool) -> dict[str, Any]:
+    async def body() -> dict[str, Any]:
         engine = McEngine()
         engine.leader = False
         engine.r(b"SET", b"k", b"v")
@@ -180,10 +184,27 @@ def test_a_memcached_stale_get_is_answered_at_once() -> None:
             real_run(kind, start)
 
         conn.run = run  # type: ignore[method-assign]
-        conn.data_received(b"get k\r\nget missing\r\n")
+        if not fast:
+            conn._read_now = lambda *_: False  # type: ignore[method-assign]
+        conn.data_received(data)
         await settle()
-        assert transport.out == b"VALUE k 0 1\r\nv\r\nEND\r\nEND\r\n"
-        assert ran == []
-        assert isinstance(conn, PipelinedConnection) and not isinstance(conn, Connection)
+        cell = conn.server.commands.by_name[b"get"]
+        return {
+            "out": bytes(transport.out),
+            "runs": ran,
+            "counts": dict(conn.stats.counts),
+            "get": (cell.calls, cell.errors, sum(cell.latency.counts)),
+            "reads": list(engine.reads),
+        }
 
-    asyncio.run(body())
+    return asyncio.run(body())
+
+
+def test_a_memcached_stale_get_is_answered_at_once() -> None:
+    data = b"get k\r\nget missing k\r\nget\r\n"
+    fast, slow = _mc_serve(data, True), _mc_serve(data, False)
+    assert {**fast, "runs": None} == {**slow, "runs": None}
+    assert fast["out"] == b"VALUE k 0 1\r\nv\r\nEND\r\nVALUE k 0 1\r\nv\r\nEND\r\nERROR\r\n"
+    assert fast["runs"] == [] and slow["runs"] == ["r", "r"]
+    assert fast["get"] == (3, 0, 2)  # `get` alone is refused before it reads
+    assert (fast["counts"]["get_hits"], fast["counts"]["get_misses"]) == (2, 1)

@@ -12,20 +12,23 @@ from typing import Any
 from raftcache.consensus import Outcome
 from raftcache.node import commands, errors
 from raftcache.node.engine import call_op
+from raftcache.node.eviction import AccessTracker, Evictor
 from raftcache.node.keyspace import notify
 from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, RESERVED_KEY, db_key
 from raftcache.node.keyspace.memcached import STORE_COMMAND, STORED
 from raftcache.node.keyspace.reply import OK, OOM, Error
-from raftcache.node.proposer import Proposer, ProposerConfig, QueuedCall
+from raftcache.node.proposer import Proposer, ProposerConfig, QueuedCall, Write
 from raftcache.node.replica import Replica
 from raftcache.node.state_machine import (
     ErrorCode,
     Failure,
     MSetOk,
+    Published,
     Value,
     plain_set_parts,
     set_run_answers,
 )
+from raftcache.node.values import ZSet
 from raftcache.v1 import command_pb2
 
 NOW = 5_000
@@ -55,18 +58,24 @@ class _Applying:
 
 
 def _through_proposer(
-    replica: Replica, writes: list[QueuedCall], outcome: Outcome = Outcome.APPLIED
+    replica: Replica,
+    writes: list[Write],
+    outcome: Outcome = Outcome.APPLIED,
+    runs: bool = True,
 ) -> tuple[list[Any], command_pb2.Command]:
-    """The writes submitted together (one entry); their results (or errors) and the entry."""
+    """The writes submitted together (one entry) through the real Proposer with the real
+    eviction prelude; set runs on or off. Their results (or errors) and the entry."""
 
     async def body() -> tuple[list[Any], command_pb2.Command]:
         consensus = _Applying(replica, outcome)
+        evictor = Evictor(lambda: replica.state, replica.lock, AccessTracker())
         proposer = Proposer(
             consensus,
             replica,
             ProposerConfig(group_wait_s=0.0),
             now_ms=lambda: NOW,
-            sets_fit=lambda growth: replica.state.sets_fit(growth),
+            prelude=evictor.prelude,
+            sets_fit=(lambda growth: replica.state.sets_fit(growth)) if runs else None,
         )
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in writes]
@@ -79,16 +88,31 @@ def _through_proposer(
     return asyncio.run(body())
 
 
-def _one_by_one(replica: Replica, writes: list[QueuedCall]) -> list[Any]:
+def _one_by_one(replica: Replica, writes: list[Write]) -> list[Any]:
     """The same writes as one entry of one op each (the path before set runs)."""
+    results, entry = _through_proposer(replica, writes, runs=False)
+    assert "mset" not in _kinds(entry)
+    return results
+
+
+def _setup(replica: Replica, writes: list[QueuedCall]) -> None:
     command = command_pb2.Command(now_ms=NOW)
     command.ops.extend(call_op(list(w.argv), w.db, w.user) for w in writes)
-    return replica.apply(commands.encode(command))
+    replica.apply(commands.encode(command))
 
 
 def _state(replica: Replica) -> tuple[object, ...]:
     sm = replica.state
-    return (sm.digest(), sm.memory_used, sm.revision, dict(sm._data), sm.take_events())
+    events = replica.events  # type: ignore[attr-defined]
+    return (sm.digest(), sm.memory_used, sm.revision, dict(sm._data), list(events))
+
+
+def _replica() -> Replica:
+    """A Replica that keeps every event it hands on (changes, published notifications)."""
+    replica = Replica()
+    replica.events = []  # type: ignore[attr-defined]
+    replica.on_events = replica.events.extend  # type: ignore[attr-defined]
+    return replica
 
 
 def _kinds(entry: command_pb2.Command) -> list[str]:
@@ -96,12 +120,10 @@ def _kinds(entry: command_pb2.Command) -> list[str]:
 
 
 def _twins(setup: list[QueuedCall] = ()) -> tuple[Replica, Replica]:  # type: ignore[assignment]
-    grouped, single = Replica(), Replica()
+    grouped, single = _replica(), _replica()
     if setup:
-        _one_by_one(grouped, setup)
-        _one_by_one(single, setup)
-        grouped.state.take_events()
-        single.state.take_events()
+        _setup(grouped, setup)
+        _setup(single, setup)
     return grouped, single
 
 
@@ -162,13 +184,18 @@ def test_an_entry_of_plain_sets_only_is_one_mset() -> None:
     assert _state(grouped) == _state(single)
 
 
-def _limit(replica: Replica, max_memory: int) -> None:
+def _limit(replica: Replica, max_memory: int, policy: str = "noeviction") -> None:
     op = command_pb2.Op()
     op.config.max_memory = max_memory
-    op.config.eviction_policy = "noeviction"
+    op.config.eviction_policy = policy
     command = command_pb2.Command(now_ms=NOW)
     command.ops.append(op)
     replica.apply(commands.encode(command))
+
+
+def _bound(value_bytes: int, key_bytes: int = 2) -> int:
+    """What eviction and sets_fit count for one plain SET as its own op (_call_growth)."""
+    return key_bytes + value_bytes + 2 * (KEY_OVERHEAD + ZSet.OVERHEAD)
 
 
 def test_sets_that_may_not_all_fit_go_one_by_one_so_only_the_last_is_refused() -> None:
@@ -189,7 +216,7 @@ def test_sets_that_fit_under_a_limit_still_form_a_run() -> None:
     writes = [QueuedCall([b"SET", b"k%d" % i, b"v" * 100], 0) for i in range(4)]
     grouped, single = _twins()
     for replica in (grouped, single):
-        _limit(replica, replica.state.memory_used + 4 * (2 + 100 + KEY_OVERHEAD))
+        _limit(replica, replica.state.memory_used + 4 * _bound(100))
     results, entry = _through_proposer(grouped, writes)
     assert _kinds(entry) == ["mset"]
     assert results == _one_by_one(single, writes) == [Value("reply", OK)] * 4
@@ -210,10 +237,10 @@ def test_no_runs_while_keyspace_notifications_are_on() -> None:
 
 def test_a_run_that_fails_to_commit_fails_every_write_in_it() -> None:
     writes = [QueuedCall([b"SET", b"k%d" % i, b"v"], 0) for i in range(3)]
-    results, entry = _through_proposer(Replica(), writes, Outcome.UNKNOWN)
+    results, entry = _through_proposer(_replica(), writes, Outcome.UNKNOWN)
     assert _kinds(entry) == ["mset"]
     assert all(isinstance(r, errors.OutcomeUnknown) for r in results)
-    results, _ = _through_proposer(Replica(), writes, Outcome.NOT_APPLIED)
+    results, _ = _through_proposer(_replica(), writes, Outcome.NOT_APPLIED)
     assert all(isinstance(r, errors.NoLeader) for r in results)
 
 
@@ -257,3 +284,66 @@ def test_flags_and_the_reserved_prefix_break_a_run() -> None:
     assert results[2] == Value("reply", Error(RESERVED_KEY))
     assert _state(grouped) == _state(single)
     assert grouped.state._data[b"f"][3] == 5
+
+
+def test_other_writes_of_the_entry_count_against_the_limit() -> None:
+    # After the EX write there is room for one plain SET and not two: as ops of their own
+    # the first SET is stored and the second refused; as a run of two, MSetOp would refuse
+    # both. The room is over what the two SETs alone are counted for, so only counting the
+    # EX write's bound too keeps them out of a run.
+    big = QueuedCall([b"SET", b"x", b"x" * 2000, b"EX", b"100"], 0)
+    scratch = _replica()
+    before = scratch.state.memory_used
+    _setup(scratch, [big])
+    taken = scratch.state.memory_used - before
+    writes = [big, *(QueuedCall([b"SET", b"k%d" % i, b"v" * 100], 0) for i in range(2))]
+    grouped, single = _twins()
+    room = taken + 700  # one SET takes 2 + 100 + KEY_OVERHEAD = 462
+    assert room >= 2 * _bound(100)
+    for replica in (grouped, single):
+        _limit(replica, replica.state.memory_used + room)
+    results, entry = _through_proposer(grouped, writes)
+    assert _kinds(entry) == ["data"] * 3
+    assert results == _one_by_one(single, writes)
+    assert results == [Value("reply", OK)] * 2 + [Value("reply", Error(OOM))]
+    assert _state(grouped) == _state(single)
+
+
+def test_an_entry_that_turns_notifications_on_forms_no_run() -> None:
+    flags = call_op([notify.SET_FLAGS.encode(), notify.normalize("KA").encode()], 0)
+    writes: list[Write] = [flags, *(QueuedCall([b"SET", b"k%d" % i, b"v"], 0) for i in range(3))]
+    grouped, single = _twins()
+    results, entry = _through_proposer(grouped, writes)
+    assert _kinds(entry) == ["data"] * 4
+    assert results == _one_by_one(single, writes)
+    published = [e for e in grouped.events if type(e) is Published]  # type: ignore[attr-defined]
+    assert len(published) == 3  # a keyspace `set` for each of the three (K, all classes)
+    assert _state(grouped) == _state(single)
+
+
+def test_an_entry_that_changes_the_limit_forms_no_run() -> None:
+    config = command_pb2.Op()
+    config.config.max_memory = 1 << 30
+    config.config.eviction_policy = "noeviction"
+    writes: list[Write] = [config, *(QueuedCall([b"SET", b"k%d" % i, b"v"], 0) for i in range(3))]
+    grouped, single = _twins()
+    results, entry = _through_proposer(grouped, writes)
+    assert _kinds(entry) == ["config", "data", "data", "data"]
+    assert results == _one_by_one(single, writes)
+    assert _state(grouped) == _state(single)
+
+
+def test_a_run_never_changes_what_eviction_chooses() -> None:
+    # volatile-ttl with five keys to evict, and room for the SETs only as a run would count
+    # them: as ops of their own they need evictions, so no run forms
+    setup = [QueuedCall([b"SET", b"t%d" % i, b"v" * 50, b"EX", b"100"], 0) for i in range(5)]
+    writes = [QueuedCall([b"SET", b"k%d" % i, b"v" * 100], 0) for i in range(4)]
+    grouped, single = _twins(setup)
+    for replica in (grouped, single):
+        used = replica.state.memory_used
+        _limit(replica, used + 4 * (2 + 100 + KEY_OVERHEAD) + 10, "volatile-ttl")
+    results, entry = _through_proposer(grouped, writes)
+    assert _kinds(entry) == ["evict"] + ["data"] * 4
+    assert results == _one_by_one(single, writes)
+    assert grouped.state.evicted_total == single.state.evicted_total > 0
+    assert _state(grouped) == _state(single)

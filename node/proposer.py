@@ -23,7 +23,7 @@ import structlog
 from raftcache.consensus import Outcome
 from raftcache.consensus.durations import Durations
 from raftcache.node import commands, errors
-from raftcache.node.keyspace.db import DB_PREFIX, db_key
+from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, db_key
 from raftcache.node.keyspace.notify import SET_FLAGS
 from raftcache.node.state_machine import Result, op_growth, plain_set_parts, set_run_answers
 from raftcache.v1 import command_pb2
@@ -256,7 +256,7 @@ class Proposer:
         config: ProposerConfig,
         now_ms: Callable[[], int] | None = None,
         prelude: Callable[[Sequence[command_pb2.Op]], list[command_pb2.Op]] | None = None,
-        sets_fit: Callable[[Callable[[], int]], bool] | None = None,
+        sets_fit: Callable[[int, Callable[[], int]], bool] | None = None,
     ) -> None:
         self._prelude = prelude
         self._sets_fit = sets_fit  # StateMachine.sets_fit; None: no set runs (_build)
@@ -607,6 +607,7 @@ class Proposer:
         says they might not answer as they would one by one."""
         runs: list[tuple[int, list[tuple[bytes, bytes, bool]]]] = []
         run: list[tuple[bytes, bytes, bool]] = []
+        least = 0  # the plain SETs' bound as MSetOp counts it: a full cache is refused at once
         for i, (op, _) in enumerate(writes):
             if type(op) is QueuedCall:  # a client's command (never CONFIG SET: an Op)
                 parts = plain_set_parts(op.argv) if not op.user else None
@@ -615,7 +616,9 @@ class Proposer:
             else:
                 parts = None
             if parts is not None and not parts[2] and parts[0][:5] != DB_PREFIX:
-                run.append((db_key(op.db, parts[0]), parts[1], parts[3]))  # type: ignore[union-attr]
+                key = db_key(op.db, parts[0])  # type: ignore[union-attr]
+                run.append((key, parts[1], parts[3]))
+                least += len(key) + len(parts[1]) + KEY_OVERHEAD
                 continue
             if len(run) > 1:
                 runs.append((i - len(run), run))
@@ -626,7 +629,7 @@ class Proposer:
         # counted: eviction's and apply's) must fit, so that no write of it, before or
         # after a run, is refused or evicts for it either way.
         if runs and not self._sets_fit(  # type: ignore[misc]
-            lambda: sum(op_growth(_as_op(write)) for write, _ in writes)
+            least, lambda: sum(op_growth(_as_op(write)) for write, _ in writes)
         ):
             return []
         return runs

@@ -200,7 +200,7 @@ class Node:
             self.replica,
             config.proposer,
             prelude=evictor.prelude,
-            sets_fit=lambda growth: self.replica.state.sets_fit(growth),
+            sets_fit=lambda least, growth: self.replica.state.sets_fit(least, growth),
         )
         view = NodeView(config.node_id, raft, self.replica, config.advertise, tracker)
         view.cluster_id = start.cluster_id

@@ -658,15 +658,19 @@ class StateMachine:
             return Value("reply", stored)
         return Value("reply", [STORED, stored] if memcached else OK)
 
-    def sets_fit(self, growth: Callable[[], int]) -> bool:
+    def sets_fit(self, least: int, growth: Callable[[], int]) -> bool:
         """Whether an entry's plain SETs, applied as MSetOps (the proposer's set runs),
         answer as they would one by one: no keyspace notifications to publish per command,
         and no --max-memory limit, or room for `growth()` (a bound of what the whole entry
         may add, one op per write, as eviction counts it) so that no write of the entry is
-        refused and no eviction is chosen for it either way (MSetOp refuses all or none)."""
+        refused and no eviction is chosen for it either way (MSetOp refuses all or none).
+        `least` (at most `growth()`) refuses a full cache without computing `growth()`."""
         if self.notify_on:
             return False
-        return not self.max_memory or self._memory + growth() <= self.max_memory
+        if not self.max_memory:
+            return True
+        room = self.max_memory - self._memory
+        return least <= room and growth() <= room
 
     def _plain_set(self, db: int, key: bytes, value: bytes, flags: int) -> int | Error:
         """`SET key value` (no options) and memcached's `set key flags 0` as the table's

@@ -75,7 +75,9 @@ def _through_proposer(
             ProposerConfig(group_wait_s=0.0),
             now_ms=lambda: NOW,
             prelude=evictor.prelude,
-            sets_fit=(lambda growth: replica.state.sets_fit(growth)) if runs else None,
+            sets_fit=(lambda least, growth: replica.state.sets_fit(least, growth))
+            if runs
+            else None,
         )
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in writes]
@@ -347,3 +349,18 @@ def test_a_run_never_changes_what_eviction_chooses() -> None:
     assert results == _one_by_one(single, writes)
     assert grouped.state.evicted_total == single.state.evicted_total > 0
     assert _state(grouped) == _state(single)
+
+
+def test_sets_fit_refuses_a_full_cache_without_the_entrys_bound() -> None:
+    def not_asked() -> int:
+        raise AssertionError("the whole entry's bound was computed")
+
+    replica = _replica()
+    sm = replica.state
+    assert sm.sets_fit(10**9, not_asked)  # no limit: any run fits
+    _limit(replica, sm.memory_used + 1000, "allkeys-lru")
+    assert not sm.sets_fit(1001, not_asked)  # a full cache: refused at once
+    assert sm.sets_fit(500, lambda: 1000)
+    assert not sm.sets_fit(500, lambda: 1001)
+    sm.set_notify_flags(notify.normalize("KA"))
+    assert not sm.sets_fit(0, not_asked)

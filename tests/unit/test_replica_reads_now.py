@@ -8,6 +8,7 @@ read went."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -47,6 +48,22 @@ class _Replica(FakeEngine):
         return View()
 
 
+def _instrument(conn: Any, fast: bool, label: Callable[[str], Any]) -> list[Any]:
+    """What went through `run` (label(kind) per command); `fast=False` switches
+    `_read_now` off, so every read takes the general path."""
+    seen: list[Any] = []
+    real_run = conn.run
+
+    def run(kind: str, start: Any) -> None:
+        seen.append(label(kind))
+        real_run(kind, start)
+
+    conn.run = run
+    if not fast:
+        conn._read_now = lambda *_: False
+    return seen
+
+
 def _serve(
     data: bytes, fast: bool, engine: _Replica | None = None, reply_mode: int = 0
 ) -> dict[str, Any]:
@@ -59,16 +76,7 @@ def _serve(
         conn.server.max_key_bytes = 16
         conn.readonly = True
         conn.reply_mode = reply_mode  # CLIENT REPLY: 1 = OFF, 2 = SKIP
-        runs: list[bytes] = []
-        real_run = conn.run
-
-        def run(kind: str, start: Any) -> None:
-            runs.append(conn.last_name)
-            real_run(kind, start)
-
-        conn.run = run  # type: ignore[method-assign]
-        if not fast:
-            conn._read_now = lambda *_: False  # type: ignore[method-assign]
+        runs = _instrument(conn, fast, lambda _: conn.last_name)
         conn.data_received(data)
         await settle()
         stats = conn.server.stats
@@ -176,16 +184,7 @@ def _mc_serve(data: bytes, fast: bool) -> dict[str, Any]:
         engine.r(b"SET", b"k", b"v")
         conn, transport = mc_connect(engine)
         conn.server.stale_reads_ms = 1000
-        ran: list[str] = []
-        real_run = conn.run
-
-        def run(kind: str, start: Any) -> None:
-            ran.append(kind)
-            real_run(kind, start)
-
-        conn.run = run  # type: ignore[method-assign]
-        if not fast:
-            conn._read_now = lambda *_: False  # type: ignore[method-assign]
+        ran = _instrument(conn, fast, lambda kind: kind)
         conn.data_received(data)
         await settle()
         cell = conn.server.commands.by_name[b"get"]

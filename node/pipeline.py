@@ -373,16 +373,7 @@ class PipelinedConnection(asyncio.Protocol):
         once this loop turn is done."""
         if slot.data is not None:
             return
-        stats = slot.stats
-        if isinstance(reply, Error):
-            self.count_error(reply)
-            if stats is not None:
-                stats.count_error(reply)
-        if stats is not None:  # Durations.observe_ns inlined: this runs for every command
-            latency = stats.latency
-            ns = time.perf_counter_ns() - slot.t0
-            latency.counts[bisect_left(latency.bounds_ns, ns)] += 1
-            latency.sum_ns += ns
+        self._count(slot.stats, slot.t0, reply)
         slot.data = self.render(slot.fmt, reply)
         if slot.size:
             self._pending_bytes -= slot.size
@@ -391,6 +382,18 @@ class PipelinedConnection(asyncio.Protocol):
         if not run.pending and len(self._runs) > 1 and run is self._runs[0]:
             self._advance()
         self._schedule_flush()
+
+    def _count(self, stats: CommandStats | None, t0: int, reply: ReplyT) -> None:
+        """An answered command's error and latency counters (`t0`: when it started)."""
+        if isinstance(reply, Error):
+            self.count_error(reply)
+            if stats is not None:
+                stats.count_error(reply)
+        if stats is not None:  # Durations.observe_ns inlined: this runs for every command
+            latency = stats.latency
+            ns = time.perf_counter_ns() - t0
+            latency.counts[bisect_left(latency.bounds_ns, ns)] += 1
+            latency.sum_ns += ns
 
     def _advance(self) -> None:
         """Start the next runs whose predecessors have all answered."""
@@ -574,18 +577,9 @@ class PipelinedConnection(asyncio.Protocol):
             )
         except errors.CacheError:
             return False
-        stats = self.cmd
         t0 = time.perf_counter_ns()
         reply = self.local_read(argv, db, key)
-        if isinstance(reply, Error):
-            self.count_error(reply)
-            if stats is not None:
-                stats.count_error(reply)
-        if stats is not None:  # as _settle observes a slot's latency
-            latency = stats.latency
-            ns = time.perf_counter_ns() - t0
-            latency.counts[bisect_left(latency.bounds_ns, ns)] += 1
-            latency.sum_ns += ns
+        self._count(self.cmd, t0, reply)
         self._slots.append(self.render(self.slot_fmt(), reply))
         return True
 

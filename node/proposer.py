@@ -193,18 +193,13 @@ def _add(ops: Any, op: Write) -> None:
 def _changes_settings(op: command_pb2.Op) -> bool:
     """Whether an op changes what a set run's answers depend on: the memory limit and
     policy (ConfigOp) or keyspace notifications (CONFIG SET's internal call)."""
-    kind = op.WhichOneof("kind")
-    if kind == "config":
-        return True
-    if kind == "data":
-        calls = [op.data.op]
-    elif kind == "txn":
-        calls = [c.op for c in (*op.txn.success, *op.txn.failure)]
-    else:
-        return False
-    return any(
-        c.WhichOneof("op") == "call" and c.call.argv[:1] == [_SET_NOTIFY_FLAGS] for c in calls
-    )
+    kind: str | None = op.WhichOneof("kind")
+    if kind != "data":
+        return kind == "config"
+    # CONFIG SET is refused inside MULTI and scripts cannot reach internal commands: the
+    # flags' call is always an op of its own, never in a transaction
+    data = op.data.op
+    return bool(data.WhichOneof("op") == "call" and data.call.argv[:1] == [_SET_NOTIFY_FLAGS])
 
 
 def _unfold(results: Sequence[Result], shape: list[list[bool] | None]) -> list[Result]:
@@ -578,6 +573,10 @@ class Proposer:
         SETs one by one would. Returns the entry's shape for `_unfold`, or None when every
         write is one op."""
         runs = self._set_runs(writes) if self._sets_fit is not None else []
+        if not runs:
+            for op, _ in writes:
+                _add(ops, op)
+            return None
         shape: list[list[bool] | None] = []
         at = 0
         for start, items in runs:
@@ -589,10 +588,6 @@ class Proposer:
                 entries.add(key=key, value=value)
             shape.append([memcached for _, _, memcached in items])
             at = start + len(items)
-        if not runs:
-            for op, _ in writes:
-                _add(ops, op)
-            return None
         for op, _ in writes[at:]:
             _add(ops, op)
         shape.extend([None] * (len(writes) - at))
@@ -609,12 +604,7 @@ class Proposer:
         run: list[tuple[bytes, bytes, bool]] = []
         least = 0  # the plain SETs' bound as MSetOp counts it: a full cache is refused at once
         for i, (op, _) in enumerate(writes):
-            if type(op) is QueuedCall:  # a client's command (never CONFIG SET: an Op)
-                parts = plain_set_parts(op.argv) if not op.user else None
-            elif _changes_settings(op):  # type: ignore[arg-type]
-                return []
-            else:
-                parts = None
+            parts = plain_set_parts(op.argv) if type(op) is QueuedCall and not op.user else None
             if parts is not None and not parts[2] and parts[0][:5] != DB_PREFIX:
                 key = db_key(op.db, parts[0])  # type: ignore[union-attr]
                 run.append((key, parts[1], parts[3]))
@@ -625,10 +615,16 @@ class Proposer:
             run = []
         if len(run) > 1:
             runs.append((len(writes) - len(run), run))
+        if not runs or any(
+            _changes_settings(op)  # a client's command is a QueuedCall, never CONFIG SET
+            for op, _ in writes
+            if not isinstance(op, QueuedCall)
+        ):
+            return []
         # Under a limit, the whole entry's bound (each write's, as one op each would be
         # counted: eviction's and apply's) must fit, so that no write of it, before or
         # after a run, is refused or evicts for it either way.
-        if runs and not self._sets_fit(  # type: ignore[misc]
+        if not self._sets_fit(  # type: ignore[misc]
             least, lambda: sum(op_growth(_as_op(write)) for write, _ in writes)
         ):
             return []

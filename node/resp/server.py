@@ -411,19 +411,19 @@ class Connection(PipelinedConnection):
                 )
             )
             return
-        if name == b"set" and len(argv) == 3 and self.multi is None:
-            set_key = argv[1]  # the commonest write, past checks it cannot fail
-            if len(set_key) <= self.server.max_key_bytes and set_key[:5] != DB_PREFIX:
+        # The commonest write, and a replica's commonest read, past the checks they cannot
+        # fail once the key is within --max-key-bytes and not reserved (node/DESIGN.md).
+        plain_set = name == b"set" and len(argv) == 3
+        if (plain_set or (name == b"get" and len(argv) == 2 and self.readonly)) and (
+            self.multi is None
+            and len(lane_key := argv[1]) <= self.server.max_key_bytes
+            and lane_key[:5] != DB_PREFIX
+        ):
+            if plain_set:
                 self.write(argv, self.db)
                 return
-        if name == b"get" and len(argv) == 2 and self.readonly and self.multi is None:
-            get_key = argv[1]  # the commonest read of a replica, past checks it cannot fail
-            if (
-                len(get_key) <= self.server.max_key_bytes
-                and get_key[:5] != DB_PREFIX
-                and not self.engine.is_leader()
-            ):
-                self.read(argv, self.db, get_key, stale=True)  # at once if nothing is owed
+            if not self.engine.is_leader():
+                self.read(argv, self.db, lane_key, stale=True)  # at once if nothing is owed
                 return
         local = _LOCAL.get(name)
         if local is not None and not (self.multi is not None and name == b"publish"):

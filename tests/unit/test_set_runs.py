@@ -25,10 +25,10 @@ from raftcache.node.state_machine import (
     MSetOk,
     Published,
     Value,
+    op_growth,
     plain_set_parts,
     set_run_answers,
 )
-from raftcache.node.values import ZSet
 from raftcache.v1 import command_pb2
 
 NOW = 5_000
@@ -195,9 +195,9 @@ def _limit(replica: Replica, max_memory: int, policy: str = "noeviction") -> Non
     replica.apply(commands.encode(command))
 
 
-def _bound(value_bytes: int, key_bytes: int = 2) -> int:
-    """What eviction and sets_fit count for one plain SET as its own op (_call_growth)."""
-    return key_bytes + value_bytes + 2 * (KEY_OVERHEAD + ZSet.OVERHEAD)
+def _bound(value_bytes: int) -> int:
+    """What eviction and sets_fit count for one plain SET (a 2-byte key) as its own op."""
+    return op_growth(call_op([b"SET", b"k0", b"v" * value_bytes], 0))
 
 
 def test_sets_that_may_not_all_fit_go_one_by_one_so_only_the_last_is_refused() -> None:

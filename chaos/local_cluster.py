@@ -42,21 +42,23 @@ _handed_out: set[int] = set()
 _pick = random.Random()
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now, never one this process handed out before."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` (IPv4, or IPv6 such as "::1") now, never one this process
+    handed out before."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(500):
         port = _pick.choice(_LISTEN_PORTS)
         if port in _handed_out:
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
             try:
-                sock.bind(("127.0.0.1", port))
+                sock.bind((host, port))
             except OSError:
                 continue
         _handed_out.add(port)
         return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the range is full
-        sock.bind(("127.0.0.1", 0))
+    with socket.socket(family, socket.SOCK_STREAM) as sock:  # the range is full
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 

@@ -6,25 +6,19 @@ adapter hands it ::1:PORT and turns the addresses it reports back into [::1]:POR
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
+from raftcache.chaos.local_cluster import free_port
 from raftcache.consensus import Durability, RaftConfig, RaftNode
 from raftcache.node.replica import Replica
 
 from tests.consensus.harness import keys, missing_keys, wait_for, write_keys
 
 
-def free_port6() -> int:
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-        sock.bind(("::1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def trio() -> Iterator[tuple[list[str], list[RaftNode], list[Replica]]]:
-    addrs = [f"[::1]:{free_port6()}" for _ in range(3)]
+    addrs = [f"[::1]:{free_port('::1')}" for _ in range(3)]
     replicas = [Replica() for _ in addrs]
     nodes: list[RaftNode] = []
     try:

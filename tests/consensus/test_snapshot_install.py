@@ -122,7 +122,19 @@ def test_an_older_local_snapshot_never_replaces_a_received_one(
         time.sleep(SLOW_WRITER_S)
         write(*args)
 
+    serialize = RaftNode._serialize
+
+    def serialize_until_started(self: RaftNode, *args: Any) -> None:  # the tick thread
+        serialize(self, *args)
+        # Hold the tick thread (so no message is read) until the forked writer runs
+        # its first line: on a loaded host the leader's snapshot could otherwise stop
+        # the writer before it started, and the scenario would not happen.
+        deadline = time.monotonic() + 10
+        while self._child_pid and not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     monkeypatch.setattr(snapshot, "write", slow_write)
+    monkeypatch.setattr(RaftNode, "_serialize", serialize_until_started)
     node = trio.start(follower)
     # The first tick applies the old journal and forks the (slow) writer before it
     # reads any message, so the leader's snapshot arrives while the writer runs.

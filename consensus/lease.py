@@ -111,6 +111,15 @@ class LeaseSyncObj(PreVoteSyncObj):
             and applied >= self._SyncObj__raftCommitIndex
         )
 
+    def applied_everything(self) -> bool:
+        """This node leads and has applied every entry in its log: an entry appended now
+        is applied to the state the caller sees (nothing earlier is still to come)."""
+        try:
+            last = self._SyncObj__raftLog[-1][1]
+        except IndexError:
+            return False
+        return bool(self._SyncObj__raftState == _LEADER and self._SyncObj__raftLastApplied >= last)
+
     def lease_remaining(self) -> float:
         """Seconds the published lease has left (0 when none)."""
         term, until = self._lease

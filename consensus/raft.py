@@ -523,6 +523,11 @@ class RaftNode:
         committed: a linearizable read may be answered from its state (lease.py)."""
         return self._syncobj.lease_read_ok()
 
+    def applied_everything(self) -> bool:
+        """This leader has applied every entry in its log (lease.py): the proposer forms
+        set runs only then, when the settings it checks are those its entry meets."""
+        return self._syncobj.applied_everything()
+
     def tick_thread_id(self) -> int | None:
         """The native id of pysyncobj's tick thread (for its CPU time), once it runs."""
         thread = getattr(self._syncobj, "_SyncObj__thread", None)

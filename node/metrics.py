@@ -352,6 +352,12 @@ class NodeCollector(Collector):
         )
         yield _counter("raftcache_proposed_ops", "Write ops proposed", proposer.ops_proposed)
         yield _counter(
+            "raftcache_set_run_writes",
+            "Plain SETs this leader proposed grouped in set runs, one MSetOp a run "
+            "(node/DESIGN.md, Set runs)",
+            proposer.set_run_writes,
+        )
+        yield _counter(
             "raftcache_lease_reads",
             "Linearizable reads this leader answered under its read lease, without a log entry "
             "(the others waited for a barrier entry)",

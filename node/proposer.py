@@ -279,6 +279,11 @@ class Proposer:
         self._lease: tuple[Callable[[], bool], Callable[[int], bool]] | None = (
             (lease, quiet) if lease is not None and quiet is not None else None
         )
+        # Set runs need the settings `sets_fit` reads to be those their entry meets at
+        # apply: every entry in the log applied (test fakes apply each entry at once).
+        self._applied_everything: Callable[[], bool] = getattr(
+            consensus, "applied_everything", lambda: True
+        )
         # Reads the lease answers on the next loop turn, with the clock they were checked at.
         self._leased: list[tuple[Waiter, int]] = []
         # The clock the first of them was checked at: later reads of the same turn share it
@@ -287,6 +292,7 @@ class Proposer:
         self.lease_reads = 0  # linearizable reads answered under the lease (no log entry)
         self.batches_proposed = 0
         self.ops_proposed = 0
+        self.set_run_writes = 0  # plain SETs proposed inside set runs (metrics)
         self.batches_failed = 0  # not applied, or outcome unknown (metrics)
         self.commit_durations = Durations()  # proposed to applied here (metrics)
 
@@ -572,7 +578,14 @@ class Proposer:
         each, node/DESIGN.md "Set runs"), while `sets_fit` says it answers exactly as the
         SETs one by one would. Returns the entry's shape for `_unfold`, or None when every
         write is one op."""
-        runs = self._set_runs(writes) if self._sets_fit is not None else []
+        runs = (
+            self._set_runs(writes)
+            # none in flight (max_inflight above 1, or one given up as unknown) and none
+            # in the log left to apply (a new leader's first entries): an earlier entry
+            # could change the limit, the policy or notifications before this one applies
+            if self._sets_fit is not None and not self._inflight and self._applied_everything()
+            else []
+        )
         if not runs:
             for op, _ in writes:
                 _add(ops, op)
@@ -587,6 +600,7 @@ class Proposer:
             for key, value, _ in items:
                 entries.add(key=key, value=value)
             shape.append([memcached for _, _, memcached in items])
+            self.set_run_writes += len(items)
             at = start + len(items)
         for op, _ in writes[at:]:
             _add(ops, op)

@@ -176,6 +176,21 @@ def test_nothing_committed_may_be_left_unapplied(leader: Node) -> None:
     assert not leader.obj.lease_read_ok()
 
 
+def test_applied_everything_waits_for_the_whole_log_not_the_lease(
+    leader: Node,
+    follower: Node,
+) -> None:
+    # The no-op of the new term is appended, not yet committed: not everything is applied
+    # (entries of earlier terms before it may change the settings a set run checks).
+    assert not leader.obj.applied_everything()
+    ack(leader, leader.a, time.monotonic())  # commits and applies the no-op
+    assert leader.obj.applied_everything()
+    last = leader.obj._SyncObj__raftLog[-1]
+    leader.obj._SyncObj__raftLog.add(b"\x00", last[1] + 1, last[2])  # appended, unapplied
+    assert not leader.obj.applied_everything()
+    assert not follower.obj.applied_everything()  # only a leader answers for the next entry
+
+
 def test_a_leadership_transfer_gives_the_lease_up_for_the_term(leader: Node) -> None:
     ack(leader, leader.a, time.monotonic())
     assert leader.obj.lease_read_ok()

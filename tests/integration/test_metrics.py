@@ -109,6 +109,28 @@ def test_reads_move_hits_misses_and_command_counts(cluster: LocalCluster) -> Non
     r.close()
 
 
+def test_pipelined_plain_sets_form_set_runs_on_a_live_leader(cluster: LocalCluster) -> None:
+    # The proposer groups them only once the leader has applied its whole log
+    # (Proposer._build): on a live cluster that holds between entries.
+    leader = cluster.wait_for_leader()
+    r = redis.Redis(port=cluster.nodes[leader].redis_port)
+    runs = "raftcache_set_run_writes_total"
+    before = value(scrape(cluster, leader), runs)
+    pipe = r.pipeline(transaction=False)
+    for i in range(50):
+        pipe.set(f"runs:{i}", f"v{i}")
+    assert pipe.execute() == [True] * 50
+    grouped = value(scrape(cluster, leader), runs) - before
+    assert grouped >= 2, grouped
+    assert r.mget([f"runs:{i}" for i in range(50)]) == [f"v{i}".encode() for i in range(50)]
+    pipe = r.pipeline(transaction=False)
+    for i in range(20):
+        pipe.set(f"runs:{i}", "x", ex=100)  # an option: not a plain SET, never grouped
+    assert pipe.execute() == [True] * 20
+    assert value(scrape(cluster, leader), runs) - before == grouped
+    r.close()
+
+
 def test_paused_follower_shows_replication_lag(cluster: LocalCluster) -> None:
     leader = cluster.wait_for_leader()
     follower = next(i for i in range(3) if i != leader)

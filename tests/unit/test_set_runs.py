@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from raftcache.consensus import Outcome
 from raftcache.node import commands, errors
 from raftcache.node.engine import call_op
@@ -332,6 +333,95 @@ def test_an_entry_that_changes_the_limit_forms_no_run() -> None:
     results, entry = _through_proposer(grouped, writes)
     assert _kinds(entry) == ["config", "data", "data", "data"]
     assert results == _one_by_one(single, writes)
+    assert _state(grouped) == _state(single)
+
+
+class _Held(_Applying):
+    """Holds each entry until release(), then applies them in log order."""
+
+    def __init__(self, replica: Replica) -> None:
+        super().__init__(replica)
+        self.held: list[tuple[bytes, Callable[[Outcome, Any], None]]] = []
+        self.everything_applied = True
+
+    def propose(self, data: bytes, callback: Callable[[Outcome, Any], None]) -> None:
+        self.entries.append(commands.decode(data))
+        self.held.append((data, callback))
+
+    def applied_everything(self) -> bool:
+        return self.everything_applied
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        self.everything_applied = True
+        for data, callback in held:
+            callback(Outcome.APPLIED, self.replica.apply(data))
+
+
+def _behind_an_earlier_entry(
+    replica: Replica, earlier: Write, writes: list[Write], inflight: int
+) -> tuple[list[Any], command_pb2.Command]:
+    """`earlier` proposed first and still unapplied when `writes` make the next entry: in
+    flight on this proposer, not appended yet (`inflight` 2), or in the log from before (a
+    new leader's first entry, `inflight` 1: the consensus reports it unapplied)."""
+
+    async def body() -> tuple[list[Any], command_pb2.Command]:
+        consensus = _Held(replica)
+        proposer = Proposer(
+            consensus,
+            replica,
+            ProposerConfig(group_wait_s=0.0, max_inflight=inflight),
+            now_ms=lambda: NOW,
+            sets_fit=lambda least, growth: replica.state.sets_fit(least, growth),
+        )
+        loop = asyncio.get_running_loop()
+        if inflight > 1:
+            proposer.submit(earlier, loop.create_future(), 64, 1)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert len(consensus.held) == 1
+        else:
+            consensus.everything_applied = False
+            consensus.propose(commands.encode(command_pb2.Command(now_ms=NOW, ops=[earlier])),
+                              lambda *_: None)  # fmt: skip
+        futures = [loop.create_future() for _ in writes]
+        for write, future in zip(writes, futures, strict=True):
+            proposer.submit(write, future, 64, 1)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        consensus.release()
+        await asyncio.gather(*futures, return_exceptions=True)
+        return [f.exception() or f.result() for f in futures], consensus.entries[-1]
+
+    return asyncio.run(body())
+
+
+@pytest.mark.parametrize("inflight", [1, 2], ids=["unapplied-in-the-log", "in-flight"])
+def test_no_run_behind_an_unapplied_entry_that_turns_notifications_on(inflight: int) -> None:
+    flags = call_op([notify.SET_FLAGS.encode(), notify.normalize("KA").encode()], 0)
+    writes: list[Write] = [QueuedCall([b"SET", b"k%d" % i, b"v"], 0) for i in range(3)]
+    grouped, single = _twins()
+    results, entry = _behind_an_earlier_entry(grouped, flags, writes, inflight)
+    assert _kinds(entry) == ["data"] * 3
+    _one_by_one(single, [flags])
+    assert results == _one_by_one(single, writes) == [Value("reply", OK)] * 3
+    published = [e for e in grouped.events if type(e) is Published]  # type: ignore[attr-defined]
+    assert len(published) == 3  # each SET's keyspace `set`, as one op each publishes
+    assert _state(grouped) == _state(single)
+
+
+@pytest.mark.parametrize("inflight", [1, 2], ids=["unapplied-in-the-log", "in-flight"])
+def test_no_run_behind_an_unapplied_entry_that_lowers_the_limit(inflight: int) -> None:
+    writes: list[Write] = [QueuedCall([b"SET", b"k%d" % i, b"v" * 100], 0) for i in range(4)]
+    grouped, single = _twins()
+    limit = command_pb2.Op()  # room for three of the four, once applied
+    limit.config.max_memory = grouped.state.memory_used + 3 * (2 + 100 + KEY_OVERHEAD) + 50
+    limit.config.eviction_policy = "noeviction"
+    results, entry = _behind_an_earlier_entry(grouped, limit, writes, inflight)
+    assert _kinds(entry) == ["data"] * 4
+    _one_by_one(single, [limit])
+    assert results == _one_by_one(single, writes)
+    assert results == [Value("reply", OK)] * 3 + [Value("reply", Error(OOM))]
     assert _state(grouped) == _state(single)
 
 

@@ -439,10 +439,13 @@ class StateMachine:
         return full or SetOk(self._put(op.key, op.value, op.deadline_ms))
 
     def _mset(self, op: command_pb2.MSetOp, now: int) -> Result:
-        full = self._over_limit(sum(_GROWTH["set"](e) for e in op.entries))
-        if full:
-            return full
-        versions = [self._put(e.key, e.value, e.deadline_ms) for e in op.entries]
+        entries = op.entries
+        if self.max_memory:  # the bound costs a pass over the entries: only under a limit
+            full = self._over_limit(sum(_GROWTH["set"](e) for e in entries))
+            if full:
+                return full
+        put = self._put
+        versions = [put(e.key, e.value, e.deadline_ms) for e in entries]
         return MSetOk(versions[0], len(versions)) if versions else MSetOk(0, 0)
 
     def _incr(self, op: command_pb2.IncrOp, now: int) -> Result:
@@ -476,9 +479,18 @@ class StateMachine:
     # ------------------------------------------------------------- bookkeeping
 
     def _account(self, key: bytes, entry: _Stored, sign: int) -> None:
-        self._digest_acc = (self._digest_acc + sign * _entry_hash(key, entry)) % _DIGEST_MOD
-        self._memory += sign * _entry_nbytes(key, entry)
-        if entry[_DEADLINE]:
+        value, version, deadline, flags = entry
+        if type(value) is bytes:  # _entry_hash and _entry_nbytes inlined: every write's path
+            digest = xxh3_128_intdigest(
+                _HASH_HEADER.pack(len(key), version, deadline, tv.STRING_TAG, flags) + key + value
+            )
+            nbytes = len(key) + KEY_OVERHEAD + len(value)
+        else:
+            digest = _entry_hash(key, entry)
+            nbytes = _entry_nbytes(key, entry)
+        self._digest_acc = (self._digest_acc + sign * digest) % _DIGEST_MOD
+        self._memory += sign * nbytes
+        if deadline:
             self._ttl_keys += sign
 
     def _put(

@@ -63,7 +63,8 @@ from pysyncobj.monotonic import monotonic as _pysyncobj_monotonic
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import _COMMAND_TYPE, SyncObjExceptionWrongVer
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
-from raftcache.consensus.lease import LeaseSyncObj, LeaseTransport
+from raftcache.consensus.commit_notice import CommitNoticeSyncObj
+from raftcache.consensus.lease import LeaseTransport
 
 _log = structlog.get_logger("raftcache.consensus.peers")
 
@@ -437,9 +438,9 @@ class EntryRefused(Exception):
     """A committed log entry this build cannot apply: the node stops rather than skip it."""
 
 
-class GuardedSyncObj(LeaseSyncObj):
-    """LeaseSyncObj that refuses bad frames and messages and halts on entries it cannot
-    apply (module docstring)."""
+class GuardedSyncObj(CommitNoticeSyncObj):
+    """The SyncObj a node runs (leases, pre-vote, commit notices underneath) that refuses
+    bad frames and messages and halts on entries it cannot apply (module docstring)."""
 
     def __init__(
         self,

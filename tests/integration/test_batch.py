@@ -250,6 +250,9 @@ def test_each_read_keeps_its_consistency(cluster: LocalCluster) -> None:
     follower = (leader + 1) % 3
     on_leader = stubs_for(cluster, leader).cache
     version = on_leader.Set(cache_pb2.SetRequest(key=b"b:c", value=b"new")).version
+    # A stale read sees what the follower has applied, which may trail the leader's
+    # acknowledgement by a few ms (consensus/commit_notice.py): let it catch up.
+    cluster.wait_converged()
     f = stubs_for(cluster, follower).cache
     forwarded_before = _status(cluster, follower).forwarded_batches
     response = f.Batch(

@@ -10,8 +10,9 @@ load the next entry follows within a few milliseconds and carries the same commi
 So a notice with nothing else to send waits up to ``COMMIT_NOTICE_DELAY_S``: an entry
 proposed meanwhile carries it (pysyncobj sends every new entry at once, with the commit
 index), and otherwise it goes alone when the delay is up, as a heartbeat does (the tick's
-poll is cut short so that it is not late by a whole tick period). A follower behind the log
-(a new entry to send it) gets the notice at once with its entries, as before.
+poll is cut short so that it is not late by a whole tick period). A connected follower
+behind the log (entries to send it) gets the notice at once with them, as before; one that
+is down or cut off is not waited for.
 
 Safety does not depend on when a follower learns the commit index: only on the leader's
 commit rule, which this leaves alone. What it moves: a follower applies an entry up to
@@ -61,8 +62,9 @@ class CommitNoticeSyncObj(LeaseSyncObj):
             return notify
         last = self._SyncObj__raftLog[-1][1]
         nexts = self._SyncObj__raftNextIndex
+        connected = self._SyncObj__connectedNodes  # pysyncobj sends nothing to the others
         for node in self._SyncObj__otherNodes | self._SyncObj__readonlyNodes:
-            if nexts.get(node, 0) <= last:
+            if node in connected and nexts.get(node, 0) <= last:
                 return True  # entries to send it anyway: the notice goes with them
         due = _now() + COMMIT_NOTICE_DELAY_S
         if not self._notice_due:

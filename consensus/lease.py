@@ -112,13 +112,19 @@ class LeaseSyncObj(PreVoteSyncObj):
         )
 
     def applied_everything(self) -> bool:
-        """This node leads and has applied every entry in its log: an entry appended now
-        is applied to the state the caller sees (nothing earlier is still to come)."""
+        """This node leads, has applied every entry in its log and has no proposal queued
+        for it: an entry proposed now is applied to the state the caller sees (nothing
+        earlier is still to come). Conservative: an entry whose callback runs before
+        pysyncobj counts it applied reads as not applied yet."""
         try:
             last = self._SyncObj__raftLog[-1][1]
         except IndexError:
             return False
-        return bool(self._SyncObj__raftState == _LEADER and self._SyncObj__raftLastApplied >= last)
+        return bool(
+            self._SyncObj__raftState == _LEADER
+            and self._SyncObj__raftLastApplied >= last
+            and not self._SyncObj__commandsQueue._FastQueue__queue  # proposed, not appended
+        )
 
     def lease_remaining(self) -> float:
         """Seconds the published lease has left (0 when none)."""

@@ -580,9 +580,10 @@ class Proposer:
         write is one op."""
         runs = (
             self._set_runs(writes)
-            # none in flight (max_inflight above 1, or one given up as unknown) and none
-            # in the log left to apply (a new leader's first entries): an earlier entry
-            # could change the limit, the policy or notifications before this one applies
+            # none in flight here (max_inflight above 1), none queued in the consensus or
+            # left to apply in its log (one given up as unknown, a new leader's first
+            # entries): an earlier entry could change the limit, the policy or
+            # notifications, or fill the cache, before this one applies
             if self._sets_fit is not None and not self._inflight and self._applied_everything()
             else []
         )

@@ -81,11 +81,27 @@ def test_a_follower_with_entries_to_get_is_told_at_once(leader: Node) -> None:
     assert leader.obj.commit_notices_deferred == 0
 
 
+def test_a_follower_that_is_down_does_not_stop_the_wait(leader: Node) -> None:
+    leader.obj._SyncObj__raftNextIndex[leader.b] = noop_index(leader)  # b lacks the no-op
+    leader.obj._SyncObj__connectedNodes.discard(leader.b)  # and is unreachable
+    ack(leader, leader.a, time.monotonic())
+    assert appends(leader) == []
+    assert leader.obj.commit_notices_deferred == 1
+
+
 def test_the_poll_waits_no_longer_than_the_notice(leader: Node) -> None:
     ack(leader, leader.a, time.monotonic())
     started = time.monotonic()
-    leader.obj._poller.poll(2.0)  # nothing to read: only the notice's time ends it
-    assert time.monotonic() - started < 1.0
+    leader.obj._poller.poll(5.0)  # nothing to read: only the notice's time ends it
+    assert time.monotonic() - started < 0.5  # 5 ms due, with room for a loaded host
+
+
+def test_a_new_term_as_leader_starts_with_no_notice_waiting(leader: Node) -> None:
+    ack(leader, leader.a, time.monotonic())
+    assert leader.obj._notice_due
+    leader.heartbeat(leader.b, leader.term + 1)  # deposed...
+    leader.become_leader()  # ...and elected again: its no-op append tells the commit
+    assert leader.obj._notice_due == 0.0
 
 
 def test_a_leader_that_steps_down_forgets_its_notice(leader: Node) -> None:

@@ -188,6 +188,10 @@ def test_applied_everything_waits_for_the_whole_log_not_the_lease(
     last = leader.obj._SyncObj__raftLog[-1]
     leader.obj._SyncObj__raftLog.add(b"\x00", last[1] + 1, last[2])  # appended, unapplied
     assert not leader.obj.applied_everything()
+    leader.obj._SyncObj__raftLastApplied += 1  # as if applied
+    assert leader.obj.applied_everything()
+    leader.obj._applyCommand(b"\x00queued", None)  # proposed, not in the log yet
+    assert not leader.obj.applied_everything()
     assert not follower.obj.applied_everything()  # only a leader answers for the next entry
 
 

@@ -523,6 +523,15 @@ class RaftNode:
         committed: a linearizable read may be answered from its state (lease.py)."""
         return self._syncobj.lease_read_ok()
 
+    def commit_notices(self) -> tuple[int, int]:
+        """(held, carried): commit notices this node held as leader, and how many of those
+        the next entry carried in time (commit_notice.py; metrics)."""
+        so = self._syncobj
+        return (
+            int(getattr(so, "commit_notices_deferred", 0)),
+            int(getattr(so, "commit_notices_carried", 0)),
+        )
+
     def applied_everything(self) -> bool:
         """This leader has applied every entry in its log (lease.py): the proposer forms
         set runs only then, when the settings it checks are those its entry meets."""

@@ -249,6 +249,19 @@ class NodeCollector(Collector):
         yield _gauge(
             "raftcache_has_leader", "1 while this node knows a leader", status.leader is not None
         )
+        held, carried = raft.commit_notices()
+        yield _counter(
+            "raftcache_commit_notices_held",
+            "Commit-index-only AppendEntries this leader held back to let the next entry carry "
+            "them (consensus/commit_notice.py)",
+            held,
+        )
+        yield _counter(
+            "raftcache_commit_notices_carried",
+            "Held commit notices that the next entry carried within the hold (the rest went "
+            "alone when it ran out)",
+            carried,
+        )
         yield _counter(
             "raftcache_leader_changes_seen",
             "Times this node saw a different leader (etcd_server_leader_changes_seen_total)",

@@ -131,6 +131,26 @@ def test_pipelined_plain_sets_form_set_runs_on_a_live_leader(cluster: LocalClust
     r.close()
 
 
+def test_back_to_back_writes_carry_the_leaders_commit_notices(cluster: LocalCluster) -> None:
+    # One client's next SET reaches the leader within the notice's 5 ms hold, so its
+    # entry tells the followers the last commit (consensus/commit_notice.py).
+    leader = cluster.wait_for_leader()
+    r = redis.Redis(port=cluster.nodes[leader].redis_port)
+    before = scrape(cluster, leader)
+    for i in range(100):
+        assert r.set(f"notice:{i}", "v")
+    after = scrape(cluster, leader)
+    held = value(after, "raftcache_commit_notices_held_total") - value(
+        before, "raftcache_commit_notices_held_total"
+    )
+    carried = value(after, "raftcache_commit_notices_carried_total") - value(
+        before, "raftcache_commit_notices_carried_total"
+    )
+    assert held >= 50  # nearly one per SET: each is an entry of its own
+    assert 0 < carried <= held
+    r.close()
+
+
 def test_paused_follower_shows_replication_lag(cluster: LocalCluster) -> None:
     leader = cluster.wait_for_leader()
     follower = next(i for i in range(3) if i != leader)

@@ -217,6 +217,11 @@ def test_a_key_that_turns_into_another_type_does_not_wake_the_client(
     r = client(cluster, "leader")
     call = Background(lambda: client(cluster, "follower").blpop(["turn:k"], timeout=15))
     wait_blocked(cluster, 1)
+    # The follower counts its client blocked as soon as it relays the call; the leader
+    # parks it when the call's first attempt applies. A retype before that attempt is
+    # ordered before the call, which then answers WRONGTYPE, as Redis would for a BLPOP
+    # sent after the SET (a CI failure, 2026-12-06). Let the relay reach the leader.
+    time.sleep(0.5)
     pipe = r.pipeline(transaction=True)
     pipe.lpush("turn:k", "x").delete("turn:k").set("turn:k", "now a string")
     pipe.execute()

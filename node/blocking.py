@@ -118,17 +118,17 @@ class Blocker:
         self._by_key: dict[bytes, deque[_Waiter]] = {}
         self._seq = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.forwarded = 0  # calls this node (a follower) is relaying to the leader
         self._client_id = f"relay-{uuid.uuid4().hex}"  # this process's relayed calls' ids
         self._rids = itertools.count(1)
         self._abandoned: dict[RequestId, _Waiter] = {}  # gone mid-attempt, by request id
         self._recovering: set[asyncio.Task[None]] = set()
 
     @property
-    def blocked(self) -> int:
-        """Clients blocked on this node (INFO's blocked_clients)."""
-        waiting = {id(w) for q in self._by_key.values() for w in q}
-        return len(waiting) + self.forwarded
+    def blocking_keys(self) -> int:
+        """Keys that calls parked on this leader wait on, its own clients' and relayed ones
+        (INFO's total_blocking_keys). A call counts once `start` has proposed its first
+        attempt: a write any client sends after that is ordered after the attempt."""
+        return len(self._by_key)
 
     # -- the apply thread -----------------------------------------------------------------
 
@@ -164,15 +164,12 @@ class Blocker:
         if request_id is None and argv[0].lower() in TAKING:
             request_id = (self._client_id, next(self._rids))
         relay = engine or self.engine
-        self.forwarded += 1
         try:
             return await self._relay(argv, db, request_id, relay)
         except asyncio.CancelledError:
             if request_id is not None and argv[0].lower() in _UNDOABLE:
                 self._recover_later(argv, db, request_id, relay)
             raise
-        finally:
-            self.forwarded -= 1
 
     async def _relay(
         self, argv: list[bytes], db: int, request_id: RequestId | None, relay: Engine

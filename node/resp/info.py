@@ -56,6 +56,7 @@ class InfoFacts:
     now_us: int = 0
     connected_clients: int = 0
     blocked_clients: int = 0
+    blocking_keys: int = 0
     maxclients: int = 10000
     used_memory: int = 0
     peak_memory: int = 0
@@ -144,6 +145,8 @@ def _clients(f: InfoFacts) -> list[str]:
         f"blocked_clients:{f.blocked_clients}",
         "tracking_clients:0",
         "clients_in_timeout_table:0",
+        # Redis 7.2's field; the leader counts the keys of relayed calls it parks too
+        f"total_blocking_keys:{f.blocking_keys}",
     ]
 
 
@@ -520,6 +523,7 @@ def gather(conn: Connection) -> InfoFacts:
         now_us=int(now * 1_000_000),
         connected_clients=len(server.clients),
         blocked_clients=sum(1 for c in server.clients.values() if c.blocked is not None),
+        blocking_keys=server.blocker.blocking_keys if server.blocker is not None else 0,
         maxclients=int(local.settings.get("maxclients", "10000")),
         used_memory=cache.memory_used,
         peak_memory=local.peak_memory,

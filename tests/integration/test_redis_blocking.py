@@ -80,6 +80,14 @@ def wait_blocked(cluster: LocalCluster, n: int, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
+def wait_blocking_keys(leader: redis.Redis, n: int, timeout: float = 10) -> None:
+    """INFO's total_blocking_keys on the leader: keys its parked calls (relayed too) wait on."""
+    end = time.monotonic() + timeout
+    while int(leader.info("clients")["total_blocking_keys"]) != n:
+        assert time.monotonic() < end, f"expected {n} blocking keys on the leader"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("role", ["leader", "follower"])
 @pytest.mark.parametrize("protocol", [2, 3])
 def test_a_fractional_timeout_answers_the_null_reply(
@@ -144,8 +152,10 @@ def test_info_counts_blocked_clients_and_client_unblock_ends_them(cluster: Local
     blocked_id = blocked.client_id()
     call = Background(lambda: blocked.blpop(["ub:never"], timeout=0))
     wait_blocked(cluster, 1)
+    assert int(r.info("clients")["total_blocking_keys"]) == 1
     assert r.client_unblock(blocked_id) is True  # TIMEOUT: the null reply
     assert call.join() is None
+    wait_blocking_keys(r, 0)
     assert r.client_unblock(blocked_id) is False  # not blocked any more
     other = client(cluster, "leader")
     other_id = other.client_id()
@@ -217,11 +227,12 @@ def test_a_key_that_turns_into_another_type_does_not_wake_the_client(
     r = client(cluster, "leader")
     call = Background(lambda: client(cluster, "follower").blpop(["turn:k"], timeout=15))
     wait_blocked(cluster, 1)
-    # The follower counts its client blocked as soon as it relays the call; the leader
-    # parks it when the call's first attempt applies. A retype before that attempt is
-    # ordered before the call, which then answers WRONGTYPE, as Redis would for a BLPOP
-    # sent after the SET (a CI failure, 2026-12-06). Let the relay reach the leader.
-    time.sleep(0.5)
+    # The follower counts its client blocked as soon as it relays the call. A retype that
+    # reaches the leader before the relay is ordered before the call, which then answers
+    # WRONGTYPE, as Redis would for a BLPOP sent after the SET (a CI failure, 2026-12-06).
+    # Once the leader counts the key blocking, the call's first attempt is proposed and
+    # every later write is ordered after it.
+    wait_blocking_keys(r, 1)
     pipe = r.pipeline(transaction=True)
     pipe.lpush("turn:k", "x").delete("turn:k").set("turn:k", "now a string")
     pipe.execute()

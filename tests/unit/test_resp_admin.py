@@ -103,6 +103,7 @@ class FakeServer:
     stats: Stats = field(default_factory=Stats)
     limits: Any = field(default_factory=lambda: SimpleNamespace(max_bulk_bytes=4 << 20))
     auth: Auth = field(default_factory=lambda: Auth(lambda: (None, None)))
+    blocker: Any = None  # a node before its Blocker runs
 
 
 class FakeConn:

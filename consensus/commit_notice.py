@@ -40,7 +40,7 @@ class CommitNoticeSyncObj(LeaseSyncObj):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._notice_due = 0.0  # when a deferred notice must go (0: none waiting)
-        self.commit_notices_deferred = 0
+        self.commit_notices_held = 0
         self.commit_notices_carried = 0  # of those, carried by an entry in time
         super().__init__(*args, **kwargs)
         poll = self._poller.poll
@@ -69,7 +69,7 @@ class CommitNoticeSyncObj(LeaseSyncObj):
         due = _now() + COMMIT_NOTICE_DELAY_S
         if not self._notice_due:
             self._notice_due = due
-            self.commit_notices_deferred += 1
+            self.commit_notices_held += 1
         # pysyncobj's tick sends when this time has passed (the heartbeat's clock)
         if self._SyncObj__newAppendEntriesTime > self._notice_due:
             self._SyncObj__newAppendEntriesTime = self._notice_due

@@ -527,10 +527,7 @@ class RaftNode:
         """(held, carried): commit notices this node held as leader, and how many of those
         the next entry carried in time (commit_notice.py; metrics)."""
         so = self._syncobj
-        return (
-            int(getattr(so, "commit_notices_deferred", 0)),
-            int(getattr(so, "commit_notices_carried", 0)),
-        )
+        return so.commit_notices_held, so.commit_notices_carried
 
     def applied_everything(self) -> bool:
         """This leader has applied every entry in its log (lease.py): the proposer forms

@@ -41,7 +41,7 @@ def test_a_commit_with_nothing_else_to_send_is_not_announced_at_once(leader: Nod
     ack(leader, leader.a, time.monotonic())  # the no-op committed and applied
     assert leader.obj._SyncObj__raftLastApplied == noop_index(leader)
     assert appends(leader) == []
-    assert leader.obj.commit_notices_deferred == 1
+    assert leader.obj.commit_notices_held == 1
 
 
 def test_the_next_entry_carries_the_notice(leader: Node) -> None:
@@ -78,7 +78,7 @@ def test_a_follower_with_entries_to_get_is_told_at_once(leader: Node) -> None:
     out = appends(leader)
     assert leader.b in {to for to, _ in out}
     assert all(m["commit_index"] == noop_index(leader) for _, m in out)
-    assert leader.obj.commit_notices_deferred == 0
+    assert leader.obj.commit_notices_held == 0
 
 
 def test_a_follower_that_is_down_does_not_stop_the_wait(leader: Node) -> None:
@@ -86,7 +86,7 @@ def test_a_follower_that_is_down_does_not_stop_the_wait(leader: Node) -> None:
     leader.obj._SyncObj__connectedNodes.discard(leader.b)  # and is unreachable
     ack(leader, leader.a, time.monotonic())
     assert appends(leader) == []
-    assert leader.obj.commit_notices_deferred == 1
+    assert leader.obj.commit_notices_held == 1
 
 
 def test_the_poll_waits_no_longer_than_the_notice(leader: Node) -> None:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -180,12 +181,16 @@ def test_auth_replies_equal_memcached_with_an_authfile(
     memcached_auth: int, cluster: LocalCluster
 ) -> None:
     differences = []
-    for steps in CONVERSATIONS:
-        expected = converse(memcached_auth, steps)
-        for role in ROLES:
-            got = converse(mc_port(cluster, role), steps)
-            if got != expected:
-                differences.append(f"{role} {steps!r}:\n  memcached {expected}\n  raftcache {got}")
+    ports = [memcached_auth, *(mc_port(cluster, role) for role in ROLES)]
+    # Each step waits for a quiet moment (converse): the three servers talk at once.
+    with ThreadPoolExecutor(len(ports)) as pool:
+        for steps in CONVERSATIONS:
+            expected, *answers = pool.map(lambda port, s=steps: converse(port, s), ports)
+            for role, got in zip(ROLES, answers, strict=True):
+                if got != expected:
+                    differences.append(
+                        f"{role} {steps!r}:\n  memcached {expected}\n  raftcache {got}"
+                    )
     assert not differences, "\n".join(differences)
 
 

@@ -24,6 +24,18 @@ first conflicting entry:
 
 Chunked transmissions of single huge entries are passed through unchanged: we
 configure the chunk size as the largest entry, so pysyncobj never chunks.
+
+Snapshot messages (``serialized``: a leader streaming its snapshot to a follower
+whose next entry it no longer holds) carry no ``prevLogIdx``, so they vouch for
+none of the follower's entries; yet pysyncobj's handler raises the follower's
+commit index to ``min(leaderCommit, its own last index)`` on every one of them:
+each chunk, and each ``serialized: None`` the leader sends while its snapshot is
+still being written (pysyncobj's forked serializer). A follower with an
+uncommitted tail of an old term (a deposed leader's writes that never reached a
+majority) then applies that tail, and a deposed leader answers those clients that
+their writes applied: acknowledged writes that are in no committed log. So a
+snapshot message raises the commit index only once the snapshot is loaded (the
+log is then the snapshot's two committed entries), and at most to its last entry.
 """
 
 from __future__ import annotations
@@ -39,12 +51,34 @@ _IDX, _TERM = 1, 2
 class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
     """SyncObj whose followers truncate their log only at the first conflicting entry."""
 
+    _SyncObj__raftCommitIndex: int  # pysyncobj's (declared for mypy only)
+
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
         if _is_plain_append_entries(message) and message["term"] >= self._SyncObj__raftCurrentTerm:
             message = self._match_entries(node, message)
             if message is None:
                 return
+        elif _is_snapshot_part(message) and message["term"] >= self._SyncObj__raftCurrentTerm:
+            self._install_part(node, message)
+            return
         super()._SyncObj__onMessageReceived(node, message)
+
+    def _install_part(self, node: Any, message: dict[str, Any]) -> None:
+        """A snapshot message: pysyncobj's handling, with the commit index held where it
+        was unless this message completed the snapshot (then at most its last entry)."""
+        log = self._SyncObj__raftLog
+        before = (log[-1][_IDX], log[-1][_TERM], self._SyncObj__raftLastApplied)
+        leader_commit: int = message["commit_index"]
+        held = dict(message, commit_index=min(leader_commit, self._SyncObj__raftCommitIndex))
+        super()._SyncObj__onMessageReceived(node, held)
+        self._SyncObj__leaderCommitIndex = leader_commit  # what the leader has committed
+        log = self._SyncObj__raftLog
+        if (log[-1][_IDX], log[-1][_TERM], self._SyncObj__raftLastApplied) == before:
+            return  # still streaming (or not loaded): no entry of this log is vouched for
+        commit = min(leader_commit, log[-1][_IDX])
+        if commit > self._SyncObj__raftCommitIndex:
+            self._SyncObj__raftCommitIndex = commit
+            log.setRaftCommitIndex(commit)
 
     def _match_entries(self, node: Any, message: dict[str, Any]) -> dict[str, Any] | None:
         """The message without entries this follower already holds; None if fully handled."""
@@ -84,6 +118,15 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         }
         super()._SyncObj__onMessageReceived(node, heartbeat)
         self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=last_new + 1, success=True)
+
+
+def _is_snapshot_part(message: Any) -> bool:
+    return (
+        isinstance(message, dict)
+        and message.get("type") == "append_entries"
+        and "prevLogIdx" not in message
+        and "serialized" in message
+    )
 
 
 def _is_plain_append_entries(message: Any) -> bool:

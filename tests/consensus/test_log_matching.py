@@ -183,3 +183,70 @@ def test_upstream_pysyncobj_still_truncates_so_the_fix_is_still_needed() -> None
         assert plain.log[-1] == (7, 1)
     finally:
         plain.close()
+
+
+# -- snapshot messages -------------------------------------------------------------------------
+
+
+def snapshot_part(follower: Follower, term: int, commit: int, data: Any) -> None:
+    """A snapshot message as pysyncobj's leader sends it: no prevLogIdx, the leader's commit
+    index, and a chunk of the snapshot (None while its forked serializer still writes it)."""
+    follower.obj._SyncObj__onMessageReceived(
+        follower.leader,
+        {"type": "append_entries", "term": term, "commit_index": commit, "serialized": data},
+    )
+
+
+def deposed_leader_tail(follower: Follower) -> list[int]:
+    """Entries 2..3 committed; 4..10 of term 1 never reached a majority (a deposed leader's).
+    Returns the commit indexes written to the journal from now on."""
+    follower.append(1, (1, 0), entries(2, 10, 1), commit=3)
+    assert follower.commit == 3
+    persisted: list[int] = []
+    journal = follower.obj._SyncObj__raftLog
+    keep = journal.setRaftCommitIndex
+    journal.setRaftCommitIndex = lambda index: (persisted.append(index), keep(index))
+    return persisted
+
+
+@pytest.mark.parametrize("data", [None, (b"first chunk", True, False)])
+def test_a_snapshot_message_never_commits_the_followers_own_tail(
+    follower: Follower, data: Any
+) -> None:
+    persisted = deposed_leader_tail(follower)
+    follower.obj._SyncObj__serializer.setTransmissionData = lambda _data: False  # not the last
+    # A term-2 leader that compacted past index 10 streams its snapshot (commit index 50).
+    snapshot_part(follower, 2, 50, data)
+    assert follower.commit == 3, "the deposed leader's uncommitted 4..10 became committed"
+    assert max(persisted, default=3) == 3  # nor is a higher one written, even for a moment
+    assert follower.log[-1] == (10, 1)
+    assert follower.obj._SyncObj__leaderCommitIndex == 50  # what the leader said it committed
+
+
+def test_the_snapshot_that_completes_commits_up_to_its_last_entry(follower: Follower) -> None:
+    persisted = deposed_leader_tail(follower)
+    obj = follower.obj
+
+    def load(clearJournal: bool) -> None:  # pysyncobj's __loadDumpFile, of a snapshot at 40
+        obj._SyncObj__raftLog.clear()
+        obj._SyncObj__raftLog.add(b"", 39, 2)
+        obj._SyncObj__raftLog.add(b"", 40, 2)
+        obj._SyncObj__raftLastApplied = 40
+
+    obj._SyncObj__serializer.setTransmissionData = lambda _data: True  # the last chunk
+    obj._SyncObj__loadDumpFile = load
+    snapshot_part(follower, 2, 50, (b"last chunk", False, True))
+    assert follower.log == [(39, 2), (40, 2)]
+    assert follower.commit == 40  # the snapshot's entries are committed; 41..50 not here yet
+    assert persisted[-1] == 40
+
+
+def test_plain_pysyncobj_commits_the_tail_on_a_snapshot_message() -> None:
+    """Why the override exists: pysyncobj 0.3.17 itself takes min(leader commit, last index)."""
+    f = Follower(SyncObj)
+    try:
+        deposed_leader_tail(f)
+        snapshot_part(f, 2, 50, None)
+        assert f.commit == 10
+    finally:
+        f.close()

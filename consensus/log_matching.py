@@ -35,14 +35,17 @@ uncommitted tail of an old term (a deposed leader's writes that never reached a
 majority) then applies that tail, and a deposed leader answers those clients that
 their writes applied: acknowledged writes that are in no committed log. So a
 snapshot message raises the commit index only once the snapshot is loaded (the
-log is then the snapshot's two committed entries), and at most to its last entry.
+log is then the snapshot's two committed entries), and at most to its last entry;
+this node's own proposals the snapshot covers are then answered DISCARDED (outcome
+unknown: the new leader may or may not have committed them), since pysyncobj would
+never call them back.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pysyncobj import SyncObj
+from pysyncobj import FAIL_REASON, SyncObj
 
 # pysyncobj's raft log holds (command bytes, index, term) tuples.
 _IDX, _TERM = 1, 2
@@ -75,10 +78,17 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         log = self._SyncObj__raftLog
         if (log[-1][_IDX], log[-1][_TERM], self._SyncObj__raftLastApplied) == before:
             return  # still streaming (or not loaded): no entry of this log is vouched for
-        commit = min(leader_commit, log[-1][_IDX])
+        last = log[-1][_IDX]
+        commit = min(leader_commit, last)
         if commit > self._SyncObj__raftCommitIndex:
             self._SyncObj__raftCommitIndex = commit
             log.setRaftCommitIndex(commit)
+        # Proposals of this node's (as a deposed leader) at or before the snapshot's end will
+        # never apply here: their outcome is unknown now, not at their commit timeout.
+        waiting = self._SyncObj__commandsWaitingCommit
+        for index in [i for i in waiting if i <= last]:
+            for _term, callback in waiting.pop(index):
+                callback(None, FAIL_REASON.DISCARDED)
 
     def _match_entries(self, node: Any, message: dict[str, Any]) -> dict[str, Any] | None:
         """The message without entries this follower already holds; None if fully handled."""

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 import pytest
-from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 from raftcache.consensus.log_matching import LogMatchingSyncObj
 
 Entry = tuple[bytes, int, int]
@@ -235,10 +235,20 @@ def test_the_snapshot_that_completes_commits_up_to_its_last_entry(follower: Foll
 
     obj._SyncObj__serializer.setTransmissionData = lambda _data: True  # the last chunk
     obj._SyncObj__loadDumpFile = load
+    # what this node proposed as leader of term 1 at 5 and 10, and (say) at 41
+    answers: list[tuple[int, int]] = []
+    for index in (5, 10, 41):
+        obj._SyncObj__commandsWaitingCommit[index].append(
+            (1, lambda _res, reason, index=index: answers.append((index, reason)))
+        )
     snapshot_part(follower, 2, 50, (b"last chunk", False, True))
     assert follower.log == [(39, 2), (40, 2)]
     assert follower.commit == 40  # the snapshot's entries are committed; 41..50 not here yet
     assert persisted[-1] == 40
+    # 5 and 10 never apply here now: unknown at once, not at their commit timeout; 41 is
+    # decided when the entry at 41 applies (its term says whose it is)
+    assert answers == [(5, FAIL_REASON.DISCARDED), (10, FAIL_REASON.DISCARDED)]
+    assert list(obj._SyncObj__commandsWaitingCommit) == [41]
 
 
 def test_plain_pysyncobj_commits_the_tail_on_a_snapshot_message() -> None:

@@ -35,10 +35,10 @@ uncommitted tail of an old term (a deposed leader's writes that never reached a
 majority) then applies that tail, and a deposed leader answers those clients that
 their writes applied: acknowledged writes that are in no committed log. So a
 snapshot message raises the commit index only once the snapshot is loaded (the
-log is then the snapshot's two committed entries), and at most to its last entry;
-this node's own proposals the snapshot covers are then answered DISCARDED (outcome
-unknown: the new leader may or may not have committed them), since pysyncobj would
-never call them back.
+log is then the snapshot's two committed entries), and then up to its last entry;
+this node's own proposals the snapshot covers are then answered UNKNOWN_OUTCOME (the
+new leader may or may not have committed them), since pysyncobj would never call
+them back.
 """
 
 from __future__ import annotations
@@ -68,27 +68,31 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
 
     def _install_part(self, node: Any, message: dict[str, Any]) -> None:
         """A snapshot message: pysyncobj's handling, with the commit index held where it
-        was unless this message completed the snapshot (then at most its last entry)."""
+        was unless this message completed the snapshot (then up to its last entry)."""
         log = self._SyncObj__raftLog
         before = (log[-1][_IDX], log[-1][_TERM], self._SyncObj__raftLastApplied)
         leader_commit: int = message["commit_index"]
         held = dict(message, commit_index=min(leader_commit, self._SyncObj__raftCommitIndex))
-        super()._SyncObj__onMessageReceived(node, held)
-        self._SyncObj__leaderCommitIndex = leader_commit  # what the leader has committed
+        try:
+            super()._SyncObj__onMessageReceived(node, held)
+        finally:
+            self._SyncObj__leaderCommitIndex = leader_commit  # what the leader committed
         log = self._SyncObj__raftLog
         if (log[-1][_IDX], log[-1][_TERM], self._SyncObj__raftLastApplied) == before:
             return  # still streaming (or not loaded): no entry of this log is vouched for
+        # A snapshot holds applied, so committed, entries only: its end is committed even
+        # when the leader's commit index (as restored after its own restart) trails it.
         last = log[-1][_IDX]
-        commit = min(leader_commit, last)
-        if commit > self._SyncObj__raftCommitIndex:
-            self._SyncObj__raftCommitIndex = commit
-            log.setRaftCommitIndex(commit)
+        if last > self._SyncObj__raftCommitIndex:
+            self._SyncObj__raftCommitIndex = last
+            log.setRaftCommitIndex(last)
         # Proposals of this node's (as a deposed leader) at or before the snapshot's end will
-        # never apply here: their outcome is unknown now, not at their commit timeout.
+        # never apply here: their outcome is unknown (the new leader may hold them), now
+        # rather than at their commit timeout.
         waiting = self._SyncObj__commandsWaitingCommit
         for index in [i for i in waiting if i <= last]:
             for _term, callback in waiting.pop(index):
-                callback(None, FAIL_REASON.DISCARDED)
+                callback(None, FAIL_REASON.UNKNOWN_OUTCOME)
 
     def _match_entries(self, node: Any, message: dict[str, Any]) -> dict[str, Any] | None:
         """The message without entries this follower already holds; None if fully handled."""
@@ -126,7 +130,11 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
             "term": message["term"],
             "commit_index": min(message["commit_index"], last_new),
         }
-        super()._SyncObj__onMessageReceived(node, heartbeat)
+        try:
+            super()._SyncObj__onMessageReceived(node, heartbeat)
+        finally:
+            # what the leader committed (readiness and staleness read it), not the cap
+            self._SyncObj__leaderCommitIndex = message["commit_index"]
         self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=last_new + 1, success=True)
 
 

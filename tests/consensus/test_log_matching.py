@@ -72,6 +72,15 @@ def test_a_duplicate_append_keeps_the_entries_after_it(follower: Follower) -> No
     assert follower.log == [(1, 0)] + [(i, 1) for i in range(2, 11)]
     assert reply == {"type": "next_node_idx", "next_node_idx": 8, "reset": False, "success": True}
     assert follower.commit == 8
+    assert follower.obj._SyncObj__leaderCommitIndex == 8  # as the leader said
+
+
+def test_a_duplicate_keeps_the_leaders_commit_index_as_told(follower: Follower) -> None:
+    follower.append(1, (1, 0), entries(2, 10, 1), commit=3)
+    follower.append(1, (5, 1), entries(6, 7, 1), commit=9)  # a late duplicate of 6..7
+    assert follower.commit == 7  # the message vouches for entries up to 7 only
+    # ...but the leader has committed 9: this follower is behind, not caught up
+    assert follower.obj._SyncObj__leaderCommitIndex == 9
 
 
 def test_a_heartbeat_from_behind_the_end_of_the_log_truncates_nothing(follower: Follower) -> None:
@@ -247,7 +256,7 @@ def test_the_snapshot_that_completes_commits_up_to_its_last_entry(follower: Foll
     assert persisted[-1] == 40
     # 5 and 10 never apply here now: unknown at once, not at their commit timeout; 41 is
     # decided when the entry at 41 applies (its term says whose it is)
-    assert answers == [(5, FAIL_REASON.DISCARDED), (10, FAIL_REASON.DISCARDED)]
+    assert answers == [(5, FAIL_REASON.UNKNOWN_OUTCOME), (10, FAIL_REASON.UNKNOWN_OUTCOME)]
     assert list(obj._SyncObj__commandsWaitingCommit) == [41]
 
 

@@ -84,3 +84,4 @@ def test_a_deposed_leader_caught_up_by_snapshot_never_acks_its_orphaned_write(
     # have committed it had the entry reached it).
     assert len(reply) == 1 and isinstance(reply[0], redis.ResponseError), reply
     assert str(reply[0]).startswith("UNKNOWN outcome unknown"), reply
+    assert "(timeout)" not in str(reply[0]), "answered by the commit timeout, not the install"

@@ -69,17 +69,16 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
     def _install_part(self, node: Any, message: dict[str, Any]) -> None:
         """A snapshot message: pysyncobj's handling, with the commit index held where it
         was unless this message completed the snapshot (then up to its last entry)."""
-        log = self._SyncObj__raftLog
-        before = (log[-1][_IDX], log[-1][_TERM], self._SyncObj__raftLastApplied)
+        before = self._log_end()
         leader_commit: int = message["commit_index"]
         held = dict(message, commit_index=min(leader_commit, self._SyncObj__raftCommitIndex))
         try:
             super()._SyncObj__onMessageReceived(node, held)
         finally:
             self._SyncObj__leaderCommitIndex = leader_commit  # what the leader committed
-        log = self._SyncObj__raftLog
-        if (log[-1][_IDX], log[-1][_TERM], self._SyncObj__raftLastApplied) == before:
+        if self._log_end() == before:
             return  # still streaming (or not loaded): no entry of this log is vouched for
+        log = self._SyncObj__raftLog
         # A snapshot holds applied, so committed, entries only: its end is committed even
         # when the leader's commit index (as restored after its own restart) trails it.
         last = log[-1][_IDX]
@@ -93,6 +92,12 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         for index in [i for i in waiting if i <= last]:
             for _term, callback in waiting.pop(index):
                 callback(None, FAIL_REASON.UNKNOWN_OUTCOME)
+
+    def _log_end(self) -> tuple[int, int, int]:
+        """The last entry's index and term, and the last applied index: a snapshot load
+        changes them (the log becomes the snapshot's last two entries)."""
+        last = self._SyncObj__raftLog[-1]
+        return last[_IDX], last[_TERM], self._SyncObj__raftLastApplied
 
     def _match_entries(self, node: Any, message: dict[str, Any]) -> dict[str, Any] | None:
         """The message without entries this follower already holds; None if fully handled."""

@@ -73,19 +73,22 @@ def total_blocked(cluster: LocalCluster) -> int:
     return total
 
 
-def wait_blocked(cluster: LocalCluster, n: int, timeout: float = 10) -> None:
+def wait_count(read: Callable[[], int], n: int, what: str, timeout: float = 10) -> None:
     end = time.monotonic() + timeout
-    while total_blocked(cluster) != n:
-        assert time.monotonic() < end, f"expected {n} blocked clients"
+    while read() != n:
+        assert time.monotonic() < end, f"expected {n} {what}"
         time.sleep(0.02)
 
 
-def wait_blocking_keys(leader: redis.Redis, n: int, timeout: float = 10) -> None:
+def wait_blocked(cluster: LocalCluster, n: int) -> None:
+    wait_count(lambda: total_blocked(cluster), n, "blocked clients")
+
+
+def wait_blocking_keys(leader: redis.Redis, n: int) -> None:
     """INFO's total_blocking_keys on the leader: keys its parked calls (relayed too) wait on."""
-    end = time.monotonic() + timeout
-    while int(leader.info("clients")["total_blocking_keys"]) != n:
-        assert time.monotonic() < end, f"expected {n} blocking keys on the leader"
-        time.sleep(0.02)
+    wait_count(
+        lambda: int(leader.info("clients")["total_blocking_keys"]), n, "blocking keys on the leader"
+    )
 
 
 @pytest.mark.parametrize("role", ["leader", "follower"])

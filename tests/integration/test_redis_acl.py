@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -446,12 +447,17 @@ EXEC_NOPERM_KEY = Err(
 
 def exec_after_the_rules_change(admin: Raw, r: Raw, probe: Raw | None) -> Any:
     """Queue SET mx:1, GET mx:2, PING, SET mx:3 as `mx`; take mx:2 and mx:3 away; EXEC.
-    `probe`: another connection of `mx` on r's node, to wait until that node applied it."""
-    assert admin.call("ACL", "SETUSER", "mx", "reset", "on", ">pw", "~mx:*", "+@all") == "OK"
+    `probe`: another connection of `mx` on r's node, to wait until that node applied it.
+    The password is new on every call: an earlier call's `mx` (keys ~mx:1 only) must not let
+    AUTH through on a follower that has not applied this call's rules yet."""
+    password = f"pw-{uuid.uuid4().hex}"
+    assert (
+        admin.call("ACL", "SETUSER", "mx", "reset", "on", f">{password}", "~mx:*", "+@all") == "OK"
+    )
     assert admin.call("DEL", "mx:1", "mx:3") in (0, 1, 2)
-    auth_once_applied(r, "mx", "pw")
+    auth_once_applied(r, "mx", password)
     if probe is not None:
-        auth_once_applied(probe, "mx", "pw")
+        auth_once_applied(probe, "mx", password)
     assert r.call("MULTI") == "OK"
     assert [r.call(*c) for c in (("SET", "mx:1", "a"), ("GET", "mx:2"), ("PING",))] == [
         "QUEUED"
@@ -672,8 +678,10 @@ def test_a_subscriber_whose_channel_is_revoked_gets_nothing_more(cluster: LocalC
     """As Redis kills pub/sub clients whose channel permission goes: the next message for a
     revoked subscriber closes its connection instead of reaching it."""
     admin, sub = raw(cluster, "leader"), raw(cluster, "follower")
+    watcher = raw(cluster, "follower")  # an admin on the subscriber's node
     try:
         assert admin.call("AUTH", ADMIN_PW) == "OK"
+        assert watcher.call("AUTH", ADMIN_PW) == "OK"
         rules = ["on", ">l-pw", "&alerts.*", "+@pubsub", "+@connection"]
         assert admin.call("ACL", "SETUSER", "listener", *rules) == "OK"
         auth_once_applied(sub, "listener", "l-pw")
@@ -681,13 +689,19 @@ def test_a_subscriber_whose_channel_is_revoked_gets_nothing_more(cluster: LocalC
         admin.call("PUBLISH", "alerts.fire", "one")  # (counts the leader's receivers only)
         assert sub._reply() == ["message", "alerts.fire", "one"]
         assert admin.call("ACL", "SETUSER", "listener", "resetchannels", "&other") == "OK"
-        time.sleep(0.5)  # the follower applies the change
+        deadline = time.monotonic() + 5
+        while not any(
+            u.startswith("user listener ") and "&other" in u for u in watcher.call("ACL", "LIST")
+        ):
+            assert time.monotonic() < deadline, "the follower did not apply the new channels"
+            time.sleep(0.05)
         admin.call("PUBLISH", "alerts.fire", "two")
         with pytest.raises((ConnectionError, OSError)):
             sub._reply()  # closed: "two" never arrives
     finally:
         admin.close()
         sub.close()
+        watcher.close()
 
 
 def test_internal_keys_cannot_be_watched_and_internal_commands_are_refused(

@@ -90,6 +90,7 @@ class LeaseSyncObj(PreVoteSyncObj):
         self._lease_void_term = -1  # a transfer in this term: no lease until the term ends
         self._lease_echo: tuple[Any, tuple[Any, Any]] | None = None  # (leader, its stamp)
         self.lease_voided = 0
+        self.stale_answers_dropped = 0  # next_node_idx answering an append of an older term
         if "transport" not in kwargs:
             kwargs.setdefault("transportClass", LeaseTransport)
         super().__init__(*args, **kwargs)
@@ -152,9 +153,25 @@ class LeaseSyncObj(PreVoteSyncObj):
             finally:
                 self._lease_echo = None
             return
+        if kind == "next_node_idx" and self._answers_an_older_term(message.get(LEASE_ACK)):
+            # pysyncobj's answers carry no term. One held up on the way (TCP retransmits
+            # under loss) through this node's losing and winning back the lead would set
+            # its matchIndex for a log the member may have changed since: the member could
+            # be counted for this term's entries at indexes it never took. Raft drops
+            # answers from older terms; the echoed stamp says which term this one answers.
+            self.stale_answers_dropped += 1
+            return
         super()._SyncObj__onMessageReceived(node, message)
         if kind == "next_node_idx":
             self._count_lease_ack(node, message.get(LEASE_ACK))
+
+    def _answers_an_older_term(self, ack: Any) -> bool:
+        return bool(
+            isinstance(ack, tuple)
+            and len(ack) == 3
+            and isinstance(ack[0], int)
+            and ack[0] < self._SyncObj__raftCurrentTerm
+        )
 
     def _count_lease_ack(self, node: Any, ack: Any) -> None:
         if not (

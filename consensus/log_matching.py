@@ -43,9 +43,15 @@ them back.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+from collections.abc import Callable
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj
+
+_log = logging.getLogger("raftcache.consensus")
 
 # pysyncobj's raft log holds (command bytes, index, term) tuples.
 _IDX, _TERM = 1, 2
@@ -55,6 +61,30 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
     """SyncObj whose followers truncate their log only at the first conflicting entry."""
 
     _SyncObj__raftCommitIndex: int  # pysyncobj's (declared for mypy only)
+
+    def __init__(
+        self,
+        *args: Any,
+        snapshot_end: Callable[[str], tuple[int, int] | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # The last entry's (index, term) of a received snapshot file, None if unreadable; set
+        # before SyncObj.__init__, which starts the tick thread. None: every snapshot loads.
+        self._snapshot_end = snapshot_end
+        self.stale_snapshots_refused = 0
+        self._incoming_stream: tuple[Any, int] | None = None  # (leader, term) of its first part
+        super().__init__(*args, **kwargs)
+
+    def _SyncObj__onBecomeLeader(self) -> None:
+        """Streams of this node's snapshot left from an earlier term start over: a follower
+        may have begun another leader's stream since, and would append this one's later
+        parts to it (pysyncobj keeps each stream's position until a disconnect)."""
+        transmissions = self._SyncObj__serializer._Serializer__transmissions
+        for stream in transmissions.values():
+            with contextlib.suppress(Exception):
+                stream["file"].close()
+        transmissions.clear()
+        super()._SyncObj__onBecomeLeader()
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
         if _is_plain_append_entries(message) and message["term"] >= self._SyncObj__raftCurrentTerm:
@@ -72,10 +102,23 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         before = self._log_end()
         leader_commit: int = message["commit_index"]
         held = dict(message, commit_index=min(leader_commit, self._SyncObj__raftCommitIndex))
+        self._keep_to_one_stream(node, message)
+        held_already = self._held_snapshot_end(message.get("serialized"))
+        if held_already is not None:
+            held["serialized"] = None  # pysyncobj's bookkeeping (term, leader, timer) only
         try:
             super()._SyncObj__onMessageReceived(node, held)
         finally:
             self._SyncObj__leaderCommitIndex = leader_commit  # what the leader committed
+        if held_already is not None:
+            # Raft's InstallSnapshot rule 6: this log already holds what the snapshot holds.
+            # Loading it would put the state, the log and the commit index back to its end,
+            # dropping entries this node acknowledged (the leader's matchIndex still counts
+            # them). Answer for what this log matches of the leader's: its committed
+            # entries, and the snapshot's end.
+            matched = max(held_already, self._SyncObj__raftCommitIndex)
+            self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=matched + 1, success=True)
+            return
         if self._log_end() == before:
             return  # still streaming (or not loaded): no entry of this log is vouched for
         log = self._SyncObj__raftLog
@@ -92,6 +135,73 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         for index in [i for i in waiting if i <= last]:
             for _term, callback in waiting.pop(index):
                 callback(None, FAIL_REASON.UNKNOWN_OUTCOME)
+
+    def _keep_to_one_stream(self, node: Any, message: dict[str, Any]) -> None:
+        """A part of another stream than the one being received (another leader's, or
+        another term's) ends it: the file would be one snapshot's start and another's
+        end. pysyncobj then takes nothing until a stream's first part."""
+        serialized = message.get("serialized")
+        if not (isinstance(serialized, tuple | list) and len(serialized) == 3):
+            return
+        origin = (node, message["term"])
+        if serialized[1]:  # a first part: pysyncobj starts the file over
+            self._incoming_stream = origin
+            return
+        serializer = self._SyncObj__serializer
+        incoming = serializer._Serializer__incomingTransmissionFile
+        if incoming is not None and self._incoming_stream != origin:
+            incoming.close()
+            serializer._Serializer__incomingTransmissionFile = None
+            _log.warning("dropped a snapshot being received: a part of another stream came")
+
+    def _held_snapshot_end(self, serialized: Any) -> int | None:
+        """For the last part of a snapshot this log already holds, the snapshot's end index,
+        with the received file dropped before pysyncobj renames it over this node's own
+        (newer) snapshot; None otherwise (the part goes to pysyncobj as sent).
+
+        A snapshot is held already when its end is committed here, or this log has its end
+        entry (same index and term: the logs match up to it). A leader streams one to a
+        follower that no longer needs it when a reply from before an earlier stream resets
+        its nextIndex at or below its first entry (pysyncobj takes resets unchecked)."""
+        if self._snapshot_end is None or not (
+            isinstance(serialized, tuple | list) and len(serialized) == 3 and serialized[2]
+        ):
+            return None
+        serializer = self._SyncObj__serializer
+        incoming = serializer._Serializer__incomingTransmissionFile
+        path = serializer._Serializer__fileName
+        if incoming is None or path is None:
+            return None  # pysyncobj will load nothing (no first part seen) or keeps it in memory
+        incoming.flush()
+        tmp = path + ".1.tmp"  # pysyncobj's name for the file being received
+        try:
+            end = self._snapshot_end(tmp)
+        except Exception:
+            _log.exception("cannot read the end of a received snapshot; loading it")
+            return None
+        if end is None:
+            return None
+        index, term = end
+        log = self._SyncObj__raftLog
+        first, last = log[0][_IDX], log[-1][_IDX]
+        in_log = first <= index <= last and log[index - first][_TERM] == term
+        if index > self._SyncObj__raftCommitIndex and not in_log:
+            return None
+        incoming.close()
+        serializer._Serializer__incomingTransmissionFile = None
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        self.stale_snapshots_refused += 1
+        _log.warning(
+            "refused a snapshot ending at index %d (term %d): this log holds it already "
+            "(commit index %d, log %d..%d)",
+            index,
+            term,
+            self._SyncObj__raftCommitIndex,
+            first,
+            last,
+        )
+        return int(index)
 
     def _log_end(self) -> tuple[int, int, int]:
         """The last entry's index and term, and the last applied index: a snapshot load

@@ -427,6 +427,7 @@ class RaftNode:
             on_bad_entry=on_fatal,
             bad_frames=self.bad_frames,
             max_frame_bytes=peer_guard.frame_limit(config.max_entry_bytes),
+            snapshot_end=_snapshot_end,
         )
         self._amnesia = _Amnesia(self, self._syncobj)
         # Answered to anyone holding the secret, members or not (node/rejoin.py asks it
@@ -904,8 +905,7 @@ class RaftNode:
         meta = snapshot.RaftMeta(
             last=snapshot.RaftEntry(bytes(last[0]), last[1], last[2]),
             previous=snapshot.RaftEntry(bytes(previous[0]), previous[1], previous[2]),
-            # a read replica's own entry is None (it is no member)
-            cluster=tuple(sorted(n.address for n in cluster if n is not None)),
+            cluster=self._voters_at(last[1], cluster),
         )
         self._snapshot_started = time.monotonic()
         self._snapshot_bytes = self._consumer.applied_bytes
@@ -929,6 +929,32 @@ class RaftNode:
                         os.unlink(partial)
                 os._exit(code)
         self._child_pid = pid
+
+    def _voters_at(self, index: int, cluster: Any) -> tuple[str, ...]:
+        """The voters as of entry `index`, for a snapshot taken there (tick thread).
+
+        pysyncobj hands over its current set, which already holds every change appended
+        after `index`, committed or not: a snapshot holding an uncommitted removal would
+        bring it back at every restart (and to every follower it is streamed to) after the
+        entry was overwritten. So the changes appended after `index` are undone, newest
+        first, as pysyncobj undoes them when it truncates its log."""
+        # a read replica's own entry is None (it is no member)
+        voters = {n.address for n in cluster if n is not None}
+        log = self._syncobj._SyncObj__raftLog
+        for k in range(len(log) - 1, -1, -1):
+            command, entry_index, _term = log[k]
+            if entry_index <= index:
+                break
+            if not command[:1] or command[0] != _COMMAND_TYPE.MEMBERSHIP:
+                continue
+            request = pickle.loads(command[1:])
+            node = request[2] if len(request) >= 3 else None
+            address = getattr(node, "address", request[1])
+            if request[0] == "add":
+                voters.discard(address)
+            elif request[0] == "rem":
+                voters.add(address)
+        return tuple(sorted(voters))
 
     def _emit(self, name: str, **fields: Any) -> None:
         if self.on_event is not None:
@@ -1030,6 +1056,12 @@ class RaftNode:
                 os.waitpid(self._child_pid, 0)
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _snapshot_end(path: str) -> tuple[int, int]:
+    """A snapshot file's last entry, (index, term), without loading its state."""
+    last = snapshot.read_raft_meta(path).last
+    return last.index, last.term
 
 
 _QUERY_EVERY_S = 0.5

@@ -159,6 +159,31 @@ def test_answers_that_do_not_count(leader: Node) -> None:
     assert not leader.obj.lease_read_ok()
 
 
+@pytest.mark.parametrize("reset", [False, True])
+def test_an_answer_to_an_older_terms_append_moves_no_index(leader: Node, reset: bool) -> None:
+    """pysyncobj's answers carry no term: one held up through this node's losing and
+    winning back the lead would set matchIndex (or nextIndex) for a log the member may
+    have changed since. The echoed stamp names the term it answers: older ones are dropped."""
+    so = leader.obj
+    match, next_ = dict(so._SyncObj__raftMatchIndex), dict(so._SyncObj__raftNextIndex)
+    far = noop_index(leader) + 50
+    ack(leader, leader.a, time.monotonic(), term=leader.term - 1, next_idx=far)
+    leader.receive(
+        leader.a,
+        {
+            "type": "next_node_idx",
+            "next_node_idx": 1 if reset else far,
+            "reset": reset,
+            "success": not reset,
+            LEASE_ACK: (leader.term - 1, time.monotonic(), MIN_TIMEOUT),
+        },
+    )
+    assert so._SyncObj__raftMatchIndex == match and so._SyncObj__raftNextIndex == next_
+    assert so.stale_answers_dropped == 2
+    ack(leader, leader.a, time.monotonic(), next_idx=noop_index(leader) + 1)  # this term's
+    assert so._SyncObj__raftMatchIndex[leader.a] == noop_index(leader)
+
+
 def test_no_lease_before_the_leaders_no_op_is_applied(leader: Node) -> None:
     # A member that answered but does not hold the no-op yet: the lease is there, but entries
     # of earlier terms may be committed and not applied here.

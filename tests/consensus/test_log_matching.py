@@ -7,6 +7,7 @@ to its handler directly and its replies are captured, so every case is exact.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +20,12 @@ Entry = tuple[bytes, int, int]
 class Follower:
     """A follower whose only peer is a leader we play by hand."""
 
-    def __init__(self, cls: type[SyncObj] = LogMatchingSyncObj) -> None:
-        self.obj = cls("127.0.0.1:1", ["127.0.0.1:2"], SyncObjConf(autoTick=False))
+    def __init__(self, cls: type[SyncObj] = LogMatchingSyncObj, **kwargs: Any) -> None:
+        """`kwargs`: SyncObjConf's (fullDumpFile=...) and the class's (snapshot_end=...)."""
+        conf = {k: kwargs.pop(k) for k in ("fullDumpFile",) if k in kwargs}
+        self.obj = cls(
+            "127.0.0.1:1", ["127.0.0.1:2"], SyncObjConf(autoTick=False, **conf), **kwargs
+        )
         self.leader = next(iter(self.obj._SyncObj__otherNodes))
         self.replies: list[dict[str, Any]] = []
         self.obj._SyncObj__transport.send = lambda _node, msg: self.replies.append(msg)
@@ -267,5 +272,150 @@ def test_plain_pysyncobj_commits_the_tail_on_a_snapshot_message() -> None:
         deposed_leader_tail(f)
         snapshot_part(f, 2, 50, None)
         assert f.commit == 10
+    finally:
+        f.close()
+
+
+# -- a snapshot this log already holds -----------------------------------------------------------
+
+
+def snapshot_file_end(path: str) -> tuple[int, int]:
+    """The end (index, term) of a test snapshot file, which holds just "index term"."""
+    index, term = Path(path).read_text().split()
+    return int(index), int(term)
+
+
+def stream_snapshot(follower: Follower, term: int, end: tuple[int, int]) -> None:
+    """A whole snapshot stream, chunk by chunk as pysyncobj's leader sends it (the last
+    part is empty); the file's content names its end."""
+    snapshot_part(follower, term, 55, (b"%d %d" % end, True, False))
+    snapshot_part(follower, term, 55, (b"", False, True))
+
+
+@pytest.fixture
+def streamed_to(tmp_path: Path) -> Any:
+    """A file-backed follower holding 2..60 of term 2 (commit 55) and its own snapshot file,
+    which reads the end of a received snapshot as raft.py does (snapshot_end)."""
+    dump = tmp_path / "snapshot"
+    f = Follower(fullDumpFile=str(dump), snapshot_end=snapshot_file_end)
+    f.append(2, (1, 0), entries(2, 60, 2), commit=55)
+    dump.write_text("50 2")  # this node's own snapshot, newer than what a stale stream brings
+    yield f, dump
+    f.close()
+
+
+@pytest.mark.parametrize(
+    ("commit", "end", "matched"),
+    [
+        pytest.param(55, (40, 2), 55, id="end-committed-here"),
+        pytest.param(30, (40, 2), 40, id="end-in-the-log-uncommitted"),
+    ],
+)
+def test_a_snapshot_this_log_already_holds_is_refused_and_answered(
+    streamed_to: tuple[Follower, Path], commit: int, end: tuple[int, int], matched: int
+) -> None:
+    """A reply from before an earlier stream resets the leader's nextIndex (pysyncobj takes
+    resets unchecked) and it streams its snapshot again to a follower that went on since.
+    Loading it would drop 41..60, which the leader's matchIndex still counts (Raft's
+    InstallSnapshot rule 6: keep the log, answer)."""
+    follower, dump = streamed_to
+    follower.obj._SyncObj__raftCommitIndex = commit
+    stream_snapshot(follower, 2, end)
+    assert follower.log == [(1, 0)] + [(i, 2) for i in range(2, 61)]
+    assert follower.commit == commit
+    assert follower.replies[-1] == {
+        "type": "next_node_idx",
+        "next_node_idx": matched + 1,
+        "reset": False,
+        "success": True,
+    }
+    assert dump.read_text() == "50 2", "the stale snapshot replaced this node's own"
+    assert not Path(f"{dump}.1.tmp").exists()
+    assert follower.obj.stale_snapshots_refused == 1
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        pytest.param((70, 2), id="ahead-of-the-log"),
+        pytest.param((58, 3), id="end-conflicts-with-an-uncommitted-entry"),
+    ],
+)
+def test_a_snapshot_this_log_does_not_hold_still_loads(
+    streamed_to: tuple[Follower, Path], end: tuple[int, int]
+) -> None:
+    follower, dump = streamed_to
+    obj = follower.obj
+    loaded: list[str] = []
+
+    def load(clearJournal: bool) -> None:  # pysyncobj's __loadDumpFile, as far as the log goes
+        loaded.append(dump.read_text())
+        obj._SyncObj__raftLog.clear()
+        obj._SyncObj__raftLog.add(b"", end[0] - 1, end[1])
+        obj._SyncObj__raftLog.add(b"", *end)
+        obj._SyncObj__raftLastApplied = end[0]
+
+    obj._SyncObj__loadDumpFile = load
+    stream_snapshot(follower, 3, end)
+    assert loaded == [f"{end[0]} {end[1]}"]  # renamed into place, then loaded
+    assert follower.log == [(end[0] - 1, end[1]), end]
+    assert follower.commit == end[0]
+    assert obj.stale_snapshots_refused == 0
+
+
+def test_without_the_check_a_stale_snapshot_rolls_the_follower_back(tmp_path: Path) -> None:
+    """What the check prevents, with snapshot_end unset (pysyncobj's own behaviour)."""
+    dump = tmp_path / "snapshot"
+    f = Follower(fullDumpFile=str(dump))
+    try:
+        f.append(2, (1, 0), entries(2, 60, 2), commit=55)
+        obj = f.obj
+
+        def load(clearJournal: bool) -> None:
+            obj._SyncObj__raftLog.clear()
+            obj._SyncObj__raftLog.add(b"", 39, 2)
+            obj._SyncObj__raftLog.add(b"", 40, 2)
+
+        obj._SyncObj__loadDumpFile = load
+        stream_snapshot(f, 2, (40, 2))
+        assert f.log == [(39, 2), (40, 2)]  # 41..60, acknowledged, are gone
+        assert f.replies[-1]["success"] and f.replies[-1]["next_node_idx"] == 41
+    finally:
+        f.close()
+
+
+def test_a_part_of_another_stream_ends_the_one_being_received(
+    streamed_to: tuple[Follower, Path],
+) -> None:
+    """Leader A starts a stream in term 2 and is deposed; a term-3 leader's stream is cut
+    after its first part; A, leading again, goes on with its old stream's later parts. The
+    file would be two snapshots spliced: nothing may load until a stream starts over."""
+    follower, dump = streamed_to
+    obj = follower.obj
+    loads: list[bool] = []
+    obj._SyncObj__loadDumpFile = lambda clearJournal: loads.append(clearJournal)
+    tmp = Path(f"{dump}.1.tmp")
+    snapshot_part(follower, 3, 55, (b"70 3", True, False))  # the term-3 leader's first part
+    snapshot_part(follower, 4, 55, (b" spliced", False, False))  # a later part of another
+    snapshot_part(follower, 4, 55, (b"", False, True))
+    assert loads == [] and tmp.read_text() == "70 3"
+    assert dump.read_text() == "50 2"
+    snapshot_part(follower, 4, 55, (b"80 4", True, False))  # a stream that starts over
+    snapshot_part(follower, 4, 55, (b"", False, True))
+    assert loads == [True] and dump.read_text() == "80 4"
+
+
+def test_a_new_leader_starts_its_snapshot_streams_over(tmp_path: Path) -> None:
+    """pysyncobj keeps each follower's stream position across terms (until a disconnect):
+    a leader deposed mid-stream and elected again would go on where it stopped."""
+    f = Follower(fullDumpFile=str(tmp_path / "snapshot"))
+    try:
+        streams = f.obj._SyncObj__serializer._Serializer__transmissions
+        left = (tmp_path / "left-open").open("wb")
+        streams[f.leader] = {"file": left, "transmitted": 1 << 20}
+        f.obj._SyncObj__connectedNodes.add(f.leader)  # (pysyncobj drops a disconnected one's)
+        f.obj._SyncObj__onBecomeLeader()
+        assert streams == {} and left.closed
+        assert f.obj._isLeader()
     finally:
         f.close()

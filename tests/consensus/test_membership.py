@@ -16,7 +16,7 @@ import pytest
 from raftcache.consensus import Durability, Outcome, RaftConfig, RaftNode
 from raftcache.node.replica import Replica
 
-from tests.consensus.harness import wait_for
+from tests.consensus.harness import take_snapshot, wait_for
 
 
 def free_port() -> int:
@@ -78,3 +78,48 @@ def test_a_second_change_is_refused_while_the_first_is_uncommitted(solo: RaftNod
     assert "appended but not committed" in outcome[1] and absent in outcome[1], outcome
     outcome = change(node, "remove", absent)
     assert outcome is not None and "in progress" in outcome[1], outcome
+
+
+def test_a_snapshot_holds_the_voters_of_its_own_index(solo: RaftNode) -> None:
+    """pysyncobj puts a change in effect once appended and hands its current set to the
+    snapshot writer. A snapshot taken while an addition is appended but not committed must
+    not hold it: the entry may yet be overwritten, and the snapshot would bring the voter
+    back at every restart (and to every follower it is streamed to)."""
+    node = solo
+    wait_for(lambda: node.is_leader() and node.status().commit_index >= 2, "a leader")
+    me = node.config.self_addr
+    absent = f"127.0.0.1:{free_port()}"
+    assert change(node, "add", absent) is None  # appended; {me, absent} cannot commit it
+    assert node.status().members == tuple(sorted((me, absent)))
+
+    meta = take_snapshot(node)
+
+    assert meta.last.index < node._syncobj._SyncObj__raftLog[-1][1]  # the change is after it
+    assert meta.cluster == (me,)
+
+
+def test_the_voters_of_an_index_undo_every_later_change_newest_first() -> None:
+    """Removals come back and additions go, for the changes after the index only."""
+    import pickle
+    from types import SimpleNamespace
+
+    from pysyncobj.node import TCPNode
+    from pysyncobj.syncobj import _COMMAND_TYPE
+
+    def change_entry(kind: str, address: str, index: int) -> tuple[bytes, int, int]:
+        request = [kind, address, TCPNode(address)]
+        return bytes([_COMMAND_TYPE.MEMBERSHIP]) + pickle.dumps(request), index, 1
+
+    noop = bytes([_COMMAND_TYPE.NO_OP])
+    log = [
+        (noop, 1, 1),
+        change_entry("rem", "10.0.0.9:1", 2),  # at or before the index: stays in effect
+        (noop, 3, 1),
+        change_entry("rem", "10.0.0.2:1", 4),
+        change_entry("add", "10.0.0.4:1", 5),
+        change_entry("rem", "10.0.0.4:1", 6),  # added and removed after: not a voter at 3
+    ]
+    node = SimpleNamespace(_syncobj=SimpleNamespace(_SyncObj__raftLog=log))
+    current = {TCPNode("10.0.0.1:1"), TCPNode("10.0.0.3:1")}  # pysyncobj's set after 6
+    voters = RaftNode._voters_at(node, 3, current)  # type: ignore[arg-type]
+    assert voters == ("10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1")

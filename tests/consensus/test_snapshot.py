@@ -101,6 +101,19 @@ def test_round_trip_restores_the_whole_state(tmp_path: Path) -> None:
     assert long_ttl is not None and long_ttl.deadline_ms == 60_000
 
 
+def test_a_received_snapshots_end_is_read_without_loading_it(tmp_path: Path) -> None:
+    """What a follower checks before it lets a streamed snapshot replace its log
+    (log_matching.py: a snapshot this log already holds is refused)."""
+    from raftcache.consensus.raft import _snapshot_end
+
+    path = str(tmp_path / "snapshot.lmdb.1.tmp")
+    snapshot.write(path, RAFT, _populated().snapshot_meta(), _populated().snapshot_items())
+    assert _snapshot_end(path) == (RAFT.last.index, RAFT.last.term)
+    Path(path).write_bytes(b"not a snapshot")
+    with pytest.raises(SnapshotFormatError):
+        _snapshot_end(path)
+
+
 def test_restored_state_keeps_behaving_like_the_original(tmp_path: Path) -> None:
     """Dedup sessions answer a retry, and TTL keys expire, exactly as before the snapshot."""
     original = _populated()

@@ -680,6 +680,15 @@ class RaftNode:
             lag[peer] = (last - matched, now - first)
         return lag
 
+    def stale_messages(self) -> dict[str, int]:
+        """Peer messages refused as stale since start (DESIGN.md "A snapshot this log
+        already holds is refused", "Answers to an older term's append are dropped")."""
+        so = self._syncobj
+        return {
+            "snapshot": int(getattr(so, "stale_snapshots_refused", 0)),
+            "answer": int(getattr(so, "stale_answers_dropped", 0)),
+        }
+
     @property
     def snapshot_in_progress(self) -> bool:
         """A snapshot writer is running."""

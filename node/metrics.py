@@ -326,6 +326,15 @@ class NodeCollector(Collector):
         for reason, count in sorted(raft.bad_frames.counts().items()):
             bad_frames.add_metric([reason], count)
         yield bad_frames
+        stale = CounterMetricFamily(
+            "raftcache_raft_stale_messages",
+            "Raft messages refused as stale (snapshot: a streamed snapshot this log already "
+            "held; answer: a leader's answer to an append of an older term)",
+            labels=["kind"],
+        )
+        for kind, count in sorted(raft.stale_messages().items()):
+            stale.add_metric([kind], count)
+        yield stale
         cluster_events = CounterMetricFamily(
             "raftcache_events",
             "Cluster events this node logged (FailoverComplete, AddCacheNodeComplete, "

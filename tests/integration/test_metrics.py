@@ -57,6 +57,10 @@ def test_every_dashboard_and_alert_metric_is_exported(cluster: LocalCluster) -> 
     names = {name for name, _ in scrape(cluster, leader)}
     used = metric_names(dashboard_exprs()) | metric_names(rule_exprs())
     assert used - SYNTHETIC - names == set()
+    samples = scrape(cluster, leader)
+    for kind in ("snapshot", "answer"):  # consensus/DESIGN.md: each kind, counted from 0
+        key = ("raftcache_raft_stale_messages_total", frozenset({("kind", kind)}))
+        assert key in samples
 
 
 def test_reads_move_hits_misses_and_command_counts(cluster: LocalCluster) -> None:

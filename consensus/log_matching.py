@@ -150,7 +150,9 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         serializer = self._SyncObj__serializer
         incoming = serializer._Serializer__incomingTransmissionFile
         if incoming is not None and self._incoming_stream != origin:
-            incoming.close()
+            if serializer._Serializer__fileName is not None:  # else bytes, in memory
+                with contextlib.suppress(OSError):
+                    incoming.close()
             serializer._Serializer__incomingTransmissionFile = None
             _log.warning("dropped a snapshot being received: a part of another stream came")
 
@@ -172,9 +174,9 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         path = serializer._Serializer__fileName
         if incoming is None or path is None:
             return None  # pysyncobj will load nothing (no first part seen) or keeps it in memory
-        incoming.flush()
         tmp = path + ".1.tmp"  # pysyncobj's name for the file being received
         try:
+            incoming.flush()
             end = self._snapshot_end(tmp)
         except Exception:
             _log.exception("cannot read the end of a received snapshot; loading it")

@@ -910,6 +910,18 @@ class RaftNode:
         file into place itself; pysyncobj's own rename of `_tmp_path` then fails
         harmlessly and `_check_serializing` reports the child's result.
         """
+        try:
+            self._fork_writer(raft_data)
+        except Exception:
+            # pysyncobj's serializer would swallow this and never call us again (no more
+            # snapshots, no streams to followers behind): report a failed writer instead,
+            # retried like one that exited non-zero.
+            _log.exception("could not start the snapshot writer")
+            self.snapshot_failures += 1
+            self._writer_cancelled = True
+            self._retry_at = time.monotonic() + _SNAPSHOT_RETRY_S
+
+    def _fork_writer(self, raft_data: tuple[Any, Any, Any]) -> None:
         last, previous, cluster = raft_data
         meta = snapshot.RaftMeta(
             last=snapshot.RaftEntry(bytes(last[0]), last[1], last[2]),

@@ -141,3 +141,37 @@ def test_a_failing_snapshot_writer_is_retried_later_not_on_every_tick(
         assert not list(tmp_path.glob("*.writing*")), "a failed writer must remove its file"
     finally:
         node.destroy()
+
+
+def test_a_writer_that_cannot_start_is_a_failure_retried_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception before the fork (fork itself failing, or the snapshot's voters not
+    readable): pysyncobj's serializer swallowed it and never called the writer again, so no
+    snapshot was ever taken again and no follower behind could be streamed one."""
+    from raftcache.consensus import RaftNode, raft
+    from raftcache.node.replica import Replica
+
+    from tests.consensus.harness import lone_journal_config
+
+    monkeypatch.setattr(raft, "_SNAPSHOT_RETRY_S", 0.3)
+    config = lone_journal_config(tmp_path, compaction_min_entries=2)
+    refused: list[int] = []
+    real = RaftNode._voters_at
+
+    def fails_once(self: RaftNode, index: int, cluster: object) -> tuple[str, ...]:
+        if not refused:
+            refused.append(index)
+            raise RuntimeError("simulated: cannot start the writer")
+        return real(self, index, cluster)
+
+    monkeypatch.setattr(RaftNode, "_voters_at", fails_once)
+    node = RaftNode(config, Replica())
+    try:
+        wait_for(node.is_leader, "the single node to elect itself")
+        write_keys(node, [f"k{i}".encode() for i in range(10)])
+        wait_for(lambda: refused, "a snapshot attempt")
+        wait_for(lambda: node.snapshot_failures == 1, "the attempt counted as failed")
+        wait_for(lambda: node.snapshots_taken >= 1, "a snapshot after the retry delay")
+    finally:
+        node.destroy()

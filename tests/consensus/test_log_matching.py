@@ -419,3 +419,46 @@ def test_a_new_leader_starts_its_snapshot_streams_over(tmp_path: Path) -> None:
         assert f.obj._isLeader()
     finally:
         f.close()
+
+
+def test_a_real_snapshot_file_this_log_holds_is_refused(tmp_path: Path) -> None:
+    """The refusal as a node runs it: an LMDB snapshot streamed in parts, its end read from
+    the file being received (raft._snapshot_end), the node's own file left as it was."""
+    from raftcache.consensus import snapshot
+    from raftcache.consensus.raft import _snapshot_end
+
+    source = tmp_path / "leader.lmdb"
+    meta = snapshot.RaftMeta(
+        last=snapshot.RaftEntry(b"\x01x", 40, 2),
+        previous=snapshot.RaftEntry(b"\x01y", 39, 2),
+        cluster=("127.0.0.1:1", "127.0.0.1:2"),
+    )
+    snapshot.write(str(source), meta, b"{}", [(b"k%d" % i, b"v" * 100) for i in range(2000)])
+    data = source.read_bytes()
+    dump = tmp_path / "snapshot.lmdb"
+    f = Follower(fullDumpFile=str(dump), snapshot_end=_snapshot_end)
+    try:
+        f.append(2, (1, 0), entries(2, 60, 2), commit=55)
+        dump.write_bytes(b"own")
+        parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+        assert len(parts) > 1
+        for k, part in enumerate(parts):
+            snapshot_part(f, 2, 55, (part, k == 0, False))
+        snapshot_part(f, 2, 55, (b"", False, True))
+        assert f.obj.stale_snapshots_refused == 1
+        assert dump.read_bytes() == b"own"
+        assert f.replies[-1]["success"] and f.replies[-1]["next_node_idx"] == 56
+        assert f.log[-1] == (60, 2)
+    finally:
+        f.close()
+
+
+def test_a_part_of_another_stream_in_memory_mode_ends_it_too() -> None:
+    """pysyncobj without a dump file keeps the stream in bytes (nothing to close)."""
+    f = Follower()
+    try:
+        snapshot_part(f, 3, 0, (b"abc", True, False))
+        snapshot_part(f, 4, 0, (b"def", False, False))
+        assert f.obj._SyncObj__serializer._Serializer__incomingTransmissionFile is None
+    finally:
+        f.close()

@@ -39,6 +39,13 @@ log is then the snapshot's two committed entries), and then up to its last entry
 this node's own proposals the snapshot covers are then answered UNKNOWN_OUTCOME (the
 new leader may or may not have committed them), since pysyncobj would never call
 them back.
+
+A snapshot this log already holds (its end committed here, or its end entry in the log
+with the same term) is refused and answered instead of loaded: a leader sent back into
+its snapshot by a stale reset would otherwise roll the follower's log and state back,
+dropping entries its matchIndex still counts (Raft's InstallSnapshot rule 6). Streams
+never mix: a new leader starts its streams over, and a follower drops the file it
+receives when a part of another leader's or term's stream comes (consensus/DESIGN.md).
 """
 
 from __future__ import annotations

@@ -86,6 +86,14 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
+def _counters(name: str, doc: str, label: str, counts: dict[str, int]) -> CounterMetricFamily:
+    """One counter per value of `label`, in label order."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
+
+
 def thread_cpu_seconds(native_id: int) -> float | None:
     """User + system CPU of one thread of this process (Linux /proc), None if unknown."""
     try:
@@ -316,34 +324,28 @@ class NodeCollector(Collector):
             "Voters this node reaches, itself included (below a majority: no quorum here)",
             1 + sum(peer in status.connected for peer in peers),
         )
-        bad_frames = CounterMetricFamily(
+        yield _counters(
             "raftcache_raft_bad_frames",
             "Frames refused on the Raft port (undecryptable: a different --raft-secret; "
             "truncated: cut off mid-frame; these drop their connection) and pysyncobj admin "
             "commands refused there (refused_admin: answered, the connection kept)",
-            labels=["reason"],
+            "reason",
+            raft.bad_frames.counts(),
         )
-        for reason, count in sorted(raft.bad_frames.counts().items()):
-            bad_frames.add_metric([reason], count)
-        yield bad_frames
-        stale = CounterMetricFamily(
+        yield _counters(
             "raftcache_raft_stale_messages",
             "Raft messages refused as stale (snapshot: a streamed snapshot this log already "
             "held; answer: a leader's answer to an append of an older term)",
-            labels=["kind"],
+            "kind",
+            raft.stale_messages(),
         )
-        for kind, count in sorted(raft.stale_messages().items()):
-            stale.add_metric([kind], count)
-        yield stale
-        cluster_events = CounterMetricFamily(
+        yield _counters(
             "raftcache_events",
             "Cluster events this node logged (FailoverComplete, AddCacheNodeComplete, "
             "RemoveCacheNodeComplete, CacheNodeReplaceComplete, SnapshotComplete, ...)",
-            labels=["event"],
+            "event",
+            events.counts(),
         )
-        for name, count in sorted(events.counts().items()):
-            cluster_events.add_metric([name], count)
-        yield cluster_events
 
     def _proposals(self) -> Iterator[Metric]:
         proposer = self.sources.proposer

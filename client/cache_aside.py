@@ -4,7 +4,9 @@
 stores it with a TTL and returns it. When the key is missing, only ONE caller
 recomputes it: callers in the same process wait on a per-key lock, and callers in
 other processes see a short-lived lock key (`<key>:lock`, taken with an
-if-absent set, so the cluster decides the winner) and wait for the fresh value.
+if-absent set, so the cluster decides the winner) and wait for the fresh value. The
+winner reads the key once more after taking the lock: the caller before it may have
+stored the value and let the lock go after this one first read the key missing.
 A holder that dies releases the lock when its TTL passes (`lock_ttl`). Keep
 `lock_ttl` above the computation's duration: a holder whose lock expired still
 deletes the lock key when it finishes, which could release another caller's lock.
@@ -83,6 +85,12 @@ def cache_aside(
                 time.sleep(_POLL_S)
                 continue
             try:
+                # The caller that held the lock before may have stored the value and let
+                # the lock go between our read above and our taking it: read again, now
+                # that nobody else can be computing.
+                value = client.get(name)
+                if value is not None:
+                    return value
                 fresh = compute()
                 client.set(name, fresh, ttl=ttl)
                 return fresh.encode() if isinstance(fresh, str) else fresh
@@ -129,6 +137,9 @@ async def async_cache_aside(
                 await asyncio.sleep(_POLL_S)
                 continue
             try:
+                value = await client.get(name)  # as in cache_aside: stored before our lock
+                if value is not None:
+                    return value
                 fresh = await compute()
                 await client.set(name, fresh, ttl=ttl)
                 return fresh.encode() if isinstance(fresh, str) else fresh

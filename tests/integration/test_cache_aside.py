@@ -54,6 +54,65 @@ def test_only_one_of_many_concurrent_callers_recomputes_a_missing_key(seed: str)
     assert results == [b"expensive result"] * 16
 
 
+class _FinishesFirst:
+    """A client on which another process finishes computing `key` (stores the value and
+    lets its lock go) just before this one takes the lock: after this caller read the key
+    missing. CI's slow host made this interleaving happen (two computations of 16 callers)."""
+
+    def __init__(self, client: Client, other: Client, key: bytes) -> None:
+        self._client, self._other, self._key = client, other, key
+        self.client_id = client.client_id
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._client.get(key)
+
+    def set(self, key: bytes, value: bytes, **kwargs: object) -> int:
+        if key == self._key + b":lock":
+            self._other.set(self._key, b"the other's result", ttl=30)
+        return self._client.set(key, value, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, key: bytes) -> bool:
+        return self._client.delete(key)
+
+
+def test_a_value_stored_just_before_the_lock_is_taken_is_not_recomputed(seed: str) -> None:
+    calls: list[int] = []
+
+    def compute() -> str:
+        calls.append(1)
+        return "recomputed"
+
+    with Client(seed) as client, Client(seed) as other:
+        racing = _FinishesFirst(client, other, b"aside:race")
+        result = cache_aside(racing, "aside:race", compute, ttl=30)  # type: ignore[arg-type]
+        assert (result, calls) == (b"the other's result", [])
+        assert client.get("aside:race:lock") is None  # this caller let its lock go
+
+
+def test_async_cache_aside_reads_again_once_it_holds_the_lock(seed: str) -> None:
+    async def run() -> None:
+        calls: list[int] = []
+
+        async def compute() -> str:
+            calls.append(1)
+            return "recomputed"
+
+        async with AsyncClient(seed) as client, AsyncClient(seed) as other:
+            set_lock = client.set
+
+            async def set_after_the_other(key: bytes, value: bytes, **kwargs: object) -> int:
+                if key == b"aside:arace:lock":
+                    await other.set(b"aside:arace", b"the other's result", ttl=30)
+                return await set_lock(key, value, **kwargs)  # type: ignore[arg-type]
+
+            client.set = set_after_the_other  # type: ignore[method-assign]
+            result = await async_cache_aside(client, "aside:arace", compute, ttl=30)
+            assert (result, calls) == (b"the other's result", [])
+            assert await other.get("aside:arace:lock") is None
+
+    asyncio.run(run())
+
+
 def test_a_cached_value_expires_and_is_recomputed(seed: str) -> None:
     calls: list[int] = []
     with Client(seed) as client:

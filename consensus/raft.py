@@ -619,6 +619,11 @@ class RaftNode:
                 if t >= floor and n in others and n in connected
             )
         leader_addr = _from_pysyncobj(leader.address) if leader is not None else None
+        if leader_addr == self.config.self_addr and role is not Role.LEADER:
+            # pysyncobj steps down (__setState, whose hook refreshes this) before it clears
+            # its leader: a follower naming itself would send callers back to itself, and
+            # made a transfer that had succeeded report that leadership had not moved.
+            leader_addr = None
         if leader_addr is not None and leader_addr != self._last_leader:
             self._last_leader = leader_addr
             self.leader_changes += 1

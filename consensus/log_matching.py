@@ -110,7 +110,7 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         leader_commit: int = message["commit_index"]
         held = dict(message, commit_index=min(leader_commit, self._SyncObj__raftCommitIndex))
         self._keep_to_one_stream(node, message)
-        held_already = self._held_snapshot_end(message.get("serialized"))
+        held_already = self._held_snapshot_end(message)
         if held_already is not None:
             held["serialized"] = None  # pysyncobj's bookkeeping (term, leader, timer) only
         try:
@@ -147,23 +147,35 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         """A part of another stream than the one being received (another leader's, or
         another term's) ends it: the file would be one snapshot's start and another's
         end. pysyncobj then takes nothing until a stream's first part."""
-        serialized = message.get("serialized")
-        if not (isinstance(serialized, tuple | list) and len(serialized) == 3):
+        part = _stream_part(message)
+        if part is None:
             return
         origin = (node, message["term"])
-        if serialized[1]:  # a first part: pysyncobj starts the file over
+        if part[1]:  # a first part: pysyncobj starts the file over
             self._incoming_stream = origin
             return
-        serializer = self._SyncObj__serializer
-        incoming = serializer._Serializer__incomingTransmissionFile
+        incoming = self._SyncObj__serializer._Serializer__incomingTransmissionFile
         if incoming is not None and self._incoming_stream != origin:
-            if serializer._Serializer__fileName is not None:  # else bytes, in memory
-                with contextlib.suppress(OSError):
-                    incoming.close()
-            serializer._Serializer__incomingTransmissionFile = None
+            self._drop_incoming()
             _log.warning("dropped a snapshot being received: a part of another stream came")
 
-    def _held_snapshot_end(self, serialized: Any) -> int | None:
+    def _drop_incoming(self) -> None:
+        """Forget the snapshot being received: pysyncobj takes no part until a first one."""
+        serializer = self._SyncObj__serializer
+        incoming = serializer._Serializer__incomingTransmissionFile
+        if serializer._Serializer__fileName is not None:  # else bytes, in memory
+            with contextlib.suppress(OSError):
+                incoming.close()
+        serializer._Serializer__incomingTransmissionFile = None
+
+    def _holds(self, index: int, term: int) -> bool:
+        """This log has the entry `index` with `term` (so it matches any log that does, up
+        to there)."""
+        log = self._SyncObj__raftLog
+        first = log[0][_IDX]
+        return bool(first <= index <= log[-1][_IDX] and log[index - first][_TERM] == term)
+
+    def _held_snapshot_end(self, message: dict[str, Any]) -> int | None:
         """For the last part of a snapshot this log already holds, the snapshot's end index,
         with the received file dropped before pysyncobj renames it over this node's own
         (newer) snapshot; None otherwise (the part goes to pysyncobj as sent).
@@ -172,9 +184,8 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         entry (same index and term: the logs match up to it). A leader streams one to a
         follower that no longer needs it when a reply from before an earlier stream resets
         its nextIndex at or below its first entry (pysyncobj takes resets unchecked)."""
-        if self._snapshot_end is None or not (
-            isinstance(serialized, tuple | list) and len(serialized) == 3 and serialized[2]
-        ):
+        part = _stream_part(message)
+        if self._snapshot_end is None or part is None or not part[2]:
             return None
         serializer = self._SyncObj__serializer
         incoming = serializer._Serializer__incomingTransmissionFile
@@ -191,24 +202,21 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         if end is None:
             return None
         index, term = end
-        log = self._SyncObj__raftLog
-        first, last = log[0][_IDX], log[-1][_IDX]
-        in_log = first <= index <= last and log[index - first][_TERM] == term
-        if index > self._SyncObj__raftCommitIndex and not in_log:
+        if index > self._SyncObj__raftCommitIndex and not self._holds(index, term):
             return None
-        incoming.close()
-        serializer._Serializer__incomingTransmissionFile = None
+        self._drop_incoming()
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         self.stale_snapshots_refused += 1
+        log = self._SyncObj__raftLog
         _log.warning(
             "refused a snapshot ending at index %d (term %d): this log holds it already "
             "(commit index %d, log %d..%d)",
             index,
             term,
             self._SyncObj__raftCommitIndex,
-            first,
-            last,
+            log[0][_IDX],
+            log[-1][_IDX],
         )
         return int(index)
 
@@ -223,7 +231,7 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
         log = self._SyncObj__raftLog
         first, last = log[0][_IDX], log[-1][_IDX]
         prev_idx: int = message["prevLogIdx"]
-        if not first <= prev_idx <= last or log[prev_idx - first][_TERM] != message["prevLogTerm"]:
+        if not self._holds(prev_idx, message["prevLogTerm"]):
             return message  # pysyncobj answers "no match" without touching the log
         entries = message.get("entries", [])
         matched = 0
@@ -260,6 +268,14 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
             # what the leader committed (readiness and staleness read it), not the cap
             self._SyncObj__leaderCommitIndex = message["commit_index"]
         self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=last_new + 1, success=True)
+
+
+def _stream_part(message: dict[str, Any]) -> tuple[Any, bool, bool] | None:
+    """A snapshot message's (data, is first, is last); None for `serialized: None`."""
+    serialized = message.get("serialized")
+    if isinstance(serialized, tuple | list) and len(serialized) == 3:
+        return (serialized[0], bool(serialized[1]), bool(serialized[2]))
+    return None
 
 
 def _is_snapshot_part(message: Any) -> bool:

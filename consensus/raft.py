@@ -22,7 +22,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -880,22 +880,26 @@ class RaftNode:
         else:
             raise ValueError(f"unknown membership change {kind!r}")
 
-    def _uncommitted_change(self) -> str | None:
-        """A membership entry in the log past the commit index, described; else None."""
-        so = self._syncobj
-        log = so._SyncObj__raftLog
-        commit = so.raftCommitIndex
+    def _membership_entries_after(self, after: int) -> Iterator[tuple[int, bytes]]:
+        """(index, pickled request) of the membership entries past index `after` in this
+        node's log, newest first (tick thread)."""
+        log = self._syncobj._SyncObj__raftLog
         for k in range(len(log) - 1, -1, -1):
             command, index, _term = log[k]
-            if index <= commit:
-                break
+            if index <= after:
+                return
             if command[:1] and command[0] == _COMMAND_TYPE.MEMBERSHIP:
-                try:
-                    request = pickle.loads(command[1:])
-                    verb = "add" if request[0] == "add" else "remove"
-                    return f"{verb} {_from_pysyncobj(request[1])} at index {index}"
-                except Exception:
-                    return f"a change at index {index}"
+                yield index, command[1:]
+
+    def _uncommitted_change(self) -> str | None:
+        """A membership entry in the log past the commit index, described; else None."""
+        for index, pickled in self._membership_entries_after(self._syncobj.raftCommitIndex):
+            try:
+                request = pickle.loads(pickled)
+                verb = "add" if request[0] == "add" else "remove"
+                return f"{verb} {_from_pysyncobj(request[1])} at index {index}"
+            except Exception:
+                return f"a change at index {index}"
         return None
 
     def force_snapshot(self) -> bool:
@@ -966,14 +970,8 @@ class RaftNode:
         first, as pysyncobj undoes them when it truncates its log."""
         # a read replica's own entry is None (it is no member)
         voters = {n.address for n in cluster if n is not None}
-        log = self._syncobj._SyncObj__raftLog
-        for k in range(len(log) - 1, -1, -1):
-            command, entry_index, _term = log[k]
-            if entry_index <= index:
-                break
-            if not command[:1] or command[0] != _COMMAND_TYPE.MEMBERSHIP:
-                continue
-            request = pickle.loads(command[1:])
+        for _index, pickled in self._membership_entries_after(index):
+            request = pickle.loads(pickled)
             node = request[2] if len(request) >= 3 else None
             address = getattr(node, "address", request[1])
             if request[0] == "add":

@@ -120,6 +120,10 @@ def test_the_voters_of_an_index_undo_every_later_change_newest_first() -> None:
         change_entry("rem", "10.0.0.4:1", 6),  # added and removed after: not a voter at 3
     ]
     node = SimpleNamespace(_syncobj=SimpleNamespace(_SyncObj__raftLog=log))
+    node._membership_entries_after = lambda after: RaftNode._membership_entries_after(
+        node,  # type: ignore[arg-type]
+        after,
+    )
     current = {TCPNode("10.0.0.1:1"), TCPNode("10.0.0.3:1")}  # pysyncobj's set after 6
     voters = RaftNode._voters_at(node, 3, current)  # type: ignore[arg-type]
     assert voters == ("10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1")

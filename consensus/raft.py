@@ -121,7 +121,7 @@ class RaftConfig:
     election_timeout_max: float = 0.7
     heartbeat_period: float = 0.05
     connection_timeout: float = 1.5
-    connection_retry: float = 0.5
+    connection_retry: float = 0.2
     leader_fallback_timeout: float = 1.0
     compaction_min_entries: int = 20_000
     compaction_min_time: float = 24 * 3600.0
@@ -1088,7 +1088,7 @@ def _snapshot_end(path: str) -> tuple[int, int]:
     return last.index, last.term
 
 
-_QUERY_EVERY_S = 0.5
+_QUERY_EVERY_S = 0.1
 _REJOIN_EVERY_S = 1.0
 _BOOTSTRAP_GRACE_S = 2.0
 _LEADER_REJOIN_RETRY_S = 1.0

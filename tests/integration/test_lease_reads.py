@@ -97,23 +97,34 @@ def test_the_leader_answers_linearizable_reads_without_log_entries(
     cluster = proxied
     leader = cluster.wait_for_leader()
     client = _resp(cluster, leader)
-    client.set("lease:k", "v")
-    before_reads = value(scrape(cluster, leader), "raftcache_lease_reads_total")
-    before_entries = _entries(client)
-    started = time.monotonic()
-    pipe = client.pipeline(transaction=False)
-    for _ in range(500):
-        pipe.get("lease:k")
-    assert pipe.execute() == [b"v"] * 500
-    for _ in range(100):
-        assert client.get("lease:k") == b"v"
-    elapsed = time.monotonic() - started
-    served = value(scrape(cluster, leader), "raftcache_lease_reads_total") - before_reads
-    entries = _entries(client) - before_entries
-    assert served >= 590, served  # a few may have met the lease renewing
-    # Only the leader's clock ticks (one per 100 ms idle) and the odd barrier went through
-    # the log, not one entry per batch of reads.
-    assert entries <= elapsed / 0.1 + 15, (entries, elapsed)
+    # A leased read runs at most lease_clock_lag_ms (50 ms) past the applied cluster time;
+    # further behind, it takes the barrier, which is correct and slower. The reads right
+    # after a write start at that write's stamp, and on a host so loaded that a Raft round
+    # takes longer than 50 ms (two busy cores beside the suite) the whole pipeline can find
+    # the clock too old. So up to three attempts: a lease that never answers fails all.
+    attempts = []
+    for attempt in range(3):
+        client.set("lease:k", f"v{attempt}")
+        expected = f"v{attempt}".encode()
+        before_reads = value(scrape(cluster, leader), "raftcache_lease_reads_total")
+        before_entries = _entries(client)
+        started = time.monotonic()
+        pipe = client.pipeline(transaction=False)
+        for _ in range(500):
+            pipe.get("lease:k")
+        assert pipe.execute() == [expected] * 500
+        for _ in range(100):
+            assert client.get("lease:k") == expected
+        elapsed = time.monotonic() - started
+        served = value(scrape(cluster, leader), "raftcache_lease_reads_total") - before_reads
+        entries = _entries(client) - before_entries
+        attempts.append((served, entries, round(elapsed, 3)))
+        # Only the leader's clock ticks (one per 100 ms idle, or when leased reads find the
+        # clock half the bound behind) and the odd barrier went through the log, not one
+        # entry per batch of reads.
+        if served >= 590 and entries <= elapsed / 0.025 + 15:  # a few may meet a renewal
+            return
+    pytest.fail(f"(lease reads, log entries, seconds) per attempt: {attempts}")
 
 
 @pytest.mark.timeout(150)

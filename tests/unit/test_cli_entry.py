@@ -88,3 +88,11 @@ def test_ctrl_c_is_left_to_the_main_thread_while_it_waits_for_a_call() -> None:
         mask = asyncio.run_coroutine_threadsafe(blocked_here(), client._loop).result(5)
     assert signal.SIGINT in mask
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # main: untouched
+
+
+def test_the_entry_exits_at_once_with_the_clis_interrupted_code() -> None:
+    from raftcache.client import _entry, cli
+
+    # An interrupted run ends with os._exit (grpc's poller can abort the teardown): only
+    # for the code the CLI returns on Ctrl-C.
+    assert _entry.INTERRUPTED == cli.EXIT_INTERRUPTED == 130

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 import structlog
-from raftcache.consensus import Outcome, RaftNode, RaftStatus, Role
+from raftcache.consensus import Outcome, RaftNode, Role
 from raftcache.node import acl, backup, errors, events, requests, responses, status_codes, users
 from raftcache.node.auth import MEMBER, Auth
 from raftcache.node.batch import BatchRunner
@@ -52,14 +52,6 @@ _ROLE = {
     Role.CANDIDATE: cluster_pb2.CANDIDATE,
     Role.LEADER: cluster_pb2.LEADER,
 }
-
-
-def _learning_the_leader(status: RaftStatus, old: str) -> bool:
-    """After handing leadership over: this node no longer leads and does not yet know who
-    does. Between stepping down (the target's vote request) and the new leader's first
-    append its status can still name itself: CI's run saw the transfer to n4 succeed in
-    80 ms and the call answer "did not move ... (the leader is now <the old leader>)"."""
-    return status.role is not Role.LEADER and status.leader in (None, old)
 
 
 class StreamSource(Protocol):
@@ -864,7 +856,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServicer):  # type: ignore[misc]
             await self._proposer.hand_over(
                 lambda: raft.transfer_leadership(target), max(deadline - time.monotonic(), 0)
             )
-            while time.monotonic() < deadline and _learning_the_leader(raft.status(), old):
+            while time.monotonic() < deadline and raft.status().leader is None:
                 await asyncio.sleep(0.02)  # an election is under way
             status = raft.status()  # one snapshot: leader and role agree
             if (

@@ -51,6 +51,7 @@ class NodeConfig:
     redis_listen: str = ""  # "" = no Redis port
     redis_advertise: str = ""
     redis_max_staleness_ms: int = 1000
+    redis_replica_reads: bool = False  # connections start in READONLY (a reader endpoint)
     memcached_listen: str = ""  # "" = no memcached port
     memcached_advertise: str = ""
     memcached_stale_reads_ms: int = 0  # 0 = gets are linearizable
@@ -93,6 +94,14 @@ _FLAGS: list[tuple[str, str, str | None]] = [
         "how far behind the leader a node may be to serve reads locally to a Redis "
         "connection that sent READONLY (0 = no bound)",
         "1000",
+    ),
+    (
+        "redis-replica-reads",
+        "'true': Redis connections to this node start in READONLY mode (reads served from "
+        "its own state within --redis-max-staleness-ms, writes forwarded, READWRITE switches "
+        "back): a reader endpoint for clients that never send READONLY, such as redis-py's "
+        "Redis, Sentinel's slave_for, Django's cache and redis-benchmark",
+        "false",
     ),
     (
         "memcached-listen",
@@ -800,8 +809,9 @@ def _redis(values: Mapping[str, str], advertise: str) -> dict[str, Any]:
     """The Redis front-end's settings: off unless --redis-listen is given."""
     listen = values.get("redis-listen", "").strip()
     staleness = _int(values, "redis-max-staleness-ms", 0)
+    replica_reads = _bool(values, "redis-replica-reads")
     if not listen:
-        return {"redis_max_staleness_ms": staleness}
+        return {"redis_max_staleness_ms": staleness, "redis_replica_reads": replica_reads}
     listen = parse_address("--redis-listen", listen)
     port = listen.rpartition(":")[2]
     default = f"{advertise.rpartition(':')[0]}:{port}"
@@ -815,6 +825,7 @@ def _redis(values: Mapping[str, str], advertise: str) -> dict[str, Any]:
         "redis_listen": listen,
         "redis_advertise": redis_advertise,
         "redis_max_staleness_ms": staleness,
+        "redis_replica_reads": replica_reads,
     }
 
 

@@ -382,6 +382,7 @@ class Node:
             config.redis_max_staleness_ms,
             max_key_bytes=config.limits.max_key_bytes,
             max_txn_bytes=entry_bytes,
+            replica_reads=config.redis_replica_reads,
         )
         redis.blocker = self.blocker
         if self.auth is not None:

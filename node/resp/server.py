@@ -137,6 +137,7 @@ class RespServer(FrontEndServer):
         max_staleness_ms: int,
         max_key_bytes: int = 64 << 10,
         max_txn_bytes: int = 16 << 20,
+        replica_reads: bool = False,
     ) -> None:
         super().__init__()
         self.max_key_bytes = max_key_bytes
@@ -147,6 +148,8 @@ class RespServer(FrontEndServer):
         self.admin = admin
         self.info = info  # node facts for INFO, CLUSTER, SENTINEL (node/resp/admin.py)
         self.max_staleness_ms = max_staleness_ms
+        # --redis-replica-reads: connections start (and RESET back) in READONLY mode
+        self.replica_reads = replica_reads
         self.stats = Stats()
         self.commands = ProtocolStats("redis", command_family)  # for node/metrics.py
         self.blocker: Blocker | None = None  # the node's parked blocking pops
@@ -195,7 +198,7 @@ class Connection(PipelinedConnection):
         self.reply_mode = 0
         self.silent = False
         self.db = 0
-        self.readonly = False
+        self.readonly = self.server.replica_reads
         self.multi: list[tuple[list[bytes], int] | bytes] | None = None
         self.multi_error = False
         self.multi_db = 0  # the database when MULTI began (DISCARD goes back to it)

@@ -189,6 +189,57 @@ def test_sentinel_discovers_the_leader(cluster: LocalCluster, leader: int, proto
     assert replica.get("sentinel:key") == "v"  # a follower reads through the leader
 
 
+def _hits(cluster: LocalCluster, i: int) -> int:
+    with connect(cluster, i) as client:
+        return int(client.info("stats")["keyspace_hits"])
+
+
+def test_a_reader_endpoint_answers_clients_that_never_send_readonly(
+    cluster: LocalCluster, leader: int
+) -> None:
+    """A follower started with --redis-replica-reads true (ElastiCache's reader endpoint):
+    a plain redis-py client, which never sends READONLY, reads the follower's own state
+    (the follower counts the hits, the leader none); its writes are still forwarded;
+    READWRITE makes the connection's reads linearizable (asked of the leader) and RESET
+    goes back to READONLY. The node is restarted without the flag afterwards, so the
+    module's cluster is as it was."""
+    i = follower_of(cluster, leader)
+    node = cluster.nodes[i]
+    flag = ["--redis-replica-reads", "true"]
+    node.extra_args += flag
+    cluster.restart(i)
+    try:
+        cluster.wait_until_ready(timeout=60)
+        pooled = connect(cluster, i)
+        direct = connect(cluster, i, single_connection_client=True)
+        assert direct.set("reader:k", "v1") is True  # a write: forwarded to the leader
+        assert direct.client_info()["flags"] == "r"
+        deadline = time.monotonic() + 10
+        while direct.get("reader:k") != "v1":  # this replica applies the write soon after
+            assert time.monotonic() < deadline, "the follower never showed its own write"
+            time.sleep(0.05)
+        follower, lead = _hits(cluster, i), _hits(cluster, leader)
+        for _ in range(10):
+            assert pooled.get("reader:k") == "v1"
+            assert direct.get("reader:k") == "v1"
+        assert (_hits(cluster, i) - follower, _hits(cluster, leader) - lead) == (20, 0)
+        assert direct.execute_command("READWRITE") in (True, "OK")
+        assert direct.client_info()["flags"] == "N"
+        follower = _hits(cluster, i)
+        for _ in range(10):
+            assert direct.get("reader:k") == "v1"
+        # linearizable again: asked of the leader, not read from this follower's state
+        assert _hits(cluster, i) - follower == 0
+        assert direct.execute_command("RESET") in ("RESET", b"RESET")
+        assert direct.client_info()["flags"] == "r"
+        pooled.close()
+        direct.close()
+    finally:
+        del node.extra_args[-len(flag) :]
+        cluster.restart(i)
+        cluster.wait_until_ready(timeout=60)
+
+
 def test_clients_follow_a_failover(fresh_cluster: LocalCluster) -> None:
     cluster = fresh_cluster
     old = cluster.wait_for_leader()

@@ -133,6 +133,7 @@ ALL_FLAGS = {
     "restore-from": "/backups/cache.rcbak",
     "redis-advertise": "cache-0.example:6379",
     "redis-max-staleness-ms": "250",
+    "redis-replica-reads": "true",
     "memcached-listen": "0.0.0.0:11211",
     "memcached-advertise": "cache-0.example:11211",
     "memcached-stale-reads": "500",
@@ -177,6 +178,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
     assert cfg.metrics_listen == "0.0.0.0:9121"
     assert cfg.restore_from == "/backups/cache.rcbak"
     assert cfg.redis_max_staleness_ms == 250
+    assert cfg.redis_replica_reads is True
     assert (cfg.memcached_listen, cfg.memcached_advertise) == (
         "0.0.0.0:11211",
         "cache-0.example:11211",
@@ -730,6 +732,15 @@ def test_bad_redis_flags_are_refused_naming_the_flag() -> None:
     error = refused(["--redis-listen", "0.0.0.0:6379", "--redis-advertise", "0.0.0.0:6379"])
     assert error.startswith("--redis-advertise") and "not an address clients can dial" in error
     assert refused(["--redis-max-staleness-ms", "-1"]).startswith("--redis-max-staleness-ms")
+    error = refused(["--redis-replica-reads", "yes"])
+    assert error == "--redis-replica-reads: 'yes' is not 'true' or 'false'"
+
+
+def test_redis_connections_start_linearizable_unless_the_node_is_a_reader_endpoint() -> None:
+    assert load([], {}).redis_replica_reads is False
+    assert load(["--redis-listen", "127.0.0.1:6379"], {}).redis_replica_reads is False
+    on = ["--redis-listen", "127.0.0.1:6379", "--redis-replica-reads", "true"]
+    assert load(on, {}).redis_replica_reads is True
 
 
 def test_memcached_is_off_unless_listen_is_given_and_items_default_to_the_value_limit() -> None:

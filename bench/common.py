@@ -500,3 +500,15 @@ async def populate(
         for channel in channels.values():
             await channel.close()
     return time.perf_counter() - started
+
+
+def node_flag_supported(flag: str) -> bool:
+    """Does this checkout's raftcache-node take `flag`? (its --help lists every flag)"""
+    done = subprocess.run(
+        [sys.executable, "-m", "raftcache.node.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return flag in done.stdout

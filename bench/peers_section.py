@@ -50,6 +50,7 @@ from bench.common import (
     load_snapshot,
     log,
     machine_info,
+    node_flag_supported,
     node_pids,
     running_cluster,
 )
@@ -270,18 +271,6 @@ def _guarded(row: Row, run: Callable[[Row], dict[str, Any]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- raftcache
-
-
-def node_flag_supported(flag: str) -> bool:
-    """Does this checkout's raftcache-node take `flag`? (its --help lists every flag)"""
-    done = subprocess.run(
-        [sys.executable, "-m", "raftcache.node.cli", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    return flag in done.stdout
 
 
 def memcached_addrs(cluster: LocalCluster) -> tuple[list[str], str]:

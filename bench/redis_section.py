@@ -45,6 +45,7 @@ from bench.common import (
     latency_summary_ms,
     load_snapshot,
     log,
+    node_flag_supported,
     node_pids,
     running_cluster,
 )
@@ -61,6 +62,11 @@ GENERATOR_BOUND_PCT = 85.0
 the row is run again with two generator processes (threads for redis-benchmark) and the
 better of the two is kept (both are recorded)."""
 TOOLS = ("redis-server", "redis-benchmark", "redis-cli", "etcd", "etcdctl")
+REPLICA_READS_FLAG = "--redis-replica-reads"
+REPLICA_READS_LABEL = "GET via READONLY replicas, 64 clients - redis-benchmark"
+"""redis-benchmark cannot send READONLY: on raftcache it reads from followers started with
+REPLICA_READS_FLAG (connections start in READONLY), on Redis from its replicas, one
+redis-benchmark per replica."""
 
 
 # ----------------------------------------------------------------------------- rows
@@ -114,36 +120,62 @@ def _rb_argv(port: int, test: str, clients: int, pipeline: int, requests: int, k
 def _run_rb(argv: list[str], pids: Mapping[str, int] | None, timeout: float) -> _RbRun:
     """One redis-benchmark run; with `pids`, the CPU of those processes and of
     redis-benchmark itself over its whole run (read from its zombie before reaping)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    return _run_rbs([argv], pids, timeout)[0]
+
+
+def _rb_name(i: int, n: int) -> str:
+    return "redis-benchmark" if n == 1 else f"redis-benchmark-{i + 1}"
+
+
+def _run_rbs(argvs: Sequence[list[str]], pids: Mapping[str, int] | None, timeout: float
+             ) -> list[_RbRun]:  # fmt: skip
+    """redis-benchmark processes started together (one per target port); with `pids`, the CPU
+    of those processes and of every redis-benchmark until the last one exits. Each run's
+    `wall_s` is the whole run's (the last exit), so totals over it never overstate."""
+    n = len(argvs)
+    with contextlib.ExitStack() as stack:
+        outs = [stack.enter_context(tempfile.TemporaryFile()) for _ in argvs]
+        errs = [stack.enter_context(tempfile.TemporaryFile()) for _ in argvs]
         started = time.monotonic()
-        process = subprocess.Popen(argv, stdout=out, stderr=err)
+        processes = [
+            subprocess.Popen(argv, stdout=out, stderr=err)
+            for argv, out, err in zip(argvs, outs, errs, strict=True)
+        ]
         meter = None
         if pids is not None:
-            meter = CpuMeter({**pids, "redis-benchmark": process.pid})
+            meter = CpuMeter({**pids, **{_rb_name(i, n): p.pid for i, p in enumerate(processes)}})
             meter.start()
-        killer = threading.Timer(timeout, process.kill)
-        killer.start()
+        killers = [threading.Timer(timeout, p.kill) for p in processes]
+        for killer in killers:
+            killer.start()
         try:
-            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+            for p in processes:
+                os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
             wall = time.monotonic() - started
             cpu = meter.stop() if meter is not None else None
         finally:
-            killer.cancel()
-            process.wait()
-        out.seek(0)
-        err.seek(0)
-        text = out.read().decode(errors="replace")
-        stderr = err.read().decode(errors="replace")
-    rows = list(csv.DictReader(io.StringIO(text)))
-    if process.returncode != 0 or len(rows) != 1 or "Error from server" in text + stderr:
-        raise RuntimeError(
-            f"{' '.join(argv)} failed (exit {process.returncode}): {text[-800:]} {stderr[-800:]}"
-        )
-    return _RbRun(argv, rows[0], wall, cpu, stderr.strip()[-500:])
+            for killer in killers:
+                killer.cancel()
+            for p in processes:
+                p.wait()
+        runs = []
+        for argv, process, out, err in zip(argvs, processes, outs, errs, strict=True):
+            out.seek(0)
+            err.seek(0)
+            text = out.read().decode(errors="replace")
+            stderr = err.read().decode(errors="replace")
+            rows = list(csv.DictReader(io.StringIO(text)))
+            if process.returncode != 0 or len(rows) != 1 or "Error from server" in text + stderr:
+                raise RuntimeError(
+                    f"{' '.join(argv)} failed (exit {process.returncode}): {text[-800:]} "
+                    f"{stderr[-800:]}"
+                )
+            runs.append(_RbRun(argv, rows[0], wall, cpu, stderr.strip()[-500:]))
+    return runs
 
 
 def redis_benchmark_row(
-    port: int,
+    port: int | Sequence[int],
     pids: Mapping[str, int],
     *,
     test: str,
@@ -158,49 +190,68 @@ def redis_benchmark_row(
     extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     """redis-benchmark sized to last ~duration s: probe runs (the warm-up) measure the rate,
-    then one metered run of rate x duration requests."""
+    then one metered run of rate x duration requests. Several ports: one redis-benchmark
+    per port at once, the clients and requests split between them; ops/s is every
+    request over the time until the last one finished, and each latency figure the worst
+    of theirs."""
+    ports = [port] if isinstance(port, int) else list(port)
+    share = clients // len(ports)
     timeout = max(120.0, duration * 10)
+
+    def argvs(total: int) -> list[list[str]]:
+        return [
+            _rb_argv(p, test, share, pipeline, max(total // len(ports), 1), keys, threads, extra)
+            for p in ports
+        ]
+
     probes: list[float] = []
     if requests is None:
         n = max(200, clients * pipeline * 20)
         spent = 0.0
         for _ in range(3):
-            probe = _run_rb(
-                _rb_argv(port, test, clients, pipeline, n, keys, threads, extra), None, timeout
-            )
-            rate = float(probe.result["rps"])
+            probe = _run_rbs(argvs(n), None, timeout)
+            rate = sum(float(r.result["rps"]) for r in probe)
             probes.append(rate)
-            spent += probe.wall_s
+            spent += probe[0].wall_s
             if spent >= warmup:
                 break
             n = max(n, int(rate * (warmup - spent)))
         requests = max(int(probes[-1] * duration), clients * pipeline * 20)
-    argv = _rb_argv(port, test, clients, pipeline, requests, keys, threads, extra)
+    commands = argvs(requests)
+    requests = sum(int(a[a.index("-n") + 1]) for a in commands)
     if on_start is not None:
         on_start()
-    run = _run_rb(argv, pids, timeout)
-    assert run.cpu is not None
-    res = run.result
+    runs = _run_rbs(commands, pids, timeout)
+    cpu = runs[0].cpu
+    assert cpu is not None
+    wall = runs[0].wall_s
+    results = [r.result for r in runs]
+
+    def worst(field: str) -> float:
+        return max(float(r[field]) for r in results)
+
     row: dict[str, Any] = {
-        "tool": "redis-benchmark" + (f" --threads {threads}" if threads > 1 else ""),
-        "command": " ".join(argv),
+        "tool": "redis-benchmark"
+        + (f" --threads {threads}" if threads > 1 else "")
+        + (f" x{len(ports)} (one per port)" if len(ports) > 1 else ""),
+        "command": " | ".join(" ".join(a) for a in commands),
         "clients": clients,
         "pipeline": pipeline,
         "ops": requests,
-        "window_s": round(run.wall_s, 2),
-        "ops_per_s": float(res["rps"]),
+        "window_s": round(wall, 2),
+        "ops_per_s": float(results[0]["rps"]) if len(ports) == 1 else round(requests / wall, 1),
         "latency_ms": {
-            "p50": float(res["p50_latency_ms"]),
-            "p95": float(res["p95_latency_ms"]),
-            "p99": float(res["p99_latency_ms"]),
-            "max": float(res["max_latency_ms"]),
-            "mean": float(res["avg_latency_ms"]),
+            "p50": worst("p50_latency_ms"),
+            "p95": worst("p95_latency_ms"),
+            "p99": worst("p99_latency_ms"),
+            "max": worst("max_latency_ms"),
+            "mean": worst("avg_latency_ms"),
         },
         "errors": 0,  # redis-benchmark 7 exits at the first error reply (then the row fails)
         "error_codes": {},
         "probe_ops_per_s": probes,
-        "stderr": run.stderr,
-        **_cpu_fields(run.cpu, requests, lambda k: k == "redis-benchmark"),
+        "stderr": " | ".join(r.stderr for r in runs if r.stderr),
+        **_cpu_fields(cpu, requests, lambda k: k.startswith("redis-benchmark")),
     }
     log(_describe(row))
     return row
@@ -385,6 +436,32 @@ def _raft_row(
         discarded.append(_variant(row))
 
 
+def _readers(addrs: Sequence[str]) -> list[int]:
+    """The RESP ports of `addrs`, each checked to start its connections in READONLY (a
+    leader change since the restarts could have made a node without the flag a follower,
+    whose GETs would go to the leader)."""
+    ports = [int(a.rpartition(":")[2]) for a in addrs]
+    for port in ports:
+        with redis.Redis(port=port, socket_timeout=5, decode_responses=True) as client:
+            flags = client.client_info()["flags"]
+        if flags != "r":
+            raise RuntimeError(f"port {port} is no reader endpoint (CLIENT INFO flags={flags})")
+    return ports
+
+
+def _reader_endpoints(cluster: LocalCluster) -> int:
+    """Restart each follower with --redis-replica-reads true: its connections start in
+    READONLY, so redis-benchmark (which cannot send READONLY) reads through the same path
+    as a READONLY connection. The leader keeps its flags. Returns the leader's index."""
+    leader = cluster.wait_for_leader()
+    for i, node in enumerate(cluster.nodes):
+        if i != leader:
+            node.extra_args += [REPLICA_READS_FLAG, "true"]
+            cluster.restart(i)
+            cluster.wait_until_ready(timeout=60)  # one at a time: the majority stays up
+    return int(cluster.wait_for_leader())
+
+
 def _supports_wait(port: int) -> bool:
     client = redis.Redis(port=port, socket_timeout=5)
     try:
@@ -424,6 +501,12 @@ def _raftcache(
     block: dict[str, Any] = {"node_args": args, "durability": "journal"}
     rows: list[dict[str, Any]] = []
     with running_cluster(work_dir, "redis", args, keep=keep_data) as (cluster, leader):
+        reader_endpoints = node_flag_supported(REPLICA_READS_FLAG)
+        if reader_endpoints:  # before the key load: nothing to catch up after the restarts
+            leader = _reader_endpoints(cluster)
+            block["reader_endpoints"] = f"followers restarted with {REPLICA_READS_FLAG} true"
+        else:
+            block["get_replica_reads_64"] = f"skipped: raftcache-node has no {REPLICA_READS_FLAG}"
         lead = cluster.nodes[leader]
         followers = [n for i, n in enumerate(cluster.nodes) if i != leader]
         block["leader_at_start"] = lead.node_id
@@ -453,6 +536,22 @@ def _raftcache(
              lambda r: _rb_best(r.port, r.pids, test="set", clients=CLIENTS,
                                 pipeline=PIPELINE, **common)),
         ]  # fmt: skip
+        if reader_endpoints:
+            plan.insert(
+                2,
+                (
+                    "get_replica_reads_64",
+                    REPLICA_READS_LABEL,
+                    f"{len(followers)} followers with {REPLICA_READS_FLAG} true",
+                    lambda r: _rb_best(
+                        _readers(r.replicas),
+                        r.pids,
+                        test="get",
+                        clients=CLIENTS,
+                        **common,
+                    ),
+                ),
+            )
         if wait:
             plan.append(("set_wait_64", "SET + WAIT 2, 64 clients", "leader",
                          lambda r: _gen_best("resp_set_wait", r.leader_addr, r.pids,
@@ -634,6 +733,12 @@ def _redis(
                 "primary",
                 lambda: _gen_best("resp_set_wait", primary, pids, clients=CLIENTS, **gen),
             ),
+            (
+                "get_replica_reads_64",
+                REPLICA_READS_LABEL,
+                "2 replicas",
+                lambda: _rb_best(group.replica_ports, pids, test="get", clients=CLIENTS, **common),
+            ),
         ]
         for key, label, target, measure in plan:
             row = measure()
@@ -789,7 +894,8 @@ def targets(section: Mapping[str, Any]) -> list[dict[str, Any]]:
     )
     versus(
         "GET via READONLY replicas, 64 clients ≥ 5x etcd serializable get",
-        "get_readonly_64",
+        # redis-benchmark's row where the nodes have reader endpoints, else respgen's
+        "get_replica_reads_64" if "get_replica_reads_64" in rc else "get_readonly_64",
         _best(etcd, ["get_ser_64"]),
         5.0,
     )
@@ -864,9 +970,11 @@ def run(
             "redis_max_staleness_ms": staleness_ms,
             "order": "raftcache, then Redis, then etcd; each alone on the machine",
             "readonly_generator": "redis-benchmark cannot send READONLY, so GET through "
-            "replicas uses bench/respgen.py (asyncio, pre-encoded commands, READONLY first on "
-            "each connection). Its calibration row runs the same GET against the leader/primary "
-            "next to redis-benchmark's, so its overhead is visible in this run.",
+            "replicas runs twice: bench/respgen.py (asyncio, pre-encoded commands, READONLY "
+            "first on each connection; its calibration row runs the same GET against the "
+            "leader/primary next to redis-benchmark's), and redis-benchmark, one per "
+            f"follower, against followers restarted with {REPLICA_READS_FLAG} true (their "
+            "connections start in READONLY). The target uses the redis-benchmark row.",
         },
         "versions": {
             "redis-server": peers.tool_version(["redis-server", "--version"]),

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 from raftcache.client import Client, TlsConfig
 from raftcache.client.errors import ConditionFailedError
@@ -292,6 +293,18 @@ def test_a_read_replica_pod_follows_serves_stale_reads_and_leaves(cluster: Clust
             10,
             pods.all_logs,
         )
+        # RAFTCACHE_REDIS_REPLICA_READS: a Redis client that never sends READONLY reads the
+        # replica's own copy (its connection starts in READONLY: CLIENT INFO's flag r)
+        host, _, port = replica.redis_published.rpartition(":")
+        reader = redis.Redis(
+            host, int(port), ssl=True, ssl_ca_certs=str(cluster.ca_file), socket_timeout=10,
+            username=APP_USER, password=cluster.app_password,
+        )  # fmt: skip
+        try:
+            assert reader.client_info()["flags"] == "r"
+            assert reader.get("replica:later") == b"there"
+        finally:
+            reader.close()
         membership = client.membership()
         assert membership.read_replicas == 1
         assert sorted(m.node_id for m in membership.members) == voters  # not a member

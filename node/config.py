@@ -97,10 +97,11 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ),
     (
         "redis-replica-reads",
-        "'true': Redis connections to this node start in READONLY mode (reads served from "
-        "its own state within --redis-max-staleness-ms, writes forwarded, READWRITE switches "
-        "back): a reader endpoint for clients that never send READONLY, such as redis-py's "
-        "Redis, Sentinel's slave_for, Django's cache and redis-benchmark",
+        "'true': Redis connections to this node start in READONLY mode, and RESET returns "
+        "them there (reads served from its own state within --redis-max-staleness-ms while it "
+        "follows, linearizable while it leads; writes forwarded; READWRITE switches a "
+        "connection back): a reader endpoint for clients that never send READONLY, such as "
+        "redis-py's Redis, Sentinel's slave_for, Django's cache and redis-benchmark",
         "false",
     ),
     (

@@ -309,6 +309,24 @@ class PipelinedConnection(asyncio.Protocol):
         answered from this node settles inside its dispatch)."""
         self._flush_scheduled = True
 
+    def _end_read(self) -> None:
+        """The end of data_received. Replies ready now (reads this node answered) go out on
+        the next loop turn, with every other connection's, once the loop has read all the
+        sockets ready in this one: each epoll wake-up then carries more requests, as the
+        leased reads' replies do (node/DESIGN.md "Replies of a read batch"). Nothing ready
+        (a write waiting for its entry) or a connection closing: flush now, which pauses or
+        resumes reading as before."""
+        slots = self._slots
+        if (
+            slots
+            and not self._closing
+            and (isinstance(head := slots[0], bytes) or head.data is not None)
+        ):
+            self._flush_scheduled = False
+            self._schedule_flush()
+            return
+        self._flush()
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True

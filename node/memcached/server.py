@@ -178,7 +178,7 @@ class McConnection(PipelinedConnection):
         try:
             self._take(data)
         finally:
-            self._flush()  # and reading paused or resumed
+            self._end_read()
 
     def _take(self, data: bytes) -> None:
         """Run every whole command of the input (a storage command waits for its data)."""

@@ -355,7 +355,7 @@ class Connection(PipelinedConnection):
                 self._closing = True
                 self._close_when_flushed = True
         finally:
-            self._flush()  # and reading paused or resumed
+            self._end_read()
 
     # -- replies (PipelinedConnection's hooks) ------------------------------------------
 

@@ -313,7 +313,11 @@ class _FlusherSpy:
         self.owed.append(conn)
 
 
-def test_a_reply_settled_while_reading_goes_out_at_once_without_a_scheduled_flush() -> None:
+def test_replies_settled_while_reading_go_out_on_the_next_turn_in_one_write() -> None:
+    """Reads this node answers settle inside their dispatch; the read's replies go out
+    together on the next loop turn (one flush owed, not one per reply), after the loop has
+    read every socket ready in this one (node/DESIGN.md "Replies of a read batch")."""
+
     async def body() -> None:
         engine = FakeEngine()
         engine.leader = False
@@ -321,10 +325,46 @@ def test_a_reply_settled_while_reading_goes_out_at_once_without_a_scheduled_flus
         conn, transport = connect(engine)
         conn.readonly = True  # GET answered here, settled inside its dispatch
         conn._flusher = spy = _FlusherSpy()  # type: ignore[assignment]
+        writes: list[bytes] = []
+        real_write = transport.write
+        transport.write = lambda data: (writes.append(bytes(data)), real_write(data))[1]  # type: ignore[method-assign]
         conn.data_received(cmd(b"GET", b"k") + cmd(b"PING") + cmd(b"GET", b"k"))
-        assert transport.out == b"$1\r\nv\r\n+PONG\r\n$1\r\nv\r\n"  # no loop turn needed
-        assert spy.owed == []  # no flush left to a later loop turn
+        assert transport.out == b""  # not yet: the loop reads its other sockets first
+        assert spy.owed == [conn] and conn._flush_scheduled is True
+        conn._flush()  # what the Flusher's one callback does on the next turn
+        assert writes == [b"$1\r\nv\r\n+PONG\r\n$1\r\nv\r\n"]  # one write for all three
         assert conn._flush_scheduled is False
+
+    _run(body)
+
+
+def test_a_read_with_nothing_ready_flushes_at_once_as_before() -> None:
+    """A write waiting for its entry: nothing to send, so data_received's flush runs at once
+    (it pauses or resumes reading) and owes the Flusher nothing."""
+
+    async def body() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn._flusher = spy = _FlusherSpy()  # type: ignore[assignment]
+        conn.data_received(cmd(b"SET", b"k", b"v") + cmd(b"PING"))
+        assert spy.owed == [] and conn._flush_scheduled is False
+        assert transport.out == b""  # PONG waits behind the SET's reply, in order
+
+    _run(body)
+
+
+def test_every_connection_read_in_a_turn_gets_its_replies_on_the_next() -> None:
+    async def body() -> None:
+        engine = FakeEngine()
+        engine.leader = False
+        engine.data[b"k"] = b"v"
+        pairs = [connect(engine) for _ in range(3)]
+        for conn, _ in pairs:
+            conn.readonly = True
+            conn.data_received(cmd(b"GET", b"k"))
+        assert [t.out for _, t in pairs] == [b""] * 3
+        await settle(2)
+        assert [t.out for _, t in pairs] == [b"$1\r\nv\r\n"] * 3
 
     _run(body)
 
@@ -343,13 +383,14 @@ def test_replies_before_a_failing_command_still_go_out() -> None:
         conn.dispatch = dispatch  # type: ignore[method-assign]
         with pytest.raises(RuntimeError):
             conn.data_received(cmd(b"PING") + cmd(b"BOOM"))
+        await settle(2)
         assert transport.out == b"+PONG\r\n"
         assert conn._flush_scheduled is False
 
     _run(body)
 
 
-def test_memcached_replies_go_out_with_the_read_that_answered_them() -> None:
+def test_memcached_replies_go_out_together_on_the_next_turn() -> None:
     from tests.unit.test_memcached_protocol import McEngine
     from tests.unit.test_memcached_protocol import connect as mc_connect
 
@@ -361,7 +402,8 @@ def test_memcached_replies_go_out_with_the_read_that_answered_them() -> None:
         conn.server.stale_reads_ms = 1000  # gets answered here, settled inside their dispatch
         conn._flusher = spy = _FlusherSpy()  # type: ignore[assignment]
         conn.data_received(b"get k\r\nversion\r\nget k\r\n")
-        assert spy.owed == []
+        assert spy.owed == [conn] and transport.out == b""
+        conn._flush()
         assert transport.out.count(b"VALUE k 0 1\r\nv\r\nEND\r\n") == 2
         assert transport.out.count(b"VERSION ") == 1
         assert conn._flush_scheduled is False

@@ -512,3 +512,15 @@ def node_flag_supported(flag: str) -> bool:
         timeout=60,
     )
     return flag in done.stdout
+
+
+def restart_followers_with(cluster: LocalCluster, flags: Sequence[str]) -> int:
+    """Restart each follower with `flags` added, one at a time (the majority stays up), the
+    leader keeping its own; returns the leader's index afterwards."""
+    leader = cluster.wait_for_leader()
+    for i, node in enumerate(cluster.nodes):
+        if i != leader:
+            node.extra_args += list(flags)
+            cluster.restart(i)
+            cluster.wait_until_ready(timeout=60)
+    return int(cluster.wait_for_leader())

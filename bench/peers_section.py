@@ -52,6 +52,7 @@ from bench.common import (
     machine_info,
     node_flag_supported,
     node_pids,
+    restart_followers_with,
     running_cluster,
 )
 from bench.common import populate as grpc_populate
@@ -334,18 +335,6 @@ def _raft_measure(cluster: LocalCluster, row: Row, mc: Sequence[str], **kw: Any)
         discarded.append(_variant(result))
 
 
-def _enable_stale_memcached(cluster: LocalCluster) -> int:
-    """Restart each follower with MC_STALE_FLAG (the leader keeps linearizable gets);
-    returns the leader's index."""
-    leader = cluster.wait_for_leader()
-    for i, node in enumerate(cluster.nodes):
-        if i != leader:
-            node.extra_args += [MC_STALE_FLAG, str(MC_STALE_MS)]
-            cluster.restart(i)
-    cluster.wait_until_ready(timeout=60)
-    return int(cluster.wait_for_leader())
-
-
 def _raftcache(
     work_dir: Path, node_args: Sequence[str], keys: int, warmup: float, seconds: float,
     keep_data: bool,
@@ -360,7 +349,8 @@ def _raftcache(
         if mc and not node_flag_supported(MC_STALE_FLAG):
             stale_mc = f"no stale memcached reads: raftcache-node has no {MC_STALE_FLAG} flag yet"
         elif mc:
-            leader = _enable_stale_memcached(cluster)
+            # the followers answer gets locally; the leader keeps linearizable gets
+            leader = restart_followers_with(cluster, [MC_STALE_FLAG, str(MC_STALE_MS)])
             block["memcached_stale_reads_ms"] = MC_STALE_MS
         lead = cluster.nodes[leader]
         block["leader_at_start"] = lead.node_id

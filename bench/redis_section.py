@@ -47,6 +47,7 @@ from bench.common import (
     log,
     node_flag_supported,
     node_pids,
+    restart_followers_with,
     running_cluster,
 )
 from bench.loadgen import LoadSpec, MeasuredRun, run_measured
@@ -457,19 +458,6 @@ def _readers(addrs: Sequence[str]) -> list[int]:
     return ports
 
 
-def _reader_endpoints(cluster: LocalCluster) -> int:
-    """Restart each follower with --redis-replica-reads true: its connections start in
-    READONLY, so redis-benchmark (which cannot send READONLY) reads through the same path
-    as a READONLY connection. The leader keeps its flags. Returns the leader's index."""
-    leader = cluster.wait_for_leader()
-    for i, node in enumerate(cluster.nodes):
-        if i != leader:
-            node.extra_args += [REPLICA_READS_FLAG, "true"]
-            cluster.restart(i)
-            cluster.wait_until_ready(timeout=60)  # one at a time: the majority stays up
-    return int(cluster.wait_for_leader())
-
-
 def _supports_wait(port: int) -> bool:
     client = redis.Redis(port=port, socket_timeout=5)
     try:
@@ -511,7 +499,9 @@ def _raftcache(
     with running_cluster(work_dir, "redis", args, keep=keep_data) as (cluster, leader):
         reader_endpoints = node_flag_supported(REPLICA_READS_FLAG)
         if reader_endpoints:  # before the key load: nothing to catch up after the restarts
-            leader = _reader_endpoints(cluster)
+            # connections to followers start in READONLY: redis-benchmark, which cannot send
+            # it, reads through the same path as a READONLY connection
+            leader = restart_followers_with(cluster, [REPLICA_READS_FLAG, "true"])
             block["reader_endpoints"] = f"followers restarted with {REPLICA_READS_FLAG} true"
         else:
             block["get_replica_reads_64"] = f"skipped: raftcache-node has no {REPLICA_READS_FLAG}"

@@ -38,7 +38,7 @@ class ScriptedRaft:
         return self.leader == SELF
 
     def status(self) -> Any:
-        role = Role.LEADER if self.leader == SELF else Role.FOLLOWER
+        role = Role.LEADER if self.is_leader() else Role.FOLLOWER
         return SimpleNamespace(members=(SELF, TARGET, OTHER), leader=self.leader, role=role)
 
     def transfer_leadership(self, target: str | None) -> None:

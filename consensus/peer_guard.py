@@ -390,6 +390,20 @@ class CheckedTransport(LeaseTransport):
         super().addNode(node)
         self._watch(self._connections.get(node))
 
+    def send(self, node: Any, message: Any) -> bool:
+        """Nothing goes to a dialled member before the encrypted link's session keys are
+        exchanged. pysyncobj calls a dialled connection connected as soon as TCP connects,
+        and sends whatever its tick sends then (our state queries, its own vote requests)
+        before the member's key has come back, so without the key: the member refused
+        each such frame as ``replayed`` and dropped the link (a CI run: at start-up, the
+        first node's refusal count). Until the exchange is done a send fails, as one to
+        a member not connected does; Raft resends what matters."""
+        if self._syncObj.encryptor:
+            conn = self._connections.get(node)
+            if conn is not None and not conn.sendRandKey:
+                return False
+        return bool(super().send(node, message))
+
     def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:
         try:
             super()._onIncomingMessageReceived(conn, message)

@@ -13,6 +13,7 @@ secret) to send garbage inside an authenticated connection, or lead a lone node.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -68,9 +69,13 @@ def _fernet(secret: str) -> Fernet:
 class FakePeer:
     """A connection to a node's Raft port that speaks pysyncobj's framing by hand."""
 
-    def __init__(self, target: str, secret: str | None = SECRET) -> None:
-        host, port = target.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=5)
+    def __init__(
+        self, target: str, secret: str | None = SECRET, sock: socket.socket | None = None
+    ) -> None:
+        if sock is None:
+            host, port = target.rsplit(":", 1)
+            sock = socket.create_connection((host, int(port)), timeout=5)
+        self.sock = sock
         self.fernet = _fernet(secret) if secret else None
         self.session_key: bytes | None = None  # the node's key, once introduced
         self._own_key: bytes | None = None
@@ -279,6 +284,53 @@ def test_a_truncated_frame_is_refused_loudly_and_the_cluster_goes_on(trio: Secre
 
     second = write_keys(trio.leader(), keys("second-", 30))
     trio.converge(first + second)
+
+
+# ------------------------------------------------------------------ the dialling side
+
+
+def test_a_dialling_node_sends_nothing_before_the_session_keys_are_exchanged(
+    tmp_path: Path,
+) -> None:
+    """pysyncobj calls a dialled connection connected once TCP connects, before the
+    encrypted link's session keys are exchanged. The start-up state queries sent in that
+    gap went without the key, and the member refused them as replayed and dropped the
+    link (a CI run). Here the member is a FakePeer that accepts and holds its key back:
+    only the handshake frame arrives until it answers, and every frame after carries the
+    member's key."""
+    # pysyncobj's greater address dials the smaller: the node must dial both members.
+    *members, addr = sorted(f"127.0.0.1:{free_port()}" for _ in range(3))
+    listeners = [socket.create_server(("127.0.0.1", int(m.rsplit(":", 1)[1]))) for m in members]
+    # With an identity dir and no Raft state, the node asks its peers whether a cluster
+    # exists before voting: a state query to every peer each 0.1 s from the first tick.
+    config = dataclasses.replace(
+        _config(addr, tuple(members), tmp_path / "n"), identity_dir=tmp_path / "id"
+    )
+    node = RaftNode(config, Replica())
+    try:
+        listeners[0].settimeout(WAIT_S)
+        accepted, _ = listeners[0].accept()
+        accepted.settimeout(WAIT_S)
+        member = FakePeer(members[0], sock=accepted)
+        node_key = member.receive()  # the dialling side's first frame: its session key
+        assert isinstance(node_key, bytes) and len(node_key) == 32
+
+        accepted.settimeout(1.0)  # the node queries its peers every 0.1 s meanwhile
+        with pytest.raises(TimeoutError):
+            member.receive()
+
+        accepted.settimeout(WAIT_S)
+        member.session_key = node_key  # the accepting side's answer: (its key, our key)
+        member._own_key = os.urandom(32)
+        member.send(member._own_key)
+        assert member.receive() == addr  # receive() checks each frame carries our key
+        kinds = [member.receive()["type"] for _ in range(3)]  # keepalives may come too
+        assert "state_query" in kinds
+        assert node.bad_frames.counts() == dict.fromkeys(REASONS, 0)
+    finally:
+        node.destroy()
+        for listener in listeners:
+            listener.close()
 
 
 # ------------------------------------------------------------------ node processes

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from raftcache.node import errors, requests, status_codes
+from raftcache.node.keyspace.db import db_key
+from raftcache.node.keyspace.dispatch import COMMANDS
 from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.state_machine import Entry, Failure, Result, Value
 from raftcache.v1 import cache_pb2
@@ -77,14 +79,30 @@ def read_get(view: NodeView, key: bytes, now_ms: int) -> cache_pb2.GetResponse:
     return get_response(entry, now_ms)
 
 
+def _count_call_read(view: NodeView, call: Any, now_ms: int) -> None:
+    """A Redis read through Exec (a follower's forwarded linearizable read, or a gRPC
+    caller's): a use of its first key for LRU/LFU eviction if the key exists, as a RESP
+    read served here counts (node/resp/server.py, local_read). Keyless reads count
+    nothing."""
+    argv = call.argv
+    spec = COMMANDS.get(argv[0].lower()) if argv else None
+    if spec is None or not 0 < spec.first_key < len(argv):
+        return
+    key = db_key(call.db, argv[spec.first_key])
+    view.count_read(key, view.replica.state.live(key, now_ms) is not None)
+
+
 def read_exec(
     view: NodeView, request: cache_pb2.ExecRequest, limits: requests.Limits, now_ms: int
 ) -> cache_pb2.ExecResponse:
     """A read op of Exec served from this node's applied state."""
     result = view.replica.read(request.op, now_ms)
-    body = getattr(request.op, request.op.WhichOneof("op") or "get")
-    key = getattr(body, "key", b"")  # a Redis call counts its hits itself
-    view.count_read(key, not (isinstance(result, Value) and result.kind == "nil"))
+    kind = request.op.WhichOneof("op") or "get"
+    if kind == "call":
+        _count_call_read(view, request.op.call, now_ms)
+    else:
+        key = getattr(request.op, kind).key
+        view.count_read(key, not (isinstance(result, Value) and result.kind == "nil"))
     response = cache_pb2.ExecResponse(value=value(result))
     check_size(response, limits, "read a smaller range (offset/limit, start/stop)")
     return response

@@ -586,15 +586,31 @@ class Connection(PipelinedConnection):
             if key is None:
                 return reply
             hit = self.engine.has_key(db, key)
-        # A hit when the command's (first) key exists, as Redis counts lookups; a hit is a use
-        # of the key for LRU/LFU eviction.
+        self._count_lookup(hit)
+        self.engine.view.count_read(db_key(db, key), hit)  # a hit: a use for LRU/LFU eviction
+        return reply
+
+    async def forwarded_read(self, argv: list[bytes], db: int, key: bytes | None) -> ReplyT:
+        """A follower's linearizable read, answered by the leader's Exec: counted in INFO
+        keyspace_hits/misses here, on the node the client asked, as a local read is (the
+        leader counts the key's use for eviction: node/responses.py). A GET is a hit when
+        the leader found the key; another read when the key exists in this node's state,
+        which may trail the leader's by the replication lag."""
+        reply = await super().forwarded_read(argv, db, key)
+        if key is not None:
+            if len(argv) == 2 and argv[0].lower() == b"get":
+                self._count_lookup(reply is not None)  # WRONGTYPE too: the key exists
+            else:
+                self._count_lookup(self.engine.has_key(db, key))
+        return reply
+
+    def _count_lookup(self, hit: bool) -> None:
+        """A hit when the command's (first) key exists, as Redis counts lookups."""
         stats = self.server.stats
         if hit:
             stats.keyspace_hits += 1
         else:
             stats.keyspace_misses += 1
-        self.engine.view.count_read(db_key(db, key), hit)
-        return reply
 
     # -- pub/sub -----------------------------------------------------------------------------
 

@@ -189,9 +189,18 @@ def test_sentinel_discovers_the_leader(cluster: LocalCluster, leader: int, proto
     assert replica.get("sentinel:key") == "v"  # a follower reads through the leader
 
 
-def _hits(cluster: LocalCluster, i: int) -> int:
+def _lookups(cluster: LocalCluster, i: int) -> tuple[int, int, int, int]:
+    """Node i's INFO keyspace_hits and keyspace_misses (the RESP lookups clients asked it
+    for), and its CacheHits and CacheMisses (the reads it served itself, every protocol)."""
     with connect(cluster, i) as client:
-        return int(client.info("stats")["keyspace_hits"])
+        info = client.info("stats")
+    status = cluster.status(i, timeout=5)
+    assert status is not None
+    return info["keyspace_hits"], info["keyspace_misses"], status.hits, status.misses
+
+
+def _more(before: tuple[int, ...], after: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(a - b for a, b in zip(after, before, strict=True))
 
 
 def test_a_reader_endpoint_answers_clients_that_never_send_readonly(
@@ -199,10 +208,11 @@ def test_a_reader_endpoint_answers_clients_that_never_send_readonly(
 ) -> None:
     """A follower started with --redis-replica-reads true (a reader endpoint): a plain
     redis-py client, which never sends READONLY, reads the follower's own state (the
-    follower counts the hits); its writes are still forwarded; READWRITE makes the
-    connection's reads linearizable (asked of the leader: the follower counts none) and RESET
-    goes back to the node's default, READONLY. The node is restarted without the flag
-    afterwards, so the module's cluster is as it was."""
+    follower serves the hits); its writes are still forwarded; READWRITE makes the
+    connection's reads linearizable (served by the leader, and still counted in the INFO
+    of the follower the client asked) and RESET goes back to the node's default, READONLY.
+    The node is restarted without the flag afterwards, so the module's cluster is as it
+    was."""
     i = follower_of(cluster, leader)
     node = cluster.nodes[i]
     flag = ["--redis-replica-reads", "true"]
@@ -221,18 +231,27 @@ def test_a_reader_endpoint_answers_clients_that_never_send_readonly(
         while direct.get("reader:k") != "v1":  # this replica applies the write soon after
             assert time.monotonic() < deadline, "the follower never showed its own write"
             time.sleep(0.05)
-        follower = _hits(cluster, i)
+        follower, at_leader = _lookups(cluster, i), _lookups(cluster, leader)
         for _ in range(10):
             assert pooled.get("reader:k") == "v1"
             assert direct.get("reader:k") == "v1"
-        assert _hits(cluster, i) - follower == 20
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            direct.hget("reader:k", "f")  # the key exists: a hit, as Redis counts it
+        assert _more(follower, _lookups(cluster, i)) == (21, 0, 21, 0)
+        assert _more(at_leader, _lookups(cluster, leader)) == (0, 0, 0, 0)
         assert direct.execute_command("READWRITE") in (True, "OK")
         assert direct.client_info()["flags"] == "N"
-        follower = _hits(cluster, i)
+        follower, at_leader = _lookups(cluster, i), _lookups(cluster, leader)
         for _ in range(10):
             assert direct.get("reader:k") == "v1"
-        # linearizable again: asked of the leader, not read from this follower's state
-        assert _hits(cluster, i) - follower == 0
+        assert direct.get("reader:missing") is None
+        assert direct.hget("reader:missing", "f") is None
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            direct.hget("reader:k", "f")
+        # linearizable again: served by the leader, not from this follower's state; INFO on
+        # the follower still counts the lookups its client asked for
+        assert _more(follower, _lookups(cluster, i)) == (11, 2, 0, 0)
+        assert _more(at_leader, _lookups(cluster, leader)) == (0, 0, 11, 2)
         assert direct.execute_command("RESET") in ("RESET", b"RESET")
         assert direct.client_info()["flags"] == "r"
     finally:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -95,6 +97,7 @@ def test_load_reads_the_process_environment_when_no_env_is_given(
 # Every flag at once: the StatefulSet flags derive --raft, --peers and --node-id, which are
 # also given here with the same values (allowed); --advertise overrides the derived one.
 USERS_FILE = Path(tempfile.mkdtemp(prefix="raftcache-users-")) / "users.acl"
+atexit.register(shutil.rmtree, USERS_FILE.parent, True)  # one per run was left in /tmp
 USERS_FILE.write_text(
     "# the app's user\nuser app on #" + digest(b"app-pw") + " ~app:* +@read\n"
     "user default on #" + digest(b"admin-pw") + " ~* &* +@all\n"

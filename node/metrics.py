@@ -143,7 +143,11 @@ class NodeCollector(Collector):
             "Keys removed because their TTL passed, replicated (Reclaimed)",
             stats.expired_keys,
         )
-        yield _gauge("raftcache_items", "Keys stored (CurrItems)", src.replica.key_count())
+        yield _gauge(
+            "raftcache_items",
+            "Keys stored in the 16 databases, internal records left out (CurrItems)",
+            src.replica.key_count(),
+        )
         yield _gauge(
             "raftcache_volatile_items",
             "Keys stored with a TTL (CurrVolatileItems)",

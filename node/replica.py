@@ -138,7 +138,9 @@ class Replica:
             return self._sm.digest()
 
     def key_count(self) -> int:
-        return len(self._sm)
+        """The keys clients stored (Status.keys, raftcache_items): not the internal records
+        (a pending rejoin counted as a key until it was cleared)."""
+        return self._sm.user_key_count()
 
 
 class RejoinIntents:

@@ -24,7 +24,15 @@ from raftcache.node import values as tv
 from raftcache.node.keyspace import dispatch as redis_commands
 from raftcache.node.keyspace import notify
 from raftcache.node.keyspace.blocking import TAKING, UNPOP
-from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, RESERVED_KEY, Db, db_key, key_db
+from raftcache.node.keyspace.db import (
+    DATABASES,
+    DB_PREFIX,
+    KEY_OVERHEAD,
+    RESERVED_KEY,
+    Db,
+    db_key,
+    key_db,
+)
 from raftcache.node.keyspace.memcached import STORE_COMMAND, STORED, client_flags
 from raftcache.node.keyspace.reply import NULL_ARRAY, OK, OOM, Error, ReplyT
 from raftcache.node.keyspace.reply import from_proto as reply_from_proto
@@ -1120,6 +1128,12 @@ class StateMachine:
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def user_key_count(self) -> int:
+        """Stored keys of the 16 Redis databases (expired ones not yet removed included):
+        the internal ones (users, scripts, libraries, pending rejoins) left out."""
+        internal = sum(n for db, n in self._db_keys.items() if db >= DATABASES)
+        return len(self._data) - internal
 
     def keys_with_deadlines(self, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` (deadline, key) pairs among the soonest to expire (heap order)."""

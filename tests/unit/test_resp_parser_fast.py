@@ -118,6 +118,7 @@ def test_what_hiredis_accepts_and_redis_refuses_gets_redis_text(data: bytes, err
         b"*1\r\n~3000000000\r\n",
         b"*1\r\n%3000000000\r\n",
         b"*2\r\n>10000\r\n",
+        b"*1\r\n|10000\r\n",
     ],
 )
 def test_a_huge_aggregate_header_never_reaches_hiredis(
@@ -136,3 +137,34 @@ def test_a_huge_aggregate_header_never_reaches_hiredis(
     parser.parse(data)
     assert fed == []
     assert parser.error is not None or parser.buffered == len(data)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fast"),
+    [
+        ([b"x" * 1023], True),
+        ([b"x" * 1024, b"", b"y" * 1025], True),  # headers past the table are formatted
+        ([b"a"] * 1023, True),
+        ([b"a"] * 1500, True),
+        ([b"SET", b"k", b"*9999"], True),  # four digits: not a huge header
+        ([b"SET", b"k", b"value *12345"], False),  # looks like one: the module parses it
+        ([b"SET", b"k", b"|99999"], False),
+    ],
+)
+def test_canonical_commands_of_any_size_parse_alike_on_both_paths(
+    argv: list[bytes], fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = cmd(*argv) + cmd(b"GET", b"k")
+    original = Parser._parse
+    calls = []
+
+    def counting(self: Parser, out: list[list[bytes]]) -> None:
+        calls.append(1)
+        original(self, out)
+
+    monkeypatch.setattr(Parser, "_parse", counting)
+    assert Parser(ParserLimits()).parse(stream) == [argv, [b"GET", b"k"]]
+    assert calls == ([] if fast else [1])
+    slow = Parser(ParserLimits())
+    slow.feed(stream)
+    assert slow.commands() == [argv, [b"GET", b"k"]]

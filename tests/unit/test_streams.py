@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from typing import Any, Generic, TypeVar
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from raftcache.node import errors
 from raftcache.node.state_machine import Change, Event, Published
@@ -532,6 +532,57 @@ def test_history_is_bounded_in_bytes() -> None:
         streams.deliver([log.change(b"k", value=b"x" * 1000) for _ in range(100)])
         await settle()
         assert 85 <= streams.oldest_resumable < 100  # about 9 changes of ~1 KiB retained
+
+    run(test)
+
+
+ITEM = st.lists(
+    st.tuples(
+        st.sampled_from([b"k", b"other", b"\x00rcdb\xfdusers", b"\x00rcdb\x03k", b"pub"]),
+        st.integers(min_value=0, max_value=3000),
+    ),
+    max_size=40,
+)
+
+
+def _history(streams: Streams) -> tuple[object, ...]:
+    retained = streams._hist[streams._head :]
+    return (streams.oldest_resumable, streams._last, streams._hist_bytes, retained)
+
+
+@given(st.lists(ITEM, max_size=12), st.integers(1, 60), st.integers(1_000, 60_000))
+@example([[(b"k", 1)]] * 4, 3, 60_000)  # one change over the count: one out
+@example([[(b"k", 1)] * 5, [(b"k", 1)]], 3, 60_000)
+@example([[(b"k", 900), (b"other", 10)], [(b"k", 200)]], 60, 1_000)  # over in bytes
+def test_history_kept_with_nobody_watching_equals_one_change_at_a_time(
+    items: list[list[tuple[bytes, int]]], events: int, size: int
+) -> None:
+    """With no watcher or subscriber a command's changes go into the history at once
+    (Streams._retain); with a watcher, one at a time (_change). The same changes retained,
+    the same oldest resumable revision, internal keys and messages left out."""
+
+    async def test() -> None:
+        log = Log()
+        batches: list[list[Event]] = []
+        for item in items:
+            batch: list[Event] = []
+            for key, length in item:
+                if key == b"pub":
+                    batch.append(Published(b"ch", b"m"))
+                else:
+                    batch.append(log.change(key, value=b"x" * length))
+            batches.append(batch)
+        limits = StreamLimits(history_events=events, history_bytes=size)
+        alone = Streams(lambda: 0, limits=limits)
+        watched = Streams(lambda: 0, limits=limits)
+        reader = await watcher(watched, b"nobody-writes-this")
+        for batch in batches:
+            alone.deliver(batch)
+            watched.deliver(batch)
+            await settle()
+        assert _history(alone) == _history(watched)
+        assert reader.items == []
+        await reader.stop()
 
     run(test)
 

@@ -139,8 +139,10 @@ class Replica:
 
     def key_count(self) -> int:
         """The keys clients stored (Status.keys, raftcache_items): not the internal records
-        (a pending rejoin counted as a key until it was cleared)."""
-        return self._sm.user_key_count()
+        (a pending rejoin counted as a key until it was cleared). Under the lock: the tick
+        thread may add a database's first key meanwhile."""
+        with self._lock:
+            return self._sm.user_key_count()
 
 
 class RejoinIntents:

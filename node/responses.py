@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from raftcache.node import errors, requests, status_codes
 from raftcache.node.keyspace.db import db_key
 from raftcache.node.keyspace.dispatch import COMMANDS
+from raftcache.node.keyspace.memcached import GET_COMMAND as MC_GET
 from raftcache.node.keyspace.reply import to_proto as reply_to_proto
 from raftcache.node.state_machine import Entry, Failure, Result, Value
 from raftcache.v1 import cache_pb2
@@ -82,14 +83,21 @@ def read_get(view: NodeView, key: bytes, now_ms: int) -> cache_pb2.GetResponse:
 def _count_call_read(view: NodeView, call: Any, now_ms: int) -> None:
     """A Redis read through Exec (a follower's forwarded linearizable read, or a gRPC
     caller's): a use of its first key for LRU/LFU eviction if the key exists, as a RESP
-    read served here counts (node/resp/server.py, local_read). Keyless reads count
-    nothing."""
+    read served here counts (node/resp/server.py, local_read); memcached's get, every key
+    (node/memcached/server.py, local_read). Keyless reads count nothing."""
     argv = call.argv
-    spec = COMMANDS.get(argv[0].lower()) if argv else None
-    if spec is None or not 0 < spec.first_key < len(argv):
+    name = argv[0].lower() if argv else b""
+    state = view.replica.state
+    if name == MC_GET:  # memcached's get and gets: every key, a hit when it is a string
+        for key in argv[1:]:
+            entry = state.live(key, now_ms)
+            view.count_read(key, entry is not None and isinstance(entry[0], bytes))
         return
+    spec = COMMANDS.get(name)
+    if spec is None or "internal" in spec.flags or not 0 < spec.first_key < len(argv):
+        return  # WATCH's versions and the other plumbing are not reads of the key
     key = db_key(call.db, argv[spec.first_key])
-    view.count_read(key, view.replica.state.live(key, now_ms) is not None)
+    view.count_read(key, state.live(key, now_ms) is not None)
 
 
 def read_exec(

@@ -401,7 +401,8 @@ class Streams:
         """`_change` for every change of one command's events at once, when no watcher or
         subscriber waits: into the history, then the oldest out past the limits (the same
         history as one at a time: an eviction made before a later append is made after it
-        too). A SET's share of a node's CPU for it was 5% at 16 pipelined SETs a client."""
+        too), by count and by bytes each in one slice. A SET's share of a node's CPU for it
+        was 5% at 16 pipelined SETs a client."""
         hist = self._hist
         added = 0
         for event in events:
@@ -418,8 +419,14 @@ class Streams:
         over = len(hist) - self._head - limits.history_events
         if over > 0:
             self._evict(over)
-        while self._hist_bytes > limits.history_bytes:
-            self._evict(1)
+        excess = self._hist_bytes - limits.history_bytes
+        if excess > 0:  # then the oldest out until the bytes fit, also in one slice
+            head, count = self._head, 0
+            while excess > 0:
+                old = hist[head + count]
+                excess -= len(old.key) + len(old.value) + ITEM_OVERHEAD
+                count += 1
+            self._evict(count)
 
     def _watchers_of(self, key: bytes) -> list[_Watcher]:
         found = [w for w in self._prefixes if key.startswith(w.key)]
@@ -434,9 +441,14 @@ class Streams:
     def _evict(self, count: int) -> None:
         """Drop the `count` oldest retained changes (at least one must be retained)."""
         head = self._head
-        gone = self._hist[head : head + count]
-        self._hist_bytes -= sum(len(c.key) + len(c.value) for c in gone) + ITEM_OVERHEAD * count
-        self._floor = gone[-1].revision
+        if count == 1:  # _change's eviction: one per change once the history is full
+            old = self._hist[head]
+            self._hist_bytes -= len(old.key) + len(old.value) + ITEM_OVERHEAD
+            self._floor = old.revision
+        else:
+            gone = self._hist[head : head + count]
+            self._hist_bytes -= sum(len(c.key) + len(c.value) for c in gone) + ITEM_OVERHEAD * count
+            self._floor = gone[-1].revision
         self._head = head = head + count
         # Compact the list now and then so eviction stays O(1) amortized.
         if head > 4096 and head * 2 > len(self._hist):

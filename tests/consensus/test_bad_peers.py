@@ -303,8 +303,12 @@ def test_a_dialling_node_sends_nothing_before_the_session_keys_are_exchanged(
     listeners = [socket.create_server(("127.0.0.1", int(m.rsplit(":", 1)[1]))) for m in members]
     # With an identity dir and no Raft state, the node asks its peers whether a cluster
     # exists before voting: a state query to every peer each 0.1 s from the first tick.
+    # A connection timeout well past the second the member stays silent: a loaded host
+    # must not make the node drop the link first.
     config = dataclasses.replace(
-        _config(addr, tuple(members), tmp_path / "n"), identity_dir=tmp_path / "id"
+        _config(addr, tuple(members), tmp_path / "n"),
+        identity_dir=tmp_path / "id",
+        connection_timeout=10.0,
     )
     node = RaftNode(config, Replica())
     try:

@@ -31,7 +31,13 @@ class _View:
 def _view() -> _View:
     replica = Replica()
     command = command_pb2.Command(now_ms=NOW)
-    command.ops.extend([call_op([b"set", b"s", b"v"], 3), call_op([b"hset", b"h", b"f", b"v"], 0)])
+    command.ops.extend(
+        [
+            call_op([b"set", b"s", b"v"], 3),
+            call_op([b"hset", b"h", b"f", b"v"], 0),
+            call_op([b"set", b"m", b"v"], 0),
+        ]
+    )
     replica.apply(commands.encode(command))
     return _View(replica)
 
@@ -67,3 +73,19 @@ def test_a_keyless_redis_read_counts_nothing_and_a_get_op_counts_its_key() -> No
     request.op.get.key = b"missing"
     read_exec(view, request, Limits(), NOW)  # type: ignore[arg-type]
     assert view.reads == [(b"missing", False)]
+
+
+def test_a_memcached_get_counts_every_key_and_only_strings_hit() -> None:
+    """memcached's get through Exec (a follower's forwarded get of several keys) counts
+    every key, as the leader's own memcached get does; a key of another type is a miss
+    (memcached shows no hash)."""
+    view = _view()
+    _exec(view, [b"raftcache.mc.get", b"m", b"h", b"nokey"], 0)
+    assert view.reads == [(b"m", True), (b"h", False), (b"nokey", False)]
+
+
+def test_the_nodes_plumbing_reads_count_nothing() -> None:
+    """WATCH's versions (raftcache.versions, forwarded by a follower) is no use of the key."""
+    view = _view()
+    _exec(view, [b"raftcache.versions", b"m", b"h"], 0)
+    assert view.reads == []

@@ -554,6 +554,7 @@ def _history(streams: Streams) -> tuple[object, ...]:
 @example([[(b"k", 1)]] * 4, 3, 60_000)  # one change over the count: one out
 @example([[(b"k", 1)] * 5, [(b"k", 1)]], 3, 60_000)
 @example([[(b"k", 900), (b"other", 10)], [(b"k", 200)]], 60, 1_000)  # over in bytes
+@example([[(b"k", 435)] * 3], 60, 1_000)  # 500 bytes each: two fit exactly
 def test_history_kept_with_nobody_watching_equals_one_change_at_a_time(
     items: list[list[tuple[bytes, int]]], events: int, size: int
 ) -> None:
@@ -583,6 +584,33 @@ def test_history_kept_with_nobody_watching_equals_one_change_at_a_time(
         assert _history(alone) == _history(watched)
         assert reader.items == []
         await reader.stop()
+
+    run(test)
+
+
+@pytest.mark.parametrize("watching", [False, True])
+def test_the_history_keeps_exactly_what_fits(watching: bool) -> None:
+    """Changes of 500 bytes each (key, value and the 64 charged per item) under a limit of
+    1,000 bytes: the last two stay, exactly at the limit; under a limit of 3 changes, the
+    last three."""
+
+    async def test() -> None:
+        log = Log()
+        by_bytes = Streams(lambda: 0, limits=StreamLimits(history_bytes=1_000))
+        by_count = Streams(lambda: 0, limits=StreamLimits(history_events=3))
+        readers = []
+        if watching:  # one change at a time (_change), not the whole command (_retain)
+            readers = [await watcher(s, b"elsewhere") for s in (by_bytes, by_count)]
+        batch = [log.change(b"k", value=b"x" * 435) for _ in range(5)]
+        for streams in (by_bytes, by_count):
+            streams.deliver(batch)
+        await settle()
+        assert [c.revision for c in by_bytes._hist[by_bytes._head :]] == [4, 5]
+        assert (by_bytes.oldest_resumable, by_bytes._hist_bytes) == (3, 1_000)
+        assert [c.revision for c in by_count._hist[by_count._head :]] == [3, 4, 5]
+        assert (by_count.oldest_resumable, by_count._hist_bytes) == (2, 1_500)
+        for reader in readers:
+            await reader.stop()
 
     run(test)
 

@@ -67,6 +67,19 @@ def test_the_fast_path_gives_the_parsers_commands_and_errors(
     assert run(stream, cuts, fast=True) == run(stream, cuts, fast=False)
 
 
+def module_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one each time the module's own parser (not hiredis) runs."""
+    original = Parser._parse
+    calls: list[int] = []
+
+    def counting(self: Parser, out: list[list[bytes]]) -> None:
+        calls.append(1)
+        original(self, out)
+
+    monkeypatch.setattr(Parser, "_parse", counting)
+    return calls
+
+
 def test_whole_canonical_commands_are_parsed_by_hiredis(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast path is taken: the module's own parser is not called for them, and a partial
     command after them still is (and completes across reads)."""
@@ -74,14 +87,7 @@ def test_whole_canonical_commands_are_parsed_by_hiredis(monkeypatch: pytest.Monk
     commands = [[b"SET", b"k", b"v\r\n"], [b"GET", b"k"], [b"PING"]]
     stream = b"".join(cmd(*c) for c in commands)
 
-    original = Parser._parse
-    calls = []
-
-    def counting(self: Parser, out: list[list[bytes]]) -> None:
-        calls.append(1)
-        original(self, out)
-
-    monkeypatch.setattr(Parser, "_parse", counting)
+    calls = module_parses(monkeypatch)
     assert parser.parse(stream) == commands
     assert calls == []
     tail = cmd(b"GET", b"other")
@@ -155,14 +161,7 @@ def test_canonical_commands_of_any_size_parse_alike_on_both_paths(
     argv: list[bytes], fast: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stream = cmd(*argv) + cmd(b"GET", b"k")
-    original = Parser._parse
-    calls = []
-
-    def counting(self: Parser, out: list[list[bytes]]) -> None:
-        calls.append(1)
-        original(self, out)
-
-    monkeypatch.setattr(Parser, "_parse", counting)
+    calls = module_parses(monkeypatch)
     assert Parser(ParserLimits()).parse(stream) == [argv, [b"GET", b"k"]]
     assert calls == ([] if fast else [1])
     slow = Parser(ParserLimits())

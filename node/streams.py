@@ -41,7 +41,6 @@ from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from raftcache.node import errors
-from raftcache.node.keyspace.db import DB_PREFIX
 from raftcache.node.requests import is_internal_key
 from raftcache.node.state_machine import Change, Event, Published
 from raftcache.v1 import cache_pb2
@@ -50,7 +49,6 @@ T = TypeVar("T")
 
 # Bytes charged per queued or retained item on top of its payload (object headers, deque slot).
 ITEM_OVERHEAD = 64
-_PREFIX_LEN = len(DB_PREFIX)
 
 _KINDS = {
     "set": cache_pb2.WatchEvent.SET,
@@ -381,12 +379,7 @@ class Streams:
         size = len(change.key) + len(change.value) + ITEM_OVERHEAD
         self._hist.append(change)
         self._hist_bytes += size
-        limits = self._limits
-        while (
-            len(self._hist) - self._head > limits.history_events
-            or self._hist_bytes > limits.history_bytes
-        ):
-            self._evict_oldest()
+        self._trim()
         if not self.watcher_count:
             return
         event: cache_pb2.WatchEvent | None = None
@@ -410,18 +403,23 @@ class Streams:
                 continue  # a Published: no subscriber to hand it to
             self._last = event.revision
             key = event.key
-            if key[:_PREFIX_LEN] == DB_PREFIX and is_internal_key(key):
+            if is_internal_key(key):
                 continue
             hist.append(event)
             added += len(key) + len(event.value) + ITEM_OVERHEAD
         self._hist_bytes += added
+        self._trim()
+
+    def _trim(self) -> None:
+        """The oldest changes out until the history is within its limits: past the count,
+        then until the bytes fit, each in one slice."""
         limits = self._limits
-        over = len(hist) - self._head - limits.history_events
+        over = len(self._hist) - self._head - limits.history_events
         if over > 0:
             self._evict(over)
         excess = self._hist_bytes - limits.history_bytes
-        if excess > 0:  # then the oldest out until the bytes fit, also in one slice
-            head, count = self._head, 0
+        if excess > 0:
+            hist, head, count = self._hist, self._head, 0
             while excess > 0:
                 old = hist[head + count]
                 excess -= len(old.key) + len(old.value) + ITEM_OVERHEAD
@@ -434,9 +432,6 @@ class Streams:
         if exact:
             found.extend(exact)
         return found
-
-    def _evict_oldest(self) -> None:
-        self._evict(1)
 
     def _evict(self, count: int) -> None:
         """Drop the `count` oldest retained changes (at least one must be retained)."""

@@ -127,7 +127,11 @@ def describe(db: Db, code: bytes) -> Library:
         return lib
     name, _ = _name_of(code)
     body = code[code.find(b"\n") :]  # from the newline: line numbers stay the file's
-    regs = _Script(db, name).registrations(body)
+    script = _Script(db, name)
+    try:
+        regs = script.registrations(body)
+    finally:
+        script.close()
     lib = Library(name, code, tuple(Function(n, d, frozenset(f)) for n, d, f, _ in regs))
     if len(_described) >= 1024:
         _described.clear()

@@ -38,10 +38,14 @@ def _is_table(value: Any) -> bool:
 
 
 class LuaLibs:
-    """The Python halves of cjson, cmsgpack and bit for one script run."""
+    """The Python halves of cjson, cmsgpack and bit for one Lua state (`reset` before each
+    script run: settings do not outlive a run)."""
 
     def __init__(self, table_from: Callable[..., Any]) -> None:
         self.table_from = table_from
+        self.reset()
+
+    def reset(self) -> None:
         self.encode_max_depth = 1000
         self.decode_max_depth = 1000
         self.invalid_numbers = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import pytest
 from raftcache.node.keyspace import scripting
@@ -407,3 +408,119 @@ def test_many_arguments_and_blocking_reads_from_a_script() -> None:
     assert ev(r, "return redis.pcall('xread', 'BLOCK', 0, 'STREAMS', 's', '$')") == Error(
         "ERR xread command is not allowed with BLOCK option from scripts"
     )
+
+
+# -- one Lua state reused by consecutive scripts ----------------------------------------------
+
+
+def _in_fresh_thread(sm: StateMachine, command: command_pb2.Command) -> object:
+    """Apply on a new thread: its first script boots a fresh Lua state."""
+    out: list[object] = []
+    worker = threading.Thread(target=lambda: out.append(sm.apply(command)[0]))
+    worker.start()
+    worker.join()
+    return out[0]
+
+
+def _eval_command(body: str, *keys: str, now_ms: int = 1_000_000) -> command_pb2.Command:
+    command = command_pb2.Command(now_ms=now_ms)
+    call = command.ops.add().data.op.call
+    call.argv.extend([b"EVAL", body.encode(), str(len(keys)).encode(), *(k.encode() for k in keys)])
+    return command
+
+
+def test_consecutive_scripts_reuse_one_lua_state() -> None:
+    r = Redis()
+    ev(r, "return redis.call('set', KEYS[1], ARGV[1])", "k", "v", numkeys=1)
+    booted = scripting._BOOTS[0]
+    for i in range(50):
+        assert ev(r, "return redis.call('incr', KEYS[1])", "n", numkeys=1) == i + 1
+    assert scripting._BOOTS[0] == booted
+
+
+@pytest.mark.parametrize(
+    ("attack", "probe", "expected"),
+    [
+        ("rawset(_G, 'leak', 1)", "return type(leak)", Error("nonexistent global variable 'leak'")),
+        ("getmetatable(redis).__index.call = nil", "return redis.call('ping')", Status("PONG")),
+        (
+            "rawset(getmetatable(redis).__index, 'call', nil)",
+            "return redis.call('ping')",
+            Status("PONG"),
+        ),
+        ("getmetatable('').__index.upper = string.lower", "return ('a'):upper()", b"A"),
+        ("rawset(getmetatable(''), '__index', {})", "return ('a'):upper()", b"A"),
+        ("table.insert(cjson, 'x')", "return rawget(cjson, 1)", None),
+        ("table.remove(getmetatable(_G))", "return redis.call('ping')", Status("PONG")),
+        ("rawset(getmetatable(_G), '__index', {})", "return type(redis)", b"table"),
+        ("setmetatable(getmetatable(bit), {})", "return bit.band(6, 3)", 2),
+    ],
+)
+def test_a_script_cannot_leave_anything_behind_for_the_next(
+    attack: str, probe: str, expected: object
+) -> None:
+    r = Redis()
+    got = ev(r, attack)
+    assert isinstance(got, Error) and "Attempt to modify a readonly table" in got, got
+    got = ev(r, probe)
+    if isinstance(expected, Error):
+        assert isinstance(got, Error) and expected in got, got
+    else:
+        assert got == expected
+
+
+def test_what_a_run_sets_starts_afresh_in_the_next() -> None:
+    r = Redis()
+    assert ev(r, "for i = 1, 5 do tostring({}) end return tostring({})") == b"table: #6"
+    booted = scripting._BOOTS[0]
+    assert ev(r, "return tostring({})") == b"table: #1"
+    assert scripting._BOOTS[0] == booted  # cleared in the same state, not a new one
+    ev(r, "cjson.encode_max_depth(1) return 1")
+    assert ev(r, "return cjson.encode({{1}})") == b"[[1]]"
+    ev(r, "collectgarbage('stop') collectgarbage('setpause', 1000) return 1")
+    # the collector runs again: 200 MB of garbage fits the 64 MB budget
+    body = "local s = string.rep('x', 1e6) for i = 1, 200 do local t = s .. i end return 1"
+    assert ev(r, body) == 1
+
+
+def test_a_state_that_kept_something_is_replaced_by_a_fresh_one() -> None:
+    r = Redis()
+    ev(r, "return 1")
+    state = scripting._local.state
+    kept = state.lua.table_from([1, 2, 3])  # a reference from outside: the heap stays larger
+    booted = scripting._BOOTS[0]
+    assert ev(r, "return 2") == 2
+    assert scripting._BOOTS[0] == booted + 1
+    assert scripting._local.state is not state
+    del kept
+
+
+def test_the_collector_runs_at_the_same_allocations_on_a_used_and_a_fresh_state() -> None:
+    # Heap sizes sampled while garbage piles up: the same numbers on a state that ran other
+    # scripts before (this thread's) and on a new one (a replica restored from a snapshot).
+    sm, fresh = StateMachine(), StateMachine()
+    for body in (
+        "local t = {} for i = 1, 1e5 do t[i] = 'v' .. i end return #t",
+        "return cjson.encode({a = {1, 2, {b = 'c'}}})",
+        "local t = {} for i = 1, 300 do t[i] = {} end return 1",
+    ):
+        sm.apply(_eval_command(body))
+    sample = (
+        "local out = {} for i = 1, 60 do local x = string.rep('y', 50000 + i) .. i "
+        "out[#out + 1] = math.floor(collectgarbage('count') * 1024) end return out"
+    )
+    used = sm.apply(_eval_command(sample))[0]
+    new = _in_fresh_thread(fresh, _eval_command(sample))
+    assert used == new
+    assert len(set(used.data)) > 10  # type: ignore[attr-defined]  # the heap moved
+
+
+def test_a_script_over_the_memory_budget_fails_alike_on_a_used_and_a_fresh_state() -> None:
+    sm, fresh = StateMachine(), StateMachine()
+    sm.apply(_eval_command("local t = {} for i = 1, 2e5 do t[i] = 'w' .. i end return 1"))
+    # strings of distinct lengths (Lua 5.1 hashes a long string from a few of its bytes)
+    body = "local s, t = string.rep('z', 1e5), {} for i = 1, 1e4 do t[i] = s .. ('y'):rep(i) end"
+    used = sm.apply(_eval_command(body))[0]
+    new = _in_fresh_thread(fresh, _eval_command(body))
+    assert used == new
+    assert "Lua memory" in str(used.data)  # type: ignore[attr-defined]

@@ -33,6 +33,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
+import structlog
 from lupa import lua51
 from raftcache.node import acl
 from raftcache.node.auth import channels_of
@@ -54,6 +55,8 @@ from raftcache.node.keyspace.reply import (
     Status,
 )
 from raftcache.node.keyspace.table import COMMANDS, command, validate
+
+_log = structlog.get_logger("raftcache.scripting")
 
 SCRIPTS_DB: Final = 0xFF
 """The internal database that holds loaded scripts (outside 0-15: no command reaches it)."""
@@ -189,10 +192,15 @@ local type, tostring, error, rawget, select = type, tostring, error, rawget, sel
 local setmetatable, xpcall, loadstring, setfenv = setmetatable, xpcall, loadstring, setfenv
 local READONLY = "Attempt to modify a readonly table"
 
--- Nothing that reaches files, the OS, modules, finalisers, the hook or other environments.
+-- Python objects a script may meet (an exception caught by pcall) share lupa's metatable,
+-- which the callbacks above use too: getmetatable must not hand it out.
+getmetatable(G.python.none).__metatable = false
+
+-- Nothing that reaches files, the OS, modules, finalisers, the hook, other environments or
+-- Python (lupa's `python` table).
 for _, name in ipairs({"io", "os", "package", "debug", "require", "module", "dofile",
                        "loadfile", "load", "print", "getfenv", "setfenv", "newproxy",
-                       "gcinfo"}) do
+                       "gcinfo", "python"}) do
   G[name] = nil
 end
 
@@ -362,7 +370,9 @@ local redis = {
   pcall = function(...) return call(true, ...) end,
   sha1hex = function(...)
     if select("#", ...) ~= 1 then fail("ERR wrong number of arguments") end
-    return py_sha1hex((...))
+    local v = ...  -- as Redis's lua_tolstring: a number is hashed as text, other values as ""
+    if type(v) == "number" then v = tostring(v) elseif type(v) ~= "string" then v = "" end
+    return py_sha1hex(v)
   end,
   error_reply = function(...)
     local s = ...
@@ -414,7 +424,7 @@ lib.redis = readonly(redis)
 -- the bytes they handle are charged like the string functions written in C.
 local function result(ok, cost, ...)
   charge(cost * 16)
-  if not ok then error((...), 3) end
+  if not ok then error(tostring((...)), 3) end  -- a Lua string, not a Python str object
   local first = ...
   if type(first) == "string" then charge(#first) end
   return ...
@@ -576,7 +586,11 @@ protected[env] = true
 -- Redis's error shape: a table {err = "CODE message"}, with the script line it came from
 -- (none after `return redis.call(...)`: a tail call into our Lua wrapper drops the frame).
 local function handler(e)
-  if type(e) ~= "table" then e = {err = "ERR " .. tostring(e)} end
+  if type(e) ~= "table" then
+    local text = tostring(e)  -- a Python exception's text; never an address:
+    if type(e) ~= "string" and text:find("^%a+: 0x") then text = lib.tostring(e) end
+    e = {err = "ERR " .. text}
+  end
   local level = 2
   while true do
     local info = getinfo(level, "Sl")
@@ -637,6 +651,14 @@ end
 -- down to 64 bytes: one 64-byte concatenation after the collection brings it to 64 bytes
 -- exactly (a buffer over 128 bytes needs one more settle per doubling).
 local pad_a, pad_b = s_rep("p", 32), s_rep("q", 32)
+-- The string table doubles when it holds more strings than its size, and a collection
+-- halves it while it holds under a quarter: grown once here, it settles at the largest
+-- size the boot's strings keep, so a run that interns a few thousand strings leaves it
+-- as it found it.
+do
+  local grow = {}
+  for i = 1, 4096 do grow[i] = "\0" .. i end
+end
 local function settle()
   sethook()
   steps, ids, next_id = 0, nil, 0
@@ -770,11 +792,20 @@ class _LuaState:
         return size
 
     def clean(self) -> bool:
-        """Settle; whether the state is now as it was after its boot."""
-        for _ in range(SETTLE_TRIES):
-            self.settle()
-            if self.lua.get_memory_used(total=True) == self.clean_bytes:
-                return True
+        """Settle; whether the state is now as it was after its boot. Settles again while
+        that shrinks the heap (each halves an oversized buffer or table once more)."""
+        last = None
+        try:
+            for _ in range(SETTLE_TRIES):
+                self.settle()
+                used = int(self.lua.get_memory_used(total=True))
+                if used == self.clean_bytes:
+                    return True
+                if last is not None and used >= last:
+                    return False
+                last = used
+        except Exception:  # a finaliser that fails: this state is not to be trusted
+            _log.warning("a used Lua state failed to settle; booting a new one", exc_info=True)
         return False
 
     def begin(self, script: _Script) -> None:
@@ -787,10 +818,10 @@ class _LuaState:
         self.caller.script = None
 
 
-SETTLE_TRIES: Final = 4
-"""Settles before a state that is not back to its boot size is replaced (a long
-concatenation takes one per doubling of its length over 128 bytes; two settles cost about
-what a new state does)."""
+SETTLE_TRIES: Final = 6
+"""Settles, while each shrinks the heap, before a state that is not back to its boot size
+is replaced (a long concatenation takes one per two doublings of its length over 128
+bytes; five settles cost about what a new state does)."""
 
 _local = threading.local()
 _BOOTS = [0]  # states booted in this process (tests check reuse)

@@ -524,3 +524,50 @@ def test_a_script_over_the_memory_budget_fails_alike_on_a_used_and_a_fresh_state
     new = _in_fresh_thread(fresh, _eval_command(body))
     assert used == new
     assert "Lua memory" in str(used.data)  # type: ignore[attr-defined]
+
+
+def test_lupa_s_python_table_and_python_objects_are_out_of_a_script_s_reach() -> None:
+    r = Redis()
+    got = ev(r, "return type(python)")
+    assert isinstance(got, Error) and "nonexistent global variable 'python'" in got
+    state = scripting._local.state
+    # lupa's shared metatable of wrapped Python objects (its callbacks' too) stays hidden
+    metatable_of = state.lua.eval("function(o) return getmetatable(o) end")
+    assert metatable_of(object()) is False
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "local t = {} for i = 1, 3000 do t[i] = 'k' .. i end return #t",  # the string table
+        "local s = '' for i = 1, 300 do s = s .. 'abcdefghij' end return #s",  # concat buffer
+        "local t = {} for i = 1, 2000 do t['f' .. i] = i end return 1",  # a big table
+    ],
+)
+def test_scripts_that_grow_the_state_s_tables_and_buffers_still_reuse_it(body: str) -> None:
+    r = Redis()
+    first = ev(r, body)
+    booted = scripting._BOOTS[0]
+    for _ in range(10):
+        assert ev(r, body) == first
+    assert scripting._BOOTS[0] == booted
+
+
+def test_a_state_that_fails_to_settle_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = Redis()
+    ev(r, "return 1")
+    state = scripting._local.state
+
+    def broken() -> None:
+        raise scripting.lua51.LuaError("error in __gc metamethod")
+
+    monkeypatch.setattr(state, "settle", broken)
+    assert ev(r, "return redis.call('ping')") == Status("PONG")
+    assert scripting._local.state is not state
+
+
+def test_error_replies_carry_no_addresses() -> None:
+    r = Redis()
+    got = ev(r, "error(pcall)")
+    assert isinstance(got, Error) and got.startswith("ERR function: #1 "), got
+    assert ev(r, "return redis.sha1hex(1)") == hashlib.sha1(b"1").hexdigest().encode()

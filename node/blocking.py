@@ -3,12 +3,14 @@ leader: clients are parked here, never in the log.
 
 A blocking call is an ordinary replicated write of its one-attempt form
 (node/keyspace/blocking.py: pop from the first key with data, else the "timed out"
-reply). The leader proposes an attempt when the call arrives and, while it waits, again
-whenever a key it waits on changes (the apply thread's change events); the answer comes
-at apply like any write's. Clients are served in the order they blocked: when a key
-changes, the attempts of every client waiting on it are proposed in that order, in one
-turn, so they apply in that order; a newcomer whose keys already have waiters queues
-behind them instead of trying first.
+reply). The leader proposes an attempt when the call arrives (unless a pop's keys are all
+missing here: then it only parks) and, while it waits, again whenever a key it waits on
+changes: at once when one of this leader's clients queues a write to it (`wrote`: the
+attempt goes into the write's entry, after it), and on the apply thread's change events
+for writes made any other way; the answer comes at apply like any write's. Clients are
+served in the order they blocked: when a key changes, the attempts of every client
+waiting on it are proposed in that order, in one turn, so they apply in that order; a
+newcomer whose keys already have waiters queues behind them instead of trying first.
 
 - Timeouts are the leader's timers. A timer that fires while an attempt is in flight
   waits for it: an element the attempt popped is delivered, never dropped.
@@ -311,14 +313,46 @@ class Blocker:
             waiter.timer = self._loop.call_later(timeout_s, self._expire, waiter)
         if queued_behind:
             self._round(waiter.keys)  # the older waiters try first; this one after them
+        elif waiter.first and self._nothing_to_take(waiter, keys):
+            waiter.first = False  # parked at once: a write to its keys wakes it
         elif waiter.first:
             self._attempt(waiter)
         return waiter
+
+    def _nothing_to_take(self, w: _Waiter, keys: list[bytes]) -> bool:
+        """A pop by this leader's own client whose keys are all missing here: its first
+        attempt could only answer "nothing yet", so it is not proposed (an entry less per
+        blocking call that waits). A write applied before this check shows here; one still
+        in flight wakes the call when it applies, ordered after it (the two were
+        concurrent). Not for relayed calls: an attempt under a retried request id collects
+        what an earlier leader took for it. Not for stream reads (a missing stream is
+        XREADGROUP's NOGROUP error, which only the attempt answers)."""
+        return (
+            w.rid is None
+            and w.argv[0].lower() in BLOCKING
+            and not any(self.engine.has_key(w.db, k) for k in keys)
+        )
 
     def _changed(self, keys: set[bytes]) -> None:
         watched = [k for k in keys if k in self._by_key]
         if watched:
             self._round(watched)
+
+    def wrote(self, argv: list[bytes], db: int) -> None:
+        """A client's write was just queued on this leader's proposer: the waiters on its
+        keys try again in the same turn, so their attempts go into the write's entry,
+        after it, and one that the write fed is served at that entry's apply instead of a
+        round later (Redis serves a blocked client inside the write that wakes it). A
+        write that fed nothing costs each waiter an attempt that finds nothing; the change
+        events of the apply still wake waiters on keys written any other way."""
+        if not self._by_key or not argv:
+            return
+        spec = dispatch.COMMANDS.get(argv[0].lower())
+        if spec is None:
+            return
+        keys = [k for k in (db_key(db, key) for key in spec.keys(argv)) if k in self._by_key]
+        if keys:
+            self._round(keys)
 
     def _round(self, keys: list[bytes]) -> None:
         """Propose an attempt for every waiter on `keys`, oldest first (one turn, so they

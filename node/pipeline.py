@@ -220,6 +220,8 @@ class PipelinedConnection(asyncio.Protocol):
         self._tasks: set[asyncio.Task[None]] = set()
         # the metrics cell of the command being dispatched (set by the protocol's dispatch)
         self.cmd: CommandStats | None = None
+        # told of each write this leader queues (RESP: the blocked pops' Blocker.wrote)
+        self.wakes: Callable[[list[bytes], int], None] | None = None
 
     # -- what a protocol provides --------------------------------------------------------
 
@@ -517,6 +519,9 @@ class PipelinedConnection(asyncio.Protocol):
                 engine.submit(call, Callback(done), self._args_bytes or 64, call_weight(argv))
             except errors.CacheError as exc:
                 self._settle(slot, error_reply(exc))
+                return
+            if self.wakes is not None:
+                self.wakes(argv, db)
             return
         self._forward_queue.append((argv, db, slot))
         if not self._forwarding:

@@ -169,6 +169,8 @@ class Connection(PipelinedConnection):
     def __init__(self, server: RespServer, client_id: int) -> None:
         super().__init__(server.engine)
         self.server = server
+        if server.blocker is not None:
+            self.wakes = server.blocker.wrote
         self.id = client_id
         self.parser = Parser(server.limits)
         self.created = time.time()

@@ -35,24 +35,38 @@ def retrying(port: int) -> redis.Redis:
     return redis.Redis(port=port, socket_timeout=60, retry=Retry(ExponentialBackoff(cap=1.0), 20))
 
 
-def push_then_kill(c: LocalCluster, writer: redis.Redis, key: str, leader: int) -> None:
-    """Push one element through the leader, then SIGKILL it while the pop it wakes is on the
-    followers but not yet acknowledged to it."""
+def push_then_kill(
+    c: LocalCluster, writer: redis.Redis, key: str, leader: int, push: str = "exec"
+) -> None:
+    """Push one element through the leader, then SIGKILL it soon after the push is
+    acknowledged.
+
+    push="exec": the RPUSH inside MULTI/EXEC, acknowledged at apply; the pop it wakes goes
+    in an entry of its own (as the pops woken by scripts and by writes forwarded from
+    followers do), which is on the followers, its acks not back, when the leader dies.
+    push="plain": a plain RPUSH, whose entry carries the pop too (the leader proposes the
+    waiters' attempts with a write to their keys): the pop is committed with the push, and
+    its answer may or may not have left the leader when it dies."""
     net = c.net
     assert net is not None
     net.set_delay(Delay(ONE_WAY_S))
     try:
         time.sleep(0.3)  # heartbeats settle into the new latency
-        writer.rpush(key, "job")  # acknowledged at apply: the pop is proposed at once
+        if push == "exec":
+            writer.pipeline(transaction=True).rpush(key, "job").execute()
+        else:
+            writer.rpush(key, "job")
         time.sleep(1.5 * ONE_WAY_S)  # the pop's entry is on the followers, its acks are not back
         c.kill(leader)
     finally:
         net.set_delay(None)
 
 
-@pytest.mark.parametrize("command", ["brpop", "blmove"])
+@pytest.mark.parametrize(
+    ("command", "push"), [("brpop", "exec"), ("brpop", "plain"), ("blmove", "exec")]
+)
 def test_a_pop_in_flight_when_the_leader_dies_reaches_a_client_on_a_follower(
-    tmp_path: Path, command: str
+    tmp_path: Path, command: str, push: str
 ) -> None:
     """The follower relaying the call retries it at the new leader with the same request id,
     so the pop the old leader proposed (committed by the new one) answers the retry."""
@@ -67,7 +81,7 @@ def test_a_pop_in_flight_when_the_leader_dies_reaches_a_client_on_a_follower(
             call = Background(lambda: consumer.blmove(key, "fo:dst", 30, "RIGHT", "LEFT"))
         wait_blocked(c, 1)
         writer = redis.Redis(port=c.nodes[old].redis_port, socket_timeout=30)
-        push_then_kill(c, writer, key, old)
+        push_then_kill(c, writer, key, old, push)
         new = c.wait_for_leader(timeout=30)
         assert new != old
         got = call.join(60)
@@ -122,7 +136,7 @@ def test_a_move_in_flight_when_the_leader_dies_is_never_lost_for_a_client_on_the
         call = Background(lambda: consumer.blmove("rq:src", "rq:processing", 30, "RIGHT", "LEFT"))
         wait_blocked(c, 1)
         writer = redis.Redis(port=c.nodes[old].redis_port, socket_timeout=30)
-        push_then_kill(c, writer, "rq:src", old)
+        push_then_kill(c, writer, "rq:src", old, "plain")
         with contextlib.suppress(redis.exceptions.ConnectionError):  # died with the connection
             assert call.join(60) == b"job"  # the reply got out before the kill
         new = c.wait_for_leader(timeout=30)

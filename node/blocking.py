@@ -49,7 +49,7 @@ from raftcache.node.keyspace.blocking import (
     waits_on,
     with_timeout,
 )
-from raftcache.node.keyspace.db import db_key
+from raftcache.node.keyspace.db import DB_PREFIX, db_key
 from raftcache.node.keyspace.lists import parse_lmpop
 from raftcache.node.keyspace.reply import NULL_ARRAY, Error, ReplyT
 from raftcache.node.proposer import Callback
@@ -311,10 +311,10 @@ class Blocker:
             self._by_key.setdefault(key, deque()).append(waiter)
         if timeout_s:
             waiter.timer = self._loop.call_later(timeout_s, self._expire, waiter)
-        if queued_behind:
+        if waiter.first and self._nothing_to_take(waiter, keys):
+            waiter.first = False  # parked at once, behind the others: a write wakes them
+        elif queued_behind:
             self._round(waiter.keys)  # the older waiters try first; this one after them
-        elif waiter.first and self._nothing_to_take(waiter, keys):
-            waiter.first = False  # parked at once: a write to its keys wakes it
         elif waiter.first:
             self._attempt(waiter)
         return waiter
@@ -322,15 +322,20 @@ class Blocker:
     def _nothing_to_take(self, w: _Waiter, keys: list[bytes]) -> bool:
         """A pop by this leader's own client whose keys are all missing here: its first
         attempt could only answer "nothing yet", so it is not proposed (an entry less per
-        blocking call that waits). A write applied before this check shows here; one still
+        blocking call that waits). Only while the leader's lease holds: then its applied
+        state holds every write acknowledged before this call (a new leader that has not
+        applied its predecessor's, or a deposed one, proposes the attempt); a write still
         in flight wakes the call when it applies, ordered after it (the two were
         concurrent). Not for relayed calls: an attempt under a retried request id collects
         what an earlier leader took for it. Not for stream reads (a missing stream is
-        XREADGROUP's NOGROUP error, which only the attempt answers)."""
+        XREADGROUP's NOGROUP error, which only the attempt answers), nor for keys under the
+        reserved prefix (the attempt answers the error)."""
         return (
             w.rid is None
             and w.argv[0].lower() in BLOCKING
-            and not any(self.engine.has_key(w.db, k) for k in keys)
+            and not any(k.startswith(DB_PREFIX) for k in keys)
+            and self.engine.lease_holds()
+            and not self.engine.holds_any(w.db, keys)
         )
 
     def _changed(self, keys: set[bytes]) -> None:
@@ -339,20 +344,33 @@ class Blocker:
             self._round(watched)
 
     def wrote(self, argv: list[bytes], db: int) -> None:
-        """A client's write was just queued on this leader's proposer: the waiters on its
-        keys try again in the same turn, so their attempts go into the write's entry,
-        after it, and one that the write fed is served at that entry's apply instead of a
-        round later (Redis serves a blocked client inside the write that wakes it). A
-        write that fed nothing costs each waiter an attempt that finds nothing; the change
-        events of the apply still wake waiters on keys written any other way."""
+        """A client's write was just queued on this leader's proposer. If it can add
+        elements that parked pops wait for (a push, ZADD, a move or store into a waited
+        key), the oldest idle waiters on its keys, as many as it can add elements, try
+        again in the same turn: their attempts go into the write's entry, after it, and
+        are served at that entry's apply instead of a round later (Redis serves blocked
+        clients inside the write that wakes them). Everything else is left to the change
+        events of the apply, as for keys written any other way."""
         if not self._by_key or not argv:
             return
-        spec = dispatch.COMMANDS.get(argv[0].lower())
+        name = argv[0].lower()
+        feeds = _FEEDS.get(name)
+        if feeds is None:
+            return
+        spec = dispatch.COMMANDS.get(name)
         if spec is None:
             return
-        keys = [k for k in (db_key(db, key) for key in spec.keys(argv)) if k in self._by_key]
-        if keys:
-            self._round(keys)
+        budget = max(1, (len(argv) - 2) // feeds) if feeds else 1
+        for key in spec.keys(argv):
+            waiting = self._by_key.get(db_key(db, key))
+            if not waiting:
+                continue
+            for w in itertools.islice(waiting, _WROTE_SCAN):
+                if budget <= 0:
+                    return
+                if not w.inflight and not w.future.done():
+                    self._attempt(w)
+                    budget -= 1
 
     def _round(self, keys: list[bytes]) -> None:
         """Propose an attempt for every waiter on `keys`, oldest first (one turn, so they
@@ -511,6 +529,36 @@ class Blocker:
             self.engine.submit(_op(argv, w.db, w.rid), Callback(done), 64)
         except errors.CacheError as exc:
             _log.error("could not push back a popped element", error=str(exc))
+
+
+_FEEDS: dict[bytes, int] = {
+    **dict.fromkeys((b"lpush", b"rpush", b"lpushx", b"rpushx"), 1),  # an element per argument
+    b"zadd": 2,  # a member per score-member pair (its options count as a pair or two)
+    **dict.fromkeys(
+        (
+            b"linsert",
+            b"lmove",
+            b"rpoplpush",
+            b"zincrby",
+            b"zunionstore",
+            b"zinterstore",
+            b"zdiffstore",
+            b"zrangestore",
+            b"copy",
+            b"rename",
+            b"renamenx",
+            b"restore",
+            b"sort",
+            b"sort_ro",
+        ),
+        0,
+    ),
+}
+"""Writes that can give a parked pop something to take, and how to count what they add:
+arguments per element after the command and its key (0: one waiter at most)."""
+_WROTE_SCAN = 64
+"""Waiters `wrote` looks at per key (those with an attempt in flight are skipped): a hot
+key's long queue costs a write no more than this."""
 
 
 def _op(argv: list[bytes], db: int, rid: RequestId | None) -> command_pb2.Op:

@@ -186,6 +186,16 @@ class Engine:
                     out.append(item_view(entry, now))  # type: ignore[arg-type]
         return out
 
+    def holds_any(self, db: int, keys: Sequence[bytes]) -> bool:
+        """Whether any of `keys` is live here, read under the replica's lock (never in the
+        middle of an entry's apply, such as a transaction being rolled back)."""
+        entries = self.view.replica.get_many([db_key(db, k) for k in keys], READ_AT_CLUSTER_TIME)
+        return any(e is not None for e in entries)
+
+    def lease_holds(self) -> bool:
+        """Leader only: this node's applied state holds every acknowledged write."""
+        return self.proposer.lease_holds()
+
     def has_key(self, db: int, key: bytes) -> bool:
         """Whether a live key exists here now (for hit/miss counting; no lock needed)."""
         return self.view.replica.state.get(db_key(db, key), READ_AT_CLUSTER_TIME) is not None
@@ -264,20 +274,47 @@ class Engine:
         response = await self._forward("Exec", request)
         return from_proto(response.value.reply)
 
-    async def multi(
+    def multi_now(
         self, calls: list[tuple[list[bytes], int]], watched: dict[tuple[int, bytes], int]
+    ) -> asyncio.Future[Result] | None:
+        """MULTI/EXEC on the leader: its entry queued now, in call order (as a plain write
+        is), so an EXEC sent before another client's write goes into the log before it;
+        `multi` awaits the result. None on a follower (`multi` relays the calls)."""
+        if not self.is_leader():
+            return None
+        result: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self.proposer.submit(self._txn_op(calls, _compares(watched)), result)
+        return result
+
+    async def multi(
+        self,
+        calls: list[tuple[list[bytes], int]],
+        watched: dict[tuple[int, bytes], int],
+        queued: asyncio.Future[Result] | None = None,
     ) -> ReplyT:
-        """MULTI/EXEC: the queued calls as one transaction entry; NULL_ARRAY when a watched
-        key's version changed."""
-        compares = [
-            cache_pb2.Compare(key=db_key(wdb, key), op=cache_pb2.Compare.EQUAL, version=version)
-            for (wdb, key), version in watched.items()
-        ]
-        if self.is_leader():
-            replies = await self._txn_here(calls, compares)
+        """MULTI/EXEC: the queued calls as one transaction entry (the one `multi_now` queued,
+        if given); NULL_ARRAY when a watched key's version changed."""
+        if queued is not None:
+            replies = _txn_replies(await queued)
+        elif self.is_leader():
+            replies = await self._txn_here(calls, _compares(watched))
         else:
-            replies = await self._relay_txn(calls, compares)
+            replies = await self._relay_txn(calls, _compares(watched))
         return NULL_ARRAY if replies is None else replies
+
+    def _txn_op(
+        self,
+        calls: list[tuple[list[bytes], int]],
+        compares: list[cache_pb2.Compare],
+        rid: cache_pb2.RequestId | None = None,
+    ) -> command_pb2.Op:
+        op = command_pb2.Op()
+        if rid is not None:
+            _stamp(op, rid)
+        op.txn.compares.extend(compares)
+        for argv, db in calls:
+            set_call(op.txn.success.add().op, argv, db).call.user = self.script_user(argv)
+        return op
 
     async def _txn_here(
         self,
@@ -287,17 +324,7 @@ class Engine:
     ) -> list[ReplyT] | None:
         """The calls as one Txn entry proposed on this node (the leader), under `rid` if
         given; None when a compare failed."""
-        op = command_pb2.Op()
-        if rid is not None:
-            _stamp(op, rid)
-        op.txn.compares.extend(compares)
-        for argv, db in calls:
-            set_call(op.txn.success.add().op, argv, db).call.user = self.script_user(argv)
-        result = await self.proposer.write(op)
-        if isinstance(result, Failure):
-            raise status_codes.from_failure(result)
-        assert isinstance(result, TxnOk)
-        return [reply_of(r) for r in result.results] if result.succeeded else None
+        return _txn_replies(await self.proposer.write(self._txn_op(calls, compares, rid)))
 
     async def _relay_txn(
         self, calls: list[tuple[list[bytes], int]], compares: list[cache_pb2.Compare]
@@ -472,3 +499,19 @@ def _outcome(result: ReplyT | BaseException) -> ReplyT:
             errors.OutcomeUnknown(f"the write failed inside the node ({type(result).__name__})")
         )
     return result
+
+
+def _txn_replies(result: Result) -> list[ReplyT] | None:
+    """A Txn entry's replies; None when a compare failed."""
+    if isinstance(result, Failure):
+        raise status_codes.from_failure(result)
+    assert isinstance(result, TxnOk)
+    return [reply_of(r) for r in result.results] if result.succeeded else None
+
+
+def _compares(watched: dict[tuple[int, bytes], int]) -> list[cache_pb2.Compare]:
+    """WATCH's versions as a Txn's compares (each key unchanged since it was watched)."""
+    return [
+        cache_pb2.Compare(key=db_key(wdb, key), op=cache_pb2.Compare.EQUAL, version=version)
+        for (wdb, key), version in watched.items()
+    ]

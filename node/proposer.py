@@ -307,6 +307,11 @@ class Proposer:
     def is_leader(self) -> bool:
         return self._consensus.is_leader()
 
+    def lease_holds(self) -> bool:
+        """This leader's read lease holds and it has applied everything committed: its
+        applied state holds every write acknowledged by any leader (consensus/lease.py)."""
+        return self._lease is not None and self._lease[0]()
+
     def pending(self) -> tuple[int, int, int]:
         """(queued writes, waiting reads, batches waiting for Raft), for metrics."""
         return len(self._writes), len(self._reads), self._inflight

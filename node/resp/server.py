@@ -45,6 +45,7 @@ from raftcache.node.resp import encoder
 from raftcache.node.resp.errors import error_reply
 from raftcache.node.resp.parser import Parser, ParserLimits
 from raftcache.node.resp.redis_meta import META
+from raftcache.node.state_machine import Result
 from raftcache.v1 import cache_pb2
 
 _log = structlog.get_logger("raftcache.resp")
@@ -939,7 +940,12 @@ def _exec(conn: Connection, argv: list[bytes]) -> None:
         if not calls and not watched:
             conn._settle(slot, [encoder.Raw(q) for q in queued if isinstance(q, bytes)])
             return
-        conn._spawn(_exec_run(conn, queued, calls, watched), slot, write=True)
+        try:
+            now = conn.engine.multi_now(calls, watched)  # the leader queues its entry now
+        except errors.CacheError as exc:
+            conn._settle(slot, error_reply(exc))
+            return
+        conn._spawn(_exec_run(conn, queued, calls, watched, now), slot, write=True)
 
     conn.run("x", start)
 
@@ -949,8 +955,9 @@ async def _exec_run(
     queued: list[tuple[list[bytes], int] | bytes],
     calls: list[tuple[list[bytes], int]],
     watched: dict[tuple[int, bytes], int],
+    now: asyncio.Future[Result] | None,
 ) -> ReplyT:
-    result = await conn.engine.multi(calls, watched)
+    result = await conn.engine.multi(calls, watched, now)
     if result is NULL_ARRAY or not isinstance(result, list):
         return result
     replies = iter(result)

@@ -87,7 +87,16 @@ class FakeEngine:
     def has_key(self, db: int, key: bytes) -> bool:
         return key in self.data
 
-    async def multi(self, calls: Any, watched: dict[Any, int]) -> ReplyT:
+    def multi_now(self, calls: Any, watched: dict[Any, int]) -> Any:
+        """As the leader: the transaction's entry queued now (noted in `log`)."""
+        if not self.leader:
+            return None  # multi() relays it
+        self.log.append("exec")
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    async def multi(self, calls: Any, watched: dict[Any, int], queued: Any = None) -> ReplyT:
         self.multis.append((calls, dict(watched)))
         return NULL_ARRAY if watched else [OK for _ in calls]
 

@@ -14,15 +14,19 @@ from raftcache.node.state_machine import Value
 class FakeEngine:
     """A leader whose proposer records what it is given; `keys` are the keys it holds."""
 
-    def __init__(self, keys: set[bytes] = frozenset()) -> None:  # type: ignore[assignment]
+    def __init__(self, keys: set[bytes] = frozenset(), lease: bool = True) -> None:  # type: ignore[assignment]
         self.keys = set(keys)
+        self.lease = lease
         self.submitted: list[tuple[list[bytes], str, Any]] = []
 
     def is_leader(self) -> bool:
         return True
 
-    def has_key(self, db: int, key: bytes) -> bool:
-        return key in self.keys
+    def lease_holds(self) -> bool:
+        return self.lease
+
+    def holds_any(self, db: int, keys: list[bytes]) -> bool:
+        return any(k in self.keys for k in keys)
 
     def submit(self, op: Any, waiter: Any, size: int = 0, weight: int = 0) -> None:
         call = op.data.op.call
@@ -68,6 +72,13 @@ def test_a_pop_whose_key_exists_or_that_is_relayed_or_a_stream_read_tries_at_onc
         assert [(argv, rid) for argv, rid, _ in relayed.submitted] == [
             ([b"BRPOP", b"q", b"0"], "relay-x")
         ]
+        # a leader without its lease may not have applied what an earlier leader acknowledged
+        unsure = FakeEngine(lease=False)
+        await _parked(unsure, [b"BRPOP", b"q", b"0"])
+        assert attempts(unsure) == [[b"BRPOP", b"q", b"0"]]
+        reserved = FakeEngine()
+        await _parked(reserved, [b"BLMPOP", b"0", b"1", b"\x00rcdb\x03k", b"LEFT"])
+        assert len(attempts(reserved)) == 1  # the attempt answers the reserved-key error
         group = FakeEngine()
         await _parked(group, [b"XREADGROUP", b"GROUP", b"g", b"c", b"BLOCK", b"0", b"STREAMS",
                               b"s", b">"])  # fmt: skip
@@ -82,7 +93,28 @@ def test_a_waiter_whose_attempt_is_in_flight_tries_again_after_it() -> None:
         blocker = await _parked(engine, [b"BRPOP", b"q", b"0"])
         blocker.wrote([b"LPUSH", b"q", b"x"], 0)
         assert len(attempts(engine)) == 1  # no second attempt while the first is in flight
+        blocker._changed({b"q"})  # the push applied (its change event; database 0)
         engine.submitted[0][2].set_result(Value("reply", NULL_ARRAY))  # it found nothing
         assert attempts(engine)[1] == [b"raftcache.woken", b"BRPOP", b"q", b"0"]
+
+    asyncio.run(scenario())
+
+
+def test_only_writes_that_can_feed_a_pop_wake_waiters_and_only_as_many_as_they_feed() -> None:
+    async def scenario() -> None:
+        engine = FakeEngine()
+        blocker = Blocker(engine)  # type: ignore[arg-type]
+        for _ in range(5):
+            blocker.start([b"BRPOP", b"q", b"0"], 0)
+        assert attempts(engine) == []
+        for argv in ([b"RPOP", b"q"], [b"DEL", b"q"], [b"LLEN", b"q"], [b"SET", b"q", b"v"]):
+            blocker.wrote(argv, 0)  # nothing to take after them: no attempt
+        assert attempts(engine) == []
+        blocker.wrote([b"LPUSH", b"q", b"a", b"b"], 0)  # two elements: the two oldest waiters
+        assert len(attempts(engine)) == 2
+        blocker.wrote([b"RPUSH", b"q", b"c"], 0)  # the next idle one (two are in flight)
+        assert len(attempts(engine)) == 3
+        blocker.wrote([b"ZADD", b"q", b"1", b"m"], 0)  # one pair: one more
+        assert len(attempts(engine)) == 4
 
     asyncio.run(scenario())

@@ -132,7 +132,7 @@ def test_a_write_after_exec_waits_for_the_transaction() -> None:
         engine = FakeEngine()
         order: list[str] = []
 
-        async def multi(calls: Any, watched: Any) -> Any:
+        async def multi(calls: Any, watched: Any, queued: Any = None) -> Any:
             order.append("exec")
             return [OK for _ in calls]
 
@@ -141,12 +141,24 @@ def test_a_write_after_exec_waits_for_the_transaction() -> None:
         conn.data_received(
             cmd(b"MULTI") + cmd(b"SET", b"a", b"1") + cmd(b"EXEC") + cmd(b"SET", b"a", b"2")
         )
-        assert engine.log == []  # the SET after EXEC is not queued before the transaction
+        assert engine.log == ["exec"]  # the SET after EXEC is not queued before the transaction
         await settle()
-        assert order == ["exec"] and engine.log == ["submit a"]
+        assert order == ["exec"] and engine.log == ["exec", "submit a"]
         engine.commit()
         await settle()
         assert bytes(transport.out) == b"+OK\r\n+QUEUED\r\n*1\r\n+OK\r\n+OK\r\n"
+
+    asyncio.run(run())
+
+
+def test_exec_on_the_leader_is_queued_before_a_write_another_client_sends_after_it() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        first, _ = connect(engine)
+        second, _ = connect(engine)
+        first.data_received(cmd(b"MULTI") + cmd(b"GET", b"k") + cmd(b"EXEC"))
+        second.data_received(cmd(b"LPUSH", b"k", b"v"))
+        assert engine.log == ["exec", "submit k"]  # the log order is the arrival order
 
     asyncio.run(run())
 

@@ -85,6 +85,7 @@ class _Waiter:
         "handed_over",
         "inflight",
         "keys",
+        "pops",
         "read_only",
         "rid",
         "seq",
@@ -110,6 +111,7 @@ class _Waiter:
         self.abandoned = False  # the client went away while an attempt was in flight
         self.first = True  # the next attempt is the call itself (not a wake-up)
         self.read_only = not dispatch.is_write(argv)
+        self.pops = argv[0].lower() in BLOCKING  # a list or sorted-set pop (not a stream read)
 
 
 class Blocker:
@@ -341,7 +343,12 @@ class Blocker:
     def _changed(self, keys: set[bytes]) -> None:
         watched = [k for k in keys if k in self._by_key]
         if watched:
-            self._round(watched)
+            # A key that is gone again (what was pushed is taken, usually by the attempts
+            # that rode in the push's entry) has nothing for the pops waiting on it: they
+            # are not woken (N idle workers on one queue made N attempts per job, N - 1 of
+            # them for nothing). Stream reads still are: a stream gone ends XREADGROUP.
+            live = self.engine.live(watched)
+            self._round(watched, {k for k, there in zip(watched, live, strict=True) if not there})
 
     def wrote(self, argv: list[bytes], db: int) -> None:
         """A client's write was just queued on this leader's proposer. If it can add
@@ -372,13 +379,15 @@ class Blocker:
                     self._attempt(w)
                     budget -= 1
 
-    def _round(self, keys: list[bytes]) -> None:
+    def _round(self, keys: list[bytes], gone: set[bytes] | frozenset[bytes] = frozenset()) -> None:
         """Propose an attempt for every waiter on `keys`, oldest first (one turn, so they
-        apply in that order)."""
+        apply in that order); not for the pops on the keys in `gone` (missing here now)."""
         waiters: dict[int, _Waiter] = {}
         for key in keys:
+            skip_pops = key in gone
             for w in self._by_key.get(key, ()):
-                waiters[w.seq] = w
+                if not (skip_pops and w.pops):
+                    waiters[w.seq] = w
         for seq in sorted(waiters):
             w = waiters[seq]
             if w.inflight:

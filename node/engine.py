@@ -192,6 +192,11 @@ class Engine:
         entries = self.view.replica.get_many([db_key(db, k) for k in keys], READ_AT_CLUSTER_TIME)
         return any(e is not None for e in entries)
 
+    def live(self, internal_keys: Sequence[bytes]) -> list[bool]:
+        """Whether each stored key (database-prefixed) is live here, under the lock."""
+        entries = self.view.replica.get_many(internal_keys, READ_AT_CLUSTER_TIME)
+        return [e is not None for e in entries]
+
     def lease_holds(self) -> bool:
         """Leader only: this node's applied state holds every acknowledged write."""
         return self.proposer.lease_holds()

@@ -28,6 +28,9 @@ class FakeEngine:
     def holds_any(self, db: int, keys: list[bytes]) -> bool:
         return any(k in self.keys for k in keys)
 
+    def live(self, keys: list[bytes]) -> list[bool]:
+        return [k in self.keys for k in keys]
+
     def submit(self, op: Any, waiter: Any, size: int = 0, weight: int = 0) -> None:
         call = op.data.op.call
         self.submitted.append((list(call.argv), op.request_id.client_id, waiter))
@@ -116,5 +119,30 @@ def test_only_writes_that_can_feed_a_pop_wake_waiters_and_only_as_many_as_they_f
         assert len(attempts(engine)) == 3
         blocker.wrote([b"ZADD", b"q", b"1", b"m"], 0)  # one pair: one more
         assert len(attempts(engine)) == 4
+
+    asyncio.run(scenario())
+
+
+def test_a_change_to_a_key_that_is_gone_again_wakes_no_pop_but_still_wakes_stream_reads() -> None:
+    async def scenario() -> None:
+        engine = FakeEngine()
+        blocker = Blocker(engine)  # type: ignore[arg-type]
+        for _ in range(3):
+            blocker.start([b"BRPOP", b"q", b"0"], 0)
+        blocker.wrote([b"LPUSH", b"q", b"job"], 0)  # the oldest waiter's attempt rides along
+        assert len(attempts(engine)) == 1
+        blocker._changed({b"q"})  # applied; the job was taken: q is gone again
+        assert len(attempts(engine)) == 1  # no herd of attempts that would find nothing
+        engine.keys.add(b"q")  # a change that left something (pushed by another path)
+        blocker._changed({b"q"})
+        assert len(attempts(engine)) == 3  # the two idle waiters try, oldest first
+        group = FakeEngine()
+        reader = Blocker(group)  # type: ignore[arg-type]
+        reader.start(
+            [b"XREADGROUP", b"GROUP", b"g", b"c", b"BLOCK", b"0", b"STREAMS", b"s", b">"], 0
+        )
+        group.submitted[0][2].set_result(Value("reply", NULL_ARRAY))  # nothing yet: parked
+        reader._changed({b"s"})  # the stream was deleted: the read must learn it
+        assert len(attempts(group)) == 2
 
     asyncio.run(scenario())

@@ -28,11 +28,15 @@ from raftcache.v1 import cache_pb2, command_pb2
 
 from tests.unit.redis_harness import Redis
 
-# NODE's Raft port answers (a leader re-adds only a pending node that is up); DEAD's does not
+# NODE's Raft port answers (a leader re-adds only a pending node that is up); DEAD's does not:
+# a socket bound but never listening refuses connections and keeps the port for the whole
+# run (a port closed at collection time was taken by another listener minutes later in CI,
+# and the "dead" node answered).
 _LISTENER = socket.create_server(("127.0.0.1", 0))
 NODE = f"127.0.0.1:{_LISTENER.getsockname()[1]}"
-with socket.create_server(("127.0.0.1", 0)) as _closed:
-    DEAD = f"127.0.0.1:{_closed.getsockname()[1]}"
+_BOUND = socket.socket()
+_BOUND.bind(("127.0.0.1", 0))
+DEAD = f"127.0.0.1:{_BOUND.getsockname()[1]}"
 LEADER, OTHER = "127.0.0.1:7001", "127.0.0.1:7003"
 T0 = time.monotonic()
 

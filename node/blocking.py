@@ -334,7 +334,7 @@ class Blocker:
         reserved prefix (the attempt answers the error)."""
         return (
             w.rid is None
-            and w.argv[0].lower() in BLOCKING
+            and w.pops
             and not any(k.startswith(DB_PREFIX) for k in keys)
             and self.engine.lease_holds()
             and not self.engine.holds_any(w.db, keys)

@@ -189,8 +189,7 @@ class Engine:
     def holds_any(self, db: int, keys: Sequence[bytes]) -> bool:
         """Whether any of `keys` is live here, read under the replica's lock (never in the
         middle of an entry's apply, such as a transaction being rolled back)."""
-        entries = self.view.replica.get_many([db_key(db, k) for k in keys], READ_AT_CLUSTER_TIME)
-        return any(e is not None for e in entries)
+        return any(self.live([db_key(db, k) for k in keys]))
 
     def live(self, internal_keys: Sequence[bytes]) -> list[bool]:
         """Whether each stored key (database-prefixed) is live here, under the lock."""

@@ -577,9 +577,7 @@ local env_meta = {
   end,
   __newindex = refuse,
 }
-env_meta.__metatable = setmetatable({}, {__index = env_meta, __newindex = refuse,
-                                         __metatable = false})
-protected[env_meta.__metatable] = true
+env_meta.__metatable = view(env_meta.__index)
 setmetatable(env, env_meta)
 protected[env] = true
 
@@ -779,34 +777,26 @@ class _LuaState:
         del boot  # the boot chunk is garbage once run (a reference would keep it alive)
         self.clean_bytes = self._settled_size()
 
-    def _settled_size(self) -> int:
-        """The heap's size once settling no longer shrinks it (each full collection halves
-        an oversized string table or buffer once)."""
+    def _settled_size(self, tries: int = 64, target: int = -1) -> int:
+        """The heap's size after settling until it reaches `target` or no longer shrinks
+        (each full collection halves an oversized string table or buffer once more), at
+        most `tries` times."""
         size = -1
-        for _ in range(64):
+        for _ in range(tries):
             self.settle()
             now = int(self.lua.get_memory_used(total=True))
-            if now == size:
-                break
+            if now == target or (size >= 0 and now >= size):
+                return now
             size = now
         return size
 
     def clean(self) -> bool:
-        """Settle; whether the state is now as it was after its boot. Settles again while
-        that shrinks the heap (each halves an oversized buffer or table once more)."""
-        last = None
+        """Settle; whether the state is now as it was after its boot."""
         try:
-            for _ in range(SETTLE_TRIES):
-                self.settle()
-                used = int(self.lua.get_memory_used(total=True))
-                if used == self.clean_bytes:
-                    return True
-                if last is not None and used >= last:
-                    return False
-                last = used
+            return self._settled_size(SETTLE_TRIES, self.clean_bytes) == self.clean_bytes
         except Exception:  # a finaliser that fails: this state is not to be trusted
             _log.warning("a used Lua state failed to settle; booting a new one", exc_info=True)
-        return False
+            return False
 
     def begin(self, script: _Script) -> None:
         self.caller.script = script
@@ -831,14 +821,17 @@ def _acquire(script: _Script) -> _LuaState:
     """This thread's clean state for `script` (a fresh one when the last is not clean, or
     is in use: a script never runs inside another, but a fresh state costs only time)."""
     state: _LuaState | None = getattr(_local, "state", None)
-    if state is None or (state.caller.script is None and not state.clean()):
-        state = _local.state = _LuaState()
-        _BOOTS[0] += 1
-    elif state.caller.script is not None:
-        state = _LuaState()
-        _BOOTS[0] += 1
+    if state is not None and state.caller.script is not None:
+        state = _boot()  # in use: a throwaway one
+    elif state is None or not state.clean():
+        state = _local.state = _boot()
     state.begin(script)
     return state
+
+
+def _boot() -> _LuaState:
+    _BOOTS[0] += 1
+    return _LuaState()
 
 
 class _Script:

@@ -46,6 +46,14 @@ async def _parked(engine: FakeEngine, argv: list[bytes], rid: Any = None) -> Blo
     return blocker
 
 
+def _popping(engine: FakeEngine, clients: int) -> Blocker:
+    """A blocker with `clients` BRPOPs on q parked."""
+    blocker = Blocker(engine)  # type: ignore[arg-type]
+    for _ in range(clients):
+        blocker.start([b"BRPOP", b"q", b"0"], 0)
+    return blocker
+
+
 def test_a_pop_on_missing_keys_parks_without_an_attempt_and_a_push_wakes_it_in_its_entry() -> None:
     async def scenario() -> None:
         engine = FakeEngine()
@@ -106,9 +114,7 @@ def test_a_waiter_whose_attempt_is_in_flight_tries_again_after_it() -> None:
 def test_only_writes_that_can_feed_a_pop_wake_waiters_and_only_as_many_as_they_feed() -> None:
     async def scenario() -> None:
         engine = FakeEngine()
-        blocker = Blocker(engine)  # type: ignore[arg-type]
-        for _ in range(5):
-            blocker.start([b"BRPOP", b"q", b"0"], 0)
+        blocker = _popping(engine, 5)
         assert attempts(engine) == []
         for argv in ([b"RPOP", b"q"], [b"DEL", b"q"], [b"LLEN", b"q"], [b"SET", b"q", b"v"]):
             blocker.wrote(argv, 0)  # nothing to take after them: no attempt
@@ -126,9 +132,7 @@ def test_only_writes_that_can_feed_a_pop_wake_waiters_and_only_as_many_as_they_f
 def test_a_change_to_a_key_that_is_gone_again_wakes_no_pop_but_still_wakes_stream_reads() -> None:
     async def scenario() -> None:
         engine = FakeEngine()
-        blocker = Blocker(engine)  # type: ignore[arg-type]
-        for _ in range(3):
-            blocker.start([b"BRPOP", b"q", b"0"], 0)
+        blocker = _popping(engine, 3)
         blocker.wrote([b"LPUSH", b"q", b"job"], 0)  # the oldest waiter's attempt rides along
         assert len(attempts(engine)) == 1
         blocker._changed({b"q"})  # applied; the job was taken: q is gone again

@@ -31,10 +31,10 @@ from raftcache.node import acl, errors
 from raftcache.node.auth import Auth
 from raftcache.node.command_stats import CommandStats
 from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine, reply_of
-from raftcache.node.keyspace.reply import CommandError, Error, ReplyT
-from raftcache.node.proposer import Callback, QueuedCall, call_weight
+from raftcache.node.keyspace.reply import OK, CommandError, Error, ReplyT
+from raftcache.node.proposer import Callback, QueuedCall, QueuedSets, call_weight
 from raftcache.node.resp.errors import error_reply
-from raftcache.node.state_machine import Result
+from raftcache.node.state_machine import SET_OK, Result
 
 _log = structlog.get_logger("raftcache.frontend")
 
@@ -211,10 +211,12 @@ class PipelinedConnection(asyncio.Protocol):
         # runs of reads and runs of writes, oldest first; only the first has started
         self._runs: deque[Run] = deque()
         self._advancing = False
-        # follower writes waiting to be forwarded (one request per batch)
-        self._forward_queue: list[tuple[list[bytes], int, Slot]] = []
+        # follower writes waiting to be forwarded (one request per batch): (argvs, db, slot,
+        # grouped): one write, or a group of plain SETs answered in one slot (write_sets)
+        self._forward_queue: list[tuple[list[list[bytes]], int, Slot, bool]] = []
         self._forwarding = False
         self._pending_bytes = 0  # argument bytes of large commands still in flight
+        self._grouped = 0  # replies owed beyond their slots (a group's one slot for many)
         self._args_bytes = 0  # of the command being dispatched
         self._lost = False  # the peer is gone: start nothing more
         self._tasks: set[asyncio.Task[None]] = set()
@@ -374,7 +376,7 @@ class PipelinedConnection(asyncio.Protocol):
             return
         busy = (
             self._writing_paused
-            or len(self._slots) > MAX_PENDING_REPLIES
+            or len(self._slots) + self._grouped > MAX_PENDING_REPLIES
             or self._pending_bytes > MAX_PENDING_BYTES
         )
         if busy and not self._reading_paused:
@@ -382,7 +384,7 @@ class PipelinedConnection(asyncio.Protocol):
             self.transport.pause_reading()
         elif (
             self._reading_paused
-            and len(self._slots) < MAX_PENDING_REPLIES // 2
+            and len(self._slots) + self._grouped < MAX_PENDING_REPLIES // 2
             and self._pending_bytes < MAX_PENDING_BYTES // 2
         ):
             self._reading_paused = False
@@ -394,7 +396,39 @@ class PipelinedConnection(asyncio.Protocol):
         if slot.data is not None:
             return
         self._count(slot.stats, slot.t0, reply)
-        slot.data = self.render(slot.fmt, reply)
+        self._fill(slot, self.render(slot.fmt, reply))
+
+    def _settle_sets(self, slot: Slot, replies: list[ReplyT] | None, n: int) -> None:
+        """A group of `n` SETs answered (write_sets): their replies (None: all OK) fill its
+        one slot, each counted as its command's would be; remembers the log position
+        reached, for WAIT."""
+        if slot.data is not None:
+            return
+        status = self.engine.view.raft.status()
+        self.last_write_index = max(status.commit_index, status.leader_commit_index)
+        self._grouped -= n - 1
+        stats, t0, fmt = slot.stats, slot.t0, slot.fmt
+        ok = self.render(fmt, OK)
+        parts: list[bytes] = []
+        oks = n if replies is None else 0
+        for reply in replies or ():
+            if reply is OK:
+                oks += 1
+                parts.append(ok)
+            else:
+                self._count(stats, t0, reply)
+                parts.append(self.render(fmt, reply))
+        if stats is not None and oks:
+            latency = stats.latency
+            ns = time.perf_counter_ns() - t0
+            latency.counts[bisect_left(latency.bounds_ns, ns)] += oks
+            latency.sum_ns += ns * oks
+        self._fill(slot, ok * n if oks == n else b"".join(parts))
+
+    def _fill(self, slot: Slot, data: bytes) -> None:
+        """A slot's reply bytes are in: its run counts down, output is flushed once this
+        loop turn is done."""
+        slot.data = data
         if slot.size:
             self._pending_bytes -= slot.size
         run = slot.run
@@ -441,11 +475,12 @@ class PipelinedConnection(asyncio.Protocol):
 
     # -- starting commands -------------------------------------------------------------------
 
-    def run(self, kind: str, start: Callable[[Slot], None]) -> None:
+    def run(self, kind: str, start: Callable[[Slot], None], counted: int = 0) -> None:
         """Start a read ("r") or write ("w") command once the previous run of the other kind
         has answered (module docstring). "x" (EXEC, PUBLISH, WATCH...: not queued on the
         proposer in this turn) runs alone: after everything before it, before everything
-        after it."""
+        after it. `counted`: argument bytes counted in the pending bytes whatever their
+        size (a group of SETs, whose one slot stands for many replies)."""
         runs = self._runs
         tail = runs[-1] if runs else None
         if tail is None or tail.kind != kind or kind == "x":
@@ -456,8 +491,8 @@ class PipelinedConnection(asyncio.Protocol):
         slot = Slot(self.slot_fmt(), tail, self.cmd)
         self._slots.append(slot)
         tail.pending += 1
-        if self._args_bytes > 4096:  # only large commands are worth the bookkeeping
-            slot.size = self._args_bytes
+        if counted or self._args_bytes > 4096:  # only large commands are worth the bookkeeping
+            slot.size = counted or self._args_bytes
             self._pending_bytes += slot.size
         if tail is runs[0]:
             start(slot)
@@ -496,6 +531,34 @@ class PipelinedConnection(asyncio.Protocol):
         """Start a replicated write (in the connection's order)."""
         self.run("w", lambda slot: self._write(argv, db, slot))
 
+    def write_sets(self, argvs: list[list[bytes]], db: int, size: int) -> None:
+        """Start plain `SET key value` calls (two or more, `size` argument bytes, in the
+        connection's order) as ONE write whose ONE slot holds their replies (node/DESIGN.md
+        "Pipelined SETs as one write"). The caller counted them and checked what dispatch
+        checks for a plain SET."""
+        self._grouped += len(argvs) - 1
+        self.run("w", lambda slot: self._write_sets(argvs, db, slot), counted=size)
+
+    def _write_sets(self, argvs: list[list[bytes]], db: int, slot: Slot) -> None:
+        engine = self.engine
+        if engine.is_leader() and not self._forwarding:  # as _write
+            n = len(argvs)
+
+            def done(results: list[Result] | None, error: BaseException | None) -> None:
+                if results is None:
+                    self._settle_sets(slot, [write_reply(None, error)] * n, n)
+                elif results.count(SET_OK) == n:  # identity first: the shared answer
+                    self._settle_sets(slot, None, n)
+                else:
+                    self._settle_sets(slot, [write_reply(r, None) for r in results], n)
+
+            try:
+                engine.submit(QueuedSets(argvs, db, slot.size), Callback(done), slot.size, n)
+            except errors.CacheError as exc:
+                self._settle_sets(slot, [error_reply(exc)] * n, n)
+            return
+        self._forward(argvs, db, slot, True)
+
     def read(self, argv: list[bytes], db: int, key: bytes | None, stale: bool) -> None:
         """Start a read: linearizable, or from this node within the staleness bound."""
         if stale:
@@ -523,7 +586,10 @@ class PipelinedConnection(asyncio.Protocol):
             if self.wakes is not None:
                 self.wakes(argv, db)
             return
-        self._forward_queue.append((argv, db, slot))
+        self._forward([argv], db, slot, False)
+
+    def _forward(self, argvs: list[list[bytes]], db: int, slot: Slot, grouped: bool) -> None:
+        self._forward_queue.append((argvs, db, slot, grouped))
         if not self._forwarding:
             self._forwarding = True
             self._track(self._forward_writes())
@@ -533,30 +599,42 @@ class PipelinedConnection(asyncio.Protocol):
         try:
             while self._forward_queue:
                 batch = self._take_forward_batch()
+                calls = [(argv, db) for argvs, db, _, _ in batch for argv in argvs]
                 try:
-                    if len(batch) == 1:
-                        replies = [await self.engine.write(*batch[0][:2])]
+                    if len(calls) == 1:
+                        replies = [await self.engine.write(*calls[0])]
                     else:
-                        replies = await self.engine.writes([(a, d) for a, d, _ in batch])
+                        replies = await self.engine.writes(calls)
                 except errors.CacheError as exc:
-                    replies = [error_reply(exc)] * len(batch)
+                    replies = [error_reply(exc)] * len(calls)
                 except Exception as exc:
                     _log.exception("forwarding failed")
-                    replies = [internal_error(exc, write=True)] * len(batch)
-                for (_, _, slot), reply in zip(batch, replies, strict=True):
-                    self._settle_write(slot, reply)
+                    replies = [internal_error(exc, write=True)] * len(calls)
+                if len(replies) != len(calls):  # a bug must answer, not hang the pipeline
+                    bug = ValueError(f"{len(calls)} writes forwarded, {len(replies)} replies")
+                    replies = [internal_error(bug, write=True)] * len(calls)
+                at = 0
+                for argvs, _, slot, grouped in batch:
+                    if grouped:
+                        self._settle_sets(slot, replies[at : at + len(argvs)], len(argvs))
+                    else:
+                        self._settle_write(slot, replies[at])
+                    at += len(argvs)
         finally:
             self._forwarding = False
 
-    def _take_forward_batch(self) -> list[tuple[list[bytes], int, Slot]]:
+    def _take_forward_batch(self) -> list[tuple[list[list[bytes]], int, Slot, bool]]:
         """The next writes to forward in one request: at most MAX_FORWARD_COMMANDS, and no
-        more argument bytes than MAX_FORWARD_BYTES (a single larger write goes alone)."""
+        more argument bytes than MAX_FORWARD_BYTES (a single larger write, or group, goes
+        alone)."""
         queue = self._forward_queue
         size = 0
+        commands = 0
         count = 0
-        for argv, _db, _slot in queue[:MAX_FORWARD_COMMANDS]:
-            size += sum(map(len, argv))
-            if count and size > MAX_FORWARD_BYTES:
+        for argvs, _db, _slot, _grouped in queue[:MAX_FORWARD_COMMANDS]:
+            size += sum(len(arg) for argv in argvs for arg in argv)
+            commands += len(argvs)
+            if count and (size > MAX_FORWARD_BYTES or commands > MAX_FORWARD_COMMANDS):
                 break
             count += 1
         batch, self._forward_queue = queue[:count], queue[count:]

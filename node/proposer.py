@@ -123,20 +123,53 @@ class QueuedCall:
         return self.built
 
 
+class QueuedSets:
+    """Plain `SET key value` calls of one connection's pipeline (at least two, db `db`,
+    no user), queued as ONE write whose result is the list of their results: a pipelined
+    SET costs the front-end one slot, callback and queue item per pipeline read instead of
+    one each (node/DESIGN.md "Pipelined SETs as one write"). In the entry they are what
+    each call alone would be: a set run (one MSetOp) when runs may form, else one op per
+    call, byte for byte QueuedCall's."""
+
+    __slots__ = ("argvs", "db", "size")
+
+    def __init__(self, argvs: list[list[bytes]], db: int, size: int) -> None:
+        self.argvs = argvs
+        self.db = db
+        self.size = size  # their argument bytes
+
+    def as_ops(self) -> list[command_pb2.Op]:
+        """The op of each call (a queue over an entry's limits, a bound under --max-memory)."""
+        return [QueuedCall(argv, self.db).as_op() for argv in self.argvs]
+
+
 _SET_NOTIFY_FLAGS = SET_FLAGS.encode()
 
-Write = command_pb2.Op | QueuedCall
-"""What the proposer queues: a built op, or a Redis call it builds in the entry."""
+Write = command_pb2.Op | QueuedCall | QueuedSets
+"""What the proposer queues: a built op, a Redis call it builds in the entry, or a
+pipeline's plain SETs (one write, one result each)."""
 
 
-def _as_op(write: Write) -> command_pb2.Op:
+def _as_op(write: command_pb2.Op | QueuedCall) -> command_pb2.Op:
     return write.as_op() if isinstance(write, QueuedCall) else write
+
+
+def _ops_of(write: Write) -> list[command_pb2.Op]:
+    """The ops `write` puts in an entry when no set run forms."""
+    return write.as_ops() if isinstance(write, QueuedSets) else [_as_op(write)]
+
+
+def write_size(write: Write) -> int:
+    """The bytes `write` adds to an entry (max_batch_bytes)."""
+    return sum(op.ByteSize() for op in _ops_of(write))
 
 
 def op_weight(op: Write) -> int:
     """An op's apply cost in max_batch_weight units (a transaction: its calls' sum)."""
     if isinstance(op, QueuedCall):
         return call_weight(op.argv)
+    if isinstance(op, QueuedSets):
+        return len(op.argvs)
     kind = op.WhichOneof("kind")
     if kind == "data":
         return _call_weight(op.data.op)
@@ -181,14 +214,21 @@ class _Batch:
     # Set runs (_build): per op after the prelude, None when it answers one write, else
     # which writes of its run were memcached's `set`. None: no runs, one op per write.
     shape: list[list[bool] | None] | None = None
+    grouped: bool = False  # a write is a QueuedSets: results are regrouped per write
 
 
-def _add(ops: Any, op: Write) -> None:
-    """Append one write's op to an entry's ops (a QueuedCall built in place)."""
+def _add(ops: Any, op: Write) -> int:
+    """Append one write's ops to an entry's ops (a QueuedCall built in place); returns how
+    many."""
     if type(op) is QueuedCall and op.built is None:
         op.build(ops.add())
+    elif isinstance(op, QueuedSets):
+        for argv in op.argvs:
+            QueuedCall(argv, op.db).build(ops.add())
+        return len(op.argvs)
     else:
         ops.append(_as_op(op))
+    return 1
 
 
 def _changes_settings(op: command_pb2.Op) -> bool:
@@ -204,13 +244,30 @@ def _changes_settings(op: command_pb2.Op) -> bool:
 
 
 def _unfold(results: Sequence[Result], shape: list[list[bool] | None]) -> list[Result]:
-    """One result per write, from an entry's per-op results and its shape (_build)."""
+    """One result per call, from an entry's per-op results and its shape (_build)."""
     out: list[Result] = []
     for result, run in zip(results, shape, strict=True):
         if run is None:
             out.append(result)
         else:
             out.extend(set_run_answers(result, run))
+    return out
+
+
+def _regroup(results: Sequence[Result], writes: list[tuple[Write, Waiter]]) -> list[Any]:
+    """One result per write from one per call: a QueuedSets gets the list of its calls'."""
+    out: list[Any] = []
+    at = 0
+    for op, _ in writes:
+        if type(op) is QueuedSets:
+            n = len(op.argvs)
+            out.append(results[at : at + n])
+            at += n
+        else:
+            out.append(results[at])
+            at += 1
+    if at != len(results):
+        raise ValueError(f"an entry answered {len(results)} calls, its writes made {at}")
     return out
 
 
@@ -335,7 +392,7 @@ class Proposer:
                 f"{len(self._writes)} writes are already queued on this node; retry shortly"
             )
         self._writes.append((op, waiter))
-        self._write_bytes += size or _as_op(op).ByteSize()
+        self._write_bytes += size or write_size(op)
         self._write_weight += weight or op_weight(op)
         self._schedule_flush()
 
@@ -545,13 +602,13 @@ class Proposer:
         weight = 0
         count = 0
         for op, _ in self._writes[:limit_ops]:
-            size += _as_op(op).ByteSize()
+            size += write_size(op)
             weight += op_weight(op)
             if count and (size > limit_bytes or weight > config.max_batch_weight):
                 break
             count += 1
         taken, self._writes = self._writes[:count], self._writes[count:]
-        self._write_bytes = sum(_as_op(op).ByteSize() for op, _ in self._writes)
+        self._write_bytes = sum(write_size(op) for op, _ in self._writes)
         self._write_weight = sum(op_weight(op) for op, _ in self._writes)
         return taken
 
@@ -563,7 +620,7 @@ class Proposer:
         command = command_pb2.Command(now_ms=self.now_ms())
         ops = command.ops
         try:
-            shape = self._build(ops, writes)
+            shape, grouped = self._build(ops, writes)
         except Exception as bug:  # a call that cannot be built fails its entry, not the loop
             _log.exception("building an entry failed")
             for _, waiter in writes:
@@ -577,7 +634,7 @@ class Proposer:
             command = command_pb2.Command(now_ms=command.now_ms)
             command.ops.extend(prelude)
             command.ops.extend(ops)
-        batch = _Batch(writes, reads, prelude=len(prelude), shape=shape)
+        batch = _Batch(writes, reads, prelude=len(prelude), shape=shape, grouped=grouped)
         self._lease_clock = 0  # a new stamp: reads after it check the clock again
         self._inflight += 1
         if command.ops:
@@ -596,13 +653,13 @@ class Proposer:
 
     def _build(
         self, ops: Any, writes: list[tuple[Write, Waiter]]
-    ) -> list[list[bool] | None] | None:
+    ) -> tuple[list[list[bool] | None] | None, bool]:
         """Add the writes' ops to the entry. A run of two or more plain SETs (Redis `SET key
-        value`, memcached's `set` with flags 0, no expiry, no CAS; queued one after another)
-        becomes one MSetOp, which every replica applies in one loop (~3 us less per SET on
-        each, node/DESIGN.md "Set runs"), while `sets_fit` says it answers exactly as the
-        SETs one by one would. Returns the entry's shape for `_unfold`, or None when every
-        write is one op."""
+        value`, memcached's `set` with flags 0, no expiry, no CAS; queued one after another,
+        or a QueuedSets) becomes one MSetOp, which every replica applies in one loop (~3 us
+        less per SET on each, node/DESIGN.md "Set runs"), while `sets_fit` says it answers
+        exactly as the SETs one by one would. Returns the entry's shape for `_unfold` (None
+        when every call is one op) and whether a write is a QueuedSets (`_regroup`)."""
         runs = (
             self._set_runs(writes)
             # none in flight here (max_inflight above 1), none queued in the consensus or
@@ -612,60 +669,75 @@ class Proposer:
             if self._sets_fit is not None and not self._inflight and self._applied_everything()
             else []
         )
+        grouped = any(type(op) is QueuedSets for op, _ in writes)
         if not runs:
             for op, _ in writes:
                 _add(ops, op)
-            return None
+            return None, grouped
         shape: list[list[bool] | None] = []
         at = 0
-        for start, items in runs:
+        for start, end, items in runs:
             for op, _ in writes[at:start]:
-                _add(ops, op)
-            shape.extend([None] * (start - at))
+                shape.extend([None] * _add(ops, op))
             entries = ops.add().mset.entries
             for key, value, _ in items:
                 entries.add(key=key, value=value)
             shape.append([memcached for _, _, memcached in items])
             self.set_run_writes += len(items)
-            at = start + len(items)
+            at = end
         for op, _ in writes[at:]:
-            _add(ops, op)
-        shape.extend([None] * (len(writes) - at))
-        return shape
+            shape.extend([None] * _add(ops, op))
+        return shape, grouped
 
     def _set_runs(
         self, writes: list[tuple[Write, Waiter]]
-    ) -> list[tuple[int, list[tuple[bytes, bytes, bool]]]]:
-        """(first write, [(stored key, value, memcached)...]) of each run of two or more
-        plain SETs in `writes`, or none: when the entry also changes a setting their
+    ) -> list[tuple[int, int, list[tuple[bytes, bytes, bool]]]]:
+        """(first write, end write, [(stored key, value, memcached)...]) of each run of two
+        or more plain SETs in `writes`, or none: when the entry also changes a setting their
         answers depend on (the memory limit, keyspace notifications), or when `sets_fit`
         says they might not answer as they would one by one."""
-        runs: list[tuple[int, list[tuple[bytes, bytes, bool]]]] = []
+        runs: list[tuple[int, int, list[tuple[bytes, bytes, bool]]]] = []
         run: list[tuple[bytes, bytes, bool]] = []
+        first = 0  # the run's first write
         least = 0  # the plain SETs' bound as MSetOp counts it: a full cache is refused at once
         for i, (op, _) in enumerate(writes):
+            if type(op) is QueuedSets:
+                if not run:
+                    first = i
+                # plain SETs of unreserved keys (the front-end checked); `size` counts 3 bytes
+                # of `SET` per call, a stored key has the db's prefix beyond db 0
+                db, n = op.db, len(op.argvs)
+                if db:
+                    run += [(db_key(db, argv[1]), argv[2], False) for argv in op.argvs]
+                else:
+                    run += [(argv[1], argv[2], False) for argv in op.argvs]
+                least += op.size + n * (KEY_OVERHEAD - 3 + (len(db_key(db, b"")) if db else 0))
+                continue
             parts = plain_set_parts(op.argv) if type(op) is QueuedCall and not op.user else None
             if parts is not None and not parts[2] and parts[0][:5] != DB_PREFIX:
+                if not run:
+                    first = i
                 key = db_key(op.db, parts[0])  # type: ignore[union-attr]
                 run.append((key, parts[1], parts[3]))
                 least += len(key) + len(parts[1]) + KEY_OVERHEAD
                 continue
             if len(run) > 1:
-                runs.append((i - len(run), run))
+                runs.append((first, i, run))
             run = []
         if len(run) > 1:
-            runs.append((len(writes) - len(run), run))
+            runs.append((first, len(writes), run))
         if not runs or any(
             _changes_settings(op)  # a client's command is a QueuedCall, never CONFIG SET
             for op, _ in writes
-            if not isinstance(op, QueuedCall)
+            if not isinstance(op, (QueuedCall, QueuedSets))
         ):
             return []
         # Under a limit, the whole entry's bound (each write's, as one op each would be
         # counted: eviction's and apply's) must fit, so that no write of it, before or
         # after a run, is refused or evicts for it either way.
         if not self._sets_fit(  # type: ignore[misc]
-            least, lambda: sum(op_growth(_as_op(write)) for write, _ in writes)
+            least,
+            lambda: sum(op_growth(op) for write, _ in writes for op in _ops_of(write)),
         ):
             return []
         return runs
@@ -691,6 +763,8 @@ class Proposer:
             results = result[batch.prelude :]
             if batch.shape is not None:
                 results = _unfold(results, batch.shape)
+            if batch.grouped:
+                results = _regroup(results, batch.writes)
             for (_, future), op_result in zip(batch.writes, results, strict=True):
                 if not future.done():
                     future.set_result(op_result)

@@ -1419,11 +1419,17 @@ def plain_set_parts(argv: Sequence[bytes]) -> tuple[bytes, bytes, int, bool] | N
     return None
 
 
+SET_OK: Final = Value("reply", OK)
+"""What a plain Redis SET answers when it succeeds (set_run_answers shares it)."""
+
+
 def set_run_answers(result: Result, memcached: Sequence[bool]) -> list[Result]:
     """What each write of a set run (plain SETs proposed as one MSetOp, node/proposer.py)
     answers: what _plain_write answers for it alone (`memcached`: which were memcached's
     `set`). Each entry of an MSetOp gets the next version, in order."""
     if isinstance(result, MSetOk):
+        if not any(memcached):  # Redis SETs only: one shared answer (a NamedTuple, immutable)
+            return [SET_OK] * len(memcached)
         first = result.first
         return [Value("reply", [STORED, first + i] if mc else OK) for i, mc in enumerate(memcached)]
     if isinstance(result, Failure) and result.code is ErrorCode.OUT_OF_MEMORY:

@@ -37,6 +37,8 @@ from raftcache.node.keyspace.reply import (
     wrong_arity,
 )
 from raftcache.node.pipeline import (
+    MAX_FORWARD_BYTES,
+    MAX_FORWARD_COMMANDS,
     FrontEndServer,
     PipelinedConnection,
     Slot,
@@ -74,11 +76,11 @@ class Stats:
     error_codes: dict[str, int] = field(default_factory=dict)  # INFO errorstats
     calls: dict[bytes, int] = field(default_factory=dict)  # INFO commandstats
 
-    def count_call(self, name: bytes) -> None:
-        """A command received (at most 1,024 distinct names are counted by name)."""
-        self.commands_processed += 1
+    def count_call(self, name: bytes, n: int = 1) -> None:
+        """A command received, or `n` (at most 1,024 distinct names are counted by name)."""
+        self.commands_processed += n
         if name in self.calls or len(self.calls) < 1024:
-            self.calls[name] = self.calls.get(name, 0) + 1
+            self.calls[name] = self.calls.get(name, 0) + n
 
     def count_error(self, text: str) -> None:
         """An error reply: counted in total and by its code (the first word), like Redis,
@@ -344,13 +346,39 @@ class Connection(PipelinedConnection):
         parser = self.parser
         self._hold_flush()
         try:
+            # Plain `SET key value` calls in a row go as one write (write_sets) while this
+            # connection's state lets every one of them past dispatch's checks.
+            sets: list[list[bytes]] = []
+            size = 0  # their argument bytes
+            grouping = self._groups_sets()
+            max_key = self.server.max_key_bytes
             for argv in parser.parse(data):
                 if self._closing:
                     break
                 if self._holding or self._held:  # behind a failed AUTH's penalty
                     self._held.append(argv)
                     continue
+                if (
+                    grouping
+                    and len(argv) == 3
+                    and argv[0] in _SET_NAMES
+                    and len(key := argv[1]) <= max_key
+                    and key[:5] != DB_PREFIX
+                ):
+                    more = 3 + len(key) + len(argv[2])
+                    if sets and (len(sets) >= MAX_SET_GROUP or size + more > MAX_FORWARD_BYTES):
+                        self._write_group(sets, size)
+                        sets, size = [], 0
+                    sets.append(argv)
+                    size += more
+                    continue
+                if sets:
+                    self._write_group(sets, size)
+                    sets, size = [], 0
                 self.dispatch(argv)
+                grouping = self._groups_sets()
+            if sets:
+                self._write_group(sets, size)
             if parser.error is not None and not self._closing and not self._held:
                 # Commands before the bad input are answered; then this connection ends.
                 self.server.stats.count_error("ERR")
@@ -359,6 +387,36 @@ class Connection(PipelinedConnection):
                 self._close_when_flushed = True
         finally:
             self._end_read()
+
+    def _groups_sets(self) -> bool:
+        """Whether plain SETs may go as one write (write_sets) now: every check dispatch
+        makes for them would pass (no MULTI, no CLIENT REPLY OFF or SKIP, not subscribed, an
+        unrestricted user under the node's current users)."""
+        user = self.user
+        return (
+            user is not None
+            and user.unrestricted
+            and self.reply_mode == 0
+            and self.multi is None
+            and self.sub is None
+            and self.server.auth.acl() is self._acl
+        )
+
+    def _write_group(self, sets: list[list[bytes]], size: int) -> None:
+        """Plain SETs read in a row (`size` argument bytes): counted as dispatch counts
+        each, started as one write (one alone takes dispatch's path)."""
+        if len(sets) == 1:
+            self.dispatch(sets[0])
+            return
+        n = len(sets)
+        self.server.stats.count_call(b"set", n)
+        commands = self.server.commands
+        self.cmd = cmd = commands.by_name.get(b"set") or commands.for_name(b"set")
+        cmd.calls += n
+        self.last_name = b"set"
+        self.last_command = time.time()
+        self.silent = False
+        self.write_sets(sets, self.db, size)
 
     # -- replies (PipelinedConnection's hooks) ------------------------------------------
 
@@ -694,6 +752,11 @@ def _local(name: str, arity: int) -> Callable[[Handler], Handler]:
 
     return register
 
+
+_SET_NAMES = frozenset((b"SET", b"set"))
+MAX_SET_GROUP = MAX_FORWARD_COMMANDS
+"""At most this many pipelined SETs, and MAX_FORWARD_BYTES of their arguments, go as one
+write: a follower forwards a group in one request (pipeline._take_forward_batch)."""
 
 _LOCAL: dict[bytes, Handler] = {}
 _NO_MULTI = frozenset(

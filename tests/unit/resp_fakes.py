@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from raftcache.node.keyspace.reply import NULL_ARRAY, OK, ReplyT
-from raftcache.node.proposer import QueuedCall
+from raftcache.node.proposer import QueuedCall, QueuedSets
 from raftcache.node.resp.parser import ParserLimits
 from raftcache.node.resp.server import Connection, RespServer
 from raftcache.node.state_machine import Value
@@ -23,6 +23,7 @@ class FakeEngine:
         self.data: dict[bytes, bytes] = {}
         self.log: list[str] = []
         self.submitted: list[tuple[list[bytes], int]] = []
+        self.groups: list[int] = []  # the size of each QueuedSets submitted
         self.writes_: list[tuple[Any, asyncio.Future[Any]]] = []
         self.barriers: list[asyncio.Future[None]] = []
         self.forwarded: list[list[tuple[list[bytes], int]]] = []
@@ -42,13 +43,17 @@ class FakeEngine:
         return ""
 
     def submit(self, op: Any, waiter: Any = None, size: int = 0, weight: int = 0) -> Any:
-        if isinstance(op, QueuedCall):  # what the pipeline queues: built in the entry
-            op = op.as_op()
-        call = op.data.op.call
-        self.submitted.append((list(call.argv), call.db))
         future = waiter or asyncio.get_running_loop().create_future()
-        self.writes_.append((op, future))
-        self.log.append("submit " + call.argv[1].decode())
+        if isinstance(op, QueuedSets):  # a pipeline's plain SETs: one write, a result each
+            self.groups.append(len(op.argvs))
+            ops = op.as_ops()
+        else:
+            ops = [op.as_op() if isinstance(op, QueuedCall) else op]
+        for one in ops:
+            call = one.data.op.call
+            self.submitted.append((list(call.argv), call.db))
+            self.log.append("submit " + call.argv[1].decode())
+        self.writes_.append((ops if isinstance(op, QueuedSets) else ops[0], future))
         return future
 
     def barrier(self, waiter: Any = None) -> Any:
@@ -60,10 +65,14 @@ class FakeEngine:
     def commit(self) -> None:
         """Apply every submitted write in order, then release every barrier."""
         for op, future in self.writes_:
-            argv = list(op.data.op.call.argv)
-            if len(argv) > 2:
-                self.data[argv[1]] = argv[2]
-            future.set_result(Value("reply", OK))
+            for one in op if isinstance(op, list) else [op]:
+                argv = list(one.data.op.call.argv)
+                if len(argv) > 2:
+                    self.data[argv[1]] = argv[2]
+            if isinstance(op, list):
+                future.set_result([Value("reply", OK) for _ in op])
+            else:
+                future.set_result(Value("reply", OK))
         self.writes_.clear()
         for barrier in self.barriers:
             barrier.set_result(None)

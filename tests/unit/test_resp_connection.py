@@ -37,7 +37,9 @@ def test_pipelined_writes_are_submitted_together_and_answered_in_order() -> None
         engine = FakeEngine()
         conn, transport = connect(engine)
         conn.data_received(b"".join(cmd(b"SET", b"k%d" % i, b"v") for i in range(100)))
-        assert len(engine.writes_) == 100  # all queued in the same loop turn: one log entry
+        # all queued in the same loop turn (one log entry), as one write: a group of SETs
+        assert engine.submitted == [([b"SET", b"k%d" % i, b"v"], 0) for i in range(100)]
+        assert engine.groups == [100]
         engine.commit()
         await settle()
         assert bytes(transport.out) == b"+OK\r\n" * 100

@@ -18,7 +18,7 @@ from raftcache.node.keyspace import notify
 from raftcache.node.keyspace.db import DB_PREFIX, KEY_OVERHEAD, RESERVED_KEY, db_key
 from raftcache.node.keyspace.memcached import STORE_COMMAND, STORED
 from raftcache.node.keyspace.reply import OK, OOM, Error
-from raftcache.node.proposer import Proposer, ProposerConfig, QueuedCall, Write
+from raftcache.node.proposer import Proposer, ProposerConfig, QueuedCall, QueuedSets, Write
 from raftcache.node.replica import Replica
 from raftcache.node.state_machine import (
     ErrorCode,
@@ -454,3 +454,153 @@ def test_sets_fit_refuses_a_full_cache_without_the_entrys_bound() -> None:
     assert not sm.sets_fit(500, lambda: 1001)
     sm.set_notify_flags(notify.normalize("KA"))
     assert not sm.sets_fit(0, not_asked)
+
+
+# -- a pipeline's SETs as one write (QueuedSets, node/DESIGN.md "Pipelined SETs as one write")
+
+
+def _group(db: int, *pairs: tuple[bytes, bytes]) -> QueuedSets:
+    argvs = [[b"SET", key, value] for key, value in pairs]
+    return QueuedSets(argvs, db, sum(3 + len(k) + len(v) for k, v in pairs))
+
+
+def _calls(writes: list[Write]) -> list[Write]:
+    """The same writes with each group spelled out as one QueuedCall per SET."""
+    out: list[Write] = []
+    for w in writes:
+        if isinstance(w, QueuedSets):
+            out += [QueuedCall(argv, w.db) for argv in w.argvs]
+        else:
+            out.append(w)
+    return out
+
+
+def _regrouped(writes: list[Write], results: list[Any]) -> list[Any]:
+    """Per-call results (of `_calls(writes)`) as each write of `writes` gets them."""
+    out: list[Any] = []
+    at = 0
+    for w in writes:
+        n = len(w.argvs) if isinstance(w, QueuedSets) else 0
+        out.append(results[at : at + n] if n else results[at])
+        at += n or 1
+    assert at == len(results)
+    return out
+
+
+MIXED: list[Write] = [
+    QueuedCall([b"SET", b"a", b"1"], 0),
+    _group(0, (b"b", b"2"), (b"a", b"3"), (b"h", b"4")),  # continues the run; replaces a hash
+    QueuedCall([b"DEL", b"b"], 0),  # ends it
+    _group(3, (b"c", b"5"), (b"d", b"6")),  # another database: a run of its own
+    QueuedCall(_mc_set(b"m", b"7"), 0),  # memcached's plain set joins it
+    QueuedCall([b"INCR", b"n"], 0),
+    _group(0, (b"e", b"8"), (b"f", b"9")),
+]
+
+
+def test_a_pipelines_sets_as_one_write_answer_and_change_state_as_sets_one_by_one() -> None:
+    grouped, single = _twins(SETUP)
+    results, entry = _through_proposer(grouped, MIXED)
+    assert _kinds(entry) == ["mset", "data", "mset", "data", "mset"]
+    assert [(e.key, e.value) for e in entry.ops[2].mset.entries] == [
+        (db_key(3, b"c"), b"5"),
+        (db_key(3, b"d"), b"6"),
+        (b"m", b"7"),
+    ]
+    expected = _one_by_one(single, _calls(MIXED))
+    assert results == _regrouped(MIXED, expected)
+    assert results[1] == [Value("reply", OK)] * 3 and results[5] == Value("reply", 1)
+    assert _state(grouped) == _state(single)
+
+
+def test_without_runs_a_group_is_one_op_per_set_as_its_calls_would_be() -> None:
+    grouped, single = _twins(SETUP)
+    results, entry = _through_proposer(grouped, MIXED, runs=False)
+    reference = [
+        QueuedCall(list(w.argv), w.db).as_op() if isinstance(w, QueuedCall) else w
+        for w in _calls(MIXED)
+    ]
+    assert list(entry.ops) == reference  # byte for byte what QueuedCall builds for each
+    assert results == _regrouped(MIXED, _one_by_one(single, _calls(MIXED)))
+    assert _state(grouped) == _state(single)
+
+
+def test_a_group_that_may_not_all_fit_goes_one_by_one_so_only_the_last_is_refused() -> None:
+    group = _group(0, *((b"k%d" % i, b"v" * 100) for i in range(4)))
+    one = 2 + 100 + KEY_OVERHEAD
+    grouped, single = _twins()
+    for replica in (grouped, single):  # room for three of the four
+        _limit(replica, replica.state.memory_used + 3 * one + one // 2)
+    results, entry = _through_proposer(grouped, [group])
+    assert _kinds(entry) == ["data"] * 4
+    assert results == [[Value("reply", OK)] * 3 + [Value("reply", Error(OOM))]]
+    assert results == _regrouped([group], _one_by_one(single, _calls([group])))
+    assert _state(grouped) == _state(single)
+
+
+@pytest.mark.parametrize("db", [0, 9])
+def test_a_groups_least_bound_is_what_its_calls_add_up_to(db: int) -> None:
+    pairs = [(b"key%d" % i, b"v" * (10 * i)) for i in range(5)]
+    asked: list[int] = []
+
+    def spy(replica: Replica) -> Callable[[int, Callable[[], int]], bool]:
+        def fit(least: int, growth: Callable[[], int]) -> bool:
+            asked.append(least)
+            assert least <= growth()
+            return replica.state.sets_fit(least, growth)
+
+        return fit
+
+    for writes in ([_group(db, *pairs)], _calls([_group(db, *pairs)])):
+        replica = _replica()
+
+        async def body(replica: Replica = replica, writes: list[Write] = writes) -> None:
+            proposer = Proposer(
+                _Applying(replica),
+                replica,
+                ProposerConfig(group_wait_s=0.0),
+                now_ms=lambda: NOW,
+                sets_fit=spy(replica),
+            )
+            futures = [asyncio.get_running_loop().create_future() for _ in writes]
+            for write, future in zip(writes, futures, strict=True):
+                proposer.submit(write, future)
+            await asyncio.gather(*futures)
+
+        asyncio.run(body())
+    grouped_least, calls_least = asked
+    assert (
+        grouped_least
+        == calls_least
+        == sum(len(db_key(db, k)) + len(v) + KEY_OVERHEAD for k, v in pairs)
+    )
+
+
+def test_a_group_that_fails_to_commit_fails_as_one_write() -> None:
+    group = _group(0, (b"a", b"1"), (b"b", b"2"))
+    results, entry = _through_proposer(_replica(), [group], Outcome.UNKNOWN)
+    assert _kinds(entry) == ["mset"]
+    assert len(results) == 1 and isinstance(results[0], errors.OutcomeUnknown)
+
+
+def test_groups_weigh_their_sets_against_an_entrys_weight() -> None:
+    async def body() -> list[command_pb2.Command]:
+        replica = _replica()
+        consensus = _Applying(replica)
+        proposer = Proposer(
+            consensus,
+            replica,
+            ProposerConfig(group_wait_s=0.0, max_batch_weight=5),
+            now_ms=lambda: NOW,
+            sets_fit=lambda least, growth: replica.state.sets_fit(least, growth),
+        )
+        groups = [_group(0, *((b"g%dk%d" % (g, i), b"v") for i in range(3))) for g in range(3)]
+        futures = [asyncio.get_running_loop().create_future() for _ in groups]
+        for group, future in zip(groups, futures, strict=True):
+            proposer.submit(group, future)  # size and weight from the group itself
+        assert all(r == [Value("reply", OK)] * 3 for r in await asyncio.gather(*futures))
+        return consensus.entries
+
+    entries = asyncio.run(body())
+    # 3 SETs weigh 3: two groups (6) are over 5, so each goes in an entry of its own
+    assert [len(e.ops[0].mset.entries) for e in entries] == [3, 3, 3]

@@ -1,0 +1,216 @@
+"""Pipelined SETs as one write (node/DESIGN.md "Pipelined SETs as one write"): plain
+`SET key value` calls read in a row on one RESP connection go to the proposer as one
+QueuedSets with one reply slot. Each must answer, count and order exactly as it would
+through dispatch; anything dispatch would treat differently must not be grouped."""
+
+from __future__ import annotations
+
+import asyncio
+
+from raftcache.node import acl, errors
+from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY
+from raftcache.node.keyspace.reply import OK, OOM, Error
+from raftcache.node.resp.admin import ADMIN
+from raftcache.node.resp.server import MAX_SET_GROUP
+from raftcache.node.state_machine import SET_OK, Value
+
+from tests.unit.resp_fakes import FakeEngine, FakeStreams, cmd, connect, settle
+
+
+def _sets(*keys: bytes, name: bytes = b"SET") -> bytes:
+    return b"".join(cmd(name, key, b"v" + key) for key in keys)
+
+
+def test_sets_in_a_row_go_as_one_write_and_every_reply_keeps_its_place() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(
+            _sets(b"a", b"b")
+            + cmd(b"GET", b"a")
+            + _sets(b"c", b"d", name=b"set")
+            + _sets(b"e", name=b"SeT")  # not spelled as clients send it: dispatch's path
+            + _sets(b"f")  # a group of one: dispatch's path
+        )
+        assert engine.groups == [2]  # the GET waits for them, the rest for the GET
+        assert engine.log == ["submit a", "submit b"]
+        engine.commit()  # the SETs, then the GET's barrier and the run after it
+        await settle()
+        assert engine.groups == [2, 2]
+        assert engine.log[2:] == ["barrier", "submit c", "submit d", "submit e", "submit f"]
+        engine.commit()
+        await settle()
+        assert bytes(transport.out) == b"+OK\r\n+OK\r\n$2\r\nva\r\n" + b"+OK\r\n" * 4
+        assert engine.data[b"f"] == b"vf"
+
+    asyncio.run(run())
+
+
+def test_a_group_counts_each_set_as_dispatch_counts_it() -> None:
+    async def counts(pipelined: bool) -> tuple[object, ...]:
+        engine = FakeEngine()
+        conn, _ = connect(engine)
+        keys = [b"k%d" % i for i in range(5)]
+        if pipelined:
+            conn.data_received(_sets(*keys))
+        else:
+            for key in keys:
+                conn.data_received(_sets(key))
+        assert engine.groups == ([5] if pipelined else [])
+        engine.commit()
+        await settle()
+        stats = conn.server.stats
+        cell = conn.server.commands.by_name[b"set"]
+        latency = cell.latency
+        return (
+            stats.commands_processed,
+            dict(stats.calls),
+            cell.calls,
+            sum(latency.counts),
+            latency.sum_ns > 0,
+            conn.last_name,
+        )
+
+    assert (
+        asyncio.run(counts(True))
+        == asyncio.run(counts(False))
+        == (
+            5,
+            {b"set": 5},
+            5,
+            5,
+            True,
+            b"set",
+        )
+    )
+
+
+def test_one_failed_set_of_a_group_answers_its_own_error_in_its_place() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(_sets(b"a", b"b", b"c"))
+        ((_, waiter),) = engine.writes_
+        waiter.set_result([SET_OK, Value("reply", Error(OOM)), Value("reply", OK)])
+        await settle()
+        assert bytes(transport.out) == b"+OK\r\n-" + OOM.encode() + b"\r\n+OK\r\n"
+        assert conn.server.stats.error_replies == 1
+        assert conn.server.commands.by_name[b"set"].errors == 1
+        assert sum(conn.server.commands.by_name[b"set"].latency.counts) == 3
+
+    asyncio.run(run())
+
+
+def test_a_group_that_fails_to_commit_answers_every_set_with_the_error() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(_sets(b"a", b"b") + cmd(b"PING"))
+        ((_, waiter),) = engine.writes_
+        waiter.set_exception(errors.OutcomeUnknown("the entry timed out"))
+        await settle()
+        lines = bytes(transport.out).split(b"\r\n")
+        assert [line[:9] for line in lines] == [b"-UNKNOWN ", b"-UNKNOWN ", b"+PONG", b""]
+        assert conn.server.stats.error_replies == 2
+
+    asyncio.run(run())
+
+
+def test_what_dispatch_treats_differently_is_never_grouped() -> None:
+    async def replies(setup: bytes, tail: bytes = b"", **conn_attrs: object) -> bytes:
+        engine = FakeEngine()
+        conn, transport = connect(engine, streams=FakeStreams(), admin=ADMIN)
+        conn.data_received(setup)
+        await settle()
+        for name, value in conn_attrs.items():
+            setattr(conn, name, value)
+        start = len(transport.out)
+        conn.data_received(_sets(b"a", b"b") + tail)
+        engine.commit()
+        await settle()
+        assert engine.groups == [], setup
+        return bytes(transport.out[start:])
+
+    async def run() -> None:
+        # inside MULTI: queued, then EXEC runs them
+        queued = await replies(cmd(b"MULTI"), cmd(b"EXEC"))
+        assert queued == b"+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n+OK\r\n"
+        # CLIENT REPLY OFF: nothing answered
+        assert await replies(cmd(b"CLIENT", b"REPLY", b"OFF")) == b""
+        # SKIP silences the first SET only
+        assert await replies(cmd(b"CLIENT", b"REPLY", b"SKIP")) == b"+OK\r\n"
+        # subscribed (RESP2): refused one by one
+        refused = await replies(cmd(b"SUBSCRIBE", b"ch"))
+        assert refused.count(b"-ERR Can't execute 'set'") == 2
+        # keys over --max-key-bytes: refused by dispatch's check
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.server.max_key_bytes = 1
+        conn.data_received(_sets(b"a", b"bb", b"c"))
+        assert engine.groups == [] and engine.log == ["submit a", "submit c"]
+        engine.commit()
+        await settle()
+        assert bytes(transport.out).count(b"-ERR a key is over the limit") == 1
+        # a reserved key: dispatch's path, which refuses it
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(_sets(DB_PREFIX + b"x", DB_PREFIX + b"y"))
+        await settle()
+        assert engine.groups == [] and engine.submitted == []
+        assert bytes(transport.out).count(RESERVED_KEY.encode()) == 2
+
+    asyncio.run(run())
+
+
+def test_a_restricted_user_is_checked_set_by_set() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"PING"))  # takes the node's users (the default user)
+        await settle()
+        start = len(transport.out)
+        # may SET every key, yet restricted: every command is checked
+        conn.authenticated(acl.with_rules(None, "app", ["on", "nopass", "~*", "+set"]))
+        assert not conn.user.unrestricted  # type: ignore[union-attr]
+        conn.data_received(_sets(b"a1", b"b1", b"a2"))
+        assert engine.groups == [] and engine.log == ["submit a1", "submit b1", "submit a2"]
+        engine.commit()
+        await settle()
+        assert bytes(transport.out[start:]) == b"+OK\r\n" * 3
+
+    asyncio.run(run())
+
+
+def test_a_follower_forwards_a_group_in_one_request() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        engine.leader = False
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"SET", b"x", b"1", b"EX", b"9") + _sets(b"a", b"b", b"c"))
+        await settle()
+        assert engine.forwarded == [
+            [([b"SET", b"x", b"1", b"EX", b"9"], 0)]
+            + [([b"SET", k, b"v" + k], 0) for k in (b"a", b"b", b"c")]
+        ]
+        engine.forwards[0].set_result(None)
+        await settle()
+        assert bytes(transport.out) == b"+OK\r\n" * 4
+
+    asyncio.run(run())
+
+
+def test_a_group_is_at_most_max_set_group_sets_and_the_forwarded_bytes() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(_sets(*(b"k%d" % i for i in range(2 * MAX_SET_GROUP + 5))))
+        assert engine.groups == [MAX_SET_GROUP, MAX_SET_GROUP, 5]
+        big = b"v" * (3 << 20)  # two of these are over MAX_FORWARD_BYTES (4 MiB)
+        conn.data_received(b"".join(cmd(b"SET", b"b%d" % i, big) for i in range(4)))
+        assert engine.groups[3:] == []  # each alone: dispatch's path
+        assert len(engine.submitted) == 2 * MAX_SET_GROUP + 5 + 4
+        engine.commit()
+        await settle()
+        assert bytes(transport.out) == b"+OK\r\n" * (2 * MAX_SET_GROUP + 9)
+
+    asyncio.run(run())

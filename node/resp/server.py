@@ -347,10 +347,12 @@ class Connection(PipelinedConnection):
         self._hold_flush()
         try:
             # Plain `SET key value` calls in a row go as one write (write_sets) while this
-            # connection's state lets every one of them past dispatch's checks.
+            # connection's state lets every one of them past dispatch's checks. The first is
+            # held until the next command: whether they may be grouped is asked only when a
+            # second one comes (a lone SET, or a read, pays nothing for it).
             sets: list[list[bytes]] = []
             size = 0  # their argument bytes
-            grouping = self._groups_sets()
+            grouping: bool | None = None  # not asked since the last dispatch
             max_key = self.server.max_key_bytes
             for argv in parser.parse(data):
                 if self._closing:
@@ -359,24 +361,26 @@ class Connection(PipelinedConnection):
                     self._held.append(argv)
                     continue
                 if (
-                    grouping
-                    and len(argv) == 3
+                    len(argv) == 3
                     and argv[0] in _SET_NAMES
                     and len(key := argv[1]) <= max_key
                     and key[:5] != DB_PREFIX
                 ):
-                    more = 3 + len(key) + len(argv[2])
-                    if sets and (len(sets) >= MAX_SET_GROUP or size + more > MAX_FORWARD_BYTES):
-                        self._write_group(sets, size)
-                        sets, size = [], 0
-                    sets.append(argv)
-                    size += more
-                    continue
+                    if sets and grouping is None:
+                        grouping = self._groups_sets()
+                    if not sets or grouping:
+                        more = 3 + len(key) + len(argv[2])
+                        if sets and (len(sets) >= MAX_SET_GROUP or size + more > MAX_FORWARD_BYTES):
+                            self._write_group(sets, size)
+                            sets, size = [], 0
+                        sets.append(argv)
+                        size += more
+                        continue
                 if sets:
                     self._write_group(sets, size)
                     sets, size = [], 0
                 self.dispatch(argv)
-                grouping = self._groups_sets()
+                grouping = None
             if sets:
                 self._write_group(sets, size)
             if parser.error is not None and not self._closing and not self._held:

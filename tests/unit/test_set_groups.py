@@ -135,6 +135,13 @@ def test_what_dispatch_treats_differently_is_never_grouped() -> None:
         # inside MULTI: queued, then EXEC runs them
         queued = await replies(cmd(b"MULTI"), cmd(b"EXEC"))
         assert queued == b"+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n+OK\r\n"
+        # MULTI in the same read as the SETs
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"MULTI") + _sets(b"a", b"b", b"c") + cmd(b"EXEC"))
+        await settle()
+        assert engine.groups == []
+        assert bytes(transport.out) == b"+OK\r\n" + b"+QUEUED\r\n" * 3 + b"*3\r\n" + b"+OK\r\n" * 3
         # CLIENT REPLY OFF: nothing answered
         assert await replies(cmd(b"CLIENT", b"REPLY", b"OFF")) == b""
         # SKIP silences the first SET only
@@ -208,9 +215,12 @@ def test_a_group_is_at_most_max_set_group_sets_and_the_forwarded_bytes() -> None
         big = b"v" * (3 << 20)  # two of these are over MAX_FORWARD_BYTES (4 MiB)
         conn.data_received(b"".join(cmd(b"SET", b"b%d" % i, big) for i in range(4)))
         assert engine.groups[3:] == []  # each alone: dispatch's path
-        assert len(engine.submitted) == 2 * MAX_SET_GROUP + 5 + 4
+        # one over the bytes alone (a 4 MiB value, --max-value-bytes' default), then two
+        conn.data_received(cmd(b"SET", b"huge", b"v" * (4 << 20)) + _sets(b"x", b"y"))
+        assert engine.groups[3:] == [2]
+        assert len(engine.submitted) == 2 * MAX_SET_GROUP + 5 + 4 + 3
         engine.commit()
         await settle()
-        assert bytes(transport.out) == b"+OK\r\n" * (2 * MAX_SET_GROUP + 9)
+        assert bytes(transport.out) == b"+OK\r\n" * (2 * MAX_SET_GROUP + 12)
 
     asyncio.run(run())

@@ -398,14 +398,18 @@ class PipelinedConnection(asyncio.Protocol):
         self._count(slot.stats, slot.t0, reply)
         self._fill(slot, self.render(slot.fmt, reply))
 
-    def _settle_sets(self, slot: Slot, replies: list[ReplyT] | None, n: int) -> None:
+    def _settle_sets(
+        self, slot: Slot, replies: list[ReplyT] | None, n: int, sent: bool = True
+    ) -> None:
         """A group of `n` SETs answered (write_sets): their replies (None: all OK) fill its
-        one slot, each counted as its command's would be; remembers the log position
-        reached, for WAIT."""
+        one slot, each counted as its command's would be. Once `sent` (not refused before
+        it was queued), the log position reached is remembered for WAIT, as for one
+        write."""
         if slot.data is not None:
             return
-        status = self.engine.view.raft.status()
-        self.last_write_index = max(status.commit_index, status.leader_commit_index)
+        if sent:
+            status = self.engine.view.raft.status()
+            self.last_write_index = max(status.commit_index, status.leader_commit_index)
         self._grouped -= n - 1
         stats, t0, fmt = slot.stats, slot.t0, slot.fmt
         ok = self.render(fmt, OK)
@@ -554,8 +558,8 @@ class PipelinedConnection(asyncio.Protocol):
 
             try:
                 engine.submit(QueuedSets(argvs, db, slot.size), Callback(done), slot.size, n)
-            except errors.CacheError as exc:
-                self._settle_sets(slot, [error_reply(exc)] * n, n)
+            except errors.CacheError as exc:  # refused: nothing was queued (as in _write)
+                self._settle_sets(slot, [error_reply(exc)] * n, n, sent=False)
             return
         self._forward(argvs, db, slot, True)
 

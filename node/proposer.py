@@ -131,16 +131,26 @@ class QueuedSets:
     each call alone would be: a set run (one MSetOp) when runs may form, else one op per
     call, byte for byte QueuedCall's."""
 
-    __slots__ = ("argvs", "db", "size")
+    __slots__ = ("argvs", "built", "db", "size")
 
     def __init__(self, argvs: list[list[bytes]], db: int, size: int) -> None:
         self.argvs = argvs
         self.db = db
         self.size = size  # their argument bytes
+        self.built: list[command_pb2.Op] | None = None  # as_ops()'s, once asked
 
     def as_ops(self) -> list[command_pb2.Op]:
-        """The op of each call (a queue over an entry's limits, a bound under --max-memory)."""
-        return [QueuedCall(argv, self.db).as_op() for argv in self.argvs]
+        """The op of each call (a queue over an entry's limits, a bound under --max-memory),
+        built once."""
+        if self.built is None:
+            self.built = [QueuedCall(argv, self.db).as_op() for argv in self.argvs]
+        return self.built
+
+
+def calls_of(write: Write) -> int:
+    """How many client calls `write` carries (a QueuedSets: its SETs; else one): what the
+    queue's and an entry's op limits and the ops counters count."""
+    return len(write.argvs) if type(write) is QueuedSets else 1
 
 
 _SET_NOTIFY_FLAGS = SET_FLAGS.encode()
@@ -319,6 +329,7 @@ class Proposer:
         self._wall_ms = now_ms or skewed_wall_clock()  # unskewed unless a test says
         self._loop = asyncio.get_running_loop()
         self._writes: list[tuple[Write, Waiter]] = []
+        self._write_calls = 0  # the calls in _writes (calls_of each)
         self._write_bytes = 0
         self._write_weight = 0
         self._reads: list[Waiter] = []
@@ -370,8 +381,8 @@ class Proposer:
         return self._lease is not None and self._lease[0]()
 
     def pending(self) -> tuple[int, int, int]:
-        """(queued writes, waiting reads, batches waiting for Raft), for metrics."""
-        return len(self._writes), len(self._reads), self._inflight
+        """(queued write calls, waiting reads, batches waiting for Raft), for metrics."""
+        return self._write_calls, len(self._reads), self._inflight
 
     async def write(self, op: command_pb2.Op) -> Result:
         """Replicate one op; returns the state machine's result for it."""
@@ -385,13 +396,14 @@ class Proposer:
         reading the op's argv back cost microseconds: call_weight(argv) is the caller's
         cheap way)."""
         if (
-            len(self._writes) >= self._config.max_pending_ops
+            self._write_calls >= self._config.max_pending_ops
             or self._write_bytes >= self._config.max_pending_bytes
         ):
             raise errors.Overloaded(
-                f"{len(self._writes)} writes are already queued on this node; retry shortly"
+                f"{self._write_calls} writes are already queued on this node; retry shortly"
             )
         self._writes.append((op, waiter))
+        self._write_calls += calls_of(op)
         self._write_bytes += size or write_size(op)
         self._write_weight += weight or op_weight(op)
         self._schedule_flush()
@@ -591,23 +603,28 @@ class Proposer:
         config = self._config
         limit_ops, limit_bytes = config.max_batch_ops, config.max_batch_bytes
         if (
-            len(self._writes) <= limit_ops
+            self._write_calls <= limit_ops
             and self._write_bytes <= limit_bytes
             and self._write_weight <= config.max_batch_weight
         ):
             taken, self._writes = self._writes, []
-            self._write_bytes = self._write_weight = 0
+            self._write_calls = self._write_bytes = self._write_weight = 0
             return taken
+        calls = 0
         size = 0
         weight = 0
         count = 0
         for op, _ in self._writes[:limit_ops]:
+            calls += calls_of(op)
             size += write_size(op)
             weight += op_weight(op)
-            if count and (size > limit_bytes or weight > config.max_batch_weight):
+            if count and (
+                calls > limit_ops or size > limit_bytes or weight > config.max_batch_weight
+            ):
                 break
             count += 1
         taken, self._writes = self._writes[:count], self._writes[count:]
+        self._write_calls = sum(calls_of(op) for op, _ in self._writes)
         self._write_bytes = sum(write_size(op) for op, _ in self._writes)
         self._write_weight = sum(op_weight(op) for op, _ in self._writes)
         return taken
@@ -641,7 +658,7 @@ class Proposer:
             self._writing += 1
         self._last_proposal = batch.started = time.monotonic()
         self.batches_proposed += 1
-        self.ops_proposed += len(writes)
+        self.ops_proposed += sum(calls_of(op) for op, _ in writes)
         timeout = self._loop.call_later(
             self._config.commit_timeout_s, self._complete, batch, Outcome.UNKNOWN, "timeout"
         )
@@ -761,10 +778,18 @@ class Proposer:
         if outcome is Outcome.APPLIED:
             self.commit_durations.observe(time.monotonic() - batch.started)
             results = result[batch.prelude :]
-            if batch.shape is not None:
-                results = _unfold(results, batch.shape)
-            if batch.grouped:
-                results = _regroup(results, batch.writes)
+            try:
+                if batch.shape is not None:
+                    results = _unfold(results, batch.shape)
+                if batch.grouped:
+                    results = _regroup(results, batch.writes)
+                if len(results) != len(batch.writes):
+                    raise ValueError(f"{len(results)} results for {len(batch.writes)} writes")
+            except Exception as bug:  # every waiter must answer, not hang with the batch
+                _log.exception("an entry's results do not match its writes")
+                self._fail_batch(batch, Outcome.UNKNOWN, f"internal error: {bug}")
+                self._schedule_flush()
+                return
             for (_, future), op_result in zip(batch.writes, results, strict=True):
                 if not future.done():
                     future.set_result(op_result)
@@ -798,7 +823,7 @@ class Proposer:
 
     def _fail_pending(self, error: errors.CacheError) -> None:
         writes, self._writes, self._write_bytes = self._writes, [], 0
-        self._write_weight = 0
+        self._write_calls = self._write_weight = 0
         reads, self._reads = self._reads, []
         for _, future in writes:
             if not future.done():

@@ -420,6 +420,7 @@ class Connection(PipelinedConnection):
         self.last_name = b"set"
         self.last_command = time.time()
         self.silent = False
+        self._args_bytes = size
         self.write_sets(sets, self.db, size)
 
     # -- replies (PipelinedConnection's hooks) ------------------------------------------

@@ -9,7 +9,7 @@ from raftcache.node.keyspace.reply import NULL_ARRAY, OK, ReplyT
 from raftcache.node.proposer import QueuedCall, QueuedSets
 from raftcache.node.resp.parser import ParserLimits
 from raftcache.node.resp.server import Connection, RespServer
-from raftcache.node.state_machine import Value
+from raftcache.node.state_machine import SET_OK, Value
 from raftcache.v1 import command_pb2
 
 
@@ -24,6 +24,9 @@ class FakeEngine:
         self.log: list[str] = []
         self.submitted: list[tuple[list[bytes], int]] = []
         self.groups: list[int] = []  # the size of each QueuedSets submitted
+        self.refuse: Exception | None = None  # submit raises it (an overloaded proposer)
+        self.forward_replies: list[ReplyT] | None = None  # a follower's forwarded replies
+        self.commit_index = 0  # what the Raft status says (WAIT's index)
         self.writes_: list[tuple[Any, asyncio.Future[Any]]] = []
         self.barriers: list[asyncio.Future[None]] = []
         self.forwarded: list[list[tuple[list[bytes], int]]] = []
@@ -43,6 +46,8 @@ class FakeEngine:
         return ""
 
     def submit(self, op: Any, waiter: Any = None, size: int = 0, weight: int = 0) -> Any:
+        if self.refuse is not None:
+            raise self.refuse
         future = waiter or asyncio.get_running_loop().create_future()
         if isinstance(op, QueuedSets):  # a pipeline's plain SETs: one write, a result each
             self.groups.append(len(op.argvs))
@@ -69,8 +74,8 @@ class FakeEngine:
                 argv = list(one.data.op.call.argv)
                 if len(argv) > 2:
                     self.data[argv[1]] = argv[2]
-            if isinstance(op, list):
-                future.set_result([Value("reply", OK) for _ in op])
+            if isinstance(op, list):  # the answer set runs share (state_machine.SET_OK)
+                future.set_result([SET_OK for _ in op])
             else:
                 future.set_result(Value("reply", OK))
         self.writes_.clear()
@@ -125,6 +130,8 @@ class FakeEngine:
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.forwards.append(gate)
         await gate
+        if self.forward_replies is not None:
+            return self.forward_replies
         return [OK for _ in calls]
 
     @property
@@ -132,7 +139,7 @@ class FakeEngine:
         engine = self
 
         class Status:
-            commit_index = 0
+            commit_index = engine.commit_index
             leader_commit_index = 0
 
         class Raft:

@@ -224,3 +224,108 @@ def test_a_group_is_at_most_max_set_group_sets_and_the_forwarded_bytes() -> None
         assert bytes(transport.out) == b"+OK\r\n" * (2 * MAX_SET_GROUP + 12)
 
     asyncio.run(run())
+
+
+def test_a_follower_answers_each_forwarded_set_of_a_group_with_its_own_reply() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        engine.leader = False
+        unknown = Error("UNKNOWN outcome unknown: the leader changed")
+        engine.forward_replies = [OK, Error(OOM), unknown, OK]
+        conn, transport = connect(engine)
+        conn.data_received(_sets(b"a", b"b", b"c", b"d"))
+        await settle()
+        engine.forwards[0].set_result(None)
+        await settle()
+        assert bytes(transport.out) == (
+            b"+OK\r\n-" + OOM.encode() + b"\r\n-" + unknown.encode() + b"\r\n+OK\r\n"
+        )
+        assert conn.server.stats.error_replies == 2
+        assert conn.server.commands.by_name[b"set"].errors == 2
+
+    asyncio.run(run())
+
+
+def test_a_group_goes_to_the_connections_database() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, _ = connect(engine)
+        conn.data_received(cmd(b"SELECT", b"3") + _sets(b"a", b"b") + cmd(b"SELECT", b"0"))
+        conn.data_received(_sets(b"c", b"d"))
+        assert engine.groups == [2, 2]
+        assert [db for _, db in engine.submitted] == [3, 3, 0, 0]
+
+    asyncio.run(run())
+
+
+def test_a_refused_group_answers_every_set_and_leaves_nothing_owed() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        engine.commit_index = 5
+        conn.data_received(_sets(b"a", b"b"))
+        engine.commit()
+        await settle()
+        assert conn.last_write_index == 5  # WAIT waits for the group's entry
+        engine.commit_index = 9
+        engine.refuse = errors.Overloaded("20000 writes are already queued on this node")
+        conn.data_received(_sets(b"c", b"d", b"e"))
+        await settle()
+        out = bytes(transport.out).split(b"\r\n")
+        assert out[:2] == [b"+OK", b"+OK"]
+        assert [line.split(b" ")[0] for line in out[2:5]] == [b"-TRYAGAIN"] * 3
+        assert conn.server.stats.error_replies == 3
+        assert conn._grouped == 0 and conn._pending_bytes == 0 and not conn._slots
+        assert conn.last_write_index == 5  # nothing of the refused group was sent
+
+    asyncio.run(run())
+
+
+def test_sets_after_a_failed_auth_wait_out_its_penalty_then_group() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"PING"))
+        await settle()
+        conn._holding = True  # a failed AUTH's penalty is running
+        conn.data_received(_sets(b"a", b"b"))
+        assert engine.submitted == [] and len(conn._held) == 2
+        conn._end_hold()
+        await settle()
+        assert engine.log == ["submit a", "submit b"]  # one by one, behind the penalty
+        engine.commit()
+        await settle()
+        assert bytes(transport.out) == b"+PONG\r\n+OK\r\n+OK\r\n"
+
+    asyncio.run(run())
+
+
+def test_a_protocol_error_after_a_group_answers_the_group_first() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(_sets(b"a", b"b") + b"*1\r\n$x\r\n")
+        assert engine.groups == [2]
+        engine.commit()
+        await settle()
+        assert bytes(transport.out).startswith(b"+OK\r\n+OK\r\n-ERR Protocol error: ")
+        assert transport.closed
+
+    asyncio.run(run())
+
+
+def test_resp3_renders_a_groups_replies_in_its_protocol() -> None:
+    async def run() -> None:
+        engine = FakeEngine()
+        conn, transport = connect(engine)
+        conn.data_received(cmd(b"HELLO", b"3"))
+        await settle()
+        start = len(transport.out)
+        conn.data_received(_sets(b"a", b"b"))
+        ((_, waiter),) = engine.writes_
+        waiter.set_result([SET_OK, Value("reply", Error(OOM))])
+        await settle()
+        assert bytes(transport.out[start:]) == b"+OK\r\n-" + OOM.encode() + b"\r\n"
+        assert conn.proto == 3
+
+    asyncio.run(run())

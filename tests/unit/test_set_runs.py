@@ -604,3 +604,68 @@ def test_groups_weigh_their_sets_against_an_entrys_weight() -> None:
     entries = asyncio.run(body())
     # 3 SETs weigh 3: two groups (6) are over 5, so each goes in an entry of its own
     assert [len(e.ops[0].mset.entries) for e in entries] == [3, 3, 3]
+
+
+def test_the_queue_limit_and_the_ops_counters_count_a_groups_sets() -> None:
+    async def body() -> None:
+        replica = _replica()
+        consensus = _Held(replica)  # the first entry stays in flight: the rest queue
+        proposer = Proposer(
+            consensus,
+            replica,
+            ProposerConfig(group_wait_s=0.0, max_pending_ops=5),
+            now_ms=lambda: NOW,
+            sets_fit=lambda least, growth: replica.state.sets_fit(least, growth),
+        )
+        loop = asyncio.get_running_loop()
+        first = loop.create_future()
+        proposer.submit(_group(0, (b"a", b"1"), (b"b", b"2")), first)
+        await asyncio.sleep(0)
+        assert len(consensus.held) == 1
+        proposer.submit(_group(0, (b"c", b"3"), (b"d", b"4"), (b"e", b"5")), loop.create_future())
+        proposer.submit(_group(0, (b"f", b"6"), (b"g", b"7")), loop.create_future())
+        assert proposer.pending()[0] == 5  # SETs queued, not writes
+        with pytest.raises(errors.Overloaded):
+            proposer.submit(QueuedCall([b"SET", b"h", b"8"], 0), loop.create_future())
+        consensus.release()
+        await first
+        for _ in range(5):
+            await asyncio.sleep(0)
+        consensus.release()
+        await asyncio.sleep(0)
+        assert proposer.ops_proposed == 7  # SETs proposed, not writes
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("grouped", [True, False], ids=["a-group", "plain-writes"])
+def test_an_entry_whose_results_do_not_match_its_writes_fails_them_all(grouped: bool) -> None:
+    class _Short(_Applying):
+        def propose(self, data: bytes, callback: Callable[[Outcome, Any], None]) -> None:
+            self.entries.append(commands.decode(data))
+            callback(Outcome.APPLIED, self.replica.apply(data)[:-1])  # one result lost
+
+    async def body() -> list[Any]:
+        replica = _replica()
+        proposer = Proposer(
+            _Short(replica),
+            replica,
+            ProposerConfig(group_wait_s=0.0),
+            now_ms=lambda: NOW,
+            sets_fit=None,
+        )
+        loop = asyncio.get_running_loop()
+        first: Write = (
+            _group(0, (b"a", b"1"), (b"b", b"2"))
+            if grouped
+            else QueuedCall([b"SET", b"a", b"1"], 0)
+        )
+        writes: list[Write] = [first, QueuedCall([b"INCR", b"n"], 0)]
+        futures = [loop.create_future() for _ in writes]
+        for write, future in zip(writes, futures, strict=True):
+            proposer.submit(write, future)
+        done = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
+        return list(done)
+
+    results = asyncio.run(body())
+    assert all(isinstance(r, errors.OutcomeUnknown) for r in results), results

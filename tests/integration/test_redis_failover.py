@@ -55,11 +55,15 @@ RETRYABLE = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAga
 
 
 class Writer(threading.Thread):
-    """SETs fresh keys; each write is retried on the next node until acknowledged."""
+    """SETs fresh keys; each write is retried on the next node until acknowledged. With a
+    `depth`, `depth` SETs at a time in a non-transactional pipeline (a node sends them to
+    the proposer as one write, node/DESIGN.md "Pipelined SETs as one write"): each SET
+    acknowledged on its own reply, the others retried."""
 
-    def __init__(self, cluster: LocalCluster, index: int, protocol: int) -> None:
+    def __init__(self, cluster: LocalCluster, index: int, protocol: int, depth: int = 1) -> None:
         super().__init__(name=f"writer-{index}", daemon=True)
         self.index = index
+        self.depth = depth
         self.clients = [connect(cluster, i, protocol) for i in range(len(cluster.nodes))]
         self.stop = threading.Event()
         self.acked: dict[str, tuple[str, float]] = {}  # key -> (value, ack time)
@@ -71,6 +75,9 @@ class Writer(threading.Thread):
         node = rng.randrange(len(self.clients))
         n = 0
         try:
+            while not self.stop.is_set() and self.depth > 1:
+                node = self._pipelined(node, n)
+                n += self.depth
             while not self.stop.is_set():
                 key, value = f"fo:{self.index}:{n}", f"v{self.index}-{n}"
                 while not self.stop.is_set():
@@ -93,11 +100,38 @@ class Writer(threading.Thread):
             for client in self.clients:
                 client.close()
 
+    def _pipelined(self, node: int, n: int) -> int:
+        """SETs n..n+depth-1 until each is acknowledged; returns the node it ended on."""
+        pending = {f"fo:{self.index}:{m}": f"v{self.index}-{m}" for m in range(n, n + self.depth)}
+        while pending and not self.stop.is_set():
+            pipe = self.clients[node].pipeline(transaction=False)
+            for key, value in pending.items():
+                pipe.set(key, value)
+            try:
+                replies = pipe.execute(raise_on_error=False)
+            except RETRYABLE as exc:  # the connection: no reply at all
+                replies = [exc] * len(pending)
+            for (key, value), reply in zip(list(pending.items()), replies, strict=True):
+                if reply is True:
+                    self.acked[key] = (value, time.monotonic())
+                    del pending[key]
+                elif isinstance(reply, RETRYABLE):
+                    self.retries[type(reply).__name__] += 1
+                elif isinstance(reply, redis.ResponseError) and str(reply).startswith("UNKNOWN"):
+                    self.retries["UNKNOWN"] += 1
+                else:
+                    raise AssertionError(f"SET {key} answered {reply!r}")
+            if pending:
+                node = (node + 1) % len(self.clients)
+                time.sleep(0.02)
+        return node
+
 
 def test_leader_sigkill_under_redis_writes_loses_no_acknowledged_write(
     cluster: LocalCluster,
 ) -> None:
-    writers = [Writer(cluster, i, protocol=2 + i % 2) for i in range(6)]
+    # half of them pipeline 8 SETs at a time: groups of SETs across the kill
+    writers = [Writer(cluster, i, protocol=2 + i % 2, depth=8 if i >= 3 else 1) for i in range(6)]
     for w in writers:
         w.start()
     time.sleep(2.0)
@@ -121,6 +155,9 @@ def test_leader_sigkill_under_redis_writes_loses_no_acknowledged_write(
     gap = max((b - a for a, b in itertools.pairwise(acks)), default=0.0)
     print(f"acked {before} before the kill, {after} after; retries {dict(retries)}; gap {gap:.2f}s")
     assert before > 50 and after > 50, "the workload must run on both sides of the kill"
+    for w in writers[3:]:  # the pipelined writers too
+        times = [t for _, t in w.acked.values()]
+        assert min(times) < killed_at < max(times), f"writer {w.index} acked on one side only"
 
     new_leader = cluster.wait_for_leader(exclude=old_leader)
     for protocol in (2, 3):

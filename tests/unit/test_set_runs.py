@@ -583,17 +583,22 @@ def test_a_group_that_fails_to_commit_fails_as_one_write() -> None:
     assert len(results) == 1 and isinstance(results[0], errors.OutcomeUnknown)
 
 
+def _proposer(consensus: _Applying, runs: bool = True, **config: Any) -> Proposer:
+    """A Proposer over `consensus` (and its replica), set runs on or off."""
+    replica = consensus.replica
+    return Proposer(
+        consensus,
+        replica,
+        ProposerConfig(group_wait_s=0.0, **config),
+        now_ms=lambda: NOW,
+        sets_fit=(lambda least, growth: replica.state.sets_fit(least, growth)) if runs else None,
+    )
+
+
 def test_groups_weigh_their_sets_against_an_entrys_weight() -> None:
     async def body() -> list[command_pb2.Command]:
-        replica = _replica()
-        consensus = _Applying(replica)
-        proposer = Proposer(
-            consensus,
-            replica,
-            ProposerConfig(group_wait_s=0.0, max_batch_weight=5),
-            now_ms=lambda: NOW,
-            sets_fit=lambda least, growth: replica.state.sets_fit(least, growth),
-        )
+        consensus = _Applying(_replica())
+        proposer = _proposer(consensus, max_batch_weight=5)
         groups = [_group(0, *((b"g%dk%d" % (g, i), b"v") for i in range(3))) for g in range(3)]
         futures = [asyncio.get_running_loop().create_future() for _ in groups]
         for group, future in zip(groups, futures, strict=True):
@@ -608,15 +613,8 @@ def test_groups_weigh_their_sets_against_an_entrys_weight() -> None:
 
 def test_the_queue_limit_and_the_ops_counters_count_a_groups_sets() -> None:
     async def body() -> None:
-        replica = _replica()
-        consensus = _Held(replica)  # the first entry stays in flight: the rest queue
-        proposer = Proposer(
-            consensus,
-            replica,
-            ProposerConfig(group_wait_s=0.0, max_pending_ops=5),
-            now_ms=lambda: NOW,
-            sets_fit=lambda least, growth: replica.state.sets_fit(least, growth),
-        )
+        consensus = _Held(_replica())  # the first entry stays in flight: the rest queue
+        proposer = _proposer(consensus, max_pending_ops=5)
         loop = asyncio.get_running_loop()
         first = loop.create_future()
         proposer.submit(_group(0, (b"a", b"1"), (b"b", b"2")), first)
@@ -646,14 +644,7 @@ def test_an_entry_whose_results_do_not_match_its_writes_fails_them_all(grouped: 
             callback(Outcome.APPLIED, self.replica.apply(data)[:-1])  # one result lost
 
     async def body() -> list[Any]:
-        replica = _replica()
-        proposer = Proposer(
-            _Short(replica),
-            replica,
-            ProposerConfig(group_wait_s=0.0),
-            now_ms=lambda: NOW,
-            sets_fit=None,
-        )
+        proposer = _proposer(_Short(_replica()), runs=False)
         loop = asyncio.get_running_loop()
         first: Write = (
             _group(0, (b"a", b"1"), (b"b", b"2"))

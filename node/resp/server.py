@@ -373,15 +373,19 @@ class Connection(PipelinedConnection):
                         if sets and (len(sets) >= MAX_SET_GROUP or size + more > MAX_FORWARD_BYTES):
                             self._write_group(sets, size)
                             sets, size = [], 0
+                            if self._closing:  # a lone SET's dispatch found its user deleted
+                                break
                         sets.append(argv)
                         size += more
                         continue
                 if sets:
                     self._write_group(sets, size)
                     sets, size = [], 0
+                    if self._closing:  # a held SET's dispatch found its user deleted
+                        break
                 self.dispatch(argv)
                 grouping = None
-            if sets:
+            if sets and not self._closing:
                 self._write_group(sets, size)
             if parser.error is not None and not self._closing and not self._held:
                 # Commands before the bad input are answered; then this connection ends.

@@ -139,6 +139,11 @@ def test_leader_sigkill_under_redis_writes_loses_no_acknowledged_write(
     killed_at = time.monotonic()
     cluster.kill(old_leader)
     time.sleep(6.0)
+    deadline = time.monotonic() + 30.0  # every pipelined writer acknowledged after the kill
+    while time.monotonic() < deadline and not all(
+        any(t > killed_at for _, t in list(w.acked.values())) for w in writers[3:]
+    ):
+        time.sleep(0.2)
     for w in writers:
         w.stop.set()
     for w in writers:
@@ -157,6 +162,7 @@ def test_leader_sigkill_under_redis_writes_loses_no_acknowledged_write(
     assert before > 50 and after > 50, "the workload must run on both sides of the kill"
     for w in writers[3:]:  # the pipelined writers too
         times = [t for _, t in w.acked.values()]
+        assert times, f"writer {w.index} acknowledged nothing"
         assert min(times) < killed_at < max(times), f"writer {w.index} acked on one side only"
 
     new_leader = cluster.wait_for_leader(exclude=old_leader)

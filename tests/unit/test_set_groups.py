@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from raftcache.node import acl, errors
 from raftcache.node.keyspace.db import DB_PREFIX, RESERVED_KEY
 from raftcache.node.keyspace.reply import OK, OOM, Error
@@ -281,7 +282,7 @@ def test_a_refused_group_answers_every_set_and_leaves_nothing_owed() -> None:
     asyncio.run(run())
 
 
-def test_sets_after_a_failed_auth_wait_out_its_penalty_then_group() -> None:
+def test_sets_behind_a_failed_auths_penalty_go_one_by_one_after_it() -> None:
     async def run() -> None:
         engine = FakeEngine()
         conn, transport = connect(engine)
@@ -314,18 +315,28 @@ def test_a_protocol_error_after_a_group_answers_the_group_first() -> None:
     asyncio.run(run())
 
 
-def test_resp3_renders_a_groups_replies_in_its_protocol() -> None:
+USERS = "user default on nopass ~* &* +@all\nuser app on nopass ~* &* +@all"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [cmd(b"SET", b"b", b"2"), cmd(b"GET", b"b"), cmd(b"INCR", b"n")],
+    ids=["set", "get", "incr"],
+)
+@pytest.mark.parametrize("first", [cmd(b"SET", b"a", b"1"), cmd(b"PING")], ids=["set", "ping"])
+def test_nothing_runs_after_a_held_set_finds_its_user_deleted(first: bytes, tail: bytes) -> None:
     async def run() -> None:
         engine = FakeEngine()
-        conn, transport = connect(engine)
-        conn.data_received(cmd(b"HELLO", b"3"))
+        conn, _ = connect(engine)
+        stored = [USERS.encode()]
+        conn.server.auth._read_stored = lambda: (stored[0], None)  # type: ignore[method-assign]
+        conn.users_changed(conn.server.auth.acl(), close_at_once=False)
+        conn.authenticated(conn.server.auth.acl().users["app"])
+        assert conn.user is not None and conn.user.unrestricted
+        stored[0] = b"user default on nopass ~* &* +@all"  # ACL DELUSER app, applied
+        conn.data_received(first + tail)
         await settle()
-        start = len(transport.out)
-        conn.data_received(_sets(b"a", b"b"))
-        ((_, waiter),) = engine.writes_
-        waiter.set_result([SET_OK, Value("reply", Error(OOM))])
-        await settle()
-        assert bytes(transport.out[start:]) == b"+OK\r\n-" + OOM.encode() + b"\r\n"
-        assert conn.proto == 3
+        assert conn._closing
+        assert engine.submitted == [] and engine.log == []  # no write, no read barrier
 
     asyncio.run(run())

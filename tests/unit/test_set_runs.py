@@ -660,3 +660,25 @@ def test_an_entry_whose_results_do_not_match_its_writes_fails_them_all(grouped: 
 
     results = asyncio.run(body())
     assert all(isinstance(r, errors.OutcomeUnknown) for r in results), results
+
+
+def test_an_entrys_op_limit_counts_calls_and_a_larger_group_goes_alone() -> None:
+    async def body() -> list[command_pb2.Command]:
+        consensus = _Applying(_replica())
+        proposer = _proposer(consensus, runs=False, max_batch_ops=3)
+        writes: list[Write] = [
+            QueuedCall([b"SET", b"a", b"1"], 0),
+            _group(0, *((b"g%d" % i, b"v") for i in range(5))),  # over the limit alone
+            _group(0, (b"h1", b"v"), (b"h2", b"v")),
+            _group(0, (b"i1", b"v"), (b"i2", b"v")),
+            QueuedCall([b"SET", b"j", b"1"], 0),
+        ]
+        futures = [asyncio.get_running_loop().create_future() for _ in writes]
+        for write, future in zip(writes, futures, strict=True):
+            proposer.submit(write, future)
+        await asyncio.gather(*futures)
+        assert proposer.pending()[0] == 0
+        return consensus.entries
+
+    entries = asyncio.run(body())
+    assert [len(e.ops) for e in entries] == [1, 5, 2, 3]

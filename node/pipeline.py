@@ -408,8 +408,7 @@ class PipelinedConnection(asyncio.Protocol):
         if slot.data is not None:
             return
         if sent:
-            status = self.engine.view.raft.status()
-            self.last_write_index = max(status.commit_index, status.leader_commit_index)
+            self._wrote()
         self._grouped -= n - 1
         stats, t0, fmt = slot.stats, slot.t0, slot.fmt
         ok = self.render(fmt, OK)
@@ -422,11 +421,8 @@ class PipelinedConnection(asyncio.Protocol):
             else:
                 self._count(stats, t0, reply)
                 parts.append(self.render(fmt, reply))
-        if stats is not None and oks:
-            latency = stats.latency
-            ns = time.perf_counter_ns() - t0
-            latency.counts[bisect_left(latency.bounds_ns, ns)] += oks
-            latency.sum_ns += ns * oks
+        if oks:
+            self._count(stats, t0, OK, oks)
         self._fill(slot, ok * n if oks == n else b"".join(parts))
 
     def _fill(self, slot: Slot, data: bytes) -> None:
@@ -441,8 +437,9 @@ class PipelinedConnection(asyncio.Protocol):
             self._advance()
         self._schedule_flush()
 
-    def _count(self, stats: CommandStats | None, t0: int, reply: ReplyT) -> None:
-        """An answered command's error and latency counters (`t0`: when it started)."""
+    def _count(self, stats: CommandStats | None, t0: int, reply: ReplyT, n: int = 1) -> None:
+        """An answered command's error and latency counters (`t0`: when it started), or those
+        of `n` commands that answered `reply` together (a group of SETs)."""
         if isinstance(reply, Error):
             self.count_error(reply)
             if stats is not None:
@@ -450,8 +447,8 @@ class PipelinedConnection(asyncio.Protocol):
         if stats is not None:  # Durations.observe_ns inlined: this runs for every command
             latency = stats.latency
             ns = time.perf_counter_ns() - t0
-            latency.counts[bisect_left(latency.bounds_ns, ns)] += 1
-            latency.sum_ns += ns
+            latency.counts[bisect_left(latency.bounds_ns, ns)] += n
+            latency.sum_ns += ns * n
 
     def _advance(self) -> None:
         """Start the next runs whose predecessors have all answered."""
@@ -473,9 +470,13 @@ class PipelinedConnection(asyncio.Protocol):
 
     def _settle_write(self, slot: Slot, reply: ReplyT) -> None:
         """A write's reply; remembers the log position it reached, for WAIT."""
+        self._wrote()
+        self._settle(slot, reply)
+
+    def _wrote(self) -> None:
+        """A write of this connection answered: the log position it reached, for WAIT."""
         status = self.engine.view.raft.status()
         self.last_write_index = max(status.commit_index, status.leader_commit_index)
-        self._settle(slot, reply)
 
     # -- starting commands -------------------------------------------------------------------
 

@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# make test's pytest workers (pytest-xdist, one test file per worker at a time): most of an
+# integration test's time is waiting on elections, failovers and timeouts, not CPU.
+TEST_WORKERS ?= 2
 PROTOS := $(wildcard proto/raftcache/v1/*.proto)
 
 .PHONY: run test bytecode typecheck unit integration proto bench bench-peers chaos chaos-netns chaos-long chaos-clean clean image base-image \
@@ -29,7 +32,7 @@ test: bytecode
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(MAKE) --no-print-directory typecheck
-	$(BIN)/pytest -q --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 # mypy cannot follow setuptools' editable package-dir mapping, so check a symlinked
 # raftcache/ tree laid out exactly as the installed package, plus tests/typing: SDK calls

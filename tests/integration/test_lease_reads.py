@@ -101,17 +101,20 @@ def test_the_leader_answers_linearizable_reads_without_log_entries(
     # further behind, it takes the barrier, which is correct and slower. The reads right
     # after a write start at that write's stamp, and on a host so loaded that a Raft round
     # takes longer than 50 ms (two busy cores beside the suite) the whole pipeline can find
-    # the clock too old. So up to three attempts: a lease that never answers fails all.
+    # the clock too old. So the counters are read before the write (a scrape between it and
+    # the reads took long enough in CI, two test workers on two cores, for all 500 reads of
+    # all three attempts to take the barrier), the pipeline is built before it too, and up
+    # to three attempts: a lease that never answers fails all.
     attempts = []
     for attempt in range(3):
-        client.set("lease:k", f"v{attempt}")
         expected = f"v{attempt}".encode()
-        before_reads = value(scrape(cluster, leader), "raftcache_lease_reads_total")
-        before_entries = _entries(client)
-        started = time.monotonic()
         pipe = client.pipeline(transaction=False)
         for _ in range(500):
             pipe.get("lease:k")
+        before_reads = value(scrape(cluster, leader), "raftcache_lease_reads_total")
+        before_entries = _entries(client)
+        started = time.monotonic()
+        client.set("lease:k", expected)  # one entry, within the allowance below
         assert pipe.execute() == [expected] * 500
         for _ in range(100):
             assert client.get("lease:k") == expected

@@ -33,6 +33,7 @@ PACKAGES = {
     "etcd": "etcd-server",
     "etcdctl": "etcd-client",
     "memcached": "memcached",
+    "h2load": "nghttp2-client",
 }
 """Binary -> the Debian package that ships it."""
 

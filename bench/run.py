@@ -168,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs per (configuration, protocol, op) cell, configurations alternated",
     )
     parser.add_argument(
+        "--security-grpc-generator",
+        choices=security_section.GRPC_GENERATORS,
+        default="h2load",
+        help="what drives the security section's gRPC cells: h2load (C, the default) or "
+        "bench.loadgen's grpc.aio processes (which pay the credential's cost on the same cores)",
+    )
+    parser.add_argument(
         "--typed-members",
         type=int,
         default=1_000_000,
@@ -320,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         seconds=args.security_seconds,
                         reps=args.security_reps,
                         keep_data=args.keep_data,
+                        grpc_generator=args.security_grpc_generator,
                     )
                     failed = failed or bool(section.get("failed"))
                 elif name == "sdk":

@@ -25,7 +25,17 @@ mostly hit). RESP cells are driven by redis-benchmark (C, OpenSSL; `--user app -
 `--tls --cacert CA`), as the redis section drives RESP: a Python asyncio generator pays
 its own TLS per request (its CPU doubled under TLS), and on a shared 2-core machine that
 CPU is taken from the nodes, so the TLS ratio measured the client as much as the node.
-gRPC cells: two bench.loadgen grpc.aio processes (32 clients each, 16 per HTTP/2 channel).
+gRPC cells are driven by h2load (C, nghttp2) for the same reason: 4 HTTP/2 connections
+of 16 concurrent streams, each stream a unary call of one fixed, pre-serialized request
+(`authorization: Basic ...` on every call for `users`, https for `tls`). The Python
+generator (`--security-grpc-generator loadgen`: two bench.loadgen grpc.aio processes, 32
+clients each, 16 per channel) paid ~6 us more per call to attach the credential, on the
+two cores the nodes run on: the users/plain ratio it gave (0.92-0.95) measured the client
+as much as the node (README, "Security overhead"). h2load cannot see a call's grpc-status
+(a refused call is an HTTP 200 too), so every call is checked by its reply: before and
+after each run the same request bytes, with the same headers, are sent through grpc and
+must be answered, and h2load's DATA bytes must be what that many replies of that size
+make (an error reply carries no message: one refused call among them is a shortfall).
 
 Interleaving (a shared 2-core box drifts): every (protocol, op) is measured in the three
 configurations back to back, and the whole plan is repeated `reps` times with the
@@ -78,6 +88,7 @@ import grpc
 from raftcache.chaos.local_cluster import ClusterTls, LocalCluster, LocalNode
 from raftcache.v1 import cache_pb2, cache_pb2_grpc
 
+from bench import peers
 from bench.common import (
     CpuMeter,
     CpuReport,
@@ -110,6 +121,10 @@ APP_USER = "app"
 APP_PASSWORD = "app-pw"
 ERROR_PAUSE_S = 0.002
 RPC_TIMEOUT_S = 5.0
+GRPC_GENERATORS = ("h2load", "loadgen")
+H2LOAD_CONNECTIONS = 4  # x H2LOAD_STREAMS concurrent calls = CLIENTS
+H2LOAD_STREAMS = 16
+GRPC_METHODS = {"set": "/raftcache.v1.Cache/Set", "get": "/raftcache.v1.Cache/Get"}
 LOADGEN_OP = {
     ("grpc", "set"): "sec_grpc_set",
     ("grpc", "get"): "sec_grpc_get",
@@ -268,6 +283,13 @@ def _n(value: Any, digits: int = 0) -> str:
 PROTOCOL_LABEL = {"resp": "RESP", "grpc": "gRPC"}
 
 
+def _grpc_generator_text(setup: Mapping[str, Any]) -> str:
+    if setup.get("grpc_generator", "loadgen") == "h2load":
+        conns, streams = setup.get("h2load_connections_x_streams", ("?", "?"))
+        return f"h2load ({conns} connections x {streams} streams)"
+    return f"{setup.get('generator_processes')} bench.loadgen grpc.aio processes"
+
+
 def markdown(section: Mapping[str, Any]) -> str:
     """The cells table (median, spread, latency, leader CPU per op, load), the ratio table
     with targets and verdicts, and what the gRPC path checked."""
@@ -276,8 +298,9 @@ def markdown(section: Mapping[str, Any]) -> str:
     lines = [
         "## Security overhead: users/permissions and TLS vs plain (same run, interleaved)",
         "",
-        f"{setup.get('clients')} clients against the leader, {setup.get('generator_processes')} "
-        f"generator processes, {setup.get('warmup_s')} s warm-up + {setup.get('seconds')} s "
+        f"{setup.get('clients')} clients against the leader; RESP driven by redis-benchmark, "
+        f"gRPC by {_grpc_generator_text(setup)}; {setup.get('warmup_s')} s warm-up + "
+        f"{setup.get('seconds')} s "
         f"measured per run, {setup.get('reps')} runs per cell (configuration order reversed "
         f"every other repetition). Load: `{section.get('load_start', {}).get('uptime', '?')}` "
         f"at the start, `{section.get('load_end', {}).get('uptime', '?')}` at the end.",
@@ -734,6 +757,7 @@ def measure(
     keys: int,
     warmup: float,
     seconds: float,
+    grpc_generator: str = "h2load",
 ) -> dict[str, Any]:
     """One run of one cell against its configuration's leader."""
     setup = setups[cell.config]
@@ -748,19 +772,25 @@ def measure(
         ops, window_s, latencies_ms, codes, errors, cpu = _resp_run(
             cell, setup, target, pids, warmup=warmup, seconds=seconds
         )
-        gens = ["redis-benchmark"]
+        generator = "redis-benchmark"
+    elif grpc_generator == "h2load":
+        ops, window_s, latencies_ms, codes, errors, cpu = _grpc_h2load_run(
+            cell, setup, target, pids, warmup=warmup, seconds=seconds
+        )
+        generator = "h2load"
     else:
         ops, window_s, latencies_ms, codes, errors, cpu = _grpc_run(
             cell, setup, target, pids, keys=keys, warmup=warmup, seconds=seconds
         )
-        gens = [k for k in cpu.process_pct if k.startswith("generator")]
+        generator = "bench.loadgen (grpc.aio)"
+    gens = [k for k in cpu.process_pct if k.startswith("generator")] or [generator]
     load_end = list(os.getloadavg())
     term_after = getattr(cluster.status(leader), "term", None)
     leader_key = next(k for k in cpu.process_cpu_s if k.startswith("leader("))
     out = {
         **asdict(cell),
         "target": target,
-        "generator": "redis-benchmark" if cell.protocol == "resp" else "bench.loadgen (grpc.aio)",
+        "generator": generator,
         "ops": ops,
         "window_s": window_s,
         "ops_per_s": round(ops / window_s, 1),
@@ -771,7 +801,7 @@ def measure(
         "leader_cpu_us_per_op": round(cpu.process_cpu_s[leader_key] / ops * 1e6, 1)
         if ops
         else math.nan,
-        "generator_cpu_pct": [cpu.process_pct[k] for k in gens],
+        "generator_cpu_pct": [cpu.process_pct.get(k) for k in gens],
         "system_busy_pct": cpu.system_busy_pct,
         "unaccounted_pct": cpu.unaccounted_pct,
         "load_start": load_start,
@@ -826,6 +856,155 @@ def _grpc_run(
     summary = {k: round(v, 3) for k, v in latency_summary_ms(latencies).items()}
     ops = sum(r.ops for r in run.results)
     return ops, run.window_s, summary, codes, sum(r.errors for r in run.results), run.cpu
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """A gRPC length-prefixed message (uncompressed): what h2load sends as each call's body."""
+    return b"\0" + len(message).to_bytes(4, "big") + message
+
+
+def h2load_call(op: str) -> tuple[str, bytes]:
+    """The method path and framed request of an h2load gRPC cell: one fixed key (the
+    generator sends the same bytes on every call), a LINEARIZABLE Get or a 100-byte Set."""
+    key = key_name(KEY_PREFIX, 1)
+    if op == "set":
+        message = cache_pb2.SetRequest(key=key, value=value_bytes(VALUE_SIZE, 1))
+    else:
+        message = cache_pb2.GetRequest(key=key, consistency=cache_pb2.LINEARIZABLE)  # type: ignore[assignment]
+    return GRPC_METHODS[op], grpc_frame(message.SerializeToString())
+
+
+def h2load_argv(
+    target: str, path: str, body_file: Path, access: Access, seconds: float, log_file: Path | None
+) -> list[str]:
+    """h2load: H2LOAD_CONNECTIONS x H2LOAD_STREAMS concurrent unary calls for `seconds`
+    (https for a CA: h2load negotiates h2 by ALPN), credentials on every call."""
+    scheme = "https" if access.ca_pem else "http"
+    argv = [
+        "h2load", "-c", str(H2LOAD_CONNECTIONS), "-m", str(H2LOAD_STREAMS),
+        "-D", f"{round(seconds * 1000)}ms", "-d", str(body_file),
+        "-H", "content-type: application/grpc", "-H", "te: trailers",
+    ]  # fmt: skip
+    if access.user:
+        argv += ["-H", f"authorization: {basic_authorization(access.user, access.password)}"]
+    if log_file is not None:
+        argv.append(f"--log-file={log_file}")
+    return [*argv, f"{scheme}://{target}{path}"]
+
+
+def parse_h2load(text: str) -> dict[str, float]:
+    """h2load's summary: `finished in` seconds, request counts, DATA bytes received."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("finished in "):  # finished in 5.00s, or 202.26ms
+            took = line.split()[2].rstrip(",")
+            for unit, scale in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+                if took.endswith(unit):
+                    out["seconds"] = float(took.removesuffix(unit)) * scale
+                    break
+        elif line.startswith("requests:"):
+            for part in line.removeprefix("requests:").split(","):
+                count, name = part.split()[:2]
+                out[name] = int(count)
+        elif line.startswith("traffic:"):
+            # traffic: 1.01MB (1058762) total, 50.47KB (51682) headers (...), 905KB (927600) data
+            for part in line.removeprefix("traffic:").split(","):
+                words = part.split()
+                if len(words) >= 3 and words[-1] == "data":
+                    out["data_bytes"] = int(words[-2].strip("()"))
+    missing = {"seconds", "succeeded", "failed", "errored", "timeout", "data_bytes"} - set(out)
+    if missing:
+        raise ValueError(f"h2load printed no {sorted(missing)}: {text[-800:]}")
+    return out
+
+
+def h2load_latencies_s(log_file: Path) -> list[float]:
+    """Per-request durations from h2load's --log-file (start us, HTTP status, duration us)."""
+    out = []
+    for line in log_file.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 3 and fields[1] == "200":
+            out.append(int(fields[2]) / 1e6)
+    return out
+
+
+def unserved_calls(op: str, counts: Mapping[str, float], before: bytes, after: bytes) -> int:
+    """Calls h2load counted as done that the node did not serve, from the replies to the
+    same request sent through grpc before and after the run. A Set's reply carries the
+    key's new version, one revision per write: nothing else writes during a gRPC Set cell,
+    so after - before - 1 writes were served. Every Get reply is the same message, and a
+    refused call's reply carries none: served replies x their size must be in the DATA
+    bytes. Raises if the probes' replies say the call itself is not what was meant."""
+    done = int(counts["succeeded"])
+    if op == "set":
+        v0 = cache_pb2.SetResponse.FromString(before).version
+        v1 = cache_pb2.SetResponse.FromString(after).version
+        return max(done - (v1 - v0 - 1), 0)
+    if before != after or not cache_pb2.GetResponse.FromString(before).found:
+        raise ValueError(f"the Get probe's replies differ or miss the key: {before!r} {after!r}")
+    size = len(grpc_frame(before))
+    short = done * size - int(counts["data_bytes"])
+    return max(-(-short // size), 0)
+
+
+def _grpc_probe(target: str, access: Access, path: str, body: bytes) -> bytes:
+    """The reply to h2load's exact request bytes and credentials, through grpc (raises on
+    an error status: the cell would measure refusals)."""
+    if access.ca_pem:
+        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(access.ca_pem))
+    else:
+        channel = grpc.insecure_channel(target)
+    metadata = (
+        (("authorization", basic_authorization(access.user, access.password)),)
+        if access.user
+        else ()
+    )
+    with channel:
+        call = channel.unary_unary(path)  # no serializers: bytes in, bytes out
+        reply: bytes = call(body[5:], timeout=RPC_TIMEOUT_S, metadata=metadata)
+        return reply
+
+
+def _grpc_h2load_run(
+    cell: Cell,
+    setup: Setup,
+    target: str,
+    pids: Mapping[str, int],
+    *,
+    warmup: float,
+    seconds: float,
+) -> tuple[int, float, dict[str, float], dict[str, int], int, CpuReport]:
+    """A gRPC cell driven by h2load: a warm-up run, then a run metered for CPU (nodes and
+    h2load) whose served calls are checked against the node's replies (unserved_calls)."""
+    path, body = h2load_call(cell.op)
+    body_file = setup.base / f"h2load-{cell.op}.bin"
+    body_file.write_bytes(body)
+    log_file = setup.base / "h2load-requests.log"
+    timeout = max(60.0, (warmup + seconds) * 10)
+    if warmup > 0:
+        argv = h2load_argv(target, path, body_file, setup.access, warmup, None)
+        subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
+    before = _grpc_probe(target, setup.access, path, body)
+    argv = h2load_argv(target, path, body_file, setup.access, seconds, log_file)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as gen:
+        meter = CpuMeter({**pids, "generator(h2load)": gen.pid})
+        meter.start()
+        time.sleep(seconds)  # h2load's own window, less its connects (read while it runs)
+        cpu = meter.stop()
+        out, _ = gen.communicate(timeout=timeout)
+    after = _grpc_probe(target, setup.access, path, body)
+    if gen.returncode != 0:
+        raise RuntimeError(f"h2load exited {gen.returncode}: {out[-800:]}")
+    counts = parse_h2load(out)
+    unserved = unserved_calls(cell.op, counts, before, after)
+    bad = int(counts["failed"] + counts["errored"] + counts["timeout"])
+    codes = {k: v for k, v in (("UNSERVED", unserved), ("H2LOAD_FAILED", bad)) if v}
+    ops = int(counts["succeeded"]) - unserved
+    latencies = latency_summary_ms(h2load_latencies_s(log_file))
+    log_file.unlink(missing_ok=True)
+    summary = {k: round(v, 3) for k, v in latencies.items()}
+    return ops, counts["seconds"], summary, codes, unserved + bad, cpu
 
 
 def _resp_run(
@@ -891,7 +1070,11 @@ def run(
     seconds: float = 5.0,
     reps: int = REPS,
     keep_data: bool = False,
+    grpc_generator: str = "h2load",
 ) -> dict[str, Any]:
+    if grpc_generator not in GRPC_GENERATORS:
+        raise ValueError(f"grpc_generator {grpc_generator!r} is not one of {GRPC_GENERATORS}")
+    peers.ensure_tools(["redis-benchmark", *(["h2load"] if grpc_generator == "h2load" else [])])
     machine = machine_info()
     section: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -902,8 +1085,10 @@ def run(
         "setup": {
             "configs": list(CONFIGS),
             "clients": CLIENTS,
+            "grpc_generator": grpc_generator,
             "generator_processes": GENERATOR_PROCESSES,
             "grpc_clients_per_channel": PER_CHANNEL,
+            "h2load_connections_x_streams": [H2LOAD_CONNECTIONS, H2LOAD_STREAMS],
             "key_prefix": KEY_PREFIX,
             "key_space": keys,
             "value_bytes": VALUE_SIZE,
@@ -926,7 +1111,14 @@ def run(
         log(f"security: probes of app (users configuration): {section['probes']}")
         for cell in plan(reps):
             try:
-                result = measure(cell, setups, keys=keys, warmup=warmup, seconds=seconds)
+                result = measure(
+                    cell,
+                    setups,
+                    keys=keys,
+                    warmup=warmup,
+                    seconds=seconds,
+                    grpc_generator=grpc_generator,
+                )
             except Exception:
                 error = traceback.format_exc()
                 log(f"  {cell} FAILED: {error[-400:]}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import math
+from pathlib import Path
 from typing import Any
 
+import pytest
 from raftcache.node import acl
 
 from bench import security_section as sec
@@ -192,3 +194,97 @@ def test_run_registers_the_section_and_its_options() -> None:
     )
     assert args.only == ["security"]
     assert (args.security_seconds, args.security_reps, args.security_warmup) == (8.0, 3, 1.0)
+
+
+# ----------------------------------------------------------------------------- h2load (gRPC)
+
+H2LOAD_OUTPUT = """starting benchmark...
+Main benchmark duration is over for thread #0. Stopping all clients.
+
+finished in 5.00s, 3120.40 req/s, 509.35KB/s
+requests: 15602 total, 15666 started, 15602 done, 15602 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 15602 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 2.49MB (2607843) total, 151.09KB (154715) headers (space savings 96.12%), \
+2.19MB (2293494) data
+                     min         max         mean         sd        +/- sd
+time for request:     2.03ms     78.66ms     20.45ms      6.80ms    77.32%
+"""
+
+
+def test_h2load_summary_is_parsed() -> None:
+    counts = sec.parse_h2load(H2LOAD_OUTPUT)
+    assert counts == {
+        "seconds": 5.0,
+        "total": 15602,
+        "started": 15666,
+        "done": 15602,
+        "succeeded": 15602,
+        "failed": 0,
+        "errored": 0,
+        "timeout": 0,
+        "data_bytes": 2293494,
+    }
+    short = H2LOAD_OUTPUT.replace("finished in 5.00s", "finished in 202.26ms")
+    assert sec.parse_h2load(short)["seconds"] == 0.20226
+
+
+def test_h2load_output_without_its_summary_is_an_error() -> None:
+    cut = H2LOAD_OUTPUT.replace("traffic:", "trafic:")
+    with pytest.raises(ValueError, match="data_bytes"):
+        sec.parse_h2load(cut)
+
+
+def test_h2load_argv_sends_one_grpc_call_with_credentials_and_tls() -> None:
+    path, body = sec.h2load_call("get")
+    assert path == "/raftcache.v1.Cache/Get"
+    request = sec.cache_pb2.GetRequest.FromString(body[5:])
+    assert body[:5] == b"\0" + len(body[5:]).to_bytes(4, "big")
+    assert request.key == b"key:0000001" and request.consistency == sec.cache_pb2.LINEARIZABLE
+    plain = sec.h2load_argv("127.0.0.1:1", path, Path("b"), sec.Access(), 5.0, None)
+    assert plain[-1] == "http://127.0.0.1:1/raftcache.v1.Cache/Get"
+    assert plain[plain.index("-D") + 1] == "5000ms"
+    assert plain[plain.index("-c") + 1] == "4" and plain[plain.index("-m") + 1] == "16"
+    assert not any(a.startswith("authorization") for a in plain)
+    users = sec.h2load_argv(
+        "127.0.0.1:1", path, Path("b"), sec.Access("app", "app-pw"), 5.0, Path("log")
+    )
+    assert f"authorization: {sec.basic_authorization('app', 'app-pw')}" in users
+    assert "--log-file=log" in users
+    tls = sec.h2load_argv("127.0.0.1:1", path, Path("b"), sec.Access(ca_pem=b"CA"), 5.0, None)
+    assert tls[-1].startswith("https://")
+
+
+def test_unserved_sets_are_counted_from_the_versions_written() -> None:
+    def reply(version: int) -> bytes:
+        return sec.cache_pb2.SetResponse(version=version).SerializeToString()
+
+    counts = {"succeeded": 100, "data_bytes": 0}
+    assert sec.unserved_calls("set", counts, reply(10), reply(111)) == 0
+    assert sec.unserved_calls("set", counts, reply(10), reply(101)) == 10
+    assert sec.unserved_calls("set", counts, reply(10), reply(150)) == 0  # calls in flight
+
+
+def test_unserved_gets_are_counted_from_the_reply_bytes() -> None:
+    served = sec.cache_pb2.GetResponse(found=True, value=b"v" * 100, version=7).SerializeToString()
+    size = 5 + len(served)
+    whole = {"succeeded": 10, "data_bytes": 10 * size}
+    assert sec.unserved_calls("get", whole, served, served) == 0
+    short = {"succeeded": 10, "data_bytes": 7 * size}
+    assert sec.unserved_calls("get", short, served, served) == 3
+    missing = sec.cache_pb2.GetResponse(found=False).SerializeToString()
+    with pytest.raises(ValueError, match="miss the key"):
+        sec.unserved_calls("get", {"succeeded": 1, "data_bytes": 5}, missing, missing)
+    other = sec.cache_pb2.GetResponse(found=True, value=b"w" * 100, version=8).SerializeToString()
+    with pytest.raises(ValueError, match="differ"):
+        sec.unserved_calls("get", {"succeeded": 1, "data_bytes": size}, served, other)
+
+
+def test_h2load_latencies_are_read_from_its_request_log(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.write_text("1700000000000000\t200\t1500\n1700000000000100\t200\t2500\n1\t503\t9\n")
+    assert sec.h2load_latencies_s(log) == [0.0015, 0.0025]
+
+
+def test_the_grpc_generator_is_checked() -> None:
+    with pytest.raises(ValueError, match="grpc_generator"):
+        sec.run(Path("/nonexistent"), Path("/nonexistent"), [], grpc_generator="python")

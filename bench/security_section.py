@@ -71,6 +71,7 @@ import multiprocessing as mp
 import multiprocessing.synchronize
 import os
 import random
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -875,15 +876,25 @@ def h2load_call(op: str) -> tuple[str, bytes]:
 
 
 def h2load_argv(
-    target: str, path: str, body_file: Path, access: Access, seconds: float, log_file: Path | None
+    target: str,
+    path: str,
+    body_file: Path,
+    access: Access,
+    *,
+    seconds: float = 0.0,
+    calls: int = 0,
+    log_file: Path | None = None,
 ) -> list[str]:
-    """h2load: H2LOAD_CONNECTIONS x H2LOAD_STREAMS concurrent unary calls for `seconds`
-    (https for a CA: h2load negotiates h2 by ALPN), credentials on every call."""
+    """h2load: H2LOAD_CONNECTIONS x H2LOAD_STREAMS concurrent unary calls, for `seconds`
+    (-D: the warm-up, whose count leaves out the calls in flight at its end) or exactly
+    `calls` of them (-n: every call is counted), https for a CA (h2load negotiates h2 by
+    ALPN and does not check the certificate: the probes through grpc do), credentials on
+    every call."""
     scheme = "https" if access.ca_pem else "http"
+    amount = ["-n", str(calls)] if calls else ["-D", f"{round(seconds * 1000)}ms"]
     argv = [
-        "h2load", "-c", str(H2LOAD_CONNECTIONS), "-m", str(H2LOAD_STREAMS),
-        "-D", f"{round(seconds * 1000)}ms", "-d", str(body_file),
-        "-H", "content-type: application/grpc", "-H", "te: trailers",
+        "h2load", "-c", str(H2LOAD_CONNECTIONS), "-m", str(H2LOAD_STREAMS), *amount,
+        "-d", str(body_file), "-H", "content-type: application/grpc", "-H", "te: trailers",
     ]  # fmt: skip
     if access.user:
         argv += ["-H", f"authorization: {basic_authorization(access.user, access.password)}"]
@@ -929,23 +940,32 @@ def h2load_latencies_s(log_file: Path) -> list[float]:
     return out
 
 
-def unserved_calls(op: str, counts: Mapping[str, float], before: bytes, after: bytes) -> int:
-    """Calls h2load counted as done that the node did not serve, from the replies to the
-    same request sent through grpc before and after the run. A Set's reply carries the
-    key's new version, one revision per write: nothing else writes during a gRPC Set cell,
-    so after - before - 1 writes were served. Every Get reply is the same message, and a
-    refused call's reply carries none: served replies x their size must be in the DATA
-    bytes. Raises if the probes' replies say the call itself is not what was meant."""
-    done = int(counts["succeeded"])
+def unserved_calls(
+    op: str, calls: int, counts: Mapping[str, float], before: bytes, after: bytes
+) -> int:
+    """Of the `calls` h2load made (-n: each one counted, none left in flight), those the
+    node did not serve, from its replies to the same request sent through grpc before and
+    after the run. A Set's reply carries the cluster's revision, which each write bumps by
+    one and nothing else bumps during a gRPC Set cell (no other writer, no TTLs): after -
+    before - 1 writes were served. Every Get reply is the same message, and a refused
+    call's reply carries none: `calls` replies of that size must be exactly h2load's DATA
+    bytes. Raises where the replies cannot be read so: the probes' Get replies differ or
+    miss the key, or more was written or received than `calls` could make."""
     if op == "set":
         v0 = cache_pb2.SetResponse.FromString(before).version
         v1 = cache_pb2.SetResponse.FromString(after).version
-        return max(done - (v1 - v0 - 1), 0)
-    if before != after or not cache_pb2.GetResponse.FromString(before).found:
-        raise ValueError(f"the Get probe's replies differ or miss the key: {before!r} {after!r}")
-    size = len(grpc_frame(before))
-    short = done * size - int(counts["data_bytes"])
-    return max(-(-short // size), 0)
+        served = v1 - v0 - 1
+    else:
+        if before != after or not cache_pb2.GetResponse.FromString(before).found:
+            shown = f"{before!r}, {after!r}"
+            raise ValueError(f"the Get probe's replies differ or miss the key: {shown}")
+        size = len(grpc_frame(before))
+        served, odd = divmod(int(counts["data_bytes"]), size)
+        if odd:
+            raise ValueError(f"{counts['data_bytes']} DATA bytes are not replies of {size} bytes")
+    if served > calls:
+        raise ValueError(f"{served} calls served of the {calls} h2load made: another writer?")
+    return calls - served
 
 
 def _grpc_probe(target: str, access: Access, path: str, body: bytes) -> bytes:
@@ -975,36 +995,59 @@ def _grpc_h2load_run(
     warmup: float,
     seconds: float,
 ) -> tuple[int, float, dict[str, float], dict[str, int], int, CpuReport]:
-    """A gRPC cell driven by h2load: a warm-up run, then a run metered for CPU (nodes and
-    h2load) whose served calls are checked against the node's replies (unserved_calls)."""
+    """A gRPC cell driven by h2load: a warm-up run of `warmup` s measures the rate, then a
+    run of rate x `seconds` calls, each counted (-n), metered for CPU (the nodes from
+    /proc, h2load from its rusage) and checked against the node's replies
+    (unserved_calls). A run that completed no call raises (the cell records it failed)."""
     path, body = h2load_call(cell.op)
     body_file = setup.base / f"h2load-{cell.op}.bin"
     body_file.write_bytes(body)
     log_file = setup.base / "h2load-requests.log"
     timeout = max(60.0, (warmup + seconds) * 10)
-    if warmup > 0:
-        argv = h2load_argv(target, path, body_file, setup.access, warmup, None)
-        subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
+    probe = subprocess.run(
+        h2load_argv(target, path, body_file, setup.access, seconds=max(warmup, 0.5)),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    warm = parse_h2load(probe.stdout)
+    calls = max(200, round(warm["succeeded"] / max(warm["seconds"], 1e-3) * seconds))
     before = _grpc_probe(target, setup.access, path, body)
-    argv = h2load_argv(target, path, body_file, setup.access, seconds, log_file)
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as gen:
-        meter = CpuMeter({**pids, "generator(h2load)": gen.pid})
-        meter.start()
-        time.sleep(seconds)  # h2load's own window, less its connects (read while it runs)
-        cpu = meter.stop()
+    log_file.unlink(missing_ok=True)  # h2load appends to it
+    argv = h2load_argv(target, path, body_file, setup.access, calls=calls, log_file=log_file)
+    meter = CpuMeter(pids)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    meter.start()
+    gen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
         out, _ = gen.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        gen.kill()
+        gen.communicate()
+        raise
+    cpu = meter.stop()
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     after = _grpc_probe(target, setup.access, path, body)
     if gen.returncode != 0:
         raise RuntimeError(f"h2load exited {gen.returncode}: {out[-800:]}")
     counts = parse_h2load(out)
-    unserved = unserved_calls(cell.op, counts, before, after)
-    bad = int(counts["failed"] + counts["errored"] + counts["timeout"])
-    codes = {k: v for k, v in (("UNSERVED", unserved), ("H2LOAD_FAILED", bad)) if v}
-    ops = int(counts["succeeded"]) - unserved
+    if counts["succeeded"] == 0:
+        raise RuntimeError(f"h2load completed no call: {out[-800:]}")
+    generator_s = (children1.ru_utime - children0.ru_utime) + (
+        children1.ru_stime - children0.ru_stime
+    )
+    cpu.process_cpu_s["generator(h2load)"] = round(generator_s, 3)
+    cpu.process_pct["generator(h2load)"] = round(generator_s / cpu.wall_s * 100, 1)
+    cpu.unaccounted_pct = round(cpu.unaccounted_pct - generator_s / cpu.wall_s * 100, 1)
+    unserved = unserved_calls(cell.op, calls, counts, before, after)
+    failed = int(counts["failed"])  # an errored or timed-out call is counted as failed too
+    codes = {k: v for k, v in (("UNSERVED", unserved), ("H2LOAD_FAILED", failed)) if v}
+    ops = min(int(counts["succeeded"]), calls - unserved)  # done by h2load and served
     latencies = latency_summary_ms(h2load_latencies_s(log_file))
     log_file.unlink(missing_ok=True)
     summary = {k: round(v, 3) for k, v in latencies.items()}
-    return ops, counts["seconds"], summary, codes, unserved + bad, cpu
+    return ops, counts["seconds"], summary, codes, calls - ops, cpu
 
 
 def _resp_run(

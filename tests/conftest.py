@@ -12,8 +12,10 @@ from raftcache.chaos import local_cluster
 def pytest_configure() -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1"... under -n
     if worker.startswith("gw"):
-        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
         ports = local_cluster._LISTEN_PORTS
-        share = len(ports) // max(count, 1)
-        start = ports.start + int(worker[2:]) * share
+        share = len(ports) // count
+        # A crashed worker's replacement is gw<count>, gw<count + 1>...: it takes the dead
+        # one's share (free_port still binds to check a port is free).
+        start = ports.start + (int(worker[2:]) % count) * share
         local_cluster._LISTEN_PORTS = range(start, start + share)

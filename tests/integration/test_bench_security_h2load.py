@@ -6,7 +6,6 @@ are found by the bench's check instead of being counted as served."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -71,7 +70,7 @@ def test_h2load_sets_then_gets_are_all_served(setups: dict[str, sec.Setup], conf
         cell = _cell(setups, config, op)
         assert cell["errors"] == 0 and cell["codes"] == {}, (op, cell)
         assert isinstance(cell["ops"], int) and cell["ops"] > 50, (op, cell)
-        assert 0.9 <= float(cell["window_s"]) <= 3.0  # type: ignore[arg-type]
+        assert 0.2 <= float(cell["window_s"]) <= 6.0  # type: ignore[arg-type]
         latency = cell["latency"]
         assert isinstance(latency, dict)
         assert 0 < latency["p50"] <= latency["p99"] < 5000, (op, latency)
@@ -81,30 +80,33 @@ def test_h2load_sets_then_gets_are_all_served(setups: dict[str, sec.Setup], conf
         assert any(k.startswith("leader(") and v > 0 for k, v in cpu.process_cpu_s.items())
 
 
+@pytest.mark.parametrize("op", ["set", "get"])
 def test_calls_the_node_refuses_are_not_counted_as_served(
-    setups: dict[str, sec.Setup], tmp_path: Path
+    setups: dict[str, sec.Setup], tmp_path: Path, op: str
 ) -> None:
-    """A user who may not read key:* gets PERMISSION_DENIED on every call, which h2load
-    counts as succeeded; the bench's check against the served reply finds them all."""
+    """A user who may not touch key:* gets PERMISSION_DENIED on every call, which h2load
+    counts as succeeded; the bench's check against the served replies finds them all."""
     setup = setups["users"]
     cluster = setup.cluster
     node = cluster.nodes[cluster.wait_for_leader()]
     host, _, port = sec.node_addr(node, "resp", tls=False).rpartition(":")
     with redis.Redis(host=host, port=int(port)) as admin:
-        admin.execute_command("ACL", "SETUSER", "other", "on", ">other-pw", "~other:*", "+@read")
+        admin.execute_command(
+            "ACL", "SETUSER", "other", "on", ">other-pw", "~other:*", "+@read", "+@write"
+        )
     target = sec.node_addr(node, "grpc", tls=False)
-    path, body = sec.h2load_call("get")
+    path, body = sec.h2load_call(op)
     sec._grpc_probe(target, setup.access, *sec.h2load_call("set"))  # the key exists
-    served = sec._grpc_probe(target, setup.access, path, body)
+    before = sec._grpc_probe(target, setup.access, path, body)
     refused = sec.Access(user="other", password="other-pw")
     with pytest.raises(grpc.RpcError) as denied:
         sec._grpc_probe(target, refused, path, body)
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
-    body_file = tmp_path / "get.bin"
+    body_file = tmp_path / "call.bin"
     body_file.write_bytes(body)
-    argv = sec.h2load_argv(target, path, body_file, refused, 1.0, None)
+    argv = sec.h2load_argv(target, path, body_file, refused, calls=300)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     counts = sec.parse_h2load(done.stdout)
-    assert counts["succeeded"] > 50 and counts["failed"] == 0, done.stdout  # h2load is fooled
-    assert sec.unserved_calls("get", counts, served, served) == counts["succeeded"]
-    assert not math.isnan(counts["seconds"])
+    assert counts["succeeded"] == 300 and counts["failed"] == 0, done.stdout  # h2load is fooled
+    after = sec._grpc_probe(target, setup.access, path, body)
+    assert sec.unserved_calls(op, 300, counts, before, after) == 300

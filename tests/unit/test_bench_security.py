@@ -240,43 +240,51 @@ def test_h2load_argv_sends_one_grpc_call_with_credentials_and_tls() -> None:
     request = sec.cache_pb2.GetRequest.FromString(body[5:])
     assert body[:5] == b"\0" + len(body[5:]).to_bytes(4, "big")
     assert request.key == b"key:0000001" and request.consistency == sec.cache_pb2.LINEARIZABLE
-    plain = sec.h2load_argv("127.0.0.1:1", path, Path("b"), sec.Access(), 5.0, None)
-    assert plain[-1] == "http://127.0.0.1:1/raftcache.v1.Cache/Get"
-    assert plain[plain.index("-D") + 1] == "5000ms"
-    assert plain[plain.index("-c") + 1] == "4" and plain[plain.index("-m") + 1] == "16"
-    assert not any(a.startswith("authorization") for a in plain)
+    warm = sec.h2load_argv("127.0.0.1:1", path, Path("b"), sec.Access(), seconds=0.5)
+    assert warm[-1] == "http://127.0.0.1:1/raftcache.v1.Cache/Get"
+    assert warm[warm.index("-D") + 1] == "500ms" and "-n" not in warm
+    assert warm[warm.index("-c") + 1] == "4" and warm[warm.index("-m") + 1] == "16"
+    assert not any(a.startswith("authorization") for a in warm)
+    assert not any(a.startswith("--log-file") for a in warm)
     users = sec.h2load_argv(
-        "127.0.0.1:1", path, Path("b"), sec.Access("app", "app-pw"), 5.0, Path("log")
+        "127.0.0.1:1", path, Path("b"), sec.Access("app", "app-pw"), calls=900, log_file=Path("l")
     )
     assert f"authorization: {sec.basic_authorization('app', 'app-pw')}" in users
-    assert "--log-file=log" in users
-    tls = sec.h2load_argv("127.0.0.1:1", path, Path("b"), sec.Access(ca_pem=b"CA"), 5.0, None)
+    assert users[users.index("-n") + 1] == "900" and "-D" not in users
+    assert "--log-file=l" in users
+    tls = sec.h2load_argv("127.0.0.1:1", path, Path("b"), sec.Access(ca_pem=b"CA"), calls=1)
     assert tls[-1].startswith("https://")
 
 
-def test_unserved_sets_are_counted_from_the_versions_written() -> None:
+def test_unserved_sets_are_counted_from_the_revisions_written() -> None:
     def reply(version: int) -> bytes:
         return sec.cache_pb2.SetResponse(version=version).SerializeToString()
 
     counts = {"succeeded": 100, "data_bytes": 0}
-    assert sec.unserved_calls("set", counts, reply(10), reply(111)) == 0
-    assert sec.unserved_calls("set", counts, reply(10), reply(101)) == 10
-    assert sec.unserved_calls("set", counts, reply(10), reply(150)) == 0  # calls in flight
+    assert sec.unserved_calls("set", 100, counts, reply(10), reply(111)) == 0
+    assert sec.unserved_calls("set", 100, counts, reply(10), reply(101)) == 10
+    assert sec.unserved_calls("set", 100, counts, reply(10), reply(11)) == 100
+    with pytest.raises(ValueError, match="another writer"):
+        sec.unserved_calls("set", 100, counts, reply(10), reply(112))
 
 
 def test_unserved_gets_are_counted_from_the_reply_bytes() -> None:
     served = sec.cache_pb2.GetResponse(found=True, value=b"v" * 100, version=7).SerializeToString()
     size = 5 + len(served)
     whole = {"succeeded": 10, "data_bytes": 10 * size}
-    assert sec.unserved_calls("get", whole, served, served) == 0
+    assert sec.unserved_calls("get", 10, whole, served, served) == 0
     short = {"succeeded": 10, "data_bytes": 7 * size}
-    assert sec.unserved_calls("get", short, served, served) == 3
+    assert sec.unserved_calls("get", 10, short, served, served) == 3
+    with pytest.raises(ValueError, match="not replies"):
+        sec.unserved_calls("get", 10, {"data_bytes": 7 * size + 1}, served, served)
+    with pytest.raises(ValueError, match="of the 10"):
+        sec.unserved_calls("get", 10, {"data_bytes": 11 * size}, served, served)
     missing = sec.cache_pb2.GetResponse(found=False).SerializeToString()
     with pytest.raises(ValueError, match="miss the key"):
-        sec.unserved_calls("get", {"succeeded": 1, "data_bytes": 5}, missing, missing)
+        sec.unserved_calls("get", 1, {"data_bytes": 5}, missing, missing)
     other = sec.cache_pb2.GetResponse(found=True, value=b"w" * 100, version=8).SerializeToString()
     with pytest.raises(ValueError, match="differ"):
-        sec.unserved_calls("get", {"succeeded": 1, "data_bytes": size}, served, other)
+        sec.unserved_calls("get", 1, {"data_bytes": size}, served, other)
 
 
 def test_h2load_latencies_are_read_from_its_request_log(tmp_path: Path) -> None:

@@ -9,20 +9,14 @@ newly elected leader that inherited the entry), by the uncommitted entry in its 
 from __future__ import annotations
 
 import queue
-import socket
 from collections.abc import Iterator
 
 import pytest
+from raftcache.chaos.local_cluster import free_port
 from raftcache.consensus import Durability, Outcome, RaftConfig, RaftNode
 from raftcache.node.replica import Replica
 
 from tests.consensus.harness import take_snapshot, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

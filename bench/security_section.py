@@ -158,6 +158,12 @@ class Access:
     password: str = ""
     ca_pem: bytes = b""
 
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """A gRPC call's credentials: `authorization: Basic ...`, or none."""
+        if not self.user:
+            return ()
+        return (("authorization", basic_authorization(self.user, self.password)),)
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -465,11 +471,7 @@ async def _grpc_generate(
     groups = math.ceil(spec.clients / per_channel)
     target = spec.targets[0]
     channels = [grpc_channel(target, access, private=groups > 1) for _ in range(groups)]
-    metadata: tuple[tuple[str, str], ...] = (
-        (("authorization", basic_authorization(access.user, access.password)),)
-        if access.user
-        else ()
-    )
+    metadata = access.metadata()
     result.channels = len(channels)
     codes: Counter[str] = Counter()
     try:
@@ -896,8 +898,7 @@ def h2load_argv(
         "h2load", "-c", str(H2LOAD_CONNECTIONS), "-m", str(H2LOAD_STREAMS), *amount,
         "-d", str(body_file), "-H", "content-type: application/grpc", "-H", "te: trailers",
     ]  # fmt: skip
-    if access.user:
-        argv += ["-H", f"authorization: {basic_authorization(access.user, access.password)}"]
+    argv += [arg for key, value in access.metadata() for arg in ("-H", f"{key}: {value}")]
     if log_file is not None:
         argv.append(f"--log-file={log_file}")
     return [*argv, f"{scheme}://{target}{path}"]
@@ -975,11 +976,7 @@ def _grpc_probe(target: str, access: Access, path: str, body: bytes) -> bytes:
         channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(access.ca_pem))
     else:
         channel = grpc.insecure_channel(target)
-    metadata = (
-        (("authorization", basic_authorization(access.user, access.password)),)
-        if access.user
-        else ()
-    )
+    metadata = access.metadata()
     with channel:
         call = channel.unary_unary(path)  # no serializers: bytes in, bytes out
         reply: bytes = call(body[5:], timeout=RPC_TIMEOUT_S, metadata=metadata)

@@ -136,8 +136,14 @@ def build_image(client: docker.DockerClient) -> str:
     print(f"built {IMAGE} FROM {base} in {time.monotonic() - started:.1f} s")
     # Every source change leaves an untagged build stage and the previous image behind;
     # drop ours once a day old (younger ones are the layer cache of the next build).
+    # Another build of this run (the other test worker) may be pruning the same images:
+    # the daemon refuses a second prune (409), and the first does the job.
     for label in ("io.raftcache.stage=build", "org.opencontainers.image.title=raftcache-node"):
-        client.images.prune(filters={"dangling": True, "label": label, "until": "24h"})
+        try:
+            client.images.prune(filters={"dangling": True, "label": label, "until": "24h"})
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
     # The ID, not the tag: another run building at the same time may move the tag.
     assert image_id, f"docker build reported no image ID\n{''.join(log)[-2000:]}"
     return image_id

@@ -776,17 +776,19 @@ def measure(
             cell, setup, target, pids, warmup=warmup, seconds=seconds
         )
         generator = "redis-benchmark"
+        gens = ["redis-benchmark"]  # redis_benchmark_row's name for its process
     elif grpc_generator == "h2load":
         ops, window_s, latencies_ms, codes, errors, cpu = _grpc_h2load_run(
             cell, setup, target, pids, warmup=warmup, seconds=seconds
         )
         generator = "h2load"
+        gens = ["generator(h2load)"]
     else:
         ops, window_s, latencies_ms, codes, errors, cpu = _grpc_run(
             cell, setup, target, pids, keys=keys, warmup=warmup, seconds=seconds
         )
         generator = "bench.loadgen (grpc.aio)"
-    gens = [k for k in cpu.process_pct if k.startswith("generator")] or [generator]
+        gens = [k for k in cpu.process_pct if k.startswith("generator")]
     load_end = list(os.getloadavg())
     term_after = getattr(cluster.status(leader), "term", None)
     leader_key = next(k for k in cpu.process_cpu_s if k.startswith("leader("))
@@ -804,7 +806,7 @@ def measure(
         "leader_cpu_us_per_op": round(cpu.process_cpu_s[leader_key] / ops * 1e6, 1)
         if ops
         else math.nan,
-        "generator_cpu_pct": [cpu.process_pct.get(k) for k in gens],
+        "generator_cpu_pct": [cpu.process_pct[k] for k in gens],
         "system_busy_pct": cpu.system_busy_pct,
         "unaccounted_pct": cpu.unaccounted_pct,
         "load_start": load_start,

@@ -79,6 +79,67 @@ def ratio(section: Mapping[str, Any], row: Mapping[str, Any]) -> float | None:
     return float(row["ops_per_s"]) / float(ref["ops_per_s"])
 
 
+MEMCACHED_TARGETS = (
+    ("set, 64 connections ≥ 3x etcd's put, 64 clients", "write", 3.0),
+    ("get (linearizable), 64 connections ≥ 3x etcd's linearizable get", "read", 3.0),
+    ("stale gets (followers), 64 connections ≥ 5x etcd's serializable get", "stale", 5.0),
+)
+"""Issue 12's targets for raftcache's memcached port: (target, row kind, factor), each at 64
+clients against etcd's best row of that kind in the same run (`reference`)."""
+
+
+def memcached_targets(section: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Issue 12's targets from this run's rows; None where a row is missing or failed."""
+    out: list[dict[str, Any]] = []
+    for target, kind, factor in MEMCACHED_TARGETS:
+        ours = next(
+            (
+                r
+                for r in rows_of(section)
+                if r["system"] == "raftcache"
+                and r["interface"] == "memcached"
+                and r["kind"] == kind
+                and r["clients"] == 64
+            ),
+            None,
+        )
+        ref = reference(section, kind, 64)
+        x = ratio(section, ours) if ours is not None else None
+        out.append(
+            {
+                "target": target,
+                "raftcache": ours["ops_per_s"] if ours is not None and measured(ours) else None,
+                "raftcache_row": what(ours) if ours is not None else None,
+                "why_missing": None
+                if ours is not None and measured(ours)
+                else (ours or {}).get("skipped") or (ours or {}).get("failed") or "not run",
+                "reference": ref["ops_per_s"] if ref is not None else None,
+                "reference_row": f"etcd {what(ref)}" if ref is not None else None,
+                "ratio": None if x is None else round(x, 3),
+                "required": factor,
+                "met": None if x is None else x >= factor,
+            }
+        )
+    return out
+
+
+def memcached_targets_table(section: Mapping[str, Any]) -> str:
+    """Issue 12's targets as a markdown table (verdicts on this run's ratios)."""
+    out = [
+        "| Target (issue 12) | raftcache memcached | etcd (same run) | ratio | met |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for t in memcached_targets(section):
+        ours = _n(t["raftcache"]) + "/s" if t["raftcache"] is not None else t["why_missing"]
+        ref = f"{_n(t['reference'])}/s ({t['reference_row']})" if t["reference"] else "—"
+        met = "—" if t["met"] is None else "yes" if t["met"] else "no"
+        out.append(
+            f"| {_cell(t['target'])} | {_cell(str(ours))} | {_cell(ref)} | "
+            f"{_x(t['ratio'])} (need {t['required']:g}x) | {met} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def who(row: Mapping[str, Any]) -> str:
     return f"{NAMES.get(row['system'], row['system'])} · {row['interface']}"
 
@@ -212,9 +273,13 @@ def full_table(section: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-def markdown(section: Mapping[str, Any]) -> str:
-    out: list[str] = ["## Peers: raftcache vs etcd, Redis and memcached (same run)", ""]
+def markdown(
+    section: Mapping[str, Any], title: str = "Peers: raftcache vs etcd, Redis and memcached"
+) -> str:
+    out: list[str] = [f"## {title} (same run)", ""]
     _header(section, out.append)
+    if any(r["system"] == "raftcache" and r["interface"] == "memcached" for r in rows_of(section)):
+        out.append(memcached_targets_table(section))
     out.append(compact_table(section))
     out.append("### Every row")
     out.append("")

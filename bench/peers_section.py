@@ -59,7 +59,18 @@ from bench.common import populate as grpc_populate
 from bench.loadgen import LoadSpec
 
 SYSTEMS = ("etcd", "grpc-floor", "raft-floor", "raftcache", "redis", "memcached")
-TOOLS = ("etcd", "etcdctl", "redis-server", "redis-cli", "redis-benchmark", "memcached")
+INTERFACES = ("gRPC", "SDK", "RESP", "memcached")
+"""raftcache's doors, each measured in its own rows (`run(interfaces=...)` picks some)."""
+MEMCACHED_SYSTEMS = ("etcd", "raftcache", "memcached")
+MEMCACHED_TITLE = "Memcached protocol: raftcache vs memcached 1.6 and etcd 3.4"
+"""The `memcached` section: this section's run with raftcache's memcached rows only, beside
+a real memcached and etcd, and issue 12's targets (`peers_report.memcached_targets`)."""
+TOOLS = {
+    "etcd": ("etcd", "etcdctl"),
+    "redis": ("redis-server", "redis-cli", "redis-benchmark"),
+    "memcached": ("memcached",),
+}
+"""The binaries each system needs (installed from Debian packages if missing)."""
 VALUE_SIZE = 100
 CLIENT_COUNTS = (1, 64)
 PER_CHANNEL = 16
@@ -337,14 +348,14 @@ def _raft_measure(cluster: LocalCluster, row: Row, mc: Sequence[str], **kw: Any)
 
 def _raftcache(
     work_dir: Path, node_args: Sequence[str], keys: int, warmup: float, seconds: float,
-    keep_data: bool,
+    keep_data: bool, interfaces: Sequence[str] = INTERFACES,
 ) -> dict[str, Any]:  # fmt: skip
     args = [*node_args, "--redis-max-staleness-ms", str(REDIS_STALENESS_MS)]
     block: dict[str, Any] = {"node_args": args, "durability": "journal"}
     rows: list[dict[str, Any]] = []
     kw: dict[str, Any] = {"keys": keys, "warmup": warmup, "seconds": seconds}
     with running_cluster(work_dir, "peers", args, keep=keep_data) as (cluster, leader):
-        mc, mc_missing = memcached_addrs(cluster)
+        mc, mc_missing = memcached_addrs(cluster) if "memcached" in interfaces else ([], "")
         stale_mc = ""
         if mc and not node_flag_supported(MC_STALE_FLAG):
             stale_mc = f"no stale memcached reads: raftcache-node has no {MC_STALE_FLAG} flag yet"
@@ -356,8 +367,10 @@ def _raftcache(
         block["leader_at_start"] = lead.node_id
         started = time.perf_counter()
         addrs = [n.client_addr for n in cluster.nodes]
-        asyncio.run(grpc_populate(addrs, GRPC_PREFIX, keys, value_size=VALUE_SIZE))
-        peers.populate_resp(lead.redis_port, RESP_PREFIX, keys, VALUE_SIZE)
+        if "gRPC" in interfaces or "SDK" in interfaces:
+            asyncio.run(grpc_populate(addrs, GRPC_PREFIX, keys, value_size=VALUE_SIZE))
+        if "RESP" in interfaces:
+            peers.populate_resp(lead.redis_port, RESP_PREFIX, keys, VALUE_SIZE)
         if mc:
             asyncio.run(memgen.populate(mc[leader], MC_PREFIX, keys, VALUE_SIZE))
         block["populate_s"] = round(time.perf_counter() - started, 2)
@@ -389,6 +402,8 @@ def _raftcache(
             *_rows("raftcache", "memcached", MC_PREFIX, [("write", "set", "mc_set", "leader")]),
         ]  # fmt: skip
         for row in plan:
+            if row.interface not in interfaces:
+                continue
             if row.interface == "memcached" and not mc:
                 rows.append(skipped(row, mc_missing))
             elif row.interface == "memcached" and row.kind == "stale" and stale_mc:
@@ -601,11 +616,18 @@ def versions() -> dict[str, str]:
     }
 
 
-def write_outputs(out_dir: Path, section: Mapping[str, Any]) -> None:
-    """peers.json, peers.md (the tables) and peers.svg (the chart) in out_dir."""
-    (out_dir / "peers.json").write_text(json.dumps(_finite(section), indent=2) + "\n")
-    (out_dir / "peers.md").write_text(peers_report.markdown(section))
-    (out_dir / "peers.svg").write_text(peers_report.svg_chart(section))
+def write_outputs(out_dir: Path, section: Mapping[str, Any], name: str = "peers") -> None:
+    """NAME.json, NAME.md (the tables) and NAME.svg (the chart) in out_dir."""
+    (out_dir / f"{name}.json").write_text(json.dumps(_finite(section), indent=2) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown(section))
+    (out_dir / f"{name}.svg").write_text(peers_report.svg_chart(section))
+
+
+def markdown(section: Mapping[str, Any]) -> str:
+    """The section's tables, titled by the `name` it was run as."""
+    if section.get("name") == "memcached":
+        return peers_report.markdown(section, MEMCACHED_TITLE)
+    return peers_report.markdown(section)
 
 
 def _finite(value: Any) -> Any:
@@ -628,18 +650,26 @@ def run(
     seconds: float,
     systems: Sequence[str] = SYSTEMS,
     keep_data: bool = False,
+    interfaces: Sequence[str] = INTERFACES,
+    name: str = "peers",
 ) -> dict[str, Any]:
+    """The systems one after the other (raftcache through `interfaces` only); writes
+    NAME.json, NAME.md and NAME.svg to out_dir after each system."""
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
-        raise ValueError(f"peers: unknown system(s) {unknown}; choose from {SYSTEMS}")
-    peers.ensure_tools(TOOLS)
+        raise ValueError(f"{name}: unknown system(s) {unknown}; choose from {SYSTEMS}")
+    unknown = [i for i in interfaces if i not in INTERFACES]
+    if unknown:
+        raise ValueError(f"{name}: unknown interface(s) {unknown}; choose from {INTERFACES}")
+    peers.ensure_tools([tool for system in systems for tool in TOOLS.get(system, ())])
     machine = machine_info()
     section: dict[str, Any] = {
+        "name": name,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "git_commit": machine["git_commit"],
         "git_dirty": machine["git_dirty"],
         "machine": {k: machine[k] for k in ("cpu_count", "cpu_model", "memory_gb", "python")},
-        "load_start": load_snapshot("peers section start"),
+        "load_start": load_snapshot(f"{name} section start"),
         "setup": {
             "key_space": keys,
             "value_bytes": VALUE_SIZE,
@@ -649,6 +679,7 @@ def run(
             "grpc_clients_per_channel_at_64": PER_CHANNEL,
             "generator_bound_pct": GENERATOR_BOUND_PCT,
             "order": [s for s in SYSTEMS if s in systems],
+            "raftcache_interfaces": list(interfaces),
         },
         "versions": versions(),
         "systems": {},
@@ -657,24 +688,26 @@ def run(
         "etcd": lambda: _etcd(work_dir, keys, warmup, seconds),
         "grpc-floor": lambda: _grpc_floor(work_dir, keys, warmup, seconds),
         "raft-floor": lambda: _raft_floor(work_dir, keys, warmup, seconds),
-        "raftcache": lambda: _raftcache(work_dir, node_args, keys, warmup, seconds, keep_data),
+        "raftcache": lambda: _raftcache(
+            work_dir, node_args, keys, warmup, seconds, keep_data, interfaces
+        ),
         "redis": lambda: _redis(work_dir, keys, warmup, seconds),
         "memcached": lambda: _memcached(work_dir, keys, warmup, seconds),
     }
-    for name in SYSTEMS:
-        if name not in systems:
+    for system in SYSTEMS:
+        if system not in systems:
             continue
-        log(f"peers: {name} (load {os.getloadavg()[0]:.2f})")
+        log(f"{name}: {system} (load {os.getloadavg()[0]:.2f})")
         started = time.monotonic()
         try:
-            block = blocks[name]()
+            block = blocks[system]()
         except Exception:
             block = {"error": traceback.format_exc(), "rows": []}
-            log(f"peers: {name} failed:\n{block['error']}")
+            log(f"{name}: {system} failed:\n{block['error']}")
         block["elapsed_s"] = round(time.monotonic() - started, 1)
-        section["systems"][name] = block
-        write_outputs(out_dir, section)
-    section["load_end"] = load_snapshot("peers section end")
+        section["systems"][system] = block
+        write_outputs(out_dir, section, name)
+    section["load_end"] = load_snapshot(f"{name} section end")
     end_commit = machine_info()["git_commit"]
     if end_commit != section["git_commit"]:
         section["git_commit_at_end"] = end_commit
@@ -682,6 +715,6 @@ def run(
         n for n, b in section["systems"].items()
         if "error" in b or any("failed" in r for r in b["rows"])
     ]  # fmt: skip
-    write_outputs(out_dir, section)
-    log(f"peers: wrote {out_dir / 'peers.json'}, peers.md and peers.svg")
+    write_outputs(out_dir, section, name)
+    log(f"{name}: wrote {out_dir / (name + '.json')}, {name}.md and {name}.svg")
     return section

@@ -14,6 +14,10 @@ Sections (all by default; pick with --only):
               64 clients, one after the other: peers.json, peers.md (ratios to etcd, load
               average per row) and peers.svg; installs the Debian packages it needs
               (`make bench-peers` runs only this section)
+  memcached   the peers section's run for issue 12: etcd, raftcache's memcached port (set,
+              linearizable get on the leader, stale gets on followers started with
+              --memcached-stale-reads) and memcached 1.6 at 1 and 64 clients, with the
+              issue's targets as ratios to etcd: memcached.json, memcached.md, memcached.svg
   apps        redis-py's Lock release (SET NX PX + EVALSHA) and BRPOP/LPUSH ping-pong at 64
               connections against raftcache's leader and Redis 7's primary in one run, with
               ratios (bench/apps_section.py); installs redis-server if missing
@@ -44,7 +48,6 @@ from typing import Any
 from bench import (
     apps_section,
     failover,
-    peers_report,
     peers_section,
     redis_section,
     report,
@@ -64,6 +67,7 @@ SECTIONS = (
     "typed",
     "redis",
     "peers",
+    "memcached",
     "apps",
     "security",
 )
@@ -130,10 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--peers-seconds",
         type=float,
         default=5.0,
-        help="measured seconds per row of the peers section (44 rows or so)",
+        help="measured seconds per row of the peers section (44 rows or so) and the memcached one",
     )
     parser.add_argument(
-        "--peers-warmup", type=float, default=1.0, help="warm-up seconds per peers row"
+        "--peers-warmup",
+        type=float,
+        default=1.0,
+        help="warm-up seconds per peers (and memcached) row",
     )
     parser.add_argument(
         "--peers-systems",
@@ -211,9 +218,10 @@ def _clean(value: Any) -> Any:
 def _write(out: Path, results: dict[str, Any]) -> None:
     (out / "bench.json").write_text(json.dumps(_clean(results), indent=2) + "\n")
     text = report.render(results)
-    peers = results.get("peers")
-    if peers is not None and "error" not in peers:
-        text += "\n" + peers_report.markdown(peers)
+    for name in ("peers", "memcached"):
+        peers = results.get(name)
+        if peers is not None and "error" not in peers:
+            text += "\n" + peers_section.markdown(peers)
     apps = results.get("apps")
     if apps is not None and "error" not in apps:
         text += "\n" + apps_section.markdown(apps)
@@ -305,6 +313,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         seconds=args.peers_seconds,
                         systems=[x.strip() for x in args.peers_systems.split(",") if x.strip()],
                         keep_data=args.keep_data,
+                    )
+                    failed = failed or bool(section.get("failed"))
+                elif name == "memcached":
+                    section = peers_section.run(
+                        work_dir,
+                        out,
+                        node_args,
+                        keys=args.keys,
+                        warmup=args.peers_warmup,
+                        seconds=args.peers_seconds,
+                        systems=peers_section.MEMCACHED_SYSTEMS,
+                        keep_data=args.keep_data,
+                        interfaces=("memcached",),
+                        name="memcached",
                     )
                     failed = failed or bool(section.get("failed"))
                 elif name == "apps":

@@ -5,6 +5,7 @@ endpoint detection, and the tables and chart rendered from a fixture run."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import shutil
 import threading
@@ -325,3 +326,71 @@ def test_chart_is_svg_with_a_bar_per_measured_row(fixture_json: Path, tmp_path: 
     assert "0.50x etcd" in texts and "4.00x etcd" in texts
     assert "not measured: no memcached endpoint" in texts
     assert "load average 0.25 at the start, 1.50 at the end" in texts
+
+
+def _memcached_section(stale: dict[str, Any]) -> dict[str, Any]:
+    """FIXTURE's etcd rows beside raftcache's memcached rows: set, get and `stale`."""
+    section = copy.deepcopy(FIXTURE)
+    section["systems"]["raftcache"]["rows"] = [
+        _measured("raftcache", "memcached", "write", "set", 64, "leader", 21_000.0, 0.7),
+        _measured("raftcache", "memcached", "read", "get", 64, "leader", 26_000.0, 0.7),
+        _measured("raftcache", "memcached", "read", "get", 1, "leader", 90_000.0, 0.7),
+        stale,
+    ]
+    return section
+
+
+def test_memcached_targets_are_ratios_to_etcds_best_row_of_each_kind() -> None:
+    """Issue 12: set vs etcd's best put (leader 7,000 over every member 6,000), get vs its
+    linearizable get, stale gets vs its serializable get, all at 64 clients; a failed row
+    has no verdict and says why."""
+    failed = {
+        "system": "raftcache", "interface": "memcached", "kind": "stale",
+        "label": "get (stale reads)", "op": "mc_get", "clients": 64, "role": "followers",
+        "failed": "Traceback (most recent call last): ... ConnectionResetError",
+    }  # fmt: skip
+    targets = peers_report.memcached_targets(_memcached_section(failed))
+    assert [(t["raftcache"], t["reference"], t["ratio"], t["met"]) for t in targets] == [
+        (21_000.0, 7_000.0, 3.0, True),
+        (26_000.0, 9_000.0, 2.889, False),  # the 1-client row is not the target's
+        (None, 10_000.0, None, None),
+    ]
+    assert targets[0]["reference_row"] == "etcd put, leader"
+    assert targets[2]["why_missing"].endswith("ConnectionResetError")
+    table = peers_report.memcached_targets_table(_memcached_section(failed))
+    assert "| 21,000/s | 7,000/s (etcd put, leader) | 3.00x (need 3x) | yes |" in table
+    assert "| 26,000/s | 9,000/s (etcd get (linearizable), leader) | 2.89x (need 3x) | no |" in (
+        table
+    )
+    assert (
+        "ConnectionResetError | 10,000/s (etcd get (serializable), every node) | — (need 5x)"
+        in (table)
+    )
+    stale = _measured("raftcache", "memcached", "stale", "get (stale reads)", 64, "followers",
+                      50_000.0, 0.7)  # fmt: skip
+    assert peers_report.memcached_targets(_memcached_section(stale))[2]["met"] is True
+
+
+def test_the_memcached_section_is_titled_and_targeted_and_peers_without_it_is_not() -> None:
+    section = {**_memcached_section(_measured(
+        "raftcache", "memcached", "stale", "get (stale reads)", 64, "followers", 40_000.0, 0.7
+    )), "name": "memcached"}  # fmt: skip
+    text = peers_section.markdown(section)
+    assert text.startswith(f"## {peers_section.MEMCACHED_TITLE} (same run)")
+    assert "| Target (issue 12) |" in text and "4.00x (need 5x) | no |" in text
+    without = copy.deepcopy(FIXTURE)
+    rows = without["systems"]["raftcache"]["rows"]
+    rows[:] = [r for r in rows if r["interface"] != "memcached"]
+    text = peers_section.markdown(without)
+    assert text.startswith("## Peers: raftcache vs etcd, Redis and memcached (same run)")
+    assert "Target (issue 12)" not in text
+
+
+def test_the_section_refuses_unknown_systems_and_interfaces(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown interface\(s\) \['http'\]"):
+        peers_section.run(tmp_path, tmp_path, [], keys=10, warmup=0, seconds=0,
+                          interfaces=("memcached", "http"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"unknown system\(s\) \['mongodb'\]"):
+        peers_section.run(tmp_path, tmp_path, [], keys=10, warmup=0, seconds=0,
+                          systems=("mongodb",), name="memcached")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written

@@ -62,7 +62,6 @@ SYSTEMS = ("etcd", "grpc-floor", "raft-floor", "raftcache", "redis", "memcached"
 INTERFACES = ("gRPC", "SDK", "RESP", "memcached")
 """raftcache's doors, each measured in its own rows (`run(interfaces=...)` picks some)."""
 MEMCACHED_SYSTEMS = ("etcd", "raftcache", "memcached")
-MEMCACHED_TITLE = "Memcached protocol: raftcache vs memcached 1.6 and etcd 3.4"
 """The `memcached` section: this section's run with raftcache's memcached rows only, beside
 a real memcached and etcd, and issue 12's targets (`peers_report.memcached_targets`)."""
 TOOLS = {
@@ -608,26 +607,23 @@ def _memcached(work_dir: Path, keys: int, warmup: float, seconds: float) -> dict
 # ----------------------------------------------------------------------------- the section
 
 
-def versions() -> dict[str, str]:
+def versions(systems: Sequence[str] = SYSTEMS) -> dict[str, str]:
+    """The versions of the peers among `systems` (the tools `run` made sure of)."""
+    argvs = {
+        "etcd": ["etcd", "--version"],
+        "redis": ["redis-server", "--version"],
+        "memcached": ["memcached", "--version"],
+    }
     return {
-        "etcd": peers.tool_version(["etcd", "--version"]),
-        "redis-server": peers.tool_version(["redis-server", "--version"]),
-        "memcached": peers.tool_version(["memcached", "--version"]),
+        argv[0]: peers.tool_version(argv) for system, argv in argvs.items() if system in systems
     }
 
 
 def write_outputs(out_dir: Path, section: Mapping[str, Any], name: str = "peers") -> None:
     """NAME.json, NAME.md (the tables) and NAME.svg (the chart) in out_dir."""
     (out_dir / f"{name}.json").write_text(json.dumps(_finite(section), indent=2) + "\n")
-    (out_dir / f"{name}.md").write_text(markdown(section))
+    (out_dir / f"{name}.md").write_text(peers_report.markdown(section))
     (out_dir / f"{name}.svg").write_text(peers_report.svg_chart(section))
-
-
-def markdown(section: Mapping[str, Any]) -> str:
-    """The section's tables, titled by the `name` it was run as."""
-    if section.get("name") == "memcached":
-        return peers_report.markdown(section, MEMCACHED_TITLE)
-    return peers_report.markdown(section)
 
 
 def _finite(value: Any) -> Any:
@@ -681,7 +677,7 @@ def run(
             "order": [s for s in SYSTEMS if s in systems],
             "raftcache_interfaces": list(interfaces),
         },
-        "versions": versions(),
+        "versions": versions(systems),
         "systems": {},
     }
     blocks: dict[str, Callable[[], dict[str, Any]]] = {

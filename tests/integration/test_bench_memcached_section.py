@@ -52,9 +52,11 @@ def test_the_memcached_section_measures_the_memcached_port_beside_memcached(
     saved = json.loads((out / "memcached.json").read_text())
     assert saved["name"] == "memcached" and saved["setup"]["raftcache_interfaces"] == ["memcached"]
     text = (out / "memcached.md").read_text()
-    assert text.startswith(f"## {peers_section.MEMCACHED_TITLE} (same run)")
+    assert text.startswith(f"## {peers_report.MEMCACHED_TITLE} (same run)")
     targets = peers_report.memcached_targets(saved)
     assert [t["raftcache"] is not None for t in targets] == [True, True, True]
-    assert [t["met"] for t in targets] == [None, None, None]  # no etcd in this run
+    # no etcd in this run: no verdicts, and the table says why
+    assert [(t["met"], t["reference_missing"]) for t in targets] == [(None, "not run")] * 3
+    assert "| Target (issue 12) |" in text and "| not run | — (need 5x) | — |" in text
     assert (out / "memcached.svg").read_text().startswith("<svg")
     assert not (out / "peers.json").exists()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from bench import memgen, peers, peers_report, peers_section
+from bench import run as bench_run
 from bench.common import FramedReplies
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -329,61 +330,140 @@ def test_chart_is_svg_with_a_bar_per_measured_row(fixture_json: Path, tmp_path: 
 
 
 def _memcached_section(stale: dict[str, Any]) -> dict[str, Any]:
-    """FIXTURE's etcd rows beside raftcache's memcached rows: set, get and `stale`."""
+    """FIXTURE's etcd rows beside raftcache's memcached rows: set, get and `stale` (a
+    1-client get first: the targets are the 64-client rows)."""
     section = copy.deepcopy(FIXTURE)
     section["systems"]["raftcache"]["rows"] = [
+        _measured("raftcache", "memcached", "read", "get", 1, "leader", 90_000.0, 0.7),
         _measured("raftcache", "memcached", "write", "set", 64, "leader", 21_000.0, 0.7),
         _measured("raftcache", "memcached", "read", "get", 64, "leader", 26_000.0, 0.7),
-        _measured("raftcache", "memcached", "read", "get", 1, "leader", 90_000.0, 0.7),
         stale,
     ]
     return section
 
 
+def _stale_row(**result: Any) -> dict[str, Any]:
+    return {
+        "system": "raftcache", "interface": "memcached", "kind": "stale",
+        "label": "get (stale reads)", "op": "mc_get", "clients": 64, "role": "followers",
+        **result,
+    }  # fmt: skip
+
+
 def test_memcached_targets_are_ratios_to_etcds_best_row_of_each_kind() -> None:
     """Issue 12: set vs etcd's best put (leader 7,000 over every member 6,000), get vs its
     linearizable get, stale gets vs its serializable get, all at 64 clients; a failed row
-    has no verdict and says why."""
-    failed = {
-        "system": "raftcache", "interface": "memcached", "kind": "stale",
-        "label": "get (stale reads)", "op": "mc_get", "clients": 64, "role": "followers",
-        "failed": "Traceback (most recent call last): ... ConnectionResetError",
-    }  # fmt: skip
+    has no verdict and says why in one line."""
+    failed = _stale_row(failed="Traceback (most recent call last):\n  ...\nConnectionResetError\n")
     targets = peers_report.memcached_targets(_memcached_section(failed))
     assert [(t["raftcache"], t["reference"], t["ratio"], t["met"]) for t in targets] == [
         (21_000.0, 7_000.0, 3.0, True),
-        (26_000.0, 9_000.0, 2.889, False),  # the 1-client row is not the target's
+        (26_000.0, 9_000.0, 2.888, False),  # 2.8888...: rounded down, never up to a target
         (None, 10_000.0, None, None),
     ]
     assert targets[0]["reference_row"] == "etcd put, leader"
-    assert targets[2]["why_missing"].endswith("ConnectionResetError")
+    assert targets[2]["why_missing"] == "failed: ConnectionResetError"
     table = peers_report.memcached_targets_table(_memcached_section(failed))
-    assert "| 21,000/s | 7,000/s (etcd put, leader) | 3.00x (need 3x) | yes |" in table
-    assert "| 26,000/s | 9,000/s (etcd get (linearizable), leader) | 2.89x (need 3x) | no |" in (
+    assert "| 21,000/s | 7,000/s (etcd put, leader) | 3.000x (need 3x) | yes |" in table
+    assert "| 26,000/s | 9,000/s (etcd get (linearizable), leader) | 2.888x (need 3x) | no |" in (
         table
     )
-    assert (
-        "ConnectionResetError | 10,000/s (etcd get (serializable), every node) | — (need 5x)"
-        in (table)
+    assert "| failed: ConnectionResetError | 10,000/s (etcd get (serializable), every node) " in (
+        table
     )
     stale = _measured("raftcache", "memcached", "stale", "get (stale reads)", 64, "followers",
                       50_000.0, 0.7)  # fmt: skip
     assert peers_report.memcached_targets(_memcached_section(stale))[2]["met"] is True
+    skipped = _stale_row(skipped="no stale memcached reads: raftcache-node has no flag yet")
+    assert peers_report.memcached_targets(_memcached_section(skipped))[2]["why_missing"] == (
+        "no stale memcached reads: raftcache-node has no flag yet"
+    )
+
+
+def test_memcached_targets_say_why_a_system_gave_no_rows() -> None:
+    """A raftcache block that failed as a whole (no rows) and an etcd that was not run, or
+    whose 64-client row failed: the table is still there and says so."""
+    section = copy.deepcopy(FIXTURE)
+    section["name"] = "memcached"
+    section["systems"]["raftcache"] = {
+        "error": "Traceback (most recent call last):\n  ...\nTimeoutError: no leader in 60 s\n",
+        "rows": [],
+    }
+    del section["systems"]["etcd"]
+    text = peers_report.markdown(section)
+    assert "| failed: TimeoutError: no leader in 60 s | not run | — (need 3x) | — |" in text
+    section = _memcached_section(
+        _measured("raftcache", "memcached", "stale", "get (stale reads)", 64, "followers", 1.0, 0.7)
+    )
+    etcd = section["systems"]["etcd"]["rows"]
+    etcd[:] = [r for r in etcd if r["kind"] != "stale"]
+    etcd.append({**_stale_row(failed="boom\nRuntimeError: etcd died"), "system": "etcd",
+                 "interface": "gRPC"})  # fmt: skip
+    target = peers_report.memcached_targets(section)[2]
+    assert (target["reference"], target["met"]) == (None, None)
+    assert target["reference_missing"] == "failed: RuntimeError: etcd died"
 
 
 def test_the_memcached_section_is_titled_and_targeted_and_peers_without_it_is_not() -> None:
     section = {**_memcached_section(_measured(
         "raftcache", "memcached", "stale", "get (stale reads)", 64, "followers", 40_000.0, 0.7
     )), "name": "memcached"}  # fmt: skip
-    text = peers_section.markdown(section)
-    assert text.startswith(f"## {peers_section.MEMCACHED_TITLE} (same run)")
-    assert "| Target (issue 12) |" in text and "4.00x (need 5x) | no |" in text
+    text = peers_report.markdown(section)
+    assert text.startswith(f"## {peers_report.MEMCACHED_TITLE} (same run)")
+    assert "| Target (issue 12) |" in text and "4.000x (need 5x) | no |" in text
     without = copy.deepcopy(FIXTURE)
     rows = without["systems"]["raftcache"]["rows"]
     rows[:] = [r for r in rows if r["interface"] != "memcached"]
-    text = peers_section.markdown(without)
-    assert text.startswith("## Peers: raftcache vs etcd, Redis and memcached (same run)")
+    text = peers_report.markdown(without)
+    assert text.startswith(f"## {peers_report.PEERS_TITLE} (same run)")
     assert "Target (issue 12)" not in text
+
+
+def test_bench_md_holds_both_sections_and_a_failed_one(tmp_path: Path) -> None:
+    """bench.run's report: the peers and memcached sections each under its own title, and
+    a section that raised shown as FAILED with its traceback (not silently left out)."""
+    results: dict[str, Any] = {
+        "meta": {"started": "2026-12-09 10:00:00 +0000", "sections": ["peers", "memcached"]},
+        "peers": FIXTURE,
+        "memcached": {
+            **_memcached_section(
+                _measured(
+                    "raftcache",
+                    "memcached",
+                    "stale",
+                    "get (stale reads)",
+                    64,
+                    "followers",
+                    1.0,
+                    0.7,
+                )
+            ),
+            "name": "memcached",
+        },
+    }
+    bench_run._write(tmp_path, results)
+    text = (tmp_path / "bench.md").read_text()
+    assert f"## {peers_report.PEERS_TITLE} (same run)" in text
+    assert f"## {peers_report.MEMCACHED_TITLE} (same run)" in text
+    results["memcached"] = {"error": "Traceback ...\nRuntimeError: apt-get install failed"}
+    bench_run._write(tmp_path, results)
+    text = (tmp_path / "bench.md").read_text()
+    assert "## memcached: FAILED" in text and "RuntimeError: apt-get install failed" in text
+
+
+def test_only_the_chosen_systems_tools_are_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[list[str]] = []
+    monkeypatch.setattr(peers, "ensure_tools", lambda tools: asked.append(sorted(tools)))
+
+    def stop() -> None:
+        raise SystemExit("stop before measuring")
+
+    monkeypatch.setattr(peers_section, "machine_info", stop)
+    with pytest.raises(SystemExit):
+        peers_section.run(Path("/nonexistent"), Path("/nonexistent"), [], keys=1, warmup=0,
+                          seconds=0, systems=peers_section.MEMCACHED_SYSTEMS)  # fmt: skip
+    assert asked == [["etcd", "etcdctl", "memcached"]]
+    assert peers_section.versions(("memcached",)).keys() == {"memcached"}
 
 
 def test_the_section_refuses_unknown_systems_and_interfaces(tmp_path: Path) -> None:

@@ -312,7 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         keep_data=args.keep_data,
                     )
                     failed = failed or bool(section.get("failed_blocks"))
-                elif name == "peers":
+                elif name in ("peers", "memcached"):
+                    # the memcached section: the peers run with raftcache's memcached rows
+                    alone = name == "memcached"
                     section = peers_section.run(
                         work_dir,
                         out,
@@ -320,22 +322,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         keys=args.keys,
                         warmup=args.peers_warmup,
                         seconds=args.peers_seconds,
-                        systems=[x.strip() for x in args.peers_systems.split(",") if x.strip()],
+                        systems=peers_section.MEMCACHED_SYSTEMS
+                        if alone
+                        else [x.strip() for x in args.peers_systems.split(",") if x.strip()],
                         keep_data=args.keep_data,
-                    )
-                    failed = failed or bool(section.get("failed"))
-                elif name == "memcached":
-                    section = peers_section.run(
-                        work_dir,
-                        out,
-                        node_args,
-                        keys=args.keys,
-                        warmup=args.peers_warmup,
-                        seconds=args.peers_seconds,
-                        systems=peers_section.MEMCACHED_SYSTEMS,
-                        keep_data=args.keep_data,
-                        interfaces=("memcached",),
-                        name="memcached",
+                        interfaces=("memcached",) if alone else peers_section.INTERFACES,
+                        name=name,
                     )
                     failed = failed or bool(section.get("failed"))
                 elif name == "apps":

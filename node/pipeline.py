@@ -537,7 +537,7 @@ class PipelinedConnection(asyncio.Protocol):
         self.run("w", lambda slot: self._write(argv, db, slot))
 
     def write_sets(self, argvs: list[list[bytes]], db: int, size: int) -> None:
-        """Start plain `SET key value` calls (two or more, `size` argument bytes, in the
+        """Start plain `SET key value` calls (one or more, `size` argument bytes, in the
         connection's order) as ONE write whose ONE slot holds their replies (node/DESIGN.md
         "Pipelined SETs as one write"). The caller counted them and checked what dispatch
         checks for a plain SET."""

@@ -124,8 +124,8 @@ class QueuedCall:
 
 
 class QueuedSets:
-    """Plain `SET key value` calls of one connection's pipeline (at least two, db `db`,
-    no user), queued as ONE write whose result is the list of their results: a pipelined
+    """Plain `SET key value` calls of one connection's read (one or more, db `db`, no
+    user), queued as ONE write whose result is the list of their results: a pipelined
     SET costs the front-end one slot, callback and queue item per pipeline read instead of
     one each (node/DESIGN.md "Pipelined SETs as one write"). In the entry they are what
     each call alone would be: a set run (one MSetOp) when runs may form, else one op per

@@ -412,8 +412,11 @@ class Connection(PipelinedConnection):
 
     def _write_group(self, sets: list[list[bytes]], size: int) -> None:
         """Plain SETs read in a row (`size` argument bytes): counted as dispatch counts
-        each, started as one write (one alone takes dispatch's path)."""
-        if len(sets) == 1:
+        each, started as one write. A lone one goes the same way whenever dispatch's checks
+        would all pass for it (`_groups_sets`), which skips their cost and the QueuedCall's
+        (an unpipelined SET: leader -4% CPU, +5% SET/s at 64 clients, node/DESIGN.md
+        "Pipelined SETs as one write"); otherwise dispatch answers it."""
+        if len(sets) == 1 and not self._groups_sets():
             self.dispatch(sets[0])
             return
         n = len(sets)

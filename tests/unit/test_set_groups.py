@@ -31,13 +31,13 @@ def test_sets_in_a_row_go_as_one_write_and_every_reply_keeps_its_place() -> None
             + cmd(b"GET", b"a")
             + _sets(b"c", b"d", name=b"set")
             + _sets(b"e", name=b"SeT")  # not spelled as clients send it: dispatch's path
-            + _sets(b"f")  # a group of one: dispatch's path
+            + _sets(b"f")  # a group of one (the lone SET's path too)
         )
         assert engine.groups == [2]  # the GET waits for them, the rest for the GET
         assert engine.log == ["submit a", "submit b"]
         engine.commit()  # the SETs, then the GET's barrier and the run after it
         await settle()
-        assert engine.groups == [2, 2]
+        assert engine.groups == [2, 2, 1]  # "SeT" went through dispatch
         assert engine.log[2:] == ["barrier", "submit c", "submit d", "submit e", "submit f"]
         engine.commit()
         await settle()
@@ -57,7 +57,7 @@ def test_a_group_counts_each_set_as_dispatch_counts_it() -> None:
         else:
             for key in keys:
                 conn.data_received(_sets(key))
-        assert engine.groups == ([5] if pipelined else [])
+        assert engine.groups == ([5] if pipelined else [1] * 5)
         engine.commit()
         await settle()
         stats = conn.server.stats
@@ -155,7 +155,8 @@ def test_what_dispatch_treats_differently_is_never_grouped() -> None:
         conn, transport = connect(engine)
         conn.server.max_key_bytes = 1
         conn.data_received(_sets(b"a", b"bb", b"c"))
-        assert engine.groups == [] and engine.log == ["submit a", "submit c"]
+        # "bb" goes through dispatch, which refuses it; "a" and "c" each as a lone SET
+        assert engine.groups == [1, 1] and engine.log == ["submit a", "submit c"]
         engine.commit()
         await settle()
         assert bytes(transport.out).count(b"-ERR a key is over the limit") == 1
@@ -215,10 +216,10 @@ def test_a_group_is_at_most_max_set_group_sets_and_the_forwarded_bytes() -> None
         assert engine.groups == [MAX_SET_GROUP, MAX_SET_GROUP, 5]
         big = b"v" * (3 << 20)  # two of these are over MAX_FORWARD_BYTES (4 MiB)
         conn.data_received(b"".join(cmd(b"SET", b"b%d" % i, big) for i in range(4)))
-        assert engine.groups[3:] == []  # each alone: dispatch's path
+        assert engine.groups[3:] == [1] * 4  # each alone: two are over MAX_FORWARD_BYTES
         # one over the bytes alone (a 4 MiB value, --max-value-bytes' default), then two
         conn.data_received(cmd(b"SET", b"huge", b"v" * (4 << 20)) + _sets(b"x", b"y"))
-        assert engine.groups[3:] == [2]
+        assert engine.groups[7:] == [1, 2]
         assert len(engine.submitted) == 2 * MAX_SET_GROUP + 5 + 4 + 3
         engine.commit()
         await settle()

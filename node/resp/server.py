@@ -348,8 +348,9 @@ class Connection(PipelinedConnection):
         try:
             # Plain `SET key value` calls in a row go as one write (write_sets) while this
             # connection's state lets every one of them past dispatch's checks. The first is
-            # held until the next command: whether they may be grouped is asked only when a
-            # second one comes (a lone SET, or a read, pays nothing for it).
+            # held until the next command: whether they may be grouped is asked when a second
+            # one comes, or by _write_group for a lone one (a read holding no SET pays
+            # nothing for it).
             sets: list[list[bytes]] = []
             size = 0  # their argument bytes
             grouping: bool | None = None  # not asked since the last dispatch
@@ -373,7 +374,7 @@ class Connection(PipelinedConnection):
                         if sets and (len(sets) >= MAX_SET_GROUP or size + more > MAX_FORWARD_BYTES):
                             self._write_group(sets, size)
                             sets, size = [], 0
-                            if self._closing:  # a lone SET's dispatch found its user deleted
+                            if self._closing:  # a safeguard: a group starts nothing that closes
                                 break
                         sets.append(argv)
                         size += more

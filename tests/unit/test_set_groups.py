@@ -48,16 +48,19 @@ def test_sets_in_a_row_go_as_one_write_and_every_reply_keeps_its_place() -> None
 
 
 def test_a_group_counts_each_set_as_dispatch_counts_it() -> None:
-    async def counts(pipelined: bool) -> tuple[object, ...]:
+    """Five SETs counted alike whichever way they went: one pipelined group, five lone SETs
+    (groups of one), or five through dispatch (spelled `Set`, which only dispatch takes)."""
+
+    async def counts(way: str) -> tuple[object, ...]:
         engine = FakeEngine()
         conn, _ = connect(engine)
         keys = [b"k%d" % i for i in range(5)]
-        if pipelined:
+        if way == "pipelined":
             conn.data_received(_sets(*keys))
         else:
             for key in keys:
-                conn.data_received(_sets(key))
-        assert engine.groups == ([5] if pipelined else [1] * 5)
+                conn.data_received(_sets(key, name=b"SET" if way == "lone" else b"Set"))
+        assert engine.groups == {"pipelined": [5], "lone": [1] * 5, "dispatch": []}[way]
         engine.commit()
         await settle()
         stats = conn.server.stats
@@ -73,8 +76,9 @@ def test_a_group_counts_each_set_as_dispatch_counts_it() -> None:
         )
 
     assert (
-        asyncio.run(counts(True))
-        == asyncio.run(counts(False))
+        asyncio.run(counts("pipelined"))
+        == asyncio.run(counts("lone"))
+        == asyncio.run(counts("dispatch"))
         == (
             5,
             {b"set": 5},

@@ -525,6 +525,29 @@ def test_without_runs_a_group_is_one_op_per_set_as_its_calls_would_be() -> None:
     assert _state(grouped) == _state(single)
 
 
+ONES: list[Write] = [
+    _group(0, (b"x", b"1")),  # a lone SET alone in its entry's first run...
+    QueuedCall([b"SET", b"y", b"2"], 0),  # ...joined by a SET dispatch queued
+    _group(0, (b"z", b"3")),  # and by another lone one
+    QueuedCall([b"INCR", b"n"], 0),
+    _group(0, (b"w", b"4")),  # between other writes: no run, its one op
+    QueuedCall([b"DEL", b"x"], 0),
+]
+
+
+@pytest.mark.parametrize("writes", [ONES, ONES[:1]], ids=["mixed", "alone"])
+def test_groups_of_one_set_answer_and_change_state_as_the_set_alone(writes: list[Write]) -> None:
+    """A lone SET queued as a group of one (an unpipelined client's, session 26): in a run
+    with the SETs around it, or its one op where no run forms (alone in the entry too)."""
+    grouped, single = _twins(SETUP)
+    results, entry = _through_proposer(grouped, writes)
+    kinds = ["mset", "data", "data", "data"] if len(writes) > 1 else ["data"]
+    assert _kinds(entry) == kinds
+    assert results == _regrouped(writes, _one_by_one(single, _calls(writes)))
+    assert results[0] == [Value("reply", OK)]
+    assert _state(grouped) == _state(single)
+
+
 def test_a_group_that_may_not_all_fit_goes_one_by_one_so_only_the_last_is_refused() -> None:
     group = _group(0, *((b"k%d" % i, b"v" * 100) for i in range(4)))
     one = 2 + 100 + KEY_OVERHEAD

@@ -305,13 +305,10 @@ def markdown(section: Mapping[str, Any]) -> str:
     memcached = section.get("name") == "memcached"
     out: list[str] = [f"## {MEMCACHED_TITLE if memcached else PEERS_TITLE} (same run)", ""]
     _header(section, out.append)
-    interfaces = section.get("setup", {}).get("raftcache_interfaces", [])
-    if (
-        memcached
-        or "memcached" in interfaces
-        or any(
-            r["system"] == "raftcache" and r["interface"] == "memcached" for r in rows_of(section)
-        )
+    interfaces = section.get("setup", {}).get("raftcache_interfaces", [])  # the memcached
+    # section's are ["memcached"]; a run saved before the setup said has its rows to show it
+    if "memcached" in interfaces or any(
+        r["system"] == "raftcache" and r["interface"] == "memcached" for r in rows_of(section)
     ):
         out.append(memcached_targets_table(section))
     out.append(compact_table(section))

@@ -372,22 +372,20 @@ class Connection(PipelinedConnection):
                     if not sets or grouping:
                         more = 3 + len(key) + len(argv[2])
                         if sets and (len(sets) >= MAX_SET_GROUP or size + more > MAX_FORWARD_BYTES):
-                            self._write_group(sets, size)
+                            self._write_group(sets, size, grouping)  # never dispatches
                             sets, size = [], 0
-                            if self._closing:  # a safeguard: a group starts nothing that closes
-                                break
                         sets.append(argv)
                         size += more
                         continue
                 if sets:
-                    self._write_group(sets, size)
+                    self._write_group(sets, size, grouping)
                     sets, size = [], 0
                     if self._closing:  # a held SET's dispatch found its user deleted
                         break
                 self.dispatch(argv)
                 grouping = None
             if sets and not self._closing:
-                self._write_group(sets, size)
+                self._write_group(sets, size, grouping)
             if parser.error is not None and not self._closing and not self._held:
                 # Commands before the bad input are answered; then this connection ends.
                 self.server.stats.count_error("ERR")
@@ -411,13 +409,15 @@ class Connection(PipelinedConnection):
             and self.server.auth.acl() is self._acl
         )
 
-    def _write_group(self, sets: list[list[bytes]], size: int) -> None:
+    def _write_group(self, sets: list[list[bytes]], size: int, grouping: bool | None) -> None:
         """Plain SETs read in a row (`size` argument bytes): counted as dispatch counts
         each, started as one write. A lone one goes the same way whenever dispatch's checks
-        would all pass for it (`_groups_sets`), which skips their cost and the QueuedCall's
-        (an unpipelined SET: leader -4% CPU, +5% SET/s at 64 clients, node/DESIGN.md
-        "Pipelined SETs as one write"); otherwise dispatch answers it."""
-        if len(sets) == 1 and not self._groups_sets():
+        would all pass for it (`_groups_sets`, asked here unless data_received has its answer
+        in `grouping`), which skips their cost and the QueuedCall's (an unpipelined SET:
+        leader -4% CPU, +5% SET/s at 64 clients, node/DESIGN.md "Pipelined SETs as one
+        write"); otherwise dispatch answers it. Two or more are only ever held when the
+        answer was yes."""
+        if len(sets) == 1 and not (self._groups_sets() if grouping is None else grouping):
             self.dispatch(sets[0])
             return
         n = len(sets)

@@ -384,7 +384,8 @@ def test_memcached_targets_say_why_a_system_gave_no_rows() -> None:
     """A raftcache block that failed as a whole (no rows) and an etcd that was not run, or
     whose 64-client row failed: the table is still there and says so."""
     section = copy.deepcopy(FIXTURE)
-    section["name"] = "memcached"
+    section["name"] = "memcached"  # and the setup peers_section.run writes for it
+    section["setup"]["raftcache_interfaces"] = ["memcached"]
     section["systems"]["raftcache"] = {
         "error": "Traceback (most recent call last):\n  ...\nTimeoutError: no leader in 60 s\n",
         "rows": [],

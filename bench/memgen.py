@@ -8,6 +8,10 @@ in the spawned generator processes (bench/peergen.py), on the same warm-up and
 measurement window as the gRPC and RESP generators, so the same client code drives the
 real memcached and raftcache's memcached port.
 
+The memcached rows now run bench/mcload.c by default (the same design in C: this costs
+~14 us of CPU per request on the cores the servers share, mcload ~9); memgen is
+`--memcached-generator memgen`, and its populate/version/read_value helpers serve both.
+
 Ops: `mc_set` (ok = `STORED`), `mc_get` (ok = a `VALUE` block; `END` alone is a miss and
 counts as an error `MISS`: every key read was written first). Keys: `prefix` + 12 digits
 below `key_count`.

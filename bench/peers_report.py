@@ -225,8 +225,23 @@ def _header(section: Mapping[str, Any], add: Callable[[str], None]) -> None:
         f"the other: {', '.join(setup.get('order', []))}. Versions: "
         + "; ".join(f"{k} {v}" for k, v in section.get("versions", {}).items())
         + "."
+        + _generator_note(setup.get("memcached_generator"))
     )
     add("")
+
+
+MEMCACHED_GENERATOR_NOTES = {
+    "mcload": "bench/mcload.c (C, epoll, one process per 64 connections)",
+    "memgen": "bench/memgen.py (Python asyncio; it takes more of the shared cores)",
+}
+
+
+def _generator_note(generator: str | None) -> str:
+    """Which generator drove the memcached rows (none: the run had no memcached rows, or
+    predates the choice: memgen)."""
+    if not generator:
+        return ""
+    return f" Memcached rows driven by {MEMCACHED_GENERATOR_NOTES.get(generator, generator)}."
 
 
 def compact_table(section: Mapping[str, Any]) -> str:

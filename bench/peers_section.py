@@ -22,12 +22,21 @@ process ran at >= GENERATOR_BOUND_PCT of a core runs again with two generator pr
 and keeps the better (both recorded); the SDK rows keep one process (one AsyncClient
 with 64 callers is what they measure). A row for an endpoint that does not exist is
 recorded as skipped with the reason, never as a number.
+
+Generators: the gRPC, SDK and RESP rows run in Python processes (bench/loadgen.py,
+bench/peergen.py); the memcached rows, raftcache's and memcached's alike, in bench/mcload.c
+(`memcached_generator="mcload"`, built with cc at run time): Python's memgen took ~14 us of
+CPU per request from the cores the servers share, mcload ~9 (the kernel's loopback TCP,
+which every client pays), and on 2026-12-07 that moved raftcache's stale gets from
+33-42k/s to 45-46k/s on one cluster (alternating, 2 pairs). `memcached_generator="memgen"`
+keeps the Python generator.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -44,7 +53,7 @@ from typing import Any
 
 from raftcache.chaos.local_cluster import LocalCluster, free_port
 
-from bench import memgen, peergen, peers, peers_report
+from bench import mcload, memgen, peergen, peers, peers_report
 from bench.common import (
     latency_summary_ms,
     load_snapshot,
@@ -56,7 +65,7 @@ from bench.common import (
     running_cluster,
 )
 from bench.common import populate as grpc_populate
-from bench.loadgen import LoadSpec
+from bench.loadgen import LoadSpec, MeasuredRun
 
 SYSTEMS = ("etcd", "grpc-floor", "raft-floor", "raftcache", "redis", "memcached")
 INTERFACES = ("gRPC", "SDK", "RESP", "memcached")
@@ -83,6 +92,23 @@ REDIS_STALENESS_MS = 1000
 MC_LISTEN_FLAG = "--memcached-listen"
 MC_STALE_FLAG = "--memcached-stale-reads"
 MC_STALE_MS = 1000
+
+
+Runner = Callable[[Sequence[LoadSpec], Mapping[str, int]], MeasuredRun]
+"""Runs one row's generator processes on one window: peergen.run_measured's signature."""
+MEMCACHED_GENERATORS = ("mcload", "memgen")
+"""What drives the memcached rows: bench/mcload.c (C, the default) or bench/memgen.py."""
+
+
+def memcached_runner(generator: str, work_dir: Path) -> Runner | None:
+    """The runner for the memcached rows: mcload's, built into work_dir (raises saying why
+    it cannot be), or None for memgen (peergen's processes)."""
+    if generator not in MEMCACHED_GENERATORS:
+        raise ValueError(f"memcached generator {generator!r}: choose from {MEMCACHED_GENERATORS}")
+    if generator == "memgen":
+        return None
+    binary = mcload.build(work_dir / "mcload-build")
+    return functools.partial(mcload.run_measured, binary=binary, work_dir=binary.parent)
 
 
 @dataclass(frozen=True)
@@ -159,10 +185,15 @@ def measure(
     keys: int,
     warmup: float,
     seconds: float,
+    mc_runner: Runner | None = None,
 ) -> dict[str, Any]:
     """One row, with the load average at its start and end; at 64 clients once more with
-    two generator processes if one was CPU-bound (the better is kept, both recorded)."""
+    two generator processes if one was CPU-bound (the better is kept, both recorded).
+    `mc_runner`: what drives the memcached ops (mcload's, see `memcached_runner`) instead
+    of peergen's Python processes."""
     load_start = list(os.getloadavg())
+    mc_row = row.op in mcload.OPS
+    runner = mc_runner if mc_row and mc_runner is not None else peergen.run_measured
 
     def once(processes: int) -> dict[str, Any]:
         specs = [
@@ -180,7 +211,7 @@ def measure(
             )
             for i in range(processes)
         ]
-        return _summarize(peergen.run_measured(specs, pids), row, processes)
+        return _summarize(runner(specs, pids), row, processes)
 
     result = once(1)
     bound = any(p >= GENERATOR_BOUND_PCT for p in result["generator_cpu_pct"])
@@ -193,6 +224,8 @@ def measure(
         result = two if two["ops_per_s"] > result["ops_per_s"] else result
         result["variants"] = variants
     out = {**_identity(row), "targets": list(addrs), **result}
+    if mc_row:
+        out["generator"] = "memgen" if mc_runner is None else "mcload"
     out["load_start"] = load_start
     out["load_end"] = list(os.getloadavg())
     lat = out["latency_ms"]
@@ -347,12 +380,14 @@ def _raft_measure(cluster: LocalCluster, row: Row, mc: Sequence[str], **kw: Any)
 
 def _raftcache(
     work_dir: Path, node_args: Sequence[str], keys: int, warmup: float, seconds: float,
-    keep_data: bool, interfaces: Sequence[str] = INTERFACES,
+    keep_data: bool, interfaces: Sequence[str] = INTERFACES, mc_runner: Runner | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     args = [*node_args, "--redis-max-staleness-ms", str(REDIS_STALENESS_MS)]
     block: dict[str, Any] = {"node_args": args, "durability": "journal"}
     rows: list[dict[str, Any]] = []
-    kw: dict[str, Any] = {"keys": keys, "warmup": warmup, "seconds": seconds}
+    kw: dict[str, Any] = {
+        "keys": keys, "warmup": warmup, "seconds": seconds, "mc_runner": mc_runner,
+    }  # fmt: skip
     with running_cluster(work_dir, "peers", args, keep=keep_data) as (cluster, leader):
         mc, mc_missing = memcached_addrs(cluster) if "memcached" in interfaces else ([], "")
         stale_mc = ""
@@ -581,7 +616,9 @@ def _redis(work_dir: Path, keys: int, warmup: float, seconds: float) -> dict[str
     return block
 
 
-def _memcached(work_dir: Path, keys: int, warmup: float, seconds: float) -> dict[str, Any]:
+def _memcached(
+    work_dir: Path, keys: int, warmup: float, seconds: float, mc_runner: Runner | None = None
+) -> dict[str, Any]:
     server = peers.MemcachedServer(Path(tempfile.mkdtemp(prefix="memcached-", dir=work_dir)))
     block: dict[str, Any] = {"setup": "one memcached, -m 256, default threads, TCP only"}
     rows: list[dict[str, Any]] = []
@@ -595,9 +632,8 @@ def _memcached(work_dir: Path, keys: int, warmup: float, seconds: float) -> dict
             ("write", "set", "mc_set", "server"),
         ])  # fmt: skip
         role_addrs = {"server": [server.addr]}
-        rows.extend(
-            _run_plan(plan, role_addrs, server.pids, keys=keys, warmup=warmup, seconds=seconds)
-        )
+        kw = {"keys": keys, "warmup": warmup, "seconds": seconds, "mc_runner": mc_runner}
+        rows.extend(_run_plan(plan, role_addrs, server.pids, **kw))
     finally:
         server.close()
     block["rows"] = rows
@@ -648,9 +684,11 @@ def run(
     keep_data: bool = False,
     interfaces: Sequence[str] = INTERFACES,
     name: str = "peers",
+    memcached_generator: str = "mcload",
 ) -> dict[str, Any]:
     """The systems one after the other (raftcache through `interfaces` only); writes
-    NAME.json, NAME.md and NAME.svg to out_dir after each system."""
+    NAME.json, NAME.md and NAME.svg to out_dir after each system. `memcached_generator`
+    drives the memcached rows (MEMCACHED_GENERATORS)."""
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         raise ValueError(f"{name}: unknown system(s) {unknown}; choose from {SYSTEMS}")
@@ -658,6 +696,8 @@ def run(
     if unknown:
         raise ValueError(f"{name}: unknown interface(s) {unknown}; choose from {INTERFACES}")
     peers.ensure_tools([tool for system in systems for tool in TOOLS.get(system, ())])
+    mc_rows = "memcached" in systems or ("raftcache" in systems and "memcached" in interfaces)
+    mc_runner = memcached_runner(memcached_generator, work_dir) if mc_rows else None
     machine = machine_info()
     section: dict[str, Any] = {
         "name": name,
@@ -676,6 +716,7 @@ def run(
             "generator_bound_pct": GENERATOR_BOUND_PCT,
             "order": [s for s in SYSTEMS if s in systems],
             "raftcache_interfaces": list(interfaces),
+            "memcached_generator": memcached_generator if mc_rows else None,
         },
         "versions": versions(systems),
         "systems": {},
@@ -685,10 +726,10 @@ def run(
         "grpc-floor": lambda: _grpc_floor(work_dir, keys, warmup, seconds),
         "raft-floor": lambda: _raft_floor(work_dir, keys, warmup, seconds),
         "raftcache": lambda: _raftcache(
-            work_dir, node_args, keys, warmup, seconds, keep_data, interfaces
+            work_dir, node_args, keys, warmup, seconds, keep_data, interfaces, mc_runner
         ),
         "redis": lambda: _redis(work_dir, keys, warmup, seconds),
-        "memcached": lambda: _memcached(work_dir, keys, warmup, seconds),
+        "memcached": lambda: _memcached(work_dir, keys, warmup, seconds, mc_runner),
     }
     for system in SYSTEMS:
         if system not in systems:

@@ -18,7 +18,9 @@ Sections (all but memcached by default; pick with --only):
               linearizable get on the leader, stale gets on followers started with
               --memcached-stale-reads) and memcached 1.6 at 1 and 64 clients, with the
               issue's targets as ratios to etcd: memcached.json, memcached.md, memcached.svg
-              (not in the default run: peers measures the same rows and prints the table)
+              (not in the default run: peers measures the same rows and prints the table);
+              its memcached rows, like peers', are driven by bench/mcload.c, built with cc
+              at run time (--memcached-generator memgen: the Python generator)
   apps        redis-py's Lock release (SET NX PX + EVALSHA) and BRPOP/LPUSH ping-pong at 64
               connections against raftcache's leader and Redis 7's primary in one run, with
               ratios (bench/apps_section.py); installs redis-server if missing
@@ -147,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="warm-up seconds per peers (and memcached) row",
+    )
+    parser.add_argument(
+        "--memcached-generator",
+        choices=peers_section.MEMCACHED_GENERATORS,
+        default="mcload",
+        help="what drives the memcached rows (peers and memcached sections): mcload "
+        "(bench/mcload.c, built with cc at run time) or memgen (bench/memgen.py, Python)",
     )
     parser.add_argument(
         "--peers-systems",
@@ -328,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         keep_data=args.keep_data,
                         interfaces=("memcached",) if alone else peers_section.INTERFACES,
                         name=name,
+                        memcached_generator=args.memcached_generator,
                     )
                     failed = failed or bool(section.get("failed"))
                 elif name == "apps":

@@ -44,15 +44,21 @@ def test_the_memcached_section_measures_the_memcached_port_beside_memcached(
         for clients in (1, 64)
     }
     assert all(r["ops_per_s"] > 0 and r["errors"] == 0 for r in ours)
+    # bench/mcload.c drove every memcached row, raftcache's and memcached's
+    assert section["setup"]["memcached_generator"] == "mcload"
+    assert {r["generator"] for r in ours} == {"mcload"}
     assert section["systems"]["raftcache"]["memcached_stale_reads_ms"] > 0
     theirs = section["systems"]["memcached"]["rows"]
     assert {(r["kind"], r["clients"]) for r in theirs} == {
         (kind, n) for kind in ("read", "write") for n in (1, 64)
     }
+    assert {r["generator"] for r in theirs} == {"mcload"}
+    assert all(r["ops_per_s"] > 0 and r["errors"] == 0 for r in theirs)
     saved = json.loads((out / "memcached.json").read_text())
     assert saved["name"] == "memcached" and saved["setup"]["raftcache_interfaces"] == ["memcached"]
     text = (out / "memcached.md").read_text()
     assert text.startswith(f"## {peers_report.MEMCACHED_TITLE} (same run)")
+    assert "Memcached rows driven by bench/mcload.c (C, epoll" in text
     targets = peers_report.memcached_targets(saved)
     assert [t["raftcache"] is not None for t in targets] == [True, True, True]
     # no etcd in this run: no verdicts, and the table says why

@@ -1,0 +1,281 @@
+"""bench/mcload.c, the memcached rows' C load generator, through its driver bench/mcload.py:
+built with the machine's C compiler, run against the real memcached (what it measures),
+against an in-test server whose answers each test picks (misses, errors, replies that are
+not memcached's, a server that hangs up), and with bad arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import mcload, memgen, peers, peers_section
+from bench.common import value_bytes
+from bench.loadgen import LoadSpec, MeasuredRun
+
+Answer = Callable[[bytes], bytes | None]
+"""A request line (and its data block for a set) -> the reply, or None to hang up."""
+
+
+class ScriptedServer:
+    """A memcached stand-in on its own thread: every request is answered by `answer`."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.addr = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                line, buf = buf.split(b"\r\n", 1)
+                request = line
+                if line.startswith(b"set "):
+                    size = int(line.split()[4]) + 2
+                    while len(buf) < size:
+                        buf += conn.recv(65536)
+                    request, buf = line + b"\r\n" + buf[:size], buf[size:]
+                self.requests.append(request)
+                reply = self.answer(request)
+                if reply is None:
+                    return
+                conn.sendall(reply)
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[Answer], ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def make(answer: Answer) -> ScriptedServer:
+        servers.append(ScriptedServer(answer))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if mcload.compiler() is None:
+        pytest.fail("no C compiler: .ci/run installs gcc")
+    return mcload.build(tmp_path_factory.mktemp("mcload"))
+
+
+def _spec(op: str, addrs: list[str], clients: int = 4, seed: int = 1, **kw: float) -> LoadSpec:
+    return LoadSpec(
+        op=op,
+        targets=tuple(addrs),
+        clients=clients,
+        clients_per_channel=0,
+        key_prefix="mc:",
+        key_count=50,
+        value_size=100,
+        warmup_s=kw.get("warmup", 0.1),
+        duration_s=kw.get("seconds", 0.4),
+        seed=seed,
+        rpc_timeout_s=kw.get("timeout", 2.0),
+    )
+
+
+def _run(binary: Path, tmp_path: Path, *specs: LoadSpec) -> MeasuredRun:
+    return mcload.run_measured(list(specs), {}, binary, tmp_path)
+
+
+def test_against_real_memcached_gets_hit_and_sets_store_the_bench_value(
+    binary: Path, tmp_path: Path
+) -> None:
+    server = peers.MemcachedServer(tmp_path / "mc", memory_mb=64)
+    server.start()
+    try:
+        asyncio.run(memgen.populate(server.addr, "mc:", 50, 100))
+        got = _run(binary, tmp_path, _spec("mc_get", [server.addr], clients=8))
+        (result,) = got.results
+        assert result.ops > 0 and result.errors == 0 and result.error_codes == {}
+        assert result.channels == 8 and len(result.latencies) == result.ops
+        assert 0 < min(result.latencies) <= max(result.latencies) < 2.0
+        assert got.window_s == 0.4 and "generator0" in got.cpu.process_pct
+        # sets store value_bytes(size, seed) under the generator's keys, as memgen's do
+        two = _run(
+            binary,
+            tmp_path,
+            _spec("mc_set", [server.addr], clients=2, seed=7),
+            _spec("mc_set", [server.addr], clients=2, seed=7),
+        )
+        assert [r.index for r in two.results] == [0, 1]
+        assert all(r.ops > 0 and r.errors == 0 for r in two.results)
+        assert {"generator0", "generator1"} <= set(two.cpu.process_pct)
+        stored = asyncio.run(memgen.read_value(server.addr, memgen.mc_key("mc:", 3)))
+        assert stored == value_bytes(100, 7)
+    finally:
+        server.close()
+    assert not list(tmp_path.glob("mcload-latencies-*"))  # the driver's files are removed
+
+
+def test_requests_spread_over_targets_and_keys(
+    binary: Path, tmp_path: Path, scripted: Callable[[Answer], ScriptedServer]
+) -> None:
+    a = scripted(lambda r: b"STORED\r\n")
+    b = scripted(lambda r: b"STORED\r\n")
+    (result,) = _run(binary, tmp_path, _spec("mc_set", [a.addr, b.addr], clients=4)).results
+    assert result.ops > 0 and result.errors == 0
+    for server in (a, b):  # two connections each: client c goes to target c mod 2
+        first = server.requests[0]
+        assert first.startswith(b"set mc:0000000000")
+        header, data = first.split(b"\r\n", 1)
+        assert header.split()[2:] == [b"0", b"0", b"100"]
+        assert data == value_bytes(100, 1) + b"\r\n"
+    keys = {r.split()[1] for r in a.requests + b.requests}
+    assert len(keys) > 10 and all(len(k) == len(b"mc:") + 12 for k in keys)
+
+
+def test_misses_and_error_replies_are_counted_by_their_first_word(
+    binary: Path, tmp_path: Path, scripted: Callable[[Answer], ScriptedServer]
+) -> None:
+    def answer(request: bytes) -> bytes:
+        key = request.split()[1]
+        if key.endswith(b"1"):
+            return b"END\r\n"  # a get's miss
+        if key.endswith(b"2"):
+            return b"SERVER_ERROR out of memory storing object\r\n"
+        return b"VALUE %b 0 3\r\nabc\r\nEND\r\n" % key
+
+    server = scripted(answer)
+    (result,) = _run(binary, tmp_path, _spec("mc_get", [server.addr])).results
+    assert result.ops > 0 and result.errors > 0
+    assert set(result.error_codes) == {"MISS", "SERVER_ERROR"}
+    assert sum(result.error_codes.values()) == result.errors
+    assert len(result.latencies) == result.ops  # errors have no latency
+
+
+def test_values_split_across_reads_and_holding_crlf_are_framed_by_their_size(
+    binary: Path, tmp_path: Path, scripted: Callable[[Answer], ScriptedServer]
+) -> None:
+    value = b"\r\nEND\r\n" * 2000  # 14 KB: several reads, and END inside the data
+
+    server = scripted(
+        lambda r: b"VALUE %b 5 %d 99\r\n%b\r\nEND\r\n" % (r.split()[1], len(value), value)
+    )
+    (result,) = _run(binary, tmp_path, _spec("mc_get", [server.addr], clients=2)).results
+    assert result.ops > 0 and result.errors == 0
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        (b"VALUE k 0 banana\r\n", "not a memcached reply"),
+        (b"STORED\r\nSTORED\r\n", "more than one reply to one request"),
+        (None, "closed a connection mid-run"),
+    ],
+)
+def test_a_server_that_misbehaves_fails_the_run_saying_how(
+    binary: Path,
+    tmp_path: Path,
+    scripted: Callable[[Answer], ScriptedServer],
+    reply: bytes | None,
+    why: str,
+) -> None:
+    server = scripted(lambda r: reply)
+    op = "mc_get" if reply and reply.startswith(b"VALUE") else "mc_set"
+    with pytest.raises(RuntimeError, match=why):
+        _run(binary, tmp_path, _spec(op, [server.addr], clients=1))
+
+
+def test_a_server_that_never_answers_fails_after_the_timeout(
+    binary: Path, tmp_path: Path, scripted: Callable[[Answer], ScriptedServer]
+) -> None:
+    hang = threading.Event()
+    server = scripted(lambda r: hang.wait(30) and None)  # type: ignore[func-returns-value]
+    try:
+        with pytest.raises(RuntimeError, match="replies still owed 1 s after the window"):
+            _run(binary, tmp_path, _spec("mc_get", [server.addr], clients=1, timeout=0.1))
+    finally:
+        hang.set()
+
+
+def test_a_target_nobody_listens_on_fails_before_the_window(binary: Path, tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port just freed: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RuntimeError, match=f"did not connect: mcload: connect to 127.0.0.1:{port}"):
+        _run(binary, tmp_path, _spec("mc_get", [f"127.0.0.1:{port}"]))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--connections", "0"], "--connections must be an integer from 1 to 100000, not '0'"),
+        (["--keys", "ten"], "--keys must be an integer from 1 to 100000000, not 'ten'"),
+        (["--op", "delete"], "--op must be get or set"),
+        (["--targets", "localhost"], "a target must be HOST:PORT"),
+        (["--prefix", "a b"], "--prefix must be a short word"),
+        (["--verbose", "1"], "unknown option '--verbose'"),
+        (["--seed"], "every option takes a value"),
+    ],
+)
+def test_bad_arguments_exit_2_saying_what_was_wrong(
+    binary: Path, args: list[str], message: str
+) -> None:
+    base = {
+        "--op": "get",
+        "--targets": "127.0.0.1:1",
+        "--connections": "1",
+        "--prefix": "mc:",
+        "--keys": "10",
+        "--latency-file": "/dev/null",
+    }
+    argv = [str(binary)]
+    for option, value in base.items():
+        if option not in args:
+            argv += [option, value]
+    argv += args
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"mcload: {message}\nusage: mcload --op get|set")
+
+
+def test_the_driver_refuses_ops_it_cannot_drive(binary: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"mcload drives \['mc_get', 'mc_set'\], not 'resp_get'"):
+        mcload.argv(binary, _spec("resp_get", ["127.0.0.1:1"]), tmp_path / "x")
+
+
+def test_the_peers_section_picks_the_generator_by_name(tmp_path: Path) -> None:
+    assert peers_section.memcached_runner("memgen", tmp_path) is None
+    assert peers_section.memcached_runner("mcload", tmp_path) is not None
+    assert (tmp_path / "mcload-build" / "mcload").exists()
+    with pytest.raises(ValueError, match=r"choose from \('mcload', 'memgen'\)"):
+        peers_section.memcached_runner("memaslap", tmp_path)
+
+
+def test_a_build_without_a_compiler_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(mcload.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match=r"no C compiler \(cc or gcc\).*apt-get install gcc"):
+        mcload.build(tmp_path)

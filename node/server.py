@@ -347,7 +347,12 @@ class Node:
         config = self.config
         if not config.memcached_listen:
             return None
-        server = McServer(engine, config.memcached_max_item_bytes, config.memcached_stale_reads_ms)
+        server = McServer(
+            engine,
+            config.memcached_max_item_bytes,
+            config.memcached_stale_reads_ms,
+            max_key_bytes=config.limits.max_key_bytes,
+        )
         if self.auth is not None:
             server.auth = self.auth  # the memcached port's users (set before any connection)
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
-from raftcache.node.keyspace.reply import Error, ReplyT, Status
+from raftcache.node.keyspace.reply import OK, Error, ReplyT, Status
 
 if TYPE_CHECKING:
     from raftcache.node.memcached.server import McStats
@@ -77,6 +77,20 @@ class StatusForm(Form):
     def body(self, reply: ReplyT, stats: McStats) -> bytes:
         word = reply[0] if isinstance(reply, list) else reply
         return str(word).encode() + b"\r\n"
+
+
+class StoredForm(StatusForm):
+    """A text `set` that went as a plain SET (McConnection._text_set): the SET's OK is
+    memcached's STORED; an error renders as any store's."""
+
+    __slots__ = ()
+
+    def body(self, reply: ReplyT, stats: McStats) -> bytes:
+        return b"STORED\r\n" if reply == OK else super().body(reply, stats)
+
+
+STORED_FORM = StoredForm(False)
+"""The one StoredForm (it holds no state)."""
 
 
 class ArithForm(Form):

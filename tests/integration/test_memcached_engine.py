@@ -256,6 +256,28 @@ def test_memcached_and_redis_share_keys(cluster: LocalCluster) -> None:
         r.close()
 
 
+def test_a_plain_set_replaces_any_type_and_the_flags(cluster: LocalCluster) -> None:
+    """`set K 0 0 N` is proposed as a plain SET: it must store what memcached's set does,
+    whatever the key held (a Redis hash, an item with flags and an expiry)."""
+    for role in ROLES:
+        i = node_index(cluster, role)
+        mc = client(cluster, i)
+        r = redis.Redis(port=cluster.nodes[i].redis_port, socket_timeout=15)
+        key = f"plain:{role}"
+        r.hset(key, "f", "v")
+        assert mc.set(key, b"x") is True
+        assert r.type(key) == b"string" and r.get(key) == b"x"
+        assert raw(cluster, i, f"set {key} 7 100 1\r\ny\r\nset {key} 0 0 1\r\nz\r\n".encode()) == (
+            b"STORED\r\nSTORED\r\n"
+        )
+        assert (
+            raw(cluster, i, f"get {key}\r\n".encode())
+            == f"VALUE {key} 0 1\r\nz\r\nEND\r\n".encode()
+        )
+        assert r.ttl(key) == -1  # the plain set dropped the expiry
+        r.close()
+
+
 def test_stale_reads_are_served_by_the_follower_alone(cluster: LocalCluster) -> None:
     """With --memcached-stale-reads a follower answers gets from its own state: it still does
     while the leader is frozen (a linearizable get could not)."""

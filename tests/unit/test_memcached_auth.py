@@ -252,7 +252,8 @@ def test_an_open_cluster_needs_no_auth_and_the_auth_set_is_a_set() -> None:
     async def test(c: Conn) -> None:
         assert c.conn.user is not None and c.conn.user_name == "default"
         assert await c.send(auth_block("reader", "reader-pw")) == b"STORED\r\n"
-        assert c.engine.submitted[0][0][:3] == [b"raftcache.mc.store", b"set", b"auth"]
+        # an ordinary `set auth 0 0 N`: stored as a plain SET (flags 0, no expiry)
+        assert c.engine.submitted[0] == ([b"SET", b"auth", b"reader reader-pw"], 0)
 
     async def go() -> None:
         await test(Conn(Users(None)))
@@ -337,6 +338,21 @@ def test_a_prefix_user_touches_only_its_keys() -> None:
             assert await c.send(data) == NOPERM_KEY, data
         assert await c.send(b"flush_all\r\n") == noperm("flushall")  # -@dangerous
         assert len(c.engine.submitted) == 2
+        # a restricted user's plain set is checked as a store and goes as one (the plain-SET
+        # path is only for users who may do anything)
+        assert c.engine.submitted[0][0][:3] == [b"raftcache.mc.store", b"set", b"app:1"]
+
+    run(test)
+
+
+def test_a_user_who_may_do_anything_stores_a_plain_set_as_a_plain_SET() -> None:
+    async def test(c: Conn) -> None:
+        await as_user(c, "default", "admin-pw")
+        assert (
+            await c.send(b"set a 0 0 1\r\nx\r\nget a\r\n")
+            == b"STORED\r\nVALUE a 0 1\r\nx\r\nEND\r\n"
+        )
+        assert c.engine.submitted == [([b"SET", b"a", b"x"], 0)]
 
     run(test)
 

@@ -8,8 +8,9 @@ import asyncio
 from typing import Any
 
 from raftcache.node import errors
+from raftcache.node.keyspace.reply import OK
 from raftcache.node.memcached.server import MAX_LINE_BYTES, McConnection, McServer
-from raftcache.node.state_machine import Value
+from raftcache.node.state_machine import SET_OK, Value
 
 from tests.unit.redis_harness import Redis
 from tests.unit.resp_fakes import FakeEngine, FakeTransport, settle
@@ -26,7 +27,11 @@ class McEngine(FakeEngine):
 
     def commit(self) -> None:
         for op, future in self.writes_:
-            future.set_result(Value("reply", self.r(*op.data.op.call.argv)))
+            if isinstance(op, list):  # plain SETs (a `set K 0 0 N` goes as one): a result each
+                results = [self.r(*one.data.op.call.argv) for one in op]
+                future.set_result([SET_OK if r == OK else r for r in results])
+            else:
+                future.set_result(Value("reply", self.r(*op.data.op.call.argv)))
         self.writes_.clear()
         for barrier in self.barriers:
             barrier.set_result(None)
@@ -130,6 +135,46 @@ def test_noreply_silences_replies_and_errors() -> None:
     )
     assert out == b"VALUE a 0 1\r\n2\r\nEND\r\n"  # the bad "set" line has no data block
     assert len(engine.submitted) == 3
+
+
+STORE = b"raftcache.mc.store"
+
+
+def test_a_plain_set_goes_as_a_plain_SET_and_every_other_store_as_a_store() -> None:
+    """`set K 0 0 N` stores what `SET K V` stores, so it is proposed as one (the RESP port's
+    fast write); flags, an expiry, noreply or another mode keep the memcached store."""
+    out, engine, _ = run(
+        b"set a 0 0 2\r\nhi\r\nset b 5 0 1\r\nx\r\nset c 0 60 1\r\ny\r\n"
+        b"set d 0 0 1 noreply\r\nz\r\nadd e 0 0 1\r\nw\r\nset f 00 0 1\r\nv\r\n"
+        b"gets a\r\nget b c d e f\r\n"
+    )
+    assert engine.submitted == [
+        ([b"SET", b"a", b"hi"], 0),
+        ([STORE, b"set", b"b", b"x", b"5", b"0", b""], 0),
+        ([STORE, b"set", b"c", b"y", b"0", b"60", b""], 0),
+        ([STORE, b"set", b"d", b"z", b"0", b"0", b""], 0),
+        ([STORE, b"add", b"e", b"w", b"0", b"0", b""], 0),
+        ([STORE, b"set", b"f", b"v", b"0", b"0", b""], 0),  # "00": not the plain spelling
+    ]
+    stored, gets, rest = out.split(b"\r\n", 5)[:5], out.split(b"\r\n")[5], out.split(b"\r\n")[6:]
+    assert stored == [b"STORED"] * 5  # d said noreply
+    assert gets.startswith(b"VALUE a 0 2 ") and int(gets.split()[-1]) > 0  # its CAS unique
+    assert b"\r\n".join(rest) == (
+        b"hi\r\nEND\r\nVALUE b 5 1\r\nx\r\nVALUE c 0 1\r\ny\r\nVALUE d 0 1\r\nz\r\n"
+        b"VALUE e 0 1\r\nw\r\nVALUE f 0 1\r\nv\r\nEND\r\n"
+    )
+
+
+def test_a_plain_set_over_the_key_limit_keeps_the_memcached_store() -> None:
+    async def go() -> None:
+        engine = McEngine()
+        conn = McConnection(McServer(engine, LIMIT, max_key_bytes=3), 1)  # type: ignore[arg-type]
+        transport = FakeTransport()
+        conn.connection_made(transport)
+        await exchange(engine, conn, b"set abc 0 0 1\r\nx\r\nset abcd 0 0 1\r\ny\r\n")
+        assert [argv[0] for argv, _ in engine.submitted] == [b"SET", STORE]
+
+    asyncio.run(go())
 
 
 def test_a_failed_commit_answers_server_error_unless_noreply() -> None:

@@ -439,13 +439,15 @@ class McConnection(PipelinedConnection):
             and tokens[3] == b"0"
             and len(key) <= self.server.max_key_bytes
             and (user := self.user) is not None
-            and user.unrestricted
+            and (user.unrestricted or user.denial([b"set", key, b""]) is None)
         ):
             # `set K 0 0 N`, the commonest store, stores what `SET K V` does (flags 0, no
             # expiry, any old type replaced, the same memory bound), so it goes as one: a
             # plain SET through write_sets, the RESP port's own fast write (leader CPU per
             # set 53 -> 40 us, node/DESIGN.md "Memcached sets as plain SETs"). Its OK reads
-            # STORED.
+            # STORED. A restricted user's key is checked as the store's would be (as SET:
+            # keyspace/memcached.redis_equivalents); a refused one takes the store's path,
+            # which answers and logs the refusal.
             self._form = STORED_FORM
             argv = [b"SET", key, data]
             self.write_sets([argv], 0, 3 + len(key) + len(data))

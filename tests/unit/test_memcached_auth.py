@@ -338,9 +338,9 @@ def test_a_prefix_user_touches_only_its_keys() -> None:
             assert await c.send(data) == NOPERM_KEY, data
         assert await c.send(b"flush_all\r\n") == noperm("flushall")  # -@dangerous
         assert len(c.engine.submitted) == 2
-        # a restricted user's plain set is checked as a store and goes as one (the plain-SET
-        # path is only for users who may do anything)
-        assert c.engine.submitted[0][0][:3] == [b"raftcache.mc.store", b"set", b"app:1"]
+        # a restricted user's plain set within its keys goes as a plain SET; refused ones
+        # (above) proposed nothing
+        assert c.engine.submitted[0] == ([b"SET", b"app:1", b"x"], 0)
 
     run(test)
 

@@ -6,6 +6,7 @@ through dispatch; anything dispatch would treat differently must not be grouped.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from raftcache.node import acl, errors
@@ -175,21 +176,39 @@ def test_what_dispatch_treats_differently_is_never_grouped() -> None:
     asyncio.run(run())
 
 
-def test_a_restricted_user_is_checked_set_by_set() -> None:
+def test_a_restricted_user_groups_the_sets_its_rules_allow_and_is_refused_the_rest() -> None:
     async def run() -> None:
-        engine = FakeEngine()
-        conn, transport = connect(engine)
-        conn.data_received(cmd(b"PING"))  # takes the node's users (the default user)
-        await settle()
-        start = len(transport.out)
-        # may SET every key, yet restricted: every command is checked
-        conn.authenticated(acl.with_rules(None, "app", ["on", "nopass", "~*", "+set"]))
-        assert not conn.user.unrestricted  # type: ignore[union-attr]
-        conn.data_received(_sets(b"a1", b"b1", b"a2"))
-        assert engine.groups == [] and engine.log == ["submit a1", "submit b1", "submit a2"]
-        engine.commit()
-        await settle()
-        assert bytes(transport.out[start:]) == b"+OK\r\n" * 3
+        async def as_user(rules: list[str], data: bytes) -> tuple[FakeEngine, bytes, Any]:
+            engine = FakeEngine()
+            conn, transport = connect(engine)
+            conn.data_received(cmd(b"PING"))  # takes the node's users (the default user)
+            await settle()
+            start = len(transport.out)
+            conn.authenticated(acl.with_rules(None, "app", ["on", "nopass", *rules]))
+            conn.describe = lambda: "id=1"  # type: ignore[method-assign]  # ACL LOG's line
+            assert not conn.user.unrestricted  # type: ignore[union-attr]
+            conn.data_received(data)
+            engine.commit()
+            await settle()
+            return engine, bytes(transport.out[start:]), conn
+
+        # may SET every key, yet restricted: each SET's key is checked, and all three go
+        # as one write
+        engine, out, _ = await as_user(["~*", "+set"], _sets(b"a1", b"b1", b"a2"))
+        assert engine.groups == [3] and out == b"+OK\r\n" * 3
+        # keys outside its pattern are refused in order; the others go as groups
+        engine, out, conn = await as_user(["~a*", "+set"], _sets(b"a1", b"b1", b"a2", b"a3"))
+        assert engine.log == ["submit a1", "submit a2", "submit a3"]
+        assert engine.groups == [1, 2]  # a1 alone (b1 refused after it), then a2 + a3
+        noperm = b"-" + acl.NOPERM_KEY.encode() + b"\r\n"
+        assert out == b"+OK\r\n" + noperm + b"+OK\r\n+OK\r\n"
+        assert [e.object for e in conn.server.acl_log.entries.values()] == ["b1"]
+        # the first SET refused: nothing is grouped with it
+        engine, out, _ = await as_user(["~a*", "+set"], _sets(b"b1", b"a1"))
+        assert engine.log == ["submit a1"] and out == noperm + b"+OK\r\n"
+        # no SET at all: every one refused by dispatch, nothing proposed
+        engine, out, _ = await as_user(["~*", "+get"], _sets(b"a1", b"a2"))
+        assert engine.submitted == [] and out.count(b"-NOPERM") == 2
 
     asyncio.run(run())
 

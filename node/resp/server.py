@@ -235,7 +235,9 @@ class Connection(PipelinedConnection):
         if user is None:
             error = acl.NOAUTH
         else:
-            denied = user.denial(argv, channels_of(argv, name))
+            # channels_of finds none outside the pub/sub commands: not called for the rest
+            channels = channels_of(argv, name) if name in acl.CHANNEL_COMMANDS else ()
+            denied = user.denial(argv, channels)
             if denied is None:
                 return True
             error = acl.noperm_text(denied)

@@ -166,6 +166,37 @@ def memcached_targets_table(section: Mapping[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def paired_table(paired: Mapping[str, Any]) -> str:
+    """Issue 12's targets measured in pairs (bench/paired.py): the verdict on the median of
+    the paired ratios, every ratio and both systems' ops/s beside it."""
+    if paired.get("error"):
+        return f"Paired targets: FAILED: {_cell(str(paired['error'])[-300:])}\n"
+    ref, ours = paired["reference"], paired["ours"]
+    targets = {kind: text for text, kind, _ in MEMCACHED_TARGETS}
+    out = [
+        f"### The targets in pairs ({paired['reps']} repetitions, both clusters up, each pair "
+        f"back to back, order alternating; the verdict is on the median of the paired ratios)",
+        "",
+        f"| Target (issue 12) | median of paired ratios | paired ratios | {ours} ops/s "
+        f"| {ref} ops/s | met |",
+        "|---|---:|---|---|---|---|",
+    ]
+    for cell in paired["targets"]:
+        median, factor = cell.get("median_ratio"), cell.get("required")
+        shown = "—" if median is None else f"{math.floor(median * 1000) / 1000:.3f}x"
+        need = f" (need {factor:g}x)" if factor is not None else ""
+        met = "—" if cell.get("met") is None else "yes" if cell["met"] else "no"
+        ratios = ", ".join("—" if r is None else f"{r:.3f}" for r in cell["ratios"])
+        changes = cell.get("leader_changes")
+        note = f"; leader changed in rep {changes}" if changes else ""
+        out.append(
+            f"| {_cell(targets.get(cell['kind'], cell['kind']))} | {shown}{need} | {ratios}{note} "
+            f"| {', '.join(_n(v) for v in cell[ours])} | {', '.join(_n(v) for v in cell[ref])} "
+            f"| {met} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def who(row: Mapping[str, Any]) -> str:
     return f"{NAMES.get(row['system'], row['system'])} · {row['interface']}"
 
@@ -326,6 +357,8 @@ def markdown(section: Mapping[str, Any]) -> str:
         r["system"] == "raftcache" and r["interface"] == "memcached" for r in rows_of(section)
     ):
         out.append(memcached_targets_table(section))
+    if section.get("paired"):
+        out.append(paired_table(section["paired"]))
     out.append(compact_table(section))
     out.append("### Every row")
     out.append("")

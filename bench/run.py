@@ -51,6 +51,7 @@ from typing import Any
 from bench import (
     apps_section,
     failover,
+    paired,
     peers_report,
     peers_section,
     redis_section,
@@ -158,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(bench/mcload.c, built with cc at run time) or memgen (bench/memgen.py, Python)",
     )
     parser.add_argument(
+        "--memcached-pairs",
+        type=int,
+        default=3,
+        help="the memcached section's targets again in pairs (etcd and raftcache both up, "
+        "back to back, order alternating) this many times; the verdict is on the median "
+        "of the paired ratios (0: one pass only)",
+    )
+    parser.add_argument(
         "--peers-systems",
         default=",".join(peers_section.SYSTEMS),
         help="which systems the peers section runs (the ratios need etcd)",
@@ -253,6 +262,25 @@ def _terminate(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _paired(work_dir: Path, node_args: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
+    """The memcached section's paired targets (bench/paired.py), or why they failed."""
+    try:
+        runner = peers_section.memcached_runner(args.memcached_generator, work_dir)
+        return paired.etcd_and_memcached_port(
+            work_dir,
+            node_args,
+            reps=args.memcached_pairs,
+            keys=args.keys,
+            warmup=args.peers_warmup,
+            seconds=args.peers_seconds,
+            mc_runner=runner,
+        )
+    except Exception:
+        error = traceback.format_exc()
+        log(f"memcached: the paired targets failed:\n{error}")
+        return {"error": error}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)  # run every `finally`: clusters get closed
@@ -339,6 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         name=name,
                         memcached_generator=args.memcached_generator,
                     )
+                    if alone and args.memcached_pairs > 0:
+                        section["paired"] = _paired(work_dir, node_args, args)
+                        peers_section.write_outputs(out, section, name)
+                        failed = failed or "error" in section["paired"]
                     failed = failed or bool(section.get("failed"))
                 elif name == "apps":
                     section = apps_section.run(

@@ -6,13 +6,15 @@ installs it when it runs whole), so no target has a verdict."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from bench import peers_report, peers_section
+from bench import memgen, paired, peers, peers_report, peers_section
+from bench.common import running_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +68,39 @@ def test_the_memcached_section_measures_the_memcached_port_beside_memcached(
     assert "| Target (issue 12) |" in text and "| not run | — (need 5x) | — |" in text
     assert (out / "memcached.svg").read_text().startswith("<svg")
     assert not (out / "peers.json").exists()
+
+
+def test_pairs_measure_the_memcached_port_back_to_back_with_a_reference(tmp_path: Path) -> None:
+    """bench/paired.py on real processes: raftcache's memcached port paired with a real
+    memcached (the section pairs it with etcd, which CI does not install: that wiring,
+    paired.etcd_and_memcached_port, runs only in `make bench`)."""
+    if shutil.which("memcached") is None:
+        pytest.fail("no memcached: install it (.ci/run does)")
+    server = peers.MemcachedServer(tmp_path / "memcached", memory_mb=64)
+    server.start()
+    try:
+        asyncio.run(memgen.populate(server.addr, peers_section.MC_PREFIX, 200, 100))
+        ref = paired.Side("memcached", "memcached", peers_section.MC_PREFIX,
+                          {"server": [server.addr]}, server.pids)  # fmt: skip
+        pairs = (
+            ("write", ("set", "mc_set", "server"), ("set", "mc_set", "leader")),
+            ("stale", ("get", "mc_get", "server"), ("get (stale reads)", "mc_get", "followers")),
+        )
+        runner = peers_section.memcached_runner("mcload", tmp_path / "build")
+        (tmp_path / "work").mkdir()
+        with running_cluster(tmp_path / "work", "pairs", []) as (cluster, _):
+            ours = paired.memcached_port_side(cluster, 200)
+            assert len(ours.addrs["followers"]) == 2
+            got = paired.measure_pairs(
+                ref, ours, pairs, {"write": 3.0, "stale": 5.0}, reps=2, keys=200,
+                warmup=0.2, seconds=0.5, mc_runner=runner,
+            )  # fmt: skip
+    finally:
+        server.close()
+    assert [t["kind"] for t in got["targets"]] == ["write", "stale"]
+    for t in got["targets"]:
+        assert t["errors"] == 0 and len(t["ratios"]) == 2
+        assert all(v > 0 for v in t["memcached"] + t["raftcache"])
+        assert t["median_ratio"] == sum(t["ratios"]) / 2  # the median of two
+        assert t["met"] is (t["median_ratio"] >= t["required"])
+    assert "### The targets in pairs (2 repetitions" in peers_report.paired_table(got)

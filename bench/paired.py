@@ -1,0 +1,201 @@
+"""Issue 12's targets measured in pairs: etcd and raftcache both up, each target's two rows
+back to back, `reps` times, the order alternating; the verdict on the median of the paired
+ratios.
+
+Why: the memcached section measures its systems one after the other, a few minutes apart,
+and on this shared 2-core host that moved a ratio by a fifth between runs of the same code
+(2026-12-07: etcd's linearizable get at 64 clients 8,490/s in one run and 11,551/s in the
+next, raftcache's memcached get 30,012/s and 28,606/s: 3.54x, then 2.48x). A pair measured
+seconds apart divides out what the host was doing that minute, as the security section's
+paired ratios do. The cost: the other system sits idle meanwhile (etcd's heartbeats,
+raftcache's lease ticks: a few % of a core), and whichever is measured second in a pair
+meets a host already warm; the order alternates for that.
+
+`measure_pairs` is generic over two sides (a reference system and ours, each with its
+addresses per role and its processes): the section pairs etcd with raftcache's memcached
+port, the tests pair memcached with raftcache (no etcd in CI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raftcache.chaos.local_cluster import LocalCluster
+
+from bench import memgen, peers, peers_report, peers_section
+from bench.common import log, node_pids, restart_followers_with, running_cluster
+
+
+@dataclass(frozen=True)
+class Side:
+    """One system as the pairs see it."""
+
+    system: str
+    interface: str
+    prefix: str
+    addrs: Mapping[str, Sequence[str]]  # role -> addresses
+    pids: Mapping[str, int]
+    per_channel: int = 0
+    leader: Callable[[], str] = field(default=lambda: "")
+    """Who leads now (a change during a pair is recorded: it is not what a pair measures)."""
+
+
+Pair = tuple[str, tuple[str, str, str], tuple[str, str, str]]
+"""(row kind, reference's (label, op, role), ours' (label, op, role))."""
+
+ETCD_MEMCACHED_PAIRS: tuple[Pair, ...] = (
+    ("write", ("put", "etcd_put", "leader"), ("set", "mc_set", "leader")),
+    ("read", ("get (linearizable)", "etcd_get_lin", "leader"), ("get", "mc_get", "leader")),
+    (
+        "stale",
+        ("get (serializable)", "etcd_get_ser", "all"),
+        ("get (stale reads)", "mc_get", "followers"),
+    ),
+)
+"""Issue 12's three targets (peers_report.MEMCACHED_TARGETS) as pairs of rows at 64 clients:
+the etcd row is the one the one-pass verdict most often takes as its reference."""
+CLIENTS = 64
+
+
+def _row(side: Side, kind: str, spec: tuple[str, str, str]) -> peers_section.Row:
+    label, op, role = spec
+    return peers_section.Row(
+        side.system, side.interface, kind, label, op, CLIENTS, role, side.prefix, side.per_channel
+    )
+
+
+def measure_pairs(
+    ref: Side,
+    ours: Side,
+    pairs: Sequence[Pair],
+    factors: Mapping[str, float],
+    *,
+    reps: int,
+    keys: int,
+    warmup: float,
+    seconds: float,
+    mc_runner: peers_section.Runner | None = None,
+) -> dict[str, Any]:
+    """Every pair `reps` times (reference first on even repetitions, ours first on odd),
+    per kind: both systems' ops/s per repetition, the paired ratios ours/reference, their
+    median, and whether it meets factors[kind]."""
+    if reps < 1:
+        raise ValueError(f"paired targets need at least 1 repetition, not {reps}")
+    kw: dict[str, Any] = {"keys": keys, "warmup": warmup, "seconds": seconds}
+    per_kind: dict[str, dict[str, Any]] = {
+        kind: {"kind": kind, ref.system: [], ours.system: [], "ratios": [], "errors": 0}
+        for kind, _, _ in pairs
+    }
+    for rep in range(reps):
+        for kind, ref_spec, our_spec in pairs:
+            order = [(ref, ref_spec), (ours, our_spec)]
+            if rep % 2:
+                order.reverse()
+            got: dict[str, dict[str, Any]] = {}
+            for side, spec in order:
+                row = _row(side, kind, spec)
+                before = side.leader()
+                result = peers_section.measure(
+                    row, side.addrs[row.role], side.pids, mc_runner=mc_runner, **kw
+                )
+                if side.leader() != before:
+                    per_kind[kind].setdefault("leader_changes", []).append(rep)
+                got[side.system] = result
+            cell = per_kind[kind]
+            a, b = got[ref.system]["ops_per_s"], got[ours.system]["ops_per_s"]
+            cell[ref.system].append(a)
+            cell[ours.system].append(b)
+            cell["ratios"].append(round(b / a, 4) if a else None)
+            cell["errors"] += got[ref.system]["errors"] + got[ours.system]["errors"]
+            log(f"  pair {rep} {kind}: {ours.system} {b:,.0f}/s vs {ref.system} {a:,.0f}/s")
+    out = []
+    for kind, _, _ in pairs:
+        cell = per_kind[kind]
+        ratios = [r for r in cell["ratios"] if r is not None]
+        median = statistics.median(ratios) if ratios else None
+        factor = factors.get(kind)
+        cell["median_ratio"] = median
+        cell["required"] = factor
+        cell["met"] = None if median is None or factor is None else median >= factor
+        out.append(cell)
+    return {"reps": reps, "clients": CLIENTS, "reference": ref.system, "ours": ours.system,
+            "targets": out}  # fmt: skip
+
+
+def memcached_port_side(cluster: LocalCluster, keys: int) -> Side:
+    """raftcache's memcached port as a side: the followers restarted with
+    --memcached-stale-reads (as in the section's own rows), the keys populated."""
+    mc, missing = peers_section.memcached_addrs(cluster)
+    if not mc:
+        raise RuntimeError(missing)
+    leader = restart_followers_with(
+        cluster, [peers_section.MC_STALE_FLAG, str(peers_section.MC_STALE_MS)]
+    )
+    asyncio.run(
+        memgen.populate(mc[leader], peers_section.MC_PREFIX, keys, peers_section.VALUE_SIZE)
+    )
+    cluster.wait_until_ready(timeout=60)
+    return Side(
+        "raftcache",
+        "memcached",
+        peers_section.MC_PREFIX,
+        {"leader": [mc[leader]], "followers": [a for i, a in enumerate(mc) if i != leader]},
+        node_pids(cluster, leader),
+        leader=lambda: cluster.nodes[cluster.wait_for_leader()].node_id,
+    )
+
+
+def etcd_and_memcached_port(
+    work_dir: Path,
+    node_args: Sequence[str],
+    *,
+    reps: int,
+    keys: int,
+    warmup: float,
+    seconds: float,
+    mc_runner: peers_section.Runner | None = None,
+) -> dict[str, Any]:
+    """Issue 12's targets in pairs: a 3-node etcd and a 3-node raftcache (followers with
+    --memcached-stale-reads, as in the section's own rows), both populated, both up."""
+    started = time.monotonic()
+    etcd = peers.EtcdCluster(Path(tempfile.mkdtemp(prefix="etcd-pairs-", dir=work_dir)))
+    try:
+        etcd.start()
+        etcd.populate(peers_section.GRPC_PREFIX, keys, peers_section.VALUE_SIZE)
+        etcd.compact_and_defrag()
+        args = [*node_args, "--redis-max-staleness-ms", str(peers_section.REDIS_STALENESS_MS)]
+        with running_cluster(work_dir, "pairs", args) as (cluster, _):
+            ours = memcached_port_side(cluster, keys)
+            etcd_leader = etcd.leader_name()
+            ref = Side(
+                "etcd",
+                "gRPC",
+                peers_section.GRPC_PREFIX,
+                {"leader": [etcd.leader_endpoint()], "all": etcd.endpoints},
+                {(f"{n} (leader)" if n == etcd_leader else n): p for n, p in etcd.pids.items()},
+                per_channel=peers_section.PER_CHANNEL,
+                leader=etcd.leader_name,
+            )
+            factors = {kind: factor for _, kind, factor in peers_report.MEMCACHED_TARGETS}
+            result = measure_pairs(
+                ref,
+                ours,
+                ETCD_MEMCACHED_PAIRS,
+                factors,
+                reps=reps,
+                keys=keys,
+                warmup=warmup,
+                seconds=seconds,
+                mc_runner=mc_runner,
+            )
+    finally:
+        etcd.close()
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    return result

@@ -186,9 +186,11 @@ def measure(
     warmup: float,
     seconds: float,
     mc_runner: Runner | None = None,
+    both: bool = False,
 ) -> dict[str, Any]:
     """One row, with the load average at its start and end; at 64 clients once more with
-    two generator processes if one was CPU-bound (the better is kept, both recorded).
+    two generator processes if one was CPU-bound, or always when `both` (the better is
+    kept, both recorded).
     `mc_runner`: what drives the memcached ops (mcload's, see `memcached_runner`) instead
     of peergen's Python processes."""
     load_start = list(os.getloadavg())
@@ -216,8 +218,9 @@ def measure(
     result = once(1)
     bound = any(p >= GENERATOR_BOUND_PCT for p in result["generator_cpu_pct"])
     result["generator_bound"] = bound
-    if bound and row.clients > 1 and not row.one_process:
-        log(f"  generator at {result['generator_cpu_pct']}% of a core: again with 2 processes")
+    if (bound or both) and row.clients > 1 and not row.one_process:
+        why = "asked for both" if both else f"generator at {result['generator_cpu_pct']}% of a core"
+        log(f"  {why}: again with 2 processes")
         two = once(2)
         two["generator_bound"] = any(p >= GENERATOR_BOUND_PCT for p in two["generator_cpu_pct"])
         variants = [_variant(result), _variant(two)]

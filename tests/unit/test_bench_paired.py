@@ -35,6 +35,8 @@ def _stub(monkeypatch: pytest.MonkeyPatch, calls: list[tuple[str, str, list[str]
     def measure(row: peers_section.Row, addrs: list[str], pids: Any, **kw: Any) -> dict[str, Any]:
         calls.append((row.system, row.kind, list(addrs)))
         assert row.clients == 64 and kw["seconds"] == 2.0
+        # the reference always tries two generator processes too: never flattered
+        assert kw["both"] is (row.system == "etcd")
         rate = RATES[row.system][row.kind] * (1 + 0.1 * (len(calls) % 3))
         return {"ops_per_s": rate, "errors": 0}
 

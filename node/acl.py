@@ -649,7 +649,8 @@ def apply_rule(user: User, rule: str) -> None:
 
 def _forget_compiled(user: User) -> None:
     user._matchers = user._channel_matchers = None
-    for cached in ("unrestricted", "allkeys", "allcommands"):
+    user._fast.clear()  # its checks hold the old patterns' matchers
+    for cached in ("unrestricted", "allkeys", "allcommands", "_uniform_keys", "_any_key"):
         user.__dict__.pop(cached, None)
 
 

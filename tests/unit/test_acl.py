@@ -356,3 +356,15 @@ def test_channel_commands_are_exactly_the_commands_channels_of_reads() -> None:
     assert naming == redis_checked
     assert {n for n in names if channels_of([n.upper(), b"ch"], n)} == redis_checked
     assert {n for n in names if acl.channels_named(n.decode())} == redis_checked
+
+
+def test_a_rule_applied_after_checks_ran_is_what_later_checks_see() -> None:
+    """The fast checks compiled for a user (per command: the key position and its pattern
+    matcher) are forgotten when a rule changes that user, as the matchers are."""
+    user = acl.with_rules(None, "app", ["on", "nopass", "~a:*", "+get"])
+    assert user.denial([b"GET", b"a:1"]) is None  # compiles GET's check for ~a:*
+    assert user.denial([b"GET", b"b:1"]) == ("key", "b:1")
+    acl.apply_rule(user, "resetkeys")
+    acl.apply_rule(user, "~b:*")
+    assert user.denial([b"GET", b"b:1"]) is None
+    assert user.denial([b"GET", b"a:1"]) == ("key", "a:1")

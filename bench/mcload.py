@@ -139,7 +139,7 @@ def run_measured(
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write(f"GO {begin!r} {warmup!r} {duration!r}\n")
-            proc.stdin.close()
+            proc.stdin.flush()  # communicate() below closes it
         meter = CpuMeter({**server_pids, **{f"generator{i}": p.pid for i, p in enumerate(procs)}})
         time.sleep(max(begin + warmup - time.monotonic(), 0))
         meter.start()
@@ -147,10 +147,16 @@ def run_measured(
         cpu = meter.stop()
         results = []
         for i, proc in enumerate(procs):
-            assert proc.stdout is not None
-            out = proc.stdout.read()
-            if proc.wait(timeout=specs[i].rpc_timeout_s + 10) != 0:
-                raise _failure(proc, f"failed (exit {proc.returncode})")
+            # mcload gives up rpc_timeout_s after the window (replies still owed); this
+            # bounds the wait should it not
+            try:
+                out, err = proc.communicate(timeout=specs[i].rpc_timeout_s + 10)
+            except subprocess.TimeoutExpired as exc:
+                raise RuntimeError(
+                    f"mcload still running {specs[i].rpc_timeout_s + 10:g} s after its window"
+                ) from exc
+            if proc.returncode != 0:
+                raise RuntimeError(f"mcload failed (exit {proc.returncode}): {err.strip()[-1000:]}")
             results.append(result_of(i, out, files[i]))
     finally:
         for proc in procs:

@@ -34,6 +34,7 @@ PACKAGES = {
     "etcdctl": "etcd-client",
     "memcached": "memcached",
     "h2load": "nghttp2-client",
+    "gcc": "gcc",  # builds bench/mcload.c, the memcached rows' generator
 }
 """Binary -> the Debian package that ships it."""
 

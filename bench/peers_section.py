@@ -107,6 +107,8 @@ def memcached_runner(generator: str, work_dir: Path) -> Runner | None:
         raise ValueError(f"memcached generator {generator!r}: choose from {MEMCACHED_GENERATORS}")
     if generator == "memgen":
         return None
+    if mcload.compiler() is None:
+        peers.ensure_tools(["gcc"])  # as the bench installs its peers (apt-get)
     binary = mcload.build(work_dir / "mcload-build")
     return functools.partial(mcload.run_measured, binary=binary, work_dir=binary.parent)
 

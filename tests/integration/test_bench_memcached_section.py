@@ -80,8 +80,8 @@ def test_pairs_measure_the_memcached_port_back_to_back_with_a_reference(tmp_path
     server.start()
     try:
         asyncio.run(memgen.populate(server.addr, peers_section.MC_PREFIX, 200, 100))
-        ref = paired.Side("memcached", "memcached", peers_section.MC_PREFIX,
-                          {"server": [server.addr]}, server.pids)  # fmt: skip
+        fixed = paired.Roles({"server": [server.addr]}, server.pids)
+        ref = paired.Side("memcached", "memcached", peers_section.MC_PREFIX, lambda: fixed)
         pairs = (
             ("write", ("set", "mc_set", "server"), ("set", "mc_set", "leader")),
             ("stale", ("get", "mc_get", "server"), ("get (stale reads)", "mc_get", "followers")),
@@ -90,7 +90,7 @@ def test_pairs_measure_the_memcached_port_back_to_back_with_a_reference(tmp_path
         (tmp_path / "work").mkdir()
         with running_cluster(tmp_path / "work", "pairs", []) as (cluster, _):
             ours = paired.memcached_port_side(cluster, 200)
-            assert len(ours.addrs["followers"]) == 2
+            assert len(ours.roles().addrs["followers"]) == 2
             got = paired.measure_pairs(
                 ref, ours, pairs, {"write": 3.0, "stale": 5.0}, reps=2, keys=200,
                 warmup=0.2, seconds=0.5, mc_runner=runner,

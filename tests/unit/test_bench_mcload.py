@@ -88,7 +88,9 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return mcload.build(tmp_path_factory.mktemp("mcload"))
 
 
-def _spec(op: str, addrs: list[str], clients: int = 4, seed: int = 1, **kw: float) -> LoadSpec:
+def _spec(
+    op: str, addrs: list[str], clients: int = 4, seed: int = 1, size: int = 100, **kw: float
+) -> LoadSpec:
     return LoadSpec(
         op=op,
         targets=tuple(addrs),
@@ -96,7 +98,7 @@ def _spec(op: str, addrs: list[str], clients: int = 4, seed: int = 1, **kw: floa
         clients_per_channel=0,
         key_prefix="mc:",
         key_count=50,
-        value_size=100,
+        value_size=size,
         warmup_s=kw.get("warmup", 0.1),
         duration_s=kw.get("seconds", 0.4),
         seed=seed,
@@ -184,6 +186,36 @@ def test_values_split_across_reads_and_holding_crlf_are_framed_by_their_size(
     )
     (result,) = _run(binary, tmp_path, _spec("mc_get", [server.addr], clients=2)).results
     assert result.ops > 0 and result.errors == 0
+
+
+def test_requests_larger_than_a_socket_takes_at_once_are_sent_whole(
+    binary: Path, tmp_path: Path, scripted: Callable[[Answer], ScriptedServer]
+) -> None:
+    """1 MiB sets on 4 connections: more than the loopback socket takes in one write, so
+    mcload (non-blocking) finishes them on EPOLLOUT while the others go on."""
+    sizes: list[int] = []
+
+    def answer(request: bytes) -> bytes:
+        header, data = request.split(b"\r\n", 1)
+        sizes.append(len(data) - 2)
+        assert int(header.split()[4]) == len(data) - 2 and data.endswith(b"\r\n")
+        return b"STORED\r\n"
+
+    server = scripted(answer)
+    spec = _spec("mc_set", [server.addr], size=1 << 20, seconds=1.0)
+    (result,) = _run(binary, tmp_path, spec).results
+    assert result.ops > 0 and result.errors == 0
+    assert sizes and set(sizes) == {1 << 20}
+
+
+def test_after_an_error_a_connection_pauses_instead_of_spinning(
+    binary: Path, tmp_path: Path, scripted: Callable[[Answer], ScriptedServer]
+) -> None:
+    server = scripted(lambda r: b"SERVER_ERROR busy\r\n")
+    (result,) = _run(binary, tmp_path, _spec("mc_get", [server.addr], clients=1)).results
+    # one connection, a 0.4 s window, 2 ms after each error: ~200 at most, not thousands
+    assert result.ops == 0 and result.error_codes == {"SERVER_ERROR": result.errors}
+    assert 20 < result.errors <= 0.4 / 0.002
 
 
 @pytest.mark.parametrize(
@@ -279,3 +311,14 @@ def test_a_build_without_a_compiler_says_how_to_get_one(
     monkeypatch.setattr(mcload.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match=r"no C compiler \(cc or gcc\).*apt-get install gcc"):
         mcload.build(tmp_path)
+
+
+def test_the_section_installs_gcc_when_no_compiler_is_there(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    asked: list[list[str]] = []
+    monkeypatch.setattr(mcload, "compiler", lambda: None)
+    monkeypatch.setattr(peers, "ensure_tools", lambda tools: asked.append(list(tools)))
+    monkeypatch.setattr(mcload, "build", lambda out: out / "mcload")
+    assert peers_section.memcached_runner("mcload", tmp_path) is not None
+    assert asked == [["gcc"]] and peers.PACKAGES["gcc"] == "gcc"

@@ -14,16 +14,20 @@ FACTORS = {kind: factor for _, kind, factor in peers_report.MEMCACHED_TARGETS}
 
 
 def _sides(leaders: list[str] | None = None) -> tuple[paired.Side, paired.Side]:
-    ref = paired.Side("etcd", "gRPC", "key-", {"leader": ["e:1"], "all": ["e:1", "e:2"]}, {})
+    def etcd_roles() -> paired.Roles:
+        return paired.Roles({"leader": ["e:1"], "all": ["e:1", "e:2"]}, {}, "e1")
+
     turns = iter(leaders or [])
-    ours = paired.Side(
-        "raftcache",
-        "memcached",
-        "mc:",
-        {"leader": ["r:1"], "followers": ["r:2", "r:3"]},
-        {"leader(n1)": 1},
-        leader=lambda: next(turns, "n1"),
-    )
+
+    def our_roles() -> paired.Roles:
+        lead = next(turns, "n1")  # asked before and after each of our rows
+        follower = "r:1" if lead == "n2" else "r:2"
+        return paired.Roles(
+            {"leader": [f"lead:{lead}"], "followers": [follower, "r:3"]}, {"leader": 1}, lead
+        )
+
+    ref = paired.Side("etcd", "gRPC", "key-", etcd_roles)
+    ours = paired.Side("raftcache", "memcached", "mc:", our_roles)
     return ref, ours
 
 
@@ -62,28 +66,68 @@ def test_pairs_alternate_their_order_and_the_verdict_is_the_median_ratio(
     # the roles' addresses: etcd's serializable gets on every member, ours on the followers
     assert ("etcd", "stale", ["e:1", "e:2"]) in calls
     assert ("raftcache", "stale", ["r:2", "r:3"]) in calls
+    assert ("raftcache", "write", ["lead:n1"]) in calls
     assert got["reps"] == 3 and got["reference"] == "etcd" and got["ours"] == "raftcache"
     by_kind = {t["kind"]: t for t in got["targets"]}
     for kind, t in by_kind.items():
         assert len(t["etcd"]) == len(t["raftcache"]) == len(t["ratios"]) == 3
-        assert t["ratios"] == [
-            round(b / a, 4) for a, b in zip(t["etcd"], t["raftcache"], strict=True)
-        ]
+        assert t["ratios"] == [b / a for a, b in zip(t["etcd"], t["raftcache"], strict=True)]
         assert t["median_ratio"] == sorted(t["ratios"])[1]
         assert t["required"] == FACTORS[kind] and t["met"] == (t["median_ratio"] >= FACTORS[kind])
     assert by_kind["write"]["met"] is True and by_kind["read"]["met"] is False
     assert "leader_changes" not in by_kind["write"]
 
 
-def test_a_leader_change_during_a_pair_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
-    _stub(monkeypatch, [])
-    ref, ours = _sides(leaders=["n1", "n2"])  # before and after our first row
+def test_a_pair_the_leader_changed_in_is_measured_again_at_the_new_leader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, str, list[str]]] = []
+    _stub(monkeypatch, calls)
+    # our side is asked before and after its row: n1 then n2 (changed), then n2 and n2
+    ref, ours = _sides(leaders=["n1", "n2", "n2", "n2"])
     got = paired.measure_pairs(
         ref, ours, paired.ETCD_MEMCACHED_PAIRS[:1], FACTORS, reps=1, keys=10, warmup=0.1,
         seconds=2.0,
     )  # fmt: skip
-    assert got["targets"][0]["leader_changes"] == [0]
+    (cell,) = got["targets"]
+    assert cell["leader_changes"] == [0]
+    assert [c for c in calls if c[0] == "raftcache"] == [
+        ("raftcache", "write", ["lead:n1"]),
+        ("raftcache", "write", ["lead:n2"]),  # again, at the new leader
+    ]
+    assert len(cell["ratios"]) == 1 and cell["ratios"][0] is not None
     assert "leader changed in rep [0]" in peers_report.paired_table(got)
+
+
+def test_a_pair_that_never_settles_is_left_out_of_the_median(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _stub(monkeypatch, [])
+    flapping = [lead for _ in range(paired.ATTEMPTS) for lead in ("n1", "n2")]
+    ref, ours = _sides(leaders=flapping)
+    got = paired.measure_pairs(
+        ref, ours, paired.ETCD_MEMCACHED_PAIRS[:1], FACTORS, reps=2, keys=10, warmup=0.1,
+        seconds=2.0,
+    )  # fmt: skip
+    (cell,) = got["targets"]
+    assert cell["leader_changes"] == [0] * paired.ATTEMPTS
+    assert cell["ratios"][0] is None and cell["ratios"][1] is not None
+    assert cell["median_ratio"] == cell["ratios"][1]  # the settled pair alone
+
+
+def test_the_verdict_is_on_exact_ratios_not_rounded_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    def measure(row: peers_section.Row, addrs: list[str], pids: Any, **kw: Any) -> dict[str, Any]:
+        return {"ops_per_s": 10000.0 if row.system == "etcd" else 29999.6, "errors": 0}
+
+    monkeypatch.setattr(peers_section, "measure", measure)
+    ref, ours = _sides()
+    got = paired.measure_pairs(
+        ref, ours, paired.ETCD_MEMCACHED_PAIRS[:1], FACTORS, reps=1, keys=1, warmup=0,
+        seconds=1,
+    )  # fmt: skip
+    (cell,) = got["targets"]
+    assert cell["met"] is False  # 2.99996 is not 3
+    assert "| 2.999x (need 3x) |" in peers_report.paired_table(got)
 
 
 def test_no_repetitions_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

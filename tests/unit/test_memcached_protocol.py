@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 from raftcache.node import errors
-from raftcache.node.keyspace.reply import OK
+from raftcache.node.keyspace.reply import OK, OOM, Error, Status
 from raftcache.node.memcached.server import MAX_LINE_BYTES, McConnection, McServer
 from raftcache.node.state_machine import SET_OK, Value
 
@@ -29,7 +29,7 @@ class McEngine(FakeEngine):
         for op, future in self.writes_:
             if isinstance(op, list):  # plain SETs (a `set K 0 0 N` goes as one): a result each
                 results = [self.r(*one.data.op.call.argv) for one in op]
-                future.set_result([SET_OK if r == OK else r for r in results])
+                future.set_result([SET_OK if r == OK else Value("reply", r) for r in results])
             else:
                 future.set_result(Value("reply", self.r(*op.data.op.call.argv)))
         self.writes_.clear()
@@ -163,6 +163,51 @@ def test_a_plain_set_goes_as_a_plain_SET_and_every_other_store_as_a_store() -> N
         b"hi\r\nEND\r\nVALUE b 5 1\r\nx\r\nVALUE c 0 1\r\ny\r\nVALUE d 0 1\r\nz\r\n"
         b"VALUE e 0 1\r\nw\r\nVALUE f 0 1\r\nv\r\nEND\r\n"
     )
+
+
+class OomEngine(McEngine):
+    """Every write is refused as the state machine refuses one over --max-memory."""
+
+    def commit(self) -> None:
+        refused = Value("reply", Error(OOM))
+        for op, future in self.writes_:
+            future.set_result([refused] * len(op) if isinstance(op, list) else refused)
+        self.writes_.clear()
+
+
+def test_a_plain_set_refused_over_memory_answers_as_a_store_does() -> None:
+    async def go() -> None:
+        engine = OomEngine()
+        conn, transport = connect(engine)
+        # the plain set (a SET) and a store with flags (the table call): the same line
+        await exchange(engine, conn, b"set a 0 0 1\r\nx\r\nset b 5 0 1\r\ny\r\nmn\r\n")
+        assert [argv[0] for argv, _ in engine.submitted] == [b"SET", STORE]
+        line = b"SERVER_ERROR out of memory storing object\r\n"
+        assert bytes(transport.out) == line * 2 + b"MN\r\n"
+
+    asyncio.run(go())
+
+
+def test_a_follower_forwards_a_plain_set_as_a_SET_and_renders_the_leaders_answer() -> None:
+    async def go() -> None:
+        engine = McEngine()
+        engine.leader = False
+        conn, transport = connect(engine)
+        conn.data_received(b"set a 0 0 1\r\nx\r\nset b 0 0 1\r\ny\r\nmn\r\n")
+        await settle()
+        # both in one relay (a follower batches its writes), each as the SET it amounts to
+        assert engine.forwarded == [[([b"SET", b"a", b"x"], 0), ([b"SET", b"b", b"y"], 0)]]
+        engine.forward_replies = [
+            Status("OK"),  # the leader's reply: equal to OK, not the OK object itself
+            Error("CLUSTERDOWN no leader is known right now"),
+        ]
+        engine.forwards.pop(0).set_result(None)
+        await settle()
+        assert bytes(transport.out) == (
+            b"STORED\r\nSERVER_ERROR unavailable: no leader is known right now\r\nMN\r\n"
+        )
+
+    asyncio.run(go())
 
 
 def test_a_plain_set_over_the_key_limit_keeps_the_memcached_store() -> None:

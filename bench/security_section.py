@@ -39,8 +39,10 @@ make (an error reply carries no message: one refused call among them is a shortf
 
 Interleaving (a shared 2-core box drifts): every (protocol, op) is measured in the three
 configurations back to back, and the whole plan is repeated `reps` times with the
-configuration order reversed on every other repetition (plain, users, tls, then tls,
-users, plain, ...), so slow drift hits every configuration alike. Reported per cell:
+configuration order rotated every two repetitions and reversed on every other one
+(plain users tls, tls users plain, users tls plain, plain tls users, ...: config_order), so
+slow drift and the position in the triple hit every configuration alike over six
+repetitions. Reported per cell:
 the median ops/s over the repetitions and the spread (min..max), median p50/p99, the
 leader's CPU per operation, and the load average at the start and end of each run.
 
@@ -173,12 +175,24 @@ class Cell:
     config: str
 
 
+def config_order(rep: int, configs: Sequence[str] = CONFIGS) -> list[str]:
+    """Repetition `rep`'s configuration order: rotated by one every two repetitions and
+    reversed on odd ones (ABC CBA, BCA ACB, CAB BAC): over six repetitions every
+    configuration takes every position twice. Reversal alone (ABC CBA ...) left `users`
+    in the middle every time: on 2026-12-07 its RESP SET ratio was 0.82-0.87 in the
+    repetitions that ran it right after plain and 0.98-1.10 in those that ran it after
+    tls, a position effect the verdict carried."""
+    k = (rep // 2) % len(configs)
+    order = list(configs[k:]) + list(configs[:k])
+    return order[::-1] if rep % 2 else order
+
+
 def plan(reps: int, configs: Sequence[str] = CONFIGS) -> list[Cell]:
     """The measuring order: per repetition, each (protocol, op) in the configurations back
-    to back, the configuration order reversed on odd repetitions (ABC CBA ...)."""
+    to back, in config_order's order."""
     cells: list[Cell] = []
     for rep in range(reps):
-        order = list(configs) if rep % 2 == 0 else list(reversed(configs))
+        order = config_order(rep, configs)
         for protocol in PROTOCOLS:
             for op in OPS:
                 cells.extend(Cell(rep, protocol, op, config) for config in order)
@@ -308,8 +322,9 @@ def markdown(section: Mapping[str, Any]) -> str:
         f"{setup.get('clients')} clients against the leader; RESP driven by redis-benchmark, "
         f"gRPC by {_grpc_generator_text(setup)}; {setup.get('warmup_s')} s warm-up + "
         f"{setup.get('seconds')} s "
-        f"measured per run, {setup.get('reps')} runs per cell (configuration order reversed "
-        f"every other repetition). Load: `{section.get('load_start', {}).get('uptime', '?')}` "
+        f"measured per run, {setup.get('reps')} runs per cell (configuration order rotated "
+        f"every two repetitions and reversed every other one). Load: "
+        f"`{section.get('load_start', {}).get('uptime', '?')}` "
         f"at the start, `{section.get('load_end', {}).get('uptime', '?')}` at the end.",
         "",
         "| Protocol | Op | Config | ops/s (median) | runs min..max | spread % | p50 ms "

@@ -78,6 +78,18 @@ def test_plan_interleaves_configurations_and_reverses_every_other_rep() -> None:
     assert len({(c.rep, c.protocol, c.op, c.config) for c in cells}) == len(cells)
 
 
+def test_over_six_repetitions_every_configuration_takes_every_position_twice() -> None:
+    orders = [sec.config_order(rep) for rep in range(6)]
+    assert orders[:2] == [["plain", "users", "tls"], ["tls", "users", "plain"]]
+    assert len({tuple(o) for o in orders}) == 6  # all six permutations
+    for config in sec.CONFIGS:
+        assert sorted(o.index(config) for o in orders) == [0, 0, 1, 1, 2, 2]
+    # two configurations: alternate
+    assert [sec.config_order(r, ("plain", "tls")) for r in range(4)] == [
+        ["plain", "tls"], ["tls", "plain"], ["tls", "plain"], ["plain", "tls"],
+    ]  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- math
 
 

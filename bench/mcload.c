@@ -306,7 +306,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--connections")) connections = parse_long(v, a, 1, 100000);
         else if (!strcmp(a, "--prefix")) prefix = v;
         else if (!strcmp(a, "--keys")) nkeys = parse_long(v, a, 1, 100000000);
-        else if (!strcmp(a, "--value-size")) value_size = parse_long(v, a, 0, 1 << 20);
+        else if (!strcmp(a, "--value-size")) value_size = parse_long(v, a, 0, 1 << 26);
         else if (!strcmp(a, "--seed")) seed = parse_long(v, a, 0, 1L << 40);
         else if (!strcmp(a, "--latency-file")) latency_file = v;
         else if (!strcmp(a, "--timeout")) timeout = parse_long(v, a, 1, 3600);
@@ -400,6 +400,12 @@ int main(int argc, char **argv) {
             double t1 = now();
             record(c, c->buf, (size_t)got, t1, measure_start, end);
             if ((size_t)got < c->len) die("the server sent more than one reply to one request");
+            /* An error may come before the request is all sent (memcached refuses a value
+               over its item size after the command line and swallows the data): the rest
+               still goes out on EPOLLOUT, and the connection stays paused until it has. A
+               success before the whole request is a broken server. */
+            if (c->sent < c->req_len && c->resume_at <= 0)
+                die("the server answered before the whole request was sent");
             c->len = 0;
             c->waiting = 0;
             if (c->resume_at > 0 && t1 < end) {
@@ -417,6 +423,7 @@ int main(int argc, char **argv) {
             for (long i = 0; i < connections; i++) {
                 struct conn *c = &conns[i];
                 if (c->resume_at <= 0 || c->resume_at > t) continue;
+                if (c->sent < c->req_len) continue; /* the refused request is still going out */
                 c->resume_at = 0;
                 paused--;
                 if (t < end) {

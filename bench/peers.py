@@ -34,14 +34,16 @@ PACKAGES = {
     "etcdctl": "etcd-client",
     "memcached": "memcached",
     "h2load": "nghttp2-client",
-    "gcc": "gcc",  # builds bench/mcload.c, the memcached rows' generator
+    # builds bench/mcload.c, the memcached rows' generator; gcc only Recommends the C
+    # headers, which --no-install-recommends would leave out
+    "gcc": "gcc libc6-dev",
 }
-"""Binary -> the Debian package that ships it."""
+"""Binary -> the Debian package(s) that ship it (space-separated)."""
 
 
 def ensure_tools(binaries: Sequence[str]) -> None:
     """Install the Debian packages of any missing binary (apt-get; needs root)."""
-    missing = sorted({PACKAGES[b] for b in binaries if shutil.which(b) is None})
+    missing = sorted({p for b in binaries if shutil.which(b) is None for p in PACKAGES[b].split()})
     if not missing:
         return
     if os.geteuid() != 0:

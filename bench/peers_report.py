@@ -166,6 +166,10 @@ def memcached_targets_table(section: Mapping[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _floor3(x: float) -> float:
+    return math.floor(x * 1000) / 1000
+
+
 def paired_table(paired: Mapping[str, Any]) -> str:
     """Issue 12's targets measured in pairs (bench/paired.py): the verdict on the median of
     the paired ratios, every ratio and both systems' ops/s beside it."""
@@ -183,12 +187,18 @@ def paired_table(paired: Mapping[str, Any]) -> str:
     ]
     for cell in paired["targets"]:
         median, factor = cell.get("median_ratio"), cell.get("required")
-        shown = "—" if median is None else f"{math.floor(median * 1000) / 1000:.3f}x"
+        shown = "—" if median is None else f"{_floor3(median):.3f}x"
         need = f" (need {factor:g}x)" if factor is not None else ""
         met = "—" if cell.get("met") is None else "yes" if cell["met"] else "no"
-        ratios = ", ".join("—" if r is None else f"{r:.3f}" for r in cell["ratios"])
-        changes = cell.get("leader_changes")
-        note = f"; leader changed in rep {changes}" if changes else ""
+        # each ratio rounded down, as the median: 4.99996 never reads as 5.000
+        ratios = ", ".join("—" if r is None else f"{_floor3(r):.3f}" for r in cell["ratios"])
+        notes = [
+            f"rep {r['rep']} re-measured ({r['tries']} tries)"
+            if r["settled"]
+            else f"rep {r['rep']} left out (the leader kept changing, {r['tries']} tries)"
+            for r in cell.get("retried", ())
+        ]
+        note = "; " + "; ".join(notes) if notes else ""
         out.append(
             f"| {_cell(targets.get(cell['kind'], cell['kind']))} | {shown}{need} | {ratios}{note} "
             f"| {', '.join(_n(v) for v in cell[ours])} | {', '.join(_n(v) for v in cell[ref])} "

@@ -119,7 +119,9 @@ PER_CHANNEL = 16
 KEY_PREFIX = "key:"  # redis-benchmark's keys are key:<12 digits>; gRPC keys key:<7 digits>
 KEYS = 10_000
 VALUE_SIZE = 100
-REPS = 2
+REPS = 6
+"""Six: config_order puts every configuration in every position twice (two repetitions
+left `users` in the middle both times)."""
 APP_USER = "app"
 APP_PASSWORD = "app-pw"
 ERROR_PAUSE_S = 0.002

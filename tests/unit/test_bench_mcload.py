@@ -9,8 +9,10 @@ import asyncio
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,7 +57,10 @@ class ScriptedServer:
                 if line.startswith(b"set "):
                     size = int(line.split()[4]) + 2
                     while len(buf) < size:
-                        buf += conn.recv(65536)
+                        chunk = conn.recv(65536)
+                        if not chunk:  # mcload gone mid-request
+                            return
+                        buf += chunk
                     request, buf = line + b"\r\n" + buf[:size], buf[size:]
                 self.requests.append(request)
                 reply = self.answer(request)
@@ -191,8 +196,8 @@ def test_values_split_across_reads_and_holding_crlf_are_framed_by_their_size(
 def test_requests_larger_than_a_socket_takes_at_once_are_sent_whole(
     binary: Path, tmp_path: Path, scripted: Callable[[Answer], ScriptedServer]
 ) -> None:
-    """1 MiB sets on 4 connections: more than the loopback socket takes in one write, so
-    mcload (non-blocking) finishes them on EPOLLOUT while the others go on."""
+    """6 MiB sets on 4 connections: more than a loopback socket buffers (tcp_wmem's 4 MiB),
+    so mcload (non-blocking) finishes each on EPOLLOUT while the others go on."""
     sizes: list[int] = []
 
     def answer(request: bytes) -> bytes:
@@ -202,10 +207,77 @@ def test_requests_larger_than_a_socket_takes_at_once_are_sent_whole(
         return b"STORED\r\n"
 
     server = scripted(answer)
-    spec = _spec("mc_set", [server.addr], size=1 << 20, seconds=1.0)
+    spec = _spec("mc_set", [server.addr], size=6 << 20, seconds=1.0)
     (result,) = _run(binary, tmp_path, spec).results
     assert result.ops > 0 and result.errors == 0
-    assert sizes and set(sizes) == {1 << 20}
+    assert sizes and set(sizes) == {6 << 20}
+
+
+class EarlyRefusal:
+    """memcached's way with a value over its item size: `SERVER_ERROR object too large for
+    cache` right after the command line, then (after a pause) the data block read and
+    dropped."""
+
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.addr = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.refused = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                line, buf = buf.split(b"\r\n", 1)
+                size = int(line.split()[4]) + 2
+                if size - 2 > self.LIMIT:
+                    self.refused += 1
+                    conn.sendall(b"SERVER_ERROR object too large for cache\r\n")
+                    time.sleep(0.05)  # slow to drain: the rest is still unsent after 2 ms
+                while len(buf) < size:  # the data block: dropped (or stored)
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        return
+                    buf += chunk
+                buf = buf[size:]
+                if size - 2 <= self.LIMIT:
+                    conn.sendall(b"STORED\r\n")
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_error_before_the_request_is_all_sent_keeps_the_stream_in_step(
+    binary: Path, tmp_path: Path
+) -> None:
+    """The refusal arrives while most of a 6 MiB set is still to be sent (over the 4 MiB a
+    loopback socket buffers at most, tcp_wmem): the rest goes out before the connection's
+    next request, so the server's byte count stays in step. Before the fix mcload started
+    its next request 2 ms after the error and the server read it as the old one's data."""
+    server = EarlyRefusal()
+    try:
+        spec = _spec("mc_set", [server.addr], clients=2, size=6 << 20, seconds=1.0)
+        (result,) = _run(binary, tmp_path, spec).results
+    finally:
+        server.close()
+    assert result.ops == 0 and result.errors > 0
+    assert result.error_codes == {"SERVER_ERROR": result.errors}
+    assert server.refused >= result.errors
 
 
 def test_after_an_error_a_connection_pauses_instead_of_spinning(
@@ -321,4 +393,20 @@ def test_the_section_installs_gcc_when_no_compiler_is_there(
     monkeypatch.setattr(peers, "ensure_tools", lambda tools: asked.append(list(tools)))
     monkeypatch.setattr(mcload, "build", lambda out: out / "mcload")
     assert peers_section.memcached_runner("mcload", tmp_path) is not None
-    assert asked == [["gcc"]] and peers.PACKAGES["gcc"] == "gcc"
+    assert asked == [["gcc"]]
+
+
+def test_installing_gcc_brings_the_c_headers_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gcc only Recommends libc6-dev (stdio.h...), and the install skips recommends."""
+    ran: list[list[str]] = []
+    monkeypatch.setattr(peers.shutil, "which", lambda name: None)
+    monkeypatch.setattr(peers.os, "geteuid", lambda: 0)
+
+    def run(argv: list[str], **kw: Any) -> Any:
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(peers.subprocess, "run", run)
+    peers.ensure_tools(["gcc"])
+    assert ran[0][:4] == ["apt-get", "install", "-y", "--no-install-recommends"]
+    assert ran[0][4:] == ["gcc", "libc6-dev"]

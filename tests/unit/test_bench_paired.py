@@ -75,7 +75,7 @@ def test_pairs_alternate_their_order_and_the_verdict_is_the_median_ratio(
         assert t["median_ratio"] == sorted(t["ratios"])[1]
         assert t["required"] == FACTORS[kind] and t["met"] == (t["median_ratio"] >= FACTORS[kind])
     assert by_kind["write"]["met"] is True and by_kind["read"]["met"] is False
-    assert "leader_changes" not in by_kind["write"]
+    assert "retried" not in by_kind["write"]
 
 
 def test_a_pair_the_leader_changed_in_is_measured_again_at_the_new_leader(
@@ -90,13 +90,15 @@ def test_a_pair_the_leader_changed_in_is_measured_again_at_the_new_leader(
         seconds=2.0,
     )  # fmt: skip
     (cell,) = got["targets"]
-    assert cell["leader_changes"] == [0]
+    assert cell["retried"] == [{"rep": 0, "tries": 2, "settled": True}]
     assert [c for c in calls if c[0] == "raftcache"] == [
         ("raftcache", "write", ["lead:n1"]),
         ("raftcache", "write", ["lead:n2"]),  # again, at the new leader
     ]
-    assert len(cell["ratios"]) == 1 and cell["ratios"][0] is not None
-    assert "leader changed in rep [0]" in peers_report.paired_table(got)
+    # only the second try's numbers are kept (the stub's rates differ per call)
+    assert cell["etcd"] == [5000.0] and cell["raftcache"] == [17600.0]
+    assert cell["ratios"] == [17600.0 / 5000.0]
+    assert "rep 0 re-measured (2 tries)" in peers_report.paired_table(got)
 
 
 def test_a_pair_that_never_settles_is_left_out_of_the_median(
@@ -110,9 +112,26 @@ def test_a_pair_that_never_settles_is_left_out_of_the_median(
         seconds=2.0,
     )  # fmt: skip
     (cell,) = got["targets"]
-    assert cell["leader_changes"] == [0] * paired.ATTEMPTS
+    assert cell["retried"] == [{"rep": 0, "tries": paired.ATTEMPTS, "settled": False}]
     assert cell["ratios"][0] is None and cell["ratios"][1] is not None
     assert cell["median_ratio"] == cell["ratios"][1]  # the settled pair alone
+    assert "rep 0 left out (the leader kept changing, 3 tries)" in peers_report.paired_table(got)
+
+
+def test_roles_not_as_prepared_do_not_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower started with stale reads leading (its gets would be local): the pair is
+    measured again and, if that stays so, left out."""
+    _stub(monkeypatch, [])
+    ref, _ = _sides()
+    moved = paired.Roles({"leader": ["r:2"], "followers": ["r:1", "r:3"]}, {}, "n2", False)
+    ours = paired.Side("raftcache", "memcached", "mc:", lambda: moved)
+    got = paired.measure_pairs(
+        ref, ours, paired.ETCD_MEMCACHED_PAIRS[1:2], FACTORS, reps=1, keys=1, warmup=0,
+        seconds=2.0,
+    )  # fmt: skip
+    (cell,) = got["targets"]
+    assert cell["ratios"] == [None] and cell["median_ratio"] is None and cell["met"] is None
+    assert cell["retried"] == [{"rep": 0, "tries": paired.ATTEMPTS, "settled": False}]
 
 
 def test_the_verdict_is_on_exact_ratios_not_rounded_ones(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,7 +180,7 @@ def test_the_report_shows_the_paired_verdicts_under_the_one_pass_table() -> None
         "| set, 64 connections ≥ 3x etcd's put, 64 clients | 3.070x (need 3x) | 3.200, 2.941 "
         "| 16,000, 15,000 | 5,000, 5,100 | yes |"
     ) in text
-    # rounded down: 4.99995 never reads as 5.000 beside "no"
-    assert "| 4.999x (need 5x) | 5.000, 5.000 | 49,999, 45,000 | 10,000, 9,000 | no |" in text
+    # rounded down, the median and each ratio: 4.99995 never reads as 5.000 beside "no"
+    assert "| 4.999x (need 5x) | 4.999, 5.000 | 49,999, 45,000 | 10,000, 9,000 | no |" in text
     failed = peers_report.markdown({**section, "paired": {"error": "Traceback...\nboom"}})
     assert "Paired targets: FAILED: Traceback... boom" in failed

@@ -24,19 +24,17 @@ Answer = Callable[[bytes], bytes | None]
 """A request line (and its data block for a set) -> the reply, or None to hang up."""
 
 
-class ScriptedServer:
-    """A memcached stand-in on its own thread: every request is answered by `answer`."""
+class ThreadedServer:
+    """A listener on loopback whose connections are each served on a thread of their own
+    (`_serve`, reading lines with `_line`)."""
 
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-        self.requests: list[bytes] = []
+    def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.addr = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        while not self.closed:
+        while True:
             try:
                 conn, _ = self.listener.accept()
             except OSError:
@@ -44,15 +42,39 @@ class ScriptedServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _line(conn: socket.socket, buf: bytes) -> tuple[bytes, bytes] | None:
+        """The next line and what follows it, or None once the client has gone."""
+        while b"\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        line, rest = buf.split(b"\r\n", 1)
+        return line, rest
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class ScriptedServer(ThreadedServer):
+    """A memcached stand-in: every request is answered by `answer`."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        super().__init__()
+
+    def _serve(self, conn: socket.socket) -> None:
         buf = b""
         with conn:
             while True:
-                while b"\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                line, buf = buf.split(b"\r\n", 1)
+                got = self._line(conn, buf)
+                if got is None:
+                    return
+                line, buf = got
                 request = line
                 if line.startswith(b"set "):
                     size = int(line.split()[4]) + 2
@@ -67,10 +89,6 @@ class ScriptedServer:
                 if reply is None:
                     return
                 conn.sendall(reply)
-
-    def close(self) -> None:
-        self.closed = True
-        self.listener.close()
 
 
 @pytest.fixture
@@ -213,7 +231,7 @@ def test_requests_larger_than_a_socket_takes_at_once_are_sent_whole(
     assert sizes and set(sizes) == {6 << 20}
 
 
-class EarlyRefusal:
+class EarlyRefusal(ThreadedServer):
     """memcached's way with a value over its item size: `SERVER_ERROR object too large for
     cache` right after the command line, then (after a pause) the data block read and
     dropped."""
@@ -221,29 +239,17 @@ class EarlyRefusal:
     LIMIT = 1000
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.addr = f"127.0.0.1:{self.listener.getsockname()[1]}"
         self.refused = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, conn: socket.socket) -> None:
         buf = b""
         with conn:
             while True:
-                while b"\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                line, buf = buf.split(b"\r\n", 1)
+                got = self._line(conn, buf)
+                if got is None:
+                    return
+                line, buf = got
                 size = int(line.split()[4]) + 2
                 if size - 2 > self.LIMIT:
                     self.refused += 1
@@ -257,9 +263,6 @@ class EarlyRefusal:
                 buf = buf[size:]
                 if size - 2 <= self.LIMIT:
                     conn.sendall(b"STORED\r\n")
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def test_an_error_before_the_request_is_all_sent_keeps_the_stream_in_step(

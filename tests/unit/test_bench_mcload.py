@@ -42,6 +42,20 @@ class ThreadedServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                got = self._line(conn, buf)
+                if got is None:
+                    return
+                rest = self._handle(conn, *got)
+                if rest is None:
+                    return  # hang up
+                buf = rest
+
+    def _handle(self, conn: socket.socket, line: bytes, buf: bytes) -> bytes | None:
+        """Answer the command `line` (its data, if any, starts `buf`); return what follows
+        it, or None to hang up."""
         raise NotImplementedError
 
     @staticmethod
@@ -55,6 +69,16 @@ class ThreadedServer:
         line, rest = buf.split(b"\r\n", 1)
         return line, rest
 
+    @staticmethod
+    def _block(conn: socket.socket, buf: bytes, size: int) -> bytes | None:
+        """buf grown to at least `size` bytes, or None once the client has gone."""
+        while len(buf) < size:
+            chunk = conn.recv(1 << 20)
+            if not chunk:  # mcload gone mid-request
+                return None
+            buf += chunk
+        return buf
+
     def close(self) -> None:
         self.listener.close()
 
@@ -67,28 +91,20 @@ class ScriptedServer(ThreadedServer):
         self.requests: list[bytes] = []
         super().__init__()
 
-    def _serve(self, conn: socket.socket) -> None:
-        buf = b""
-        with conn:
-            while True:
-                got = self._line(conn, buf)
-                if got is None:
-                    return
-                line, buf = got
-                request = line
-                if line.startswith(b"set "):
-                    size = int(line.split()[4]) + 2
-                    while len(buf) < size:
-                        chunk = conn.recv(65536)
-                        if not chunk:  # mcload gone mid-request
-                            return
-                        buf += chunk
-                    request, buf = line + b"\r\n" + buf[:size], buf[size:]
-                self.requests.append(request)
-                reply = self.answer(request)
-                if reply is None:
-                    return
-                conn.sendall(reply)
+    def _handle(self, conn: socket.socket, line: bytes, buf: bytes) -> bytes | None:
+        request = line
+        if line.startswith(b"set "):
+            size = int(line.split()[4]) + 2
+            got = self._block(conn, buf, size)
+            if got is None:
+                return None
+            request, buf = line + b"\r\n" + got[:size], got[size:]
+        self.requests.append(request)
+        reply = self.answer(request)
+        if reply is None:
+            return None
+        conn.sendall(reply)
+        return buf
 
 
 @pytest.fixture
@@ -242,27 +258,18 @@ class EarlyRefusal(ThreadedServer):
         self.refused = 0
         super().__init__()
 
-    def _serve(self, conn: socket.socket) -> None:
-        buf = b""
-        with conn:
-            while True:
-                got = self._line(conn, buf)
-                if got is None:
-                    return
-                line, buf = got
-                size = int(line.split()[4]) + 2
-                if size - 2 > self.LIMIT:
-                    self.refused += 1
-                    conn.sendall(b"SERVER_ERROR object too large for cache\r\n")
-                    time.sleep(0.05)  # slow to drain: the rest is still unsent after 2 ms
-                while len(buf) < size:  # the data block: dropped (or stored)
-                    chunk = conn.recv(1 << 20)
-                    if not chunk:
-                        return
-                    buf += chunk
-                buf = buf[size:]
-                if size - 2 <= self.LIMIT:
-                    conn.sendall(b"STORED\r\n")
+    def _handle(self, conn: socket.socket, line: bytes, buf: bytes) -> bytes | None:
+        size = int(line.split()[4]) + 2
+        if size - 2 > self.LIMIT:
+            self.refused += 1
+            conn.sendall(b"SERVER_ERROR object too large for cache\r\n")
+            time.sleep(0.05)  # slow to drain: the rest is still unsent after 2 ms
+        got = self._block(conn, buf, size)  # the data block: dropped (or stored)
+        if got is None:
+            return None
+        if size - 2 <= self.LIMIT:
+            conn.sendall(b"STORED\r\n")
+        return got[size:]
 
 
 def test_an_error_before_the_request_is_all_sent_keeps_the_stream_in_step(

@@ -290,6 +290,12 @@ _ARITY = {
 }
 
 
+def store_equivalent(key: bytes) -> list[bytes]:
+    """The Redis call a store of `key` is checked as (any mode): SET. The memcached port's
+    plain set, which goes as a SET, is checked with this too."""
+    return [b"set", key, b""]
+
+
 def redis_equivalents(argv: list[bytes]) -> list[list[bytes]] | None:
     """The Redis calls a memcached table call is checked as (node/acl.py), one per key, in
     database 0: store -> SET, get -> GET, gat -> GETEX, touch -> EXPIRE, delete -> DEL,
@@ -299,7 +305,7 @@ def redis_equivalents(argv: list[bytes]) -> list[list[bytes]] | None:
     if len(argv) < _ARITY.get(name, 1 << 30):
         return None
     if name == STORE_COMMAND:
-        return [[b"set", argv[2], b""]]
+        return [store_equivalent(argv[2])]
     if name == GET_COMMAND:
         return [[b"get", key] for key in argv[1:]]
     if name == b"raftcache.mc.gat":

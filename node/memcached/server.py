@@ -34,7 +34,7 @@ from raftcache.node import acl
 from raftcache.node.auth import penalty_s
 from raftcache.node.command_stats import ProtocolStats
 from raftcache.node.engine import READ_AT_CLUSTER_TIME, Engine
-from raftcache.node.keyspace.memcached import GET_COMMAND, STORE_COMMAND
+from raftcache.node.keyspace.memcached import GET_COMMAND, STORE_COMMAND, store_equivalent
 from raftcache.node.keyspace.reply import CommandError, ReplyT
 from raftcache.node.memcached.admin import VERSION, Discovery, config_get_cluster, stats_reply
 from raftcache.node.memcached.forms import (
@@ -439,15 +439,15 @@ class McConnection(PipelinedConnection):
             and tokens[3] == b"0"
             and len(key) <= self.server.max_key_bytes
             and (user := self.user) is not None
-            and (user.unrestricted or user.denial([b"set", key, b""]) is None)
+            and (user.unrestricted or user.denial(store_equivalent(key)) is None)
         ):
             # `set K 0 0 N`, the commonest store, stores what `SET K V` does (flags 0, no
             # expiry, any old type replaced, the same memory bound), so it goes as one: a
             # plain SET through write_sets, the RESP port's own fast write (leader CPU per
             # set 53 -> 40 us, node/DESIGN.md "Memcached sets as plain SETs"). Its OK reads
-            # STORED. A restricted user's key is checked as the store's would be (as SET:
-            # keyspace/memcached.redis_equivalents); a refused one takes the store's path,
-            # which answers and logs the refusal.
+            # STORED. A restricted user's key is checked as the store's is (the same
+            # store_equivalent); a refused one takes the store's path, which answers and
+            # logs the refusal.
             self._form = STORED_FORM
             argv = [b"SET", key, data]
             self.write_sets([argv], 0, 3 + len(key) + len(data))

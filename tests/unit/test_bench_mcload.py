@@ -6,6 +6,7 @@ not memcached's, a server that hangs up), and with bad arguments."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import threading
@@ -382,9 +383,24 @@ def test_the_driver_refuses_ops_it_cannot_drive(binary: Path, tmp_path: Path) ->
 def test_the_peers_section_picks_the_generator_by_name(tmp_path: Path) -> None:
     assert peers_section.memcached_runner("memgen", tmp_path) is None
     assert peers_section.memcached_runner("mcload", tmp_path) is not None
-    assert (tmp_path / "mcload-build" / "mcload").exists()
+    (built,) = (tmp_path / "mcload-build").glob("mcload-*")
+    assert os.access(built, os.X_OK)
     with pytest.raises(ValueError, match=r"choose from \('mcload', 'memgen'\)"):
         peers_section.memcached_runner("memaslap", tmp_path)
+
+
+def test_a_source_is_compiled_once_per_work_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The memcached section's one-pass rows and its pairs each ask for mcload: the second
+    ask finds the binary its source text names."""
+    first = mcload.build(tmp_path)
+
+    def no_compiler(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(mcload.subprocess, "run", no_compiler)
+    assert mcload.build(tmp_path) == first
 
 
 def test_a_build_without_a_compiler_says_how_to_get_one(

@@ -98,7 +98,7 @@ class LogMatchingSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj is untyped
             message = self._match_entries(node, message)
             if message is None:
                 return
-        elif _is_snapshot_part(message) and message["term"] >= self._SyncObj__raftCurrentTerm:
+        elif is_snapshot_part(message) and message["term"] >= self._SyncObj__raftCurrentTerm:
             self._install_part(node, message)
             return
         super()._SyncObj__onMessageReceived(node, message)
@@ -278,7 +278,7 @@ def _stream_part(message: dict[str, Any]) -> tuple[Any, bool, bool] | None:
     return None
 
 
-def _is_snapshot_part(message: Any) -> bool:
+def is_snapshot_part(message: Any) -> bool:
     return (
         isinstance(message, dict)
         and message.get("type") == "append_entries"

@@ -91,3 +91,15 @@ def test_session_keys_and_encryption_still_wrap_the_message() -> None:
     (frame,) = _sent_frames(conn)
     key, message = pysyncobj_pickle.loads(zlib.decompress(getEncryptor(password).decrypt(frame)))
     assert key == b"session-key" and message == MESSAGE
+    # a snapshot part is recognised before the session key wraps it: still deflated
+    part = {
+        "type": "append_entries",
+        "term": 7,
+        "commit_index": 41,
+        "serialized": (b"v" * 200_000, True, False),
+    }
+    conn.send(part)
+    (frame,) = _sent_frames(conn)[1:]
+    plain = getEncryptor(password).decrypt(frame)
+    assert len(plain) < 10_000
+    assert pysyncobj_pickle.loads(zlib.decompress(plain)) == (b"session-key", part)

@@ -14,7 +14,12 @@ from cryptography.fernet import Fernet
 from pysyncobj import pickle as pysyncobj_pickle
 from pysyncobj.encryptor import getEncryptor
 from pysyncobj.poller import createPoller
-from raftcache.consensus.peer_guard import COMPRESS_FROM, CheckedTcpConnection, frame_payload
+from raftcache.consensus.peer_guard import (
+    COMPRESS_FROM,
+    PROBE_EVERY,
+    CheckedTcpConnection,
+    frame_payload,
+)
 
 MESSAGE = {
     "type": "append_entries",
@@ -103,3 +108,58 @@ def test_session_keys_and_encryption_still_wrap_the_message() -> None:
     plain = getEncryptor(password).decrypt(frame)
     assert len(plain) < 10_000
     assert pysyncobj_pickle.loads(zlib.decompress(plain)) == (b"session-key", part)
+
+
+def _encrypted_connection(password: str) -> CheckedTcpConnection:
+    conn = CheckedTcpConnection(createPoller("auto"))
+    conn.encryptor = getEncryptor(password)
+    conn.sendRandKey = b"session-key"
+    return conn
+
+
+def _plain_sizes(conn: CheckedTcpConnection, password: str) -> list[int]:
+    """Each queued frame's zlib stream size after decryption (what deflate left)."""
+    decrypt = getEncryptor(password).decrypt
+    return [len(decrypt(frame)) for frame in _sent_frames(conn)]
+
+
+def test_an_encrypted_link_deflates_big_entries_that_pack_well() -> None:
+    # Fernet costs per byte: values that pack 40x (redis-benchmark's) are cheaper deflated
+    password = Fernet.generate_key().decode()
+    conn = _encrypted_connection(password)
+    entry = dict(MESSAGE, entries=[(b"\x00" + b"v" * 200_000, 42, 7)])
+    for _ in range(PROBE_EVERY + 2):
+        conn.send(entry)
+    sizes = _plain_sizes(conn, password)
+    assert all(size < 10_000 for size in sizes), sizes
+    frame = getEncryptor(password).decrypt(_sent_frames(conn)[-1])
+    assert pysyncobj_pickle.loads(zlib.decompress(frame)) == (b"session-key", entry)
+
+
+def test_an_encrypted_link_sends_entries_that_do_not_pack_stored_and_probes_again() -> None:
+    # half random, half zeros: deflate halves them, short of DEFLATE_PAYS
+    password = Fernet.generate_key().decode()
+    conn = _encrypted_connection(password)
+    entries = [
+        dict(MESSAGE, entries=[(os.urandom(50_000) + bytes(50_000), i, 7)])
+        for i in range(PROBE_EVERY + 2)
+    ]
+    for entry in entries:
+        conn.send(entry)
+    sizes = _plain_sizes(conn, password)
+    # the first is deflated (a probe: it packs 2x), the next PROBE_EVERY go stored, then a
+    # probe again
+    assert sizes[0] < 75_000
+    assert all(size > 100_000 for size in sizes[1 : PROBE_EVERY + 1]), sizes
+    assert sizes[PROBE_EVERY + 1] < 75_000
+    decrypt = getEncryptor(password).decrypt
+    for frame, entry in zip(_sent_frames(conn), entries, strict=True):
+        assert pysyncobj_pickle.loads(zlib.decompress(decrypt(frame))) == (b"session-key", entry)
+
+
+def test_an_unencrypted_link_sends_every_log_frame_stored() -> None:
+    conn = CheckedTcpConnection(createPoller("auto"))
+    entry = dict(MESSAGE, entries=[(b"\x00" + b"v" * 200_000, 42, 7)])
+    conn.send(entry)
+    (frame,) = _sent_frames(conn)
+    assert len(frame) > 200_000

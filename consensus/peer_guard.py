@@ -261,6 +261,7 @@ class CheckedTcpConnection(TcpConnection):  # type: ignore[misc]  # pysyncobj is
 
     def connect(self, host: str, port: int) -> bool:
         self._eof = False
+        self._framing = EncryptedFraming()  # pysyncobj reuses a dialled peer's object
         self.remote = f"[{host}]:{port}" if host and ":" in host else f"{host}:{port}"
         return bool(super().connect(host, port))
 

@@ -163,3 +163,39 @@ def test_an_unencrypted_link_sends_every_log_frame_stored() -> None:
     conn.send(entry)
     (frame,) = _sent_frames(conn)
     assert len(frame) > 200_000
+
+
+def test_an_encrypted_link_sends_small_frames_stored_however_well_they_pack() -> None:
+    # acknowledgements, heartbeats and small entries: zlib's setup costs more than Fernet saves
+    password = Fernet.generate_key().decode()
+    conn = _encrypted_connection(password)
+    small = dict(MESSAGE, entries=[(b"\x00" + b"v" * (COMPRESS_FROM // 2), 42, 7)])
+    conn.send(small)
+    (size,) = _plain_sizes(conn, password)
+    assert size > COMPRESS_FROM // 2
+
+
+def test_an_encrypted_link_sends_frames_that_pack_less_than_deflate_pays_stored() -> None:
+    # a third random, two thirds zeros: deflate packs them ~3x, short of DEFLATE_PAYS
+    password = Fernet.generate_key().decode()
+    conn = _encrypted_connection(password)
+    for i in range(3):
+        conn.send(dict(MESSAGE, entries=[(os.urandom(40_000) + bytes(80_000), i, 7)]))
+    probe, *stored = _plain_sizes(conn, password)
+    assert probe < 60_000
+    assert all(size > 120_000 for size in stored), stored
+
+
+def test_a_redialled_peer_starts_its_framing_afresh() -> None:
+    # pysyncobj reuses a dialled peer's connection object across reconnects: a peer that
+    # came back must not inherit the stored run its previous connection was in
+    password = Fernet.generate_key().decode()
+    conn = _encrypted_connection(password)
+    conn.send(dict(MESSAGE, entries=[(os.urandom(50_000) + bytes(50_000), 1, 7)]))
+    conn.connect("127.0.0.1", 1)  # nothing listens there: only the framing matters
+    conn.disconnect()  # a frame sent now stays in the buffer, where _sent_frames reads it
+    conn.encryptor, conn.sendRandKey = getEncryptor(password), b"session-key"
+    conn._TcpConnection__writeBuffer = b""
+    conn.send(dict(MESSAGE, entries=[(b"\x00" + b"v" * 200_000, 2, 7)]))
+    (size,) = _plain_sizes(conn, password)
+    assert size < 10_000  # probed (deflated) again, not sent stored

@@ -777,9 +777,10 @@ def test_evicted_history_is_freed_as_it_is_replaced_so_steady_writes_do_not_coll
             if phase == "start":
                 collections.append(info["generation"])
 
-        thresholds = gc.get_threshold()
+        thresholds, enabled = gc.get_threshold(), gc.isenabled()
         gc.collect()
         gc.set_threshold(10_000, *thresholds[1:])
+        gc.enable()  # whatever the runner set: this counts the collections it would run
         gc.callbacks.append(count)
         try:
             for _ in range(120):  # 60,000 changes, each evicting an older one
@@ -788,7 +789,11 @@ def test_evicted_history_is_freed_as_it_is_replaced_so_steady_writes_do_not_coll
         finally:
             gc.callbacks.remove(count)
             gc.set_threshold(*thresholds)
+            if not enabled:
+                gc.disable()
         assert len(streams._hist) <= limit + COMPACT_EVERY + 500
-        assert len(collections) <= 1, collections
+        # none from the history (the old rule ran five); one more may come from another
+        # thread of the test process
+        assert len(collections) <= 2, collections
 
     run(test)

@@ -507,11 +507,8 @@ class StateMachine:
         self._revision = revision
         self._digest_acc = (self._digest_acc + acc) % _DIGEST_MOD
         self._memory += memory
-        buckets, db_keys = self._buckets, self._db_keys
         for key in created:
-            buckets.setdefault(scan_bucket(key), set()).add(key)
-            if key[:5] == DB_PREFIX and len(key) > 5:
-                db_keys[key[5]] = db_keys.get(key[5], 0) + 1
+            self._index(key)
 
     def _incr(self, op: command_pb2.IncrOp, now: int) -> Result:
         current = self._string(op.key, now, "incr")
@@ -573,9 +570,7 @@ class StateMachine:
             self._undo[key] = _copied(data.get(key))
         old = detached if detached is not None else data.get(key)
         if old is None:
-            self._buckets.setdefault(scan_bucket(key), set()).add(key)
-            if key[:5] == DB_PREFIX and len(key) > 5:
-                self._db_keys[key[5]] = self._db_keys.get(key[5], 0) + 1
+            self._index(key)
         elif detached is None:
             self._account(key, old, -1)
         revision = self._revision = self._revision + 1
@@ -593,6 +588,12 @@ class StateMachine:
             change = Change("set", key, revision, string, tv.type_name(value), old is None)
         self._events.append(change)
         return revision
+
+    def _index(self, key: bytes) -> None:
+        """A key stored that was not: into its scan bucket and its database's key count."""
+        self._buckets.setdefault(scan_bucket(key), set()).add(key)
+        if key[:5] == DB_PREFIX and len(key) > 5:
+            self._db_keys[key[5]] = self._db_keys.get(key[5], 0) + 1
 
     def _drop(self, key: bytes, kind: str, detached: bool = False) -> None:
         """Remove a key (delete, expire or evict): a new revision and a change event."""
@@ -1070,9 +1071,7 @@ class StateMachine:
             if saved is not None:
                 self._data[key] = saved
                 self._account(key, saved, 1)
-                self._buckets.setdefault(scan_bucket(key), set()).add(key)
-                if prefixed:
-                    self._db_keys[key[5]] = self._db_keys.get(key[5], 0) + 1
+                self._index(key)
                 if saved[_DEADLINE]:
                     heapq.heappush(self._expiry, (saved[_DEADLINE], key))
             if not self._buckets.get(scan_bucket(key), True):
@@ -1315,16 +1314,13 @@ class StateMachine:
             sm._sessions[cid] = _Session(results, s["floor"], s["last_seen_ms"])
         acc = 0
         data = sm._data
-        buckets = sm._buckets
         for key, raw in items:
             key = bytes(key)
             entry = decode(raw)
             data[key] = entry
             acc += _entry_hash(key, entry)
             sm._memory += _entry_nbytes(key, entry)
-            buckets.setdefault(scan_bucket(key), set()).add(key)
-            if key[:5] == DB_PREFIX and len(key) > 5:
-                sm._db_keys[key[5]] = sm._db_keys.get(key[5], 0) + 1
+            sm._index(key)
             if entry[_DEADLINE]:
                 sm._ttl_keys += 1
         sm._digest_acc = acc % _DIGEST_MOD

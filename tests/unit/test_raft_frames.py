@@ -59,6 +59,19 @@ def _sent_frames(conn: CheckedTcpConnection) -> list[bytes]:
     return frames
 
 
+def _encrypted_connection(password: str) -> CheckedTcpConnection:
+    conn = CheckedTcpConnection(createPoller("auto"))
+    conn.encryptor = getEncryptor(password)
+    conn.sendRandKey = b"session-key"
+    return conn
+
+
+def _plain_sizes(conn: CheckedTcpConnection, password: str) -> list[int]:
+    """Each queued frame's zlib stream size after decryption (what deflate left)."""
+    decrypt = getEncryptor(password).decrypt
+    return [len(decrypt(frame)) for frame in _sent_frames(conn)]
+
+
 def test_a_sent_message_reads_back_as_stock_pysyncobj_reads_it() -> None:
     conn = CheckedTcpConnection(createPoller("auto"))
     conn.send(MESSAGE)
@@ -89,9 +102,7 @@ def test_entries_go_stored_and_snapshot_parts_deflated() -> None:
 
 def test_session_keys_and_encryption_still_wrap_the_message() -> None:
     password = Fernet.generate_key().decode()
-    conn = CheckedTcpConnection(createPoller("auto"))
-    conn.encryptor = getEncryptor(password)
-    conn.sendRandKey = b"session-key"
+    conn = _encrypted_connection(password)
     conn.send(MESSAGE)
     (frame,) = _sent_frames(conn)
     key, message = pysyncobj_pickle.loads(zlib.decompress(getEncryptor(password).decrypt(frame)))
@@ -108,19 +119,6 @@ def test_session_keys_and_encryption_still_wrap_the_message() -> None:
     plain = getEncryptor(password).decrypt(frame)
     assert len(plain) < 10_000
     assert pysyncobj_pickle.loads(zlib.decompress(plain)) == (b"session-key", part)
-
-
-def _encrypted_connection(password: str) -> CheckedTcpConnection:
-    conn = CheckedTcpConnection(createPoller("auto"))
-    conn.encryptor = getEncryptor(password)
-    conn.sendRandKey = b"session-key"
-    return conn
-
-
-def _plain_sizes(conn: CheckedTcpConnection, password: str) -> list[int]:
-    """Each queued frame's zlib stream size after decryption (what deflate left)."""
-    decrypt = getEncryptor(password).decrypt
-    return [len(decrypt(frame)) for frame in _sent_frames(conn)]
 
 
 def test_an_encrypted_link_deflates_big_entries_that_pack_well() -> None:

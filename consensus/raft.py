@@ -238,6 +238,17 @@ class _Consumer(SyncObjConsumer):  # type: ignore[misc]
         self.applied_bytes += len(data)
         return self._state.apply(data)
 
+    def propose(self, data: bytes, callback: Callable[[Any, int], None]) -> None:
+        """`self.apply(data, callback=callback)` as pysyncobj's `replicated` wrapper does it
+        (the method's id for the code version in force, the call queued as a regular
+        entry), pickled at `PICKLE_PROTOCOL` instead of protocol 2."""
+        syncobj = self._syncObj
+        name = syncobj._getFuncName((id(self), "apply"))
+        call = (syncobj._methodToID[(id(self), name)], (data,))
+        syncobj._applyCommand(
+            pickle.dumps(call, peer_guard.PICKLE_PROTOCOL), callback, _COMMAND_TYPE.REGULAR
+        )
+
 
 MEMBERSHIP_QUERY = "raftcache_members"
 """A pysyncobj utility command on the Raft port: what `query_membership` asks."""
@@ -508,7 +519,7 @@ class RaftNode:
             except Exception:
                 _log.exception("proposal callback failed")
 
-        self._consumer.apply(data, callback=done)
+        self._consumer.propose(data, done)
 
     # ------------------------------------------------------------ status
 

@@ -254,6 +254,10 @@ class AdaptiveDeflate:
         return data
 
 
+READ_BUDGET = 4 << 20
+"""Bytes a Raft connection reads per readiness event (`CheckedTcpConnection`)."""
+
+
 class CheckedTcpConnection(TcpConnection):  # type: ignore[misc]  # pysyncobj is untyped
     """pysyncobj's TcpConnection with every received frame checked (module docstring)."""
 
@@ -267,6 +271,7 @@ class CheckedTcpConnection(TcpConnection):  # type: ignore[misc]  # pysyncobj is
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._eof = False
+        self._read_budget = READ_BUDGET
         self._framing = AdaptiveDeflate(DEFLATE_PAYS)
         self._snapshot_framing = AdaptiveDeflate(SNAPSHOT_DEFLATE_PAYS)
         sock = kwargs.get("socket")
@@ -314,6 +319,16 @@ class CheckedTcpConnection(TcpConnection):  # type: ignore[misc]  # pysyncobj is
 
     # -- pysyncobj's private reads, parse and timeout, re-implemented with checks
 
+    def _TcpConnection__tryReadBuffer(self) -> None:
+        """pysyncobj's: read until the socket is empty, then note the time. Here at most
+        `READ_BUDGET` bytes per readiness event, so that a peer streaming faster than this
+        node parses (a snapshot in stored parts) cannot hold the tick thread: the poller is
+        level-triggered and the rest is read on the next tick."""
+        self._read_budget = READ_BUDGET
+        while self._TcpConnection__processRead():
+            pass
+        self._TcpConnection__lastReadTime = _pysyncobj_monotonic()
+
     def _TcpConnection__processRead(self) -> bool:
         sock = self._TcpConnection__socket
         try:
@@ -333,7 +348,8 @@ class CheckedTcpConnection(TcpConnection):  # type: ignore[misc]  # pysyncobj is
             self._eof = True
             return False
         self._TcpConnection__readBuffer += incoming
-        return True
+        self._read_budget -= len(incoming)
+        return self._read_budget > 0
 
     def _TcpConnection__processParseMessage(self) -> Any:
         buffer = self._TcpConnection__readBuffer

@@ -5,6 +5,7 @@ and one of an older build understand each other."""
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import struct
@@ -20,6 +21,7 @@ from raftcache.consensus.peer_guard import (
     COMPRESS_FROM,
     PICKLE_PROTOCOL,
     PROBE_EVERY,
+    READ_BUDGET,
     CheckedTcpConnection,
     frame_payload,
 )
@@ -265,3 +267,44 @@ def test_snapshot_parts_and_log_frames_are_judged_apart() -> None:
     assert packed_part < 10_000  # the log stream's stored run did not reach the snapshot's
     assert entry > 200_000  # the log stream is in its stored run
     assert stored_part > 200_000  # and now the snapshot stream is in its own
+
+
+class _StreamingSocket:
+    """A socket whose peer has already sent `data` (recv hands it out as the kernel would)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def recv(self, size: int) -> bytes:
+        if not self._data:
+            raise BlockingIOError(errno.EAGAIN, "no data")
+        chunk, self._data = self._data[:size], self._data[size:]
+        return chunk
+
+    def getsockopt(self, *args: object) -> int:
+        return 0
+
+
+def test_a_connection_reads_at_most_its_budget_per_event_and_the_rest_later() -> None:
+    # A peer streaming faster than this node parses (a snapshot in stored 1 MiB parts) kept
+    # a follower's tick thread reading for 5 s: no keepalive went out, the leader dropped
+    # the idle-looking connection mid-transfer and started the snapshot over.
+    parts = [_snapshot_part(os.urandom(1 << 20), first=i == 0) for i in range(12)]
+    frames = b""
+    for part in parts:
+        body = frame_payload(pickle.dumps(part, PICKLE_PROTOCOL))
+        frames += struct.pack("i", len(body)) + body
+    conn = CheckedTcpConnection(createPoller("auto"))
+    conn._TcpConnection__socket = _StreamingSocket(frames)
+    conn._TcpConnection__recvBufferSize = 1 << 20
+    reads = []
+    while len(conn._TcpConnection__readBuffer) < len(frames):
+        before = len(conn._TcpConnection__readBuffer)
+        conn._TcpConnection__tryReadBuffer()  # one readiness event
+        reads.append(len(conn._TcpConnection__readBuffer) - before)
+    assert max(reads) <= READ_BUDGET, reads  # then it goes back to the tick
+    assert len(reads) == -(-len(frames) // READ_BUDGET)
+    received = []
+    while (message := conn._TcpConnection__processParseMessage()) is not None:
+        received.append(message)
+    assert received == parts

@@ -190,7 +190,7 @@ of protobuf) pickled to 126 KB in 370 us and unpickled in 299 on every replica, 
 89 KB in 2 and 3 us at protocol 4; its frames pickle the pickled entry once more. Every
 Python 3 unpickler reads any protocol, so nodes of older builds apply these entries and
 read these frames as they read their own (tests/unit/test_raft_frames.py,
-tests/consensus/test_raft_node.py)."""
+tests/consensus/test_entry_pickling.py)."""
 
 
 COMPRESS_FROM = 64 << 10
@@ -332,7 +332,7 @@ class CheckedTcpConnection(TcpConnection):  # type: ignore[misc]  # pysyncobj is
     def _TcpConnection__processRead(self) -> bool:
         sock = self._TcpConnection__socket
         try:
-            incoming = sock.recv(self._TcpConnection__recvBufferSize)
+            incoming = sock.recv(min(self._TcpConnection__recvBufferSize, self._read_budget))
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
                 self._cut_off(f"the connection failed ({exc.strerror})")

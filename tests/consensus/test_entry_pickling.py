@@ -12,6 +12,7 @@ import os
 import pickle
 from pathlib import Path
 
+from pysyncobj import FAIL_REASON
 from pysyncobj.syncobj import _COMMAND_TYPE
 from raftcache.consensus import Outcome
 from raftcache.consensus.peer_guard import PICKLE_PROTOCOL
@@ -64,7 +65,12 @@ def test_entries_pickled_by_pysyncobj_and_by_us_apply_in_order(
     )
     done = [Proposal() for _ in range(3)]
     node.propose(first, done[0])
-    node._consumer.apply(old, callback=lambda result, reason: done[1](Outcome.APPLIED, result))
+    node._consumer.apply(
+        old,
+        callback=lambda result, reason: done[1](
+            Outcome.APPLIED if reason == FAIL_REASON.SUCCESS else Outcome.UNKNOWN, result
+        ),
+    )
     node.propose(last, done[2])
     for proposal in done:
         wait_for(proposal.done.is_set, "every entry applied")

@@ -274,10 +274,14 @@ class _StreamingSocket:
 
     def __init__(self, data: bytes) -> None:
         self._data = data
+        self._short = 0  # every other recv hands out less than asked, as TCP may
 
     def recv(self, size: int) -> bytes:
         if not self._data:
             raise BlockingIOError(errno.EAGAIN, "no data")
+        self._short ^= 1
+        if self._short:
+            size = max(1, size - 12_345)
         chunk, self._data = self._data[:size], self._data[size:]
         return chunk
 
@@ -296,14 +300,14 @@ def test_a_connection_reads_at_most_its_budget_per_event_and_the_rest_later() ->
         frames += struct.pack("i", len(body)) + body
     conn = CheckedTcpConnection(createPoller("auto"))
     conn._TcpConnection__socket = _StreamingSocket(frames)
-    conn._TcpConnection__recvBufferSize = 1 << 20
+    conn._TcpConnection__recvBufferSize = 2 << 20  # RaftNode's
     reads = []
     while len(conn._TcpConnection__readBuffer) < len(frames):
         before = len(conn._TcpConnection__readBuffer)
         conn._TcpConnection__tryReadBuffer()  # one readiness event
         reads.append(len(conn._TcpConnection__readBuffer) - before)
     assert max(reads) <= READ_BUDGET, reads  # then it goes back to the tick
-    assert len(reads) == -(-len(frames) // READ_BUDGET)
+    assert len(reads) >= -(-len(frames) // READ_BUDGET)
     received = []
     while (message := conn._TcpConnection__processParseMessage()) is not None:
         received.append(message)

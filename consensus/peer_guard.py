@@ -272,8 +272,7 @@ class CheckedTcpConnection(TcpConnection):  # type: ignore[misc]  # pysyncobj is
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._eof = False
         self._read_budget = READ_BUDGET
-        self._framing = AdaptiveDeflate(DEFLATE_PAYS)
-        self._snapshot_framing = AdaptiveDeflate(SNAPSHOT_DEFLATE_PAYS)
+        self._start_framing()
         sock = kwargs.get("socket")
         self.remote = "?"
         if sock is not None:
@@ -286,11 +285,13 @@ class CheckedTcpConnection(TcpConnection):  # type: ignore[misc]  # pysyncobj is
 
     def connect(self, host: str, port: int) -> bool:
         self._eof = False
-        # pysyncobj reuses a dialled peer's object: a peer that came back starts afresh
-        self._framing = AdaptiveDeflate(DEFLATE_PAYS)
-        self._snapshot_framing = AdaptiveDeflate(SNAPSHOT_DEFLATE_PAYS)
+        self._start_framing()  # pysyncobj reuses a dialled peer's object: start afresh
         self.remote = f"[{host}]:{port}" if host and ":" in host else f"{host}:{port}"
         return bool(super().connect(host, port))
+
+    def _start_framing(self) -> None:
+        self._framing = AdaptiveDeflate(DEFLATE_PAYS)  # log frames (on an encrypted link)
+        self._snapshot_framing = AdaptiveDeflate(SNAPSHOT_DEFLATE_PAYS)
 
     def send(self, message: Any) -> None:
         """pysyncobj's send, framing the message as stored zlib blocks (`frame_payload`),

@@ -4,6 +4,9 @@ Sections (all but memcached by default; pick with --only):
   throughput  Set / Get LINEARIZABLE / Get STALE at 1 and 64 clients
   failover    SIGKILL the leader under steady writes, time to the first write on the new one
   snapshot    forced log compaction at 1M keys under steady writes: tick gap, leader change
+  catchup     a follower killed past a compaction and restarted: seconds until it caught up
+              from the streamed snapshot, the leader's CPU, tick gaps (random and JSON
+              values; bench/catchup.py)
   sdk         AsyncClient vs raw gRPC stubs at 64 concurrent callers
   typed       typed values (hashes, sorted sets, ...) through the SDK
   redis       redis-benchmark against raftcache's RESP port, Redis 7 (primary + 2 replicas)
@@ -50,6 +53,7 @@ from typing import Any
 
 from bench import (
     apps_section,
+    catchup,
     failover,
     paired,
     peers_report,
@@ -68,6 +72,7 @@ SECTIONS = (
     "throughput",
     "failover",
     "snapshot",
+    "catchup",
     "sdk",
     "typed",
     "redis",
@@ -123,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         "max_tick_gap window for a clean baseline; lower only for smoke tests)",
     )
     parser.add_argument("--failover-trials", type=int, default=5)
+    parser.add_argument(
+        "--catchup-trials", type=int, default=3, help="trials per value kind (catchup section)"
+    )
+    parser.add_argument(
+        "--catchup-keys", type=int, default=100_000, help="keys of 1,000 bytes (catchup section)"
+    )
     parser.add_argument(
         "--redis-max-staleness-ms",
         type=int,
@@ -246,6 +257,7 @@ def _write(out: Path, results: dict[str, Any]) -> None:
         ("peers", peers_report.markdown),
         ("memcached", peers_report.markdown),
         ("apps", apps_section.markdown),
+        ("catchup", catchup.markdown),
         ("security", security_section.markdown),
     ):
         section = results.get(name)
@@ -397,6 +409,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     failed = failed or bool(section.get("failed"))
                 elif name == "sdk":
                     section = sdk.run(work_dir, node_args, keep_data=args.keep_data)
+                elif name == "catchup":
+                    section = catchup.run(
+                        work_dir,
+                        node_args,
+                        trials=args.catchup_trials,
+                        keys=args.catchup_keys,
+                        keep_data=args.keep_data,
+                    )
+                    failed = failed or bool(section.get("failed"))
                 elif name == "failover":
                     section = failover.run(
                         work_dir, node_args, trials=args.failover_trials, keep_data=args.keep_data

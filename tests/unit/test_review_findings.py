@@ -471,8 +471,7 @@ class _Counted(bytes):
 def test_subscribing_many_channels_in_one_command_is_linear() -> None:
     async def run() -> None:
         engine = FakeEngine()
-        streams = Streams.__new__(Streams)  # only the push-subscriber registry is used
-        streams._channels, streams._patterns, streams.subscriber_count = {}, {}, 0
+        streams = Streams(lambda: 0)
         conn, _ = connect(engine, streams)
         n = 1000
         argv: list[bytes] = [b"SUBSCRIBE"] + [_Counted(b"channel:%d" % i) for i in range(n)]

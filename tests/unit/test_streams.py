@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -502,6 +503,115 @@ def test_resume_while_another_thread_delivers_has_no_gap_or_duplicate() -> None:
             assert reader.error is None
         for reader in readers:
             await reader.stop()
+
+    run(test)
+
+
+def test_with_nobody_listening_the_tick_thread_keeps_the_history_itself() -> None:
+    """No watcher, no subscriber: `deliver` retains on the calling thread and wakes nobody
+    (nothing queued, no drain scheduled); the history is there before the loop runs."""
+
+    async def test() -> None:
+        log = Log()
+        streams = Streams(lambda: log.revision, limits=StreamLimits(history_events=500))
+
+        def tick_thread() -> None:
+            for _ in range(300):
+                streams.deliver(log.changes([b"a", b"b", b"\x00rcdb\xfdusers"]))
+                streams.deliver([log.change(b"c"), Published(b"ch", b"m")])
+
+        thread = threading.Thread(target=tick_thread)
+        thread.start()
+        thread.join()  # the loop has not run since: only the thread could have retained
+        assert not streams._pending and not streams._scheduled
+        kept = [c.revision for c in streams._hist[streams._head :]]
+        user_revisions = [r for r in range(1, 1201) if r % 4 != 3]  # the users key left out
+        assert kept == user_revisions[-500:]
+        assert streams.oldest_resumable == user_revisions[-501]
+        assert streams._last == 1200
+        reader = await watcher(streams, b"c", start=streams.oldest_resumable)
+        await until(lambda: revisions(reader)[-1:] == [1200], "the replay")
+        assert revisions(reader) == [r for r in user_revisions[-500:] if r % 4 == 0]
+        await reader.stop()
+
+    run(test)
+
+
+def test_nothing_overtakes_an_item_still_in_flight() -> None:
+    """A change handed over while somebody listened, still queued when the last watcher
+    left: the next change waits behind it instead of going into the history first."""
+
+    async def test() -> None:
+        log = Log()
+        streams = Streams(lambda: log.revision)
+        reader = await watcher(streams, b"elsewhere")
+        first, second = log.change(b"a"), log.change(b"b")
+
+        def tick_thread(change: Change) -> None:
+            thread = threading.Thread(target=streams.deliver, args=([change],))
+            thread.start()
+            thread.join()
+
+        tick_thread(first)  # queued for the loop, which has not run since
+        streams.watcher_count -= 1  # the watcher's exit, as its finally does, before a drain
+        tick_thread(second)
+        assert [c.revision for c in streams._hist] == []  # both wait for the loop
+        streams.watcher_count += 1  # for the reader's own exit
+        await settle()
+        assert [c.revision for c in streams._hist] == [1, 2]
+        await reader.stop()
+
+    run(test)
+
+
+def test_watchers_coming_and_going_while_the_tick_thread_writes_see_every_change_once() -> None:
+    """The tick thread delivers without pause while watchers start (from now and from past
+    revisions) and stop on the loop, so `deliver` keeps switching between retaining itself
+    (nobody listening) and handing over (somebody listening, or items still in flight).
+    Every watcher sees its key's revisions after its start, in order, with no gap and no
+    duplicate; the history stays whole and in revision order."""
+
+    async def test() -> None:
+        log = Log()
+        streams = Streams(lambda: log.revision, limits=StreamLimits(history_events=5_000))
+        keys = [b"k", b"other", b"k2"]  # b"k" changes at the revisions 1, 4, 7, ...
+        done = threading.Event()
+
+        def tick_thread() -> None:
+            commands = 0
+            while not done.is_set():
+                if commands % 2:  # one command of three changes, or three of one
+                    streams.deliver(log.changes(keys))
+                else:
+                    for key in keys:
+                        streams.deliver([log.change(key)])
+                commands += 1
+                if commands % 64 == 0:
+                    time.sleep(0.0005)  # let the loop in, as applies leave gaps
+
+        thread = threading.Thread(target=tick_thread)
+        thread.start()
+        try:
+            for i in range(12):
+                past = max(streams.oldest_resumable, log.revision - 900)
+                reader = await watcher(streams, b"k", start=past if i % 2 else 0)
+                after = reader.ready_args[0]
+                target = log.revision - 3
+                await until(lambda r=reader, t=target: revisions(r)[-1:] >= [t], "catching up")
+                await reader.stop()
+                got = revisions(reader)
+                assert reader.error is None
+                assert got == [r for r in range(after + 1, got[-1] + 1) if r % 3 == 1]
+                await asyncio.sleep(0.001 * (i % 3))  # nobody listening for a while
+        finally:
+            done.set()
+            thread.join()
+        await settle()
+        total = log.revision
+        assert total > 5_000
+        kept = [c.revision for c in streams._hist[streams._head :]]
+        assert kept == list(range(total - 5_000 + 1, total + 1))
+        assert streams._in_flight == 0 and not streams._pending
 
     run(test)
 

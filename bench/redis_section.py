@@ -37,6 +37,7 @@ from typing import Any
 
 import redis
 from raftcache.chaos.local_cluster import LocalCluster
+from raftcache.node.affinity import pin_threads
 
 from bench import peers, profiling
 from bench.common import (
@@ -569,9 +570,74 @@ def _raftcache(
             if key in ("set_64", "set_p16_64") and profile:
                 profiles[key] = _profiled_set(cluster, rows[-1], keys, duration, out_dir)
         block["profiles"] = profiles
+        placement = _pin_by_role(cluster)
+        if placement is None:
+            block["pinned"] = "skipped: fewer than two CPUs to place the nodes on"
+        else:
+            # pinned, then unpinned again: the pinned rows against the unpinned ones on
+            # both sides of them (a drifting host moves a later row by itself)
+            block["pinned"] = placement
+            where = "leader, nodes pinned (" + ", ".join(
+                f"{n} CPU {c}" for n, c in placement.items()
+            )
+            for suffix, label, target in (
+                ("pinned", "nodes pinned", where + ")"),
+                ("unpinned", "unpinned again", "leader"),
+            ):
+                if suffix == "unpinned":
+                    _unpin(cluster)
+                for key, pipeline in (("set_64", 1), ("set_p16_64", PIPELINE)):
+                    name = "SET, 64 clients" if pipeline == 1 else f"SET -P {PIPELINE}, 64 clients"
+                    rows.append(
+                        _raft_row(cluster, f"{key}_{suffix}", f"{name}, {label}", target,
+                                  lambda r, p=pipeline: _rb_best(r.port, r.pids, test="set",
+                                                                 clients=CLIENTS, pipeline=p,
+                                                                 **common))
+                    )  # fmt: skip
         block["value_check"] = _check_value(_roles(cluster).port, keys)
     block["rows"] = rows
     return block
+
+
+def _pin_by_role(cluster: LocalCluster) -> dict[str, int] | None:
+    """The leader's threads on one CPU and the followers' on another, as `--cpu-affinity`
+    pins a node (node/affinity.py; here from outside, by role once the leader is known, so
+    a snapshot writer the nodes fork stays on its node's CPU). None with fewer than two
+    CPUs. On one machine this is the nearest to each node having a machine of its own: the
+    leader alone, its Python threads never waking each other across CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    leader = cluster.wait_for_leader()
+    placement: dict[str, int] = {}
+    for i, node in enumerate(cluster.nodes):
+        if node.process is None:
+            continue
+        cpu = cpus[0] if i == leader else cpus[1]
+        pin_threads(node.process.pid, {cpu})
+        placement[node.node_id] = cpu
+    return placement
+
+
+def _unpin(cluster: LocalCluster) -> None:
+    """Every node's threads back on every CPU this process may use."""
+    cpus = os.sched_getaffinity(0)
+    for node in cluster.nodes:
+        if node.process is not None:
+            pin_threads(node.process.pid, cpus)
+
+
+def pinned_ratios(section: Mapping[str, Any]) -> dict[str, float]:
+    """SET and SET -P16 with the nodes pinned (`_pin_by_role`) against the mean of the
+    unpinned rows before and after them, same cluster."""
+    rc = _rows(section, "raftcache")
+    out: dict[str, float] = {}
+    for key in ("set_64", "set_p16_64"):
+        pinned, before, after = (rc.get(k) for k in (f"{key}_pinned", key, f"{key}_unpinned"))
+        if pinned and before and after:
+            unpinned = (before["ops_per_s"] + after["ops_per_s"]) / 2
+            out[key] = round(pinned["ops_per_s"] / unpinned, 3)
+    return out
 
 
 def _idle(pids: Mapping[str, int], seconds: float = 3.0) -> dict[str, float]:
@@ -1011,6 +1077,7 @@ def run(
         section[name]["elapsed_s"] = round(time.monotonic() - started, 1)
     section["targets"] = targets(section)
     section["versus_redis"] = versus_redis(section)
+    section["pinned_ratios"] = pinned_ratios(section)
     section["failed_blocks"] = failed
     section["load_after"] = load_snapshot("redis section end")
     return section
@@ -1084,6 +1151,15 @@ def render(section: Mapping[str, Any], add: Callable[[str], None]) -> None:
             )
     add("")
     rc = section.get("raftcache", {})
+    ratios = pinned_ratios(section)
+    if ratios:
+        add(
+            "- raftcache with its nodes pinned as `--cpu-affinity` pins a node (the leader's "
+            "threads on one CPU, the followers' on the other; node/affinity.py), against the "
+            "mean of the unpinned rows before and after: "
+            + ", ".join(f"{k} {v:.3f}x" for k, v in ratios.items())
+            + ". The targets above use the unpinned rows, as the peers run unpinned."
+        )
     for note in ("set_wait_64", "value_check"):
         if note in rc:
             add(f"- raftcache {note}: {rc[note]}")

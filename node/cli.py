@@ -22,6 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from raftcache.node.tls import load_material
 
         tls = load_material(config.tls) if config.tls is not None else None
+        from raftcache.node.affinity import pin
+
+        pin(config.cpu_affinity)  # before gRPC and pysyncobj start their threads
     except ConfigError as exc:
         print(f"raftcache-node: error: {exc}", file=sys.stderr)
         return 2

@@ -57,6 +57,7 @@ class NodeConfig:
     memcached_stale_reads_ms: int = 0  # 0 = gets are linearizable
     memcached_max_item_bytes: int = 0  # 0 = the --max-value-bytes limit
     event_loop: str = "uvloop"
+    cpu_affinity: frozenset[int] = frozenset()  # empty = not pinned (node/affinity.py)
     metrics_listen: str = ""  # "" = no metrics endpoint
     tls: TlsConfig | None = None  # None = plaintext client ports
     # With TLS on: a second, plaintext gRPC / Redis port beside the TLS one ("" = none).
@@ -161,6 +162,13 @@ _FLAGS: list[tuple[str, str, str | None]] = [
     ("log-format", "'console' or 'json' (one JSON object per line)", "console"),
     ("log-level", "debug, info, warning or error", "info"),
     ("event-loop", "'uvloop' (libuv, faster) or 'asyncio' (the standard library's)", "uvloop"),
+    (
+        "cpu-affinity",
+        "the CPUs this node's process runs on, as Redis's server_cpulist: '0', '0,2' or "
+        "'0-3' (empty = every CPU the OS allows). Its Python threads share one GIL, and on "
+        "one CPU handing it over or waking the other thread crosses no CPUs (node/affinity.py)",
+        "",
+    ),
     ("metrics-listen", "HOST:PORT serving Prometheus metrics at /metrics; empty = off", ""),
     (
         "tls-cert-file",
@@ -647,6 +655,7 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         max_memory=parse_size("--max-memory", values["max-memory"]),
         eviction_policy=_policy(values["eviction-policy"]),
         event_loop=_event_loop(values["event-loop"]),
+        cpu_affinity=_cpu_list(values["cpu-affinity"]),
         metrics_listen=_optional_address(values, "metrics-listen"),
         tls=tls,
         restore_from=values.get("restore-from", "").strip(),
@@ -659,6 +668,32 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         redis_plaintext_listen=redis_plaintext,
         **front_ends,
     )
+
+
+_CPU_ITEM = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+def _cpu_list(text: str) -> frozenset[int]:
+    """--cpu-affinity: '0', '0,2', '0-3', '0-1,4' -> the CPU numbers; '' -> none (the CPUs
+    themselves are checked against the process's when they are applied: node/affinity.py)."""
+    text = text.strip()
+    cpus: set[int] = set()
+    for item in text.split(",") if text else ():
+        match = _CPU_ITEM.fullmatch(item.strip())
+        if match is None:
+            raise ConfigError(
+                f"--cpu-affinity: {item.strip()!r} in {text!r} is not a CPU number or range: "
+                "give CPU numbers and ranges, such as 0, 0,2 or 0-3"
+            )
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+        if last < first:
+            raise ConfigError(
+                f"--cpu-affinity: the range {item.strip()!r} ends before it starts: write the "
+                f"lower CPU first ({last}-{first})"
+            )
+        cpus.update(range(first, last + 1))
+    return frozenset(cpus)
 
 
 def _bool(values: Mapping[str, str], name: str) -> bool:

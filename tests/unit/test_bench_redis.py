@@ -95,6 +95,21 @@ def test_the_follower_read_target_uses_redis_benchmarks_row_when_there_is_one() 
     assert (chosen["raftcache"], chosen["ratio"], chosen["met"]) == (45_000.0, 4.5, False)
 
 
+def test_pinned_rows_are_compared_with_the_unpinned_rows_on_both_sides_and_not_targets() -> None:
+    rows = [
+        _row("set_64", 20_000.0),
+        _row("set_p16_64", 70_000.0),
+        _row("set_64_pinned", 27_000.0),
+        _row("set_p16_64_pinned", 90_000.0),
+        _row("set_64_unpinned", 25_000.0),
+        # no "set_p16_64_unpinned": that ratio is left out, not taken against one side
+    ]
+    section = {"raftcache": {"rows": rows}}
+    assert redis_section.pinned_ratios(section) == {"set_64": 1.2}
+    p16 = next(t for t in redis_section.targets(section) if "-P" in str(t["target"]))
+    assert p16["raftcache"] == 70_000.0  # the target stays on the unpinned row
+
+
 @needs_redis
 def test_a_port_whose_connections_do_not_start_readonly_is_refused(
     group: peers.RedisGroup,

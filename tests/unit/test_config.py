@@ -142,6 +142,7 @@ ALL_FLAGS = {
     "memcached-stale-reads": "500",
     "memcached-max-item-bytes": "1500",
     "event-loop": "asyncio",
+    "cpu-affinity": "0-1,3",
     "tls-cert-file": "/etc/raftcache/tls.crt",
     "tls-key-file": "/etc/raftcache/tls.key",
     "tls-client-ca-file": "/etc/raftcache/clients-ca.crt",
@@ -188,6 +189,7 @@ def check_all_flags(cfg: NodeConfig) -> None:
     )
     assert (cfg.memcached_stale_reads_ms, cfg.memcached_max_item_bytes) == (500, 1500)
     assert cfg.event_loop == "asyncio"
+    assert cfg.cpu_affinity == frozenset({0, 1, 3})
     assert cfg.tls == config.TlsConfig(
         "/etc/raftcache/tls.crt",
         "/etc/raftcache/tls.key",
@@ -770,6 +772,31 @@ def test_bad_memcached_flags_are_refused_naming_the_flag() -> None:
     assert refused(["--memcached-max-item-bytes", "0"]).startswith("--memcached-max-item-bytes")
     error = refused(["--max-value-bytes", "1000", "--memcached-max-item-bytes", "2000"])
     assert error.startswith("--memcached-max-item-bytes") and "--max-value-bytes" in error
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus"),
+    [("", set()), ("  ", set()), ("0", {0}), (" 1 , 0 ", {0, 1}), ("0-3", {0, 1, 2, 3}),
+     ("2-2,5,0-1", {0, 1, 2, 5}), ("1,1", {1})],
+)  # fmt: skip
+def test_cpu_affinity_takes_cpu_numbers_and_ranges(text: str, cpus: set[int]) -> None:
+    assert load(["--cpu-affinity", text], {}).cpu_affinity == frozenset(cpus)
+    assert load([], {}).cpu_affinity == frozenset()  # not pinned unless asked
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("a", "'a' in 'a' is not a CPU number or range"),
+        ("0,,1", "'' in '0,,1' is not a CPU number or range"),
+        ("-1", "'-1' in '-1' is not a CPU number or range"),
+        ("0-x", "'0-x' in '0-x' is not a CPU number or range"),
+        ("3-1", "the range '3-1' ends before it starts: write the lower CPU first (1-3)"),
+    ],
+)
+def test_a_cpu_affinity_that_is_not_a_cpu_list_is_refused(text: str, says: str) -> None:
+    error = refused(["--cpu-affinity", text])
+    assert error.startswith("--cpu-affinity: ") and says in error
 
 
 def test_the_event_loop_is_uvloop_unless_asked_otherwise() -> None:

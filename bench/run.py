@@ -11,7 +11,9 @@ Sections (all but memcached by default; pick with --only):
   typed       typed values (hashes, sorted sets, ...) through the SDK
   redis       redis-benchmark against raftcache's RESP port, Redis 7 (primary + 2 replicas)
               and etcd 3.4 (3 members) in one run, the issue-10 targets as ratios, and a
-              py-spy profile of the leader during SET at 64 clients (profile-redis.txt);
+              py-spy profile of the leader during SET at 64 clients (profile-redis.txt),
+              then SET and SET -P16 with the nodes pinned by role (--cpu-affinity's way)
+              and unpinned again;
               installs redis-server, redis-tools, etcd-server, etcd-client if missing
   peers       etcd, raftcache (raw gRPC, SDK, RESP, memcached), Redis and memcached at 1 and
               64 clients, one after the other: peers.json, peers.md (ratios to etcd, load

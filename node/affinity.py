@@ -16,6 +16,7 @@ beside the node, not in its place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from raftcache.node.config import ConfigError
@@ -32,10 +33,14 @@ def describe(cpus: frozenset[int] | set[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
+_fork_hook_registered = False
+
+
 def pin(cpus: frozenset[int]) -> None:
     """Run this process (every thread it has and will have) on `cpus`; a forked child goes
     back to the CPUs the process had. Raises ConfigError, changing nothing, when a CPU is
     not one this process may use."""
+    global _fork_hook_registered
     if not cpus:
         return
     allowed = os.sched_getaffinity(0)
@@ -45,15 +50,29 @@ def pin(cpus: frozenset[int]) -> None:
             f"--cpu-affinity: CPU {describe(missing)} is not available to this process (it "
             f"may use {describe(allowed)}): pick CPUs from that list"
         )
-    pin_threads("self", cpus)
-    os.register_at_fork(after_in_child=lambda: os.sched_setaffinity(0, allowed))
+    try:
+        pin_threads("self", cpus)
+    except OSError as exc:  # e.g. the cgroup's cpuset changed meanwhile
+        os.sched_setaffinity(0, allowed)
+        raise ConfigError(
+            f"--cpu-affinity: the CPUs {describe(cpus)} could not be set ({exc.strerror or exc}): "
+            "pick CPUs from the process's cpuset"
+        ) from exc
+    if not _fork_hook_registered:  # hooks cannot be removed: one, with the first mask
+        _fork_hook_registered = True
+        os.register_at_fork(after_in_child=lambda: os.sched_setaffinity(0, allowed))
 
 
 def pin_threads(pid: int | str, cpus: frozenset[int] | set[int]) -> None:
-    """Every thread process `pid` has now ("self": this one) on `cpus` (the bench pins the
-    nodes it started by role this way: bench/redis_section.py)."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(task), cpus)
-        except ProcessLookupError:
-            continue  # a thread that has just ended
+    """Every thread of process `pid` ("self": this one) on `cpus`, threads started during
+    the pass included (the bench pins the nodes it started by role this way:
+    bench/redis_section.py). Raises FileNotFoundError when the process has gone."""
+    done: set[str] = set()
+    while True:
+        tasks = set(os.listdir(f"/proc/{pid}/task")) - done
+        if not tasks:
+            return
+        for task in tasks:
+            with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+                os.sched_setaffinity(int(task), cpus)
+        done |= tasks

@@ -670,12 +670,15 @@ def load(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     )
 
 
-_CPU_ITEM = re.compile(r"(\d+)(?:-(\d+))?")
+_CPU_ITEM = re.compile(r"(\d+)(?:-(\d+)(?::(\d+))?)?")
+_CPU_LIMIT = 8192
+"""Linux's largest CONFIG_NR_CPUS: a CPU number past it is a typo, not a CPU."""
 
 
 def _cpu_list(text: str) -> frozenset[int]:
-    """--cpu-affinity: '0', '0,2', '0-3', '0-1,4' -> the CPU numbers; '' -> none (the CPUs
-    themselves are checked against the process's when they are applied: node/affinity.py)."""
+    """--cpu-affinity: '0', '0,2', '0-3', '0-1,4', '0-7:2' (every second) -> the CPU
+    numbers, Redis's server_cpulist syntax; '' -> none (the CPUs themselves are checked
+    against the process's when they are applied: node/affinity.py)."""
     text = text.strip()
     cpus: set[int] = set()
     for item in text.split(",") if text else ():
@@ -683,16 +686,26 @@ def _cpu_list(text: str) -> frozenset[int]:
         if match is None:
             raise ConfigError(
                 f"--cpu-affinity: {item.strip()!r} in {text!r} is not a CPU number or range: "
-                "give CPU numbers and ranges, such as 0, 0,2 or 0-3"
+                "give CPU numbers and ranges, such as 0, 0,2, 0-3 or 0-7:2"
             )
         first = int(match.group(1))
         last = int(match.group(2) or first)
+        step = int(match.group(3) or 1)
         if last < first:
             raise ConfigError(
                 f"--cpu-affinity: the range {item.strip()!r} ends before it starts: write the "
                 f"lower CPU first ({last}-{first})"
             )
-        cpus.update(range(first, last + 1))
+        if last >= _CPU_LIMIT:
+            raise ConfigError(
+                f"--cpu-affinity: CPU {last} is past the largest CPU number Linux supports "
+                f"({_CPU_LIMIT - 1}): give the CPUs this machine has"
+            )
+        if step < 1:
+            raise ConfigError(
+                f"--cpu-affinity: the step in {item.strip()!r} is 0: give a step of 1 or more"
+            )
+        cpus.update(range(first, last + 1, step))
     return frozenset(cpus)
 
 

@@ -372,17 +372,29 @@ class Streams:
         pending = self._pending
         # Only what is queued now: a later item scheduled a drain of its own, and a producer
         # faster than us must not keep this callback (and the whole loop) busy forever.
-        count = len(pending)
+        taken = 0
         try:
-            for _ in range(count):
-                self._drain_one(pending.popleft())
+            for _ in range(len(pending)):
+                item = pending.popleft()
+                taken += 1
+                self._drain_one(item)
         finally:
             with self._lock:  # the tick thread may write the history again once this is 0
-                self._in_flight -= count
+                self._in_flight -= taken
+            if pending and not self._scheduled:  # an item raised: the rest still go, in order
+                self._scheduled = True
+                self._loop.call_soon(self._drain)
         if self._failed:
             for sink in self._failed:
                 self._unregister(sink)
             self._failed.clear()
+
+    def _count_listener(self, *, watchers: int = 0, subscribers: int = 0) -> None:
+        """A new watcher or subscriber, counted under the lock: from here on every change
+        comes through the loop (`deliver`), and one the tick thread was appending is in."""
+        with self._lock:
+            self.watcher_count += watchers
+            self.subscriber_count += subscribers
 
     def _drain_one(self, item: list[Event] | _Restored) -> None:
         if isinstance(item, _Restored):
@@ -399,16 +411,18 @@ class Streams:
     def _publish(self, event: Published) -> None:
         subscribers = self._channels.get(event.channel)
         size = len(event.channel) + len(event.message) + ITEM_OVERHEAD
+        # Over copies: a push may unsubscribe (a RESP subscriber past its output limit, or one
+        # whose channel permission was revoked, leaves at once from inside push).
         if subscribers:
             message = cache_pb2.PubSubMessage(channel=event.channel, message=event.message)
-            for sub in subscribers:
+            for sub in tuple(subscribers):
                 sub.push(message, size)
-        for pattern, (matches, subs) in self._patterns.items():
+        for pattern, (matches, subs) in tuple(self._patterns.items()):
             if matches(event.channel):
                 message = cache_pb2.PubSubMessage(
                     channel=event.channel, message=event.message, pattern=pattern
                 )
-                for sub in subs:
+                for sub in tuple(subs):
                     sub.push(message, size + len(pattern))
 
     def _change(self, change: Change) -> None:
@@ -561,8 +575,7 @@ class Streams:
         """Add channels and patterns to a push subscriber (registered on first use); its
         `channels` and `patterns` are dicts (insertion-ordered sets)."""
         if not sub.channels and not sub.patterns:
-            with self._lock:  # from here on every change comes through the loop (deliver)
-                self.subscriber_count += 1
+            self._count_listener(subscribers=1)
         for channel in channels:
             if channel not in sub.channels:
                 sub.channels[channel] = None
@@ -625,8 +638,7 @@ class Streams:
             self._channels.setdefault(channel, {})[sub] = None
         for pattern, matches in patterns.items():
             self._patterns.setdefault(pattern, (matches, {}))[1][sub] = None
-        with self._lock:  # from here on every change comes through the loop (deliver)
-            self.subscriber_count += 1
+        self._count_listener(subscribers=1)
         try:
             if ready is not None:
                 await ready()
@@ -667,8 +679,7 @@ class Streams:
         ready: Callable[[int], Awaitable[object]] | None = None,
     ) -> AsyncGenerator[cache_pb2.WatchEvent, None]:
         """Changes to the key (or prefix) after start_revision (0: after now), in order."""
-        with self._lock:  # from here on the history changes only on this thread (deliver)
-            self.watcher_count += 1
+        self._count_listener(watchers=1)
         watcher: _Watcher | None = None
         try:
             start = self._check_watch(request)

@@ -777,7 +777,7 @@ def test_bad_memcached_flags_are_refused_naming_the_flag() -> None:
 @pytest.mark.parametrize(
     ("text", "cpus"),
     [("", set()), ("  ", set()), ("0", {0}), (" 1 , 0 ", {0, 1}), ("0-3", {0, 1, 2, 3}),
-     ("2-2,5,0-1", {0, 1, 2, 5}), ("1,1", {1})],
+     ("2-2,5,0-1", {0, 1, 2, 5}), ("1,1", {1}), ("0-7:2", {0, 2, 4, 6}), ("1-3:1", {1, 2, 3})],
 )  # fmt: skip
 def test_cpu_affinity_takes_cpu_numbers_and_ranges(text: str, cpus: set[int]) -> None:
     assert load(["--cpu-affinity", text], {}).cpu_affinity == frozenset(cpus)
@@ -792,6 +792,9 @@ def test_cpu_affinity_takes_cpu_numbers_and_ranges(text: str, cpus: set[int]) ->
         ("-1", "'-1' in '-1' is not a CPU number or range"),
         ("0-x", "'0-x' in '0-x' is not a CPU number or range"),
         ("3-1", "the range '3-1' ends before it starts: write the lower CPU first (1-3)"),
+        ("0-99999999", "CPU 99999999 is past the largest CPU number Linux supports (8191)"),
+        ("0-7:0", "the step in '0-7:0' is 0: give a step of 1 or more"),
+        ("0:2", "'0:2' in '0:2' is not a CPU number or range"),
     ],
 )
 def test_a_cpu_affinity_that_is_not_a_cpu_list_is_refused(text: str, says: str) -> None:

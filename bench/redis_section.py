@@ -591,13 +591,15 @@ def _pinned_rows(
             r.port, r.pids, test="set", clients=CLIENTS, pipeline=pipeline, **common
         )
 
+    pinned = False
     try:
-        placement = _pin_by_role(cluster)
-        if placement is None:
+        placed = _pin_by_role(cluster)
+        if placed is None:
             block["pinned"] = "skipped: fewer than two CPUs to place the nodes on"
             return rows
+        pinned = True
+        leader, placement = placed
         block["pinned"] = placement
-        leader = next(n for n, cpu in placement.items() if cpu == min(placement.values()))
         where = ", ".join(f"{n} CPU {c}" for n, c in placement.items())
         for key, name, pipeline in shapes:
             row = _raft_row(cluster, f"{key}_pinned", f"{name}, nodes pinned",
@@ -606,6 +608,7 @@ def _pinned_rows(
                 row["label"] += " (the leader changed: not the placement named)"
             rows.append(row)
         _unpin(cluster)
+        pinned = False
         for key, name, pipeline in shapes:
             rows.append(_raft_row(cluster, f"{key}_unpinned", f"{name}, unpinned again",
                                   "leader", measure(pipeline)))  # fmt: skip
@@ -613,14 +616,15 @@ def _pinned_rows(
         block["pinned_error"] = f"{type(exc).__name__}: {exc}"
         log(f"  pinned rows: failed ({block['pinned_error']})")
     finally:
-        with contextlib.suppress(OSError):
-            _unpin(cluster)
+        if pinned:  # the rows failed on the way: leave no node pinned
+            with contextlib.suppress(OSError):
+                _unpin(cluster)
     return rows
 
 
-def _pin_by_role(cluster: LocalCluster) -> dict[str, int] | None:
-    """The leader's threads on one CPU and the followers' on another (the leader's node id
-    -> CPU, and the followers'), from outside and by role once the leader is known: the
+def _pin_by_role(cluster: LocalCluster) -> tuple[str, dict[str, int]] | None:
+    """The leader's threads on one CPU and the followers' on another: the leader's node id
+    and every node's id -> CPU. From outside and by role once the leader is known: the
     same pinning as `--cpu-affinity`'s (node/affinity.py), except that a snapshot writer a
     node forks stays on its node's CPU, where the flag gives it every CPU back. None with
     fewer than two CPUs. On one machine this is the nearest to each node having a machine
@@ -636,7 +640,7 @@ def _pin_by_role(cluster: LocalCluster) -> dict[str, int] | None:
         cpu = cpus[0] if i == leader else cpus[1]
         pin_threads(node.process.pid, {cpu})
         placement[node.node_id] = cpu
-    return placement
+    return cluster.nodes[leader].node_id, placement
 
 
 def _unpin(cluster: LocalCluster) -> None:

@@ -623,6 +623,214 @@ def _lost_write(key_ops: Sequence[Op], final: State, may_expire: bool) -> dict[s
     }
 
 
+# --- watch ---------------------------------------------------------------------------------
+
+_LISTED = 20  # violations and missing writes listed in a verdict's details
+
+
+def check_watch(
+    records: Sequence[Mapping[str, Any]],
+    ops: Sequence[Op],
+    final_reads: Mapping[str, Any] | None,
+    marker: tuple[str, str],
+    prefix: str = "r:",
+) -> Verdict:
+    """The SDK watches of a run (chaos/watch.py records) against the writes they followed:
+
+    - order: each watcher's revisions strictly increase;
+    - provenance: each delivered value was written to that key by a set, or by a cas that
+      applied, that did not fail; each is delivered once;
+    - completeness: each acknowledged write invoked after its watcher started is
+      delivered, unless it overlaps a gap where no member still retained the revision to
+      resume from (a "compacted" record: the watch started again from now);
+    - write order: a write acknowledged before another was invoked is delivered at a lower
+      revision (revisions are the order the cluster applied them in);
+    - the end: each watcher delivered `marker` (key, value), written after the writers
+      stopped, and each key's last delivered value is its final read, or a value whose write
+      is still of unknown outcome (it may have applied after the marker).
+    """
+    name = "watch"
+    writes: dict[tuple[str, Any], Op] = {}
+    for op in ops:
+        if op.key.startswith(prefix) and op.op in ("set", "cas"):
+            writes[(op.key, _written(op))] = op
+    by_watcher: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_watcher[int(record["watcher"])].append(record)
+    violations: list[dict[str, Any]] = []
+    missing: list[dict[str, Any]] = []
+    stats: dict[int, Counter[str]] = {}
+    acked_checked = 0
+    for watcher, recs in sorted(by_watcher.items()):
+        seen, gaps, counts, last = _follow_watch(recs, writes, marker, violations)
+        stats[watcher] = counts
+        starts = [r["time"] for r in recs if r["what"] == "start"]
+        if not starts:
+            violations.append({"watcher": watcher, "problem": "the watch never started"})
+            continue
+        if counts["marker"] == 0:
+            violations.append(
+                {"watcher": watcher, "problem": "the end marker was never delivered (stalled)"}
+            )
+        for (key, value), op in writes.items():
+            if not _applied_ack(op) or op.invoke < starts[0]:
+                continue
+            acked_checked += 1
+            if (key, value) in seen or any(
+                op.complete >= lo and op.invoke <= hi for lo, hi in gaps
+            ):
+                continue
+            missing.append({"watcher": watcher, "key": key, "value": value, "write": _describe(op)})
+        _check_write_order(watcher, seen, writes, violations)
+        if final_reads is not None and counts["marker"]:
+            _check_watch_final(watcher, last, final_reads, writes, prefix, violations)
+    details: dict[str, Any] = {
+        "watchers": {w: dict(c) for w, c in stats.items()},
+        "acked_writes_checked": acked_checked,
+        "missing": missing[:_LISTED],
+        "missing_count": len(missing),
+        "violations": violations[:_LISTED],
+        "violation_count": len(violations),
+    }
+    if not by_watcher:
+        return Verdict(name, "unknown", details, "no watch records: the watchers did not run")
+    if violations or missing:
+        first = (violations or missing)[0]
+        return Verdict(
+            name,
+            False,
+            details,
+            f"{len(violations)} violation(s), {len(missing)} acknowledged write(s) never "
+            f"delivered; first: {first}",
+        )
+    events = sum(c["event"] for c in stats.values())
+    resumed = sum(c["resumes"] for c in stats.values())
+    return Verdict(
+        name,
+        True,
+        details,
+        f"{len(stats)} watcher(s) delivered {events} change(s) in order, each once, "
+        f"{acked_checked} acknowledged write(s) all among them; {resumed} resume(s)",
+    )
+
+
+def _applied_ack(op: Op) -> bool:
+    """An acknowledged write that applied (a cas answered True)."""
+    return op.outcome == "ok" and not (op.op == "cas" and op.result is not True)
+
+
+def _follow_watch(
+    recs: Sequence[Mapping[str, Any]],
+    writes: Mapping[tuple[str, Any], Op],
+    marker: tuple[str, str],
+    violations: list[dict[str, Any]],
+) -> tuple[dict[tuple[str, Any], int], list[tuple[float, float]], Counter[str], dict[str, Any]]:
+    """One watcher's records in order: the revision of each (key, value) delivered, the time
+    gaps a "compacted" restart leaves, the counts, and each key's last delivered value."""
+    seen: dict[tuple[str, Any], int] = {}
+    gaps: list[tuple[float, float]] = []
+    counts: Counter[str] = Counter()
+    last: dict[str, Any] = {}
+    revision = 0
+    last_time = -math.inf
+    gap_from: float | None = None
+    for rec in recs:
+        what = rec["what"]
+        counts[what] += 1
+        if what == "end":
+            counts["resumes"] += int(rec.get("value") or 0)
+        elif what == "compacted":
+            gap_from = last_time if gap_from is None else gap_from
+        elif what == "start":
+            if gap_from is not None:
+                gaps.append((gap_from, rec["time"]))
+                gap_from = None
+            last_time = rec["time"]
+        elif what == "event":
+            last_time = rec["time"]
+            key, value, rev = rec["key"], rec.get("value"), int(rec["revision"])
+            where = {"watcher": rec["watcher"], "key": key, "value": value, "revision": rev}
+            if rev <= revision:
+                violations.append({**where, "problem": f"revision not above {revision}"})
+            revision = max(revision, rev)
+            if (key, value) == marker:
+                counts["marker"] += 1
+                continue
+            op = writes.get((key, value))
+            if rec.get("kind") != "set":
+                violations.append({**where, "problem": f"a {rec.get('kind')} event"})
+            elif op is None:
+                violations.append({**where, "problem": "a value never written to this key"})
+            elif op.outcome == "fail" or (op.op == "cas" and op.outcome == "ok" and not op.result):
+                violations.append(
+                    {**where, "problem": "the write did not apply", "write": _describe(op)}
+                )
+            elif (key, value) in seen:
+                violations.append(
+                    {**where, "problem": f"delivered again (first at {seen[key, value]})"}
+                )
+            seen[(key, value)] = rev
+            last[key] = value
+    return seen, gaps, counts, last
+
+
+def _check_write_order(
+    watcher: int,
+    seen: Mapping[tuple[str, Any], int],
+    writes: Mapping[tuple[str, Any], Op],
+    violations: list[dict[str, Any]],
+) -> None:
+    """Per key, in revision order, no acknowledged write may have been invoked after a
+    later-revision acknowledged write completed."""
+    per_key: dict[str, list[tuple[int, Op]]] = defaultdict(list)
+    for (key, value), rev in seen.items():
+        op = writes.get((key, value))
+        if op is not None and _applied_ack(op):
+            per_key[key].append((rev, op))
+    for key, delivered in per_key.items():
+        delivered.sort(key=lambda pair: pair[0])
+        latest: tuple[int, Op] | None = None  # the latest-invoked write so far
+        for rev, op in delivered:
+            if latest is not None and latest[1].invoke > op.complete:
+                violations.append(
+                    {
+                        "watcher": watcher,
+                        "key": key,
+                        "problem": f"revision {latest[0]} was written after revision {rev} was "
+                        "acknowledged, yet comes before it",
+                        "acknowledged_first": _describe(op),
+                        "invoked_after": _describe(latest[1]),
+                    }
+                )
+            if latest is None or op.invoke > latest[1].invoke:
+                latest = (rev, op)
+
+
+def _check_watch_final(
+    watcher: int,
+    last: Mapping[str, Any],
+    final_reads: Mapping[str, Any],
+    writes: Mapping[tuple[str, Any], Op],
+    prefix: str,
+    violations: list[dict[str, Any]],
+) -> None:
+    for key, final in final_reads.items():
+        if not key.startswith(prefix) or key not in last or _same(last[key], final):
+            continue
+        op = writes.get((key, _freeze(final)))
+        if op is not None and op.outcome == "unknown":
+            continue  # may have applied after the marker
+        violations.append(
+            {
+                "watcher": watcher,
+                "key": key,
+                "problem": "the last delivered value is not the final read",
+                "delivered": last[key],
+                "final": final,
+            }
+        )
+
+
 # --- convergence and availability ------------------------------------------------------
 
 

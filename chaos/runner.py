@@ -42,6 +42,14 @@ from raftcache.chaos.nemesis import (
     Nemesis,
     NemesisConfig,
 )
+from raftcache.chaos.watch import (
+    MARKER_KEY,
+    WATCH_FILE,
+    WatchLog,
+    finish_watchers,
+    read_watch_log,
+    start_watchers,
+)
 from raftcache.chaos.workloads import (
     GRPC_WORKLOADS,
     MEMCACHED_WORKLOADS,
@@ -109,6 +117,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "comma-separated list",
     )
     p.add_argument("--think", type=float, default=0.02, help="seconds between a worker's ops")
+    p.add_argument(
+        "--watchers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="SDK watches on the registers' prefix, checked against their writes (default 2; "
+        "0: none; only with the registers workload)",
+    )
     p.add_argument(
         "--no-auto-pipeline",
         dest="auto_pipeline",
@@ -225,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.nodes < 1 or args.duration <= 0:
             raise ValueError("--nodes must be >= 1 and --duration > 0")
+        _check_watchers(args)
         if args.compaction_entries is not None and args.compaction_entries < 100:
             raise ValueError("--compaction-entries must be >= 100 (the node's minimum)")
     except ValueError as exc:
@@ -344,6 +361,7 @@ def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
         nemesis = K8sNemesis(kubectl, kinds or K8S_KINDS, interval_s=args.interval, seed=seed)
         if args.duration <= 0:
             raise ValueError("--duration must be > 0")
+        _check_watchers(args)
     except ValueError as exc:
         print(f"raftcache-chaos: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -375,11 +393,23 @@ def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
     return _run(args, seed, out, backend)
 
 
+def _check_watchers(args: argparse.Namespace) -> None:
+    if args.watchers < 0:
+        raise ValueError(f"--watchers must be >= 0 (0: no watches), not {args.watchers}")
+
+
 def _prepare_out(args: argparse.Namespace, seed: int) -> Path:
     """Create --out and remove what an earlier run left there."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stale_files = ("history.jsonl", "faults.json", "summary.json", "leaders.jsonl", "report.html")
+    stale_files = (
+        "history.jsonl",
+        WATCH_FILE,
+        "faults.json",
+        "summary.json",
+        "leaders.jsonl",
+        "report.html",
+    )
     for stale in ("cluster", *stale_files):
         path = out / stale
         if path.is_dir():
@@ -424,6 +454,9 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     sampler = LeaderSampler(_sampler_names(endpoints, args), out / "leaders.jsonl")
     sampler.start()
     started = time.monotonic()
+    watch_log = WatchLog(out / WATCH_FILE)
+    watching = args.watchers if "registers" in wconfig.workloads else 0
+    watchers = start_watchers(watching, endpoints, watch_log)  # before the writers: from now
     workers = start_workers(wconfig, history, lists, sets)
     try:
         if nemesis is not None:
@@ -437,6 +470,9 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
         if nemesis is not None:
             nemesis.stop()
         worker_errors = stop_workers(workers)
+        # the writers have stopped: the end marker, then every watch must deliver it
+        worker_errors += finish_watchers(watchers, endpoints, f"end-{seed}")
+        watch_log.close()
         _log(f"SDK workers' client: {pipeline_summary(workers)}")
         history.close()
         sampler.stop()
@@ -454,6 +490,9 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     faults = nemesis.fault_dicts() if nemesis is not None else []
     crashes = nemesis.crashes if nemesis is not None else []
     verdicts = _check(ops, faults, final, final_lists, statuses, args.check_budget, final_sets)
+    if watchers:
+        records = read_watch_log(out / WATCH_FILE)
+        verdicts.append(checkers.check_watch(records, ops, final, (MARKER_KEY, f"end-{seed}")))
     verdicts.append(_run_verdict(ready, worker_errors, crashes))
     if backend.logs is not None:
         verdicts.append(_log_verdict(backend.logs()))

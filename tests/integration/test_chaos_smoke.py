@@ -45,6 +45,9 @@ def test_chaos_smoke(tmp_path: Path) -> None:
     verdicts = {v["name"]: v for v in summary["verdicts"]}
     assert verdicts["appends"]["valid"] is True, verdicts["appends"]
     assert verdicts["appends"]["details"]["appends"]["acked"] > 100, verdicts["appends"]
+    # two SDK watches followed the registers through the faults (chaos/DESIGN.md)
+    assert verdicts["watch"]["details"]["acked_writes_checked"] > 100, verdicts["watch"]
+    assert len(verdicts["watch"]["details"]["watchers"]) == 2, verdicts["watch"]
     registers = verdicts["linearizable_registers"]["details"]["ops_per_key"]
     assert any(key.startswith("rr:") for key in registers), "Redis registers were not checked"
     # No CRITICAL line in a healthy cluster's logs, snapshot installs included (pysyncobj's

@@ -1,0 +1,192 @@
+"""Watchers of a chaos run: SDK watches on the registers' prefix, recorded in watch.jsonl.
+
+Each watcher is a thread with its own AsyncClient and one `watch("r:", prefix=True)` from
+the moment it starts, which the SDK resumes by itself after a break (a killed, paused or
+cut-off node), on another member if need be, from the last revision it delivered. Every
+event it delivers is one line of watch.jsonl:
+
+    {"watcher", "what", "time", "key", "revision", "value", "kind"}
+
+`what` is "start" (watching; `revision` is the revision the watch started after, `value` the
+node it started on), "event"
+(one delivered change), "compacted" (no member retained the revision to resume from: the
+watch starts again from now, and the changes in between are a gap the checker excuses),
+"break" (the watch call itself failed, e.g. no member reachable within the timeout; it is
+retried from the same revision) or "end" (stopped; `value` is how many times the SDK
+resumed the stream).
+
+After the writers stop and the faults heal, the runner writes MARKER_KEY through the SDK
+and waits until every watcher has delivered it: a watch that stalls shows as a missing
+marker. checkers.check_watch then holds the records against the registers' history
+(chaos/DESIGN.md "The watch checker").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from raftcache.client import (
+    AsyncClient,
+    Client,
+    RaftcacheError,
+    RevisionCompactedError,
+    Watch,
+)
+
+PREFIX = "r:"  # the SDK registers' keys (chaos/workloads.py)
+MARKER_KEY = "r:~end"  # not a register key: written once, after the writers stopped
+WATCH_FILE = "watch.jsonl"
+
+
+class WatchLog:
+    """watch.jsonl: one JSON line per record, flushed as written (thread-safe)."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._file = path.open("a", encoding="utf-8")
+
+    def write(self, watcher: int, what: str, **fields: Any) -> None:
+        record = {"watcher": watcher, "what": what, "time": self.clock(), **fields}
+        line = json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(line)
+                self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def read_watch_log(path: Path) -> list[dict[str, Any]]:
+    """The records of a watch.jsonl, in file order ([] when the run had no watchers)."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Watcher:
+    """One thread following the registers' prefix through the SDK's Watch."""
+
+    def __init__(
+        self, index: int, endpoints: Sequence[str], log: WatchLog, timeout_s: float = 3.0
+    ) -> None:
+        self.index = index
+        self.endpoints = list(endpoints)
+        self.log = log
+        self.timeout_s = timeout_s
+        self.marker_seen = threading.Event()
+        self.error: BaseException | None = None
+        self._watch: Watch | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{index}", daemon=True)
+
+    @property
+    def address(self) -> str | None:
+        """The node the watch is on now (None before it started)."""
+        return None if self._watch is None else self._watch.address
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by the runner; never silently lost
+            self.error = exc
+
+    async def _main(self) -> None:
+        async with AsyncClient(self.endpoints, timeout=self.timeout_s) as client:
+            follow = asyncio.create_task(self._follow(client))
+            while not self._stop.is_set() and not follow.done():
+                await asyncio.sleep(0.1)
+            follow.cancel()
+            await asyncio.gather(follow, return_exceptions=True)
+            if follow.done() and not follow.cancelled() and follow.exception() is not None:
+                raise follow.exception()  # type: ignore[misc]
+
+    async def _follow(self, client: AsyncClient) -> None:
+        after = 0  # the last revision delivered (0: from now)
+        resumes = 0
+        try:
+            while True:
+                watch: Watch | None = None
+                try:
+                    watch = await client.watch(PREFIX, prefix=True, start_revision=after)
+                    self._watch = watch
+                    self.log.write(
+                        self.index, "start", revision=watch.revision, value=watch.address
+                    )
+                    async for event in watch:
+                        value = None if event.value is None else event.value.decode()
+                        key = event.key.decode()
+                        self.log.write(
+                            self.index, "event", key=key, revision=event.revision,
+                            value=value, kind=event.kind,
+                        )  # fmt: skip
+                        after = event.revision
+                        if key == MARKER_KEY:
+                            self.marker_seen.set()
+                except RevisionCompactedError as exc:  # no member retains `after` any more
+                    self.log.write(self.index, "compacted", revision=after, value=str(exc))
+                    after = 0
+                except RaftcacheError as exc:  # no member answered in time: again from `after`
+                    self.log.write(self.index, "break", revision=after, value=repr(exc))
+                    await asyncio.sleep(0.5)
+                finally:
+                    if watch is not None:
+                        resumes += watch.resumes
+                        await watch.aclose()
+        finally:
+            self.log.write(self.index, "end", value=resumes)
+
+
+def start_watchers(count: int, endpoints: Sequence[str], log: WatchLog) -> list[Watcher]:
+    watchers = [Watcher(i, endpoints, log) for i in range(count)]
+    for watcher in watchers:
+        watcher.start()
+    return watchers
+
+
+def finish_watchers(
+    watchers: Sequence[Watcher], endpoints: Sequence[str], marker: str, wait_s: float = 30.0
+) -> list[str]:
+    """Write the end marker (the writers have stopped), wait until each watcher delivered it,
+    stop them all; returns the problems (a marker not written or not delivered, an error)."""
+    problems: list[str] = []
+    if watchers:
+        deadline = time.monotonic() + wait_s
+        with Client(list(endpoints), timeout=3.0) as client:
+            while True:
+                try:
+                    client.set(MARKER_KEY, marker)
+                    break
+                except RaftcacheError as exc:
+                    if time.monotonic() > deadline:
+                        problems.append(f"the watch end marker could not be written: {exc!r}")
+                        break
+                    time.sleep(0.5)
+        for watcher in watchers:
+            if not problems and not watcher.marker_seen.wait(max(deadline - time.monotonic(), 0)):
+                problems.append(
+                    f"watcher {watcher.index} did not deliver the end marker within {wait_s:g} s "
+                    "of it being written: its watch stalled"
+                )
+    for watcher in watchers:
+        watcher.stop()
+        if watcher.error is not None:
+            problems.append(f"watcher {watcher.index}: {watcher.error!r}")
+    return problems

@@ -149,8 +149,10 @@ def _lost(why: str) -> errors.UnavailableError:
 
 class Watch:
     """Changes to a key or prefix, in revision order, each delivered once. After a break it
-    resumes from the last delivered revision (`revision`), on another node if need be.
-    RevisionCompactedError when no member retains that revision any more."""
+    resumes from the last delivered revision (`revision`), on another node if need be; while
+    no member answers (the whole cluster restarting, a partition) it keeps trying with
+    backoff, as etcd's watch does, so iteration waits until one does or the watch is
+    closed. RevisionCompactedError when no member retains that revision any more."""
 
     def __init__(self, opener: StreamOpener, request: cache_pb2.WatchRequest) -> None:
         self._opener = opener
@@ -177,9 +179,13 @@ class Watch:
     async def __anext__(self) -> WatchEvent:
         while not self._closed:
             if self._stream is None:
-                self.resumes += 1
                 await self._opener.pause(self._breaks)
-                await self._connect(after=self._address)
+                try:
+                    await self._connect(after=self._address)
+                except errors.UnavailableError:
+                    self._breaks += 1
+                    continue  # no member answered in time: keep trying until closed
+                self.resumes += 1
             event = await self._read()
             if event is None:
                 self._breaks += 1

@@ -179,6 +179,7 @@ class Node:
             rejoin_intents=RejoinIntents(self.replica),
         )
         raft.on_event = events.emit
+        streams.current = raft.lease_read_ok
         if config.raft.read_replica:
             _log.info(
                 "read replica: follows the voters, never votes", voters=list(config.raft.peers)

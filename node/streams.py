@@ -70,6 +70,8 @@ _KEY = itemgetter(1)
 _VALUE = itemgetter(3)
 # A replaying watcher gives the loop back after scanning this many non-matching changes.
 _SCAN_SLICE = 1024
+CATCH_UP_S = 0.5  # how long a watch resumed ahead of a node waits for the node to get there
+_CATCH_UP_POLL_S = 0.02
 
 
 COMPACT_EVERY = 4096
@@ -298,6 +300,10 @@ class Streams:
 
     def __init__(self, revision: Callable[[], int], *, limits: StreamLimits | None = None) -> None:
         self._revision = revision
+        # Whether this node's state is provably the cluster's latest (the leader under its
+        # read lease, set once the Raft node exists): a watch start revision ahead of it
+        # then came from no watch. Elsewhere it may be a node still catching up.
+        self.current: Callable[[], bool] = lambda: True
         self._limits = limits or StreamLimits()
         self._loop = asyncio.get_running_loop()
         self.subscriber_count = 0
@@ -683,6 +689,14 @@ class Streams:
         watcher: _Watcher | None = None
         try:
             start = self._check_watch(request)
+            if start > self._revision():
+                await self._catch_up(start)
+            if start < self._floor:
+                raise errors.RevisionCompacted(
+                    f"start_revision {start} is older than this node retains; the oldest "
+                    f"resumable revision is {self._floor}: re-read the key, then watch from "
+                    "now (start_revision 0)"
+                )
             watcher = _Watcher(
                 request.key, request.prefix, start, self._limits, self._failed.append
             )
@@ -719,7 +733,8 @@ class Streams:
                 self._unregister(watcher)
 
     def _check_watch(self, request: cache_pb2.WatchRequest) -> int:
-        """The revision to watch after; raises for bad keys and unusable start points."""
+        """The revision to watch after (start_revision, or now for 0); raises for bad keys.
+        A start ahead of this node or behind its floor is `watch`'s to answer."""
         if not request.key and not request.prefix:
             raise errors.InvalidInput(
                 "watch key is empty: give a key, or set prefix to watch every key"
@@ -734,22 +749,30 @@ class Streams:
                 "watch key names the nodes' own data (users, scripts, functions): watch keys "
                 "of databases 0-15 only"
             )
-        now = self._revision()
         start = request.start_revision
-        if start == 0:
-            return max(now, self._floor)
-        if start > now:
-            raise errors.InvalidInput(
-                f"start_revision {start} is ahead of this node's revision {now}: pass a "
-                "revision received from a watch, or 0 to watch from now"
-            )
-        if start < self._floor:
-            raise errors.RevisionCompacted(
-                f"start_revision {start} is older than this node retains; the oldest "
-                f"resumable revision is {self._floor}: re-read the key, then watch from now "
-                "(start_revision 0)"
-            )
-        return start
+        return max(self._revision(), self._floor) if start == 0 else start
+
+    async def _catch_up(self, start: int) -> None:
+        """A start revision ahead of this node: refused as invalid where this node's state is
+        provably the cluster's latest (`current`); elsewhere it may be a revision another
+        member delivered while this one restarts or catches up (a watch resumed after a
+        whole-cluster restart met replaying nodes so), so wait up to CATCH_UP_S for it, then
+        answer TooStale (retryable: the SDK tries the next member)."""
+        deadline = self._loop.time() + CATCH_UP_S
+        while (now := self._revision()) < start:
+            if self.current():
+                raise errors.InvalidInput(
+                    f"start_revision {start} is ahead of this node's revision {now}: pass a "
+                    "revision received from a watch, or 0 to watch from now"
+                )
+            if self._loop.time() >= deadline:
+                raise errors.TooStale(
+                    f"start_revision {start} is ahead of this node's revision {now}, and this "
+                    f"node, not the leader under its lease, did not reach it within "
+                    f"{CATCH_UP_S:g} s (restarting or behind?): retry, or watch through "
+                    "another node; the leader refuses a revision no watch delivered"
+                )
+            await asyncio.sleep(_CATCH_UP_POLL_S)
 
     def _lost_replay(self, watcher: _Watcher, epoch: int) -> errors.CacheError:
         if epoch != self._epoch:

@@ -192,16 +192,26 @@ def test_watch_on_a_follower_sees_changes_and_resumes_after_reconnect(
     run(body())
 
 
-def test_watch_from_a_revision_ahead_of_the_node_is_invalid_argument(
-    cluster: LocalCluster,
-) -> None:
-    async def body() -> None:
-        async with grpc.aio.insecure_channel(cluster.nodes[0].client_addr) as channel:
+def test_watch_from_a_revision_ahead_of_the_cluster(cluster: LocalCluster) -> None:
+    """The leader under its lease knows the revision came from no watch: INVALID_ARGUMENT at
+    once. A follower cannot tell it from one it has not applied yet: it waits a moment
+    (node/streams.py CATCH_UP_S), then answers UNAVAILABLE, so the SDK tries the next."""
+    leader, follower, _ = roles(cluster)
+
+    async def ahead(node: int) -> grpc.aio.AioRpcError:
+        async with grpc.aio.insecure_channel(cluster.nodes[node].client_addr) as channel:
             request = cache_pb2.WatchRequest(key=b"k", start_revision=1 << 60)
             call = cache_pb2_grpc.CacheStub(channel).Watch(request)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await asyncio.wait_for(call.read(), TIMEOUT)
-            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "ahead of this node's revision" in (caught.value.details() or "")
+            return caught.value
+
+    async def body() -> None:
+        refused = await ahead(leader)
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "ahead of this node's revision" in (refused.details() or "")
+        behind = await ahead(follower)
+        assert behind.code() == grpc.StatusCode.UNAVAILABLE
+        assert "did not reach it within 0.5 s" in (behind.details() or "")
 
     run(body())

@@ -849,3 +849,30 @@ def test_sync_client_has_every_typed_method() -> None:
     missing = [n for n in names if not callable(getattr(Client, n, None))]
     assert missing == []
     assert asyncio.iscoroutinefunction(AsyncClient.hset)
+
+
+def test_a_watch_keeps_resuming_while_no_member_answers_for_longer_than_its_timeout(
+    client: AsyncClient, fake: StreamingFake, clock: FakeClock
+) -> None:
+    """The whole cluster down past the timeout (a restart of every node) does not end the
+    watch: it waits, with backoff, and resumes from the last revision once a node answers."""
+    fake.streams.extend(
+        [
+            FakeStream(event(5), SOCKET_CLOSED),
+            *(FakeStream(refuse=REFUSED) for _ in range(200)),
+            FakeStream(event(6)),
+        ]
+    )
+    began = clock.now
+
+    async def body() -> tuple[list[WatchEvent], int]:
+        stream = await client.watch("k", start_revision=4)
+        got = [await anext(stream) for _ in range(2)]
+        await stream.aclose()
+        return got, stream.resumes
+
+    got, resumes = run(body())
+    assert [e.revision for e in got] == [5, 6]
+    assert resumes == 1  # re-established once; the refused attempts are not resumes
+    assert clock.now - began > client.timeout  # longer than one attempt's deadline
+    assert [r.start_revision for _, _, r in fake.opened] == [4] + [5] * 201

@@ -14,7 +14,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from raftcache.node import errors
 from raftcache.node.state_machine import Change, Event, Published
-from raftcache.node.streams import COMPACT_EVERY, StreamLimits, Streams, compile_pattern
+from raftcache.node.streams import (
+    CATCH_UP_S,
+    COMPACT_EVERY,
+    StreamLimits,
+    Streams,
+    compile_pattern,
+)
 from raftcache.v1 import cache_pb2
 
 T = TypeVar("T")
@@ -925,6 +931,78 @@ def test_bad_watch_requests_are_invalid_input(
         assert isinstance(error, errors.InvalidInput)
         assert message in str(error)
         assert streams.watcher_count == 0
+
+    run(test)
+
+
+def test_a_start_ahead_of_a_node_catching_up_waits_for_it_then_replays() -> None:
+    """A node that is not provably current (a follower, a restarted node replaying its
+    journal) may be behind a revision another member delivered: the watch waits for it."""
+
+    async def test() -> None:
+        log = Log()
+        streams = Streams(lambda: log.revision)
+        streams.current = lambda: False
+        streams.deliver(log.changes([b"k"] * 3))
+        reader = Reader(
+            lambda ready: streams.watch(cache_pb2.WatchRequest(key=b"k", start_revision=5), ready)
+        )
+        await asyncio.sleep(0.1)
+        assert not reader.items and reader.error is None  # waiting for revision 5
+        streams.deliver(log.changes([b"k"] * 4))  # the node catches up, and goes on
+        await until(lambda: len(reader.items) == 2, "the changes after revision 5")
+        assert reader.ready_args == (5,)
+        assert revisions(reader) == [6, 7]
+        await reader.stop()
+
+    run(test)
+
+
+def test_a_start_ahead_of_a_node_that_does_not_catch_up_is_retryable_too_stale() -> None:
+    async def test() -> None:
+        streams = Streams(lambda: 10)
+        streams.current = lambda: False
+        began = time.monotonic()
+        request = cache_pb2.WatchRequest(key=b"k", start_revision=11)
+        error = await first_error(streams.watch(request))
+        assert isinstance(error, errors.TooStale) and error.retriable
+        assert "start_revision 11 is ahead of this node's revision 10" in str(error)
+        assert "did not reach it within 0.5 s" in str(error)
+        assert time.monotonic() - began >= CATCH_UP_S
+        assert streams.watcher_count == 0
+
+    run(test)
+
+
+def test_a_start_ahead_of_the_current_leader_is_refused_at_once() -> None:
+    async def test() -> None:
+        streams = Streams(lambda: 10)
+        current = [False]
+        streams.current = lambda: current[0]
+        request = cache_pb2.WatchRequest(key=b"k", start_revision=11)
+        waiting = asyncio.ensure_future(first_error(streams.watch(request)))
+        await asyncio.sleep(0.05)
+        current[0] = True  # it became the leader under its lease while waiting
+        error = await waiting
+        assert isinstance(error, errors.InvalidInput)
+        assert "pass a revision received from a watch" in str(error)
+
+    run(test)
+
+
+def test_a_snapshot_loaded_while_catching_up_makes_the_start_compacted() -> None:
+    async def test() -> None:
+        log = Log()
+        streams = Streams(lambda: log.revision)
+        streams.current = lambda: False
+        request = cache_pb2.WatchRequest(key=b"k", start_revision=5)
+        waiting = asyncio.ensure_future(first_error(streams.watch(request)))
+        await asyncio.sleep(0.05)
+        log.revision = 50  # the leader's snapshot at revision 50: 6-50 were never seen here
+        streams.restored(50)
+        error = await waiting
+        assert isinstance(error, errors.RevisionCompacted)
+        assert "the oldest resumable revision is 50" in str(error)
 
     run(test)
 

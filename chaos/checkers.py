@@ -831,6 +831,121 @@ def _check_watch_final(
         )
 
 
+# --- pub/sub -------------------------------------------------------------------------------
+
+
+def check_pubsub(records: Sequence[Mapping[str, Any]], marker_prefix: str = "end-") -> Verdict:
+    """Pub/sub sessions (chaos/pubsub.py records) against the publishes: at most once, so
+    no completeness, but no message never published or whose publish failed, none on
+    another channel, none twice in one session, a publisher's acknowledged messages in
+    order within a session, the messages two sessions share in one order (every node
+    delivers in log order), and an end marker at every subscriber after the faults."""
+    name = "pubsub"
+    published: dict[str, Mapping[str, Any]] = {}
+    sessions: dict[tuple[int, int], list[Mapping[str, Any]]] = defaultdict(list)
+    subscribers: set[int] = set()
+    for record in records:
+        what = record["what"]
+        if what == "publish":
+            published[record["message"]] = record
+        elif what in ("message", "subscribed", "break"):
+            subscribers.add(int(record["subscriber"]))
+            if what == "message":
+                sessions[(int(record["subscriber"]), int(record["session"]))].append(record)
+    violations: list[dict[str, Any]] = []
+    marked: set[int] = set()
+    positions: dict[tuple[int, int], dict[str, int]] = {}
+    for session, messages in sessions.items():
+        positions[session] = _check_session(session, messages, published, violations)
+        if any(m.startswith(marker_prefix) for m in positions[session]):
+            marked.add(session[0])
+    _check_shared_order(positions, violations)
+    for subscriber in sorted(subscribers - marked):
+        violations.append({"subscriber": subscriber, "problem": "no end marker (stuck)"})
+    outcomes = Counter(r["outcome"] for r in published.values())
+    delivered = {
+        sub: len({m for (s, _), seen in positions.items() if s == sub for m in seen})
+        for sub in sorted(subscribers)
+    }
+    details: dict[str, Any] = {
+        "published": dict(outcomes),
+        "sessions": dict(Counter(s for s, _ in sessions)),
+        "delivered": delivered,
+        "violations": violations[:_LISTED],
+        "violation_count": len(violations),
+    }
+    if not subscribers:
+        return Verdict(name, "unknown", details, "no subscriber records: pub/sub did not run")
+    if violations:
+        return Verdict(
+            name, False, details, f"{len(violations)} violation(s); first: {violations[0]}"
+        )
+    return Verdict(
+        name,
+        True,
+        details,
+        f"{len(subscribers)} subscriber(s), {len(sessions)} session(s): {sum(delivered.values())} "
+        f"deliveries of {outcomes['ok']} acknowledged publishes, none phantom, none twice in "
+        "a session, every shared pair in one order; every subscriber got the end marker",
+    )
+
+
+def _check_session(
+    session: tuple[int, int],
+    messages: Sequence[Mapping[str, Any]],
+    published: Mapping[str, Mapping[str, Any]],
+    violations: list[dict[str, Any]],
+) -> dict[str, int]:
+    """One session's checks; returns each message's position in it."""
+    seen: dict[str, int] = {}
+    last: dict[str, tuple[int, str]] = {}  # publisher -> (n, message) of its last acked one
+    for position, record in enumerate(messages):
+        message, channel = record["message"], record["channel"]
+        where = {"subscriber": session[0], "session": session[1], "message": message}
+        publish = published.get(message)
+        if publish is None:
+            violations.append({**where, "problem": "never published"})
+        elif publish["outcome"] == "fail":
+            violations.append({**where, "problem": "its publish failed"})
+        elif publish["channel"] != channel:
+            violations.append({**where, "problem": f"published on {publish['channel']}"})
+        if message in seen:
+            violations.append({**where, "problem": "delivered twice in one session"})
+            continue
+        seen[message] = position
+        if publish is None or publish["outcome"] != "ok" or publish["publisher"] < 0:
+            continue
+        publisher, _, n = message.rpartition("-")
+        previous = last.get(publisher)
+        if previous is not None and int(n) < previous[0]:
+            violations.append({**where, "problem": f"after {previous[1]}, acknowledged later"})
+        last[publisher] = (int(n), message)
+    return seen
+
+
+def _check_shared_order(
+    positions: Mapping[tuple[int, int], Mapping[str, int]], violations: list[dict[str, Any]]
+) -> None:
+    """Every two sessions order the messages they share the same way."""
+    ordered = list(positions.items())
+    for i, (a, in_a) in enumerate(ordered):
+        for b, in_b in ordered[i + 1 :]:
+            previous: str | None = None
+            for message in in_a:  # in a's order
+                if message not in in_b:
+                    continue
+                if previous is not None and in_b[message] < in_b[previous]:
+                    violations.append(
+                        {
+                            "sessions": [a, b],
+                            "problem": f"{previous} then {message} in the first, "
+                            "the other way round in the second",
+                        }
+                    )
+                    break
+                previous = message
+
+
 # --- convergence and availability ------------------------------------------------------
 
 

@@ -42,12 +42,13 @@ from raftcache.chaos.nemesis import (
     Nemesis,
     NemesisConfig,
 )
+from raftcache.chaos.pubsub import MARKER_PREFIX, PUBSUB_FILE, finish_pubsub, start_pubsub
 from raftcache.chaos.watch import (
     MARKER_KEY,
     WATCH_FILE,
-    WatchLog,
+    RecordLog,
     finish_watchers,
-    read_watch_log,
+    read_records,
     start_watchers,
 )
 from raftcache.chaos.workloads import (
@@ -117,6 +118,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "comma-separated list",
     )
     p.add_argument("--think", type=float, default=0.02, help="seconds between a worker's ops")
+    p.add_argument(
+        "--subscribers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="pub/sub subscribers, through the SDK and the Redis port in turn, under one SDK "
+        "publisher, checked for phantoms, duplicates and order (default 2; 0: none)",
+    )
     p.add_argument(
         "--watchers",
         type=int,
@@ -241,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.nodes < 1 or args.duration <= 0:
             raise ValueError("--nodes must be >= 1 and --duration > 0")
-        _check_watchers(args)
+        _check_streams(args)
         if args.compaction_entries is not None and args.compaction_entries < 100:
             raise ValueError("--compaction-entries must be >= 100 (the node's minimum)")
     except ValueError as exc:
@@ -361,7 +370,7 @@ def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
         nemesis = K8sNemesis(kubectl, kinds or K8S_KINDS, interval_s=args.interval, seed=seed)
         if args.duration <= 0:
             raise ValueError("--duration must be > 0")
-        _check_watchers(args)
+        _check_streams(args)
     except ValueError as exc:
         print(f"raftcache-chaos: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -393,9 +402,11 @@ def _main_kubernetes(args: argparse.Namespace, seed: int) -> int:
     return _run(args, seed, out, backend)
 
 
-def _check_watchers(args: argparse.Namespace) -> None:
+def _check_streams(args: argparse.Namespace) -> None:
     if args.watchers < 0:
         raise ValueError(f"--watchers must be >= 0 (0: no watches), not {args.watchers}")
+    if args.subscribers < 0:
+        raise ValueError(f"--subscribers must be >= 0 (0: no pub/sub), not {args.subscribers}")
 
 
 def _prepare_out(args: argparse.Namespace, seed: int) -> Path:
@@ -405,6 +416,7 @@ def _prepare_out(args: argparse.Namespace, seed: int) -> Path:
     stale_files = (
         "history.jsonl",
         WATCH_FILE,
+        PUBSUB_FILE,
         "faults.json",
         "summary.json",
         "leaders.jsonl",
@@ -454,9 +466,13 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     sampler = LeaderSampler(_sampler_names(endpoints, args), out / "leaders.jsonl")
     sampler.start()
     started = time.monotonic()
-    watch_log = WatchLog(out / WATCH_FILE)
+    watch_log = RecordLog(out / WATCH_FILE)
     watching = args.watchers if "registers" in wconfig.workloads else 0
     watchers = start_watchers(watching, endpoints, watch_log)  # before the writers: from now
+    pubsub_log = RecordLog(out / PUBSUB_FILE)
+    publishers, subscribers = start_pubsub(
+        endpoints, backend.redis_endpoints, pubsub_log, args.subscribers, seed
+    )
     workers = start_workers(wconfig, history, lists, sets)
     try:
         if nemesis is not None:
@@ -472,7 +488,9 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
         worker_errors = stop_workers(workers)
         # the writers have stopped: the end marker, then every watch must deliver it
         worker_errors += finish_watchers(watchers, endpoints, f"end-{seed}")
+        worker_errors += finish_pubsub(publishers, subscribers, endpoints, pubsub_log)
         watch_log.close()
+        pubsub_log.close()
         _log(f"SDK workers' client: {pipeline_summary(workers)}")
         history.close()
         sampler.stop()
@@ -491,8 +509,10 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     crashes = nemesis.crashes if nemesis is not None else []
     verdicts = _check(ops, faults, final, final_lists, statuses, args.check_budget, final_sets)
     if watchers:
-        records = read_watch_log(out / WATCH_FILE)
+        records = read_records(out / WATCH_FILE)
         verdicts.append(checkers.check_watch(records, ops, final, (MARKER_KEY, f"end-{seed}")))
+    if subscribers:
+        verdicts.append(checkers.check_pubsub(read_records(out / PUBSUB_FILE), MARKER_PREFIX))
     verdicts.append(_run_verdict(ready, worker_errors, crashes))
     if backend.logs is not None:
         verdicts.append(_log_verdict(backend.logs()))

@@ -44,8 +44,9 @@ MARKER_KEY = "r:~end"  # not a register key: written once, after the writers sto
 WATCH_FILE = "watch.jsonl"
 
 
-class WatchLog:
-    """watch.jsonl: one JSON line per record, flushed as written (thread-safe)."""
+class RecordLog:
+    """A JSON-lines file of records (watch.jsonl, pubsub.jsonl), each flushed as written,
+    stamped with `time` (thread-safe)."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
@@ -53,8 +54,8 @@ class WatchLog:
         self._lock = threading.Lock()
         self._file = path.open("a", encoding="utf-8")
 
-    def write(self, watcher: int, what: str, **fields: Any) -> None:
-        record = {"watcher": watcher, "what": what, "time": self.clock(), **fields}
+    def write(self, what: str, **fields: Any) -> None:
+        record = {"what": what, "time": self.clock(), **fields}
         line = json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
         with self._lock:
             if not self._file.closed:
@@ -66,8 +67,8 @@ class WatchLog:
             self._file.close()
 
 
-def read_watch_log(path: Path) -> list[dict[str, Any]]:
-    """The records of a watch.jsonl, in file order ([] when the run had no watchers)."""
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a RecordLog file, in file order ([] when it was never written)."""
     if not path.exists():
         return []
     with path.open(encoding="utf-8") as f:
@@ -78,7 +79,7 @@ class Watcher:
     """One thread following the registers' prefix through the SDK's Watch."""
 
     def __init__(
-        self, index: int, endpoints: Sequence[str], log: WatchLog, timeout_s: float = 3.0
+        self, index: int, endpoints: Sequence[str], log: RecordLog, timeout_s: float = 3.0
     ) -> None:
         self.index = index
         self.endpoints = list(endpoints)
@@ -128,33 +129,33 @@ class Watcher:
                     watch = await client.watch(PREFIX, prefix=True, start_revision=after)
                     self._watch = watch
                     self.log.write(
-                        self.index, "start", revision=watch.revision, value=watch.address
+                        "start", watcher=self.index, revision=watch.revision, value=watch.address
                     )
                     async for event in watch:
                         value = None if event.value is None else event.value.decode()
                         key = event.key.decode()
                         self.log.write(
-                            self.index, "event", key=key, revision=event.revision,
+                            "event", watcher=self.index, key=key, revision=event.revision,
                             value=value, kind=event.kind,
                         )  # fmt: skip
                         after = event.revision
                         if key == MARKER_KEY:
                             self.marker_seen.set()
                 except RevisionCompactedError as exc:  # no member retains `after` any more
-                    self.log.write(self.index, "compacted", revision=after, value=str(exc))
+                    self.log.write("compacted", watcher=self.index, revision=after, value=str(exc))
                     after = 0
                 except RaftcacheError as exc:  # no member answered in time: again from `after`
-                    self.log.write(self.index, "break", revision=after, value=repr(exc))
+                    self.log.write("break", watcher=self.index, revision=after, value=repr(exc))
                     await asyncio.sleep(0.5)
                 finally:
                     if watch is not None:
                         resumes += watch.resumes
                         await watch.aclose()
         finally:
-            self.log.write(self.index, "end", value=resumes)
+            self.log.write("end", watcher=self.index, value=resumes)
 
 
-def start_watchers(count: int, endpoints: Sequence[str], log: WatchLog) -> list[Watcher]:
+def start_watchers(count: int, endpoints: Sequence[str], log: RecordLog) -> list[Watcher]:
     watchers = [Watcher(i, endpoints, log) for i in range(count)]
     for watcher in watchers:
         watcher.start()

@@ -48,6 +48,9 @@ def test_chaos_smoke(tmp_path: Path) -> None:
     # two SDK watches followed the registers through the faults (chaos/DESIGN.md)
     assert verdicts["watch"]["details"]["acked_writes_checked"] > 100, verdicts["watch"]
     assert len(verdicts["watch"]["details"]["watchers"]) == 2, verdicts["watch"]
+    # pub/sub: an SDK and a Redis-port subscriber under one publisher (chaos/pubsub.py)
+    assert len(verdicts["pubsub"]["details"]["delivered"]) == 2, verdicts["pubsub"]
+    assert min(verdicts["pubsub"]["details"]["delivered"].values()) > 100, verdicts["pubsub"]
     registers = verdicts["linearizable_registers"]["details"]["ops_per_key"]
     assert any(key.startswith("rr:") for key in registers), "Redis registers were not checked"
     # No CRITICAL line in a healthy cluster's logs, snapshot installs included (pysyncobj's

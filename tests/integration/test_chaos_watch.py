@@ -12,9 +12,9 @@ from raftcache.chaos.checkers import check_watch
 from raftcache.chaos.history import HistoryWriter, read_history
 from raftcache.chaos.watch import (
     MARKER_KEY,
-    WatchLog,
+    RecordLog,
     finish_watchers,
-    read_watch_log,
+    read_records,
     start_watchers,
 )
 from raftcache.client import Client
@@ -37,7 +37,7 @@ def test_watchers_resume_past_a_killed_node_and_the_checker_holds_them_to_the_wr
     cluster = start_cluster(tmp_path / "cluster")
     endpoints = [node.client_addr for node in cluster.nodes]
     history = HistoryWriter(tmp_path / "history.jsonl")
-    log = WatchLog(tmp_path / "watch.jsonl")
+    log = RecordLog(tmp_path / "watch.jsonl")
     try:
         watchers = start_watchers(2, endpoints, log)
         wait_for(lambda: all(w.address for w in watchers), "both watches started")
@@ -63,7 +63,7 @@ def test_watchers_resume_past_a_killed_node_and_the_checker_holds_them_to_the_wr
         history.close()
         log.close()
         cluster.close()
-    records = read_watch_log(tmp_path / "watch.jsonl")
+    records = read_records(tmp_path / "watch.jsonl")
     verdict = check_watch(
         records, read_history(tmp_path / "history.jsonl"), final, (MARKER_KEY, "end-test")
     )

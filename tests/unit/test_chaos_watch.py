@@ -195,7 +195,7 @@ def test_no_records_is_unknown_never_a_pass() -> None:
     assert verdict.valid == "unknown"
 
 
-def test_runner_refuses_a_negative_watcher_count(
+def test_runner_refuses_a_negative_watcher_or_subscriber_count(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
@@ -204,4 +204,6 @@ def test_runner_refuses_a_negative_watcher_count(
     code = runner.main(["--kubernetes", "--endpoints", "127.0.0.1:1", "--watchers", "-2"])
     assert code == runner.EXIT_USAGE
     assert "--watchers must be >= 0" in capsys.readouterr().err
+    assert runner.main(["--subscribers", "-1", "--out", str(out)]) == runner.EXIT_USAGE
+    assert "--subscribers must be >= 0 (0: no pub/sub), not -1" in capsys.readouterr().err
     assert not out.exists(), "nothing starts"

@@ -726,13 +726,19 @@ def _follow_watch(
     violations: list[dict[str, Any]],
 ) -> tuple[dict[tuple[str, Any], int], list[tuple[float, float]], Counter[str], dict[str, Any]]:
     """One watcher's records in order: the revision of each (key, value) delivered, the time
-    gaps a "compacted" restart leaves, the counts, and each key's last delivered value."""
+    gaps a "compacted" restart leaves, the counts, and each key's last delivered value.
+
+    A gap starts when the write of the last change delivered before it was invoked (a write
+    acknowledged before that had a lower revision, so it was not in the gap; one acknowledged
+    later may have been, even before the watcher logged that change: a watch on a follower
+    lags the leader's answers), or at the beginning of time when no change was delivered
+    since the watch (re)started; it ends when the watch started again."""
     seen: dict[tuple[str, Any], int] = {}
     gaps: list[tuple[float, float]] = []
     counts: Counter[str] = Counter()
     last: dict[str, Any] = {}
     revision = 0
-    last_time = -math.inf
+    since = -math.inf  # invoke time of the last delivered write since the watch (re)started
     gap_from: float | None = None
     for rec in recs:
         what = rec["what"]
@@ -740,14 +746,13 @@ def _follow_watch(
         if what == "end":
             counts["resumes"] += int(rec.get("value") or 0)
         elif what == "compacted":
-            gap_from = last_time if gap_from is None else gap_from
+            gap_from = since if gap_from is None else gap_from
         elif what == "start":
             if gap_from is not None:
                 gaps.append((gap_from, rec["time"]))
                 gap_from = None
-            last_time = rec["time"]
+            since = -math.inf
         elif what == "event":
-            last_time = rec["time"]
             key, value, rev = rec["key"], rec.get("value"), int(rec["revision"])
             where = {"watcher": rec["watcher"], "key": key, "value": value, "revision": rev}
             if rev <= revision:
@@ -771,6 +776,8 @@ def _follow_watch(
                 )
             seen[(key, value)] = rev
             last[key] = value
+            if op is not None:
+                since = op.invoke
     return seen, gaps, counts, last
 
 
@@ -780,30 +787,31 @@ def _check_write_order(
     writes: Mapping[tuple[str, Any], Op],
     violations: list[dict[str, Any]],
 ) -> None:
-    """Per key, in revision order, no acknowledged write may have been invoked after a
-    later-revision acknowledged write completed."""
-    per_key: dict[str, list[tuple[int, Op]]] = defaultdict(list)
-    for (key, value), rev in seen.items():
-        op = writes.get((key, value))
-        if op is not None and _applied_ack(op):
-            per_key[key].append((rev, op))
-    for key, delivered in per_key.items():
-        delivered.sort(key=lambda pair: pair[0])
-        latest: tuple[int, Op] | None = None  # the latest-invoked write so far
-        for rev, op in delivered:
-            if latest is not None and latest[1].invoke > op.complete:
-                violations.append(
-                    {
-                        "watcher": watcher,
-                        "key": key,
-                        "problem": f"revision {latest[0]} was written after revision {rev} was "
-                        "acknowledged, yet comes before it",
-                        "acknowledged_first": _describe(op),
-                        "invoked_after": _describe(latest[1]),
-                    }
-                )
-            if latest is None or op.invoke > latest[1].invoke:
-                latest = (rev, op)
+    """In revision order (one order over every key), no acknowledged write may have been
+    invoked after a later-revision acknowledged write completed."""
+    delivered = sorted(
+        (
+            (rev, op)
+            for pair, rev in seen.items()
+            if (op := writes.get(pair)) is not None and _applied_ack(op)
+        ),
+        key=lambda pair: pair[0],
+    )
+    latest: tuple[int, Op] | None = None  # the latest-invoked write so far
+    for rev, op in delivered:
+        if latest is not None and latest[1].invoke > op.complete:
+            violations.append(
+                {
+                    "watcher": watcher,
+                    "key": op.key,
+                    "problem": f"revision {latest[0]} was written after revision {rev} was "
+                    "acknowledged, yet comes before it",
+                    "acknowledged_first": _describe(op),
+                    "invoked_after": _describe(latest[1]),
+                }
+            )
+        if latest is None or op.invoke > latest[1].invoke:
+            latest = (rev, op)
 
 
 def _check_watch_final(

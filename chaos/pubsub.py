@@ -245,33 +245,43 @@ def finish_pubsub(
     subscribers: Sequence[Subscriber],
     endpoints: Sequence[str],
     log: RecordLog,
+    markers: bool = True,
     wait_s: float = 30.0,
 ) -> list[str]:
-    """Stop publishing; then publish end markers (every 0.5 s, as a subscriber may be
-    re-subscribing) until every subscriber got one; stop them. Returns the problems."""
+    """Stop publishing; then (`markers`: the cluster recovered) publish end markers every
+    0.5 s, as a subscriber may be re-subscribing, until every subscriber got one; stop
+    them. Returns the problems."""
     problems: list[str] = []
-    for publisher in publishers:
-        publisher.stop()
-        if publisher.error is not None:
-            problems.append(f"publisher {publisher.index}: {publisher.error!r}")
-    if subscribers:
-        deadline = time.monotonic() + wait_s
-        with Client(list(endpoints), timeout=3.0) as client:
-            for n in itertools.count():
-                if all(s.marker_seen.is_set() for s in subscribers):
-                    break
-                if time.monotonic() > deadline:
-                    stuck = [s.index for s in subscribers if not s.marker_seen.is_set()]
-                    problems.append(
-                        f"subscriber(s) {stuck} received no end marker within {wait_s:g} s "
-                        "after the faults healed: stuck"
-                    )
-                    break
-                with contextlib.suppress(RaftcacheError):
-                    publish(client, log, CHANNELS[0], f"{MARKER_PREFIX}{n}", who=-1)
-                time.sleep(0.5)
-    for sub in subscribers:
-        sub.stop()
-        if sub.error is not None:
-            problems.append(f"subscriber {sub.index}: {sub.error!r}")
+    try:
+        for publisher in publishers:
+            publisher.stop()
+            if publisher.error is not None:
+                problems.append(f"publisher {publisher.index}: {publisher.error!r}")
+        if subscribers and markers:
+            problems += _await_markers(subscribers, endpoints, log, wait_s)
+    finally:
+        for sub in subscribers:
+            sub.stop()
+            if sub.error is not None:
+                problems.append(f"subscriber {sub.index}: {sub.error!r}")
     return problems
+
+
+def _await_markers(
+    subscribers: Sequence[Subscriber], endpoints: Sequence[str], log: RecordLog, wait_s: float
+) -> list[str]:
+    deadline = time.monotonic() + wait_s
+    sent = itertools.count()
+    with Client(list(endpoints), timeout=3.0) as client:
+        while True:
+            if all(s.marker_seen.is_set() for s in subscribers):
+                return []
+            if time.monotonic() > deadline:
+                stuck = [s.index for s in subscribers if not s.marker_seen.is_set()]
+                return [
+                    f"subscriber(s) {stuck} received no end marker within {wait_s:g} s "
+                    "after the faults healed: stuck"
+                ]
+            with contextlib.suppress(RaftcacheError):
+                publish(client, log, CHANNELS[0], f"{MARKER_PREFIX}{next(sent)}", who=-1)
+            time.sleep(0.5)

@@ -468,12 +468,15 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     started = time.monotonic()
     watch_log = RecordLog(out / WATCH_FILE)
     watching = args.watchers if "registers" in wconfig.workloads else 0
+    if args.watchers and not watching:
+        _log("no watches: --watchers follows the registers workload, which is not running")
     watchers = start_watchers(watching, endpoints, watch_log)  # before the writers: from now
     pubsub_log = RecordLog(out / PUBSUB_FILE)
     publishers, subscribers = start_pubsub(
         endpoints, backend.redis_endpoints, pubsub_log, args.subscribers, seed
     )
     workers = start_workers(wconfig, history, lists, sets)
+    ready = False
     try:
         if nemesis is not None:
             nemesis.start()
@@ -483,17 +486,21 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
         ready = backend.wait_ready()
         time.sleep(2.0)  # let the workers show recovery after the last fault
     finally:  # also on Ctrl-C: no thread may outlive the cluster
-        if nemesis is not None:
-            nemesis.stop()
-        worker_errors = stop_workers(workers)
-        # the writers have stopped: the end marker, then every watch must deliver it
-        worker_errors += finish_watchers(watchers, endpoints, f"end-{seed}")
-        worker_errors += finish_pubsub(publishers, subscribers, endpoints, pubsub_log)
-        watch_log.close()
-        pubsub_log.close()
-        _log(f"SDK workers' client: {pipeline_summary(workers)}")
-        history.close()
-        sampler.stop()
+        try:
+            if nemesis is not None:
+                nemesis.stop()
+            worker_errors = stop_workers(workers)
+            # The writers have stopped. After a recovery, the end markers every watch and
+            # subscriber must deliver; otherwise (not ready, Ctrl-C) just stop them.
+            marker = f"end-{seed}" if ready else None
+            worker_errors += finish_watchers(watchers, endpoints, marker)
+            worker_errors += finish_pubsub(publishers, subscribers, endpoints, pubsub_log, ready)
+        finally:
+            watch_log.close()
+            pubsub_log.close()
+            _log(f"SDK workers' client: {pipeline_summary(workers)}")
+            history.close()
+            sampler.stop()
     elapsed = time.monotonic() - started
 
     final = _final_reads(endpoints, wconfig, workers) if ready else None
@@ -510,9 +517,17 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     verdicts = _check(ops, faults, final, final_lists, statuses, args.check_budget, final_sets)
     if watchers:
         records = read_records(out / WATCH_FILE)
-        verdicts.append(checkers.check_watch(records, ops, final, (MARKER_KEY, f"end-{seed}")))
+        verdicts.append(
+            checkers.check_watch(records, ops, final, (MARKER_KEY, f"end-{seed}"))
+            if ready
+            else _unknown("watch", "the cluster did not recover: no end marker, not checked")
+        )
     if subscribers:
-        verdicts.append(checkers.check_pubsub(read_records(out / PUBSUB_FILE), MARKER_PREFIX))
+        verdicts.append(
+            checkers.check_pubsub(read_records(out / PUBSUB_FILE), MARKER_PREFIX)
+            if ready
+            else _unknown("pubsub", "the cluster did not recover: no end marker, not checked")
+        )
     verdicts.append(_run_verdict(ready, worker_errors, crashes))
     if backend.logs is not None:
         verdicts.append(_log_verdict(backend.logs()))

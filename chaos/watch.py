@@ -7,13 +7,15 @@ event it delivers is one line of watch.jsonl:
 
     {"watcher", "what", "time", "key", "revision", "value", "kind"}
 
-`what` is "start" (watching; `revision` is the revision the watch started after, `value` the
-node it started on), "event"
-(one delivered change), "compacted" (no member retained the revision to resume from: the
-watch starts again from now, and the changes in between are a gap the checker excuses),
-"break" (the watch call itself failed, e.g. no member reachable within the timeout; it is
-retried from the same revision) or "end" (stopped; `value` is how many times the SDK
-resumed the stream).
+`what` is one of:
+- "start": watching; `revision` is the revision the watch started after, `value` the node;
+- "event": one delivered change;
+- "compacted": no member retained the revision to resume from; the watch starts again
+  from now, and the changes in between are a gap the checker excuses;
+- "break": the watch ended with another error (no member answered the first call within
+  the timeout, or a final error such as INVALID_ARGUMENT); it is retried from the same
+  revision. The SDK itself resumes through outages, so a break is worth a look;
+- "end": stopped; `value` is how many times the SDK resumed the stream.
 
 After the writers stop and the faults heal, the runner writes MARKER_KEY through the SDK
 and waits until every watcher has delivered it: a watch that stalls shows as a missing
@@ -144,7 +146,9 @@ class Watcher:
                 except RevisionCompactedError as exc:  # no member retains `after` any more
                     self.log.write("compacted", watcher=self.index, revision=after, value=str(exc))
                     after = 0
-                except RaftcacheError as exc:  # no member answered in time: again from `after`
+                except RaftcacheError as exc:  # the watch ended: again from where it was
+                    if watch is not None:  # it may have started from now and seen nothing
+                        after = max(after, watch.revision)
                     self.log.write("break", watcher=self.index, revision=after, value=repr(exc))
                     await asyncio.sleep(0.5)
                 finally:
@@ -163,31 +167,43 @@ def start_watchers(count: int, endpoints: Sequence[str], log: RecordLog) -> list
 
 
 def finish_watchers(
-    watchers: Sequence[Watcher], endpoints: Sequence[str], marker: str, wait_s: float = 30.0
+    watchers: Sequence[Watcher],
+    endpoints: Sequence[str],
+    marker: str | None,
+    wait_s: float = 30.0,
 ) -> list[str]:
-    """Write the end marker (the writers have stopped), wait until each watcher delivered it,
-    stop them all; returns the problems (a marker not written or not delivered, an error)."""
+    """Write the end `marker` (the writers have stopped; None: the cluster did not recover,
+    just stop), wait until each watcher delivered it (`wait_s` from the first attempt to
+    write it), stop them all; returns the problems (a marker not written or not delivered,
+    an error)."""
     problems: list[str] = []
-    if watchers:
-        deadline = time.monotonic() + wait_s
-        with Client(list(endpoints), timeout=3.0) as client:
-            while True:
-                try:
-                    client.set(MARKER_KEY, marker)
-                    break
-                except RaftcacheError as exc:
-                    if time.monotonic() > deadline:
-                        problems.append(f"the watch end marker could not be written: {exc!r}")
-                        break
-                    time.sleep(0.5)
+    try:
+        if watchers and marker is not None:
+            problems += _await_marker(watchers, endpoints, marker, wait_s)
+    finally:
         for watcher in watchers:
-            if not problems and not watcher.marker_seen.wait(max(deadline - time.monotonic(), 0)):
-                problems.append(
-                    f"watcher {watcher.index} did not deliver the end marker within {wait_s:g} s "
-                    "of it being written: its watch stalled"
-                )
-    for watcher in watchers:
-        watcher.stop()
-        if watcher.error is not None:
-            problems.append(f"watcher {watcher.index}: {watcher.error!r}")
+            watcher.stop()
+            if watcher.error is not None:
+                problems.append(f"watcher {watcher.index}: {watcher.error!r}")
     return problems
+
+
+def _await_marker(
+    watchers: Sequence[Watcher], endpoints: Sequence[str], marker: str, wait_s: float
+) -> list[str]:
+    deadline = time.monotonic() + wait_s
+    with Client(list(endpoints), timeout=3.0) as client:
+        while True:
+            try:
+                client.set(MARKER_KEY, marker)
+                break
+            except RaftcacheError as exc:
+                if time.monotonic() > deadline:
+                    return [f"the watch end marker could not be written: {exc!r}"]
+                time.sleep(0.5)
+    return [
+        f"watcher {watcher.index} did not deliver the end marker within {wait_s:g} s: its "
+        "watch stalled"
+        for watcher in watchers
+        if not watcher.marker_seen.wait(max(deadline - time.monotonic(), 0))
+    ]

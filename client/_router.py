@@ -270,7 +270,9 @@ class Router:
         return False
 
     async def _backoff(self, attempt: int, deadline: float) -> None:
-        ceiling = min(self._policy.cap_s, self._policy.base_s * 2**attempt)
+        # The exponent is capped: a watch resumes for as long as it takes (2**1024 would not
+        # fit a float), and cap_s is reached long before 2**32 anyway.
+        ceiling = min(self._policy.cap_s, self._policy.base_s * 2 ** min(attempt, 32))
         pause = min(self._rng.uniform(0, ceiling), max(deadline - self._clock(), 0))
         if pause > 0:
             await self._sleep(pause)

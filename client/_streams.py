@@ -84,8 +84,11 @@ class StreamOpener:
             try:
                 metadata = await stream.started(min(remaining, 2.0))
                 return stream, address, metadata
-            except CallFailed as failure:
+            except BaseException as exc:  # a refusal, or the caller cancelled (a timeout)
                 stream.cancel()
+                if not isinstance(exc, CallFailed):
+                    raise
+                failure = exc
                 final = final_error(failure)
                 if isinstance(final, errors.RevisionCompactedError):
                     compacted[address] = final
@@ -180,11 +183,16 @@ class Watch:
         while not self._closed:
             if self._stream is None:
                 await self._opener.pause(self._breaks)
+                if self._closed:
+                    break  # closed while pausing
                 try:
                     await self._connect(after=self._address)
                 except errors.UnavailableError:
                     self._breaks += 1
                     continue  # no member answered in time: keep trying until closed
+                if self._closed:  # closed while connecting: nobody will read this stream
+                    await self.aclose()
+                    break
                 self.resumes += 1
             event = await self._read()
             if event is None:

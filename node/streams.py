@@ -759,8 +759,14 @@ class Streams:
         whole-cluster restart met replaying nodes so), so wait up to CATCH_UP_S for it, then
         answer TooStale (retryable: the SDK tries the next member)."""
         deadline = self._loop.time() + CATCH_UP_S
-        while (now := self._revision()) < start:
-            if self.current():
+        while True:
+            # current() first: a leader current then had applied every revision any watch
+            # delivered, so a start still ahead of a later read was never delivered.
+            current = self.current()
+            now = self._revision()
+            if now >= start:
+                return
+            if current:
                 raise errors.InvalidInput(
                     f"start_revision {start} is ahead of this node's revision {now}: pass a "
                     "revision received from a watch, or 0 to watch from now"

@@ -143,19 +143,29 @@ def test_revision_order_must_respect_real_time() -> None:
     # "a" was acknowledged (1.1) before "c" was invoked (2.0), yet "c" comes first
     records = [
         start(0.5, 10),
-        event("r:0", "c", 11, 2.1),
-        event("r:1", "b", 12, 2.1),
+        event("r:1", "b", 11, 2.1),
+        event("r:0", "c", 12, 2.1),
         event("r:0", "a", 13, 2.1),
         *end(3.0),
     ]
     verdict = check_watch(records, WRITES, {**FINAL, "r:0": "a"}, MARKER)
     assert verdict.valid is False
     assert problems(verdict) == [
-        "revision 11 was written after revision 13 was acknowledged, yet comes before it"
+        "revision 12 was written after revision 13 was acknowledged, yet comes before it"
     ]
     # concurrent writes may come in either order
     overlapping = [write("r:0", "a", 1.0, 2.5), WRITES[1], WRITES[2]]
     assert check_watch(records, overlapping, {**FINAL, "r:0": "a"}, MARKER).valid is True
+
+
+def test_revision_order_is_one_order_across_keys() -> None:
+    # "a" on r:0 was acknowledged (1.1) before "b" on r:1 was invoked (1.2)
+    records = [start(0.5, 10), event("r:1", "b", 11, 1.3), event("r:0", "a", 12, 1.3)]
+    records += [event("r:0", "c", 13, 2.1), *end(3.0)]
+    verdict = check_watch(records, WRITES, FINAL, MARKER)
+    assert problems(verdict) == [
+        "revision 11 was written after revision 12 was acknowledged, yet comes before it"
+    ]
 
 
 def test_a_compacted_restart_excuses_only_the_writes_in_its_gap() -> None:
@@ -167,6 +177,20 @@ def test_a_compacted_restart_excuses_only_the_writes_in_its_gap() -> None:
     assert [m["value"] for m in verdict.details["missing"]] == ["h"]
     records = [*CLEAN[:4], gap, start(3.0, 20), event("r:1", "h", 21, 4.1), *end(5.0)]
     assert check_watch(records, writes, {**FINAL, "r:1": "h"}, MARKER).valid is True
+
+
+def test_a_gap_starts_when_the_last_delivered_write_was_invoked() -> None:
+    """A watch on a follower lags the leader's answers: a write acknowledged before the
+    watcher logged the change just before it may still fall in the gap that follows."""
+    writes = [write("r:0", "x", 1.0, 1.9), write("r:1", "y", 1.92, 1.95)]
+    gap = {"watcher": 0, "what": "compacted", "time": 2.1, "revision": 100, "value": "gone"}
+    records = [start(0.5, 99), event("r:0", "x", 100, 2.0), gap, start(2.5, 200), *end(3.0)]
+    verdict = check_watch(records, writes, {"r:0": "x"}, MARKER)
+    assert verdict.valid is True, verdict  # y (acked 1.95, before x was logged) is excused
+    # a write acknowledged before x was even invoked came before x: not in the gap
+    early = [write("r:1", "w", 0.6, 0.9), *writes]
+    verdict = check_watch(records, early, {"r:0": "x"}, MARKER)
+    assert [m["value"] for m in verdict.details["missing"]] == ["w"]
 
 
 def test_a_watch_that_never_delivers_the_marker_stalled() -> None:

@@ -876,3 +876,66 @@ def test_a_watch_keeps_resuming_while_no_member_answers_for_longer_than_its_time
     assert resumes == 1  # re-established once; the refused attempts are not resumes
     assert clock.now - began > client.timeout  # longer than one attempt's deadline
     assert [r.start_revision for _, _, r in fake.opened] == [4] + [5] * 201
+
+
+class GatedStream(FakeStream):
+    """A stream whose start waits until `gate` is set (a node slow to accept it)."""
+
+    def __init__(self, *items: Any) -> None:
+        super().__init__(*items)
+        self.gate = asyncio.Event()
+
+    async def started(self, timeout: float) -> Any:
+        await self.gate.wait()
+        return await super().started(timeout)
+
+
+def test_closing_a_watch_while_it_resumes_ends_the_iteration(
+    client: AsyncClient, fake: StreamingFake
+) -> None:
+    gated = GatedStream(event(6))
+    fake.streams.extend([FakeStream(event(5), SOCKET_CLOSED), gated])
+
+    async def body() -> None:
+        stream = await client.watch("k", start_revision=4)
+        assert (await anext(stream)).revision == 5
+        pending = asyncio.ensure_future(anext(stream))  # breaks, then resumes on `gated`
+        for _ in range(1000):  # until the resume has opened the gated stream
+            if len(fake.opened) == 2:
+                break
+            await asyncio.sleep(0)
+        assert len(fake.opened) == 2
+        await stream.aclose()
+        gated.gate.set()  # the node answers after the close
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(pending, 5.0)
+        assert gated.cancelled  # nobody will read it: it is not left open
+
+    run(body())
+
+
+def test_a_resume_given_up_by_its_caller_leaves_no_stream_open(
+    client: AsyncClient, fake: StreamingFake
+) -> None:
+    gated = GatedStream(event(6))
+    fake.streams.extend([FakeStream(event(5), SOCKET_CLOSED), gated])
+
+    async def body() -> None:
+        stream = await client.watch("k", start_revision=4)
+        await anext(stream)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(stream), 0.05)  # the caller's own timeout
+        assert gated.cancelled
+
+    run(body())
+
+
+def test_backoff_after_very_many_breaks_stays_a_number(client: AsyncClient) -> None:
+    """A watch keeps resuming for as long as an outage lasts: its break count is not bounded,
+    and 2**1024 would not fit a float."""
+    router = client._router
+
+    async def body() -> None:
+        await router._backoff(5000, router.deadline_in(0.01))
+
+    run(body())

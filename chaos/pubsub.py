@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from raftcache.chaos.watch import RecordLog
+from raftcache.chaos.watch import Background, RecordLog, stop_all
 from raftcache.client import (
     AsyncClient,
     Client,
@@ -42,37 +42,22 @@ MARKER_PREFIX = "end-"
 PUBSUB_FILE = "pubsub.jsonl"
 
 
-class Publisher:
+class Publisher(Background):
     """Publishes "<index>-<n>" to the channels in turn, one at a time, each recorded."""
 
     def __init__(
         self, index: int, endpoints: Sequence[str], log: RecordLog, think_s: float = 0.02
     ) -> None:
-        self.index = index
-        self.endpoints = list(endpoints)
-        self.log = log
+        super().__init__(index, "publish", endpoints, log)
         self.think_s = think_s
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"publish-{index}", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            with Client(self.endpoints, timeout=3.0) as client:
-                for n in itertools.count():
-                    if self._stop.is_set():
-                        return
-                    publish(client, self.log, CHANNELS[n % len(CHANNELS)], f"{self.index}-{n}")
-                    self._stop.wait(self.think_s)
-        except BaseException as exc:  # reported by the runner
-            self.error = exc
+    def _body(self) -> None:
+        with Client(self.endpoints, timeout=3.0) as client:
+            for n in itertools.count():
+                if self._stop.is_set():
+                    return
+                publish(client, self.log, CHANNELS[n % len(CHANNELS)], f"{self.index}-{n}")
+                self._stop.wait(self.think_s)
 
 
 def publish(client: Client, log: RecordLog, channel: str, message: str, who: int = 0) -> str:
@@ -92,7 +77,7 @@ def publish(client: Client, log: RecordLog, channel: str, message: str, who: int
     return outcome
 
 
-class Subscriber:
+class Subscriber(Background):
     """Subscribed to every channel, through the SDK (`resp` None) or the Redis port (a
     node picked at random for each session); re-subscribes after a break."""
 
@@ -104,38 +89,23 @@ class Subscriber:
         resp: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
-        self.index = index
-        self.endpoints = list(endpoints)
+        super().__init__(index, "subscribe", endpoints, log)
         self.resp = list(resp) if resp else None
-        self.log = log
         self.marker_seen = threading.Event()
         self.subscribed = threading.Event()  # a session is open now
         self.node = ""  # the Redis port of the latest session ("sdk" through the SDK)
-        self.error: BaseException | None = None
         self._rng = random.Random(f"{seed}-sub-{index}")
         self._session = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"subscribe-{index}", daemon=True)
 
     @property
     def protocol(self) -> str:
         return "grpc" if self.resp is None else "resp"
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            if self.resp is None:
-                asyncio.run(self._sdk())
-            else:
-                self._redis(self.resp)
-        except BaseException as exc:  # reported by the runner
-            self.error = exc
+    def _body(self) -> None:
+        if self.resp is None:
+            asyncio.run(self._sdk())
+        else:
+            self._redis(self.resp)
 
     def _got(self, channel: str, message: str) -> None:
         self.log.write(
@@ -157,13 +127,7 @@ class Subscriber:
 
     async def _sdk(self) -> None:
         async with AsyncClient(self.endpoints, timeout=3.0) as client:
-            follow = asyncio.create_task(self._follow(client))
-            while not self._stop.is_set() and not follow.done():
-                await asyncio.sleep(0.1)
-            follow.cancel()
-            await asyncio.gather(follow, return_exceptions=True)
-            if not follow.cancelled() and follow.exception() is not None:
-                raise follow.exception()  # type: ignore[misc]
+            await self._until_stopped(self._follow(client))
 
     async def _follow(self, client: AsyncClient) -> None:
         while True:
@@ -253,17 +217,11 @@ def finish_pubsub(
     them. Returns the problems."""
     problems: list[str] = []
     try:
-        for publisher in publishers:
-            publisher.stop()
-            if publisher.error is not None:
-                problems.append(f"publisher {publisher.index}: {publisher.error!r}")
+        problems += stop_all(publishers, "publisher")
         if subscribers and markers:
             problems += _await_markers(subscribers, endpoints, log, wait_s)
     finally:
-        for sub in subscribers:
-            sub.stop()
-            if sub.error is not None:
-                problems.append(f"subscriber {sub.index}: {sub.error!r}")
+        problems += stop_all(subscribers, "subscriber")
     return problems
 
 

@@ -29,7 +29,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,26 +77,18 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-class Watcher:
-    """One thread following the registers' prefix through the SDK's Watch."""
+class Background:
+    """A daemon thread of a chaos run talking to the cluster at `endpoints` and recording to
+    `log`, running `_body` until `stop()`; what ends it early is kept in `error` (the
+    runner reports it; never silently lost)."""
 
-    def __init__(
-        self, index: int, endpoints: Sequence[str], log: RecordLog, timeout_s: float = 3.0
-    ) -> None:
+    def __init__(self, index: int, name: str, endpoints: Sequence[str], log: RecordLog) -> None:
         self.index = index
         self.endpoints = list(endpoints)
         self.log = log
-        self.timeout_s = timeout_s
-        self.marker_seen = threading.Event()
         self.error: BaseException | None = None
-        self._watch: Watch | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"watch-{index}", daemon=True)
-
-    @property
-    def address(self) -> str | None:
-        """The node the watch is on now (None before it started)."""
-        return None if self._watch is None else self._watch.address
+        self._thread = threading.Thread(target=self._run, name=f"{name}-{index}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -107,19 +99,56 @@ class Watcher:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported by the runner; never silently lost
+            self._body()
+        except BaseException as exc:
             self.error = exc
+
+    def _body(self) -> None:
+        raise NotImplementedError
+
+    async def _until_stopped(self, body: Coroutine[Any, Any, None]) -> None:
+        """Run `body` (an endless loop over a stream) until stop(), then cancel it."""
+        task = asyncio.create_task(body)
+        while not self._stop.is_set() and not task.done():
+            await asyncio.sleep(0.1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+def stop_all(things: Sequence[Background], what: str) -> list[str]:
+    """Stop each; the errors that ended any of them early."""
+    problems = []
+    for thing in things:
+        thing.stop()
+        if thing.error is not None:
+            problems.append(f"{what} {thing.index}: {thing.error!r}")
+    return problems
+
+
+class Watcher(Background):
+    """One thread following the registers' prefix through the SDK's Watch."""
+
+    def __init__(
+        self, index: int, endpoints: Sequence[str], log: RecordLog, timeout_s: float = 3.0
+    ) -> None:
+        super().__init__(index, "watch", endpoints, log)
+        self.timeout_s = timeout_s
+        self.marker_seen = threading.Event()
+        self._watch: Watch | None = None
+
+    @property
+    def address(self) -> str | None:
+        """The node the watch is on now (None before it started)."""
+        return None if self._watch is None else self._watch.address
+
+    def _body(self) -> None:
+        asyncio.run(self._main())
 
     async def _main(self) -> None:
         async with AsyncClient(self.endpoints, timeout=self.timeout_s) as client:
-            follow = asyncio.create_task(self._follow(client))
-            while not self._stop.is_set() and not follow.done():
-                await asyncio.sleep(0.1)
-            follow.cancel()
-            await asyncio.gather(follow, return_exceptions=True)
-            if follow.done() and not follow.cancelled() and follow.exception() is not None:
-                raise follow.exception()  # type: ignore[misc]
+            await self._until_stopped(self._follow(client))
 
     async def _follow(self, client: AsyncClient) -> None:
         after = 0  # the last revision delivered (0: from now)
@@ -181,10 +210,7 @@ def finish_watchers(
         if watchers and marker is not None:
             problems += _await_marker(watchers, endpoints, marker, wait_s)
     finally:
-        for watcher in watchers:
-            watcher.stop()
-            if watcher.error is not None:
-                problems.append(f"watcher {watcher.index}: {watcher.error!r}")
+        problems += stop_all(watchers, "watcher")
     return problems
 
 

@@ -890,11 +890,18 @@ class GatedStream(FakeStream):
         return await super().started(timeout)
 
 
+def break_then_gate(fake: StreamingFake) -> GatedStream:
+    """A watch's first stream delivers revision 5 and breaks; its resume opens a stream that
+    the test lets start (or not)."""
+    gated = GatedStream(event(6))
+    fake.streams.extend([FakeStream(event(5), SOCKET_CLOSED), gated])
+    return gated
+
+
 def test_closing_a_watch_while_it_resumes_ends_the_iteration(
     client: AsyncClient, fake: StreamingFake
 ) -> None:
-    gated = GatedStream(event(6))
-    fake.streams.extend([FakeStream(event(5), SOCKET_CLOSED), gated])
+    gated = break_then_gate(fake)
 
     async def body() -> None:
         stream = await client.watch("k", start_revision=4)
@@ -917,12 +924,11 @@ def test_closing_a_watch_while_it_resumes_ends_the_iteration(
 def test_a_resume_given_up_by_its_caller_leaves_no_stream_open(
     client: AsyncClient, fake: StreamingFake
 ) -> None:
-    gated = GatedStream(event(6))
-    fake.streams.extend([FakeStream(event(5), SOCKET_CLOSED), gated])
+    gated = break_then_gate(fake)
 
     async def body() -> None:
         stream = await client.watch("k", start_revision=4)
-        await anext(stream)
+        assert (await anext(stream)).revision == 5
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(anext(stream), 0.05)  # the caller's own timeout
         assert gated.cancelled

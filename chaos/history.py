@@ -84,12 +84,12 @@ class Op:
 _FIELDS = ("process", "op", "key", "value", "result", "invoke", "complete", "outcome")
 
 
-class HistoryWriter:
-    """Append-only, thread-safe history file; each record is flushed as it is written.
+class JsonLines:
+    """An append-only JSON-lines file, each line flushed as it is written (thread-safe);
+    `clock` stamps what is written (one monotonic clock for every file of a run).
 
-    Writes take a short threading lock and never await, so one writer serves
-    threads and asyncio tasks alike.
-    """
+    Writes take a short threading lock and never await, so one file serves threads and
+    asyncio tasks alike."""
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
@@ -97,14 +97,29 @@ class HistoryWriter:
         self._lock = threading.Lock()
         self._file: TextIO | None = self.path.open("a", encoding="utf-8")
 
-    def write(self, op: Op) -> None:
-        """Append one record and flush it."""
-        line = op.to_json() + "\n"
+    def _append(self, line: str, after_close: Literal["raise", "drop"] = "raise") -> None:
         with self._lock:
             if self._file is None:
-                raise RuntimeError(f"history {self.path} is closed; no more records accepted")
-            self._file.write(line)
+                if after_close == "drop":
+                    return
+                raise RuntimeError(f"{self.path} is closed; no more records accepted")
+            self._file.write(line + "\n")
             self._file.flush()
+
+    def close(self) -> None:
+        """Flush and close the file; later writes raise (or are dropped, where allowed)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class HistoryWriter(JsonLines):
+    """The history: one completed operation per line."""
+
+    def write(self, op: Op) -> None:
+        """Append one record and flush it."""
+        self._append(op.to_json())
 
     def begin(self, process: int, op: OpName, key: str, value: Any = None) -> Recorder:
         """Stamp the invoke time of an operation; finish it with the returned recorder."""
@@ -112,18 +127,29 @@ class HistoryWriter:
             raise ValueError(f"unknown op {op!r}; expected one of {sorted(OP_NAMES)}")
         return Recorder(self, process, op, key, value, self.clock())
 
-    def close(self) -> None:
-        """Flush and close the file; later writes raise."""
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
     def __enter__(self) -> HistoryWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RecordLog(JsonLines):
+    """Records of the streams a run follows (watch.jsonl, pubsub.jsonl): one JSON object a
+    line, `what` it is and the `time` it was written. A thread still finishing after the
+    run closed the file is not an error: its late records are dropped."""
+
+    def write(self, what: str, **fields: Any) -> None:
+        record = {"what": what, "time": self.clock(), **fields}
+        self._append(json.dumps(record, separators=(",", ":"), sort_keys=True), "drop")
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a RecordLog file, in file order ([] when it was never written)."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 class Recorder:

@@ -27,7 +27,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from raftcache.chaos.watch import Background, RecordLog, stop_all
+from raftcache.chaos.history import RecordLog
+from raftcache.chaos.watch import Background, stop_all
 from raftcache.client import (
     AsyncClient,
     Client,

@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 from raftcache.chaos import checkers, netns, report
 from raftcache.chaos.checkers import Verdict
-from raftcache.chaos.history import HistoryWriter, Op, read_history
+from raftcache.chaos.history import HistoryWriter, Op, RecordLog, read_history, read_records
 from raftcache.chaos.k8s import K8S_KINDS, K8sConfig, K8sNemesis, Kubectl, KubectlError
 from raftcache.chaos.local_cluster import CHANNEL_OPTIONS, LocalCluster
 from raftcache.chaos.nemesis import (
@@ -46,9 +46,7 @@ from raftcache.chaos.pubsub import MARKER_PREFIX, PUBSUB_FILE, finish_pubsub, st
 from raftcache.chaos.watch import (
     MARKER_KEY,
     WATCH_FILE,
-    RecordLog,
     finish_watchers,
-    read_records,
     start_watchers,
 )
 from raftcache.chaos.workloads import (
@@ -466,6 +464,7 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     sampler = LeaderSampler(_sampler_names(endpoints, args), out / "leaders.jsonl")
     sampler.start()
     started = time.monotonic()
+    end_marker = f"end-{seed}"  # the value of MARKER_KEY every watch must deliver at the end
     watch_log = RecordLog(out / WATCH_FILE)
     watching = args.watchers if "registers" in wconfig.workloads else 0
     if args.watchers and not watching:
@@ -492,8 +491,7 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
             worker_errors = stop_workers(workers)
             # The writers have stopped. After a recovery, the end markers every watch and
             # subscriber must deliver; otherwise (not ready, Ctrl-C) just stop them.
-            marker = f"end-{seed}" if ready else None
-            worker_errors += finish_watchers(watchers, endpoints, marker)
+            worker_errors += finish_watchers(watchers, endpoints, end_marker if ready else None)
             worker_errors += finish_pubsub(publishers, subscribers, endpoints, pubsub_log, ready)
         finally:
             watch_log.close()
@@ -518,7 +516,7 @@ def _run(args: argparse.Namespace, seed: int, out: Path, backend: Backend) -> in
     if watchers:
         records = read_records(out / WATCH_FILE)
         verdicts.append(
-            checkers.check_watch(records, ops, final, (MARKER_KEY, f"end-{seed}"))
+            checkers.check_watch(records, ops, final, (MARKER_KEY, end_marker))
             if ready
             else _unknown("watch", "the cluster did not recover: no end marker, not checked")
         )

@@ -26,13 +26,12 @@ marker. checkers.check_watch then holds the records against the registers' histo
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from raftcache.chaos.history import RecordLog
 from raftcache.client import (
     AsyncClient,
     Client,
@@ -44,37 +43,6 @@ from raftcache.client import (
 PREFIX = "r:"  # the SDK registers' keys (chaos/workloads.py)
 MARKER_KEY = "r:~end"  # not a register key: written once, after the writers stopped
 WATCH_FILE = "watch.jsonl"
-
-
-class RecordLog:
-    """A JSON-lines file of records (watch.jsonl, pubsub.jsonl), each flushed as written,
-    stamped with `time` (thread-safe)."""
-
-    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
-        self.path = path
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._file = path.open("a", encoding="utf-8")
-
-    def write(self, what: str, **fields: Any) -> None:
-        record = {"what": what, "time": self.clock(), **fields}
-        line = json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
-        with self._lock:
-            if not self._file.closed:
-                self._file.write(line)
-                self._file.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            self._file.close()
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records of a RecordLog file, in file order ([] when it was never written)."""
-    if not path.exists():
-        return []
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 class Background:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from raftcache.chaos.checkers import check_pubsub
+from raftcache.chaos.history import RecordLog, read_records
 from raftcache.chaos.pubsub import MARKER_PREFIX, finish_pubsub, start_pubsub
-from raftcache.chaos.watch import RecordLog, read_records
 
 from tests.integration.conftest import start_cluster
 

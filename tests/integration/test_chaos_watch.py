@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 from raftcache.chaos.checkers import check_watch
-from raftcache.chaos.history import HistoryWriter, read_history
+from raftcache.chaos.history import HistoryWriter, RecordLog, read_history, read_records
 from raftcache.chaos.watch import (
     MARKER_KEY,
-    RecordLog,
     finish_watchers,
-    read_records,
     start_watchers,
 )
 from raftcache.client import Client

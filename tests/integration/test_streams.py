@@ -207,8 +207,13 @@ def test_watch_from_a_revision_ahead_of_the_cluster(cluster: LocalCluster) -> No
             return caught.value
 
     async def body() -> None:
-        refused = await ahead(leader)
-        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # The leader's lease can lapse for a moment on a loaded machine (then it, too, waits
+        # and answers UNAVAILABLE): it must refuse within a few tries, and never otherwise.
+        for _ in range(5):
+            refused = await ahead(leader)
+            if refused.code() != grpc.StatusCode.UNAVAILABLE:
+                break
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.details()
         assert "ahead of this node's revision" in (refused.details() or "")
         behind = await ahead(follower)
         assert behind.code() == grpc.StatusCode.UNAVAILABLE
